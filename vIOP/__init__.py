@@ -1,0 +1,3 @@
+"""vIOP: backend for virtual Intensive Outpatient Programs."""
+
+__version__ = "0.1.0"
