@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
@@ -39,3 +40,22 @@ def data_dir(tmp_path: Path) -> Path:
     path = tmp_path / "var"
     path.mkdir()
     return path
+
+
+from tests.support import LiveServer, run_live_server, test_settings  # noqa: E402
+
+
+@pytest.fixture
+def live_server_factory(data_dir: Path, redis_url: str, redis_client: aioredis.Redis) -> Callable[..., Any]:
+    """``async with live_server_factory(**setting_overrides) as live: ...``"""
+
+    def factory(**overrides: Any) -> Any:
+        return run_live_server(test_settings(data_dir, redis_url, **overrides))
+
+    return factory
+
+
+@pytest.fixture
+async def live_server(live_server_factory: Callable[..., Any]) -> AsyncIterator[LiveServer]:
+    async with live_server_factory() as live:
+        yield live

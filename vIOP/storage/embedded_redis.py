@@ -8,10 +8,12 @@ with AOF persistence, and stops it on exit. The binary is the one on PATH, else 
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import os
 import shutil
 import signal
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -37,12 +39,21 @@ def find_redis_server() -> str:
     )
 
 
+def _die_with_parent() -> None:
+    """Runs in the child before exec: if the app is SIGKILLed, the kernel stops Redis too (Linux)."""
+    try:
+        pr_set_pdeathsig = 1
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+    except (OSError, AttributeError):
+        pass
+
+
 class EmbeddedRedis:
     """One redis-server child process bound to a unix socket (no TCP port) in ``directory``."""
 
     def __init__(self, directory: Path, *, appendonly: bool = True, binary: str | None = None) -> None:
-        self.directory = directory
-        self.socket_path = directory / "redis.sock"
+        self.directory = directory.absolute()
+        self.socket_path = self.directory / "redis.sock"
         self.appendonly = appendonly
         self.binary = binary
         self._process: subprocess.Popen[bytes] | None = None
@@ -95,6 +106,10 @@ class EmbeddedRedis:
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.PIPE,
                 start_new_session=True,
+                # PDEATHSIG follows the creating *thread*: only safe from the main thread.
+                preexec_fn=_die_with_parent
+                if threading.current_thread() is threading.main_thread()
+                else None,
             )
         except OSError as exc:
             raise StartupError(f"cannot run redis-server at {binary}: {exc.strerror}") from None

@@ -1,0 +1,122 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from vIOP.errors import ConfigError
+from vIOP.settings import Settings, describe, load_settings
+
+
+def test_defaults_are_the_embedded_development_setup() -> None:
+    s = load_settings(environ={})
+    assert s.env == "development"
+    assert s.embedded_redis
+    assert s.data_dir == Path("var")
+    assert s.effective_database_url.startswith("sqlite+aiosqlite:///")
+    assert s.effective_database_url.endswith("var/viop.db")
+    assert "http://127.0.0.1:8000" in s.effective_allowed_origins
+    assert s.ws_max_message_bytes == 64 * 1024
+
+
+def test_environment_is_parsed_and_typed() -> None:
+    s = load_settings(
+        environ={
+            "VIOP_PORT": "9000",
+            "VIOP_ALLOWED_ORIGINS": "https://clinic.example.org, https://staff.example.org/",
+            "VIOP_ICE_HOST_ADDRESSES": "127.0.0.1",
+            "VIOP_REDIS_URL": "redis://:pw@redis.internal:6379/0",
+        }
+    )
+    assert s.port == 9000
+    assert s.allowed_origins == ("https://clinic.example.org", "https://staff.example.org")
+    assert s.ice_host_addresses == ("127.0.0.1",)
+    assert s.effective_allowed_origins == s.allowed_origins
+
+
+@pytest.mark.parametrize(
+    ("environ", "setting"),
+    [
+        ({"VIOP_PORT": "99999"}, "VIOP_PORT"),
+        ({"VIOP_PORT": "eighty"}, "VIOP_PORT"),
+        ({"VIOP_REDIS_URL": "http://nope"}, "VIOP_REDIS_URL"),
+        ({"VIOP_REDIS_URL": "redis://"}, "VIOP_REDIS_URL"),
+        ({"VIOP_DATABASE_URL": "mysql://x/y"}, "VIOP_DATABASE_URL"),
+        ({"VIOP_ALLOWED_ORIGINS": "clinic.example.org"}, "VIOP_ALLOWED_ORIGINS"),
+        ({"VIOP_ICE_SERVERS": "http://stun.example.org"}, "VIOP_ICE_SERVERS"),
+        ({"VIOP_ENV": "staging"}, "VIOP_ENV"),
+        ({"VIOP_FROBNICATE": "1"}, "VIOP_FROBNICATE"),
+        (
+            {"VIOP_HEARTBEAT_SECONDS": "30", "VIOP_PRESENCE_EXPIRY_SECONDS": "20"},
+            "VIOP_PRESENCE_EXPIRY_SECONDS",
+        ),
+    ],
+)
+def test_invalid_values_name_the_setting(environ: dict[str, str], setting: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_settings(environ=environ)
+    assert info.value.setting == setting
+    assert setting in info.value.message
+
+
+def test_test_suite_variables_are_not_settings() -> None:
+    assert load_settings(environ={"VIOP_TEST_POSTGRES_URL": "postgresql://x/y"}).env == "development"
+
+
+_PROD = {
+    "VIOP_ENV": "production",
+    "VIOP_REDIS_URL": "rediss://redis.internal:6380/0",
+    "VIOP_DATABASE_URL": "postgresql+asyncpg://viop@db.internal/viop",
+    "VIOP_ALLOWED_ORIGINS": "https://clinic.example.org",
+    "VIOP_KEY_FILE": "/run/secrets/viop-keys.json",
+}
+
+
+def test_production_accepts_explicit_configuration() -> None:
+    assert load_settings(environ=_PROD).env == "production"
+
+
+@pytest.mark.parametrize(
+    "missing", ["VIOP_REDIS_URL", "VIOP_DATABASE_URL", "VIOP_ALLOWED_ORIGINS", "VIOP_KEY_FILE"]
+)
+def test_production_refuses_embedded_defaults(missing: str) -> None:
+    environ = {k: v for k, v in _PROD.items() if k != missing}
+    with pytest.raises(ConfigError) as info:
+        load_settings(environ=environ)
+    assert missing in info.value.message
+
+
+def test_production_refuses_keys_inside_the_data_folder() -> None:
+    with pytest.raises(ConfigError, match="outside the data folder"):
+        load_settings(environ={**_PROD, "VIOP_DATA_DIR": "/srv/viop", "VIOP_KEY_FILE": "/srv/viop/keys.json"})
+
+
+def test_toml_file_then_env_precedence(tmp_path: Path) -> None:
+    cfg = tmp_path / "viop.toml"
+    cfg.write_text('port = 8100\nallowed_origins = ["https://a.example.org"]\nlog_level = "debug"\n')
+    s = load_settings(environ={"VIOP_CONFIG": str(cfg), "VIOP_PORT": "8200"})
+    assert s.port == 8200
+    assert s.allowed_origins == ("https://a.example.org",)
+    assert s.log_level == "debug"
+    assert s.source["log_level"].startswith("file")
+
+
+def test_toml_unknown_key_is_refused(tmp_path: Path) -> None:
+    cfg = tmp_path / "viop.toml"
+    cfg.write_text("colour = 'blue'\n")
+    with pytest.raises(ConfigError, match="colour"):
+        load_settings(environ={"VIOP_CONFIG": str(cfg)})
+
+
+def test_describe_masks_secrets() -> None:
+    s = load_settings(environ={"VIOP_REDIS_URL": "redis://:hunter2@r:6379", "VIOP_TURN_SECRET": "s3cret"})
+    shown = {name: value for name, value, _ in describe(s)}
+    assert shown["VIOP_REDIS_URL"] == "********"
+    assert shown["VIOP_TURN_SECRET"] == "********"
+    assert "hunter2" not in repr(describe(s))
+
+
+def test_settings_are_frozen() -> None:
+    s = Settings()
+    with pytest.raises(AttributeError):
+        s.port = 1  # type: ignore[misc]

@@ -1,0 +1,1 @@
+"""HTTP and WebSocket edges: routes, middleware, error rendering, OpenAPI."""

@@ -1,0 +1,21 @@
+"""Prometheus metrics, defined once per process (prometheus_client's registry is global)."""
+
+from __future__ import annotations
+
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
+
+HTTP_REQUESTS = Counter("viop_http_requests_total", "HTTP requests served", ["method", "route", "status"])
+HTTP_DURATION = Histogram(
+    "viop_http_request_duration_seconds",
+    "HTTP request duration",
+    ["route"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+)
+WS_CONNECTIONS = Counter("viop_websocket_connections_total", "WebSocket connections accepted", ["endpoint"])
+WS_REFUSED = Counter("viop_websocket_refused_total", "WebSocket connections refused", ["endpoint", "code"])
+WS_ACTIVE = Gauge("viop_websocket_connections_active", "WebSocket connections open now", ["endpoint"])
+SIGNAL_MESSAGES = Counter("viop_signal_messages_total", "Signaling messages received", ["type"])
+
+
+def render() -> tuple[bytes, str]:
+    return generate_latest(), CONTENT_TYPE_LATEST

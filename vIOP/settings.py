@@ -1,0 +1,316 @@
+"""One frozen Settings object, read once from ``VIOP_*`` environment variables and an optional TOML file.
+
+Precedence: environment > TOML file (``VIOP_CONFIG``, else ``config/viop.toml`` when present) > defaults.
+Every setting is declared once in ``_FIELDS``: its parser, default and whether it is a secret (masked by
+``python -m vIOP config``). Anything invalid raises :class:`ConfigError` naming the setting.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import os
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+from vIOP.errors import ConfigError
+
+Environment = Literal["development", "production"]
+
+# Variables with this prefix belong to the test suite, not to the server.
+_TEST_PREFIX = "VIOP_TEST_"
+_CONFIG_FILE_VAR = "VIOP_CONFIG"
+DEFAULT_CONFIG_FILE = Path("config/viop.toml")
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    env: Environment = "development"
+    host: str = "127.0.0.1"
+    port: int = 8000
+    data_dir: Path = Path("var")
+    redis_url: str | None = None
+    database_url: str | None = None
+    key_file: Path | None = None
+    keys: str | None = None
+    allowed_origins: tuple[str, ...] = ()
+    public_url: str | None = None
+    log_level: str = "info"
+    ws_max_message_bytes: int = 64 * 1024
+    ice_servers: tuple[str, ...] = ()
+    ice_host_addresses: tuple[str, ...] = ()
+    turn_secret: str | None = None
+    turn_ttl_seconds: int = 4 * 3600
+    reconnect_grace_seconds: int = 60
+    heartbeat_seconds: int = 10
+    presence_expiry_seconds: int = 30
+    token_idle_seconds: int = 15 * 60
+    token_lifetime_seconds: int = 12 * 3600
+    login_max_failures: int = 5
+    signal_rate_per_second: float = 20.0
+    shutdown_timeout_seconds: int = 8
+    source: Mapping[str, str] = field(default_factory=dict, compare=False)
+
+    @property
+    def embedded_redis(self) -> bool:
+        return self.redis_url is None
+
+    @property
+    def effective_database_url(self) -> str:
+        return self.database_url or f"sqlite+aiosqlite:///{(self.data_dir / 'viop.db').absolute()}"
+
+    @property
+    def origin(self) -> str:
+        """The server's own origin: the default allowed origin in development."""
+        if self.public_url:
+            parts = urlsplit(self.public_url)
+            return f"{parts.scheme}://{parts.netloc}"
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def effective_allowed_origins(self) -> tuple[str, ...]:
+        if self.allowed_origins:
+            return self.allowed_origins
+        own = self.origin
+        # The same server reached as localhost or 127.0.0.1 is the same origin to a developer.
+        if self.host in ("127.0.0.1", "localhost"):
+            return (f"http://127.0.0.1:{self.port}", f"http://localhost:{self.port}")
+        return (own,)
+
+    def with_overrides(self, **changes: Any) -> Settings:
+        return dataclasses.replace(self, **changes)
+
+
+# ---- parsers: each returns the typed value or raises ValueError with a human reason ----------------
+
+
+def _str(raw: str) -> str:
+    if not raw.strip():
+        raise ValueError("must not be empty")
+    return raw.strip()
+
+
+def _env(raw: str) -> str:
+    if raw not in ("development", "production"):
+        raise ValueError("must be 'development' or 'production'")
+    return raw
+
+
+def _int_range(lo: int, hi: int) -> Callable[[str], int]:
+    def parse(raw: str) -> int:
+        try:
+            value = int(raw)
+        except ValueError:
+            raise ValueError(f"must be an integer, got {raw!r}") from None
+        if not lo <= value <= hi:
+            raise ValueError(f"must be between {lo} and {hi}, got {value}")
+        return value
+
+    return parse
+
+
+def _positive_float(raw: str) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ValueError(f"must be a number, got {raw!r}") from None
+    if value <= 0:
+        raise ValueError("must be positive")
+    return value
+
+
+def _path(raw: str) -> Path:
+    return Path(_str(raw))
+
+
+def _url(schemes: tuple[str, ...]) -> Callable[[str], str]:
+    def parse(raw: str) -> str:
+        parts = urlsplit(raw.strip())
+        if parts.scheme not in schemes:
+            raise ValueError(f"must be a URL with scheme {' or '.join(schemes)}")
+        if parts.scheme != "unix" and not parts.netloc and not parts.scheme.startswith("sqlite"):
+            raise ValueError("must name a host")
+        if parts.scheme == "unix" and not parts.path:
+            raise ValueError("must name a socket path")
+        return raw.strip()
+
+    return parse
+
+
+def _origin(raw: str) -> str:
+    parts = urlsplit(raw.strip())
+    if parts.scheme not in ("http", "https") or not parts.netloc or parts.path not in ("", "/"):
+        raise ValueError(f"{raw!r} is not an origin like https://clinic.example.org")
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+def _list(item: Callable[[str], str]) -> Callable[[str], tuple[str, ...]]:
+    def parse(raw: str) -> tuple[str, ...]:
+        return tuple(item(part) for part in raw.split(",") if part.strip())
+
+    return parse
+
+
+def _ice_server(raw: str) -> str:
+    value = raw.strip()
+    if not value.startswith(("stun:", "turn:", "turns:")):
+        raise ValueError(f"{value!r} is not a stun:, turn: or turns: URL")
+    return value
+
+
+def _ip(raw: str) -> str:
+    try:
+        return str(ipaddress.ip_address(raw.strip()))
+    except ValueError:
+        raise ValueError(f"{raw.strip()!r} is not an IP address") from None
+
+
+def _log_level(raw: str) -> str:
+    value = raw.strip().lower()
+    if value not in ("debug", "info", "warning", "error"):
+        raise ValueError("must be debug, info, warning or error")
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class _Field:
+    parse: Callable[[str], Any]
+    secret: bool = False
+
+
+_FIELDS: dict[str, _Field] = {
+    "env": _Field(_env),
+    "host": _Field(_str),
+    "port": _Field(_int_range(1, 65535)),
+    "data_dir": _Field(_path),
+    "redis_url": _Field(_url(("redis", "rediss", "unix")), secret=True),
+    "database_url": _Field(_url(("sqlite+aiosqlite", "postgresql+asyncpg", "postgresql")), secret=True),
+    "key_file": _Field(_path),
+    "keys": _Field(_str, secret=True),
+    "allowed_origins": _Field(_list(_origin)),
+    "public_url": _Field(_url(("http", "https"))),
+    "log_level": _Field(_log_level),
+    "ws_max_message_bytes": _Field(_int_range(1024, 16 * 1024 * 1024)),
+    "ice_servers": _Field(_list(_ice_server)),
+    "ice_host_addresses": _Field(_list(_ip)),
+    "turn_secret": _Field(_str, secret=True),
+    "turn_ttl_seconds": _Field(_int_range(60, 24 * 3600)),
+    "reconnect_grace_seconds": _Field(_int_range(1, 3600)),
+    "heartbeat_seconds": _Field(_int_range(1, 300)),
+    "presence_expiry_seconds": _Field(_int_range(2, 900)),
+    "token_idle_seconds": _Field(_int_range(60, 24 * 3600)),
+    "token_lifetime_seconds": _Field(_int_range(300, 7 * 24 * 3600)),
+    "login_max_failures": _Field(_int_range(1, 100)),
+    "signal_rate_per_second": _Field(_positive_float),
+    "shutdown_timeout_seconds": _Field(_int_range(1, 120)),
+}
+
+SECRET_FIELDS = frozenset(name for name, spec in _FIELDS.items() if spec.secret)
+
+
+def _read_toml(path: Path) -> dict[str, str]:
+    try:
+        with path.open("rb") as fh:
+            data = tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError(_CONFIG_FILE_VAR, f"config file {path} does not exist") from None
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(_CONFIG_FILE_VAR, f"cannot read {path}: {exc}") from None
+    out: dict[str, str] = {}
+    for key, value in data.items():
+        if key not in _FIELDS:
+            raise ConfigError(f"{path}:{key}", "unknown setting")
+        if isinstance(value, list):
+            value = ",".join(str(v) for v in value)
+        elif isinstance(value, bool):
+            value = str(value).lower()
+        out[key] = str(value)
+    return out
+
+
+def load_settings(environ: Mapping[str, str] | None = None, **overrides: str) -> Settings:
+    """Read the configuration once. ``overrides`` (e.g. from CLI flags) win over everything."""
+    environ = os.environ if environ is None else environ
+    raw: dict[str, str] = {}
+    source: dict[str, str] = {}
+
+    config_path = environ.get(_CONFIG_FILE_VAR)
+    if config_path:
+        file_values = _read_toml(Path(config_path))
+    elif DEFAULT_CONFIG_FILE.is_file():
+        config_path = str(DEFAULT_CONFIG_FILE)
+        file_values = _read_toml(DEFAULT_CONFIG_FILE)
+    else:
+        file_values = {}
+    for key, value in file_values.items():
+        raw[key], source[key] = value, f"file {config_path}"
+
+    for var, value in environ.items():
+        if not var.startswith("VIOP_") or var.startswith(_TEST_PREFIX) or var == _CONFIG_FILE_VAR:
+            continue
+        key = var[len("VIOP_") :].lower()
+        if key not in _FIELDS:
+            raise ConfigError(var, "unknown setting (see `python -m vIOP config` for the list)")
+        raw[key], source[key] = value, "env"
+
+    for key, value in overrides.items():
+        raw[key], source[key] = value, "command line"
+
+    values: dict[str, Any] = {}
+    for key, value in raw.items():
+        try:
+            values[key] = _FIELDS[key].parse(value)
+        except ValueError as exc:
+            raise ConfigError(_setting_name(key, source[key]), str(exc)) from None
+
+    settings = Settings(**values, source=source)
+    _check_consistency(settings)
+    return settings
+
+
+def _setting_name(key: str, where: str) -> str:
+    return f"VIOP_{key.upper()}" if where in ("env", "command line") else f"{key} ({where})"
+
+
+def _check_consistency(s: Settings) -> None:
+    if s.presence_expiry_seconds <= s.heartbeat_seconds:
+        raise ConfigError("VIOP_PRESENCE_EXPIRY_SECONDS", "must be longer than VIOP_HEARTBEAT_SECONDS")
+    if s.token_lifetime_seconds < s.token_idle_seconds:
+        raise ConfigError("VIOP_TOKEN_LIFETIME_SECONDS", "must be at least VIOP_TOKEN_IDLE_SECONDS")
+    if s.env != "production":
+        return
+    # Production refuses every embedded default: the data and its keys must live apart.
+    required = {
+        "VIOP_REDIS_URL": s.redis_url,
+        "VIOP_DATABASE_URL": s.database_url,
+        "VIOP_ALLOWED_ORIGINS": s.allowed_origins or None,
+        "VIOP_KEY_FILE or VIOP_KEYS": s.key_file or s.keys,
+    }
+    for name, value in required.items():
+        if not value:
+            raise ConfigError(name, "is required when VIOP_ENV=production (embedded defaults are refused)")
+    if s.key_file is not None:
+        key_path, data_path = s.key_file.absolute(), s.data_dir.absolute()
+        if key_path.is_relative_to(data_path):
+            raise ConfigError("VIOP_KEY_FILE", "must be outside the data folder in production")
+
+
+def describe(settings: Settings) -> list[tuple[str, str, str]]:
+    """(VIOP_NAME, shown value, source) for every setting, secrets masked."""
+    rows = []
+    for key in _FIELDS:
+        value = getattr(settings, key)
+        if isinstance(value, tuple):
+            shown = ",".join(value)
+        elif value is None:
+            shown = ""
+        else:
+            shown = str(value)
+        if key in SECRET_FIELDS and shown:
+            shown = "********"
+        rows.append((f"VIOP_{key.upper()}", shown, settings.source.get(key, "default")))
+    return rows
