@@ -1,0 +1,231 @@
+"""Every SQL table of vIOP, as SQLAlchemy Core, in one place.
+
+Conventions: ids are opaque text (``vIOP/ids.py``); times are timezone-aware UTC (:class:`UtcDateTime`);
+every column whose value a person typed or that names a person is ``LargeBinary`` ciphertext made by
+:class:`vIOP.storage.crypto.FieldCipher` with AAD = (table, column, row id); columns that must be looked up
+hold a blind index (HMAC-SHA256) instead of the plaintext. Enumerated columns hold the ``.value`` of the
+owning enum as short text (no CHECK constraint, so a new state needs no table rebuild).
+
+The initial Alembic revision (``migrations/versions/0001_initial.py``) must create exactly these tables:
+``tests/storage/test_migrations.py`` compares the two.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    Dialect,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    TypeDecorator,
+    UniqueConstraint,
+)
+
+# Deterministic constraint names: Alembic can then alter them on SQLite and PostgreSQL alike.
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+ID = 64  # opaque ids are ~20 characters; room to spare for system key names
+ENUM = 32
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """Aware UTC datetimes in and out, on SQLite (which has no time zones) and PostgreSQL alike."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime: vIOP stores only timezone-aware UTC times")
+        value = value.astimezone(UTC)
+        # SQLite stores text without an offset; keep it naive-UTC there so ordering stays lexical.
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        assert isinstance(value, datetime)
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _id(name: str, *args: Any, **kwargs: Any) -> Column[Any]:
+    return Column(name, String(ID), *args, **kwargs)
+
+
+# --- keys (issue 3) ---------------------------------------------------------------------------------
+
+# Data keys: random AES-256 keys that encrypt fields, each wrapped (encrypted) by a KEK from the key source.
+# scope: "system" (fixed ids such as "sys.fields") or "client" (one per client, destroyed by crypto-shred).
+# Rotation rewrites only wrapped/kek_id/kek_version; field ciphertexts name their data key by id.
+data_keys = Table(
+    "data_keys",
+    metadata,
+    _id("id", primary_key=True),
+    Column("scope", String(ENUM), nullable=False),
+    Column("kek_id", String(ID), nullable=True),  # NULL once destroyed
+    Column("kek_version", Integer, nullable=True),
+    Column("wrapped", LargeBinary, nullable=True),  # NULL once destroyed (crypto-shredded)
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("rewrapped_at", UtcDateTime, nullable=True),
+    Column("destroyed_at", UtcDateTime, nullable=True),
+    Index(None, "kek_id", "kek_version"),
+)
+
+# One row per `keys rotate` run; the cursor makes an interrupted rotation resumable.
+key_rotations = Table(
+    "key_rotations",
+    metadata,
+    _id("id", primary_key=True),
+    Column("target_kek_id", String(ID), nullable=False),
+    Column("target_kek_version", Integer, nullable=False),
+    Column("started_at", UtcDateTime, nullable=False),
+    Column("finished_at", UtcDateTime, nullable=True),
+    Column("rewrapped", Integer, nullable=False, default=0),
+    Column("cursor", String(ID), nullable=True),  # last data key id re-wrapped
+)
+
+# --- audit (issue 3) --------------------------------------------------------------------------------
+
+# Append-only, chained: mac = HMAC(chain key, prev_mac || canonical(row)). seq is dense (1, 2, 3...), so a
+# deleted row leaves a gap. No PHI: ids only; the IP is ciphertext, the user agent a keyed hash.
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("seq", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=False),
+    Column("at", UtcDateTime, nullable=False),
+    Column("actor_id", String(ID), nullable=True),
+    Column("actor_role", String(ENUM), nullable=False),
+    Column("action", String(ENUM * 2), nullable=False),
+    Column("object_type", String(ENUM), nullable=True),
+    Column("object_id", String(ID), nullable=True),
+    Column("outcome", String(ENUM), nullable=False),
+    Column("ip", LargeBinary, nullable=True),
+    Column("user_agent_hash", String(ID), nullable=True),
+    Column("prev_mac", LargeBinary, nullable=False),
+    Column("mac", LargeBinary, nullable=False),
+    Index(None, "actor_id", "at"),
+    Index(None, "object_type", "object_id"),
+)
+
+# --- identity (issue 4) -----------------------------------------------------------------------------
+
+# Workforce accounts (admin, clinician, staff). Fields are encrypted under the "sys.fields" data key.
+users = Table(
+    "users",
+    metadata,
+    _id("id", primary_key=True),
+    Column("role", String(ENUM), nullable=False),
+    Column("username_index", LargeBinary, nullable=False, unique=True),
+    Column("username", LargeBinary, nullable=False),
+    Column("email_index", LargeBinary, nullable=True, unique=True),
+    Column("email", LargeBinary, nullable=True),
+    Column("password_hash", String(255), nullable=False),  # argon2id PHC string
+    Column("totp_secret", LargeBinary, nullable=True),
+    Column("mfa_enabled", Boolean, nullable=False, default=False),
+    Column("disabled", Boolean, nullable=False, default=False),
+    Column("failed_logins", Integer, nullable=False, default=0),
+    Column("last_failed_at", UtcDateTime, nullable=True),
+    Column("locked_until", UtcDateTime, nullable=True),
+    Column("last_login_at", UtcDateTime, nullable=True),
+    Column("password_changed_at", UtcDateTime, nullable=True),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+)
+
+# Clients have no account: an invite names them. Their fields are under their own data key (shreddable).
+clients = Table(
+    "clients",
+    metadata,
+    _id("id", primary_key=True),
+    _id("data_key_id", ForeignKey("data_keys.id"), nullable=False, unique=True),
+    Column("display_name", LargeBinary, nullable=False),
+    _id("created_by", ForeignKey("users.id"), nullable=True),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("shredded_at", UtcDateTime, nullable=True),
+)
+
+# --- rooms and attendance (issue 5) -----------------------------------------------------------------
+
+rooms = Table(
+    "rooms",
+    metadata,
+    _id("id", primary_key=True),
+    Column("kind", String(ENUM), nullable=False),  # group | individual
+    Column("title", LargeBinary, nullable=False),  # a group's name can disclose treatment: encrypted
+    Column("capacity", Integer, nullable=False),
+    _id("host_user_id", ForeignKey("users.id"), nullable=False),
+    Column("state", String(ENUM), nullable=False),  # open | live | locked | ended
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("ended_at", UtcDateTime, nullable=True),
+    Index(None, "host_user_id", "state"),
+)
+
+# The token itself is never stored: only SHA-256(token) (tokens carry >= 128 random bits).
+invites = Table(
+    "invites",
+    metadata,
+    _id("id", primary_key=True),
+    Column("token_hash", LargeBinary, nullable=False, unique=True),
+    _id("room_id", ForeignKey("rooms.id"), nullable=False),
+    _id("client_id", ForeignKey("clients.id"), nullable=False),
+    _id("created_by", ForeignKey("users.id"), nullable=False),
+    Column("label", LargeBinary, nullable=True),  # under the client's data key
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("expires_at", UtcDateTime, nullable=False),
+    Column("max_uses", Integer, nullable=True),  # NULL: unlimited until expiry
+    Column("uses", Integer, nullable=False, default=0),
+    Column("revoked_at", UtcDateTime, nullable=True),
+    Index(None, "room_id"),
+    Index(None, "client_id"),
+)
+
+# One row each time a room goes live until it ends (a room can hold several sessions over its life).
+room_sessions = Table(
+    "room_sessions",
+    metadata,
+    _id("id", primary_key=True),
+    _id("room_id", ForeignKey("rooms.id"), nullable=False),
+    Column("started_at", UtcDateTime, nullable=False),
+    Column("ended_at", UtcDateTime, nullable=True),
+    Index(None, "room_id", "started_at"),
+)
+
+# The attendance ledger: one interval per stay in the room. Exactly one of client_id / user_id is set.
+attendance_intervals = Table(
+    "attendance_intervals",
+    metadata,
+    _id("id", primary_key=True),
+    _id("session_id", ForeignKey("room_sessions.id"), nullable=False),
+    _id("room_id", ForeignKey("rooms.id"), nullable=False),
+    _id("participant_id", nullable=False),
+    _id("client_id", ForeignKey("clients.id"), nullable=True),
+    _id("user_id", ForeignKey("users.id"), nullable=True),
+    Column("joined_at", UtcDateTime, nullable=False),
+    Column("left_at", UtcDateTime, nullable=True),
+    Column("close_reason", String(ENUM), nullable=True),  # left | removed | ended | timeout
+    Index(None, "session_id"),
+    Index(None, "client_id", "joined_at"),
+    Index(None, "room_id", "joined_at"),
+    UniqueConstraint("session_id", "participant_id", "joined_at"),
+)
