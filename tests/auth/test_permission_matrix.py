@@ -1,0 +1,145 @@
+"""Every role x every action, in its own room, in someone else's room and without a room.
+
+The expectations below are written from the product rules (issue 4), independently of the table in
+``vIOP/auth/permissions.py``: if either changes alone, this test fails.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+
+from vIOP.auth.permissions import (
+    PERMISSIONS,
+    ROOM_REQUIRED,
+    Action,
+    Grant,
+    Principal,
+    Role,
+    RoomScope,
+    authorize,
+    belongs_to,
+    grant_for,
+    is_allowed,
+)
+from vIOP.errors import Forbidden
+from vIOP.ids import RoomId
+
+A, C, S, CL = Role.ADMIN, Role.CLINICIAN, Role.STAFF, Role.CLIENT
+OWN, ALL = Grant.OWN, Grant.ALL
+
+PARTICIPANT_MESSAGES = {
+    Action.JOIN, Action.OFFER, Action.ANSWER, Action.CANDIDATE, Action.LEAVE, Action.SET_MEDIA,
+    Action.RAISE_HAND, Action.PING, Action.ISSUE_SIGNAL_TICKET, Action.GET_TURN_CREDENTIALS,
+}  # fmt: skip
+MODERATION = {
+    Action.ADMIT, Action.ADMIT_ALL, Action.DENY, Action.LOBBY_MESSAGE, Action.RETURN_TO_LOBBY,
+    Action.MUTE, Action.REMOVE, Action.LOCK, Action.UNLOCK, Action.END, Action.CREATE_INVITE,
+}  # fmt: skip
+ADMINISTRATION = {Action.MANAGE_USERS, Action.ROTATE_KEYS, Action.READ_AUDIT}
+
+EXPECTED: dict[Action, dict[Role, Grant]] = {
+    **{a: {C: OWN, CL: OWN} for a in PARTICIPANT_MESSAGES},
+    **{a: {C: OWN} for a in MODERATION},
+    **{a: {A: ALL} for a in ADMINISTRATION},
+    Action.LOGOUT: {A: ALL, C: ALL, S: ALL},
+    Action.CREATE_ROOM: {C: ALL},
+    Action.VIEW_ROOM: {A: ALL, C: OWN, S: ALL, CL: OWN},
+    Action.REVOKE_INVITE: {A: ALL, C: OWN},
+    Action.ISSUE_PRESENCE_TICKET: {A: ALL, C: OWN, S: ALL},
+    Action.VIEW_PRESENCE: {A: ALL, C: OWN, S: ALL},
+    Action.VIEW_ATTENDANCE: {A: ALL, C: OWN},
+}
+
+ROOM_X, ROOM_Y = RoomId("rm_x"), RoomId("rm_y")
+HOST_A, HOST_B = "us_host_a", "us_host_b"
+OWN_ROOM = RoomScope(ROOM_X, frozenset({HOST_A}))
+OTHER_ROOM = RoomScope(ROOM_Y, frozenset({HOST_B}))
+
+
+def principal(role: Role) -> Principal:
+    if role is Role.CLIENT:
+        return Principal(role, "cl_1", room_id=ROOM_X)
+    if role is Role.CLINICIAN:
+        return Principal(role, HOST_A)
+    return Principal(role, f"us_{role.value}")
+
+
+def expected(role: Role, action: Action) -> Grant:
+    return EXPECTED[action].get(role, Grant.NONE)
+
+
+def test_every_action_is_specified() -> None:
+    assert set(EXPECTED) == set(Action)
+    assert set(PERMISSIONS) == set(Action)
+    assert all(set(PERMISSIONS[a]) == set(Role) for a in Action)
+
+
+@pytest.mark.parametrize(("role", "action"), list(itertools.product(Role, Action)))
+def test_role_action(role: Role, action: Action) -> None:
+    grant = expected(role, action)
+    assert grant_for(role, action) is grant
+    who = principal(role)
+    in_own = grant is not Grant.NONE
+    in_other = grant is Grant.ALL
+    without_room = grant is not Grant.NONE and action not in ROOM_REQUIRED
+    assert is_allowed(who, action, OWN_ROOM) is in_own
+    assert is_allowed(who, action, OTHER_ROOM) is in_other
+    assert is_allowed(who, action) is without_room
+    for room, allowed in ((OWN_ROOM, in_own), (OTHER_ROOM, in_other), (None, without_room)):
+        if allowed:
+            assert authorize(who, action, room) is grant
+        else:
+            with pytest.raises(Forbidden):
+                authorize(who, action, room)
+
+
+@pytest.mark.parametrize("action", sorted(MODERATION | PARTICIPANT_MESSAGES))
+def test_clinician_cannot_act_in_another_clinicians_room(action: Action) -> None:
+    clinician_a = Principal(Role.CLINICIAN, HOST_A)
+    with pytest.raises(Forbidden):
+        authorize(clinician_a, action, OTHER_ROOM)
+    # ...but a co-host of that room may.
+    co_hosted = RoomScope(ROOM_Y, frozenset({HOST_B, HOST_A}))
+    assert authorize(clinician_a, action, co_hosted) is Grant.OWN
+
+
+@pytest.mark.parametrize("action", sorted(PARTICIPANT_MESSAGES))
+def test_client_invite_for_room_x_is_refused_on_room_y(action: Action) -> None:
+    client = Principal(Role.CLIENT, "cl_1", room_id=ROOM_X)
+    assert is_allowed(client, action, OWN_ROOM)
+    # Room Y hosted by nobody the client knows, and room Y even if its host list names the client id.
+    for room in (OTHER_ROOM, RoomScope(ROOM_Y, frozenset({"cl_1"}))):
+        with pytest.raises(Forbidden):
+            authorize(client, action, room)
+
+
+@pytest.mark.parametrize("action", sorted(MODERATION))
+def test_staff_never_moderate_anywhere(action: Action) -> None:
+    staff = Principal(Role.STAFF, "us_staff")
+    staff_hosted = RoomScope(ROOM_X, frozenset({"us_staff"}))
+    for room in (OWN_ROOM, OTHER_ROOM, staff_hosted, None):
+        with pytest.raises(Forbidden):
+            authorize(staff, action, room)
+
+
+def test_listing_grants_tell_the_caller_to_filter() -> None:
+    assert authorize(Principal(Role.CLINICIAN, HOST_A), Action.VIEW_PRESENCE) is Grant.OWN
+    assert authorize(Principal(Role.STAFF, "us_s"), Action.VIEW_PRESENCE) is Grant.ALL
+    assert authorize(Principal(Role.ADMIN, "us_a"), Action.VIEW_ATTENDANCE) is Grant.ALL
+
+
+def test_scope_rule() -> None:
+    assert belongs_to(Principal(Role.CLINICIAN, HOST_A), OWN_ROOM)
+    assert not belongs_to(Principal(Role.CLINICIAN, HOST_B), OWN_ROOM)
+    assert belongs_to(Principal(Role.CLIENT, "cl_9", ROOM_X), OWN_ROOM)
+    assert not belongs_to(Principal(Role.STAFF, HOST_A), OWN_ROOM)  # same id, wrong role
+    assert not belongs_to(Principal(Role.ADMIN, HOST_A), OWN_ROOM)
+
+
+def test_client_principal_must_name_its_room() -> None:
+    with pytest.raises(ValueError):
+        Principal(Role.CLIENT, "cl_1")
+    with pytest.raises(ValueError):
+        Principal(Role.CLINICIAN, HOST_A, room_id=ROOM_X)
