@@ -15,7 +15,7 @@ from starlette.middleware import Middleware
 from starlette.routing import BaseRoute, Route
 
 from vIOP.api import health
-from vIOP.api.middleware import RequestContextMiddleware
+from vIOP.api.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
 from vIOP.api.openapi import documented_route, json_body, openapi_endpoint
 from vIOP.api.responses import EXCEPTION_HANDLERS
 from vIOP.settings import Settings
@@ -23,6 +23,7 @@ from vIOP.storage.embedded_redis import EmbeddedRedis
 
 log = logging.getLogger("vIOP.app")
 
+MAX_BODY_BYTES = 64 * 1024
 ShutdownHook = Callable[[], Awaitable[None]]
 
 
@@ -119,10 +120,12 @@ def create_app(settings: Settings, services: Services | None = None) -> Starlett
     )
     app = Starlette(
         routes=routes,
-        middleware=[Middleware(RequestContextMiddleware)],
+        middleware=[
+            Middleware(RequestContextMiddleware),
+            Middleware(BodySizeLimitMiddleware, limit=MAX_BODY_BYTES),
+        ],
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=lifespan,
-        max_body_size=64 * 1024,
     )
     app.state.settings = settings
     return app
