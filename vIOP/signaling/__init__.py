@@ -1,0 +1,1 @@
+"""Signaling over WebSockets: wire messages, codec, live connections and resume tokens."""

@@ -1,0 +1,403 @@
+"""The signaling wire: every message as a msgspec Struct, one tagged union per direction.
+
+Frames are JSON text objects ``{"type": ..., ...}``. A client may add ``id`` (a string or a non-negative
+integer) to any message; the server echoes it in the direct reply (``welcome``, ``answer``, ``pong`` or
+``error``). Every string and list is bounded so a valid message is always small; the codec additionally
+caps a whole frame at :data:`MAX_FRAME_BYTES`.
+
+Client messages forbid unknown fields (a typo is an error, not a silent no-op). Server messages ignore
+unknown fields so an older client keeps working when the server adds a field. See docs/PROTOCOL.md.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Annotated, ClassVar, TypeAlias
+
+import msgspec
+from msgspec import Meta
+
+PROTOCOL_VERSION = 1
+
+MAX_FRAME_BYTES = 64 * 1024
+# Measured with aiortc 1.16: a 15-person room's answer is 43 KB (offer 46 KB), so 32 KiB would cap rooms
+# near 11 people. Client SDP fits one 64 KiB frame even with JSON escaping; server frames may be larger.
+MAX_SDP_CHARS = 56 * 1024
+MAX_SERVER_SDP_CHARS = 192 * 1024
+MAX_SERVER_FRAME_BYTES = 256 * 1024
+MAX_CANDIDATE_CHARS = 1024
+MAX_DISPLAY_NAME_CHARS = 80
+MAX_TEXT_CHARS = 500
+MAX_ROSTER = 100
+MAX_LOBBY = 200
+MAX_ICE_SERVERS = 4
+MAX_ICE_URLS = 4
+
+
+class CloseCode(enum.IntEnum):
+    """WebSocket close codes used by the signaling endpoint (RFC 6455 section 7.4.1)."""
+
+    NORMAL = 1000  # leave, denied, removed, room ended, replaced by a resumed connection
+    GOING_AWAY = 1001  # server shutting down or heartbeat lost: reconnect with the resume token
+    UNSUPPORTED_DATA = 1003  # malformed JSON, binary frame
+    POLICY_VIOLATION = 1008  # bad Origin, ticket or resume token; message flood
+    MESSAGE_TOO_BIG = 1009  # frame over MAX_FRAME_BYTES
+    INTERNAL_ERROR = 1011  # unexpected server fault: reconnect with the resume token
+    TRY_AGAIN_LATER = 1013  # overloaded, a store unavailable, or this client too slow to read
+
+
+class Role(enum.StrEnum):
+    """A participant's role in one room (the account roles admin/staff never appear on this wire)."""
+
+    CLINICIAN = "clinician"
+    CLIENT = "client"
+
+
+class MediaKind(enum.StrEnum):
+    AUDIO = "audio"
+    VIDEO = "video"
+
+
+class LeaveReason(enum.StrEnum):
+    LEFT = "left"
+    REMOVED = "removed"
+    RETURNED_TO_LOBBY = "returned_to_lobby"
+    CONNECTION_LOST = "connection_lost"  # grace window over without a resume
+
+
+# --- bounded field types -------------------------------------------------------------------------------
+
+RequestId: TypeAlias = (
+    Annotated[str, Meta(min_length=1, max_length=64)] | Annotated[int, Meta(ge=0, le=2**53 - 1)]
+)
+ParticipantIdField = Annotated[str, Meta(pattern=r"^pt_[A-Za-z0-9_-]{1,64}$")]
+RoomIdField = Annotated[str, Meta(pattern=r"^rm_[A-Za-z0-9_-]{1,64}$")]
+ResumeTokenField = Annotated[str, Meta(pattern=r"^rt_[A-Za-z0-9_-]{43}$")]
+Sdp = Annotated[str, Meta(min_length=1, max_length=MAX_SDP_CHARS)]
+ServerSdp = Annotated[str, Meta(min_length=1, max_length=MAX_SERVER_SDP_CHARS)]
+CandidateLine = Annotated[str, Meta(max_length=MAX_CANDIDATE_CHARS)]  # "" means end of candidates
+SdpMid = Annotated[str, Meta(max_length=64)]
+MLineIndex = Annotated[int, Meta(ge=0, le=255)]
+DisplayName = Annotated[str, Meta(min_length=1, max_length=MAX_DISPLAY_NAME_CHARS)]
+Text = Annotated[str, Meta(min_length=1, max_length=MAX_TEXT_CHARS)]
+ErrorCodeField = Annotated[str, Meta(pattern=r"^[a-z][a-z0-9_]{0,47}$")]
+ShortText = Annotated[str, Meta(max_length=256)]
+IceUrl = Annotated[str, Meta(pattern=r"^(stun|stuns|turn|turns):", max_length=256)]
+Count = Annotated[int, Meta(ge=0, le=10_000_000)]
+Position = Annotated[int, Meta(ge=1, le=MAX_LOBBY)]
+
+
+class _ClientMessage(
+    msgspec.Struct,
+    frozen=True,
+    kw_only=True,
+    omit_defaults=True,
+    forbid_unknown_fields=True,
+    tag_field="type",
+):
+    """Base of client -> server messages. ``host_only`` feeds the permission check in dispatch."""
+
+    host_only: ClassVar[bool] = False
+    id: RequestId | None = None
+
+
+class _HostMessage(_ClientMessage, frozen=True):
+    host_only: ClassVar[bool] = True
+
+
+class _ServerMessage(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, tag_field="type"):
+    id: RequestId | None = None
+
+
+# --- client -> server ----------------------------------------------------------------------------------
+
+
+class Join(_ClientMessage, frozen=True, tag="join"):
+    """First message on a socket. With ``resume_token`` it takes back a dropped participant."""
+
+    protocol_version: Annotated[int, Meta(ge=1, le=1000)] = PROTOCOL_VERSION
+    resume_token: ResumeTokenField | None = None
+    audio: bool = True
+    video: bool = True
+
+
+class Offer(_ClientMessage, frozen=True, tag="offer"):
+    """Opens a new peer connection (first join or after reconnect), replacing any previous one."""
+
+    sdp: Sdp
+
+
+class Answer(_ClientMessage, frozen=True, tag="answer"):
+    """Answer to the server's renegotiation ``offer``."""
+
+    sdp: Sdp
+
+
+class Candidate(_ClientMessage, frozen=True, tag="candidate"):
+    candidate: CandidateLine
+    sdp_mid: SdpMid | None = None
+    sdp_mline_index: MLineIndex | None = None
+
+
+class Leave(_ClientMessage, frozen=True, tag="leave"):
+    pass
+
+
+class SetMedia(_ClientMessage, frozen=True, tag="set_media"):
+    """Own microphone/camera on or off; omitted fields stay as they are."""
+
+    audio: bool | None = None
+    video: bool | None = None
+
+    def __post_init__(self) -> None:
+        if self.audio is None and self.video is None:
+            raise ValueError("Expected `audio` or `video`")
+
+
+class RaiseHand(_ClientMessage, frozen=True, tag="raise_hand"):
+    up: bool
+
+
+class Ping(_ClientMessage, frozen=True, tag="ping"):
+    pass
+
+
+class Admit(_HostMessage, frozen=True, tag="admit"):
+    participant_id: ParticipantIdField
+
+
+class AdmitAll(_HostMessage, frozen=True, tag="admit_all"):
+    pass
+
+
+class Deny(_HostMessage, frozen=True, tag="deny"):
+    participant_id: ParticipantIdField
+    message: Text | None = None
+
+
+class LobbyMessage(_HostMessage, frozen=True, tag="lobby_message"):
+    participant_id: ParticipantIdField
+    message: Text
+
+
+class ReturnToLobby(_HostMessage, frozen=True, tag="return_to_lobby"):
+    participant_id: ParticipantIdField
+
+
+class Mute(_HostMessage, frozen=True, tag="mute"):
+    participant_id: ParticipantIdField
+    kind: MediaKind = MediaKind.AUDIO
+
+
+class Remove(_HostMessage, frozen=True, tag="remove"):
+    participant_id: ParticipantIdField
+    message: Text | None = None
+
+
+class Lock(_HostMessage, frozen=True, tag="lock"):
+    pass
+
+
+class Unlock(_HostMessage, frozen=True, tag="unlock"):
+    pass
+
+
+class End(_HostMessage, frozen=True, tag="end"):
+    pass
+
+
+ClientMessage: TypeAlias = (
+    Join
+    | Offer
+    | Answer
+    | Candidate
+    | Leave
+    | SetMedia
+    | RaiseHand
+    | Ping
+    | Admit
+    | AdmitAll
+    | Deny
+    | LobbyMessage
+    | ReturnToLobby
+    | Mute
+    | Remove
+    | Lock
+    | Unlock
+    | End
+)
+
+# --- server -> client ----------------------------------------------------------------------------------
+
+
+class IceServer(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """Shaped like the browser's RTCIceServer so a web client can pass it through unchanged."""
+
+    urls: Annotated[tuple[IceUrl, ...], Meta(min_length=1, max_length=MAX_ICE_URLS)]
+    username: ShortText | None = None
+    credential: ShortText | None = None
+
+
+class LobbyEntry(msgspec.Struct, frozen=True, kw_only=True):
+    participant_id: ParticipantIdField
+    display_name: DisplayName
+    waited_seconds: Count
+
+
+class RosterEntry(msgspec.Struct, frozen=True, kw_only=True):
+    participant_id: ParticipantIdField
+    display_name: DisplayName
+    role: Role
+    audio: bool
+    video: bool
+    hand: bool = False
+    muted_by_host: bool = False
+
+
+class Welcome(_ServerMessage, frozen=True, tag="welcome"):
+    protocol_version: int
+    participant_id: ParticipantIdField
+    room_id: RoomIdField
+    role: Role
+    resume_token: ResumeTokenField
+    resume_grace_seconds: Count
+    heartbeat_seconds: Count
+    ice_servers: Annotated[tuple[IceServer, ...], Meta(max_length=MAX_ICE_SERVERS)]
+    resumed: bool = False
+
+
+class Waiting(_ServerMessage, frozen=True, tag="waiting"):
+    position: Position
+    message: Text | None = None
+
+
+class Lobby(_ServerMessage, frozen=True, tag="lobby"):
+    waiting: Annotated[tuple[LobbyEntry, ...], Meta(max_length=MAX_LOBBY)]
+
+
+class Admitted(_ServerMessage, frozen=True, tag="admitted"):
+    pass
+
+
+class Denied(_ServerMessage, frozen=True, tag="denied"):
+    message: Text | None = None
+
+
+class Roster(_ServerMessage, frozen=True, tag="roster"):
+    participants: Annotated[tuple[RosterEntry, ...], Meta(max_length=MAX_ROSTER)]
+    locked: bool = False
+
+
+class ParticipantJoined(_ServerMessage, frozen=True, tag="participant_joined"):
+    participant: RosterEntry
+
+
+class ParticipantLeft(_ServerMessage, frozen=True, tag="participant_left"):
+    participant_id: ParticipantIdField
+    reason: LeaveReason = LeaveReason.LEFT
+
+
+class Reconnecting(_ServerMessage, frozen=True, tag="reconnecting"):
+    participant_id: ParticipantIdField
+
+
+class ServerOffer(_ServerMessage, frozen=True, tag="offer"):
+    sdp: ServerSdp
+
+
+class ServerAnswer(_ServerMessage, frozen=True, tag="answer"):
+    sdp: ServerSdp
+
+
+class ServerCandidate(_ServerMessage, frozen=True, tag="candidate"):
+    candidate: CandidateLine
+    sdp_mid: SdpMid | None = None
+    sdp_mline_index: MLineIndex | None = None
+
+
+class MediaChanged(_ServerMessage, frozen=True, tag="media_changed"):
+    participant_id: ParticipantIdField
+    audio: bool
+    video: bool
+
+
+class Muted(_ServerMessage, frozen=True, tag="muted"):
+    participant_id: ParticipantIdField
+    kind: MediaKind = MediaKind.AUDIO
+
+
+class Removed(_ServerMessage, frozen=True, tag="removed"):
+    message: Text | None = None
+
+
+class ReturnedToLobby(_ServerMessage, frozen=True, tag="returned_to_lobby"):
+    pass
+
+
+class RoomLocked(_ServerMessage, frozen=True, tag="room_locked"):
+    pass
+
+
+class RoomUnlocked(_ServerMessage, frozen=True, tag="room_unlocked"):
+    pass
+
+
+class RoomEnded(_ServerMessage, frozen=True, tag="room_ended"):
+    pass
+
+
+class HandRaised(_ServerMessage, frozen=True, tag="hand_raised"):
+    participant_id: ParticipantIdField
+    up: bool
+
+
+class ErrorMessage(_ServerMessage, frozen=True, tag="error"):
+    code: ErrorCodeField
+    message: Text
+
+
+class Pong(_ServerMessage, frozen=True, tag="pong"):
+    pass
+
+
+ServerMessage: TypeAlias = (
+    Welcome
+    | Waiting
+    | Lobby
+    | Admitted
+    | Denied
+    | Roster
+    | ParticipantJoined
+    | ParticipantLeft
+    | Reconnecting
+    | ServerOffer
+    | ServerAnswer
+    | ServerCandidate
+    | MediaChanged
+    | Muted
+    | Removed
+    | ReturnedToLobby
+    | RoomLocked
+    | RoomUnlocked
+    | RoomEnded
+    | HandRaised
+    | ErrorMessage
+    | Pong
+)
+
+CLIENT_MESSAGE_TYPES: tuple[type[_ClientMessage], ...] = ClientMessage.__args__
+SERVER_MESSAGE_TYPES: tuple[type[_ServerMessage], ...] = ServerMessage.__args__
+
+
+def message_type(message: ClientMessage | ServerMessage) -> str:
+    """The wire ``type`` tag of a message object."""
+    tag = type(message).__struct_config__.tag
+    assert isinstance(tag, str)
+    return tag
+
+
+CLIENT_TYPE_NAMES: frozenset[str] = frozenset(str(cls.__struct_config__.tag) for cls in CLIENT_MESSAGE_TYPES)
+SERVER_TYPE_NAMES: frozenset[str] = frozenset(str(cls.__struct_config__.tag) for cls in SERVER_MESSAGE_TYPES)
+HOST_ONLY_TYPE_NAMES: frozenset[str] = frozenset(
+    str(cls.__struct_config__.tag) for cls in CLIENT_MESSAGE_TYPES if cls.host_only
+)
