@@ -14,6 +14,7 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.routing import BaseRoute, Route
 
+from vIOP import web
 from vIOP.api import health
 from vIOP.api.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
 from vIOP.api.openapi import documented_route, json_body, openapi_endpoint
@@ -118,6 +119,7 @@ def create_app(settings: Settings, services: Services | None = None) -> Starlett
             },
         )
     )
+    routes += web.routes()
     app = Starlette(
         routes=routes,
         middleware=[
