@@ -47,9 +47,9 @@ class CloseCode(enum.IntEnum):
 
 
 class Role(enum.StrEnum):
-    """A participant's role in one room (the account roles admin/staff never appear on this wire)."""
+    """A participant's role in one room; the same values as ``vIOP.rooms.participant.Role``."""
 
-    CLINICIAN = "clinician"
+    HOST = "host"  # a clinician hosting the room
     CLIENT = "client"
 
 
@@ -62,7 +62,7 @@ class LeaveReason(enum.StrEnum):
     LEFT = "left"
     REMOVED = "removed"
     RETURNED_TO_LOBBY = "returned_to_lobby"
-    CONNECTION_LOST = "connection_lost"  # grace window over without a resume
+    TIMEOUT = "timeout"  # the socket dropped and the resume grace window passed
 
 
 # --- bounded field types -------------------------------------------------------------------------------
@@ -185,8 +185,11 @@ class ReturnToLobby(_HostMessage, frozen=True, tag="return_to_lobby"):
 
 
 class Mute(_HostMessage, frozen=True, tag="mute"):
+    """Server-enforced: the relay stops forwarding that media. ``muted: false`` lifts the host mute."""
+
     participant_id: ParticipantIdField
     kind: MediaKind = MediaKind.AUDIO
+    muted: bool = True
 
 
 class Remove(_HostMessage, frozen=True, tag="remove"):
@@ -324,6 +327,7 @@ class MediaChanged(_ServerMessage, frozen=True, tag="media_changed"):
 class Muted(_ServerMessage, frozen=True, tag="muted"):
     participant_id: ParticipantIdField
     kind: MediaKind = MediaKind.AUDIO
+    muted: bool = True
 
 
 class Removed(_ServerMessage, frozen=True, tag="removed"):
