@@ -1,0 +1,287 @@
+"""The IOP attendance ledger, as pure interval logic.
+
+An interval is one stay of one person in one room session: opened when they enter the room, closed when
+they leave, are removed, are sent back to the lobby, time out, or the room ends. A return within the grace
+window (default 60 s) reopens the previous interval instead of starting a new one, so a dropped connection
+does not split attendance; a longer absence does. Reports give minutes per client per day and per week
+(in the program's time zone) and flag days under 3 hours and weeks under 9 hours (H0015 asks >= 3 h a day
+on >= 3 days a week; Medicare IOP certifies >= 9 h a week).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
+from datetime import date, datetime, timedelta
+from enum import StrEnum
+from zoneinfo import ZoneInfo
+
+from vIOP.ids import ParticipantId, RoomId, SessionId
+from vIOP.rooms.events import Joined, LeaveReason, Left, Removed, ReturnedToLobby
+from vIOP.rooms.participant import Role
+from vIOP.rooms.room import Transition
+
+DEFAULT_GRACE_SECONDS = 60.0
+DAY_MINUTES_REQUIRED = 180.0
+WEEK_MINUTES_REQUIRED = 540.0
+QUALIFYING_DAYS_PER_WEEK = 3
+
+
+class CloseReason(StrEnum):
+    LEFT = "left"
+    REMOVED = "removed"
+    ENDED = "ended"
+    TIMEOUT = "timeout"
+    RETURNED = "returned"  # sent back to the lobby by a host
+
+
+_LEAVE_TO_CLOSE = {
+    LeaveReason.LEFT: CloseReason.LEFT,
+    LeaveReason.TIMEOUT: CloseReason.TIMEOUT,
+    LeaveReason.ENDED: CloseReason.ENDED,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Interval:
+    id: str
+    room_id: RoomId
+    session_id: SessionId
+    participant_id: ParticipantId  # the participant that opened it
+    subject: str  # ClientId or UserId: the same person across re-knocks in one session
+    role: Role
+    joined_at: float
+    left_at: float | None = None  # None while open
+    close_reason: CloseReason | None = None
+
+    def end(self, now: float) -> float:
+        return self.left_at if self.left_at is not None else max(now, self.joined_at)
+
+
+@dataclass(frozen=True, slots=True)
+class OpenMark:
+    room_id: RoomId
+    session_id: SessionId
+    participant_id: ParticipantId
+    subject: str
+    role: Role
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class CloseMark:
+    room_id: RoomId
+    session_id: SessionId
+    participant_id: ParticipantId
+    subject: str
+    at: float
+    reason: CloseReason
+
+
+Mark = OpenMark | CloseMark
+
+
+def marks_for(transition: Transition) -> list[Mark]:
+    """The ledger entries a stored transition implies, in order. Leaving from the lobby (never inside)
+    closes nothing."""
+    room = transition.room
+    marks: list[Mark] = []
+    for event in transition.events:
+        if not isinstance(event, Joined | Left | Removed | ReturnedToLobby):
+            continue
+        p = room.participant(event.participant_id)
+        ids = (room.id, room.session_id, p.id, p.subject)
+        if isinstance(event, Joined):
+            marks.append(OpenMark(*ids, role=p.role, at=event.at))
+        elif isinstance(event, ReturnedToLobby):
+            marks.append(CloseMark(*ids, at=event.at, reason=CloseReason.RETURNED))
+        elif p.joined_at is None:
+            continue
+        elif isinstance(event, Left):
+            marks.append(CloseMark(*ids, at=event.present_until, reason=_LEAVE_TO_CLOSE[event.reason]))
+        else:
+            marks.append(CloseMark(*ids, at=event.at, reason=CloseReason.REMOVED))
+    return marks
+
+
+class OpenAction(StrEnum):
+    NEW = "new"
+    REOPEN = "reopen"  # the latest interval closed within the grace window: continue it
+    NOTHING = "nothing"  # already open (a repeated mark)
+
+
+def decide_open(latest: Interval | None, at: float, grace: float) -> OpenAction:
+    """What opening at ``at`` does, given the subject's latest interval in the same room session."""
+    if latest is None:
+        return OpenAction.NEW
+    if latest.left_at is None:
+        return OpenAction.NOTHING
+    if at - latest.left_at <= grace:
+        return OpenAction.REOPEN
+    return OpenAction.NEW
+
+
+def merged(intervals: Iterable[Interval], grace: float = DEFAULT_GRACE_SECONDS) -> list[Interval]:
+    """Intervals of the same person in the same room session whose gap is within ``grace``, joined."""
+    groups: dict[tuple[str, str, str], list[Interval]] = defaultdict(list)
+    for i in intervals:
+        groups[(i.room_id, i.session_id, i.subject)].append(i)
+    out: list[Interval] = []
+    for group in groups.values():
+        group.sort(key=lambda i: i.joined_at)
+        current = group[0]
+        for nxt in group[1:]:
+            if current.left_at is None:
+                break  # an open interval swallows whatever follows it
+            if nxt.joined_at - current.left_at <= grace:
+                current = _extend(current, nxt)
+            else:
+                out.append(current)
+                current = nxt
+        out.append(current)
+    out.sort(key=lambda i: (i.joined_at, i.subject))
+    return out
+
+
+def _extend(first: Interval, second: Interval) -> Interval:
+    if second.left_at is None or first.left_at is None:
+        return replace(first, left_at=None, close_reason=None)
+    if second.left_at >= first.left_at:
+        return replace(first, left_at=second.left_at, close_reason=second.close_reason)
+    return first
+
+
+# --- reports -------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class DayTotal:
+    subject: str
+    day: date
+    minutes: float
+
+    @property
+    def below_three_hours(self) -> bool:
+        return self.minutes < DAY_MINUTES_REQUIRED
+
+
+@dataclass(frozen=True, slots=True)
+class WeekTotal:
+    subject: str
+    week_start: date  # the Monday
+    minutes: float
+    days_attended: int
+    qualifying_days: int  # days with >= 3 hours
+
+    @property
+    def below_nine_hours(self) -> bool:
+        return self.minutes < WEEK_MINUTES_REQUIRED
+
+    @property
+    def below_three_qualifying_days(self) -> bool:
+        return self.qualifying_days < QUALIFYING_DAYS_PER_WEEK
+
+
+def _union(spans: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    """Overlapping stays (two rooms at once) count once."""
+    spans.sort()
+    out: list[tuple[float, float]] = []
+    for start, stop in spans:
+        if out and start <= out[-1][1]:
+            out[-1] = (out[-1][0], max(out[-1][1], stop))
+        else:
+            out.append((start, stop))
+    return out
+
+
+def _split_by_day(start: float, stop: float, tz: ZoneInfo) -> Iterable[tuple[date, float]]:
+    """Seconds of [start, stop) falling on each local calendar day."""
+    cursor = datetime.fromtimestamp(start, tz)
+    end = datetime.fromtimestamp(stop, tz)
+    # A stay cannot span more days than it has; the bound keeps the loop finite on odd input.
+    for _ in range((end.date() - cursor.date()).days + 1):
+        next_midnight = datetime.combine(cursor.date() + timedelta(days=1), datetime.min.time(), tz)
+        piece_end = min(end, next_midnight)
+        seconds = piece_end.timestamp() - cursor.timestamp()
+        if seconds > 0:
+            yield cursor.date(), seconds
+        if piece_end >= end:
+            return
+        cursor = piece_end
+
+
+def daily_totals(
+    intervals: Iterable[Interval],
+    *,
+    now: float,
+    tz: ZoneInfo | None = None,
+    roles: frozenset[Role] = frozenset({Role.CLIENT}),
+) -> list[DayTotal]:
+    zone = tz or ZoneInfo("UTC")
+    spans: dict[str, list[tuple[float, float]]] = defaultdict(list)
+    for i in intervals:
+        if i.role in roles:
+            spans[i.subject].append((i.joined_at, i.end(now)))
+    seconds: dict[tuple[str, date], float] = defaultdict(float)
+    for subject, subject_spans in spans.items():
+        for start, stop in _union(subject_spans):
+            for day, secs in _split_by_day(start, stop, zone):
+                seconds[(subject, day)] += secs
+    return [DayTotal(s, d, round(secs / 60.0, 2)) for (s, d), secs in sorted(seconds.items())]
+
+
+def weekly_totals(days: Sequence[DayTotal]) -> list[WeekTotal]:
+    weeks: dict[tuple[str, date], list[DayTotal]] = defaultdict(list)
+    for d in days:
+        weeks[(d.subject, d.day - timedelta(days=d.day.weekday()))].append(d)
+    return [
+        WeekTotal(
+            subject=subject,
+            week_start=monday,
+            minutes=round(sum(d.minutes for d in group), 2),
+            days_attended=len(group),
+            qualifying_days=sum(1 for d in group if not d.below_three_hours),
+        )
+        for (subject, monday), group in sorted(weeks.items())
+    ]
+
+
+@dataclass(frozen=True, slots=True)
+class RosterLine:
+    subject: str
+    role: Role
+    participant_ids: tuple[ParticipantId, ...]
+    stays: tuple[tuple[float, float | None], ...]  # (joined_at, left_at or None while inside)
+    minutes: float
+
+    @property
+    def first_joined(self) -> float:
+        return self.stays[0][0]
+
+    @property
+    def last_left(self) -> float | None:
+        return self.stays[-1][1]
+
+
+def session_roster(intervals: Iterable[Interval], session_id: SessionId, *, now: float) -> list[RosterLine]:
+    """Everyone who entered the room in one session, with their join and leave times."""
+    by_subject: dict[str, list[Interval]] = defaultdict(list)
+    for i in intervals:
+        if i.session_id == session_id:
+            by_subject[i.subject].append(i)
+    lines = []
+    for subject, stays in by_subject.items():
+        stays.sort(key=lambda i: i.joined_at)
+        seconds = sum(stop - start for start, stop in _union([(i.joined_at, i.end(now)) for i in stays]))
+        lines.append(
+            RosterLine(
+                subject=subject,
+                role=stays[0].role,
+                participant_ids=tuple(dict.fromkeys(i.participant_id for i in stays)),
+                stays=tuple((i.joined_at, i.left_at) for i in stays),
+                minutes=round(seconds / 60.0, 2),
+            )
+        )
+    lines.sort(key=lambda line: (line.first_joined, line.subject))
+    return lines

@@ -1,0 +1,235 @@
+"""Room use cases over the ports: what the signaling and HTTP layers call.
+
+Each call reads the clock once, runs one pure step atomically in the room store (which publishes its
+events with the change), keeps this process's :class:`Holdings` current and writes the attendance ledger.
+Authorisation by role (who may call what) is the caller's job; the domain still checks that a host action
+comes from a host present in the room.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
+
+from vIOP.errors import VIOPError
+from vIOP.ids import ClientId, ParticipantId, RoomId, SessionId, UserId, new_participant_id, new_session_id
+from vIOP.rooms import in_room, waiting_room
+from vIOP.rooms.attendance import DEFAULT_GRACE_SECONDS, OpenMark, marks_for
+from vIOP.rooms.clock import Clock, system_clock
+from vIOP.rooms.holdings import Holdings
+from vIOP.rooms.ports import (
+    AttendanceStore,
+    HeartbeatResult,
+    PresenceStore,
+    Reasserted,
+    RoomStore,
+    Step,
+)
+from vIOP.rooms.presence import PresenceSnapshot, Viewer, presence_snapshot
+from vIOP.rooms.room import DEFAULT_CAPACITY, Room, RoomKind, Transition
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class RoomPolicy:
+    heartbeat_expiry: float = 30.0  # no heartbeat for this long: reconnecting
+    reconnect_grace: float = DEFAULT_GRACE_SECONDS  # reconnecting for this long: gone
+    attendance_grace: float = DEFAULT_GRACE_SECONDS  # a return within this long continues the interval
+
+
+class RoomService:
+    def __init__(
+        self,
+        rooms: RoomStore,
+        presence: PresenceStore,
+        *,
+        clock: Clock = system_clock,
+        attendance: AttendanceStore | None = None,
+        holdings: Holdings | None = None,
+        policy: RoomPolicy | None = None,
+        new_participant: Callable[[], ParticipantId] = new_participant_id,
+        new_session: Callable[[], SessionId] = new_session_id,
+    ) -> None:
+        self.rooms = rooms
+        self.presence = presence
+        self.clock = clock
+        self.attendance = attendance
+        self.holdings = holdings if holdings is not None else Holdings()
+        self.policy = policy or RoomPolicy()
+        self._new_participant = new_participant
+        self._new_session = new_session
+
+    # --- rooms -----------------------------------------------------------------------------------
+
+    async def open_room(
+        self,
+        room_id: RoomId,
+        *,
+        kind: RoomKind,
+        host_ids: frozenset[UserId],
+        capacity: int | None = None,
+    ) -> Room:
+        """Open a new session of ``room_id`` (RoomAlreadyOpen while the previous one has not ended)."""
+        room = Room(
+            id=room_id,
+            session_id=self._new_session(),
+            kind=kind,
+            capacity=capacity if capacity is not None else DEFAULT_CAPACITY[kind],
+            host_ids=host_ids,
+            opened_at=self.clock(),
+        )
+        await self.rooms.create(room)
+        return room
+
+    async def room(self, room_id: RoomId) -> Room:
+        """The current room; also refreshes this process's copy (call it on events about held people)."""
+        room = await self.rooms.get(room_id)
+        self.holdings.observe(room)
+        return room
+
+    # --- lobby -----------------------------------------------------------------------------------
+
+    async def knock(self, room_id: RoomId, *, subject: ClientId, display_name: str) -> Transition:
+        pid = self._new_participant()
+        return await self._run(
+            room_id,
+            partial(waiting_room.knock, participant_id=pid, subject=subject, display_name=display_name),
+        )
+
+    async def host_enter(self, room_id: RoomId, *, user_id: UserId, display_name: str) -> Transition:
+        pid = self._new_participant()
+        return await self._run(
+            room_id,
+            partial(waiting_room.host_enter, participant_id=pid, user_id=user_id, display_name=display_name),
+        )
+
+    async def admit(self, room_id: RoomId, *, by: ParticipantId, participant_id: ParticipantId) -> Transition:
+        return await self._run(room_id, partial(waiting_room.admit, by=by, participant_id=participant_id))
+
+    async def admit_all(self, room_id: RoomId, *, by: ParticipantId) -> Transition:
+        return await self._run(room_id, partial(waiting_room.admit_all, by=by))
+
+    async def deny(
+        self, room_id: RoomId, *, by: ParticipantId, participant_id: ParticipantId, message: str | None = None
+    ) -> Transition:
+        return await self._run(
+            room_id, partial(waiting_room.deny, by=by, participant_id=participant_id, message=message)
+        )
+
+    async def lobby_message(
+        self, room_id: RoomId, *, by: ParticipantId, participant_id: ParticipantId, message: str
+    ) -> Transition:
+        return await self._run(
+            room_id,
+            partial(waiting_room.lobby_message, by=by, participant_id=participant_id, message=message),
+        )
+
+    async def return_to_lobby(
+        self, room_id: RoomId, *, by: ParticipantId, participant_id: ParticipantId
+    ) -> Transition:
+        return await self._run(
+            room_id, partial(waiting_room.return_to_lobby, by=by, participant_id=participant_id)
+        )
+
+    # --- in the room -----------------------------------------------------------------------------
+
+    async def join(self, room_id: RoomId, participant_id: ParticipantId) -> Transition:
+        return await self._run(room_id, partial(in_room.join, participant_id=participant_id))
+
+    async def leave(self, room_id: RoomId, participant_id: ParticipantId) -> Transition:
+        return await self._run(room_id, partial(in_room.leave, participant_id=participant_id))
+
+    async def remove(
+        self, room_id: RoomId, *, by: ParticipantId, participant_id: ParticipantId
+    ) -> Transition:
+        return await self._run(room_id, partial(in_room.remove, by=by, participant_id=participant_id))
+
+    async def mute(
+        self, room_id: RoomId, *, by: ParticipantId, participant_id: ParticipantId, muted: bool = True
+    ) -> Transition:
+        return await self._run(
+            room_id, partial(in_room.mute, by=by, participant_id=participant_id, muted=muted)
+        )
+
+    async def lock(self, room_id: RoomId, *, by: ParticipantId) -> Transition:
+        return await self._run(room_id, partial(in_room.lock, by=by))
+
+    async def unlock(self, room_id: RoomId, *, by: ParticipantId) -> Transition:
+        return await self._run(room_id, partial(in_room.unlock, by=by))
+
+    async def end(self, room_id: RoomId, *, by: ParticipantId | None) -> Transition:
+        return await self._run(room_id, partial(in_room.end, by=by))
+
+    # --- liveness --------------------------------------------------------------------------------
+
+    async def heartbeat(self, room_id: RoomId, participant_id: ParticipantId) -> HeartbeatResult:
+        """Record a heartbeat; a participant already marked reconnecting is resumed."""
+        result = await self.presence.heartbeat(room_id, participant_id, self.clock())
+        if result is HeartbeatResult.REVIVED:
+            await self.resume(room_id, participant_id)
+        return result
+
+    async def mark_reconnecting(self, room_id: RoomId, participant_id: ParticipantId) -> Transition:
+        return await self._run(room_id, partial(in_room.mark_reconnecting, participant_id=participant_id))
+
+    async def resume(self, room_id: RoomId, participant_id: ParticipantId) -> Transition:
+        return await self._run(room_id, partial(in_room.resume, participant_id=participant_id))
+
+    async def sweep(self) -> list[Transition]:
+        """Mark silent connections reconnecting and let go of those whose grace ran out. Safe to run in
+        every process at once: each step re-checks the room and is a no-op when someone else won."""
+        now = self.clock()
+        done: list[Transition] = []
+        for quiet in await self.presence.silent(now - self.policy.heartbeat_expiry):
+            step = partial(in_room.mark_reconnecting, participant_id=quiet.participant_id, since=quiet.since)
+            done += await self._sweep_one(quiet.room_id, step, now)
+        for gone in await self.presence.grace_over(now - self.policy.reconnect_grace):
+            step = partial(
+                in_room.expire, participant_id=gone.participant_id, grace=self.policy.reconnect_grace
+            )
+            done += await self._sweep_one(gone.room_id, step, now)
+        return done
+
+    async def _sweep_one(
+        self, room_id: RoomId, step: Callable[..., Transition], now: float
+    ) -> list[Transition]:
+        try:
+            t = await self._run(room_id, step, now=now)
+        except VIOPError as exc:  # the participant or room went away meanwhile
+            log.debug("sweep skipped %s in %s: %s", type(exc).__name__, room_id, exc.code)
+            return []
+        return [t] if t.changed else []
+
+    # --- views and recovery ----------------------------------------------------------------------
+
+    async def snapshot(self, viewer: Viewer) -> PresenceSnapshot:
+        return presence_snapshot(await self.rooms.open_rooms(), viewer, self.clock())
+
+    async def reassert(self) -> list[Reasserted]:
+        """Put back what this process holds after the room store lost its data (Redis restarted empty)."""
+        now = self.clock()
+        results = []
+        for room, held in self.holdings.plan():
+            results.append(await self.rooms.reassert(room, held, now))
+            self.holdings.observe(await self.rooms.get(room.id))
+        return results
+
+    # --- plumbing --------------------------------------------------------------------------------
+
+    async def _run(
+        self, room_id: RoomId, step: Callable[..., Transition], now: float | None = None
+    ) -> Transition:
+        at = self.clock() if now is None else now
+        bound: Step = partial(step, at=at)  # bound once: a retried step sees the same time
+        t = await self.rooms.apply(room_id, bound)
+        self.holdings.observe(t.room)
+        if self.attendance is not None:
+            for mark in marks_for(t):
+                if isinstance(mark, OpenMark):
+                    await self.attendance.open(mark, self.policy.attendance_grace)
+                else:
+                    await self.attendance.close(mark)
+        return t
