@@ -9,7 +9,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from vIOP.storage.crypto import KeyRing
 from vIOP.storage.database import Database, default_sqlite_url, upgrade
+from vIOP.storage.keys import FileKeySource
 
 POSTGRES_URL = os.environ.get("VIOP_TEST_POSTGRES_URL")
 BACKENDS = ["sqlite", *(["postgresql"] if POSTGRES_URL else [])]
@@ -39,3 +41,19 @@ async def db(database_url: str) -> AsyncIterator[Database]:
     database = await Database.open(database_url)
     yield database
     await database.close()
+
+
+@pytest.fixture
+def key_file(tmp_path: Path) -> Path:
+    """A key file outside the data folder, as production keeps it."""
+    return tmp_path / "secrets" / "keys.json"
+
+
+@pytest.fixture
+def key_source(key_file: Path) -> FileKeySource:
+    return FileKeySource(key_file, create=True)
+
+
+@pytest.fixture
+async def ring(db: Database, key_source: FileKeySource) -> KeyRing:
+    return await KeyRing.open(db, key_source)

@@ -23,6 +23,7 @@ from vIOP.errors import ConfigError, StartupError
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
 MIGRATIONS = Path(__file__).parent / "migrations"
+_READ_ONLY = "viop_read_only"
 
 
 def default_sqlite_url(data_dir: Path) -> str:
@@ -48,7 +49,8 @@ def _on_sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
 
 
 def _on_sqlite_begin(connection: Connection) -> None:
-    connection.exec_driver_sql("BEGIN IMMEDIATE")
+    read_only = connection.get_execution_options().get(_READ_ONLY, False)
+    connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
 
 def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
@@ -85,7 +87,8 @@ def _prepare_sqlite_file(path: Path) -> None:
 
 
 class Database:
-    """One async engine. ``async with db.begin() as conn`` is a transaction, committed on success."""
+    """One async engine. ``async with db.begin() as conn`` is a transaction, committed on success;
+    ``async with db.read() as conn`` is a read-only one."""
 
     __slots__ = ("engine", "url")
 
@@ -113,6 +116,14 @@ class Database:
     async def begin(self) -> AsyncIterator[AsyncConnection]:
         async with self.engine.begin() as conn:
             yield conn
+
+    @asynccontextmanager
+    async def read(self) -> AsyncIterator[AsyncConnection]:
+        """A read-only transaction: on SQLite it does not queue behind writers for the write lock."""
+        async with self.engine.connect() as conn:
+            conn = await conn.execution_options(**{_READ_ONLY: True})
+            async with conn.begin():
+                yield conn
 
     async def close(self) -> None:
         await self.engine.dispose()
