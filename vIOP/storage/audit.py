@@ -1,0 +1,386 @@
+"""The append-only, hash-chained audit log (HIPAA 164.312(b)) and its verifier.
+
+Row ``n`` stores ``mac = HMAC-SHA256(chain key, prev_mac || canonical(row n))`` where ``prev_mac`` is row
+``n-1``'s mac (32 zero bytes for row 1) and ``seq`` is dense. Editing, inserting or deleting a row breaks
+the chain at that row, which :meth:`AuditLog.verify` names. Truncating the tail leaves a valid chain, so
+signed checkpoints (``seq`` + ``mac``, HMAC'd under a second key) are appended to a separate file every
+``checkpoint_every`` rows: a tail cut below the last checkpoint is detected. Keys derive from ``sys.root``.
+
+No PHI: actors and objects are opaque ids (validated), the client IP is encrypted (``sys.fields``) and the
+user agent is stored as a keyed hash.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import json
+import os
+import re
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import insert, select
+from sqlalchemy.exc import IntegrityError
+
+from vIOP.errors import BadRequest, Unavailable
+from vIOP.storage.crypto import FieldRef, KeyRing, utc_now
+from vIOP.storage.schema import audit_log
+
+GENESIS = bytes(32)
+_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")  # opaque ids only: a name with a space is refused
+_WORD = re.compile(r"^[a-z][a-z0-9_.-]{0,63}$")
+_APPEND_ATTEMPTS = 8
+_VERIFY_BATCH = 2000
+
+
+class Action(StrEnum):
+    """Audited events. Other modules may pass their own lowercase dotted names as plain strings."""
+
+    LOGIN = "auth.login"
+    LOGOUT = "auth.logout"
+    ACCOUNT_LOCKED = "auth.account_locked"
+    TOKEN_ISSUED = "auth.token_issued"  # noqa: S105 (an event name)
+    TOKEN_REJECTED = "auth.token_rejected"  # noqa: S105
+    TICKET_ISSUED = "auth.ticket_issued"
+    TICKET_REJECTED = "auth.ticket_rejected"
+    USER_CREATED = "user.created"
+    USER_DISABLED = "user.disabled"
+    MFA_RESET = "user.mfa_reset"
+    ROOM_CREATED = "room.created"
+    ROOM_ENDED = "room.ended"
+    INVITE_CREATED = "invite.created"
+    INVITE_REVOKED = "invite.revoked"
+    KNOCK = "room.knock"
+    ADMIT = "room.admit"
+    DENY = "room.deny"
+    REMOVE = "room.remove"
+    MUTE = "room.mute"
+    PRESENCE_VIEWED = "presence.viewed"
+    ATTENDANCE_EXPORTED = "attendance.exported"
+    KEYS_ROTATED = "keys.rotated"
+    KEYS_RETIRED = "keys.retired"
+    CLIENT_SHREDDED = "client.shredded"
+    BREAK_GLASS = "access.break_glass"
+    AUDIT_VERIFIED = "audit.verified"
+
+
+class Outcome(StrEnum):
+    SUCCESS = "success"
+    FAILURE = "failure"
+    DENIED = "denied"
+
+
+class Problem(StrEnum):
+    ALTERED = "altered"
+    INSERTED = "inserted"
+    DELETED = "deleted"
+    TRUNCATED = "truncated"
+    BAD_CHECKPOINT = "bad_checkpoint"
+
+
+@dataclass(frozen=True, slots=True)
+class Verification:
+    rows_checked: int
+    last_seq: int
+    checkpoints_checked: int
+    problem: Problem | None = None
+    bad_seq: int | None = None  # the first row (or checkpoint line) that is wrong
+    detail: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.problem is None
+
+
+def _lp(value: str | bytes | None) -> bytes:
+    if value is None:
+        return b"\xff\xff\xff\xff"
+    raw = value.encode() if isinstance(value, str) else value
+    return len(raw).to_bytes(4, "big") + raw
+
+
+def _canonical(row: Any) -> bytes:
+    at: datetime = row.at
+    fields = (
+        str(row.seq),
+        at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+        row.actor_id,
+        row.actor_role,
+        row.action,
+        row.object_type,
+        row.object_id,
+        row.outcome,
+        row.ip,
+        row.user_agent_hash,
+    )
+    return b"viop/audit/v1" + b"".join(_lp(f) for f in fields)
+
+
+@dataclass(frozen=True, slots=True)
+class _Row:
+    """Column values of one audit row, as the MAC sees them."""
+
+    seq: int
+    at: datetime
+    actor_id: str | None
+    actor_role: str
+    action: str
+    object_type: str | None
+    object_id: str | None
+    outcome: str
+    ip: bytes | None
+    user_agent_hash: str | None
+
+
+def _check(value: str | None, pattern: re.Pattern[str], what: str, optional: bool = True) -> None:
+    if value is None and optional:
+        return
+    if value is None or not pattern.match(value):
+        raise BadRequest(f"audit {what} must be an opaque id or a lowercase name (no names or free text)")
+
+
+class AuditLog:
+    """Append and verify. One instance per process; appends from several processes are safe."""
+
+    def __init__(
+        self,
+        ring: KeyRing,
+        *,
+        checkpoint_path: Path | None = None,
+        checkpoint_every: int = 1000,
+        clock: Callable[[], datetime] = utc_now,
+    ) -> None:
+        self.ring = ring
+        self.db = ring.db
+        self.checkpoint_path = checkpoint_path
+        self.checkpoint_every = checkpoint_every
+        self._clock = clock
+        self._chain_key = ring.derive_key("audit/chain")
+        self._checkpoint_key = ring.derive_key("audit/checkpoint")
+        self._ua_key = ring.derive_key("audit/user-agent")
+        self._lock = asyncio.Lock()
+
+    def _mac(self, prev: bytes, row: Any) -> bytes:
+        return hmac.new(self._chain_key, prev + _canonical(row), hashlib.sha256).digest()
+
+    def user_agent_hash(self, user_agent: str) -> str:
+        return hmac.new(self._ua_key, user_agent.encode(), hashlib.sha256).hexdigest()[:32]
+
+    async def append(
+        self,
+        actor_id: str | None,
+        actor_role: str,
+        action: Action | str,
+        object_type: str | None = None,
+        object_id: str | None = None,
+        outcome: Outcome | str = Outcome.SUCCESS,
+        ip: str | None = None,
+        user_agent: str | None = None,
+    ) -> int:
+        """Record one event; returns its seq. BadRequest (nothing written) for anything but ids and names."""
+        _check(actor_id, _ID, "actor id")
+        _check(actor_role, _WORD, "actor role", optional=False)
+        _check(str(action), _WORD, "action", optional=False)
+        _check(object_type, _WORD, "object type")
+        _check(object_id, _ID, "object id")
+        _check(str(outcome), _WORD, "outcome", optional=False)
+        if ip is not None and len(ip) > 64:
+            raise BadRequest("audit ip is too long")
+        ua_hash = self.user_agent_hash(user_agent) if user_agent else None
+        async with self._lock:
+            for _ in range(_APPEND_ATTEMPTS):
+                try:
+                    seq = await self._append_once(
+                        actor_id, actor_role, str(action), object_type, object_id, str(outcome), ip, ua_hash
+                    )
+                    break
+                except IntegrityError:
+                    continue  # another process took this seq first: chain onto its row instead
+            else:
+                raise Unavailable("the audit log is too busy: retry")
+        if self.checkpoint_path is not None and seq % self.checkpoint_every == 0:
+            await self.checkpoint()
+        return seq
+
+    async def _append_once(
+        self,
+        actor_id: str | None,
+        actor_role: str,
+        action: str,
+        object_type: str | None,
+        object_id: str | None,
+        outcome: str,
+        ip: str | None,
+        ua_hash: str | None,
+    ) -> int:
+        async with self.db.begin() as conn:
+            last = (
+                await conn.execute(
+                    select(audit_log.c.seq, audit_log.c.mac).order_by(audit_log.c.seq.desc()).limit(1)
+                )
+            ).first()
+            seq, prev = (last.seq + 1, last.mac) if last else (1, GENESIS)
+            sealed_ip = (
+                self.ring.system_fields.encrypt(FieldRef("audit_log", "ip", str(seq)), ip) if ip else None
+            )
+            at = (
+                self._clock()
+            )  # aware; stored (and MAC'd) in UTC to the microsecond, as both databases keep it
+            row = _Row(
+                seq, at, actor_id, actor_role, action, object_type, object_id, outcome, sealed_ip, ua_hash
+            )
+            await conn.execute(
+                insert(audit_log).values(
+                    seq=seq,
+                    at=at,
+                    actor_id=actor_id,
+                    actor_role=actor_role,
+                    action=action,
+                    object_type=object_type,
+                    object_id=object_id,
+                    outcome=outcome,
+                    ip=sealed_ip,
+                    user_agent_hash=ua_hash,
+                    prev_mac=prev,
+                    mac=self._mac(prev, row),
+                )
+            )
+        return int(seq)
+
+    async def client_ip(self, seq: int, sealed: bytes) -> str:
+        """Decrypt the IP of row ``seq`` (for an admin reading the log)."""
+        return self.ring.system_fields.decrypt_text(FieldRef("audit_log", "ip", str(seq)), sealed)
+
+    # --- checkpoints ----------------------------------------------------------------------------
+
+    def _sign(self, seq: int, mac_hex: str, at: str) -> str:
+        message = f"viop/audit-checkpoint/v1|{seq}|{mac_hex}|{at}".encode()
+        return hmac.new(self._checkpoint_key, message, hashlib.sha256).hexdigest()
+
+    async def checkpoint(self) -> int | None:
+        """Append (seq, mac) of the newest row, signed, to the checkpoint file; returns that seq."""
+        if self.checkpoint_path is None:
+            raise BadRequest("no audit checkpoint file is configured")
+        async with self.db.read() as conn:
+            last = (
+                await conn.execute(
+                    select(audit_log.c.seq, audit_log.c.mac).order_by(audit_log.c.seq.desc()).limit(1)
+                )
+            ).first()
+        if last is None:
+            return None
+        at = utc_now().isoformat()
+        line = {
+            "seq": last.seq,
+            "mac": last.mac.hex(),
+            "at": at,
+            "sig": self._sign(last.seq, last.mac.hex(), at),
+        }
+        await asyncio.to_thread(_append_line, self.checkpoint_path, json.dumps(line, sort_keys=True))
+        return int(last.seq)
+
+    def _read_checkpoints(self, path: Path) -> tuple[dict[int, bytes], Verification | None]:
+        """Signed (seq -> mac) pairs; or a failed Verification naming the first bad line."""
+        marks: dict[int, bytes] = {}
+        try:
+            lines = path.read_text(encoding="utf-8").splitlines()
+        except FileNotFoundError:
+            return marks, None
+        for number, text in enumerate(lines, start=1):
+            try:
+                item = json.loads(text)
+                seq, mac_hex, at, sig = int(item["seq"]), str(item["mac"]), str(item["at"]), str(item["sig"])
+                valid = hmac.compare_digest(sig, self._sign(seq, mac_hex, at))
+                mac = bytes.fromhex(mac_hex)
+            except (ValueError, KeyError, TypeError):
+                valid = False
+            if not valid:
+                detail = (
+                    f"line {number} of the checkpoint file is malformed or not signed by this installation"
+                )
+                return marks, Verification(0, 0, number - 1, Problem.BAD_CHECKPOINT, number, detail)
+            marks[seq] = mac
+        return marks, None
+
+    # --- verification ---------------------------------------------------------------------------
+
+    async def _rows(self) -> AsyncIterator[Any]:
+        after = 0
+        while True:
+            async with self.db.read() as conn:
+                batch = (
+                    await conn.execute(
+                        select(audit_log)
+                        .where(audit_log.c.seq > after)
+                        .order_by(audit_log.c.seq)
+                        .limit(_VERIFY_BATCH)
+                    )
+                ).all()
+            if not batch:
+                return
+            for row in batch:
+                yield row
+            after = batch[-1].seq
+
+    async def verify(self, checkpoint_path: Path | None = None) -> Verification:
+        """Walk the whole chain; the first altered, inserted or deleted row, or a truncated tail."""
+        path = checkpoint_path or self.checkpoint_path
+        marks, bad = self._read_checkpoints(path) if path is not None else ({}, None)
+        if bad is not None:
+            return bad
+        expected_seq, expected_prev, checked = 1, GENESIS, 0
+        suspect: Any = None  # a row whose MAC failed: the next row tells inserted from altered
+        async for row in self._rows():
+            if suspect is not None:
+                kind = Problem.INSERTED if row.prev_mac == expected_prev else Problem.ALTERED
+                return _failed(checked, suspect.seq, len(marks), kind)
+            if row.seq != expected_seq:
+                return _failed(checked, expected_seq, len(marks), Problem.DELETED)
+            if (
+                not hmac.compare_digest(row.mac, self._mac(row.prev_mac, row))
+                or row.prev_mac != expected_prev
+            ):
+                suspect = row
+                continue
+            mark = marks.get(row.seq)
+            if mark is not None and mark != row.mac:
+                detail = f"row {row.seq} differs from its signed checkpoint: the chain was rewritten"
+                return Verification(checked, row.seq - 1, len(marks), Problem.ALTERED, row.seq, detail)
+            checked, expected_seq, expected_prev = checked + 1, row.seq + 1, row.mac
+        if suspect is not None:
+            return _failed(checked, suspect.seq, len(marks), Problem.ALTERED)
+        last_seq = expected_seq - 1
+        beyond = [seq for seq in marks if seq > last_seq]
+        if beyond:
+            detail = (
+                f"a checkpoint names row {max(beyond)} but the log ends at row {last_seq}: the tail was cut"
+            )
+            return Verification(checked, last_seq, len(marks), Problem.TRUNCATED, last_seq + 1, detail)
+        return Verification(checked, last_seq, len(marks))
+
+
+_DETAILS = {
+    Problem.ALTERED: "row {seq} does not match its MAC: it was altered (or rows were renumbered)",
+    Problem.INSERTED: "row {seq} was inserted: it is not part of the chain around it",
+    Problem.DELETED: "row {seq} is missing: it was deleted",
+}
+
+
+def _failed(checked: int, seq: int, checkpoints: int, problem: Problem) -> Verification:
+    return Verification(checked, seq - 1, checkpoints, problem, seq, _DETAILS[problem].format(seq=seq))
+
+
+def _append_line(path: Path, line: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    try:
+        os.write(fd, (line + "\n").encode())
+        os.fsync(fd)
+    finally:
+        os.close(fd)
