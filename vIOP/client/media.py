@@ -1,0 +1,369 @@
+"""The media half of the Python client: publish synthetic or pre-encoded tracks, count received frames.
+
+Independent of the wire: :class:`MediaPeer` takes and returns SDP strings; whoever owns the signaling
+socket carries them. Received frames are attributed to publishers by the ``a=msid`` stream id of the
+server's m-lines (the relay puts the publisher's participant id there).
+
+Receive modes: ``DECODE`` decodes every frame (proves the stream is decodable; tests); ``ENCODED`` counts
+complete encoded frames from aiortc's jitter buffer without decoding; ``PACKETS`` counts RTP packets (a
+video frame ends with the marker bit) and skips the jitter buffer too (benchmarks, cheapest).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import fractions
+import math
+import struct
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Final
+
+import av
+from aiortc import (
+    AudioStreamTrack,
+    MediaStreamError,
+    MediaStreamTrack,
+    RTCIceServer,
+    RTCPeerConnection,
+    RTCRtpTransceiver,
+    RTCSessionDescription,
+)
+from av.video.frame import PictureType
+
+from vIOP.media import passthrough
+from vIOP.media.passthrough import EncodedFrame, is_vp8_keyframe
+
+VIDEO_CLOCK: Final = 90_000
+VIDEO_TIME_BASE: Final = fractions.Fraction(1, VIDEO_CLOCK)
+OPUS_TIME_BASE: Final = fractions.Fraction(1, 48_000)
+OPUS_FRAME_SAMPLES: Final = 960  # 20 ms
+
+
+class ReceiveMode(enum.Enum):
+    DECODE = "decode"
+    ENCODED = "encoded"
+    PACKETS = "packets"
+
+
+# --- counting ----------------------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class StreamCount:
+    frames: int = 0
+    first_at: float | None = None
+    last_at: float | None = None
+
+
+@dataclass(slots=True)
+class FrameCounter:
+    """Frames received per (publisher, kind); times from ``clock`` (monotonic seconds)."""
+
+    clock: Callable[[], float] = time.monotonic
+    streams: dict[tuple[str, str], StreamCount] = field(default_factory=dict)
+
+    def add(self, publisher: str, kind: str, frames: int = 1) -> None:
+        count = self.streams.get((publisher, kind))
+        if count is None:
+            count = self.streams[(publisher, kind)] = StreamCount()
+        now = self.clock()
+        if count.first_at is None:
+            count.first_at = now
+        count.last_at = now
+        count.frames += frames
+
+    def frames(self, publisher: str, kind: str) -> int:
+        count = self.streams.get((publisher, kind))
+        return 0 if count is None else count.frames
+
+    def publishers(self, kind: str) -> set[str]:
+        return {p for (p, k), c in self.streams.items() if k == kind and c.frames}
+
+
+# --- tracks ------------------------------------------------------------------------------------------------
+
+
+class _Pacer:
+    """Releases frame n at start + n * interval (monotonic), like a camera would."""
+
+    def __init__(self, interval: float) -> None:
+        self._interval = interval
+        self._start: float | None = None
+        self._n = 0
+
+    async def next(self) -> int:
+        loop = asyncio.get_running_loop()
+        if self._start is None:
+            self._start = loop.time()
+        else:
+            self._n += 1
+            delay = self._start + self._n * self._interval - loop.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+        return self._n
+
+
+def synthetic_frame(width: int, height: int, n: int) -> av.VideoFrame:
+    """A moving diagonal gradient (cheap to build without numpy, cheap to encode, clearly not static)."""
+    frame = av.VideoFrame(width, height, "yuv420p")
+    luma, chroma_u, chroma_v = frame.planes
+    row = bytes((x + 4 * n) & 0xFF for x in range(luma.line_size + height))
+    luma.update(b"".join(row[y : y + luma.line_size] for y in range(height)))
+    chroma_u.update(bytes([(n * 3) & 0xFF]) * chroma_u.buffer_size)
+    chroma_v.update(bytes([128]) * chroma_v.buffer_size)
+    return frame
+
+
+def _vp8_encoder(width: int, height: int, fps: int, bitrate: int, gop: int) -> av.VideoCodecContext:
+    codec = av.CodecContext.create("libvpx", "w")
+    codec.width, codec.height = width, height
+    codec.pix_fmt = "yuv420p"
+    codec.bit_rate = bitrate
+    codec.framerate = fractions.Fraction(fps, 1)
+    codec.time_base = fractions.Fraction(1, fps)
+    codec.gop_size = gop
+    codec.options = {"deadline": "realtime", "cpu-used": "8", "lag-in-frames": "0", "auto-alt-ref": "0"}
+    return codec
+
+
+class KeyframeOnRequestVideoTrack(MediaStreamTrack):
+    """Encodes live VP8 itself and emits a keyframe only first and when asked (like a strict browser).
+
+    aiortc's own encoder also emits keyframes whenever the bitrate moves, which would hide a relay that
+    never forwards keyframe requests; this track does not.
+    """
+
+    kind = "video"
+
+    def __init__(self, width: int = 320, height: int = 180, fps: int = 15, bitrate: int = 300_000) -> None:
+        super().__init__()
+        self._codec = _vp8_encoder(width, height, fps, bitrate, gop=1_000_000)
+        self._size = (width, height)
+        self._fps = fps
+        self._pacer = _Pacer(1 / fps)
+        self._force = False
+        self.keyframes_sent = 0
+        self.keyframe_requests = 0
+
+    def request_keyframe(self) -> None:
+        self.keyframe_requests += 1
+        self._force = True
+
+    async def recv(self) -> EncodedFrame:  # type: ignore[override]
+        if self.readyState != "live":
+            raise MediaStreamError
+        n = await self._pacer.next()
+        frame = synthetic_frame(*self._size, n)
+        frame.pts = n
+        if self._force:
+            self._force = False
+            frame.pict_type = PictureType.I
+        data = b"".join(bytes(p) for p in self._codec.encode(frame))
+        keyframe = is_vp8_keyframe(data)
+        self.keyframes_sent += keyframe
+        return EncodedFrame(data, n * VIDEO_CLOCK // self._fps, VIDEO_TIME_BASE, keyframe)
+
+
+@dataclass(frozen=True, slots=True)
+class EncodedClip:
+    """Media encoded once, replayed by :class:`PreEncodedTrack` (benchmarks measure the relay, not x264)."""
+
+    kind: str
+    frames: tuple[bytes, ...]
+    pts_step: int  # in time_base units per frame
+    time_base: fractions.Fraction
+    interval: float  # seconds per frame
+
+
+def encode_video_clip(
+    width: int, height: int, fps: int, seconds: float, bitrate: int = 500_000
+) -> EncodedClip:
+    """One keyframe first, then deltas; looping restarts at the keyframe."""
+    codec = _vp8_encoder(width, height, fps, bitrate, gop=1_000_000)
+    frames = []
+    for n in range(max(1, round(fps * seconds))):
+        frame = synthetic_frame(width, height, n)
+        frame.pts = n
+        frames.append(b"".join(bytes(p) for p in codec.encode(frame)))
+    return EncodedClip("video", tuple(frames), VIDEO_CLOCK // fps, VIDEO_TIME_BASE, 1 / fps)
+
+
+def encode_opus_clip(seconds: float, bitrate: int = 32_000) -> EncodedClip:
+    """20 ms Opus frames of a quiet 440 Hz tone, 48 kHz stereo."""
+    codec = av.CodecContext.create("libopus", "w")
+    codec.sample_rate, codec.layout, codec.format = 48_000, "stereo", "s16"
+    codec.bit_rate = bitrate
+    codec.time_base = OPUS_TIME_BASE
+    packets: list[bytes] = []
+    for n in range(max(1, round(seconds * 50))):
+        start = n * OPUS_FRAME_SAMPLES
+        pcm = b"".join(
+            struct.pack("<hh", v, v)
+            for v in (int(2000 * math.sin(2 * math.pi * 440 * (start + i) / 48_000)) for i in range(960))
+        )
+        frame = av.AudioFrame(format="s16", layout="stereo", samples=OPUS_FRAME_SAMPLES)
+        frame.planes[0].update(pcm.ljust(frame.planes[0].buffer_size, b"\0"))
+        frame.sample_rate = 48_000
+        frame.pts = start
+        frame.time_base = OPUS_TIME_BASE
+        packets += [bytes(p) for p in codec.encode(frame)]
+    return EncodedClip("audio", tuple(packets), OPUS_FRAME_SAMPLES, OPUS_TIME_BASE, 0.02)
+
+
+class PreEncodedTrack(MediaStreamTrack):
+    """Replays an :class:`EncodedClip` in a loop at its frame rate; a keyframe request restarts the clip."""
+
+    def __init__(self, clip: EncodedClip) -> None:
+        super().__init__()
+        self.kind = clip.kind
+        self._clip = clip
+        self._pacer = _Pacer(clip.interval)
+        self._index = 0
+        self.frames_sent = 0
+
+    def request_keyframe(self) -> None:
+        self._index = 0
+
+    async def recv(self) -> EncodedFrame:  # type: ignore[override]
+        if self.readyState != "live":
+            raise MediaStreamError
+        n = await self._pacer.next()
+        frames = self._clip.frames
+        data = frames[self._index % len(frames)]
+        self._index = (self._index + 1) % len(frames)
+        self.frames_sent += 1
+        keyframe = is_vp8_keyframe(data) if self.kind == "video" else True
+        return EncodedFrame(data, n * self._clip.pts_step, self._clip.time_base, keyframe)
+
+
+class SyntheticVideoTrack(MediaStreamTrack):
+    """Raw frames for aiortc's own VP8 encoder to encode (a plain camera stand-in)."""
+
+    kind = "video"
+
+    def __init__(self, width: int = 160, height: int = 120, fps: int = 15) -> None:
+        super().__init__()
+        self._size = (width, height)
+        self._fps = fps
+        self._pacer = _Pacer(1 / fps)
+
+    async def recv(self) -> av.VideoFrame:
+        if self.readyState != "live":
+            raise MediaStreamError
+        n = await self._pacer.next()
+        frame = synthetic_frame(*self._size, n)
+        frame.pts = n * VIDEO_CLOCK // self._fps
+        frame.time_base = VIDEO_TIME_BASE
+        return frame
+
+
+def silent_audio_track() -> MediaStreamTrack:
+    return AudioStreamTrack()
+
+
+# --- the peer ----------------------------------------------------------------------------------------------
+
+
+class MediaPeer:
+    """A client's single peer connection to the relay: it offers first (publishing), then answers."""
+
+    def __init__(
+        self,
+        *,
+        ice_servers: Sequence[RTCIceServer] = (),
+        host_addresses: Sequence[str] = (),
+        receive: ReceiveMode = ReceiveMode.DECODE,
+        counter: FrameCounter | None = None,
+    ) -> None:
+        self.pc = RTCPeerConnection(passthrough.peer_configuration(ice_servers))
+        self.counter = counter or FrameCounter()
+        self._hosts = tuple(host_addresses)
+        self._mode = receive
+        self._publisher_by_mid: dict[str, str] = {}
+        self._rtx_pts: set[int] = set()
+        self._seen: set[int] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def publish(self, *tracks: MediaStreamTrack) -> None:
+        """Add tracks to send (before :meth:`create_offer`); encoded tracks get keyframe requests routed."""
+        for track in tracks:
+            transceiver = self.pc.addTransceiver(track, direction="sendonly")
+            passthrough.restrict_codecs(transceiver)
+            request = getattr(track, "request_keyframe", None)
+            if callable(request):
+                passthrough.on_keyframe_request(transceiver.sender, request)
+            self._seen.add(id(transceiver))
+
+    async def create_offer(self) -> str:
+        offer = await self.pc.createOffer()
+        with passthrough.advertising(self._hosts):
+            await self.pc.setLocalDescription(offer)
+        return str(self.pc.localDescription.sdp)
+
+    async def accept_answer(self, sdp: str) -> None:
+        await self.pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="answer"))
+
+    async def accept_offer(self, sdp: str) -> str:
+        """A server (re)negotiation offer: start counting on new m-lines, return our answer."""
+        summary = passthrough.summarize_sdp(sdp)
+        for media in summary.media:
+            if media.mid is not None:
+                active = media.direction in ("sendonly", "sendrecv") and media.stream_id
+                self._publisher_by_mid[media.mid] = media.stream_id if active and media.stream_id else ""
+            self._rtx_pts.update(
+                pt for pt, c in zip(media.payload_types, media.codecs, strict=False) if c == "video/rtx"
+            )
+        await self.pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
+        for transceiver in self.pc.getTransceivers():
+            if id(transceiver) not in self._seen:
+                self._seen.add(id(transceiver))
+                self._start_counting(transceiver)
+        answer = await self.pc.createAnswer()
+        with passthrough.advertising(self._hosts):
+            await self.pc.setLocalDescription(answer)
+        return str(self.pc.localDescription.sdp)
+
+    def publisher_of(self, mid: str | None) -> str:
+        return self._publisher_by_mid.get(mid or "", "")
+
+    def _start_counting(self, transceiver: RTCRtpTransceiver) -> None:
+        kind = transceiver.kind
+
+        def count(frames: int = 1) -> None:
+            publisher = self.publisher_of(transceiver.mid)
+            if publisher:
+                self.counter.add(publisher, kind, frames)
+
+        if self._mode is ReceiveMode.ENCODED:
+            passthrough.install_encoded_output(transceiver.receiver, kind, lambda _frame: count())
+        elif self._mode is ReceiveMode.PACKETS:
+            rtx = self._rtx_pts
+
+            def packet(payload_type: int, marker: bool) -> None:
+                if payload_type not in rtx and (marker or kind == "audio"):
+                    count()
+
+            passthrough.install_packet_counter(transceiver.receiver, packet)
+        else:
+            track = transceiver.receiver.track
+            if track is not None:
+                task = asyncio.get_running_loop().create_task(self._consume(track, count))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+
+    @staticmethod
+    async def _consume(track: MediaStreamTrack, count: Callable[[], None]) -> None:
+        while True:
+            try:
+                await track.recv()
+            except MediaStreamError:
+                return
+            count()
+
+    async def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        await self.pc.close()

@@ -1,0 +1,217 @@
+"""The forwarding unit: one publisher's track (a :class:`Source`) copied to many subscribers (:class:`Leg`).
+
+A source receives complete encoded frames from the publisher's receiver (see ``passthrough``) and hands
+each one, synchronously, to every attached leg. A leg is the track a subscriber's server-side
+``RTCRtpSender`` reads; it re-times frames onto its own timeline (so a sender that moves to another
+publisher never sees time go backwards) and, for video, starts only at a keyframe (a decoder cannot start
+mid-stream). Frames are never dropped except on overflow, when a video leg waits for the next keyframe.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Final
+
+from aiortc import MediaStreamError, MediaStreamTrack
+
+from vIOP.ids import ParticipantId
+from vIOP.media.keyframes import DEFAULT_KEYFRAME_INTERVAL, KeyframeGate
+from vIOP.media.passthrough import EncodedFrame
+
+logger = logging.getLogger(__name__)
+
+# About 3 s of media: a sender this far behind is stalled, not jittery.
+MAX_QUEUED: Final = {"audio": 150, "video": 90}
+
+Upstream = Callable[[], None]
+"""Asks the publisher for a keyframe (sends a PLI); supplied by the relay, never blocks."""
+
+
+class Leg(MediaStreamTrack):
+    """One subscriber's view of whichever source it is attached to (or none)."""
+
+    def __init__(self, kind: str, clock: Callable[[], float] = time.monotonic) -> None:
+        super().__init__()
+        self.kind = kind
+        self.source: Source | None = None
+        self.frames_out = 0
+        self.overflows = 0
+        self._clock = clock
+        self._queue: deque[EncodedFrame] = deque()
+        self._limit = MAX_QUEUED[kind]
+        self._waiter: asyncio.Future[None] | None = None
+        self._need_keyframe = kind == "video"
+        self._offset: int | None = None  # added to source pts; None: recompute at the next frame
+        self._last_pts: int | None = None
+        self._last_at = 0.0
+
+    def push(self, frame: EncodedFrame) -> None:
+        """Called by the source for every frame, on the event loop; never blocks."""
+        if self._need_keyframe:
+            if not frame.keyframe:
+                return
+            self._need_keyframe = False
+        if len(self._queue) >= self._limit:
+            self.overflows += 1
+            if self.kind == "video":
+                self._queue.clear()
+                self._need_keyframe = True
+                if self.source is not None:
+                    self.source.request_keyframe()
+                if not frame.keyframe:
+                    return
+                self._need_keyframe = False
+            else:
+                self._queue.popleft()
+        if self._offset is None:
+            self._offset = self._rebase(frame)
+        pts = frame.pts + self._offset
+        self._last_pts = pts
+        self._last_at = self._clock()
+        self._queue.append(frame.with_pts(pts))
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def _rebase(self, frame: EncodedFrame) -> int:
+        """Continue this leg's timeline from its last frame, by the wall time that passed since."""
+        if self._last_pts is None:
+            return -frame.pts
+        elapsed = max(self._clock() - self._last_at, 0.001)
+        step = max(1, round(elapsed / frame.time_base))
+        return self._last_pts + step - frame.pts
+
+    def resync(self) -> None:
+        """The stream feeding this leg changed (another source, or the publisher reconnected)."""
+        self._queue.clear()
+        self._need_keyframe = self.kind == "video"
+        self._offset = None
+
+    async def recv(self) -> EncodedFrame:  # type: ignore[override]  # pass-through: encoded, not av.Frame
+        while not self._queue:
+            if self.readyState != "live":
+                raise MediaStreamError
+            self._waiter = asyncio.get_running_loop().create_future()
+            await self._waiter
+        self.frames_out += 1
+        return self._queue.popleft()
+
+    def stop(self) -> None:
+        if self.source is not None:
+            self.source.detach(self)
+        super().stop()
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def request_keyframe(self) -> None:
+        """The subscriber sent a PLI/FIR: pass it on (rate limited) to the publisher."""
+        if self.source is not None:
+            self.source.request_keyframe()
+
+
+class Source:
+    """One publisher track; fans every frame out to its legs unless forwarding is switched off."""
+
+    def __init__(
+        self,
+        publisher: ParticipantId,
+        kind: str,
+        *,
+        keyframe_interval: float = DEFAULT_KEYFRAME_INTERVAL,
+        forwarding: bool = True,
+    ) -> None:
+        self.publisher = publisher
+        self.kind = kind
+        self.frames_in = 0
+        self.keyframe_requests_sent = 0
+        self._legs: list[Leg] = []
+        self._forwarding = forwarding
+        self._upstream: Upstream | None = None
+        self._gate = KeyframeGate(keyframe_interval)
+        self._timer: asyncio.TimerHandle | None = None
+        self._closed = False
+
+    @property
+    def forwarding(self) -> bool:
+        return self._forwarding
+
+    @property
+    def legs(self) -> tuple[Leg, ...]:
+        return tuple(self._legs)
+
+    def deliver(self, frame: EncodedFrame) -> None:
+        """Entry point from the publisher's receiver (event loop, once per complete frame)."""
+        self.frames_in += 1
+        if self._forwarding:
+            for leg in self._legs:
+                leg.push(frame)
+
+    def attach(self, leg: Leg) -> None:
+        if self._closed:
+            return
+        if leg.source is not None:
+            leg.source.detach(leg)
+        leg.source = self
+        leg.resync()
+        self._legs.append(leg)
+        if self.kind == "video":
+            self.request_keyframe()  # the new subscriber needs one to start decoding
+
+    def detach(self, leg: Leg) -> None:
+        if leg.source is self:
+            leg.source = None
+            leg.resync()
+        if leg in self._legs:
+            self._legs.remove(leg)
+
+    def set_forwarding(self, enabled: bool) -> None:
+        if enabled == self._forwarding:
+            return
+        self._forwarding = enabled
+        if enabled and self.kind == "video":
+            for leg in self._legs:
+                leg.resync()
+            self.request_keyframe()
+
+    def bind_upstream(self, upstream: Upstream | None) -> None:
+        """The publisher's (new) receiver; ``None`` while it has no connection. Legs restart at a keyframe."""
+        self._upstream = upstream
+        for leg in self._legs:
+            leg.resync()
+        if upstream is not None and self._legs and self.kind == "video":
+            self.request_keyframe()
+
+    def request_keyframe(self) -> None:
+        if self.kind != "video" or self._closed:
+            return
+        loop = asyncio.get_running_loop()
+        decision = self._gate.request(loop.time())
+        if decision.send_now:
+            self._send_upstream()
+        elif decision.send_at is not None:
+            self._timer = loop.call_at(decision.send_at, self._fire_trailing)
+
+    def _fire_trailing(self) -> None:
+        self._timer = None
+        if not self._closed and self._gate.fire_trailing(asyncio.get_running_loop().time()):
+            self._send_upstream()
+
+    def _send_upstream(self) -> None:
+        if self._upstream is not None:
+            self.keyframe_requests_sent += 1
+            self._upstream()
+
+    def close(self) -> None:
+        """The publisher left: every leg stops receiving this source at once."""
+        self._closed = True
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        for leg in list(self._legs):
+            self.detach(leg)
+        self._upstream = None

@@ -1,0 +1,293 @@
+"""One participant's server-side peer connection and its negotiation, serialised.
+
+Who offers: the client opens every connection with its offer (publishing audio/video on m-lines the server
+answers ``recvonly``). After that only the server offers: when publishers join or leave it adds or
+recycles ``sendonly`` m-lines and sends a new offer. A new client offer always means a new connection (the
+relay replaces this session), so offers never cross on one connection (no glare).
+
+Serialisation: one lock per session around every SDP operation; at most one server offer is in flight;
+changes made while it is in flight are batched into the next offer once the answer arrives. Server offers
+start only when the connection is up: that proves the client applied our answer, so our offer can never
+reach it before the answer.
+
+Subscriber m-lines are recycled, not grown: a departed publisher's m-line goes ``inactive`` and, once the
+client has confirmed that, carries the next publisher (``a=msid`` changes, so a browser fires ``ontrack``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import itertools
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Final
+
+from aiortc import RTCPeerConnection, RTCRtpReceiver, RTCRtpTransceiver, RTCSessionDescription
+
+from vIOP.errors import BadRequest, Conflict
+from vIOP.ids import ParticipantId
+from vIOP.media import passthrough
+from vIOP.media.fanout import Leg, Source
+from vIOP.media.ice import IceConfig
+
+logger = logging.getLogger(__name__)
+
+CLOSE_TIMEOUT: Final = 3.0
+SourceKey = tuple[ParticipantId, str]  # (publisher, kind)
+SendOffer = Callable[[str], Awaitable[None]]
+StateListener = Callable[[str], None]
+
+
+class SlotState(enum.Enum):
+    FREE = "free"  # negotiated inactive: may carry the next publisher of its kind
+    ADDING = "adding"  # in the offer in flight: media starts when the answer arrives
+    ACTIVE = "active"
+    REMOVING = "removing"  # set inactive in the offer in flight
+
+
+@dataclass(slots=True, eq=False)
+class Slot:
+    transceiver: RTCRtpTransceiver
+    leg: Leg
+    state: SlotState
+    source: Source | None = None
+
+    @property
+    def key(self) -> SourceKey | None:
+        return None if self.source is None else (self.source.publisher, self.source.kind)
+
+
+class PeerSession:
+    def __init__(
+        self,
+        participant: ParticipantId,
+        ice: IceConfig,
+        send_offer: SendOffer,
+        on_state: StateListener | None = None,
+    ) -> None:
+        self.participant = participant
+        self.pc = RTCPeerConnection(ice.server_configuration())
+        self.receivers: dict[str, RTCRtpReceiver] = {}  # kind -> the participant's published track
+        self.offers_sent = 0
+        self._ice = ice
+        self._send_offer = send_offer
+        self._on_state = on_state
+        self._lock = asyncio.Lock()
+        self._plan: passthrough.CodecPlan | None = None
+        self._slots: list[Slot] = []
+        self._wanted: dict[SourceKey, Source] = {}
+        self._in_flight: dict[Slot, SlotState] | None = None
+        self._dirty = False
+        self._task: asyncio.Task[None] | None = None
+        self._side_tasks: set[asyncio.Task[object]] = set()
+        self._track_ids = itertools.count(1)
+        self._closed = False
+        self.pc.on("connectionstatechange", self._connection_changed)
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    @property
+    def slots(self) -> tuple[Slot, ...]:
+        return tuple(self._slots)
+
+    # --- client offer -----------------------------------------------------------------------------------
+
+    async def accept_offer(
+        self, sdp: str, summary: passthrough.SdpSummary, sinks: dict[str, passthrough.FrameSink]
+    ) -> str:
+        """Answer the client's (validated) offer; ``sinks`` receive the kinds it publishes."""
+        async with self._lock:
+            for section in summary.media:
+                transceiver = self.pc.addTransceiver(section.kind, direction="recvonly")
+                passthrough.restrict_codecs(transceiver)
+                sink = sinks.get(section.kind)
+                if sink is not None:
+                    passthrough.install_encoded_output(transceiver.receiver, section.kind, self._guard(sink))
+                    self.receivers[section.kind] = transceiver.receiver
+            try:
+                await self.pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
+            except Exception as exc:  # aiortc raises ValueError/OperationError/... on what it cannot use
+                raise BadRequest("offer: cannot be applied (codecs or transport)") from exc
+            answer = await self.pc.createAnswer()
+            with passthrough.advertising(self._ice.host_addresses):
+                await self.pc.setLocalDescription(answer)
+            self._plan = passthrough.CodecPlan.from_negotiated(self.pc)
+            return str(self.pc.localDescription.sdp)
+
+    def _guard(self, sink: passthrough.FrameSink) -> passthrough.FrameSink:
+        """Frames from a replaced connection must not reach a source the new one feeds."""
+
+        def guarded(frame: passthrough.EncodedFrame) -> None:
+            if not self._closed:
+                sink(frame)
+
+        return guarded
+
+    def request_keyframe(self, kind: str) -> None:
+        """Send a PLI upstream on this participant's ``kind`` receiver (fire and forget)."""
+        receiver = self.receivers.get(kind)
+        if receiver is None or self._closed:
+            return
+        self._spawn(passthrough.request_keyframe(receiver))
+
+    # --- subscriptions ----------------------------------------------------------------------------------
+
+    def want(self, source: Source) -> None:
+        """Subscribe this participant to ``source`` (negotiated in the next server offer)."""
+        self._wanted[(source.publisher, source.kind)] = source
+        self.kick()
+
+    def unwant(self, key: SourceKey) -> None:
+        """Stop ``key``'s media to this participant now; the m-line goes inactive in the next offer."""
+        self._wanted.pop(key, None)
+        for slot in self._slots:
+            if slot.key == key and slot.source is not None:
+                slot.source.detach(slot.leg)
+        self.kick()
+
+    def kick(self) -> None:
+        self._dirty = True
+        if not self._closed and (self._task is None or self._task.done()):
+            self._task = asyncio.get_running_loop().create_task(self._negotiate())
+
+    async def _negotiate(self) -> None:
+        while self._dirty and not self._closed:
+            self._dirty = False
+            async with self._lock:
+                ready = (
+                    self.pc.connectionState == "connected"
+                    and self.pc.signalingState == "stable"
+                    and self._in_flight is None
+                    and self._plan is not None
+                )
+                if not ready:
+                    return  # kicked again on connect / answer
+                changes = self._reconcile()
+                if not changes:
+                    continue
+                assert self._plan is not None
+                offer = self._plan.apply(self.pc, await self.pc.createOffer())
+                with passthrough.advertising(self._ice.host_addresses):
+                    await self.pc.setLocalDescription(offer)
+                self._in_flight = changes
+                sdp = str(self.pc.localDescription.sdp)
+            self.offers_sent += 1
+            await self._send_offer(sdp)
+
+    def _reconcile(self) -> dict[Slot, SlotState]:
+        changes: dict[Slot, SlotState] = {}
+        for slot in self._slots:
+            if slot.state in (SlotState.ADDING, SlotState.ACTIVE) and (
+                slot.key not in self._wanted or self._wanted[slot.key] is not slot.source
+            ):
+                if slot.source is not None:
+                    slot.source.detach(slot.leg)
+                slot.source = None
+                slot.transceiver.direction = "inactive"
+                slot.state = changes[slot] = SlotState.REMOVING
+        carried = {slot.key for slot in self._slots if slot.state in (SlotState.ADDING, SlotState.ACTIVE)}
+        for key, source in self._wanted.items():
+            if key in carried:
+                continue
+            slot = self._free_slot(source.kind)
+            slot.source = source
+            slot.transceiver.direction = "sendonly"
+            passthrough.label_sender(
+                slot.transceiver.sender, source.publisher, f"{source.publisher}-{next(self._track_ids)}"
+            )
+            slot.state = changes[slot] = SlotState.ADDING
+        return changes
+
+    def _free_slot(self, kind: str) -> Slot:
+        for slot in self._slots:
+            if slot.state is SlotState.FREE and slot.leg.kind == kind:
+                return slot
+        leg = Leg(kind)
+        transceiver = self.pc.addTransceiver(leg, direction="sendonly")
+        passthrough.restrict_codecs(transceiver)
+        passthrough.on_keyframe_request(transceiver.sender, leg.request_keyframe)
+        slot = Slot(transceiver, leg, SlotState.FREE)
+        self._slots.append(slot)
+        return slot
+
+    # --- client answer and candidates -------------------------------------------------------------------
+
+    async def accept_answer(self, sdp: str) -> None:
+        async with self._lock:
+            if self._in_flight is None or self.pc.signalingState != "have-local-offer":
+                raise Conflict("answer: no server offer is waiting for an answer")
+            summary = passthrough.summarize_sdp(sdp)
+            offered = passthrough.summarize_sdp(self.pc.localDescription.sdp)
+            if [m.mid for m in summary.media] != [m.mid for m in offered.media]:
+                raise BadRequest("answer: its m-lines do not match the offer")
+            try:
+                await self.pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="answer"))
+            except Exception as exc:
+                raise BadRequest("answer: cannot be applied") from exc
+            for slot, change in self._in_flight.items():
+                if change is SlotState.ADDING and slot.state is SlotState.ADDING:
+                    slot.state = SlotState.ACTIVE
+                    source = slot.source
+                    if source is not None and self._wanted.get((source.publisher, source.kind)) is source:
+                        source.attach(slot.leg)
+                elif change is SlotState.REMOVING and slot.state is SlotState.REMOVING:
+                    slot.state = SlotState.FREE
+            self._in_flight = None
+        self.kick()
+
+    async def add_candidate(self, line: str | None, sdp_mid: str | None) -> None:
+        async with self._lock:
+            if self.pc.remoteDescription is None:
+                raise Conflict("candidate: send an offer first")
+            if line is None:
+                await self.pc.addIceCandidate(None)
+                return
+            candidate = passthrough.parse_candidate(line, sdp_mid)
+            # BUNDLE: aiortc only feeds candidates addressed to the first m-line's transport.
+            transceivers = self.pc.getTransceivers()
+            candidate.sdpMid = transceivers[0].mid if transceivers else sdp_mid
+            candidate.sdpMLineIndex = 0
+            await self.pc.addIceCandidate(candidate)
+
+    # --- lifecycle --------------------------------------------------------------------------------------
+
+    def _connection_changed(self) -> None:
+        state = self.pc.connectionState
+        if state == "connected":
+            self.kick()
+        if self._on_state is not None and not self._closed:
+            self._on_state(state)
+
+    def _spawn(self, coro: Awaitable[object]) -> None:
+        task: asyncio.Task[object] = asyncio.ensure_future(coro)
+        self._side_tasks.add(task)
+        task.add_done_callback(self._side_done)
+
+    def _side_done(self, task: asyncio.Task[object]) -> None:
+        self._side_tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            logger.debug("media side task failed: %r", task.exception())
+
+    def stop_media(self) -> None:
+        """Cut every stream to and from this participant now (synchronous)."""
+        self._closed = True
+        for slot in self._slots:
+            if slot.source is not None:
+                slot.source.detach(slot.leg)
+        self._wanted.clear()
+
+    async def close(self) -> None:
+        self.stop_media()
+        current = asyncio.current_task()
+        for task in [self._task, *self._side_tasks]:
+            if task is not None and task is not current and not task.done():
+                task.cancel()
+        for slot in self._slots:
+            slot.leg.stop()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.pc.close(), CLOSE_TIMEOUT)

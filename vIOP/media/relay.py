@@ -1,0 +1,288 @@
+"""The media relay (SFU): one server-side peer connection per participant, encoded frames fanned out.
+
+Independent of the WebSocket layer: the signaling layer calls the ``async`` methods with what clients
+sent and delivers what :data:`SignalCallback` hands it (server offers). Every participant publishes audio
+and video and receives every other participant's; nothing is decoded or re-encoded (``passthrough``), so
+every leg negotiates VP8 + Opus only.
+
+Ordering contract for the signaling layer:
+- ``add_participant`` when admitted, then pass the client's ``offer`` to :meth:`MediaRelay.handle_offer`
+  and send back the answer it returns. A later client offer replaces the connection (reconnect).
+- :data:`SignalCallback` is called with server offers once the connection is up; pass the client's
+  ``answer`` to :meth:`MediaRelay.handle_answer`. Trickled client candidates go to
+  :meth:`MediaRelay.add_remote_candidate`; the server's candidates are always inside its SDP.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Final
+
+from vIOP.errors import BadRequest, Conflict, NotFound
+from vIOP.ids import ParticipantId
+from vIOP.media import passthrough
+from vIOP.media.fanout import Source
+from vIOP.media.ice import IceConfig
+from vIOP.media.keyframes import DEFAULT_KEYFRAME_INTERVAL
+from vIOP.media.peer import PeerSession
+
+logger = logging.getLogger(__name__)
+
+KINDS: Final = ("audio", "video")
+MAX_SDP_CHARS: Final = 64 * 1024
+MAX_CANDIDATE_CHARS: Final = 1024
+_PUBLISHING: Final = frozenset({"sendonly", "sendrecv"})
+_CODEC_FOR: Final = {"audio": passthrough.AUDIO_CODEC.lower(), "video": passthrough.VIDEO_CODEC.lower()}
+
+
+@dataclass(frozen=True, slots=True)
+class RenegotiationOffer:
+    """A server-initiated offer for one participant; answer it with :meth:`MediaRelay.handle_answer`."""
+
+    sdp: str
+
+
+SignalCallback = Callable[[ParticipantId, RenegotiationOffer], Awaitable[None]]
+ConnectionStateCallback = Callable[[ParticipantId, str], None]
+
+
+@dataclass(frozen=True, slots=True)
+class RelayStats:
+    participants: int
+    sources: int
+    legs: int
+    frames_in: int
+    frames_out: int
+    keyframe_requests: int
+
+
+@dataclass(slots=True, eq=False)
+class _Participant:
+    pid: ParticipantId
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    session: PeerSession | None = None
+    sources: dict[str, Source] = field(default_factory=dict)
+    forwarding: dict[str, bool] = field(default_factory=lambda: dict.fromkeys(KINDS, True))
+
+
+def published_kinds(summary: passthrough.SdpSummary) -> set[str]:
+    """Validate a client's offer (before anything changes) and return the kinds it sends."""
+    kinds = [m.kind for m in summary.media]
+    if not kinds or any(k not in KINDS for k in kinds) or len(set(kinds)) != len(kinds):
+        raise BadRequest("offer: needs at most one audio and one video section and nothing else")
+    if not summary.has_credentials:
+        raise BadRequest("offer: every section needs ICE credentials and a DTLS fingerprint")
+    mids = [m.mid for m in summary.media]
+    if None in mids or set(summary.bundle) != set(mids):
+        raise BadRequest("offer: all sections must be bundled (max-bundle)")
+    for m in summary.media:
+        if _CODEC_FOR[m.kind] not in m.codecs:
+            raise BadRequest(f"offer: {m.kind} must offer {_CODEC_FOR[m.kind]}")
+    return {m.kind for m in summary.media if m.direction in _PUBLISHING}
+
+
+class MediaRelay:
+    def __init__(
+        self,
+        ice: IceConfig,
+        *,
+        on_signal: SignalCallback,
+        on_connection_state: ConnectionStateCallback | None = None,
+        keyframe_interval: float = DEFAULT_KEYFRAME_INTERVAL,
+    ) -> None:
+        passthrough.check_internals()
+        self._ice = ice
+        self._on_signal = on_signal
+        self._on_connection_state = on_connection_state
+        self._keyframe_interval = keyframe_interval
+        self._participants: dict[ParticipantId, _Participant] = {}
+        self._closing: set[asyncio.Task[None]] = set()
+
+    # --- membership -------------------------------------------------------------------------------------
+
+    async def add_participant(self, pid: ParticipantId) -> None:
+        if pid in self._participants:
+            raise Conflict("participant already has media")
+        self._participants[pid] = _Participant(pid)
+
+    async def remove_participant(self, pid: ParticipantId) -> None:
+        """Stop every stream to and from ``pid`` at once, then close their peer connection."""
+        participant = self._participants.pop(pid, None)
+        if participant is None:
+            raise NotFound("participant has no media")
+        for kind, source in participant.sources.items():
+            source.close()
+            for other in self._participants.values():
+                if other.session is not None:
+                    other.session.unwant((pid, kind))
+        if participant.session is not None:
+            participant.session.stop_media()
+            await participant.session.close()
+
+    def participants(self) -> tuple[ParticipantId, ...]:
+        return tuple(self._participants)
+
+    # --- negotiation ------------------------------------------------------------------------------------
+
+    async def handle_offer(self, pid: ParticipantId, sdp: str) -> str:
+        """A client's offer opens (or replaces) its peer connection; returns the answer SDP."""
+        participant = self._get(pid)
+        if len(sdp) > MAX_SDP_CHARS:
+            raise BadRequest("offer: too large")
+        publishes = published_kinds(passthrough.summarize_sdp(sdp))
+        async with participant.lock:
+            if self._participants.get(pid) is not participant:
+                raise NotFound("participant has no media")
+            session = PeerSession(pid, self._ice, self._sender_for(pid), self._state_listener(pid))
+            sources = {
+                kind: participant.sources.get(kind)
+                or Source(
+                    pid,
+                    kind,
+                    keyframe_interval=self._keyframe_interval,
+                    forwarding=participant.forwarding[kind],
+                )
+                for kind in publishes
+            }
+            try:
+                answer = await session.accept_offer(
+                    sdp, passthrough.summarize_sdp(sdp), {k: s.deliver for k, s in sources.items()}
+                )
+            except BaseException:
+                await session.close()
+                raise
+            self._replace_session(participant, session, sources)
+            return answer
+
+    def _replace_session(
+        self, participant: _Participant, session: PeerSession, sources: dict[str, Source]
+    ) -> None:
+        old = participant.session
+        participant.session = session
+        if old is not None:
+            old.stop_media()
+            self._close_later(old)
+        pid = participant.pid
+        others = [o.session for o in self._participants.values() if o.pid != pid and o.session is not None]
+        for kind in KINDS:
+            source = sources.get(kind)
+            previous = participant.sources.get(kind)
+            if source is None:
+                if previous is not None:  # no longer published
+                    del participant.sources[kind]
+                    previous.close()
+                    for other in others:
+                        other.unwant((pid, kind))
+                continue
+            participant.sources[kind] = source
+            source.bind_upstream(functools.partial(session.request_keyframe, kind))
+            if previous is None:
+                for other in others:
+                    other.want(source)
+        for other_participant in self._participants.values():
+            if other_participant.pid != pid:
+                for source in other_participant.sources.values():
+                    session.want(source)
+
+    async def handle_answer(self, pid: ParticipantId, sdp: str) -> None:
+        if len(sdp) > MAX_SDP_CHARS:
+            raise BadRequest("answer: too large")
+        await self._session(pid).accept_answer(sdp)
+
+    async def add_remote_candidate(self, pid: ParticipantId, candidate: Mapping[str, object] | None) -> None:
+        """``candidate`` is a browser ``RTCIceCandidateInit`` dict; ``None`` or ``""`` ends the candidates."""
+        session = self._session(pid)
+        if candidate is None:
+            await session.add_candidate(None, None)
+            return
+        line = candidate.get("candidate")
+        mid = candidate.get("sdpMid", candidate.get("sdp_mid"))
+        if not isinstance(line, str) or len(line) > MAX_CANDIDATE_CHARS:
+            raise BadRequest("candidate: 'candidate' must be a string of at most 1024 characters")
+        if mid is not None and not isinstance(mid, str):
+            raise BadRequest("candidate: 'sdpMid' must be a string")
+        await session.add_candidate(line or None, mid)
+
+    # --- host controls ----------------------------------------------------------------------------------
+
+    def set_forwarding(self, pid: ParticipantId, kind: str, enabled: bool) -> None:
+        """Server-enforced: while off, nobody receives ``pid``'s ``kind`` (host mute)."""
+        if kind not in KINDS:
+            raise BadRequest("kind must be 'audio' or 'video'")
+        participant = self._get(pid)
+        participant.forwarding[kind] = enabled
+        source = participant.sources.get(kind)
+        if source is not None:
+            source.set_forwarding(enabled)
+
+    def set_audio_forwarding(self, pid: ParticipantId, enabled: bool) -> None:
+        self.set_forwarding(pid, "audio", enabled)
+
+    def is_forwarding(self, pid: ParticipantId, kind: str) -> bool:
+        return self._get(pid).forwarding.get(kind, False)
+
+    # --- lifecycle and introspection ----------------------------------------------------------------------
+
+    async def close(self) -> None:
+        for pid in list(self._participants):
+            with contextlib.suppress(NotFound):
+                await self.remove_participant(pid)
+        if self._closing:
+            await asyncio.gather(*self._closing, return_exceptions=True)
+
+    def stats(self) -> RelayStats:
+        sources = [s for p in self._participants.values() for s in p.sources.values()]
+        sessions = [p.session for p in self._participants.values() if p.session is not None]
+        legs = [slot.leg for s in sessions for slot in s.slots]
+        return RelayStats(
+            participants=len(self._participants),
+            sources=len(sources),
+            legs=sum(len(s.legs) for s in sources),
+            frames_in=sum(s.frames_in for s in sources),
+            frames_out=sum(leg.frames_out for leg in legs),
+            keyframe_requests=sum(s.keyframe_requests_sent for s in sources),
+        )
+
+    def session(self, pid: ParticipantId) -> PeerSession | None:
+        """The participant's current peer session (tests and metrics)."""
+        return self._get(pid).session
+
+    def source(self, pid: ParticipantId, kind: str) -> Source | None:
+        return self._get(pid).sources.get(kind)
+
+    # --- helpers ----------------------------------------------------------------------------------------
+
+    def _get(self, pid: ParticipantId) -> _Participant:
+        participant = self._participants.get(pid)
+        if participant is None:
+            raise NotFound("participant has no media")
+        return participant
+
+    def _session(self, pid: ParticipantId) -> PeerSession:
+        session = self._get(pid).session
+        if session is None:
+            raise Conflict("send an offer first")
+        return session
+
+    def _sender_for(self, pid: ParticipantId) -> Callable[[str], Awaitable[None]]:
+        async def send(sdp: str) -> None:
+            await self._on_signal(pid, RenegotiationOffer(sdp))
+
+        return send
+
+    def _state_listener(self, pid: ParticipantId) -> Callable[[str], None]:
+        def changed(state: str) -> None:
+            if self._on_connection_state is not None:
+                self._on_connection_state(pid, state)
+
+        return changed
+
+    def _close_later(self, session: PeerSession) -> None:
+        task = asyncio.get_running_loop().create_task(session.close())
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
