@@ -1,0 +1,176 @@
+// The HTTP API as the pages use it (docs/API.md). Every path and body shape lives here, nowhere else.
+// Errors come back as {error: {code, message}} and surface as ApiError; a network failure as NetworkError.
+
+const ACCESS_KEY = "viop.access_token";
+
+export class ApiError extends Error {
+  constructor(status, code, message) {
+    super(message || code || `HTTP ${status}`);
+    this.name = "ApiError";
+    this.status = status;
+    this.code = code || "error";
+  }
+}
+
+export class NetworkError extends Error {
+  constructor(cause) {
+    super("The server could not be reached.");
+    this.name = "NetworkError";
+    this.cause = cause;
+  }
+}
+
+async function request(path, { method = "GET", bearer, body, expect = "json" } = {}) {
+  const headers = { Accept: expect === "csv" ? "text/csv" : "application/json" };
+  if (bearer) headers.Authorization = `Bearer ${bearer}`;
+  const init = { method, headers, credentials: "omit", cache: "no-store", referrerPolicy: "no-referrer" };
+  if (body !== undefined) {
+    headers["Content-Type"] = "application/json";
+    init.body = JSON.stringify(body);
+  }
+  let response;
+  try {
+    response = await fetch(path, init);
+  } catch (cause) {
+    throw new NetworkError(cause);
+  }
+  if (!response.ok) {
+    let code = null;
+    let message = null;
+    try {
+      const payload = await response.json();
+      code = payload?.error?.code ?? null;
+      message = payload?.error?.message ?? null;
+    } catch {
+      // Not JSON (a proxy's error page): keep the status only.
+    }
+    throw new ApiError(response.status, code, message);
+  }
+  if (response.status === 204) return null;
+  if (expect === "csv") return response.blob();
+  return response.json();
+}
+
+// --- access tokens (clinicians, staff, admins) ------------------------------------------------------------
+// sessionStorage: gone when the tab closes, never sent anywhere by the browser on its own.
+
+export function accessToken() {
+  return sessionStorage.getItem(ACCESS_KEY);
+}
+
+export function forgetAccessToken() {
+  sessionStorage.removeItem(ACCESS_KEY);
+}
+
+// The token's claims (role, sub, exp) for navigation only; the server checks the signature on every call.
+export function tokenClaims(token) {
+  try {
+    const part = token.split(".")[1];
+    const json = atob(part.replace(/-/g, "+").replace(/_/g, "/").padEnd(Math.ceil(part.length / 4) * 4, "="));
+    return JSON.parse(json);
+  } catch {
+    return null;
+  }
+}
+
+export async function login(username, password, totp) {
+  const body = { username, password };
+  if (totp) body.totp = totp;
+  const result = await request("/api/v1/auth/login", { method: "POST", body });
+  sessionStorage.setItem(ACCESS_KEY, result.access_token);
+  return result;
+}
+
+export async function logout() {
+  const token = accessToken();
+  forgetAccessToken();
+  if (token) {
+    try {
+      await request("/api/v1/auth/logout", { method: "POST", bearer: token });
+    } catch {
+      // Already expired or unreachable: the local copy is gone either way.
+    }
+  }
+}
+
+// --- rooms and invites -------------------------------------------------------------------------------------
+
+export function listRooms(bearer) {
+  return request("/api/v1/rooms", { bearer });
+}
+
+export function getRoom(bearer, roomId) {
+  return request(`/api/v1/rooms/${encodeURIComponent(roomId)}`, { bearer });
+}
+
+export function createRoom(bearer, { kind, title, capacity }) {
+  const body = { kind, title };
+  if (capacity) body.capacity = capacity;
+  return request("/api/v1/rooms", { method: "POST", bearer, body });
+}
+
+export function createInvite(bearer, roomId, { displayName, expiresIn }) {
+  const body = { display_name: displayName };
+  if (expiresIn) body.expires_in = expiresIn;
+  return request(`/api/v1/rooms/${encodeURIComponent(roomId)}/invites`, { method: "POST", bearer, body });
+}
+
+// --- tickets: the short-lived, single-use credential that opens a WebSocket --------------------------------
+
+function socketUrl(path, ticket, given) {
+  if (given) {
+    const url = new URL(given, location.href);
+    url.protocol = location.protocol === "https:" ? "wss:" : "ws:";
+    if (!url.searchParams.has("ticket")) url.searchParams.set("ticket", ticket);
+    return url.toString();
+  }
+  const scheme = location.protocol === "https:" ? "wss:" : "ws:";
+  return `${scheme}//${location.host}${path}?ticket=${encodeURIComponent(ticket)}`;
+}
+
+// bearer: an access token (clinician) or an invite token (client). roomId may be null for an invite:
+// the invite names its room.
+export async function signalTicket(bearer, roomId) {
+  const body = roomId ? { room_id: roomId } : {};
+  const result = await request("/api/v1/signal-tickets", { method: "POST", bearer, body });
+  return { ticket: result.ticket, url: socketUrl("/ws/signal", result.ticket, result.ws_url) };
+}
+
+export async function presenceTicket(bearer) {
+  const result = await request("/api/v1/presence-tickets", { method: "POST", bearer, body: {} });
+  return { ticket: result.ticket, url: socketUrl("/ws/presence", result.ticket, result.ws_url) };
+}
+
+// --- monitoring and records -------------------------------------------------------------------------------
+
+export function presenceSnapshot(bearer) {
+  return request("/api/v1/presence", { bearer });
+}
+
+function attendanceQuery({ roomId, client, from, to }, format) {
+  const query = new URLSearchParams({ format });
+  if (roomId) query.set("room_id", roomId);
+  if (client) query.set("client", client);
+  if (from) query.set("from", from);
+  if (to) query.set("to", to);
+  return `/api/v1/attendance?${query}`;
+}
+
+export function attendance(bearer, filters) {
+  return request(attendanceQuery(filters, "json"), { bearer });
+}
+
+export function attendanceCsv(bearer, filters) {
+  return request(attendanceQuery(filters, "csv"), { bearer, expect: "csv" });
+}
+
+// A readable sentence for an error, without echoing anything the user typed.
+export function describeError(error) {
+  if (error instanceof NetworkError) return "The server could not be reached. Check your connection and try again.";
+  if (error instanceof ApiError) {
+    if (error.status === 401) return error.message || "Please sign in again.";
+    if (error.status === 429) return "Too many attempts. Please wait a moment and try again.";
+    return error.message || `The request failed (${error.status}).`;
+  }
+  return "Something went wrong. Please try again.";
+}

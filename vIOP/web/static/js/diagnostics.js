@@ -1,0 +1,14 @@
+// A read-only diagnostics handle on window.viop for support staff and the browser tests: the session's
+// phase, own participant id, and inbound media statistics per participant (from getStats()).
+// It exposes no token and no way to act.
+
+export function exposeDiagnostics(session) {
+  window.viop = Object.freeze({
+    phase: () => session.phase,
+    participantId: () => session.participantId,
+    role: () => session.role,
+    socketState: () => session.signaling.state,
+    roster: () => [...session.roster.keys()],
+    inboundStats: () => session.inboundStats(),
+  });
+}

@@ -1,0 +1,209 @@
+// The clinician's live panels: waiting room (admit, admit all, deny with a message, message one client),
+// raised hands, and the roster (mute, remove, return to lobby). Every action is one signaling message.
+
+import { $, announce, el, formatDuration } from "./ui.js";
+
+const LONG_WAIT_SECONDS = 10 * 60;
+
+// A small inline form under a list item: one text field and a submit button. Escape cancels.
+function inlinePrompt(item, { label, submitText, required }) {
+  item.querySelector("form.inline-prompt")?.remove();
+  const id = `prompt-${Math.random().toString(36).slice(2, 10)}`;
+  const input = el("input", { id, maxlength: "500", autocomplete: "off", required });
+  const cancel = el("button", { type: "button", class: "secondary" }, "Cancel");
+  const form = el(
+    "form",
+    { class: "inline-prompt inline", novalidate: true },
+    el("div", { class: "field" }, el("label", { for: id }, label), input),
+    el("button", { type: "submit" }, submitText),
+    cancel,
+  );
+  item.append(form);
+  input.focus();
+  return new Promise((resolve) => {
+    const done = (value) => {
+      form.remove();
+      resolve(value);
+    };
+    form.addEventListener("submit", (event) => {
+      event.preventDefault();
+      const text = input.value.trim();
+      if (required && !text) {
+        input.focus();
+        return;
+      }
+      done(text);
+    });
+    cancel.addEventListener("click", () => done(null));
+    form.addEventListener("keydown", (event) => {
+      if (event.key === "Escape") done(null);
+    });
+  });
+}
+
+export class ModerationPanels {
+  constructor(session) {
+    this.session = session;
+    this.lobby = [];
+    this.lobbyReceivedAt = Date.now();
+    this.timer = setInterval(() => this.renderWaitTimes(), 1000);
+    $("#admit-all").addEventListener("click", () => {
+      session.send({ type: "admit_all" });
+      announce("Admitting everyone who is waiting.");
+    });
+    session.addEventListener("lobby", (event) => this.renderLobby(event.detail));
+    session.addEventListener("roster", (event) => this.renderRoster(event.detail));
+  }
+
+  stop() {
+    clearInterval(this.timer);
+  }
+
+  renderLobby(entries) {
+    const before = new Set(this.lobby.map((e) => e.participant_id));
+    this.lobby = entries;
+    this.lobbyReceivedAt = Date.now();
+    const list = $("#lobby-list");
+    list.replaceChildren(...entries.map((entry) => this.lobbyItem(entry)));
+    $("#lobby-count").textContent = `(${entries.length})`;
+    $("#lobby-empty").hidden = entries.length > 0;
+    $("#admit-all").disabled = entries.length === 0;
+    const arrived = entries.filter((e) => !before.has(e.participant_id));
+    if (arrived.length === 1) announce(`${arrived[0].display_name} is waiting.`);
+    else if (arrived.length > 1) announce(`${arrived.length} people are waiting.`);
+  }
+
+  lobbyItem(entry) {
+    const id = entry.participant_id;
+    const name = entry.display_name;
+    const wait = el("span", { class: "wait hint", dataset: { waited: String(entry.waited_seconds) } });
+    const item = el(
+      "li",
+      { dataset: { participant: id } },
+      el("span", {}, el("span", { class: "who" }, name), " ", wait),
+      el(
+        "span",
+        { class: "row" },
+        el("button", { type: "button", "aria-label": `Admit ${name}`, onclick: () => this.admit(entry) }, "Admit"),
+        el("button", { type: "button", class: "secondary", "aria-label": `Message ${name}`, onclick: () => this.message(item, entry) }, "Message"),
+        el("button", { type: "button", class: "danger", "aria-label": `Deny ${name}`, onclick: () => this.deny(item, entry) }, "Deny"),
+      ),
+    );
+    this.updateWait(item, wait, entry.waited_seconds);
+    return item;
+  }
+
+  renderWaitTimes() {
+    const elapsed = (Date.now() - this.lobbyReceivedAt) / 1000;
+    for (const item of document.querySelectorAll("#lobby-list > li")) {
+      const wait = item.querySelector(".wait");
+      this.updateWait(item, wait, Number(wait.dataset.waited) + elapsed);
+    }
+  }
+
+  updateWait(item, wait, seconds) {
+    wait.textContent = `waiting ${formatDuration(seconds)}`;
+    item.classList.toggle("long-wait", seconds >= LONG_WAIT_SECONDS);
+  }
+
+  admit(entry) {
+    this.session.send({ type: "admit", participant_id: entry.participant_id });
+    announce(`Admitting ${entry.display_name}.`);
+  }
+
+  async message(item, entry) {
+    const text = await inlinePrompt(item, { label: `Message to ${entry.display_name}`, submitText: "Send", required: true });
+    if (!text) return;
+    this.session.send({ type: "lobby_message", participant_id: entry.participant_id, message: text });
+    announce(`Message sent to ${entry.display_name}.`);
+  }
+
+  async deny(item, entry) {
+    const text = await inlinePrompt(item, { label: `Optional message to ${entry.display_name}`, submitText: "Deny", required: false });
+    if (text === null) return;
+    const message = { type: "deny", participant_id: entry.participant_id };
+    if (text) message.message = text;
+    this.session.send(message);
+    announce(`${entry.display_name} was not admitted.`);
+  }
+
+  renderRoster({ participants, locked, reconnecting }) {
+    const self = this.session.participantId;
+    const others = participants.filter((p) => p.participant_id !== self);
+    $("#roster-list").replaceChildren(...participants.map((p) => this.rosterItem(p, p.participant_id === self, reconnecting.has(p.participant_id))));
+    $("#roster-count").textContent = `(${participants.length})`;
+    const hands = others.filter((p) => p.hand);
+    $("#hands-list").replaceChildren(
+      ...hands.map((p) =>
+        el(
+          "li",
+          { dataset: { participant: p.participant_id } },
+          el("span", { class: "who" }, p.display_name),
+          el("button", { type: "button", class: "secondary", "aria-label": `Acknowledge ${p.display_name}'s hand`, onclick: () => this.acknowledgeHand(p) }, "Acknowledge"),
+        ),
+      ),
+    );
+    $("#hands-empty").hidden = hands.length > 0;
+    $("#locked-banner").hidden = !locked;
+    const lock = $("#lock-toggle");
+    lock.setAttribute("aria-pressed", locked ? "true" : "false");
+    lock.textContent = locked ? "Unlock room" : "Lock room";
+  }
+
+  rosterItem(entry, isSelf, reconnecting) {
+    const name = entry.display_name;
+    const state = [];
+    if (isSelf) state.push("you");
+    if (entry.role === "host") state.push("clinician");
+    if (entry.muted_by_host) state.push("muted by you");
+    else if (entry.audio === false) state.push("mic off");
+    if (entry.video === false) state.push("camera off");
+    if (entry.hand) state.push("hand raised");
+    if (reconnecting) state.push("reconnecting");
+    const item = el(
+      "li",
+      { dataset: { participant: entry.participant_id, state: reconnecting ? "reconnecting" : "live" } },
+      el("span", {}, el("span", { class: "who" }, name), state.length ? ` (${state.join(", ")})` : ""),
+    );
+    if (!isSelf && entry.role !== "host") {
+      const muted = Boolean(entry.muted_by_host);
+      item.append(
+        el(
+          "span",
+          { class: "row" },
+          el("button", { type: "button", class: "secondary", "aria-label": `${muted ? "Unmute" : "Mute"} ${name}`, onclick: () => this.mute(entry, !muted) }, muted ? "Unmute" : "Mute"),
+          el("button", { type: "button", class: "secondary", "aria-label": `Return ${name} to the waiting room`, onclick: () => this.returnToLobby(entry) }, "To waiting room"),
+          el("button", { type: "button", class: "danger", "aria-label": `Remove ${name}`, onclick: () => this.remove(item, entry) }, "Remove"),
+        ),
+      );
+    }
+    return item;
+  }
+
+  mute(entry, muted) {
+    this.session.send({ type: "mute", participant_id: entry.participant_id, kind: "audio", muted });
+    announce(`${muted ? "Muting" : "Unmuting"} ${entry.display_name}.`);
+  }
+
+  returnToLobby(entry) {
+    this.session.send({ type: "return_to_lobby", participant_id: entry.participant_id });
+    announce(`Moving ${entry.display_name} to the waiting room.`);
+  }
+
+  async remove(item, entry) {
+    const text = await inlinePrompt(item, { label: `Optional message to ${entry.display_name}`, submitText: "Remove", required: false });
+    if (text === null) return;
+    const message = { type: "remove", participant_id: entry.participant_id };
+    if (text) message.message = text;
+    this.session.send(message);
+    announce(`Removing ${entry.display_name}.`);
+  }
+
+  acknowledgeHand(entry) {
+    // The protocol lets only the participant lower their own hand; the console hides it locally.
+    const row = document.querySelector(`#hands-list > li[data-participant="${CSS.escape(entry.participant_id)}"]`);
+    row?.remove();
+    $("#hands-empty").hidden = document.querySelectorAll("#hands-list > li").length > 0;
+    announce(`Acknowledged ${entry.display_name}.`);
+  }
+}

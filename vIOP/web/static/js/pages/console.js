@@ -1,0 +1,252 @@
+// Clinician console: rooms list, create a room, invite links, and the live room (video, lobby, roster).
+// /console shows the rooms; /console#room=<id> opens one (so a reload returns to the live room).
+
+import * as api from "../api.js";
+import { exposeDiagnostics } from "../diagnostics.js";
+import { openLocalMedia, stopStream } from "../devices.js";
+import { ModerationPanels } from "../moderation.js";
+import { RoomSession } from "../room-session.js";
+import { $, announce, copyText, el, setBusy, setPressed, showScreen } from "../ui.js";
+import { VideoGrid } from "../video-grid.js";
+
+const KNOWN_ROOMS_KEY = "viop.console.rooms"; // room ids only, for servers without a room listing
+
+const page = { token: null, session: null, panels: null, stream: null, room: null };
+
+function knownRoomIds() {
+  try {
+    return JSON.parse(sessionStorage.getItem(KNOWN_ROOMS_KEY) || "[]");
+  } catch {
+    return [];
+  }
+}
+
+function rememberRoom(id) {
+  const ids = knownRoomIds().filter((known) => known !== id);
+  sessionStorage.setItem(KNOWN_ROOMS_KEY, JSON.stringify([id, ...ids].slice(0, 50)));
+}
+
+function handleAuthFailure(error) {
+  if (error instanceof api.ApiError && error.status === 401) {
+    api.forgetAccessToken();
+    showScreen("signed-out");
+    return true;
+  }
+  return false;
+}
+
+async function loadRooms() {
+  let rooms = null;
+  try {
+    const listed = await api.listRooms(page.token);
+    rooms = Array.isArray(listed) ? listed : (listed?.rooms ?? []);
+  } catch (error) {
+    if (handleAuthFailure(error)) return;
+    rooms = [];
+    for (const id of knownRoomIds()) {
+      try {
+        rooms.push(await api.getRoom(page.token, id));
+      } catch (inner) {
+        if (handleAuthFailure(inner)) return;
+      }
+    }
+  }
+  renderRooms(rooms);
+}
+
+function roomLabel(room) {
+  return room.title || room.id;
+}
+
+function renderRooms(rooms) {
+  const list = $("#room-list");
+  list.replaceChildren(
+    ...rooms
+      .filter((room) => room.state !== "ended")
+      .map((room) =>
+        el(
+          "li",
+          { dataset: { room: room.id } },
+          el("span", {}, el("span", { class: "who" }, roomLabel(room)), ` (${room.kind === "individual" ? "individual" : "group"})`),
+          el("button", { type: "button", "aria-label": `Open ${roomLabel(room)}`, onclick: () => openRoom(room.id) }, "Open room"),
+        ),
+      ),
+  );
+  $("#rooms-empty").hidden = list.children.length > 0;
+}
+
+async function onCreateRoom(event) {
+  event.preventDefault();
+  const form = event.currentTarget;
+  const error = $("#create-room-error");
+  const title = form.title.value.trim();
+  if (!title) {
+    error.textContent = "Enter a name for the room.";
+    error.hidden = false;
+    form.title.focus();
+    return;
+  }
+  error.hidden = true;
+  const submit = $("#create-room-submit");
+  setBusy(submit, true);
+  try {
+    const capacity = form.capacity.value ? Number(form.capacity.value) : undefined;
+    const room = await api.createRoom(page.token, { kind: form.kind.value, title, capacity });
+    rememberRoom(room.id);
+    form.reset();
+    announce(`Room ${roomLabel(room)} created.`);
+    await loadRooms();
+  } catch (failure) {
+    if (handleAuthFailure(failure)) return;
+    error.textContent = api.describeError(failure);
+    error.hidden = false;
+    announce(error.textContent, { assertive: true });
+  } finally {
+    setBusy(submit, false);
+  }
+}
+
+async function onCreateInvite(event) {
+  event.preventDefault();
+  const form = event.currentTarget;
+  const error = $("#invite-error");
+  const name = form.display_name.value.trim();
+  if (!name) {
+    error.textContent = "Enter the client's display name.";
+    error.hidden = false;
+    form.display_name.focus();
+    return;
+  }
+  error.hidden = true;
+  const submit = $("#invite-submit");
+  setBusy(submit, true);
+  try {
+    const invite = await api.createInvite(page.token, page.room.id, { displayName: name, expiresIn: Number(form.expires_in.value) });
+    const link = new URL(invite.join_url || `/join#invite=${encodeURIComponent(invite.invite_token)}`, location.origin);
+    $("#invite-link").value = link.toString();
+    $("#invite-result").hidden = false;
+    form.display_name.value = "";
+    announce("Invite link created. Copy it and send it to the client privately.");
+  } catch (failure) {
+    if (handleAuthFailure(failure)) return;
+    error.textContent = api.describeError(failure);
+    error.hidden = false;
+    announce(error.textContent, { assertive: true });
+  } finally {
+    setBusy(submit, false);
+  }
+}
+
+async function openRoom(roomId) {
+  history.replaceState(null, "", `/console#room=${encodeURIComponent(roomId)}`);
+  try {
+    page.room = await api.getRoom(page.token, roomId);
+  } catch (error) {
+    if (handleAuthFailure(error)) return;
+    announce(api.describeError(error), { assertive: true });
+    history.replaceState(null, "", "/console");
+    showScreen("rooms");
+    return;
+  }
+  rememberRoom(roomId);
+  $("#room-heading").textContent = roomLabel(page.room);
+  document.title = `${roomLabel(page.room)} · vIOP`;
+  showScreen("room");
+  try {
+    page.stream = await openLocalMedia();
+  } catch (error) {
+    page.stream = null;
+    announce(`${error.message} You can still host without them.`, { assertive: true });
+  }
+  startSession();
+}
+
+function startSession() {
+  const grid = new VideoGrid($("#grid"));
+  const session = new RoomSession({
+    getTicket: () => api.signalTicket(page.token, page.room.id),
+    localStream: page.stream,
+    grid,
+    media: { audio: Boolean(page.stream?.getAudioTracks().length), video: Boolean(page.stream?.getVideoTracks().length) },
+  });
+  page.session = session;
+  page.panels = new ModerationPanels(session);
+  exposeDiagnostics(session);
+  session.addEventListener("phase", (event) => {
+    document.body.dataset.phase = event.detail;
+    $("#reconnect-banner").hidden = event.detail !== "reconnecting";
+  });
+  session.addEventListener("notice", (event) => announce(event.detail));
+  session.addEventListener("error", (event) => announce(event.detail.message, { assertive: true }));
+  session.addEventListener("ended", (event) => {
+    page.panels.stop();
+    stopStream(page.stream);
+    $("#ended-text").textContent = event.detail.reason === "left" ? "You left the room. It stays open for the others." : event.detail.text;
+    document.body.dataset.phase = "ended";
+    showScreen("ended");
+    announce($("#ended-text").textContent);
+  });
+  $("#mic-toggle").disabled = !page.stream?.getAudioTracks().length;
+  $("#camera-toggle").disabled = !page.stream?.getVideoTracks().length;
+  session.start();
+}
+
+function wireRoomControls() {
+  $("#mic-toggle").addEventListener("click", (event) => {
+    const off = event.currentTarget.getAttribute("aria-pressed") !== "true";
+    page.session?.setMicrophone(!off);
+    setPressed(event.currentTarget, off, ["Mute microphone", "Unmute microphone"]);
+    announce(off ? "Your microphone is off." : "Your microphone is on.");
+  });
+  $("#camera-toggle").addEventListener("click", (event) => {
+    const off = event.currentTarget.getAttribute("aria-pressed") !== "true";
+    page.session?.setCamera(!off);
+    setPressed(event.currentTarget, off, ["Turn camera off", "Turn camera on"]);
+    announce(off ? "Your camera is off." : "Your camera is on.");
+  });
+  $("#lock-toggle").addEventListener("click", (event) => {
+    const locked = event.currentTarget.getAttribute("aria-pressed") === "true";
+    page.session?.send({ type: locked ? "unlock" : "lock" });
+  });
+  $("#leave-room").addEventListener("click", () => page.session?.leave());
+  $("#end-all").addEventListener("click", (event) => {
+    const button = event.currentTarget;
+    if (button.dataset.confirm !== "yes") {
+      button.dataset.confirm = "yes";
+      button.textContent = "Confirm: end for everyone";
+      announce("Press End for all again to end the session for everyone.");
+      return;
+    }
+    page.session?.send({ type: "end" });
+  });
+  $("#invite-form").addEventListener("submit", onCreateInvite);
+  $("#invite-copy").addEventListener("click", async () => {
+    const copied = await copyText($("#invite-link").value, $("#invite-link"));
+    announce(copied ? "Invite link copied." : "Select the link and copy it.");
+  });
+}
+
+async function main() {
+  wireRoomControls();
+  $("#create-room-form").addEventListener("submit", onCreateRoom);
+  $("#sign-out-link").addEventListener("click", async (event) => {
+    event.preventDefault();
+    page.session?.leave();
+    await api.logout();
+    location.assign("/");
+  });
+  page.token = api.accessToken();
+  if (!page.token) {
+    showScreen("signed-out");
+    return;
+  }
+  const roomId = new URLSearchParams(location.hash.slice(1)).get("room");
+  if (roomId) {
+    await openRoom(roomId);
+    return;
+  }
+  showScreen("rooms");
+  await loadRooms();
+}
+
+main();

@@ -1,0 +1,166 @@
+// Client join page: /join#invite=<token>. The token travels in the URL fragment, which the browser never
+// sends to the server, and is moved to sessionStorage at once so it leaves the address bar and history.
+
+import * as api from "../api.js";
+import { DeviceError, fillDevicePickers, openLocalMedia, stopStream } from "../devices.js";
+import { RoomSession } from "../room-session.js";
+import { $, announce, setPressed, showScreen } from "../ui.js";
+import { VideoGrid } from "../video-grid.js";
+import { exposeDiagnostics } from "../diagnostics.js";
+
+const INVITE_KEY = "viop.invite";
+
+function takeInvite() {
+  const fragment = new URLSearchParams(location.hash.slice(1));
+  const token = fragment.get("invite");
+  if (token) {
+    sessionStorage.setItem(INVITE_KEY, JSON.stringify({ token, room: fragment.get("room") }));
+    history.replaceState(null, "", location.pathname);
+  }
+  try {
+    return JSON.parse(sessionStorage.getItem(INVITE_KEY) || "null");
+  } catch {
+    return null;
+  }
+}
+
+const page = {
+  invite: null,
+  stream: null,
+  session: null,
+  media: { audio: true, video: true },
+};
+
+async function startPreview(devices = {}) {
+  const error = $("#device-error");
+  const retry = $("#device-retry");
+  stopStream(page.stream);
+  page.stream = null;
+  try {
+    page.stream = await openLocalMedia(devices);
+    error.hidden = true;
+    retry.hidden = true;
+  } catch (failure) {
+    const text = failure instanceof DeviceError ? failure.message : "Your camera or microphone could not be started.";
+    error.textContent = text;
+    error.hidden = false;
+    retry.hidden = false;
+    announce(text, { assertive: true });
+  }
+  $("#preview").srcObject = page.stream;
+  page.media = { audio: Boolean(page.stream?.getAudioTracks().length), video: Boolean(page.stream?.getVideoTracks().length) };
+  await fillDevicePickers($("#mic-select"), $("#camera-select"), page.stream);
+  const join = $("#join-button");
+  join.textContent = page.stream ? "Join the waiting room" : "Join without camera and microphone";
+}
+
+function onPickerChange() {
+  startPreview({ audioDeviceId: $("#mic-select").value || undefined, videoDeviceId: $("#camera-select").value || undefined });
+}
+
+function joinSession() {
+  $("#join-button").disabled = true;
+  const grid = new VideoGrid($("#grid"));
+  const session = new RoomSession({
+    getTicket: () => api.signalTicket(page.invite.token, page.invite.room),
+    localStream: page.stream,
+    grid,
+    media: page.media,
+  });
+  page.session = session;
+  exposeDiagnostics(session);
+  session.addEventListener("phase", (event) => onPhase(event.detail));
+  session.addEventListener("waiting", (event) => onWaiting(event.detail));
+  session.addEventListener("notice", (event) => announce(event.detail));
+  session.addEventListener("error", (event) => announce(event.detail.message, { assertive: true }));
+  session.addEventListener("host-muted", (event) => {
+    if (event.detail.kind === "audio") setPressed($("#mic-toggle"), event.detail.muted, ["Mute microphone", "Unmute microphone"]);
+  });
+  session.addEventListener("self", (event) => setPressed($("#hand-toggle"), Boolean(event.detail.hand), ["Raise hand", "Lower hand"]));
+  session.addEventListener("ended", (event) => onEnded(event.detail));
+  setPressed($("#mic-toggle"), !page.media.audio, ["Mute microphone", "Unmute microphone"]);
+  setPressed($("#camera-toggle"), !page.media.video, ["Turn camera off", "Turn camera on"]);
+  $("#mic-toggle").disabled = !page.stream?.getAudioTracks().length;
+  $("#camera-toggle").disabled = !page.stream?.getVideoTracks().length;
+  announce("Connecting…");
+  session.start();
+}
+
+function onPhase(phase) {
+  document.body.dataset.phase = phase;
+  $("#reconnect-banner").hidden = phase !== "reconnecting";
+  if (phase === "waiting") showScreen("waiting");
+  if (phase === "in_room") {
+    if (document.body.dataset.screen !== "session") {
+      showScreen("session");
+      announce("You are in the session.");
+    }
+  }
+}
+
+function onWaiting({ position, message }) {
+  $("#waiting-position").textContent =
+    position === 1 ? "You are next. Your clinician will let you in soon." : `You are number ${position} in line. Your clinician will let you in soon.`;
+  const box = $("#waiting-message");
+  if (message) {
+    box.textContent = `Message from your clinician: ${message}`;
+    box.hidden = false;
+  }
+}
+
+function onEnded({ text, message }) {
+  stopStream(page.stream);
+  $("#ended-text").textContent = text;
+  const box = $("#ended-message");
+  box.hidden = !message;
+  if (message) box.textContent = `Message from your clinician: ${message}`;
+  document.body.dataset.phase = "ended";
+  showScreen("ended");
+  announce(text);
+}
+
+function wireControls() {
+  $("#confirm-continue").addEventListener("click", async () => {
+    showScreen("setup");
+    await startPreview();
+  });
+  $("#device-retry").addEventListener("click", () => startPreview());
+  $("#mic-select").addEventListener("change", onPickerChange);
+  $("#camera-select").addEventListener("change", onPickerChange);
+  $("#device-form").addEventListener("submit", (event) => event.preventDefault());
+  $("#join-button").addEventListener("click", joinSession);
+  $("#mic-toggle").addEventListener("click", (event) => {
+    const off = event.currentTarget.getAttribute("aria-pressed") !== "true";
+    page.session.setMicrophone(!off);
+    setPressed(event.currentTarget, off, ["Mute microphone", "Unmute microphone"]);
+    announce(off ? "Your microphone is off." : "Your microphone is on.");
+  });
+  $("#camera-toggle").addEventListener("click", (event) => {
+    const off = event.currentTarget.getAttribute("aria-pressed") !== "true";
+    page.session.setCamera(!off);
+    setPressed(event.currentTarget, off, ["Turn camera off", "Turn camera on"]);
+    announce(off ? "Your camera is off." : "Your camera is on.");
+  });
+  $("#hand-toggle").addEventListener("click", (event) => {
+    const up = event.currentTarget.getAttribute("aria-pressed") !== "true";
+    page.session.raiseHand(up);
+    setPressed(event.currentTarget, up, ["Raise hand", "Lower hand"]);
+    announce(up ? "Your hand is raised." : "Your hand is lowered.");
+  });
+  for (const id of ["#leave-button", "#waiting-leave"]) {
+    $(id).addEventListener("click", () => page.session?.leave());
+  }
+}
+
+function main() {
+  wireControls();
+  page.invite = takeInvite();
+  if (!page.invite?.token) {
+    showScreen("no-invite");
+    return;
+  }
+  $("#confirm-no-name").hidden = false;
+  showScreen("confirm");
+}
+
+main();

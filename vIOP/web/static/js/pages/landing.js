@@ -1,0 +1,64 @@
+// Landing page: sign in (password, plus the authenticator code when the account has one), then go to the
+// page for the account's role.
+
+import * as api from "../api.js";
+import { $, announce, setBusy, showScreen } from "../ui.js";
+
+const HOME_BY_ROLE = { clinician: "/console", staff: "/staff", admin: "/staff" };
+
+function goHome(token) {
+  const role = api.tokenClaims(token)?.role;
+  const home = HOME_BY_ROLE[role];
+  if (home) {
+    location.assign(home);
+    return;
+  }
+  showScreen("signed-in");
+}
+
+async function onSubmit(event) {
+  event.preventDefault();
+  const form = event.currentTarget;
+  const error = $("#login-error");
+  const submit = $("#login-submit");
+  const username = form.username.value.trim();
+  const password = form.password.value;
+  const totp = form.totp.value.trim();
+  if (!username || !password) {
+    error.textContent = "Enter your username and password.";
+    error.hidden = false;
+    (username ? form.password : form.username).focus();
+    return;
+  }
+  error.hidden = true;
+  setBusy(submit, true);
+  announce("Signing in…");
+  try {
+    const result = await api.login(username, password, totp);
+    form.password.value = "";
+    announce("Signed in.");
+    goHome(result.access_token);
+  } catch (failure) {
+    const needsCode = failure instanceof api.ApiError && /totp|mfa/i.test(failure.code);
+    error.textContent = needsCode ? "Enter the 6-digit code from your authenticator app." : api.describeError(failure);
+    error.hidden = false;
+    announce(error.textContent, { assertive: true });
+    (needsCode ? form.totp : form.password).focus();
+  } finally {
+    setBusy(submit, false);
+  }
+}
+
+function main() {
+  $("#login-form").addEventListener("submit", onSubmit);
+  $("#sign-out").addEventListener("click", async () => {
+    await api.logout();
+    showScreen("login");
+    announce("Signed out.");
+  });
+  const token = api.accessToken();
+  if (token) showScreen("signed-in");
+  else showScreen("login");
+}
+
+main();

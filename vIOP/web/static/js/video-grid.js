@@ -1,0 +1,84 @@
+// The session's video grid: one tile per participant with their name and state badges.
+// A tile's <video> plays one MediaStream holding that participant's audio and video tracks.
+
+import { el } from "./ui.js";
+
+export class VideoGrid {
+  constructor(list) {
+    this.list = list; // a <ul class="grid">
+    this.tiles = new Map();
+  }
+
+  tile(participantId) {
+    let tile = this.tiles.get(participantId);
+    if (tile) return tile;
+    const video = el("video", { autoplay: true, playsinline: true, "aria-hidden": "true" });
+    const name = el("span", { class: "name" });
+    const badges = el("span", { class: "badges" });
+    const item = el("li", { class: "tile", dataset: { participant: participantId } }, video, name, badges);
+    const stream = new MediaStream();
+    video.srcObject = stream;
+    tile = { item, video, name, badges, stream, self: false };
+    this.tiles.set(participantId, tile);
+    this.list.append(item);
+    return tile;
+  }
+
+  // Our own camera: muted playback so we never hear ourselves.
+  setLocal(participantId, stream, displayName) {
+    const tile = this.tile(participantId);
+    tile.self = true;
+    tile.video.muted = true;
+    tile.video.srcObject = stream || new MediaStream();
+    tile.item.classList.add("self");
+    this.label(tile, displayName ? `${displayName} (you)` : "You");
+  }
+
+  attach(participantId, track) {
+    const tile = this.tile(participantId);
+    for (const old of tile.stream.getTracks()) {
+      if (old.kind === track.kind && old !== track) tile.stream.removeTrack(old);
+    }
+    if (!tile.stream.getTracks().includes(track)) tile.stream.addTrack(track);
+    // A fresh srcObject assignment makes the element pick up tracks added after it started playing.
+    tile.video.srcObject = tile.stream;
+    tile.video.play().catch(() => undefined);
+  }
+
+  detach(track) {
+    for (const tile of this.tiles.values()) {
+      if (tile.stream.getTracks().includes(track)) tile.stream.removeTrack(track);
+    }
+  }
+
+  update(entry, { reconnecting = false } = {}) {
+    const tile = this.tile(entry.participant_id);
+    if (!tile.self) this.label(tile, entry.role === "host" ? `${entry.display_name} (clinician)` : entry.display_name);
+    const badges = [];
+    if (entry.muted_by_host) badges.push(["Muted by clinician", "warn"]);
+    else if (entry.audio === false) badges.push(["Mic off", ""]);
+    if (entry.video === false) badges.push(["Camera off", ""]);
+    if (entry.hand) badges.push(["✋ Hand raised", "warn"]);
+    if (reconnecting) badges.push(["Reconnecting…", "warn"]);
+    tile.badges.replaceChildren(...badges.map(([text, cls]) => el("span", { class: `badge ${cls}`.trim() }, text)));
+    tile.item.classList.toggle("reconnecting", reconnecting);
+    tile.item.dataset.state = reconnecting ? "reconnecting" : "live";
+  }
+
+  label(tile, text) {
+    tile.name.textContent = text;
+    tile.item.setAttribute("aria-label", text);
+  }
+
+  remove(participantId) {
+    const tile = this.tiles.get(participantId);
+    if (!tile) return;
+    tile.video.srcObject = null;
+    tile.item.remove();
+    this.tiles.delete(participantId);
+  }
+
+  clearRemote() {
+    for (const [id, tile] of [...this.tiles]) if (!tile.self) this.remove(id);
+  }
+}

@@ -1,0 +1,176 @@
+// One RTCPeerConnection to the server's relay (docs/PROTOCOL.md, "Media negotiation").
+//
+// The client sends the first offer with its own audio and video; the server answers. When participants join
+// or leave, the server sends a renegotiation `offer` and the client answers. Remote tracks are tagged with
+// the participant they come from through their stream id (see participantOf). After a reconnect the page
+// builds a new MediaLink: the server replaces the old peer connection when it receives the new offer.
+//
+// Events (EventTarget): "track" {detail: {participantId, track, streams}}, "trackended" {detail: track},
+// "connection" {detail: connectionState}.
+
+export class MediaLink extends EventTarget {
+  // send: (message) => bool, the signaling client's send. localStream may lack audio or video (or be null).
+  constructor({ send, iceServers = [], localStream = null }) {
+    super();
+    this.send = send;
+    this.localStream = localStream;
+    this.pc = new RTCPeerConnection({ iceServers: iceServers.map(toRtcIceServer), bundlePolicy: "max-bundle" });
+    this.queue = Promise.resolve(); // negotiation steps run one at a time, in arrival order
+    this.pendingCandidates = [];
+    this.closed = false;
+    this.senders = { audio: null, video: null };
+    this.pc.addEventListener("icecandidate", (event) => this.onLocalCandidate(event.candidate));
+    this.pc.addEventListener("track", (event) => this.onTrack(event));
+    this.pc.addEventListener("connectionstatechange", () =>
+      this.dispatchEvent(new CustomEvent("connection", { detail: this.pc.connectionState })),
+    );
+  }
+
+  // Add our media (or a receive-only slot when a device is missing) and send the first offer.
+  start() {
+    return this.enqueue(async () => {
+      for (const kind of ["audio", "video"]) {
+        const track = this.localStream?.getTracks().find((t) => t.kind === kind) ?? null;
+        if (track) {
+          const transceiver = this.pc.addTransceiver(track, { direction: "sendrecv", streams: [this.localStream] });
+          this.senders[kind] = transceiver.sender;
+        } else {
+          this.pc.addTransceiver(kind, { direction: "recvonly" });
+        }
+      }
+      const offer = await this.pc.createOffer();
+      await this.pc.setLocalDescription(offer);
+      this.send({ type: "offer", sdp: this.pc.localDescription.sdp });
+    });
+  }
+
+  handleAnswer(sdp) {
+    return this.enqueue(async () => {
+      await this.pc.setRemoteDescription({ type: "answer", sdp });
+      await this.flushCandidates();
+    });
+  }
+
+  handleOffer(sdp) {
+    return this.enqueue(async () => {
+      if (this.pc.signalingState !== "stable") {
+        // Our own offer is outstanding (the server offered at the same moment): the server's offer wins.
+        await this.pc.setLocalDescription({ type: "rollback" });
+      }
+      await this.pc.setRemoteDescription({ type: "offer", sdp });
+      await this.flushCandidates();
+      const answer = await this.pc.createAnswer();
+      await this.pc.setLocalDescription(answer);
+      this.send({ type: "answer", sdp: this.pc.localDescription.sdp });
+    });
+  }
+
+  handleCandidate({ candidate, sdp_mid: sdpMid, sdp_mline_index: sdpMLineIndex }) {
+    const init = { candidate: candidate || "", sdpMid: sdpMid ?? null, sdpMLineIndex: sdpMLineIndex ?? null };
+    if (init.sdpMid === null && init.sdpMLineIndex === null) init.sdpMLineIndex = 0;
+    return this.enqueue(async () => {
+      if (!this.pc.remoteDescription) {
+        this.pendingCandidates.push(init);
+        return;
+      }
+      await this.addCandidate(init);
+    });
+  }
+
+  // Swap the camera or microphone without renegotiating.
+  async replaceTrack(kind, track) {
+    const sender = this.senders[kind];
+    if (sender) await sender.replaceTrack(track);
+  }
+
+  close() {
+    if (this.closed) return;
+    this.closed = true;
+    this.pc.close();
+  }
+
+  // Inbound RTP statistics per remote track: {trackId, kind, framesDecoded, packetsReceived, ...}.
+  async inboundStats() {
+    if (this.closed) return [];
+    const report = await this.pc.getStats();
+    const rows = [];
+    report.forEach((stat) => {
+      if (stat.type !== "inbound-rtp") return;
+      rows.push({
+        trackId: stat.trackIdentifier ?? null,
+        mid: stat.mid ?? null,
+        kind: stat.kind,
+        framesDecoded: stat.framesDecoded ?? 0,
+        packetsReceived: stat.packetsReceived ?? 0,
+        bytesReceived: stat.bytesReceived ?? 0,
+        totalAudioEnergy: stat.totalAudioEnergy ?? 0,
+      });
+    });
+    return rows;
+  }
+
+  // --- internals --------------------------------------------------------------------------------------------
+
+  enqueue(step) {
+    const run = this.queue.then(() => (this.closed ? undefined : step()));
+    // Keep the chain alive after a failure; the caller still sees the error.
+    this.queue = run.catch(() => undefined);
+    return run;
+  }
+
+  async flushCandidates() {
+    const pending = this.pendingCandidates;
+    this.pendingCandidates = [];
+    for (const init of pending) await this.addCandidate(init);
+  }
+
+  async addCandidate(init) {
+    try {
+      await this.pc.addIceCandidate(init.candidate ? init : null);
+    } catch {
+      // A candidate for a section the last renegotiation removed: harmless.
+    }
+  }
+
+  onLocalCandidate(candidate) {
+    if (this.closed) return;
+    if (!candidate) {
+      this.send({ type: "candidate", candidate: "" });
+      return;
+    }
+    const message = { type: "candidate", candidate: candidate.candidate };
+    if (candidate.sdpMid !== null) message.sdp_mid = candidate.sdpMid;
+    if (candidate.sdpMLineIndex !== null) message.sdp_mline_index = candidate.sdpMLineIndex;
+    this.send(message);
+  }
+
+  onTrack(event) {
+    const { track, streams } = event;
+    track.addEventListener("ended", () => this.dispatchEvent(new CustomEvent("trackended", { detail: track })));
+    this.dispatchEvent(new CustomEvent("track", { detail: { track, streams: [...streams], transceiver: event.transceiver } }));
+  }
+}
+
+function toRtcIceServer(server) {
+  const out = { urls: server.urls };
+  if (server.username) out.username = server.username;
+  if (server.credential) out.credential = server.credential;
+  return out;
+}
+
+// The participant a remote track belongs to: the server names each forwarded stream after its source
+// participant (the stream id is the participant id, or carries it). Falls back to the track id.
+export function participantOf({ track, streams }, knownIds) {
+  const names = [...streams.map((s) => s.id), track.id];
+  for (const name of names) {
+    if (knownIds.has(name)) return name;
+  }
+  for (const name of names) {
+    const match = /pt_[A-Za-z0-9_-]+/.exec(name);
+    if (match) {
+      for (const id of knownIds) if (name.includes(id)) return id;
+      return match[0];
+    }
+  }
+  return null;
+}
