@@ -8,8 +8,10 @@ from __future__ import annotations
 from dataclasses import replace
 
 from vIOP.auth.accounts import Account
+from vIOP.auth.invites import Invite
+from vIOP.auth.permissions import RoomScope
 from vIOP.errors import Conflict, NotFound
-from vIOP.ids import UserId
+from vIOP.ids import ClientId, InviteId, RoomId, UserId
 
 
 class MemoryAccountStore:
@@ -49,3 +51,55 @@ class MemoryAccountStore:
         if account is None:
             raise NotFound("no such account")
         return account
+
+
+class MemoryInviteStore:
+    def __init__(self) -> None:
+        self._by_id: dict[InviteId, Invite] = {}
+        self._by_hash: dict[bytes, InviteId] = {}
+        self._names: dict[ClientId, str] = {}
+
+    async def add(self, invite: Invite, token_hash: bytes, display_name: str) -> None:
+        if token_hash in self._by_hash or invite.id in self._by_id or invite.client_id in self._names:
+            raise Conflict("duplicate invite")
+        self._by_id[invite.id] = invite
+        self._by_hash[token_hash] = invite.id
+        self._names[invite.client_id] = display_name
+
+    async def by_token_hash(self, token_hash: bytes) -> Invite | None:
+        invite_id = self._by_hash.get(token_hash)
+        return self._by_id.get(invite_id) if invite_id is not None else None
+
+    async def get(self, invite_id: InviteId) -> Invite | None:
+        return self._by_id.get(invite_id)
+
+    async def consume(self, invite_id: InviteId, now: float) -> bool:
+        invite = self._by_id.get(invite_id)
+        if invite is None or invite.failure_at(now) is not None:
+            return False
+        self._by_id[invite_id] = replace(invite, uses=invite.uses + 1)
+        return True
+
+    async def revoke(self, invite_id: InviteId, now: float) -> None:
+        invite = self._by_id.get(invite_id)
+        if invite is None:
+            raise NotFound("no such invite")
+        if invite.revoked_at is None:
+            self._by_id[invite_id] = replace(invite, revoked_at=now)
+
+    async def client_display_name(self, client_id: ClientId) -> str:
+        name = self._names.get(client_id)
+        if name is None:
+            raise NotFound("no such client")
+        return name
+
+
+class MemoryRoomDirectory:
+    def __init__(self, *rooms: RoomScope) -> None:
+        self.rooms = {room.room_id: room for room in rooms}
+
+    async def room_scope(self, room_id: RoomId) -> RoomScope:
+        room = self.rooms.get(room_id)
+        if room is None:
+            raise NotFound("no such room")
+        return room

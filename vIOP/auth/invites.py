@@ -1,0 +1,200 @@
+"""Invite links: how clients (who have no account) prove who they are and which room they may knock on.
+
+An invite token is ``vinv_`` + 256 random bits, shown once to the clinician who creates it (inside the
+join URL's fragment, which browsers never send to servers or in ``Referer``). Only ``SHA-256(token)`` is
+stored. Each invite is bound to one room and one client id: the same client re-using their link is the
+same participant. Invites expire, may have a maximum number of uses (each signaling ticket obtained with
+the invite is one use) and can be revoked. The token carries no PHI; the client's display name is stored
+encrypted by the :class:`InviteStore` implementation.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import time
+import unicodedata
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Final, Protocol
+
+from vIOP.auth.permissions import Action, Principal, Role, RoomDirectory, RoomScope, authorize
+from vIOP.errors import BadRequest, NotFound, Unauthenticated
+from vIOP.ids import ClientId, InviteId, RoomId, UserId, new_client_id, new_invite_id
+
+INVITE_PREFIX: Final = "vinv_"
+_TOKEN_CHARS: Final = len(INVITE_PREFIX) + 43  # token_urlsafe(32)
+MAX_DISPLAY_NAME_CHARS: Final = 64
+
+
+@dataclass(frozen=True, slots=True)
+class InvitePolicy:
+    default_expires_in: int = 24 * 3600
+    max_expires_in: int = 30 * 24 * 3600
+    min_expires_in: int = 60
+    max_uses_limit: int = 1000
+
+
+class InviteFailure(StrEnum):
+    MALFORMED = "malformed"
+    UNKNOWN = "unknown"
+    EXPIRED = "expired"
+    REVOKED = "revoked"
+    EXHAUSTED = "exhausted"
+
+
+class InviteRejected(Unauthenticated):
+    def __init__(self, reason: InviteFailure) -> None:
+        super().__init__("the invite link is invalid, expired or revoked")
+        self.reason = reason
+
+
+@dataclass(frozen=True, slots=True)
+class Invite:
+    id: InviteId
+    room_id: RoomId
+    client_id: ClientId
+    created_by: UserId
+    created_at: float
+    expires_at: float
+    max_uses: int | None  # None: unlimited until expiry
+    uses: int
+    revoked_at: float | None
+
+    def failure_at(self, now: float) -> InviteFailure | None:
+        """Why the invite cannot be used at ``now``, or None if it can."""
+        if self.revoked_at is not None:
+            return InviteFailure.REVOKED
+        if now >= self.expires_at:
+            return InviteFailure.EXPIRED
+        if self.max_uses is not None and self.uses >= self.max_uses:
+            return InviteFailure.EXHAUSTED
+        return None
+
+    @property
+    def principal(self) -> Principal:
+        return Principal(Role.CLIENT, self.client_id, self.room_id)
+
+
+class InviteStore(Protocol):
+    async def add(self, invite: Invite, token_hash: bytes, display_name: str) -> None:
+        """Insert the invite and its (new) client, whose display name is stored encrypted."""
+        ...
+
+    async def by_token_hash(self, token_hash: bytes) -> Invite | None: ...
+
+    async def get(self, invite_id: InviteId) -> Invite | None: ...
+
+    async def consume(self, invite_id: InviteId, now: float) -> bool:
+        """Atomically count one use iff not revoked, not expired and below ``max_uses``."""
+        ...
+
+    async def revoke(self, invite_id: InviteId, now: float) -> None:
+        """Set ``revoked_at`` unless already set; NotFound for an unknown id."""
+        ...
+
+    async def client_display_name(self, client_id: ClientId) -> str:
+        """The decrypted display name; NotFound for an unknown client."""
+        ...
+
+
+def token_hash(token: str) -> bytes:
+    return hashlib.sha256(token.encode("ascii")).digest()
+
+
+def looks_like_invite(token: str) -> bool:
+    """Tell an invite token from a JWT in ``Authorization: Bearer ...`` without any lookup."""
+    return token.startswith(INVITE_PREFIX)
+
+
+def check_display_name(raw: str) -> str:
+    name = unicodedata.normalize("NFC", raw).strip()
+    if not 1 <= len(name) <= MAX_DISPLAY_NAME_CHARS:
+        raise BadRequest(f"a display name has 1 to {MAX_DISPLAY_NAME_CHARS} characters")
+    if any(unicodedata.category(ch) in ("Cc", "Cf", "Cs", "Co", "Cn") for ch in name):
+        raise BadRequest("a display name cannot contain control or invisible characters")
+    return name
+
+
+@dataclass(frozen=True, slots=True)
+class CreatedInvite:
+    invite: Invite
+    token: str  # shown once; never stored, never logged
+
+
+class Invites:
+    def __init__(
+        self,
+        store: InviteStore,
+        rooms: RoomDirectory,
+        policy: InvitePolicy | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._store = store
+        self._rooms = rooms
+        self._policy = policy or InvitePolicy()
+        self._clock = clock
+
+    async def create(
+        self,
+        principal: Principal,
+        room: RoomScope,
+        display_name: str,
+        expires_in: int | None = None,
+        max_uses: int | None = None,
+    ) -> CreatedInvite:
+        authorize(principal, Action.CREATE_INVITE, room)
+        name = check_display_name(display_name)
+        policy = self._policy
+        lifetime = policy.default_expires_in if expires_in is None else expires_in
+        if not policy.min_expires_in <= lifetime <= policy.max_expires_in:
+            raise BadRequest(
+                f"expires_in must be between {policy.min_expires_in} and {policy.max_expires_in} seconds"
+            )
+        if max_uses is not None and not 1 <= max_uses <= policy.max_uses_limit:
+            raise BadRequest(f"max_uses must be between 1 and {policy.max_uses_limit}")
+        now = self._clock()
+        token = INVITE_PREFIX + secrets.token_urlsafe(32)
+        invite = Invite(
+            id=new_invite_id(), room_id=room.room_id, client_id=new_client_id(),
+            created_by=UserId(principal.subject), created_at=now, expires_at=now + lifetime,
+            max_uses=max_uses, uses=0, revoked_at=None,
+        )  # fmt: skip
+        await self._store.add(invite, token_hash(token), name)
+        return CreatedInvite(invite, token)
+
+    async def authenticate(self, token: str) -> Invite:
+        """The usable invite behind ``token`` (nothing counted), or :class:`InviteRejected`."""
+        invite = await self._find(token)
+        failure = invite.failure_at(self._clock())
+        if failure is not None:
+            raise InviteRejected(failure)
+        return invite
+
+    async def consume(self, token: str) -> Invite:
+        """Like :meth:`authenticate`, and count one use (call when issuing a signaling ticket)."""
+        invite = await self._find(token)
+        now = self._clock()
+        if not await self._store.consume(invite.id, now):
+            current = await self._store.get(invite.id)
+            raise InviteRejected((current or invite).failure_at(now) or InviteFailure.EXHAUSTED)
+        return invite
+
+    async def revoke(self, principal: Principal, invite_id: InviteId) -> Invite:
+        invite = await self._store.get(invite_id)
+        if invite is None:
+            raise NotFound("no such invite")
+        authorize(principal, Action.REVOKE_INVITE, await self._rooms.room_scope(invite.room_id))
+        await self._store.revoke(invite_id, self._clock())
+        revoked = await self._store.get(invite_id)
+        assert revoked is not None
+        return revoked
+
+    async def _find(self, token: str) -> Invite:
+        if len(token) != _TOKEN_CHARS or not looks_like_invite(token) or not token.isascii():
+            raise InviteRejected(InviteFailure.MALFORMED)
+        invite = await self._store.by_token_hash(token_hash(token))
+        if invite is None:
+            raise InviteRejected(InviteFailure.UNKNOWN)
+        return invite
