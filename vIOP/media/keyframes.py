@@ -36,6 +36,7 @@ class KeyframeGate:
         """A subscriber wants a keyframe at ``now``."""
         if self._last_sent is None or now - self._last_sent >= self._interval:
             self._last_sent = now
+            self._trailing_at = None  # this send serves whoever the pending one was for
             return KeyframeDecision(send_now=True, send_at=None)
         if self._trailing_at is not None:
             return KeyframeDecision(send_now=False, send_at=None)  # already scheduled: coalesce
