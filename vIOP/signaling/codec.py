@@ -143,9 +143,20 @@ _SAFE_DETAIL = ("Expected ", "Object missing required field ")
 
 
 def _invalid(frame: str | bytes, detail: str, known_types: frozenset[str]) -> DecodeFailure:
+    if isinstance(frame, bytes):
+        # msgspec does not check UTF-8 inside keys and values it skips: settle "malformed" first.
+        try:
+            frame.decode()
+        except UnicodeDecodeError:
+            return DecodeFailure(MalformedFrame("frame is not valid UTF-8 text"))
     try:
         envelope = _envelope_decoder.decode(frame)
-    except (msgspec.ValidationError, msgspec.DecodeError, UnicodeError, RecursionError):
+    except RecursionError:
+        return DecodeFailure(InvalidMessage("message is nested too deeply"))
+    except (msgspec.DecodeError, UnicodeError):
+        # Validation stopped at the first bad field; the rest of the frame is not even JSON.
+        return DecodeFailure(MalformedFrame("frame is not well-formed JSON"))
+    except msgspec.ValidationError:
         return DecodeFailure(InvalidMessage("a message is a JSON object with a string field `type`"))
     request_id = _request_id(envelope.id)
     if not isinstance(envelope.type, str):

@@ -44,8 +44,8 @@ class ConnectionLimits:
     send_queue_frames: int = 256
     send_timeout_seconds: float = 10.0
     close_timeout_seconds: float = 2.0
-    heartbeat_seconds: float = 15.0  # the client pings this often (told in `welcome`)
-    heartbeat_timeout_seconds: float = 45.0  # silent this long: the socket is closed 1001
+    heartbeat_seconds: float = 10.0  # the client pings this often (told in `welcome`)
+    heartbeat_timeout_seconds: float = 30.0  # silent this long: the socket is closed 1001
     inbound: MessageRateLimit = field(default_factory=MessageRateLimit)
 
 

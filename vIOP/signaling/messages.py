@@ -106,6 +106,9 @@ class _HostMessage(_ClientMessage, frozen=True):
 
 
 class _ServerMessage(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, tag_field="type"):
+    """Base of server -> client messages. Only ``id`` and optional texts have defaults (omitted when
+    None); every other field is always on the wire, so a JavaScript client never reads ``undefined``."""
+
     id: RequestId | None = None
 
 
@@ -253,8 +256,8 @@ class RosterEntry(msgspec.Struct, frozen=True, kw_only=True):
     role: Role
     audio: bool
     video: bool
-    hand: bool = False
-    muted_by_host: bool = False
+    hand: bool
+    muted_by_host: bool
 
 
 class Welcome(_ServerMessage, frozen=True, tag="welcome"):
@@ -266,7 +269,7 @@ class Welcome(_ServerMessage, frozen=True, tag="welcome"):
     resume_grace_seconds: Count
     heartbeat_seconds: Count
     ice_servers: Annotated[tuple[IceServer, ...], Meta(max_length=MAX_ICE_SERVERS)]
-    resumed: bool = False
+    resumed: bool
 
 
 class Waiting(_ServerMessage, frozen=True, tag="waiting"):
@@ -288,7 +291,7 @@ class Denied(_ServerMessage, frozen=True, tag="denied"):
 
 class Roster(_ServerMessage, frozen=True, tag="roster"):
     participants: Annotated[tuple[RosterEntry, ...], Meta(max_length=MAX_ROSTER)]
-    locked: bool = False
+    locked: bool
 
 
 class ParticipantJoined(_ServerMessage, frozen=True, tag="participant_joined"):
@@ -297,7 +300,7 @@ class ParticipantJoined(_ServerMessage, frozen=True, tag="participant_joined"):
 
 class ParticipantLeft(_ServerMessage, frozen=True, tag="participant_left"):
     participant_id: ParticipantIdField
-    reason: LeaveReason = LeaveReason.LEFT
+    reason: LeaveReason
 
 
 class Reconnecting(_ServerMessage, frozen=True, tag="reconnecting"):
@@ -326,8 +329,8 @@ class MediaChanged(_ServerMessage, frozen=True, tag="media_changed"):
 
 class Muted(_ServerMessage, frozen=True, tag="muted"):
     participant_id: ParticipantIdField
-    kind: MediaKind = MediaKind.AUDIO
-    muted: bool = True
+    kind: MediaKind
+    muted: bool
 
 
 class Removed(_ServerMessage, frozen=True, tag="removed"):

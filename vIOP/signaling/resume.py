@@ -82,7 +82,7 @@ def handle_of(token: str) -> str:
 
 class ResumeTokens:
     def __init__(
-        self, store: ResumeTokenStore, *, grace_seconds: float = 60.0, heartbeat_seconds: float = 15.0
+        self, store: ResumeTokenStore, *, grace_seconds: float = 60.0, heartbeat_seconds: float = 10.0
     ):
         if grace_seconds <= 0 or heartbeat_seconds <= 0:
             raise ValueError("grace and heartbeat must be positive")
