@@ -42,8 +42,7 @@ class PasswordHasher:
         if parameters.type is not argon2.Type.ID:
             raise ValueError("only argon2id is allowed")
         self._hasher = argon2.PasswordHasher.from_parameters(parameters)
-        # Verified against when the username is unknown, so both paths cost the same time.
-        self._dummy = self._hasher.hash(secrets.token_urlsafe(16))
+        self._dummy: str | None = None  # made on first use: the CLI never needs it
 
     def hash(self, password: str) -> str:
         return self._hasher.hash(password)
@@ -56,6 +55,8 @@ class PasswordHasher:
 
     def verify_dummy(self, password: str) -> None:
         """Spend the time of one verification without an account (timing equalization)."""
+        if self._dummy is None:
+            self._dummy = self._hasher.hash(secrets.token_urlsafe(16))
         self.verify(self._dummy, password)
 
     def needs_rehash(self, password_hash: str) -> bool:
