@@ -63,6 +63,9 @@ async def test_unsupported_urls_are_config_errors(url: str) -> None:
         await Database.open(url)
 
 
-async def test_unreachable_postgres_is_a_startup_error() -> None:
+@pytest.mark.parametrize(
+    "url", ["postgresql+asyncpg://viop@127.0.0.1:1/viop", "postgresql://viop@127.0.0.1:1/viop"]
+)
+async def test_unreachable_postgres_is_a_startup_error(url: str) -> None:
     with pytest.raises(StartupError, match="cannot open the database"):
-        await Database.open("postgresql+asyncpg://viop@127.0.0.1:1/viop")
+        await Database.open(url)

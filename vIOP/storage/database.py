@@ -59,6 +59,9 @@ def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
         parsed = make_url(url)
     except ArgumentError:
         raise ConfigError("VIOP_DATABASE_URL", "not a database URL") from None
+    if parsed.drivername == "postgresql":  # a plain postgresql:// URL means our async driver
+        parsed = parsed.set(drivername="postgresql+asyncpg")
+        url = parsed.render_as_string(hide_password=False)
     backend, driver = parsed.get_backend_name(), parsed.get_driver_name()
     if (backend, driver) not in {("sqlite", "aiosqlite"), ("postgresql", "asyncpg")}:
         raise ConfigError(
