@@ -107,6 +107,7 @@ class RedisRoomStore:
         self.codec = RoomCodec(sealer)
         self.stream = EventStream(self.keys.events, sealer)
         self.max_attempts = max_attempts
+        self.lost_races = 0  # transactions re-run after another writer changed the room first
 
     async def create(self, room: Room) -> None:
         def step(current: Room | None) -> Room:
@@ -189,6 +190,7 @@ class RedisRoomStore:
                     await pipe.execute()
                     return after
                 except WatchError:
+                    self.lost_races += 1
                     # Someone changed the room first. A little jitter spreads out a crowd of retries.
                     await asyncio.sleep(random.uniform(0, min(0.02, 0.001 * 2**attempt)))  # noqa: S311
         raise Unavailable("the room is too busy right now; try again")
