@@ -76,7 +76,11 @@ async def populate(ring: KeyRing, count: int) -> None:
 
 
 async def main(args: argparse.Namespace) -> None:
-    folder = Path(tempfile.mkdtemp(prefix="viop-bench-crypto-"))
+    with tempfile.TemporaryDirectory(prefix="viop-bench-crypto-") as tmp:
+        await run(args, Path(tmp))
+
+
+async def run(args: argparse.Namespace, folder: Path) -> None:
     url = default_sqlite_url(folder)
     await upgrade(url)
     db = await Database.open(url)
