@@ -138,6 +138,16 @@ def test_scope_rule() -> None:
     assert not belongs_to(Principal(Role.ADMIN, HOST_A), OWN_ROOM)
 
 
+def test_refusals_say_why_without_naming_anyone() -> None:
+    staff, clinician = Principal(Role.STAFF, "us_s"), Principal(Role.CLINICIAN, HOST_A)
+    with pytest.raises(Forbidden, match=r"^the staff role does not allow: admit all$"):
+        authorize(staff, Action.ADMIT_ALL, OWN_ROOM)
+    with pytest.raises(Forbidden, match=r"^mute: allowed only in your own rooms$"):
+        authorize(clinician, Action.MUTE, OTHER_ROOM)
+    with pytest.raises(Forbidden, match=r"^join: name the room$"):
+        authorize(clinician, Action.JOIN)
+
+
 def test_client_principal_must_name_its_room() -> None:
     with pytest.raises(ValueError):
         Principal(Role.CLIENT, "cl_1")

@@ -11,6 +11,7 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+from sqlalchemy import select
 
 from tests.auth.conftest import CHEAP_ARGON2
 from vIOP.auth.accounts import Account, AccountAdmin
@@ -18,6 +19,8 @@ from vIOP.auth.cli import add_users_parser, open_account_admin, run_users
 from vIOP.auth.passwords import PasswordHasher
 from vIOP.errors import BadRequest, Conflict, NotFound
 from vIOP.settings import Settings
+from vIOP.storage.bootstrap import open_storage
+from vIOP.storage.schema import audit_log
 
 PASSWORD = "correct horse battery staple"
 
@@ -129,6 +132,27 @@ def test_disable_enable_and_reset_mfa(settings: Settings) -> None:
     assert lookup(settings, "dr.kim").totp_secret not in (None, before.totp_secret)
     with pytest.raises(NotFound):
         run(settings, "disable", "--username", "nobody")
+    assert audit_rows(settings) == [
+        ("cli", "user.created", "user", before.id), ("cli", "user.disabled", "user", before.id),
+        ("cli", "user.enabled", "user", before.id), ("cli", "user.mfa_reset", "user", before.id),
+    ]  # fmt: skip
+
+
+def audit_rows(settings: Settings) -> list[tuple[str, str, str, str]]:
+    async def read() -> list[tuple[str, str, str, str]]:
+        storage = await open_storage(settings)
+        try:
+            assert (await storage.audit.verify()).ok
+            async with storage.db.read() as conn:
+                rows = await conn.execute(
+                    select(audit_log.c.actor_role, audit_log.c.action, audit_log.c.object_type,
+                           audit_log.c.object_id).order_by(audit_log.c.seq)
+                )  # fmt: skip
+                return [tuple(row) for row in rows]
+        finally:
+            await storage.close()
+
+    return asyncio.run(read())
 
 
 def test_production_requires_totp(data_dir: Path, tmp_path: Path) -> None:

@@ -86,6 +86,22 @@ class CreatedAccount:
     provisioning_uri: str | None  # shown once to the person enrolling; never stored or logged
 
 
+class AccountChange(StrEnum):
+    """Administrative changes, named as the audit log names them."""
+
+    CREATED = "user.created"
+    DISABLED = "user.disabled"
+    ENABLED = "user.enabled"
+    MFA_RESET = "user.mfa_reset"
+
+
+AccountChanges = Callable[[AccountChange, Account], Awaitable[None]]
+
+
+async def _no_audit(change: AccountChange, account: Account) -> None:
+    return None
+
+
 class AccountAdmin:
     """What ``python -m vIOP users ...`` does: create, disable, reset MFA. No Redis needed."""
 
@@ -96,12 +112,14 @@ class AccountAdmin:
         hasher: PasswordHasher,
         *,
         require_totp: bool,
+        changes: AccountChanges = _no_audit,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._store = store
         self._index = username_index
         self._hasher = hasher
         self._require_totp = require_totp
+        self._changes = changes
         self._clock = clock
 
     async def create(self, role: Role, username: str, password: str, *, with_totp: bool) -> CreatedAccount:
@@ -114,6 +132,7 @@ class AccountAdmin:
         secret = new_totp_secret() if with_totp else None
         account = Account(new_user_id(), role, name, self._hasher.hash(password), secret, disabled=False)
         await self._store.add(account, self._index(name), self._clock())
+        await self._changes(AccountChange.CREATED, account)
         uri = provisioning_uri(secret, name) if secret is not None else None
         return CreatedAccount(account, uri)
 
@@ -124,15 +143,17 @@ class AccountAdmin:
         return account
 
     async def set_disabled(self, username: str, disabled: bool) -> Account:
-        account = await self.find(username)
+        account = replace(await self.find(username), disabled=disabled)
         await self._store.set_disabled(account.id, disabled, self._clock())
-        return replace(account, disabled=disabled)
+        await self._changes(AccountChange.DISABLED if disabled else AccountChange.ENABLED, account)
+        return account
 
     async def reset_mfa(self, username: str) -> CreatedAccount:
         """Replace the TOTP secret (a lost phone): the old authenticator stops working at once."""
         account = await self.find(username)
         secret = new_totp_secret()
         await self._store.set_totp_secret(account.id, secret, self._clock())
+        await self._changes(AccountChange.MFA_RESET, account)
         return CreatedAccount(
             replace(account, totp_secret=secret), provisioning_uri(secret, account.username)
         )

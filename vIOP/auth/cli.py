@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any, TextIO
 
-from vIOP.auth.accounts import AccountAdmin, CreatedAccount
+from vIOP.auth.accounts import Account, AccountAdmin, AccountChange, CreatedAccount
 from vIOP.auth.passwords import PasswordHasher
 from vIOP.auth.permissions import ACCOUNT_ROLES, Role
 from vIOP.errors import BadRequest
@@ -48,26 +48,29 @@ def add_users_parser(subparsers: Any) -> str:
 async def open_account_admin(
     settings: Settings, hasher: PasswordHasher | None = None
 ) -> AsyncIterator[AccountAdmin]:
-    """The real thing: the configured database (migrated first on the embedded default) and key ring."""
-    from vIOP.storage.accounts_sql import SqlAccountStore
-    from vIOP.storage.crypto import KeyRing
-    from vIOP.storage.database import Database, upgrade
-    from vIOP.storage.keys import key_source_for
+    """The real thing: the configured store (``open_storage``), every change written to the audit log.
 
-    url = settings.effective_database_url
-    if settings.database_url is None:
-        await upgrade(url)
-    db = await Database.open(url)
+    This module is an entry point like ``__main__``: it is the one place in ``vIOP.auth`` that wires storage.
+    """
+    from vIOP.storage.accounts_sql import SqlAccountStore
+    from vIOP.storage.bootstrap import open_storage
+
+    storage = await open_storage(settings)
+
+    async def audit(change: AccountChange, account: Account) -> None:
+        await storage.audit.append(None, "cli", change.value, "user", account.id)
+
     try:
-        ring = await KeyRing.open(db, key_source_for(settings))
+        ring = storage.keys
         yield AccountAdmin(
-            SqlAccountStore(db, ring),
+            SqlAccountStore(storage.db, ring),
             lambda username: ring.blind_index("username", username),
             hasher or PasswordHasher(),
             require_totp=settings.env == "production",
+            changes=audit,
         )
     finally:
-        await db.close()
+        await storage.close()
 
 
 def read_password(stdin: TextIO) -> str:

@@ -196,5 +196,11 @@ def authorize(principal: Principal, action: Action, room: RoomScope | None = Non
     caller must filter to rooms where :func:`belongs_to` holds.
     """
     if not is_allowed(principal, action, room):
-        raise Forbidden(f"a {principal.role.value} may not {action.value.replace('_', ' ')} here")
+        what = action.value.replace("_", " ")
+        grant = grant_for(principal.role, action)
+        if grant is Grant.NONE:
+            raise Forbidden(f"the {principal.role.value} role does not allow: {what}")
+        if room is None:
+            raise Forbidden(f"{what}: name the room")
+        raise Forbidden(f"{what}: allowed only in your own rooms")
     return grant_for(principal.role, action)
