@@ -27,7 +27,7 @@ from vIOP.rooms.ports import (
     RoomStore,
     Step,
 )
-from vIOP.rooms.presence import PresenceSnapshot, Viewer, presence_snapshot
+from vIOP.rooms.presence import PresenceSnapshot, RoomPresence, Viewer, presence_snapshot, room_presence
 from vIOP.rooms.room import DEFAULT_CAPACITY, Room, RoomKind, Transition
 
 log = logging.getLogger(__name__)
@@ -207,6 +207,10 @@ class RoomService:
 
     async def snapshot(self, viewer: Viewer) -> PresenceSnapshot:
         return presence_snapshot(await self.rooms.open_rooms(), viewer, self.clock())
+
+    async def room_view(self, room_id: RoomId) -> RoomPresence:
+        """One room as its hosts see it: the live lobby (names, wait times) and who holds seats."""
+        return room_presence(await self.room(room_id), self.clock())
 
     async def reassert(self) -> list[Reasserted]:
         """Put back what this process holds after the room store lost its data (Redis restarted empty)."""

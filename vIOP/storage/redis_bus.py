@@ -1,9 +1,9 @@
 """The room event bus on a Redis Stream: every process appends and every process reads, in one order.
 
 Entries are sealed (events carry display names and lobby messages): one field ``e`` = Sealer(JSON event,
-context = the stream key). A reader follows the stream from where it subscribed. When its connection
-breaks it checks, once Redis answers again, that the last entry it read is still there; if not (Redis
-restarted, or the stream was trimmed past it) it yields a :class:`Resync` and carries on from the tail.
+context = the stream key). A reader follows the stream from where it subscribed. About once a second
+(and at once after a connection error) it compares the server's run id with the one it started on; after a
+Redis restart it yields a :class:`Resync` (reload a snapshot) and carries on from the tail.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
+import time
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
@@ -66,12 +67,19 @@ class EventStream:
 
 class RedisEventBus:
     def __init__(
-        self, client: aioredis.Redis, stream: EventStream, *, block_ms: int = 1000, retry_cap: float = 1.0
+        self,
+        client: aioredis.Redis,
+        stream: EventStream,
+        *,
+        block_ms: int = 1000,
+        retry_cap: float = 1.0,
+        restart_check_interval: float = 1.0,
     ) -> None:
         self.client = client
         self.stream = stream
         self.block_ms = block_ms  # below the client's socket timeout (redis-py: 5 s)
         self.retry_cap = retry_cap
+        self.restart_check_interval = restart_check_interval
 
     async def publish(self, events: Sequence[Event]) -> None:
         if not events:
@@ -81,7 +89,7 @@ class RedisEventBus:
             await pipe.execute()
 
     async def subscribe(self) -> RedisSubscription:
-        return RedisSubscription(self, await self.tail())
+        return RedisSubscription(self, await self.server_run_id(), await self.tail())
 
     async def tail(self) -> bytes:
         """The id of the newest entry, or 0-0 for an empty stream."""
@@ -91,15 +99,23 @@ class RedisEventBus:
         entry_id = newest[0][0]
         return entry_id if isinstance(entry_id, bytes) else str(entry_id).encode()
 
+    async def server_run_id(self) -> str:
+        """Changes whenever the Redis server restarts (redis-py reconnects silently, so errors alone do
+        not reveal a restart)."""
+        info = await self.client.info("server")
+        return str(info.get("run_id", ""))
+
 
 class RedisSubscription:
-    """One reader of the stream. Reads in batches with a bounded block; reconnects with capped backoff."""
+    """One reader of the stream. Reads in batches with a bounded block; reconnects with capped backoff;
+    checks about once a second whether Redis restarted, and then yields Resync."""
 
-    def __init__(self, bus: RedisEventBus, start: bytes) -> None:
+    def __init__(self, bus: RedisEventBus, run_id: str, start: bytes) -> None:
         self._bus = bus
+        self._run_id = run_id
+        self._checked = time.monotonic()
         self._last = start
         self._buffer: collections.deque[Event | Resync] = collections.deque()
-        self._broken = False
         self._closed = False
         self.skipped = 0  # entries that failed to unseal or decode (logged by id, never by content)
 
@@ -112,18 +128,30 @@ class RedisSubscription:
             if self._closed:
                 raise StopAsyncIteration
             try:
-                if self._broken:
-                    await self._recover()
+                await self._notice_restart()
                 await self._read()
                 backoff = 0.05
             except _LOST_CONNECTION:
-                self._broken = True
+                self._checked = 0.0  # check the server as soon as it answers again
                 await asyncio.sleep(backoff)
                 backoff = min(self._bus.retry_cap, backoff * 2)
         return self._buffer.popleft()
 
     async def close(self) -> None:
         self._closed = True
+
+    async def _notice_restart(self) -> None:
+        bus = self._bus
+        if time.monotonic() - self._checked < bus.restart_check_interval:
+            return
+        run_id = await bus.server_run_id()
+        self._checked = time.monotonic()
+        if run_id != self._run_id:
+            # A new server: what was in flight may be lost. Consumers reload a snapshot; carry on from the
+            # tail so nothing older than that snapshot is replayed after it.
+            self._run_id = run_id
+            self._last = await bus.tail()
+            self._buffer.append(Resync())
 
     async def _read(self) -> None:
         bus = self._bus
@@ -135,16 +163,6 @@ class RedisSubscription:
             except (VIOPError, ValueError, msgspec.DecodeError, msgspec.ValidationError) as exc:
                 self.skipped += 1
                 log.warning("skipped stream entry %s: %s", entry_id.decode(), type(exc).__name__)
-
-    async def _recover(self) -> None:
-        bus = self._bus
-        still_there = self._last != _START and bool(
-            await bus.client.xrange(bus.stream.key, min=self._last, max=self._last, count=1)
-        )
-        if not still_there:
-            self._last = await bus.tail()
-            self._buffer.append(Resync())
-        self._broken = False
 
 
 def _entries(reply: Any) -> list[tuple[bytes, dict[Any, Any]]]:
