@@ -9,6 +9,8 @@ from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from joserfc import jwt
 from joserfc.jwk import OctKey
 
@@ -22,6 +24,16 @@ SEED = bytes(range(32))
 OTHER_SEED = bytes(range(1, 33))
 USER = UserId("us_alice")
 POLICY = TokenPolicy(idle_seconds=900, lifetime_seconds=12 * 3600)
+CLAIM_NAMES = ["iss", "aud", "sub", "role", "exp", "nbf", "iat", "jti", "x"]
+JSON_VALUES = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**70), 2**70)
+    | st.floats(allow_nan=False)
+    | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3),
+    max_leaves=6,
+)
 
 
 @pytest.fixture
@@ -294,3 +306,42 @@ def test_policy_and_keys_are_validated() -> None:
         TokenKeys("k1", b"short")
     with pytest.raises(ValueError):
         TokenKeys("k1", SEED, previous={"k1": OTHER_SEED})
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    header=st.one_of(
+        st.dictionaries(
+            st.sampled_from(["alg", "kid", "typ", "crit", "b64", "jku"]), JSON_VALUES, max_size=4
+        ),
+        JSON_VALUES,
+    ),
+    claims=st.one_of(st.dictionaries(st.sampled_from(CLAIM_NAMES), JSON_VALUES, max_size=9), JSON_VALUES),
+    signature=st.text(alphabet="ABCabc0123-_=+/.", max_size=90),
+)
+def test_hostile_tokens_only_ever_get_a_401(
+    keys: TokenKeys, header: Any, claims: Any, signature: str
+) -> None:
+    tokens = AccessTokens(keys, aioredis.Redis(), POLICY)  # decode() never touches Redis
+    token = f"{b64(json.dumps(header).encode())}.{b64(json.dumps(claims).encode())}.{signature}"
+    with pytest.raises(TokenRejected):
+        tokens.decode(token)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(token=st.text(max_size=300))
+def test_arbitrary_text_only_ever_gets_a_401(keys: TokenKeys, token: str) -> None:
+    with pytest.raises(TokenRejected):
+        AccessTokens(keys, aioredis.Redis(), POLICY).decode(token)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(claims=st.dictionaries(st.sampled_from(CLAIM_NAMES), JSON_VALUES, max_size=9))
+def test_hostile_claims_with_a_valid_signature_only_ever_get_a_401(
+    keys: TokenKeys, claims: dict[str, Any]
+) -> None:
+    with pytest.raises(TokenRejected) as caught:
+        AccessTokens(keys, aioredis.Redis(), POLICY).decode(signed(keys, claims))
+    assert caught.value.reason in (TokenFailure.INVALID_CLAIMS, TokenFailure.WRONG_ISSUER,
+                                   TokenFailure.WRONG_AUDIENCE, TokenFailure.EXPIRED,
+                                   TokenFailure.NOT_YET_VALID)  # fmt: skip
