@@ -25,7 +25,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import insert, select
+from sqlalchemy import func, insert, select
 from sqlalchemy.exc import IntegrityError
 
 from vIOP.errors import BadRequest, Unavailable
@@ -36,6 +36,7 @@ GENESIS = bytes(32)
 _ID = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")  # opaque ids only: a name with a space is refused
 _WORD = re.compile(r"^[a-z][a-z0-9_.-]{0,63}$")
 _APPEND_ATTEMPTS = 8
+_PG_CHAIN_LOCK = 0x56494F50_41554454  # 'VIOPAUDT'
 _VERIFY_BATCH = 2000
 
 
@@ -220,6 +221,10 @@ class AuditLog:
         ua_hash: str | None,
     ) -> int:
         async with self.db.begin() as conn:
+            if self.db.dialect == "postgresql":
+                # Serialise appenders across processes for this transaction: the chain has one tail.
+                # (SQLite's BEGIN IMMEDIATE already does; the IntegrityError retry stays as a backstop.)
+                await conn.execute(select(func.pg_advisory_xact_lock(_PG_CHAIN_LOCK)))
             last = (
                 await conn.execute(
                     select(audit_log.c.seq, audit_log.c.mac).order_by(audit_log.c.seq.desc()).limit(1)
