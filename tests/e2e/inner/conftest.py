@@ -1,0 +1,42 @@
+"""Fixtures for the browser tests; they run only inside the loopback-only namespace (see ../test_browser_suite.py)."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import pytest
+
+from tests.e2e.browser import Browsers, browsers
+from tests.support import LiveServer, free_port
+
+
+@pytest.fixture(scope="session", autouse=True)
+def loopback_only_namespace() -> None:
+    interfaces = sorted(name for _, name in socket.if_nameindex())
+    if interfaces != ["lo"]:
+        pytest.exit(
+            f"the browser tests must run in a loopback-only network namespace (found {interfaces}); "
+            "run tests/e2e/test_browser_suite.py, which sets it up",
+            returncode=3,
+        )
+
+
+@pytest.fixture
+async def server(live_server_factory: Callable[..., Any]) -> AsyncIterator[LiveServer]:
+    """The app on 127.0.0.1, its own origin allowed, ICE host candidates on loopback."""
+    port = free_port()
+    async with live_server_factory(
+        port=port,
+        allowed_origins=f"http://127.0.0.1:{port}",
+        ice_host_addresses="127.0.0.1",
+        heartbeat_seconds=2,
+    ) as live:
+        yield live
+
+
+@pytest.fixture
+async def people(request: pytest.FixtureRequest, server: LiveServer) -> AsyncIterator[Browsers]:
+    async with browsers(request.node.name, server.base_url) as launched:
+        yield launched
