@@ -79,6 +79,10 @@ class Room:
     def active(self) -> Iterator[Participant]:
         return (p for p in self.participants if p.is_active)
 
+    def active_of(self, subject: str) -> Participant | None:
+        """The active participant of a client or clinician (at most one per room)."""
+        return next((p for p in self.participants if p.subject == subject and p.is_active), None)
+
     def in_state(self, state: ParticipantState) -> list[Participant]:
         return [p for p in self.participants if p.state is state]
 
