@@ -16,7 +16,7 @@ from vIOP.logging import configure_logging
 from vIOP.settings import Settings, describe, load_settings
 
 # Subcommands contributed by other packages: (module, add_parser function, run function).
-_PLUGINS: tuple[tuple[str, str, str], ...] = ()
+_PLUGINS: tuple[tuple[str, str, str], ...] = (("vIOP.storage.cli", "add_parsers", "run"),)
 
 
 class _Parser(argparse.ArgumentParser):

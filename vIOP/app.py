@@ -9,7 +9,6 @@ from dataclasses import dataclass, field
 
 import redis.asyncio as aioredis
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.routing import BaseRoute, Route
@@ -20,6 +19,7 @@ from vIOP.api.middleware import BodySizeLimitMiddleware, RequestContextMiddlewar
 from vIOP.api.openapi import documented_route, json_body, openapi_endpoint
 from vIOP.api.responses import EXCEPTION_HANDLERS
 from vIOP.settings import Settings
+from vIOP.storage.bootstrap import Storage, open_storage
 from vIOP.storage.embedded_redis import EmbeddedRedis
 
 log = logging.getLogger("vIOP.app")
@@ -34,7 +34,7 @@ class Services:
 
     settings: Settings
     redis: aioredis.Redis
-    engine: AsyncEngine
+    storage: Storage
     embedded_redis: EmbeddedRedis | None = None
     # Run before uvicorn closes connections: close WebSockets with 1001, peer connections, flush.
     drain_hooks: list[ShutdownHook] = field(default_factory=list)
@@ -64,15 +64,21 @@ async def open_services(settings: Settings) -> Services:
         # Started from the event loop's thread on purpose: it is a child of this process.
         embedded.start()
         redis_url = embedded.url
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    engine = create_async_engine(settings.effective_database_url, pool_pre_ping=True)
-    return Services(settings=settings, redis=redis_client(redis_url), engine=engine, embedded_redis=embedded)
+    try:
+        storage = await open_storage(settings, checkpoint_path=settings.audit_checkpoint_file)
+    except BaseException:
+        if embedded is not None:
+            embedded.stop()
+        raise
+    return Services(
+        settings=settings, redis=redis_client(redis_url), storage=storage, embedded_redis=embedded
+    )
 
 
 async def close_services(services: Services) -> None:
     await services.drain()
     await services.redis.aclose()
-    await services.engine.dispose()
+    await services.storage.close()
     if services.embedded_redis is not None:
         await services.embedded_redis.astop()
 
@@ -89,7 +95,7 @@ def create_app(settings: Settings, services: Services | None = None) -> Starlett
         await current().redis.ping()
 
     async def database_round_trip() -> None:
-        async with current().engine.connect() as conn:
+        async with current().storage.db.read() as conn:
             await conn.execute(text("SELECT 1"))
 
     @contextlib.asynccontextmanager

@@ -19,6 +19,7 @@ from pathlib import Path
 from types import FrameType
 
 import uvicorn
+from sqlalchemy import text
 
 from vIOP.app import Services, close_services, create_app, open_services
 from vIOP.errors import StartupError, VIOPError
@@ -95,7 +96,15 @@ class VIOPServer(uvicorn.Server):
 
 async def _preflight(settings: Settings) -> Services:
     check_data_dir(settings.data_dir)
-    services = await open_services(settings)
+    try:
+        services = await open_services(settings)
+    except VIOPError:
+        raise
+    except Exception as exc:
+        # Migrations or the key ring hit the database first: name it, without the driver's traceback.
+        raise StartupError(
+            f"the database is unreachable or unusable ({type(exc).__name__}): check VIOP_DATABASE_URL"
+        ) from None
     try:
         try:
             await asyncio.wait_for(services.redis.ping(), 5)
@@ -105,9 +114,7 @@ async def _preflight(settings: Settings) -> Services:
                 f"Redis is unreachable at {where}: start Redis or fix VIOP_REDIS_URL"
             ) from None
         try:
-            from sqlalchemy import text
-
-            async with services.engine.connect() as conn:
+            async with services.storage.db.read() as conn:
                 await asyncio.wait_for(conn.execute(text("SELECT 1")), 5)
         except Exception:
             raise StartupError("the database is unreachable: check VIOP_DATABASE_URL") from None

@@ -36,6 +36,7 @@ class Settings:
     redis_url: str | None = None
     database_url: str | None = None
     key_file: Path | None = None
+    audit_checkpoint_file: Path | None = None
     keys: str | None = None
     allowed_origins: tuple[str, ...] = ()
     public_url: str | None = None
@@ -191,6 +192,7 @@ _FIELDS: dict[str, _Field] = {
     "database_url": _Field(_url(("sqlite+aiosqlite", "postgresql+asyncpg", "postgresql")), secret=True),
     "key_file": _Field(_path),
     "keys": _Field(_str, secret=True),
+    "audit_checkpoint_file": _Field(_path),
     "allowed_origins": _Field(_list(_origin)),
     "public_url": _Field(_url(("http", "https"))),
     "log_level": _Field(_log_level),
