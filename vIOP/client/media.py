@@ -303,28 +303,41 @@ class MediaPeer:
             await self.pc.setLocalDescription(offer)
         return str(self.pc.localDescription.sdp)
 
+    def receive_only(self, *kinds: str) -> None:
+        """Offer ``recvonly`` m-lines (a participant without camera or microphone, or a benchmark viewer)."""
+        for kind in kinds:
+            passthrough.restrict_codecs(self.pc.addTransceiver(kind, direction="recvonly"))
+
     async def accept_answer(self, sdp: str) -> None:
+        self._learn(passthrough.summarize_sdp(sdp))
         await self.pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="answer"))
+        self._count_new_transceivers()
 
     async def accept_offer(self, sdp: str) -> str:
         """A server (re)negotiation offer: start counting on new m-lines, return our answer."""
-        summary = passthrough.summarize_sdp(sdp)
-        for media in summary.media:
-            if media.mid is not None:
-                active = media.direction in ("sendonly", "sendrecv") and media.stream_id
-                self._publisher_by_mid[media.mid] = media.stream_id if active and media.stream_id else ""
-            self._rtx_pts.update(
-                pt for pt, c in zip(media.payload_types, media.codecs, strict=False) if c == "video/rtx"
-            )
+        self._learn(passthrough.summarize_sdp(sdp))
         await self.pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
-        for transceiver in self.pc.getTransceivers():
-            if id(transceiver) not in self._seen:
-                self._seen.add(id(transceiver))
-                self._start_counting(transceiver)
+        self._count_new_transceivers()
         answer = await self.pc.createAnswer()
         with passthrough.advertising(self._hosts):
             await self.pc.setLocalDescription(answer)
         return str(self.pc.localDescription.sdp)
+
+    def _learn(self, summary: passthrough.SdpSummary) -> None:
+        """Which publisher each of the server's m-lines carries now (its ``a=msid`` stream id)."""
+        for media in summary.media:
+            if media.mid is not None:
+                sending = media.direction in ("sendonly", "sendrecv") and media.stream_id
+                self._publisher_by_mid[media.mid] = media.stream_id if sending and media.stream_id else ""
+            rtx = (pt for pt, c in zip(media.payload_types, media.codecs, strict=False) if c == "video/rtx")
+            self._rtx_pts.update(rtx)
+
+    def _count_new_transceivers(self) -> None:
+        # Hooks go in before the receivers start (aiortc starts them once the transport connects).
+        for transceiver in self.pc.getTransceivers():
+            if id(transceiver) not in self._seen:
+                self._seen.add(id(transceiver))
+                self._start_counting(transceiver)
 
     def publisher_of(self, mid: str | None) -> str:
         return self._publisher_by_mid.get(mid or "", "")
