@@ -130,7 +130,8 @@ class AccountAdmin:
         if self._require_totp and not with_totp:
             raise BadRequest("every account needs a TOTP second factor in production: add --totp")
         secret = new_totp_secret() if with_totp else None
-        account = Account(new_user_id(), role, name, self._hasher.hash(password), secret, disabled=False)
+        password_hash = await self._hasher.hash_async(password)
+        account = Account(new_user_id(), role, name, password_hash, secret, disabled=False)
         await self._store.add(account, self._index(name), self._clock())
         await self._changes(AccountChange.CREATED, account)
         uri = provisioning_uri(secret, name) if secret is not None else None
@@ -262,9 +263,9 @@ class Authenticator:
 
     async def _check(self, account: Account | None, password: str, totp: str | None) -> FailureReason:
         if account is None:
-            self._hasher.verify_dummy(password)
+            await self._hasher.verify_dummy_async(password)
             return FailureReason.UNKNOWN_USER
-        if not self._hasher.verify(account.password_hash, password):
+        if not await self._hasher.verify_async(account.password_hash, password):
             return FailureReason.BAD_PASSWORD
         if account.disabled:
             return FailureReason.DISABLED
@@ -282,7 +283,7 @@ class Authenticator:
     async def _after_success(self, account: Account, password: str) -> None:
         now = self._clock()
         if self._hasher.needs_rehash(account.password_hash):
-            await self._store.set_password_hash(account.id, self._hasher.hash(password), now)
+            await self._store.set_password_hash(account.id, await self._hasher.hash_async(password), now)
         await self._store.record_login(account.id, now)
 
     async def active_account(self, user_id: UserId) -> Account:
