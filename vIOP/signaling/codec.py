@@ -125,43 +125,44 @@ def _decode(
         return decoder.decode(frame)
     except msgspec.ValidationError as exc:
         return _invalid(frame, str(exc), known_types)
-    except (msgspec.DecodeError, UnicodeError, RecursionError):
+    except (msgspec.DecodeError, UnicodeError):
         return DecodeFailure(MalformedFrame("frame is not well-formed JSON"))
+    except RecursionError:
+        return DecodeFailure(MalformedFrame("frame is nested too deeply"))
 
 
-class _Envelope(msgspec.Struct):
-    """Just enough of an invalid message to name its type and echo its id."""
-
-    type: object = None
-    id: object = None
-
-
-_envelope_decoder = msgspec.json.Decoder(_Envelope)
+_any_json = msgspec.json.Decoder(float_hook=str)  # str: a number like 1e999999 is still well-formed JSON
 _AT_PATH = re.compile(r" - at `(\$[^`]{0,120})`$")
 _SAFE_PATH = re.compile(r"^\$(\.[a-z_]{1,40}|\[\d{1,6}\])*$")
 _SAFE_DETAIL = ("Expected ", "Object missing required field ")
 
 
 def _invalid(frame: str | bytes, detail: str, known_types: frozenset[str]) -> DecodeFailure:
+    """A frame the schema refused: malformed JSON (close) or a wrong message (stay)?
+
+    msgspec validates while it parses and stops at the first bad field, so the rest of the frame has not
+    been read yet: parse all of it, untyped, to tell the two apart (error path only).
+    """
     if isinstance(frame, bytes):
-        # msgspec does not check UTF-8 inside keys and values it skips: settle "malformed" first.
+        # msgspec does not check UTF-8 inside keys and values it skips.
         try:
             frame.decode()
         except UnicodeDecodeError:
             return DecodeFailure(MalformedFrame("frame is not valid UTF-8 text"))
     try:
-        envelope = _envelope_decoder.decode(frame)
+        document = _any_json.decode(frame)
     except RecursionError:
-        return DecodeFailure(InvalidMessage("message is nested too deeply"))
+        # RFC 8259 section 9 lets a parser limit nesting; beyond the interpreter's limit we call it malformed.
+        return DecodeFailure(MalformedFrame("frame is nested too deeply"))
     except (msgspec.DecodeError, UnicodeError):
-        # Validation stopped at the first bad field; the rest of the frame is not even JSON.
         return DecodeFailure(MalformedFrame("frame is not well-formed JSON"))
-    except msgspec.ValidationError:
+    if not isinstance(document, dict):
         return DecodeFailure(InvalidMessage("a message is a JSON object with a string field `type`"))
-    request_id = _request_id(envelope.id)
-    if not isinstance(envelope.type, str):
+    request_id = _request_id(document.get("id"))
+    kind = document.get("type")
+    if not isinstance(kind, str):
         return DecodeFailure(InvalidMessage("a message needs a string field `type`"), request_id)
-    if envelope.type not in known_types:
+    if kind not in known_types:
         return DecodeFailure(UnknownMessageType("unknown message type"), request_id)
     return DecodeFailure(InvalidMessage(_describe(detail)), request_id)
 
