@@ -135,7 +135,7 @@ def test_size_cap_counts_multibyte_characters() -> None:
 def test_excessive_nesting_is_malformed_not_a_crash() -> None:
     # RFC 8259 lets a parser limit nesting depth; beyond the interpreter's recursion limit we close 1003.
     for kind in ("offer", "nope"):
-        deep = '{"type": "%s", "sdp": "x", "junk": ' % kind + "[" * 30_000 + "]" * 30_000 + "}"
+        deep = '{"type": "' + kind + '", "sdp": "x", "junk": ' + "[" * 30_000 + "]" * 30_000 + "}"
         result = failure(deep)
         assert result.close_code == 1003
         assert result.reply().message == "frame is nested too deeply"
