@@ -18,7 +18,7 @@ from enum import StrEnum
 from zoneinfo import ZoneInfo
 
 from vIOP.ids import ParticipantId, RoomId, SessionId
-from vIOP.rooms.events import Joined, LeaveReason, Left, Removed, ReturnedToLobby
+from vIOP.rooms.events import Joined, LeaveReason, Left, Removed, ReturnedToLobby, RoomEnded
 from vIOP.rooms.participant import Role
 from vIOP.rooms.room import Transition
 
@@ -79,15 +79,24 @@ class CloseMark:
     reason: CloseReason
 
 
-Mark = OpenMark | CloseMark
+@dataclass(frozen=True, slots=True)
+class SessionEndMark:
+    room_id: RoomId
+    session_id: SessionId
+    at: float
+
+
+Mark = OpenMark | CloseMark | SessionEndMark
 
 
 def marks_for(transition: Transition) -> list[Mark]:
     """The ledger entries a stored transition implies, in order. Leaving from the lobby (never inside)
-    closes nothing."""
+    closes nothing; the end of the room closes the session after everyone's interval."""
     room = transition.room
     marks: list[Mark] = []
     for event in transition.events:
+        if isinstance(event, RoomEnded):
+            marks.append(SessionEndMark(room.id, room.session_id, event.at))
         if not isinstance(event, Joined | Left | Removed | ReturnedToLobby):
             continue
         p = room.participant(event.participant_id)

@@ -9,7 +9,7 @@ import itertools
 from collections.abc import AsyncIterator, Sequence
 
 from vIOP.ids import ParticipantId, RoomId
-from vIOP.rooms.attendance import CloseMark, Interval, OpenAction, OpenMark, decide_open
+from vIOP.rooms.attendance import CloseMark, Interval, OpenAction, OpenMark, SessionEndMark, decide_open
 from vIOP.rooms.errors import NotActive, RoomAlreadyOpen, RoomNotFound
 from vIOP.rooms.events import Event, Resync
 from vIOP.rooms.holdings import merge_held
@@ -169,6 +169,7 @@ class MemoryPresenceStore:
 class MemoryAttendanceStore:
     def __init__(self) -> None:
         self.rows: list[Interval] = []
+        self.sessions_ended: dict[str, float] = {}
         self._ids = itertools.count(1)
         self._lock = asyncio.Lock()
 
@@ -205,6 +206,9 @@ class MemoryAttendanceStore:
             if index is not None and self.rows[index].left_at is None:
                 at = max(mark.at, self.rows[index].joined_at)
                 self.rows[index] = dataclasses.replace(self.rows[index], left_at=at, close_reason=mark.reason)
+
+    async def end_session(self, mark: SessionEndMark) -> None:
+        self.sessions_ended.setdefault(mark.session_id, mark.at)
 
     async def intervals(self, query: AttendanceQuery) -> list[Interval]:
         return [row for row in self.rows if matches(row, query)]

@@ -10,7 +10,7 @@ from enum import Enum
 from typing import Protocol
 
 from vIOP.ids import ParticipantId, RoomId, SessionId
-from vIOP.rooms.attendance import CloseMark, Interval, OpenMark
+from vIOP.rooms.attendance import CloseMark, Interval, OpenMark, SessionEndMark
 from vIOP.rooms.events import Event, Resync
 from vIOP.rooms.participant import Participant
 from vIOP.rooms.room import Room, Transition
@@ -120,6 +120,10 @@ class AttendanceStore(Protocol):
 
     async def close(self, mark: CloseMark) -> None:
         """Close the subject's open interval in this session, if there is one."""
+        ...
+
+    async def end_session(self, mark: SessionEndMark) -> None:
+        """Record the end of the room session (the first end wins)."""
         ...
 
     async def intervals(self, query: AttendanceQuery) -> list[Interval]: ...

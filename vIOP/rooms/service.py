@@ -16,7 +16,7 @@ from functools import partial
 from vIOP.errors import VIOPError
 from vIOP.ids import ClientId, ParticipantId, RoomId, SessionId, UserId, new_participant_id, new_session_id
 from vIOP.rooms import in_room, waiting_room
-from vIOP.rooms.attendance import DEFAULT_GRACE_SECONDS, OpenMark, marks_for
+from vIOP.rooms.attendance import DEFAULT_GRACE_SECONDS, CloseMark, OpenMark, marks_for
 from vIOP.rooms.clock import Clock, system_clock
 from vIOP.rooms.holdings import Holdings
 from vIOP.rooms.ports import (
@@ -234,6 +234,8 @@ class RoomService:
             for mark in marks_for(t):
                 if isinstance(mark, OpenMark):
                     await self.attendance.open(mark, self.policy.attendance_grace)
-                else:
+                elif isinstance(mark, CloseMark):
                     await self.attendance.close(mark)
+                else:
+                    await self.attendance.end_session(mark)
         return t

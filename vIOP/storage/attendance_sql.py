@@ -1,0 +1,146 @@
+"""The attendance ledger on SQL (``attendance_intervals`` and ``room_sessions`` in ``schema.py``).
+
+Rows hold ids and times only (no PHI to encrypt). Each call is one transaction; on SQLite it begins
+IMMEDIATE (``database.py``) and on PostgreSQL it locks the session row, so two processes recording the
+same person cannot both open an interval.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Select, and_, insert, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from vIOP.ids import ParticipantId, RoomId, SessionId, new_id
+from vIOP.rooms.attendance import (
+    CloseMark,
+    CloseReason,
+    Interval,
+    OpenAction,
+    OpenMark,
+    SessionEndMark,
+    decide_open,
+)
+from vIOP.rooms.participant import Role
+from vIOP.rooms.ports import AttendanceQuery
+from vIOP.storage.database import Database
+from vIOP.storage.schema import attendance_intervals as ai
+from vIOP.storage.schema import room_sessions
+
+
+def _dt(ts: float) -> datetime:
+    return datetime.fromtimestamp(ts, UTC)
+
+
+def _ts(value: datetime) -> float:
+    return value.timestamp()
+
+
+def _subject_is(subject: str) -> Any:
+    return or_(ai.c.client_id == subject, ai.c.user_id == subject)
+
+
+class SqlAttendanceStore:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def open(self, mark: OpenMark, grace: float) -> None:
+        async with self.db.begin() as conn:
+            await self._lock_session(conn, mark.room_id, mark.session_id, mark.at)
+            latest = await self._latest(conn, mark.session_id, mark.subject)
+            action = decide_open(latest, mark.at, grace)
+            if action is OpenAction.REOPEN and latest is not None:
+                await conn.execute(
+                    update(ai).where(ai.c.id == latest.id).values(left_at=None, close_reason=None)
+                )
+            elif action is OpenAction.NEW:
+                client = mark.subject if mark.role is Role.CLIENT else None
+                user = mark.subject if mark.role is Role.HOST else None
+                await conn.execute(
+                    insert(ai).values(
+                        id=new_id("at"),
+                        session_id=mark.session_id,
+                        room_id=mark.room_id,
+                        participant_id=mark.participant_id,
+                        client_id=client,
+                        user_id=user,
+                        joined_at=_dt(mark.at),
+                    )
+                )
+
+    async def close(self, mark: CloseMark) -> None:
+        async with self.db.begin() as conn:
+            latest = await self._latest(conn, mark.session_id, mark.subject)
+            if latest is None or latest.left_at is not None:
+                return
+            at = max(mark.at, latest.joined_at)
+            await conn.execute(
+                update(ai).where(ai.c.id == latest.id).values(left_at=_dt(at), close_reason=mark.reason.value)
+            )
+
+    async def end_session(self, mark: SessionEndMark) -> None:
+        async with self.db.begin() as conn:
+            await self._lock_session(conn, mark.room_id, mark.session_id, mark.at)
+            await conn.execute(
+                update(room_sessions)
+                .where(room_sessions.c.id == mark.session_id, room_sessions.c.ended_at.is_(None))
+                .values(ended_at=_dt(mark.at))
+            )
+
+    async def intervals(self, query: AttendanceQuery) -> list[Interval]:
+        stmt = select(ai).order_by(ai.c.joined_at, ai.c.id)
+        if query.room_id is not None:
+            stmt = stmt.where(ai.c.room_id == query.room_id)
+        if query.session_id is not None:
+            stmt = stmt.where(ai.c.session_id == query.session_id)
+        if query.subject is not None:
+            stmt = stmt.where(_subject_is(query.subject))
+        if query.end is not None:
+            stmt = stmt.where(ai.c.joined_at < _dt(query.end))
+        if query.start is not None:
+            stmt = stmt.where(or_(ai.c.left_at.is_(None), ai.c.left_at > _dt(query.start)))
+        async with self.db.read() as conn:
+            return [_interval(row) for row in (await conn.execute(stmt)).mappings()]
+
+    async def _lock_session(
+        self, conn: AsyncConnection, room_id: RoomId, session_id: SessionId, at: float
+    ) -> None:
+        """Make sure the session row exists (the first stay opens it) and, on PostgreSQL, lock it."""
+        values = {"id": session_id, "room_id": room_id, "started_at": _dt(at)}
+        dialect = self.db.dialect
+        if dialect == "postgresql":
+            await conn.execute(postgresql.insert(room_sessions).values(values).on_conflict_do_nothing())
+            await conn.execute(
+                select(room_sessions.c.id).where(room_sessions.c.id == session_id).with_for_update()
+            )
+        else:
+            await conn.execute(sqlite.insert(room_sessions).values(values).on_conflict_do_nothing())
+
+    async def _latest(self, conn: AsyncConnection, session_id: SessionId, subject: str) -> Interval | None:
+        stmt: Select[Any] = (
+            select(ai)
+            .where(and_(ai.c.session_id == session_id, _subject_is(subject)))
+            .order_by(ai.c.joined_at.desc())
+            .limit(1)
+        )
+        row = (await conn.execute(stmt)).mappings().first()
+        return None if row is None else _interval(row)
+
+
+def _interval(row: Any) -> Interval:
+    client = row["client_id"]
+    reason = row["close_reason"]
+    return Interval(
+        id=row["id"],
+        room_id=RoomId(row["room_id"]),
+        session_id=SessionId(row["session_id"]),
+        participant_id=ParticipantId(row["participant_id"]),
+        subject=client if client is not None else row["user_id"],
+        role=Role.CLIENT if client is not None else Role.HOST,
+        joined_at=_ts(row["joined_at"]),
+        left_at=None if row["left_at"] is None else _ts(row["left_at"]),
+        close_reason=None if reason is None else CloseReason(reason),
+    )
