@@ -142,7 +142,7 @@ class Browsers:
         self._people: list[Person] = []
         self._homes: list[Path] = []
 
-    async def launch(self, name: str) -> Person:
+    async def launch(self, name: str, *, base_url: str | None = None) -> Person:
         home = Path(tempfile.mkdtemp(prefix=f"viop-e2e-{_slug(name)}-"))
         self._homes.append(home)
         context = await self._playwright.chromium.launch_persistent_context(
@@ -151,7 +151,7 @@ class Browsers:
             headless=True,
             args=list(CHROMIUM_FLAGS),
             env={"HOME": str(home), "PATH": "/usr/bin:/bin"},
-            base_url=self._base_url,
+            base_url=base_url or self._base_url,
             viewport={"width": 1280, "height": 800},
             locale="en-US",
         )

@@ -37,6 +37,7 @@ def _page(url: str, filename: str) -> Route:
         endpoint,
         methods=["GET", "HEAD"],
         name=f"page:{filename.removesuffix('.html')}",
+        include_in_schema=False,  # HTML pages, not API: kept out of /openapi.json
     )
 
 

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from tests.e2e.browser import Browsers, browsers
+from tests.e2e.inner.fault_proxy import FaultProxy
 from tests.support import LiveServer, free_port
 
 
@@ -24,12 +25,17 @@ def loopback_only_namespace() -> None:
 
 
 @pytest.fixture
-async def server(live_server_factory: Callable[..., Any]) -> AsyncIterator[LiveServer]:
-    """The app on 127.0.0.1, its own origin allowed, ICE host candidates on loopback."""
+def proxy_port() -> int:
+    return free_port()
+
+
+@pytest.fixture
+async def server(live_server_factory: Callable[..., Any], proxy_port: int) -> AsyncIterator[LiveServer]:
+    """The app on 127.0.0.1, ICE host candidates on loopback. Allowed origins: its own and the fault proxy's."""
     port = free_port()
     async with live_server_factory(
         port=port,
-        allowed_origins=f"http://127.0.0.1:{port}",
+        allowed_origins=f"http://127.0.0.1:{port},http://127.0.0.1:{proxy_port}",
         ice_host_addresses="127.0.0.1",
         heartbeat_seconds=2,
     ) as live:
@@ -40,3 +46,13 @@ async def server(live_server_factory: Callable[..., Any]) -> AsyncIterator[LiveS
 async def people(request: pytest.FixtureRequest, server: LiveServer) -> AsyncIterator[Browsers]:
     async with browsers(request.node.name, server.base_url) as launched:
         yield launched
+
+
+@pytest.fixture
+async def fault_proxy(server: LiveServer, proxy_port: int) -> AsyncIterator[FaultProxy]:
+    proxy = FaultProxy(target_port=server.settings.port, listen_port=proxy_port)
+    await proxy.start()
+    try:
+        yield proxy
+    finally:
+        await proxy.close()

@@ -2,6 +2,7 @@
 // Errors come back as {error: {code, message}} and surface as ApiError; a network failure as NetworkError.
 
 const ACCESS_KEY = "viop.access_token";
+const ROLE_KEY = "viop.role";
 
 export class ApiError extends Error {
   constructor(status, code, message) {
@@ -60,17 +61,12 @@ export function accessToken() {
 
 export function forgetAccessToken() {
   sessionStorage.removeItem(ACCESS_KEY);
+  sessionStorage.removeItem(ROLE_KEY);
 }
 
-// The token's claims (role, sub, exp) for navigation only; the server checks the signature on every call.
-export function tokenClaims(token) {
-  try {
-    const part = token.split(".")[1];
-    const json = atob(part.replace(/-/g, "+").replace(/_/g, "/").padEnd(Math.ceil(part.length / 4) * 4, "="));
-    return JSON.parse(json);
-  } catch {
-    return null;
-  }
+// The signed-in account's role, for navigation only: the server decides every permission itself.
+export function accountRole() {
+  return sessionStorage.getItem(ROLE_KEY);
 }
 
 export async function login(username, password, totp) {
@@ -78,6 +74,7 @@ export async function login(username, password, totp) {
   if (totp) body.totp = totp;
   const result = await request("/api/v1/auth/login", { method: "POST", body });
   sessionStorage.setItem(ACCESS_KEY, result.access_token);
+  if (result.user?.role) sessionStorage.setItem(ROLE_KEY, result.user.role);
   return result;
 }
 
@@ -117,27 +114,30 @@ export function createInvite(bearer, roomId, { displayName, expiresIn }) {
 
 // --- tickets: the short-lived, single-use credential that opens a WebSocket --------------------------------
 
+// Always this page's own origin (CSP connect-src 'self'); the server's ws_url gives the path and ticket.
 function socketUrl(path, ticket, given) {
-  if (given) {
-    const url = new URL(given, location.href);
-    url.protocol = location.protocol === "https:" ? "wss:" : "ws:";
-    if (!url.searchParams.has("ticket")) url.searchParams.set("ticket", ticket);
-    return url.toString();
-  }
   const scheme = location.protocol === "https:" ? "wss:" : "ws:";
-  return `${scheme}//${location.host}${path}?ticket=${encodeURIComponent(ticket)}`;
+  const url = new URL(`${scheme}//${location.host}${path}`);
+  if (given) {
+    const server = new URL(given, location.href);
+    url.pathname = server.pathname;
+    url.search = server.search;
+  }
+  if (!url.searchParams.has("ticket")) url.searchParams.set("ticket", ticket);
+  return url.toString();
 }
 
-// bearer: an access token (clinician) or an invite token (client). roomId may be null for an invite:
-// the invite names its room.
+// bearer: an access token (clinician) or an invite token (client). With an invite whose link did not name
+// the room, roomId is null and the server takes the room from the invite.
 export async function signalTicket(bearer, roomId) {
-  const body = roomId ? { room_id: roomId } : {};
+  const body = { purpose: "signal", room_id: roomId ?? null };
   const result = await request("/api/v1/signal-tickets", { method: "POST", bearer, body });
   return { ticket: result.ticket, url: socketUrl("/ws/signal", result.ticket, result.ws_url) };
 }
 
 export async function presenceTicket(bearer) {
-  const result = await request("/api/v1/presence-tickets", { method: "POST", bearer, body: {} });
+  const body = { purpose: "presence" };
+  const result = await request("/api/v1/signal-tickets", { method: "POST", bearer, body });
   return { ticket: result.ticket, url: socketUrl("/ws/presence", result.ticket, result.ws_url) };
 }
 

@@ -5,6 +5,8 @@
 export function exposeDiagnostics(session) {
   window.viop = Object.freeze({
     phase: () => session.phase,
+    phaseHistory: () => [...session.phaseHistory],
+    lobbyKnocks: () => Object.fromEntries(session.lobbyKnocks),
     participantId: () => session.participantId,
     role: () => session.role,
     socketState: () => session.signaling.state,

@@ -35,6 +35,9 @@ export class RoomSession extends EventTarget {
     this.displayName = displayName;
     this.media = { ...media };
     this.phase = "connecting";
+    this.phaseHistory = ["connecting"];
+    this.lobbyKnocks = new Map(); // hosts: participant id -> times they newly appeared in the lobby
+    this.lobbyNow = new Set();
     this.roster = new Map();
     this.reconnecting = new Set();
     this.locked = false;
@@ -99,6 +102,7 @@ export class RoomSession extends EventTarget {
   setPhase(phase) {
     if (this.phase === phase) return;
     this.phase = phase;
+    this.phaseHistory.push(phase);
     this.dispatchEvent(new CustomEvent("phase", { detail: phase }));
   }
 
@@ -132,6 +136,9 @@ export class RoomSession extends EventTarget {
       this.emit("waiting", { position: message.position, message: message.message ?? null });
     },
     lobby(message) {
+      const now = new Set(message.waiting.map((entry) => entry.participant_id));
+      for (const id of now) if (!this.lobbyNow.has(id)) this.lobbyKnocks.set(id, (this.lobbyKnocks.get(id) ?? 0) + 1);
+      this.lobbyNow = now;
       this.emit("lobby", message.waiting);
     },
     admitted() {

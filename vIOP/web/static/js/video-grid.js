@@ -35,6 +35,10 @@ export class VideoGrid {
   }
 
   attach(participantId, track) {
+    // The relay recycles receive slots: a track may move from a departed publisher to a new one.
+    for (const [id, other] of this.tiles) {
+      if (id !== participantId && other.stream.getTracks().includes(track)) other.stream.removeTrack(track);
+    }
     const tile = this.tile(participantId);
     for (const old of tile.stream.getTracks()) {
       if (old.kind === track.kind && old !== track) tile.stream.removeTrack(old);

@@ -122,8 +122,9 @@ async function onCreateInvite(event) {
   setBusy(submit, true);
   try {
     const invite = await api.createInvite(page.token, page.room.id, { displayName: name, expiresIn: Number(form.expires_in.value) });
-    const link = new URL(invite.join_url || `/join#invite=${encodeURIComponent(invite.invite_token)}`, location.origin);
-    $("#invite-link").value = link.toString();
+    // The room id rides along in the fragment so the join page can ask for a ticket for that room.
+    const fragment = new URLSearchParams({ invite: invite.invite_token, room: invite.room_id ?? page.room.id });
+    $("#invite-link").value = `${location.origin}/join#${fragment}`;
     $("#invite-result").hidden = false;
     form.display_name.value = "";
     announce("Invite link created. Copy it and send it to the client privately.");

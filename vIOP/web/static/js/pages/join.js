@@ -10,13 +10,13 @@ import { exposeDiagnostics } from "../diagnostics.js";
 
 const INVITE_KEY = "viop.invite";
 
+// Accepts "#invite=<token>&room=<room id>" (the console's links) and the bare "#<token>" of the API's join_url.
 function takeInvite() {
   const fragment = new URLSearchParams(location.hash.slice(1));
-  const token = fragment.get("invite");
-  if (token) {
-    sessionStorage.setItem(INVITE_KEY, JSON.stringify({ token, room: fragment.get("room") }));
-    history.replaceState(null, "", location.pathname);
-  }
+  const bare = [...fragment.keys()].find((key) => key.startsWith("vinv_"));
+  const token = fragment.get("invite") || bare;
+  if (location.hash) history.replaceState(null, "", location.pathname);
+  if (token) sessionStorage.setItem(INVITE_KEY, JSON.stringify({ token, room: fragment.get("room") }));
   try {
     return JSON.parse(sessionStorage.getItem(INVITE_KEY) || "null");
   } catch {
@@ -152,12 +152,25 @@ function wireControls() {
   }
 }
 
-function main() {
+async function main() {
   wireControls();
   page.invite = takeInvite();
   if (!page.invite?.token) {
     showScreen("no-invite");
     return;
+  }
+  if (page.invite.room) {
+    try {
+      const room = await api.getRoom(page.invite.token, page.invite.room);
+      $("#confirm-room-line").textContent = `You are invited to “${room.title}”, an online session with your care team.`;
+    } catch (error) {
+      if (error instanceof api.ApiError && (error.status === 401 || error.status === 403 || error.status === 404)) {
+        $("#no-invite-title").textContent = "This invite link no longer works";
+        $("#no-invite-text").textContent = "It may have expired or been replaced. Ask your clinician for a new link.";
+        showScreen("no-invite");
+        return;
+      }
+    }
   }
   $("#confirm-no-name").hidden = false;
   showScreen("confirm");

@@ -6,9 +6,8 @@ import { $, announce, setBusy, showScreen } from "../ui.js";
 
 const HOME_BY_ROLE = { clinician: "/console", staff: "/staff", admin: "/staff" };
 
-function goHome(token) {
-  const role = api.tokenClaims(token)?.role;
-  const home = HOME_BY_ROLE[role];
+function goHome() {
+  const home = HOME_BY_ROLE[api.accountRole()];
   if (home) {
     location.assign(home);
     return;
@@ -34,10 +33,10 @@ async function onSubmit(event) {
   setBusy(submit, true);
   announce("Signing in…");
   try {
-    const result = await api.login(username, password, totp);
+    await api.login(username, password, totp);
     form.password.value = "";
     announce("Signed in.");
-    goHome(result.access_token);
+    goHome();
   } catch (failure) {
     const needsCode = failure instanceof api.ApiError && /totp|mfa/i.test(failure.code);
     error.textContent = needsCode ? "Enter the 6-digit code from your authenticator app." : api.describeError(failure);
