@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from joserfc import jwt
 from joserfc.jwk import OctKey
 
-from tests.auth.conftest import ManualClock
+from tests.auth.support import ManualClock
 from vIOP.auth.permissions import Principal, Role
 from vIOP.auth.tokens import AccessTokens, TokenFailure, TokenKeys, TokenPolicy, TokenRejected
 from vIOP.errors import Unauthenticated

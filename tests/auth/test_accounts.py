@@ -12,7 +12,7 @@ import time
 import pytest
 import redis.asyncio as aioredis
 
-from tests.auth.conftest import CHEAP_ARGON2, ManualClock
+from tests.auth.support import CHEAP_ARGON2, ManualClock
 from tests.auth.twins import MemoryAccountStore
 from vIOP.auth.accounts import (
     AccountAdmin,

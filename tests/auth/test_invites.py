@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.auth.conftest import ManualClock
+from tests.auth.support import ManualClock
 from tests.auth.twins import MemoryInviteStore, MemoryRoomDirectory
 from vIOP.auth.invites import (
     InviteFailure,

@@ -7,7 +7,7 @@ import asyncio
 import pytest
 import redis.asyncio as aioredis
 
-from tests.auth.conftest import ManualClock
+from tests.auth.support import ManualClock
 from vIOP.auth.throttle import LoginThrottle, LoginThrottled, ThrottlePolicy, retry_after_header
 
 ACCOUNT, ADDRESS = b"\x01" * 32, b"\x02" * 32

@@ -7,7 +7,7 @@ import asyncio
 import pytest
 import redis.asyncio as aioredis
 
-from tests.auth.conftest import ManualClock
+from tests.auth.support import ManualClock
 from vIOP.auth.permissions import Principal, Role, RoomScope
 from vIOP.auth.tickets import SignalTickets, TicketFailure, TicketPurpose, TicketRejected
 from vIOP.errors import Forbidden

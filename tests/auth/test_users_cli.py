@@ -13,7 +13,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from sqlalchemy import select
 
-from tests.auth.conftest import CHEAP_ARGON2
+from tests.auth.support import CHEAP_ARGON2
 from vIOP.auth.accounts import Account, AccountAdmin
 from vIOP.auth.cli import add_users_parser, open_account_admin, run_users
 from vIOP.auth.passwords import PasswordHasher
