@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator
 
 import redis.asyncio as aioredis
 from sqlalchemy import text
@@ -15,48 +15,55 @@ from starlette.routing import BaseRoute, Route
 
 from vIOP import web
 from vIOP.api import health
+from vIOP.api.context import Services
 from vIOP.api.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
 from vIOP.api.openapi import documented_route, json_body, openapi_endpoint
 from vIOP.api.responses import EXCEPTION_HANDLERS
+from vIOP.auth.accounts import Authenticator, LoginEvent, LoginOutcome
+from vIOP.auth.invites import Invites
+from vIOP.auth.passwords import PasswordHasher
+from vIOP.auth.throttle import LoginThrottle, ThrottlePolicy
+from vIOP.auth.tickets import SignalTickets
+from vIOP.auth.tokens import AccessTokens, TokenKeys, TokenPolicy
+from vIOP.auth.totp_replay import TotpReplayGuard
+from vIOP.media.ice import IceConfig
+from vIOP.rooms.service import RoomPolicy, RoomService
 from vIOP.settings import Settings
-from vIOP.storage.bootstrap import Storage, open_storage
+from vIOP.signaling.connections import ConnectionLimits, ConnectionRegistry
+from vIOP.signaling.ratelimit import MessageRateLimit
+from vIOP.signaling.resume import ResumeTokens
+from vIOP.storage.accounts_sql import SqlAccountStore
+from vIOP.storage.attendance_sql import SqlAttendanceStore
+from vIOP.storage.audit import Action as AuditAction
+from vIOP.storage.audit import Outcome
+from vIOP.storage.bootstrap import open_storage
 from vIOP.storage.embedded_redis import EmbeddedRedis
+from vIOP.storage.invites_sql import SqlInviteStore
+from vIOP.storage.redis_bus import EventStream, RedisEventBus
+from vIOP.storage.redis_resume_tokens import RedisResumeTokenStore
+from vIOP.storage.redis_rooms import RedisKeys, RedisPresenceStore, RedisRoomStore
+from vIOP.storage.rooms_sql import SqlRoomDirectory
 
 log = logging.getLogger("vIOP.app")
 
 MAX_BODY_BYTES = 64 * 1024
-ShutdownHook = Callable[[], Awaitable[None]]
-
-
-@dataclass
-class Services:
-    """Everything the routes need, opened in the lifespan and closed in reverse order."""
-
-    settings: Settings
-    redis: aioredis.Redis
-    storage: Storage
-    embedded_redis: EmbeddedRedis | None = None
-    # Run before uvicorn closes connections: close WebSockets with 1001, peer connections, flush.
-    drain_hooks: list[ShutdownHook] = field(default_factory=list)
-    draining: bool = False
-
-    async def drain(self) -> None:
-        """Stop taking new sessions and close live ones politely (SIGTERM path)."""
-        if self.draining:
-            return
-        self.draining = True
-        for hook in self.drain_hooks:
-            try:
-                await hook()
-            except Exception:
-                log.exception("drain hook failed")
 
 
 def redis_client(url: str) -> aioredis.Redis:
     return aioredis.from_url(url, socket_connect_timeout=2, socket_timeout=5, health_check_interval=15)
 
 
+def _ice_config(settings: Settings) -> IceConfig:
+    return IceConfig(
+        host_addresses=settings.ice_host_addresses,
+        server_urls=settings.ice_servers,
+        turn_secret=settings.turn_secret,
+        turn_ttl_seconds=settings.turn_ttl_seconds,
+    )
+
+
 async def open_services(settings: Settings) -> Services:
+    """Start the embedded Redis when none is configured, open the store, and build every component."""
     embedded: EmbeddedRedis | None = None
     redis_url = settings.redis_url
     if redis_url is None:
@@ -70,13 +77,88 @@ async def open_services(settings: Settings) -> Services:
         if embedded is not None:
             embedded.stop()
         raise
-    return Services(
-        settings=settings, redis=redis_client(redis_url), storage=storage, embedded_redis=embedded
+    redis = redis_client(redis_url)
+    ring, db = storage.keys, storage.db
+    sealer = ring.redis_sealer()
+    room_directory = SqlRoomDirectory(db, ring)
+
+    async def audit_login(event: LoginEvent) -> None:
+        locked = event.outcome is LoginOutcome.LOCKED
+        await storage.audit.append(
+            event.user_id,
+            event.role.value if event.role else "anonymous",
+            AuditAction.ACCOUNT_LOCKED if locked else AuditAction.LOGIN,
+            "user" if event.user_id else None,
+            event.user_id,
+            Outcome.SUCCESS if event.outcome is LoginOutcome.SUCCEEDED else Outcome.DENIED,
+            event.address,
+        )
+
+    tokens = AccessTokens(
+        TokenKeys("v1", ring.derive_key("access-token/ed25519/v1")),
+        redis,
+        TokenPolicy(
+            idle_seconds=settings.token_idle_seconds, lifetime_seconds=settings.token_lifetime_seconds
+        ),
     )
+    authenticator = Authenticator(
+        SqlAccountStore(db, ring),
+        lambda username: ring.blind_index("username", username),
+        lambda address: ring.blind_index("login-address", address),
+        PasswordHasher(),
+        LoginThrottle(redis, ThrottlePolicy(max_failures=settings.login_max_failures)),
+        TotpReplayGuard(redis),
+        require_totp=settings.env == "production",
+        events=audit_login,
+    )
+    rooms = RoomService(
+        RedisRoomStore(redis, sealer),
+        RedisPresenceStore(redis),
+        attendance=SqlAttendanceStore(db),
+        policy=RoomPolicy(
+            heartbeat_expiry=float(settings.presence_expiry_seconds),
+            reconnect_grace=float(settings.reconnect_grace_seconds),
+            attendance_grace=float(settings.reconnect_grace_seconds),
+        ),
+    )
+    connections = ConnectionRegistry(
+        ConnectionLimits(
+            heartbeat_seconds=float(settings.heartbeat_seconds),
+            heartbeat_timeout_seconds=float(settings.presence_expiry_seconds),
+            inbound=MessageRateLimit(per_second=settings.signal_rate_per_second),
+        )
+    )
+    services = Services(
+        settings=settings,
+        redis=redis,
+        storage=storage,
+        tokens=tokens,
+        authenticator=authenticator,
+        invites=Invites(SqlInviteStore(db, ring), room_directory),
+        tickets=SignalTickets(redis),
+        rooms=rooms,
+        resume=ResumeTokens(
+            RedisResumeTokenStore(redis, sealer),
+            grace_seconds=float(settings.reconnect_grace_seconds),
+            heartbeat_seconds=float(settings.heartbeat_seconds),
+        ),
+        connections=connections,
+        room_directory=room_directory,
+        bus=RedisEventBus(redis, EventStream(RedisKeys().events, sealer)),
+        ice=_ice_config(settings),
+        embedded_redis=embedded,
+    )
+    return services
 
 
 async def close_services(services: Services) -> None:
     await services.drain()
+    for task in list(services.background):
+        task.cancel()
+    if services.background:
+        await asyncio.gather(*services.background, return_exceptions=True)
+    if services.relay is not None:
+        await services.relay.close()
     await services.redis.aclose()
     await services.storage.close()
     if services.embedded_redis is not None:

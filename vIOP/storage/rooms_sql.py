@@ -1,0 +1,106 @@
+"""The durable room record: kind, encrypted title, capacity, host, state. Live state is in Redis (the room
+store); this table is what outlives a session and what permission checks read (:class:`RoomDirectory`)."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sqlalchemy import insert, select, update
+
+from vIOP.auth.permissions import RoomScope
+from vIOP.errors import NotFound
+from vIOP.ids import RoomId, UserId
+from vIOP.storage.crypto import FieldRef, KeyRing
+from vIOP.storage.database import Database
+from vIOP.storage.schema import rooms
+
+_ROOM_ID = re.compile(r"^rm_[A-Za-z0-9_-]{1,64}$")
+
+
+@dataclass(frozen=True, slots=True)
+class RoomRecord:
+    id: RoomId
+    kind: str
+    title: str
+    capacity: int
+    host_user_id: UserId
+    state: str
+    created_at: datetime
+    ended_at: datetime | None
+
+    @property
+    def scope(self) -> RoomScope:
+        return RoomScope(room_id=self.id, host_ids=frozenset({self.host_user_id}))
+
+
+def _title_ref(room_id: str) -> FieldRef:
+    return FieldRef("rooms", "title", room_id)
+
+
+class SqlRoomDirectory:
+    """Room records on SQL; titles under the system field key (a group's name can disclose treatment)."""
+
+    __slots__ = ("_db", "_ring")
+
+    def __init__(self, db: Database, ring: KeyRing) -> None:
+        self._db = db
+        self._ring = ring
+
+    async def add(self, record: RoomRecord) -> None:
+        sealed = self._ring.system_fields.encrypt(_title_ref(record.id), record.title)
+        async with self._db.begin() as conn:
+            await conn.execute(
+                insert(rooms).values(
+                    id=record.id,
+                    kind=record.kind,
+                    title=sealed,
+                    capacity=record.capacity,
+                    host_user_id=record.host_user_id,
+                    state=record.state,
+                    created_at=record.created_at,
+                    ended_at=record.ended_at,
+                )
+            )
+
+    async def get(self, room_id: str) -> RoomRecord:
+        """NotFound for an unknown or malformed id (a malformed id is just another unknown one)."""
+        if not _ROOM_ID.match(room_id):
+            raise NotFound("no such room")
+        async with self._db.read() as conn:
+            row = (await conn.execute(select(rooms).where(rooms.c.id == room_id))).first()
+        if row is None:
+            raise NotFound("no such room")
+        return self._record(row)
+
+    async def hosted_by(self, user_id: UserId, *, include_ended: bool = False) -> list[RoomRecord]:
+        query = select(rooms).where(rooms.c.host_user_id == user_id).order_by(rooms.c.created_at.desc())
+        if not include_ended:
+            query = query.where(rooms.c.state != "ended")
+        async with self._db.read() as conn:
+            rows = (await conn.execute(query.limit(500))).all()
+        return [self._record(row) for row in rows]
+
+    async def set_state(self, room_id: RoomId, state: str, *, ended_at: float | None = None) -> None:
+        values: dict[str, object] = {"state": state}
+        if ended_at is not None:
+            values["ended_at"] = datetime.fromtimestamp(ended_at, UTC)
+        async with self._db.begin() as conn:
+            await conn.execute(update(rooms).where(rooms.c.id == room_id).values(**values))
+
+    async def room_scope(self, room_id: RoomId) -> RoomScope:
+        return (await self.get(room_id)).scope
+
+    def _record(self, row: object) -> RoomRecord:
+        r = row._mapping  # type: ignore[attr-defined]
+        return RoomRecord(
+            id=RoomId(r["id"]),
+            kind=r["kind"],
+            title=self._ring.system_fields.decrypt_text(_title_ref(r["id"]), r["title"]),
+            capacity=r["capacity"],
+            host_user_id=UserId(r["host_user_id"]),
+            state=r["state"],
+            created_at=r["created_at"],
+            ended_at=r["ended_at"],
+        )
