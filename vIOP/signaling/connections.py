@@ -69,6 +69,7 @@ class Connection:
         "_limits",
         "_on_closed",
         "_pending",
+        "_sending",
         "_sink",
         "_sink_lost",
         "_state",
@@ -103,6 +104,7 @@ class Connection:
         self._sink_lost = False
         self._aborting = False
         self._finishing = False
+        self._sending = False
         self.last_seen = clock()
         self._writer = asyncio.get_running_loop().create_task(self._write_loop())
 
@@ -163,10 +165,13 @@ class Connection:
         return self._close
 
     def _interrupt_writer(self) -> None:
-        # Never interrupt the final close: the closed event must always be set.
-        if not self._writer.done() and not self._finishing:
+        # Cancel only a send in flight (it may never finish); an idle writer just wakes up and ends. Never
+        # cancel the final close, and never a writer that has not started (its finally would not run).
+        if self._sending and not self._finishing:
             self._aborting = True
             self._writer.cancel()
+        else:
+            self._wakeup.set()
 
     async def _write_loop(self) -> None:
         try:
@@ -177,8 +182,10 @@ class Connection:
                     await self._wakeup.wait()
                     continue
                 frame = self._pending.popleft()
+                self._sending = True
                 async with asyncio.timeout(self._limits.send_timeout_seconds):
                     await self._sink.send_text(frame)
+                self._sending = False
         except asyncio.CancelledError:
             task = asyncio.current_task()
             if not self._aborting or task is None:
