@@ -190,3 +190,10 @@ async def test_return_to_lobby_closes_and_a_quick_readmission_continues(backend:
     await s.admit(g.room_id, by=g.host, participant_id=pid)
     await s.join(g.room_id, pid)
     assert await client_stays(backend, g.room_id) == [(start, None, None)]
+
+
+def test_an_empty_csv_export_still_names_its_columns() -> None:
+    from vIOP.rooms.attendance_report import COLUMNS, ReportTable, build_report, to_csv
+
+    for table in ReportTable:
+        assert to_csv(build_report([], now=0.0), table) == ",".join(COLUMNS[table]) + "\n"

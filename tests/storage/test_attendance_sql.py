@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime
 
 import pytest
-from sqlalchemy import insert, select
+from sqlalchemy import select
 
 from tests.rooms.support import HOST, Backend, memory_backend
 from vIOP.ids import ClientId, ParticipantId, RoomId, SessionId, new_room_id
@@ -17,45 +16,9 @@ from vIOP.rooms.ports import AttendanceQuery
 from vIOP.rooms.room import RoomKind
 from vIOP.storage.attendance_sql import SqlAttendanceStore
 from vIOP.storage.database import Database
-from vIOP.storage.schema import clients, data_keys, room_sessions, rooms, users
+from vIOP.storage.schema import room_sessions
 
-CLIENTS = [f"cl_{n}" for n in range(1, 4)]
-
-
-async def seed_people(db: Database) -> None:
-    now = datetime.now(UTC)
-    async with db.begin() as conn:
-        await conn.execute(
-            insert(users).values(
-                id=HOST,
-                role="clinician",
-                username_index=b"ix-host",
-                username=b"sealed",
-                password_hash="x",
-                created_at=now,
-                updated_at=now,
-            )
-        )
-        for c in CLIENTS:
-            await conn.execute(insert(data_keys).values(id=f"dk_{c}", scope="client", created_at=now))
-            await conn.execute(
-                insert(clients).values(id=c, data_key_id=f"dk_{c}", display_name=b"sealed", created_at=now)
-            )
-
-
-async def seed_room(db: Database, room_id: RoomId) -> None:
-    async with db.begin() as conn:
-        await conn.execute(
-            insert(rooms).values(
-                id=room_id,
-                kind="group",
-                title=b"sealed",
-                capacity=15,
-                host_user_id=HOST,
-                state="open",
-                created_at=datetime.now(UTC),
-            )
-        )
+from .attendance_seed import seed_people, seed_room
 
 
 @pytest.fixture

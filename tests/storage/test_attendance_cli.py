@@ -1,0 +1,113 @@
+"""``attendance export`` as an operator runs it: JSON and CSV, filters, flags, private files, audited."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import csv
+import io
+import json
+import stat
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from vIOP.errors import ConfigError
+from vIOP.ids import ParticipantId, RoomId, SessionId
+from vIOP.rooms.attendance import CloseMark, CloseReason, OpenMark
+from vIOP.rooms.participant import Role
+from vIOP.settings import Settings
+from vIOP.storage.attendance_cli import add_parsers, run
+from vIOP.storage.attendance_sql import SqlAttendanceStore
+from vIOP.storage.bootstrap import open_storage
+from vIOP.storage.cli import add_parsers as add_storage_parsers
+from vIOP.storage.cli import run as run_storage
+from vIOP.storage.schema import audit_log
+
+from .attendance_seed import seed_people, seed_room
+
+ROOM = RoomId("rm_group1")
+
+
+def cli(settings: Settings, *argv: str) -> int:
+    parser = argparse.ArgumentParser()
+    add_parsers(parser.add_subparsers(dest="command", required=True))
+    return run(parser.parse_args(list(argv)), settings)
+
+
+def ts(text: str) -> float:
+    return datetime.fromisoformat(text).replace(tzinfo=UTC).timestamp()
+
+
+@pytest.fixture
+def settings(data_dir: Path, key_file: Path) -> Settings:
+    parser = argparse.ArgumentParser()
+    add_storage_parsers(parser.add_subparsers(dest="command", required=True))
+    assert run_storage(parser.parse_args(["keys", "init", str(key_file)]), Settings(data_dir=data_dir)) == 0
+    settings = Settings(data_dir=data_dir, key_file=key_file)
+
+    async def seed() -> None:
+        storage = await open_storage(settings)
+        await seed_people(storage.db)
+        await seed_room(storage.db, ROOM)
+        ledger = SqlAttendanceStore(storage.db)
+        stays = [  # (client, session, start, end), UTC
+            ("cl_1", "ss_mon", "2026-01-05T15:00:00", "2026-01-05T18:10:00"),  # 190 min
+            ("cl_1", "ss_wed", "2026-01-07T15:00:00", "2026-01-07T17:30:00"),  # 150 min: under 3 h
+            ("cl_1", "ss_thu", "2026-01-08T15:00:00", "2026-01-08T18:00:00"),  # 180 min
+            ("cl_2", "ss_mon", "2026-01-05T15:00:00", "2026-01-05T16:00:00"),
+        ]
+        for n, (client, session, start, end) in enumerate(stays):
+            pid = ParticipantId(f"pt_{n}")
+            await ledger.open(OpenMark(ROOM, SessionId(session), pid, client, Role.CLIENT, ts(start)), 60)
+            await ledger.close(CloseMark(ROOM, SessionId(session), pid, client, ts(end), CloseReason.LEFT))
+        await storage.close()
+
+    asyncio.run(seed())
+    return settings
+
+
+def exports_audited(settings: Settings) -> list[tuple[str, str | None]]:
+    async def go() -> list[tuple[str, str | None]]:
+        storage = await open_storage(settings)
+        async with storage.db.read() as conn:
+            rows = (await conn.execute(select(audit_log.c.action, audit_log.c.object_id))).all()
+        await storage.close()
+        return [(r[0], r[1]) for r in rows if r[0] == "attendance.exported"]
+
+    return asyncio.run(go())
+
+
+def test_csv_days_with_flags_written_privately(settings: Settings, tmp_path: Path) -> None:
+    out = tmp_path / "days.csv"
+    assert cli(settings, "attendance", "export", "--format", "csv", "--output", str(out)) == 0
+    assert stat.S_IMODE(out.stat().st_mode) == 0o600
+    table = list(csv.DictReader(io.StringIO(out.read_text())))
+    assert [(r["subject"], r["day"], r["minutes"], r["under_3_hours"]) for r in table] == [
+        ("cl_1", "2026-01-05", "190.0", "False"),
+        ("cl_1", "2026-01-07", "150.0", "True"),
+        ("cl_1", "2026-01-08", "180.0", "False"),
+        ("cl_2", "2026-01-05", "60.0", "True"),
+    ]
+    assert exports_audited(settings) == [("attendance.exported", None)]
+
+
+def test_json_for_one_client_and_a_date_range(settings: Settings, capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ("attendance", "export", "--client", "cl_1", "--from", "2026-01-06", "--to", "2026-01-11")
+    assert cli(settings, *argv) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert [d["day"] for d in report["days"]] == ["2026-01-07", "2026-01-08"]
+    (week,) = report["weeks"]
+    assert week["minutes"] == 330.0 and week["under_9_hours"] and week["days_with_3_hours"] == 1
+    assert {i["session_id"] for i in report["intervals"]} == {"ss_wed", "ss_thu"}
+    assert exports_audited(settings) == [("attendance.exported", "cl_1")]
+
+
+def test_bad_arguments_are_refused_before_anything_is_read(settings: Settings) -> None:
+    with pytest.raises(ConfigError, match="--tz"):
+        cli(settings, "attendance", "export", "--tz", "Mars/Olympus")
+    with pytest.raises(ConfigError, match="--to"):
+        cli(settings, "attendance", "export", "--from", "2026-01-08", "--to", "2026-01-01")
+    assert exports_audited(settings) == []

@@ -1,0 +1,114 @@
+"""``python -m vIOP attendance export``: the attendance ledger as JSON or CSV, audited.
+
+Wiring for ``vIOP/__main__.py``: ``("vIOP.storage.attendance_cli", "add_parsers", "run")`` (or
+``add_attendance_parser`` / ``run_attendance``). Exit status: 0 written, 2 usage error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+import time
+from datetime import date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from vIOP.errors import ConfigError
+from vIOP.ids import RoomId
+from vIOP.rooms.attendance_report import ReportTable, build_report, to_csv, to_json
+from vIOP.rooms.ports import AttendanceQuery
+from vIOP.settings import Settings, load_settings
+from vIOP.storage.attendance_sql import SqlAttendanceStore
+from vIOP.storage.audit import Action
+from vIOP.storage.bootstrap import open_storage
+
+OPERATOR = "operator"
+Subparsers = Any  # argparse's _SubParsersAction is private
+
+
+def add_attendance_parser(sub: Subparsers) -> str:
+    attendance = sub.add_parser("attendance", help="the IOP attendance ledger")
+    attendance_sub = attendance.add_subparsers(dest="attendance_command", required=True)
+    export = attendance_sub.add_parser(
+        "export", help="attended minutes per client per day and week, flags under 3 h/day and 9 h/week"
+    )
+    export.add_argument("--room-id", help="only this room")
+    export.add_argument("--client", help="only this client id")
+    export.add_argument("--from", dest="start", type=date.fromisoformat, help="first day, YYYY-MM-DD")
+    export.add_argument("--to", dest="end", type=date.fromisoformat, help="last day (included), YYYY-MM-DD")
+    export.add_argument("--format", choices=("json", "csv"), default="json")
+    export.add_argument(
+        "--table", choices=[t.value for t in ReportTable], default="days", help="which table a CSV holds"
+    )
+    export.add_argument("--tz", default="UTC", help="the program's time zone for days and weeks")
+    export.add_argument("--output", type=Path, help="write here (mode 0600) instead of standard output")
+    return "attendance"
+
+
+def _zone(name: str) -> ZoneInfo:
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigError("--tz", f"unknown time zone {name!r}") from None
+
+
+def _midnight(day: date, zone: ZoneInfo) -> float:
+    return datetime.combine(day, datetime.min.time(), zone).timestamp()
+
+
+def export_query(args: argparse.Namespace) -> AttendanceQuery:
+    zone = _zone(args.tz)
+    if args.start and args.end and args.end < args.start:
+        raise ConfigError("--to", "is before --from")
+    return AttendanceQuery(
+        room_id=RoomId(args.room_id) if args.room_id else None,
+        subject=args.client,
+        start=_midnight(args.start, zone) if args.start else None,
+        end=_midnight(args.end + timedelta(days=1), zone) if args.end else None,
+    )
+
+
+def _write_private(path: Path, text: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as out:
+        out.write(text)
+
+
+def run_attendance(args: argparse.Namespace, settings: Settings | None = None) -> int:
+    settings = settings or load_settings()
+    query = export_query(args)
+
+    async def export() -> int:
+        storage = await open_storage(settings)
+        try:
+            intervals = await SqlAttendanceStore(storage.db).intervals(query)
+            report = build_report(intervals, now=time.time(), tz=args.tz)
+            text = to_json(report) if args.format == "json" else to_csv(report, ReportTable(args.table))
+            if args.output:
+                _write_private(args.output, text)
+            else:
+                sys.stdout.write(text if text.endswith("\n") else text + "\n")
+            subject = (
+                ("room", args.room_id)
+                if args.room_id
+                else ("client", args.client)
+                if args.client
+                else (None, None)
+            )
+            await storage.audit.append(None, OPERATOR, Action.ATTENDANCE_EXPORTED, *subject)
+            return 0
+        finally:
+            await storage.close()
+
+    return asyncio.run(export())
+
+
+def add_parsers(sub: Subparsers) -> list[str]:
+    return [add_attendance_parser(sub)]
+
+
+def run(args: argparse.Namespace, settings: Settings | None = None) -> int:
+    return run_attendance(args, settings)
