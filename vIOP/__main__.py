@@ -16,7 +16,10 @@ from vIOP.logging import configure_logging
 from vIOP.settings import Settings, describe, load_settings
 
 # Subcommands contributed by other packages: (module, add_parser function, run function).
-_PLUGINS: tuple[tuple[str, str, str], ...] = (("vIOP.storage.cli", "add_parsers", "run"),)
+_PLUGINS: tuple[tuple[str, str, str], ...] = (
+    ("vIOP.storage.cli", "add_parsers", "run"),
+    ("vIOP.auth.cli", "add_users_parser", "run_users"),
+)
 
 
 class _Parser(argparse.ArgumentParser):

@@ -35,6 +35,8 @@ _PATTERNS: tuple[_Sub, ...] = (
     ),
     (re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]+"), rf"\1 {REDACTED}"),
     (re.compile(r"\beyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*"), REDACTED),
+    # Bare invite tokens, tickets and resume tokens, wherever they appear.
+    (re.compile(r"\b(?:vinv|vtk|rt)_[A-Za-z0-9_-]{20,}"), REDACTED),
 )
 
 # Values this process must never log (display names, invite labels...). Bounded: oldest forgotten first.
