@@ -336,3 +336,24 @@ async def test_events_reach_a_subscriber_in_order(backend: Backend) -> None:
         assert isinstance(got[3], Knocked) and got[3].display_name == "Client 1"
     finally:
         await sub.close()
+
+
+async def test_the_background_sweeper_notices_silence(backend: Backend) -> None:
+    s, clock = backend.service, backend.clock
+    g = await live_room(s)
+    a = await knock(s, g.room_id, 1)
+    sub = await backend.bus.subscribe()
+    stop = asyncio.Event()
+    sweeper = asyncio.create_task(s.keep_sweeping(stop, interval=0.01))
+    try:
+        clock.advance(31)
+        seen = set()
+        while len(seen) < 2:  # both went quiet: the host and the waiting client
+            item = await asyncio.wait_for(anext(sub), 5)
+            assert isinstance(item, Reconnecting)
+            seen.add(item.participant_id)
+        assert seen == {g.host, a}
+    finally:
+        stop.set()
+        await asyncio.wait_for(sweeper, 5)
+        await sub.close()
