@@ -157,5 +157,11 @@ class MemoryResumeTokenStore:
     async def delete(self, key: str) -> None:
         self._entries.pop(key, None)
 
+    def remaining(self, key: str) -> float | None:
+        """Seconds left before ``key`` expires (for tests and diagnostics), None when absent."""
+        entry = self._entries.get(key)
+        left = None if entry is None else entry[1] - self._clock()
+        return left if left is not None and left > 0 else None
+
     def __len__(self) -> int:
         return len(self._entries)
