@@ -88,7 +88,7 @@ class Person:
         path = self.artifacts / f"{self.shots:02d}-{_slug(self.name)}-{_slug(label)}.png"
         # Two animation frames: the screenshot then shows the page as it is now, not a stale frame.
         await self.page.evaluate("new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r)))")
-        await self.page.screenshot(path=str(path), full_page=False)
+        await self.page.screenshot(path=str(path), full_page=True)
         return path
 
     async def serious_accessibility_violations(self) -> list[str]:
@@ -112,6 +112,14 @@ class Person:
     async def assert_accessible(self, label: str) -> None:
         violations = await self.serious_accessibility_violations()
         assert not violations, f"axe on {self.name}'s {label}:\n" + "\n".join(violations)
+
+    async def on_screen(self, screen: str, *, timeout_s: float = 10.0) -> None:
+        """Wait until the page shows ``screen``: the body names it AND its section is actually rendered."""
+        await self.wait_until(
+            f"document.body.dataset.screen === {screen!r} && "
+            f"document.querySelector('section[data-screen={screen}]')?.getBoundingClientRect().height > 0",
+            timeout_s=timeout_s,
+        )
 
     async def wait_until(self, expression: str, *, timeout_s: float = 10.0) -> Any:
         """Poll a JavaScript expression (bounded) until it is truthy; return its value.

@@ -27,7 +27,7 @@ async def create_account(server: LiveServer, role: Role, username: str) -> None:
 
 async def sign_in(person: Person, username: str, lands_on: str) -> None:
     await person.page.goto("/")
-    await person.wait_until("document.body.dataset.screen === 'login'")
+    await person.on_screen("login")
     await person.page.get_by_label("Username").fill(username)
     await person.page.get_by_label("Password").fill(PASSWORD)
     await person.page.get_by_role("button", name="Sign in").click()
@@ -35,7 +35,7 @@ async def sign_in(person: Person, username: str, lands_on: str) -> None:
 
 
 async def create_room(clinician: Person, title: str) -> str:
-    await clinician.wait_until("document.body.dataset.screen === 'rooms'")
+    await clinician.on_screen("rooms")
     await clinician.page.get_by_label("Room name").fill(title)
     await clinician.page.get_by_label("Kind").select_option("group")
     await clinician.page.get_by_role("button", name="Create room").click()
@@ -68,11 +68,11 @@ async def create_invite(clinician: Person, display_name: str) -> str:
 async def client_joins(client: Person, link: str) -> None:
     """Open the invite link, confirm, see the camera preview, and knock."""
     await client.page.goto(link)
-    await client.wait_until("document.body.dataset.screen === 'confirm'")
+    await client.on_screen("confirm")
     await client.page.get_by_role("button", name="Continue").click()
     await client.wait_until("document.querySelector('#preview').videoWidth > 0")
     await client.page.get_by_role("button", name="Join the waiting room").click()
-    await client.wait_until("document.body.dataset.screen === 'waiting'", timeout_s=15)
+    await client.on_screen("waiting", timeout_s=15)
 
 
 async def participant_id(person: Person) -> str:

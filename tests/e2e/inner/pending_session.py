@@ -90,7 +90,7 @@ async def test_group_session_lobby_media_staff_mute_leave_end(server: LiveServer
 
     # Sam leaves: the clinician's roster and Alex's grid update.
     await sam.page.get_by_role("button", name="Leave").click()
-    await sam.wait_until("document.body.dataset.screen === 'ended'")
+    await sam.on_screen("ended")
     await clinician.wait_until(
         "[...document.querySelectorAll('#roster-list .who')].every((n) => n.textContent !== 'Sam') && "
         "document.querySelectorAll('#roster-list > li').length === 2"
@@ -104,7 +104,7 @@ async def test_group_session_lobby_media_staff_mute_leave_end(server: LiveServer
     await end.click()
     await end.click()
     for person in (clinician, alex):
-        await person.wait_until("document.body.dataset.screen === 'ended'", timeout_s=10)
+        await person.on_screen("ended", timeout_s=10)
         await person.screenshot("ended")
     assert "ended" in (await alex.page.locator("#ended-text").text_content() or "").lower()
     await staff.wait_until("document.querySelector('[data-room]') === null", timeout_s=10)

@@ -21,7 +21,7 @@ async def test_every_page_loads_clean_and_accessible(server: LiveServer, people:
         assert response is not None and response.status == 200, path
         csp = response.headers.get("content-security-policy", "")
         assert "script-src 'self'" in csp and "unsafe-inline" not in csp, path
-        await visitor.wait_until(f"document.body.dataset.screen === {screen!r}")
+        await visitor.on_screen(screen)
         await visitor.screenshot(f"{path.strip('/') or 'index'}-{screen}")
         await visitor.assert_accessible(path)
     await visitor.assert_clean()
@@ -30,13 +30,13 @@ async def test_every_page_loads_clean_and_accessible(server: LiveServer, people:
 async def test_join_link_shows_name_step_then_camera_preview(server: LiveServer, people: Browsers) -> None:
     client = await people.launch("client")
     await client.page.goto("/join#invite=vin_not-a-real-token")
-    await client.wait_until("document.body.dataset.screen === 'confirm'")
+    await client.on_screen("confirm")
     # The token left the address bar at once (it would otherwise sit in history and screenshots).
     assert "#" not in client.page.url and "invite" not in client.page.url
     await client.screenshot("join-confirm")
     await client.assert_accessible("join: confirm")
     await client.page.get_by_role("button", name="Continue").click()
-    await client.wait_until("document.body.dataset.screen === 'setup'")
+    await client.on_screen("setup")
     # The fake camera delivers frames into the preview.
     await client.wait_until("document.querySelector('#preview').videoWidth > 0")
     await client.wait_until("document.querySelector('#camera-select').options.length > 0")
@@ -52,7 +52,7 @@ async def test_login_form_is_keyboard_operable_and_reports_errors(
 ) -> None:
     visitor = await people.launch("visitor")
     await visitor.page.goto("/")
-    await visitor.wait_until("document.body.dataset.screen === 'login'")
+    await visitor.on_screen("login")
     # Focus starts on the page heading; Tab walks the form's fields in order.
     assert await visitor.page.evaluate("document.activeElement.id") == "login-title"
     await visitor.page.keyboard.press("Tab")

@@ -35,10 +35,10 @@ export function announce(text, { assertive = false } = {}) {
   });
 }
 
-// Show one [data-screen] section, hide the others, and move focus to its heading for keyboard users.
+// Show one section[data-screen] (body carries the current name in data-screen too), hide the others, and move focus to its heading for keyboard users.
 export function showScreen(name) {
   let shown = null;
-  for (const section of document.querySelectorAll("[data-screen]")) {
+  for (const section of document.querySelectorAll("section[data-screen]")) {
     const match = section.dataset.screen === name;
     section.hidden = !match;
     if (match) shown = section;
