@@ -17,6 +17,7 @@ import json
 import os
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -114,7 +115,7 @@ def rss_kb() -> int:
 
 async def serve(mode: str, socket_path: str) -> None:
     done = asyncio.Event()
-    profiler = cProfile.Profile()
+    profiler = cProfile.Profile(time.thread_time)  # CPU of the event-loop thread, not wall time
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         def send(message: dict[str, Any]) -> None:
