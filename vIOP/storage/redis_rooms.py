@@ -36,7 +36,7 @@ from vIOP.rooms.events import Event
 from vIOP.rooms.holdings import merge_held
 from vIOP.rooms.participant import Participant
 from vIOP.rooms.ports import HeartbeatResult, Reasserted, Silent, Step
-from vIOP.rooms.presence import liveness
+from vIOP.rooms.presence import Liveness, liveness
 from vIOP.rooms.room import Room, RoomState, Transition
 from vIOP.storage.redis_bus import EventStream
 from vIOP.storage.sealing import Sealer
@@ -48,6 +48,14 @@ ENDED_ROOM_TTL = 6 * 3600  # an ended room answers "ended" (not "unknown") for a
 
 def _bytes(value: bytes | str) -> bytes:
     return value if isinstance(value, bytes) else value.encode()
+
+
+def _liveness_of(pid: ParticipantId, index: Liveness) -> tuple[str, float | None]:
+    if pid in index.listening:
+        return ("listening", None)  # the heartbeat time is the presence store's, not the room's
+    if pid in index.reconnecting:
+        return ("reconnecting", index.reconnecting[pid])
+    return ("gone", None)
 
 
 class RedisKeys:
@@ -115,7 +123,7 @@ class RedisRoomStore:
                 raise RoomAlreadyOpen("a session of this room is still open")
             return room
 
-        await self._transact(room.id, step, at=room.opened_at)
+        await self._transact(room.id, step, at=room.opened_at, rebuild_index=True)
 
     async def get(self, room_id: RoomId) -> Room:
         key = self.keys.room(room_id)
@@ -160,7 +168,7 @@ class RedisRoomStore:
                 return None
             return dataclasses.replace(merged, version=max(merged.version, room.version) + 1)
 
-        await self._transact(room.id, merge, at=at)
+        await self._transact(room.id, merge, at=at, rebuild_index=True)
         return report[0]
 
     async def _transact(
@@ -170,6 +178,7 @@ class RedisRoomStore:
         *,
         at: float | None = None,
         events: Callable[[], Sequence[Event]] = tuple,
+        rebuild_index: bool = False,
     ) -> Room | None:
         """WATCH the room, let ``decide`` map the current room to the one to store (None: store nothing),
         write it with its indexes and events in MULTI/EXEC; on a lost race, run ``decide`` again."""
@@ -179,45 +188,58 @@ class RedisRoomStore:
                 try:
                     await pipe.watch(key)
                     blob = await pipe.get(key)
-                    after = decide(None if blob is None else self.codec.open(key, blob))
+                    current = None if blob is None else self.codec.open(key, blob)
+                    after = decide(current)
                     if after is None:
                         return None
                     happened = events()
                     when = at if at is not None else max(e.at for e in happened)
                     pipe.multi()  # type: ignore[no-untyped-call]
-                    self._write(pipe, after, when)
+                    self._write(pipe, after, when, None if rebuild_index else current)
                     self.stream.append(pipe, happened)
                     await pipe.execute()
                     return after
                 except WatchError:
                     self.lost_races += 1
                     # Someone changed the room first. A little jitter spreads out a crowd of retries.
-                    await asyncio.sleep(random.uniform(0, min(0.02, 0.001 * 2**attempt)))  # noqa: S311
+                    await asyncio.sleep(random.uniform(0, min(0.01, 0.0005 * 2**attempt)))  # noqa: S311
         raise Unavailable("the room is too busy right now; try again")
 
-    def _write(self, pipe: Any, room: Room, at: float) -> None:
-        key, active = self.keys.room(room.id), self.keys.active(room.id)
+    def _write(self, pipe: Any, room: Room, at: float, before: Room | None) -> None:
+        """Queue the room and its indexes. With ``before`` (the state the indexes match) only what changed
+        is touched, which keeps a transaction small in a big room; without it everything is rewritten."""
+        key = self.keys.room(room.id)
         ended = room.state is RoomState.ENDED
         pipe.set(key, self.codec.seal(key, room), ex=ENDED_ROOM_TTL if ended else None)
-        index = liveness(room, at)
-        pipe.delete(active)
-        states = {pid: "a" for pid in index.listening} | {pid: "r" for pid in index.reconnecting}
-        if states:
-            pipe.hset(active, mapping=states)
-        for p in room.participants:
-            member = self.keys.member(room.id, p.id)
-            if p.id in index.listening:
-                pipe.zadd(self.keys.presence, {member: index.listening[p.id]}, nx=True)
-            else:
-                pipe.zrem(self.keys.presence, member)
-            if p.id in index.reconnecting:
-                pipe.zadd(self.keys.reconnecting, {member: index.reconnecting[p.id]})
-            else:
-                pipe.zrem(self.keys.reconnecting, member)
+        new = liveness(room, at)
+        if before is None:
+            pipe.delete(self.keys.active(room.id))
+            for p in room.participants:
+                self._index(pipe, room.id, p.id, new)
+        else:
+            old = liveness(before, at)
+            for pid in {*old.listening, *old.reconnecting, *new.listening, *new.reconnecting}:
+                if _liveness_of(pid, old) != _liveness_of(pid, new):
+                    self._index(pipe, room.id, pid, new)
         if ended:
             pipe.srem(self.keys.rooms, room.id)
         else:
             pipe.sadd(self.keys.rooms, room.id)
+
+    def _index(self, pipe: Any, room_id: RoomId, pid: ParticipantId, index: Liveness) -> None:
+        active, member = self.keys.active(room_id), self.keys.member(room_id, pid)
+        if pid in index.listening:
+            pipe.hset(active, pid, "a")
+            pipe.zadd(self.keys.presence, {member: index.listening[pid]}, nx=True)
+            pipe.zrem(self.keys.reconnecting, member)
+        elif pid in index.reconnecting:
+            pipe.hset(active, pid, "r")
+            pipe.zrem(self.keys.presence, member)
+            pipe.zadd(self.keys.reconnecting, {member: index.reconnecting[pid]})
+        else:
+            pipe.hdel(active, pid)
+            pipe.zrem(self.keys.presence, member)
+            pipe.zrem(self.keys.reconnecting, member)
 
 
 _HEARTBEAT = """
