@@ -357,3 +357,19 @@ async def test_the_background_sweeper_notices_silence(backend: Backend) -> None:
         stop.set()
         await asyncio.wait_for(sweeper, 5)
         await sub.close()
+
+
+async def test_a_room_needs_sane_capacity_and_hosts(backend: Backend) -> None:
+    s = backend.service
+    for capacity, hosts in ((0, {HOST}), (51, {HOST}), (5, set())):
+        with pytest.raises(InvalidRoomInput):
+            await s.open_room(
+                new_room_id(), kind=RoomKind.GROUP, host_ids=frozenset(hosts), capacity=capacity
+            )
+    assert await backend.rooms.open_rooms() == []
+    g = await live_room(s)
+    stranger = s.host_enter(g.room_id, user_id=UserId("us_not_a_host"), display_name="X")
+    await refused(backend, g.room_id, stranger, NotAHost)
+    await refused(
+        backend, g.room_id, s.host_enter(g.room_id, user_id=HOST, display_name="Again"), AlreadyPresent
+    )
