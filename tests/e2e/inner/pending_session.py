@@ -109,6 +109,18 @@ async def test_group_session_lobby_media_staff_mute_leave_end(server: LiveServer
     assert "ended" in (await alex.page.locator("#ended-text").text_content() or "").lower()
     await staff.wait_until("document.querySelector('[data-room]') === null", timeout_s=10)
     await staff.screenshot("presence-after-end")
+
+    # The attendance view has this session's roster with join/leave times, and the weekly table.
+    await clinician.page.goto("/attendance")
+    await clinician.on_screen("attendance")
+    await clinician.wait_until(
+        "[...document.querySelectorAll('#sessions td')].some((td) => td.textContent === 'Alex') && "
+        "[...document.querySelectorAll('#sessions td')].some((td) => td.textContent === 'Sam')",
+        timeout_s=10,
+    )
+    assert await clinician.page.locator("#weekly-body tr").count() >= 2
+    await clinician.screenshot("attendance")
+    await clinician.assert_accessible("attendance")
     for person in (clinician, alex, sam, staff):
         await person.assert_clean()
 

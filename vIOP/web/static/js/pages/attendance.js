@@ -31,25 +31,37 @@ function showError(error) {
   announce(box.textContent, { assertive: true });
 }
 
-function renderWeekly(rows) {
+function shortDaysIn(days, row) {
+  const start = new Date(`${row.week_start}T00:00:00Z`).getTime();
+  const end = start + 7 * 86400 * 1000;
+  return days.filter((d) => {
+    const at = new Date(`${d.day}T00:00:00Z`).getTime();
+    return d.subject === row.subject && d.under_3_hours && at >= start && at < end;
+  }).length;
+}
+
+// weeks: {subject, display_name, week_start, minutes, days_attended, days_with_3_hours, under_9_hours,
+// under_3_qualifying_days}; days: {subject, day, minutes, under_3_hours}.
+function renderWeekly(weeks, days) {
   $("#weekly-body").replaceChildren(
-    ...rows.map((row) => {
+    ...weeks.map((row) => {
       const flags = [];
-      if (row.week_under_threshold ?? row.under_weekly_threshold) flags.push("week under 9 h");
-      const shortDays = row.days_under_threshold ?? row.short_days ?? 0;
+      if (row.under_9_hours) flags.push("week under 9 h");
+      if (row.under_3_qualifying_days) flags.push("fewer than 3 days of 3 h");
+      const shortDays = shortDaysIn(days, row);
       if (shortDays) flags.push(`${shortDays} day(s) under 3 h`);
       return el(
         "tr",
-        { class: flags.length ? "under" : "" },
-        el("td", {}, row.display_name ?? row.client ?? ""),
-        el("td", {}, row.week_start ?? row.week ?? ""),
+        { class: flags.length ? "under" : undefined },
+        el("td", {}, row.display_name ?? row.subject ?? ""),
+        el("td", {}, row.week_start ?? ""),
         el("td", {}, hours(row.minutes)),
-        el("td", {}, String(row.days_at_threshold ?? row.full_days ?? "")),
+        el("td", {}, `${row.days_with_3_hours ?? 0} of ${row.days_attended ?? 0}`),
         el("td", {}, flags.join(", ") || "none"),
       );
     }),
   );
-  $("#weekly-empty").hidden = rows.length > 0;
+  $("#weekly-empty").hidden = weeks.length > 0;
 }
 
 function renderSessions(sessions) {
@@ -72,7 +84,7 @@ function renderSessions(sessions) {
               "tbody",
               {},
               ...roster.map((r) =>
-                el("tr", {}, el("td", {}, r.display_name ?? r.client ?? ""), el("td", {}, formatTime(r.joined_at)), el("td", {}, formatTime(r.left_at) || "still in"), el("td", {}, String(Math.round(r.minutes ?? 0)))),
+                el("tr", {}, el("td", {}, r.display_name ?? r.subject ?? ""), el("td", {}, formatTime(r.joined_at)), el("td", {}, formatTime(r.left_at) || "still in"), el("td", {}, String(Math.round(r.minutes ?? 0)))),
               ),
             ),
           ),
@@ -90,7 +102,7 @@ async function load(event) {
   setBusy(submit, true);
   try {
     const report = await api.attendance(page.token, filters());
-    renderWeekly(report.weekly ?? report.weeks ?? []);
+    renderWeekly(report.weeks ?? [], report.days ?? []);
     renderSessions(report.sessions ?? []);
     announce("Attendance loaded.");
   } catch (error) {
