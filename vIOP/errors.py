@@ -59,6 +59,17 @@ class Conflict(VIOPError):
     http_status = 409
 
 
+class PayloadTooLarge(VIOPError):
+    code = "payload_too_large"
+    http_status = 413
+    ws_close_code = 1009
+
+
+class UnsupportedMediaType(VIOPError):
+    code = "unsupported_media_type"
+    http_status = 415
+
+
 class RateLimited(VIOPError):
     code = "rate_limited"
     http_status = 429

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -33,11 +34,21 @@ def error_response(
     return JSONResponse({"error": {"code": code, "message": message}}, status_code=status, headers=headers)
 
 
+def _headers_for(exc: VIOPError) -> dict[str, str] | None:
+    """RFC 6750: a 401 names the scheme; a 429 says when to come back (``retry_after`` when the error has it)."""
+    if exc.http_status == 401:
+        return {"WWW-Authenticate": 'Bearer realm="vIOP"'}
+    retry_after = getattr(exc, "retry_after", None)
+    if exc.http_status == 429 and isinstance(retry_after, int | float):
+        return {"Retry-After": str(max(1, math.ceil(retry_after)))}
+    return None
+
+
 async def viop_error_handler(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, VIOPError)
     if exc.http_status >= 500:
         log.error("dependency failure", extra={"code": exc.code})
-    return error_response(exc.http_status, exc.code, exc.message)
+    return error_response(exc.http_status, exc.code, exc.message, headers=_headers_for(exc))
 
 
 async def http_error_handler(request: Request, exc: Exception) -> Response:

@@ -191,6 +191,11 @@ class Invites:
         assert revoked is not None
         return revoked
 
+    async def client_display_name(self, client_id: ClientId) -> str:
+        """The client's display name, for readers already allowed to see the client (hosts, attendance);
+        NotFound for an unknown client. Callers check permission first: this method does not."""
+        return await self._store.client_display_name(client_id)
+
     async def _find(self, token: str) -> Invite:
         if len(token) != _TOKEN_CHARS or not looks_like_invite(token) or not token.isascii():
             raise InviteRejected(InviteFailure.MALFORMED)

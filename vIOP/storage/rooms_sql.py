@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import insert, select, update
 
@@ -17,6 +18,7 @@ from vIOP.storage.database import Database
 from vIOP.storage.schema import rooms
 
 _ROOM_ID = re.compile(r"^rm_[A-Za-z0-9_-]{1,64}$")
+LIST_LIMIT = 500  # a listing is bounded: a clinic has tens of rooms, not thousands open at once
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,11 +77,20 @@ class SqlRoomDirectory:
         return self._record(row)
 
     async def hosted_by(self, user_id: UserId, *, include_ended: bool = False) -> list[RoomRecord]:
-        query = select(rooms).where(rooms.c.host_user_id == user_id).order_by(rooms.c.created_at.desc())
+        return await self._listed(rooms.c.host_user_id == user_id, include_ended=include_ended)
+
+    async def all_rooms(self, *, include_ended: bool = False) -> list[RoomRecord]:
+        """Every room (admin and staff listings), newest first."""
+        return await self._listed(None, include_ended=include_ended)
+
+    async def _listed(self, condition: Any, *, include_ended: bool) -> list[RoomRecord]:
+        query = select(rooms).order_by(rooms.c.created_at.desc(), rooms.c.id)
+        if condition is not None:
+            query = query.where(condition)
         if not include_ended:
             query = query.where(rooms.c.state != "ended")
         async with self._db.read() as conn:
-            rows = (await conn.execute(query.limit(500))).all()
+            rows = (await conn.execute(query.limit(LIST_LIMIT))).all()
         return [self._record(row) for row in rows]
 
     async def set_state(self, room_id: RoomId, state: str, *, ended_at: float | None = None) -> None:

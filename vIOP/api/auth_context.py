@@ -1,0 +1,220 @@
+"""What every HTTP route does first: who is calling (bearer credential -> :class:`Caller`) and what they sent
+(a JSON body decoded into a msgspec Struct).
+
+Bearer credentials (docs/API.md, "Authentication"):
+
+- an access token: signature and claims, the logout denylist and the idle timeout (``tokens.verify``, which
+  also counts this use as activity), then the account must still be enabled;
+- an invite token (``vinv_...``), only where the route allows it: read with ``Invites.authenticate``
+  (nothing counted); routes that spend a use call :meth:`Caller.consume_invite` once every other check
+  passed, so a refused request never burns one.
+
+A refused credential is audited as ``auth.token_rejected`` (no token, ids only) and answered 401.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Final, TypeVar
+
+import msgspec
+from starlette.requests import Request
+
+from vIOP.api.context import Services, services_of
+from vIOP.api.openapi import error
+from vIOP.auth.invites import Invite, looks_like_invite
+from vIOP.auth.permissions import Action, Grant, Principal, Role, grant_for
+from vIOP.auth.tokens import AccessClaims
+from vIOP.errors import BadRequest, Forbidden, PayloadTooLarge, Unauthenticated, UnsupportedMediaType
+from vIOP.storage.audit import Action as AuditAction
+from vIOP.storage.audit import Outcome
+
+MAX_JSON_BODY: Final = 16 * 1024
+_BEARER: Final = "bearer"
+_ANONYMOUS: Final = "anonymous"
+
+S = TypeVar("S", bound=msgspec.Struct)
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """An authenticated caller: an account (``claims``) or a client (``invite``), never both."""
+
+    services: Services
+    principal: Principal
+    claims: AccessClaims | None = None
+    invite: Invite | None = None
+    address: str | None = None
+
+    @property
+    def is_client(self) -> bool:
+        return self.invite is not None
+
+    @property
+    def session(self) -> str:
+        """What binds a ticket to this sign-in: the token's ``jti``, or the invite id for a client."""
+        if self.claims is not None:
+            return self.claims.jti
+        assert self.invite is not None
+        return self.invite.id
+
+    @property
+    def session_ends_at(self) -> float:
+        """The absolute end of this sign-in (token ``exp``), or of the invite."""
+        if self.claims is not None:
+            return float(self.claims.expires_at)
+        assert self.invite is not None
+        return self.invite.expires_at
+
+    async def consume_invite(self, token: str) -> Invite:
+        """Count one use of the caller's invite (ticket issuance); 401 if it was used up meanwhile."""
+        return await self.services.invites.consume(token)
+
+    async def audit(
+        self,
+        action: AuditAction | str,
+        object_type: str | None = None,
+        object_id: str | None = None,
+        outcome: Outcome = Outcome.SUCCESS,
+    ) -> None:
+        await self.services.storage.audit.append(
+            self.principal.subject,
+            self.principal.role.value,
+            action,
+            object_type,
+            object_id,
+            outcome,
+            self.address,
+        )
+
+
+def client_address(request: Request) -> str | None:
+    return request.client.host if request.client is not None else None
+
+
+def bearer_credential(request: Request) -> str:
+    """The credential of ``Authorization: Bearer <credential>``; 401 when absent or not a bearer."""
+    header = request.headers.get("authorization")
+    if not header:
+        raise Unauthenticated("sign in first: this request needs an Authorization: Bearer credential")
+    scheme, _, credential = header.strip().partition(" ")
+    credential = credential.strip()
+    if scheme.lower() != _BEARER or not credential or " " in credential:
+        raise Unauthenticated("the Authorization header must be: Bearer <credential>")
+    return credential
+
+
+async def authenticate(request: Request, *, allow_invite: bool = False) -> Caller:
+    """The caller behind the bearer credential. Invite tokens only when ``allow_invite``; an invite token
+    where only accounts may call is refused 403 (a client is authenticated, the role is not allowed)."""
+    services = services_of(request)
+    address = client_address(request)
+    try:
+        credential = bearer_credential(request)
+        if looks_like_invite(credential):
+            invite = await services.invites.authenticate(credential)
+            if not allow_invite:
+                raise Forbidden("the client role does not allow this request")
+            return Caller(services, invite.principal, invite=invite, address=address)
+        claims = await services.tokens.verify(credential)
+        await services.authenticator.active_account(claims.subject)
+    except Unauthenticated:
+        await services.storage.audit.append(
+            None, _ANONYMOUS, AuditAction.TOKEN_REJECTED, None, None, Outcome.DENIED, address
+        )
+        raise
+    return Caller(services, claims.principal, claims=claims, address=address)
+
+
+def require_account(caller: Caller) -> AccessClaims:
+    """Routes only accounts may use (clients have no access token)."""
+    if caller.claims is None:
+        raise Forbidden(f"the {Role.CLIENT.value} role does not allow this request")
+    return caller.claims
+
+
+def require_role(principal: Principal, action: Action) -> None:
+    """403 when the role may never do ``action`` (before any room is looked up)."""
+    if grant_for(principal.role, action) is Grant.NONE:
+        what = action.value.replace("_", " ")
+        raise Forbidden(f"the {principal.role.value} role does not allow: {what}")
+
+
+def _is_json(content_type: str | None) -> bool:
+    if content_type is None:
+        return False
+    media, _, params = content_type.partition(";")
+    if media.strip().lower() != "application/json":
+        return False
+    charset = [p.strip().lower() for p in params.split(";") if p.strip().lower().startswith("charset=")]
+    return all(c.removeprefix("charset=").strip('"') in ("utf-8", "utf8") for c in charset)
+
+
+async def _read_capped(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge(f"request body over {limit} bytes")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise PayloadTooLarge(f"request body over {limit} bytes")
+    return bytes(body)
+
+
+def _schema_message(error: msgspec.ValidationError) -> str:
+    text = str(error)
+    # msgspec names an unknown field as the caller spelled it: never echo caller text back.
+    if text.startswith("Object contains unknown field"):
+        return "the request body has a field this endpoint does not take"
+    return f"invalid request body: {text}"
+
+
+async def read_json(request: Request, schema: type[S], *, empty: S | None = None) -> S:
+    """Decode the JSON body into ``schema`` (a Struct with ``forbid_unknown_fields``).
+
+    415 without ``Content-Type: application/json``; 413 over 16 KiB; 400 for malformed JSON, a non-object
+    or a schema violation. With ``empty`` given, a request without a body stands for that value.
+    """
+    body = await _read_capped(request, MAX_JSON_BODY)
+    if not body and empty is not None:
+        return empty
+    if not _is_json(request.headers.get("content-type")):
+        raise UnsupportedMediaType("send the body as Content-Type: application/json")
+    try:
+        return msgspec.json.decode(body, type=schema)
+    except msgspec.ValidationError as error:
+        raise BadRequest(_schema_message(error)) from None
+    except msgspec.DecodeError:
+        raise BadRequest("the request body is not valid JSON") from None
+
+
+def iso(ts: float | datetime | None) -> str | None:
+    """ISO 8601 UTC with a ``Z``, second precision (docs/API.md "Times")."""
+    if ts is None:
+        return None
+    moment = ts if isinstance(ts, datetime) else datetime.fromtimestamp(ts, UTC)
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+
+
+_REFUSALS: Final = {
+    400: "Malformed JSON, schema violation or a value out of range",
+    401: "Missing, malformed, expired, revoked or idle credential",
+    403: "The role or room scope does not allow this",
+    404: "Unknown id",
+    409: "Conflicts with the current state",
+    413: "Body over 16 KiB",
+    415: "Body without Content-Type: application/json",
+    429: "Too many attempts; Retry-After says when to try again",
+    503: "Redis or the database is unreachable",
+}
+
+BEARER_SECURITY: Final[list[dict[str, list[str]]]] = [{"bearer": []}]
+
+
+def refusals(*statuses: int) -> dict[str, dict[str, object]]:
+    """OpenAPI responses for the listed error statuses (503 is always possible), each the Error schema."""
+    return {str(status): error(_REFUSALS[status]) for status in sorted({*statuses, 503})}

@@ -1,0 +1,125 @@
+"""``POST /api/v1/signal-tickets``: trade the bearer credential for a single-use WebSocket ticket.
+
+Every check runs before an invite use is counted (docs/API.md): credential (401), body (400/413/415), the
+role may ask for this purpose at all (403), the room exists (404), the caller belongs to it (403), it has
+not ended (409, signal only); only then does a client's ``signal`` ticket spend one use of the invite.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any, Final
+from urllib.parse import urlsplit
+
+import msgspec
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute
+
+from vIOP.api.auth_context import (
+    BEARER_SECURITY,
+    authenticate,
+    bearer_credential,
+    read_json,
+    refusals,
+    require_role,
+)
+from vIOP.api.context import Services
+from vIOP.api.http_rooms import caller_room
+from vIOP.api.openapi import documented_route, json_body
+from vIOP.auth.permissions import Action
+from vIOP.auth.tickets import TicketPurpose
+from vIOP.storage.audit import Action as AuditAction
+
+_ACTION: Final = {
+    TicketPurpose.SIGNAL: Action.ISSUE_SIGNAL_TICKET,
+    TicketPurpose.PRESENCE: Action.ISSUE_PRESENCE_TICKET,
+}
+_WS_PATH: Final = {TicketPurpose.SIGNAL: "/ws/signal", TicketPurpose.PRESENCE: "/ws/presence"}
+
+
+class Purpose(StrEnum):
+    SIGNAL = "signal"
+    PRESENCE = "presence"
+
+
+class TicketBody(msgspec.Struct, forbid_unknown_fields=True):
+    room_id: str | None = None
+    purpose: Purpose = Purpose.SIGNAL
+
+
+def ws_url(services: Services, purpose: TicketPurpose, ticket: str) -> str:
+    origin = urlsplit(services.settings.origin)
+    scheme = "wss" if origin.scheme == "https" else "ws"
+    return f"{scheme}://{origin.netloc}{_WS_PATH[purpose]}?ticket={ticket}"
+
+
+async def issue_ticket(request: Request) -> Response:
+    caller = await authenticate(request, allow_invite=True)
+    body = await read_json(request, TicketBody, empty=TicketBody())
+    purpose = TicketPurpose(body.purpose.value)
+    require_role(caller.principal, _ACTION[purpose])
+    scope = await caller_room(
+        caller,
+        _ACTION[purpose],
+        body.room_id,
+        required=purpose is TicketPurpose.SIGNAL,
+        reject_ended=purpose is TicketPurpose.SIGNAL,
+    )
+    services = caller.services
+    if caller.is_client:
+        # The last check: a refused request above never spends a use of the invite.
+        await caller.consume_invite(bearer_credential(request))
+    issued = await services.tickets.issue(caller.principal, purpose, scope, session=caller.session)
+    room_id = scope.room_id if scope is not None else None
+    await caller.audit(AuditAction.TICKET_ISSUED, "room", room_id or "all")
+    return JSONResponse(
+        {
+            "ticket": issued.ticket,
+            "expires_in": issued.expires_in,
+            "room_id": room_id,
+            "ws_url": ws_url(services, purpose, issued.ticket),
+        }
+    )
+
+
+_BODY: Final[dict[str, Any]] = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        "room_id": {"type": ["string", "null"]},
+        "purpose": {"type": "string", "enum": [p.value for p in Purpose], "default": "signal"},
+    },
+}
+_TICKET: Final[dict[str, Any]] = {
+    "type": "object",
+    "required": ["ticket", "expires_in", "room_id", "ws_url"],
+    "properties": {
+        "ticket": {"type": "string"},
+        "expires_in": {"type": "integer"},
+        "room_id": {"type": ["string", "null"]},
+        "ws_url": {"type": "string"},
+    },
+}
+
+
+def routes() -> list[BaseRoute]:
+    return [
+        documented_route(
+            "/api/v1/signal-tickets",
+            issue_ticket,
+            ["POST"],
+            {
+                "post": {
+                    "summary": "Trade the bearer credential (access or invite token) for a WebSocket ticket",
+                    "operationId": "issueSignalTicket",
+                    "security": BEARER_SECURITY,
+                    "requestBody": {"required": False, "content": {"application/json": {"schema": _BODY}}},
+                    "responses": {
+                        "200": json_body(_TICKET, "A single-use ticket, valid 30 seconds"),
+                        **refusals(400, 401, 403, 404, 409, 413, 415),
+                    },
+                }
+            },
+        ),
+    ]

@@ -1,0 +1,101 @@
+"""``GET /api/v1/turn-credentials``: short-lived TURN REST credentials (coturn ``use-auth-secret``) for a
+participant: a clinician (access token) in a room they host, or a client (invite token) in their room.
+
+The credentials expire with the configured TTL or the end of the caller's sign-in (token ``exp``, invite
+expiry), whichever comes first. The TURN username is ``<expiry>:<user or client id>``: opaque, so the TURN
+server's logs hold no PHI. A server without a TURN secret answers 404 with a clear message.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute
+
+from vIOP.api.auth_context import BEARER_SECURITY, authenticate, iso, refusals, require_role
+from vIOP.api.http_rooms import caller_room
+from vIOP.api.openapi import documented_route, json_body
+from vIOP.auth.permissions import Action
+from vIOP.errors import NotFound
+from vIOP.ids import ParticipantId
+
+
+class TurnNotConfigured(NotFound):
+    def __init__(self) -> None:
+        super().__init__("TURN is not configured on this server: connect without a relay (STUN/host only)")
+
+
+async def turn_credentials(request: Request) -> Response:
+    caller = await authenticate(request, allow_invite=True)
+    require_role(caller.principal, Action.GET_TURN_CREDENTIALS)
+    services = caller.services
+    ice = services.ice
+    if not ice.turn_secret or not ice.turn_urls:
+        raise TurnNotConfigured()
+    await caller_room(
+        caller,
+        Action.GET_TURN_CREDENTIALS,
+        request.query_params.get("room_id") or None,
+        required=True,
+        reject_ended=True,
+    )
+    # BadRequest("the session has ended") if the sign-in ends within this second: a 400, never a 500.
+    credentials = ice.turn_credentials(
+        ParticipantId(caller.principal.subject),
+        now=services.rooms.clock(),
+        session_ends_at=caller.session_ends_at,
+    )
+    return JSONResponse(
+        {
+            "urls": list(credentials.urls),
+            "username": credentials.username,
+            "credential": credentials.password,
+            "ttl": credentials.ttl_seconds,
+            "expires_at": iso(credentials.expires_at),
+        }
+    )
+
+
+_CREDENTIALS: Final = {
+    "type": "object",
+    "required": ["urls", "username", "credential", "ttl", "expires_at"],
+    "properties": {
+        "urls": {"type": "array", "items": {"type": "string"}},
+        "username": {"type": "string"},
+        "credential": {"type": "string"},
+        "ttl": {"type": "integer", "minimum": 1},
+        "expires_at": {"type": "string", "format": "date-time"},
+    },
+}
+
+
+def routes() -> list[BaseRoute]:
+    return [
+        documented_route(
+            "/api/v1/turn-credentials",
+            turn_credentials,
+            ["GET"],
+            {
+                "get": {
+                    "summary": "Ephemeral TURN credentials for a participant, no longer-lived than the session",
+                    "operationId": "turnCredentials",
+                    "security": BEARER_SECURITY,
+                    "parameters": [
+                        {
+                            "name": "room_id",
+                            "in": "query",
+                            "required": False,
+                            "schema": {"type": "string"},
+                            "description": "the room; required with an access token, implied by an invite",
+                        }
+                    ],
+                    "responses": {
+                        "200": json_body(_CREDENTIALS, "An RTCIceServer entry, plus its expiry"),
+                        **refusals(400, 401, 403, 404, 409),
+                    },
+                }
+            },
+        ),
+    ]
