@@ -14,7 +14,7 @@ from starlette.middleware import Middleware
 from starlette.routing import BaseRoute, Route
 
 from vIOP import web
-from vIOP.api import health
+from vIOP.api import health, http_attendance, http_auth, http_presence, http_rooms, http_tickets, http_turn
 from vIOP.api.context import Services
 from vIOP.api.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
 from vIOP.api.openapi import documented_route, json_body, openapi_endpoint
@@ -193,6 +193,8 @@ def create_app(settings: Settings, services: Services | None = None) -> Starlett
 
     routes: list[BaseRoute] = []
     routes += health.routes({"redis": redis_ping, "database": database_round_trip})
+    routes += http_auth.routes() + http_rooms.routes() + http_tickets.routes()
+    routes += http_presence.routes() + http_attendance.routes() + http_turn.routes()
     routes.append(
         documented_route(
             "/openapi.json",
