@@ -34,13 +34,14 @@ async def wait_until(predicate: Callable[[], bool], timeout: float, what: str = 
 
 @dataclass
 class Room:
+    direct_send: bool = True  # False: aiortc's own sender loop reads the legs
     relay: MediaRelay = field(init=False)
     peers: dict[ParticipantId, MediaPeer] = field(default_factory=dict)
     offers: list[tuple[ParticipantId, str]] = field(default_factory=list)  # every server offer, in order
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
 
     def __post_init__(self) -> None:
-        self.relay = MediaRelay(IceConfig.loopback(), on_signal=self._on_signal)
+        self.relay = MediaRelay(IceConfig.loopback(), on_signal=self._on_signal, direct_send=self.direct_send)
 
     async def _on_signal(self, pid: ParticipantId, offer: RenegotiationOffer) -> None:
         self.offers.append((pid, offer.sdp))

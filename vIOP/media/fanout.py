@@ -20,7 +20,7 @@ from aiortc import MediaStreamError, MediaStreamTrack
 
 from vIOP.ids import ParticipantId
 from vIOP.media.keyframes import DEFAULT_KEYFRAME_INTERVAL, KeyframeGate
-from vIOP.media.passthrough import EncodedFrame
+from vIOP.media.passthrough import DirectSender, EncodedFrame
 
 logger = logging.getLogger(__name__)
 
@@ -32,12 +32,19 @@ Upstream = Callable[[], None]
 
 
 class Leg(MediaStreamTrack):
-    """One subscriber's view of whichever source it is attached to (or none)."""
+    """One subscriber's view of whichever source it is attached to (or none).
 
-    def __init__(self, kind: str, clock: Callable[[], float] = time.monotonic) -> None:
+    With a :class:`DirectSender` the leg sends each frame as it arrives (no queue, no task switch);
+    without one it queues frames for aiortc's sender loop, which reads them through :meth:`recv`.
+    """
+
+    def __init__(
+        self, kind: str, clock: Callable[[], float] = time.monotonic, direct: DirectSender | None = None
+    ) -> None:
         super().__init__()
         self.kind = kind
         self.source: Source | None = None
+        self.direct = direct
         self.frames_out = 0
         self.overflows = 0
         self._clock = clock
@@ -55,6 +62,9 @@ class Leg(MediaStreamTrack):
             if not frame.keyframe:
                 return
             self._need_keyframe = False
+        if self.direct is not None:
+            self._send_direct(frame, self.direct)
+            return
         if len(self._queue) >= self._limit:
             self.overflows += 1
             if self.kind == "video":
@@ -76,6 +86,19 @@ class Leg(MediaStreamTrack):
         waiter = self._waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
+
+    def _send_direct(self, frame: EncodedFrame, direct: DirectSender) -> None:
+        if self._offset is None:
+            self._offset = self._rebase(frame)
+        pts = frame.pts + self._offset
+        if direct.send(frame.data, pts):
+            self._last_pts = pts
+            self._last_at = self._clock()
+            self.frames_out += 1
+        elif self.kind == "video":  # not negotiated/connected yet: a decoder must restart at a keyframe
+            self._need_keyframe = True
+            if self.source is not None:
+                self.source.request_keyframe()
 
     def _rebase(self, frame: EncodedFrame) -> int:
         """Continue this leg's timeline from its last frame, by the wall time that passed since."""

@@ -30,7 +30,10 @@ import contextlib
 import contextvars
 import copy
 import fractions
+import secrets
+import struct
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
@@ -38,6 +41,7 @@ from typing import Any, Final
 import aioice.ice
 import aiortc
 import aiortc.codecs
+import aiortc.rtcdtlstransport
 import aiortc.rtcpeerconnection
 import aiortc.rtcrtpreceiver
 import aiortc.rtcrtpsender
@@ -62,6 +66,7 @@ SUPPORTED_AIORTC: Final = "1.16."
 VIDEO_CODEC: Final = "video/VP8"
 AUDIO_CODEC: Final = "audio/opus"
 _RTX: Final = "video/rtx"
+_DTLS_CONNECTED: Final = aiortc.rtcdtlstransport.State.CONNECTED
 _DYNAMIC_PTS: Final = range(96, 128)
 _EXTENSION_IDS: Final = range(1, 15)
 
@@ -183,6 +188,148 @@ async def request_keyframe(receiver: RTCRtpReceiver) -> int:
     for ssrc in ssrcs:
         await receiver._send_rtcp_pli(ssrc)
     return len(ssrcs)
+
+
+# --- direct sending ---------------------------------------------------------------------------------------
+
+_NTP_EPOCH_OFFSET_NS: Final = 2_208_988_800 * 1_000_000_000
+_VP8_MAX_CHUNK: Final = 1300 - 4  # aiortc's PACKET_MAX minus our 4-byte payload descriptor
+_ABS_SEND_TIME: Final = "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time"
+_MID: Final = "urn:ietf:params:rtp-hdrext:sdes:mid"
+_HISTORY: Final = 128  # aiortc's RTP_HISTORY_SIZE: packets a NACK can still recover
+
+
+def _ntp_now() -> int:
+    """64-bit NTP time from one clock read (aiortc's ``clock.current_ntp_time`` builds two datetimes)."""
+    ns = time.time_ns() + _NTP_EPOCH_OFFSET_NS
+    seconds, fraction = divmod(ns, 1_000_000_000)
+    return (seconds << 32) | ((fraction << 32) // 1_000_000_000)
+
+
+def _vp8_payloads(data: bytes, picture_id: int) -> list[bytes]:
+    """RFC 7741 packetization as aiortc's ``Vp8Encoder.pack`` does it (15-bit picture id on every packet)."""
+    pid = struct.pack("!H", 0x8000 | picture_id)
+    first, rest = b"\x90\x80" + pid, b"\x80\x80" + pid
+    return [(rest if i else first) + data[i : i + _VP8_MAX_CHUNK] for i in range(0, len(data), _VP8_MAX_CHUNK)]
+
+
+class DirectSender:
+    """Sends a leg's frames as RTP on one server-side ``RTCRtpSender``'s stream, synchronously.
+
+    aiortc's sender loop costs a task switch per frame and builds an ``RtpPacket`` object, two datetimes and
+    a generic header-extension list per packet. This writes the same bytes (SSRC, payload type, header
+    extensions and picture ids as negotiated for that sender) straight from the fan-out: header by
+    ``struct``, SRTP by the transport's own session, ``sendto`` on the nominated ICE pair. The aiortc sender
+    stays in charge of everything else: RTCP (its sender reports read the counters kept here), NACKs (its
+    ``_retransmit`` is pointed at this history, RTX as negotiated), PLI/FIR (``on_keyframe_request``).
+    """
+
+    def __init__(self, sender: RTCRtpSender, kind: str) -> None:
+        self._sender = sender
+        self._video = kind == "video"
+        self._ssrc: int = sender._ssrc
+        self._rtx_ssrc: int = sender._rtx_ssrc
+        self._seq = secrets.randbelow(32768)  # lower half: avoids an early wrap (as aiortc does)
+        self._rtx_seq = secrets.randbelow(32768)
+        self._ts_origin = secrets.randbits(32)
+        self._picture_id = secrets.randbelow(1 << 15)
+        self._pt: int | None = None
+        self._rtx_pt: int | None = None
+        self._mid_element = b""
+        self._abs_id = 0
+        self._history: list[tuple[int, int, int, bytes] | None] = [None] * _HISTORY
+        self.packets = 0
+        sender._retransmit = self._retransmit  # type: ignore[method-assign]
+
+    def configure(self, transceiver: RTCRtpTransceiver) -> None:
+        """Take the negotiated payload types and header-extension ids (call once an answer is applied)."""
+        codecs = transceiver._codecs
+        self._pt = codecs[0].payloadType
+        self._rtx_pt = next(
+            (c.payloadType for c in codecs if c.mimeType == _RTX and c.parameters.get("apt") == self._pt), None
+        )
+        ids = {e.uri: e.id for e in transceiver._headerExtensions}
+        mid = (transceiver.mid or "").encode()
+        self._mid_element = bytes([(ids[_MID] << 4) | (len(mid) - 1)]) + mid if _MID in ids and mid else b""
+        self._abs_id = ids.get(_ABS_SEND_TIME, 0) if self._video else 0
+
+    def _extensions(self) -> bytes:
+        block = self._mid_element
+        if self._abs_id:
+            block += struct.pack("!I", (self._abs_id << 28) | (2 << 24) | ((_ntp_now() >> 14) & 0xFFFFFF))
+        if not block:
+            return b""
+        block += b"\x00" * (-len(block) % 4)
+        return struct.pack("!HH", 0xBEDE, len(block) // 4) + block
+
+    def _output(self) -> tuple[Any, Callable[[bytes, tuple[str, int]], None], tuple[str, int]] | None:
+        sender = self._sender
+        if self._pt is None or not sender._enabled or not sender._RTCRtpSender__started:  # type: ignore[attr-defined]
+            return None
+        dtls = sender.transport
+        if dtls._state is not _DTLS_CONNECTED:
+            return None
+        pair = dtls.transport._connection._nominated.get(1)
+        if pair is None:
+            return None
+        return dtls._tx_srtp, pair.protocol.transport.sendto, pair.remote_addr
+
+    def send(self, data: bytes, pts: int) -> bool:
+        """Packetize, protect and send one frame now; False if the stream cannot carry it yet."""
+        output = self._output()
+        if output is None:
+            return False
+        srtp, sendto, addr = output
+        if self._video:
+            payloads = _vp8_payloads(data, self._picture_id)
+            self._picture_id = (self._picture_id + 1) & 0x7FFF
+        else:
+            payloads = [data]
+        timestamp = (self._ts_origin + pts) & 0xFFFFFFFF
+        has_ext = self._extensions()
+        first_byte = 0x90 if has_ext else 0x80
+        last = len(payloads) - 1
+        seq, octets = self._seq, 0
+        for i, payload in enumerate(payloads):
+            marker = 0x80 if i == last else 0
+            header = _RTP_HEADER.pack(first_byte, marker | self._pt, seq, timestamp, self._ssrc)  # type: ignore[operator]
+            self._history[seq % _HISTORY] = (seq, marker, timestamp, payload)
+            sendto(srtp.protect(header + has_ext + payload), addr)
+            seq = (seq + 1) & 0xFFFF
+            octets += len(payload)
+        self._seq = seq
+        self.packets += len(payloads)
+        self._count(len(payloads), octets, timestamp)
+        return True
+
+    def _count(self, packets: int, octets: int, timestamp: int) -> None:
+        """What aiortc's RTCP loop puts in sender reports (lip sync and RTT depend on them)."""
+        sender: Any = self._sender
+        sender._RTCRtpSender__packet_count += packets
+        sender._RTCRtpSender__octet_count += octets
+        sender._RTCRtpSender__rtp_timestamp = timestamp
+        sender._RTCRtpSender__ntp_timestamp = _ntp_now()
+
+    async def _retransmit(self, sequence_number: int) -> None:
+        """NACK handling (aiortc calls this per lost sequence number): resend from history, as RTX if negotiated."""
+        entry = self._history[sequence_number % _HISTORY]
+        output = self._output()
+        if entry is None or entry[0] != sequence_number or output is None:
+            return
+        srtp, sendto, addr = output
+        _, marker, timestamp, payload = entry
+        ext = self._extensions()
+        first_byte = 0x90 if ext else 0x80
+        if self._rtx_pt is not None:
+            header = _RTP_HEADER.pack(first_byte, marker | self._rtx_pt, self._rtx_seq, timestamp, self._rtx_ssrc)
+            payload = struct.pack("!H", sequence_number) + payload
+            self._rtx_seq = (self._rtx_seq + 1) & 0xFFFF
+        else:
+            header = _RTP_HEADER.pack(first_byte, marker | self._pt, sequence_number, timestamp, self._ssrc)  # type: ignore[operator]
+        sendto(srtp.protect(header + ext + payload), addr)
+
+
+_RTP_HEADER: Final = struct.Struct("!BBHII")
 
 
 # --- host addresses --------------------------------------------------------------------------------------
@@ -384,6 +531,8 @@ INTERNALS: Final = (
     "RTCRtpReceiver: __decoder_queue / __decoder_thread / __rtx_ssrc, _send_rtcp_pli, _handle_rtp_packet",
     "rtcrtpreceiver.decoder_worker(loop, input_q, output_q, decode_error) reads input_q.get()",
     "RTCRtpSender: _send_keyframe, _stream_id, _track_id; codec pack() for non-Frame input",
+    "RTCRtpSender: _ssrc, _rtx_ssrc, _enabled, __started, sender-report counters, _retransmit (DirectSender)",
+    "RTCDtlsTransport: _state, _tx_srtp; aioice Connection._nominated, StunProtocol.transport (DirectSender)",
     "RTCRtpTransceiver: _codecs, _headerExtensions",
     "aioice.ice.get_host_addresses(use_ipv4, use_ipv6)",
     "aiortc.sdp: SessionDescription.parse/str, candidate_from_sdp; aiortc.codecs: CODECS, HEADER_EXTENSIONS",
@@ -426,6 +575,19 @@ def internals_problems() -> list[str]:
         for n in ("_codecs", "_headerExtensions")
         if n not in transceiver_names
     ]
+    counters = tuple(f"_RTCRtpSender__{n}" for n in ("started", "packet_count", "octet_count", "rtp_timestamp"))
+    problems += [f"RTCRtpSender no longer keeps {n}" for n in _assigns(sender_cls.__init__, *counters, "_ssrc")]
+    problems += [f"RTCRtpSender no longer keeps {n}" for n in _assigns(sender_cls.__init__, "_rtx_ssrc", "_enabled")]
+    if "_RTCRtpSender__ntp_timestamp" not in sender_cls._run_rtcp.__code__.co_names:
+        problems.append("RTCRtpSender's sender reports no longer read __ntp_timestamp")
+    if "_retransmit" not in sender_cls._handle_rtcp_packet.__code__.co_names:
+        problems.append("RTCRtpSender._handle_rtcp_packet no longer calls _retransmit on NACK")
+    dtls_cls = aiortc.rtcdtlstransport.RTCDtlsTransport
+    problems += [f"RTCDtlsTransport no longer has {n}" for n in _assigns(dtls_cls.__init__, "_tx_srtp", "_state")]
+    if "_nominated" not in aioice.ice.Connection.sendto.__code__.co_names:
+        problems.append("aioice Connection.sendto no longer sends on _nominated pairs")
+    if "sendto" not in aioice.ice.StunProtocol.send_data.__code__.co_names:
+        problems.append("aioice StunProtocol.send_data is no longer transport.sendto")
     worker = getattr(aiortc.rtcrtpreceiver, "decoder_worker", None)
     if worker is None or worker.__code__.co_varnames[:4] != ("loop", "input_q", "output_q", "decode_error"):
         problems.append("rtcrtpreceiver.decoder_worker(loop, input_q, output_q, decode_error) changed")

@@ -67,8 +67,11 @@ class PeerSession:
         ice: IceConfig,
         send_offer: SendOffer,
         on_state: StateListener | None = None,
+        *,
+        direct_send: bool = True,
     ) -> None:
         self.participant = participant
+        self.direct_send = direct_send
         self.pc = RTCPeerConnection(ice.server_configuration())
         self.receivers: dict[str, RTCRtpReceiver] = {}  # kind -> the participant's published track
         self.offers_sent = 0
@@ -209,6 +212,8 @@ class PeerSession:
                 return slot
         leg = Leg(kind)
         transceiver = self.pc.addTransceiver(leg, direction="sendonly")
+        if self.direct_send:
+            leg.direct = passthrough.DirectSender(transceiver.sender, kind)
         passthrough.restrict_codecs(transceiver)
         passthrough.on_keyframe_request(transceiver.sender, leg.request_keyframe)
         slot = Slot(transceiver, leg, SlotState.FREE)
@@ -232,6 +237,8 @@ class PeerSession:
             for slot, change in self._in_flight.items():
                 if change is SlotState.ADDING and slot.state is SlotState.ADDING:
                     slot.state = SlotState.ACTIVE
+                    if slot.leg.direct is not None:
+                        slot.leg.direct.configure(slot.transceiver)
                     source = slot.source
                     if source is not None and self._wanted.get((source.publisher, source.kind)) is source:
                         source.attach(slot.leg)

@@ -94,8 +94,11 @@ class MediaRelay:
         on_signal: SignalCallback,
         on_connection_state: ConnectionStateCallback | None = None,
         keyframe_interval: float = DEFAULT_KEYFRAME_INTERVAL,
+        direct_send: bool = True,
     ) -> None:
+        """``direct_send=False`` keeps aiortc's own sender loop (slower; for comparison and fallback)."""
         passthrough.check_internals()
+        self._direct_send = direct_send
         self._ice = ice
         self._on_signal = on_signal
         self._on_connection_state = on_connection_state
@@ -138,7 +141,9 @@ class MediaRelay:
         async with participant.lock:
             if self._participants.get(pid) is not participant:
                 raise NotFound("participant has no media")
-            session = PeerSession(pid, self._ice, self._sender_for(pid), self._state_listener(pid))
+            session = PeerSession(
+                pid, self._ice, self._sender_for(pid), self._state_listener(pid), direct_send=self._direct_send
+            )
             sources = {
                 kind: participant.sources.get(kind)
                 or Source(
