@@ -8,15 +8,18 @@ from zoneinfo import ZoneInfo
 from tests.rooms.support import Backend, live_room
 from vIOP.ids import ClientId, ParticipantId, RoomId, SessionId
 from vIOP.rooms.attendance import (
+    CloseMark,
     CloseReason,
     Interval,
     OpenAction,
+    OpenMark,
     daily_totals,
     decide_open,
     merged,
     session_roster,
     weekly_totals,
 )
+from vIOP.rooms.memory import MemoryAttendanceStore
 from vIOP.rooms.participant import Role
 from vIOP.rooms.ports import AttendanceQuery
 
@@ -197,3 +200,39 @@ def test_an_empty_csv_export_still_names_its_columns() -> None:
 
     for table in ReportTable:
         assert to_csv(build_report([], now=0.0), table) == ",".join(COLUMNS[table]) + "\n"
+
+
+class FlakyLedger(MemoryAttendanceStore):
+    """The ledger port with a database that can be unplugged."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.down = False
+
+    async def open(self, mark: OpenMark, grace: float) -> None:
+        if self.down:
+            raise ConnectionError("database unreachable")
+        await super().open(mark, grace)
+
+    async def close(self, mark: CloseMark) -> None:
+        if self.down:
+            raise ConnectionError("database unreachable")
+        await super().close(mark)
+
+
+async def test_room_changes_survive_a_ledger_outage_and_the_entries_follow_in_order(backend: Backend) -> None:
+    ledger = FlakyLedger()
+    backend.attendance = ledger
+    backend.__post_init__()
+    s, clock = backend.service, backend.clock
+    g = await live_room(s)
+    ledger.down = True
+    start = clock()
+    pid = await enter(backend, g.room_id, g.host, "cl_1")  # the join itself succeeds
+    clock.advance(600)
+    await s.leave(g.room_id, pid)
+    assert s.pending_attendance == 2 and await client_stays(backend, g.room_id) == []
+    ledger.down = False
+    await s.flush_attendance()
+    assert s.pending_attendance == 0
+    assert await client_stays(backend, g.room_id) == [(start, start + 600, CloseReason.LEFT)]

@@ -9,6 +9,7 @@ comes from a host present in the room.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 from collections.abc import Callable
@@ -18,7 +19,7 @@ from functools import partial
 from vIOP.errors import VIOPError
 from vIOP.ids import ClientId, ParticipantId, RoomId, SessionId, UserId, new_participant_id, new_session_id
 from vIOP.rooms import in_room, waiting_room
-from vIOP.rooms.attendance import DEFAULT_GRACE_SECONDS, CloseMark, OpenMark, marks_for
+from vIOP.rooms.attendance import DEFAULT_GRACE_SECONDS, CloseMark, Mark, OpenMark, marks_for
 from vIOP.rooms.clock import Clock, system_clock
 from vIOP.rooms.holdings import Holdings
 from vIOP.rooms.ports import (
@@ -40,6 +41,7 @@ class RoomPolicy:
     heartbeat_expiry: float = 30.0  # no heartbeat for this long: reconnecting
     reconnect_grace: float = DEFAULT_GRACE_SECONDS  # reconnecting for this long: gone
     attendance_grace: float = DEFAULT_GRACE_SECONDS  # a return within this long continues the interval
+    pending_marks_limit: int = 100_000  # ledger entries kept in memory while the database is unreachable
 
 
 class RoomService:
@@ -59,6 +61,8 @@ class RoomService:
         self.presence = presence
         self.clock = clock
         self.attendance = attendance
+        self._pending_marks: collections.deque[Mark] = collections.deque()
+        self._ledger_lock = asyncio.Lock()  # one writer at a time keeps the entries in order
         self.holdings = holdings if holdings is not None else Holdings()
         self.policy = policy or RoomPolicy()
         self._new_participant = new_participant
@@ -201,6 +205,7 @@ class RoomService:
         while not stop.is_set():
             try:
                 await self.sweep()
+                await self.flush_attendance()
             except Exception as exc:  # the store is down: the next round retries
                 log.warning("presence sweep failed: %s", type(exc).__name__)
             with contextlib.suppress(TimeoutError):
@@ -234,6 +239,50 @@ class RoomService:
             self.holdings.observe(await self.rooms.get(room.id))
         return results
 
+    # --- attendance ------------------------------------------------------------------------------
+
+    @property
+    def pending_attendance(self) -> int:
+        """Ledger entries not yet written (the database was unreachable)."""
+        return len(self._pending_marks)
+
+    async def flush_attendance(self) -> None:
+        """Write the ledger entries of stored changes, oldest first. The room change has already happened,
+        so a database failure must not undo or fail it: the entries wait here (in order) and the next
+        change or sweep writes them."""
+        if self.attendance is None:
+            self._pending_marks.clear()
+            return
+        async with self._ledger_lock:
+            await self._write_pending(self.attendance)
+
+    async def _write_pending(self, ledger: AttendanceStore) -> None:
+        while self._pending_marks:
+            mark = self._pending_marks[0]
+            try:
+                if isinstance(mark, OpenMark):
+                    await ledger.open(mark, self.policy.attendance_grace)
+                elif isinstance(mark, CloseMark):
+                    await ledger.close(mark)
+                else:
+                    await ledger.end_session(mark)
+            except Exception as exc:  # any database failure: keep the entry, try again later
+                log.error(
+                    "attendance ledger write failed (%s); %d entries waiting",
+                    type(exc).__name__,
+                    len(self._pending_marks),
+                )
+                self._trim_pending()
+                return
+            self._pending_marks.popleft()
+
+    def _trim_pending(self) -> None:
+        excess = len(self._pending_marks) - self.policy.pending_marks_limit
+        if excess > 0:
+            for _ in range(excess):
+                self._pending_marks.popleft()
+            log.critical("attendance ledger: %d entries dropped, the database stayed unreachable", excess)
+
     # --- plumbing --------------------------------------------------------------------------------
 
     async def _run(
@@ -243,12 +292,6 @@ class RoomService:
         bound: Step = partial(step, at=at)  # bound once: a retried step sees the same time
         t = await self.rooms.apply(room_id, bound)
         self.holdings.observe(t.room)
-        if self.attendance is not None:
-            for mark in marks_for(t):
-                if isinstance(mark, OpenMark):
-                    await self.attendance.open(mark, self.policy.attendance_grace)
-                elif isinstance(mark, CloseMark):
-                    await self.attendance.close(mark)
-                else:
-                    await self.attendance.end_session(mark)
+        self._pending_marks.extend(marks_for(t))
+        await self.flush_attendance()
         return t
