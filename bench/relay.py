@@ -4,7 +4,8 @@
 
 Scenarios, each against a fresh server process (``bench/relay_server.py``) so its CPU can be read from
 /proc: one publisher and N subscribers at 640x360 30 fps VP8 (~500 kbit/s) + Opus, for the vIOP relay and
-for stock aiortc ``MediaRelay`` (decode once, re-encode per subscriber) as the baseline; then a group of
+for stock aiortc ``MediaRelay`` (decode once, re-encode per subscriber) as the baseline, and (``--queued``)
+for vIOP with aiortc's own sender loop instead of its direct RTP writer; then a group of
 ``--group`` people all-to-all at 640x360 15 fps on the vIOP relay; then the N=8 pass-through run again
 under cProfile to find the cost per forwarded packet. Clients all run in this process: they send media
 encoded once (replayed packets) and count RTP packets (a video frame ends with the marker bit) without
@@ -260,14 +261,14 @@ def _result(
 
 def print_table(results: list[Result]) -> None:
     header = (
-        f"{'scenario':<26} {'server':<6} {'srv CPU%':>8} {'fps mean':>8} {'fps min':>7} {'audio/s':>7} "
+        f"{'scenario':<26} {'server':<11} {'srv CPU%':>8} {'fps mean':>8} {'fps min':>7} {'audio/s':>7} "
         f"{'pkt out/s':>9} {'us/pkt':>6} {'RSS MB':>6} {'thr':>4} {'client CPU%':>11}"
     )
     print(header)
     print("-" * len(header))
     for r in results:
         print(
-            f"{r.name:<26} {r.server:<6} {r.server_cpu:8.1f} {r.fps_mean:8.1f} {r.fps_min:7.1f} "
+            f"{r.name:<26} {r.server:<11} {r.server_cpu:8.1f} {r.fps_mean:8.1f} {r.fps_min:7.1f} "
             f"{r.audio_pps_mean:7.1f} {r.packets_forwarded_per_s:9.0f} {r.us_per_packet:6.1f} "
             f"{r.rss_mb:6.0f} {r.threads:4d} {r.client_cpu:11.1f}"
             + (f"  ({'; '.join(r.notes)})" if r.notes else "")
@@ -390,6 +391,12 @@ async def main(args: argparse.Namespace) -> None:
                 name = f"1 pub -> {n} subs, 30 fps"
                 results.append(await run_scenario(name, mode, publishers=1, subscribers=n, fps=30, **common))
                 print_table(results[-1:])
+        for n in [int(x) for x in args.queued.split(",") if x]:
+            name = f"1 pub -> {n} subs, 30 fps"
+            results.append(
+                await run_scenario(name, "viop-queued", publishers=1, subscribers=n, fps=30, **common)
+            )
+            print_table(results[-1:])
         if args.group:
             name = f"{args.group} all-to-all, 15 fps"
             results.append(
@@ -417,6 +424,9 @@ def parse_args() -> argparse.Namespace:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--subscribers", default="1,4,8,12", help="comma-separated N for the 1 -> N sweep")
+    parser.add_argument(
+        "--queued", default="8", help="N for vIOP with aiortc's sender loop instead of the direct RTP writer"
+    )
     parser.add_argument("--group", type=int, default=13, help="all-to-all group size (0 to skip)")
     parser.add_argument("--warmup", type=float, default=3.0)
     parser.add_argument("--seconds", type=float, default=6.0, help="measurement window per scenario")

@@ -1,8 +1,9 @@
 """The server half of ``bench/relay.py``: one relay in its own process, driven over a unix socket.
 
-    python bench/relay_server.py {viop|stock} SOCKET_PATH
+    python bench/relay_server.py {viop|viop-queued|stock} SOCKET_PATH
 
-Modes: ``viop`` is vIOP's encoded pass-through :class:`~vIOP.media.relay.MediaRelay`; ``stock`` is the
+Modes: ``viop`` is vIOP's encoded pass-through :class:`~vIOP.media.relay.MediaRelay`; ``viop-queued`` the
+same with aiortc's own sender loop instead of the direct RTP writer (``direct_send=False``); ``stock`` is the
 baseline, aiortc's own ``contrib.media.MediaRelay`` (decode once, re-encode per subscriber), wired the way
 aiortc's examples do. The protocol is JSON lines, each with ``op`` and ``pid``:
 join (offer in, answer out), answer, stats, profile_start, profile_stop (writes a pstats file), quit.
@@ -34,9 +35,9 @@ Send = Any  # callable(dict) -> None
 
 
 class ViopServer:
-    def __init__(self, send: Send) -> None:
+    def __init__(self, send: Send, *, direct_send: bool = True) -> None:
         self._send = send
-        self.relay = MediaRelay(IceConfig.loopback(), on_signal=self._offer)
+        self.relay = MediaRelay(IceConfig.loopback(), on_signal=self._offer, direct_send=direct_send)
 
     async def _offer(self, pid: ParticipantId, offer: RenegotiationOffer) -> None:
         self._send({"op": "offer", "pid": pid, "sdp": offer.sdp})
@@ -121,7 +122,9 @@ async def serve(mode: str, socket_path: str) -> None:
         def send(message: dict[str, Any]) -> None:
             writer.write(json.dumps(message).encode() + b"\n")
 
-        server: ViopServer | StockServer = ViopServer(send) if mode == "viop" else StockServer(send)
+        server: ViopServer | StockServer = (
+            StockServer(send) if mode == "stock" else ViopServer(send, direct_send=mode == "viop")
+        )
         try:
             while line := await reader.readline():
                 message = json.loads(line)
@@ -162,8 +165,8 @@ async def serve(mode: str, socket_path: str) -> None:
 
 def main() -> None:
     mode, socket_path = sys.argv[1], sys.argv[2]
-    if mode not in ("viop", "stock"):
-        raise SystemExit("mode must be viop or stock")
+    if mode not in ("viop", "viop-queued", "stock"):
+        raise SystemExit("mode must be viop, viop-queued or stock")
     asyncio.run(serve(mode, socket_path))
     os._exit(0)  # aiortc leaves decoder/encoder threads behind in stock mode; do not wait for them
 
