@@ -1,5 +1,10 @@
-"""PENDING: renamed to test_session.py once the HTTP API (login, rooms, invites, tickets, presence) and
-/ws/signal are wired into the app; until then pytest does not collect this file.
+"""PENDING: rename to test_session.py once these land (until then pytest does not collect this file):
+- ``WS /ws/presence`` (the staff dashboard's live updates: "2 live" after a client leaves, none after end);
+- ``RosterEntry.reconnecting`` in the signaling roster (the server re-sends the roster on every room event,
+  including right after ``reconnecting``, so without the flag a page cannot keep showing who is reconnecting).
+Run against the integrator's working tree (HTTP API + /ws/signal) every other step passed: login, rooms,
+invites, lobby, admit, framesDecoded > 0 on every page, staff sees 3 live, host mute stops audio at the
+others, a leave updates rosters and grids; the reconnect test reached "same participant back, no new knock".
 
 A whole group session in real browsers: a clinician, two clients and a staff member, each in their own
 Chromium with fake camera and microphone, through the reference client's pages only."""

@@ -150,7 +150,11 @@ export class RoomSession extends EventTarget {
       for (const id of [...this.grid.tiles.keys()]) {
         if (!this.roster.has(id) && id !== this.participantId) this.grid.remove(id);
       }
-      this.reconnecting = new Set([...this.reconnecting].filter((id) => this.roster.has(id)));
+      // A roster is the room as it is now: it follows a resume, so whoever it lists is back, unless the
+      // server flags them (RosterEntry.reconnecting, when present).
+      const back = [...this.reconnecting].filter((id) => this.roster.has(id) && !this.roster.get(id).reconnecting);
+      this.reconnecting = new Set(message.participants.filter((p) => p.reconnecting).map((p) => p.participant_id));
+      for (const id of back) this.emit("notice", `${this.roster.get(id).display_name} is back.`);
       this.refreshRoster();
       if (this.phase === "connecting" || this.phase === "reconnecting") {
         if (this.wasInRoom || this.role === "host") this.enterRoom();

@@ -9,6 +9,7 @@ import { $, announce, el, formatDuration, showScreen } from "../ui.js";
 
 const LONG_WAIT_SECONDS = 10 * 60;
 const BACKOFF_MAX_MS = 10000;
+const MAX_ATTEMPTS = 30; // about 4 minutes of trying, then the page says so
 
 const page = { token: null, ws: null, attempt: 0, snapshot: null, receivedAt: 0, refreshTimer: null, stopped: false };
 
@@ -81,10 +82,19 @@ async function connect() {
 }
 
 function retry() {
+  if (page.attempt >= MAX_ATTEMPTS) {
+    setLive("Live updates stopped: reload the page", false);
+    announce("Live updates stopped. Reload the page to try again.", { assertive: true });
+    return;
+  }
   setLive("Reconnecting…", false);
   const ceiling = Math.min(BACKOFF_MAX_MS, 500 * 2 ** page.attempt);
-  page.attempt = Math.min(page.attempt + 1, 20);
+  page.attempt += 1;
   setTimeout(connect, ceiling / 2 + Math.random() * (ceiling / 2));
+}
+
+function plural(count, one, many = `${one}s`) {
+  return `${count} ${count === 1 ? one : many}`;
 }
 
 function render(snapshot) {
@@ -95,7 +105,7 @@ function render(snapshot) {
   $("#presence-empty").hidden = snapshot.rooms.length > 0;
   const waiting = snapshot.rooms.reduce((n, r) => n + r.waiting.length, 0);
   const live = snapshot.rooms.reduce((n, r) => n + r.inRoom.length, 0);
-  $("#totals").textContent = `${snapshot.rooms.length} open rooms, ${live} people in rooms, ${waiting} waiting`;
+  $("#totals").textContent = `${plural(snapshot.rooms.length, "open room")}, ${plural(live, "person", "people")} in rooms, ${waiting} waiting`;
   tickWaits();
 }
 
