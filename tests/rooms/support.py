@@ -91,3 +91,13 @@ async def knock(service: RoomService, room_id: RoomId, n: int, name: str = "Clie
     t = await service.knock(room_id, subject=ClientId(f"cl_{n}"), display_name=f"{name} {n}")
     assert t.participant is not None
     return t.participant.id
+
+
+async def enter(backend: Backend, room_id: RoomId, host: ParticipantId, client: str) -> ParticipantId:
+    """A client knocks, a host admits them, they join: the usual way into the room."""
+    s = backend.service
+    t = await s.knock(room_id, subject=ClientId(client), display_name="Client")
+    assert t.participant is not None
+    await s.admit(room_id, by=host, participant_id=t.participant.id)
+    await s.join(room_id, t.participant.id)
+    return t.participant.id

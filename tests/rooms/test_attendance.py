@@ -5,8 +5,8 @@ from __future__ import annotations
 from datetime import UTC, date, datetime
 from zoneinfo import ZoneInfo
 
-from tests.rooms.support import Backend, live_room
-from vIOP.ids import ClientId, ParticipantId, RoomId, SessionId
+from tests.rooms.support import Backend, enter, live_room
+from vIOP.ids import ParticipantId, RoomId, SessionId
 from vIOP.rooms.attendance import (
     CloseMark,
     CloseReason,
@@ -118,15 +118,6 @@ def test_session_roster_lists_everyone_with_join_and_leave_times() -> None:
 
 
 # --- the service writes the ledger (memory twin and Redis stores alike) -----------------------------
-
-
-async def enter(backend: Backend, room_id: RoomId, host: ParticipantId, client: str) -> ParticipantId:
-    s = backend.service
-    t = await s.knock(room_id, subject=ClientId(client), display_name="Client")
-    assert t.participant is not None
-    await s.admit(room_id, by=host, participant_id=t.participant.id)
-    await s.join(room_id, t.participant.id)
-    return t.participant.id
 
 
 async def client_stays(backend: Backend, room_id: RoomId) -> list[tuple[float, float | None, str | None]]:

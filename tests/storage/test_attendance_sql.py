@@ -7,8 +7,8 @@ import asyncio
 import pytest
 from sqlalchemy import select
 
-from tests.rooms.support import HOST, Backend, memory_backend
-from vIOP.ids import ClientId, ParticipantId, RoomId, SessionId, new_room_id
+from tests.rooms.support import HOST, Backend, enter, memory_backend
+from vIOP.ids import ParticipantId, RoomId, SessionId, new_room_id
 from vIOP.rooms.attendance import CloseMark, CloseReason, OpenMark, SessionEndMark, session_roster
 from vIOP.rooms.clock import ManualClock
 from vIOP.rooms.participant import Role
@@ -44,14 +44,6 @@ async def open_live_room(proc: Backend, db: Database) -> tuple[RoomId, Participa
     assert t.participant is not None
     await s.join(room_id, t.participant.id)
     return room_id, t.participant.id
-
-
-async def enter(proc: Backend, room_id: RoomId, host: ParticipantId, client: str) -> ParticipantId:
-    t = await proc.service.knock(room_id, subject=ClientId(client), display_name="C")
-    assert t.participant is not None
-    await proc.service.admit(room_id, by=host, participant_id=t.participant.id)
-    await proc.service.join(room_id, t.participant.id)
-    return t.participant.id
 
 
 async def test_reconnect_merges_absence_splits_end_closes_the_session(
