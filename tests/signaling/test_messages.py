@@ -136,5 +136,11 @@ def test_server_lists_and_names_are_bounded() -> None:
     )
 
 
+def test_roster_entries_always_carry_their_flags() -> None:
+    entry = json.loads(encode(m.Roster(participants=(ROSTER_ENTRY,), locked=False)))["participants"][0]
+    assert {"hand", "muted_by_host", "reconnecting", "audio", "video", "role"} <= entry.keys()
+    assert entry["reconnecting"] is False
+
+
 def test_server_messages_tolerate_fields_added_by_a_newer_server() -> None:
     assert decode_server(json.dumps({"type": "pong", "server_time": 1})) == m.Pong()

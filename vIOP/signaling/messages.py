@@ -258,6 +258,9 @@ class RosterEntry(msgspec.Struct, frozen=True, kw_only=True):
     video: bool
     hand: bool
     muted_by_host: bool
+    # Still listed while their socket is down within the grace window. Defaulted so existing callers
+    # keep working; RosterEntry does not omit defaults, so it is always on the wire.
+    reconnecting: bool = False
 
 
 class Welcome(_ServerMessage, frozen=True, tag="welcome"):
