@@ -1,5 +1,7 @@
 """PENDING: rename to test_session.py once these land (until then pytest does not collect this file):
 - ``WS /ws/presence`` (the staff dashboard's live updates: "2 live" after a client leaves, none after end);
+- ``end`` must reach clients as ``room_ended`` (seen in the working tree: the room's per-participant
+  "left" events closed each client socket with 1000 "left" before ``room_ended`` was sent);
 - ``RosterEntry.reconnecting`` in the signaling roster (the server re-sends the roster on every room event,
   including right after ``reconnecting``, so without the flag a page cannot keep showing who is reconnecting).
 Run against the integrator's working tree (HTTP API + /ws/signal) every other step passed: login, rooms,

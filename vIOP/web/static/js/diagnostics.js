@@ -10,6 +10,8 @@ export function exposeDiagnostics(session) {
     participantId: () => session.participantId,
     role: () => session.role,
     socketState: () => session.signaling.state,
+    lastClose: () => session.signaling.lastClose ?? null,
+    lastMessages: () => [...session.signaling.recentTypes],
     roster: () => [...session.roster.keys()],
     inboundStats: () => session.inboundStats(),
   });

@@ -26,6 +26,8 @@ const CLOSE_TOO_BIG = 1009;
 // Our own close when the socket went silent: application range, so it is never confused with the server's.
 const CLOSE_SILENT = 4000;
 
+const CLOSE_REASONS = { "room ended": "room_ended", removed: "removed", denied: "denied", "signed out": "unauthorized" };
+
 // Server messages after which the participant is done in this room.
 const TERMINAL = new Set(["denied", "removed", "room_ended"]);
 
@@ -48,6 +50,7 @@ export class SignalingClient extends EventTarget {
     this.lostAt = null;
     this.terminal = null;
     this.nextId = 1;
+    this.recentTypes = []; // the last message types received, for diagnostics (no content)
     this.timers = { ping: null, silence: null, retry: null };
   }
 
@@ -116,7 +119,7 @@ export class SignalingClient extends EventTarget {
       this.armSilenceTimer();
     });
     ws.addEventListener("message", (event) => this.onFrame(event.data));
-    ws.addEventListener("close", (event) => this.onClose(ws, event.code));
+    ws.addEventListener("close", (event) => this.onClose(ws, event.code, event.reason));
   }
 
   onFrame(data) {
@@ -128,6 +131,8 @@ export class SignalingClient extends EventTarget {
     }
     if (!message || typeof message.type !== "string") return;
     this.armSilenceTimer();
+    this.recentTypes.push(message.type);
+    if (this.recentTypes.length > 20) this.recentTypes.shift();
     if (message.type === "welcome") {
       this.welcome = message;
       this.resumeToken = message.resume_token;
@@ -140,11 +145,14 @@ export class SignalingClient extends EventTarget {
     this.dispatchEvent(new CustomEvent("message", { detail: message }));
   }
 
-  onClose(ws, code) {
+  onClose(ws, code, reason) {
     if (ws !== this.ws) return;
     this.ws = null;
     this.stopTimers();
+    this.lastClose = { code, reason };
     if (this.state === State.CLOSED) return;
+    // The close reason says why when the last message did not arrive first (docs/API.md close codes).
+    if (!this.terminal && code === CLOSE_NORMAL) this.terminal = CLOSE_REASONS[reason] ?? null;
     if (this.terminal) {
       this.finish(this.terminal, code);
       return;
