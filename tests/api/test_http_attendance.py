@@ -1,0 +1,175 @@
+"""``GET /api/v1/attendance`` over a real socket, on a ledger written through the server's own SQL store."""
+
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from tests.api.support import Api, User, assert_error, bearer
+from vIOP.auth.permissions import Role
+from vIOP.ids import ParticipantId, RoomId, SessionId, new_participant_id
+from vIOP.rooms.attendance import CloseMark, CloseReason, OpenMark
+from vIOP.rooms.participant import Role as ParticipantRole
+
+ATTENDANCE = "/api/v1/attendance"
+
+
+def _at(day: int, hour: int, minute: int = 0) -> float:
+    return datetime(2026, 3, day, hour, minute, tzinfo=UTC).timestamp()  # 2026-03-02 is a Monday
+
+
+@dataclass
+class Clinic:
+    dr_a: User
+    dr_b: User
+    room_a: str
+    room_b: str
+    avery: str  # client of room A
+    blake: str  # client of room B
+
+
+async def _stay(
+    api: Api, room: str, session: str, subject: str, role: ParticipantRole, start: float, stop: float | None
+) -> None:
+    ledger = api.services.rooms.attendance
+    assert ledger is not None
+    pid: ParticipantId = new_participant_id()
+    ids = (RoomId(room), SessionId(session), pid, subject)
+    await ledger.open(OpenMark(*ids, role=role, at=start), 60.0)
+    if stop is not None:
+        await ledger.close(CloseMark(*ids, at=stop, reason=CloseReason.LEFT))
+
+
+async def _clinic(api: Api) -> Clinic:
+    dr_a, dr_b = await api.user(Role.CLINICIAN), await api.user(Role.CLINICIAN)
+    room_a, room_b = (await api.create_room(dr_a))["id"], (await api.create_room(dr_b))["id"]
+    avery = (await api.create_invite(dr_a, room_a, display_name="Avery"))["client_id"]
+    blake = (await api.create_invite(dr_b, room_b, display_name="Blake"))["client_id"]
+    client = ParticipantRole.CLIENT
+    await _stay(api, room_a, "ss_monday", dr_a.id, ParticipantRole.HOST, _at(2, 9, 55), _at(2, 13, 35))
+    await _stay(api, room_a, "ss_monday", avery, client, _at(2, 10), _at(2, 13, 30))  # 210 min
+    await _stay(api, room_a, "ss_tuesday", avery, client, _at(3, 10), _at(3, 12))  # 120 min
+    await _stay(api, room_b, "ss_b_monday", blake, client, _at(2, 10), _at(2, 11))
+    return Clinic(dr_a, dr_b, room_a, room_b, avery, blake)
+
+
+async def _report(api: Api, user: User, query: str = "") -> dict[str, Any]:
+    response = await api.http.get(ATTENDANCE + query, headers=user.headers)
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"].startswith("application/json")
+    body: dict[str, Any] = response.json()
+    return body
+
+
+async def test_a_clinician_gets_rosters_days_and_weeks_of_their_rooms(api: Api) -> None:
+    c = await _clinic(api)
+    report = await _report(api, c.dr_a)
+    assert report["thresholds"] == {"day_minutes": 180.0, "week_minutes": 540.0}
+    assert {i["room_id"] for i in report["intervals"]} == {c.room_a}
+    days = [
+        (d["subject"], d["day"], d["minutes"], d["under_3_hours"], d["display_name"]) for d in report["days"]
+    ]
+    assert days == [
+        (c.avery, "2026-03-02", 210.0, False, "Avery"),
+        (c.avery, "2026-03-03", 120.0, True, "Avery"),
+    ]
+    [week] = report["weeks"]
+    assert (week["subject"], week["week_start"], week["minutes"]) == (c.avery, "2026-03-02", 330.0)
+    assert (week["days_attended"], week["days_with_3_hours"]) == (2, 1)
+    assert week["under_9_hours"] is True and week["under_3_qualifying_days"] is True
+    monday, tuesday = report["sessions"]
+    assert (monday["session_id"], monday["room_id"], monday["started_at"]) == (
+        "ss_monday",
+        c.room_a,
+        "2026-03-02T09:55:00Z",
+    )
+    roster = {line["subject"]: line for line in monday["roster"]}
+    assert roster[c.avery]["display_name"] == "Avery"
+    assert (roster[c.avery]["joined_at"], roster[c.avery]["left_at"]) == (
+        "2026-03-02T10:00:00Z",
+        "2026-03-02T13:30:00Z",
+    )
+    assert roster[c.avery]["minutes"] == 210.0
+    assert (roster[c.dr_a.id]["role"], roster[c.dr_a.id]["display_name"]) == ("host", None)
+    assert [line["subject"] for line in tuesday["roster"]] == [c.avery]
+    audited = await api.audit_rows("attendance.exported")
+    assert [(r["actor_id"], r["object_type"], r["object_id"]) for r in audited] == [
+        (c.dr_a.id, "room", "all")
+    ]
+
+
+async def test_scope_clinicians_their_rooms_admins_all_staff_and_clients_nothing(api: Api) -> None:
+    c = await _clinic(api)
+    admin, staff = await api.user(Role.ADMIN), await api.user(Role.STAFF)
+    assert {d["subject"] for d in (await _report(api, admin))["days"]} == {c.avery, c.blake}
+    assert {d["subject"] for d in (await _report(api, c.dr_b))["days"]} == {c.blake}
+    assert (await _report(api, c.dr_a, f"?client={c.blake}"))["days"] == []
+    assert_error(
+        await api.http.get(f"{ATTENDANCE}?room_id={c.room_b}", headers=c.dr_a.headers), 403, "forbidden"
+    )
+    assert_error(await api.http.get(ATTENDANCE, headers=staff.headers), 403, "forbidden")
+    invite = await api.create_invite(c.dr_a, c.room_a)
+    assert_error(await api.http.get(ATTENDANCE, headers=bearer(invite["invite_token"])), 403, "forbidden")
+    assert_error(await api.http.get(ATTENDANCE), 401, "unauthenticated")
+    assert_error(await api.http.get(f"{ATTENDANCE}?room_id=rm_nope", headers=admin.headers), 404, "not_found")
+    by_room = await _report(api, admin, f"?room_id={c.room_b}")
+    assert {i["room_id"] for i in by_room["intervals"]} == {c.room_b}
+    audited = [(r["object_type"], r["object_id"]) for r in await api.audit_rows("attendance.exported")]
+    assert audited == [("room", "all"), ("room", "all"), ("client", c.blake), ("room", c.room_b)]
+
+
+async def test_day_filters_use_the_requested_time_zone(api: Api) -> None:
+    c = await _clinic(api)
+    tuesday = await _report(api, c.dr_a, "?from=2026-03-03")
+    assert [d["day"] for d in tuesday["days"]] == ["2026-03-03"]
+    monday = await _report(api, c.dr_a, "?from=2026-03-02&to=2026-03-02")
+    assert [d["day"] for d in monday["days"]] == ["2026-03-02"]
+    assert monday["filters"] == {"room_id": None, "client": None, "from": "2026-03-02", "to": "2026-03-02"}
+    # 10:00 UTC is 19:00 in Tokyo: the same stays, on the same local days.
+    tokyo = await _report(api, c.dr_a, "?tz=Asia/Tokyo")
+    assert tokyo["time_zone"] == "Asia/Tokyo"
+    assert [d["day"] for d in tokyo["days"]] == ["2026-03-02", "2026-03-03"]
+
+
+async def test_csv_exports_one_table_with_ids_only(api: Api) -> None:
+    c = await _clinic(api)
+    response = await api.http.get(f"{ATTENDANCE}?format=csv", headers=c.dr_a.headers)
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "text/csv; charset=utf-8"
+    assert response.headers["content-disposition"] == 'attachment; filename="attendance-days.csv"'
+    rows = list(csv.DictReader(io.StringIO(response.text)))
+    assert [(r["subject"], r["day"], r["under_3_hours"]) for r in rows] == [
+        (c.avery, "2026-03-02", "False"),
+        (c.avery, "2026-03-03", "True"),
+    ]
+    assert "Avery" not in response.text
+    weeks = await api.http.get(f"{ATTENDANCE}?format=csv&table=weeks", headers=c.dr_a.headers)
+    [week] = list(csv.DictReader(io.StringIO(weeks.text)))
+    assert (week["minutes"], week["under_9_hours"]) == ("330.0", "True")
+    intervals = await api.http.get(f"{ATTENDANCE}?format=csv&table=intervals", headers=c.dr_a.headers)
+    assert len(list(csv.DictReader(io.StringIO(intervals.text)))) == 3
+    assert len(await api.audit_rows("attendance.exported")) == 3
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "?format=xml",
+        "?table=everything",
+        "?from=2026-13-01",
+        "?from=yesterday",
+        "?from=2026-03-03&to=2026-03-02",
+        "?tz=Mars/Olympus_Mons",
+        "?tz=../../etc/passwd",
+        "?client=Jordan",
+    ],
+)
+async def test_bad_filters_are_400_and_not_audited(api: Api, query: str) -> None:
+    admin = await api.user(Role.ADMIN)
+    assert_error(await api.http.get(ATTENDANCE + query, headers=admin.headers), 400, "bad_request")
+    assert await api.audit_rows("attendance.exported") == []
