@@ -60,7 +60,7 @@ async def run_live_server(settings: Settings) -> AsyncGenerator[LiveServer, None
         lifespan="on",
         ws="websockets-sansio",
         ws_per_message_deflate=False,
-        ws_max_size=settings.ws_max_message_bytes,
+        ws_max_size=2 * settings.ws_max_message_bytes,
     )
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve(sockets=[sock]))

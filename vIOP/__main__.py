@@ -19,6 +19,7 @@ from vIOP.settings import Settings, describe, load_settings
 _PLUGINS: tuple[tuple[str, str, str], ...] = (
     ("vIOP.storage.cli", "add_parsers", "run"),
     ("vIOP.auth.cli", "add_users_parser", "run_users"),
+    ("vIOP.storage.attendance_cli", "add_parsers", "run"),
 )
 
 

@@ -11,14 +11,17 @@ import redis.asyncio as aioredis
 from sqlalchemy import text
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
-from starlette.routing import BaseRoute, Route
+from starlette.routing import BaseRoute, Route, WebSocketRoute
 
 from vIOP import web
 from vIOP.api import health, http_attendance, http_auth, http_presence, http_rooms, http_tickets, http_turn
 from vIOP.api.context import Services
+from vIOP.api.live import EventListener, RelayHooks, relay_signal_sender, run_event_loop, run_sweeper
 from vIOP.api.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
 from vIOP.api.openapi import documented_route, json_body, openapi_endpoint
 from vIOP.api.responses import EXCEPTION_HANDLERS
+from vIOP.api.room_delivery import MediaHooks, RoomDelivery
+from vIOP.api.ws_signal import signal_endpoint
 from vIOP.auth.accounts import Authenticator, LoginEvent, LoginOutcome
 from vIOP.auth.invites import Invites
 from vIOP.auth.passwords import PasswordHasher
@@ -27,9 +30,11 @@ from vIOP.auth.tickets import SignalTickets
 from vIOP.auth.tokens import AccessTokens, TokenKeys, TokenPolicy
 from vIOP.auth.totp_replay import TotpReplayGuard
 from vIOP.media.ice import IceConfig
+from vIOP.media.relay import MediaRelay
 from vIOP.rooms.service import RoomPolicy, RoomService
 from vIOP.settings import Settings
-from vIOP.signaling.connections import ConnectionLimits, ConnectionRegistry
+from vIOP.signaling.connections import Connection, ConnectionLimits, ConnectionRegistry
+from vIOP.signaling.messages import CloseCode
 from vIOP.signaling.ratelimit import MessageRateLimit
 from vIOP.signaling.resume import ResumeTokens
 from vIOP.storage.accounts_sql import SqlAccountStore
@@ -81,6 +86,7 @@ async def open_services(settings: Settings) -> Services:
     ring, db = storage.keys, storage.db
     sealer = ring.redis_sealer()
     room_directory = SqlRoomDirectory(db, ring)
+    invite_store = SqlInviteStore(db, ring)
 
     async def audit_login(event: LoginEvent) -> None:
         locked = event.outcome is LoginOutcome.LOCKED
@@ -134,7 +140,8 @@ async def open_services(settings: Settings) -> Services:
         storage=storage,
         tokens=tokens,
         authenticator=authenticator,
-        invites=Invites(SqlInviteStore(db, ring), room_directory),
+        invites=Invites(invite_store, room_directory),
+        invite_store=invite_store,
         tickets=SignalTickets(redis),
         rooms=rooms,
         resume=ResumeTokens(
@@ -148,7 +155,38 @@ async def open_services(settings: Settings) -> Services:
         ice=_ice_config(settings),
         embedded_redis=embedded,
     )
+    services.relay = MediaRelay(services.ice, on_signal=relay_signal_sender(connections))
     return services
+
+
+def start_live(services: Services) -> None:
+    """Start the process's live loops (needs the running event loop). Idempotent."""
+    if "delivery" in services.extras:
+        return
+    relay = services.relay
+    hooks = RelayHooks(relay, services.spawn) if relay is not None else MediaHooks()
+    delivery = RoomDelivery(services.rooms, services.connections, hooks)
+    services.extras["delivery"] = delivery
+    user_sockets: dict[str, set[Connection]] = {}
+    services.extras["user_sockets"] = user_sockets
+
+    async def close_user_sockets(user_id: str) -> None:
+        for conn in list(user_sockets.get(user_id, ())):
+            conn.close(CloseCode.NORMAL, "signed out")
+
+    services.extras["close_user_sockets"] = close_user_sockets
+    listeners: list[EventListener] = services.extras.setdefault("event_listeners", [])
+    services.spawn(run_event_loop(services, delivery, listeners), "room-events")
+    services.spawn(
+        run_sweeper(services, interval=min(2.0, services.settings.heartbeat_seconds / 2)), "sweeper"
+    )
+
+    async def drain() -> None:
+        await services.connections.close_all(CloseCode.GOING_AWAY, "server shutting down")
+        if services.relay is not None:
+            await services.relay.close()
+
+    services.drain_hooks.append(drain)
 
 
 async def close_services(services: Services) -> None:
@@ -185,6 +223,7 @@ def create_app(settings: Settings, services: Services | None = None) -> Starlett
         owned = services is None
         holder["services"] = services if services is not None else await open_services(settings)
         app.state.services = holder["services"]
+        start_live(holder["services"])
         try:
             yield
         finally:
@@ -209,6 +248,7 @@ def create_app(settings: Settings, services: Services | None = None) -> Starlett
             },
         )
     )
+    routes.append(WebSocketRoute("/ws/signal", signal_endpoint))
     routes += web.routes()
     app = Starlette(
         routes=routes,

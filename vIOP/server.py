@@ -134,7 +134,9 @@ async def _serve(settings: Settings, sock: socket.socket) -> None:
         lifespan="on",
         ws="websockets-sansio",
         ws_per_message_deflate=False,  # measured: deflate on cost p99 250 ms vs 15 ms off
-        ws_max_size=settings.ws_max_message_bytes,
+        # Above the protocol's 64 KiB cap, so the codec answers an oversized frame with an `error` before
+        # closing 1009; uvicorn's own limit only stops frames too big to be worth reading at all.
+        ws_max_size=2 * settings.ws_max_message_bytes,
         ws_ping_interval=20,
         ws_ping_timeout=20,
         timeout_graceful_shutdown=settings.shutdown_timeout_seconds,

@@ -16,7 +16,7 @@ import redis.asyncio as aioredis
 from starlette.requests import HTTPConnection
 
 from vIOP.auth.accounts import Authenticator
-from vIOP.auth.invites import Invites
+from vIOP.auth.invites import Invites, InviteStore
 from vIOP.auth.tickets import SignalTickets
 from vIOP.auth.tokens import AccessTokens
 from vIOP.errors import Unavailable
@@ -48,6 +48,7 @@ class Services:
     tokens: AccessTokens
     authenticator: Authenticator
     invites: Invites
+    invite_store: InviteStore
     tickets: SignalTickets
     rooms: RoomService
     resume: ResumeTokens

@@ -1,0 +1,116 @@
+"""The process's live loops: room events from the bus, the presence sweeper, repair after a Redis restart,
+and the bridge from room events to the media relay."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+
+from vIOP.api.context import Services
+from vIOP.api.room_delivery import MediaHooks, RoomDelivery
+from vIOP.errors import NotFound
+from vIOP.ids import ParticipantId
+from vIOP.media.relay import MediaRelay, RenegotiationOffer
+from vIOP.rooms.events import Event, Resync
+from vIOP.signaling import messages as m
+from vIOP.signaling.connections import ConnectionRegistry
+
+log = logging.getLogger("vIOP.live")
+
+EventListener = Callable[[Event | Resync], Awaitable[None]]
+
+
+class RelayHooks(MediaHooks):
+    """Room events applied to this process's relay (a participant it does not carry is ignored)."""
+
+    def __init__(self, relay: MediaRelay, spawn: Callable[[Awaitable[None], str], object]) -> None:
+        self.relay = relay
+        self.spawn = spawn
+
+    def remove(self, pid: ParticipantId) -> None:
+        if pid in self.relay.participants():
+
+            async def remove() -> None:
+                with contextlib.suppress(NotFound):
+                    await self.relay.remove_participant(pid)
+
+            self.spawn(remove(), "media-remove")
+
+    def mute(self, pid: ParticipantId, kind: str, muted: bool) -> None:
+        if pid in self.relay.participants():
+            self.relay.set_forwarding(pid, kind, not muted)
+
+
+def relay_signal_sender(
+    connections: ConnectionRegistry,
+) -> Callable[[ParticipantId, RenegotiationOffer], Awaitable[None]]:
+    async def send(pid: ParticipantId, offer: RenegotiationOffer) -> None:
+        connections.send_to(pid, m.ServerOffer(sdp=offer.sdp))
+
+    return send
+
+
+async def run_event_loop(
+    services: Services, delivery: RoomDelivery, listeners: list[EventListener], retry: float = 1.0
+) -> None:
+    """Deliver every room event from every process, for the life of the app. After a gap (Redis restarted
+    or unreachable), re-assert what this process holds, then refresh every local view."""
+    while True:
+        try:
+            subscription = await services.bus.subscribe()
+        except Exception:
+            log.warning("event bus unavailable; retrying")
+            await asyncio.sleep(retry)
+            continue
+        try:
+            async for item in subscription:
+                if isinstance(item, Resync):
+                    await repair(services, delivery)
+                else:
+                    await delivery.deliver(item)
+                for listener in listeners:
+                    try:
+                        await listener(item)
+                    except Exception:
+                        log.exception("event listener failed")
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("event stream failed; resubscribing")
+            await asyncio.sleep(retry)
+        finally:
+            with contextlib.suppress(Exception):
+                await subscription.close()
+
+
+async def repair(services: Services, delivery: RoomDelivery) -> None:
+    """Redis may have lost its data: put back this process's rooms, lobby entries and presence."""
+    try:
+        restored = await services.rooms.reassert()
+    except Exception:
+        log.exception("re-assert after a Redis restart failed")
+        return
+    log.info("re-asserted after an event stream gap", extra={"count": len(restored)})
+    for conn in list(services.connections):
+        if conn.participant_id is not None:
+            with contextlib.suppress(Exception):
+                await services.rooms.heartbeat(conn.room_id, conn.participant_id)
+    for room_id in {c.room_id for c in services.connections}:
+        delivery.mark_dirty(room_id)
+
+
+async def run_sweeper(services: Services, interval: float) -> None:
+    """Mark silent participants reconnecting and let go of those whose grace ran out (every process runs
+    it; each step is a no-op for the losers)."""
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            await services.rooms.sweep()
+            await services.rooms.flush_attendance()  # ledger entries held back by a database outage
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.warning("presence sweep failed; will retry")
+        services.connections.close_stale()

@@ -1,0 +1,296 @@
+"""From room events to wire messages for this process's sockets, and the media that follows them.
+
+Every domain event reaches every process through the bus (the process that caused it too: one path, one
+order). For each event this process delivers what its own connections must see and applies what its media
+relay must do (stop forwarding a removed participant, host mute). Lobby and roster views are rebuilt from
+the stored room, coalesced per room so a burst of events costs one read.
+
+Ephemeral per-participant state that is not a domain record (own camera/microphone on or off, raised
+hand) lives here, in the process that holds the room's media.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from vIOP.errors import VIOPError
+from vIOP.ids import ParticipantId, RoomId
+from vIOP.rooms import events as ev
+from vIOP.rooms.participant import Participant, ParticipantState
+from vIOP.rooms.participant import Role as DomainRole
+from vIOP.rooms.room import Room
+from vIOP.rooms.service import RoomService
+from vIOP.rooms.waiting_room import positions
+from vIOP.signaling import messages as m
+from vIOP.signaling.codec import encode_text
+from vIOP.signaling.connections import ConnectionRegistry
+
+log = logging.getLogger("vIOP.delivery")
+
+MediaAction = Callable[[ParticipantId], None]
+
+
+@dataclass(slots=True)
+class LiveFlags:
+    """What a participant said about their own media and hand (not a domain record)."""
+
+    audio: bool = True
+    video: bool = True
+    hand: bool = False
+
+
+class MediaHooks:
+    """What the delivery asks of the media relay; no-ops when the process runs without media."""
+
+    def remove(self, pid: ParticipantId) -> None:
+        """Stop every stream to and from ``pid`` (removed, left, returned to the lobby, room ended)."""
+
+    def mute(self, pid: ParticipantId, kind: str, muted: bool) -> None:
+        """Host mute: stop (or resume) forwarding ``pid``'s ``kind``."""
+
+
+def wire_role(role: DomainRole) -> m.Role:
+    return m.Role.HOST if role is DomainRole.HOST else m.Role.CLIENT
+
+
+class RoomDelivery:
+    def __init__(self, rooms: RoomService, connections: ConnectionRegistry, media: MediaHooks) -> None:
+        self.rooms = rooms
+        self.connections = connections
+        self.media = media
+        self.flags: dict[ParticipantId, LiveFlags] = {}
+        self._dirty: set[RoomId] = set()
+        self._refresh: asyncio.Task[None] | None = None
+        self._video_muted: set[ParticipantId] = set()
+
+    # --- views -----------------------------------------------------------------------------------
+
+    def roster_entry(self, p: Participant) -> m.RosterEntry:
+        flags = self.flags.get(p.id) or LiveFlags()
+        return m.RosterEntry(
+            participant_id=p.id,
+            display_name=p.display_name,
+            role=wire_role(p.role),
+            audio=flags.audio and not p.muted,
+            video=flags.video and p.id not in self._video_muted,
+            hand=flags.hand,
+            muted_by_host=p.muted,
+            reconnecting=p.reconnecting_since is not None,
+        )
+
+    def roster(self, room: Room) -> m.Roster:
+        inside = [p for p in room.participants if p.state is ParticipantState.IN_ROOM]
+        return m.Roster(
+            participants=tuple(self.roster_entry(p) for p in inside[: m.MAX_ROSTER]),
+            locked=room.state.value == "locked",
+        )
+
+    def lobby(self, room: Room, now: float) -> m.Lobby:
+        waiting = sorted(room.in_state(ParticipantState.WAITING), key=lambda p: p.knock_seq)
+        return m.Lobby(
+            waiting=tuple(
+                m.LobbyEntry(
+                    participant_id=p.id,
+                    display_name=p.display_name,
+                    waited_seconds=max(0, int(now - (p.waiting_since or p.knocked_at))),
+                )
+                for p in waiting[: m.MAX_LOBBY]
+            )
+        )
+
+    def waiting_message(self, room: Room, pid: ParticipantId) -> m.Waiting | None:
+        position = positions(room).get(pid)
+        if position is None:
+            return None
+        message = room.participant(pid).lobby_message
+        return m.Waiting(
+            position=min(position, m.MAX_LOBBY), message=message[: m.MAX_TEXT_CHARS] if message else None
+        )
+
+    def host_pids(self, room: Room) -> list[ParticipantId]:
+        return [p.id for p in room.participants if p.role is DomainRole.HOST and p.is_seated]
+
+    # --- sending ---------------------------------------------------------------------------------
+
+    def send(self, pid: ParticipantId, message: m.ServerMessage) -> None:
+        self.connections.send_to(pid, message)
+
+    def to_room(
+        self,
+        room_id: RoomId,
+        message: m.ServerMessage,
+        *,
+        only_in_room: Room | None = None,
+        exclude: ParticipantId | None = None,
+    ) -> None:
+        """To every local connection of the room (or only those in the room proper), encoded once."""
+        if only_in_room is None:
+            self.connections.broadcast(room_id, message, exclude=exclude)
+            return
+        inside = {p.id for p in only_in_room.participants if p.state is ParticipantState.IN_ROOM}
+        self.connections.broadcast(
+            room_id, message, exclude=exclude, where=lambda c: c.participant_id in inside
+        )
+
+    def has_local(self, room_id: RoomId) -> bool:
+        return any(c.participant_id is not None for c in self.connections.in_room(room_id))
+
+    # --- events ----------------------------------------------------------------------------------
+
+    async def deliver(self, event: ev.Event) -> None:
+        """Apply one event for this process. Never raises: one bad event must not stop the stream."""
+        try:
+            self._deliver(event)
+        except Exception:
+            log.exception("event delivery failed", extra={"event": event.kind, "room_id": event.room_id})
+
+    def _deliver(self, event: ev.Event) -> None:
+        room_id = event.room_id
+        if isinstance(event, ev.ParticipantEvent):
+            pid = event.participant_id
+            if isinstance(event, ev.Admitted):
+                self.send(pid, m.Admitted())
+            elif isinstance(event, ev.PositionChanged | ev.LobbyMessage):
+                pass  # the coalesced refresh sends the waiting client its position and message
+            elif isinstance(event, ev.Denied):
+                self.send(pid, m.Denied(message=_text(event.message)))
+                self._close(pid, "denied")
+            elif isinstance(event, ev.ReturnedToLobby):
+                self.media.remove(pid)
+                self.send(pid, m.ReturnedToLobby())
+                self.to_room(
+                    room_id,
+                    m.ParticipantLeft(participant_id=pid, reason=m.LeaveReason.RETURNED_TO_LOBBY),
+                    exclude=pid,
+                )
+            elif isinstance(event, ev.Joined):
+                flags = self.flags.get(pid) or LiveFlags()
+                entry = m.RosterEntry(
+                    participant_id=pid, display_name=event.display_name, role=wire_role(event.role),
+                    audio=flags.audio, video=flags.video, hand=flags.hand, muted_by_host=False,
+                )  # fmt: skip
+                self.to_room(room_id, m.ParticipantJoined(participant=entry), exclude=pid)
+            elif isinstance(event, ev.Left):
+                self.media.remove(pid)
+                reason = (
+                    m.LeaveReason.TIMEOUT if event.reason is ev.LeaveReason.TIMEOUT else m.LeaveReason.LEFT
+                )
+                self.to_room(room_id, m.ParticipantLeft(participant_id=pid, reason=reason), exclude=pid)
+                self.flags.pop(pid, None)
+                self._video_muted.discard(pid)
+                self._close(pid, "left")
+            elif isinstance(event, ev.Removed):
+                self.media.remove(pid)
+                self.send(pid, m.Removed())
+                self.to_room(
+                    room_id, m.ParticipantLeft(participant_id=pid, reason=m.LeaveReason.REMOVED), exclude=pid
+                )
+                self.flags.pop(pid, None)
+                self._close(pid, "removed")
+            elif isinstance(event, ev.Muted):
+                self.media.mute(pid, "audio", event.muted)
+                self.to_room(room_id, m.Muted(participant_id=pid, kind=m.MediaKind.AUDIO, muted=event.muted))
+            elif isinstance(event, ev.Reconnecting):
+                self.to_room(room_id, m.Reconnecting(participant_id=pid), exclude=pid)
+            elif isinstance(event, ev.Resumed):
+                self.mark_dirty(room_id)
+        elif isinstance(event, ev.RoomLocked):
+            self.to_room(room_id, m.RoomLocked())
+        elif isinstance(event, ev.RoomUnlocked):
+            self.to_room(room_id, m.RoomUnlocked())
+        elif isinstance(event, ev.RoomEnded):
+            self.to_room(room_id, m.RoomEnded())
+            for conn in self.connections.in_room(room_id):
+                if conn.participant_id is not None:
+                    self.media.remove(conn.participant_id)
+                    self.flags.pop(conn.participant_id, None)
+                conn.close(m.CloseCode.NORMAL, "room ended")
+            return
+        self.mark_dirty(room_id)
+
+    def _close(self, pid: ParticipantId, reason: str) -> None:
+        conn = self.connections.get(pid)
+        if conn is not None:
+            conn.close(m.CloseCode.NORMAL, reason)
+
+    # --- coalesced lobby / roster refresh ----------------------------------------------------------
+
+    def mark_dirty(self, room_id: RoomId) -> None:
+        if not self.has_local(room_id):
+            return
+        self._dirty.add(room_id)
+        if self._refresh is None or self._refresh.done():
+            self._refresh = asyncio.get_running_loop().create_task(self._refresh_dirty())
+
+    async def _refresh_dirty(self) -> None:
+        await asyncio.sleep(0)  # let the rest of this burst of events mark their rooms first
+        while self._dirty:
+            room_id = self._dirty.pop()
+            try:
+                room = await self.rooms.room(room_id)
+            except VIOPError:
+                continue  # ended or gone meanwhile
+            except Exception:
+                log.exception("room refresh failed", extra={"room_id": room_id})
+                continue
+            self.push_views(room)
+
+    def push_views(self, room: Room) -> None:
+        """Each local connection gets the view its state calls for: hosts the lobby, waiting clients their
+        position, everyone in the room the roster."""
+        now = self.rooms.clock()
+        lobby_frame = encode_text(self.lobby(room, now))
+        roster_frame = encode_text(self.roster(room))
+        by_id = {p.id: p for p in room.participants}
+        for conn in self.connections.in_room(room.id):
+            p = by_id.get(conn.participant_id) if conn.participant_id else None
+            if p is None:
+                continue
+            if p.role is DomainRole.HOST:
+                conn.send_frame(lobby_frame)
+            if p.state is ParticipantState.WAITING:
+                waiting = self.waiting_message(room, p.id)
+                if waiting is not None:
+                    conn.send(waiting)
+            elif p.state in (ParticipantState.ADMITTED, ParticipantState.IN_ROOM):
+                conn.send_frame(roster_frame)
+
+    # --- ephemeral flags -------------------------------------------------------------------------
+
+    def set_flags(
+        self,
+        room_id: RoomId,
+        pid: ParticipantId,
+        *,
+        audio: bool | None = None,
+        video: bool | None = None,
+        hand: bool | None = None,
+    ) -> LiveFlags:
+        flags = self.flags.setdefault(pid, LiveFlags())
+        if audio is not None:
+            flags.audio = audio
+        if video is not None:
+            flags.video = video
+        if hand is not None:
+            flags.hand = hand
+        return flags
+
+    def set_video_muted(self, pid: ParticipantId, muted: bool) -> None:
+        if muted:
+            self._video_muted.add(pid)
+        else:
+            self._video_muted.discard(pid)
+
+    async def close(self) -> None:
+        if self._refresh is not None:
+            self._refresh.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._refresh
+
+
+def _text(message: str | None) -> str | None:
+    return message[: m.MAX_TEXT_CHARS] if message else None

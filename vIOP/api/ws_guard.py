@@ -1,0 +1,67 @@
+"""The gate in front of every WebSocket: Origin allowlist, then a single-use ticket, both before accept.
+
+Starlette's CORS middleware passes WebSocket scopes through untouched, so the Origin check is ours. A
+refusal closes the handshake with 1008 (uvicorn answers the upgrade with 403); nothing about the reason is
+disclosed to the client, the audit log and metrics get it.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from starlette.websockets import WebSocket
+
+from vIOP import metrics
+from vIOP.api.context import Services
+from vIOP.auth.tickets import TicketGrant, TicketPurpose, TicketRejected
+from vIOP.storage.audit import Action, Outcome
+
+log = logging.getLogger("vIOP.ws")
+
+POLICY_VIOLATION = 1008
+
+
+def origin_allowed(websocket: WebSocket, allowed: tuple[str, ...]) -> bool:
+    origin = websocket.headers.get("origin")
+    return origin is not None and origin.rstrip("/") in allowed
+
+
+def client_ip(websocket: WebSocket) -> str | None:
+    return websocket.client.host if websocket.client else None
+
+
+async def admit_socket(
+    websocket: WebSocket, services: Services, purpose: TicketPurpose, endpoint: str
+) -> TicketGrant | None:
+    """The ticket's grant, or None after refusing the handshake (1008)."""
+    reason: str | None = None
+    grant: TicketGrant | None = None
+    if services.draining:
+        await websocket.close(1013)
+        metrics.WS_REFUSED.labels(endpoint, "1013").inc()
+        return None
+    if not origin_allowed(websocket, services.settings.effective_allowed_origins):
+        reason = "bad_origin"
+    else:
+        try:
+            grant = await services.tickets.redeem(websocket.query_params.get("ticket", ""), purpose)
+        except TicketRejected as exc:
+            reason = exc.reason.value
+    if grant is None:
+        metrics.WS_REFUSED.labels(endpoint, str(POLICY_VIOLATION)).inc()
+        log.info("websocket refused", extra={"kind": endpoint, "reason": reason})
+        try:
+            await services.storage.audit.append(
+                None,
+                "anonymous",
+                Action.TICKET_REJECTED,
+                "socket",
+                None,
+                Outcome.DENIED,
+                client_ip(websocket),
+            )
+        except Exception:
+            log.exception("audit write failed")
+        await websocket.close(POLICY_VIOLATION)
+        return None
+    return grant

@@ -1,0 +1,434 @@
+"""``WS /ws/signal``: one participant's signaling socket in one room.
+
+The endpoint admits the socket (``ws_guard``), then a :class:`SignalSession` runs it: the first message must
+be ``join``; every later message is decoded by the codec, checked against the permission table and turned
+into a room use case or a media call. Room events come back through :class:`RoomDelivery` (the bus), so
+what a participant sees does not depend on which process caused it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+
+from starlette.types import Message
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from vIOP import metrics
+from vIOP.api.context import Services
+from vIOP.api.room_delivery import RoomDelivery
+from vIOP.api.ws_guard import admit_socket, client_ip
+from vIOP.auth.permissions import Action, Principal, Role, RoomScope, authorize
+from vIOP.auth.tickets import TicketGrant, TicketPurpose
+from vIOP.errors import BadRequest, Conflict, NotFound, Unauthenticated, VIOPError
+from vIOP.ids import ClientId, ParticipantId, RoomId, UserId
+from vIOP.rooms.participant import Participant, ParticipantState
+from vIOP.rooms.room import Room
+from vIOP.signaling import messages as m
+from vIOP.signaling.codec import DecodeFailure, binary_frame_failure, decode_client, error_reply
+from vIOP.signaling.connections import Connection, ConnectionState
+from vIOP.signaling.ratelimit import InboundVerdict
+from vIOP.signaling.resume import ResumeGrant
+from vIOP.storage.audit import Action as Audited
+
+log = logging.getLogger("vIOP.signal")
+
+JOIN_TIMEOUT_SECONDS = 15.0
+_AUDITED = {
+    "admit": Audited.ADMIT,
+    "admit_all": Audited.ADMIT,
+    "deny": Audited.DENY,
+    "remove": Audited.REMOVE,
+    "mute": Audited.MUTE,
+    "end": Audited.ROOM_ENDED,
+}
+
+
+class AlreadyConnected(Conflict):
+    code = "already_connected"
+
+
+async def signal_endpoint(websocket: WebSocket) -> None:
+    services: Services = websocket.app.state.services
+    grant = await admit_socket(websocket, services, TicketPurpose.SIGNAL, "signal")
+    if grant is None:
+        return
+    if grant.room_id is None:
+        await websocket.close(1008)
+        return
+    try:
+        scope = await services.room_directory.room_scope(grant.room_id)
+    except NotFound:
+        await websocket.close(1008)
+        return
+    await websocket.accept()
+    metrics.WS_CONNECTIONS.labels("signal").inc()
+    metrics.WS_ACTIVE.labels("signal").inc()
+    try:
+        await SignalSession(services, websocket, grant, scope).run()
+    finally:
+        metrics.WS_ACTIVE.labels("signal").dec()
+
+
+class SignalSession:
+    def __init__(
+        self, services: Services, websocket: WebSocket, grant: TicketGrant, scope: RoomScope
+    ) -> None:
+        self.services = services
+        self.websocket = websocket
+        self.grant = grant
+        self.principal: Principal = grant.principal
+        self.scope = scope
+        self.room_id: RoomId = scope.room_id
+        self.delivery: RoomDelivery = services.extras["delivery"]
+        self.conn: Connection = services.connections.open(websocket, self.room_id)
+        self.user_sockets: dict[str, set[Connection]] = services.extras["user_sockets"]
+        self.user_sockets.setdefault(self.principal.subject, set()).add(self.conn)
+        self.pid: ParticipantId | None = None
+        self.resume_handle: str | None = None
+        self.finished = False  # left, removed, denied or ended: no reconnect grace
+        self._last_heartbeat = 0.0
+
+    # --- the socket ------------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        try:
+            await self._receive_loop()
+        finally:
+            await self._teardown()
+
+    async def _receive_loop(self) -> None:
+        closed = asyncio.ensure_future(self.conn.wait_closed())
+        try:
+            while self.conn.state is ConnectionState.OPEN:
+                receive = asyncio.ensure_future(self.websocket.receive())
+                timeout = None if self.pid is not None else JOIN_TIMEOUT_SECONDS
+                done, _ = await asyncio.wait(
+                    {receive, closed}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+                )
+                if receive not in done:
+                    receive.cancel()
+                    with contextlib.suppress(asyncio.CancelledError, Exception):
+                        await receive
+                    if not done:  # no join in time
+                        self._fail(BadRequest("send join first"), None, m.CloseCode.POLICY_VIOLATION)
+                    return
+                message = receive.result()
+                if message["type"] == "websocket.disconnect":
+                    self.conn.lost(int(message.get("code", 1006)))
+                    return
+                await self._on_frame(message)
+        except WebSocketDisconnect as exc:
+            self.conn.lost(exc.code)
+        finally:
+            closed.cancel()
+
+    async def _on_frame(self, message: Message) -> None:
+        verdict = self.conn.accept_inbound()
+        if verdict is InboundVerdict.CLOSE:
+            self.conn.send(m.ErrorMessage(code="rate_limited", message="too many messages"))
+            self.conn.close(m.CloseCode.POLICY_VIOLATION, "message flood")
+            return
+        if verdict is InboundVerdict.REJECT:
+            self.conn.send(m.ErrorMessage(code="rate_limited", message="too many messages; slow down"))
+            return
+        text = message.get("text")
+        decoded = decode_client(text) if text is not None else binary_frame_failure()
+        if isinstance(decoded, DecodeFailure):
+            self.conn.send(decoded.reply())
+            if decoded.close_code is not None:
+                self.conn.close(decoded.close_code, decoded.error.code)
+            return
+        kind = m.message_type(decoded)
+        metrics.SIGNAL_MESSAGES.labels(kind).inc()
+        try:
+            await self._dispatch(kind, decoded)
+        except VIOPError as exc:
+            self.conn.send(error_reply(exc, decoded.id))
+            if isinstance(exc, Unauthenticated | AlreadyConnected):
+                self.conn.close(m.CloseCode.POLICY_VIOLATION, exc.code)
+        except Exception:
+            log.exception("signaling message failed", extra={"kind": kind, "room_id": self.room_id})
+            self.conn.send(
+                m.ErrorMessage(
+                    code="internal", message="the server could not do that; try again", id=decoded.id
+                )
+            )
+
+    def _fail(self, error: VIOPError, request_id: m.RequestId | None, close: m.CloseCode | None) -> None:
+        self.conn.send(error_reply(error, request_id))
+        if close is not None:
+            self.conn.close(close, error.code)
+
+    # --- dispatch --------------------------------------------------------------------------------
+
+    async def _dispatch(self, kind: str, msg: m.ClientMessage) -> None:
+        authorize(self.principal, Action(kind), self.scope)
+        if isinstance(msg, m.Ping):
+            await self._heartbeat()
+            self.conn.send(m.Pong(id=msg.id))
+            return
+        if isinstance(msg, m.Join):
+            await self._join(msg)
+            return
+        if self.pid is None:
+            raise BadRequest("send join first")
+        pid = self.pid
+        rooms = self.services.rooms
+        relay = self.services.relay
+        if isinstance(msg, m.Offer):
+            if relay is None:
+                raise Conflict("this server runs without media")
+            room = await rooms.room(self.room_id)
+            me = room.participant(pid)
+            if not me.is_seated:
+                raise Conflict("media starts once you are admitted")
+            if pid not in relay.participants():
+                await relay.add_participant(pid)
+                if me.muted:  # a host mute outlives a reconnect
+                    relay.set_audio_forwarding(pid, False)
+            answer = await relay.handle_offer(pid, msg.sdp)
+            self.conn.send(m.ServerAnswer(sdp=answer, id=msg.id))
+            if me.state is ParticipantState.ADMITTED:
+                await rooms.join(self.room_id, pid)
+        elif isinstance(msg, m.Answer):
+            if relay is None or pid not in relay.participants():
+                raise Conflict("no media negotiation in progress")
+            await relay.handle_answer(pid, msg.sdp)
+        elif isinstance(msg, m.Candidate):
+            if relay is None or pid not in relay.participants():
+                raise Conflict("send an offer first")
+            await relay.add_remote_candidate(
+                pid, {"candidate": msg.candidate, "sdpMid": msg.sdp_mid, "sdpMLineIndex": msg.sdp_mline_index}
+            )
+        elif isinstance(msg, m.Leave):
+            self.finished = True
+            await self._revoke_resume()
+            await rooms.leave(self.room_id, pid)
+            self.conn.close(m.CloseCode.NORMAL, "left")
+        elif isinstance(msg, m.SetMedia):
+            flags = self.delivery.set_flags(self.room_id, pid, audio=msg.audio, video=msg.video)
+            self.delivery.to_room(
+                self.room_id, m.MediaChanged(participant_id=pid, audio=flags.audio, video=flags.video)
+            )
+        elif isinstance(msg, m.RaiseHand):
+            self.delivery.set_flags(self.room_id, pid, hand=msg.up)
+            self.delivery.to_room(self.room_id, m.HandRaised(participant_id=pid, up=msg.up))
+        else:
+            await self._host_action(kind, msg, pid)
+
+    async def _host_action(self, kind: str, msg: m.ClientMessage, pid: ParticipantId) -> None:
+        rooms = self.services.rooms
+        target: ParticipantId | None = None
+        if isinstance(msg, m.Admit):
+            target = ParticipantId(msg.participant_id)
+            await rooms.admit(self.room_id, by=pid, participant_id=target)
+        elif isinstance(msg, m.AdmitAll):
+            await rooms.admit_all(self.room_id, by=pid)
+        elif isinstance(msg, m.Deny):
+            target = ParticipantId(msg.participant_id)
+            await rooms.deny(self.room_id, by=pid, participant_id=target, message=msg.message)
+        elif isinstance(msg, m.LobbyMessage):
+            target = ParticipantId(msg.participant_id)
+            await rooms.lobby_message(self.room_id, by=pid, participant_id=target, message=msg.message)
+        elif isinstance(msg, m.ReturnToLobby):
+            target = ParticipantId(msg.participant_id)
+            await rooms.return_to_lobby(self.room_id, by=pid, participant_id=target)
+        elif isinstance(msg, m.Mute):
+            target = ParticipantId(msg.participant_id)
+            if msg.kind is m.MediaKind.AUDIO:
+                await rooms.mute(self.room_id, by=pid, participant_id=target, muted=msg.muted)
+            else:
+                await self._mute_video(pid, target, msg.muted)
+        elif isinstance(msg, m.Remove):
+            target = ParticipantId(msg.participant_id)
+            await rooms.remove(self.room_id, by=pid, participant_id=target)
+            # The relay is local to this room's process: stop their media now, not after the bus round trip.
+            self.delivery.media.remove(target)
+        elif isinstance(msg, m.Lock):
+            await rooms.lock(self.room_id, by=pid)
+        elif isinstance(msg, m.Unlock):
+            await rooms.unlock(self.room_id, by=pid)
+        elif isinstance(msg, m.End):
+            t = await rooms.end(self.room_id, by=pid)
+            await self.services.room_directory.set_state(self.room_id, "ended", ended_at=t.room.ended_at)
+        if kind in _AUDITED:
+            await self._audit(_AUDITED[kind], "participant" if target else "room", target or self.room_id)
+
+    async def _mute_video(self, by: ParticipantId, target: ParticipantId, muted: bool) -> None:
+        room = await self.services.rooms.room(self.room_id)
+        room.require_host(by)
+        if not room.participant(target).is_seated:
+            raise Conflict("that participant is not in the room")
+        relay = self.services.relay
+        if relay is not None and target in relay.participants():
+            relay.set_forwarding(target, "video", not muted)
+        self.delivery.set_video_muted(target, muted)
+        self.delivery.to_room(
+            self.room_id, m.Muted(participant_id=target, kind=m.MediaKind.VIDEO, muted=muted)
+        )
+
+    # --- join and resume -------------------------------------------------------------------------
+
+    async def _join(self, msg: m.Join) -> None:
+        if self.pid is not None:
+            raise Conflict("already joined")
+        if msg.protocol_version != m.PROTOCOL_VERSION:
+            raise BadRequest(f"this server speaks protocol version {m.PROTOCOL_VERSION}")
+        rooms = self.services.rooms
+        subject = self.principal.subject
+        room = await rooms.room(self.room_id)
+        resumed = False
+        if msg.resume_token is not None:
+            resume_grant = await self.services.resume.redeem(
+                msg.resume_token, room_id=self.room_id, subject=subject
+            )
+            participant = room.participant(resume_grant.participant_id)
+            if not participant.is_active:
+                raise Unauthenticated("resume token not accepted; join again")
+            resumed = True
+        else:
+            existing = room.active_of(subject)
+            # Not marked reconnecting: a live socket holds it (here or in another process).
+            if existing is not None and existing.reconnecting_since is None:
+                raise AlreadyConnected("you are already connected to this room from another window")
+            if existing is not None:
+                participant, resumed = existing, True
+            else:
+                participant = await self._enter(room)
+                if participant.role.value == "client":
+                    await self._audit(Audited.KNOCK, "participant", participant.id)
+        if self.conn.state is not ConnectionState.OPEN:
+            return  # the socket closed while we were joining; the teardown takes over
+        self.pid = participant.id
+        replaced = self.services.connections.attach(self.conn, participant.id)
+        if replaced is not None:
+            log.info("connection replaced by a resumed one", extra={"participant_id": participant.id})
+        self.delivery.set_flags(self.room_id, participant.id, audio=msg.audio, video=msg.video)
+        if resumed and participant.reconnecting_since is not None:
+            await rooms.resume(self.room_id, participant.id)
+        room = await rooms.room(self.room_id)
+        rooms.holdings.hold(room, participant.id)
+        await self._heartbeat(force=True)
+        issued = await self.services.resume.issue(ResumeGrant(participant.id, self.room_id, subject))
+        self.resume_handle = issued.handle
+        settings = self.services.settings
+        self.conn.send(
+            m.Welcome(
+                id=msg.id,
+                protocol_version=m.PROTOCOL_VERSION,
+                participant_id=participant.id,
+                room_id=self.room_id,
+                role=m.Role.HOST if self.principal.role is Role.CLINICIAN else m.Role.CLIENT,
+                resume_token=issued.token,
+                resume_grace_seconds=settings.reconnect_grace_seconds,
+                heartbeat_seconds=settings.heartbeat_seconds,
+                ice_servers=self._ice_servers(participant.id),
+                resumed=resumed,
+            )
+        )
+        self._send_state(room, room.participant(participant.id))
+
+    async def _enter(self, room: Room) -> Participant:
+        rooms = self.services.rooms
+        if self.principal.role is Role.CLINICIAN:
+            account = await self.services.authenticator.active_account(UserId(self.principal.subject))
+            t = await rooms.host_enter(
+                self.room_id, user_id=UserId(account.id), display_name=account.username
+            )
+        else:
+            name = await self.services.invite_store.client_display_name(ClientId(self.principal.subject))
+            t = await rooms.knock(self.room_id, subject=ClientId(self.principal.subject), display_name=name)
+        assert t.participant is not None
+        return t.participant
+
+    def _send_state(self, room: Room, me: Participant) -> None:
+        """What a (re)joining participant needs to see at once; later changes come as events."""
+        if me.role.value == "host":
+            self.conn.send(self.delivery.lobby(room, self.services.rooms.clock()))
+        if me.state is ParticipantState.WAITING:
+            waiting = self.delivery.waiting_message(room, me.id)
+            if waiting is not None:
+                self.conn.send(waiting)
+        elif me.is_seated:
+            self.conn.send(m.Admitted())
+            self.conn.send(self.delivery.roster(room))
+        if room.state.value == "locked":
+            self.conn.send(m.RoomLocked())
+
+    def _ice_servers(self, pid: ParticipantId) -> tuple[m.IceServer, ...]:
+        entries = self.services.ice.client_ice_servers(pid, now=time.time())
+        return tuple(m.IceServer(urls=e.urls, username=e.username, credential=e.credential) for e in entries)
+
+    # --- liveness and teardown -------------------------------------------------------------------
+
+    async def _heartbeat(self, force: bool = False) -> None:
+        """Presence in Redis, the resume token's lifetime and (for clinicians) the sign-in's idle timer;
+        written at most twice per heartbeat interval however often the client pings."""
+        if self.pid is None:
+            return
+        now = time.monotonic()
+        if not force and now - self._last_heartbeat < self.services.settings.heartbeat_seconds / 2:
+            return
+        self._last_heartbeat = now
+        await self.services.rooms.heartbeat(self.room_id, self.pid)
+        if self.resume_handle is not None:
+            await self.services.resume.keep_alive(self.resume_handle)
+        account = self.principal.role is not Role.CLIENT
+        if account and self.grant.session and not await self.services.tokens.keep_alive(self.grant.session):
+            raise Unauthenticated("session ended")
+
+    async def _revoke_resume(self) -> None:
+        if self.resume_handle is not None:
+            await self.services.resume.revoke(self.resume_handle)
+            self.resume_handle = None
+
+    async def _teardown(self) -> None:
+        """The socket is gone. Unless the participant left for good, they are reconnecting: peers see it
+        and the resume token lives exactly the grace window (the sweeper lets them go after it)."""
+        mine = self.user_sockets.get(self.principal.subject)
+        if mine is not None:
+            mine.discard(self.conn)
+            if not mine:
+                del self.user_sockets[self.principal.subject]
+        if self.conn.state is ConnectionState.OPEN:
+            self.conn.lost(1006)
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self.conn.wait_closed(), 5)
+        pid = self.pid
+        if pid is None:
+            return
+        current = self.services.connections.get(pid)
+        if current is not None and current is not self.conn:
+            return  # replaced by a resumed connection: nothing to do
+        if self.finished:
+            return
+        try:
+            room = await self.services.rooms.room(self.room_id)
+            me = room.participant(pid)
+            if not me.is_active:
+                self.services.rooms.holdings.release(self.room_id, pid)
+                return
+            if me.reconnecting_since is None:
+                await self.services.rooms.mark_reconnecting(self.room_id, pid)
+            if self.resume_handle is not None:
+                await self.services.resume.start_grace(self.resume_handle)
+        except VIOPError:
+            pass
+        except Exception:
+            log.exception("teardown failed", extra={"participant_id": pid})
+
+    async def _audit(self, action: Audited, object_type: str, object_id: str) -> None:
+        try:
+            await self.services.storage.audit.append(
+                self.principal.subject,
+                self.principal.role.value,
+                action,
+                object_type,
+                object_id,
+                ip=client_ip(self.websocket),
+            )
+        except Exception:
+            log.exception("audit write failed", extra={"kind": action.value})

@@ -1,0 +1,217 @@
+"""A whole participant for tests, benchmarks and ``python -m vIOP.client``: signaling plus media.
+
+:class:`RoomClient` owns one signaling socket and one peer connection. A background reader answers the
+server's renegotiation offers by itself and keeps every other message, so callers wait for what they care
+about with :meth:`RoomClient.wait_for` instead of sleeping.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TypeVar
+
+import httpx
+from aiortc import MediaStreamTrack
+
+from vIOP.client.media import FrameCounter, MediaPeer, ReceiveMode
+from vIOP.client.signaling import SignalingClient, SignalingClosed
+from vIOP.signaling import messages as m
+
+T = TypeVar("T", bound=m.ServerMessage)
+TicketSource = Callable[[], Awaitable[str]]
+"""Returns a fresh ``ws_url`` (with its single-use ticket) for each connection attempt."""
+
+
+class RoomClient:
+    def __init__(
+        self,
+        tickets: TicketSource,
+        *,
+        origin: str,
+        tracks: Callable[[], Sequence[MediaStreamTrack]] = tuple,
+        host_addresses: Sequence[str] = ("127.0.0.1",),
+        receive: ReceiveMode = ReceiveMode.DECODE,
+        counter: FrameCounter | None = None,
+    ) -> None:
+        self.tickets = tickets
+        self.origin = origin
+        self.tracks = (
+            tracks  # a factory: each peer connection (a reconnect makes a new one) gets fresh tracks
+        )
+        self.host_addresses = tuple(host_addresses)
+        self.receive = receive
+        self.counter = counter or FrameCounter()
+        self.signaling: SignalingClient | None = None
+        self.media: MediaPeer | None = None
+        self.welcome: m.Welcome | None = None
+        self.messages: list[m.ServerMessage] = []
+        self.closed: SignalingClosed | None = None
+        self._changed = asyncio.Condition()
+        self._reader: asyncio.Task[None] | None = None
+
+    @property
+    def participant_id(self) -> str:
+        assert self.welcome is not None, "join first"
+        return self.welcome.participant_id
+
+    # --- connecting ------------------------------------------------------------------------------
+
+    async def join(self, *, resume: bool = False, audio: bool = True, video: bool = True) -> m.Welcome:
+        """Open a socket with a fresh ticket and send ``join`` (with the resume token when resuming)."""
+        url = await self.tickets()
+        self.signaling = await SignalingClient.connect(url, origin=self.origin)
+        self.closed = None
+        self.messages = []  # "since joining": request ids restart with each socket
+        token = self.welcome.resume_token if resume and self.welcome else None
+        reply = await self.signaling.request(m.Join(resume_token=token, audio=audio, video=video))
+        if isinstance(reply, m.ErrorMessage):
+            raise RuntimeError(f"join refused: {reply.code}: {reply.message}")
+        assert isinstance(reply, m.Welcome), reply
+        self.welcome = reply
+        self._reader = asyncio.get_running_loop().create_task(self._read(self.signaling))
+        return reply
+
+    async def start_media(self) -> None:
+        """Offer our tracks once admitted; a new offer always opens a new peer connection (reconnect)."""
+        assert self.signaling is not None
+        if self.media is not None:
+            await self.media.close()
+        self.media = MediaPeer(host_addresses=self.host_addresses, receive=self.receive, counter=self.counter)
+        tracks = self.tracks()
+        if tracks:
+            self.media.publish(*tracks)
+        else:
+            self.media.receive_only("audio", "video")
+        request_id = self.signaling.next_id()
+        await self.signaling.send(m.Offer(sdp=await self.media.create_offer(), id=request_id))
+        answer = await self.wait_for(
+            lambda msg: msg.id == request_id and isinstance(msg, m.ServerAnswer | m.ErrorMessage)
+        )
+        if isinstance(answer, m.ErrorMessage):
+            raise RuntimeError(f"offer refused: {answer.code}: {answer.message}")
+        assert isinstance(answer, m.ServerAnswer)
+        await self.media.accept_answer(answer.sdp)
+
+    async def send(self, message: m.ClientMessage) -> None:
+        assert self.signaling is not None
+        await self.signaling.send(message)
+
+    async def drop(self) -> None:
+        """Lose the socket without a close handshake (a network blip), keeping the peer connection."""
+        assert self.signaling is not None
+        transport = getattr(self.signaling._ws, "transport", None)
+        if transport is not None:
+            transport.abort()
+        with contextlib.suppress(asyncio.TimeoutError, SignalingClosed):
+            await self.wait_closed(5)
+
+    async def close(self) -> None:
+        if self._reader is not None:
+            self._reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._reader
+        if self.signaling is not None:
+            with contextlib.suppress(Exception):
+                await self.signaling.close()
+        if self.media is not None:
+            await self.media.close()
+
+    # --- reading ---------------------------------------------------------------------------------
+
+    async def _read(self, signaling: SignalingClient) -> None:
+        try:
+            while True:
+                message = await signaling.recv(within=None)
+                if isinstance(message, m.ServerOffer) and self.media is not None:
+                    answer = await self.media.accept_offer(message.sdp)
+                    await signaling.send(m.Answer(sdp=answer))
+                async with self._changed:
+                    self.messages.append(message)
+                    self._changed.notify_all()
+        except SignalingClosed as closed:
+            async with self._changed:
+                self.closed = closed
+                self._changed.notify_all()
+
+    async def wait_for(
+        self, predicate: Callable[[m.ServerMessage], bool], within: float = 10.0
+    ) -> m.ServerMessage:
+        """The first received message (since joining) matching ``predicate``."""
+        async with asyncio.timeout(within), self._changed:
+            while True:
+                for message in self.messages:
+                    if predicate(message):
+                        return message
+                if self.closed is not None:
+                    raise self.closed
+                await self._changed.wait()
+
+    async def wait_message(
+        self, kind: type[T], within: float = 10.0, where: Callable[[T], bool] | None = None
+    ) -> T:
+        found = await self.wait_for(
+            lambda msg: isinstance(msg, kind) and (where is None or where(msg)), within
+        )
+        assert isinstance(found, kind)
+        return found
+
+    def latest(self, kind: type[T]) -> T | None:
+        for message in reversed(self.messages):
+            if isinstance(message, kind):
+                return message
+        return None
+
+    async def wait_closed(self, within: float = 10.0) -> SignalingClosed:
+        async with asyncio.timeout(within), self._changed:
+            while self.closed is None:
+                await self._changed.wait()
+            return self.closed
+
+    async def wait_frames(self, publisher: str, kind: str, at_least: int = 1, within: float = 10.0) -> int:
+        """Poll the frame counter (frames arrive on aiortc's tasks, not as messages) until enough came."""
+        deadline = time.monotonic() + within
+        while True:
+            count = self.counter.frames(publisher, kind)
+            if count >= at_least:
+                return count
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{count} {kind} frames from {publisher} after {within} s")
+            await asyncio.sleep(0.02)
+
+
+# --- the HTTP side (login, tickets), for the command line and the load benchmarks ----------------------
+
+
+class HttpApi:
+    """The few HTTP calls a participant makes (docs/API.md)."""
+
+    def __init__(self, base_url: str, *, timeout: float = 10.0) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.http = httpx.AsyncClient(base_url=self.base_url, timeout=timeout, trust_env=False)
+
+    async def login(self, username: str, password: str, totp: str | None = None) -> str:
+        body: dict[str, str] = {"username": username, "password": password}
+        if totp:
+            body["totp"] = totp
+        response = await self.http.post("/api/v1/auth/login", json=body)
+        response.raise_for_status()
+        return str(response.json()["access_token"])
+
+    async def signal_ticket(self, bearer: str, room_id: str) -> str:
+        response = await self.http.post(
+            "/api/v1/signal-tickets", json={"room_id": room_id}, headers={"Authorization": f"Bearer {bearer}"}
+        )
+        response.raise_for_status()
+        return str(response.json()["ws_url"])
+
+    def ticket_source(self, bearer: str, room_id: str) -> TicketSource:
+        async def next_url() -> str:
+            return await self.signal_ticket(bearer, room_id)
+
+        return next_url
+
+    async def close(self) -> None:
+        await self.http.aclose()
