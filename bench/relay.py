@@ -46,6 +46,13 @@ CLOCK_TICK = os.sysconf("SC_CLK_TCK")
 LOOPBACK = ("127.0.0.1",)
 
 
+def machine_busy() -> tuple[float, float]:
+    """(busy, total) jiffies over all cores since boot, from /proc/stat."""
+    values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = values[3] + values[4]  # idle + iowait
+    return float(sum(values) - idle), float(sum(values))
+
+
 def process_cpu(pid: int) -> float:
     """CPU seconds (user + system, all threads) used so far by process ``pid``."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -68,6 +75,7 @@ class Result:
     us_per_packet: float  # server CPU per forwarded packet, everything included
     rss_mb: float
     threads: int
+    machine_busy: float  # % of all cores busy (anything: this benchmark and everyone else)
     notes: list[str] = field(default_factory=list)
 
 
@@ -206,6 +214,7 @@ class Snapshot:
     wall: float
     server_cpu: float
     client_cpu: float
+    machine: tuple[float, float]
     video: dict[tuple[str, str], int]
     audio: dict[tuple[str, str], int]
     stats: dict[str, Any]
@@ -219,6 +228,7 @@ async def _snapshot(
         wall=time.monotonic(),
         server_cpu=server.cpu(),
         client_cpu=time.process_time(),
+        machine=machine_busy(),
         video={(v, p): peers[v].counter.frames(p, "video") for v, ps in expected.items() for p in ps},
         audio={(v, p): peers[v].counter.frames(p, "audio") for v, ps in expected.items() for p in ps},
         stats=stats,
@@ -255,6 +265,7 @@ def _result(
         us_per_packet=1e6 * server_cpu / packets if packets else float("nan"),
         rss_mb=b.stats["rss_kb"] / 1024,
         threads=b.stats["threads"],
+        machine_busy=100 * (b.machine[0] - a.machine[0]) / max(1.0, b.machine[1] - a.machine[1]),
         notes=notes,
     )
 
@@ -262,7 +273,7 @@ def _result(
 def print_table(results: list[Result]) -> None:
     header = (
         f"{'scenario':<26} {'server':<11} {'srv CPU%':>8} {'fps mean':>8} {'fps min':>7} {'audio/s':>7} "
-        f"{'pkt out/s':>9} {'us/pkt':>6} {'RSS MB':>6} {'thr':>4} {'client CPU%':>11}"
+        f"{'pkt out/s':>9} {'us/pkt':>6} {'RSS MB':>6} {'thr':>4} {'client CPU%':>11} {'machine busy%':>13}"
     )
     print(header)
     print("-" * len(header))
@@ -270,7 +281,7 @@ def print_table(results: list[Result]) -> None:
         print(
             f"{r.name:<26} {r.server:<11} {r.server_cpu:8.1f} {r.fps_mean:8.1f} {r.fps_min:7.1f} "
             f"{r.audio_pps_mean:7.1f} {r.packets_forwarded_per_s:9.0f} {r.us_per_packet:6.1f} "
-            f"{r.rss_mb:6.0f} {r.threads:4d} {r.client_cpu:11.1f}"
+            f"{r.rss_mb:6.0f} {r.threads:4d} {r.client_cpu:11.1f} {r.machine_busy:13.0f}"
             + (f"  ({'; '.join(r.notes)})" if r.notes else "")
         )
 

@@ -180,7 +180,11 @@ class PeerSession:
                 self._in_flight = changes
                 sdp = str(self.pc.localDescription.sdp)
             self.offers_sent += 1
-            await self._send_offer(sdp)
+            try:
+                await self._send_offer(sdp)
+            except Exception as exc:  # the socket is gone: the client reconnects with a new offer
+                logger.info("server offer for %s not delivered: %s", self.participant, type(exc).__name__)
+                return
 
     def _reconcile(self) -> dict[Slot, SlotState]:
         changes: dict[Slot, SlotState] = {}
