@@ -362,7 +362,7 @@ def routes() -> list[BaseRoute]:
                     "security": BEARER_SECURITY,
                     "parameters": [_ROOM_ID_PARAM],
                     "responses": {
-                        "200": json_body({"oneOf": [ROOM_SCHEMA, CLIENT_ROOM_SCHEMA]}),
+                        "200": json_body({"anyOf": [ROOM_SCHEMA, CLIENT_ROOM_SCHEMA]}),
                         **refusals(401, 403, 404),
                     },
                 }

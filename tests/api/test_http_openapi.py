@@ -1,0 +1,47 @@
+"""The API routes document themselves truthfully: security, request bodies and error responses."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tests.api.support import Api
+
+ERROR_REF = {"$ref": "#/components/schemas/Error"}
+API_PATHS = {
+    "/api/v1/auth/login": {"post"},
+    "/api/v1/auth/logout": {"post"},
+    "/api/v1/rooms": {"get", "post"},
+    "/api/v1/rooms/{room_id}": {"get"},
+    "/api/v1/rooms/{room_id}/invites": {"post"},
+    "/api/v1/invites/{invite_id}": {"delete"},
+    "/api/v1/signal-tickets": {"post"},
+    "/api/v1/presence": {"get"},
+    "/api/v1/attendance": {"get"},
+    "/api/v1/turn-credentials": {"get"},
+}
+
+
+async def test_every_api_operation_documents_security_bodies_and_errors(api: Api) -> None:
+    doc: dict[str, Any] = (await api.http.get("/openapi.json")).json()
+    documented = {path: set(ops) for path, ops in doc["paths"].items() if path.startswith("/api/v1/")}
+    assert documented == API_PATHS
+    operation_ids = set()
+    for path, methods in API_PATHS.items():
+        for method in methods:
+            operation = doc["paths"][path][method]
+            operation_ids.add(operation["operationId"])
+            expected_security = [] if path == "/api/v1/auth/login" else [{"bearer": []}]
+            assert operation["security"] == expected_security, (method, path)
+            errors = {status: r for status, r in operation["responses"].items() if status >= "400"}
+            assert "503" in errors
+            if path != "/api/v1/auth/login":
+                assert "401" in errors, (method, path)
+            for response in errors.values():
+                assert response["content"]["application/json"]["schema"] == ERROR_REF
+            if method == "post":
+                assert "application/json" in operation["requestBody"]["content"], path
+                assert {"413", "415"} <= set(errors), path
+            for parameter in operation.get("parameters", []):
+                if parameter["in"] == "path":
+                    assert "{" + parameter["name"] + "}" in path
+    assert len(operation_ids) == sum(len(m) for m in API_PATHS.values())
