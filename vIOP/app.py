@@ -21,6 +21,7 @@ from vIOP.api.middleware import BodySizeLimitMiddleware, RequestContextMiddlewar
 from vIOP.api.openapi import documented_route, json_body, openapi_endpoint
 from vIOP.api.responses import EXCEPTION_HANDLERS
 from vIOP.api.room_delivery import MediaHooks, RoomDelivery
+from vIOP.api.ws_presence import presence_endpoint, presence_listener
 from vIOP.api.ws_signal import signal_endpoint
 from vIOP.auth.accounts import Authenticator, LoginEvent, LoginOutcome
 from vIOP.auth.invites import Invites
@@ -171,17 +172,24 @@ def start_live(services: Services) -> None:
     services.extras["user_sockets"] = user_sockets
 
     async def close_user_sockets(user_id: str) -> None:
+        """Logout: the user's signaling and presence sockets close 1000 "signed out"."""
         for conn in list(user_sockets.get(user_id, ())):
             conn.close(CloseCode.NORMAL, "signed out")
+        for stream in list(services.extras.get("presence_streams", ())):
+            if stream.grant.principal.subject == user_id:
+                stream.close(1000)
 
     services.extras["close_user_sockets"] = close_user_sockets
     listeners: list[EventListener] = services.extras.setdefault("event_listeners", [])
+    listeners.append(presence_listener(services))
     services.spawn(run_event_loop(services, delivery, listeners), "room-events")
     services.spawn(
         run_sweeper(services, interval=min(2.0, services.settings.heartbeat_seconds / 2)), "sweeper"
     )
 
     async def drain() -> None:
+        for stream in list(services.extras.get("presence_streams", ())):
+            stream.close(int(CloseCode.GOING_AWAY))
         await services.connections.close_all(CloseCode.GOING_AWAY, "server shutting down")
         if services.relay is not None:
             await services.relay.close()
@@ -249,6 +257,7 @@ def create_app(settings: Settings, services: Services | None = None) -> Starlett
         )
     )
     routes.append(WebSocketRoute("/ws/signal", signal_endpoint))
+    routes.append(WebSocketRoute("/ws/presence", presence_endpoint))
     routes += web.routes()
     app = Starlette(
         routes=routes,

@@ -174,6 +174,8 @@ class RoomDelivery:
                     audio=flags.audio, video=flags.video, hand=flags.hand, muted_by_host=False,
                 )  # fmt: skip
                 self.to_room(room_id, m.ParticipantJoined(participant=entry), exclude=pid)
+            elif isinstance(event, ev.Left) and event.reason is ev.LeaveReason.ENDED:
+                pass  # everyone leaves with the room: room_ended (which follows) says it once, then closes
             elif isinstance(event, ev.Left):
                 self.media.remove(pid)
                 reason = (
