@@ -22,6 +22,10 @@ The points, and why each is needed:
   peer connections in the process keep aioice's default).
 - Payload types: a re-offer from aiortc re-numbers codecs from its global table, which collides with the
   numbers a browser chose in the first offer (same BUNDLE); :class:`CodecPlan` pins them per connection.
+- Sending: :class:`DirectSender` writes a subscriber's RTP itself (the sender's SSRCs and negotiated
+  parameters, the transport's SRTP session, the nominated ICE pair) and keeps the counters aiortc's RTCP
+  reads, with aiortc's NACK handling pointed at its history. It is the fast path; legs without one are
+  read by aiortc's own sender loop through ``pack()`` (above).
 """
 
 from __future__ import annotations
@@ -42,7 +46,6 @@ import aioice.ice
 import aiortc
 import aiortc.codecs
 import aiortc.rtcdtlstransport
-import aiortc.rtcpeerconnection
 import aiortc.rtcrtpreceiver
 import aiortc.rtcrtpsender
 import aiortc.sdp
