@@ -213,7 +213,9 @@ def _vp8_payloads(data: bytes, picture_id: int) -> list[bytes]:
     """RFC 7741 packetization as aiortc's ``Vp8Encoder.pack`` does it (15-bit picture id on every packet)."""
     pid = struct.pack("!H", 0x8000 | picture_id)
     first, rest = b"\x90\x80" + pid, b"\x80\x80" + pid
-    return [(rest if i else first) + data[i : i + _VP8_MAX_CHUNK] for i in range(0, len(data), _VP8_MAX_CHUNK)]
+    return [
+        (rest if i else first) + data[i : i + _VP8_MAX_CHUNK] for i in range(0, len(data), _VP8_MAX_CHUNK)
+    ]
 
 
 class DirectSender:
@@ -249,7 +251,8 @@ class DirectSender:
         codecs = transceiver._codecs
         self._pt = codecs[0].payloadType
         self._rtx_pt = next(
-            (c.payloadType for c in codecs if c.mimeType == _RTX and c.parameters.get("apt") == self._pt), None
+            (c.payloadType for c in codecs if c.mimeType == _RTX and c.parameters.get("apt") == self._pt),
+            None,
         )
         ids = {e.uri: e.id for e in transceiver._headerExtensions}
         mid = (transceiver.mid or "").encode()
@@ -324,7 +327,9 @@ class DirectSender:
         ext = self._extensions()
         first_byte = 0x90 if ext else 0x80
         if self._rtx_pt is not None:
-            header = _RTP_HEADER.pack(first_byte, marker | self._rtx_pt, self._rtx_seq, timestamp, self._rtx_ssrc)
+            header = _RTP_HEADER.pack(
+                first_byte, marker | self._rtx_pt, self._rtx_seq, timestamp, self._rtx_ssrc
+            )
             payload = struct.pack("!H", sequence_number) + payload
             self._rtx_seq = (self._rtx_seq + 1) & 0xFFFF
         else:
@@ -578,15 +583,23 @@ def internals_problems() -> list[str]:
         for n in ("_codecs", "_headerExtensions")
         if n not in transceiver_names
     ]
-    counters = tuple(f"_RTCRtpSender__{n}" for n in ("started", "packet_count", "octet_count", "rtp_timestamp"))
-    problems += [f"RTCRtpSender no longer keeps {n}" for n in _assigns(sender_cls.__init__, *counters, "_ssrc")]
-    problems += [f"RTCRtpSender no longer keeps {n}" for n in _assigns(sender_cls.__init__, "_rtx_ssrc", "_enabled")]
+    counters = tuple(
+        f"_RTCRtpSender__{n}" for n in ("started", "packet_count", "octet_count", "rtp_timestamp")
+    )
+    problems += [
+        f"RTCRtpSender no longer keeps {n}" for n in _assigns(sender_cls.__init__, *counters, "_ssrc")
+    ]
+    problems += [
+        f"RTCRtpSender no longer keeps {n}" for n in _assigns(sender_cls.__init__, "_rtx_ssrc", "_enabled")
+    ]
     if "_RTCRtpSender__ntp_timestamp" not in sender_cls._run_rtcp.__code__.co_names:
         problems.append("RTCRtpSender's sender reports no longer read __ntp_timestamp")
     if "_retransmit" not in sender_cls._handle_rtcp_packet.__code__.co_names:
         problems.append("RTCRtpSender._handle_rtcp_packet no longer calls _retransmit on NACK")
     dtls_cls = aiortc.rtcdtlstransport.RTCDtlsTransport
-    problems += [f"RTCDtlsTransport no longer has {n}" for n in _assigns(dtls_cls.__init__, "_tx_srtp", "_state")]
+    problems += [
+        f"RTCDtlsTransport no longer has {n}" for n in _assigns(dtls_cls.__init__, "_tx_srtp", "_state")
+    ]
     if "_nominated" not in aioice.ice.Connection.sendto.__code__.co_names:
         problems.append("aioice Connection.sendto no longer sends on _nominated pairs")
     if "sendto" not in aioice.ice.StunProtocol.send_data.__code__.co_names:

@@ -142,7 +142,11 @@ class MediaRelay:
             if self._participants.get(pid) is not participant:
                 raise NotFound("participant has no media")
             session = PeerSession(
-                pid, self._ice, self._sender_for(pid), self._state_listener(pid), direct_send=self._direct_send
+                pid,
+                self._ice,
+                self._sender_for(pid),
+                self._state_listener(pid),
+                direct_send=self._direct_send,
             )
             sources = {
                 kind: participant.sources.get(kind)
