@@ -85,11 +85,18 @@ async def test_login_body_errors_are_typed(
     assert_error(await api.http.post("/api/v1/auth/login", content=content, headers=headers), status, code)
 
 
-async def test_unknown_fields_are_refused_without_echoing_them(api: Api) -> None:
+async def test_unknown_fields_and_bad_values_are_refused_without_echoing_them(api: Api) -> None:
     canary = "CanaryField9x"
     body = {"username": "a", "password": "b", canary: 1}
     error = assert_error(await api.http.post("/api/v1/auth/login", json=body), 400, "bad_request")
     assert canary not in error["message"]
+    user = await api.user(Role.CLINICIAN)
+    room = {"kind": canary, "title": "t"}
+    error = assert_error(
+        await api.http.post("/api/v1/rooms", json=room, headers=user.headers), 400, "bad_request"
+    )
+    assert canary not in error["message"]
+    assert "$.kind" in error["message"]
 
 
 async def test_body_over_16_kib_is_413(api: Api) -> None:

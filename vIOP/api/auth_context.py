@@ -165,9 +165,12 @@ async def _read_capped(request: Request, limit: int) -> bytes:
 
 def _schema_message(error: msgspec.ValidationError) -> str:
     text = str(error)
-    # msgspec names an unknown field as the caller spelled it: never echo caller text back.
+    # msgspec quotes an unknown field or a bad enum value as the caller wrote it: never echo caller text.
     if text.startswith("Object contains unknown field"):
         return "the request body has a field this endpoint does not take"
+    if text.startswith("Invalid enum value"):
+        _, at, path = text.rpartition(" - at `")
+        return f"invalid request body: not an allowed value - at `{path}" if at else "invalid request body"
     return f"invalid request body: {text}"
 
 
