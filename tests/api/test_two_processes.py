@@ -1,0 +1,123 @@
+"""Two real app processes on one Redis (and one database): a knock on process A reaches the host on B, and
+the admit crosses back. Everything through the public surface: CLI, HTTP API and signaling sockets."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.support import free_port
+from vIOP.client.session import HttpApi, RoomClient
+from vIOP.signaling import messages as m
+
+REPO = Path(__file__).resolve().parents[2]
+PASSWORD = "correct horse battery staple"
+
+
+def _env(data_dir: Path, redis_url: str, port: int) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VIOP_")}
+    env.update(
+        PYTHONPATH=str(REPO), VIOP_DATA_DIR=str(data_dir), VIOP_REDIS_URL=redis_url, VIOP_PORT=str(port),
+        VIOP_ICE_HOST_ADDRESSES="127.0.0.1",
+    )  # fmt: skip
+    return env
+
+
+class App:
+    def __init__(self, data_dir: Path, redis_url: str) -> None:
+        self.port = free_port()
+        self.base_url = f"http://127.0.0.1:{self.port}"
+        self.env = _env(data_dir, redis_url, self.port)
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "vIOP", "serve"], env=self.env, cwd=data_dir.parent,
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        )  # fmt: skip
+
+    def wait_ready(self, timeout: float = 20.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(
+                    f"app exited: {self.process.stderr.read().decode()[-2000:] if self.process.stderr else ''}"
+                )
+            try:
+                if httpx.get(f"{self.base_url}/readyz", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        raise TimeoutError("app not ready")
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+
+
+@pytest.fixture
+def two_apps(tmp_path: Path, redis_url: str) -> Iterator[tuple[App, App]]:
+    data_dir = tmp_path / "var"
+    first = App(data_dir, redis_url)
+    apps = [first]
+    try:
+        first.wait_ready()  # the first one migrates the database and creates the key file
+        created = subprocess.run(
+            [sys.executable, "-m", "vIOP", "users", "create", "--role", "clinician", "--username", "dr.two",
+             "--password-stdin"],
+            input=PASSWORD, env=first.env, cwd=tmp_path, capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert created.returncode == 0, created.stderr
+        second = App(data_dir, redis_url)
+        apps.append(second)
+        second.wait_ready()
+        yield first, second
+    finally:
+        for app in apps:
+            app.stop()
+
+
+async def test_knock_on_one_process_reaches_the_host_on_the_other_and_the_admit_crosses_back(
+    two_apps: tuple[App, App], redis_client: object
+) -> None:
+    a, b = two_apps
+    api_a, api_b = HttpApi(a.base_url), HttpApi(b.base_url)
+    host = client = None
+    try:
+        token = await api_b.login("dr.two", PASSWORD)
+        room = (await api_b.http.post("/api/v1/rooms", json={"kind": "group", "title": "Two-process group"},
+                                      headers={"Authorization": f"Bearer {token}"})).json()  # fmt: skip
+        invite = (await api_b.http.post(f"/api/v1/rooms/{room['id']}/invites", json={"display_name": "Kim"},
+                                        headers={"Authorization": f"Bearer {token}"})).json()  # fmt: skip
+        host = RoomClient(api_b.ticket_source(token, room["id"]), origin=b.base_url)
+        await host.join()
+        await host.wait_message(m.Lobby)
+
+        client = RoomClient(api_a.ticket_source(invite["invite_token"], room["id"]), origin=a.base_url)
+        await client.join()
+        waiting = await client.wait_message(m.Waiting)
+        assert waiting.position == 1
+
+        lobby = await host.wait_message(m.Lobby, where=lambda lb: len(lb.waiting) == 1)
+        assert lobby.waiting[0].display_name == "Kim"
+        assert lobby.waiting[0].participant_id == client.participant_id
+
+        await host.send(m.Admit(participant_id=client.participant_id))
+        await client.wait_message(m.Admitted)
+        roster = await client.wait_message(m.Roster)
+        assert roster.locked is False
+    finally:
+        for c in (host, client):
+            if c is not None:
+                await c.close()
+        await api_a.close()
+        await api_b.close()
