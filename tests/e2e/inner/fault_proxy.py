@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 from dataclasses import dataclass, field
 
 CHUNK = 64 * 1024
@@ -27,6 +28,16 @@ class FaultProxy:
     @property
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.listen_port}"
+
+    def console_errors_of_a_cut(self) -> tuple[re.Pattern[str], ...]:
+        """What Chromium itself logs for requests and sockets the cut killed: only through this proxy."""
+        origin = re.escape(f"127.0.0.1:{self.listen_port}/")
+        return (
+            re.compile(
+                rf"Failed to load resource: net::ERR_(CONNECTION_RESET|CONNECTION_REFUSED|CONNECTION_CLOSED|EMPTY_RESPONSE) \(http://{origin}\S*\)"
+            ),
+            re.compile(rf"WebSocket connection to 'ws://{origin}[^']*' failed: .* \(http://{origin}\S*\)"),
+        )
 
     async def start(self) -> None:
         self._server = await asyncio.start_server(self._accept, "127.0.0.1", self.listen_port)

@@ -1,15 +1,12 @@
-"""PENDING: rename to test_session.py once these land (until then pytest does not collect this file):
-- ``WS /ws/presence`` (the staff dashboard's live updates: "2 live" after a client leaves, none after end);
-- ``end`` must reach clients as ``room_ended`` (seen in the working tree: the room's per-participant
-  "left" events closed each client socket with 1000 "left" before ``room_ended`` was sent);
-- ``RosterEntry.reconnecting`` in the signaling roster (the server re-sends the roster on every room event,
-  including right after ``reconnecting``, so without the flag a page cannot keep showing who is reconnecting).
-Run against the integrator's working tree (HTTP API + /ws/signal) every other step passed: login, rooms,
-invites, lobby, admit, framesDecoded > 0 on every page, staff sees 3 live, host mute stops audio at the
-others, a leave updates rosters and grids; the reconnect test reached "same participant back, no new knock".
+"""A whole group session in real browsers, through the reference client's pages only (issue 7, Done when).
 
-A whole group session in real browsers: a clinician, two clients and a staff member, each in their own
-Chromium with fake camera and microphone, through the reference client's pages only."""
+A clinician, two clients and a staff member, each in their own Chromium with fake camera and microphone:
+lobby and admit; every page decodes every other participant's video (``getStats()``); the staff dashboard
+follows the room live over ``WS /ws/presence``; a host mute stops that client's audio at the others; a
+leave updates rosters; "end for all" reaches every page; the attendance view shows the finished session
+and offers the CSV. The second test drops a client's network mid-session: reconnecting on both pages, then
+the same participant back without a new knock. axe-core runs on every screen the tests pass through, and
+each page is screenshotted under test-artifacts/e2e/<test>/."""
 
 from __future__ import annotations
 
@@ -176,5 +173,5 @@ async def test_socket_drop_shows_reconnecting_then_same_participant_without_knoc
     await flows.wait_for_video_from(alex, {clinician_id})
     await alex.screenshot("back-in-session")
     await clinician.screenshot("alex-back")
-    await alex.assert_clean()
+    await alex.assert_clean(expected=fault_proxy.console_errors_of_a_cut())
     await clinician.assert_clean()
