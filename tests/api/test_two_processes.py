@@ -121,3 +121,80 @@ async def test_knock_on_one_process_reaches_the_host_on_the_other_and_the_admit_
                 await c.close()
         await api_a.close()
         await api_b.close()
+
+
+def test_python_client_cli_joins_admits_and_counts_frames(tmp_path: Path, redis_url: str) -> None:
+    """`python -m vIOP.client` as a clinician (admit-all) and as a client from an invite, one server."""
+    import asyncio as aio
+
+    app = App(tmp_path / "var", redis_url)
+    try:
+        app.wait_ready()
+        created = subprocess.run(
+            [sys.executable, "-m", "vIOP", "users", "create", "--role", "clinician", "--username", "dr.cli",
+             "--password-stdin"],
+            input=PASSWORD, env=app.env, cwd=tmp_path, capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert created.returncode == 0, created.stderr
+
+        async def setup() -> tuple[str, str, str]:
+            api = HttpApi(app.base_url)
+            try:
+                token = await api.login("dr.cli", PASSWORD)
+                headers = {"Authorization": f"Bearer {token}"}
+                room = (
+                    await api.http.post(
+                        "/api/v1/rooms", json={"kind": "group", "title": "CLI"}, headers=headers
+                    )
+                ).json()
+                invite = (
+                    await api.http.post(
+                        f"/api/v1/rooms/{room['id']}/invites", json={"display_name": "Lou"}, headers=headers
+                    )
+                ).json()
+                return room["id"], invite["invite_token"], token
+            finally:
+                await api.close()
+
+        room_id, invite, token = aio.run(setup())
+        common = [sys.executable, "-m", "vIOP.client", "--server", app.base_url, "--room", room_id,
+                  "--host-address", "127.0.0.1"]  # fmt: skip
+        host = subprocess.Popen(
+            [*common, "--username", "dr.cli", "--password-stdin", "--admit-all", "--seconds", "12"],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=app.env,
+        )  # fmt: skip
+        assert host.stdin is not None
+        host.stdin.write(PASSWORD + "\n")
+        host.stdin.close()
+        # The host enters first: the room turns live when it does.
+        deadline = time.monotonic() + 30
+        while (
+            httpx.get(f"{app.base_url}/api/v1/rooms/{room_id}", headers={"Authorization": f"Bearer {token}"})
+            .json()
+            .get("state")
+            != "live"
+        ):
+            assert time.monotonic() < deadline, "the host never entered"
+            assert host.poll() is None, host.stderr.read() if host.stderr else ""
+            time.sleep(0.1)
+        client = subprocess.run(
+            [*common, "--invite", invite, "--seconds", "8"],
+            capture_output=True,
+            text=True,
+            env=app.env,
+            timeout=60,
+        )
+        host.wait(60)
+        host_out = host.stdout.read() if host.stdout else ""
+        host_err = host.stderr.read() if host.stderr else ""
+        assert client.returncode == 0, client.stderr
+        assert host.returncode == 0, host_err
+        import json as _json
+
+        client_summary, host_summary = _json.loads(client.stdout), _json.loads(host_out)
+        assert client_summary["role"] == "client"
+        assert host_summary["role"] == "host"
+        assert client_summary["frames"].get(f"{host_summary['participant_id']}/video", 0) > 0
+        assert host_summary["frames"].get(f"{client_summary['participant_id']}/video", 0) > 0
+    finally:
+        app.stop()
