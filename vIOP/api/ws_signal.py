@@ -408,8 +408,9 @@ class SignalSession:
         try:
             room = await self.services.rooms.room(self.room_id)
             me = room.participant(pid)
-            if not me.is_active:
+            if not me.is_active:  # denied, removed, ended: no way back in with this token
                 self.services.rooms.holdings.release(self.room_id, pid)
+                await self._revoke_resume()
                 return
             if me.reconnecting_since is None:
                 await self.services.rooms.mark_reconnecting(self.room_id, pid)
