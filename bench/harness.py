@@ -1,0 +1,300 @@
+"""Real processes for benchmarks and fault-injection tests: a ``python -m vIOP serve`` child, an external
+redis-server we can SIGKILL, HTTP provisioning (clinician, rooms, invites, tickets) and figures.
+
+Everything listens on loopback only. Nothing here reaches into the server process: it is driven from the
+outside exactly as an operator and its clients would, so its CPU can be read from /proc and it can be
+killed with a real signal.
+
+Used by ``bench/signaling_load.py``, ``bench/join_latency.py`` and ``tests/faults/``. Scripts run as
+``python bench/<name>.py`` put the repository root on ``sys.path`` before importing ``bench.harness``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import os
+import resource
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from vIOP.client.session import HttpApi
+from vIOP.storage.embedded_redis import EmbeddedRedis
+
+REPO = Path(__file__).resolve().parent.parent
+CLOCK_TICK = os.sysconf("SC_CLK_TCK")
+PASSWORD = "load-test horse battery staple"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def raise_fd_limit(wanted: int = 65_536) -> int:
+    """Raise this process's open-file limit towards ``wanted`` (1,000 sockets need more than 1,024)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    if soft < target:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
+def process_cpu(pid: int) -> float:
+    """CPU seconds (user + system, all threads) used so far by process ``pid``; 0.0 once it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICK
+
+
+def child_pids(pid: int) -> list[int]:
+    out: list[int] = []
+    with contextlib.suppress(OSError):
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            with contextlib.suppress(OSError):
+                out += [int(c) for c in (task / "children").read_text().split()]
+    return out
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """Nearest-rank percentile (q in 0..100) of ``values``; NaN for none."""
+    if not values:
+        return math.nan
+    ordered = sorted(values)
+    rank = max(1, math.ceil(q / 100 * len(ordered)))
+    return ordered[min(rank, len(ordered)) - 1]
+
+
+def wait_until(predicate: object, timeout: float, interval: float = 0.05) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():  # type: ignore[operator]
+            return True
+        time.sleep(interval)
+    return False
+
+
+@dataclass
+class RedisProcess:
+    """An external redis-server on a unix socket that survives the app and can be SIGKILLed.
+
+    ``persistent``: AOF on (what the embedded default runs) so a restart finds the data; off for the
+    worst case, Redis back empty.
+    """
+
+    directory: Path
+    persistent: bool = True
+    _server: EmbeddedRedis | None = None
+
+    @property
+    def url(self) -> str:
+        return f"unix://{(self.directory / 'redis.sock').absolute()}"
+
+    @property
+    def pid(self) -> int | None:
+        return self._server.pid if self._server else None
+
+    def start(self) -> None:
+        self._server = EmbeddedRedis(self.directory, appendonly=self.persistent)
+        self._server.start()
+
+    def kill(self) -> None:
+        if self._server is not None:
+            self._server.kill()
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.stop()
+
+
+@dataclass
+class ServerProcess:
+    """``python -m vIOP serve`` in its own process, configured only through explicit ``VIOP_*`` env."""
+
+    data_dir: Path
+    port: int = field(default_factory=free_port)
+    redis_url: str | None = None  # None: the server runs its own embedded Redis (a child process)
+    database_url: str | None = None
+    settings: Mapping[str, str] = field(default_factory=dict)  # extra VIOP_* values, e.g. grace
+    log_name: str = "server.log"
+    process: subprocess.Popen[bytes] | None = None
+    starts: int = 0
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def origin(self) -> str:
+        return self.base_url
+
+    @property
+    def pid(self) -> int:
+        assert self.process is not None, "not started"
+        return self.process.pid
+
+    @property
+    def log_path(self) -> Path:
+        return self.data_dir / self.log_name
+
+    def env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("VIOP_")}
+        env.update(
+            {
+                "PYTHONPATH": str(REPO),
+                "VIOP_HOST": "127.0.0.1",
+                "VIOP_PORT": str(self.port),
+                "VIOP_DATA_DIR": str(self.data_dir),
+                "VIOP_LOG_LEVEL": "warning",
+            }
+        )
+        if self.redis_url is not None:
+            env["VIOP_REDIS_URL"] = self.redis_url
+        if self.database_url is not None:
+            env["VIOP_DATABASE_URL"] = self.database_url
+        env.update({f"VIOP_{k.upper()}": str(v) for k, v in self.settings.items()})
+        return env
+
+    def cli(self, *args: str, stdin: str | None = None, timeout: float = 120) -> str:
+        """Run ``python -m vIOP <args>`` against the same configuration; its stdout, or RuntimeError."""
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        result = subprocess.run(
+            [sys.executable, "-m", "vIOP", *args],
+            cwd=self.data_dir,
+            env=self.env(),
+            input=stdin,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+        if result.returncode != 0:
+            raise RuntimeError(f"`vIOP {' '.join(args[:2])}` failed: {result.stderr.strip()[-500:]}")
+        return result.stdout
+
+    def create_clinician(self, username: str, password: str = PASSWORD) -> None:
+        self.cli(
+            "users", "create", "--role", "clinician", "--username", username, "--password-stdin",
+            stdin=password + "\n",
+        )  # fmt: skip
+
+    def start(self, timeout: float = 60.0) -> None:
+        """Start and wait until ``/healthz`` answers (or fail with the tail of its log)."""
+        assert self.process is None or self.process.poll() is not None, "already running"
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        log = self.log_path.open("ab")
+        try:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "vIOP", "serve"],
+                cwd=self.data_dir,
+                env=self.env(),
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
+                preexec_fn=raise_fd_limit,  # 1,000 sockets need more than the usual 1,024
+            )
+        finally:
+            log.close()
+        self.starts += 1
+        deadline = time.monotonic() + timeout
+        with httpx.Client(base_url=self.base_url, timeout=2.0, trust_env=False) as http:
+            while time.monotonic() < deadline:
+                if self.process.poll() is not None:
+                    raise RuntimeError(f"vIOP serve exited {self.process.returncode}: {self.log_tail()}")
+                with contextlib.suppress(httpx.HTTPError):
+                    if http.get("/healthz").status_code == 200:
+                        return
+                time.sleep(0.05)
+        self.kill()
+        raise RuntimeError(f"vIOP serve did not answer within {timeout:.0f} s: {self.log_tail()}")
+
+    def stop(self, timeout: float = 30.0) -> int | None:
+        """SIGTERM (graceful drain), then SIGKILL if it hangs. Returns the exit code."""
+        process = self.process
+        if process is None or process.poll() is not None:
+            return process.returncode if process else None
+        process.send_signal(signal.SIGTERM)
+        try:
+            return process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            return process.wait()
+
+    def kill(self) -> None:
+        """SIGKILL: no drain, no close frames, no last writes."""
+        process = self.process
+        if process is not None and process.poll() is None:
+            process.kill()
+            process.wait()
+
+    def cpu_seconds(self) -> float:
+        return process_cpu(self.pid)
+
+    def children_cpu_seconds(self) -> float:
+        """CPU of its child processes (the embedded redis-server)."""
+        return sum(process_cpu(child) for child in child_pids(self.pid))
+
+    def log_tail(self, chars: int = 1500) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")[-chars:]
+        except OSError:
+            return ""
+
+
+class ClinicApi(HttpApi):
+    """HttpApi plus the clinician's provisioning calls (docs/API.md)."""
+
+    async def create_room(self, bearer: str, title: str, capacity: int | None = None) -> str:
+        body: dict[str, object] = {"kind": "group", "title": title}
+        if capacity is not None:
+            body["capacity"] = capacity
+        response = await self.http.post(
+            "/api/v1/rooms", json=body, headers={"Authorization": f"Bearer {bearer}"}
+        )
+        response.raise_for_status()
+        return str(response.json()["id"])
+
+    async def create_invite(self, bearer: str, room_id: str, display_name: str) -> str:
+        response = await self.http.post(
+            f"/api/v1/rooms/{room_id}/invites",
+            json={"display_name": display_name},
+            headers={"Authorization": f"Bearer {bearer}"},
+        )
+        response.raise_for_status()
+        return str(response.json()["invite_token"])
+
+
+async def gather_limited(limit: int, jobs: Sequence[object]) -> list[object]:
+    """Await coroutines with at most ``limit`` in flight; results in order."""
+    gate = asyncio.Semaphore(limit)
+
+    async def one(job: object) -> object:
+        async with gate:
+            return await job  # type: ignore[misc]
+
+    return list(await asyncio.gather(*(one(j) for j in jobs)))
+
+
+@contextlib.contextmanager
+def running(*processes: ServerProcess | RedisProcess) -> Iterator[None]:
+    """Stop what was started, whatever happens (no stray servers behind a failed run)."""
+    try:
+        yield
+    finally:
+        for process in reversed(processes):
+            with contextlib.suppress(Exception):
+                if isinstance(process, ServerProcess):
+                    process.stop(timeout=15)
+                else:
+                    process.stop()
