@@ -23,11 +23,11 @@ from websockets.asyncio.client import connect
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.api import signal_support as ss  # noqa: E402
-from tests.support import run_live_server, test_settings  # noqa: E402
-from vIOP.auth.permissions import Principal, Role  # noqa: E402
-from vIOP.auth.tickets import TicketPurpose  # noqa: E402
-from vIOP.storage.embedded_redis import EmbeddedRedis  # noqa: E402
+from tests.api import signal_support as ss
+from tests.support import run_live_server, test_settings
+from vIOP.auth.permissions import Principal, Role
+from vIOP.auth.tickets import TicketPurpose
+from vIOP.storage.embedded_redis import EmbeddedRedis
 
 
 async def main(knocks: int) -> None:
