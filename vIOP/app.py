@@ -53,6 +53,13 @@ from vIOP.storage.rooms_sql import SqlRoomDirectory
 log = logging.getLogger("vIOP.app")
 
 MAX_BODY_BYTES = 64 * 1024
+# docs/API.md: a wrong password is a failure; a throttled or locked account is a denial.
+_LOGIN_OUTCOME = {
+    LoginOutcome.SUCCEEDED: Outcome.SUCCESS,
+    LoginOutcome.FAILED: Outcome.FAILURE,
+    LoginOutcome.THROTTLED: Outcome.DENIED,
+    LoginOutcome.LOCKED: Outcome.DENIED,
+}
 
 
 def redis_client(url: str) -> aioredis.Redis:
@@ -97,7 +104,7 @@ async def open_services(settings: Settings) -> Services:
             AuditAction.ACCOUNT_LOCKED if locked else AuditAction.LOGIN,
             "user" if event.user_id else None,
             event.user_id,
-            Outcome.SUCCESS if event.outcome is LoginOutcome.SUCCEEDED else Outcome.DENIED,
+            _LOGIN_OUTCOME[event.outcome],
             event.address,
         )
 
