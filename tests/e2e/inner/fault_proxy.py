@@ -33,9 +33,7 @@ class FaultProxy:
         """What Chromium itself logs for requests and sockets the cut killed: only through this proxy."""
         origin = re.escape(f"127.0.0.1:{self.listen_port}/")
         return (
-            re.compile(
-                rf"Failed to load resource: net::ERR_(CONNECTION_RESET|CONNECTION_REFUSED|CONNECTION_CLOSED|EMPTY_RESPONSE) \(http://{origin}\S*\)"
-            ),
+            re.compile(rf"Failed to load resource: net::ERR_[A-Z_]+ \(http://{origin}\S*\)"),
             re.compile(rf"WebSocket connection to 'ws://{origin}[^']*' failed: .* \(http://{origin}\S*\)"),
         )
 

@@ -9,6 +9,9 @@ from __future__ import annotations
 import asyncio
 import time
 from typing import Any
+from urllib.parse import urlsplit
+
+from playwright.async_api import Request
 
 from tests.e2e.browser import Person
 from tests.support import LiveServer
@@ -75,6 +78,19 @@ async def client_joins(client: Person, link: str) -> None:
     await client.on_screen("waiting", timeout_s=15)
 
 
+def record_api_requests(person: Person) -> list[str]:
+    """From now on, the path (no query) of every API request the person's page makes, in order."""
+    paths: list[str] = []
+
+    def seen(request: Request) -> None:
+        path = urlsplit(request.url).path
+        if path.startswith("/api/"):
+            paths.append(path)
+
+    person.page.on("request", seen)
+    return paths
+
+
 async def participant_id(person: Person) -> str:
     value = await person.wait_until("window.viop && window.viop.participantId()")
     assert isinstance(value, str) and value.startswith("pt_"), value
@@ -87,23 +103,39 @@ async def inbound(person: Person) -> list[dict[str, Any]]:
     return rows
 
 
+async def frames_decoded(person: Person) -> dict[str, int]:
+    """Video frames decoded so far per source participant (getStats ``framesDecoded``)."""
+    decoded: dict[str, int] = {}
+    for row in await inbound(person):
+        if row["kind"] == "video" and row["participantId"]:
+            source = row["participantId"]
+            decoded[source] = max(decoded.get(source, 0), row["framesDecoded"])
+    return decoded
+
+
 async def wait_for_video_from(
     person: Person, sources: set[str], *, timeout_s: float = MEDIA_TIMEOUT_S
 ) -> None:
     """Bounded poll until getStats() shows decoded video frames from every one of ``sources``."""
     deadline = time.monotonic() + timeout_s
-    decoded: dict[str, int] = {}
     while True:
-        decoded = {}
-        for row in await inbound(person):
-            if row["kind"] == "video" and row["participantId"]:
-                decoded[row["participantId"]] = max(
-                    decoded.get(row["participantId"], 0), row["framesDecoded"]
-                )
+        decoded = await frames_decoded(person)
         if all(decoded.get(source, 0) > 0 for source in sources):
             return
         if time.monotonic() >= deadline:
             raise AssertionError(f"{person.name}: frames decoded per source after {timeout_s} s: {decoded}")
+        await asyncio.sleep(0.2)
+
+
+async def wait_for_more_video_from(
+    person: Person, source: str, *, timeout_s: float = MEDIA_TIMEOUT_S
+) -> None:
+    """Bounded poll until ``person`` decodes new video frames from ``source`` (its counter grows)."""
+    first = (await frames_decoded(person)).get(source, 0)
+    deadline = time.monotonic() + timeout_s
+    while (now := (await frames_decoded(person)).get(source, 0)) <= first:
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"{person.name}: no new frame from {source} in {timeout_s} s (at {now})")
         await asyncio.sleep(0.2)
 
 

@@ -11,6 +11,7 @@ each page is screenshotted under test-artifacts/e2e/<test>/."""
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 from tests.e2e.browser import Browsers, Person
 from tests.e2e.inner import flows
@@ -25,7 +26,13 @@ async def _clinician_with_room(server: LiveServer, people: Browsers) -> Person:
     await flows.create_account(server, Role.CLINICIAN, "dr.lee")
     clinician = await people.launch("clinician")
     await flows.sign_in(clinician, "dr.lee", "/console")
-    await flows.create_room(clinician, ROOM_TITLE)
+    room_id = await flows.create_room(clinician, ROOM_TITLE)
+    # The rooms list is the server's (GET /api/v1/rooms): a fresh load still lists the new room.
+    await clinician.page.reload()
+    await clinician.on_screen("rooms")
+    listed = clinician.page.locator(f'#room-list > li[data-room="{room_id}"]')
+    await listed.wait_for(timeout=10_000)
+    assert ROOM_TITLE in (await listed.text_content() or "")
     await flows.open_room(clinician, ROOM_TITLE)
     return clinician
 
@@ -34,11 +41,24 @@ async def _roster_names(person: Person) -> list[str]:
     return await person.page.locator("#roster-list .who").all_text_contents()
 
 
-async def test_group_session_lobby_media_staff_mute_leave_end(server: LiveServer, people: Browsers) -> None:
+async def _open_staff_dashboard(server: LiveServer, people: Browsers) -> tuple[Person, list[str]]:
+    """A staff member signs in and lands on the dashboard; returns them and every API path it requests."""
     await flows.create_account(server, Role.STAFF, "front.desk")
+    staff = await people.launch("staff")
+    requests = flows.record_api_requests(staff)
+    await flows.sign_in(staff, "front.desk", "/staff")
+    await staff.on_screen("presence")
+    # Live from the socket: its snapshot arrived and the page pinged (and was answered) at once.
+    await staff.wait_until("window.viopPresence.received().presence_snapshot >= 1")
+    await staff.wait_until("window.viopPresence.pings() >= 1 && window.viopPresence.received().pong >= 1")
+    return staff, requests
+
+
+async def test_group_session_lobby_media_staff_mute_leave_end(server: LiveServer, people: Browsers) -> None:
     clinician, alex, sam = await asyncio.gather(
         _clinician_with_room(server, people), people.launch("client-alex"), people.launch("client-sam")
     )
+    await clinician.assert_accessible("console: empty room")
     links = {name: await flows.create_invite(clinician, name) for name in ("Alex", "Sam")}
 
     # Both clients open their links and wait; the clinician sees both in the lobby.
@@ -74,12 +94,15 @@ async def test_group_session_lobby_media_staff_mute_leave_end(server: LiveServer
     roster = await _roster_names(clinician)
     assert len(roster) == 3 and {"Alex", "Sam"} <= set(roster), roster
 
-    # The staff dashboard shows the room with three people live.
-    staff = await people.launch("staff")
-    await flows.sign_in(staff, "front.desk", "/staff")
-    await staff.wait_until("document.querySelector('[data-live=\"3\"]') !== null", timeout_s=10)
+    # The staff dashboard shows the room (by its title) with three people live.
+    staff, staff_requests = await _open_staff_dashboard(server, people)
+    room = "document.querySelector('#rooms > section[data-room]')"
+    await staff.wait_until(f"{room}?.dataset.live === '3'", timeout_s=10)
+    assert ROOM_TITLE in (await staff.page.locator("#rooms h2").first.text_content() or "")
+    assert set(await staff.page.locator("#rooms .in-room .who").all_text_contents()) >= {"Alex", "Sam"}
     await staff.screenshot("presence-three-live")
     await staff.assert_accessible("staff dashboard")
+    api_calls_at_open = len(staff_requests)
 
     # The clinician mutes Alex: Alex's audio stops arriving at Sam and the clinician; Sam's keeps flowing.
     await flows.wait_audio_flowing(sam, ids["client-alex"])
@@ -92,16 +115,18 @@ async def test_group_session_lobby_media_staff_mute_leave_end(server: LiveServer
     await alex.wait_until("document.querySelector('#mic-toggle').getAttribute('aria-pressed') === 'true'")
     await alex.screenshot("muted-by-clinician")
 
-    # Sam leaves: the clinician's roster and Alex's grid update.
+    # Sam leaves: the clinician's roster, Alex's grid and the staff dashboard update.
     await sam.page.get_by_role("button", name="Leave").click()
     await sam.on_screen("ended")
+    await sam.assert_accessible("join: left")
     await clinician.wait_until(
         "[...document.querySelectorAll('#roster-list .who')].every((n) => n.textContent !== 'Sam') && "
         "document.querySelectorAll('#roster-list > li').length === 2"
     )
     await alex.wait_until("document.querySelectorAll('#grid > li').length === 2")
-    await staff.wait_until("document.querySelector('[data-live=\"2\"]') !== null", timeout_s=10)
+    await staff.wait_until(f"{room}?.dataset.live === '2'", timeout_s=10)
     await clinician.screenshot("after-sam-left")
+    await staff.screenshot("presence-two-live")
 
     # End for all (the button asks for confirmation first): every page shows the session ended.
     end = clinician.page.locator("#end-all")
@@ -111,22 +136,59 @@ async def test_group_session_lobby_media_staff_mute_leave_end(server: LiveServer
         await person.on_screen("ended", timeout_s=10)
         await person.screenshot("ended")
     assert "ended" in (await alex.page.locator("#ended-text").text_content() or "").lower()
-    await staff.wait_until("document.querySelector('[data-room]') === null", timeout_s=10)
+    await alex.assert_accessible("join: session ended")
+    await clinician.assert_accessible("console: session ended")
+    await staff.wait_until(f"{room} === null && !document.querySelector('#presence-empty').hidden")
     await staff.screenshot("presence-after-end")
+    # Every change after the dashboard opened came over the presence socket: no HTTP request at all.
+    assert staff_requests[api_calls_at_open:] == [], staff_requests
+    assert "/api/v1/presence" not in staff_requests, staff_requests
+    received = await staff.page.evaluate("window.viopPresence.received()")
+    assert received.get("presence_room", 0) >= 1 and received.get("presence_room_gone", 0) >= 1, received
 
-    # The attendance view has this session's roster with join/leave times, and the weekly table.
-    await clinician.page.goto("/attendance")
-    await clinician.on_screen("attendance")
-    await clinician.wait_until(
-        "[...document.querySelectorAll('#sessions td')].some((td) => td.textContent === 'Alex') && "
-        "[...document.querySelectorAll('#sessions td')].some((td) => td.textContent === 'Sam')",
-        timeout_s=10,
-    )
-    assert await clinician.page.locator("#weekly-body tr").count() >= 2
-    await clinician.screenshot("attendance")
-    await clinician.assert_accessible("attendance")
+    # The ended room is gone from the clinician's rooms list (the server lists rooms that have not ended).
+    await clinician.page.get_by_role("link", name="Back to your rooms").click()
+    await clinician.on_screen("rooms")
+    await clinician.wait_until("!document.querySelector('#rooms-empty').hidden")
+    await clinician.assert_accessible("console: rooms list")
+
+    await _attendance_shows_the_session(clinician)
     for person in (clinician, alex, sam, staff):
         await person.assert_clean()
+
+
+async def _attendance_shows_the_session(clinician: Person) -> None:
+    """The attendance view lists the finished session's roster with join and leave times, and the CSV."""
+    await clinician.page.goto("/attendance")
+    await clinician.on_screen("attendance")
+    rows = clinician.page.locator("#sessions tbody tr")
+    await clinician.wait_until("document.querySelectorAll('#sessions tbody tr').length === 3", timeout_s=10)
+    lines = {}
+    for index in range(await rows.count()):
+        row = rows.nth(index)
+        name = await row.locator(".who").text_content()
+        lines[name] = (await row.locator(".joined").text_content(), await row.locator(".left").text_content())
+    assert set(lines) == {"Alex", "Sam", "Clinician"}, lines
+    for name, (joined, left) in lines.items():
+        # Both times shown; everyone has left a session that ended.
+        assert joined and left and left != "still in", (name, joined, left)
+    assert await clinician.page.locator("#weekly-body tr").count() == 2
+    await clinician.screenshot("attendance")
+    await clinician.assert_accessible("attendance")
+
+    # The CSV: every stay in this session, ids only (names never leave in a file).
+    await clinician.page.get_by_label("CSV table").select_option("intervals")
+    async with clinician.page.expect_download(timeout=10_000) as download_info:
+        await clinician.page.get_by_role("button", name="Download CSV").click()
+    download = await download_info.value
+    assert download.suggested_filename == "attendance-intervals.csv"
+    csv_text = Path(await download.path()).read_text()
+    header, *stays = csv_text.strip().splitlines()
+    assert header.split(",")[:4] == ["room_id", "session_id", "subject", "role"], header
+    assert len(stays) == 3 and sorted(line.split(",")[3] for line in stays) == ["client", "client", "host"], (
+        csv_text
+    )
+    assert "Alex" not in csv_text and "Sam" not in csv_text
 
 
 async def test_socket_drop_shows_reconnecting_then_same_participant_without_knock(
@@ -143,6 +205,9 @@ async def test_socket_drop_shows_reconnecting_then_same_participant_without_knoc
     clinician_id = await flows.participant_id(clinician)
     await flows.wait_for_video_from(alex, {clinician_id})
     await flows.wait_for_video_from(clinician, {alex_id})
+    staff, _ = await _open_staff_dashboard(server, people)
+    on_dashboard = f"document.querySelector('#rooms li[data-participant=\"{alex_id}\"]')?.dataset.state"
+    await staff.wait_until(f"{on_dashboard} === 'live'", timeout_s=10)
 
     # The network blips: every connection through the proxy dies and new ones are refused for a while.
     fault_proxy.cut()
@@ -153,7 +218,14 @@ async def test_socket_drop_shows_reconnecting_then_same_participant_without_knoc
         f"document.querySelector('#roster-list > li[data-participant=\"{alex_id}\"]')?.dataset.state === 'reconnecting'",
         timeout_s=10,
     )
+    tile = f"document.querySelector('#grid > li[data-participant=\"{alex_id}\"]')"
+    await clinician.wait_until(f"{tile}?.dataset.state === 'reconnecting'")
+    await staff.wait_until(f"{on_dashboard} === 'reconnecting'", timeout_s=10)
     await clinician.screenshot("alex-reconnecting")
+    await staff.screenshot("alex-reconnecting")
+    await alex.assert_accessible("join: reconnecting")
+    await clinician.assert_accessible("console: a client reconnecting")
+    await staff.assert_accessible("staff dashboard: a client reconnecting")
     fault_proxy.restore()
 
     # Alex comes back by itself as the same participant, straight into the room, never through the lobby.
@@ -169,9 +241,14 @@ async def test_socket_drop_shows_reconnecting_then_same_participant_without_knoc
         f"document.querySelector('#roster-list > li[data-participant=\"{alex_id}\"]')?.dataset.state === 'live'",
         timeout_s=10,
     )
+    await clinician.wait_until(f"{tile}?.dataset.state === 'live'")
+    await staff.wait_until(f"{on_dashboard} === 'live'", timeout_s=10)
     # Media flows again both ways on Alex's new peer connection.
     await flows.wait_for_video_from(alex, {clinician_id})
+    await flows.wait_for_more_video_from(clinician, alex_id)
     await alex.screenshot("back-in-session")
     await clinician.screenshot("alex-back")
+    await staff.screenshot("alex-back")
     await alex.assert_clean(expected=fault_proxy.console_errors_of_a_cut())
     await clinician.assert_clean()
+    await staff.assert_clean()

@@ -3,6 +3,8 @@
 
 const ACCESS_KEY = "viop.access_token";
 const ROLE_KEY = "viop.role";
+const IDLE_KEY = "viop.idle_timeout";
+const DEFAULT_IDLE_SECONDS = 15 * 60;
 
 export class ApiError extends Error {
   constructor(status, code, message) {
@@ -62,11 +64,18 @@ export function accessToken() {
 export function forgetAccessToken() {
   sessionStorage.removeItem(ACCESS_KEY);
   sessionStorage.removeItem(ROLE_KEY);
+  sessionStorage.removeItem(IDLE_KEY);
 }
 
 // The signed-in account's role, for navigation only: the server decides every permission itself.
 export function accountRole() {
   return sessionStorage.getItem(ROLE_KEY);
+}
+
+// Seconds without activity after which the server ends the sign-in (the login response's idle_timeout).
+export function idleTimeoutSeconds() {
+  const seconds = Number(sessionStorage.getItem(IDLE_KEY));
+  return Number.isFinite(seconds) && seconds > 0 ? seconds : DEFAULT_IDLE_SECONDS;
 }
 
 export async function login(username, password, totp) {
@@ -75,6 +84,7 @@ export async function login(username, password, totp) {
   const result = await request("/api/v1/auth/login", { method: "POST", body });
   sessionStorage.setItem(ACCESS_KEY, result.access_token);
   if (result.user?.role) sessionStorage.setItem(ROLE_KEY, result.user.role);
+  if (result.idle_timeout) sessionStorage.setItem(IDLE_KEY, String(result.idle_timeout));
   return result;
 }
 
@@ -143,12 +153,9 @@ export async function presenceTicket(bearer) {
 
 // --- monitoring and records -------------------------------------------------------------------------------
 
-export function presenceSnapshot(bearer) {
-  return request("/api/v1/presence", { bearer });
-}
-
-function attendanceQuery({ roomId, client, from, to }, format) {
+function attendanceQuery({ roomId, client, from, to, table }, format) {
   const query = new URLSearchParams({ format });
+  if (format === "csv" && table) query.set("table", table);
   if (roomId) query.set("room_id", roomId);
   if (client) query.set("client", client);
   if (from) query.set("from", from);

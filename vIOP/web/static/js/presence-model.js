@@ -1,37 +1,36 @@
-// The presence snapshot (GET /api/v1/presence, docs/API.md) reduced to what the staff dashboard draws.
-// Times may come as seconds waited or as epoch timestamps; both become "seconds so far".
+// The presence stream's room views (WS /ws/presence: presence_snapshot, presence_room; docs/API.md) reduced
+// to what the staff dashboard draws. The stream carries ids, names and times only: room titles come from
+// GET /api/v1/rooms and are joined in by the page.
 
-function secondsSince(value, now) {
-  if (typeof value !== "number") return 0;
-  return Math.max(0, now - value);
-}
-
-function person(raw, now) {
+function person(raw) {
   return {
-    id: raw.participant_id ?? raw.id ?? "",
-    name: raw.display_name ?? raw.name ?? "Participant",
+    id: raw.participant_id ?? "",
+    name: raw.display_name ?? "Participant",
     role: raw.role ?? "client",
+    // Seats carry reconnecting_since (null while connected); lobby entries a boolean.
     reconnecting: Boolean(raw.reconnecting ?? raw.reconnecting_since),
-    waitedSeconds: raw.waited_seconds ?? secondsSince(raw.knocked_at ?? raw.since, now),
+    waitedSeconds: Number(raw.waited_seconds ?? 0),
     state: raw.state ?? null,
   };
 }
 
+// One RoomView; null for a room that has ended (the dashboard drops it).
+export function normalizeRoom(room) {
+  if (!room || room.state === "ended") return null;
+  const waiting = (room.waiting ?? []).map(person);
+  const seated = (room.seated ?? []).map(person);
+  return {
+    id: room.room_id,
+    kind: room.kind ?? "group",
+    state: room.state ?? "open",
+    waiting,
+    seated,
+    // "admitted" seats have no media yet: they are on their way in, not live in the room.
+    live: seated.filter((p) => p.state === "in_room").length,
+    reconnecting: [...waiting, ...seated].filter((p) => p.reconnecting).length,
+  };
+}
+
 export function normalizeSnapshot(snapshot) {
-  const now = typeof snapshot?.now === "number" ? snapshot.now : Date.now() / 1000;
-  const rooms = (snapshot?.rooms ?? []).map((room) => {
-    const waiting = (room.waiting ?? []).map((w) => person(w, now));
-    const seated = (room.in_room ?? room.seated ?? room.participants ?? []).map((p) => person(p, now));
-    const inRoom = seated.filter((p) => p.state === null || p.state === "in_room");
-    return {
-      id: room.room_id ?? room.id,
-      title: room.title ?? null,
-      kind: room.kind ?? "group",
-      state: room.state ?? "open",
-      waiting,
-      inRoom,
-      reconnecting: [...waiting, ...seated].filter((p) => p.reconnecting).length,
-    };
-  });
-  return { rooms: rooms.filter((r) => r.state !== "ended") };
+  return (snapshot?.rooms ?? []).map(normalizeRoom).filter(Boolean);
 }

@@ -15,6 +15,13 @@ function filters() {
   };
 }
 
+// A roster line's name: hosts have none in the ledger (their subject is a user id), and a crypto-shredded
+// client has none any more.
+function rosterName(line) {
+  if (line.display_name) return line.display_name;
+  return line.role === "host" ? "Clinician" : "Name erased";
+}
+
 function hours(minutes) {
   return (Number(minutes || 0) / 60).toFixed(1);
 }
@@ -53,7 +60,7 @@ function renderWeekly(weeks, days) {
       return el(
         "tr",
         { class: flags.length ? "under" : undefined },
-        el("td", {}, row.display_name ?? row.subject ?? ""),
+        el("td", {}, rosterName(row)),
         el("td", {}, row.week_start ?? ""),
         el("td", {}, hours(row.minutes)),
         el("td", {}, `${row.days_with_3_hours ?? 0} of ${row.days_attended ?? 0}`),
@@ -84,7 +91,7 @@ function renderSessions(sessions) {
               "tbody",
               {},
               ...roster.map((r) =>
-                el("tr", {}, el("td", {}, r.display_name ?? r.subject ?? ""), el("td", {}, formatTime(r.joined_at)), el("td", {}, formatTime(r.left_at) || "still in"), el("td", {}, String(Math.round(r.minutes ?? 0)))),
+                el("tr", { dataset: { subject: r.subject ?? "" } }, el("td", { class: "who" }, rosterName(r)), el("td", { class: "joined" }, formatTime(r.joined_at)), el("td", { class: "left" }, formatTime(r.left_at) || "still in"), el("td", {}, String(Math.round(r.minutes ?? 0)))),
               ),
             ),
           ),
@@ -116,9 +123,10 @@ async function downloadCsv() {
   const button = $("#download-csv");
   setBusy(button, true);
   try {
-    const blob = await api.attendanceCsv(page.token, filters());
+    const table = $("#csv-table").value;
+    const blob = await api.attendanceCsv(page.token, { ...filters(), table });
     const url = URL.createObjectURL(blob);
-    const link = el("a", { href: url, download: "attendance.csv", hidden: true });
+    const link = el("a", { href: url, download: `attendance-${table}.csv`, hidden: true });
     document.body.append(link);
     link.click();
     link.remove();

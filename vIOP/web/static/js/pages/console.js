@@ -1,5 +1,5 @@
-// Clinician console: rooms list, create a room, invite links, and the live room (video, lobby, roster).
-// /console shows the rooms; /console#room=<id> opens one (so a reload returns to the live room).
+// Clinician console: rooms list (GET /api/v1/rooms), create a room, invite links, and the live room (video,
+// lobby, roster). /console shows the rooms; /console#room=<id> opens one (so a reload returns to the live room).
 
 import * as api from "../api.js";
 import { exposeDiagnostics } from "../diagnostics.js";
@@ -9,22 +9,9 @@ import { RoomSession } from "../room-session.js";
 import { $, announce, copyText, el, setBusy, setPressed, showScreen } from "../ui.js";
 import { VideoGrid } from "../video-grid.js";
 
-const KNOWN_ROOMS_KEY = "viop.console.rooms"; // room ids only, for servers without a room listing
-
 const page = { token: null, session: null, panels: null, stream: null, room: null };
 
-function knownRoomIds() {
-  try {
-    return JSON.parse(sessionStorage.getItem(KNOWN_ROOMS_KEY) || "[]");
-  } catch {
-    return [];
-  }
-}
-
-function rememberRoom(id) {
-  const ids = knownRoomIds().filter((known) => known !== id);
-  sessionStorage.setItem(KNOWN_ROOMS_KEY, JSON.stringify([id, ...ids].slice(0, 50)));
-}
+const STATE_LABELS = { open: "open", live: "live now", locked: "live, locked" };
 
 function handleAuthFailure(error) {
   if (error instanceof api.ApiError && error.status === 401) {
@@ -35,23 +22,19 @@ function handleAuthFailure(error) {
   return false;
 }
 
+// The server lists the rooms this clinician hosts that have not ended, newest first.
 async function loadRooms() {
-  let rooms = null;
+  const error = $("#rooms-error");
   try {
     const listed = await api.listRooms(page.token);
-    rooms = Array.isArray(listed) ? listed : (listed?.rooms ?? []);
-  } catch (error) {
-    if (handleAuthFailure(error)) return;
-    rooms = [];
-    for (const id of knownRoomIds()) {
-      try {
-        rooms.push(await api.getRoom(page.token, id));
-      } catch (inner) {
-        if (handleAuthFailure(inner)) return;
-      }
-    }
+    error.hidden = true;
+    renderRooms(listed.rooms ?? []);
+  } catch (failure) {
+    if (handleAuthFailure(failure)) return;
+    error.textContent = `Your rooms could not be loaded. ${api.describeError(failure)}`;
+    error.hidden = false;
+    announce(error.textContent, { assertive: true });
   }
-  renderRooms(rooms);
 }
 
 function roomLabel(room) {
@@ -62,12 +45,11 @@ function renderRooms(rooms) {
   const list = $("#room-list");
   list.replaceChildren(
     ...rooms
-      .filter((room) => room.state !== "ended")
       .map((room) =>
         el(
           "li",
           { dataset: { room: room.id } },
-          el("span", {}, el("span", { class: "who" }, roomLabel(room)), ` (${room.kind === "individual" ? "individual" : "group"})`),
+          el("span", {}, el("span", { class: "who" }, roomLabel(room)), ` (${room.kind === "individual" ? "individual" : "group"}, ${STATE_LABELS[room.state] ?? room.state})`),
           el("button", { type: "button", "aria-label": `Open ${roomLabel(room)}`, onclick: () => openRoom(room.id) }, "Open room"),
         ),
       ),
@@ -92,7 +74,6 @@ async function onCreateRoom(event) {
   try {
     const capacity = form.capacity.value ? Number(form.capacity.value) : undefined;
     const room = await api.createRoom(page.token, { kind: form.kind.value, title, capacity });
-    rememberRoom(room.id);
     form.reset();
     announce(`Room ${roomLabel(room)} created.`);
     await loadRooms();
@@ -149,7 +130,6 @@ async function openRoom(roomId) {
     showScreen("rooms");
     return;
   }
-  rememberRoom(roomId);
   $("#room-heading").textContent = roomLabel(page.room);
   document.title = `${roomLabel(page.room)} · vIOP`;
   showScreen("room");
