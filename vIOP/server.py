@@ -30,7 +30,10 @@ log = logging.getLogger("vIOP.server")
 
 def bind_socket(host: str, port: int) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    # proto=IPPROTO_TCP matters: asyncio sets TCP_NODELAY on accepted sockets only when the listening
+    # socket says TCP. Without it Nagle + delayed ACK held every second write of a keep-alive response
+    # (or of a burst of WebSocket frames) for 40 ms: measured 48 ms per /healthz with keep-alive, 1 ms with.
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((host, port))
