@@ -68,8 +68,9 @@ class Result:
     fps_target: int
     server_cpu: float  # % of one core
     client_cpu: float
-    fps_mean: float
+    fps_mean: float  # received by the clients
     fps_min: float
+    fps_sent: float  # sent by the relay per video leg (vIOP only): tells a slow relay from starved clients
     audio_pps_mean: float
     packets_forwarded_per_s: float
     us_per_packet: float  # server CPU per forwarded packet, everything included
@@ -115,7 +116,7 @@ class ServerProcess:
             if future is not None and not future.done():
                 future.set_result(message)
 
-    async def request(self, message: dict[str, Any], reply: str, timeout: float = 20.0) -> dict[str, Any]:
+    async def request(self, message: dict[str, Any], reply: str, timeout: float = 60.0) -> dict[str, Any]:
         future = asyncio.get_running_loop().create_future()
         self.replies[(reply, message.get("pid", ""))] = future
         self.send(message)
@@ -260,6 +261,9 @@ def _result(
         client_cpu=100 * (b.client_cpu - a.client_cpu) / wall,
         fps_mean=sum(rates) / len(rates) if rates else 0.0,
         fps_min=min(rates, default=0.0),
+        fps_sent=(b.stats["video_frames_sent"] - a.stats["video_frames_sent"])
+        / wall
+        / max(1, b.stats["video_legs"]),
         audio_pps_mean=sum(audio) / len(audio) if audio else 0.0,
         packets_forwarded_per_s=packets,
         us_per_packet=1e6 * server_cpu / packets if packets else float("nan"),
@@ -272,7 +276,7 @@ def _result(
 
 def print_table(results: list[Result]) -> None:
     header = (
-        f"{'scenario':<26} {'server':<11} {'srv CPU%':>8} {'fps mean':>8} {'fps min':>7} {'audio/s':>7} "
+        f"{'scenario':<26} {'server':<11} {'srv CPU%':>8} {'fps mean':>8} {'fps min':>7} {'fps sent':>8} {'audio/s':>7} "
         f"{'pkt out/s':>9} {'us/pkt':>6} {'RSS MB':>6} {'thr':>4} {'client CPU%':>11} {'machine busy%':>13}"
     )
     print(header)
@@ -280,6 +284,7 @@ def print_table(results: list[Result]) -> None:
     for r in results:
         print(
             f"{r.name:<26} {r.server:<11} {r.server_cpu:8.1f} {r.fps_mean:8.1f} {r.fps_min:7.1f} "
+            f"{(f'{r.fps_sent:.1f}' if r.server != 'stock' else '-'):>8} "
             f"{r.audio_pps_mean:7.1f} {r.packets_forwarded_per_s:9.0f} {r.us_per_packet:6.1f} "
             f"{r.rss_mb:6.0f} {r.threads:4d} {r.client_cpu:11.1f} {r.machine_busy:13.0f}"
             + (f"  ({'; '.join(r.notes)})" if r.notes else "")

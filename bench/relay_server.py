@@ -53,6 +53,12 @@ class ViopServer:
         sessions = [self.relay.session(p) for p in self.relay.participants()]
         return [s.pc for s in sessions if s is not None]
 
+    def video_frames_sent(self) -> tuple[int, int]:
+        """(video frames the relay sent, video legs carrying a publisher): the relay's side of delivery."""
+        sessions = [self.relay.session(p) for p in self.relay.participants()]
+        legs = [slot.leg for s in sessions if s is not None for slot in s.slots if slot.leg.kind == "video"]
+        return sum(leg.frames_out for leg in legs), sum(1 for leg in legs if leg.source is not None)
+
     async def close(self) -> None:
         await self.relay.close()
 
@@ -89,6 +95,9 @@ class StockServer:
 
     def connections(self) -> list[RTCPeerConnection]:
         return list(self._pcs.values())
+
+    def video_frames_sent(self) -> tuple[int, int]:
+        return 0, 0  # not observable in aiortc's relay without instrumenting it
 
     async def close(self) -> None:
         for pc in self._pcs.values():
@@ -135,9 +144,12 @@ async def serve(mode: str, socket_path: str) -> None:
                     await server.answer(pid, message["sdp"])
                 elif op == "stats":
                     pcs = server.connections()
+                    frames, legs = server.video_frames_sent()
                     send(
                         {
                             "op": "stats",
+                            "video_frames_sent": frames,
+                            "video_legs": legs,
                             "packets_sent": await packets_sent(pcs),
                             "rss_kb": rss_kb(),
                             "threads": threading.active_count(),

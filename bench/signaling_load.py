@@ -255,6 +255,7 @@ class RoomLoad:
 @dataclass
 class Counters:
     window: tuple[float, float] = (0.0, 0.0)
+    stop_at: float = float("inf")
     latencies_ms: list[float] = field(default_factory=list)
     sent_in_window: int = 0
     pings_in_window: int = 0
@@ -322,13 +323,15 @@ async def read_seat(seat: Seat, counters: Counters) -> None:
     counters.closed += 1
 
 
-async def ping_loop(seat: Seat, counters: Counters, stop_at: float) -> None:
+async def ping_loop(seat: Seat, counters: Counters) -> None:
+    """From the moment the socket joined (setup can outlast the 30 s silence limit) until the end."""
     await asyncio.sleep(random.uniform(0, seat.heartbeat))  # spread the phases
-    while time.monotonic() < stop_at:
-        await seat.client.send(m.Ping())
-        if counters.in_window(time.monotonic()):
-            counters.pings_in_window += 1
-        await asyncio.sleep(seat.heartbeat)
+    with contextlib.suppress(SignalingClosed):
+        while time.monotonic() < counters.stop_at:
+            await seat.client.send(m.Ping())
+            if counters.in_window(time.monotonic()):
+                counters.pings_in_window += 1
+            await asyncio.sleep(seat.heartbeat)
 
 
 async def hand_loop(seat: Seat, counters: Counters, rate: float, stop_at: float) -> None:
@@ -344,7 +347,10 @@ async def hand_loop(seat: Seat, counters: Counters, rate: float, stop_at: float)
         sent.append(now)
         if counters.in_window(now):
             counters.sent_in_window += 1
-        await seat.client.send(m.RaiseHand(up=up))
+        try:
+            await seat.client.send(m.RaiseHand(up=up))
+        except SignalingClosed:
+            return  # counted by the reader
         next_at += interval
 
 
@@ -357,12 +363,14 @@ async def worker_main(args: argparse.Namespace) -> None:
     rooms: list[RoomLoad] = []
     readers: list[asyncio.Task[None]] = []
     hosts: list[Seat] = []
+    pingers: list[asyncio.Task[None]] = []
     for spec in mine:
         room = RoomLoad()
         rooms.append(room)
         host = await connect(api, plan["origin"], plan["host_bearer"], spec["room_id"], room)
         hosts.append(host)
         readers.append(asyncio.create_task(read_seat(host, counters)))
+        pingers.append(asyncio.create_task(ping_loop(host, counters)))
     jobs = [
         connect(api, plan["origin"], token, None, room)
         for spec, room in zip(mine, rooms, strict=True)
@@ -372,6 +380,7 @@ async def worker_main(args: argparse.Namespace) -> None:
     for seat in clients:
         assert isinstance(seat, Seat)
         readers.append(asyncio.create_task(read_seat(seat, counters)))
+        pingers.append(asyncio.create_task(ping_loop(seat, counters)))
     for host in hosts:
         await host.client.send(m.AdmitAll())
     seats = [s for room in rooms for s in room.seats]
@@ -385,11 +394,12 @@ async def worker_main(args: argparse.Namespace) -> None:
     line = await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
     go, window_start, window_end = (float(x) for x in line.split())
     counters.window = (window_start, window_end)
-    stop_at = window_end
+    counters.stop_at = window_end
     await asyncio.sleep(max(0.0, go - time.monotonic()))
-    loops = [asyncio.create_task(ping_loop(s, counters, stop_at)) for s in seats]
-    loops += [asyncio.create_task(hand_loop(s, counters, args.rate, stop_at)) for s in seats if s.seated]
+    loops = [asyncio.create_task(hand_loop(s, counters, args.rate, window_end)) for s in seats if s.seated]
     await asyncio.gather(*loops)
+    for task in pingers:
+        task.cancel()
     await asyncio.sleep(2.0)  # let the last deliveries of the window arrive before counting the missing
     missing = 0
     for room in rooms:
