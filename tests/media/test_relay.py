@@ -69,30 +69,36 @@ async def test_one_to_one_room(room: Room) -> None:
     assert room.relay.stats().legs == 4  # two kinds each way, nothing else
 
 
-async def test_host_mute_stops_that_audio_at_every_receiver_and_unmute_restores_it(room: Room) -> None:
+@pytest.mark.parametrize(("muted_kind", "other_kind"), [("audio", "video"), ("video", "audio")])
+async def test_host_mute_stops_that_media_at_every_receiver_and_unmute_restores_it(
+    room: Room, muted_kind: str, other_kind: str
+) -> None:
     host, muted = (await room.join())[0], (await room.join())[0]
     other, _ = await room.join()
     pids = [host, muted, other]
     await wait_until(lambda: all_see_all(room, pids), FLOW_TIMEOUT, "media before the mute")
 
-    room.relay.set_audio_forwarding(muted, False)
-    assert not room.relay.is_forwarding(muted, "audio")
+    if muted_kind == "audio":
+        room.relay.set_audio_forwarding(muted, False)
+    else:
+        room.relay.set_forwarding(muted, "video", False)
+    assert not room.relay.is_forwarding(muted, muted_kind)
     await asyncio.sleep(0.3)  # frames already on the wire may still land
-    audio_at_mute = snapshot(room, muted, "audio")
-    video_at_mute = snapshot(room, muted, "video")
+    at_mute = snapshot(room, muted, muted_kind)
+    other_at_mute = snapshot(room, muted, other_kind)
     await wait_until(
-        lambda: all(n > video_at_mute[v] + 5 for v, n in snapshot(room, muted, "video").items()),
+        lambda: all(n > other_at_mute[v] + 5 for v, n in snapshot(room, muted, other_kind).items()),
         FLOW_TIMEOUT,
-        "video still flowing while audio is muted",
+        f"{other_kind} still flowing while {muted_kind} is muted",
     )
-    assert snapshot(room, muted, "audio") == audio_at_mute  # not one audio frame at any receiver
-    assert all(room.sees(muted, p, "audio", 1) for p in (host, other))  # the muted one still hears
+    assert snapshot(room, muted, muted_kind) == at_mute  # not one frame at any receiver
+    assert all(room.sees(muted, p, muted_kind, 1) for p in (host, other))  # the muted one still receives
 
-    room.relay.set_audio_forwarding(muted, True)
+    room.relay.set_forwarding(muted, muted_kind, True)
     await wait_until(
-        lambda: all(n > audio_at_mute[v] + 5 for v, n in snapshot(room, muted, "audio").items()),
+        lambda: all(n > at_mute[v] + 5 for v, n in snapshot(room, muted, muted_kind).items()),
         FLOW_TIMEOUT,
-        "audio back after unmute",
+        f"{muted_kind} back after unmute",
     )
 
 
