@@ -214,11 +214,11 @@ function roomCard(room) {
     el("p", { class: "room-counts" }, `${room.live} in the room · ${room.waiting.length} waiting · ${room.reconnecting} reconnecting`),
     el("h3", {}, "Waiting"),
     room.waiting.length
-      ? el("ul", { class: "plain waiting" }, ...room.waiting.map((w) => el("li", { dataset: { since: String(w.waitedSeconds), participant: w.id, state: w.reconnecting ? "reconnecting" : "live" } }, el("span", { class: "who" }, w.name), " ", el("span", { class: "wait" }), reconnectingBadge(w))))
+      ? el("ul", { class: "plain waiting" }, ...room.waiting.map((w) => el("li", { dataset: { since: String(w.waitedSeconds), participant: w.id, state: w.reconnecting ? "reconnecting" : "live" } }, el("span", { class: "who" }, w.name), " ", el("span", {}, el("span", { class: "wait" }), " ", reconnectingBadge(w)))))
       : el("p", { class: "hint" }, "Nobody is waiting."),
     el("h3", {}, "In the room"),
     room.seated.length
-      ? el("ul", { class: "plain in-room" }, ...room.seated.map((p) => el("li", { dataset: { participant: p.id, state: p.reconnecting ? "reconnecting" : p.state === "in_room" ? "live" : "joining" } }, el("span", { class: "who" }, p.name), " ", el("span", { class: "hint" }, p.role === "host" ? "clinician" : "client", p.state === "in_room" ? "" : ", joining"), reconnectingBadge(p))))
+      ? el("ul", { class: "plain in-room" }, ...room.seated.map((p) => el("li", { dataset: { participant: p.id, state: p.reconnecting ? "reconnecting" : p.state === "in_room" ? "live" : "joining" } }, el("span", { class: "who" }, p.name), " ", el("span", {}, el("span", { class: "hint" }, p.role === "host" ? "clinician" : "client", p.state === "in_room" ? "" : ", joining"), " ", reconnectingBadge(p)))))
       : el("p", { class: "hint" }, "Nobody is in the room."),
   );
 }
