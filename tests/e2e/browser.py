@@ -24,6 +24,7 @@ from typing import Any
 
 from axe_playwright_python.async_playwright import Axe
 from playwright.async_api import BrowserContext, ConsoleMessage, Page, Playwright, async_playwright
+from playwright.async_api import Error as PlaywrightError
 
 CHROMIUM = Path("/usr/bin/chromium")
 ROOT = Path(__file__).resolve().parents[2]
@@ -53,6 +54,9 @@ document.addEventListener("securitypolicyviolation", (e) => {
 """
 
 _BLOCKING_IMPACTS = frozenset({"serious", "critical"})
+
+# What page.evaluate raises when the page it ran in is being replaced by a navigation.
+_NAVIGATING = ("Execution context was destroyed", "Cannot find context", "navigation")
 
 
 def _slug(text: str) -> str:
@@ -121,7 +125,7 @@ class Person:
     async def on_screen(self, screen: str, *, timeout_s: float = 10.0) -> None:
         """Wait until the page shows ``screen``: the body names it AND its section is actually rendered."""
         await self.wait_until(
-            f"document.body.dataset.screen === {screen!r} && "
+            f"document.body?.dataset.screen === {screen!r} && "
             f"document.querySelector('section[data-screen={screen}]')?.getBoundingClientRect().height > 0",
             timeout_s=timeout_s,
         )
@@ -135,9 +139,16 @@ class Person:
         deadline = time.monotonic() + timeout_s
         last: Any = None
         while True:
-            last = await self.page.evaluate(expression)
-            if last:
-                return last
+            try:
+                last = await self.page.evaluate(expression)
+            except PlaywrightError as error:
+                # A navigation replaced the document between two polls: poll the new one.
+                if not any(sign in error.message for sign in _NAVIGATING):
+                    raise
+                last = f"(navigating: {error.message.splitlines()[0]})"
+            else:
+                if last:
+                    return last
             if time.monotonic() >= deadline:
                 raise AssertionError(
                     f"{self.name}: still false after {timeout_s} s: {expression} (last: {last!r})"

@@ -33,6 +33,7 @@ async def _clinician_with_room(server: LiveServer, people: Browsers) -> Person:
     listed = clinician.page.locator(f'#room-list > li[data-room="{room_id}"]')
     await listed.wait_for(timeout=10_000)
     assert ROOM_TITLE in (await listed.text_content() or "")
+    await clinician.assert_accessible("console: rooms list")
     await flows.open_room(clinician, ROOM_TITLE)
     return clinician
 
@@ -150,7 +151,7 @@ async def test_group_session_lobby_media_staff_mute_leave_end(server: LiveServer
     await clinician.page.get_by_role("link", name="Back to your rooms").click()
     await clinician.on_screen("rooms")
     await clinician.wait_until("!document.querySelector('#rooms-empty').hidden")
-    await clinician.assert_accessible("console: rooms list")
+    await clinician.assert_accessible("console: no rooms left")
 
     await _attendance_shows_the_session(clinician)
     for person in (clinician, alex, sam, staff):
