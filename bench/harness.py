@@ -129,6 +129,7 @@ class ServerProcess:
     database_url: str | None = None
     settings: Mapping[str, str] = field(default_factory=dict)  # extra VIOP_* values, e.g. grace
     log_name: str = "server.log"
+    profile_to: Path | None = None  # run under cProfile, stats written here on a graceful stop
     process: subprocess.Popen[bytes] | None = None
     starts: int = 0
 
@@ -194,9 +195,10 @@ class ServerProcess:
         assert self.process is None or self.process.poll() is not None, "already running"
         self.data_dir.mkdir(parents=True, exist_ok=True)
         log = self.log_path.open("ab")
+        profiler = ["-m", "cProfile", "-o", str(self.profile_to)] if self.profile_to else []
         try:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "vIOP", "serve"],
+                [sys.executable, *profiler, "-m", "vIOP", "serve"],
                 cwd=self.data_dir,
                 env=self.env(),
                 stdin=subprocess.DEVNULL,

@@ -120,7 +120,11 @@ def orchestrate(args: argparse.Namespace) -> int:
     workers_n = 1 if args.one_room else max(1, min(args.workers, len(sizes)))
     with tempfile.TemporaryDirectory(prefix="viop-load-") as tmp:
         data = Path(tmp) / "var"
-        server = ServerProcess(data, settings={"signal_rate_per_second": "20"})
+        server = ServerProcess(
+            data,
+            settings={"signal_rate_per_second": "20"},
+            profile_to=Path(args.profile).absolute() if args.profile else None,
+        )
         server.create_clinician(CLINICIAN)
         server.start()
         workers: list[Worker] = []
@@ -153,18 +157,32 @@ def orchestrate(args: argparse.Namespace) -> int:
                 worker.process.stdin.write(f"{go} {window_start} {window_end}\n")
                 worker.process.stdin.flush()
             time.sleep(max(0.0, window_start - time.monotonic()))
+            spy = None
+            if args.spy:  # sample the server's stacks during the window only (py-spy, not a dependency)
+                spy = subprocess.Popen(
+                    [
+                        str(Path(sys.executable).parent / "py-spy"), "record", "--pid", str(server.pid),
+                        "--duration", str(int(args.seconds)), "--rate", "200", "--nonblocking",
+                        "--format", "raw", "--output", args.spy,
+                    ],
+                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                )  # fmt: skip
             cpu0, redis0 = server.cpu_seconds(), server.children_cpu_seconds()
             client0 = sum(process_cpu(w.process.pid) for w in workers)
             time.sleep(max(0.0, window_end - time.monotonic()))
             cpu1, redis1 = server.cpu_seconds(), server.children_cpu_seconds()
             client1 = sum(process_cpu(w.process.pid) for w in workers)
             results = [json.loads(read_line(w, hard_deadline)) for w in workers]
+            if spy is not None:
+                spy.wait(30)
         finally:
             for worker in workers:
                 with contextlib.suppress(Exception):
                     worker.process.kill()
                     worker.process.wait(5)
             server.stop()
+            if args.keep_log:
+                Path(args.keep_log).write_bytes(server.log_path.read_bytes())
         window = window_end - window_start
         report(
             args,
@@ -447,6 +465,9 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=30.0, help="measurement window")
     parser.add_argument("--max-seconds", type=float, default=600.0, help="hard stop for the whole run")
     parser.add_argument("--json", help="also write the figures to this file")
+    parser.add_argument("--keep-log", help="copy the server's log to this file")
+    parser.add_argument("--profile", help="run the server under cProfile; write the stats to this file")
+    parser.add_argument("--spy", help="py-spy the server during the window; collapsed stacks to this file")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--index", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args()
