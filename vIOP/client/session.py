@@ -87,8 +87,9 @@ class RoomClient:
             self.media.receive_only("audio", "video")
         request_id = self.signaling.next_id()
         await self.signaling.send(m.Offer(sdp=await self.media.create_offer(), id=request_id))
+        # aiortc builds and gathers the server's answer: allow for a busy machine.
         answer = await self.wait_for(
-            lambda msg: msg.id == request_id and isinstance(msg, m.ServerAnswer | m.ErrorMessage)
+            lambda msg: msg.id == request_id and isinstance(msg, m.ServerAnswer | m.ErrorMessage), within=30
         )
         if isinstance(answer, m.ErrorMessage):
             raise RuntimeError(f"offer refused: {answer.code}: {answer.message}")
