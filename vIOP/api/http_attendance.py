@@ -278,11 +278,16 @@ def _query(name: str, schema: dict[str, Any], description: str) -> dict[str, Any
     return {"name": name, "in": "query", "required": False, "schema": schema, "description": description}
 
 
+def _or_empty(schema: dict[str, Any]) -> dict[str, Any]:
+    """An empty value means "no filter" (``?to=`` is what a cleared form field sends)."""
+    return {"anyOf": [schema, {"type": "string", "maxLength": 0}]}
+
+
 _PARAMETERS: Final = [
     _query("room_id", {"type": "string"}, "only this room"),
-    _query("client", {"type": "string", "pattern": _CLIENT.pattern}, "only this client id"),
-    _query("from", {"type": "string", "format": "date"}, "first day (YYYY-MM-DD, in tz)"),
-    _query("to", {"type": "string", "format": "date"}, "last day, included"),
+    _query("client", _or_empty({"type": "string", "pattern": _CLIENT.pattern}), "only this client id"),
+    _query("from", _or_empty({"type": "string", "format": "date"}), "first day (YYYY-MM-DD, in tz)"),
+    _query("to", _or_empty({"type": "string", "format": "date"}), "last day, included"),
     _query("format", {"type": "string", "enum": [f.value for f in Format], "default": "json"}, "json or csv"),
     _query(
         "table",
