@@ -22,6 +22,7 @@ import os
 import platform
 import pstats
 import shlex
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -157,6 +158,7 @@ async def run_scenario(
     seconds: float,
     folder: Path,
     profile_to: Path | None = None,
+    spy_to: Path | None = None,
 ) -> Result:
     server = ServerProcess(mode, folder)
     peers: dict[str, MediaPeer] = {}
@@ -190,8 +192,11 @@ async def run_scenario(
         if profile_to is not None:
             await server.request({"op": "profile_start"}, "profiling")
         before = await _snapshot(server, peers, expected)
+        spy = _start_spy(server.proc.pid, spy_to, seconds) if spy_to is not None else None
         await asyncio.sleep(seconds)
         after = await _snapshot(server, peers, expected)
+        if spy is not None:
+            await asyncio.wait_for(asyncio.to_thread(spy.wait), seconds + 30)
         if profile_to is not None:
             await server.request({"op": "profile_stop", "path": str(profile_to)}, "profiled", timeout=60)
         return _result(name, mode, publishers, subscribers, fps, before, after, notes)
@@ -201,6 +206,30 @@ async def run_scenario(
         for peer in peers.values():
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(peer.close(), 5)
+
+
+def _py_spy() -> str | None:
+    found = Path(sys.executable).with_name("py-spy")
+    return str(found) if found.exists() else shutil.which("py-spy")
+
+
+def _start_spy(pid: int, output: Path, seconds: float) -> subprocess.Popen[bytes]:
+    """Sample the server's stacks (all threads, idle excluded) without stopping it."""
+    spy = _py_spy()
+    assert spy is not None
+    command = [
+        spy,
+        "record",
+        "--format",
+        "raw",
+        "-o",
+        str(output),
+        "-d",
+        str(max(1, int(seconds))),
+        "-r",
+        "200",
+    ]
+    return subprocess.Popen([*command, "-p", str(pid)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
 async def _answer_offers(server: ServerProcess, peers: dict[str, MediaPeer]) -> None:
@@ -316,28 +345,23 @@ def print_marginal(results: list[Result]) -> None:
             )
 
 
-GROUPS = {
-    "receive (SRTP, parse, jitter buffer, hand-off)": (
+GROUPS = {  # first match wins; keys are matched against "function (file:line)" / "file:line(function)"
+    "SRTP protect/unprotect (pylibsrtp)": ("pylibsrtp",),
+    "UDP sendto (on loopback it includes the kernel's delivery)": ("sendto",),
+    "vIOP fan-out and RTP writing": ("fanout.py", "DirectSender", "_vp8_payloads", "_ntp_now"),
+    "aiortc receiver (RTP parse, stats, REMB estimate, jitter buffer)": (
         "rtcrtpreceiver",
         "jitterbuffer",
         "rate.py",
-        "passthrough",
-    ),
-    "fan-out (vIOP sources and legs)": ("fanout.py",),
-    "send (aiortc sender loop, VP8/Opus pack, RTP serialize)": (
-        "rtcrtpsender",
-        "codecs/",
         "rtp.py",
         "clock.py",
+        "_EncodedOutput",
     ),
-    "transport (SRTP protect/unprotect, DTLS, ICE, sendto)": (
-        "rtcdtlstransport",
-        "aioice",
-        "pylibsrtp",
-        "sendto",
-    ),
+    "aiortc sender (RTCP here; the whole send loop when queued)": ("rtcrtpsender", "codecs/"),
+    "UDP receive, DTLS/ICE demux": ("_read_ready", "recvfrom", "rtcdtlstransport", "aioice"),
     "event loop": ("asyncio", "selectors", "events.py"),
 }
+IDLE_LEAVES = ("Condition.wait", "EpollSelector.select", "Event.wait")  # blocked, not running
 
 
 def print_profile(path: Path, result: Result, seconds: float, unprofiled: Result | None) -> None:
@@ -363,11 +387,45 @@ def print_profile(path: Path, result: Result, seconds: float, unprofiled: Result
         group = next((g for g, keys in GROUPS.items() if any(k in where for k in keys)), "other")
         grouped[group] += tottime
     for group, spent in grouped.items():
-        print(f"  {group:<58} {100 * spent / total:5.1f}%  ~{real * spent / total:5.1f} us/packet")
+        print(f"  {group:<66} {100 * spent / total:5.1f}%  ~{real * spent / total:5.1f} us/packet")
     print("  top functions by own time (share of the profiled thread):")
     for tottime, calls, where in sorted(rows, reverse=True)[:15]:
         short = where.split("site-packages/")[-1].split("/work/main/")[-1]
         print(f"    {100 * tottime / total:5.1f}%  {calls / forwarded:6.2f} calls/pkt  {short}")
+
+
+def print_spy(path: Path, unprofiled: Result | None, profiled: Result) -> None:
+    """Where the server's CPU goes, from py-spy's stack samples (no per-call overhead, unlike cProfile)."""
+    leaves: dict[str, int] = {}
+    idle = 0
+    for line in path.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        if stack and count.isdigit():
+            leaf = stack.split(";")[-1]
+            if leaf.startswith(IDLE_LEAVES):
+                idle += int(count)
+                continue
+            leaves[leaf] = leaves.get(leaf, 0) + int(count)
+    total = sum(leaves.values())
+    if not total:
+        print("\npy-spy collected no samples")
+        return
+    real = (unprofiled or profiled).us_per_packet
+    print(
+        f"\nsampled profile (py-spy, 500 Hz) of the N=8 vIOP server: {total} busy samples ({idle} idle left out); "
+        f"{real:.1f} us/packet all-in unprofiled:"
+    )
+    grouped: dict[str, int] = dict.fromkeys(GROUPS, 0)
+    grouped["other"] = 0
+    for leaf, count in leaves.items():
+        group = next((g for g, keys in GROUPS.items() if any(k in leaf for k in keys)), "other")
+        grouped[group] += count
+    for group, count in grouped.items():
+        print(f"  {group:<66} {100 * count / total:5.1f}%  ~{real * count / total:5.1f} us/packet")
+    print("  top functions (share of samples, where the sample was taken):")
+    for leaf, count in sorted(leaves.items(), key=lambda kv: -kv[1])[:15]:
+        short = leaf.split("site-packages/")[-1].replace("/work/main/", "")
+        print(f"    {100 * count / total:5.1f}%  {short}")
 
 
 @contextlib.contextmanager
@@ -422,15 +480,28 @@ async def main(args: argparse.Namespace) -> None:
         print()
         print_table(results)
         print_marginal(results)
-        if args.profile:
+        plain = next(
+            (r for r in results if r.server == "viop" and r.publishers == 1 and r.subscribers == 8), None
+        )
+        if args.profile and _py_spy() is not None:
+            samples = folder / "relay.spy"
+            spied = await run_scenario(
+                "profile (py-spy)", "viop", publishers=1, subscribers=8, fps=30, spy_to=samples, **common
+            )
+            print_table([spied])
+            print_spy(samples, plain, spied)
+        elif args.profile:
             profile = folder / "relay.prof"
             profiled = await run_scenario(
-                "profile", "viop", publishers=1, subscribers=8, fps=30, profile_to=profile, **common
+                "profile (cProfile)",
+                "viop",
+                publishers=1,
+                subscribers=8,
+                fps=30,
+                profile_to=profile,
+                **common,
             )
             print_table([profiled])
-            plain = next(
-                (r for r in results if r.server == "viop" and r.publishers == 1 and r.subscribers == 8), None
-            )
             print_profile(profile, profiled, args.seconds, plain)
     print(f"\ntotal {time.monotonic() - started:.0f} s")
 
