@@ -137,6 +137,9 @@ async def test_group_session_lobby_media_staff_mute_leave_end(server: LiveServer
         await person.on_screen("ended", timeout_s=10)
         await person.screenshot("ended")
     assert "ended" in (await alex.page.locator("#ended-text").text_content() or "").lower()
+    for person in (clinician, alex):
+        # The message itself arrived (not only the socket's close reason).
+        assert "room_ended" in await person.page.evaluate("window.viop.lastMessages()"), person.name
     await alex.assert_accessible("join: session ended")
     await clinician.assert_accessible("console: session ended")
     await staff.wait_until(f"{room} === null && !document.querySelector('#presence-empty').hidden")
