@@ -24,6 +24,7 @@ from vIOP.auth.permissions import Action, Principal, Role, RoomScope, authorize
 from vIOP.auth.tickets import TicketGrant, TicketPurpose
 from vIOP.errors import BadRequest, Conflict, NotFound, Unauthenticated, VIOPError
 from vIOP.ids import ClientId, ParticipantId, RoomId, UserId
+from vIOP.logging import register_secret
 from vIOP.rooms.participant import Participant, ParticipantState
 from vIOP.rooms.room import Room
 from vIOP.signaling import messages as m
@@ -303,17 +304,22 @@ class SignalSession:
         if self.conn.state is not ConnectionState.OPEN:
             return  # the socket closed while we were joining; the teardown takes over
         self.pid = participant.id
+        if resumed and participant.reconnecting_since is not None:
+            await rooms.resume(self.room_id, participant.id)
+        await self._heartbeat(force=True)
+        issued = await self.services.resume.issue(ResumeGrant(participant.id, self.room_id, subject))
+        self.resume_handle = issued.handle
+        room = await rooms.room(self.room_id)
+        if self.conn.state is not ConnectionState.OPEN:
+            return
+        # No await from here to the state below: `welcome` is the socket's first frame (events used to
+        # slip in ahead of it, e.g. `admitted` from a quick host), and every event newer than this
+        # snapshot reaches the socket after it, since the connection is attached before the next await.
         replaced = self.services.connections.attach(self.conn, participant.id)
         if replaced is not None:
             log.info("connection replaced by a resumed one", extra={"participant_id": participant.id})
         self.delivery.set_flags(self.room_id, participant.id, audio=msg.audio, video=msg.video)
-        if resumed and participant.reconnecting_since is not None:
-            await rooms.resume(self.room_id, participant.id)
-        room = await rooms.room(self.room_id)
         rooms.holdings.hold(room, participant.id)
-        await self._heartbeat(force=True)
-        issued = await self.services.resume.issue(ResumeGrant(participant.id, self.room_id, subject))
-        self.resume_handle = issued.handle
         settings = self.services.settings
         self.conn.send(
             m.Welcome(
@@ -342,6 +348,8 @@ class SignalSession:
             name = await self.services.invite_store.client_display_name(ClientId(self.principal.subject))
             t = await rooms.knock(self.room_id, subject=ClientId(self.principal.subject), display_name=name)
         assert t.participant is not None
+        # Defence in depth: even a stray exception message cannot carry this name into a log line.
+        register_secret(t.participant.display_name)
         return t.participant
 
     def _send_state(self, room: Room, me: Participant) -> None:
