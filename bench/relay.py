@@ -378,20 +378,24 @@ def print_profile(path: Path, result: Result, seconds: float, unprofiled: Result
         f"\nprofile of the N=8 vIOP server's event-loop thread, {seconds:.0f} s, {forwarded:.0f} packets forwarded; "
         f"{real:.1f} us/packet all-in without the profiler (profiled: {1e6 * total / forwarded:.0f}):"
     )
-    grouped: dict[str, float] = dict.fromkeys(GROUPS, 0.0)
-    grouped["other"] = 0.0
     rows = []
     for (filename, line, func), (_, calls, tottime, _, _) in stats.stats.items():  # type: ignore[attr-defined]
-        where = f"{filename}:{line}({func})"
-        rows.append((tottime, calls, where))
-        group = next((g for g, keys in GROUPS.items() if any(k in where for k in keys)), "other")
-        grouped[group] += tottime
-    for group, spent in grouped.items():
-        print(f"  {group:<66} {100 * spent / total:5.1f}%  ~{real * spent / total:5.1f} us/packet")
+        rows.append((tottime, calls, f"{filename}:{line}({func})"))
+    print_groups({where: tottime for tottime, _, where in rows}, real)
     print("  top functions by own time (share of the profiled thread):")
     for tottime, calls, where in sorted(rows, reverse=True)[:15]:
         short = where.split("site-packages/")[-1].split("/work/main/")[-1]
         print(f"    {100 * tottime / total:5.1f}%  {calls / forwarded:6.2f} calls/pkt  {short}")
+
+
+def print_groups(weights: dict[str, float], real_us: float) -> None:
+    """Sum ``weights`` (per function) into :data:`GROUPS`; print shares and their part of ``real_us``."""
+    total = sum(weights.values())
+    grouped = dict.fromkeys([*GROUPS, "other"], 0.0)
+    for where, weight in weights.items():
+        grouped[next((g for g, keys in GROUPS.items() if any(k in where for k in keys)), "other")] += weight
+    for group, weight in grouped.items():
+        print(f"  {group:<66} {100 * weight / total:5.1f}%  ~{real_us * weight / total:5.1f} us/packet")
 
 
 def print_spy(path: Path, unprofiled: Result | None, profiled: Result) -> None:
@@ -415,13 +419,7 @@ def print_spy(path: Path, unprofiled: Result | None, profiled: Result) -> None:
         f"\nsampled profile (py-spy, 500 Hz) of the N=8 vIOP server: {total} busy samples ({idle} idle left out); "
         f"{real:.1f} us/packet all-in unprofiled:"
     )
-    grouped: dict[str, int] = dict.fromkeys(GROUPS, 0)
-    grouped["other"] = 0
-    for leaf, count in leaves.items():
-        group = next((g for g, keys in GROUPS.items() if any(k in leaf for k in keys)), "other")
-        grouped[group] += count
-    for group, count in grouped.items():
-        print(f"  {group:<66} {100 * count / total:5.1f}%  ~{real * count / total:5.1f} us/packet")
+    print_groups({leaf: float(count) for leaf, count in leaves.items()}, real)
     print("  top functions (share of samples, where the sample was taken):")
     for leaf, count in sorted(leaves.items(), key=lambda kv: -kv[1])[:15]:
         short = leaf.split("site-packages/")[-1].replace("/work/main/", "")
