@@ -187,7 +187,7 @@ class SignalSession:
             if not me.is_seated:
                 raise Conflict("media starts once you are admitted")
             if pid not in relay.participants():
-                await relay.add_participant(pid)
+                await relay.add_participant(pid, room=self.room_id)
                 if me.muted:  # a host mute outlives a reconnect
                     relay.set_audio_forwarding(pid, False)
             answer = await relay.handle_offer(pid, msg.sdp)

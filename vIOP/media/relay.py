@@ -64,6 +64,7 @@ class RelayStats:
 @dataclass(slots=True, eq=False)
 class _Participant:
     pid: ParticipantId
+    room: str | None = None
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     session: PeerSession | None = None
     sources: dict[str, Source] = field(default_factory=dict)
@@ -108,10 +109,13 @@ class MediaRelay:
 
     # --- membership -------------------------------------------------------------------------------------
 
-    async def add_participant(self, pid: ParticipantId) -> None:
+    async def add_participant(self, pid: ParticipantId, room: str | None = None) -> None:
+        """``pid`` exchanges media only with participants added with the same ``room`` (one process
+        relays many rooms: media must never cross them). ``None`` is one shared group, for a relay that
+        serves a single room (tests, benchmarks)."""
         if pid in self._participants:
             raise Conflict("participant already has media")
-        self._participants[pid] = _Participant(pid)
+        self._participants[pid] = _Participant(pid, room)
 
     async def remove_participant(self, pid: ParticipantId) -> None:
         """Stop every stream to and from ``pid`` at once, then close their peer connection."""
@@ -120,7 +124,7 @@ class MediaRelay:
             raise NotFound("participant has no media")
         for kind, source in participant.sources.items():
             source.close()
-            for other in self._participants.values():
+            for other in self._room_of(participant):
                 if other.session is not None:
                     other.session.unwant((pid, kind))
         if participant.session is not None:
@@ -177,7 +181,8 @@ class MediaRelay:
             old.stop_media()
             self._close_later(old)
         pid = participant.pid
-        others = [o.session for o in self._participants.values() if o.pid != pid and o.session is not None]
+        room = [o for o in self._room_of(participant) if o.pid != pid]
+        others = [o.session for o in room if o.session is not None]
         for kind in KINDS:
             source = sources.get(kind)
             previous = participant.sources.get(kind)
@@ -193,10 +198,9 @@ class MediaRelay:
             if previous is None:
                 for other in others:
                     other.want(source)
-        for other_participant in self._participants.values():
-            if other_participant.pid != pid:
-                for source in other_participant.sources.values():
-                    session.want(source)
+        for other_participant in room:
+            for source in other_participant.sources.values():
+                session.want(source)
 
     async def handle_answer(self, pid: ParticipantId, sdp: str) -> None:
         if len(sdp) > MAX_SDP_CHARS:
@@ -265,6 +269,10 @@ class MediaRelay:
         return self._get(pid).sources.get(kind)
 
     # --- helpers ----------------------------------------------------------------------------------------
+
+    def _room_of(self, participant: _Participant) -> list[_Participant]:
+        """Everyone who shares media with ``participant`` (``participant`` included)."""
+        return [p for p in self._participants.values() if p.room == participant.room]
 
     def _get(self, pid: ParticipantId) -> _Participant:
         participant = self._participants.get(pid)
