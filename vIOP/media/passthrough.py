@@ -497,6 +497,10 @@ def summarize_sdp(sdp: str) -> SdpSummary:
     """Parse SDP with aiortc's own parser (what ``setRemoteDescription`` will do), or raise BadRequest."""
     try:
         description = aiortc.sdp.SessionDescription.parse(sdp)
+        # aiortc re-serializes the stored description whenever it is read (``pc.remoteDescription``):
+        # one that parses but cannot be written back (an invalid address in ``c=`` or ``a=rtcp``) would
+        # fail later, on an unrelated message.
+        str(description)
     except Exception as exc:  # aiortc's parser raises whatever a malformed line triggers
         raise BadRequest("sdp: not a valid session description") from exc
     sections = []

@@ -37,6 +37,7 @@ KINDS: Final = ("audio", "video")
 MAX_SDP_CHARS: Final = 64 * 1024
 MAX_CANDIDATE_CHARS: Final = 1024
 _PUBLISHING: Final = frozenset({"sendonly", "sendrecv"})
+_DIRECTIONS: Final = frozenset({"sendrecv", "sendonly", "recvonly", "inactive"})
 _CODEC_FOR: Final = {"audio": passthrough.AUDIO_CODEC.lower(), "video": passthrough.VIDEO_CODEC.lower()}
 
 
@@ -78,6 +79,9 @@ def published_kinds(summary: passthrough.SdpSummary) -> set[str]:
         raise BadRequest("offer: needs at most one audio and one video section and nothing else")
     if not summary.has_credentials:
         raise BadRequest("offer: every section needs ICE credentials and a DTLS fingerprint")
+    if any(m.direction not in _DIRECTIONS for m in summary.media):
+        # aiortc cannot answer a section without one (its createAnswer fails on it).
+        raise BadRequest("offer: every section needs a direction (sendrecv, sendonly, recvonly or inactive)")
     mids = [m.mid for m in summary.media]
     if None in mids or set(summary.bundle) != set(mids):
         raise BadRequest("offer: all sections must be bundled (max-bundle)")
