@@ -1,0 +1,239 @@
+"""Fault injection against real processes, with real signals: each scenario returns its figures and the
+invariants it checked. ``tests/faults/`` runs them small in CI; this script runs them at full size.
+
+    .venv/bin/python bench/faults.py redis --rooms 25 --seated 8 --waiting 4          # 300 clients
+    .venv/bin/python bench/faults.py redis --empty --rooms 25 --seated 8 --waiting 4  # Redis back empty
+    .venv/bin/python bench/faults.py app --rooms 25 --seated 8 --waiting 4
+
+Scenarios:
+
+- ``redis``: redis-server (external, AOF on; ``--empty``: no persistence, back with nothing) is SIGKILLed
+  mid-session, left down ``--outage`` seconds, and started again on the same socket. Checked: the lobby
+  (order included), every admission and every attendance interval are as before; presence is back (the
+  snapshot equals the one before) within 5 s; every socket's heartbeat answers again (its "reconnect
+  time", p50/p99 from the restart); a waiting client can still be admitted.
+- ``app``: the ``vIOP serve`` process is SIGKILLed and started again (same data folder, same external
+  Redis). Checked: every client reconnects with its resume token and gets the same participant back
+  (reconnect time p50/p99 from the kill and from the restart); presence and lobby as before; no attendance
+  interval closed, split or doubled.
+
+Loopback only; every wait is bounded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shlex
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.fault_world import CLINICIAN, Shape, open_world, spread
+from bench.harness import RedisProcess, ServerProcess, raise_fd_limit
+from vIOP.errors import VIOPError
+from vIOP.signaling import messages as m
+
+PRESENCE_BACK_LIMIT_S = 5.0
+# Short heartbeats so a scenario sees every periodic write (presence, resume token, sign-in) within seconds.
+LIVENESS = {"heartbeat_seconds": "2", "presence_expiry_seconds": "6"}
+SETTLE_S = 5.0  # after recovery: long enough for every socket's next periodic write to hit the new Redis
+KEEP_LOGS = os.environ.get("VIOP_FAULT_LOGS")  # a folder: each scenario's server log is copied there
+
+
+def _lost(before: list[tuple[str, str, str | None]], after: list[tuple[str, str, str | None]]) -> list[Any]:
+    return [row for row in before if row not in after]
+
+
+async def redis_restart(tmp: Path, shape: Shape, *, persistent: bool, outage: float = 1.0) -> dict[str, Any]:
+    redis = RedisProcess(tmp / "redis", persistent=persistent)
+    redis.start()
+    server = ServerProcess(tmp / "var", redis_url=redis.url, settings=LIVENESS)
+    try:
+        server.create_clinician(CLINICIAN)
+        server.start()
+        world = await open_world(server, shape)
+        try:
+            presence0, intervals0 = await world.presence(), await world.intervals()
+            redis.kill()
+            await asyncio.sleep(outage)
+            redis.start()
+            back = time.monotonic()
+            presence_back = await world.wait_presence(presence0, timeout=30)
+            recovered = await _beats_after(world, back, timeout=30)
+            await asyncio.sleep(SETTLE_S)
+            intervals1 = await world.intervals()
+            admitted_after = await _admit_one_waiting(world)
+            dropped = [p for p in world.people if p.reconnects or p.terminal]
+            return {
+                "scenario": f"redis SIGKILL, {outage:g} s down, back {'with AOF' if persistent else 'EMPTY'}",
+                "clients": shape.clients,
+                "rooms": shape.rooms,
+                "sockets": len(world.people),
+                "presence_back_s": None if presence_back is None else round(presence_back, 2),
+                "presence_before": presence0,
+                "presence_after": await world.presence(),
+                "intervals_before": len(intervals0),
+                "intervals_lost": _lost(intervals0, intervals1),
+                "intervals_added": _lost(intervals1, intervals0),
+                "heartbeat_back": spread(recovered),
+                "heartbeat_not_back": len(world.people) - len(recovered),
+                "sockets_dropped": len(dropped),
+                "closed_for_good": sorted({str(p.terminal.close_code) for p in dropped if p.terminal}),
+                "waiting_client_admitted_after": admitted_after,
+                "server_log_errors": _errors(server),
+            }
+        finally:
+            await world.stop()
+    finally:
+        server.stop()
+        _keep_log(server, f"redis-{'aof' if persistent else 'empty'}.log")
+        redis.stop()
+
+
+async def app_restart(tmp: Path, shape: Shape, *, outage: float = 0.5) -> dict[str, Any]:
+    redis = RedisProcess(tmp / "redis", persistent=True)
+    redis.start()
+    server = ServerProcess(tmp / "var", redis_url=redis.url, settings=LIVENESS)
+    try:
+        server.create_clinician(CLINICIAN)
+        server.start()
+        world = await open_world(server, shape)
+        try:
+            presence0, intervals0 = await world.presence(), await world.intervals()
+            killed = time.monotonic()
+            server.kill()
+            await asyncio.sleep(outage)
+            server.start()
+            up = time.monotonic()
+            back = await _all_reconnected(world, killed, timeout=60)
+            presence_back = await world.wait_presence(presence0, timeout=30)
+            await asyncio.sleep(SETTLE_S)
+            intervals1 = await world.intervals()
+            reconnects = [r for p in world.people for r in p.reconnects if r.lost_at >= killed]
+            return {
+                "scenario": f"app SIGKILL, restarted after {outage:g} s (same data folder, same Redis)",
+                "clients": shape.clients,
+                "rooms": shape.rooms,
+                "sockets": len(world.people),
+                "restart_s": round(up - killed, 2),
+                "reconnected": back,
+                "resumed_same_participant": sum(1 for r in reconnects if r.resumed and r.same_participant),
+                "reconnect_from_kill": spread([r.welcomed_at - r.lost_at for r in reconnects]),
+                "reconnect_from_restart": spread([max(0.0, r.welcomed_at - up) for r in reconnects]),
+                "not_reconnected": sorted(
+                    f"{p.name}: {p.failure or p.terminal}" for p in world.people if not p.connected
+                ),
+                "presence_back_s": None if presence_back is None else round(presence_back, 2),
+                "presence_before": presence0,
+                "presence_after": await world.presence(),
+                "intervals_before": len(intervals0),
+                "intervals_lost": _lost(intervals0, intervals1),
+                "intervals_added": _lost(intervals1, intervals0),
+                "waiting_client_admitted_after": await _admit_one_waiting(world),
+                "server_log_errors": _errors(server),
+            }
+        finally:
+            await world.stop()
+    finally:
+        server.stop()
+        _keep_log(server, "app-kill.log")
+        redis.stop()
+
+
+async def _all_reconnected(world: Any, since: float, timeout: float) -> int:
+    """How many participants got a new welcome after ``since`` (waits until all did, or the timeout)."""
+    deadline = time.monotonic() + timeout
+    count = 0
+    while time.monotonic() < deadline:
+        count = sum(1 for p in world.people if any(r.lost_at >= since for r in p.reconnects))
+        if count == len(world.people) or all(p.given_up for p in world.people if not p.connected):
+            break
+        await asyncio.sleep(0.1)
+    return count
+
+
+async def _beats_after(world: Any, t: float, timeout: float) -> list[float]:
+    """Seconds from ``t`` to each participant's first answered heartbeat (those that got one in time)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if all(p.first_ok_beat_after(t) is not None for p in world.people):
+            break
+        await asyncio.sleep(0.1)
+    return [b - t for p in world.people if (b := p.first_ok_beat_after(t)) is not None]
+
+
+async def _admit_one_waiting(world: Any) -> bool:
+    room = next((r for r in world.rooms if r.waiting), None)
+    if room is None:
+        return True
+    person = room.waiting[0]
+    try:
+        await room.host.client.send(m.Admit(participant_id=person.participant_id))
+        await person.client.wait_message(m.Admitted, within=10)
+    except (TimeoutError, VIOPError):
+        return False
+    return True
+
+
+def _keep_log(server: ServerProcess, name: str) -> None:
+    if KEEP_LOGS:
+        Path(KEEP_LOGS).mkdir(parents=True, exist_ok=True)
+        (Path(KEEP_LOGS) / name).write_text(server.log_tail(10_000_000))
+
+
+def _errors(server: ServerProcess) -> list[str]:
+    """Error-level log lines of the server, reduced to their message (no field values)."""
+    lines = []
+    for line in server.log_tail(2_000_000).splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if record.get("level") in ("error", "critical"):
+            lines.append(f"{record.get('msg')} ({record.get('exc', '')[:80]})")
+    return sorted(set(lines))
+
+
+SCENARIOS = {"redis", "app"}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("scenario", choices=sorted(SCENARIOS))
+    parser.add_argument("--rooms", type=int, default=25)
+    parser.add_argument("--seated", type=int, default=8, help="clients admitted into each room")
+    parser.add_argument("--waiting", type=int, default=4, help="clients left waiting in each lobby")
+    parser.add_argument("--no-media", action="store_true", help="no peer connections (no attendance)")
+    parser.add_argument("--empty", action="store_true", help="redis: restart without persistence")
+    parser.add_argument("--outage", type=float, default=1.0, help="seconds the process stays down")
+    parser.add_argument("--json", help="also write the figures to this file")
+    parser.add_argument("--max-seconds", type=float, default=900.0)
+    args = parser.parse_args()
+    raise_fd_limit()
+    shape = Shape(rooms=args.rooms, seated=args.seated, waiting=args.waiting, media=not args.no_media)
+    with tempfile.TemporaryDirectory(prefix="viop-faults-") as tmp:
+        if args.scenario == "redis":
+            job = redis_restart(Path(tmp), shape, persistent=not args.empty, outage=args.outage)
+        else:
+            job = app_restart(Path(tmp), shape, outage=args.outage)
+        figures = asyncio.run(asyncio.wait_for(job, args.max_seconds))
+    command = ".venv/bin/python bench/faults.py " + shlex.join(sys.argv[1:])
+    print(f"command: {command}")
+    shown = {k: v for k, v in figures.items() if k not in ("presence_before", "presence_after")}
+    print(json.dumps(shown, indent=1))
+    if args.json:
+        Path(args.json).write_text(json.dumps({"command": command, **figures}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
