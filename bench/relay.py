@@ -72,6 +72,7 @@ class Result:
     fps_mean: float  # received by the clients
     fps_min: float
     fps_sent: float  # sent by the relay per video leg (vIOP only): tells a slow relay from starved clients
+    fps_in: float  # complete frames per publisher out of the relay's jitter buffers (vIOP only)
     audio_pps_mean: float
     packets_forwarded_per_s: float
     us_per_packet: float  # server CPU per forwarded packet, everything included
@@ -265,6 +266,10 @@ async def _snapshot(
     )
 
 
+def _per_second(a: Snapshot, b: Snapshot, count: str, per: str, wall: float) -> float:
+    return (b.stats[count] - a.stats[count]) / wall / max(1, b.stats[per])
+
+
 def _result(
     name: str,
     mode: str,
@@ -290,9 +295,8 @@ def _result(
         client_cpu=100 * (b.client_cpu - a.client_cpu) / wall,
         fps_mean=sum(rates) / len(rates) if rates else 0.0,
         fps_min=min(rates, default=0.0),
-        fps_sent=(b.stats["video_frames_sent"] - a.stats["video_frames_sent"])
-        / wall
-        / max(1, b.stats["video_legs"]),
+        fps_sent=_per_second(a, b, "video_frames_sent", "video_legs", wall),
+        fps_in=_per_second(a, b, "video_frames_in", "video_publishers", wall),
         audio_pps_mean=sum(audio) / len(audio) if audio else 0.0,
         packets_forwarded_per_s=packets,
         us_per_packet=1e6 * server_cpu / packets if packets else float("nan"),
@@ -305,7 +309,7 @@ def _result(
 
 def print_table(results: list[Result]) -> None:
     header = (
-        f"{'scenario':<26} {'server':<11} {'srv CPU%':>8} {'fps mean':>8} {'fps min':>7} {'fps sent':>8} {'audio/s':>7} "
+        f"{'scenario':<26} {'server':<11} {'srv CPU%':>8} {'fps mean':>8} {'fps min':>7} {'fps in':>6} {'fps sent':>8} {'audio/s':>7} "
         f"{'pkt out/s':>9} {'us/pkt':>6} {'RSS MB':>6} {'thr':>4} {'client CPU%':>11} {'machine busy%':>13}"
     )
     print(header)
@@ -313,6 +317,7 @@ def print_table(results: list[Result]) -> None:
     for r in results:
         print(
             f"{r.name:<26} {r.server:<11} {r.server_cpu:8.1f} {r.fps_mean:8.1f} {r.fps_min:7.1f} "
+            f"{(f'{r.fps_in:.1f}' if r.server != 'stock' else '-'):>6} "
             f"{(f'{r.fps_sent:.1f}' if r.server != 'stock' else '-'):>8} "
             f"{r.audio_pps_mean:7.1f} {r.packets_forwarded_per_s:9.0f} {r.us_per_packet:6.1f} "
             f"{r.rss_mb:6.0f} {r.threads:4d} {r.client_cpu:11.1f} {r.machine_busy:13.0f}"

@@ -59,6 +59,11 @@ class ViopServer:
         legs = [slot.leg for s in sessions if s is not None for slot in s.slots if slot.leg.kind == "video"]
         return sum(leg.frames_out for leg in legs), sum(1 for leg in legs if leg.source is not None)
 
+    def video_frames_received(self) -> tuple[int, int]:
+        """(complete video frames out of the publishers' jitter buffers, video publishers)."""
+        sources = [self.relay.source(p, "video") for p in self.relay.participants()]
+        return sum(s.frames_in for s in sources if s is not None), sum(1 for s in sources if s is not None)
+
     async def close(self) -> None:
         await self.relay.close()
 
@@ -98,6 +103,9 @@ class StockServer:
 
     def video_frames_sent(self) -> tuple[int, int]:
         return 0, 0  # not observable in aiortc's relay without instrumenting it
+
+    def video_frames_received(self) -> tuple[int, int]:
+        return 0, 0
 
     async def close(self) -> None:
         for pc in self._pcs.values():
@@ -145,9 +153,12 @@ async def serve(mode: str, socket_path: str) -> None:
                 elif op == "stats":
                     pcs = server.connections()
                     frames, legs = server.video_frames_sent()
+                    frames_in, publishers = server.video_frames_received()
                     send(
                         {
                             "op": "stats",
+                            "video_frames_in": frames_in,
+                            "video_publishers": publishers,
                             "video_frames_sent": frames,
                             "video_legs": legs,
                             "packets_sent": await packets_sent(pcs),
