@@ -24,12 +24,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
+import select
 import shlex
+import signal
+import subprocess
 import sys
 import tempfile
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -147,6 +152,142 @@ async def app_restart(tmp: Path, shape: Shape, *, outage: float = 0.5) -> dict[s
         redis.stop()
 
 
+async def network_cut(tmp: Path, *, grace: float = 10.0) -> dict[str, Any]:
+    """Three ways a client's network goes: its socket is aborted (RST, no close frame) and it comes back;
+    it is aborted and the person never comes back; its process is frozen (SIGSTOP: not a single packet, the
+    server only notices the silence) and thawed within the grace window."""
+    server = ServerProcess(tmp / "var", settings={**LIVENESS, "reconnect_grace_seconds": str(int(grace))})
+    frozen: subprocess.Popen[str] | None = None
+    try:
+        server.create_clinician(CLINICIAN)
+        server.start()
+        world = await open_world(server, Shape(rooms=1, seated=3, waiting=0, media=True))
+        try:
+            room = world.rooms[0]
+            host, returner, leaver = room.host, room.seated[0], room.seated[1]
+            leaver.reconnect = False
+            saw = _Watch(host)
+            cut_wall, cut = time.time(), time.monotonic()
+            await asyncio.gather(returner.client.drop(), leaver.client.drop())
+            returner_back = await _wait(lambda: bool(returner.reconnects), 15)
+            leaver_left = await saw.left(leaver, "timeout", within=grace + 10)
+            left_after = time.monotonic() - cut
+            # The partition: a participant in its own process, frozen longer than the silence limit.
+            invite = await world.api.create_invite(world.bearer, room.room_id, "Frozen client")
+            frozen, frozen_pid = await _start_frozen(server, room.room_id, invite)
+            await host.client.send(m.Admit(participant_id=frozen_pid))
+            freeze_s = float(LIVENESS["presence_expiry_seconds"]) + 1.5
+            frozen.send_signal(signal.SIGSTOP)
+            await asyncio.sleep(freeze_s)
+            frozen_marked = saw.reconnecting_seen(frozen_pid)
+            frozen.send_signal(signal.SIGCONT)
+            frozen_back = await asyncio.to_thread(_read_json_line, frozen, 15)
+            await asyncio.sleep(SETTLE_S)
+            intervals = {
+                pid: [(j, left) for p_, j, left in await world.intervals() if p_ == pid]
+                for pid in (returner.participant_id, leaver.participant_id)
+            }
+            leaver_intervals = intervals[leaver.participant_id]
+            left_at = leaver_intervals[0][1] if len(leaver_intervals) == 1 else None
+            presence = await world.presence()
+            return {
+                "scenario": f"client network cut (grace {grace:g} s)",
+                "returner_resumed_same_participant": bool(returner.reconnects)
+                and returner.reconnects[-1].resumed
+                and returner.reconnects[-1].same_participant,
+                "returner_reconnect_ms": round((returner.reconnects[-1].welcomed_at - cut) * 1000, 1)
+                if returner_back
+                else None,
+                "others_saw_reconnecting": saw.reconnecting_seen(returner.participant_id)
+                and saw.reconnecting_seen(leaver.participant_id),
+                "leaver_left_with_timeout": leaver_left,
+                "leaver_left_after_s": round(left_after, 2),
+                "returner_intervals": len(intervals[returner.participant_id]),
+                "returner_interval_open": all(left is None for _, left in intervals[returner.participant_id]),
+                "leaver_intervals": len(leaver_intervals),
+                "leaver_left_at_minus_cut_s": None
+                if left_at is None
+                else round(_epoch(left_at) - cut_wall, 1),
+                "frozen_marked_reconnecting": frozen_marked,
+                "frozen_welcome_after_thaw": frozen_back,
+                "frozen_resumed_same_participant": frozen_back is not None
+                and frozen_back.get("resumed") is True
+                and frozen_back.get("participant_id") == frozen_pid,
+                "nobody_reconnecting_after": all(not r["reconnecting"] for r in presence.values()),
+                "server_log_errors": _errors(server),
+            }
+        finally:
+            await world.stop()
+    finally:
+        if frozen is not None:
+            with contextlib.suppress(Exception):
+                frozen.send_signal(signal.SIGCONT)
+                frozen.kill()
+                frozen.wait(5)
+        server.stop()
+        _keep_log(server, "network-cut.log")
+
+
+class _Watch:
+    """What one participant (the host) saw of the others."""
+
+    def __init__(self, person: Any) -> None:
+        self.client = person.client
+
+    def reconnecting_seen(self, pid: str | None) -> bool:
+        return any(isinstance(x, m.Reconnecting) and x.participant_id == pid for x in self.client.messages)
+
+    async def left(self, person: Any, reason: str, within: float) -> bool:
+        try:
+            await self.client.wait_message(
+                m.ParticipantLeft,
+                within=within,
+                where=lambda x: x.participant_id == person.participant_id and x.reason.value == reason,
+            )
+        except TimeoutError:
+            return False
+        return True
+
+
+async def _wait(predicate: Any, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        await asyncio.sleep(0.05)
+    return False
+
+
+async def _start_frozen(server: ServerProcess, room_id: str, invite: str) -> tuple[Any, str]:
+    process = subprocess.Popen(
+        [sys.executable, str(Path(__file__).with_name("participant_proc.py")), server.base_url, room_id],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        bufsize=1,
+    )
+    assert process.stdin is not None
+    process.stdin.write(invite + "\n")
+    process.stdin.flush()
+    first = await asyncio.to_thread(_read_json_line, process, 30)
+    if first is None:
+        raise RuntimeError("the participant process did not join")
+    return process, str(first["participant_id"])
+
+
+def _read_json_line(process: Any, timeout: float) -> dict[str, Any] | None:
+    stdout = process.stdout
+    readable, _, _ = select.select([stdout], [], [], timeout)
+    if not readable:
+        return None
+    line = stdout.readline()
+    return json.loads(line) if line.strip() else None
+
+
+def _epoch(iso: str) -> float:
+    return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
+
+
 async def _all_reconnected(world: Any, since: float, timeout: float) -> int:
     """How many participants got a new welcome after ``since`` (waits until all did, or the timeout)."""
     deadline = time.monotonic() + timeout
@@ -201,7 +342,7 @@ def _errors(server: ServerProcess) -> list[str]:
     return sorted(set(lines))
 
 
-SCENARIOS = {"redis", "app"}
+SCENARIOS = {"redis", "app", "cut"}
 
 
 def main() -> int:
@@ -223,8 +364,10 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="viop-faults-") as tmp:
         if args.scenario == "redis":
             job = redis_restart(Path(tmp), shape, persistent=not args.empty, outage=args.outage)
-        else:
+        elif args.scenario == "app":
             job = app_restart(Path(tmp), shape, outage=args.outage)
+        else:
+            job = network_cut(Path(tmp))
         figures = asyncio.run(asyncio.wait_for(job, args.max_seconds))
     command = ".venv/bin/python bench/faults.py " + shlex.join(sys.argv[1:])
     print(f"command: {command}")

@@ -50,6 +50,7 @@ class Participant:
     media: bool = False  # open a (receive-only) peer connection once admitted, and again after a resume
     ping_seconds: float = 1.0
     give_up_seconds: float = 120.0  # reconnect attempts stop after this long (the grace window is shorter)
+    reconnect: bool = True  # False: a dropped socket stays dropped (the person walked away)
     client: RoomClient = field(init=False)
     participant_id: str | None = None
     welcomes: list[m.Welcome] = field(default_factory=list)
@@ -130,7 +131,7 @@ class Participant:
                 closed = await self.client.wait_closed(within=3600)
             except TimeoutError:
                 continue
-            if self._stopping:
+            if self._stopping or not self.reconnect:
                 return
             if closed.close_code not in RECONNECT_CODES:
                 self.terminal = closed
