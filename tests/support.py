@@ -47,22 +47,17 @@ test_settings.__test__ = False  # type: ignore[attr-defined]
 
 
 @asynccontextmanager
-async def run_live_server(settings: Settings) -> AsyncGenerator[LiveServer, None]:
+async def run_live_server(
+    settings: Settings, *, request_deadline: float | None = None
+) -> AsyncGenerator[LiveServer, None]:
+    """uvicorn configured exactly as ``serve`` configures it (``request_deadline`` may be shortened)."""
     from vIOP.app import create_app
-    from vIOP.server import bind_socket
+    from vIOP.server import bind_socket, uvicorn_config
 
     app = create_app(settings)
     sock = bind_socket(settings.host, settings.port)
-    config = uvicorn.Config(
-        app,
-        log_config=None,
-        access_log=False,
-        lifespan="on",
-        ws="websockets-sansio",
-        ws_per_message_deflate=False,
-        ws_max_size=2 * settings.ws_max_message_bytes,
-    )
-    server = uvicorn.Server(config)
+    extra = {} if request_deadline is None else {"request_deadline": request_deadline}
+    server = uvicorn.Server(uvicorn_config(app, settings, **extra))
     task = asyncio.create_task(server.serve(sockets=[sock]))
     try:
         for _ in range(500):

@@ -23,6 +23,8 @@ from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
+from tests.api import signal_support as ss
+from tests.support import LiveServer
 from vIOP.client.signaling import (
     ConnectRefused,
     ServerProtocolError,
@@ -82,10 +84,12 @@ class Seat:
 
     # --- opening --------------------------------------------------------------------------------------
 
-    async def open(self) -> None:
-        """Join (or resume) with a fresh ticket; retried a bounded number of times."""
+    async def open(self, stop: asyncio.Event | None = None) -> None:
+        """Join (or resume) with a fresh ticket; retried a bounded number of times (or until ``stop``)."""
         for attempt in range(REOPEN_ATTEMPTS):
             await self.close()
+            if stop is not None and stop.is_set():
+                break
             try:
                 client = await SignalingClient.connect(await self.tickets(), origin=self.origin)
             except ConnectRefused:
@@ -109,8 +113,7 @@ class Seat:
             if reply.code == "room_ended" and self.on_room_ended is not None:
                 await self.on_room_ended()
             await asyncio.sleep(min(0.05 * attempt, 0.5))
-        self.report.problems.append(f"{self.name}: could not rejoin in {REOPEN_ATTEMPTS} attempts")
-        raise RuntimeError(self.report.problems[-1])
+        raise RuntimeError(f"{self.name}: could not rejoin in {REOPEN_ATTEMPTS} attempts")
 
     async def close(self) -> None:
         if self.client is not None:
@@ -123,7 +126,11 @@ class Seat:
     async def probe(self, frame: str | bytes) -> None:
         """Send ``frame`` then a ping; wait for that ping's pong or a documented close."""
         if self.client is None:
-            await self.open()
+            try:
+                await self.open()
+            except RuntimeError as exc:
+                self.report.problems.append(str(exc))
+                raise
         assert self.client is not None
         probe_id = f"probe-{next(self._probe_ids)}"
         self.report.frames += 1
@@ -171,9 +178,9 @@ class Seat:
         while not stop.is_set():
             if self.client is None:
                 try:
-                    await self.open()
+                    await self.open(stop)
                 except RuntimeError:
-                    return
+                    continue  # e.g. the fuzzer locked the room: knocking is refused until it unlocks
             assert self.client is not None
             try:
                 message = await self.client.recv(within=0.5)
@@ -224,3 +231,58 @@ class Seat:
             self.report.problems.append(f"{self.name}: join not answered within {HANG_SECONDS} s")
         elif isinstance(exc, ServerProtocolError):
             self.report.problems.append(f"{self.name}: undecodable server frame on join: {exc}")
+
+
+async def pair_in_room(live: LiveServer, name: str) -> tuple[Seat, Seat]:
+    """A clinician and a client, both joined (the client waits in the lobby) in a new room of their own."""
+    host = await ss.clinician(live, f"dr.{name}")
+    scope = await ss.room(live, host)
+    client_principal = await ss.invite(live, host, scope, name.title())
+    host_seat = Seat(
+        f"{name}-host", ss.ticket_source(live, host.principal, scope, host.session), live.base_url
+    )
+    client_seat = Seat(f"{name}-client", ss.ticket_source(live, client_principal, scope, None), live.base_url)
+    await host_seat.open()
+    await client_seat.open()
+    return host_seat, client_seat
+
+
+@dataclass
+class Bystanders:
+    """A host and an admitted client pinging in their own room while something hostile goes on."""
+
+    host: Seat
+    client: Seat
+    rtts: list[float] = field(default_factory=list)
+    stop: asyncio.Event = field(default_factory=asyncio.Event)
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+    @classmethod
+    async def start(cls, live: LiveServer) -> Bystanders:
+        host, client = await pair_in_room(live, "bystander")
+        assert host.client is not None and client.client is not None
+        await host.client.send(m.AdmitAll())
+        await client.client.expect(m.Admitted)
+        pair = cls(host, client)
+        pair.tasks = [
+            asyncio.create_task(host.ping_loop(pair.stop, pair.rtts)),
+            asyncio.create_task(client.ping_loop(pair.stop, pair.rtts)),
+        ]
+        return pair
+
+    async def finish(self) -> list[str]:
+        """Stop pinging; the problems either of them had (none means nobody noticed anything)."""
+        self.stop.set()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+        for seat in (self.host, self.client):
+            await seat.close()
+        return self.host.report.problems + self.client.report.problems
+
+    def summary(self) -> str:
+        rtts = sorted(self.rtts)
+        if not rtts:
+            return "bystander: no pings"
+        return (
+            f"bystander {len(rtts)} pings, p50 {rtts[len(rtts) // 2] * 1000:.1f} ms, "
+            f"p99 {rtts[int(len(rtts) * 0.99)] * 1000:.1f} ms, max {rtts[-1] * 1000:.1f} ms"
+        )

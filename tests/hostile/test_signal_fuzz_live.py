@@ -18,7 +18,6 @@ import asyncio
 import os
 import random
 import re
-import statistics
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -29,7 +28,7 @@ import pytest
 
 from tests.api import signal_support as ss
 from tests.hostile.frames import FrameMaker, draw_seeds, real_offer_sdp
-from tests.hostile.seats import Seat
+from tests.hostile.seats import Bystanders, Seat, pair_in_room
 from tests.hostile.support import captured_server_logs
 from tests.signaling.samples import CANDIDATE
 from tests.support import LiveServer
@@ -93,19 +92,6 @@ async def fuzz(seat: Seat, maker: FrameMaker, rng: random.Random, count: int, ta
         done += len(batch)
 
 
-async def pair_in_room(live: LiveServer, name: str) -> tuple[Seat, Seat]:
-    host = await ss.clinician(live, f"dr.{name}")
-    scope = await ss.room(live, host)
-    client_principal = await ss.invite(live, host, scope, name.title())
-    host_seat = Seat(
-        f"{name}-host", ss.ticket_source(live, host.principal, scope, host.session), live.base_url
-    )
-    client_seat = Seat(f"{name}-client", ss.ticket_source(live, client_principal, scope, None), live.base_url)
-    await host_seat.open()
-    await client_seat.open()
-    return host_seat, client_seat
-
-
 async def test_live_server_survives_mutated_frames_and_keeps_serving_others(live: LiveServer) -> None:
     # A new run seed each time (the space is large); VIOP_FUZZ_SEED=<n> replays one.
     run_seed = int(os.environ.get("VIOP_FUZZ_SEED") or random.randrange(2**32))
@@ -116,14 +102,11 @@ async def test_live_server_survives_mutated_frames_and_keeps_serving_others(live
     host_maker = FrameMaker(seeds, offer, candidate)
     client_maker = FrameMaker(seeds, offer, candidate)
     stop = asyncio.Event()
-    rtts: list[float] = []
     started = time.monotonic()
 
     with captured_server_logs() as logs:
-        # Room C: the bystanders, admitted before anything hostile starts.
-        by_host, by_client = await pair_in_room(live, "bystander")
-        await by_host.client.send(m.AdmitAll())  # type: ignore[union-attr]
-        await by_client.client.expect(m.Admitted)  # type: ignore[union-attr]
+        # Room C: the bystanders, admitted and pinging before anything hostile starts.
+        bystanders = await Bystanders.start(live)
 
         # Room A: the fuzzing host and its helper client.
         room_a = RoomA(live, await ss.clinician(live, "dr.fuzz"))
@@ -145,8 +128,6 @@ async def test_live_server_survives_mutated_frames_and_keeps_serving_others(live
         background = [
             asyncio.create_task(helper_client.serve(stop)),
             asyncio.create_task(helper_host.serve(stop, admit=True)),
-            asyncio.create_task(by_host.ping_loop(stop, rtts)),
-            asyncio.create_task(by_client.ping_loop(stop, rtts)),
         ]
         try:
             await asyncio.gather(
@@ -157,22 +138,14 @@ async def test_live_server_survives_mutated_frames_and_keeps_serving_others(live
             stop.set()
             await asyncio.gather(*background, return_exceptions=True)
         elapsed = time.monotonic() - started
+        bystander_problems = await bystanders.finish()
 
         # Still serving: a newcomer joins and pings; plain HTTP answers.
         late_host, late_client = await pair_in_room(live, "latecomer")
         assert isinstance(await late_client.client.request(m.Ping()), m.Pong)  # type: ignore[union-attr]
         async with httpx.AsyncClient(base_url=live.base_url) as http:
             assert (await http.get("/healthz")).status_code == 200
-        seats = [
-            fuzz_host,
-            fuzz_client,
-            helper_client,
-            helper_host,
-            by_host,
-            by_client,
-            late_host,
-            late_client,
-        ]
+        seats = [fuzz_host, fuzz_client, helper_client, helper_host, late_host, late_client]
         for seat in seats:
             await seat.close()
 
@@ -180,15 +153,12 @@ async def test_live_server_survives_mutated_frames_and_keeps_serving_others(live
     replies = fuzz_host.report.replies + fuzz_client.report.replies
     closes = fuzz_host.report.closes + fuzz_client.report.closes
     kinds = {k: host_maker.kinds.get(k, 0) + client_maker.kinds.get(k, 0) for k in host_maker.kinds}
-    rtts.sort()
     print(
-        f"live fuzz (VIOP_FUZZ_SEED={run_seed}): {frames} frames in {elapsed:.1f} s; kinds {kinds}; closes {dict(closes)}; "
-        f"rooms ended and renewed {room_a.generation - 1}; bystander {len(rtts)} pings, "
-        f"p50 {statistics.median(rtts) * 1000:.1f} ms, p99 {rtts[int(len(rtts) * 0.99)] * 1000:.1f} ms, "
-        f"max {rtts[-1] * 1000:.1f} ms"
+        f"live fuzz (VIOP_FUZZ_SEED={run_seed}): {frames} frames in {elapsed:.1f} s; kinds {kinds}; "
+        f"closes {dict(closes)}; rooms ended and renewed {room_a.generation - 1}; {bystanders.summary()}"
     )
     print(f"replies: {dict(replies.most_common())}")
-    problems = [p for seat in seats for p in seat.report.problems]
+    problems = [p for seat in seats for p in seat.report.problems] + bystander_problems
     assert problems == [], f"VIOP_FUZZ_SEED={run_seed}\n" + "\n".join(problems[:50])
     assert logs.faults() == [], (run_seed, logs.faults()[:20])
     errors = {kind.removeprefix("error:") for kind in replies if kind.startswith("error:")}
@@ -198,5 +168,5 @@ async def test_live_server_survives_mutated_frames_and_keeps_serving_others(live
     assert replies["answer"] >= 10, replies
     assert {"error:invalid_message", "error:forbidden", "error:unknown_type"} <= set(replies), replies
     assert {1000, 1003, 1009} <= set(closes), closes
-    assert len(rtts) >= 100
-    assert rtts[-1] < BYSTANDER_MAX_RTT_SECONDS
+    assert len(bystanders.rtts) >= 100
+    assert max(bystanders.rtts) < BYSTANDER_MAX_RTT_SECONDS

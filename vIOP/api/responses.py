@@ -6,7 +6,7 @@ import logging
 import math
 
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 
 from vIOP.errors import VIOPError
@@ -58,12 +58,21 @@ async def http_error_handler(request: Request, exc: Exception) -> Response:
     return error_response(exc.status_code, code, message, headers=dict(exc.headers or {}))
 
 
+async def client_gone_handler(request: Request, exc: Exception) -> Response:
+    """The client went away mid-request (or was cut off by the request deadline, vIOP/http_protocol.py):
+    nobody is left to answer, and it is not a server fault."""
+    assert isinstance(exc, ClientDisconnect)
+    log.info("client disconnected before its request was read")
+    return Response(status_code=400)
+
+
 async def unexpected_error_handler(request: Request, exc: Exception) -> Response:
     log.error("unhandled error", exc_info=exc)
     return error_response(500, "internal", "internal error; the request id is in the X-Request-Id header")
 
 
 EXCEPTION_HANDLERS = {
+    ClientDisconnect: client_gone_handler,
     VIOPError: viop_error_handler,
     HTTPException: http_error_handler,
     Exception: unexpected_error_handler,
