@@ -22,7 +22,7 @@ from vIOP.api.room_delivery import RoomDelivery
 from vIOP.api.ws_guard import admit_socket, client_ip
 from vIOP.auth.permissions import Action, Principal, Role, RoomScope, authorize
 from vIOP.auth.tickets import TicketGrant, TicketPurpose
-from vIOP.errors import BadRequest, Conflict, NotFound, Unauthenticated, VIOPError
+from vIOP.errors import BadRequest, Conflict, NotFound, Unauthenticated, Unavailable, VIOPError
 from vIOP.ids import ClientId, ParticipantId, RoomId, UserId
 from vIOP.logging import register_secret
 from vIOP.rooms.participant import Participant, ParticipantState
@@ -33,6 +33,8 @@ from vIOP.signaling.connections import Connection, ConnectionState
 from vIOP.signaling.ratelimit import InboundVerdict
 from vIOP.signaling.resume import ResumeGrant
 from vIOP.storage.audit import Action as Audited
+from vIOP.storage.outage import is_store_outage
+from vIOP.storage.redis_rooms import StoreGeneration
 
 log = logging.getLogger("vIOP.signal")
 
@@ -91,6 +93,7 @@ class SignalSession:
         self.resume_handle: str | None = None
         self.finished = False  # left, removed, denied or ended: no reconnect grace
         self._last_heartbeat = 0.0
+        self._generation = StoreGeneration(services.redis)  # tells a Redis data loss from a session end
 
     # --- the socket ------------------------------------------------------------------------------
 
@@ -150,7 +153,11 @@ class SignalSession:
             self.conn.send(error_reply(exc, decoded.id))
             if isinstance(exc, Unauthenticated | AlreadyConnected):
                 self.conn.close(m.CloseCode.POLICY_VIOLATION, exc.code)
-        except Exception:
+        except Exception as exc:
+            if is_store_outage(exc):  # Redis or the database is away: nothing changed, the client retries
+                log.warning("store unavailable", extra={"kind": kind, "room_id": self.room_id})
+                self.conn.send(error_reply(Unavailable("a data store is unavailable; try again"), decoded.id))
+                return
             log.exception("signaling message failed", extra={"kind": kind, "room_id": self.room_id})
             self.conn.send(
                 m.ErrorMessage(
@@ -309,17 +316,16 @@ class SignalSession:
         await self._heartbeat(force=True)
         issued = await self.services.resume.issue(ResumeGrant(participant.id, self.room_id, subject))
         self.resume_handle = issued.handle
-        room = await rooms.room(self.room_id)
+        await self._generation.lost_since_last_check()  # remember which Redis data set this joined
         if self.conn.state is not ConnectionState.OPEN:
             return
-        # No await from here to the state below: `welcome` is the socket's first frame (events used to
-        # slip in ahead of it, e.g. `admitted` from a quick host), and every event newer than this
-        # snapshot reaches the socket after it, since the connection is attached before the next await.
+        # `welcome` goes first (events used to slip in ahead of it, e.g. `admitted` from a quick host), and
+        # in the same step the connection is attached, so no event is missed: what happens from here on is
+        # queued after it. The state below comes from a snapshot read after attaching.
         replaced = self.services.connections.attach(self.conn, participant.id)
         if replaced is not None:
             log.info("connection replaced by a resumed one", extra={"participant_id": participant.id})
         self.delivery.set_flags(self.room_id, participant.id, audio=msg.audio, video=msg.video)
-        rooms.holdings.hold(room, participant.id)
         settings = self.services.settings
         self.conn.send(
             m.Welcome(
@@ -335,7 +341,10 @@ class SignalSession:
                 resumed=resumed,
             )
         )
+        room = await rooms.room(self.room_id)
+        rooms.holdings.hold(room, participant.id)
         self._send_state(room, room.participant(participant.id))
+        self.services.extras.setdefault("signal_sessions", set()).add(self)  # re-asserted by live.repair
 
     async def _enter(self, room: Room) -> Participant:
         rooms = self.services.rooms
@@ -382,11 +391,26 @@ class SignalSession:
             return
         self._last_heartbeat = now
         await self.services.rooms.heartbeat(self.room_id, self.pid)
+        kept = True
         if self.resume_handle is not None:
-            await self.services.resume.keep_alive(self.resume_handle)
-        account = self.principal.role is not Role.CLIENT
-        if account and self.grant.session and not await self.services.tokens.keep_alive(self.grant.session):
+            kept = await self.services.resume.keep_alive(self.resume_handle)
+        session = self.grant.session if self.principal.role is not Role.CLIENT else None
+        signed_in = session is None or await self.services.tokens.keep_alive(session)
+        if not (kept and signed_in) and await self._generation.lost_since_last_check():
+            # Redis came back without its data (this may run before the process's repair does): the
+            # token and sign-in of a socket that was live a moment ago are put back, not ended.
+            await self.reassert()
+            return
+        if not signed_in:
             raise Unauthenticated("session ended")
+
+    async def reassert(self) -> None:
+        """Redis lost its data while this socket was live: put back its resume token and its sign-in."""
+        if self.pid is not None and self.resume_handle is not None:
+            grant = ResumeGrant(self.pid, self.room_id, self.principal.subject)
+            await self.services.resume.restore(self.resume_handle, grant)
+        if self.principal.role is not Role.CLIENT and self.grant.session:
+            await self.services.tokens.reassert(self.grant.session)
 
     async def _revoke_resume(self) -> None:
         if self.resume_handle is not None:
@@ -396,6 +420,7 @@ class SignalSession:
     async def _teardown(self) -> None:
         """The socket is gone. Unless the participant left for good, they are reconnecting: peers see it
         and the resume token lives exactly the grace window (the sweeper lets them go after it)."""
+        self.services.extras.get("signal_sessions", set()).discard(self)
         mine = self.user_sockets.get(self.principal.subject)
         if mine is not None:
             mine.discard(self.conn)
@@ -430,14 +455,13 @@ class SignalSession:
             log.exception("teardown failed", extra={"participant_id": pid})
 
     async def _audit(self, action: Audited, object_type: str, object_id: str) -> None:
-        try:
-            await self.services.storage.audit.append(
-                self.principal.subject,
-                self.principal.role.value,
-                action,
-                object_type,
-                object_id,
-                ip=client_ip(self.websocket),
-            )
-        except Exception:
-            log.exception("audit write failed", extra={"kind": action.value})
+        # Queued, not awaited: the room change is done, and a database that is away (or locked) must
+        # neither hold up this socket nor lose the row (it is written, with this time, once it is back).
+        self.services.audit_outbox.record(
+            self.principal.subject,
+            self.principal.role.value,
+            action,
+            object_type,
+            object_id,
+            ip=client_ip(self.websocket),
+        )
