@@ -26,6 +26,7 @@ from vIOP.rooms.service import RoomService
 from vIOP.settings import Settings
 from vIOP.signaling.connections import ConnectionRegistry
 from vIOP.signaling.resume import ResumeTokens
+from vIOP.storage.audit_outbox import AuditOutbox
 from vIOP.storage.bootstrap import Storage
 from vIOP.storage.embedded_redis import EmbeddedRedis
 from vIOP.storage.rooms_sql import SqlRoomDirectory
@@ -63,6 +64,16 @@ class Services:
     drain_hooks: list[DrainHook] = field(default_factory=list)
     background: set[asyncio.Task[None]] = field(default_factory=set)
     draining: bool = False
+
+    @property
+    def audit_outbox(self) -> AuditOutbox:
+        """Audit rows of live sessions, written in the background and kept while the database is away
+        (created on first use; flushed by the sweeper and once more when the app drains)."""
+        outbox = self.extras.get("audit_outbox")
+        if not isinstance(outbox, AuditOutbox):
+            outbox = self.extras["audit_outbox"] = AuditOutbox(self.storage.audit)
+            self.drain_hooks.append(outbox.close)
+        return outbox
 
     def spawn(self, coro: Awaitable[None], name: str) -> asyncio.Task[None]:
         """A background task owned by the app: cancelled at close, failures logged (never silent)."""

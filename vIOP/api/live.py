@@ -97,6 +97,15 @@ async def repair(services: Services, delivery: RoomDelivery) -> None:
         if conn.participant_id is not None:
             with contextlib.suppress(Exception):
                 await services.rooms.heartbeat(conn.room_id, conn.participant_id)
+    # Resume tokens and sign-ins of live sockets lived in that Redis too: without them every host and
+    # staff dashboard would be closed "session ended" at its next heartbeat.
+    for session in list(services.extras.get("signal_sessions", ())):
+        with contextlib.suppress(Exception):
+            await session.reassert()
+    for stream in list(services.extras.get("presence_streams", ())):
+        if stream.grant.session:
+            with contextlib.suppress(Exception):
+                await services.tokens.reassert(stream.grant.session)
     for room_id in {c.room_id for c in services.connections}:
         delivery.mark_dirty(room_id)
 
@@ -108,9 +117,17 @@ async def run_sweeper(services: Services, interval: float) -> None:
         await asyncio.sleep(interval)
         try:
             await services.rooms.sweep()
-            await services.rooms.flush_attendance()  # ledger entries held back by a database outage
         except asyncio.CancelledError:
             raise
         except Exception:
             log.warning("presence sweep failed; will retry")
+        # Apart from the sweep: a Redis outage must not hold back rows waiting for the database.
+        try:
+            await services.rooms.flush_attendance()  # ledger entries held back by a database outage
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.warning("attendance flush failed; will retry")
+        if "audit_outbox" in services.extras:
+            services.audit_outbox.kick()  # audit rows held back by a database outage
         services.connections.close_stale()

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 
+from redis.exceptions import RedisError
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
+from starlette.websockets import WebSocket
 
 from vIOP.errors import VIOPError
+from vIOP.storage.outage import is_store_outage
 
 log = logging.getLogger("vIOP.api")
 
@@ -71,9 +76,40 @@ async def unexpected_error_handler(request: Request, exc: Exception) -> Response
     return error_response(500, "internal", "internal error; the request id is in the X-Request-Id header")
 
 
+STORE_RETRY_AFTER_SECONDS = 5
+
+
+async def store_error_handler(request: Request, exc: Exception) -> Response:
+    """Redis or the database is unreachable (down, restarting, locked): 503 with Retry-After, as docs/API.md
+    promises, not a 500 with a traceback; a WebSocket is closed 1013 (try again later). Any other driver or
+    OS error is still a 500 (1011 on a WebSocket), logged with its traceback."""
+    outage = is_store_outage(exc)
+    if isinstance(request, WebSocket):  # Starlette passes the socket itself for a WebSocket route
+        if outage:
+            log.warning("store unavailable", extra={"kind": type(exc).__name__})
+        else:
+            log.error("unhandled error", exc_info=exc)
+        with contextlib.suppress(Exception):
+            await request.close(1013 if outage else 1011)
+        return None  # type: ignore[return-value]  # nothing more to send on a WebSocket
+    if not outage:
+        return await unexpected_error_handler(request, exc)
+    log.warning("store unavailable", extra={"kind": type(exc).__name__})
+    return error_response(
+        503,
+        "unavailable",
+        "a data store is unavailable right now; retry shortly",
+        headers={"Retry-After": str(STORE_RETRY_AFTER_SECONDS)},
+    )
+
+
 EXCEPTION_HANDLERS = {
     ClientDisconnect: client_gone_handler,
     VIOPError: viop_error_handler,
     HTTPException: http_error_handler,
+    # Driver failures: store_error_handler tells an outage (503) from anything else (500).
+    RedisError: store_error_handler,
+    SQLAlchemyError: store_error_handler,
+    OSError: store_error_handler,
     Exception: unexpected_error_handler,
 }

@@ -237,6 +237,19 @@ class AccessTokens:
             return False
         return True
 
+    async def reassert(self, jti: str) -> bool:
+        """Redis lost its data while a socket of this sign-in was live: put the session back (as active
+        now) unless Redis still knows it. True if it was put back. Only for sessions proven live a moment
+        ago; the token's own ``exp`` still bounds every HTTP use, but a socket's sign-in then lives at most
+        one token lifetime from now (its true end was lost with the data)."""
+        created = await self._redis.set(
+            _ACTIVE + jti,
+            int(self._clock()),
+            ex=self._policy.lifetime_seconds + _REDIS_SLACK_SECONDS,
+            nx=True,
+        )
+        return bool(created)
+
     async def revoke(self, claims: AccessClaims) -> None:
         """Logout: deny this ``jti`` until the token would have expired anyway."""
         remaining = max(1, claims.expires_at - int(self._clock()))

@@ -293,5 +293,8 @@ class RoomService:
         t = await self.rooms.apply(room_id, bound)
         self.holdings.observe(t.room)
         self._pending_marks.extend(marks_for(t))
-        await self.flush_attendance()
+        if not self._ledger_lock.locked():
+            # Otherwise a writer is at it (maybe stuck on a database that is away): it takes these entries
+            # in order when it can, and this room change does not queue up behind it.
+            await self.flush_attendance()
         return t

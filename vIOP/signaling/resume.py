@@ -105,6 +105,12 @@ class ResumeTokens:
         """When the socket is seen to drop: the token now lives exactly the grace window."""
         return await self._store.refresh(handle, self.grace_seconds)
 
+    async def restore(self, handle: str, grant: ResumeGrant) -> None:
+        """Put back the token of a live connection after Redis lost its data (the connection keeps the
+        handle, never the token: the client's token stays valid). Lives like a renewed token."""
+        record = _StoredGrant(grant.participant_id, grant.room_id, grant.subject)
+        await self._store.put(handle, _encode(record), self._live_ttl)
+
     async def revoke(self, handle: str) -> None:
         """Leave, removal, denial, end: no resume afterwards."""
         await self._store.delete(handle)

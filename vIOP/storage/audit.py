@@ -183,8 +183,13 @@ class AuditLog:
         outcome: Outcome | str = Outcome.SUCCESS,
         ip: str | None = None,
         user_agent: str | None = None,
+        *,
+        at: datetime | None = None,
     ) -> int:
-        """Record one event; returns its seq. BadRequest (nothing written) for anything but ids and names."""
+        """Record one event; returns its seq. BadRequest (nothing written) for anything but ids and names.
+
+        ``at``: when it happened, if earlier than now (an entry that waited for the database to come back,
+        see ``vIOP.storage.audit_outbox``); the row still goes at the tail of the chain."""
         _check(actor_id, _ID, "actor id")
         _check(actor_role, _WORD, "actor role", optional=False)
         _check(str(action), _WORD, "action", optional=False)
@@ -198,7 +203,15 @@ class AuditLog:
             for _ in range(_APPEND_ATTEMPTS):
                 try:
                     seq = await self._append_once(
-                        actor_id, actor_role, str(action), object_type, object_id, str(outcome), ip, ua_hash
+                        actor_id,
+                        actor_role,
+                        str(action),
+                        object_type,
+                        object_id,
+                        str(outcome),
+                        ip,
+                        ua_hash,
+                        at,
                     )
                     break
                 except IntegrityError:
@@ -219,6 +232,7 @@ class AuditLog:
         outcome: str,
         ip: str | None,
         ua_hash: str | None,
+        when: datetime | None = None,
     ) -> int:
         async with self.db.begin() as conn:
             if self.db.dialect == "postgresql":
@@ -234,9 +248,8 @@ class AuditLog:
             sealed_ip = (
                 self.ring.system_fields.encrypt(FieldRef("audit_log", "ip", str(seq)), ip) if ip else None
             )
-            at = (
-                self._clock()
-            )  # aware; stored (and MAC'd) in UTC to the microsecond, as both databases keep it
+            # aware; stored (and MAC'd) in UTC to the microsecond, as both databases keep it
+            at = when if when is not None else self._clock()
             row = _Row(
                 seq, at, actor_id, actor_role, action, object_type, object_id, outcome, sealed_ip, ua_hash
             )

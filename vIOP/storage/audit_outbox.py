@@ -1,0 +1,110 @@
+"""Audit entries of live sessions, kept until the database takes them.
+
+A room change happens in Redis; its audit row goes to the database. When the database is unreachable (a
+restart, a lock held by a backup) the change must not wait on it, and its audit row must not be lost: the
+entry is queued with the time of the event and one background writer appends the queue in order, at once
+if it can, else on the next :meth:`kick` (the presence sweeper calls it every couple of seconds). The
+queue is bounded; past the bound the oldest entries are dropped with a critical log line saying how many.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+
+from vIOP.storage.audit import Action, AuditLog, Outcome
+from vIOP.storage.crypto import utc_now
+from vIOP.storage.outage import is_store_outage
+
+log = logging.getLogger("vIOP.audit")
+
+
+@dataclass(frozen=True, slots=True)
+class PendingAudit:
+    at: datetime
+    actor_id: str | None
+    actor_role: str
+    action: Action | str
+    object_type: str | None
+    object_id: str | None
+    outcome: Outcome | str
+    ip: str | None
+
+
+class AuditOutbox:
+    def __init__(self, audit: AuditLog, *, limit: int = 100_000) -> None:
+        self._audit = audit
+        self._limit = limit
+        self._pending: collections.deque[PendingAudit] = collections.deque()
+        self._writer = asyncio.Lock()
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def pending(self) -> int:
+        return len(self._pending)
+
+    def record(
+        self,
+        actor_id: str | None,
+        actor_role: str,
+        action: Action | str,
+        object_type: str | None = None,
+        object_id: str | None = None,
+        outcome: Outcome | str = Outcome.SUCCESS,
+        ip: str | None = None,
+    ) -> None:
+        """Queue one entry stamped now and start the writer (needs a running loop); never waits."""
+        self._pending.append(
+            PendingAudit(utc_now(), actor_id, actor_role, action, object_type, object_id, outcome, ip)
+        )
+        if len(self._pending) > self._limit:
+            dropped = len(self._pending) - self._limit
+            for _ in range(dropped):
+                self._pending.popleft()
+            log.critical("audit outbox full: %d entries dropped, the database stayed unreachable", dropped)
+        self.kick()
+
+    def kick(self) -> None:
+        """Start the background writer unless it is running or there is nothing to write."""
+        if self._pending and (self._task is None or self._task.done()):
+            self._task = asyncio.get_running_loop().create_task(self.flush())
+
+    async def close(self) -> None:
+        """At shutdown: let the running writer finish, then one last attempt."""
+        if self._task is not None:
+            with contextlib.suppress(Exception):
+                await self._task
+        await self.flush()
+        if self._pending:
+            log.critical("audit outbox: %d entries not written at shutdown", len(self._pending))
+
+    async def flush(self) -> None:
+        """Append the queued entries, oldest first; stop at the first failure and keep the rest."""
+        async with self._writer:
+            while self._pending:
+                entry = self._pending[0]
+                try:
+                    await self._audit.append(
+                        entry.actor_id,
+                        entry.actor_role,
+                        entry.action,
+                        entry.object_type,
+                        entry.object_id,
+                        entry.outcome,
+                        entry.ip,
+                        at=entry.at,
+                    )
+                except Exception as exc:
+                    if is_store_outage(exc):  # the database is away: keep it for the next flush
+                        log.warning(
+                            "audit write deferred (%s); %d entries waiting",
+                            type(exc).__name__,
+                            len(self._pending),
+                        )
+                        return
+                    log.exception("audit entry refused", extra={"kind": str(entry.action)})
+                self._pending.popleft()
