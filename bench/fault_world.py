@@ -99,6 +99,17 @@ class World:
         await asyncio.gather(*(p.enter_room() for p in room.seated))
         self.rooms.append(room)
 
+    async def settle(self, shape: Shape, timeout: float = 30.0) -> None:
+        """Until everyone admitted is in the room and has an open attendance interval (the server answers
+        an offer before it records the entry, so a client can be ahead of both)."""
+        per_room = shape.seated + 1 if shape.media else 0
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if len(await self.intervals()) == per_room * len(self.rooms):
+                return
+            await asyncio.sleep(0.05)
+        raise TimeoutError("the attendance intervals of the admitted clients did not all open")
+
     def _host_tickets(self, room_id: str) -> Any:
         async def next_url() -> str:  # reads the bearer each time: a re-login takes effect at once
             return await self.api.signal_ticket(self.bearer, room_id)
@@ -175,6 +186,7 @@ async def open_world(server: ServerProcess, shape: Shape, ping_seconds: float = 
     world = World(server, api, await api.login(CLINICIAN, PASSWORD), ping_seconds=ping_seconds)
     try:
         await world.populate(shape)
+        await world.settle(shape)
     except BaseException:
         await world.stop()
         raise

@@ -40,8 +40,12 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+import httpx
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
+
 from bench.fault_world import CLINICIAN, Shape, open_world, spread
-from bench.harness import RedisProcess, ServerProcess, raise_fd_limit
+from bench.harness import PASSWORD, PostgresProcess, RedisProcess, ServerProcess, raise_fd_limit
 from vIOP.errors import VIOPError
 from vIOP.signaling import messages as m
 
@@ -73,7 +77,7 @@ async def redis_restart(tmp: Path, shape: Shape, *, persistent: bool, outage: fl
             presence_back = await world.wait_presence(presence0, timeout=30)
             recovered = await _beats_after(world, back, timeout=30)
             await asyncio.sleep(SETTLE_S)
-            intervals1 = await world.intervals()
+            intervals1, presence1 = await world.intervals(), await world.presence()
             admitted_after = await _admit_one_waiting(world)
             dropped = [p for p in world.people if p.reconnects or p.terminal]
             return {
@@ -83,7 +87,7 @@ async def redis_restart(tmp: Path, shape: Shape, *, persistent: bool, outage: fl
                 "sockets": len(world.people),
                 "presence_back_s": None if presence_back is None else round(presence_back, 2),
                 "presence_before": presence0,
-                "presence_after": await world.presence(),
+                "presence_after": presence1,
                 "intervals_before": len(intervals0),
                 "intervals_lost": _lost(intervals0, intervals1),
                 "intervals_added": _lost(intervals1, intervals0),
@@ -120,7 +124,7 @@ async def app_restart(tmp: Path, shape: Shape, *, outage: float = 0.5) -> dict[s
             back = await _all_reconnected(world, killed, timeout=60)
             presence_back = await world.wait_presence(presence0, timeout=30)
             await asyncio.sleep(SETTLE_S)
-            intervals1 = await world.intervals()
+            intervals1, presence1 = await world.intervals(), await world.presence()
             reconnects = [r for p in world.people for r in p.reconnects if r.lost_at >= killed]
             return {
                 "scenario": f"app SIGKILL, restarted after {outage:g} s (same data folder, same Redis)",
@@ -137,7 +141,7 @@ async def app_restart(tmp: Path, shape: Shape, *, outage: float = 0.5) -> dict[s
                 ),
                 "presence_back_s": None if presence_back is None else round(presence_back, 2),
                 "presence_before": presence0,
-                "presence_after": await world.presence(),
+                "presence_after": presence1,
                 "intervals_before": len(intervals0),
                 "intervals_lost": _lost(intervals0, intervals1),
                 "intervals_added": _lost(intervals1, intervals0),
@@ -198,8 +202,10 @@ async def network_cut(tmp: Path, *, grace: float = 10.0) -> dict[str, Any]:
                 "returner_reconnect_ms": round((returner.reconnects[-1].welcomed_at - cut) * 1000, 1)
                 if returner_back
                 else None,
-                "others_saw_reconnecting": saw.reconnecting_seen(returner.participant_id)
-                and saw.reconnecting_seen(leaver.participant_id),
+                # A client back within milliseconds may resume before its old socket's drop is even
+                # processed; then nobody needs to hear it was reconnecting.
+                "others_saw_returner_reconnecting": saw.reconnecting_seen(returner.participant_id),
+                "others_saw_leaver_reconnecting": saw.reconnecting_seen(leaver.participant_id),
                 "leaver_left_with_timeout": leaver_left,
                 "leaver_left_after_s": round(left_after, 2),
                 "returner_intervals": len(intervals[returner.participant_id]),
@@ -226,6 +232,172 @@ async def network_cut(tmp: Path, *, grace: float = 10.0) -> dict[str, Any]:
                 frozen.wait(5)
         server.stop()
         _keep_log(server, "network-cut.log")
+
+
+async def db_outage(tmp: Path, *, backend: str, outage: float = 10.0) -> dict[str, Any]:
+    """The database goes away for ``outage`` seconds mid-session: PostgreSQL stopped like a crash
+    (``pg_ctl -m immediate``), or the SQLite file held under an exclusive lock by another process (what a
+    careless backup or maintenance job does). Room changes keep working (they live in Redis); what they must
+    write (attendance, audit) is written once the database is back; HTTP writes succeed late or are refused
+    with 503, never a 500, and nothing is silently lost."""
+    pg = PostgresProcess() if backend == "postgres" else None
+    server = ServerProcess(tmp / "var", database_url=pg.url if pg else None, settings=LIVENESS)
+    locker: subprocess.Popen[str] | None = None
+    try:
+        if pg is not None:
+            pg.start()
+            server.cli("db", "upgrade")
+        server.create_clinician(CLINICIAN)
+        server.start()
+        world = await open_world(server, Shape(rooms=1, seated=2, waiting=3, media=True))
+        try:
+            room = world.rooms[0]
+            host, newcomer, leaver, told = room.host, room.waiting[0], room.seated[0], room.waiting[1]
+            begun = time.monotonic()
+            if pg is not None:
+                await asyncio.to_thread(pg.stop, "immediate")
+            else:
+                locker = await asyncio.to_thread(_lock_sqlite, server.data_dir / "viop.db")
+            down_wall = time.time()
+            assert newcomer.participant_id is not None and told.participant_id is not None
+            await host.client.send(m.Admit(participant_id=newcomer.participant_id))
+            admitted = await _within(newcomer.enter_room(), 15)
+            await leaver.client.send(m.Leave())
+            left = await _within(leaver.client.wait_closed(15), 16)
+            await host.client.send(
+                m.LobbyMessage(participant_id=told.participant_id, message="Starting soon")
+            )
+            told_ok = await _within(
+                told.client.wait_message(m.Waiting, where=lambda w: w.message is not None), 10
+            )
+            probes = await _http_probes(world, room.room_id)
+            await asyncio.sleep(max(0.0, outage - (time.monotonic() - begun)))
+            if pg is not None:
+                await asyncio.to_thread(pg.start)
+            elif locker is not None:
+                _unlock_sqlite(locker)
+            up = time.monotonic()
+            # The ledger entries held back are written by the next change or sweep (every second here).
+            want_open = newcomer.participant_id
+            want_closed = leaver.participant_id
+            written_after: float | None = None
+            intervals: list[tuple[str, str, str | None]] = []
+            while time.monotonic() - up < 20:
+                try:
+                    intervals = await world.intervals()
+                except httpx.HTTPError:
+                    intervals = []
+                if any(p == want_open and left_at is None for p, _, left_at in intervals) and any(
+                    p == want_closed and left_at is not None for p, _, left_at in intervals
+                ):
+                    written_after = time.monotonic() - up
+                    break
+                await asyncio.sleep(0.2)
+            audit = await _audit_actions(server, pg)
+            after = await _http_probes(world, room.room_id)
+            opened = [r for r in intervals if r[0] == want_open]
+            closed = [r for r in intervals if r[0] == want_closed]
+            return {
+                "scenario": f"{backend} unavailable for {outage:g} s",
+                "admitted_during_outage": admitted,
+                "left_during_outage": left,
+                "lobby_message_during_outage": told_ok,
+                "http_during_outage": probes,
+                "http_after": after,
+                "ledger_written_s_after_recovery": None if written_after is None else round(written_after, 2),
+                "interval_opened_during_outage": len(opened) == 1 and _epoch(opened[0][1]) >= down_wall - 1,
+                "interval_closed_during_outage": len(closed) == 1
+                and closed[0][2] is not None
+                and _epoch(closed[0][2]) < down_wall + outage,
+                "audit_admit_recorded": ("room.admit", newcomer.participant_id) in audit,
+                "server_log_errors": _errors(server),
+            }
+        finally:
+            await world.stop()
+    finally:
+        if locker is not None:
+            _unlock_sqlite(locker)
+        server.stop()
+        _keep_log(server, f"db-{backend}.log")
+        if pg is not None:
+            pg.remove()
+
+
+async def _within(job: Any, seconds: float) -> bool:
+    try:
+        await asyncio.wait_for(job, seconds)
+    except (TimeoutError, VIOPError):
+        return False
+    return True
+
+
+async def _http_probes(world: Any, room_id: str) -> dict[str, Any]:
+    """One write, one read and a sign-in over HTTP: status and seconds each (None: no answer)."""
+    api = world.api
+    auth = {"Authorization": f"Bearer {world.bearer}"}
+    calls = {
+        "create_invite": lambda: api.http.post(
+            f"/api/v1/rooms/{room_id}/invites", json={"display_name": "Late"}, headers=auth
+        ),
+        "list_rooms": lambda: api.http.get("/api/v1/rooms", headers=auth),
+        "login": lambda: api.http.post(
+            "/api/v1/auth/login", json={"username": CLINICIAN, "password": PASSWORD}
+        ),
+    }
+    out: dict[str, Any] = {}
+    for name, call in calls.items():
+        started = time.monotonic()
+        try:
+            response = await call()
+            retry = response.headers.get("retry-after")
+            out[name] = {"status": response.status_code, "s": round(time.monotonic() - started, 2)}
+            if retry:
+                out[name]["retry_after"] = retry
+        except httpx.HTTPError as exc:
+            out[name] = {"status": None, "error": type(exc).__name__}
+    return out
+
+
+def _lock_sqlite(path: Path) -> subprocess.Popen[str]:
+    """Another process takes the database's write lock and keeps it until told to let go."""
+    code = (
+        "import sqlite3, sys\n"
+        "c = sqlite3.connect(sys.argv[1], isolation_level=None, timeout=30)\n"
+        "c.execute('BEGIN EXCLUSIVE')\n"
+        "print('locked', flush=True)\n"
+        "sys.stdin.readline()\n"
+        "c.execute('COMMIT')\n"
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-c", code, str(path)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    assert process.stdout is not None
+    if process.stdout.readline().strip() != "locked":
+        raise RuntimeError("could not lock the SQLite database")
+    return process
+
+
+def _unlock_sqlite(process: subprocess.Popen[str]) -> None:
+    if process.poll() is None and process.stdin is not None:
+        with contextlib.suppress(OSError):
+            process.stdin.write("\n")
+            process.stdin.flush()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(10)
+    if process.poll() is None:
+        process.kill()
+
+
+async def _audit_actions(server: ServerProcess, pg: PostgresProcess | None) -> set[tuple[str, str]]:
+    """(action, object id) of every audit row, read straight from the database."""
+    url = pg.url if pg is not None else f"sqlite+aiosqlite:///{server.data_dir / 'viop.db'}"
+    engine = create_async_engine(url)
+    try:
+        async with engine.connect() as conn:
+            rows = await conn.execute(text("SELECT action, object_id FROM audit_log"))
+            return {(str(a), str(o)) for a, o in rows}
+    finally:
+        await engine.dispose()
 
 
 class _Watch:
@@ -342,7 +514,7 @@ def _errors(server: ServerProcess) -> list[str]:
     return sorted(set(lines))
 
 
-SCENARIOS = {"redis", "app", "cut"}
+SCENARIOS = {"redis", "app", "cut", "sqlite", "postgres"}
 
 
 def main() -> int:
@@ -366,8 +538,12 @@ def main() -> int:
             job = redis_restart(Path(tmp), shape, persistent=not args.empty, outage=args.outage)
         elif args.scenario == "app":
             job = app_restart(Path(tmp), shape, outage=args.outage)
-        else:
+        elif args.scenario == "cut":
             job = network_cut(Path(tmp))
+        else:
+            job = db_outage(
+                Path(tmp), backend=args.scenario, outage=args.outage if args.outage != 1.0 else 10.0
+            )
         figures = asyncio.run(asyncio.wait_for(job, args.max_seconds))
     command = ".venv/bin/python bench/faults.py " + shlex.join(sys.argv[1:])
     print(f"command: {command}")

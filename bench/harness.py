@@ -15,11 +15,14 @@ import asyncio
 import contextlib
 import math
 import os
+import pwd
 import resource
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -117,6 +120,72 @@ class RedisProcess:
     def stop(self) -> None:
         if self._server is not None:
             self._server.stop()
+
+
+@dataclass
+class PostgresProcess:
+    """A throwaway PostgreSQL cluster on a unix socket (no TCP) that can be stopped and started again.
+
+    As root, the server runs as the ``postgres`` account (initdb refuses root); its folder lives directly
+    under /tmp so that account can reach it.
+    """
+
+    directory: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="viop-pg-")))
+    database: str = "viop"
+
+    @property
+    def url(self) -> str:
+        return f"postgresql+asyncpg://postgres@/{self.database}?host={self.directory}"
+
+    @staticmethod
+    def available() -> bool:
+        return _pg_bin("initdb") is not None and (os.geteuid() != 0 or _has_user("postgres"))
+
+    def _run(self, tool: str, *args: str) -> None:
+        binary = _pg_bin(tool)
+        assert binary is not None, f"{tool} not found"
+        as_postgres = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+        subprocess.run([*as_postgres, binary, *args], check=True, capture_output=True, timeout=120)
+
+    def start(self) -> None:
+        data = self.directory / "data"
+        fresh = not data.exists()
+        if fresh:
+            self.directory.chmod(0o755)
+            if os.geteuid() == 0:
+                shutil.chown(self.directory, "postgres", "postgres")
+            self._run("initdb", "-D", str(data), "-U", "postgres", "-A", "trust")
+        self._run(
+            "pg_ctl", "-D", str(data), "-l", str(self.directory / "log"), "-w",
+            "-o", f"-k {self.directory} -c listen_addresses=''", "start",
+        )  # fmt: skip
+        if fresh:
+            self._run("createdb", "-h", str(self.directory), "-U", "postgres", self.database)
+
+    def stop(self, mode: str = "fast") -> None:
+        """``immediate`` is a crash: no shutdown checkpoint, clients cut off at once."""
+        with contextlib.suppress(subprocess.CalledProcessError):
+            self._run("pg_ctl", "-D", str(self.directory / "data"), "-m", mode, "-w", "stop")
+
+    def remove(self) -> None:
+        self.stop("immediate")
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+
+def _pg_bin(tool: str) -> str | None:
+    found = shutil.which(tool)
+    if found:
+        return found
+    versions = sorted(Path("/usr/lib/postgresql").glob(f"*/bin/{tool}"))
+    return str(versions[-1]) if versions else None
+
+
+def _has_user(name: str) -> bool:
+    try:
+        pwd.getpwnam(name)
+    except KeyError:
+        return False
+    return True
 
 
 @dataclass
