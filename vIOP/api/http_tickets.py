@@ -27,6 +27,7 @@ from vIOP.api.auth_context import (
 from vIOP.api.context import Services
 from vIOP.api.http_rooms import caller_room
 from vIOP.api.openapi import documented_route, json_body
+from vIOP.api.ticket_rate import TicketRateLimit
 from vIOP.auth.permissions import Action
 from vIOP.auth.tickets import TicketPurpose
 from vIOP.storage.audit import Action as AuditAction
@@ -56,6 +57,8 @@ def ws_url(services: Services, purpose: TicketPurpose, ticket: str) -> str:
 
 async def issue_ticket(request: Request) -> Response:
     caller = await authenticate(request, allow_invite=True)
+    # First, so a flood from one credential costs one Redis round trip per request and spends nothing.
+    await TicketRateLimit(caller.services.redis).spend(caller.principal.subject)
     body = await read_json(request, TicketBody, empty=TicketBody())
     purpose = TicketPurpose(body.purpose.value)
     require_role(caller.principal, _ACTION[purpose])
@@ -117,7 +120,7 @@ def routes() -> list[BaseRoute]:
                     "requestBody": {"required": False, "content": {"application/json": {"schema": _BODY}}},
                     "responses": {
                         "200": json_body(_TICKET, "A single-use ticket, valid 30 seconds"),
-                        **refusals(400, 401, 403, 404, 409, 413, 415),
+                        **refusals(400, 401, 403, 404, 409, 413, 415, 429),
                     },
                 }
             },
