@@ -187,7 +187,7 @@ class RoomDelivery:
                 self._close(pid, "left")
             elif isinstance(event, ev.Removed):
                 self.media.remove(pid)
-                self.send(pid, m.Removed())
+                self.send(pid, m.Removed(message=event.message))
                 self.to_room(
                     room_id, m.ParticipantLeft(participant_id=pid, reason=m.LeaveReason.REMOVED), exclude=pid
                 )

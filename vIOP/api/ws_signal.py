@@ -252,7 +252,7 @@ class SignalSession:
                 await self._mute_video(pid, target, msg.muted)
         elif isinstance(msg, m.Remove):
             target = ParticipantId(msg.participant_id)
-            await rooms.remove(self.room_id, by=pid, participant_id=target)
+            await rooms.remove(self.room_id, by=pid, participant_id=target, message=msg.message)
             # The relay is local to this room's process: stop their media now, not after the bus round trip.
             self.delivery.media.remove(target)
         elif isinstance(msg, m.Lock):

@@ -90,6 +90,7 @@ class Left(ParticipantEvent):
 class Removed(ParticipantEvent):
     kind: ClassVar[str] = "removed"
     by: ParticipantId
+    message: str | None = None  # the host's words to the removed client (PHI: sealed on the bus)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

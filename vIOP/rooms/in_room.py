@@ -21,7 +21,7 @@ from vIOP.rooms.events import (
     RoomStarted,
     RoomUnlocked,
 )
-from vIOP.rooms.participant import Participant, ParticipantState, Role
+from vIOP.rooms.participant import Participant, ParticipantState, Role, clean_message
 from vIOP.rooms.room import Room, RoomState, Transition
 from vIOP.rooms.waiting_room import settle
 
@@ -70,15 +70,18 @@ def leave(room: Room, *, participant_id: ParticipantId, at: float) -> Transition
     return settle(room, room.with_participant(left), [event], at, participant=left)
 
 
-def remove(room: Room, *, by: ParticipantId, participant_id: ParticipantId, at: float) -> Transition:
+def remove(
+    room: Room, *, by: ParticipantId, participant_id: ParticipantId, at: float, message: str | None = None
+) -> Transition:
     room.require_host(by)
+    text = clean_message(message) if message is not None else None
     target = room.participant(participant_id)
     if target.role is Role.HOST:
         raise InvalidRoomInput("a host cannot be removed")
     if not target.is_seated:
         raise IllegalTransition(f"the participant is {target.state.value}; deny a waiting client instead")
     removed = target.moved_to(ParticipantState.REMOVED, at)
-    event = Removed(room_id=room.id, participant_id=target.id, at=at, by=by)
+    event = Removed(room_id=room.id, participant_id=target.id, at=at, by=by, message=text)
     return Transition(room.with_participant(removed), (event,), removed)
 
 

@@ -149,9 +149,11 @@ class RoomService:
         return await self._run(room_id, partial(in_room.leave, participant_id=participant_id))
 
     async def remove(
-        self, room_id: RoomId, *, by: ParticipantId, participant_id: ParticipantId
+        self, room_id: RoomId, *, by: ParticipantId, participant_id: ParticipantId, message: str | None = None
     ) -> Transition:
-        return await self._run(room_id, partial(in_room.remove, by=by, participant_id=participant_id))
+        return await self._run(
+            room_id, partial(in_room.remove, by=by, participant_id=participant_id, message=message)
+        )
 
     async def mute(
         self, room_id: RoomId, *, by: ParticipantId, participant_id: ParticipantId, muted: bool = True

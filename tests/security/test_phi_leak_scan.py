@@ -1,0 +1,270 @@
+"""PHI leak scan: a whole session with canary values, then every byte the server left behind is searched.
+
+The session runs over the real HTTP API and signaling socket: sign-in (a canary username), a room with a
+canary title, invites with canary display names (ASCII and non-ASCII), knocks, a lobby message, an admit,
+a deny and a removal with canary texts, hands and media flags, a leave, presence and attendance exports
+(JSON and CSV), the end of the room and sign-out. The scan then reads:
+
+- every file in the data folder (the SQLite database, its WAL, keys, anything else), byte for byte;
+- on PostgreSQL (when VIOP_TEST_POSTGRES_URL is set): a ``pg_dump`` of the database and every file of the
+  cluster's data directory (tables, WAL) when the test can read it;
+- every Redis key name and every value of every type;
+- every log line the server wrote (all loggers, debug level).
+
+Each canary is searched in UTF-8, UTF-16 (LE and BE) and JSON-escaped, each in its original, lower, upper
+and case-folded spelling. The scanner is first shown to find each form in a control blob, and the session
+proves the canaries really went through the server (the host saw them in the lobby, the export has them).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import httpx
+import pytest
+import redis.asyncio as aioredis
+
+from tests.api.support import Api, bearer
+from tests.hostile.frames import real_offer_sdp
+from tests.hostile.support import ServerLogs, captured_server_logs
+from tests.support import run_live_server, test_settings
+from vIOP.auth.permissions import Role
+from vIOP.client.signaling import SignalingClient, SignalingClosed
+from vIOP.signaling import messages as m
+from vIOP.storage.database import upgrade
+
+POSTGRES_URL = os.environ.get("VIOP_TEST_POSTGRES_URL")
+BACKENDS = ["sqlite", *(["postgresql"] if POSTGRES_URL else [])]
+
+CANARIES = {
+    "username": "dr.QuillonCanary",
+    "title": "Thornfield Canary Group",
+    "client_a": "Marisol Canarywood",
+    "client_b": "Zoë Ångström-Canaré",  # non-ASCII: UTF-8 and UTF-16 differ from ASCII here
+    "client_c": "Bartholomew Canaryfield",
+    "lobby": "Canarylobby: your counselor is running late",
+    "deny": "Canarydeny: not today, call the front desk",
+    "remove": "Canaryremove: see you tomorrow",
+}
+PASSWORD = "correct horse battery staple"
+
+
+def forms(canary: str) -> Iterator[tuple[str, bytes]]:
+    """Every byte string the canary could be stored or logged as."""
+    for spelling in dict.fromkeys([canary, canary.lower(), canary.upper(), canary.casefold()]):
+        yield spelling, spelling.encode("utf-8")
+        yield spelling, spelling.encode("utf-16-le")
+        yield spelling, spelling.encode("utf-16-be")
+        escaped = json.dumps(spelling)[1:-1].encode()  # "\u00eb" style, as json.dumps writes by default
+        if escaped != spelling.encode():
+            yield spelling, escaped
+
+
+def hits(where: str, blob: bytes) -> list[str]:
+    return [
+        f"{where}: {name} as {encoded[:40]!r}"
+        for name, canary in CANARIES.items()
+        for _spelling, encoded in forms(canary)
+        if encoded in blob
+    ]
+
+
+def test_the_scanner_finds_every_form_it_looks_for() -> None:
+    for name, canary in CANARIES.items():
+        for spelling, encoded in forms(canary):
+            assert hits("control", b"..." + encoded + b"..."), (name, spelling)
+    assert hits("control", b"nothing to see") == []
+
+
+# --- the session --------------------------------------------------------------------------------------------
+
+
+async def socket(api: Api, credential: str, room_id: str | None) -> SignalingClient:
+    body = {"room_id": room_id} if room_id else None
+    response = await api.http.post("/api/v1/signal-tickets", json=body, headers=bearer(credential))
+    assert response.status_code == 200, response.text
+    return await SignalingClient.connect(response.json()["ws_url"], origin=api.live.base_url)
+
+
+async def full_session(api: Api) -> None:
+    await api.account(Role.CLINICIAN, CANARIES["username"], PASSWORD)
+    login = await api.http.post(
+        "/api/v1/auth/login", json={"username": CANARIES["username"], "password": PASSWORD}
+    )
+    assert login.status_code == 200, login.text
+    token = login.json()["access_token"]
+    room = await api.http.post(
+        "/api/v1/rooms", json={"kind": "group", "title": CANARIES["title"]}, headers=bearer(token)
+    )
+    assert room.status_code == 201, room.text
+    room_id = room.json()["id"]
+    invites = {}
+    for who in ("client_a", "client_b", "client_c"):
+        created = await api.http.post(
+            f"/api/v1/rooms/{room_id}/invites", json={"display_name": CANARIES[who]}, headers=bearer(token)
+        )
+        assert created.status_code == 201, created.text
+        invites[who] = created.json()["invite_token"]
+
+    host = await socket(api, token, room_id)
+    assert isinstance(await host.request(m.Join()), m.Welcome)
+    clients = {who: await socket(api, invite, None) for who, invite in invites.items()}
+    pids = {}
+    for who, client in clients.items():
+        welcome = await client.request(m.Join())
+        assert isinstance(welcome, m.Welcome)
+        pids[who] = welcome.participant_id
+        await client.expect(m.Waiting)
+    lobby = await host.expect(m.Lobby)
+    while len(lobby.waiting) < 3:
+        lobby = await host.expect(m.Lobby)
+    assert {e.display_name for e in lobby.waiting} == {CANARIES[w] for w in clients}  # they went through
+
+    await host.send(m.LobbyMessage(participant_id=pids["client_a"], message=CANARIES["lobby"]))
+    while (await clients["client_a"].expect(m.Waiting)).message != CANARIES["lobby"]:
+        pass
+    await host.send(m.Deny(participant_id=pids["client_b"], message=CANARIES["deny"]))
+    assert (await clients["client_b"].expect(m.Denied)).message == CANARIES["deny"]
+    for who in ("client_a", "client_c"):
+        await host.send(m.Admit(participant_id=pids[who]))
+        await clients[who].expect(m.Admitted)
+    for person in (host, clients["client_a"], clients["client_c"]):
+        # An offer is what enters the room (and opens an attendance interval); ICE need not connect.
+        answer = await person.request(m.Offer(sdp=await real_offer_sdp()), within=30)
+        assert isinstance(answer, m.ServerAnswer), answer
+    await clients["client_a"].send(m.RaiseHand(up=True))
+    await clients["client_a"].send(m.SetMedia(audio=False))
+    await host.send(m.Remove(participant_id=pids["client_c"], message=CANARIES["remove"]))
+    assert (await clients["client_c"].expect(m.Removed)).message == CANARIES["remove"]
+    await clients["client_a"].send(m.Leave())
+    presence = await api.http.get("/api/v1/presence", headers=bearer(token))
+    assert presence.status_code == 200
+    report = await api.http.get("/api/v1/attendance", params={"room_id": room_id}, headers=bearer(token))
+    assert report.status_code == 200 and CANARIES["client_a"] in report.text
+    csv = await api.http.get("/api/v1/attendance", params={"format": "csv"}, headers=bearer(token))
+    assert csv.status_code == 200
+    await host.send(m.End())
+    await host.expect(m.RoomEnded)
+    for client in [host, *clients.values()]:
+        with contextlib.suppress(SignalingClosed):
+            await client.close()
+    assert (await api.http.post("/api/v1/auth/logout", headers=bearer(token))).status_code == 204
+
+
+async def session_over_http(live: Any) -> None:
+    async with httpx.AsyncClient(base_url=live.base_url, timeout=30, trust_env=False) as http:
+        await full_session(Api(live, http))
+
+
+# --- the places to scan -------------------------------------------------------------------------------------
+
+
+def scan_files(root: Path) -> tuple[int, list[str]]:
+    found, count = [], 0
+    for path in sorted(root.rglob("*")):
+        if path.is_file():
+            count += 1
+            found += hits(str(path), path.read_bytes())
+    return count, found
+
+
+async def scan_redis(url: str) -> tuple[int, list[str]]:
+    client = aioredis.from_url(url)
+    found: list[str] = []
+    count = 0
+    try:
+        async for key in client.scan_iter(count=500):
+            count += 1
+            found += hits(f"redis key {key[:60]!r}", key)
+            kind = (await client.type(key)).decode()
+            values: list[bytes] = []
+            if kind == "string":
+                values = [await client.get(key) or b""]
+            elif kind == "hash":
+                values = [b for pair in (await client.hgetall(key)).items() for b in pair]
+            elif kind == "list":
+                values = await client.lrange(key, 0, -1)
+            elif kind == "set":
+                values = list(await client.smembers(key))
+            elif kind == "zset":
+                values = [member for member, _ in await client.zrange(key, 0, -1, withscores=True)]
+            elif kind == "stream":
+                values = [
+                    b for _id, fields in await client.xrange(key) for pair in fields.items() for b in pair
+                ]
+            else:
+                raise AssertionError(f"unexpected Redis type {kind} at {key!r}")
+            found += [hit for value in values for hit in hits(f"redis value of {key[:60]!r}", value)]
+    finally:
+        await client.aclose()
+    return count, found
+
+
+def scan_postgres(url: str, workdir: Path) -> tuple[int, list[str]]:
+    """A pg_dump of the database, and the cluster's files when readable (tables and WAL, raw)."""
+    parts = urlsplit(url)
+    socket_dir = parse_qs(parts.query).get("host", [""])[0]
+    dump = workdir / "dump.sql"
+    command = [
+        "pg_dump",
+        "--no-owner",
+        "--host",
+        socket_dir,
+        "--username",
+        parts.username or "postgres",
+        parts.path.lstrip("/"),
+    ]
+    with dump.open("wb") as out:
+        subprocess.run(command, stdout=out, check=True, timeout=120)
+    found = hits("pg_dump", dump.read_bytes())
+    files = 0
+    data = Path(socket_dir) / "data"
+    if data.is_dir() and os.access(data, os.R_OK | os.X_OK):
+        files, on_disk = scan_files(data)
+        found += on_disk
+    return files, found
+
+
+@pytest.fixture(params=BACKENDS)
+async def database_url(request: pytest.FixtureRequest) -> str | None:
+    if request.param == "postgresql":
+        from tests.storage.conftest import _reset_postgres
+
+        assert POSTGRES_URL is not None
+        await _reset_postgres(POSTGRES_URL)
+        await upgrade(POSTGRES_URL)  # a server migrates SQLite itself; PostgreSQL is `vIOP db upgrade`
+        return POSTGRES_URL
+    return None  # SQLite in the test's data folder
+
+
+async def test_no_canary_anywhere_after_a_full_session(
+    data_dir: Path, redis_url: str, redis_client: aioredis.Redis, database_url: str | None, tmp_path: Path
+) -> None:
+    overrides: dict[str, Any] = {"database_url": database_url} if database_url else {}
+    logs: ServerLogs
+    with captured_server_logs("debug") as logs:
+        async with run_live_server(test_settings(data_dir, redis_url, **overrides)) as live:
+            await session_over_http(live)
+    files, file_hits = scan_files(data_dir)
+    keys, redis_hits = await scan_redis(redis_url)
+    log_hits = [hit for i, line in enumerate(logs.lines()) for hit in hits(f"log line {i}", line.encode())]
+    pg_files, pg_hits = scan_postgres(database_url, tmp_path) if database_url else (0, [])
+    print(
+        f"PHI scan: {files} files, {keys} Redis keys, {len(logs.lines())} log lines"
+        + (f", pg_dump + {pg_files} cluster files" if database_url else "")
+    )
+    assert files >= 1 and keys >= 5 and len(logs.lines()) >= 20  # there was something to scan
+    assert file_hits + redis_hits + log_hits + pg_hits == []
+
+
+def test_pg_dump_is_available_where_postgres_tests_run() -> None:
+    if POSTGRES_URL:
+        assert shutil.which("pg_dump"), "VIOP_TEST_POSTGRES_URL is set but pg_dump is not on PATH"
