@@ -17,7 +17,19 @@ from bench.harness import PASSWORD, ClinicApi, ServerProcess, gather_limited, pe
 from bench.participants import Participant
 from vIOP.signaling import messages as m
 
-CLINICIAN = "fault.host"
+CLINICIAN = "fault.host0"  # hosts the first rooms; each clinician hosts at most ROOMS_PER_CLINICIAN
+OBSERVER = "fault.admin"  # reads presence and attendance of every room, as an operator would
+ROOMS_PER_CLINICIAN = 5  # a clinician's tickets are rate limited (20 a minute): one per (re)connect
+
+
+def clinician_of(room_index: int) -> str:
+    return f"fault.host{room_index // ROOMS_PER_CLINICIAN}"
+
+
+def accounts(shape: Shape) -> list[tuple[str, str]]:
+    """(username, role) of every account a world of ``shape`` signs in with."""
+    clinicians = {clinician_of(i) for i in range(max(1, shape.rooms))}
+    return [(OBSERVER, "admin"), *((name, "clinician") for name in sorted(clinicians))]
 
 
 @dataclass
@@ -48,25 +60,39 @@ class Shape:
 class World:
     server: ServerProcess
     api: ClinicApi
-    bearer: str
+    bearers: dict[str, str]  # username -> access token
     rooms: list[RoomPeople] = field(default_factory=list)
     ping_seconds: float = 1.0
+    hosts: dict[str, str] = field(default_factory=dict)  # room id -> its clinician's username
 
     @property
     def people(self) -> list[Participant]:
         return [p for room in self.rooms for p in room.everyone]
 
+    @property
+    def bearer(self) -> str:
+        """The observer's (admin) access token."""
+        return self.bearers[OBSERVER]
+
+    def host_bearer(self, room_id: str) -> str:
+        return self.bearers[self.hosts[room_id]]
+
     async def relogin(self) -> None:
-        self.bearer = await self.api.login(CLINICIAN, PASSWORD)
+        for name in self.bearers:
+            self.bearers[name] = await self.api.login(name, PASSWORD)
 
     async def populate(self, shape: Shape) -> None:
         await gather_limited(8, [self._room(i, shape) for i in range(shape.rooms)])
 
     async def _room(self, index: int, shape: Shape) -> None:
         api = self.api
+        clinician = clinician_of(index)
         room_id = await api.create_room(
-            self.bearer, f"Fault room {index}", capacity=min(50, max(1, shape.seated + shape.waiting))
+            self.bearers[clinician],
+            f"Fault room {index}",
+            capacity=min(50, max(1, shape.seated + shape.waiting)),
         )
+        self.hosts[room_id] = clinician
         host = Participant(
             f"host{index}",
             self._host_tickets(room_id),
@@ -79,7 +105,7 @@ class World:
         await host.enter_room()
         people = []
         for c in range(shape.seated + shape.waiting):
-            invite = await api.create_invite(self.bearer, room_id, f"Fault client {index}.{c}")
+            invite = await api.create_invite(self.bearers[clinician], room_id, f"Fault client {index}.{c}")
             people.append(
                 Participant(
                     f"c{index}.{c}",
@@ -112,7 +138,7 @@ class World:
 
     def _host_tickets(self, room_id: str) -> Any:
         async def next_url() -> str:  # reads the bearer each time: a re-login takes effect at once
-            return await self.api.signal_ticket(self.bearer, room_id)
+            return await self.api.signal_ticket(self.host_bearer(room_id), room_id)
 
         return next_url
 
@@ -183,7 +209,8 @@ def spread(values: Sequence[float]) -> dict[str, float | int]:
 
 async def open_world(server: ServerProcess, shape: Shape, ping_seconds: float = 1.0) -> World:
     api = ClinicApi(server.base_url, timeout=30)
-    world = World(server, api, await api.login(CLINICIAN, PASSWORD), ping_seconds=ping_seconds)
+    bearers = {name: await api.login(name, PASSWORD) for name, _ in accounts(shape)}
+    world = World(server, api, bearers, ping_seconds=ping_seconds)
     try:
         await world.populate(shape)
         await world.settle(shape)

@@ -44,7 +44,7 @@ import httpx
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from bench.fault_world import CLINICIAN, Shape, open_world, spread
+from bench.fault_world import CLINICIAN, Shape, accounts, open_world, spread
 from bench.harness import PASSWORD, PostgresProcess, RedisProcess, ServerProcess, raise_fd_limit
 from vIOP.errors import VIOPError
 from vIOP.signaling import messages as m
@@ -65,7 +65,7 @@ async def redis_restart(tmp: Path, shape: Shape, *, persistent: bool, outage: fl
     redis.start()
     server = ServerProcess(tmp / "var", redis_url=redis.url, settings=LIVENESS)
     try:
-        server.create_clinician(CLINICIAN)
+        server.create_accounts(accounts(shape))
         server.start()
         world = await open_world(server, shape)
         try:
@@ -111,7 +111,7 @@ async def app_restart(tmp: Path, shape: Shape, *, outage: float = 0.5) -> dict[s
     redis.start()
     server = ServerProcess(tmp / "var", redis_url=redis.url, settings=LIVENESS)
     try:
-        server.create_clinician(CLINICIAN)
+        server.create_accounts(accounts(shape))
         server.start()
         world = await open_world(server, shape)
         try:
@@ -163,9 +163,10 @@ async def network_cut(tmp: Path, *, grace: float = 10.0) -> dict[str, Any]:
     server = ServerProcess(tmp / "var", settings={**LIVENESS, "reconnect_grace_seconds": str(int(grace))})
     frozen: subprocess.Popen[str] | None = None
     try:
-        server.create_clinician(CLINICIAN)
+        cut_shape = Shape(rooms=1, seated=3, waiting=0, media=True)
+        server.create_accounts(accounts(cut_shape))
         server.start()
-        world = await open_world(server, Shape(rooms=1, seated=3, waiting=0, media=True))
+        world = await open_world(server, cut_shape)
         try:
             room = world.rooms[0]
             host, returner, leaver = room.host, room.seated[0], room.seated[1]
@@ -177,7 +178,9 @@ async def network_cut(tmp: Path, *, grace: float = 10.0) -> dict[str, Any]:
             leaver_left = await saw.left(leaver, "timeout", within=grace + 10)
             left_after = time.monotonic() - cut
             # The partition: a participant in its own process, frozen longer than the silence limit.
-            invite = await world.api.create_invite(world.bearer, room.room_id, "Frozen client")
+            invite = await world.api.create_invite(
+                world.host_bearer(room.room_id), room.room_id, "Frozen client"
+            )
             frozen, frozen_pid = await _start_frozen(server, room.room_id, invite)
             await host.client.send(m.Admit(participant_id=frozen_pid))
             freeze_s = float(LIVENESS["presence_expiry_seconds"]) + 1.5
@@ -247,9 +250,10 @@ async def db_outage(tmp: Path, *, backend: str, outage: float = 10.0) -> dict[st
         if pg is not None:
             pg.start()
             server.cli("db", "upgrade")
-        server.create_clinician(CLINICIAN)
+        db_shape = Shape(rooms=1, seated=2, waiting=3, media=True)
+        server.create_accounts(accounts(db_shape))
         server.start()
-        world = await open_world(server, Shape(rooms=1, seated=2, waiting=3, media=True))
+        world = await open_world(server, db_shape)
         try:
             room = world.rooms[0]
             host, newcomer, leaver, told = room.host, room.waiting[0], room.seated[0], room.waiting[1]
@@ -335,9 +339,10 @@ async def _http_probes(world: Any, room_id: str) -> dict[str, Any]:
     """One write, one read and a sign-in over HTTP: status and seconds each (None: no answer)."""
     api = world.api
     auth = {"Authorization": f"Bearer {world.bearer}"}
+    host = {"Authorization": f"Bearer {world.host_bearer(room_id)}"}
     calls = {
         "create_invite": lambda: api.http.post(
-            f"/api/v1/rooms/{room_id}/invites", json={"display_name": "Late"}, headers=auth
+            f"/api/v1/rooms/{room_id}/invites", json={"display_name": "Late"}, headers=host
         ),
         "list_rooms": lambda: api.http.get("/api/v1/rooms", headers=auth),
         "login": lambda: api.http.post(

@@ -12,6 +12,7 @@ Used by ``bench/signaling_load.py``, ``bench/join_latency.py`` and ``tests/fault
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import math
 import os
@@ -253,11 +254,20 @@ class ServerProcess:
             raise RuntimeError(f"`vIOP {' '.join(args[:2])}` failed: {result.stderr.strip()[-500:]}")
         return result.stdout
 
-    def create_clinician(self, username: str, password: str = PASSWORD) -> None:
+    def create_account(self, username: str, role: str = "clinician", password: str = PASSWORD) -> None:
         self.cli(
-            "users", "create", "--role", "clinician", "--username", username, "--password-stdin",
+            "users", "create", "--role", role, "--username", username, "--password-stdin",
             stdin=password + "\n",
         )  # fmt: skip
+
+    def create_clinician(self, username: str, password: str = PASSWORD) -> None:
+        self.create_account(username, "clinician", password)
+
+    def create_accounts(self, accounts: Sequence[tuple[str, str]]) -> None:
+        """(username, role) pairs, a few CLI processes at a time (each hashes a password with argon2)."""
+        with concurrent.futures.ThreadPoolExecutor(max_workers=4) as pool:
+            for future in [pool.submit(self.create_account, name, role) for name, role in accounts]:
+                future.result()
 
     def start(self, timeout: float = 60.0) -> None:
         """Start and wait until ``/healthz`` answers (or fail with the tail of its log)."""
