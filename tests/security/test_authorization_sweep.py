@@ -1,0 +1,476 @@
+"""Authorization sweep: every HTTP route of the app and every signaling message type, tried by every role.
+
+THE TABLE below is the expectation, written from the product rules of issues 4-6 (and docs/API.md,
+docs/PROTOCOL.md), not derived from ``vIOP/auth/permissions.py``:
+
+- admin: manages users and keys, reads the audit log, sees presence and attendance everywhere; never joins a
+  session, never hosts or moderates;
+- clinician: creates rooms, hosts and moderates the rooms they host, invites clients to them, sees presence
+  and attendance of those rooms only;
+- staff: watches presence across all rooms to run the program; nothing clinical (no attendance), never
+  joins, never moderates;
+- client: no account; with an invite link, joins that one room (knock, wait, take part) and reads its
+  waiting-room view; nothing else;
+- nobody without credentials gets past sign-in.
+
+Roles are tried against room A: a clinician hosting A, a clinician hosting only another room B, a client
+invited to A, a client invited to B, an admin, a staff member, and no credentials. Every refusal must
+change nothing: rooms A and B are compared before and after.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import secrets
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+import httpx
+import pytest
+
+from tests.api import signal_support as ss
+from tests.api.support import Api, User, bearer
+from tests.hostile.frames import real_offer_sdp
+from tests.support import LiveServer
+from vIOP.auth.permissions import Role, RoomScope
+from vIOP.client.signaling import ConnectRefused, SignalingClient, SignalingClosed
+from vIOP.signaling import messages as m
+
+ROLES: Final = (
+    "anonymous",
+    "admin",
+    "clinician_of_room",
+    "clinician_of_other_room",
+    "staff",
+    "client_of_room",
+    "client_of_other_room",
+)
+
+# Signaling outcomes (HTTP rows hold status codes):
+OK = "ok"  # accepted: no error reply
+STATE = "state"  # permitted, but the room's state refuses it (e.g. an answer with no server offer waiting)
+FORBIDDEN = "forbidden"  # error forbidden; rooms A and B unchanged
+NOT_FOUND = (
+    "not_found"  # error participant_not_found (room A's people are not in the sender's room); A unchanged
+)
+OWN_ROOM = "own_room"  # the sender's socket is in its own room B: whatever happens there, room A is unchanged
+NO_SOCKET = "no_socket"  # no signal ticket for room A (401/403), and no socket opens without one
+
+# fmt: off
+#                                                   anonymous  admin      clin A     clin B     staff      client A   client B
+EXPECTED: Final[dict[str, tuple[Any, ...]]] = {
+    # --- HTTP: status codes ------------------------------------------------------------------------------------------------
+    "POST /api/v1/auth/login":                      (200,       200,       200,       200,       200,       200,       200),
+    "POST /api/v1/auth/logout":                     (401,       204,       204,       204,       204,       403,       403),
+    "GET /api/v1/rooms":                            (401,       200,       200,       200,       200,       403,       403),
+    "POST /api/v1/rooms":                           (401,       403,       201,       201,       403,       403,       403),
+    "GET /api/v1/rooms/{room_id}":                  (401,       200,       200,       403,       200,       200,       403),
+    "POST /api/v1/rooms/{room_id}/invites":         (401,       403,       201,       403,       403,       403,       403),
+    "DELETE /api/v1/invites/{invite_id}":           (401,       204,       204,       403,       403,       403,       403),
+    "POST /api/v1/signal-tickets":                  (401,       403,       200,       403,       403,       200,       403),
+    "POST /api/v1/signal-tickets (presence)":       (401,       200,       200,       403,       200,       403,       403),
+    "GET /api/v1/presence":                         (401,       200,       200,       403,       200,       403,       403),
+    "GET /api/v1/attendance":                       (401,       200,       200,       403,       403,       403,       403),
+    "GET /api/v1/turn-credentials":                 (401,       403,       200,       403,       403,       200,       403),
+    "GET /healthz":                                 (200,       200,       200,       200,       200,       200,       200),
+    "GET /readyz":                                  (200,       200,       200,       200,       200,       200,       200),
+    "GET /metrics":                                 (200,       200,       200,       200,       200,       200,       200),
+    "GET /openapi.json":                            (200,       200,       200,       200,       200,       200,       200),
+    "GET /":                                        (200,       200,       200,       200,       200,       200,       200),
+    "GET /join":                                    (200,       200,       200,       200,       200,       200,       200),
+    "GET /console":                                 (200,       200,       200,       200,       200,       200,       200),
+    "GET /staff":                                   (200,       200,       200,       200,       200,       200,       200),
+    "GET /attendance":                              (200,       200,       200,       200,       200,       200,       200),
+    "GET /static":                                  (200,       200,       200,       200,       200,       200,       200),
+    # --- signaling: every client -> server message type, sent on /ws/signal -------------------------------------------------
+    "ws join":                                      (NO_SOCKET, NO_SOCKET, OK,        OWN_ROOM,  NO_SOCKET, OK,        OWN_ROOM),
+    "ws offer":                                     (NO_SOCKET, NO_SOCKET, OK,        OWN_ROOM,  NO_SOCKET, OK,        OWN_ROOM),
+    "ws answer":                                    (NO_SOCKET, NO_SOCKET, STATE,     OWN_ROOM,  NO_SOCKET, STATE,     OWN_ROOM),
+    "ws candidate":                                 (NO_SOCKET, NO_SOCKET, OK,        OWN_ROOM,  NO_SOCKET, OK,        OWN_ROOM),
+    "ws leave":                                     (NO_SOCKET, NO_SOCKET, OK,        OWN_ROOM,  NO_SOCKET, OK,        OWN_ROOM),
+    "ws set_media":                                 (NO_SOCKET, NO_SOCKET, OK,        OWN_ROOM,  NO_SOCKET, OK,        OWN_ROOM),
+    "ws raise_hand":                                (NO_SOCKET, NO_SOCKET, OK,        OWN_ROOM,  NO_SOCKET, OK,        OWN_ROOM),
+    "ws ping":                                      (NO_SOCKET, NO_SOCKET, OK,        OWN_ROOM,  NO_SOCKET, OK,        OWN_ROOM),
+    "ws admit":                                     (NO_SOCKET, NO_SOCKET, OK,        NOT_FOUND, NO_SOCKET, FORBIDDEN, FORBIDDEN),
+    "ws admit_all":                                 (NO_SOCKET, NO_SOCKET, OK,        OWN_ROOM,  NO_SOCKET, FORBIDDEN, FORBIDDEN),
+    "ws deny":                                      (NO_SOCKET, NO_SOCKET, OK,        NOT_FOUND, NO_SOCKET, FORBIDDEN, FORBIDDEN),
+    "ws lobby_message":                             (NO_SOCKET, NO_SOCKET, OK,        NOT_FOUND, NO_SOCKET, FORBIDDEN, FORBIDDEN),
+    "ws return_to_lobby":                           (NO_SOCKET, NO_SOCKET, OK,        NOT_FOUND, NO_SOCKET, FORBIDDEN, FORBIDDEN),
+    "ws mute":                                      (NO_SOCKET, NO_SOCKET, OK,        NOT_FOUND, NO_SOCKET, FORBIDDEN, FORBIDDEN),
+    "ws remove":                                    (NO_SOCKET, NO_SOCKET, OK,        NOT_FOUND, NO_SOCKET, FORBIDDEN, FORBIDDEN),
+    "ws lock":                                      (NO_SOCKET, NO_SOCKET, OK,        OWN_ROOM,  NO_SOCKET, FORBIDDEN, FORBIDDEN),
+    "ws unlock":                                    (NO_SOCKET, NO_SOCKET, OK,        OWN_ROOM,  NO_SOCKET, FORBIDDEN, FORBIDDEN),
+    "ws end":                                       (NO_SOCKET, NO_SOCKET, OK,        OWN_ROOM,  NO_SOCKET, FORBIDDEN, FORBIDDEN),
+}
+# fmt: on
+
+
+def expected(action: str, role: str) -> Any:
+    return EXPECTED[action][ROLES.index(role)]
+
+
+def test_the_table_covers_every_role_and_every_signaling_message_type() -> None:
+    assert all(len(row) == len(ROLES) for row in EXPECTED.values())
+    assert {a.removeprefix("ws ") for a in EXPECTED if a.startswith("ws ")} == set(m.CLIENT_TYPE_NAMES)
+
+
+def route_actions(app: Any) -> set[str]:
+    """Every (method, path) the app serves over HTTP, as table keys (HEAD is GET without a body)."""
+    actions = set()
+    for route in app.routes:
+        path = getattr(route, "path", None)
+        methods = getattr(route, "methods", None)
+        if path is None or path.startswith("/ws/"):
+            continue
+        for method in methods or {"GET"}:  # a Mount (static files) serves GET
+            actions.add(f"{'GET' if method == 'HEAD' else method} {path}")
+    return actions
+
+
+# --- HTTP -----------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class HttpWorld:
+    api: Api
+    room_a: str
+    room_b: str
+    tokens: dict[str, str | None]  # role -> bearer credential
+    users: dict[str, User]
+    spare_invites: list[str] = field(default_factory=list)  # ids to revoke (never an invite in use)
+    login: dict[str, str] = field(default_factory=dict)
+
+
+@pytest.fixture
+async def http_world(live_server_factory: Any) -> AsyncIterator[HttpWorld]:
+    async with (
+        live_server_factory(turn_secret="sweep-secret-0123456789", ice_servers="turn:127.0.0.1:3478") as live,
+        httpx.AsyncClient(base_url=live.base_url, timeout=30, trust_env=False) as http,
+    ):
+        api = Api(live, http)
+        users = {
+            "admin": await api.user(Role.ADMIN),
+            "clinician_of_room": await api.user(Role.CLINICIAN),
+            "clinician_of_other_room": await api.user(Role.CLINICIAN),
+            "staff": await api.user(Role.STAFF),
+        }
+        room_a = (await api.create_room(users["clinician_of_room"]))["id"]
+        room_b = (await api.create_room(users["clinician_of_other_room"]))["id"]
+        invite_a = await api.create_invite(users["clinician_of_room"], room_a)
+        invite_b = await api.create_invite(users["clinician_of_other_room"], room_b)
+        tokens: dict[str, str | None] = {role: user.token for role, user in users.items()}
+        tokens |= {
+            "anonymous": None,
+            "client_of_room": invite_a["invite_token"],
+            "client_of_other_room": invite_b["invite_token"],
+        }
+        world = HttpWorld(api, room_a, room_b, tokens, users)
+        name = f"sweep.{secrets.token_hex(3)}"
+        await api.account(Role.STAFF, name)
+        world.login = {"username": name, "password": "correct horse battery staple"}
+        yield world
+
+
+async def fresh_token(world: HttpWorld, role: str) -> str | None:
+    """Logout revokes the token it presents: each logout gets a new one for the same account."""
+    user = world.users.get(role)
+    if user is None:
+        return world.tokens[role]
+    return (await world.api.services.tokens.issue(user.account.id, user.account.role)).token
+
+
+async def spare_invite(world: HttpWorld) -> str:
+    created = await world.api.create_invite(
+        world.users["clinician_of_room"], world.room_a, display_name="Spare"
+    )
+    return str(created["id"])
+
+
+async def call(world: HttpWorld, action: str, role: str) -> httpx.Response:
+    http, a = world.api.http, world.room_a
+    credential = (
+        await fresh_token(world, role) if action == "POST /api/v1/auth/logout" else world.tokens[role]
+    )
+    headers = bearer(credential) if credential else {}
+    requests: dict[str, Callable[[], Awaitable[httpx.Response]]] = {
+        "POST /api/v1/auth/login": lambda: http.post("/api/v1/auth/login", json=world.login, headers=headers),
+        "POST /api/v1/auth/logout": lambda: http.post("/api/v1/auth/logout", headers=headers),
+        "GET /api/v1/rooms": lambda: http.get("/api/v1/rooms", headers=headers),
+        "POST /api/v1/rooms": lambda: http.post(
+            "/api/v1/rooms", json={"kind": "group", "title": "Sweep"}, headers=headers
+        ),
+        "GET /api/v1/rooms/{room_id}": lambda: http.get(f"/api/v1/rooms/{a}", headers=headers),
+        "POST /api/v1/rooms/{room_id}/invites": lambda: http.post(
+            f"/api/v1/rooms/{a}/invites", json={"display_name": "Newcomer"}, headers=headers
+        ),
+        "POST /api/v1/signal-tickets": lambda: http.post(
+            "/api/v1/signal-tickets", json={"room_id": a}, headers=headers
+        ),
+        "POST /api/v1/signal-tickets (presence)": lambda: http.post(
+            "/api/v1/signal-tickets", json={"room_id": a, "purpose": "presence"}, headers=headers
+        ),
+        "GET /api/v1/presence": lambda: http.get("/api/v1/presence", params={"room_id": a}, headers=headers),
+        "GET /api/v1/attendance": lambda: http.get(
+            "/api/v1/attendance", params={"room_id": a}, headers=headers
+        ),
+        "GET /api/v1/turn-credentials": lambda: http.get(
+            "/api/v1/turn-credentials", params={"room_id": a}, headers=headers
+        ),
+        "GET /static": lambda: http.get("/static/css/app.css", headers=headers),
+    }
+    if action == "DELETE /api/v1/invites/{invite_id}":
+        return await http.delete(f"/api/v1/invites/{await spare_invite(world)}", headers=headers)
+    if action in requests:
+        return await requests[action]()
+    method, path = action.split(" ", 1)
+    return await http.request(method, path, headers=headers)
+
+
+async def test_every_http_route_with_every_role(http_world: HttpWorld) -> None:
+    served = route_actions(http_world.api.live.app)
+    table = {a.split(" (")[0] for a in EXPECTED if not a.startswith("ws ")}
+    assert served == table, f"routes without a row: {served - table}; rows without a route: {table - served}"
+    wrong = []
+    tried = 0
+    for action in (a for a in EXPECTED if not a.startswith("ws ")):
+        for role in ROLES:
+            response = await call(http_world, action, role)
+            tried += 1
+            want = expected(action, role)
+            if response.status_code != want:
+                wrong.append(
+                    f"{action} as {role}: {response.status_code} (expected {want}) {response.text[:200]}"
+                )
+            elif want >= 400:
+                assert response.json()["error"]["code"] in ("unauthenticated", "forbidden"), response.text
+    print(f"authorization sweep, HTTP: {tried} route x role pairs")
+    assert wrong == [], "\n".join(wrong)
+    # Refused writes changed nothing: the only invites of room A are the ones the allowed roles made.
+    invites_made = expected("POST /api/v1/rooms/{room_id}/invites", "clinician_of_room") == 201
+    assert invites_made
+
+
+# --- signaling --------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Seat:
+    socket: SignalingClient
+    participant_id: str
+
+
+@dataclass
+class SignalWorld:
+    """Room A (host, a waiting client, a seated client) and room B (host, a waiting client), all joined."""
+
+    live: LiveServer
+    room_a: RoomScope
+    room_b: RoomScope
+    seats: dict[str, Seat]
+    tickets: dict[str, Callable[[], Awaitable[str]]]
+
+    async def close(self) -> None:
+        for seat in self.seats.values():
+            with contextlib.suppress(Exception):
+                await seat.socket.close()
+
+
+@dataclass
+class Cast:
+    host_a: ss.Clinician
+    host_b: ss.Clinician
+
+
+async def open_seat(live: LiveServer, tickets: Callable[[], Awaitable[str]], join: bool = True) -> Seat:
+    socket = await SignalingClient.connect(await tickets(), origin=live.base_url)
+    if not join:
+        return Seat(socket, "")
+    welcome = await socket.request(m.Join())
+    assert isinstance(welcome, m.Welcome), welcome
+    return Seat(socket, welcome.participant_id)
+
+
+async def build_world(live: LiveServer, cast: Cast, actor: str, message: str) -> SignalWorld:
+    room_a, room_b = await ss.room(live, cast.host_a), await ss.room(live, cast.host_b)
+    tickets = {
+        "clinician_of_room": ss.ticket_source(live, cast.host_a.principal, room_a, cast.host_a.session),
+        "waiting_a": ss.ticket_source(
+            live, await ss.invite(live, cast.host_a, room_a, "Wanda"), room_a, None
+        ),
+        "client_of_room": ss.ticket_source(
+            live, await ss.invite(live, cast.host_a, room_a, "Sam"), room_a, None
+        ),
+        "clinician_of_other_room": ss.ticket_source(live, cast.host_b.principal, room_b, cast.host_b.session),
+        "client_of_other_room": ss.ticket_source(
+            live, await ss.invite(live, cast.host_b, room_b, "Bea"), room_b, None
+        ),
+    }
+    seats = {}
+    for name, source in tickets.items():
+        # The actor of a `join` opens its socket without joining: the join is the message under test.
+        seats[name] = await open_seat(live, source, join=not (name == actor and message == "join"))
+    if message != "join":  # the seated client of room A (a join test needs nobody seated)
+        await seats["clinician_of_room"].socket.send(
+            m.Admit(participant_id=seats["client_of_room"].participant_id)
+        )
+        await seats["client_of_room"].socket.expect(m.Admitted)
+    if message in ("lock", "unlock"):  # only a live room locks: its host entered (an offer), in both rooms
+        for host in ("clinician_of_room", "clinician_of_other_room"):
+            reply = await seats[host].socket.request(m.Offer(sdp=await real_offer_sdp()), within=30)
+            assert isinstance(reply, m.ServerAnswer), reply
+        # The answer goes out before the server records the entry: wait until both rooms are live.
+        rooms = ss.services(live).rooms
+        for _ in range(200):
+            states = {(await rooms.room(r.room_id)).state.value for r in (room_a, room_b)}
+            if states == {"live"}:
+                break
+            await asyncio.sleep(0.02)
+        assert states == {"live"}, states
+        if message == "unlock":  # something to unlock
+            for host in ("clinician_of_room", "clinician_of_other_room"):
+                assert await send_and_settle(seats[host].socket, m.Lock()) is None
+    if message == "candidate" and actor in ("clinician_of_room", "client_of_room"):
+        reply = await seats[actor].socket.request(m.Offer(sdp=await real_offer_sdp()), within=30)
+        assert isinstance(reply, m.ServerAnswer), reply
+    return SignalWorld(live, room_a, room_b, seats, tickets)
+
+
+def message_for(kind: str, world: SignalWorld, offer: str, candidate: str) -> m.ClientMessage:
+    """``kind`` aimed at room A's people: the waiting client for lobby actions, the seated one otherwise."""
+    waiting = world.seats["waiting_a"].participant_id
+    seated = world.seats["client_of_room"].participant_id
+    return {
+        "join": m.Join(),
+        "offer": m.Offer(sdp=offer),
+        "answer": m.Answer(sdp=offer),
+        "candidate": m.Candidate(candidate=candidate, sdp_mid="0", sdp_mline_index=0),
+        "leave": m.Leave(),
+        "set_media": m.SetMedia(audio=False),
+        "raise_hand": m.RaiseHand(up=True),
+        "ping": m.Ping(),
+        "admit": m.Admit(participant_id=waiting),
+        "admit_all": m.AdmitAll(),
+        "deny": m.Deny(participant_id=waiting, message="Not today"),
+        "lobby_message": m.LobbyMessage(participant_id=waiting, message="Five more minutes"),
+        "return_to_lobby": m.ReturnToLobby(participant_id=seated),
+        "mute": m.Mute(participant_id=seated),
+        "remove": m.Remove(participant_id=seated),
+        "lock": m.Lock(),
+        "unlock": m.Unlock(),
+        "end": m.End(),
+    }[kind]
+
+
+async def send_and_settle(socket: SignalingClient, message: m.ClientMessage) -> m.ErrorMessage | None:
+    """Send ``message`` with an id, then a ping: the error it caused (if any) arrives before the pong."""
+    request_id = f"sweep-{secrets.token_hex(4)}"
+    await socket.send(message.__class__(**{**_fields(message), "id": request_id}))
+    probe = f"probe-{secrets.token_hex(4)}"
+    with contextlib.suppress(SignalingClosed):
+        await socket.send(m.Ping(id=probe))
+    error: m.ErrorMessage | None = None
+    with contextlib.suppress(SignalingClosed):
+        async with asyncio.timeout(30):
+            while True:
+                reply = await socket.recv(within=None)
+                if isinstance(reply, m.ErrorMessage) and reply.id == request_id:
+                    error = reply
+                if isinstance(reply, m.Pong) and reply.id == probe:
+                    break
+    return error
+
+
+def _fields(message: m.ClientMessage) -> dict[str, Any]:
+    return {f: getattr(message, f) for f in message.__struct_fields__}
+
+
+async def no_socket_for(
+    live: LiveServer, http: httpx.AsyncClient, role: str, credential: str | None, room: RoomScope
+) -> list[str]:
+    """A role without a place in room A: no signal ticket for it, and no socket without one."""
+    problems = []
+    headers = bearer(credential) if credential else {}
+    ticket = await http.post("/api/v1/signal-tickets", json={"room_id": room.room_id}, headers=headers)
+    if ticket.status_code not in (401, 403):
+        problems.append(f"{role}: signal ticket for room A answered {ticket.status_code}")
+    urls = [f"{live.ws_url}/ws/signal", f"{live.ws_url}/ws/signal?ticket=vtk_{'A' * 43}"]
+    presence = await http.post("/api/v1/signal-tickets", json={"purpose": "presence"}, headers=headers)
+    if (
+        presence.status_code == 200
+    ):  # staff and admins may watch presence: that ticket must not open signaling
+        urls.append(presence.json()["ws_url"].replace("/ws/presence", "/ws/signal"))
+    for url in urls:
+        try:
+            socket = await SignalingClient.connect(url, origin=live.base_url)
+        except ConnectRefused as refused:
+            if refused.status != 403:
+                problems.append(f"{role}: socket refused with {refused.status}, not 403")
+            continue
+        await socket.close()
+        problems.append(f"{role}: a signaling socket opened with {url.split('?')[-1][:20]}")
+    return problems
+
+
+@pytest.fixture
+async def live(live_server_factory: Any) -> AsyncIterator[LiveServer]:
+    async with live_server_factory(ice_host_addresses="127.0.0.1") as server:
+        yield server
+
+
+async def test_every_signaling_message_type_with_every_role(live: LiveServer) -> None:
+    cast = Cast(host_a=await ss.clinician(live, "dr.sweep.a"), host_b=await ss.clinician(live, "dr.sweep.b"))
+    offer = await real_offer_sdp()
+    candidate = next(ln[2:] for ln in offer.split("\r\n") if ln.startswith("a=candidate:"))
+    wrong: list[str] = []
+    tried = 0
+    async with httpx.AsyncClient(base_url=live.base_url, timeout=30, trust_env=False) as http:
+        api = Api(live, http)
+        outsiders_room = await ss.room(live, cast.host_a)
+        for action in (a for a in EXPECTED if a.startswith("ws ")):
+            kind = action.removeprefix("ws ")
+            # New accounts for each message type: ticket requests are rate limited per account.
+            no_seat = {
+                "anonymous": None,
+                "admin": (await api.user(Role.ADMIN)).token,
+                "staff": (await api.user(Role.STAFF)).token,
+            }
+            for role in ROLES:
+                want = expected(action, role)
+                tried += 1
+                if want == NO_SOCKET:
+                    problems = await no_socket_for(live, http, role, no_seat[role], outsiders_room)
+                    wrong += [f"{kind}: {p}" for p in problems]
+                    continue
+                world = await build_world(live, cast, role, kind)
+                try:
+                    wrong += await try_message(
+                        world, role, kind, want, message_for(kind, world, offer, candidate)
+                    )
+                finally:
+                    await world.close()
+    print(f"authorization sweep, signaling: {tried} message type x role pairs")
+    assert wrong == [], "\n".join(wrong)
+
+
+async def try_message(
+    world: SignalWorld, role: str, kind: str, want: str, message: m.ClientMessage
+) -> list[str]:
+    rooms = ss.services(world.live).rooms
+    before_a, before_b = await rooms.room(world.room_a.room_id), await rooms.room(world.room_b.room_id)
+    error = await send_and_settle(world.seats[role].socket, message)
+    after_a, after_b = await rooms.room(world.room_a.room_id), await rooms.room(world.room_b.room_id)
+    got = f"error {error.code}" if error else "no error"
+    a_changed, b_changed = after_a != before_a, after_b != before_b
+    if want == OK and error is not None:
+        return [f"{kind} as {role}: {got}, expected it to be accepted"]
+    if want == STATE and (error is None or error.code in ("forbidden", "not_a_host")):
+        return [f"{kind} as {role}: {got}, expected a state refusal"]
+    if want == FORBIDDEN and (error is None or error.code != "forbidden" or a_changed or b_changed):
+        return [f"{kind} as {role}: {got}; room A changed {a_changed}, room B changed {b_changed}"]
+    if want == NOT_FOUND and (error is None or error.code != "participant_not_found" or a_changed):
+        return [f"{kind} as {role}: {got}; room A changed {a_changed}"]
+    if want == OWN_ROOM and a_changed:
+        return [f"{kind} as {role}: room A changed"]
+    return []
