@@ -200,6 +200,7 @@ class ServerProcess:
     settings: Mapping[str, str] = field(default_factory=dict)  # extra VIOP_* values, e.g. grace
     log_name: str = "server.log"
     profile_to: Path | None = None  # run under cProfile, stats written here on a graceful stop
+    gc_probe_to: Path | None = None  # record garbage-collection pauses (bench/gc_probe.py) into this file
     process: subprocess.Popen[bytes] | None = None
     starts: int = 0
 
@@ -275,9 +276,13 @@ class ServerProcess:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         log = self.log_path.open("ab")
         profiler = ["-m", "cProfile", "-o", str(self.profile_to)] if self.profile_to else []
+        if self.gc_probe_to is not None:
+            command = [sys.executable, str(REPO / "bench" / "gc_probe.py"), str(self.gc_probe_to), "serve"]
+        else:
+            command = [sys.executable, *profiler, "-m", "vIOP", "serve"]
         try:
             self.process = subprocess.Popen(
-                [sys.executable, *profiler, "-m", "vIOP", "serve"],
+                command,
                 cwd=self.data_dir,
                 env=self.env(),
                 stdin=subprocess.DEVNULL,
@@ -321,6 +326,13 @@ class ServerProcess:
 
     def cpu_seconds(self) -> float:
         return process_cpu(self.pid)
+
+    def rss_mb(self) -> float:
+        """Resident memory of the server process now, in MB."""
+        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return round(int(line.split()[1]) / 1024, 1)
+        return 0.0
 
     def children_cpu_seconds(self) -> float:
         """CPU of its child processes (the embedded redis-server)."""

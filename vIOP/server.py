@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import gc
 import logging
 import os
 import signal
@@ -155,10 +156,23 @@ def uvicorn_config(
     )
 
 
+GC_THRESHOLDS = (10_000, 50, 100)
+
+
+def tune_gc() -> None:
+    """Measured with bench/signaling_load.py (1,000 sockets): the collector's pauses were the p99. A full
+    collection walked ~300,000 objects (up to 230 ms); young ones ran 25 times a second. Objects loaded at
+    start live as long as the process, so they leave the collector; the rest is collected less often (what
+    dies young is freed by reference counting anyway). Costs some memory held by cycles for longer."""
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
+
+
 async def _serve(settings: Settings, sock: socket.socket) -> None:
     services = await _preflight(settings)
     app = create_app(settings, services=services)
     config = uvicorn_config(app, settings)
+    tune_gc()
     server = VIOPServer(config, services)
     try:
         log.info("serving", extra={"host": settings.host, "port": settings.port, "pid": os.getpid()})
