@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 import pytest
@@ -152,3 +153,38 @@ async def test_oversized_frame_closes_1009_after_an_error(live_server: LiveServe
     with pytest.raises(SignalingClosed):
         await client.recv(within=5)
     assert client.close_code == 1009
+
+
+async def test_a_session_ends_when_the_server_closes_even_if_the_client_stops_reading(
+    live_server: LiveServer,
+) -> None:
+    """Removed, with a client that no longer reads (so it never answers the close frame): the server's
+    session still ends at once and lets go of the socket's bookkeeping."""
+    host = await ss.clinician(live_server)
+    scope = await ss.room(live_server, host)
+    clinician = ss.participant(live_server, host.principal, scope, host.session, tracks=tuple)
+    principal = await ss.invite(live_server, host, scope, "Ana")
+    client = await SignalingClient.connect(
+        f"{live_server.ws_url}/ws/signal?ticket={await _ticket(live_server, principal, scope)}",
+        origin=live_server.base_url,
+    )
+    try:
+        await clinician.join()
+        welcome = await client.request(m.Join())
+        assert isinstance(welcome, m.Welcome)
+        await clinician.send(m.Admit(participant_id=welcome.participant_id))
+        await client.expect(m.Admitted)
+        client._ws.transport.pause_reading()  # a client that stops reading: no close reply will come
+        await clinician.send(m.Remove(participant_id=welcome.participant_id))
+        await clinician.wait_message(
+            m.ParticipantLeft, where=lambda msg: msg.participant_id == welcome.participant_id
+        )
+        user_sockets = ss.services(live_server).extras["user_sockets"]
+        for _ in range(100):  # bounded: 5 s
+            if principal.subject not in user_sockets:
+                break
+            await asyncio.sleep(0.05)
+        assert principal.subject not in user_sockets
+    finally:
+        client._ws.transport.abort()
+        await clinician.close()

@@ -27,7 +27,7 @@ from vIOP.rooms.service import RoomService
 from vIOP.rooms.waiting_room import positions
 from vIOP.signaling import messages as m
 from vIOP.signaling.codec import encode_text
-from vIOP.signaling.connections import ConnectionRegistry
+from vIOP.signaling.connections import Connection, ConnectionRegistry
 
 log = logging.getLogger("vIOP.delivery")
 
@@ -66,6 +66,8 @@ class RoomDelivery:
         self._dirty: set[RoomId] = set()
         self._refresh: asyncio.Task[None] | None = None
         self._video_muted: set[ParticipantId] = set()
+        # The socket each participant was last told `admitted` on (a resumed socket is told again).
+        self._told_admitted: dict[ParticipantId, Connection] = {}
 
     # --- views -----------------------------------------------------------------------------------
 
@@ -153,13 +155,16 @@ class RoomDelivery:
         if isinstance(event, ev.ParticipantEvent):
             pid = event.participant_id
             if isinstance(event, ev.Admitted):
-                self.send(pid, m.Admitted())
+                conn = self.connections.get(pid)
+                if conn is not None:
+                    self.tell_admitted(conn)
             elif isinstance(event, ev.PositionChanged | ev.LobbyMessage):
                 pass  # the coalesced refresh sends the waiting client its position and message
             elif isinstance(event, ev.Denied):
                 self.send(pid, m.Denied(message=_text(event.message)))
                 self._close(pid, "denied")
             elif isinstance(event, ev.ReturnedToLobby):
+                self.forget_admitted(pid)
                 self.media.remove(pid)
                 self.send(pid, m.ReturnedToLobby())
                 self.to_room(
@@ -208,6 +213,7 @@ class RoomDelivery:
             self.to_room(room_id, m.RoomEnded())
             for conn in self.connections.in_room(room_id):
                 if conn.participant_id is not None:
+                    self.forget_admitted(conn.participant_id)
                     self.media.remove(conn.participant_id)
                     self.flags.pop(conn.participant_id, None)
                 conn.close(m.CloseCode.NORMAL, "room ended")
@@ -215,6 +221,7 @@ class RoomDelivery:
         self.mark_dirty(room_id)
 
     def _close(self, pid: ParticipantId, reason: str) -> None:
+        self.forget_admitted(pid)
         conn = self.connections.get(pid)
         if conn is not None:
             conn.close(m.CloseCode.NORMAL, reason)
@@ -242,24 +249,46 @@ class RoomDelivery:
             self.push_views(room)
 
     def push_views(self, room: Room) -> None:
-        """Each local connection gets the view its state calls for: hosts the lobby, waiting clients their
-        position, everyone in the room the roster."""
+        """Each local connection gets the view its state calls for (see :meth:`view_for`)."""
         now = self.rooms.clock()
         lobby_frame = encode_text(self.lobby(room, now))
         roster_frame = encode_text(self.roster(room))
         by_id = {p.id: p for p in room.participants}
         for conn in self.connections.in_room(room.id):
             p = by_id.get(conn.participant_id) if conn.participant_id else None
-            if p is None:
-                continue
-            if p.role is DomainRole.HOST:
-                conn.send_frame(lobby_frame)
-            if p.state is ParticipantState.WAITING:
-                waiting = self.waiting_message(room, p.id)
-                if waiting is not None:
-                    conn.send(waiting)
-            elif p.state in (ParticipantState.ADMITTED, ParticipantState.IN_ROOM):
-                conn.send_frame(roster_frame)
+            if p is not None:
+                self.view_for(conn, room, p, lobby_frame, roster_frame)
+
+    def view_for(
+        self,
+        conn: Connection,
+        room: Room,
+        p: Participant,
+        lobby_frame: str | None = None,
+        roster_frame: str | None = None,
+    ) -> None:
+        """Hosts get the lobby; a waiting client its position; a seated participant ``admitted`` (once per
+        socket, and always before its first roster) and the roster. Views come from a read of the room that
+        may predate an admission already sent: a stale ``waiting`` is never sent after ``admitted``."""
+        if p.role is DomainRole.HOST:
+            conn.send_frame(lobby_frame or encode_text(self.lobby(room, self.rooms.clock())))
+        if p.state is ParticipantState.WAITING:
+            if self._told_admitted.get(p.id) is conn:
+                return
+            waiting = self.waiting_message(room, p.id)
+            if waiting is not None:
+                conn.send(waiting)
+        elif p.is_seated:
+            self.tell_admitted(conn)
+            conn.send_frame(roster_frame or encode_text(self.roster(room)))
+
+    def tell_admitted(self, conn: Connection) -> None:
+        pid = conn.participant_id
+        if pid is not None and self._told_admitted.get(pid) is not conn and conn.send(m.Admitted()):
+            self._told_admitted[pid] = conn
+
+    def forget_admitted(self, pid: ParticipantId) -> None:
+        self._told_admitted.pop(pid, None)
 
     # --- ephemeral flags -------------------------------------------------------------------------
 

@@ -98,36 +98,30 @@ class SignalSession:
     # --- the socket ------------------------------------------------------------------------------
 
     async def run(self) -> None:
+        deadline = asyncio.create_task(self._join_deadline())
         try:
             await self._receive_loop()
         finally:
+            deadline.cancel()
             await self._teardown()
 
     async def _receive_loop(self) -> None:
-        closed = asyncio.ensure_future(self.conn.wait_closed())
+        """The hot path: one plain await per frame. Once the server has closed the socket (leave, removal,
+        the room's end, the join deadline), the ASGI server answers the next receive with a disconnect."""
         try:
             while self.conn.state is ConnectionState.OPEN:
-                receive = asyncio.ensure_future(self.websocket.receive())
-                timeout = None if self.pid is not None else JOIN_TIMEOUT_SECONDS
-                done, _ = await asyncio.wait(
-                    {receive, closed}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
-                )
-                if receive not in done:
-                    receive.cancel()
-                    with contextlib.suppress(asyncio.CancelledError, Exception):
-                        await receive
-                    if not done:  # no join in time
-                        self._fail(BadRequest("send join first"), None, m.CloseCode.POLICY_VIOLATION)
-                    return
-                message = receive.result()
+                message = await self.websocket.receive()
                 if message["type"] == "websocket.disconnect":
                     self.conn.lost(int(message.get("code", 1006)))
                     return
                 await self._on_frame(message)
         except WebSocketDisconnect as exc:
             self.conn.lost(exc.code)
-        finally:
-            closed.cancel()
+
+    async def _join_deadline(self) -> None:
+        await asyncio.sleep(JOIN_TIMEOUT_SECONDS)
+        if self.pid is None:
+            self._fail(BadRequest("send join first"), None, m.CloseCode.POLICY_VIOLATION)
 
     async def _on_frame(self, message: Message) -> None:
         verdict = self.conn.accept_inbound()
@@ -363,15 +357,7 @@ class SignalSession:
 
     def _send_state(self, room: Room, me: Participant) -> None:
         """What a (re)joining participant needs to see at once; later changes come as events."""
-        if me.role.value == "host":
-            self.conn.send(self.delivery.lobby(room, self.services.rooms.clock()))
-        if me.state is ParticipantState.WAITING:
-            waiting = self.delivery.waiting_message(room, me.id)
-            if waiting is not None:
-                self.conn.send(waiting)
-        elif me.is_seated:
-            self.conn.send(m.Admitted())
-            self.conn.send(self.delivery.roster(room))
+        self.delivery.view_for(self.conn, room, me)
         if room.state.value == "locked":
             self.conn.send(m.RoomLocked())
 
