@@ -119,7 +119,7 @@ class JsonFormatter(logging.Formatter):
             exc_type, exc = record.exc_info[0], record.exc_info[1]
             # Type and redacted message only: frames can hold PHI in locals' reprs.
             out["exc"] = f"{exc_type.__name__}: {redact(str(exc))}"
-        return json.dumps(out, ensure_ascii=False, default=str)
+        return json.dumps(out, ensure_ascii=True, default=str)  # one record per line for any reader
 
 
 _handlers: weakref.WeakSet[logging.Handler] = weakref.WeakSet()
