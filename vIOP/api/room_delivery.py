@@ -128,10 +128,21 @@ class RoomDelivery:
         *,
         only_in_room: Room | None = None,
         exclude: ParticipantId | None = None,
+        lobby_too: bool = False,
     ) -> None:
-        """To every local connection of the room (or only those in the room proper), encoded once."""
+        """To the room's local connections that hold a seat (told ``admitted`` on that socket), or only
+        those in the room proper, encoded once. The waiting room hears nothing of what happens inside (who
+        joined and their name, hands, media): under 42 CFR Part 2 even that roster discloses treatment, to
+        someone who may yet be denied. ``lobby_too`` for what concerns a waiting client as well (room
+        locked, ended)."""
         if only_in_room is None:
-            self.connections.broadcast(room_id, message, exclude=exclude)
+            told = self._told_admitted
+            seated = (
+                None
+                if lobby_too
+                else (lambda c: c.participant_id is not None and told.get(c.participant_id) is c)
+            )
+            self.connections.broadcast(room_id, message, exclude=exclude, where=seated)
             return
         inside = {p.id for p in only_in_room.participants if p.state is ParticipantState.IN_ROOM}
         self.connections.broadcast(
@@ -206,11 +217,11 @@ class RoomDelivery:
             elif isinstance(event, ev.Resumed):
                 self.mark_dirty(room_id)
         elif isinstance(event, ev.RoomLocked):
-            self.to_room(room_id, m.RoomLocked())
+            self.to_room(room_id, m.RoomLocked(), lobby_too=True)
         elif isinstance(event, ev.RoomUnlocked):
-            self.to_room(room_id, m.RoomUnlocked())
+            self.to_room(room_id, m.RoomUnlocked(), lobby_too=True)
         elif isinstance(event, ev.RoomEnded):
-            self.to_room(room_id, m.RoomEnded())
+            self.to_room(room_id, m.RoomEnded(), lobby_too=True)
             for conn in self.connections.in_room(room_id):
                 if conn.participant_id is not None:
                     self.forget_admitted(conn.participant_id)
