@@ -470,8 +470,9 @@ async def _all_reconnected(world: Any, since: float, timeout: float) -> int:
     deadline = time.monotonic() + timeout
     count = 0
     while time.monotonic() < deadline:
-        count = sum(1 for p in world.people if any(r.lost_at >= since for r in p.reconnects))
-        if count == len(world.people) or all(p.given_up for p in world.people if not p.connected):
+        back = [p for p in world.people if any(r.lost_at >= since for r in p.reconnects)]
+        count = len(back)
+        if all(p in back or p.given_up for p in world.people):
             break
         await asyncio.sleep(0.1)
     return count
