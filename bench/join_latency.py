@@ -7,12 +7,15 @@ A ``python -m vIOP serve`` process (own embedded Redis, ICE host address 127.0.0
 A clinician signs in over HTTP, opens a room and hosts it with the Python client, publishing VP8 video
 (keyframe on request) and Opus; the host admits every knock the moment its ``lobby`` lists it. Each join is
 a new client from its own invite, receiving only (it decodes what it gets), and leaves after its first
-decoded frame. Times, from one monotonic clock:
+decoded frame; the next one knocks ``--gap`` seconds later (0: back to back, the worst case for the relay's
+limit of one keyframe request per publisher per 0.5 s). Times, from one monotonic clock:
 
 - ``ticket+connect+knock``: from asking for a ticket to ``welcome`` (the knock is stored);
 - ``knock->admitted``: ``welcome`` to ``admitted`` (the host's lobby update, the host's admit, the event);
 - ``knock->first frame``: ``welcome`` to the first host video frame decoded (offer/answer, ICE, DTLS,
-  the server's renegotiation, a keyframe forwarded from the host).
+  the server's renegotiation, a keyframe forwarded from the host); on the way, ``answer`` (the server's
+  answer to the client's offer is applied) and ``server_offer`` (the renegotiation offer carrying the
+  host's tracks has arrived).
 
 Target (issue 8): p50 knock -> first frame < 500 ms on loopback. Loopback only; bounded by ``--max-seconds``.
 """
@@ -70,8 +73,12 @@ async def one_join(api: ClinicApi, origin: str, invite: str, room_id: str, host_
         await client.wait_message(m.Admitted, within=30)
         admitted = time.monotonic()
         await client.start_media()
+        answered = time.monotonic()
+        offered: float | None = None  # the server's renegotiation offer with the host's tracks
         deadline = time.monotonic() + 30
         while counter.frames(host_pid, "video") < 1:
+            if offered is None and any(isinstance(x, m.ServerOffer) for x in client.messages):
+                offered = time.monotonic()
             if time.monotonic() > deadline:
                 raise TimeoutError("no video frame from the host within 30 s")
             await asyncio.sleep(0.002)
@@ -83,6 +90,8 @@ async def one_join(api: ClinicApi, origin: str, invite: str, room_id: str, host_
         return {
             "connect_ms": (welcomed - t0) * 1000,
             "admitted_ms": (admitted - welcomed) * 1000,
+            "answer_ms": (answered - welcomed) * 1000,
+            "server_offer_ms": ((offered or first) - welcomed) * 1000,
             "first_frame_ms": (first - welcomed) * 1000,
             "click_to_frame_ms": (first - t0) * 1000,
         }
@@ -114,6 +123,7 @@ async def run(args: argparse.Namespace, server: ServerProcess) -> dict[str, obje
     try:
         for invite in invites:
             samples.append(await one_join(api, server.origin, invite, room_id, host.participant_id))
+            await asyncio.sleep(args.gap)
     finally:
         cpu1, t1 = server.cpu_seconds(), time.monotonic()
         stop.set()
@@ -123,7 +133,14 @@ async def run(args: argparse.Namespace, server: ServerProcess) -> dict[str, obje
         await host.close()
         await api.close()
     figures: dict[str, object] = {"joins": len(samples)}
-    for key in ("connect_ms", "admitted_ms", "first_frame_ms", "click_to_frame_ms"):
+    for key in (
+        "connect_ms",
+        "admitted_ms",
+        "answer_ms",
+        "server_offer_ms",
+        "first_frame_ms",
+        "click_to_frame_ms",
+    ):
         values = [s[key] for s in samples]
         figures[key] = {
             "p50": round(percentile(values, 50), 1),
@@ -140,6 +157,12 @@ def main() -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--joins", type=int, default=50)
+    parser.add_argument(
+        "--gap",
+        type=float,
+        default=0.0,
+        help="seconds between joins (keyframe requests to one publisher are limited to one per 0.5 s)",
+    )
     parser.add_argument("--width", type=int, default=320)
     parser.add_argument("--height", type=int, default=180)
     parser.add_argument("--max-seconds", type=float, default=600.0, help="hard stop for the whole run")
