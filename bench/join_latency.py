@@ -115,7 +115,9 @@ async def run(args: argparse.Namespace, server: ServerProcess) -> dict[str, obje
         receive=ReceiveMode.PACKETS,
     )
     stop = asyncio.Event()
-    await host.join()
+    welcome = await host.join()
+    assert host.signaling is not None
+    host.signaling.start_heartbeat(welcome.heartbeat_seconds)  # a silent socket is closed after 30 s
     await host.start_media()
     admitter = asyncio.create_task(auto_admit(host, stop))
     samples: list[dict[str, float]] = []
