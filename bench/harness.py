@@ -265,9 +265,13 @@ class ServerProcess:
         self.create_account(username, "clinician", password)
 
     def create_accounts(self, accounts: Sequence[tuple[str, str]]) -> None:
-        """(username, role) pairs, a few CLI processes at a time (each hashes a password with argon2)."""
+        """(username, role) pairs, a few CLI processes at a time (each hashes a password with argon2). The
+        first runs alone: on a new data folder it creates and migrates the database."""
+        if not accounts:
+            return
+        self.create_account(*accounts[0])
         with concurrent.futures.ThreadPoolExecutor(max_workers=4) as pool:
-            for future in [pool.submit(self.create_account, name, role) for name, role in accounts]:
+            for future in [pool.submit(self.create_account, name, role) for name, role in accounts[1:]]:
                 future.result()
 
     def start(self, timeout: float = 60.0) -> None:
