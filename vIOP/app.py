@@ -63,7 +63,17 @@ _LOGIN_OUTCOME = {
 
 
 def redis_client(url: str) -> aioredis.Redis:
-    return aioredis.from_url(url, socket_connect_timeout=2, socket_timeout=5, health_check_interval=15)
+    """A blocking pool: at the limit a caller waits (up to 2 s) for a connection instead of failing at
+    once (redis-py's default pool raised MaxConnectionsError past 100 under 1,000 sockets)."""
+    pool = aioredis.BlockingConnectionPool.from_url(
+        url,
+        max_connections=256,
+        timeout=2,
+        socket_connect_timeout=2,
+        socket_timeout=5,
+        health_check_interval=15,
+    )
+    return aioredis.Redis.from_pool(pool)
 
 
 def _ice_config(settings: Settings) -> IceConfig:
