@@ -1,4 +1,4 @@
-"""Shared fixtures: a real redis-server per test session (never fakeredis)."""
+"""Shared fixtures: a real redis-server per test session (never an in-process imitation of Redis)."""
 
 from __future__ import annotations
 
