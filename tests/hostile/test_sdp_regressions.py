@@ -64,3 +64,25 @@ async def test_after_an_accepted_offer_a_mangled_one_leaves_the_working_connecti
             await relay.handle_offer(PID, mangle(await real_offer_sdp()))
         assert relay.session(PID) is working
     await relay.add_remote_candidate(PID, {"candidate": "", "sdpMid": "0"})
+
+
+def _with_port(candidate_line: str, port: str) -> str:
+    fields = candidate_line.split()
+    fields[5] = port
+    return " ".join(fields)
+
+
+@pytest.mark.parametrize("port", ["65536", "236981128", "0", "-1"])
+async def test_candidate_with_an_impossible_port_is_refused(relay: MediaRelay, port: str) -> None:
+    """Found by the live fuzz (seed 236981128): a port above 65535 reached aioice's ``sendto``, which raised
+    OverflowError inside asyncio's transport ("Fatal write error on datagram transport") and killed the
+    connection's ICE. Now refused before anything changes, in an offer or as a trickled candidate."""
+    offer = await real_offer_sdp()
+    line = next(ln for ln in offer.split("\r\n") if ln.startswith("a=candidate:"))
+    with pytest.raises(BadRequest):
+        await relay.handle_offer(PID, offer.replace(line, _with_port(line, port), 1))
+    assert relay.session(PID) is None
+    await relay.handle_offer(PID, offer)
+    with pytest.raises(BadRequest):
+        await relay.add_remote_candidate(PID, {"candidate": _with_port(line[2:], port), "sdpMid": "0"})
+    await relay.add_remote_candidate(PID, {"candidate": line[2:], "sdpMid": "0"})  # a good one still works

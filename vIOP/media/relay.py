@@ -72,6 +72,21 @@ class _Participant:
     forwarding: dict[str, bool] = field(default_factory=lambda: dict.fromkeys(KINDS, True))
 
 
+def check_candidate_ports(text: str) -> None:
+    """Refuse ICE candidates whose port no socket can send to (found by the live fuzz: aioice passed a port
+    above 65535 to ``sendto``, which killed the connection's UDP transport with an error in the log).
+    ``text`` is one candidate line or a whole SDP; lines this does not understand are left to aiortc."""
+    for raw in text.splitlines() or [text]:
+        line = raw.strip()
+        if line.startswith("a="):
+            line = line[2:]
+        if not line.startswith("candidate:"):
+            continue
+        fields = line[len("candidate:") :].split()
+        if len(fields) > 5 and fields[5].lstrip("-").isdigit() and not 0 < int(fields[5]) < 65536:
+            raise BadRequest("candidate: the port must be between 1 and 65535")
+
+
 def published_kinds(summary: passthrough.SdpSummary) -> set[str]:
     """Validate a client's offer (before anything changes) and return the kinds it sends."""
     kinds = [m.kind for m in summary.media]
@@ -145,6 +160,7 @@ class MediaRelay:
         participant = self._get(pid)
         if len(sdp) > MAX_SDP_CHARS:
             raise BadRequest("offer: too large")
+        check_candidate_ports(sdp)
         publishes = published_kinds(passthrough.summarize_sdp(sdp))
         async with participant.lock:
             if self._participants.get(pid) is not participant:
@@ -209,6 +225,7 @@ class MediaRelay:
     async def handle_answer(self, pid: ParticipantId, sdp: str) -> None:
         if len(sdp) > MAX_SDP_CHARS:
             raise BadRequest("answer: too large")
+        check_candidate_ports(sdp)
         await self._session(pid).accept_answer(sdp)
 
     async def add_remote_candidate(self, pid: ParticipantId, candidate: Mapping[str, object] | None) -> None:
@@ -223,6 +240,7 @@ class MediaRelay:
             raise BadRequest("candidate: 'candidate' must be a string of at most 1024 characters")
         if mid is not None and not isinstance(mid, str):
             raise BadRequest("candidate: 'sdpMid' must be a string")
+        check_candidate_ports(line)
         await session.add_candidate(line or None, mid)
 
     # --- host controls ----------------------------------------------------------------------------------
