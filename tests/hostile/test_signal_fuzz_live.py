@@ -38,6 +38,7 @@ from vIOP.signaling import messages as m
 HOST_FRAMES = 2_400
 CLIENT_FRAMES = 1_600
 SEEDS = 200
+CI_SEED = 236981128  # found the out-of-range candidate port (tests/hostile/test_sdp_regressions.py)
 BYSTANDER_MAX_RTT_SECONDS = 5.0
 
 
@@ -93,8 +94,10 @@ async def fuzz(seat: Seat, maker: FrameMaker, rng: random.Random, count: int, ta
 
 
 async def test_live_server_survives_mutated_frames_and_keeps_serving_others(live: LiveServer) -> None:
-    # A new run seed each time (the space is large); VIOP_FUZZ_SEED=<n> replays one.
-    run_seed = int(os.environ.get("VIOP_FUZZ_SEED") or random.randrange(2**32))
+    # CI replays fixed seeds so main stays reproducible (every seed that found a bug stays in the list);
+    # VIOP_FUZZ_SEED=<n> replays one, VIOP_FUZZ_SEED=random explores a new one (do that locally, often).
+    chosen = os.environ.get("VIOP_FUZZ_SEED", "")
+    run_seed = random.randrange(2**32) if chosen == "random" else int(chosen or CI_SEED)
     rng = random.Random(run_seed)
     seeds = draw_seeds(SEEDS, run_seed)
     offer = await real_offer_sdp()
