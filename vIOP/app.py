@@ -82,6 +82,10 @@ def _ice_config(settings: Settings) -> IceConfig:
         server_urls=settings.ice_servers,
         turn_secret=settings.turn_secret,
         turn_ttl_seconds=settings.turn_ttl_seconds,
+        remote_allow=settings.ice_remote_allow,
+        allow_loopback_candidates=settings.effective_ice_allow_loopback,
+        max_remote_candidates=settings.ice_max_remote_candidates,
+        public_addresses=settings.own_ip_addresses,
     )
 
 

@@ -15,6 +15,11 @@ WS_CONNECTIONS = Counter("viop_websocket_connections_total", "WebSocket connecti
 WS_REFUSED = Counter("viop_websocket_refused_total", "WebSocket connections refused", ["endpoint", "code"])
 WS_ACTIVE = Gauge("viop_websocket_connections_active", "WebSocket connections open now", ["endpoint"])
 SIGNAL_MESSAGES = Counter("viop_signal_messages_total", "Signaling messages received", ["type"])
+ICE_REMOTE_CANDIDATES_DROPPED = Counter(
+    "viop_ice_remote_candidates_dropped_total",
+    "Remote ICE candidates the relay dropped instead of contacting (egress policy or per-connection cap)",
+    ["reason"],
+)
 
 
 def render() -> tuple[bytes, str]:

@@ -54,6 +54,10 @@ class Settings:
     login_max_failures: int = 5
     signal_rate_per_second: float = 20.0
     shutdown_timeout_seconds: int = 8
+    # --- relay egress (remote ICE candidates; vIOP/media/egress.py, docs/MEDIA.md "Remote candidates") ---
+    ice_remote_allow: tuple[str, ...] = ()  # private CIDRs clients may be on (loopback: the next setting)
+    ice_allow_loopback: bool | None = None  # unset: allowed in development, refused in production
+    ice_max_remote_candidates: int = 20  # per peer connection (its offer, answers and trickled candidates)
     source: Mapping[str, str] = field(default_factory=dict, compare=False)
 
     @property
@@ -81,6 +85,28 @@ class Settings:
         if self.host in ("127.0.0.1", "localhost"):
             return (f"http://127.0.0.1:{self.port}", f"http://localhost:{self.port}")
         return (own,)
+
+    @property
+    def effective_ice_allow_loopback(self) -> bool:
+        """Tests and single-machine development run every peer on 127.0.0.1; production never should."""
+        return self.env != "production" if self.ice_allow_loopback is None else self.ice_allow_loopback
+
+    @property
+    def own_ip_addresses(self) -> tuple[str, ...]:
+        """The server's addresses named in its configuration (bind host, public URL) besides its ICE host
+        addresses: remote candidates naming them are refused."""
+        hosts = [self.host]
+        if self.public_url:
+            hosts.append(urlsplit(self.public_url).hostname or "")
+        own = []
+        for host in hosts:
+            try:
+                address = ipaddress.ip_address(host)
+            except ValueError:
+                continue  # a name: resolving it here would be a network call at start-up
+            if not address.is_unspecified:
+                own.append(str(address))
+        return tuple(dict.fromkeys(own))
 
     def with_overrides(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, **changes)
@@ -170,6 +196,22 @@ def _ip(raw: str) -> str:
         raise ValueError(f"{raw.strip()!r} is not an IP address") from None
 
 
+def _bool(raw: str) -> bool:
+    value = raw.strip().lower()
+    if value in ("true", "1", "yes", "on"):
+        return True
+    if value in ("false", "0", "no", "off"):
+        return False
+    raise ValueError(f"must be true or false, got {raw.strip()!r}")
+
+
+def _cidr(raw: str) -> str:
+    try:
+        return str(ipaddress.ip_network(raw.strip(), strict=True))
+    except ValueError:
+        raise ValueError(f"{raw.strip()!r} is not a network like 10.20.0.0/16 (no host bits set)") from None
+
+
 def _log_level(raw: str) -> str:
     value = raw.strip().lower()
     if value not in ("debug", "info", "warning", "error"):
@@ -209,6 +251,10 @@ _FIELDS: dict[str, _Field] = {
     "login_max_failures": _Field(_int_range(1, 100)),
     "signal_rate_per_second": _Field(_positive_float),
     "shutdown_timeout_seconds": _Field(_int_range(1, 120)),
+    # relay egress
+    "ice_remote_allow": _Field(_list(_cidr)),
+    "ice_allow_loopback": _Field(_bool),
+    "ice_max_remote_candidates": _Field(_int_range(1, 200)),
 }
 
 SECRET_FIELDS = frozenset(name for name, spec in _FIELDS.items() if spec.secret)
@@ -308,6 +354,8 @@ def describe(settings: Settings) -> list[tuple[str, str, str]]:
         value = getattr(settings, key)
         if isinstance(value, tuple):
             shown = ",".join(value)
+        elif isinstance(value, bool):
+            shown = str(value).lower()
         elif value is None:
             shown = ""
         else:

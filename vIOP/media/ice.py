@@ -6,6 +6,8 @@
 - ICE servers: the URLs clients get in ``welcome``. The server's own connections use only the first STUN
   URL (aiortc accepts one STUN and one TURN server, and the relay is the reachable end, so it needs no TURN).
   None configured means none at all: aiortc's fallback to Google's STUN server is never used.
+- Remote candidates: which addresses a participant may make the relay contact, and how many per connection
+  (:mod:`vIOP.media.egress`); built once per relay by :meth:`IceConfig.remote_policy`.
 - TURN REST API credentials (coturn ``use-auth-secret``): username ``<expiry>:<participant id>``, password
   ``base64(HMAC-SHA1(secret, username))``. The participant id is opaque, so coturn's logs hold no PHI.
 """
@@ -26,6 +28,7 @@ from aiortc import RTCConfiguration, RTCIceServer
 from vIOP.errors import BadRequest, ConfigError
 from vIOP.ids import ParticipantId
 from vIOP.media import passthrough
+from vIOP.media.egress import DEFAULT_MAX_REMOTE_CANDIDATES, RemotePolicy, parse_network
 
 _URL: Final = re.compile(
     r"^(?P<scheme>stun|turn|turns):(?P<host>\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+)(?::(?P<port>\d{1,5}))?"
@@ -77,10 +80,25 @@ class IceConfig:
     server_urls: tuple[str, ...] = ()
     turn_secret: str | None = None
     turn_ttl_seconds: int = 4 * 3600
+    # Egress policy for remote candidates (vIOP.media.egress). The defaults are production's: no loopback,
+    # no private ranges; the settings layer turns loopback on outside production.
+    remote_allow: tuple[str, ...] = ()  # CIDRs of private networks clients may legitimately be on
+    allow_loopback_candidates: bool = False
+    max_remote_candidates: int = DEFAULT_MAX_REMOTE_CANDIDATES
+    public_addresses: tuple[str, ...] = ()  # the server's own addresses besides host_addresses
 
     def __post_init__(self) -> None:
         for address in self.host_addresses:
             _validate_address(address, "ice_host_addresses")
+        for address in self.public_addresses:
+            _validate_address(address, "public_addresses")
+        for network in self.remote_allow:
+            try:
+                parse_network(network)
+            except ValueError as exc:
+                raise ConfigError("ice_remote_allow", str(exc)) from None
+        if self.max_remote_candidates < 1:
+            raise ConfigError("ice_max_remote_candidates", "must be at least 1")
         for url in self.server_urls:
             _validate_url(url, "ice_servers")
         if self.turn_urls and not self.turn_secret:
@@ -94,8 +112,21 @@ class IceConfig:
 
     @classmethod
     def loopback(cls) -> IceConfig:
-        """Tests and benchmarks: host candidates on 127.0.0.1 only, no ICE servers."""
-        return cls(host_addresses=("127.0.0.1",))
+        """Tests and benchmarks: host candidates on 127.0.0.1 only, loopback candidates allowed, no ICE servers."""
+        return cls(host_addresses=("127.0.0.1",), allow_loopback_candidates=True)
+
+    def remote_policy(self) -> RemotePolicy:
+        """The egress policy for remote candidates. The server's own addresses are the configured host and
+        public addresses; with no host addresses configured, every interface address aioice would offer
+        (read once, here). ICE server addresses are not among them: a client's relay candidate names the
+        TURN server, and the relay must reach it there."""
+        own = self.host_addresses or tuple(passthrough.interface_addresses())
+        return RemotePolicy.build(
+            allow_loopback=self.allow_loopback_candidates,
+            allow=self.remote_allow,
+            own_addresses=(*own, *self.public_addresses),
+            max_candidates=self.max_remote_candidates,
+        )
 
     @property
     def stun_urls(self) -> tuple[str, ...]:

@@ -362,6 +362,11 @@ def _install_host_address_hook() -> None:
             aioice.ice.get_host_addresses = _host_addresses
 
 
+def interface_addresses() -> list[str]:
+    """Every address aioice offers by default (all interfaces but loopback): the server's own addresses."""
+    return _aioice_host_addresses(True, True)
+
+
 @contextlib.contextmanager
 def advertising(addresses: Sequence[str]) -> Iterator[None]:
     """Within this block, ICE gathering offers exactly ``addresses`` as host candidates.

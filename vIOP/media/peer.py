@@ -30,6 +30,7 @@ from aiortc import RTCPeerConnection, RTCRtpReceiver, RTCRtpTransceiver, RTCSess
 from vIOP.errors import BadRequest, Conflict
 from vIOP.ids import ParticipantId
 from vIOP.media import passthrough
+from vIOP.media.egress import RemoteCandidates
 from vIOP.media.fanout import Leg, Source
 from vIOP.media.ice import IceConfig
 
@@ -69,8 +70,12 @@ class PeerSession:
         on_state: StateListener | None = None,
         *,
         direct_send: bool = True,
+        remote_candidates: RemoteCandidates | None = None,
     ) -> None:
+        """``remote_candidates`` filters and caps what the client names (the relay's egress policy);
+        default: the policy ``ice`` configures, counted by nobody."""
         self.participant = participant
+        self.remote_candidates = remote_candidates or RemoteCandidates(ice.remote_policy())
         self.direct_send = direct_send
         self.pc = RTCPeerConnection(ice.server_configuration())
         self.receivers: dict[str, RTCRtpReceiver] = {}  # kind -> the participant's published track
@@ -256,9 +261,12 @@ class PeerSession:
             if self.pc.remoteDescription is None:
                 raise Conflict("candidate: send an offer first")
             if line is None:
-                await self.pc.addIceCandidate(None)
+                if self.remote_candidates.may_end:
+                    await self.pc.addIceCandidate(None)
                 return
             candidate = passthrough.parse_candidate(line, sdp_mid)
+            if not self.remote_candidates.admit_line(line):
+                return  # dropped silently: a browser must not fail over a candidate the server ignores
             # BUNDLE: aiortc only feeds candidates addressed to the first m-line's transport.
             transceivers = self.pc.getTransceivers()
             candidate.sdpMid = transceivers[0].mid if transceivers else sdp_mid

@@ -11,6 +11,9 @@ Ordering contract for the signaling layer:
 - :data:`SignalCallback` is called with server offers once the connection is up; pass the client's
   ``answer`` to :meth:`MediaRelay.handle_answer`. Trickled client candidates go to
   :meth:`MediaRelay.add_remote_candidate`; the server's candidates are always inside its SDP.
+
+Remote candidates (in offers, answers and trickled) pass the egress policy of :mod:`vIOP.media.egress`
+first: a refused one is dropped without an error (counted in ``viop_ice_remote_candidates_dropped_total``).
 """
 
 from __future__ import annotations
@@ -26,10 +29,12 @@ from typing import Final
 from vIOP.errors import BadRequest, Conflict, NotFound
 from vIOP.ids import ParticipantId
 from vIOP.media import passthrough
+from vIOP.media.egress import DropListener, DropReason, RemoteCandidates
 from vIOP.media.fanout import Source
 from vIOP.media.ice import IceConfig
 from vIOP.media.keyframes import DEFAULT_KEYFRAME_INTERVAL
 from vIOP.media.peer import PeerSession
+from vIOP.metrics import ICE_REMOTE_CANDIDATES_DROPPED
 
 logger = logging.getLogger(__name__)
 
@@ -72,21 +77,6 @@ class _Participant:
     forwarding: dict[str, bool] = field(default_factory=lambda: dict.fromkeys(KINDS, True))
 
 
-def check_candidate_ports(text: str) -> None:
-    """Refuse ICE candidates whose port no socket can send to (found by the live fuzz: aioice passed a port
-    above 65535 to ``sendto``, which killed the connection's UDP transport with an error in the log).
-    ``text`` is one candidate line or a whole SDP; lines this does not understand are left to aiortc."""
-    for raw in text.splitlines() or [text]:
-        line = raw.strip()
-        if line.startswith("a="):
-            line = line[2:]
-        if not line.startswith("candidate:"):
-            continue
-        fields = line[len("candidate:") :].split()
-        if len(fields) > 5 and fields[5].lstrip("-").isdigit() and not 0 < int(fields[5]) < 65536:
-            raise BadRequest("candidate: the port must be between 1 and 65535")
-
-
 def published_kinds(summary: passthrough.SdpSummary) -> set[str]:
     """Validate a client's offer (before anything changes) and return the kinds it sends."""
     kinds = [m.kind for m in summary.media]
@@ -120,6 +110,7 @@ class MediaRelay:
         passthrough.check_internals()
         self._direct_send = direct_send
         self._ice = ice
+        self._remote_policy = ice.remote_policy()
         self._on_signal = on_signal
         self._on_connection_state = on_connection_state
         self._keyframe_interval = keyframe_interval
@@ -160,7 +151,9 @@ class MediaRelay:
         participant = self._get(pid)
         if len(sdp) > MAX_SDP_CHARS:
             raise BadRequest("offer: too large")
-        check_candidate_ports(sdp)
+        # The new connection's candidate budget starts here; aiortc never sees a candidate it refuses.
+        remote_candidates = RemoteCandidates(self._remote_policy, self._drop_listener(pid))
+        sdp = remote_candidates.filter_sdp(sdp)
         publishes = published_kinds(passthrough.summarize_sdp(sdp))
         async with participant.lock:
             if self._participants.get(pid) is not participant:
@@ -171,6 +164,7 @@ class MediaRelay:
                 self._sender_for(pid),
                 self._state_listener(pid),
                 direct_send=self._direct_send,
+                remote_candidates=remote_candidates,
             )
             sources = {
                 kind: participant.sources.get(kind)
@@ -225,8 +219,8 @@ class MediaRelay:
     async def handle_answer(self, pid: ParticipantId, sdp: str) -> None:
         if len(sdp) > MAX_SDP_CHARS:
             raise BadRequest("answer: too large")
-        check_candidate_ports(sdp)
-        await self._session(pid).accept_answer(sdp)
+        session = self._session(pid)
+        await session.accept_answer(session.remote_candidates.filter_sdp(sdp))
 
     async def add_remote_candidate(self, pid: ParticipantId, candidate: Mapping[str, object] | None) -> None:
         """``candidate`` is a browser ``RTCIceCandidateInit`` dict; ``None`` or ``""`` ends the candidates."""
@@ -240,7 +234,6 @@ class MediaRelay:
             raise BadRequest("candidate: 'candidate' must be a string of at most 1024 characters")
         if mid is not None and not isinstance(mid, str):
             raise BadRequest("candidate: 'sdpMid' must be a string")
-        check_candidate_ports(line)
         await session.add_candidate(line or None, mid)
 
     # --- host controls ----------------------------------------------------------------------------------
@@ -313,6 +306,14 @@ class MediaRelay:
             await self._on_signal(pid, RenegotiationOffer(sdp))
 
         return send
+
+    def _drop_listener(self, pid: ParticipantId) -> DropListener:
+        def dropped(reason: DropReason) -> None:
+            ICE_REMOTE_CANDIDATES_DROPPED.labels(reason.value).inc()
+            # The reason only: a candidate's address is the client's network address (PHI).
+            logger.debug("remote ICE candidate of %s dropped: %s", pid, reason.value)
+
+        return dropped
 
     def _state_listener(self, pid: ParticipantId) -> Callable[[str], None]:
         def changed(state: str) -> None:
