@@ -120,3 +120,48 @@ def test_settings_are_frozen() -> None:
     s = Settings()
     with pytest.raises(AttributeError):
         s.port = 1  # type: ignore[misc]
+
+
+# --- relay egress (docs/MEDIA.md "Remote candidates") -------------------------------------------------------------------------------------------
+
+
+def test_settings_default_allows_loopback_only_outside_production() -> None:
+    assert load_settings({}).effective_ice_allow_loopback is True
+    assert ("VIOP_ICE_ALLOW_LOOPBACK", "true", "default") in describe(load_settings({}))
+    production = load_settings({}).with_overrides(env="production")
+    assert production.effective_ice_allow_loopback is False
+    assert production.with_overrides(ice_allow_loopback=True).effective_ice_allow_loopback is True
+
+
+def test_settings_parse_and_show_the_egress_settings() -> None:
+    loaded = load_settings(
+        {
+            "VIOP_ICE_REMOTE_ALLOW": "10.20.0.0/16, fd00::/8",
+            "VIOP_ICE_ALLOW_LOOPBACK": "false",
+            "VIOP_ICE_MAX_REMOTE_CANDIDATES": "12",
+            "VIOP_PUBLIC_URL": "https://203.0.113.7",
+        }
+    )
+    assert loaded.ice_remote_allow == ("10.20.0.0/16", "fd00::/8")
+    assert loaded.effective_ice_allow_loopback is False
+    assert loaded.ice_max_remote_candidates == 12
+    assert loaded.own_ip_addresses == ("127.0.0.1", "203.0.113.7")
+    rows = {name: shown for name, shown, _ in describe(loaded)}
+    assert rows["VIOP_ICE_REMOTE_ALLOW"] == "10.20.0.0/16,fd00::/8"
+    assert rows["VIOP_ICE_ALLOW_LOOPBACK"] == "false"
+    assert rows["VIOP_ICE_MAX_REMOTE_CANDIDATES"] == "12"
+
+
+@pytest.mark.parametrize(
+    ("var", "value"),
+    [
+        ("VIOP_ICE_REMOTE_ALLOW", "10.0.0.1/8"),
+        ("VIOP_ICE_REMOTE_ALLOW", "clinic"),
+        ("VIOP_ICE_ALLOW_LOOPBACK", "maybe"),
+        ("VIOP_ICE_MAX_REMOTE_CANDIDATES", "0"),
+        ("VIOP_ICE_MAX_REMOTE_CANDIDATES", "1000"),
+    ],
+)
+def test_bad_egress_settings_name_the_setting(var: str, value: str) -> None:
+    with pytest.raises(ConfigError, match=var):
+        load_settings({var: value})

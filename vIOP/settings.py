@@ -352,6 +352,8 @@ def describe(settings: Settings) -> list[tuple[str, str, str]]:
     rows = []
     for key in _FIELDS:
         value = getattr(settings, key)
+        if key == "ice_allow_loopback" and value is None:  # unset: derived from env, shown as in effect
+            value = settings.effective_ice_allow_loopback
         if isinstance(value, tuple):
             shown = ",".join(value)
         elif isinstance(value, bool):

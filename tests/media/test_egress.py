@@ -11,7 +11,6 @@ from hypothesis import strategies as st
 from vIOP.errors import BadRequest, ConfigError
 from vIOP.media.egress import DropReason, RemoteCandidates, RemotePolicy, parse_candidate_value
 from vIOP.media.ice import IceConfig
-from vIOP.settings import describe, load_settings
 
 OWN = "11.0.0.254"
 PRODUCTION = RemotePolicy.build(own_addresses=[OWN, "2a00:1::254"])
@@ -187,47 +186,3 @@ def test_aiortc_reads_only_admitted_candidates_from_a_filtered_sdp(sdp: str, cap
         (c.ip, c.port) for m in before.media for c in m.ice_candidates if PRODUCTION.refusal(c.ip) is None
     }
     assert len(seen) == min(cap, len(allowed))  # nothing allowed is lost below the cap
-
-
-# --- settings -------------------------------------------------------------------------------------------
-
-
-def test_settings_default_allows_loopback_only_outside_production() -> None:
-    assert load_settings({}).effective_ice_allow_loopback is True
-    production = load_settings({}).with_overrides(env="production")
-    assert production.effective_ice_allow_loopback is False
-    assert production.with_overrides(ice_allow_loopback=True).effective_ice_allow_loopback is True
-
-
-def test_settings_parse_and_show_the_egress_settings() -> None:
-    loaded = load_settings(
-        {
-            "VIOP_ICE_REMOTE_ALLOW": "10.20.0.0/16, fd00::/8",
-            "VIOP_ICE_ALLOW_LOOPBACK": "false",
-            "VIOP_ICE_MAX_REMOTE_CANDIDATES": "12",
-            "VIOP_PUBLIC_URL": "https://203.0.113.7",
-        }
-    )
-    assert loaded.ice_remote_allow == ("10.20.0.0/16", "fd00::/8")
-    assert loaded.effective_ice_allow_loopback is False
-    assert loaded.ice_max_remote_candidates == 12
-    assert loaded.own_ip_addresses == ("127.0.0.1", "203.0.113.7")
-    rows = {name: shown for name, shown, _ in describe(loaded)}
-    assert rows["VIOP_ICE_REMOTE_ALLOW"] == "10.20.0.0/16,fd00::/8"
-    assert rows["VIOP_ICE_ALLOW_LOOPBACK"] == "false"
-    assert rows["VIOP_ICE_MAX_REMOTE_CANDIDATES"] == "12"
-
-
-@pytest.mark.parametrize(
-    ("var", "value"),
-    [
-        ("VIOP_ICE_REMOTE_ALLOW", "10.0.0.1/8"),
-        ("VIOP_ICE_REMOTE_ALLOW", "clinic"),
-        ("VIOP_ICE_ALLOW_LOOPBACK", "maybe"),
-        ("VIOP_ICE_MAX_REMOTE_CANDIDATES", "0"),
-        ("VIOP_ICE_MAX_REMOTE_CANDIDATES", "1000"),
-    ],
-)
-def test_bad_egress_settings_name_the_setting(var: str, value: str) -> None:
-    with pytest.raises(ConfigError, match=var):
-        load_settings({var: value})
