@@ -11,11 +11,13 @@ import pytest
 from prometheus_client import REGISTRY
 
 from tests.media.harness import LOOPBACK, wait_until
+from vIOP.app import _ice_config as ice_config
 from vIOP.client.media import MediaPeer, SyntheticVideoTrack, silent_audio_track
 from vIOP.ids import ParticipantId, new_participant_id
 from vIOP.media.egress import DropReason
 from vIOP.media.ice import IceConfig
 from vIOP.media.relay import MediaRelay, RenegotiationOffer
+from vIOP.settings import load_settings
 
 CONNECT_TIMEOUT = 10.0
 PRODUCTION_ON_LOOPBACK = IceConfig(host_addresses=LOOPBACK)  # the production default policy: no loopback
@@ -159,3 +161,26 @@ async def test_a_client_whose_candidates_are_all_dropped_still_connects(producti
         assert session.remote_candidates.admitted == 0
     finally:
         await peer.close()
+
+
+def test_the_app_builds_the_relay_policy_from_settings() -> None:
+    """Production refuses loopback unless told otherwise; the allow-list, the cap and the server's configured
+    addresses reach the policy the relay uses."""
+    base = load_settings({}).with_overrides(ice_host_addresses=("198.51.100.7",))
+    production = ice_config(base.with_overrides(env="production")).remote_policy()
+    assert production.refusal("127.0.0.2") is DropReason.LOOPBACK
+    assert production.refusal("198.51.100.7") is DropReason.OWN_ADDRESS
+    development = ice_config(base).remote_policy()
+    assert development.refusal("127.0.0.2") is None
+    configured = ice_config(
+        base.with_overrides(
+            env="production",
+            ice_remote_allow=("10.20.0.0/16",),
+            ice_max_remote_candidates=7,
+            public_url="https://203.0.113.9",
+        )
+    ).remote_policy()
+    assert configured.refusal("10.20.1.2") is None
+    assert configured.refusal("10.21.1.2") is DropReason.PRIVATE
+    assert configured.refusal("203.0.113.9") is DropReason.OWN_ADDRESS
+    assert configured.max_candidates == 7
