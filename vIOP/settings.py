@@ -18,6 +18,7 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from vIOP.errors import ConfigError
+from vIOP.media.egress import DEFAULT_MAX_REMOTE_CANDIDATES, parse_network  # pure: no aiortc behind it
 
 Environment = Literal["development", "production"]
 
@@ -57,7 +58,9 @@ class Settings:
     # --- relay egress (remote ICE candidates; vIOP/media/egress.py, docs/MEDIA.md "Remote candidates") ---
     ice_remote_allow: tuple[str, ...] = ()  # private CIDRs clients may be on (loopback: the next setting)
     ice_allow_loopback: bool | None = None  # unset: allowed in development, refused in production
-    ice_max_remote_candidates: int = 20  # per peer connection (its offer, answers and trickled candidates)
+    ice_max_remote_candidates: int = (
+        DEFAULT_MAX_REMOTE_CANDIDATES  # per peer connection (its offer, answers and trickled candidates)
+    )
     source: Mapping[str, str] = field(default_factory=dict, compare=False)
 
     @property
@@ -206,10 +209,7 @@ def _bool(raw: str) -> bool:
 
 
 def _cidr(raw: str) -> str:
-    try:
-        return str(ipaddress.ip_network(raw.strip(), strict=True))
-    except ValueError:
-        raise ValueError(f"{raw.strip()!r} is not a network like 10.20.0.0/16 (no host bits set)") from None
+    return str(parse_network(raw))
 
 
 def _log_level(raw: str) -> str:

@@ -75,7 +75,9 @@ class PeerSession:
         """``remote_candidates`` filters and caps what the client names (the relay's egress policy);
         default: the policy ``ice`` configures, counted by nobody."""
         self.participant = participant
-        self.remote_candidates = remote_candidates or RemoteCandidates(ice.remote_policy())
+        self.remote_candidates = (
+            RemoteCandidates(ice.remote_policy()) if remote_candidates is None else remote_candidates
+        )
         self.direct_send = direct_send
         self.pc = RTCPeerConnection(ice.server_configuration())
         self.receivers: dict[str, RTCRtpReceiver] = {}  # kind -> the participant's published track
