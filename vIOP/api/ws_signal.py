@@ -345,7 +345,7 @@ class SignalSession:
         if self.principal.role is Role.CLINICIAN:
             account = await self.services.authenticator.active_account(UserId(self.principal.subject))
             t = await rooms.host_enter(
-                self.room_id, user_id=UserId(account.id), display_name=account.username
+                self.room_id, user_id=UserId(account.id), display_name=account.display_name
             )
         else:
             name = await self.services.invite_store.client_display_name(ClientId(self.principal.subject))
