@@ -2,10 +2,12 @@
 
 Admins read every room; clinicians the rooms they host (a filter naming another room is 403; without one,
 the report holds their rooms only); staff and clients nothing. The role is authorized before the query
-string is even read, so a caller without the permission learns nothing from how filters are judged. The report itself is the one the CLI writes
-(:mod:`vIOP.rooms.attendance_report`): intervals, minutes per client per day and per week with the
-under-3-hours-day and under-9-hours-week flags. JSON adds per-session rosters and, for the reader who may
-see them, client display names; CSV stays ids only, exactly as the CLI exports it.
+string is even read, so a caller without the permission learns nothing from how filters are judged.
+
+The report itself is the one the CLI writes (:mod:`vIOP.rooms.attendance_report`): intervals, minutes per
+client per day and per week with the under-3-hours-day and under-9-hours-week flags. JSON adds per-session
+rosters and, for the reader who may see them, client display names; CSV stays ids only, exactly as the CLI
+exports it.
 """
 
 from __future__ import annotations

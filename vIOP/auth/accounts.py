@@ -3,10 +3,12 @@
 The account service works over a small :class:`AccountStore` protocol; the SQL implementation
 (``vIOP/storage/accounts_sql.py``) encrypts the username, display name and TOTP secret and finds accounts by
 the username's blind index. The username is a sign-in credential and is never shown to clients: rooms show
-the account's display name (by default the role's title, e.g. "Clinician"). Sign-in never says which of username, password or code was wrong, costs the same
-argon2id verification for unknown usernames, is throttled per (account, address), per account and per
-address, locking out only the attacking address (:mod:`vIOP.auth.throttle`), refuses a TOTP code used
-before (:mod:`vIOP.auth.totp_replay`) and reports every outcome as a :class:`LoginEvent` for the audit log.
+the account's display name (by default the role's title, e.g. "Clinician").
+
+Sign-in never says which of username, password or code was wrong, costs the same argon2id verification for
+unknown usernames, is throttled per (account, address), per account and per address, locking out only the
+attacking address (:mod:`vIOP.auth.throttle`), refuses a TOTP code used before
+(:mod:`vIOP.auth.totp_replay`) and reports every outcome as a :class:`LoginEvent` for the audit log.
 """
 
 from __future__ import annotations
