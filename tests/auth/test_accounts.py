@@ -317,6 +317,10 @@ async def test_wrong_passwords_from_one_address_do_not_lock_the_account_elsewher
     with pytest.raises(LoginThrottled) as caught:  # the attacking address stays locked out of this account
         await world.auth.login("dr.lee", PASSWORD, None, ATTACKER)
     assert caught.value.locked
+    throttled = world.events.events[-1]  # audited against the account under attack
+    assert (throttled.outcome, throttled.user_id, throttled.address) == (
+        LoginOutcome.THROTTLED, created.account.id, ATTACKER,
+    )  # fmt: skip
 
 
 async def test_a_sprayed_clinic_address_still_lets_a_colleague_in(world: World) -> None:

@@ -278,8 +278,11 @@ class Authenticator:
         try:
             attempt = await self._throttle.begin(self._username_index(name), self._address_index(address))
         except LoginThrottled:
+            # Attributed to the account when the username names one: its owner's review shows the attack.
+            known = await self._store.by_username_index(self._username_index(name))
+            user_id, role = (known.id, known.role) if known is not None else (None, None)
             await self._events(
-                LoginEvent(LoginOutcome.THROTTLED, FailureReason.THROTTLED, None, None, address)
+                LoginEvent(LoginOutcome.THROTTLED, FailureReason.THROTTLED, user_id, role, address)
             )
             raise
         account = await self._store.by_username_index(self._username_index(name))
