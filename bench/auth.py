@@ -93,8 +93,11 @@ async def main(seconds: float) -> None:
 
             await timed_async("signal ticket issue + GETDEL redeem", seconds, ticket_round_trip)
 
-            throttle = LoginThrottle(redis, ThrottlePolicy(max_failures=10**9, account_free_failures=10**9,
-                                                           address_free_failures=10**9))  # fmt: skip
+            unlimited = ThrottlePolicy(
+                max_failures=10**9, pair_free_failures=10**9, account_free_failures=10**9,
+                address_free_failures=10**9,
+            )  # fmt: skip
+            throttle = LoginThrottle(redis, unlimited)
 
             async def throttle_round_trip() -> None:
                 await throttle.succeeded(await throttle.begin(b"a" * 32, b"b" * 32))

@@ -2,7 +2,9 @@
 
 Two guarantees keep PHI and credentials out of logs:
 - structure: only allow-listed ``extra`` fields are emitted (ids, status codes, timings), never free-form
-  objects; the access log writes the path without its query string;
+  objects; the access log writes the path without its query string; other libraries' lines keep their
+  wording but not their text arguments (uvicorn formats the peer's address into every WebSocket handshake
+  line, and a client's IP address is personal data), see :func:`message_of`;
 - redaction: every emitted string passes through :func:`redact`, which removes ticket/token/password
   parameters, bearer credentials, JWT-shaped strings and any value registered with :func:`register_secret`
   (e.g. display names a process handles, so even a stray exception message cannot carry them).
@@ -101,6 +103,25 @@ ALLOWED_EXTRA: Final = frozenset(
 )
 
 
+OMITTED: Final = "[omitted]"
+_NUMBERS: Final = (int, float)
+
+
+def message_of(record: logging.LogRecord) -> str:
+    """The record's message. vIOP's own lines are formatted as written (vIOP code chooses what it logs);
+    another library's line gets its numeric arguments but every other argument replaced by ``[omitted]``:
+    ``'%s - "WebSocket %s" [accepted]'`` from uvicorn becomes ``[omitted] - "WebSocket [omitted]" [accepted]``
+    whatever address and path it was given."""
+    if not record.args or record.name == "vIOP" or record.name.startswith("vIOP."):
+        return record.getMessage()
+    given = record.args if isinstance(record.args, tuple) else (record.args,)
+    kept = tuple(a if isinstance(a, _NUMBERS) and not isinstance(a, bool) else OMITTED for a in given)
+    try:
+        return str(record.msg) % kept
+    except (TypeError, ValueError, KeyError):  # e.g. %d given [omitted], or named arguments
+        return str(record.msg)
+
+
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         out: dict[str, Any] = {
@@ -109,7 +130,7 @@ class JsonFormatter(logging.Formatter):
             "level": record.levelname.lower(),
             "logger": record.name,
             "request_id": request_id_var.get(),
-            "msg": redact(record.getMessage()),
+            "msg": redact(message_of(record)),
         }
         for key in ALLOWED_EXTRA:
             value = record.__dict__.get(key)
@@ -142,7 +163,8 @@ def configure_logging(level: str = "info", stream: Any = None) -> logging.Handle
         lg.propagate = True
     # uvicorn's own access log prints the raw query string: ours replaces it (see vIOP/api/middleware.py).
     logging.getLogger("uvicorn.access").disabled = True
-    # aioice/aiortc log candidate addresses at debug/info; keep them quiet.
-    for name in ("aioice", "aiortc"):
+    # aioice/aiortc log candidate addresses at debug/info, httpcore connection addresses at debug (its
+    # messages come pre-formatted, so message_of cannot hold them back): keep them quiet.
+    for name in ("aioice", "aiortc", "httpcore"):
         logging.getLogger(name).setLevel(logging.WARNING)
     return handler

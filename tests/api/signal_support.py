@@ -38,7 +38,9 @@ class Clinician:
     session: str  # the access token's jti: what keeps the sign-in alive
 
 
-async def clinician(live: LiveServer, username: str = "dr.alvarez") -> Clinician:
+async def clinician(
+    live: LiveServer, username: str = "dr.alvarez", display_name: str | None = None
+) -> Clinician:
     svc = services(live)
     ring = svc.storage.keys
     admin = AccountAdmin(
@@ -47,7 +49,10 @@ async def clinician(live: LiveServer, username: str = "dr.alvarez") -> Clinician
         PasswordHasher(),
         require_totp=False,
     )
-    created = await admin.create(Role.CLINICIAN, username, "correct horse battery staple", with_totp=False)
+    shown = {} if display_name is None else {"display_name": display_name}
+    created = await admin.create(
+        Role.CLINICIAN, username, "correct horse battery staple", with_totp=False, **shown
+    )
     issued = await svc.tokens.issue(created.account.id, Role.CLINICIAN)
     return Clinician(Principal(Role.CLINICIAN, created.account.id), issued.claims.jti)
 

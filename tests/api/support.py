@@ -64,9 +64,15 @@ class Api:
             )
         return self._admin
 
-    async def account(self, role: Role, username: str | None = None, password: str = PASSWORD) -> Account:
+    async def account(
+        self,
+        role: Role,
+        username: str | None = None,
+        password: str = PASSWORD,
+        display_name: str | None = None,
+    ) -> Account:
         name = username or f"{role.value}.{secrets.token_hex(4)}"
-        created = await self.admin().create(role, name, password, with_totp=False)
+        created = await self.admin().create(role, name, password, with_totp=False, display_name=display_name)
         return created.account
 
     async def user(self, role: Role) -> User:

@@ -173,3 +173,24 @@ async def test_bad_filters_are_400_and_not_audited(api: Api, query: str) -> None
     admin = await api.user(Role.ADMIN)
     assert_error(await api.http.get(ATTENDANCE + query, headers=admin.headers), 400, "bad_request")
     assert await api.audit_rows("attendance.exported") == []
+
+
+@pytest.mark.parametrize(
+    "query",
+    ["?to=9999-12-31", "?from=9999-12-31", "?from=0001-01-01", "?from=0001-01-01&tz=Pacific/Kiritimati"],
+)
+async def test_out_of_range_days_are_400_not_500(api: Api, query: str) -> None:
+    """Issue 11: ``to=9999-12-31`` overflowed the day after it into a 500."""
+    admin = await api.user(Role.ADMIN)
+    response = await api.http.get(ATTENDANCE + query, headers=admin.headers)
+    assert_error(response, 400, "bad_request")
+    assert "from 1970-01-02 to 9998-12-30" in response.json()["error"]["message"]
+    assert await api.audit_rows("attendance.exported") == []
+
+
+async def test_the_role_is_authorized_before_filters_are_parsed(api: Api) -> None:
+    """Issue 11: a caller without the permission gets 403 whatever the query string holds (malformed filters
+    must not tell them how the endpoint parses, nor cost the server anything)."""
+    staff = await api.user(Role.STAFF)
+    for query in ("?to=9999-12-31", "?format=xml", "?tz=../../etc/passwd", "?from=yesterday"):
+        assert_error(await api.http.get(ATTENDANCE + query, headers=staff.headers), 403, "forbidden")

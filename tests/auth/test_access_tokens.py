@@ -253,6 +253,25 @@ async def test_keep_alive_counts_as_activity(tokens: AccessTokens, clock: Manual
     assert not await tokens.keep_alive(issued.claims.jti)
 
 
+async def test_inactive_heartbeats_keep_nothing_alive_but_see_the_end(
+    tokens: AccessTokens, clock: ManualClock
+) -> None:
+    """Issue 11: an open console pinged on a timer and so defeated the idle timeout. Heartbeats of an
+    unattended page (``active=False``) check the sign-in but do not renew it."""
+    issued = await tokens.issue(USER, Role.CLINICIAN)
+    for _ in range(14):  # fourteen minutes of an open, unattended console: still signed in
+        clock.advance(60)
+        assert await tokens.keep_alive(issued.claims.jti, active=False)
+    clock.advance(60)
+    assert await tokens.keep_alive(issued.claims.jti, active=True)  # someone touched it: renewed
+    for _ in range(15):
+        clock.advance(60)
+        assert await tokens.keep_alive(issued.claims.jti, active=False)
+    clock.advance(1)
+    assert not await tokens.keep_alive(issued.claims.jti, active=False)  # 15 min since the last activity
+    assert await rejected(tokens, issued.token) is TokenFailure.UNKNOWN_SESSION
+
+
 async def test_absolute_lifetime(tokens: AccessTokens, clock: ManualClock) -> None:
     token = (await tokens.issue(USER, Role.STAFF)).token
     for _ in range(12 * 4 - 1):  # busy all day: a request every 15 minutes

@@ -283,3 +283,63 @@ async def test_sign_in_does_not_stall_the_event_loop(
     done.set()
     await task
     assert longest_gap < one_hash / 2, (longest_gap, one_hash)
+
+
+# --- issue 11: nobody can lock a clinician out by knowing the username; a shared NAT recovers -----------
+
+ATTACKER, CLINIC = "198.51.100.66", "192.0.2.10"
+
+
+async def spray(world: World, address: str, accounts: int) -> None:
+    """Failed sign-ins at ``accounts`` different (unknown) usernames from one address, each as soon as the
+    throttle allows it."""
+    for n in range(accounts):
+        while True:
+            try:
+                await world.auth.login(f"sprayed.{n}", "wrong password!", None, address)
+            except LoginFailed:
+                break
+            except LoginThrottled as slowed:
+                if slowed.locked:
+                    pytest.fail("an address spraying passwords is slowed, never locked")
+                world.clock.advance(slowed.retry_after)
+
+
+async def test_wrong_passwords_from_one_address_do_not_lock_the_account_elsewhere(world: World) -> None:
+    created = await world.admin.create(Role.CLINICIAN, "dr.lee", PASSWORD, with_totp=False)
+    for _ in range(5):
+        world.clock.advance(60)
+        with pytest.raises(LoginFailed):
+            await world.auth.login("dr.lee", "wrong password!", None, ATTACKER)
+    assert world.events.outcomes()[-1] == (LoginOutcome.LOCKED, FailureReason.BAD_PASSWORD)
+    account = await world.auth.login("dr.lee", PASSWORD, None, CLINIC)  # the clinician, from elsewhere
+    assert account.id == created.account.id
+    with pytest.raises(LoginThrottled) as caught:  # the attacking address stays locked out of this account
+        await world.auth.login("dr.lee", PASSWORD, None, ATTACKER)
+    assert caught.value.locked
+    throttled = world.events.events[-1]  # audited against the account under attack
+    assert (throttled.outcome, throttled.user_id, throttled.address) == (
+        LoginOutcome.THROTTLED, created.account.id, ATTACKER,
+    )  # fmt: skip
+
+
+async def test_a_sprayed_clinic_address_still_lets_a_colleague_in(world: World) -> None:
+    await world.admin.create(Role.CLINICIAN, "dr.kim", PASSWORD, with_totp=False)
+    await world.auth.login("dr.kim", PASSWORD, None, CLINIC)  # yesterday, from the clinic
+    world.clock.advance(20 * 3600)
+    await spray(world, CLINIC, 15)  # someone behind the same NAT tries passwords on many accounts
+    with pytest.raises(LoginThrottled):
+        await world.auth.login("sprayed.99", "wrong password!", None, CLINIC)  # spraying is slowed
+    await world.auth.login("dr.kim", PASSWORD, None, CLINIC)  # the colleague is not
+
+
+async def test_a_shared_address_recovers_within_fifteen_minutes(world: World) -> None:
+    for name in ("dr.ana", "dr.ben", "dr.cy"):
+        await world.admin.create(Role.CLINICIAN, name, PASSWORD, with_totp=False)
+    started = world.clock()
+    await spray(world, CLINIC, 20)
+    world.clock.advance(started + 15 * 60 - world.clock())
+    for name in ("dr.ana", "dr.ben", "dr.cy"):  # first sign-ins from here: a typo, then the right password
+        with pytest.raises(LoginFailed):
+            await world.auth.login(name, "typo password!", None, CLINIC)
+        await world.auth.login(name, PASSWORD, None, CLINIC)

@@ -171,3 +171,35 @@ def test_production_requires_totp(data_dir: Path, tmp_path: Path) -> None:
         run(production, "create", "--role", "admin", "--username", "root.admin", "--password-stdin")
     run(production, "create", "--role", "admin", "--username", "root.admin", "--password-stdin", "--totp")
     assert lookup(production, "root.admin").mfa_enabled
+
+
+def test_display_name_at_creation_and_later(settings: Settings) -> None:
+    run(settings, "create", "--role", "clinician", "--username", "dr.lee", "--password-stdin",
+        "--display-name", "  Dr. Lee ")  # fmt: skip
+    account = lookup(settings, "dr.lee")
+    assert account.display_name == "Dr. Lee"
+    output = run(settings, "set-display-name", "--username", "dr.lee", "--display-name", "Dr. Amy Lee")
+    assert output == f"account {account.id} is shown as the new display name from the next room entry\n"
+    assert "Amy" not in output  # the name stays out of terminal logs too
+    assert lookup(settings, "dr.lee").display_name == "Dr. Amy Lee"
+    assert audit_rows(settings)[-1] == ("cli", "user.display_name_changed", "user", account.id)
+
+
+def test_display_name_defaults_to_the_role_never_the_username(settings: Settings) -> None:
+    run(settings, "create", "--role", "clinician", "--username", "dr.kim", "--password-stdin")
+    run(settings, "create", "--role", "staff", "--username", "desk", "--password-stdin")
+    assert lookup(settings, "dr.kim").display_name == "Clinician"
+    assert lookup(settings, "desk").display_name == "Staff"
+
+
+@pytest.mark.parametrize("shown", ["", "   ", "Dr.\u200bLee", "x" * 65, "DR.KIM"])
+def test_bad_display_names_are_refused_and_change_nothing(settings: Settings, shown: str) -> None:
+    run(settings, "create", "--role", "clinician", "--username", "dr.kim", "--password-stdin")
+    with pytest.raises(BadRequest, match="display name"):
+        run(settings, "set-display-name", "--username", "dr.kim", "--display-name", shown)
+    with pytest.raises(BadRequest, match="display name"):
+        run(settings, "create", "--role", "clinician", "--username", "dr.new", "--password-stdin",
+            "--display-name", shown if shown != "DR.KIM" else "dr.new")  # fmt: skip
+    assert lookup(settings, "dr.kim").display_name == "Clinician"
+    with pytest.raises(NotFound):
+        lookup(settings, "dr.new")

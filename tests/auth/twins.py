@@ -42,6 +42,9 @@ class MemoryAccountStore:
     async def set_totp_secret(self, user_id: UserId, secret: bytes | None, now: float) -> None:
         self._by_id[user_id] = replace(self._existing(user_id), totp_secret=secret)
 
+    async def set_display_name(self, user_id: UserId, display_name: str, now: float) -> None:
+        self._by_id[user_id] = replace(self._existing(user_id), display_name=display_name)
+
     async def record_login(self, user_id: UserId, now: float) -> None:
         self._existing(user_id)
         self.logins[user_id] = now

@@ -15,11 +15,12 @@ from vIOP.rooms import in_room, waiting_room
 from vIOP.rooms.errors import RoomAlreadyEnded, RoomFull
 from vIOP.rooms.events import Admitted, Knocked, ParticipantEvent, RoomEnded
 from vIOP.rooms.participant import ACTIVE_STATES, ParticipantState, Role
-from vIOP.rooms.room import Room, RoomKind, RoomState, Transition
+from vIOP.rooms.room import PRUNABLE_STATES, Room, RoomKind, RoomState, Transition
 
 HOSTS = (UserId("us_a"), UserId("us_b"))
 NOT_A_HOST = UserId("us_x")
 picks = st.integers(min_value=0, max_value=30)
+KEEP_DEPARTED = 3  # small, so that sequences of 30 steps prune
 
 
 class RoomMachine(RuleBasedStateMachine):
@@ -31,6 +32,7 @@ class RoomMachine(RuleBasedStateMachine):
         self.serial = 0
         self.refused = 0
         self.peak_fullness = 0.0
+        self.removed: set[ParticipantId] = set()
 
     def teardown(self) -> None:
         target(self.peak_fullness, label="peak room fullness")  # steer generation towards full rooms
@@ -76,8 +78,12 @@ class RoomMachine(RuleBasedStateMachine):
     def apply(self, step: Callable[..., Transition], **kwargs: Any) -> Transition | None:
         before = self.room
         self.now += 1
+        pruned = before.without_old_departures(keep=KEEP_DEPARTED)  # as RoomService does before every step
+        assert sum(p.state in PRUNABLE_STATES for p in pruned.participants) <= KEEP_DEPARTED
+        if pruned is not before:
+            event("pruned departed participants")
         try:
-            t = step(before, at=self.now, **kwargs)
+            t = step(pruned, at=self.now, **kwargs)
         except VIOPError as exc:
             self.refused += 1
             event(f"refused {step.__name__}: {exc.code}")
@@ -90,6 +96,7 @@ class RoomMachine(RuleBasedStateMachine):
                 assert e.participant_id in ids
         assert before.state is not RoomState.ENDED or not t.events, "an ended room accepted something"
         self.room = t.room
+        self.removed |= {p.id for p in t.room.participants if p.state is ParticipantState.REMOVED}
         return t
 
     def new_id(self) -> ParticipantId:
@@ -275,6 +282,11 @@ class RoomMachine(RuleBasedStateMachine):
         active_subjects = [p.subject for p in self.room.participants if p.state in ACTIVE_STATES]
         assert len(active_subjects) == len(set(active_subjects))
         assert not any(p.state is ParticipantState.KNOCKING for p in self.room.participants)
+
+    @invariant()
+    def removed_participants_are_never_pruned(self) -> None:
+        states = {p.id: p.state for p in self.room.participants}
+        assert all(states.get(pid) is ParticipantState.REMOVED for pid in self.removed)
 
     @invariant()
     def ended_rooms_hold_nobody(self) -> None:

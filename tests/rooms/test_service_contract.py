@@ -5,9 +5,10 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable
 
+import msgspec
 import pytest
 
-from tests.rooms.support import HOST, HOST2, Backend, knock, live_room
+from tests.rooms.support import HOST, HOST2, Backend, enter, knock, live_room
 from vIOP.errors import VIOPError
 from vIOP.ids import ClientId, ParticipantId, RoomId, UserId, new_room_id
 from vIOP.rooms.errors import (
@@ -44,9 +45,10 @@ from vIOP.rooms.events import (
     RoomLocked as RoomLockedEvent,
 )
 from vIOP.rooms.participant import ParticipantState, Role
-from vIOP.rooms.ports import HeartbeatResult
+from vIOP.rooms.ports import AttendanceQuery, HeartbeatResult
 from vIOP.rooms.presence import Viewer
-from vIOP.rooms.room import RoomKind, RoomState
+from vIOP.rooms.room import MAX_DEPARTED_KEPT, RoomKind, RoomState
+from vIOP.storage.redis_rooms import RedisRoomStore
 
 
 async def refused(
@@ -373,3 +375,41 @@ async def test_a_room_needs_sane_capacity_and_hosts(backend: Backend) -> None:
     await refused(
         backend, g.room_id, s.host_enter(g.room_id, user_id=HOST, display_name="Again"), AlreadyPresent
     )
+
+
+async def test_knock_and_leave_cycles_keep_the_stored_room_bounded(backend: Backend) -> None:
+    """Issue 11: departed participants were never pruned, so every knock/leave cycle grew the room's record
+    (one Redis value, read and rewritten by every change) for the rest of the session."""
+    s = backend.service
+    g = await live_room(s)
+    removed = await enter(backend, g.room_id, g.host, "cl_removed")
+    await s.remove(g.room_id, by=g.host, participant_id=removed)
+
+    async def stored_size() -> int:
+        if isinstance(backend.rooms, RedisRoomStore):
+            return int(await backend.rooms.client.strlen(backend.rooms.keys.room(g.room_id)))
+        return len(msgspec.json.encode(await backend.rooms.get(g.room_id)))
+
+    sizes = []
+    for cycle in range(200):
+        backend.clock.advance(1)
+        pid = await knock(s, g.room_id, cycle)
+        if cycle % 3 == 0:  # some are seen to, some just give up waiting
+            await s.admit(g.room_id, by=g.host, participant_id=pid)
+            await s.join(g.room_id, pid)
+        backend.clock.advance(1)
+        t = await s.leave(g.room_id, pid)
+        assert t.room.participant(pid).state is ParticipantState.LEFT  # still there for this step's records
+        if cycle in (49, 199):
+            sizes.append(await stored_size())
+    room = await backend.rooms.get(g.room_id)
+    departed = [p for p in room.participants if p.state is ParticipantState.LEFT]
+    assert len(departed) == MAX_DEPARTED_KEPT + 1  # pruned before each step: the last leaver comes on top
+    assert max(p.ended_at or 0 for p in departed) == backend.clock()  # the newest are the ones kept
+    assert room.participant(removed).state is ParticipantState.REMOVED  # removed people are remembered
+    assert room.participant(g.host).state is ParticipantState.IN_ROOM
+    assert sizes[1] <= sizes[0] * 1.05, sizes  # 150 more cycles, (about) the same size
+    await s.flush_attendance()
+    intervals = await backend.attendance.intervals(AttendanceQuery(room_id=g.room_id))
+    client_stays = [i for i in intervals if i.role is Role.CLIENT]
+    assert len(client_stays) == 1 + 67 and all(i.left_at is not None for i in client_stays)  # ledger complete

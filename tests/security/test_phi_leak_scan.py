@@ -46,6 +46,7 @@ BACKENDS = ["sqlite", *(["postgresql"] if POSTGRES_URL else [])]
 
 CANARIES = {
     "username": "dr.QuillonCanary",
+    "shown": "Dr. Quillon Canaryshown",  # the account's display name, seen by clients in the room
     "title": "Thornfield Canary Group",
     "client_a": "Marisol Canarywood",
     "client_b": "Zoë Ångström-Canaré",  # non-ASCII: UTF-8 and UTF-16 differ from ASCII here
@@ -95,7 +96,7 @@ async def socket(api: Api, credential: str, room_id: str | None) -> SignalingCli
 
 
 async def full_session(api: Api) -> None:
-    await api.account(Role.CLINICIAN, CANARIES["username"], PASSWORD)
+    await api.account(Role.CLINICIAN, CANARIES["username"], PASSWORD, CANARIES["shown"])
     login = await api.http.post(
         "/api/v1/auth/login", json={"username": CANARIES["username"], "password": PASSWORD}
     )

@@ -1,6 +1,7 @@
 """One contract for each auth store, run against the in-memory twin and the SQL store on a real database.
 
-SQL-only tests then check what reaches the disk: no username, TOTP secret, display name or invite token.
+SQL-only tests then check what reaches the disk: no username, TOTP secret, display name (of an account or a
+client) or invite token.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from sqlalchemy import insert, select
+from sqlalchemy import insert, select, update
 
 from tests.auth.twins import MemoryAccountStore, MemoryInviteStore
 from vIOP.auth.accounts import Account, AccountStore
@@ -21,12 +22,13 @@ from vIOP.ids import ClientId, InviteId, RoomId, UserId
 from vIOP.storage.accounts_sql import SqlAccountStore
 from vIOP.storage.crypto import KeyRing
 from vIOP.storage.invites_sql import SqlInviteStore
-from vIOP.storage.schema import metadata, rooms
+from vIOP.storage.schema import metadata, rooms, users
 
 NOW = 1_750_000_000.0
 CANARY_NAME = "Zebulon Canary-Quixote"
 CANARY_USER = "canary.zebulon"
 CANARY_SECRET = b"\x9e\x11TOTPCANARYSECRET\x07"
+CANARY_SHOWN = "Dr. Ottoline Canary-Wexford"
 HOST = UserId("us_host")
 ROOM = RoomId("rm_1")
 
@@ -34,7 +36,9 @@ ROOM = RoomId("rm_1")
 def account(
     user_id: str = "us_1", username: str = CANARY_USER, secret: bytes | None = CANARY_SECRET
 ) -> Account:
-    return Account(UserId(user_id), Role.CLINICIAN, username, "$argon2id$v=19$fake", secret, disabled=False)
+    return Account(
+        UserId(user_id), Role.CLINICIAN, username, "$argon2id$v=19$fake", secret, False, CANARY_SHOWN
+    )
 
 
 # Both variants take the (parametrized) ring fixture: pytest cannot add a parametrized fixture lazily.
@@ -98,6 +102,9 @@ async def test_account_updates(account_store: AccountStore) -> None:
     await account_store.set_totp_secret(user, None, NOW + 5)
     cleared = await account_store.get(user)
     assert cleared is not None and not cleared.mfa_enabled
+    await account_store.set_display_name(user, "Dr. Lee", NOW + 6)
+    renamed = await account_store.get(user)
+    assert renamed is not None and (renamed.display_name, renamed.username) == ("Dr. Lee", CANARY_USER)
 
 
 async def test_account_updates_of_unknown_users(account_store: AccountStore) -> None:
@@ -110,6 +117,8 @@ async def test_account_updates_of_unknown_users(account_store: AccountStore) -> 
         await account_store.set_totp_secret(ghost, None, NOW)
     with pytest.raises(NotFound):
         await account_store.record_login(ghost, NOW)
+    with pytest.raises(NotFound):
+        await account_store.set_display_name(ghost, "Dr. Nobody", NOW)
 
 
 # --- InviteStore -----------------------------------------------------------------------------------
@@ -185,9 +194,23 @@ async def test_no_plaintext_at_rest(
 ) -> None:
     await account_store.add(account(), b"index-1", NOW)
     await invite_store.add(invite(), token_hash(TOKEN), CANARY_NAME)
+    assert b"$argon2id$v=19$fake" in await bytes_at_rest(ring, database_url)  # the scan sees stored values
+    await account_store.set_display_name(UserId("us_1"), CANARY_SHOWN + " Jr.", NOW + 1)
     raw = await bytes_at_rest(ring, database_url)
-    assert b"$argon2id$v=19$fake" in raw  # the scan sees stored values
-    for canary in (CANARY_NAME, CANARY_USER, TOKEN):
+    for canary in (CANARY_NAME, CANARY_USER, CANARY_SHOWN, TOKEN):
         for encoding in ("utf-8", "utf-16-le", "utf-16-be"):
             assert canary.encode(encoding) not in raw, (canary, encoding)
     assert CANARY_SECRET not in raw
+
+
+@pytest.mark.parametrize("account_store", ["sql"], indirect=True)
+async def test_accounts_from_before_display_names_show_their_role(
+    account_store: AccountStore, ring: KeyRing
+) -> None:
+    """Rows written before migration 0002 have no display name: they read as the role's title, never the
+    username (which clients must not see)."""
+    await account_store.add(account(), b"index-1", NOW)
+    async with ring.db.begin() as conn:
+        await conn.execute(update(users).values(display_name=None))
+    stored = await account_store.get(UserId("us_1"))
+    assert stored is not None and stored.display_name == "Clinician"

@@ -27,7 +27,8 @@ T0 = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
 async def directory(ring: KeyRing) -> SqlRoomDirectory:
     accounts = SqlAccountStore(ring.db, ring)
     for user_id in (HOST_A, HOST_B):
-        account = Account(user_id, Role.CLINICIAN, user_id.replace("_", "."), "$argon2id$fake", None, False)
+        username = user_id.replace("_", ".")
+        account = Account(user_id, Role.CLINICIAN, username, "$argon2id$fake", None, False, "Clinician")
         await accounts.add(account, user_id.encode(), T0.timestamp())
     return SqlRoomDirectory(ring.db, ring)
 

@@ -1,10 +1,13 @@
 """``GET /api/v1/attendance``: the IOP attendance ledger as JSON or CSV, every export audited.
 
 Admins read every room; clinicians the rooms they host (a filter naming another room is 403; without one,
-the report holds their rooms only); staff and clients nothing. The report itself is the one the CLI writes
-(:mod:`vIOP.rooms.attendance_report`): intervals, minutes per client per day and per week with the
-under-3-hours-day and under-9-hours-week flags. JSON adds per-session rosters and, for the reader who may
-see them, client display names; CSV stays ids only, exactly as the CLI exports it.
+the report holds their rooms only); staff and clients nothing. The role is authorized before the query
+string is even read, so a caller without the permission learns nothing from how filters are judged.
+
+The report itself is the one the CLI writes (:mod:`vIOP.rooms.attendance_report`): intervals, minutes per
+client per day and per week with the under-3-hours-day and under-9-hours-week flags. JSON adds per-session
+rosters and, for the reader who may see them, client display names; CSV stays ids only, exactly as the CLI
+exports it.
 """
 
 from __future__ import annotations
@@ -36,6 +39,9 @@ from vIOP.storage.sealing import DecryptionError
 _DAY: Final = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _CLIENT: Final = re.compile(r"^cl_[A-Za-z0-9_-]{1,64}$")
 MAX_TZ_CHARS: Final = 64
+# Days whose local midnights (and the midnight after) exist as timestamps in every time zone.
+FIRST_DAY: Final = date(1970, 1, 2)
+LAST_DAY: Final = date(9998, 12, 30)
 
 E = TypeVar("E", bound=StrEnum)
 
@@ -90,9 +96,12 @@ def _day(raw: str | None, name: str) -> date | None:
     try:
         if not _DAY.match(raw):
             raise ValueError(raw)
-        return date.fromisoformat(raw)
+        day = date.fromisoformat(raw)
     except ValueError:
         raise BadRequest(f"{name} must be a day as YYYY-MM-DD") from None
+    if not FIRST_DAY <= day <= LAST_DAY:
+        raise BadRequest(f"{name} must be a day from {FIRST_DAY.isoformat()} to {LAST_DAY.isoformat()}")
+    return day
 
 
 def _midnight(day: date, zone: ZoneInfo) -> float:
@@ -177,6 +186,7 @@ def json_document(report: AttendanceReport, filters: Filters, names: dict[str, s
 async def attendance(request: Request) -> Response:
     caller = await authenticate(request, allow_invite=True)
     require_account(caller)
+    authorize(caller.principal, Action.VIEW_ATTENDANCE)  # the role first; the room scope once it is named
     filters = Filters(request.query_params)
     allowed = await _allowed_rooms(caller, filters)
     services = caller.services

@@ -169,7 +169,7 @@ class SignalSession:
     async def _dispatch(self, kind: str, msg: m.ClientMessage) -> None:
         authorize(self.principal, Action(kind), self.scope)
         if isinstance(msg, m.Ping):
-            await self._heartbeat()
+            await self._heartbeat(active=msg.active)
             self.conn.send(m.Pong(id=msg.id))
             return
         if isinstance(msg, m.Join):
@@ -345,7 +345,7 @@ class SignalSession:
         if self.principal.role is Role.CLINICIAN:
             account = await self.services.authenticator.active_account(UserId(self.principal.subject))
             t = await rooms.host_enter(
-                self.room_id, user_id=UserId(account.id), display_name=account.username
+                self.room_id, user_id=UserId(account.id), display_name=account.display_name
             )
         else:
             name = await self.services.invite_store.client_display_name(ClientId(self.principal.subject))
@@ -367,7 +367,7 @@ class SignalSession:
 
     # --- liveness and teardown -------------------------------------------------------------------
 
-    async def _heartbeat(self, force: bool = False) -> None:
+    async def _heartbeat(self, force: bool = False, active: bool = True) -> None:
         """Presence in Redis, the resume token's lifetime and (for clinicians) the sign-in's idle timer;
         written at most twice per heartbeat interval however often the client pings."""
         if self.pid is None:
@@ -381,7 +381,8 @@ class SignalSession:
         if self.resume_handle is not None:
             kept = await self.services.resume.keep_alive(self.resume_handle)
         session = self.grant.session if self.principal.role is not Role.CLIENT else None
-        signed_in = session is None or await self.services.tokens.keep_alive(session)
+        # Only a page in use renews the sign-in; an unattended one keeps its seat until the idle timeout.
+        signed_in = session is None or await self.services.tokens.keep_alive(session, active=active)
         if not (kept and signed_in) and await self._generation.lost_since_last_check():
             # Redis came back without its data (this may run before the process's repair does): the
             # token and sign-in of a socket that was live a moment ago are put back, not ended.

@@ -1,11 +1,14 @@
 """Workforce accounts (admin, clinician, staff): creation, sign-in with password + TOTP, disable, MFA reset.
 
 The account service works over a small :class:`AccountStore` protocol; the SQL implementation
-(``vIOP/storage/accounts_sql.py``) encrypts the username and TOTP secret and finds accounts by the
-username's blind index. Sign-in never says which of username, password or code was wrong, costs the same
-argon2id verification for unknown usernames, is throttled per account and per address
-(:mod:`vIOP.auth.throttle`), refuses a TOTP code used before (:mod:`vIOP.auth.totp_replay`) and reports every
-outcome as a :class:`LoginEvent` for the audit log.
+(``vIOP/storage/accounts_sql.py``) encrypts the username, display name and TOTP secret and finds accounts by
+the username's blind index. The username is a sign-in credential and is never shown to clients: rooms show
+the account's display name (by default the role's title, e.g. "Clinician").
+
+Sign-in never says which of username, password or code was wrong, costs the same argon2id verification for
+unknown usernames, is throttled per (account, address), per account and per address, locking out only the
+attacking address (:mod:`vIOP.auth.throttle`), refuses a TOTP code used before
+(:mod:`vIOP.auth.totp_replay`) and reports every outcome as a :class:`LoginEvent` for the audit log.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Final, Protocol
 
+from vIOP.auth.invites import check_display_name
 from vIOP.auth.passwords import (
     PasswordHasher,
     Totp,
@@ -43,6 +47,7 @@ class Account:
     password_hash: str
     totp_secret: bytes | None
     disabled: bool
+    display_name: str  # what clients and colleagues see in a room; never the username
 
     @property
     def mfa_enabled(self) -> bool:
@@ -69,7 +74,17 @@ class AccountStore(Protocol):
 
     async def set_totp_secret(self, user_id: UserId, secret: bytes | None, now: float) -> None: ...
 
+    async def set_display_name(self, user_id: UserId, display_name: str, now: float) -> None: ...
+
     async def record_login(self, user_id: UserId, now: float) -> None: ...
+
+
+_ROLE_TITLES: Final = {Role.ADMIN: "Administrator", Role.CLINICIAN: "Clinician", Role.STAFF: "Staff"}
+
+
+def default_display_name(role: Role) -> str:
+    """The display name of an account that was given none (and of accounts made before display names)."""
+    return _ROLE_TITLES.get(role, "Staff")
 
 
 def normalize_username(raw: str) -> str:
@@ -93,6 +108,7 @@ class AccountChange(StrEnum):
     DISABLED = "user.disabled"
     ENABLED = "user.enabled"
     MFA_RESET = "user.mfa_reset"
+    DISPLAY_NAME_CHANGED = "user.display_name_changed"
 
 
 AccountChanges = Callable[[AccountChange, Account], Awaitable[None]]
@@ -122,16 +138,21 @@ class AccountAdmin:
         self._changes = changes
         self._clock = clock
 
-    async def create(self, role: Role, username: str, password: str, *, with_totp: bool) -> CreatedAccount:
+    async def create(
+        self, role: Role, username: str, password: str, *, with_totp: bool, display_name: str | None = None
+    ) -> CreatedAccount:
         if role not in ACCOUNT_ROLES:
             raise BadRequest("accounts are for admin, clinician and staff; clients join from an invite")
         name = normalize_username(username)
+        shown = default_display_name(role) if display_name is None else self._display_name(display_name, name)
         check_password_shape(password)
         if self._require_totp and not with_totp:
             raise BadRequest("every account needs a TOTP second factor in production: add --totp")
         secret = new_totp_secret() if with_totp else None
         password_hash = await self._hasher.hash_async(password)
-        account = Account(new_user_id(), role, name, password_hash, secret, disabled=False)
+        account = Account(
+            new_user_id(), role, name, password_hash, secret, disabled=False, display_name=shown
+        )
         await self._store.add(account, self._index(name), self._clock())
         await self._changes(AccountChange.CREATED, account)
         uri = provisioning_uri(secret, name) if secret is not None else None
@@ -148,6 +169,21 @@ class AccountAdmin:
         await self._store.set_disabled(account.id, disabled, self._clock())
         await self._changes(AccountChange.DISABLED if disabled else AccountChange.ENABLED, account)
         return account
+
+    async def set_display_name(self, username: str, display_name: str) -> Account:
+        account = await self.find(username)
+        account = replace(account, display_name=self._display_name(display_name, account.username))
+        await self._store.set_display_name(account.id, account.display_name, self._clock())
+        await self._changes(AccountChange.DISPLAY_NAME_CHANGED, account)
+        return account
+
+    @staticmethod
+    def _display_name(raw: str, username: str) -> str:
+        shown = check_display_name(raw)
+        # The username is half of the credentials: a display name equal to it would hand it to every client.
+        if shown.casefold() == username:
+            raise BadRequest("a display name must not be the username: clients see it")
+        return shown
 
     async def reset_mfa(self, username: str) -> CreatedAccount:
         """Replace the TOTP secret (a lost phone): the old authenticator stops working at once."""
@@ -242,8 +278,11 @@ class Authenticator:
         try:
             attempt = await self._throttle.begin(self._username_index(name), self._address_index(address))
         except LoginThrottled:
+            # Attributed to the account when the username names one: its owner's review shows the attack.
+            known = await self._store.by_username_index(self._username_index(name))
+            user_id, role = (known.id, known.role) if known is not None else (None, None)
             await self._events(
-                LoginEvent(LoginOutcome.THROTTLED, FailureReason.THROTTLED, None, None, address)
+                LoginEvent(LoginOutcome.THROTTLED, FailureReason.THROTTLED, user_id, role, address)
             )
             raise
         account = await self._store.by_username_index(self._username_index(name))

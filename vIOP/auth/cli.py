@@ -1,4 +1,4 @@
-"""``python -m vIOP users create|disable|enable|reset-mfa``: workforce accounts from the command line.
+"""``python -m vIOP users create|set-display-name|disable|enable|reset-mfa``: workforce accounts from the CLI.
 
 The password is read from standard input (never from the command line, where ``ps`` and shell history
 would show it). A TOTP provisioning URI is printed once, at creation or MFA reset, and stored nowhere in
@@ -35,6 +35,13 @@ def add_users_parser(subparsers: Any) -> str:
     create.add_argument(
         "--totp", action="store_true", help="enrol a TOTP second factor (required in production)"
     )
+    shown = "the name clients and colleagues see in a room (never the username)"
+    create.add_argument("--display-name", help=shown + "; default: the role's title, e.g. Clinician")
+    rename = commands.add_parser(
+        "set-display-name", help="change the name an account is shown under in rooms"
+    )
+    rename.add_argument("--username", required=True)
+    rename.add_argument("--display-name", required=True, help=shown)
     for name, text in (
         ("disable", "disable an account: it can no longer sign in, and its tokens stop working"),
         ("enable", "enable a disabled account again"),
@@ -104,9 +111,14 @@ async def _run(
     async with open_admin(settings) as admin:
         command = args.users_command
         if command == "create":
-            created = await admin.create(Role(args.role), args.username, password, with_totp=args.totp)
+            created = await admin.create(
+                Role(args.role), args.username, password, with_totp=args.totp, display_name=args.display_name
+            )
             print(f"created {created.account.role.value} account {created.account.id}", file=out)
             _print_uri(created, out)
+        elif command == "set-display-name":
+            account = await admin.set_display_name(args.username, args.display_name)
+            print(f"account {account.id} is shown as the new display name from the next room entry", file=out)
         elif command in ("disable", "enable"):
             account = await admin.set_disabled(args.username, command == "disable")
             print(f"{command}d account {account.id}", file=out)

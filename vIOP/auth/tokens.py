@@ -152,7 +152,7 @@ if now - tonumber(last) > tonumber(ARGV[2]) then
   redis.call('DEL', KEYS[1])
   return 'idle'
 end
-if now > tonumber(last) then redis.call('SET', KEYS[1], ARGV[1], 'KEEPTTL') end
+if ARGV[3] == '1' and now > tonumber(last) then redis.call('SET', KEYS[1], ARGV[1], 'KEEPTTL') end
 return 'ok'
 """
 _TOUCH_RESULTS: Final = {
@@ -229,10 +229,12 @@ class AccessTokens:
         await self._check_session(claims.jti)
         return claims
 
-    async def keep_alive(self, jti: str) -> bool:
-        """Activity outside HTTP (a live signaling socket's heartbeat); False once the session is over."""
+    async def keep_alive(self, jti: str, *, active: bool = True) -> bool:
+        """A live socket's heartbeat; False once the session is over. Only ``active`` heartbeats (the person
+        is using the page) count as activity: an open but unattended page must not defeat the idle timeout,
+        so its heartbeats only check that the sign-in is still alive."""
         try:
-            await self._check_session(jti)
+            await self._check_session(jti, touch=active)
         except TokenRejected:
             return False
         return True
@@ -258,9 +260,10 @@ class AccessTokens:
             pipe.delete(_ACTIVE + claims.jti)
             await pipe.execute()
 
-    async def _check_session(self, jti: str) -> None:
+    async def _check_session(self, jti: str, *, touch: bool = True) -> None:
         result = await self._touch(
-            keys=[_ACTIVE + jti, _REVOKED + jti], args=[int(self._clock()), self._policy.idle_seconds]
+            keys=[_ACTIVE + jti, _REVOKED + jti],
+            args=[int(self._clock()), self._policy.idle_seconds, "1" if touch else "0"],
         )
         failure = _TOUCH_RESULTS.get(result)
         if failure is not None:

@@ -45,6 +45,12 @@ ROOM_TRANSITIONS: dict[RoomState, frozenset[RoomState]] = {
 DEFAULT_CAPACITY = {RoomKind.GROUP: 15, RoomKind.INDIVIDUAL: 4}
 MAX_CAPACITY = 50
 MAX_HOSTS = 8
+# Departed participants (left or denied) a room keeps, newest first: enough for a late socket close or
+# resume to find who it was; the attendance ledger has their intervals. Without a bound, every knock/leave
+# cycle grew the stored room for the rest of the session. Removed participants are never pruned: a removed
+# person who knocks again must be recognised as returning.
+MAX_DEPARTED_KEPT = 20
+PRUNABLE_STATES = frozenset({ParticipantState.LEFT, ParticipantState.DENIED})
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -103,6 +109,21 @@ class Room:
             return dataclasses.replace(self, participants=(*self.participants, participant))
         ordered = tuple(participant if p.id == participant.id else p for p in self.participants)
         return dataclasses.replace(self, participants=ordered)
+
+    def without_old_departures(self, keep: int = MAX_DEPARTED_KEPT) -> Room:
+        """This room with only the ``keep`` most recently departed (left or denied) participants.
+
+        Use cases run on the pruned room (``RoomService`` prunes before every step), so whoever departs in a
+        step is still in that step's room, for its events and attendance marks, and goes later.
+        """
+        departed = [p for p in self.participants if p.state in PRUNABLE_STATES]
+        if len(departed) <= keep:
+            return self
+        by_age = sorted(departed, key=lambda p: p.ended_at if p.ended_at is not None else 0.0)
+        dropped = {p.id for p in by_age[: len(departed) - keep]}
+        return dataclasses.replace(
+            self, participants=tuple(p for p in self.participants if p.id not in dropped)
+        )
 
     def moved_to(self, state: RoomState, at: float) -> Room:
         if state not in ROOM_TRANSITIONS[self.state]:

@@ -28,7 +28,6 @@ from vIOP.rooms.ports import (
     PresenceStore,
     Reasserted,
     RoomStore,
-    Step,
 )
 from vIOP.rooms.presence import PresenceSnapshot, RoomPresence, Viewer, presence_snapshot, room_presence
 from vIOP.rooms.room import DEFAULT_CAPACITY, Room, RoomKind, Transition
@@ -291,7 +290,10 @@ class RoomService:
         self, room_id: RoomId, step: Callable[..., Transition], now: float | None = None
     ) -> Transition:
         at = self.clock() if now is None else now
-        bound: Step = partial(step, at=at)  # bound once: a retried step sees the same time
+
+        def bound(room: Room) -> Transition:  # bound once: a retried step sees the same time
+            return step(room.without_old_departures(), at=at)  # keeps the stored room bounded
+
         t = await self.rooms.apply(room_id, bound)
         self.holdings.observe(t.room)
         self._pending_marks.extend(marks_for(t))

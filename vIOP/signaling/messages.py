@@ -162,7 +162,11 @@ class RaiseHand(_ClientMessage, frozen=True, tag="raise_hand"):
 
 
 class Ping(_ClientMessage, frozen=True, tag="ping"):
-    pass
+    """Keeps the seat (presence, resume token). For a clinician it renews the sign-in's idle timer only when
+    ``active``: the page is being used (recent input, or visible with media flowing). Scripted clients that
+    omit it count as active; the web console always says."""
+
+    active: bool = True
 
 
 class Admit(_HostMessage, frozen=True, tag="admit"):

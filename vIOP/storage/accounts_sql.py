@@ -1,7 +1,9 @@
-"""The SQL :class:`~vIOP.auth.accounts.AccountStore`: the ``users`` table, username and TOTP secret encrypted.
+"""The SQL :class:`~vIOP.auth.accounts.AccountStore`: the ``users`` table; username, display name and TOTP
+secret encrypted.
 
-Both fields are under the ``sys.fields`` data key with AAD = (users, column, user id); the username is found
-through its blind index (``username_index``, computed by the caller), never by its plaintext.
+All three fields are under the ``sys.fields`` data key with AAD = (users, column, user id); the username is found
+through its blind index (``username_index``, computed by the caller), never by its plaintext. Accounts made
+before display names existed (migration 0002) have none stored and show their role's title.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.engine import Row
 from sqlalchemy.exc import IntegrityError
 
-from vIOP.auth.accounts import Account
+from vIOP.auth.accounts import Account, default_display_name
 from vIOP.auth.permissions import Role
 from vIOP.errors import Conflict, NotFound
 from vIOP.ids import UserId
@@ -41,6 +43,7 @@ class SqlAccountStore:
             "role": account.role.value,
             "username_index": username_index,
             "username": cipher.encrypt(FieldRef("users", "username", account.id), account.username),
+            "display_name": cipher.encrypt(self._display_name_ref(account.id), account.display_name),
             "password_hash": account.password_hash,
             "totp_secret": None if secret is None else cipher.encrypt(self._secret_ref(account.id), secret),
             "mfa_enabled": secret is not None,
@@ -71,8 +74,16 @@ class SqlAccountStore:
         blob = None if secret is None else self._ring.system_fields.encrypt(self._secret_ref(user_id), secret)
         await self._update(user_id, now, totp_secret=blob, mfa_enabled=secret is not None)
 
+    async def set_display_name(self, user_id: UserId, display_name: str, now: float) -> None:
+        blob = self._ring.system_fields.encrypt(self._display_name_ref(user_id), display_name)
+        await self._update(user_id, now, display_name=blob)
+
     async def record_login(self, user_id: UserId, now: float) -> None:
         await self._update(user_id, now, last_login_at=_at(now))
+
+    @staticmethod
+    def _display_name_ref(user_id: str) -> FieldRef:
+        return FieldRef("users", "display_name", user_id)
 
     @staticmethod
     def _secret_ref(user_id: str) -> FieldRef:
@@ -97,11 +108,16 @@ class SqlAccountStore:
         secret = None
         if row.totp_secret is not None:
             secret = await ring.decrypt_field(self._secret_ref(row.id), row.totp_secret)
+        role = Role(row.role)
+        shown = default_display_name(role)
+        if row.display_name is not None:
+            shown = await ring.decrypt_text(self._display_name_ref(row.id), row.display_name)
         return Account(
             id=UserId(row.id),
-            role=Role(row.role),
+            role=role,
             username=username,
             password_hash=row.password_hash,
             totp_secret=secret,
             disabled=bool(row.disabled),
+            display_name=shown,
         )

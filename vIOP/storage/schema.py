@@ -6,8 +6,8 @@ every column whose value a person typed or that names a person is ``LargeBinary`
 hold a blind index (HMAC-SHA256) instead of the plaintext. Enumerated columns hold the ``.value`` of the
 owning enum as short text (no CHECK constraint, so a new state needs no table rebuild).
 
-The initial Alembic revision (``migrations/versions/0001_initial.py``) must create exactly these tables:
-``tests/storage/test_migrations.py`` compares the two.
+The Alembic revisions (``migrations/versions/``, from ``0001_initial.py`` on) must together create exactly
+these tables: ``tests/storage/test_database.py`` compares the two.
 """
 
 from __future__ import annotations
@@ -138,6 +138,7 @@ users = Table(
     Column("role", String(ENUM), nullable=False),
     Column("username_index", LargeBinary, nullable=False, unique=True),
     Column("username", LargeBinary, nullable=False),
+    Column("display_name", LargeBinary, nullable=True),  # NULL: made before 0002, shown as the role's title
     Column("email_index", LargeBinary, nullable=True, unique=True),
     Column("email", LargeBinary, nullable=True),
     Column("password_hash", String(255), nullable=False),  # argon2id PHC string

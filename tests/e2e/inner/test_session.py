@@ -95,6 +95,15 @@ async def test_group_session_lobby_media_staff_mute_leave_end(server: LiveServer
     roster = await _roster_names(clinician)
     assert len(roster) == 3 and {"Alex", "Sam"} <= set(roster), roster
 
+    # Issue 11: the console's heartbeat renews the sign-in only while the page is in use; a hidden tab's
+    # does not (it keeps the seat only).
+    assert await clinician.page.evaluate("window.viopConsole.nextPing()") == {"type": "ping", "active": True}
+    hidden_ping = await clinician.page.evaluate(
+        "(() => { Object.defineProperty(document, 'visibilityState', {value: 'hidden', configurable: true});"
+        " const ping = window.viopConsole.nextPing(); delete document.visibilityState; return ping; })()"
+    )
+    assert hidden_ping == {"type": "ping", "active": False}
+
     # The staff dashboard shows the room (by its title) with three people live.
     staff, staff_requests = await _open_staff_dashboard(server, people)
     room = "document.querySelector('#rooms > section[data-room]')"

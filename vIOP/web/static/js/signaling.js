@@ -4,7 +4,9 @@
 // After the first `welcome` every later attempt carries the resume token, so a dropped socket comes back as
 // the same participant without a new knock. Drops are retried with exponential backoff and jitter until
 // the server's grace window is over. A ping every heartbeat keeps the socket (and the resume token) alive;
-// a socket silent for too long is treated as dropped.
+// a socket silent for too long is treated as dropped. A page with a sign-in sets `isActive` (a function):
+// each ping then says whether someone is using the page, and only those pings renew the sign-in's idle
+// timer, so an unattended console is signed out like any other idle page (docs/PROTOCOL.md, `ping`).
 //
 // Events (EventTarget): "state" {detail: state}, "message" {detail: msg}, "ended" {detail: {reason, code}}.
 
@@ -52,6 +54,7 @@ export class SignalingClient extends EventTarget {
     this.nextId = 1;
     this.recentTypes = []; // the last message types received, for diagnostics (no content)
     this.timers = { ping: null, silence: null, retry: null };
+    this.isActive = null; // () => boolean, set by pages with a sign-in (the console)
   }
 
   get participantId() {
@@ -206,8 +209,13 @@ export class SignalingClient extends EventTarget {
   startPing(heartbeatSeconds) {
     clearInterval(this.timers.ping);
     this.heartbeatMs = Math.max(1, heartbeatSeconds || 10) * 1000;
-    this.timers.ping = setInterval(() => this.send({ type: "ping" }), this.heartbeatMs);
+    this.timers.ping = setInterval(() => this.send(this.pingMessage()), this.heartbeatMs);
     this.armSilenceTimer();
+  }
+
+  pingMessage() {
+    if (typeof this.isActive !== "function") return { type: "ping" };
+    return { type: "ping", active: Boolean(this.isActive()) };
   }
 
   armSilenceTimer() {

@@ -1,5 +1,9 @@
 // Clinician console: rooms list (GET /api/v1/rooms), create a room, invite links, and the live room (video,
 // lobby, roster). /console shows the rooms; /console#room=<id> opens one (so a reload returns to the live room).
+//
+// The signaling socket's pings keep the seat; they renew the sign-in only while the console is in use: the
+// page is visible and either someone touched it within the idle timeout or media is flowing in the room (a
+// clinician watching a group without typing is not signed out mid-session; a hidden, idle tab is).
 
 import * as api from "../api.js";
 import { exposeDiagnostics } from "../diagnostics.js";
@@ -9,7 +13,26 @@ import { RoomSession } from "../room-session.js";
 import { $, announce, copyText, el, setBusy, setPressed, showScreen } from "../ui.js";
 import { VideoGrid } from "../video-grid.js";
 
-const page = { token: null, session: null, panels: null, stream: null, room: null };
+const page = { token: null, session: null, panels: null, stream: null, room: null, lastInput: Date.now() };
+
+function mediaFlowing() {
+  const session = page.session;
+  return Boolean(session && session.phase === "in_room" && session.trackOwner.size > 0);
+}
+
+function inUse() {
+  if (document.visibilityState !== "visible") return false;
+  return Date.now() - page.lastInput < api.idleTimeoutSeconds() * 1000 || mediaFlowing();
+}
+
+function watchActivity() {
+  const touched = () => {
+    page.lastInput = Date.now();
+  };
+  for (const kind of ["pointerdown", "keydown", "wheel", "touchstart"]) {
+    document.addEventListener(kind, touched, { capture: true, passive: true });
+  }
+}
 
 const STATE_LABELS = { open: "open", live: "live now", locked: "live, locked" };
 
@@ -151,8 +174,11 @@ function startSession() {
     media: { audio: Boolean(page.stream?.getAudioTracks().length), video: Boolean(page.stream?.getVideoTracks().length) },
   });
   page.session = session;
+  session.signaling.isActive = inUse;
   page.panels = new ModerationPanels(session);
   exposeDiagnostics(session);
+  // Read-only, for the browser tests: what the next heartbeat will say about this page being in use.
+  window.viopConsole = Object.freeze({ nextPing: () => session.signaling.pingMessage() });
   session.addEventListener("phase", (event) => {
     document.body.dataset.phase = event.detail;
     $("#reconnect-banner").hidden = event.detail !== "reconnecting";
@@ -208,6 +234,7 @@ function wireRoomControls() {
 }
 
 async function main() {
+  watchActivity();
   wireRoomControls();
   $("#create-room-form").addEventListener("submit", onCreateRoom);
   $("#sign-out-link").addEventListener("click", async (event) => {
