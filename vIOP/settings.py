@@ -54,6 +54,11 @@ class Settings:
     login_max_failures: int = 5
     signal_rate_per_second: float = 20.0
     shutdown_timeout_seconds: int = 8
+    break_glass_minutes: int = 60
+    retention_attendance_days: int = 2190
+    retention_audit_days: int = 2190
+    retention_room_days: int = 400
+    retention_invite_days: int = 400
     source: Mapping[str, str] = field(default_factory=dict, compare=False)
 
     @property
@@ -209,6 +214,11 @@ _FIELDS: dict[str, _Field] = {
     "login_max_failures": _Field(_int_range(1, 100)),
     "signal_rate_per_second": _Field(_positive_float),
     "shutdown_timeout_seconds": _Field(_int_range(1, 120)),
+    "break_glass_minutes": _Field(_int_range(5, 24 * 60)),
+    "retention_attendance_days": _Field(_int_range(30, 36500)),
+    "retention_audit_days": _Field(_int_range(2190, 36500)),  # HIPAA: 6 years at least
+    "retention_room_days": _Field(_int_range(30, 36500)),
+    "retention_invite_days": _Field(_int_range(1, 36500)),
 }
 
 SECRET_FIELDS = frozenset(name for name, spec in _FIELDS.items() if spec.secret)

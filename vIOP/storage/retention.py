@@ -1,0 +1,234 @@
+"""The retention job: what is past its retention period is purged or crypto-shredded, and the run audited.
+
+One run, in this order (each step its own transaction, each idempotent, so an interrupted run is finished
+by the next one):
+
+1. attendance intervals that ended before the attendance cut-off are deleted, then sessions left empty;
+2. invites that expired before the invite cut-off are deleted (token hash, client link, label);
+3. rooms that ended before the room cut-off have their title overwritten with an empty ciphertext (the
+   row stays while attendance still points at it), and are deleted once nothing points at them;
+4. clients created before the attendance cut-off with no attendance and no invite left are shredded
+   (their data key is destroyed: name, labels and Part 2 consents become unreadable), and their consent
+   rows deleted;
+5. break-glass grants signed off before the audit cut-off are deleted (unreviewed ones stay listed).
+
+The audit log is never purged here: its rows are kept at least ``VIOP_RETENTION_AUDIT_DAYS`` (6 years
+minimum), so ``audit verify`` keeps walking the chain from row 1 (docs/HIPAA.md, "Retention").
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from typing import Any, Final
+
+from sqlalchemy import and_, delete, exists, func, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from vIOP.compliance.retention import RetentionPolicy, due
+from vIOP.settings import Settings
+from vIOP.storage.audit import Outcome
+from vIOP.storage.bootstrap import Storage
+from vIOP.storage.crypto import FieldRef, shred_client
+from vIOP.storage.schema import (
+    attendance_intervals as ai,
+)
+from vIOP.storage.schema import (
+    audit_log,
+    clients,
+    invites,
+    room_sessions,
+    rooms,
+)
+from vIOP.storage.schema import (
+    break_glass_grants as bg,
+)
+from vIOP.storage.schema import (
+    part2_consents as pc,
+)
+
+log = logging.getLogger("vIOP.retention")
+
+RUN: Final = "retention.run"
+PREVIEW: Final = "retention.previewed"
+OBJECT_TYPE: Final = "retention"
+CHECK_EVERY_SECONDS: Final = 3600.0
+
+
+def policy_from(settings: Settings) -> RetentionPolicy:
+    return RetentionPolicy(
+        attendance_days=settings.retention_attendance_days,
+        audit_days=settings.retention_audit_days,
+        room_days=settings.retention_room_days,
+        invite_days=settings.retention_invite_days,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class RetentionReport:
+    """Counts only (no ids, no PHI): what was (or, in a dry run, would be) removed."""
+
+    dry_run: bool
+    attendance_deleted: int = 0
+    sessions_deleted: int = 0
+    invites_deleted: int = 0
+    room_titles_purged: int = 0
+    rooms_deleted: int = 0
+    clients_shredded: int = 0
+    consents_deleted: int = 0
+    grants_deleted: int = 0
+
+    def counts(self) -> dict[str, int]:
+        return {k: v for k, v in asdict(self).items() if k != "dry_run"}
+
+    def audit_object_id(self) -> str:
+        """The counts in one audit object id (ids and digits only): ``at3.ss1.iv2.rt1.rd0.cl1.cn0.bg0``."""
+        short = ("at", "ss", "iv", "rt", "rd", "cl", "cn", "bg")
+        return ".".join(
+            f"{tag}{min(n, 10**6 - 1)}" for tag, n in zip(short, self.counts().values(), strict=True)
+        )
+
+
+def _at(epoch: float) -> datetime:
+    return datetime.fromtimestamp(epoch, UTC)
+
+
+def _title_ref(room_id: str) -> FieldRef:
+    return FieldRef("rooms", "title", room_id)
+
+
+async def _count(conn: AsyncConnection, table: Any, condition: Any) -> int:
+    return int((await conn.execute(select(func.count()).select_from(table).where(condition))).scalar_one())
+
+
+async def _purge(storage: Storage, table: Any, condition: Any, dry_run: bool) -> int:
+    async with storage.db.begin() as conn:
+        if dry_run:
+            return await _count(conn, table, condition)
+        return int((await conn.execute(delete(table).where(condition))).rowcount or 0)
+
+
+async def run_retention(
+    storage: Storage,
+    policy: RetentionPolicy,
+    now: float,
+    *,
+    dry_run: bool = False,
+    actor_role: str = "operator",
+) -> RetentionReport:
+    """One retention run at ``now`` (the caller's clock), audited as ``retention.run`` (``retention.previewed``
+    for a dry run) with the counts as its object id."""
+    cut = policy.cutoffs(now)
+    empty_title = len(storage.keys.system_fields.encrypt(_title_ref("rm_x"), ""))
+
+    attendance = await _purge(
+        storage, ai, and_(ai.c.left_at.is_not(None), ai.c.left_at < _at(cut.attendance)), dry_run
+    )
+    empty_session = ~exists().where(ai.c.session_id == room_sessions.c.id)
+    sessions = await _purge(
+        storage, room_sessions, and_(room_sessions.c.ended_at < _at(cut.attendance), empty_session), dry_run
+    )
+    invites_gone = await _purge(storage, invites, invites.c.expires_at < _at(cut.invites), dry_run)
+
+    old_room = and_(rooms.c.state == "ended", rooms.c.ended_at < _at(cut.rooms))
+    async with storage.db.begin() as conn:
+        titled = (
+            (await conn.execute(select(rooms.c.id).where(old_room, func.length(rooms.c.title) > empty_title)))
+            .scalars()
+            .all()
+        )
+        if not dry_run:
+            for room_id in titled:
+                sealed = storage.keys.system_fields.encrypt(_title_ref(room_id), "")
+                await conn.execute(update(rooms).where(rooms.c.id == room_id).values(title=sealed))
+    unreferenced = and_(
+        ~exists().where(ai.c.room_id == rooms.c.id),
+        ~exists().where(room_sessions.c.room_id == rooms.c.id),
+        ~exists().where(invites.c.room_id == rooms.c.id),
+    )
+    rooms_gone = await _purge(storage, rooms, and_(old_room, unreferenced), dry_run)
+
+    async with storage.db.read() as conn:
+        expired_clients = (
+            (
+                await conn.execute(
+                    select(clients.c.id).where(
+                        clients.c.shredded_at.is_(None),
+                        clients.c.created_at < _at(cut.attendance),
+                        ~exists().where(ai.c.client_id == clients.c.id),
+                        ~exists().where(invites.c.client_id == clients.c.id),
+                    )
+                )
+            )
+            .scalars()
+            .all()
+        )
+    if not dry_run:
+        for client_id in expired_clients:
+            await shred_client(storage.keys, client_id)
+    shredded = select(clients.c.id).where(clients.c.shredded_at.is_not(None))
+    if dry_run:
+        shredded = select(clients.c.id).where(
+            clients.c.shredded_at.is_not(None) | clients.c.id.in_(list(expired_clients))
+        )
+    consents = await _purge(storage, pc, pc.c.client_id.in_(shredded), dry_run)
+    grants = await _purge(
+        storage, bg, and_(bg.c.signed_off_at.is_not(None), bg.c.created_at < _at(cut.audit)), dry_run
+    )
+    report = RetentionReport(
+        dry_run,
+        attendance,
+        sessions,
+        invites_gone,
+        len(titled),
+        rooms_gone,
+        len(expired_clients),
+        consents,
+        grants,
+    )
+    await storage.audit.append(
+        None, actor_role, PREVIEW if dry_run else RUN, OBJECT_TYPE, report.audit_object_id(), Outcome.SUCCESS,
+        at=_at(now),
+    )  # fmt: skip
+    return report
+
+
+async def last_run(storage: Storage) -> float | None:
+    """When the last real (not dry) run was audited."""
+    async with storage.db.read() as conn:
+        at = (
+            await conn.execute(
+                select(func.max(audit_log.c.at)).where(
+                    audit_log.c.object_type == OBJECT_TYPE, audit_log.c.action == RUN
+                )
+            )
+        ).scalar_one_or_none()
+    if at is None:
+        return None
+    # SQLite's max() hands back text, not the UtcDateTime the column type would give a plain select
+    moment = at if isinstance(at, datetime) else datetime.fromisoformat(str(at))
+    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
+
+
+async def run_if_due(storage: Storage, policy: RetentionPolicy, now: float) -> RetentionReport | None:
+    """The scheduled step: run when the last run is a day old (or there was none)."""
+    if not due(await last_run(storage), now):
+        return None
+    return await run_retention(storage, policy, now, actor_role="system")
+
+
+async def run_daily(
+    storage: Storage, policy: RetentionPolicy, clock: Callable[[], float], every: float = CHECK_EVERY_SECONDS
+) -> None:
+    """The app's background loop: check every hour, run once a day. Failures are retried at the next check."""
+    while True:
+        await asyncio.sleep(every)
+        try:
+            await run_if_due(storage, policy, clock())
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.warning("retention run failed; will retry at the next check")
