@@ -32,7 +32,7 @@ from vIOP.compliance.retention import RetentionPolicy, due
 from vIOP.settings import Settings
 from vIOP.storage.audit import Outcome
 from vIOP.storage.bootstrap import Storage
-from vIOP.storage.crypto import FieldRef, shred_client
+from vIOP.storage.crypto import FieldRef, shred_client_in
 from vIOP.storage.schema import (
     attendance_intervals as ai,
 )
@@ -100,15 +100,16 @@ def _title_ref(room_id: str) -> FieldRef:
     return FieldRef("rooms", "title", room_id)
 
 
+class _DryRun(Exception):
+    """Raised inside the run's transaction to roll a dry run back."""
+
+
 async def _count(conn: AsyncConnection, table: Any, condition: Any) -> int:
     return int((await conn.execute(select(func.count()).select_from(table).where(condition))).scalar_one())
 
 
-async def _purge(storage: Storage, table: Any, condition: Any, dry_run: bool) -> int:
-    async with storage.db.begin() as conn:
-        if dry_run:
-            return await _count(conn, table, condition)
-        return int((await conn.execute(delete(table).where(condition))).rowcount or 0)
+async def _delete(conn: AsyncConnection, table: Any, condition: Any) -> int:
+    return int((await conn.execute(delete(table).where(condition))).rowcount or 0)
 
 
 async def run_retention(
@@ -119,66 +120,82 @@ async def run_retention(
     dry_run: bool = False,
     actor_role: str = "operator",
 ) -> RetentionReport:
-    """One retention run at ``now`` (the caller's clock), audited as ``retention.run`` (``retention.previewed``
-    for a dry run) with the counts as its object id."""
-    cut = policy.cutoffs(now)
-    empty_title = len(storage.keys.system_fields.encrypt(_title_ref("rm_x"), ""))
+    """One retention run at ``now`` (the caller's clock), in one transaction (a dry run is the same run,
+    rolled back), audited as ``retention.run`` (``retention.previewed`` for a dry run) with the counts as
+    its object id."""
+    shredded_keys: list[str] = []
+    report = RetentionReport(dry_run)
+    try:
+        async with storage.db.begin() as conn:
+            report = await _run(conn, storage, policy, now, dry_run, shredded_keys)
+            if dry_run:
+                raise _DryRun
+    except _DryRun:
+        pass
+    for key_id in shredded_keys if not dry_run else ():
+        storage.keys.forget(key_id)
+    await storage.audit.append(
+        None, actor_role, PREVIEW if dry_run else RUN, OBJECT_TYPE, report.audit_object_id(), Outcome.SUCCESS,
+        at=_at(now),
+    )  # fmt: skip
+    return report
 
-    attendance = await _purge(
-        storage, ai, and_(ai.c.left_at.is_not(None), ai.c.left_at < _at(cut.attendance)), dry_run
-    )
+
+async def _run(
+    conn: AsyncConnection,
+    storage: Storage,
+    policy: RetentionPolicy,
+    now: float,
+    dry_run: bool,
+    shredded_keys: list[str],
+) -> RetentionReport:
+    cut = policy.cutoffs(now)
+    fields = storage.keys.system_fields
+    empty_title = len(fields.encrypt(_title_ref("rm_x"), ""))
+
+    attendance = await _delete(conn, ai, and_(ai.c.left_at.is_not(None), ai.c.left_at < _at(cut.attendance)))
     empty_session = ~exists().where(ai.c.session_id == room_sessions.c.id)
-    sessions = await _purge(
-        storage, room_sessions, and_(room_sessions.c.ended_at < _at(cut.attendance), empty_session), dry_run
+    sessions = await _delete(
+        conn, room_sessions, and_(room_sessions.c.ended_at < _at(cut.attendance), empty_session)
     )
-    invites_gone = await _purge(storage, invites, invites.c.expires_at < _at(cut.invites), dry_run)
+    invites_gone = await _delete(conn, invites, invites.c.expires_at < _at(cut.invites))
 
     old_room = and_(rooms.c.state == "ended", rooms.c.ended_at < _at(cut.rooms))
-    async with storage.db.begin() as conn:
-        titled = (
-            (await conn.execute(select(rooms.c.id).where(old_room, func.length(rooms.c.title) > empty_title)))
-            .scalars()
-            .all()
-        )
-        if not dry_run:
-            for room_id in titled:
-                sealed = storage.keys.system_fields.encrypt(_title_ref(room_id), "")
-                await conn.execute(update(rooms).where(rooms.c.id == room_id).values(title=sealed))
+    titled = (
+        (await conn.execute(select(rooms.c.id).where(old_room, func.length(rooms.c.title) > empty_title)))
+        .scalars()
+        .all()
+    )
+    for room_id in titled:
+        blank = fields.encrypt(_title_ref(room_id), "")
+        await conn.execute(update(rooms).where(rooms.c.id == room_id).values(title=blank))
     unreferenced = and_(
         ~exists().where(ai.c.room_id == rooms.c.id),
         ~exists().where(room_sessions.c.room_id == rooms.c.id),
         ~exists().where(invites.c.room_id == rooms.c.id),
     )
-    rooms_gone = await _purge(storage, rooms, and_(old_room, unreferenced), dry_run)
+    rooms_gone = await _delete(conn, rooms, and_(old_room, unreferenced))
 
-    async with storage.db.read() as conn:
-        expired_clients = (
-            (
-                await conn.execute(
-                    select(clients.c.id).where(
-                        clients.c.shredded_at.is_(None),
-                        clients.c.created_at < _at(cut.attendance),
-                        ~exists().where(ai.c.client_id == clients.c.id),
-                        ~exists().where(invites.c.client_id == clients.c.id),
-                    )
+    expired_clients = (
+        (
+            await conn.execute(
+                select(clients.c.id).where(
+                    clients.c.shredded_at.is_(None),
+                    clients.c.created_at < _at(cut.attendance),
+                    ~exists().where(ai.c.client_id == clients.c.id),
+                    ~exists().where(invites.c.client_id == clients.c.id),
                 )
             )
-            .scalars()
-            .all()
         )
-    if not dry_run:
-        for client_id in expired_clients:
-            await shred_client(storage.keys, client_id)
-    shredded = select(clients.c.id).where(clients.c.shredded_at.is_not(None))
-    if dry_run:
-        shredded = select(clients.c.id).where(
-            clients.c.shredded_at.is_not(None) | clients.c.id.in_(list(expired_clients))
-        )
-    consents = await _purge(storage, pc, pc.c.client_id.in_(shredded), dry_run)
-    grants = await _purge(
-        storage, bg, and_(bg.c.signed_off_at.is_not(None), bg.c.created_at < _at(cut.audit)), dry_run
+        .scalars()
+        .all()
     )
-    report = RetentionReport(
+    for client_id in expired_clients:
+        shredded_keys.append((await shred_client_in(conn, client_id, _at(now))).data_key_id)
+    shredded = select(clients.c.id).where(clients.c.shredded_at.is_not(None))
+    consents = await _delete(conn, pc, pc.c.client_id.in_(shredded))
+    grants = await _delete(conn, bg, and_(bg.c.signed_off_at.is_not(None), bg.c.created_at < _at(cut.audit)))
+    return RetentionReport(
         dry_run,
         attendance,
         sessions,
@@ -189,11 +206,6 @@ async def run_retention(
         consents,
         grants,
     )
-    await storage.audit.append(
-        None, actor_role, PREVIEW if dry_run else RUN, OBJECT_TYPE, report.audit_object_id(), Outcome.SUCCESS,
-        at=_at(now),
-    )  # fmt: skip
-    return report
 
 
 async def last_run(storage: Storage) -> float | None:
