@@ -3,13 +3,19 @@
 
 from __future__ import annotations
 
+import argparse
+import asyncio
 import time
+from pathlib import Path
 
 import pytest
 from sqlalchemy import select
 
 from tests.api.support import Api, User, assert_error
+from tests.auth.support import CHEAP_ARGON2
 from tests.compliance.support import START, stay
+from vIOP.auth.cli import open_account_admin
+from vIOP.auth.passwords import PasswordHasher
 from vIOP.auth.permissions import Role
 from vIOP.compliance.break_glass import (
     HEADER,
@@ -20,10 +26,13 @@ from vIOP.compliance.break_glass import (
     check_sign_off,
     check_use,
 )
-from vIOP.errors import BadRequest, Conflict, NotFound
+from vIOP.errors import BadRequest, ConfigError, Conflict, NotFound
 from vIOP.rooms.clock import ManualClock
-from vIOP.storage.bootstrap import Storage
+from vIOP.settings import Settings
+from vIOP.storage.bootstrap import Storage, open_storage
 from vIOP.storage.break_glass_sql import SqlBreakGlassStore
+from vIOP.storage.cli import add_parsers as add_storage_parsers
+from vIOP.storage.cli import run as run_storage
 from vIOP.storage.schema import break_glass_grants
 
 REASON = "Covering for the host: client called the crisis line about tonight's group"
@@ -224,3 +233,47 @@ async def test_opening_needs_a_reason_a_room_and_a_role_that_may(api: Api) -> No
     assert_error(await api.http.post(url, json=good), 401, "unauthenticated")
     assert_error(await api.http.get(url, headers=staff.headers), 403, "forbidden")
     assert await api.audit_rows("access.break_glass") == []  # nothing was opened
+
+
+# --- from the command line: `audit review`, `audit sign-off` ----------------------------------------
+
+
+def test_audit_review_lists_open_accesses_and_a_second_admin_signs_off(
+    data_dir: Path, key_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    parser = argparse.ArgumentParser()
+    add_storage_parsers(parser.add_subparsers(dest="command", required=True))
+
+    def cli(settings: Settings, *argv: str) -> int:
+        return run_storage(parser.parse_args(list(argv)), settings)
+
+    assert cli(Settings(data_dir=data_dir), "keys", "init", str(key_file)) == 0
+    settings = Settings(data_dir=data_dir, key_file=key_file)
+
+    async def seed() -> str:
+        async with open_account_admin(settings, PasswordHasher(CHEAP_ARGON2)) as accounts:
+            opener = (
+                await accounts.create(Role.ADMIN, "admin.one", "correct horse battery", with_totp=False)
+            ).account
+            await accounts.create(Role.ADMIN, "admin.two", "correct horse battery", with_totp=False)
+            await accounts.create(Role.STAFF, "staff.one", "correct horse battery", with_totp=False)
+        storage = await open_storage(settings)
+        try:
+            store = SqlBreakGlassStore(storage.db, storage.keys)
+            return (await store.open(opener.id, "admin", "rm_a", REASON, START, 3600)).id
+        finally:
+            await storage.close()
+
+    grant_id = asyncio.run(seed())
+    capsys.readouterr()
+    assert cli(settings, "audit", "review") == 0
+    out = capsys.readouterr().out
+    assert grant_id in out and REASON in out and "1 break-glass access(es) waiting" in out
+    with pytest.raises(SelfSignOff):
+        cli(settings, "audit", "sign-off", grant_id, "--by", "admin.one")
+    with pytest.raises(ConfigError):
+        cli(settings, "audit", "sign-off", grant_id, "--by", "staff.one")
+    assert cli(settings, "audit", "sign-off", grant_id, "--by", "admin.two") == 0
+    assert cli(settings, "audit", "review") == 0
+    assert "0 break-glass access(es) waiting" in capsys.readouterr().out
+    assert cli(settings, "audit", "verify") == 0
