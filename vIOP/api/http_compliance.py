@@ -222,6 +222,7 @@ async def sign_off_break_glass(request: Request) -> Response:
     grant_id = request.path_params["grant_id"]
     if not _GRANT_ID.match(grant_id):
         raise NotFound("no such break-glass grant")
+    await read_json(request, SignOffBody, empty=SignOffBody())
     store = break_glass_store(caller.services)
     check_sign_off(await store.get(grant_id), caller.principal.subject)
     grant = await store.sign_off(grant_id, caller.principal.subject, caller.services.rooms.clock())
@@ -230,6 +231,10 @@ async def sign_off_break_glass(request: Request) -> Response:
 
 
 # --- consent endpoints ------------------------------------------------------------------------------------
+
+
+class SignOffBody(msgspec.Struct, forbid_unknown_fields=True):
+    """No fields: the sign-off is the reviewer's identity and the time."""
 
 
 class AddConsentBody(msgspec.Struct, forbid_unknown_fields=True):
@@ -414,7 +419,16 @@ def routes() -> list[BaseRoute]:
                     "operationId": "signOffBreakGlass",
                     "security": BEARER_SECURITY,
                     "parameters": [_path("grant_id")],
-                    "responses": {"200": json_body(GRANT_SCHEMA), **refusals(401, 403, 404, 409)},
+                    "requestBody": {
+                        "required": False,
+                        "content": {
+                            "application/json": {"schema": {"type": "object", "additionalProperties": False}}
+                        },
+                    },
+                    "responses": {
+                        "200": json_body(GRANT_SCHEMA),
+                        **refusals(400, 401, 403, 404, 409, 413, 415),
+                    },
                 }
             },
         ),
