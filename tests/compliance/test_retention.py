@@ -8,14 +8,15 @@ import asyncio
 from pathlib import Path
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select, update
 
-from tests.compliance.support import DAY, START, YEAR, World
+from tests.compliance.support import DAY, START, YEAR, World, at
 from vIOP.compliance.consent import DataCategory
 from vIOP.compliance.retention import RetentionPolicy, due
 from vIOP.rooms.clock import ManualClock
 from vIOP.settings import Settings
 from vIOP.storage import compliance_cli
+from vIOP.storage.audit import AuditLog, Problem
 from vIOP.storage.bootstrap import Storage, open_storage
 from vIOP.storage.break_glass_sql import SqlBreakGlassStore
 from vIOP.storage.cli import add_parsers as add_storage_parsers
@@ -25,6 +26,7 @@ from vIOP.storage.crypto import KeyDestroyed
 from vIOP.storage.retention import RetentionReport, last_run, run_daily, run_if_due, run_retention
 from vIOP.storage.schema import (
     attendance_intervals,
+    audit_anchors,
     audit_log,
     break_glass_grants,
     invites,
@@ -85,10 +87,14 @@ async def test_a_run_purges_and_shreds_what_is_past_retention_and_nothing_else(s
     recent = await world.client(new_room, now - 30 * DAY, "Casey Rivera", now + DAY)
     await world.attended(new_room, recent, now - 29 * DAY, now - 29 * DAY + 3 * 3600)
 
+    for _ in range(3):  # audit rows of seven years ago
+        await storage.audit.append(world.host, "admin", "auth.login", at=at(now - 7 * YEAR))
+    await storage.audit.append(world.host, "admin", "auth.login", at=at(now - DAY))  # and yesterday's
+
     preview = await run_retention(storage, POLICY, now, dry_run=True)
     expected = RetentionReport(
         dry_run=False, attendance_deleted=1, sessions_deleted=1, invites_deleted=2, room_titles_purged=2,
-        rooms_deleted=1, clients_shredded=1, consents_deleted=1, grants_deleted=1,
+        rooms_deleted=1, clients_shredded=1, consents_deleted=1, grants_deleted=1, audit_rows_deleted=3,
     )  # fmt: skip
     assert preview.counts() == expected.counts() and preview.dry_run
     assert await _count(storage, attendance_intervals) == 3 and await _count(storage, invites) == 3
@@ -124,11 +130,11 @@ async def test_a_run_purges_and_shreds_what_is_past_retention_and_nothing_else(s
             )
         ).all()
     assert [tuple(r) for r in runs] == [
-        ("retention.previewed", "operator", "at1.ss1.iv2.rt2.rd1.cl1.cn1.bg1"),
-        ("retention.run", "operator", "at1.ss1.iv2.rt2.rd1.cl1.cn1.bg1"),
-        ("retention.run", "operator", "at0.ss0.iv0.rt0.rd0.cl0.cn0.bg0"),
+        ("retention.previewed", "operator", "at1.ss1.iv2.rt2.rd1.cl1.cn1.bg1.au3"),
+        ("retention.run", "operator", "at1.ss1.iv2.rt2.rd1.cl1.cn1.bg1.au3"),
+        ("retention.run", "operator", "at0.ss0.iv0.rt0.rd0.cl0.cn0.bg0.au0"),
     ]
-    assert (await storage.audit.verify()).ok  # the audit log is never purged: the chain holds from row 1
+    assert (await storage.audit.verify()).ok  # old audit rows went behind a signed anchor: the chain holds
 
 
 async def test_the_scheduled_job_runs_once_a_day(storage: Storage) -> None:
@@ -186,3 +192,46 @@ def test_retention_run_from_the_command_line(
             await storage.close()
 
     assert asyncio.run(actions())[-2:] == ["retention.previewed", "retention.run"]
+
+
+# --- the audit log past its retention: purged behind a signed anchor -------------------------------
+
+
+async def test_old_audit_rows_go_behind_a_signed_anchor_and_verify_still_holds(
+    storage: Storage, tmp_path: Path
+) -> None:
+    audit = AuditLog(storage.keys, checkpoint_path=tmp_path / "marks.jsonl", checkpoint_every=3)
+    clock = ManualClock(START)
+    for _ in range(10):  # rows 1..10, one a day; checkpoints at rows 3, 6, 9
+        await audit.append("us_x", "admin", "auth.login", at=at(clock()))
+        clock.advance(DAY)
+    assert (await audit.verify()).ok
+    assert await audit.purge_before(at(START + 4 * DAY), dry_run=True) == 4
+    assert await _count(storage, audit_log) == 10
+    assert await audit.purge_before(at(START + 4 * DAY)) == 4  # rows 1..4: all older than day 4
+    result = await audit.verify()
+    assert result.ok and (result.rows_checked, result.last_seq) == (6, 10), result
+    await audit.append("us_x", "admin", "auth.login")
+    assert (await audit.verify()).ok  # the chain goes on from row 10
+    assert await audit.purge_before(at(START + 100 * DAY)) == 6  # never the newest row
+    assert (await audit.verify()).ok and await _count(storage, audit_log) == 1
+
+    async with storage.db.begin() as conn:  # a forged anchor (another sig) is caught
+        await conn.execute(update(audit_anchors).where(audit_anchors.c.seq == 10).values(sig="0" * 64))
+    forged = await audit.verify()
+    assert forged.problem is Problem.BAD_CHECKPOINT and forged.bad_seq == 10
+
+
+async def test_a_gap_after_the_anchor_is_still_a_deletion_and_a_broken_log_is_never_purged(
+    storage: Storage,
+) -> None:
+    audit = storage.audit
+    for day in range(6):
+        await audit.append("us_x", "admin", "auth.login", at=at(START + day * DAY))
+    assert await audit.purge_before(at(START + 2 * DAY)) == 2
+    async with storage.db.begin() as conn:
+        await conn.execute(delete(audit_log).where(audit_log.c.seq == 4))
+    broken = await audit.verify()
+    assert (broken.problem, broken.bad_seq) == (Problem.DELETED, 4)
+    assert await audit.purge_before(at(START + 5 * DAY)) == 0  # evidence is kept
+    assert await _count(storage, audit_log) == 3

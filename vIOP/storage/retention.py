@@ -10,10 +10,9 @@ by the next one):
 4. clients created before the attendance cut-off with no attendance and no invite left are shredded
    (their data key is destroyed: name, labels and Part 2 consents become unreadable), and their consent
    rows deleted;
-5. break-glass grants signed off before the audit cut-off are deleted (unreviewed ones stay listed).
-
-The audit log is never purged here: its rows are kept at least ``VIOP_RETENTION_AUDIT_DAYS`` (6 years
-minimum), so ``audit verify`` keeps walking the chain from row 1 (docs/HIPAA.md, "Retention").
+5. break-glass grants signed off before the audit cut-off are deleted (unreviewed ones stay listed);
+6. audit rows older than the audit cut-off (6 years at least) are deleted behind a signed anchor, after the
+   chain verified, so ``audit verify`` starts at the anchor (``AuditLog.purge_before``; docs/HIPAA.md).
 """
 
 from __future__ import annotations
@@ -21,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, Final
 
@@ -80,13 +79,14 @@ class RetentionReport:
     clients_shredded: int = 0
     consents_deleted: int = 0
     grants_deleted: int = 0
+    audit_rows_deleted: int = 0
 
     def counts(self) -> dict[str, int]:
         return {k: v for k, v in asdict(self).items() if k != "dry_run"}
 
     def audit_object_id(self) -> str:
-        """The counts in one audit object id (ids and digits only): ``at3.ss1.iv2.rt1.rd0.cl1.cn0.bg0``."""
-        short = ("at", "ss", "iv", "rt", "rd", "cl", "cn", "bg")
+        """The counts in one audit object id (ids and digits only): ``at3.ss1.iv2.rt1.rd0.cl1.cn0.bg0.au0``."""
+        short = ("at", "ss", "iv", "rt", "rd", "cl", "cn", "bg", "au")
         return ".".join(
             f"{tag}{min(n, 10**6 - 1)}" for tag, n in zip(short, self.counts().values(), strict=True)
         )
@@ -134,6 +134,8 @@ async def run_retention(
         pass
     for key_id in shredded_keys if not dry_run else ():
         storage.keys.forget(key_id)
+    purged = await storage.audit.purge_before(_at(policy.cutoffs(now).audit), dry_run=dry_run)
+    report = replace(report, audit_rows_deleted=purged)
     await storage.audit.append(
         None, actor_role, PREVIEW if dry_run else RUN, OBJECT_TYPE, report.audit_object_id(), Outcome.SUCCESS,
         at=_at(now),

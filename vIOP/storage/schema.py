@@ -267,3 +267,15 @@ part2_consents = Table(
     _id("revoked_by", ForeignKey("users.id"), nullable=True),
     Index(None, "client_id"),
 )
+
+# Where ``audit verify`` starts once retention purged the oldest audit rows: the seq and mac of the last row
+# purged, HMAC-signed under the audit checkpoint key (a forged or edited anchor fails verification). The
+# newest row is the anchor in force; older ones are history.
+audit_anchors = Table(
+    "audit_anchors",
+    metadata,
+    Column("seq", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=False),
+    Column("mac", LargeBinary, nullable=False),
+    Column("at", UtcDateTime, nullable=False),
+    Column("sig", String(ID), nullable=False),
+)

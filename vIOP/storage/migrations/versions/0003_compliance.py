@@ -1,4 +1,4 @@
-"""Compliance: break-glass grants and 42 CFR Part 2 consents (issue 11).
+"""Compliance: break-glass grants, 42 CFR Part 2 consents, audit anchors for retention (issue 11).
 
 Revision ID: 0003
 Revises: 0001
@@ -65,9 +65,20 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_part2_consents")),
     )
     op.create_index(op.f("ix_part2_consents_client_id"), "part2_consents", ["client_id"], unique=False)
+    op.create_table(
+        "audit_anchors",
+        sa.Column(
+            "seq", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=False, nullable=False
+        ),
+        sa.Column("mac", sa.LargeBinary(), nullable=False),
+        sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("sig", sa.String(length=64), nullable=False),
+        sa.PrimaryKeyConstraint("seq", name=op.f("pk_audit_anchors")),
+    )
 
 
 def downgrade() -> None:
+    op.drop_table("audit_anchors")
     op.drop_index(op.f("ix_part2_consents_client_id"), table_name="part2_consents")
     op.drop_table("part2_consents")
     op.drop_index(op.f("ix_break_glass_grants_signed_off_at_created_at"), table_name="break_glass_grants")
