@@ -69,9 +69,9 @@ CONSENT_ADDED: Final = "consent.added"
 CONSENT_REVOKED: Final = "consent.revoked"
 CONSENT_LISTED: Final = "consent.listed"
 DISCLOSED: Final = "part2.disclosed"
-_GRANT_ID: Final = re.compile(r"^bg_[A-Za-z0-9_-]{1,64}$")
-_CLIENT_ID: Final = re.compile(r"^cl_[A-Za-z0-9_-]{1,64}$")
-_CONSENT_ID: Final = re.compile(r"^cn_[A-Za-z0-9_-]{1,64}$")
+_GRANT_ID: Final = re.compile(r"^bg_[A-Za-z0-9_-]{1,61}$")  # fits an audit object id (64)
+_CLIENT_ID: Final = re.compile(r"^cl_[A-Za-z0-9_-]{1,61}$")
+_CONSENT_ID: Final = re.compile(r"^cn_[A-Za-z0-9_-]{1,61}$")
 
 
 def break_glass_store(services: Services) -> SqlBreakGlassStore:
