@@ -36,7 +36,7 @@ from vIOP.storage.bootstrap import Storage, open_storage
 from vIOP.storage.cli import add_parsers as add_storage_parsers
 from vIOP.storage.cli import run as run_storage
 from vIOP.storage.consents_sql import SqlConsentStore, require_consent
-from vIOP.storage.crypto import shred_client
+from vIOP.storage.crypto import KeyRing, shred_client
 from vIOP.storage.schema import audit_log, part2_consents
 
 COURT = "Travis County Recovery Court"
@@ -322,3 +322,18 @@ def test_a_refused_disclosure_is_one_clear_line_and_exit_1(settings: Settings) -
     assert done.stdout == ""
     [line] = done.stderr.splitlines()
     assert line.startswith("vIOP: no active 42 CFR part 2 consent") and COURT not in line
+
+
+async def test_a_shred_done_elsewhere_stops_disclosures_here_at_once(storage: Storage) -> None:
+    """Another process still caches the client's data key (up to 60 s): its check refuses all the same."""
+    world = World(storage)
+    await world.add_host(START)
+    client = await world.client(await world.room(START, None), START, "Avery Quinn", START + DAY)
+    here = SqlConsentStore(storage.db, storage.keys)
+    await here.add(client, COURT, PURPOSE, ATT, START + 90 * DAY, None, START)
+    other_ring = await KeyRing.open(storage.db, storage.keys.source)  # a second process's key ring
+    elsewhere = SqlConsentStore(storage.db, other_ring)
+    await require_consent(elsewhere, [client], COURT, DataCategory.ATTENDANCE, START)  # its cache is warm
+    await shred_client(storage.keys, client)
+    with pytest.raises(ConsentRequired):
+        await require_consent(elsewhere, [client], COURT, DataCategory.ATTENDANCE, START)

@@ -123,7 +123,15 @@ class SqlConsentStore:
         for start in range(0, len(wanted), _CHUNK):
             async with self._db.read() as conn:
                 rows = (
-                    await conn.execute(select(pc).where(pc.c.client_id.in_(wanted[start : start + _CHUNK])))
+                    await conn.execute(
+                        select(pc)
+                        .join(clients, clients.c.id == pc.c.client_id)
+                        # a shredded client permits nothing, even where a cached key could still read it
+                        .where(
+                            pc.c.client_id.in_(wanted[start : start + _CHUNK]),
+                            clients.c.shredded_at.is_(None),
+                        )
+                    )
                 ).all()
             for row in rows:
                 consent = await self._consent(row)
