@@ -20,6 +20,7 @@ _PLUGINS: tuple[tuple[str, str, str], ...] = (
     ("vIOP.storage.cli", "add_parsers", "run"),
     ("vIOP.auth.cli", "add_users_parser", "run_users"),
     ("vIOP.storage.attendance_cli", "add_parsers", "run"),
+    ("vIOP.storage.compliance_cli", "add_parsers", "run"),
 )
 
 

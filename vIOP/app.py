@@ -14,7 +14,16 @@ from starlette.middleware import Middleware
 from starlette.routing import BaseRoute, Route, WebSocketRoute
 
 from vIOP import web
-from vIOP.api import health, http_attendance, http_auth, http_presence, http_rooms, http_tickets, http_turn
+from vIOP.api import (
+    health,
+    http_attendance,
+    http_auth,
+    http_compliance,
+    http_presence,
+    http_rooms,
+    http_tickets,
+    http_turn,
+)
 from vIOP.api.context import Services
 from vIOP.api.live import EventListener, RelayHooks, relay_signal_sender, run_event_loop, run_sweeper
 from vIOP.api.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
@@ -48,6 +57,7 @@ from vIOP.storage.invites_sql import SqlInviteStore
 from vIOP.storage.redis_bus import EventStream, RedisEventBus
 from vIOP.storage.redis_resume_tokens import RedisResumeTokenStore
 from vIOP.storage.redis_rooms import RedisKeys, RedisPresenceStore, RedisRoomStore
+from vIOP.storage.retention import policy_from, run_daily
 from vIOP.storage.rooms_sql import SqlRoomDirectory
 
 log = logging.getLogger("vIOP.app")
@@ -207,6 +217,8 @@ def start_live(services: Services) -> None:
     services.spawn(
         run_sweeper(services, interval=min(2.0, services.settings.heartbeat_seconds / 2)), "sweeper"
     )
+    retention = policy_from(services.settings)
+    services.spawn(run_daily(services.storage, retention, services.rooms.clock), "retention")
 
     async def drain() -> None:
         for stream in list(services.extras.get("presence_streams", ())):
@@ -263,6 +275,7 @@ def create_app(settings: Settings, services: Services | None = None) -> Starlett
     routes += health.routes({"redis": redis_ping, "database": database_round_trip})
     routes += http_auth.routes() + http_rooms.routes() + http_tickets.routes()
     routes += http_presence.routes() + http_attendance.routes() + http_turn.routes()
+    routes += http_compliance.routes()
     routes.append(
         documented_route(
             "/openapi.json",

@@ -61,6 +61,11 @@ class Settings:
     ice_max_remote_candidates: int = (
         DEFAULT_MAX_REMOTE_CANDIDATES  # per peer connection (its offer, answers and trickled candidates)
     )
+    break_glass_minutes: int = 60
+    retention_attendance_days: int = 2190
+    retention_audit_days: int = 2190
+    retention_room_days: int = 400
+    retention_invite_days: int = 400
     source: Mapping[str, str] = field(default_factory=dict, compare=False)
 
     @property
@@ -255,6 +260,11 @@ _FIELDS: dict[str, _Field] = {
     "ice_remote_allow": _Field(_list(_cidr)),
     "ice_allow_loopback": _Field(_bool),
     "ice_max_remote_candidates": _Field(_int_range(1, 200)),
+    "break_glass_minutes": _Field(_int_range(5, 24 * 60)),
+    "retention_attendance_days": _Field(_int_range(30, 36500)),
+    "retention_audit_days": _Field(_int_range(2190, 36500)),  # HIPAA: 6 years at least
+    "retention_room_days": _Field(_int_range(30, 36500)),
+    "retention_invite_days": _Field(_int_range(1, 36500)),
 }
 
 SECRET_FIELDS = frozenset(name for name, spec in _FIELDS.items() if spec.secret)

@@ -18,6 +18,10 @@ API_PATHS = {
     "/api/v1/presence": {"get"},
     "/api/v1/attendance": {"get"},
     "/api/v1/turn-credentials": {"get"},
+    "/api/v1/break-glass": {"get", "post"},
+    "/api/v1/break-glass/{grant_id}/sign-off": {"post"},
+    "/api/v1/clients/{client_id}/consents": {"get", "post"},
+    "/api/v1/consents/{consent_id}": {"delete"},
 }
 
 

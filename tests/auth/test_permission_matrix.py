@@ -50,6 +50,11 @@ EXPECTED: dict[Action, dict[Role, Grant]] = {
     Action.ISSUE_PRESENCE_TICKET: {A: ALL, C: OWN, S: ALL},
     Action.VIEW_PRESENCE: {A: ALL, C: OWN, S: ALL},
     Action.VIEW_ATTENDANCE: {A: ALL, C: OWN},
+    # issue 11: emergency access to a room outside one's scope (admins, covering clinicians); its review
+    # by a second admin; 42 CFR part 2 consents
+    Action.BREAK_GLASS: {A: ALL, C: ALL},
+    Action.REVIEW_BREAK_GLASS: {A: ALL},
+    Action.MANAGE_CONSENT: {A: ALL},
 }
 
 ROOM_X, ROOM_Y = RoomId("rm_x"), RoomId("rm_y")

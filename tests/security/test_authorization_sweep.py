@@ -3,10 +3,12 @@
 THE TABLE below is the expectation, written from the product rules of issues 4-6 (and docs/API.md,
 docs/PROTOCOL.md), not derived from ``vIOP/auth/permissions.py``:
 
-- admin: manages users and keys, reads the audit log, sees presence and attendance everywhere; never joins a
-  session, never hosts or moderates;
+- admin: manages users and keys, reads the audit log, sees presence and attendance everywhere (client names
+  only through break-glass), reviews and signs off break-glass accesses, manages 42 CFR part 2 consents;
+  never joins a session, never hosts or moderates;
 - clinician: creates rooms, hosts and moderates the rooms they host, invites clients to them, sees presence
-  and attendance of those rooms only;
+  and attendance of those rooms only (another room's attendance only through break-glass, which any
+  clinician may open with a reason);
 - staff: watches presence across all rooms to run the program; nothing clinical (no attendance), never
   joins, never moderates;
 - client: no account; with an invite link, joins that one room (knock, wait, take part) and reads its
@@ -34,6 +36,7 @@ from tests.api import signal_support as ss
 from tests.api.support import Api, User, bearer
 from tests.hostile.frames import real_offer_sdp
 from tests.support import LiveServer
+from vIOP.auth.invites import token_hash
 from vIOP.auth.permissions import Role, RoomScope
 from vIOP.client.signaling import ConnectRefused, SignalingClient, SignalingClosed
 from vIOP.signaling import messages as m
@@ -74,6 +77,12 @@ EXPECTED: Final[dict[str, tuple[Any, ...]]] = {
     "GET /api/v1/presence":                         (401,       200,       200,       403,       200,       403,       403),
     "GET /api/v1/attendance":                       (401,       200,       200,       403,       403,       403,       403),
     "GET /api/v1/turn-credentials":                 (401,       403,       200,       403,       403,       200,       403),
+    "POST /api/v1/break-glass":                     (401,       201,       201,       201,       403,       403,       403),
+    "GET /api/v1/break-glass":                      (401,       200,       403,       403,       403,       403,       403),
+    "POST /api/v1/break-glass/{grant_id}/sign-off": (401,       200,       403,       403,       403,       403,       403),
+    "GET /api/v1/clients/{client_id}/consents":     (401,       200,       403,       403,       403,       403,       403),
+    "POST /api/v1/clients/{client_id}/consents":    (401,       201,       403,       403,       403,       403,       403),
+    "DELETE /api/v1/consents/{consent_id}":         (401,       200,       403,       403,       403,       403,       403),
     "GET /healthz":                                 (200,       200,       200,       200,       200,       200,       200),
     "GET /readyz":                                  (200,       200,       200,       200,       200,       200,       200),
     "GET /metrics":                                 (200,       200,       200,       200,       200,       200,       200),
@@ -188,6 +197,41 @@ async def spare_invite(world: HttpWorld) -> str:
     return str(created["id"])
 
 
+async def spare_grant(world: HttpWorld) -> str:
+    """A break-glass grant opened by another admin (nobody signs off their own)."""
+    opener = await world.api.user(Role.ADMIN)
+    body = {"room_id": world.room_a, "reason": "Sweep: covering for the host today"}
+    opened = await world.api.http.post("/api/v1/break-glass", json=body, headers=opener.headers)
+    assert opened.status_code == 201, opened.text
+    return str(opened.json()["id"])
+
+
+async def client_of_room_a(world: HttpWorld) -> str:
+    invite = await world.api.services.invite_store.by_token_hash(
+        token_hash(str(world.tokens["client_of_room"]))
+    )
+    assert invite is not None
+    return str(invite.client_id)
+
+
+async def spare_consent(world: HttpWorld) -> str:
+    created = await world.api.http.post(
+        f"/api/v1/clients/{await client_of_room_a(world)}/consents",
+        json=CONSENT,
+        headers=world.users["admin"].headers,
+    )
+    assert created.status_code == 201, created.text
+    return str(created.json()["id"])
+
+
+CONSENT: Final = {
+    "recipient": "Sweep County Court",
+    "purpose": "Sweep monitoring",
+    "data": ["attendance"],
+    "expires_at": "2099-01-01T00:00:00Z",
+}
+
+
 async def call(world: HttpWorld, action: str, role: str) -> httpx.Response:
     http, a = world.api.http, world.room_a
     credential = (
@@ -219,7 +263,21 @@ async def call(world: HttpWorld, action: str, role: str) -> httpx.Response:
             "/api/v1/turn-credentials", params={"room_id": a}, headers=headers
         ),
         "GET /static": lambda: http.get("/static/css/app.css", headers=headers),
+        "POST /api/v1/break-glass": lambda: http.post(
+            "/api/v1/break-glass",
+            json={"room_id": a, "reason": "Sweep: covering for the host"},
+            headers=headers,
+        ),
     }
+    if action == "POST /api/v1/break-glass/{grant_id}/sign-off":
+        return await http.post(f"/api/v1/break-glass/{await spare_grant(world)}/sign-off", headers=headers)
+    if action.endswith("/api/v1/clients/{client_id}/consents"):
+        url = f"/api/v1/clients/{await client_of_room_a(world)}/consents"
+        if action.startswith("GET"):
+            return await http.get(url, headers=headers)
+        return await http.post(url, json=CONSENT, headers=headers)
+    if action == "DELETE /api/v1/consents/{consent_id}":
+        return await http.delete(f"/api/v1/consents/{await spare_consent(world)}", headers=headers)
     if action == "DELETE /api/v1/invites/{invite_id}":
         return await http.delete(f"/api/v1/invites/{await spare_invite(world)}", headers=headers)
     if action in requests:

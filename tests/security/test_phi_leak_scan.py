@@ -3,7 +3,9 @@
 The session runs over the real HTTP API and signaling socket: sign-in (a canary username), a room with a
 canary title, invites with canary display names (ASCII and non-ASCII), knocks, a lobby message, an admit,
 a deny and a removal with canary texts, hands and media flags, a leave, presence and attendance exports
-(JSON and CSV), the end of the room and sign-out. The scan then reads:
+(JSON and CSV), a 42 CFR part 2 consent (canary recipient and purpose) with a disclosure to that recipient
+and a refused one, break-glass access with a canary reason (reviewed, signed off), the end of the room and
+sign-out. The scan then reads:
 
 - every file in the data folder (the SQLite database, its WAL, keys, anything else), byte for byte;
 - on PostgreSQL (when VIOP_TEST_POSTGRES_URL is set): a ``pg_dump`` of the database and every file of the
@@ -54,6 +56,9 @@ CANARIES = {
     "lobby": "Canarylobby: your counselor is running late",
     "deny": "Canarydeny: not today, call the front desk",
     "remove": "Canaryremove: see you tomorrow",
+    "recipient": "Canarysworth County Recovery Court",  # a 42 CFR part 2 consent's recipient
+    "purpose": "Canarypurpose probation check-ins",
+    "reason": "Canaryreason: the host is out sick and a client called in crisis",  # a break-glass reason
 }
 PASSWORD = "correct horse battery staple"
 
@@ -107,13 +112,14 @@ async def full_session(api: Api) -> None:
     )
     assert room.status_code == 201, room.text
     room_id = room.json()["id"]
-    invites = {}
+    invites, client_ids = {}, {}
     for who in ("client_a", "client_b", "client_c"):
         created = await api.http.post(
             f"/api/v1/rooms/{room_id}/invites", json={"display_name": CANARIES[who]}, headers=bearer(token)
         )
         assert created.status_code == 201, created.text
         invites[who] = created.json()["invite_token"]
+        client_ids[who] = created.json()["client_id"]
 
     host = await socket(api, token, room_id)
     assert isinstance(await host.request(m.Join()), m.Welcome)
@@ -152,12 +158,50 @@ async def full_session(api: Api) -> None:
     assert report.status_code == 200 and CANARIES["client_a"] in report.text
     csv = await api.http.get("/api/v1/attendance", params={"format": "csv"}, headers=bearer(token))
     assert csv.status_code == 200
+    await compliance_session(api, room_id, client_ids["client_a"])
     await host.send(m.End())
     await host.expect(m.RoomEnded)
     for client in [host, *clients.values()]:
         with contextlib.suppress(SignalingClosed):
             await client.close()
     assert (await api.http.post("/api/v1/auth/logout", headers=bearer(token))).status_code == 204
+
+
+async def compliance_session(api: Api, room_id: str, client_id: str) -> None:
+    """A Part 2 consent (canary recipient and purpose), a disclosure to that recipient, a refused one, and
+    break-glass access with a canary reason, reviewed and signed off."""
+    admin, second = await api.user(Role.ADMIN), await api.user(Role.ADMIN)
+    consent = {
+        "recipient": CANARIES["recipient"],
+        "purpose": CANARIES["purpose"],
+        "data": ["attendance"],
+        "expires_at": "2099-01-01T00:00:00Z",
+    }
+    added = await api.http.post(f"/api/v1/clients/{client_id}/consents", json=consent, headers=admin.headers)
+    assert added.status_code == 201, added.text
+    disclosure = {"room_id": room_id, "client": client_id, "recipient": CANARIES["recipient"]}
+    disclosed = await api.http.get("/api/v1/attendance", params=disclosure, headers=admin.headers)
+    assert disclosed.status_code == 200 and CANARIES["client_a"] in disclosed.text, disclosed.text
+    refused = await api.http.get(
+        "/api/v1/attendance", params={**disclosure, "client": ""}, headers=admin.headers
+    )
+    assert refused.status_code == 403 and CANARIES["recipient"] not in refused.text
+    grant = await api.http.post(
+        "/api/v1/break-glass", json={"room_id": room_id, "reason": CANARIES["reason"]}, headers=admin.headers
+    )
+    assert grant.status_code == 201, grant.text
+    opened = await api.http.get(
+        "/api/v1/attendance",
+        params={"room_id": room_id},
+        headers={**admin.headers, "X-Break-Glass": grant.json()["id"]},
+    )
+    assert opened.status_code == 200 and CANARIES["client_a"] in opened.text
+    review = await api.http.get("/api/v1/break-glass", headers=second.headers)
+    assert CANARIES["reason"] in review.text  # the reason went through the server
+    signed = await api.http.post(f"/api/v1/break-glass/{grant.json()['id']}/sign-off", headers=second.headers)
+    assert signed.status_code == 200, signed.text
+    listed = await api.http.get(f"/api/v1/clients/{client_id}/consents", headers=admin.headers)
+    assert CANARIES["recipient"] in listed.text and CANARIES["purpose"] in listed.text
 
 
 async def session_over_http(live: Any) -> None:

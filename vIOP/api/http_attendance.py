@@ -1,13 +1,14 @@
 """``GET /api/v1/attendance``: the IOP attendance ledger as JSON or CSV, every export audited.
 
-Admins read every room; clinicians the rooms they host (a filter naming another room is 403; without one,
-the report holds their rooms only); staff and clients nothing. The role is authorized before the query
-string is even read, so a caller without the permission learns nothing from how filters are judged.
-
-The report itself is the one the CLI writes (:mod:`vIOP.rooms.attendance_report`): intervals, minutes per
-client per day and per week with the under-3-hours-day and under-9-hours-week flags. JSON adds per-session
-rosters and, for the reader who may see them, client display names; CSV stays ids only, exactly as the CLI
-exports it.
+Admins read every room without client names; clinicians the rooms they host, with names (a filter naming
+another room is 403; without one, the report holds their rooms only); staff and clients nothing. The role is
+authorized before the query string is even read, so a caller without the permission learns nothing from how
+filters are judged. Beyond that: a break-glass grant (``X-Break-Glass``), and disclosures to an outside
+``recipient``, which need every client's 42 CFR part 2 consent and carry the redisclosure notice
+(``vIOP/api/http_compliance.py``). The report itself is the one the CLI writes
+(:mod:`vIOP.rooms.attendance_report`): intervals, minutes per client per day and per week with the
+under-3-hours-day and under-9-hours-week flags. JSON adds per-session rosters and, for the reader who may
+see them, client display names; CSV stays ids only, exactly as the CLI exports it.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute
 
 from vIOP.api.auth_context import BEARER_SECURITY, Caller, authenticate, iso, refusals, require_account
+from vIOP.api.http_compliance import BREAK_GLASS_HEADER, AttendanceAccess, attendance_access
 from vIOP.api.openapi import documented_route
 from vIOP.auth.permissions import Action, Grant, authorize
 from vIOP.errors import BadRequest, NotFound, Unavailable
@@ -108,12 +110,13 @@ def _midnight(day: date, zone: ZoneInfo) -> float:
     return datetime.combine(day, datetime.min.time(), zone).timestamp()
 
 
-async def _allowed_rooms(caller: Caller, filters: Filters) -> set[str] | None:
-    """The rooms the report may cover: None for every room (admins), else the caller's own."""
+async def _allowed_rooms(caller: Caller, filters: Filters, access: AttendanceAccess) -> set[str] | None:
+    """The rooms the report may cover: None for every room (admins), else the caller's own (or the room of
+    a break-glass grant the caller presented)."""
     directory = caller.services.room_directory
     if filters.room_id is not None:
         record = await directory.get(filters.room_id)  # 404 before 403
-        authorize(caller.principal, Action.VIEW_ATTENDANCE, record.scope)
+        access.authorize_room(record.scope)
         return {record.id}
     if authorize(caller.principal, Action.VIEW_ATTENDANCE) is Grant.ALL:
         return None
@@ -188,7 +191,8 @@ async def attendance(request: Request) -> Response:
     require_account(caller)
     authorize(caller.principal, Action.VIEW_ATTENDANCE)  # the role first; the room scope once it is named
     filters = Filters(request.query_params)
-    allowed = await _allowed_rooms(caller, filters)
+    access = await attendance_access(caller, request, filters.room_id)  # break-glass, disclosure recipient
+    allowed = await _allowed_rooms(caller, filters, access)
     services = caller.services
     ledger = services.rooms.attendance
     if ledger is None:
@@ -200,6 +204,7 @@ async def attendance(request: Request) -> Response:
         end=filters.end,
     )
     intervals = [i for i in await ledger.intervals(query) if allowed is None or i.room_id in allowed]
+    await access.check_disclosure(intervals)  # 42 CFR part 2: refused without every client's consent
     report = build_report(intervals, now=services.rooms.clock(), tz=filters.tz.key)
     if filters.room_id is not None:
         audited = ("room", filters.room_id)
@@ -208,14 +213,18 @@ async def attendance(request: Request) -> Response:
     else:
         audited = ("room", "all")
     await caller.audit(AuditAction.ATTENDANCE_EXPORTED, *audited)
+    notice = access.notice
     if filters.format is Format.CSV:
         return Response(
-            to_csv(report, filters.table),
+            (f"# {notice}\n" if notice else "") + to_csv(report, filters.table),
             media_type="text/csv; charset=utf-8",
             headers={"Content-Disposition": f'attachment; filename="attendance-{filters.table.value}.csv"'},
         )
-    names = await _display_names(caller, intervals)
-    return JSONResponse(json_document(report, filters, names))
+    names = await _display_names(caller, intervals) if access.identified else {}
+    document = json_document(report, filters, names)
+    if notice:
+        document["redisclosure_notice"] = notice
+    return JSONResponse(document)
 
 
 # --- OpenAPI ----------------------------------------------------------------------------------------------
@@ -280,6 +289,7 @@ REPORT_SCHEMA: Final = {
         "intervals": {"type": "array", "items": _ROW},
         "days": {"type": "array", "items": _ROW},
         "weeks": {"type": "array", "items": _ROW},
+        "redisclosure_notice": {"type": "string"},
     },
 }
 
@@ -305,6 +315,12 @@ _PARAMETERS: Final = [
         "which table a CSV holds",
     ),
     _query("tz", {"type": "string", "default": "UTC"}, "the program's IANA time zone for days and weeks"),
+    _query(
+        "recipient",
+        {"type": "string", "minLength": 1, "maxLength": 200},
+        "a disclosure: the outside recipient; every client in the report must have consented (42 CFR part 2)",
+    ),
+    BREAK_GLASS_HEADER,
 ]
 
 

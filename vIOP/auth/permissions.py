@@ -6,7 +6,8 @@ one room a client's invite is for) or ``ALL`` (any room, or an action that conce
 
 Staff run the program (presence across rooms) but never moderate and never join: no clinical content.
 Admins manage users and keys, read the audit log and see presence/attendance everywhere, but do not join
-sessions. This module is pure: no I/O, no framework imports.
+sessions; their attendance reports carry no client names unless they open a break-glass grant for that room
+(``vIOP/compliance/break_glass.py``), which a clinician may also open for a room they do not host. This module is pure: no I/O, no framework imports.
 """
 
 from __future__ import annotations
@@ -70,6 +71,10 @@ class Action(StrEnum):
     MANAGE_USERS = "manage_users"
     ROTATE_KEYS = "rotate_keys"
     READ_AUDIT = "read_audit"
+    # compliance (issue 11): emergency access, its review, 42 CFR Part 2 consents
+    BREAK_GLASS = "break_glass"
+    REVIEW_BREAK_GLASS = "review_break_glass"
+    MANAGE_CONSENT = "manage_consent"
 
 
 class Grant(Enum):
@@ -114,6 +119,9 @@ _TABLE: Final[dict[Action, tuple[Grant, Grant, Grant, Grant]]] = {
     Action.MANAGE_USERS:                  (_A,   _N,       _N,   _N),
     Action.ROTATE_KEYS:                   (_A,   _N,       _N,   _N),
     Action.READ_AUDIT:                    (_A,   _N,       _N,   _N),
+    Action.BREAK_GLASS:                   (_A,   _A,       _N,   _N),
+    Action.REVIEW_BREAK_GLASS:            (_A,   _N,       _N,   _N),
+    Action.MANAGE_CONSENT:                (_A,   _N,       _N,   _N),
 }
 # fmt: on
 
@@ -130,6 +138,8 @@ ROOM_FREE: Final = frozenset(
         Action.MANAGE_USERS,
         Action.ROTATE_KEYS,
         Action.READ_AUDIT,
+        Action.REVIEW_BREAK_GLASS,
+        Action.MANAGE_CONSENT,
         # listings: with an OWN grant the caller filters to the principal's rooms
         Action.ISSUE_PRESENCE_TICKET,
         Action.VIEW_PRESENCE,

@@ -16,14 +16,18 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from vIOP.compliance.consent import REDISCLOSURE_NOTICE, ConsentRequired, DataCategory, check_text
 from vIOP.errors import ConfigError
 from vIOP.ids import RoomId
+from vIOP.rooms.attendance import Interval
 from vIOP.rooms.attendance_report import ReportTable, build_report, to_csv, to_json
+from vIOP.rooms.participant import Role
 from vIOP.rooms.ports import AttendanceQuery
 from vIOP.settings import Settings, load_settings
 from vIOP.storage.attendance_sql import SqlAttendanceStore
-from vIOP.storage.audit import Action
-from vIOP.storage.bootstrap import open_storage
+from vIOP.storage.audit import Action, Outcome
+from vIOP.storage.bootstrap import Storage, open_storage
+from vIOP.storage.consents_sql import SqlConsentStore, require_consent
 
 OPERATOR = "operator"
 Subparsers = Any  # argparse's _SubParsersAction is private
@@ -45,6 +49,10 @@ def add_attendance_parser(sub: Subparsers) -> str:
     )
     export.add_argument("--tz", default="UTC", help="the program's time zone for days and weeks")
     export.add_argument("--output", type=Path, help="write here (mode 0600) instead of standard output")
+    export.add_argument(
+        "--recipient",
+        help="a disclosure to this outside recipient: every client in it needs a 42 CFR part 2 consent",
+    )
     return "attendance"
 
 
@@ -77,6 +85,25 @@ def _write_private(path: Path, text: str) -> None:
         out.write(text)
 
 
+async def disclose(storage: Storage, intervals: list[Interval], recipient: str | None) -> str | None:
+    """For an export to an outside ``recipient``: every client's consent or ConsentRequired (nothing is
+    written), each disclosure audited; returns the redisclosure notice the export must carry."""
+    if recipient is None:
+        return None
+    clients = [i.subject for i in intervals if i.role is Role.CLIENT]
+    store = SqlConsentStore(storage.db, storage.keys)
+    try:
+        await require_consent(
+            store, clients, check_text(recipient, "--recipient"), DataCategory.ATTENDANCE, time.time()
+        )
+    except ConsentRequired:
+        await storage.audit.append(None, OPERATOR, "part2.disclosed", "client", None, Outcome.DENIED)
+        raise
+    for client in dict.fromkeys(clients):
+        await storage.audit.append(None, OPERATOR, "part2.disclosed", "client", client)
+    return REDISCLOSURE_NOTICE
+
+
 def run_attendance(args: argparse.Namespace, settings: Settings | None = None) -> int:
     settings = settings or load_settings()
     query = export_query(args)
@@ -85,8 +112,10 @@ def run_attendance(args: argparse.Namespace, settings: Settings | None = None) -
         storage = await open_storage(settings)
         try:
             intervals = await SqlAttendanceStore(storage.db).intervals(query)
+            notice = await disclose(storage, intervals, args.recipient)  # 42 CFR part 2: consent or refusal
             report = build_report(intervals, now=time.time(), tz=args.tz)
             text = to_json(report) if args.format == "json" else to_csv(report, ReportTable(args.table))
+            text = f"# {notice}\n{text}" if notice else text
             if args.output:
                 _write_private(args.output, text)
             else:

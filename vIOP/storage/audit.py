@@ -25,12 +25,12 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import func, insert, select
+from sqlalchemy import delete, func, insert, select
 from sqlalchemy.exc import IntegrityError
 
 from vIOP.errors import BadRequest, Unavailable
 from vIOP.storage.crypto import FieldRef, KeyRing, utc_now
-from vIOP.storage.schema import audit_log
+from vIOP.storage.schema import audit_anchors, audit_log
 
 GENESIS = bytes(32)
 _ID = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")  # opaque ids only: a name with a space is refused
@@ -328,8 +328,7 @@ class AuditLog:
 
     # --- verification ---------------------------------------------------------------------------
 
-    async def _rows(self) -> AsyncIterator[Any]:
-        after = 0
+    async def _rows(self, after: int = 0) -> AsyncIterator[Any]:
         while True:
             async with self.db.read() as conn:
                 batch = (
@@ -352,9 +351,13 @@ class AuditLog:
         marks, bad = self._read_checkpoints(path) if path is not None else ({}, None)
         if bad is not None:
             return bad
-        expected_seq, expected_prev, checked = 1, GENESIS, 0
+        anchor = await self._anchor()
+        if isinstance(anchor, Verification):
+            return anchor
+        expected_seq, expected_prev = (anchor[0] + 1, anchor[1]) if anchor else (1, GENESIS)
+        checked = 0
         suspect: Any = None  # a row whose MAC failed: the next row tells inserted from altered
-        async for row in self._rows():
+        async for row in self._rows(after=expected_seq - 1):
             if suspect is not None:
                 kind = Problem.INSERTED if row.prev_mac == expected_prev else Problem.ALTERED
                 return _failed(checked, suspect.seq, len(marks), kind)
@@ -381,6 +384,55 @@ class AuditLog:
             )
             return Verification(checked, last_seq, len(marks), Problem.TRUNCATED, last_seq + 1, detail)
         return Verification(checked, last_seq, len(marks))
+
+    # --- retention: purging the oldest rows behind a signed anchor -----------------------------
+
+    def _anchor_sig(self, seq: int, mac: bytes) -> str:
+        message = f"viop/audit-anchor/v1|{seq}|{mac.hex()}".encode()
+        return hmac.new(self._checkpoint_key, message, hashlib.sha256).hexdigest()
+
+    async def _anchor(self) -> tuple[int, bytes] | Verification | None:
+        """The anchor in force (seq, mac of the last purged row), a failed Verification if it is forged."""
+        async with self.db.read() as conn:
+            row = (
+                await conn.execute(select(audit_anchors).order_by(audit_anchors.c.seq.desc()).limit(1))
+            ).first()
+        if row is None:
+            return None
+        if not hmac.compare_digest(row.sig, self._anchor_sig(row.seq, row.mac)):
+            detail = f"the retention anchor at row {row.seq} is not signed by this installation"
+            return Verification(0, 0, 0, Problem.BAD_CHECKPOINT, row.seq, detail)
+        return int(row.seq), bytes(row.mac)
+
+    async def purge_before(self, cutoff: datetime, *, dry_run: bool = False) -> int:
+        """Delete the oldest rows, every one before the first row at or after ``cutoff`` (never the newest
+        row), after checking the chain; a signed anchor (seq and mac of the last row deleted) lets
+        :meth:`verify` start after them. Returns the number of rows (that would be) deleted; 0 when the chain
+        does not verify (nothing is deleted from a broken log: it is evidence)."""
+        async with self.db.read() as conn:
+            young = (
+                await conn.execute(select(func.min(audit_log.c.seq)).where(audit_log.c.at >= cutoff))
+            ).scalar_one_or_none()
+            newest = (await conn.execute(select(func.max(audit_log.c.seq)))).scalar_one_or_none()
+            first = (await conn.execute(select(func.min(audit_log.c.seq)))).scalar_one_or_none()
+        if newest is None or first is None:
+            return 0
+        last = min(int(young) - 1 if young is not None else int(newest), int(newest) - 1)
+        if last < first:
+            return 0
+        if dry_run:
+            return last - int(first) + 1
+        if not (await self.verify()).ok:
+            return 0
+        async with self._lock, self.db.begin() as conn:
+            mac = (await conn.execute(select(audit_log.c.mac).where(audit_log.c.seq == last))).scalar_one()
+            await conn.execute(
+                insert(audit_anchors).values(
+                    seq=last, mac=mac, at=self._clock(), sig=self._anchor_sig(last, mac)
+                )
+            )
+            deleted = await conn.execute(delete(audit_log).where(audit_log.c.seq <= last))
+        return int(deleted.rowcount or 0)
 
 
 _DETAILS = {

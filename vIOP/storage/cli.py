@@ -19,6 +19,7 @@ from typing import Any
 
 from vIOP.errors import ConfigError
 from vIOP.settings import Settings, load_settings
+from vIOP.storage import compliance_cli
 from vIOP.storage.audit import Action, Outcome
 from vIOP.storage.bootstrap import Storage, open_storage
 from vIOP.storage.crypto import shred_client
@@ -178,6 +179,7 @@ def add_audit_parser(sub: Subparsers) -> str:
         cmd.add_argument(
             "--checkpoints", type=Path, help="checkpoint file (default: <data dir>/audit-checkpoints.jsonl)"
         )
+    compliance_cli.add_review_parsers(audit_sub)  # `audit review`, `audit sign-off` (break-glass)
     return "audit"
 
 
@@ -200,7 +202,10 @@ def run_audit(args: argparse.Namespace, settings: Settings | None = None) -> int
         _say(f"checkpoint written at row {seq}" if seq else "the audit log is empty: nothing to sign")
         return 0
 
-    work = verify if args.audit_command == "verify" else checkpoint
+    async def review(storage: Storage) -> int:
+        return await compliance_cli.run_review(args, storage)
+
+    work = {"verify": verify, "checkpoint": checkpoint}.get(args.audit_command, review)
     return asyncio.run(_with_storage(settings, args, work))
 
 

@@ -366,27 +366,33 @@ async def shred_client(ring: KeyRing, client_id: str) -> ShredResult:
     backups made before now: they stay readable until the KEK that wrapped them is rotated and retired.
     """
     async with ring.db.begin() as conn:
-        row = (
-            await conn.execute(
-                select(clients.c.data_key_id, clients.c.shredded_at).where(clients.c.id == client_id)
-            )
-        ).first()
-        if row is None:
-            raise NotFound(f"no client {client_id}")
-        now = utc_now()
+        result = await shred_client_in(conn, client_id, utc_now())
+    ring.forget(result.data_key_id)
+    return result
+
+
+async def shred_client_in(conn: AsyncConnection, client_id: str, now: datetime) -> ShredResult:
+    """:func:`shred_client` inside the caller's transaction (the retention job shreds in its own); the
+    caller then calls ``ring.forget(result.data_key_id)`` once it committed."""
+    row = (
         await conn.execute(
-            update(data_keys)
-            .where(
-                data_keys.c.id == row.data_key_id,
-                data_keys.c.scope == KeyScope.CLIENT.value,
-                data_keys.c.destroyed_at.is_(None),
-            )
-            .values(wrapped=None, kek_id=None, kek_version=None, destroyed_at=now)
+            select(clients.c.data_key_id, clients.c.shredded_at).where(clients.c.id == client_id)
         )
-        await conn.execute(
-            update(clients)
-            .where(clients.c.id == client_id, clients.c.shredded_at.is_(None))
-            .values(shredded_at=now)
+    ).first()
+    if row is None:
+        raise NotFound(f"no client {client_id}")
+    await conn.execute(
+        update(data_keys)
+        .where(
+            data_keys.c.id == row.data_key_id,
+            data_keys.c.scope == KeyScope.CLIENT.value,
+            data_keys.c.destroyed_at.is_(None),
         )
-    ring.forget(row.data_key_id)
+        .values(wrapped=None, kek_id=None, kek_version=None, destroyed_at=now)
+    )
+    await conn.execute(
+        update(clients)
+        .where(clients.c.id == client_id, clients.c.shredded_at.is_(None))
+        .values(shredded_at=now)
+    )
     return ShredResult(client_id, row.data_key_id, row.shredded_at is not None)

@@ -230,3 +230,53 @@ attendance_intervals = Table(
     Index(None, "room_id", "joined_at"),
     UniqueConstraint("session_id", "participant_id", "joined_at"),
 )
+
+# --- compliance (issue 11) --------------------------------------------------------------------------
+
+# Break-glass grants: one room, one reason (ciphertext under sys.fields, AAD bound to the grant id), a
+# short life; listed for review until a second admin signs off. Ids only otherwise (no FK to rooms: the
+# grant outlives a room purged by retention, as its audit rows do).
+break_glass_grants = Table(
+    "break_glass_grants",
+    metadata,
+    _id("id", primary_key=True),
+    _id("actor_id", ForeignKey("users.id"), nullable=False),
+    Column("actor_role", String(ENUM), nullable=False),
+    _id("room_id", nullable=False),
+    Column("reason", LargeBinary, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("expires_at", UtcDateTime, nullable=False),
+    _id("signed_off_by", ForeignKey("users.id"), nullable=True),
+    Column("signed_off_at", UtcDateTime, nullable=True),
+    Index(None, "signed_off_at", "created_at"),
+)
+
+# 42 CFR Part 2 consents. Recipient and purpose are ciphertext under the *client's* data key: shredding the
+# client shreds their consents. ``data`` is a comma list of DataCategory values (no PHI).
+part2_consents = Table(
+    "part2_consents",
+    metadata,
+    _id("id", primary_key=True),
+    _id("client_id", ForeignKey("clients.id"), nullable=False),
+    Column("recipient", LargeBinary, nullable=False),
+    Column("purpose", LargeBinary, nullable=False),
+    Column("data", String(255), nullable=False),
+    _id("created_by", ForeignKey("users.id"), nullable=True),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("expires_at", UtcDateTime, nullable=False),
+    Column("revoked_at", UtcDateTime, nullable=True),
+    _id("revoked_by", ForeignKey("users.id"), nullable=True),
+    Index(None, "client_id"),
+)
+
+# Where ``audit verify`` starts once retention purged the oldest audit rows: the seq and mac of the last row
+# purged, HMAC-signed under the audit checkpoint key (a forged or edited anchor fails verification). The
+# newest row is the anchor in force; older ones are history.
+audit_anchors = Table(
+    "audit_anchors",
+    metadata,
+    Column("seq", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=False),
+    Column("mac", LargeBinary, nullable=False),
+    Column("at", UtcDateTime, nullable=False),
+    Column("sig", String(ID), nullable=False),
+)
