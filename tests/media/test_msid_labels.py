@@ -38,6 +38,7 @@ async def test_own_m_lines_carry_the_connections_stream_id_and_others_their_part
     room: Room,
 ) -> None:
     a, peer_a = await room.join()
+    answer = _sections(peer_a.pc.remoteDescription.sdp)  # the server's answer to a's offer
     b, _ = await room.join()
     await wait_until(lambda: any(pid == a for pid, _ in room.offers), FLOW_TIMEOUT, "a server offer to a")
     offer = next(sdp for pid, sdp in room.offers if pid == a)
@@ -48,6 +49,7 @@ async def test_own_m_lines_carry_the_connections_stream_id_and_others_their_part
     assert own_audio[0] == own_video[0] == "recvonly"
     assert own_audio[1] == own_video[1]
     assert not own_audio[1].startswith("pt_")
+    assert [(d, stream_id) for d, stream_id, _ in answer] == [("recvonly", own_audio[1])] * 2
     assert own_audio[1] not in own_stream_ids
     # b's audio and video: sendonly, stream id = b's participant id, track ids b-1 and b-2.
     assert others == [("sendonly", b, f"{b}-1"), ("sendonly", b, f"{b}-2")]
