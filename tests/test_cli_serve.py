@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -72,6 +73,7 @@ def test_config_prints_masked_configuration(workdir: Path) -> None:
         ({"VIOP_REDIS_URL": "ftp://x"}, "VIOP_REDIS_URL"),
         ({"VIOP_NOT_A_SETTING": "1"}, "VIOP_NOT_A_SETTING"),
         ({"VIOP_ENV": "production"}, "VIOP_REDIS_URL"),
+        ({"VIOP_ICE_HOST_ADDRESSES": '["127.0.0.1"]'}, "not JSON: write 127.0.0.1 (no brackets"),
     ],
 )
 def test_invalid_configuration_is_one_line_and_exit_2(
@@ -174,3 +176,36 @@ def test_serves_with_no_configuration_then_stops_cleanly(workdir: Path, sig: sig
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+def test_start_up_log_at_info_holds_no_alembic_chatter(workdir: Path) -> None:
+    """Alembic announces its plugins and each migration step at info; an operator's log need not."""
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "vIOP", "serve", "--port", str(port)],
+        cwd=workdir,
+        env=_env(VIOP_LOG_LEVEL="info"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+
+        def ready() -> bool:
+            try:
+                return httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        assert _wait_until(ready, 15), "not ready within 15 s"
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    records = [json.loads(line) for line in stderr.splitlines() if line.startswith("{")]
+    assert (workdir / "var" / "viop.db").exists()  # the migrations ran in this start-up
+    assert any(r["logger"] == "vIOP.server" and r["msg"] == "serving" for r in records), stderr
+    assert any(r["level"] == "info" for r in records)  # info lines do reach the log
+    alembic_lines = [r for r in records if r["logger"].startswith("alembic")]
+    assert alembic_lines == []

@@ -165,3 +165,34 @@ def test_settings_parse_and_show_the_egress_settings() -> None:
 def test_bad_egress_settings_name_the_setting(var: str, value: str) -> None:
     with pytest.raises(ConfigError, match=var):
         load_settings({var: value})
+
+
+# --- list settings are comma-separated (README "Configuration") ----------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("var", "json_list", "written"),
+    [
+        ("VIOP_ICE_HOST_ADDRESSES", '["127.0.0.1", "10.0.0.2"]', "127.0.0.1,10.0.0.2"),
+        ("VIOP_ALLOWED_ORIGINS", '["http://clinic.example.org:8000"]', "http://clinic.example.org:8000"),
+        ("VIOP_ICE_SERVERS", "['stun:stun.example.org:3478']", "stun:stun.example.org:3478"),
+        ("VIOP_ICE_REMOTE_ALLOW", "[10.20.0.0/16]", "10.20.0.0/16"),
+    ],
+)
+def test_a_json_list_is_refused_with_the_comma_separated_form_to_write(
+    var: str, json_list: str, written: str
+) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_settings({var: json_list})
+    assert info.value.setting == var
+    assert info.value.message == (
+        f"{var}: must be a comma-separated list, not JSON: write {written} (no brackets, no quotes)"
+    )
+    # ... and what it says to write is accepted.
+    assert getattr(load_settings({var: written}), var[len("VIOP_") :].lower()) == tuple(written.split(","))
+
+
+def test_an_empty_json_list_is_refused_with_how_to_write_none() -> None:
+    with pytest.raises(ConfigError, match="for none, leave it empty or unset"):
+        load_settings({"VIOP_ALLOWED_ORIGINS": "[]"})
+    assert load_settings({"VIOP_ALLOWED_ORIGINS": ""}).allowed_origins == ()

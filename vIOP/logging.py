@@ -167,4 +167,7 @@ def configure_logging(level: str = "info", stream: Any = None) -> logging.Handle
     # messages come pre-formatted, so message_of cannot hold them back): keep them quiet.
     for name in ("aioice", "aiortc", "httpcore"):
         logging.getLogger(name).setLevel(logging.WARNING)
+    # Alembic announces every plugin it sets up and every migration step at info on each start-up: noise
+    # in an operator's log. Its warnings and errors still come through.
+    logging.getLogger("alembic").setLevel(logging.WARNING)
     return handler

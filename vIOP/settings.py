@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
+import json
 import os
 import tomllib
 from collections.abc import Callable, Mapping
@@ -185,9 +186,28 @@ def _origin(raw: str) -> str:
 
 def _list(item: Callable[[str], str]) -> Callable[[str], tuple[str, ...]]:
     def parse(raw: str) -> tuple[str, ...]:
+        if raw.lstrip().startswith("["):
+            raise ValueError(_not_json_list(raw))
         return tuple(item(part) for part in raw.split(",") if part.strip())
 
     return parse
+
+
+def _not_json_list(raw: str) -> str:
+    """The fix for a list written as JSON (``["a", "b"]``), which would otherwise fail on its first item
+    with a message about the brackets and quotes."""
+    try:
+        decoded = json.loads(raw)
+    except ValueError:
+        decoded = None
+    if isinstance(decoded, list):
+        items = [str(value).strip() for value in decoded]
+    else:  # not valid JSON, e.g. [127.0.0.1] or ['a', 'b']
+        items = [part.strip().strip("\"'").strip() for part in raw.strip().strip("[]").split(",")]
+    example = ",".join(value for value in items if value)
+    if not example:
+        return "must be a comma-separated list, not JSON: for none, leave it empty or unset"
+    return f"must be a comma-separated list, not JSON: write {example} (no brackets, no quotes)"
 
 
 def _ice_server(raw: str) -> str:

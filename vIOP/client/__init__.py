@@ -1,1 +1,3 @@
-"""The Python client: signaling over WebSockets (and, in time, media) for tests, benchmarks and operators."""
+"""The Python client, for tests, benchmarks and operators: signaling (``signaling.py``), media
+(``media.py``), the two as one participant (``session.py``) and ``python -m vIOP.client``.
+"""

@@ -1,1 +1,5 @@
-"""Signaling over WebSockets: wire messages, codec, live connections and resume tokens."""
+"""The signaling wire, without a web framework: every message as a msgspec Struct (``messages.py``), the one
+frame codec, live connections with their send queues, the inbound rate limit and resume tokens.
+
+The WebSocket endpoint that drives them is ``vIOP/api/ws_signal.py``; the protocol is docs/PROTOCOL.md.
+"""
