@@ -1,5 +1,8 @@
 // Client join page: /join#invite=<token>. The token travels in the URL fragment, which the browser never
-// sends to the server, and is moved to sessionStorage at once so it leaves the address bar and history.
+// sends to the server. The browser's history keeps the URL as it was navigated to, fragment included,
+// whatever a script does afterwards, so the link is exchanged at once, one time only, for this device's
+// credential (docs/API.md, "Invite links"): only that credential is kept, in this tab's sessionStorage,
+// and the link left in the history is worth nothing. The resume token stays in memory (signaling.js).
 
 import * as api from "../api.js";
 import { DeviceError, fillDevicePickers, openLocalMedia, stopStream } from "../devices.js";
@@ -8,19 +11,34 @@ import { $, announce, setPressed, showScreen } from "../ui.js";
 import { VideoGrid } from "../video-grid.js";
 import { exposeDiagnostics } from "../diagnostics.js";
 
-const INVITE_KEY = "viop.invite";
+const DEVICE_KEY = "viop.device";
 
-// Accepts "#invite=<token>&room=<room id>" (the console's links) and the bare "#<token>" of the API's join_url.
-function takeInvite() {
-  const fragment = new URLSearchParams(location.hash.slice(1));
-  const bare = [...fragment.keys()].find((key) => key.startsWith("vinv_"));
-  const token = fragment.get("invite") || bare;
-  if (location.hash) history.replaceState(null, "", location.pathname);
-  if (token) sessionStorage.setItem(INVITE_KEY, JSON.stringify({ token, room: fragment.get("room") }));
+function storedDevice() {
   try {
-    return JSON.parse(sessionStorage.getItem(INVITE_KEY) || "null");
+    return JSON.parse(sessionStorage.getItem(DEVICE_KEY) || "null");
   } catch {
     return null;
+  }
+}
+
+// Accepts "#invite=<token>&room=<room id>" (the console's links) and the bare "#<token>" of the API's join_url.
+// Returns {token, room} with this device's credential as token, or throws the exchange's ApiError.
+async function takeInvite() {
+  const fragment = new URLSearchParams(location.hash.slice(1));
+  const bare = [...fragment.keys()].find((key) => key.startsWith("vinv_"));
+  const link = fragment.get("invite") || bare;
+  if (location.hash) history.replaceState(null, "", location.pathname);
+  const held = storedDevice();
+  if (!link) return held; // a reload of this tab: its credential is still here
+  try {
+    const exchanged = await api.exchangeInvite(link);
+    const device = { token: exchanged.device_token, room: exchanged.room_id };
+    sessionStorage.setItem(DEVICE_KEY, JSON.stringify(device));
+    return device;
+  } catch (error) {
+    // This very tab spent the link before (its history entry was opened again): it still holds the credential.
+    if (held?.token && error instanceof api.ApiError && error.code === "invite_already_used") return held;
+    throw error;
   }
 }
 
@@ -152,9 +170,33 @@ function wireControls() {
   }
 }
 
+function showLinkProblem(title, text) {
+  $("#no-invite-title").textContent = title;
+  $("#no-invite-text").textContent = text;
+  showScreen("no-invite");
+}
+
 async function main() {
   wireControls();
-  page.invite = takeInvite();
+  // Closing the tab (or navigating away) leaves the room at once rather than holding the seat as
+  // "reconnecting" for the grace window. Not on a tab switch: that is visibilitychange, not pagehide.
+  window.addEventListener("pagehide", () => page.session?.leave());
+  try {
+    page.invite = await takeInvite();
+  } catch (error) {
+    if (error instanceof api.ApiError && error.code === "invite_already_used") {
+      document.body.dataset.linkProblem = "already_used";
+      showLinkProblem(
+        "This link was already used on another device",
+        "For your privacy, an invite link works on one device only. Ask your clinician for a new link.",
+      );
+    } else if (error instanceof api.ApiError && error.status === 401) {
+      showLinkProblem("This invite link no longer works", "It may have expired or been replaced. Ask your clinician for a new link.");
+    } else {
+      showLinkProblem("The server could not be reached", api.describeError(error));
+    }
+    return;
+  }
   if (!page.invite?.token) {
     showScreen("no-invite");
     return;
