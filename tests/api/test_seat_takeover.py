@@ -88,3 +88,29 @@ async def test_the_resume_token_still_takes_the_seat_back(live: LiveServer) -> N
         welcome = await client.join(resume=True)
         assert welcome.resumed and welcome.participant_id == seat
         await client.wait_message(m.Admitted)
+
+
+async def test_a_removed_client_knocking_again_is_shown_to_the_host_as_returning(live: LiveServer) -> None:
+    """Removal is not a ban, but the host's lobby says who is coming back after one."""
+    host = await ss.clinician(live)
+    scope = await ss.room(live, host)
+    clinician = ss.participant(live, host.principal, scope, host.session, tracks=tuple)
+    principal = await ss.invite(live, host, scope, "Ana")
+    first = ss.participant(live, principal, scope, tracks=tuple)
+    again = ss.participant(live, principal, scope, tracks=tuple)
+    newcomer = ss.participant(live, await ss.invite(live, host, scope, "Ben"), scope, tracks=tuple)
+    async with closing(clinician, first, again, newcomer):
+        await clinician.join()
+        await first.join()
+        await clinician.wait_message(m.Lobby, where=lambda lb: waiting(lb) == [first.participant_id])
+        await clinician.send(m.Admit(participant_id=first.participant_id))
+        await first.wait_message(m.Admitted)
+        await clinician.send(m.Remove(participant_id=first.participant_id))
+        await first.wait_message(m.Removed)
+        await first.wait_closed()
+
+        await again.join()
+        await newcomer.join()
+        lobby = await clinician.wait_message(m.Lobby, where=lambda lb: len(lb.waiting) == 2)
+        flags = {e.participant_id: e.returning_after_removal for e in lobby.waiting}
+        assert flags == {again.participant_id: True, newcomer.participant_id: False}

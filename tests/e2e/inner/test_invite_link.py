@@ -13,9 +13,12 @@ from __future__ import annotations
 import re
 import sqlite3
 
+from tests.api import signal_support as ss
 from tests.e2e.browser import Browsers
+from tests.e2e.inner import flows
 from tests.e2e.inner.flows import invite_link, record_api_requests
 from tests.support import LiveServer
+from vIOP.signaling import messages as m
 
 _TOKEN = re.compile(r"v(?:inv|dev)_[A-Za-z0-9_-]{43}")
 
@@ -65,3 +68,29 @@ async def test_the_invite_link_left_in_history_is_spent_and_a_second_device_is_t
     assert api_calls == [f"/api/v1/rooms/{link.rsplit('room=', 1)[1]}"]  # told on arrival; no ticket
     await second.assert_accessible("join: link already used")
     await second.assert_clean(expected=(re.compile(r"Failed to load resource: .* 401 .*/api/v1/rooms/.*"),))
+
+
+async def test_closing_the_tab_leaves_at_once_instead_of_holding_the_seat(
+    server: LiveServer, people: Browsers
+) -> None:
+    """The join page sends `leave` on pagehide: the others see the client leave, never "reconnecting"."""
+    dr = await ss.clinician(server, username="dr.pagehide")
+    scope = await ss.room(server, dr)
+    created = await ss.services(server).invites.create(dr.principal, scope, "Robin")
+    host = ss.participant(server, dr.principal, scope, dr.session, tracks=tuple)
+    client = await people.launch("client")
+    try:
+        await host.join()
+        await flows.client_joins(client, f"/join#invite={created.token}&room={scope.room_id}")
+        knock = await host.wait_message(m.Lobby, where=lambda lb: len(lb.waiting) == 1)
+        pid = knock.waiting[0].participant_id
+        await host.send(m.Admit(participant_id=pid))
+        await client.wait_until("window.viop && window.viop.phase() === 'in_room'", timeout_s=15)
+
+        await client.page.goto("about:blank")  # the tab navigates away (pagehide), as closing it does
+
+        left = await host.wait_message(m.ParticipantLeft, where=lambda msg: msg.participant_id == pid)
+        assert left.reason is m.LeaveReason.LEFT
+        assert not any(isinstance(msg, m.Reconnecting) and msg.participant_id == pid for msg in host.messages)
+    finally:
+        await host.close()
