@@ -112,6 +112,15 @@ async def test_a_host_video_mute_survives_return_to_lobby_and_readmission(live: 
         await client.wait_for(lambda msg: sum(isinstance(x, m.Admitted) for x in client.messages) >= 2)
         await client.start_media()  # a new peer connection, as a re-admitted browser makes
 
+        def joins() -> list[m.RosterEntry]:
+            return [
+                msg.participant
+                for msg in clinician.messages
+                if isinstance(msg, m.ParticipantJoined) and msg.participant.participant_id == pid
+            ]
+
+        await clinician.wait_for(lambda _: len(joins()) >= 2, within=30)
+        assert joins()[-1].video is False  # announced as muted on the way back in, not corrected later
         video_before = clinician.counter.frames(pid, "video")
         audio_before = clinician.counter.frames(pid, "audio")
         # Their audio flows again (50 frames/s): the clock for a window in which video must not.

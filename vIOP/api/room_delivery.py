@@ -187,7 +187,8 @@ class RoomDelivery:
                 flags = self.flags.get(pid) or LiveFlags()
                 entry = m.RosterEntry(
                     participant_id=pid, display_name=event.display_name, role=wire_role(event.role),
-                    audio=flags.audio, video=flags.video, hand=flags.hand, muted_by_host=False,
+                    audio=flags.audio and not event.muted, video=flags.video and not event.video_muted,
+                    hand=flags.hand, muted_by_host=event.muted,
                 )  # fmt: skip
                 self.to_room(room_id, m.ParticipantJoined(participant=entry), exclude=pid)
             elif isinstance(event, ev.Left) and event.reason is ev.LeaveReason.ENDED:

@@ -83,6 +83,8 @@ class Joined(ParticipantEvent):
     kind: ClassVar[str] = "joined"
     role: Role
     display_name: str
+    muted: bool = False  # a host's mutes it comes back with (after a return to the lobby)
+    video_muted: bool = False
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

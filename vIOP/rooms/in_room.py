@@ -46,6 +46,8 @@ def join(room: Room, *, participant_id: ParticipantId, at: float) -> Transition:
             at=at,
             role=inside.role,
             display_name=inside.display_name,
+            muted=inside.muted,
+            video_muted=inside.video_muted,
         )
     )
     return Transition(after, tuple(events), inside)
