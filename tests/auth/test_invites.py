@@ -7,6 +7,7 @@ import pytest
 from tests.auth.support import ManualClock
 from tests.auth.twins import MemoryInviteStore, MemoryRoomDirectory
 from vIOP.auth.invites import (
+    InviteAlreadyUsed,
     InviteFailure,
     InviteRejected,
     Invites,
@@ -51,7 +52,7 @@ async def test_create_binds_room_and_client(
     assert looks_like_invite(token) and len(token) == 5 + 43  # 256 random bits
     assert invite.room_id == ROOM.room_id and invite.created_by == "us_host"
     assert invite.client_id.startswith("cl_") and invite.id.startswith("iv_")
-    assert invite.expires_at == clock() + 24 * 3600 and invite.max_uses is None
+    assert invite.expires_at == clock() + 12 * 3600 and invite.max_uses is None  # issue 11: was 24 h
     assert await store.by_token_hash(token_hash(token)) == invite
     assert await store.client_display_name(invite.client_id) == "Jordan"
     # The same client re-using their link is the same participant, bound to the same room.
@@ -147,3 +148,23 @@ async def test_malformed_tokens(invites: Invites, token: str) -> None:
 
 async def test_unknown_token(invites: Invites) -> None:
     assert await rejected(invites, "vinv_" + "a" * 43) is InviteFailure.UNKNOWN
+
+
+async def test_a_link_is_exchanged_once_for_a_device_credential(invites: Invites, clock: ManualClock) -> None:
+    """Issue 11, finding 3: the link is spent by its exchange; the device credential stands in for it."""
+    link = (await invites.create(HOST, ROOM, "Jordan")).token
+    exchanged = await invites.exchange(link)
+    device = exchanged.device_token
+    assert device.startswith("vdev_") and looks_like_invite(device) and len(device) == len(link)
+    assert (await invites.authenticate(device)).id == exchanged.invite.id
+    assert (await invites.consume(device)).principal == exchanged.invite.principal
+    for spent in (invites.exchange(link), invites.authenticate(link), invites.consume(link)):
+        with pytest.raises(InviteAlreadyUsed) as refused:
+            await spent
+        assert refused.value.code == "invite_already_used" and refused.value.http_status == 401
+    with pytest.raises(InviteRejected):
+        await invites.exchange(device)  # a device credential is not a link
+    clock.advance(12 * 3600)
+    with pytest.raises(InviteRejected) as expired:
+        await invites.authenticate(device)
+    assert expired.value.reason is InviteFailure.EXPIRED

@@ -61,6 +61,7 @@ class MemoryInviteStore:
         self._by_id: dict[InviteId, Invite] = {}
         self._by_hash: dict[bytes, InviteId] = {}
         self._names: dict[ClientId, str] = {}
+        self._by_device: dict[bytes, InviteId] = {}
 
     async def add(self, invite: Invite, token_hash: bytes, display_name: str) -> None:
         if token_hash in self._by_hash or invite.id in self._by_id or invite.client_id in self._names:
@@ -75,6 +76,18 @@ class MemoryInviteStore:
 
     async def get(self, invite_id: InviteId) -> Invite | None:
         return self._by_id.get(invite_id)
+
+    async def by_device_hash(self, token_hash: bytes) -> Invite | None:
+        invite_id = self._by_device.get(token_hash)
+        return self._by_id.get(invite_id) if invite_id is not None else None
+
+    async def exchange(self, invite_id: InviteId, device_hash: bytes, now: float) -> bool:
+        invite = self._by_id[invite_id]
+        if invite.exchanged_at is not None or device_hash in self._by_device:
+            return False
+        self._by_id[invite_id] = replace(invite, exchanged_at=now)
+        self._by_device[device_hash] = invite_id
+        return True
 
     async def consume(self, invite_id: InviteId, now: float) -> bool:
         invite = self._by_id.get(invite_id)

@@ -71,6 +71,7 @@ class Person:
     context: BrowserContext
     page: Page
     artifacts: Path
+    profile: Path | None = None  # the user-data dir (Chromium's History database lives under it)
     console_errors: list[str] = field(default_factory=list)
     page_errors: list[str] = field(default_factory=list)
     shots: int = 0
@@ -181,7 +182,9 @@ class Browsers:
         )
         await context.add_init_script(_RECORD_CSP)
         page = context.pages[0] if context.pages else await context.new_page()
-        person = Person(name=name, context=context, page=page, artifacts=self._artifacts)
+        person = Person(
+            name=name, context=context, page=page, artifacts=self._artifacts, profile=home / "profile"
+        )
         page.on("console", person._on_console)
         page.on("pageerror", lambda error: person.page_errors.append(str(error)))
         self._people.append(person)

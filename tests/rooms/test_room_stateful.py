@@ -13,7 +13,7 @@ from vIOP.errors import VIOPError
 from vIOP.ids import ParticipantId, RoomId, SessionId, UserId
 from vIOP.rooms import in_room, waiting_room
 from vIOP.rooms.errors import RoomAlreadyEnded, RoomFull
-from vIOP.rooms.events import Admitted, Knocked, ParticipantEvent, RoomEnded
+from vIOP.rooms.events import Admitted, Knocked, MuteKind, ParticipantEvent, RoomEnded
 from vIOP.rooms.participant import ACTIVE_STATES, ParticipantState, Role
 from vIOP.rooms.room import PRUNABLE_STATES, Room, RoomKind, RoomState, Transition
 
@@ -120,6 +120,26 @@ class RoomMachine(RuleBasedStateMachine):
             assert isinstance(t.events[0], Knocked)
             assert t.events[0].position == len(waiting_room.waiting_in_order(t.room))
 
+    @rule(client=st.integers(min_value=0, max_value=15))
+    def knock_without_the_seat(self, client: int) -> None:
+        """A client comes back without their resume token (issue 11): a reconnecting seat is let go and
+        they wait in the lobby; a live one still refuses the knock."""
+        subject = f"cl_{client}"
+        held = self.room.active_of(subject)
+        t = self.apply(
+            waiting_room.knock,
+            participant_id=self.new_id(),
+            subject=subject,
+            display_name=f"C{client}",
+            replace_reconnecting=True,
+        )
+        if t is None:
+            return
+        assert t.participant is not None and t.participant.state is ParticipantState.WAITING
+        if held is not None:
+            assert held.reconnecting_since is not None
+            assert t.room.participant(held.id).state is ParticipantState.LEFT
+
     @rule(clients=st.lists(st.integers(min_value=0, max_value=15), min_size=1, max_size=5))
     def crowd_knocks(self, clients: list[int]) -> None:
         """Several knocks in a row, so lobbies fill and seats run out."""
@@ -212,14 +232,18 @@ class RoomMachine(RuleBasedStateMachine):
             participant_id=self.pick_in(who, ParticipantState.ADMITTED, ParticipantState.IN_ROOM),
         )
 
-    @rule(by=picks, who=picks, muted=st.booleans())
-    def mute(self, by: int, who: int, muted: bool) -> None:
-        self.apply(
+    @rule(by=picks, who=picks, muted=st.booleans(), media=st.sampled_from(MuteKind))
+    def mute(self, by: int, who: int, muted: bool, media: MuteKind) -> None:
+        t = self.apply(
             in_room.mute,
             by=self.host(by),
             participant_id=self.pick_in(who, ParticipantState.ADMITTED, ParticipantState.IN_ROOM),
             muted=muted,
+            media=media,
         )
+        if t is not None and t.participant is not None:
+            kept = t.participant.muted if media is MuteKind.AUDIO else t.participant.video_muted
+            assert kept is muted
 
     @rule(by=picks)
     def lock(self, by: int) -> None:

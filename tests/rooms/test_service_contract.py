@@ -34,6 +34,7 @@ from vIOP.rooms.events import (
     Left,
     LobbyMessage,
     Muted,
+    MuteKind,
     PositionChanged,
     Reconnecting,
     Resumed,
@@ -413,3 +414,75 @@ async def test_knock_and_leave_cycles_keep_the_stored_room_bounded(backend: Back
     intervals = await backend.attendance.intervals(AttendanceQuery(room_id=g.room_id))
     client_stays = [i for i in intervals if i.role is Role.CLIENT]
     assert len(client_stays) == 1 + 67 and all(i.left_at is not None for i in client_stays)  # ledger complete
+
+
+async def test_a_knock_without_the_seat_lets_a_reconnecting_seat_go_and_waits(backend: Backend) -> None:
+    """Issue 11, finding 4: the same client knocking again (no resume token) does not get the seat back."""
+    s, clock = backend.service, backend.clock
+    g = await live_room(s)
+    a = await knock(s, g.room_id, 1)
+    await s.admit(g.room_id, by=g.host, participant_id=a)
+    await s.join(g.room_id, a)
+    subject = ClientId("cl_1")
+    # While the seat's socket is live, a second knock is refused and nothing changes.
+    await refused(
+        backend,
+        g.room_id,
+        s.knock(g.room_id, subject=subject, display_name="Client 1", replace_reconnecting=True),
+        AlreadyPresent,
+    )
+    await s.mark_reconnecting(g.room_id, a)
+    dropped_at = clock()
+    clock.advance(5)
+    # Without replace_reconnecting the rule of one active participant per client holds as before.
+    await refused(
+        backend, g.room_id, s.knock(g.room_id, subject=subject, display_name="Client 1"), AlreadyPresent
+    )
+    t = await s.knock(g.room_id, subject=subject, display_name="Client 1", replace_reconnecting=True)
+    assert t.participant is not None and t.participant.id != a
+    assert t.participant.state is ParticipantState.WAITING
+    left, knocked = t.events
+    assert left == Left(
+        room_id=g.room_id, participant_id=a, at=clock(), reason=LeaveReason.TIMEOUT, present_until=dropped_at
+    )
+    assert isinstance(knocked, Knocked) and knocked.participant_id == t.participant.id
+    stored = await s.room(g.room_id)
+    assert stored.participant(a).state is ParticipantState.LEFT
+    assert [e.participant_id for e in (await s.room_view(g.room_id)).waiting] == [t.participant.id]
+
+
+async def test_a_removed_client_knocking_again_is_flagged_to_the_host(backend: Backend) -> None:
+    """Issue 11: removal is not a ban, but the host sees that the person knocking was removed earlier."""
+    s = backend.service
+    g = await live_room(s)
+    a = await knock(s, g.room_id, 1)
+    b = await knock(s, g.room_id, 2)
+    await s.admit(g.room_id, by=g.host, participant_id=a)
+    await s.join(g.room_id, a)
+    await s.remove(g.room_id, by=g.host, participant_id=a)
+    t = await s.knock(g.room_id, subject=ClientId("cl_1"), display_name="Client 1")
+    assert t.participant is not None and t.participant.returning_after_removal
+    assert isinstance(t.events[0], Knocked) and t.events[0].returning_after_removal
+    view = await s.room_view(g.room_id)
+    flags = {e.participant_id: e.returning_after_removal for e in view.waiting}
+    assert flags == {b: False, t.participant.id: True}
+
+
+async def test_a_video_mute_is_kept_with_the_participant_through_the_lobby(backend: Backend) -> None:
+    """Issue 11: the host's video mute lives with the participant, like the audio mute."""
+    s = backend.service
+    g = await live_room(s)
+    a = await knock(s, g.room_id, 1)
+    await s.admit(g.room_id, by=g.host, participant_id=a)
+    await s.join(g.room_id, a)
+    t = await s.mute(g.room_id, by=g.host, participant_id=a, media=MuteKind.VIDEO)
+    assert t.events == (
+        Muted(room_id=g.room_id, participant_id=a, at=backend.clock(), by=g.host, muted=True,
+              media=MuteKind.VIDEO),
+    )  # fmt: skip
+    assert (await s.mute(g.room_id, by=g.host, participant_id=a, media=MuteKind.VIDEO)).events == ()
+    await s.mute(g.room_id, by=g.host, participant_id=a)
+    await s.return_to_lobby(g.room_id, by=g.host, participant_id=a)
+    await s.admit(g.room_id, by=g.host, participant_id=a)
+    back = (await s.room(g.room_id)).participant(a)
+    assert back.muted and back.video_muted

@@ -72,6 +72,8 @@ EXPECTED: Final[dict[str, tuple[Any, ...]]] = {
     "GET /api/v1/rooms/{room_id}":                  (401,       200,       200,       403,       200,       200,       403),
     "POST /api/v1/rooms/{room_id}/invites":         (401,       403,       201,       403,       403,       403,       403),
     "DELETE /api/v1/invites/{invite_id}":           (401,       204,       204,       403,       403,       403,       403),
+    # Issue 11: the credential is the link's token in the body (a fresh link each call), whoever sends it.
+    "POST /api/v1/invites/exchange":                (200,       200,       200,       200,       200,       200,       200),
     "POST /api/v1/signal-tickets":                  (401,       403,       200,       403,       403,       200,       403),
     "POST /api/v1/signal-tickets (presence)":       (401,       200,       200,       403,       200,       403,       403),
     "GET /api/v1/presence":                         (401,       200,       200,       403,       200,       403,       403),
@@ -278,6 +280,12 @@ async def call(world: HttpWorld, action: str, role: str) -> httpx.Response:
         return await http.post(url, json=CONSENT, headers=headers)
     if action == "DELETE /api/v1/consents/{consent_id}":
         return await http.delete(f"/api/v1/consents/{await spare_consent(world)}", headers=headers)
+    if action == "POST /api/v1/invites/exchange":
+        link = await world.api.create_invite(
+            world.users["clinician_of_room"], world.room_a, display_name="Spare"
+        )
+        body = {"invite_token": link["invite_token"]}
+        return await http.post("/api/v1/invites/exchange", json=body, headers=headers)
     if action == "DELETE /api/v1/invites/{invite_id}":
         return await http.delete(f"/api/v1/invites/{await spare_invite(world)}", headers=headers)
     if action in requests:

@@ -61,6 +61,9 @@ CANARIES = {
     "reason": "Canaryreason: the host is out sick and a client called in crisis",  # a break-glass reason
 }
 PASSWORD = "correct horse battery staple"
+# Credentials made during the session, searched like the canaries (issue 11: an invite link and the device
+# credential it is exchanged for are stored only as SHA-256).
+SESSION_SECRETS: dict[str, str] = {}
 
 
 def forms(canary: str) -> Iterator[tuple[str, bytes]]:
@@ -77,7 +80,7 @@ def forms(canary: str) -> Iterator[tuple[str, bytes]]:
 def hits(where: str, blob: bytes) -> list[str]:
     return [
         f"{where}: {name} as {encoded[:40]!r}"
-        for name, canary in CANARIES.items()
+        for name, canary in {**CANARIES, **SESSION_SECRETS}.items()
         for _spelling, encoded in forms(canary)
         if encoded in blob
     ]
@@ -120,6 +123,10 @@ async def full_session(api: Api) -> None:
         assert created.status_code == 201, created.text
         invites[who] = created.json()["invite_token"]
         client_ids[who] = created.json()["client_id"]
+    exchanged = await api.http.post("/api/v1/invites/exchange", json={"invite_token": invites["client_a"]})
+    assert exchanged.status_code == 200, exchanged.text
+    SESSION_SECRETS.update(invite_link=invites["client_a"], device_token=exchanged.json()["device_token"])
+    invites["client_a"] = exchanged.json()["device_token"]
 
     host = await socket(api, token, room_id)
     assert isinstance(await host.request(m.Join()), m.Welcome)

@@ -20,22 +20,26 @@ from vIOP.api.auth_context import (
     BEARER_SECURITY,
     Caller,
     authenticate,
+    client_address,
     iso,
     read_json,
     refusals,
     require_account,
 )
-from vIOP.api.context import Services
+from vIOP.api.context import Services, services_of
 from vIOP.api.openapi import documented_route, json_body
+from vIOP.auth.invites import InviteRejected
 from vIOP.auth.permissions import Action, Grant, Role, RoomScope, authorize, grant_for
 from vIOP.errors import BadRequest, Conflict, Forbidden
 from vIOP.ids import InviteId, UserId, new_room_id
 from vIOP.rooms.errors import RoomNotFound
 from vIOP.rooms.room import DEFAULT_CAPACITY, MAX_CAPACITY, Room, RoomKind, RoomState
 from vIOP.storage.audit import Action as AuditAction
+from vIOP.storage.audit import Outcome
 from vIOP.storage.rooms_sql import RoomRecord
 
 MAX_TITLE_CHARS: Final = 120
+INVITE_EXCHANGED: Final = "invite.exchanged"  # audit action
 _ENDED: Final = RoomState.ENDED.value
 _INVISIBLE: Final = frozenset({"Cc", "Cf", "Cs", "Co", "Cn"})
 
@@ -44,6 +48,10 @@ class CreateRoomBody(msgspec.Struct, forbid_unknown_fields=True):
     kind: RoomKind
     title: str
     capacity: Annotated[int, msgspec.Meta(ge=1, le=MAX_CAPACITY)] | None = None
+
+
+class ExchangeInviteBody(msgspec.Struct, forbid_unknown_fields=True):
+    invite_token: Annotated[str, msgspec.Meta(max_length=128)]
 
 
 class CreateInviteBody(msgspec.Struct, forbid_unknown_fields=True):
@@ -243,6 +251,33 @@ async def create_invite(request: Request) -> Response:
     )
 
 
+async def exchange_invite(request: Request) -> Response:
+    """Trade an invite link's token, once, for this device's credential (``vdev_...``). The token comes in
+    the body, never in a URL: browsers keep every URL they visit in their history, and a link that has been
+    exchanged is worth nothing there (``invite_already_used``)."""
+    services = services_of(request)
+    address = client_address(request)
+    body = await read_json(request, ExchangeInviteBody)
+    try:
+        exchanged = await services.invites.exchange(body.invite_token)
+    except InviteRejected as refused:
+        await services.storage.audit.append(
+            None, "anonymous", AuditAction.TOKEN_REJECTED, "invite", None, Outcome.DENIED, address
+        )
+        raise refused from None
+    invite = exchanged.invite
+    await services.storage.audit.append(
+        invite.client_id, Role.CLIENT.value, INVITE_EXCHANGED, "invite", invite.id, Outcome.SUCCESS, address
+    )
+    return JSONResponse(
+        {
+            "device_token": exchanged.device_token,
+            "room_id": invite.room_id,
+            "expires_at": iso(invite.expires_at),
+        }
+    )
+
+
 async def revoke_invite(request: Request) -> Response:
     caller = await authenticate(request, allow_invite=True)
     require_account(caller)
@@ -308,6 +343,17 @@ _INVITE = {
         "expires_at": _TIME,
         "max_uses": {"type": ["integer", "null"]},
     },
+}
+_EXCHANGE_BODY: Final[dict[str, Any]] = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["invite_token"],
+    "properties": {"invite_token": {"type": "string", "maxLength": 128}},
+}
+_EXCHANGED: Final[dict[str, Any]] = {
+    "type": "object",
+    "required": ["device_token", "room_id", "expires_at"],
+    "properties": {"device_token": {"type": "string"}, "room_id": _ID, "expires_at": _TIME},
 }
 _ROOM_ID_PARAM = {"name": "room_id", "in": "path", "required": True, "schema": _ID}
 _INVITE_ID_PARAM = {"name": "invite_id", "in": "path", "required": True, "schema": _ID}
@@ -382,6 +428,23 @@ def routes() -> list[BaseRoute]:
                     "responses": {
                         "201": json_body(_INVITE, "Created; the token is shown only this once"),
                         **refusals(400, 401, 403, 404, 409, 413, 415),
+                    },
+                }
+            },
+        ),
+        documented_route(
+            "/api/v1/invites/exchange",
+            exchange_invite,
+            ["POST"],
+            {
+                "post": {
+                    "summary": "Exchange an invite link's token, once, for this device's client credential",
+                    "operationId": "exchangeInvite",
+                    "security": [],
+                    "requestBody": _request_body(_EXCHANGE_BODY),
+                    "responses": {
+                        "200": json_body(_EXCHANGED, "The device credential, shown only this once"),
+                        **refusals(400, 401, 413, 415),
                     },
                 }
             },

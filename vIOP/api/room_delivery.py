@@ -65,7 +65,6 @@ class RoomDelivery:
         self.flags: dict[ParticipantId, LiveFlags] = {}
         self._dirty: set[RoomId] = set()
         self._refresh: asyncio.Task[None] | None = None
-        self._video_muted: set[ParticipantId] = set()
         # The socket each participant was last told `admitted` on (a resumed socket is told again).
         self._told_admitted: dict[ParticipantId, Connection] = {}
 
@@ -78,7 +77,7 @@ class RoomDelivery:
             display_name=p.display_name,
             role=wire_role(p.role),
             audio=flags.audio and not p.muted,
-            video=flags.video and p.id not in self._video_muted,
+            video=flags.video and not p.video_muted,
             hand=flags.hand,
             muted_by_host=p.muted,
             reconnecting=p.reconnecting_since is not None,
@@ -99,6 +98,7 @@ class RoomDelivery:
                     participant_id=p.id,
                     display_name=p.display_name,
                     waited_seconds=max(0, int(now - (p.waiting_since or p.knocked_at))),
+                    returning_after_removal=p.returning_after_removal,
                 )
                 for p in waiting[: m.MAX_LOBBY]
             )
@@ -187,7 +187,8 @@ class RoomDelivery:
                 flags = self.flags.get(pid) or LiveFlags()
                 entry = m.RosterEntry(
                     participant_id=pid, display_name=event.display_name, role=wire_role(event.role),
-                    audio=flags.audio, video=flags.video, hand=flags.hand, muted_by_host=False,
+                    audio=flags.audio and not event.muted, video=flags.video and not event.video_muted,
+                    hand=flags.hand, muted_by_host=event.muted,
                 )  # fmt: skip
                 self.to_room(room_id, m.ParticipantJoined(participant=entry), exclude=pid)
             elif isinstance(event, ev.Left) and event.reason is ev.LeaveReason.ENDED:
@@ -199,7 +200,6 @@ class RoomDelivery:
                 )
                 self.to_room(room_id, m.ParticipantLeft(participant_id=pid, reason=reason), exclude=pid)
                 self.flags.pop(pid, None)
-                self._video_muted.discard(pid)
                 self._close(pid, "left")
             elif isinstance(event, ev.Removed):
                 self.media.remove(pid)
@@ -210,8 +210,9 @@ class RoomDelivery:
                 self.flags.pop(pid, None)
                 self._close(pid, "removed")
             elif isinstance(event, ev.Muted):
-                self.media.mute(pid, "audio", event.muted)
-                self.to_room(room_id, m.Muted(participant_id=pid, kind=m.MediaKind.AUDIO, muted=event.muted))
+                self.media.mute(pid, event.media.value, event.muted)
+                kind = m.MediaKind.AUDIO if event.media is ev.MuteKind.AUDIO else m.MediaKind.VIDEO
+                self.to_room(room_id, m.Muted(participant_id=pid, kind=kind, muted=event.muted))
             elif isinstance(event, ev.Reconnecting):
                 self.to_room(room_id, m.Reconnecting(participant_id=pid), exclude=pid)
             elif isinstance(event, ev.Resumed):
@@ -298,6 +299,12 @@ class RoomDelivery:
         if pid is not None and self._told_admitted.get(pid) is not conn and conn.send(m.Admitted()):
             self._told_admitted[pid] = conn
 
+    def is_seated_here(self, conn: Connection) -> bool:
+        """Whether ``conn`` was told ``admitted`` (its participant holds a seat): an in-memory check fed by
+        the room's events, cheap enough for every message."""
+        pid = conn.participant_id
+        return pid is not None and self._told_admitted.get(pid) is conn
+
     def forget_admitted(self, pid: ParticipantId) -> None:
         self._told_admitted.pop(pid, None)
 
@@ -320,12 +327,6 @@ class RoomDelivery:
         if hand is not None:
             flags.hand = hand
         return flags
-
-    def set_video_muted(self, pid: ParticipantId, muted: bool) -> None:
-        if muted:
-            self._video_muted.add(pid)
-        else:
-            self._video_muted.discard(pid)
 
     async def close(self) -> None:
         if self._refresh is not None:

@@ -25,6 +25,7 @@ from vIOP.auth.tickets import TicketGrant, TicketPurpose
 from vIOP.errors import BadRequest, Conflict, NotFound, Unauthenticated, Unavailable, VIOPError
 from vIOP.ids import ClientId, ParticipantId, RoomId, UserId
 from vIOP.logging import register_secret
+from vIOP.rooms.events import MuteKind
 from vIOP.rooms.participant import Participant, ParticipantState
 from vIOP.rooms.room import Room
 from vIOP.signaling import messages as m
@@ -51,6 +52,12 @@ _AUDITED = {
 
 class AlreadyConnected(Conflict):
     code = "already_connected"
+
+
+class NotInRoomYet(Conflict):
+    """A waiting (or knocking) client asked for something only seated participants may do."""
+
+    code = "not_in_room"
 
 
 async def signal_endpoint(websocket: WebSocket) -> None:
@@ -189,8 +196,11 @@ class SignalSession:
                 raise Conflict("media starts once you are admitted")
             if pid not in relay.participants():
                 await relay.add_participant(pid, room=self.room_id)
-                if me.muted:  # a host mute outlives a reconnect
+                # A host's mutes live with the participant: they outlive a reconnect and a return to the lobby.
+                if me.muted:
                     relay.set_audio_forwarding(pid, False)
+                if me.video_muted:
+                    relay.set_forwarding(pid, "video", False)
             answer = await relay.handle_offer(pid, msg.sdp)
             self.conn.send(m.ServerAnswer(sdp=answer, id=msg.id))
             if me.state is ParticipantState.ADMITTED:
@@ -212,10 +222,15 @@ class SignalSession:
             self.conn.close(m.CloseCode.NORMAL, "left")
         elif isinstance(msg, m.SetMedia):
             flags = self.delivery.set_flags(self.room_id, pid, audio=msg.audio, video=msg.video)
-            self.delivery.to_room(
-                self.room_id, m.MediaChanged(participant_id=pid, audio=flags.audio, video=flags.video)
-            )
+            # Kept private until admission: the room learns nothing of someone who may yet be denied; the
+            # flags show in the roster once they are in.
+            if self.delivery.is_seated_here(self.conn):
+                self.delivery.to_room(
+                    self.room_id, m.MediaChanged(participant_id=pid, audio=flags.audio, video=flags.video)
+                )
         elif isinstance(msg, m.RaiseHand):
+            if not self.delivery.is_seated_here(self.conn):
+                raise NotInRoomYet("you are not in the room yet")
             self.delivery.set_flags(self.room_id, pid, hand=msg.up)
             self.delivery.to_room(self.room_id, m.HandRaised(participant_id=pid, up=msg.up))
         else:
@@ -240,10 +255,8 @@ class SignalSession:
             await rooms.return_to_lobby(self.room_id, by=pid, participant_id=target)
         elif isinstance(msg, m.Mute):
             target = ParticipantId(msg.participant_id)
-            if msg.kind is m.MediaKind.AUDIO:
-                await rooms.mute(self.room_id, by=pid, participant_id=target, muted=msg.muted)
-            else:
-                await self._mute_video(pid, target, msg.muted)
+            media = MuteKind.AUDIO if msg.kind is m.MediaKind.AUDIO else MuteKind.VIDEO
+            await rooms.mute(self.room_id, by=pid, participant_id=target, muted=msg.muted, media=media)
         elif isinstance(msg, m.Remove):
             target = ParticipantId(msg.participant_id)
             await rooms.remove(self.room_id, by=pid, participant_id=target, message=msg.message)
@@ -258,19 +271,6 @@ class SignalSession:
             await self.services.room_directory.set_state(self.room_id, "ended", ended_at=t.room.ended_at)
         if kind in _AUDITED:
             await self._audit(_AUDITED[kind], "participant" if target else "room", target or self.room_id)
-
-    async def _mute_video(self, by: ParticipantId, target: ParticipantId, muted: bool) -> None:
-        room = await self.services.rooms.room(self.room_id)
-        room.require_host(by)
-        if not room.participant(target).is_seated:
-            raise Conflict("that participant is not in the room")
-        relay = self.services.relay
-        if relay is not None and target in relay.participants():
-            relay.set_forwarding(target, "video", not muted)
-        self.delivery.set_video_muted(target, muted)
-        self.delivery.to_room(
-            self.room_id, m.Muted(participant_id=target, kind=m.MediaKind.VIDEO, muted=muted)
-        )
 
     # --- join and resume -------------------------------------------------------------------------
 
@@ -296,9 +296,12 @@ class SignalSession:
             # Not marked reconnecting: a live socket holds it (here or in another process).
             if existing is not None and existing.reconnecting_since is None:
                 raise AlreadyConnected("you are already connected to this room from another window")
-            if existing is not None:
+            if existing is not None and self.principal.role is Role.CLINICIAN:
+                # A clinician proves who they are with their own sign-in: their seat is theirs to take back.
                 participant, resumed = existing, True
             else:
+                # A client without the seat's resume token (a second device, a link copied out of a
+                # browser's history) knocks like anyone else; a seat left reconnecting is let go.
                 participant = await self._enter(room)
                 if participant.role.value == "client":
                     await self._audit(Audited.KNOCK, "participant", participant.id)
@@ -349,7 +352,12 @@ class SignalSession:
             )
         else:
             name = await self.services.invite_store.client_display_name(ClientId(self.principal.subject))
-            t = await rooms.knock(self.room_id, subject=ClientId(self.principal.subject), display_name=name)
+            t = await rooms.knock(
+                self.room_id,
+                subject=ClientId(self.principal.subject),
+                display_name=name,
+                replace_reconnecting=True,
+            )
         assert t.participant is not None
         # Defence in depth: even a stray exception message cannot carry this name into a log line.
         register_secret(t.participant.display_name)

@@ -2,10 +2,15 @@
 
 An invite token is ``vinv_`` + 256 random bits, shown once to the clinician who creates it (inside the
 join URL's fragment, which browsers never send to servers or in ``Referer``). Only ``SHA-256(token)`` is
-stored. Each invite is bound to one room and one client id: the same client re-using their link is the
-same participant. Invites expire, may have a maximum number of uses (each signaling ticket obtained with
-the invite is one use) and can be revoked. The token carries no PHI; the client's display name is stored
-encrypted by the :class:`InviteStore` implementation.
+stored. Each invite is bound to one room and one client id. Invites expire (12 hours unless the clinician
+asks otherwise), may have a maximum number of uses (each signaling ticket is one use) and can be revoked.
+The token carries no PHI; the client's display name is stored encrypted by the :class:`InviteStore`.
+
+Browsers keep every URL they navigate to in their history, fragment included, whatever a script does
+afterwards (measured on Chromium: fragment, query, path and every server-redirect source), so the link must
+be worth little once used: the join page exchanges it at once, one time only, for a device credential
+(``vdev_`` + 256 random bits, held in that tab's ``sessionStorage``) that stands in for it from then on.
+After the exchange the link is refused everywhere with ``invite_already_used`` ("ask your clinician").
 """
 
 from __future__ import annotations
@@ -24,13 +29,14 @@ from vIOP.errors import BadRequest, NotFound, Unauthenticated
 from vIOP.ids import ClientId, InviteId, RoomId, UserId, new_client_id, new_invite_id
 
 INVITE_PREFIX: Final = "vinv_"
+DEVICE_PREFIX: Final = "vdev_"  # the credential an invite link was exchanged for (same length)
 _TOKEN_CHARS: Final = len(INVITE_PREFIX) + 43  # token_urlsafe(32)
 MAX_DISPLAY_NAME_CHARS: Final = 64
 
 
 @dataclass(frozen=True, slots=True)
 class InvitePolicy:
-    default_expires_in: int = 24 * 3600
+    default_expires_in: int = 12 * 3600  # a morning's link still works for the evening group
     max_expires_in: int = 30 * 24 * 3600
     min_expires_in: int = 60
     max_uses_limit: int = 1000
@@ -42,12 +48,25 @@ class InviteFailure(StrEnum):
     EXPIRED = "expired"
     REVOKED = "revoked"
     EXHAUSTED = "exhausted"
+    ALREADY_USED = "already_used"  # the link was exchanged for a device credential (on another device?)
 
 
 class InviteRejected(Unauthenticated):
     def __init__(self, reason: InviteFailure) -> None:
         super().__init__("the invite link is invalid, expired or revoked")
         self.reason = reason
+
+
+class InviteAlreadyUsed(InviteRejected):
+    """The link was already opened (exchanged) once: only the device that did so holds the credential."""
+
+    code = "invite_already_used"
+
+    def __init__(self) -> None:
+        Unauthenticated.__init__(
+            self, "this invite link was already used on another device: ask your clinician for a new link"
+        )
+        self.reason = InviteFailure.ALREADY_USED
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +80,7 @@ class Invite:
     max_uses: int | None  # None: unlimited until expiry
     uses: int
     revoked_at: float | None
+    exchanged_at: float | None = None  # when the link was exchanged for a device credential
 
     def failure_at(self, now: float) -> InviteFailure | None:
         """Why the invite cannot be used at ``now``, or None if it can."""
@@ -82,7 +102,17 @@ class InviteStore(Protocol):
         """Insert the invite and its (new) client, whose display name is stored encrypted."""
         ...
 
-    async def by_token_hash(self, token_hash: bytes) -> Invite | None: ...
+    async def by_token_hash(self, token_hash: bytes) -> Invite | None:
+        """The invite whose link token hashes to ``token_hash`` (``exchanged_at`` filled in)."""
+        ...
+
+    async def by_device_hash(self, token_hash: bytes) -> Invite | None:
+        """The invite whose device credential hashes to ``token_hash``."""
+        ...
+
+    async def exchange(self, invite_id: InviteId, device_hash: bytes, now: float) -> bool:
+        """Record the one device of ``invite_id`` atomically; False when it was exchanged already."""
+        ...
 
     async def get(self, invite_id: InviteId) -> Invite | None: ...
 
@@ -104,8 +134,9 @@ def token_hash(token: str) -> bytes:
 
 
 def looks_like_invite(token: str) -> bool:
-    """Tell an invite token from a JWT in ``Authorization: Bearer ...`` without any lookup."""
-    return token.startswith(INVITE_PREFIX)
+    """Tell a client's credential (an invite link's token or the device credential it was exchanged for)
+    from a JWT in ``Authorization: Bearer ...`` without any lookup."""
+    return token.startswith((INVITE_PREFIX, DEVICE_PREFIX))
 
 
 def check_display_name(raw: str) -> str:
@@ -121,6 +152,12 @@ def check_display_name(raw: str) -> str:
 class CreatedInvite:
     invite: Invite
     token: str  # shown once; never stored, never logged
+
+
+@dataclass(frozen=True, slots=True)
+class ExchangedInvite:
+    invite: Invite
+    device_token: str  # given once to the device that opened the link; never stored, never logged
 
 
 class Invites:
@@ -172,6 +209,17 @@ class Invites:
             raise InviteRejected(failure)
         return invite
 
+    async def exchange(self, link_token: str) -> ExchangedInvite:
+        """Trade an invite link's token, once, for a device credential. The link is spent by it: a copy
+        of it (a browser's history, a forwarded message) is refused with :class:`InviteAlreadyUsed`."""
+        if not link_token.startswith(INVITE_PREFIX):
+            raise InviteRejected(InviteFailure.MALFORMED)
+        invite = await self.authenticate(link_token)
+        device_token = DEVICE_PREFIX + secrets.token_urlsafe(32)
+        if not await self._store.exchange(invite.id, token_hash(device_token), self._clock()):
+            raise InviteAlreadyUsed()
+        return ExchangedInvite(invite, device_token)
+
     async def consume(self, token: str) -> Invite:
         """Like :meth:`authenticate`, and count one use (call when issuing a signaling ticket)."""
         invite = await self._find(token)
@@ -199,7 +247,12 @@ class Invites:
     async def _find(self, token: str) -> Invite:
         if len(token) != _TOKEN_CHARS or not looks_like_invite(token) or not token.isascii():
             raise InviteRejected(InviteFailure.MALFORMED)
-        invite = await self._store.by_token_hash(token_hash(token))
+        if token.startswith(DEVICE_PREFIX):
+            invite = await self._store.by_device_hash(token_hash(token))
+        else:
+            invite = await self._store.by_token_hash(token_hash(token))
+            if invite is not None and invite.exchanged_at is not None:
+                raise InviteAlreadyUsed()
         if invite is None:
             raise InviteRejected(InviteFailure.UNKNOWN)
         return invite

@@ -31,7 +31,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--server", required=True, help="the server's base URL, e.g. http://127.0.0.1:8000")
     parser.add_argument("--room", required=True, help="room id (rm_...)")
     who = parser.add_mutually_exclusive_group(required=True)
-    who.add_argument("--invite", help="a client's invite token (vinv_...)")
+    who.add_argument(
+        "--invite", help="a client's invite token (vinv_...); exchanged once, like the join page"
+    )
     who.add_argument("--username", help="a clinician's username (password on stdin)")
     parser.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
     parser.add_argument("--totp", help="the current TOTP code, when the account has one")
@@ -50,7 +52,8 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
     api = HttpApi(args.server)
     try:
         if args.invite:
-            bearer = args.invite
+            # The link's token is spent by this, as the join page spends it: only this run holds the seat.
+            bearer = await api.exchange_invite(args.invite)
         else:
             password = sys.stdin.readline().rstrip("\n") if args.password_stdin else ""
             bearer = await api.login(args.username, password, args.totp)

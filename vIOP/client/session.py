@@ -201,6 +201,12 @@ class HttpApi:
         response.raise_for_status()
         return str(response.json()["access_token"])
 
+    async def exchange_invite(self, invite_token: str) -> str:
+        """Trade an invite link's token, once, for a device credential (``vdev_...``) used as the bearer."""
+        response = await self.http.post("/api/v1/invites/exchange", json={"invite_token": invite_token})
+        response.raise_for_status()
+        return str(response.json()["device_token"])
+
     async def signal_ticket(self, bearer: str, room_id: str) -> str:
         response = await self.http.post(
             "/api/v1/signal-tickets", json={"room_id": room_id}, headers={"Authorization": f"Bearer {bearer}"}

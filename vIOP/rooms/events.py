@@ -14,6 +14,11 @@ from vIOP.ids import ParticipantId, RoomId, SessionId
 from vIOP.rooms.participant import Role
 
 
+class MuteKind(StrEnum):
+    AUDIO = "audio"
+    VIDEO = "video"
+
+
 class LeaveReason(StrEnum):
     LEFT = "left"  # the participant left (or gave up waiting)
     TIMEOUT = "timeout"  # reconnect grace expired
@@ -37,6 +42,7 @@ class Knocked(ParticipantEvent):
     kind: ClassVar[str] = "knocked"
     display_name: str
     position: int
+    returning_after_removal: bool = False  # a host removed this client earlier in this session
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -77,6 +83,8 @@ class Joined(ParticipantEvent):
     kind: ClassVar[str] = "joined"
     role: Role
     display_name: str
+    muted: bool = False  # a host's mutes it comes back with (after a return to the lobby)
+    video_muted: bool = False
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -98,6 +106,7 @@ class Muted(ParticipantEvent):
     kind: ClassVar[str] = "muted"
     by: ParticipantId
     muted: bool
+    media: MuteKind = MuteKind.AUDIO
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

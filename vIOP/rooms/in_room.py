@@ -13,6 +13,7 @@ from vIOP.rooms.events import (
     LeaveReason,
     Left,
     Muted,
+    MuteKind,
     Reconnecting,
     Removed,
     Resumed,
@@ -45,6 +46,8 @@ def join(room: Room, *, participant_id: ParticipantId, at: float) -> Transition:
             at=at,
             role=inside.role,
             display_name=inside.display_name,
+            muted=inside.muted,
+            video_muted=inside.video_muted,
         )
     )
     return Transition(after, tuple(events), inside)
@@ -86,17 +89,25 @@ def remove(
 
 
 def mute(
-    room: Room, *, by: ParticipantId, participant_id: ParticipantId, muted: bool, at: float
+    room: Room,
+    *,
+    by: ParticipantId,
+    participant_id: ParticipantId,
+    muted: bool,
+    at: float,
+    media: MuteKind = MuteKind.AUDIO,
 ) -> Transition:
-    """Record a host's mute (or unmute). The media layer enforces it; this is the record of it."""
+    """Record a host's audio or video mute (or unmute). The media layer enforces it; this is the record of
+    it, kept with the participant so it outlives a reconnect and a return to the lobby."""
     room.require_host(by)
     target = room.participant(participant_id)
     if not target.is_seated:
         raise IllegalTransition(f"the participant is {target.state.value}, not in the room")
-    if target.muted == muted:
+    field = "muted" if media is MuteKind.AUDIO else "video_muted"
+    if getattr(target, field) == muted:
         return Transition(room, (), target)
-    changed = dataclasses.replace(target, muted=muted)
-    event = Muted(room_id=room.id, participant_id=target.id, at=at, by=by, muted=muted)
+    changed = dataclasses.replace(target, **{field: muted})  # type: ignore[arg-type]
+    event = Muted(room_id=room.id, participant_id=target.id, at=at, by=by, muted=muted, media=media)
     return Transition(room.with_participant(changed), (event,), changed)
 
 

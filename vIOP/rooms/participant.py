@@ -65,7 +65,9 @@ class Participant:
     joined_at: float | None = None  # start of the current stay in the room
     ended_at: float | None = None  # when it reached left / removed / denied
     reconnecting_since: float | None = None
-    muted: bool = False
+    muted: bool = False  # a host's audio mute
+    video_muted: bool = False  # a host's video mute: both outlive a reconnect and a return to the lobby
+    returning_after_removal: bool = False  # knocked again after a host removed them in this session
     lobby_message: str | None = None  # the latest message from a host while waiting, or the denial
 
     @property

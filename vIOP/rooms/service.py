@@ -21,6 +21,7 @@ from vIOP.ids import ClientId, ParticipantId, RoomId, SessionId, UserId, new_par
 from vIOP.rooms import in_room, waiting_room
 from vIOP.rooms.attendance import DEFAULT_GRACE_SECONDS, CloseMark, Mark, OpenMark, marks_for
 from vIOP.rooms.clock import Clock, system_clock
+from vIOP.rooms.events import MuteKind
 from vIOP.rooms.holdings import Holdings
 from vIOP.rooms.ports import (
     AttendanceStore,
@@ -97,12 +98,23 @@ class RoomService:
 
     # --- lobby -----------------------------------------------------------------------------------
 
-    async def knock(self, room_id: RoomId, *, subject: ClientId, display_name: str) -> Transition:
+    async def knock(
+        self,
+        room_id: RoomId,
+        *,
+        subject: ClientId,
+        display_name: str,
+        replace_reconnecting: bool = False,
+    ) -> Transition:
         pid = self._new_participant()
-        return await self._run(
-            room_id,
-            partial(waiting_room.knock, participant_id=pid, subject=subject, display_name=display_name),
+        step = partial(
+            waiting_room.knock,
+            participant_id=pid,
+            subject=subject,
+            display_name=display_name,
+            replace_reconnecting=replace_reconnecting,
         )
+        return await self._run(room_id, step)
 
     async def host_enter(self, room_id: RoomId, *, user_id: UserId, display_name: str) -> Transition:
         pid = self._new_participant()
@@ -155,10 +167,16 @@ class RoomService:
         )
 
     async def mute(
-        self, room_id: RoomId, *, by: ParticipantId, participant_id: ParticipantId, muted: bool = True
+        self,
+        room_id: RoomId,
+        *,
+        by: ParticipantId,
+        participant_id: ParticipantId,
+        muted: bool = True,
+        media: MuteKind = MuteKind.AUDIO,
     ) -> Transition:
         return await self._run(
-            room_id, partial(in_room.mute, by=by, participant_id=participant_id, muted=muted)
+            room_id, partial(in_room.mute, by=by, participant_id=participant_id, muted=muted, media=media)
         )
 
     async def lock(self, room_id: RoomId, *, by: ParticipantId) -> Transition:

@@ -24,6 +24,8 @@ from vIOP.rooms.events import (
     Denied,
     Event,
     Knocked,
+    LeaveReason,
+    Left,
     LobbyMessage,
     PositionChanged,
     ReturnedToLobby,
@@ -48,6 +50,7 @@ class LobbyEntry:
     waiting_since: float
     waited_seconds: float
     reconnecting: bool
+    returning_after_removal: bool = False
 
 
 def waiting_in_order(room: Room) -> list[Participant]:
@@ -68,6 +71,7 @@ def lobby(room: Room, now: float) -> list[LobbyEntry]:
             waiting_since=_waiting_since(p),
             waited_seconds=max(0.0, now - _waiting_since(p)),
             reconnecting=p.reconnecting_since is not None,
+            returning_after_removal=p.returning_after_removal,
         )
         for i, p in enumerate(waiting_in_order(room), start=1)
     ]
@@ -93,18 +97,38 @@ def _require_unique_subject(room: Room, subject: str) -> None:
 
 
 def knock(
-    room: Room, *, participant_id: ParticipantId, subject: str, display_name: str, at: float
+    room: Room,
+    *,
+    participant_id: ParticipantId,
+    subject: str,
+    display_name: str,
+    at: float,
+    replace_reconnecting: bool = False,
 ) -> Transition:
-    """A client asks to come in: they join the back of the lobby."""
+    """A client asks to come in: they join the back of the lobby. With ``replace_reconnecting``, a seat
+    or lobby place of the same client whose connection is gone (reconnecting) is let go first, as if its
+    grace had run out: whoever comes back without that seat's resume token knocks like anyone else."""
     room.require_not_ended()
     if room.state is RoomState.LOCKED:
         raise RoomLocked("the room is locked")
     name = clean_display_name(display_name)
     if subject in room.host_ids:
         raise InvalidRoomInput("hosts enter directly; they do not knock")
-    _require_unique_subject(room, subject)
     if any(p.id == participant_id for p in room.participants):
         raise AlreadyPresent("participant id already used in this room")
+    before, released = room, []
+    stale = room.active_of(subject)
+    if replace_reconnecting and stale is not None and stale.reconnecting_since is not None:
+        gone = stale.moved_to(ParticipantState.LEFT, at)
+        released.append(
+            Left(
+                room_id=room.id, participant_id=stale.id, at=at, reason=LeaveReason.TIMEOUT,
+                present_until=stale.reconnecting_since,
+            )
+        )  # fmt: skip
+        room = room.with_participant(gone)
+    _require_unique_subject(room, subject)
+    returning = any(p.subject == subject and p.state is ParticipantState.REMOVED for p in room.participants)
     knocking = Participant(
         id=participant_id,
         room_id=room.id,
@@ -113,6 +137,7 @@ def knock(
         display_name=name,
         knock_seq=room.next_knock_seq,
         knocked_at=at,
+        returning_after_removal=returning,
     )
     waiting = knocking.moved_to(ParticipantState.WAITING, at)
     after = dataclasses.replace(room, next_knock_seq=room.next_knock_seq + 1).with_participant(waiting)
@@ -122,7 +147,10 @@ def knock(
         at=at,
         display_name=name,
         position=positions(after)[waiting.id],
+        returning_after_removal=returning,
     )
+    if released:
+        return settle(before, after, [*released, event], at, participant=waiting)
     return Transition(after, (event,), waiting)
 
 

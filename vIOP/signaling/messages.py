@@ -252,6 +252,9 @@ class LobbyEntry(msgspec.Struct, frozen=True, kw_only=True):
     participant_id: ParticipantIdField
     display_name: DisplayName
     waited_seconds: Count
+    # A host removed this client earlier in this session and they knocked again (removal is not a ban:
+    # the host decides, knowing it).
+    returning_after_removal: bool = False
 
 
 class RosterEntry(msgspec.Struct, frozen=True, kw_only=True):

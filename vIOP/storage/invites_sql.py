@@ -12,13 +12,14 @@ from typing import Any
 
 from sqlalchemy import insert, select, update
 from sqlalchemy.engine import Row
+from sqlalchemy.exc import IntegrityError
 
 from vIOP.auth.invites import Invite
 from vIOP.errors import NotFound
 from vIOP.ids import ClientId, InviteId, RoomId, UserId
 from vIOP.storage.crypto import FieldRef, KeyRing, KeyScope
 from vIOP.storage.database import Database
-from vIOP.storage.schema import clients, invites
+from vIOP.storage.schema import clients, invite_devices, invites
 
 
 def _at(epoch: float) -> datetime:
@@ -59,6 +60,22 @@ class SqlInviteStore:
     async def by_token_hash(self, token_hash: bytes) -> Invite | None:
         return await self._one(invites.c.token_hash == token_hash)
 
+    async def by_device_hash(self, token_hash: bytes) -> Invite | None:
+        return await self._one(invite_devices.c.token_hash == token_hash)
+
+    async def exchange(self, invite_id: InviteId, device_hash: bytes, now: float) -> bool:
+        # The primary key on invite_id makes the first exchange the only one, on SQLite and PostgreSQL.
+        try:
+            async with self._db.begin() as conn:
+                await conn.execute(
+                    insert(invite_devices).values(
+                        invite_id=invite_id, token_hash=device_hash, exchanged_at=_at(now)
+                    )
+                )
+        except IntegrityError:
+            return False
+        return True
+
     async def get(self, invite_id: InviteId) -> Invite | None:
         return await self._one(invites.c.id == invite_id)
 
@@ -95,8 +112,10 @@ class SqlInviteStore:
         return await self._ring.decrypt_text(_display_name_ref(client_id), blob)
 
     async def _one(self, condition: Any) -> Invite | None:
+        joined = invites.outerjoin(invite_devices, invite_devices.c.invite_id == invites.c.id)
+        query = select(invites, invite_devices.c.exchanged_at).select_from(joined).where(condition)
         async with self._db.read() as conn:
-            row = (await conn.execute(select(invites).where(condition))).first()
+            row = (await conn.execute(query)).first()
         return None if row is None else _invite(row)
 
 
@@ -111,4 +130,5 @@ def _invite(row: Row[Any]) -> Invite:
         max_uses=row.max_uses,
         uses=row.uses,
         revoked_at=None if row.revoked_at is None else row.revoked_at.timestamp(),
+        exchanged_at=None if row.exchanged_at is None else row.exchanged_at.timestamp(),
     )

@@ -201,6 +201,16 @@ invites = Table(
     Index(None, "client_id"),
 )
 
+# The one device an invite link was exchanged on (issue 11): the link itself is spent by the exchange, and
+# the device credential (only its SHA-256 stored) stands in for it. One row per invite, ever.
+invite_devices = Table(
+    "invite_devices",
+    metadata,
+    _id("invite_id", ForeignKey("invites.id"), primary_key=True),
+    Column("token_hash", LargeBinary, nullable=False, unique=True),
+    Column("exchanged_at", UtcDateTime, nullable=False),
+)
+
 # One row each time a room goes live until it ends (a room can hold several sessions over its life).
 room_sessions = Table(
     "room_sessions",

@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 
 from playwright.async_api import Request
 
+from tests.api import signal_support as ss
 from tests.e2e.browser import Person
 from tests.support import LiveServer
 from vIOP.auth.cli import open_account_admin
@@ -171,3 +172,11 @@ async def wait_audio_stopped(
         now = await audio_packets_from(person, source)
         if now != last:
             last, quiet_since = now, time.monotonic()
+
+
+async def invite_link(server: LiveServer, display_name: str) -> str:
+    """A real invite link, made through the app's own services (a clinician, a room, an invite)."""
+    host = await ss.clinician(server, username=f"dr.{display_name.lower()}")
+    scope = await ss.room(server, host)
+    created = await ss.services(server).invites.create(host.principal, scope, display_name)
+    return f"/join#invite={created.token}&room={scope.room_id}"

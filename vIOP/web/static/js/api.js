@@ -122,6 +122,12 @@ export function createInvite(bearer, roomId, { displayName, expiresIn }) {
   return request(`/api/v1/rooms/${encodeURIComponent(roomId)}/invites`, { method: "POST", bearer, body });
 }
 
+// An invite link's token, once, for this device's client credential (the link is spent by it). The token
+// goes in the body: never in a URL, which a browser's history would keep.
+export function exchangeInvite(inviteToken) {
+  return request("/api/v1/invites/exchange", { method: "POST", body: { invite_token: inviteToken } });
+}
+
 // --- tickets: the short-lived, single-use credential that opens a WebSocket --------------------------------
 
 // Always this page's own origin (CSP connect-src 'self'); the server's ws_url gives the path and ticket.

@@ -69,7 +69,10 @@ export class ModerationPanels {
     $("#lobby-empty").hidden = entries.length > 0;
     $("#admit-all").disabled = entries.length === 0;
     const arrived = entries.filter((e) => !before.has(e.participant_id));
-    if (arrived.length === 1) announce(`${arrived[0].display_name} is waiting.`);
+    if (arrived.length === 1) {
+      const again = arrived[0].returning_after_removal ? ", after being removed earlier" : "";
+      announce(`${arrived[0].display_name} is waiting${again}.`);
+    }
     else if (arrived.length > 1) announce(`${arrived.length} people are waiting.`);
   }
 
@@ -77,10 +80,16 @@ export class ModerationPanels {
     const id = entry.participant_id;
     const name = entry.display_name;
     const wait = el("span", { class: "wait hint", dataset: { waited: String(entry.waited_seconds) } });
+    // Removal is not a ban: a removed person may knock again, and the host decides knowing it.
+    const returning = entry.returning_after_removal
+      ? el("strong", { class: "returning", dataset: { returningAfterRemoval: "true" } }, "Removed earlier in this session")
+      : null;
+    const who = [el("span", { class: "who" }, name), " ", wait];
+    if (returning) who.push(" ", returning);
     const item = el(
       "li",
       { dataset: { participant: id } },
-      el("span", {}, el("span", { class: "who" }, name), " ", wait),
+      el("span", {}, ...who),
       el(
         "span",
         { class: "row" },

@@ -1,5 +1,9 @@
 // Client join page: /join#invite=<token>. The token travels in the URL fragment, which the browser never
-// sends to the server, and is moved to sessionStorage at once so it leaves the address bar and history.
+// sends to the server. The browser's history keeps the URL as it was navigated to, fragment included,
+// whatever a script does afterwards, so the link must be worth nothing there once used: "Continue" (a
+// deliberate click, so a mail scanner that renders the page cannot spend it) exchanges it, one time only,
+// for this device's credential (docs/API.md, "Invite links"). Only this tab keeps either, in
+// sessionStorage; the resume token stays in memory (signaling.js).
 
 import * as api from "../api.js";
 import { DeviceError, fillDevicePickers, openLocalMedia, stopStream } from "../devices.js";
@@ -8,20 +12,70 @@ import { $, announce, setPressed, showScreen } from "../ui.js";
 import { VideoGrid } from "../video-grid.js";
 import { exposeDiagnostics } from "../diagnostics.js";
 
-const INVITE_KEY = "viop.invite";
+const LINK_KEY = "viop.invite"; // the link's token until it is exchanged
+const DEVICE_KEY = "viop.device"; // what it was exchanged for
 
-// Accepts "#invite=<token>&room=<room id>" (the console's links) and the bare "#<token>" of the API's join_url.
-function takeInvite() {
-  const fragment = new URLSearchParams(location.hash.slice(1));
-  const bare = [...fragment.keys()].find((key) => key.startsWith("vinv_"));
-  const token = fragment.get("invite") || bare;
-  if (location.hash) history.replaceState(null, "", location.pathname);
-  if (token) sessionStorage.setItem(INVITE_KEY, JSON.stringify({ token, room: fragment.get("room") }));
+function stored(key) {
   try {
-    return JSON.parse(sessionStorage.getItem(INVITE_KEY) || "null");
+    return JSON.parse(sessionStorage.getItem(key) || "null");
   } catch {
     return null;
   }
+}
+
+// Accepts "#invite=<token>&room=<room id>" (the console's links) and the bare "#<token>" of the API's join_url.
+// Returns {token, room, exchanged}: this tab's device credential, or the link's token not yet exchanged.
+function takeInvite() {
+  const fragment = new URLSearchParams(location.hash.slice(1));
+  const bare = [...fragment.keys()].find((key) => key.startsWith("vinv_"));
+  const link = fragment.get("invite") || bare;
+  if (location.hash) history.replaceState(null, "", location.pathname);
+  if (link) sessionStorage.setItem(LINK_KEY, JSON.stringify({ token: link, room: fragment.get("room") }));
+  const pending = stored(LINK_KEY);
+  if (pending?.token) return { ...pending, exchanged: false };
+  const device = stored(DEVICE_KEY);
+  return device?.token ? { ...device, exchanged: true } : null;
+}
+
+// Spend the link for this device's credential. If this very tab spent it before (its history entry was
+// opened again), the credential it holds still stands.
+async function exchangeInvite() {
+  if (page.invite.exchanged) return;
+  const held = stored(DEVICE_KEY);
+  try {
+    const result = await api.exchangeInvite(page.invite.token);
+    page.invite = { token: result.device_token, room: result.room_id, exchanged: true };
+    sessionStorage.setItem(DEVICE_KEY, JSON.stringify({ token: page.invite.token, room: page.invite.room }));
+  } catch (error) {
+    if (!(held?.token && error instanceof api.ApiError && error.code === "invite_already_used")) throw error;
+    page.invite = { ...held, exchanged: true };
+  } finally {
+    sessionStorage.removeItem(LINK_KEY);
+  }
+}
+
+// The page's answer to a link the server refused; false for anything else (the caller decides).
+function explainLinkProblem(error) {
+  if (!(error instanceof api.ApiError)) return false;
+  if (error.code === "invite_already_used") {
+    document.body.dataset.linkProblem = "already_used";
+    showLinkProblem(
+      "This link was already used on another device",
+      "For your privacy, an invite link works on one device only. Ask your clinician for a new link.",
+    );
+    return true;
+  }
+  if (error.status === 401 || error.status === 403 || error.status === 404) {
+    showLinkProblem("This invite link no longer works", "It may have expired or been replaced. Ask your clinician for a new link.");
+    return true;
+  }
+  return false;
+}
+
+function showLinkProblem(title, text) {
+  $("#no-invite-title").textContent = title;
+  $("#no-invite-text").textContent = text;
+  showScreen("no-invite");
 }
 
 const page = {
@@ -121,6 +175,16 @@ function onEnded({ text, message }) {
 
 function wireControls() {
   $("#confirm-continue").addEventListener("click", async () => {
+    const button = $("#confirm-continue");
+    button.disabled = true;
+    try {
+      await exchangeInvite();
+    } catch (error) {
+      if (!explainLinkProblem(error)) showLinkProblem("The server could not be reached", api.describeError(error));
+      return;
+    } finally {
+      button.disabled = false;
+    }
     showScreen("setup");
     await startPreview();
   });
@@ -154,6 +218,9 @@ function wireControls() {
 
 async function main() {
   wireControls();
+  // Closing the tab (or navigating away) leaves the room at once rather than holding the seat as
+  // "reconnecting" for the grace window. Not on a tab switch: that is visibilitychange, not pagehide.
+  window.addEventListener("pagehide", () => page.session?.leave());
   page.invite = takeInvite();
   if (!page.invite?.token) {
     showScreen("no-invite");
@@ -164,12 +231,7 @@ async function main() {
       const room = await api.getRoom(page.invite.token, page.invite.room);
       $("#confirm-room-line").textContent = `You are invited to “${room.title}”, an online session with your care team.`;
     } catch (error) {
-      if (error instanceof api.ApiError && (error.status === 401 || error.status === 403 || error.status === 404)) {
-        $("#no-invite-title").textContent = "This invite link no longer works";
-        $("#no-invite-text").textContent = "It may have expired or been replaced. Ask your clinician for a new link.";
-        showScreen("no-invite");
-        return;
-      }
+      if (explainLinkProblem(error)) return;
     }
   }
   $("#confirm-no-name").hidden = false;
