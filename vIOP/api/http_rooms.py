@@ -27,6 +27,7 @@ from vIOP.api.auth_context import (
 )
 from vIOP.api.context import Services
 from vIOP.api.openapi import documented_route, json_body
+from vIOP.api.ws_revocation import revoke_invite_sessions
 from vIOP.auth.permissions import Action, Grant, Role, RoomScope, authorize, grant_for
 from vIOP.errors import BadRequest, Conflict, Forbidden
 from vIOP.ids import InviteId, UserId, new_room_id
@@ -250,6 +251,7 @@ async def revoke_invite(request: Request) -> Response:
         caller.principal, InviteId(request.path_params["invite_id"])
     )
     await caller.audit(AuditAction.INVITE_REVOKED, "invite", invite.id)
+    await revoke_invite_sessions(caller.services, invite.room_id, invite.client_id)
     return Response(status_code=204)
 
 
