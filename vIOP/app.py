@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Callable
 
 import redis.asyncio as aioredis
 from sqlalchemy import text
@@ -87,8 +88,9 @@ def _ice_config(settings: Settings) -> IceConfig:
     )
 
 
-async def open_services(settings: Settings) -> Services:
-    """Start the embedded Redis when none is configured, open the store, and build every component."""
+async def open_services(settings: Settings, *, clock: Callable[[], float] = time.time) -> Services:
+    """Start the embedded Redis when none is configured, open the store, and build every component.
+    ``clock`` (epoch seconds) times sign-ins, tickets, revocations and session ends: tests inject one."""
     embedded: EmbeddedRedis | None = None
     redis_url = settings.redis_url
     if redis_url is None:
@@ -126,9 +128,10 @@ async def open_services(settings: Settings) -> Services:
         TokenPolicy(
             idle_seconds=settings.token_idle_seconds, lifetime_seconds=settings.token_lifetime_seconds
         ),
+        clock=clock,
         session_key=ring.derive_key(SESSION_KEY_PURPOSE),
     )
-    revocations = Revocations(redis)
+    revocations = Revocations(redis, clock=clock)
     authenticator = Authenticator(
         SqlAccountStore(db, ring),
         lambda username: ring.blind_index("username", username),
@@ -164,7 +167,7 @@ async def open_services(settings: Settings) -> Services:
         authenticator=authenticator,
         invites=Invites(invite_store, room_directory),
         invite_store=invite_store,
-        tickets=SignalTickets(redis, ring.derive_key(MAC_KEY_PURPOSE), revocations=revocations),
+        tickets=SignalTickets(redis, ring.derive_key(MAC_KEY_PURPOSE), clock=clock, revocations=revocations),
         rooms=rooms,
         resume=ResumeTokens(
             RedisResumeTokenStore(redis, sealer),

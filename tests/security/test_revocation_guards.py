@@ -24,16 +24,20 @@ from typing import Any
 import httpx
 import pytest
 import redis.asyncio as aioredis
+import uvicorn
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from tests.api import signal_support as ss
 from tests.api.support import Api
-from tests.support import LiveServer
+from tests.auth.support import ManualClock
+from tests.support import LiveServer, test_settings
+from vIOP.app import close_services, create_app, open_services
 from vIOP.auth.permissions import Role
 from vIOP.auth.tickets import TicketPurpose
 from vIOP.client.session import RoomClient
 from vIOP.client.signaling import SignalingClosed
+from vIOP.server import bind_socket, uvicorn_config
 from vIOP.signaling import messages as m
 
 REPO = Path(__file__).resolve().parents[2]
@@ -131,6 +135,66 @@ async def test_a_socket_closes_at_its_sign_ins_absolute_end(live_server: LiveSer
     finally:
         await h.close()
         await presence.close()
+
+
+@contextlib.asynccontextmanager
+async def _server_with_clock(settings: Any, clock: ManualClock) -> AsyncIterator[LiveServer]:
+    """A live server whose services run on ``clock`` (``open_services(clock=...)``), on a real socket."""
+    services = await open_services(settings, clock=clock)
+    app = create_app(settings, services)
+    sock = bind_socket(settings.host, settings.port)
+    server = uvicorn.Server(uvicorn_config(app, settings))
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    try:
+        async with asyncio.timeout(10):
+            while not server.started:
+                assert not task.done(), task.result()
+                await asyncio.sleep(0.01)
+        yield LiveServer(settings=settings, app=app, server=server)
+    finally:
+        server.should_exit = True
+        await asyncio.wait_for(task, 15)
+        await close_services(services)
+        sock.close()
+
+
+async def test_a_socket_closes_when_the_injected_clock_reaches_the_tokens_exp(
+    data_dir: Path, redis_url: str, redis_client: aioredis.Redis
+) -> None:
+    clock = ManualClock(time.time())
+    settings = test_settings(
+        data_dir, redis_url, heartbeat_seconds=1, presence_expiry_seconds=3,
+        token_lifetime_seconds=300, token_idle_seconds=300,  # never idle in between: only exp ends it
+    )  # fmt: skip
+    async with _server_with_clock(settings, clock) as live:
+        host = await ss.clinician(live)
+        scope = await ss.room(live, host)
+        svc = ss.services(live)
+        exp = svc.tokens.decode(
+            (await svc.tokens.issue(host.principal.subject, Role.CLINICIAN)).token  # type: ignore[arg-type]
+        ).expires_at
+        issued = await svc.tickets.issue(
+            host.principal, TicketPurpose.SIGNAL, scope, session=host.session, session_ends_at=exp
+        )
+
+        async def tickets() -> str:
+            return f"{live.ws_url}/ws/signal?ticket={issued.ticket}"
+
+        h = RoomClient(tickets, origin=live.base_url)
+        try:
+            await h.join()
+            clock.advance(exp - clock() - 1)  # one second before the token's exp: still open
+            await h.send(m.Ping())
+            await h.wait_message(m.Pong)
+            assert h.closed is None
+            clock.advance(1)  # the token's exp (5 min after sign-in)
+            moved = time.monotonic()
+            closed = await h.wait_closed(5)
+            print(f"\nclosed {time.monotonic() - moved:.3f} s after the clock reached exp")
+            assert closed.close_code == 1008 and closed.reason == "session ended"
+            assert time.monotonic() - moved < 2.0  # within one heartbeat interval (1 s here), not 60 s
+        finally:
+            await h.close()
 
 
 async def test_turn_credentials_in_welcome_end_with_the_sign_in(live_server_factory: Any) -> None:

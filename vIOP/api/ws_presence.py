@@ -24,7 +24,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from vIOP import metrics
 from vIOP.api.context import Services
 from vIOP.api.ws_guard import admit_socket, client_ip
-from vIOP.api.ws_revocation import CLOSE
+from vIOP.api.ws_revocation import CLOSE, sleep_until
 from vIOP.auth.permissions import Role
 from vIOP.auth.revocation import Revocation
 from vIOP.auth.tickets import TicketGrant, TicketPurpose
@@ -257,7 +257,7 @@ class PresenceStream:
         if ends_at is None:
             await asyncio.Event().wait()  # no end of its own: the other tasks decide
             return
-        await asyncio.sleep(max(0.0, ends_at - self.services.revocations.clock()))
+        await sleep_until(ends_at, self.services.revocations.clock, self.services.settings.heartbeat_seconds)
         self.close(1008, "session ended")
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 from typing import Final, Protocol
 
 from vIOP.api.context import Services
@@ -36,6 +37,13 @@ class RevocableSocket(Protocol):
     def grant(self) -> TicketGrant: ...
 
     def revoke(self, revocation: Revocation) -> None: ...
+
+
+async def sleep_until(moment: float, clock: Callable[[], float], step: float) -> None:
+    """Until ``clock()`` reaches ``moment``, waking at least every ``step`` seconds to read it again."""
+    # A timer, not an event: the moment is on a clock that may be stepped (NTP, or a test's injected one).
+    while (remaining := moment - clock()) > 0:  # noqa: ASYNC110
+        await asyncio.sleep(min(remaining, step))
 
 
 def sockets_of(services: Services, subject: str) -> list[RevocableSocket]:

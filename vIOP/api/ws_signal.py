@@ -20,7 +20,7 @@ from vIOP import metrics
 from vIOP.api.context import Services
 from vIOP.api.room_delivery import RoomDelivery
 from vIOP.api.ws_guard import admit_socket, client_ip
-from vIOP.api.ws_revocation import CLOSE, RevocableSocket
+from vIOP.api.ws_revocation import CLOSE, RevocableSocket, sleep_until
 from vIOP.auth.permissions import Action, Principal, Role, RoomScope, authorize
 from vIOP.auth.revocation import Revocation
 from vIOP.auth.tickets import TicketGrant, TicketPurpose
@@ -130,8 +130,9 @@ class SignalSession:
             self._fail(BadRequest("send join first"), None, m.CloseCode.POLICY_VIOLATION)
 
     async def _session_deadline(self, ends_at: float) -> None:
-        """The sign-in's absolute end (token ``exp``, invite expiry): the socket closes then, not later."""
-        await asyncio.sleep(max(0.0, ends_at - self.services.revocations.clock()))
+        """The sign-in's absolute end (token ``exp``, invite expiry): the socket closes then, not later.
+        Re-reads the (injectable) clock at least once per heartbeat interval, so a stepped clock counts."""
+        await sleep_until(ends_at, self.services.revocations.clock, self.services.settings.heartbeat_seconds)
         self._end_session()
 
     def _end_session(self) -> None:
