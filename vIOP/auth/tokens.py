@@ -153,8 +153,8 @@ class _HeaderRefused(Exception):
 
 
 # Atomically: refuse signed-out sessions and tokens issued at or before an account revocation (ARGV[3] is
-# the token's iat, '' when unknown), unknown and idle sessions; else record this use and hand back the
-# record's MAC for the caller to check.
+# the token's iat, '' when unknown), unknown and idle sessions; else record this use (unless ARGV[4] is '0':
+# a heartbeat of an unattended page) and hand back the record's MAC for the caller to check.
 _TOUCH = """
 if redis.call('EXISTS', KEYS[2]) == 1 then return {'revoked'} end
 if ARGV[3] ~= '' then
@@ -169,7 +169,7 @@ if now - tonumber(record[1]) > tonumber(ARGV[2]) then
   redis.call('DEL', KEYS[1])
   return {'idle'}
 end
-if now > tonumber(record[1]) then redis.call('HSET', KEYS[1], 't', ARGV[1]) end
+if ARGV[4] == '1' and now > tonumber(record[1]) then redis.call('HSET', KEYS[1], 't', ARGV[1]) end
 return {'ok', record[2]}
 """
 _TOUCH_RESULTS: Final = {
@@ -251,10 +251,12 @@ class AccessTokens:
         await self._check_session(claims.jti, claims.subject, claims.issued_at)
         return claims
 
-    async def keep_alive(self, jti: str) -> bool:
-        """Activity outside HTTP (a live signaling socket's heartbeat); False once the session is over."""
+    async def keep_alive(self, jti: str, *, active: bool = True) -> bool:
+        """A live socket's heartbeat; False once the session is over. Only ``active`` heartbeats (the person
+        is using the page) count as activity: an open but unattended page must not defeat the idle timeout,
+        so its heartbeats only check that the sign-in is still alive."""
         try:
-            await self._check_session(jti)
+            await self._check_session(jti, touch=active)
         except TokenRejected:
             return False
         return True
@@ -287,12 +289,17 @@ class AccessTokens:
             await pipe.execute()
 
     async def _check_session(
-        self, jti: str, subject: str | None = None, issued_at: int | None = None
+        self, jti: str, subject: str | None = None, issued_at: int | None = None, *, touch: bool = True
     ) -> None:
         revoked = _REVOKED + jti
         result = await self._touch(
             keys=[_ACTIVE + jti, revoked, account_key(subject) if subject is not None else revoked],
-            args=[int(self._clock()), self._policy.idle_seconds, "" if issued_at is None else issued_at],
+            args=[
+                int(self._clock()),
+                self._policy.idle_seconds,
+                "" if issued_at is None else issued_at,
+                "1" if touch else "0",
+            ],
         )
         status = result[0] if result else b"unknown"
         failure = _TOUCH_RESULTS.get(status)
