@@ -72,7 +72,7 @@ async def main(seconds: float) -> None:
         server.start()
         redis = aioredis.from_url(server.url)
         try:
-            tokens = AccessTokens(TokenKeys("v1", os.urandom(32)), redis)
+            tokens = AccessTokens(TokenKeys("v1", os.urandom(32)), redis, session_key=os.urandom(32))
             issued = await tokens.issue(USER, Role.CLINICIAN)
             await timed_async(
                 "access token issue (sign + Redis SET)", seconds, lambda: tokens.issue(USER, Role.CLINICIAN)
@@ -84,7 +84,7 @@ async def main(seconds: float) -> None:
                 "access token verify (+ idle/denylist Lua)", seconds, lambda: tokens.verify(issued.token)
             )
 
-            tickets = SignalTickets(redis)
+            tickets = SignalTickets(redis, os.urandom(32))
             host = Principal(Role.CLINICIAN, USER)
 
             async def ticket_round_trip() -> None:

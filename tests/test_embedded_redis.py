@@ -37,3 +37,28 @@ def test_unusable_folder_is_a_clear_startup_error(tmp_path: Path) -> None:
     server = EmbeddedRedis(blocker / "inner")
     with pytest.raises(StartupError, match="cannot create the Redis folder"):
         server.start()
+
+
+def test_redis_data_files_are_private(tmp_path: Path) -> None:
+    """Issue 11, finding 7: AOF/RDB files were 0644. Now the folder is 0700 and every file 0600, also files
+    an older version left behind."""
+    folder = tmp_path / "r"
+    folder.mkdir(mode=0o755)
+    old_dump = folder / "dump.rdb"
+    old_dump.write_bytes(b"")
+    old_dump.chmod(0o644)
+    server = EmbeddedRedis(folder)
+    server.start()
+    try:
+        client = redis.Redis.from_url(server.url)
+        client.set("k", "v")
+        client.save()  # an RDB file too
+        client.bgrewriteaof()
+        client.close()
+    finally:
+        server.stop()
+    files = [p for p in folder.rglob("*") if p.is_file() and not p.is_socket()]
+    assert any("aof" in p.name for p in files)
+    modes = {p.relative_to(folder).as_posix(): oct(p.stat().st_mode & 0o777) for p in files}
+    assert set(modes.values()) == {"0o600"}, modes
+    assert oct(folder.stat().st_mode & 0o777) == "0o700"

@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Callable
 
 import redis.asyncio as aioredis
 from sqlalchemy import text
@@ -31,19 +32,21 @@ from vIOP.api.openapi import documented_route, json_body, openapi_endpoint
 from vIOP.api.responses import EXCEPTION_HANDLERS
 from vIOP.api.room_delivery import MediaHooks, RoomDelivery
 from vIOP.api.ws_presence import presence_endpoint, presence_listener
+from vIOP.api.ws_revocation import RevocableSocket, run_revocation_listener, sockets_of
 from vIOP.api.ws_signal import signal_endpoint
 from vIOP.auth.accounts import Authenticator, LoginEvent, LoginOutcome
 from vIOP.auth.invites import Invites
 from vIOP.auth.passwords import PasswordHasher
+from vIOP.auth.revocation import Revocation, RevocationKind, Revocations
 from vIOP.auth.throttle import LoginThrottle, ThrottlePolicy
-from vIOP.auth.tickets import SignalTickets
-from vIOP.auth.tokens import AccessTokens, TokenKeys, TokenPolicy
+from vIOP.auth.tickets import MAC_KEY_PURPOSE, SignalTickets
+from vIOP.auth.tokens import SESSION_KEY_PURPOSE, AccessTokens, TokenKeys, TokenPolicy
 from vIOP.auth.totp_replay import TotpReplayGuard
 from vIOP.media.ice import IceConfig
 from vIOP.media.relay import MediaRelay
 from vIOP.rooms.service import RoomPolicy, RoomService
 from vIOP.settings import Settings
-from vIOP.signaling.connections import Connection, ConnectionLimits, ConnectionRegistry
+from vIOP.signaling.connections import ConnectionLimits, ConnectionRegistry
 from vIOP.signaling.messages import CloseCode
 from vIOP.signaling.ratelimit import MessageRateLimit
 from vIOP.signaling.resume import ResumeTokens
@@ -99,8 +102,9 @@ def _ice_config(settings: Settings) -> IceConfig:
     )
 
 
-async def open_services(settings: Settings) -> Services:
-    """Start the embedded Redis when none is configured, open the store, and build every component."""
+async def open_services(settings: Settings, *, clock: Callable[[], float] = time.time) -> Services:
+    """Start the embedded Redis when none is configured, open the store, and build every component.
+    ``clock`` (epoch seconds) times sign-ins, tickets, revocations and session ends: tests inject one."""
     embedded: EmbeddedRedis | None = None
     redis_url = settings.redis_url
     if redis_url is None:
@@ -138,7 +142,10 @@ async def open_services(settings: Settings) -> Services:
         TokenPolicy(
             idle_seconds=settings.token_idle_seconds, lifetime_seconds=settings.token_lifetime_seconds
         ),
+        clock=clock,
+        session_key=ring.derive_key(SESSION_KEY_PURPOSE),
     )
+    revocations = Revocations(redis, clock=clock)
     authenticator = Authenticator(
         SqlAccountStore(db, ring),
         lambda username: ring.blind_index("username", username),
@@ -174,7 +181,7 @@ async def open_services(settings: Settings) -> Services:
         authenticator=authenticator,
         invites=Invites(invite_store, room_directory),
         invite_store=invite_store,
-        tickets=SignalTickets(redis),
+        tickets=SignalTickets(redis, ring.derive_key(MAC_KEY_PURPOSE), clock=clock, revocations=revocations),
         rooms=rooms,
         resume=ResumeTokens(
             RedisResumeTokenStore(redis, sealer),
@@ -185,6 +192,7 @@ async def open_services(settings: Settings) -> Services:
         room_directory=room_directory,
         bus=RedisEventBus(redis, EventStream(RedisKeys().events, sealer)),
         ice=_ice_config(settings),
+        revocations=revocations,
         embedded_redis=embedded,
     )
     services.relay = MediaRelay(services.ice, on_signal=relay_signal_sender(connections))
@@ -199,18 +207,19 @@ def start_live(services: Services) -> None:
     hooks = RelayHooks(relay, services.spawn) if relay is not None else MediaHooks()
     delivery = RoomDelivery(services.rooms, services.connections, hooks)
     services.extras["delivery"] = delivery
-    user_sockets: dict[str, set[Connection]] = {}
+    user_sockets: dict[str, set[RevocableSocket]] = {}  # subject -> signaling sessions (ws_revocation)
     services.extras["user_sockets"] = user_sockets
 
     async def close_user_sockets(user_id: str) -> None:
-        """Logout: the user's signaling and presence sockets close 1000 "signed out"."""
-        for conn in list(user_sockets.get(user_id, ())):
-            conn.close(CloseCode.NORMAL, "signed out")
-        for stream in list(services.extras.get("presence_streams", ())):
-            if stream.grant.principal.subject == user_id:
-                stream.close(1000)
+        """Logout, in this process and at once: the user's signaling and presence sockets close 1000
+        "signed out". Other processes do the same from the revocation stream (``revocations.publish``)."""
+        revocation = Revocation(RevocationKind.SIGNED_OUT, user_id, services.revocations.clock())
+        services.revocations.note(revocation)
+        for socket in sockets_of(services, user_id):
+            socket.revoke(revocation)
 
     services.extras["close_user_sockets"] = close_user_sockets
+    services.spawn(run_revocation_listener(services), "revocations")
     listeners: list[EventListener] = services.extras.setdefault("event_listeners", [])
     listeners.append(presence_listener(services))
     services.spawn(run_event_loop(services, delivery, listeners), "room-events")

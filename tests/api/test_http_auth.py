@@ -12,7 +12,7 @@ import pytest
 
 from tests.api.support import PASSWORD, Api, assert_error, bearer
 from vIOP.auth.permissions import Role
-from vIOP.auth.tokens import AccessTokens, TokenKeys, TokenPolicy
+from vIOP.auth.tokens import SESSION_KEY_PURPOSE, AccessTokens, TokenKeys, TokenPolicy
 
 WRONG_SIGN_IN = "the username, password or code is incorrect"
 
@@ -155,7 +155,13 @@ async def _hostile_tokens(api: Api) -> dict[str, str]:
     ring = api.services.storage.keys
     keys = TokenKeys("v1", ring.derive_key("access-token/ed25519/v1"))
     lifetime = api.live.settings.token_lifetime_seconds
-    past = AccessTokens(keys, api.services.redis, TokenPolicy(lifetime_seconds=lifetime), clock=lambda: 1e9)
+    past = AccessTokens(
+        keys,
+        api.services.redis,
+        TokenPolicy(lifetime_seconds=lifetime),
+        clock=lambda: 1e9,
+        session_key=api.services.storage.keys.derive_key(SESSION_KEY_PURPOSE),
+    )
     expired = await past.issue(user.account.id, Role.CLINICIAN)
     return {
         "malformed": "not-a-token",

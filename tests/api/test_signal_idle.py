@@ -42,7 +42,7 @@ async def test_only_pings_of_a_page_in_use_renew_the_sign_in(
         welcome = await client.request(m.Join())
         assert isinstance(welcome, m.Welcome)
         presence = ("viop:presence", f"{scope.room_id}/{welcome.participant_id}")
-        signed_in_at = await redis_client.get(activity)  # the last activity, in whole seconds
+        signed_in_at = await redis_client.hget(activity, "t")  # the last activity, in whole seconds
         seen_at = await redis_client.zscore(*presence)
         beats, started = 0, time.monotonic()
         # Unattended: the seat is kept (presence renewed twice), the sign-in is not, though seconds pass.
@@ -53,10 +53,10 @@ async def test_only_pings_of_a_page_in_use_renew_the_sign_in(
             if now_seen != seen_at:
                 beats, seen_at = beats + 1, now_seen
             await asyncio.sleep(0.2)  # a page pings on a timer; this is that timer, faster
-        assert await redis_client.get(activity) == signed_in_at
+        assert await redis_client.hget(activity, "t") == signed_in_at
         # In use: the next handled ping renews the sign-in.
         started = time.monotonic()
-        while await redis_client.get(activity) == signed_in_at:
+        while await redis_client.hget(activity, "t") == signed_in_at:
             assert time.monotonic() - started < POLL_SECONDS, "an active ping did not renew the sign-in"
             assert isinstance(await client.request(m.Ping(active=True)), m.Pong)
             await asyncio.sleep(0.2)

@@ -10,7 +10,7 @@ import pytest
 from tests.api import signal_support as ss
 from tests.support import LiveServer
 from vIOP.auth.permissions import Principal, Role
-from vIOP.auth.tickets import SignalTickets, TicketPurpose
+from vIOP.auth.tickets import MAC_KEY_PURPOSE, SignalTickets, TicketPurpose
 from vIOP.client.signaling import ConnectRefused, SignalingClient, SignalingClosed
 from vIOP.errors import Forbidden
 from vIOP.signaling import messages as m
@@ -73,7 +73,9 @@ async def test_expired_ticket_is_refused(live_server: LiveServer) -> None:
     scope = await ss.room(live_server, host)
     svc = ss.services(live_server)
     # A ticket store whose clock is 31 s in the past issues a ticket that is already expired for the server.
-    past = SignalTickets(svc.redis, clock=lambda: time.time() - 31)
+    past = SignalTickets(
+        svc.redis, svc.storage.keys.derive_key(MAC_KEY_PURPOSE), clock=lambda: time.time() - 31
+    )
     issued = await past.issue(host.principal, TicketPurpose.SIGNAL, scope, session=host.session)
     assert (
         await _refused(f"{live_server.ws_url}/ws/signal?ticket={issued.ticket}", live_server.base_url) == 403

@@ -22,6 +22,7 @@ from vIOP.ids import UserId
 
 SEED = bytes(range(32))
 OTHER_SEED = bytes(range(1, 33))
+SESSION_KEY = bytes(range(2, 34))
 USER = UserId("us_alice")
 POLICY = TokenPolicy(idle_seconds=900, lifetime_seconds=12 * 3600)
 CLAIM_NAMES = ["iss", "aud", "sub", "role", "exp", "nbf", "iat", "jti", "x"]
@@ -43,7 +44,7 @@ def keys() -> TokenKeys:
 
 @pytest.fixture
 def tokens(keys: TokenKeys, redis_client: aioredis.Redis, clock: ManualClock) -> AccessTokens:
-    return AccessTokens(keys, redis_client, POLICY, clock)
+    return AccessTokens(keys, redis_client, POLICY, clock, session_key=SESSION_KEY)
 
 
 def b64(data: bytes) -> str:
@@ -295,12 +296,20 @@ async def test_logout_revokes_only_that_token(tokens: AccessTokens, redis_client
 async def test_key_rotation_keeps_previous_tokens_valid(
     redis_client: aioredis.Redis, keys: TokenKeys, clock: ManualClock
 ) -> None:
-    old = await AccessTokens(keys, redis_client, POLICY, clock).issue(USER, Role.ADMIN)
-    rotated = AccessTokens(TokenKeys("k2", OTHER_SEED, previous={"k1": SEED}), redis_client, POLICY, clock)
+    old = await AccessTokens(keys, redis_client, POLICY, clock, session_key=SESSION_KEY).issue(
+        USER, Role.ADMIN
+    )
+    rotated = AccessTokens(
+        TokenKeys("k2", OTHER_SEED, previous={"k1": SEED}),
+        redis_client,
+        POLICY,
+        clock,
+        session_key=SESSION_KEY,
+    )
     assert (await rotated.verify(old.token)).jti == old.claims.jti
     new = await rotated.issue(USER, Role.ADMIN)
     assert '"k2"' in base64.urlsafe_b64decode(new.token.split(".")[0] + "==").decode()
-    retired = AccessTokens(TokenKeys("k2", OTHER_SEED), redis_client, POLICY, clock)
+    retired = AccessTokens(TokenKeys("k2", OTHER_SEED), redis_client, POLICY, clock, session_key=SESSION_KEY)
     assert await rejected(retired, old.token) is TokenFailure.UNKNOWN_KEY
 
 
@@ -311,6 +320,10 @@ async def test_redis_holds_only_opaque_ids(tokens: AccessTokens, redis_client: a
     keys = [k.decode() for k in await redis_client.keys("*")]
     assert keys and all(k.startswith(("viop:auth:active:", "viop:auth:revoked:")) for k in keys)
     for key in keys:
+        if key.startswith("viop:auth:active:"):  # {t: last use, m: the record's MAC}
+            record = await redis_client.hgetall(key)
+            assert set(record) == {b"t", b"m"} and record[b"t"].decode().isdigit() and len(record[b"m"]) == 32
+            continue
         value = await redis_client.get(key)
         assert value is not None and value.decode().isdigit()  # a time or a flag, never the token
     assert all(issued.token not in k and USER not in k for k in keys)
@@ -341,7 +354,9 @@ def test_policy_and_keys_are_validated() -> None:
 def test_hostile_tokens_only_ever_get_a_401(
     keys: TokenKeys, header: Any, claims: Any, signature: str
 ) -> None:
-    tokens = AccessTokens(keys, aioredis.Redis(), POLICY)  # decode() never touches Redis
+    tokens = AccessTokens(
+        keys, aioredis.Redis(), POLICY, session_key=SESSION_KEY
+    )  # decode() never touches Redis
     token = f"{b64(json.dumps(header).encode())}.{b64(json.dumps(claims).encode())}.{signature}"
     with pytest.raises(TokenRejected):
         tokens.decode(token)
@@ -351,7 +366,7 @@ def test_hostile_tokens_only_ever_get_a_401(
 @given(token=st.text(max_size=300))
 def test_arbitrary_text_only_ever_gets_a_401(keys: TokenKeys, token: str) -> None:
     with pytest.raises(TokenRejected):
-        AccessTokens(keys, aioredis.Redis(), POLICY).decode(token)
+        AccessTokens(keys, aioredis.Redis(), POLICY, session_key=SESSION_KEY).decode(token)
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -360,7 +375,7 @@ def test_hostile_claims_with_a_valid_signature_only_ever_get_a_401(
     keys: TokenKeys, claims: dict[str, Any]
 ) -> None:
     with pytest.raises(TokenRejected) as caught:
-        AccessTokens(keys, aioredis.Redis(), POLICY).decode(signed(keys, claims))
+        AccessTokens(keys, aioredis.Redis(), POLICY, session_key=SESSION_KEY).decode(signed(keys, claims))
     assert caught.value.reason in (TokenFailure.INVALID_CLAIMS, TokenFailure.WRONG_ISSUER,
                                    TokenFailure.WRONG_AUDIENCE, TokenFailure.EXPIRED,
                                    TokenFailure.NOT_YET_VALID)  # fmt: skip

@@ -18,11 +18,12 @@ OTHER = RoomScope(RoomId("rm_y"), frozenset({"us_other"}))
 HOST = Principal(Role.CLINICIAN, "us_host")
 CLIENT = Principal(Role.CLIENT, "cl_1", RoomId("rm_x"))
 SIGNAL, PRESENCE = TicketPurpose.SIGNAL, TicketPurpose.PRESENCE
+MAC_KEY = bytes(range(32))
 
 
 @pytest.fixture
 def tickets(redis_client: aioredis.Redis, clock: ManualClock) -> SignalTickets:
-    return SignalTickets(redis_client, clock=clock)
+    return SignalTickets(redis_client, MAC_KEY, clock=clock)
 
 
 async def refused(tickets: SignalTickets, ticket: str, purpose: TicketPurpose = SIGNAL) -> TicketFailure:
@@ -50,7 +51,7 @@ async def test_concurrent_redemption_has_one_winner(
     issued = await tickets.issue(HOST, SIGNAL, ROOM, session="jti")
     clients = [aioredis.from_url(redis_url) for _ in range(8)]
     try:
-        racers = [SignalTickets(c, clock=clock) for c in clients for _ in range(4)]
+        racers = [SignalTickets(c, MAC_KEY, clock=clock) for c in clients for _ in range(4)]
         results = await asyncio.gather(
             *(r.redeem(issued.ticket, SIGNAL) for r in racers), return_exceptions=True
         )
@@ -147,6 +148,6 @@ async def test_allowed_presence_tickets(
 
 def test_lifetime_is_capped(redis_client: aioredis.Redis) -> None:
     with pytest.raises(ValueError):
-        SignalTickets(redis_client, ttl_seconds=31)
+        SignalTickets(redis_client, MAC_KEY, ttl_seconds=31)
     with pytest.raises(ValueError):
-        SignalTickets(redis_client, ttl_seconds=0)
+        SignalTickets(redis_client, MAC_KEY, ttl_seconds=0)

@@ -147,6 +147,12 @@ async def full_session(api: Api) -> None:
         pass
     await host.send(m.Deny(participant_id=pids["client_b"], message=CANARIES["deny"]))
     assert (await clients["client_b"].expect(m.Denied)).message == CANARIES["deny"]
+    # A revocation (its Redis key and stream entry; the sign-out below makes another kind).
+    spare = await api.http.post(
+        f"/api/v1/rooms/{room_id}/invites", json={"display_name": CANARIES["client_b"]}, headers=bearer(token)
+    )
+    revoked = await api.http.delete(f"/api/v1/invites/{spare.json()['id']}", headers=bearer(token))
+    assert revoked.status_code == 204
     for who in ("client_a", "client_c"):
         await host.send(m.Admit(participant_id=pids[who]))
         await clients[who].expect(m.Admitted)

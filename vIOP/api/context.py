@@ -17,6 +17,7 @@ from starlette.requests import HTTPConnection
 
 from vIOP.auth.accounts import Authenticator
 from vIOP.auth.invites import Invites, InviteStore
+from vIOP.auth.revocation import Revocations
 from vIOP.auth.tickets import SignalTickets
 from vIOP.auth.tokens import AccessTokens
 from vIOP.errors import Unavailable
@@ -57,6 +58,7 @@ class Services:
     room_directory: SqlRoomDirectory
     bus: EventBus
     ice: IceConfig
+    revocations: Revocations
     relay: MediaRelay | None = None
     embedded_redis: EmbeddedRedis | None = None
     extras: dict[str, Any] = field(default_factory=dict)

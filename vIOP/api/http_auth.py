@@ -27,6 +27,7 @@ from vIOP.api.auth_context import (
 from vIOP.api.context import services_of
 from vIOP.api.openapi import documented_route, json_body
 from vIOP.auth.permissions import Action, authorize
+from vIOP.auth.revocation import RevocationKind
 from vIOP.ids import UserId
 from vIOP.storage.audit import Action as AuditAction
 
@@ -79,6 +80,10 @@ async def logout(request: Request) -> Response:
     services = caller.services
     await services.tokens.revoke(claims)
     await caller.audit(AuditAction.LOGOUT, "user", claims.subject)
+    try:  # the user's sockets in the other processes (this process closes its own just below)
+        await services.revocations.publish(RevocationKind.SIGNED_OUT, claims.subject)
+    except Exception:
+        log.exception("publishing the sign-out to other processes failed")
     closer: CloseUserSockets | None = services.extras.get(CLOSE_USER_SOCKETS)
     if closer is not None:
         try:

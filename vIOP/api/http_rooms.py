@@ -28,6 +28,7 @@ from vIOP.api.auth_context import (
 )
 from vIOP.api.context import Services, services_of
 from vIOP.api.openapi import documented_route, json_body
+from vIOP.api.ws_revocation import revoke_invite_sessions
 from vIOP.auth.invites import InviteRejected
 from vIOP.auth.permissions import Action, Grant, Role, RoomScope, authorize, grant_for
 from vIOP.errors import BadRequest, Conflict, Forbidden
@@ -285,6 +286,7 @@ async def revoke_invite(request: Request) -> Response:
         caller.principal, InviteId(request.path_params["invite_id"])
     )
     await caller.audit(AuditAction.INVITE_REVOKED, "invite", invite.id)
+    await revoke_invite_sessions(caller.services, invite.room_id, invite.client_id)
     return Response(status_code=204)
 
 

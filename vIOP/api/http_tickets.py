@@ -73,7 +73,9 @@ async def issue_ticket(request: Request) -> Response:
     if caller.is_client:
         # The last check: a refused request above never spends a use of the invite.
         await caller.consume_invite(bearer_credential(request))
-    issued = await services.tickets.issue(caller.principal, purpose, scope, session=caller.session)
+    issued = await services.tickets.issue(
+        caller.principal, purpose, scope, session=caller.session, session_ends_at=caller.session_ends_at
+    )
     room_id = scope.room_id if scope is not None else None
     await caller.audit(AuditAction.TICKET_ISSUED, "room", room_id or "all")
     return JSONResponse(

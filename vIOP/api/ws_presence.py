@@ -5,7 +5,9 @@ The stream opens with a snapshot; then every room event the viewer may see is se
 so a burst of events costs one read. After a gap in the event stream the snapshot is sent again.
 
 Clients never get presence tickets. The viewer's sign-in stays alive while the page pings (``ping`` ->
-``pong``); a stream left without pings for the idle timeout is closed 1008 "session ended".
+``pong``); a stream left without pings for the idle timeout is closed 1008 "session ended", and so is one
+whose sign-in reaches its absolute end or whose account is revoked (each ping also reads the revocation
+from Redis; the revocation stream closes it at once, :mod:`vIOP.api.ws_revocation`).
 """
 
 from __future__ import annotations
@@ -22,7 +24,9 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from vIOP import metrics
 from vIOP.api.context import Services
 from vIOP.api.ws_guard import admit_socket, client_ip
+from vIOP.api.ws_revocation import CLOSE, sleep_until
 from vIOP.auth.permissions import Role
+from vIOP.auth.revocation import Revocation
 from vIOP.auth.tickets import TicketGrant, TicketPurpose
 from vIOP.errors import VIOPError
 from vIOP.ids import RoomId, UserId
@@ -144,6 +148,7 @@ class PresenceStream:
         self.dirty: set[RoomId] = set()
         self.visible: set[RoomId] = set()
         self.close_code: int | None = None
+        self.close_reason = ""
         self._refresh: asyncio.Task[None] | None = None
         self.last_ping = time.monotonic()
 
@@ -160,11 +165,15 @@ class PresenceStream:
         except asyncio.QueueFull:
             self.close(1013)  # a viewer that does not read: it reconnects and gets a fresh snapshot
 
-    def close(self, code: int) -> None:
+    def close(self, code: int, reason: str = "") -> None:
         if self.close_code is None:
             self.close_code = code
+            self.close_reason = reason
             with contextlib.suppress(asyncio.QueueFull):
                 self.queue.put_nowait(None)
+
+    def revoke(self, revocation: Revocation) -> None:
+        self.close(*CLOSE[revocation.kind])
 
     async def snapshot(self) -> None:
         snap = await self.services.rooms.snapshot(self.viewer)
@@ -224,7 +233,13 @@ class PresenceStream:
             if message.get("text") and '"ping"' in message["text"][:64]:
                 self.last_ping = time.monotonic()
                 if self.grant.session and not await self.services.tokens.keep_alive(self.grant.session):
-                    self.close(1008)
+                    self.close(1008, "session ended")
+                    return
+                revoked = await self.services.revocations.check(
+                    self.grant.principal.subject, self.grant.issued_at, account=True
+                )
+                if revoked is not None:
+                    self.revoke(revoked)
                     return
                 self.push(PresencePong())
 
@@ -233,8 +248,17 @@ class PresenceStream:
         while self.close_code is None:
             await asyncio.sleep(min(30.0, idle / 4))
             if time.monotonic() - self.last_ping > idle:
-                self.close(1008)
+                self.close(1008, "session ended")
                 return
+
+    async def session_deadline(self) -> None:
+        """The sign-in's absolute end (token ``exp``): the stream closes then, not a heartbeat later."""
+        ends_at = self.grant.session_ends_at
+        if ends_at is None:
+            await asyncio.Event().wait()  # no end of its own: the other tasks decide
+            return
+        await sleep_until(ends_at, self.services.revocations.clock, self.services.settings.heartbeat_seconds)
+        self.close(1008, "session ended")
 
 
 async def presence_endpoint(websocket: WebSocket) -> None:
@@ -259,6 +283,7 @@ async def presence_endpoint(websocket: WebSocket) -> None:
             asyncio.create_task(stream.write_loop()),
             asyncio.create_task(stream.read_loop()),
             asyncio.create_task(stream.idle_watch()),
+            asyncio.create_task(stream.session_deadline()),
         ]
         await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
     except WebSocketDisconnect:
@@ -271,7 +296,7 @@ async def presence_endpoint(websocket: WebSocket) -> None:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         with contextlib.suppress(Exception):
-            await websocket.close(stream.close_code or 1000)
+            await websocket.close(stream.close_code or 1000, stream.close_reason or None)
         metrics.WS_ACTIVE.labels("presence").dec()
 
 

@@ -20,7 +20,9 @@ from vIOP import metrics
 from vIOP.api.context import Services
 from vIOP.api.room_delivery import RoomDelivery
 from vIOP.api.ws_guard import admit_socket, client_ip
+from vIOP.api.ws_revocation import CLOSE, RevocableSocket, sleep_until
 from vIOP.auth.permissions import Action, Principal, Role, RoomScope, authorize
+from vIOP.auth.revocation import Revocation
 from vIOP.auth.tickets import TicketGrant, TicketPurpose
 from vIOP.errors import BadRequest, Conflict, NotFound, Unauthenticated, Unavailable, VIOPError
 from vIOP.ids import ClientId, ParticipantId, RoomId, UserId
@@ -94,8 +96,9 @@ class SignalSession:
         self.room_id: RoomId = scope.room_id
         self.delivery: RoomDelivery = services.extras["delivery"]
         self.conn: Connection = services.connections.open(websocket, self.room_id)
-        self.user_sockets: dict[str, set[Connection]] = services.extras["user_sockets"]
-        self.user_sockets.setdefault(self.principal.subject, set()).add(self.conn)
+        self.user_sockets: dict[str, set[RevocableSocket]] = services.extras["user_sockets"]
+        self.user_sockets.setdefault(self.principal.subject, set()).add(self)
+        self.revoked: Revocation | None = None
         self.pid: ParticipantId | None = None
         self.resume_handle: str | None = None
         self.finished = False  # left, removed, denied or ended: no reconnect grace
@@ -105,11 +108,14 @@ class SignalSession:
     # --- the socket ------------------------------------------------------------------------------
 
     async def run(self) -> None:
-        deadline = asyncio.create_task(self._join_deadline())
+        deadlines = [asyncio.create_task(self._join_deadline())]
+        if self.grant.session_ends_at is not None:
+            deadlines.append(asyncio.create_task(self._session_deadline(self.grant.session_ends_at)))
         try:
             await self._receive_loop()
         finally:
-            deadline.cancel()
+            for deadline in deadlines:
+                deadline.cancel()
             await self._teardown()
 
     async def _receive_loop(self) -> None:
@@ -129,6 +135,34 @@ class SignalSession:
         await asyncio.sleep(JOIN_TIMEOUT_SECONDS)
         if self.pid is None:
             self._fail(BadRequest("send join first"), None, m.CloseCode.POLICY_VIOLATION)
+
+    async def _session_deadline(self, ends_at: float) -> None:
+        """The sign-in's absolute end (token ``exp``, invite expiry): the socket closes then, not later.
+        Re-reads the (injectable) clock at least once per heartbeat interval, so a stepped clock counts."""
+        await sleep_until(ends_at, self.services.revocations.clock, self.services.settings.heartbeat_seconds)
+        self._end_session()
+
+    def _end_session(self) -> None:
+        self.conn.send(m.ErrorMessage(code="unauthenticated", message="session ended"))
+        self.conn.close(m.CloseCode.POLICY_VIOLATION, "session ended")
+
+    def revoke(self, revocation: Revocation) -> None:
+        """A revocation covers this socket (``ws_revocation``): nothing more is dispatched; close now."""
+        self.revoked = revocation
+        code, reason = CLOSE[revocation.kind]
+        self.conn.send(m.ErrorMessage(code="unauthenticated", message=reason))
+        self.conn.close(m.CloseCode(code), reason)
+
+    async def _still_authorized(self) -> None:
+        """Before a host action (rare, and doing Redis work anyway): the subject's revocation in Redis, so
+        an action sent the moment an account is disabled elsewhere cannot win the race with the stream."""
+        grant = self.grant
+        found = await self.services.revocations.check(
+            self.principal.subject, grant.issued_at, account=self.principal.role is not Role.CLIENT
+        )
+        if found is not None:
+            self.revoke(found)
+            raise Unauthenticated("session ended")
 
     async def _on_frame(self, message: Message) -> None:
         verdict = self.conn.accept_inbound()
@@ -174,6 +208,13 @@ class SignalSession:
     # --- dispatch --------------------------------------------------------------------------------
 
     async def _dispatch(self, kind: str, msg: m.ClientMessage) -> None:
+        # In memory, fed by the revocation stream and heartbeats: no I/O on the hot path.
+        revoked = self.revoked or self.services.revocations.blocking(
+            self.principal.subject, self.grant.issued_at
+        )
+        if revoked is not None:
+            self.revoke(revoked)
+            return
         authorize(self.principal, Action(kind), self.scope)
         if isinstance(msg, m.Ping):
             await self._heartbeat(active=msg.active)
@@ -237,6 +278,7 @@ class SignalSession:
             await self._host_action(kind, msg, pid)
 
     async def _host_action(self, kind: str, msg: m.ClientMessage, pid: ParticipantId) -> None:
+        await self._still_authorized()
         rooms = self.services.rooms
         target: ParticipantId | None = None
         if isinstance(msg, m.Admit):
@@ -370,7 +412,10 @@ class SignalSession:
             self.conn.send(m.RoomLocked())
 
     def _ice_servers(self, pid: ParticipantId) -> tuple[m.IceServer, ...]:
-        entries = self.services.ice.client_ice_servers(pid, now=time.time())
+        # TURN credentials end with the sign-in (token exp, invite expiry) at the latest (docs/API.md).
+        entries = self.services.ice.client_ice_servers(
+            pid, now=time.time(), session_ends_at=self.grant.session_ends_at
+        )
         return tuple(m.IceServer(urls=e.urls, username=e.username, credential=e.credential) for e in entries)
 
     # --- liveness and teardown -------------------------------------------------------------------
@@ -384,6 +429,16 @@ class SignalSession:
         if not force and now - self._last_heartbeat < self.services.settings.heartbeat_seconds / 2:
             return
         self._last_heartbeat = now
+        ends_at = self.grant.session_ends_at
+        if ends_at is not None and self.services.revocations.clock() >= ends_at:
+            self._end_session()
+            return
+        revoked = await self.services.revocations.check(
+            self.principal.subject, self.grant.issued_at, account=self.principal.role is not Role.CLIENT
+        )
+        if revoked is not None:  # the stream's message was missed (or not sent yet): caught here
+            self.revoke(revoked)
+            return
         await self.services.rooms.heartbeat(self.room_id, self.pid)
         kept = True
         if self.resume_handle is not None:
@@ -418,7 +473,7 @@ class SignalSession:
         self.services.extras.get("signal_sessions", set()).discard(self)
         mine = self.user_sockets.get(self.principal.subject)
         if mine is not None:
-            mine.discard(self.conn)
+            mine.discard(self)
             if not mine:
                 del self.user_sockets[self.principal.subject]
         if self.conn.state is ConnectionState.OPEN:
@@ -431,6 +486,9 @@ class SignalSession:
         current = self.services.connections.get(pid)
         if current is not None and current is not self.conn:
             return  # replaced by a resumed connection: nothing to do
+        if self.revoked is not None:
+            await self._end_seat(pid)
+            return
         if self.finished:
             return
         try:
@@ -448,6 +506,19 @@ class SignalSession:
             pass
         except Exception:
             log.exception("teardown failed", extra={"participant_id": pid})
+
+    async def _end_seat(self, pid: ParticipantId) -> None:
+        """A revoked socket does not leave a seat "reconnecting": no way back in with its resume token."""
+        self.services.rooms.holdings.release(self.room_id, pid)
+        try:
+            await self._revoke_resume()
+            room = await self.services.rooms.room(self.room_id)
+            if room.participant(pid).is_active:
+                await self.services.rooms.leave(self.room_id, pid)
+        except VIOPError:
+            pass
+        except Exception:
+            log.exception("ending a revoked seat failed", extra={"participant_id": pid})
 
     async def _audit(self, action: Audited, object_type: str, object_id: str) -> None:
         # Queued, not awaited: the room change is done, and a database that is away (or locked) must

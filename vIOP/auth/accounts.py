@@ -112,9 +112,17 @@ class AccountChange(StrEnum):
 
 
 AccountChanges = Callable[[AccountChange, Account], Awaitable[None]]
+# Ends every sign-in and live socket of the account, in every process (vIOP.auth.revocation).
+RevokeAccount = Callable[[Account], Awaitable[None]]
+# Changes after which nothing signed in before may go on (a password reset or role change belongs here).
+REVOKING_CHANGES: Final = frozenset({AccountChange.DISABLED, AccountChange.MFA_RESET})
 
 
 async def _no_audit(change: AccountChange, account: Account) -> None:
+    return None
+
+
+async def _no_revocation(account: Account) -> None:
     return None
 
 
@@ -130,6 +138,7 @@ class AccountAdmin:
         require_totp: bool,
         changes: AccountChanges = _no_audit,
         clock: Callable[[], float] = time.time,
+        revoke: RevokeAccount = _no_revocation,
     ) -> None:
         self._store = store
         self._index = username_index
@@ -137,6 +146,12 @@ class AccountAdmin:
         self._require_totp = require_totp
         self._changes = changes
         self._clock = clock
+        self._revoke = revoke
+
+    async def _changed(self, change: AccountChange, account: Account) -> None:
+        await self._changes(change, account)
+        if change in REVOKING_CHANGES:
+            await self._revoke(account)
 
     async def create(
         self, role: Role, username: str, password: str, *, with_totp: bool, display_name: str | None = None
@@ -167,7 +182,7 @@ class AccountAdmin:
     async def set_disabled(self, username: str, disabled: bool) -> Account:
         account = replace(await self.find(username), disabled=disabled)
         await self._store.set_disabled(account.id, disabled, self._clock())
-        await self._changes(AccountChange.DISABLED if disabled else AccountChange.ENABLED, account)
+        await self._changed(AccountChange.DISABLED if disabled else AccountChange.ENABLED, account)
         return account
 
     async def set_display_name(self, username: str, display_name: str) -> Account:
@@ -190,7 +205,7 @@ class AccountAdmin:
         account = await self.find(username)
         secret = new_totp_secret()
         await self._store.set_totp_secret(account.id, secret, self._clock())
-        await self._changes(AccountChange.MFA_RESET, account)
+        await self._changed(AccountChange.MFA_RESET, account)
         return CreatedAccount(
             replace(account, totp_secret=secret), provisioning_uri(secret, account.username)
         )

@@ -1,7 +1,9 @@
 """``python -m vIOP users create|set-display-name|disable|enable|reset-mfa``: workforce accounts from the CLI.
 
 The password is read from standard input (never from the command line, where ``ps`` and shell history
-would show it). A TOTP provisioning URI is printed once, at creation or MFA reset, and stored nowhere in
+would show it). ``disable`` and ``reset-mfa`` also publish a revocation on the server's Redis
+(:mod:`vIOP.auth.revocation`): the account's tokens stop working and its live sockets close in every
+server process within seconds (the embedded Redis is started for a moment when no server runs). A TOTP provisioning URI is printed once, at creation or MFA reset, and stored nowhere in
 plaintext. Wired into ``vIOP/__main__.py`` as a plugin: ``("vIOP.auth.cli", "add_users_parser", "run_users")``.
 """
 
@@ -17,7 +19,7 @@ from typing import Any, TextIO
 from vIOP.auth.accounts import Account, AccountAdmin, AccountChange, CreatedAccount
 from vIOP.auth.passwords import PasswordHasher
 from vIOP.auth.permissions import ACCOUNT_ROLES, Role
-from vIOP.errors import BadRequest
+from vIOP.errors import BadRequest, Unavailable
 from vIOP.settings import Settings, load_settings
 
 OpenAdmin = Callable[[Settings], AbstractAsyncContextManager[AccountAdmin]]
@@ -52,6 +54,52 @@ def add_users_parser(subparsers: Any) -> str:
 
 
 @asynccontextmanager
+async def _server_redis(settings: Settings) -> AsyncIterator[Any]:
+    """The Redis the servers use: ``VIOP_REDIS_URL``, else the embedded one in the data folder (started
+    here for a moment when no server is running, so the revocation is there when one starts)."""
+    import redis.asyncio as aioredis
+    from redis.exceptions import RedisError
+
+    from vIOP.storage.embedded_redis import EmbeddedRedis
+
+    embedded = EmbeddedRedis(settings.data_dir / "redis") if settings.redis_url is None else None
+    url = settings.redis_url or (embedded.url if embedded is not None else "")
+    client = aioredis.from_url(url, socket_connect_timeout=2, socket_timeout=5)
+    started = False
+    try:
+        try:
+            await client.ping()
+        except (RedisError, OSError):
+            if embedded is None:
+                raise
+            await client.aclose()
+            await embedded.astart()
+            started = True
+            client = aioredis.from_url(embedded.url, socket_connect_timeout=2, socket_timeout=5)
+        yield client
+    finally:
+        await client.aclose()
+        if started and embedded is not None:
+            await embedded.astop()
+
+
+async def publish_account_revocation(settings: Settings, account: Account) -> None:
+    """End the account's sign-ins and close its sockets everywhere; one clear error if Redis is away."""
+    from redis.exceptions import RedisError
+
+    from vIOP.auth.revocation import RevocationKind, Revocations
+
+    try:
+        async with _server_redis(settings) as redis:
+            await Revocations(redis).publish(RevocationKind.ACCOUNT, account.id)
+    except (RedisError, OSError) as exc:
+        raise Unavailable(
+            f"the account {account.id} was changed, but its live sessions could not be ended: Redis is "
+            f"unreachable ({type(exc).__name__}); run the command again once Redis is back"
+        ) from None
+
+
+@asynccontextmanager
 async def open_account_admin(
     settings: Settings, hasher: PasswordHasher | None = None
 ) -> AsyncIterator[AccountAdmin]:
@@ -75,6 +123,7 @@ async def open_account_admin(
             hasher or PasswordHasher(),
             require_totp=settings.env == "production",
             changes=audit,
+            revoke=lambda account: publish_account_revocation(settings, account),
         )
     finally:
         await storage.close()

