@@ -24,6 +24,7 @@ from vIOP.media.rtp import RtpWriter, ntp_time
 ABS_SEND_TIME: Final = "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time"
 MID: Final = "urn:ietf:params:rtp-hdrext:sdes:mid"
 
+# Bound once: ``send`` runs per frame per subscriber (the hot path), no module attribute lookup there.
 _sender_output = aiortc_internals.sender_output
 _count_sent = aiortc_internals.count_sent
 
