@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import ast
+from pathlib import Path
+
 import aiortc
 import pytest
 from aiortc import RTCPeerConnection
 
 from tests.media.harness import LOOPBACK, wait_until
 from vIOP.client.media import KeyframeOnRequestVideoTrack
+from vIOP.media import aiortc_internals
 from vIOP.media.aiortc_internals import (
     SUPPORTED_AIORTC,
     check_internals,
@@ -61,3 +65,31 @@ async def test_receiver_hands_over_encoded_frames_and_forwards_keyframe_requests
     finally:
         await publisher.close()
         await subscriber.close()
+
+
+def internal_uses(path: Path) -> list[str]:
+    """Imports of aioice or of aiortc's unexported submodules, and private attributes of other objects."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        modules: list[str] = []
+        if isinstance(node, ast.Import):
+            modules = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            modules = [node.module]
+        found += [m for m in modules if m.split(".")[0] == "aioice" or m.startswith("aiortc.")]
+        if (
+            isinstance(node, ast.Attribute)
+            and node.attr.startswith("_")
+            and not node.attr.startswith("__")
+            and not (isinstance(node.value, ast.Name) and node.value.id in ("self", "cls"))
+        ):
+            found.append(f"line {node.lineno}: .{node.attr}")
+    return found
+
+
+def test_no_other_module_touches_aiortc_internals() -> None:
+    media = Path(aiortc_internals.__file__).parent
+    sources = [*sorted(media.glob("*.py")), media.parent / "client" / "media.py"]
+    assert internal_uses(media / "aiortc_internals.py")  # the scan sees them where they are
+    offenders = {p.name: internal_uses(p) for p in sources if p.name != "aiortc_internals.py"}
+    assert {name: uses for name, uses in offenders.items() if uses} == {}
