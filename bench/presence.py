@@ -23,8 +23,8 @@ from websockets.asyncio.client import connect
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.api import signal_support as ss
-from tests.support import run_live_server, test_settings
+from bench.scenarios import signaling as ss
+from bench.scenarios.live_server import run_live_server, test_settings
 from vIOP.auth.permissions import Principal, Role
 from vIOP.auth.tickets import TicketPurpose
 from vIOP.storage.embedded_redis import EmbeddedRedis

@@ -26,8 +26,9 @@ from aiortc import MediaStreamTrack, RTCPeerConnection, RTCSessionDescription
 from aiortc.contrib.media import MediaRelay as StockRelay
 
 from vIOP.ids import ParticipantId
-from vIOP.media import passthrough
+from vIOP.media.aiortc_internals import label_sender
 from vIOP.media.ice import IceConfig
+from vIOP.media.ice_gathering import advertising, peer_configuration
 from vIOP.media.relay import MediaRelay, RenegotiationOffer
 
 LOOPBACK = ("127.0.0.1",)
@@ -77,7 +78,7 @@ class StockServer:
         self._published: dict[str, tuple[str, MediaStreamTrack]] = {}  # kind -> (publisher, track)
 
     async def join(self, pid: str, sdp: str) -> str:
-        pc = RTCPeerConnection(passthrough.peer_configuration([]))
+        pc = RTCPeerConnection(peer_configuration([]))
         self._pcs[pid] = pc
 
         @pc.on("track")
@@ -90,8 +91,8 @@ class StockServer:
                 publisher, track = self._published[transceiver.kind]
                 if publisher != pid:
                     sender = pc.addTrack(self._relay.subscribe(track))
-                    passthrough.label_sender(sender, publisher, f"{publisher}-{track.kind}")
-        with passthrough.advertising(LOOPBACK):
+                    label_sender(sender, publisher, f"{publisher}-{track.kind}")
+        with advertising(LOOPBACK):
             await pc.setLocalDescription(await pc.createAnswer())
         return str(pc.localDescription.sdp)
 

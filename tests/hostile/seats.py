@@ -45,7 +45,7 @@ ERROR_BEFORE_CLOSE: dict[int, frozenset[str] | None] = {
     1009: frozenset({"frame_too_large"}),
 }
 
-# uvicorn's ws_max_size in tests/support.py and vIOP/server.py: twice the protocol's frame cap.
+# uvicorn's ws_max_size in bench/scenarios/live_server.py and vIOP/server.py: twice the protocol's frame cap.
 TRANSPORT_MAX_BYTES = 2 * m.MAX_FRAME_BYTES
 
 TicketSource = Callable[[], Awaitable[str]]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from vIOP.client.media import FrameCounter, PreEncodedTrack, encode_opus_clip, encode_video_clip
-from vIOP.media.passthrough import is_vp8_keyframe
+from vIOP.media.frames import is_vp8_keyframe
 
 
 def test_video_clip_has_one_keyframe_first_and_deltas_after() -> None:

@@ -9,8 +9,8 @@ import pytest
 
 from vIOP.ids import ParticipantId
 from vIOP.media.fanout import MAX_QUEUED, Leg, Source
+from vIOP.media.frames import EncodedFrame
 from vIOP.media.keyframes import KeyframeGate
-from vIOP.media.passthrough import EncodedFrame
 
 VIDEO_TB = fractions.Fraction(1, 90_000)
 AUDIO_TB = fractions.Fraction(1, 48_000)

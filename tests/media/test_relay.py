@@ -16,8 +16,8 @@ from tests.media.harness import Room, wait_until
 from vIOP.client.media import KeyframeOnRequestVideoTrack, MediaPeer, ReceiveMode, silent_audio_track
 from vIOP.errors import BadRequest, Conflict, NotFound
 from vIOP.ids import ParticipantId, new_participant_id
-from vIOP.media import passthrough
 from vIOP.media.peer import SlotState
+from vIOP.media.sdp import summarize_sdp
 
 FLOW_TIMEOUT = 8.0  # generous: two busy cores shared with other suites
 
@@ -58,7 +58,7 @@ async def test_group_everyone_decodes_everyone_then_a_late_joiner_then_a_leaver(
     )
     # every leg negotiated VP8 + Opus only (RTX is VP8's retransmission format)
     for _, sdp in room.offers:
-        for media in passthrough.summarize_sdp(sdp).media:
+        for media in summarize_sdp(sdp).media:
             assert set(media.codecs) <= {"video/vp8", "video/rtx", "audio/opus"}, media
 
 
@@ -200,7 +200,7 @@ async def test_server_offers_keep_the_payload_types_the_client_chose(room: Room)
     await wait_until(lambda: all_see_all(room, [first, pid]), FLOW_TIMEOUT, "media both ways")
     offers = [sdp for target, sdp in room.offers if target == pid]
     assert offers
-    for media in passthrough.summarize_sdp(offers[-1]).media:
+    for media in summarize_sdp(offers[-1]).media:
         expected = {"audio": (111,), "video": (100, 101)}[media.kind]
         assert media.payload_types == expected, media  # no collision inside the BUNDLE
 

@@ -33,8 +33,11 @@ from aiortc import (
 )
 from av.video.frame import PictureType
 
-from vIOP.media import passthrough
-from vIOP.media.passthrough import EncodedFrame, is_vp8_keyframe
+from vIOP.media.aiortc_internals import install_encoded_output, install_packet_counter, on_keyframe_request
+from vIOP.media.codec_plan import restrict_codecs
+from vIOP.media.frames import EncodedFrame, is_vp8_keyframe
+from vIOP.media.ice_gathering import advertising, peer_configuration
+from vIOP.media.sdp import SdpSummary, summarize_sdp
 
 VIDEO_CLOCK: Final = 90_000
 VIDEO_TIME_BASE: Final = fractions.Fraction(1, VIDEO_CLOCK)
@@ -278,7 +281,7 @@ class MediaPeer:
         receive: ReceiveMode = ReceiveMode.DECODE,
         counter: FrameCounter | None = None,
     ) -> None:
-        self.pc = RTCPeerConnection(passthrough.peer_configuration(ice_servers))
+        self.pc = RTCPeerConnection(peer_configuration(ice_servers))
         self.counter = counter or FrameCounter()
         self._hosts = tuple(host_addresses)
         self._mode = receive
@@ -291,39 +294,39 @@ class MediaPeer:
         """Add tracks to send (before :meth:`create_offer`); encoded tracks get keyframe requests routed."""
         for track in tracks:
             transceiver = self.pc.addTransceiver(track, direction="sendonly")
-            passthrough.restrict_codecs(transceiver)
+            restrict_codecs(transceiver)
             request = getattr(track, "request_keyframe", None)
             if callable(request):
-                passthrough.on_keyframe_request(transceiver.sender, request)
+                on_keyframe_request(transceiver.sender, request)
             self._seen.add(id(transceiver))
 
     async def create_offer(self) -> str:
         offer = await self.pc.createOffer()
-        with passthrough.advertising(self._hosts):
+        with advertising(self._hosts):
             await self.pc.setLocalDescription(offer)
         return str(self.pc.localDescription.sdp)
 
     def receive_only(self, *kinds: str) -> None:
         """Offer ``recvonly`` m-lines (a participant without camera or microphone, or a benchmark viewer)."""
         for kind in kinds:
-            passthrough.restrict_codecs(self.pc.addTransceiver(kind, direction="recvonly"))
+            restrict_codecs(self.pc.addTransceiver(kind, direction="recvonly"))
 
     async def accept_answer(self, sdp: str) -> None:
-        self._learn(passthrough.summarize_sdp(sdp))
+        self._learn(summarize_sdp(sdp))
         await self.pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="answer"))
         self._count_new_transceivers()
 
     async def accept_offer(self, sdp: str) -> str:
         """A server (re)negotiation offer: start counting on new m-lines, return our answer."""
-        self._learn(passthrough.summarize_sdp(sdp))
+        self._learn(summarize_sdp(sdp))
         await self.pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
         self._count_new_transceivers()
         answer = await self.pc.createAnswer()
-        with passthrough.advertising(self._hosts):
+        with advertising(self._hosts):
             await self.pc.setLocalDescription(answer)
         return str(self.pc.localDescription.sdp)
 
-    def _learn(self, summary: passthrough.SdpSummary) -> None:
+    def _learn(self, summary: SdpSummary) -> None:
         """Which publisher each of the server's m-lines carries now (its ``a=msid`` stream id)."""
         for media in summary.media:
             if media.mid is not None:
@@ -351,7 +354,7 @@ class MediaPeer:
                 self.counter.add(publisher, kind, frames)
 
         if self._mode is ReceiveMode.ENCODED:
-            passthrough.install_encoded_output(transceiver.receiver, kind, lambda _frame: count())
+            install_encoded_output(transceiver.receiver, kind, lambda _frame: count())
         elif self._mode is ReceiveMode.PACKETS:
             rtx = self._rtx_pts
 
@@ -359,7 +362,7 @@ class MediaPeer:
                 if payload_type not in rtx and (marker or kind == "audio"):
                     count()
 
-            passthrough.install_packet_counter(transceiver.receiver, packet)
+            install_packet_counter(transceiver.receiver, packet)
         else:
             track = transceiver.receiver.track
             if track is not None:

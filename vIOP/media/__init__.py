@@ -1,6 +1,7 @@
-"""The media relay: each participant's one aiortc peer connection to the server, and their encoded audio and
-video forwarded to the others without re-encoding.
+"""The media relay: encoded frames forwarded between participants' peer connections, never re-encoded.
 
-``relay.py`` (``MediaRelay``) is the API the signaling layer calls; every use of aiortc internals is in
-``passthrough.py``. Design and measurements: docs/MEDIA.md.
+One concept per module (see docs/MEDIA.md): ``relay`` (the API the signaling layer calls), ``peer`` (one
+participant's connection), ``fanout`` (a publisher's track copied to subscribers), ``direct_sender`` (the
+fast path out) over ``rtp`` (pure RTP/RTX pack and parse), ``frames``, ``keyframes``, ``codec_plan``,
+``sdp``, ``ice``, ``ice_gathering``, ``egress``; every use of aiortc internals is in ``aiortc_internals``.
 """

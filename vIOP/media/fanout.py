@@ -1,6 +1,6 @@
 """The forwarding unit: one publisher's track (a :class:`Source`) copied to many subscribers (:class:`Leg`).
 
-A source receives complete encoded frames from the publisher's receiver (see ``passthrough``) and hands
+A source receives complete encoded frames from the publisher's receiver (see ``aiortc_internals``) and hands
 each one, synchronously, to every attached leg. A leg is the track a subscriber's server-side
 ``RTCRtpSender`` reads; it re-times frames onto its own timeline (so a sender that moves to another
 publisher never sees time go backwards) and, for video, starts only at a keyframe (a decoder cannot start
@@ -19,8 +19,9 @@ from typing import Final
 from aiortc import MediaStreamError, MediaStreamTrack
 
 from vIOP.ids import ParticipantId
+from vIOP.media.direct_sender import DirectSender
+from vIOP.media.frames import EncodedFrame
 from vIOP.media.keyframes import DEFAULT_KEYFRAME_INTERVAL, KeyframeGate
-from vIOP.media.passthrough import DirectSender, EncodedFrame
 
 logger = logging.getLogger(__name__)
 

@@ -27,8 +27,8 @@ from aiortc import RTCConfiguration, RTCIceServer
 
 from vIOP.errors import BadRequest, ConfigError
 from vIOP.ids import ParticipantId
-from vIOP.media import passthrough
 from vIOP.media.egress import DEFAULT_MAX_REMOTE_CANDIDATES, RemotePolicy, parse_network
+from vIOP.media.ice_gathering import interface_addresses, peer_configuration
 
 _URL: Final = re.compile(
     r"^(?P<scheme>stun|turn|turns):(?P<host>\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+)(?::(?P<port>\d{1,5}))?"
@@ -120,7 +120,7 @@ class IceConfig:
         public addresses; with no host addresses configured, every interface address aioice would offer
         (read once, here). ICE server addresses are not among them: a client's relay candidate names the
         TURN server, and the relay must reach it there."""
-        own = self.host_addresses or tuple(passthrough.interface_addresses())
+        own = self.host_addresses or tuple(interface_addresses())
         return RemotePolicy.build(
             allow_loopback=self.allow_loopback_candidates,
             allow=self.remote_allow,
@@ -139,7 +139,7 @@ class IceConfig:
     def server_configuration(self) -> RTCConfiguration:
         """For the relay's own peer connections: the first STUN server or none, never Google's."""
         servers = [RTCIceServer(urls=self.stun_urls[0])] if self.stun_urls else []
-        return passthrough.peer_configuration(servers)
+        return peer_configuration(servers)
 
     def turn_credentials(
         self, participant: ParticipantId, *, now: float, session_ends_at: float | None = None

@@ -29,10 +29,20 @@ from aiortc import RTCPeerConnection, RTCRtpReceiver, RTCRtpTransceiver, RTCSess
 
 from vIOP.errors import BadRequest, Conflict
 from vIOP.ids import ParticipantId
-from vIOP.media import passthrough
+from vIOP.media.aiortc_internals import (
+    install_encoded_output,
+    label_sender,
+    on_keyframe_request,
+    request_keyframe,
+)
+from vIOP.media.codec_plan import CodecPlan, restrict_codecs
+from vIOP.media.direct_sender import DirectSender
 from vIOP.media.egress import RemoteCandidates
 from vIOP.media.fanout import Leg, Source
+from vIOP.media.frames import EncodedFrame, FrameSink
 from vIOP.media.ice import IceConfig
+from vIOP.media.ice_gathering import advertising
+from vIOP.media.sdp import SdpSummary, parse_candidate, summarize_sdp
 
 logger = logging.getLogger(__name__)
 
@@ -86,7 +96,7 @@ class PeerSession:
         self._send_offer = send_offer
         self._on_state = on_state
         self._lock = asyncio.Lock()
-        self._plan: passthrough.CodecPlan | None = None
+        self._plan: CodecPlan | None = None
         self._slots: list[Slot] = []
         self._wanted: dict[SourceKey, Source] = {}
         self._in_flight: dict[Slot, SlotState] | None = None
@@ -107,32 +117,30 @@ class PeerSession:
 
     # --- client offer -----------------------------------------------------------------------------------
 
-    async def accept_offer(
-        self, sdp: str, summary: passthrough.SdpSummary, sinks: dict[str, passthrough.FrameSink]
-    ) -> str:
+    async def accept_offer(self, sdp: str, summary: SdpSummary, sinks: dict[str, FrameSink]) -> str:
         """Answer the client's (validated) offer; ``sinks`` receive the kinds it publishes."""
         async with self._lock:
             for section in summary.media:
                 transceiver = self.pc.addTransceiver(section.kind, direction="recvonly")
-                passthrough.restrict_codecs(transceiver)
+                restrict_codecs(transceiver)
                 sink = sinks.get(section.kind)
                 if sink is not None:
-                    passthrough.install_encoded_output(transceiver.receiver, section.kind, self._guard(sink))
+                    install_encoded_output(transceiver.receiver, section.kind, self._guard(sink))
                     self.receivers[section.kind] = transceiver.receiver
             try:
                 await self.pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
             except Exception as exc:  # aiortc raises ValueError/OperationError/... on what it cannot use
                 raise BadRequest("offer: cannot be applied (codecs or transport)") from exc
             answer = await self.pc.createAnswer()
-            with passthrough.advertising(self._ice.host_addresses):
+            with advertising(self._ice.host_addresses):
                 await self.pc.setLocalDescription(answer)
-            self._plan = passthrough.CodecPlan.from_negotiated(self.pc)
+            self._plan = CodecPlan.from_negotiated(self.pc)
             return str(self.pc.localDescription.sdp)
 
-    def _guard(self, sink: passthrough.FrameSink) -> passthrough.FrameSink:
+    def _guard(self, sink: FrameSink) -> FrameSink:
         """Frames from a replaced connection must not reach a source the new one feeds."""
 
-        def guarded(frame: passthrough.EncodedFrame) -> None:
+        def guarded(frame: EncodedFrame) -> None:
             if not self._closed:
                 sink(frame)
 
@@ -143,7 +151,7 @@ class PeerSession:
         receiver = self.receivers.get(kind)
         if receiver is None or self._closed:
             return
-        self._spawn(passthrough.request_keyframe(receiver))
+        self._spawn(request_keyframe(receiver))
 
     # --- subscriptions ----------------------------------------------------------------------------------
 
@@ -182,7 +190,7 @@ class PeerSession:
                     continue
                 assert self._plan is not None
                 offer = self._plan.apply(self.pc, await self.pc.createOffer())
-                with passthrough.advertising(self._ice.host_addresses):
+                with advertising(self._ice.host_addresses):
                     await self.pc.setLocalDescription(offer)
                 self._in_flight = changes
                 sdp = str(self.pc.localDescription.sdp)
@@ -211,7 +219,7 @@ class PeerSession:
             slot = self._free_slot(source.kind)
             slot.source = source
             slot.transceiver.direction = "sendonly"
-            passthrough.label_sender(
+            label_sender(
                 slot.transceiver.sender, source.publisher, f"{source.publisher}-{next(self._track_ids)}"
             )
             slot.state = changes[slot] = SlotState.ADDING
@@ -224,9 +232,9 @@ class PeerSession:
         leg = Leg(kind)
         transceiver = self.pc.addTransceiver(leg, direction="sendonly")
         if self.direct_send:
-            leg.direct = passthrough.DirectSender(transceiver.sender, kind)
-        passthrough.restrict_codecs(transceiver)
-        passthrough.on_keyframe_request(transceiver.sender, leg.request_keyframe)
+            leg.direct = DirectSender(transceiver.sender, kind)
+        restrict_codecs(transceiver)
+        on_keyframe_request(transceiver.sender, leg.request_keyframe)
         slot = Slot(transceiver, leg, SlotState.FREE)
         self._slots.append(slot)
         return slot
@@ -237,8 +245,8 @@ class PeerSession:
         async with self._lock:
             if self._in_flight is None or self.pc.signalingState != "have-local-offer":
                 raise Conflict("answer: no server offer is waiting for an answer")
-            summary = passthrough.summarize_sdp(sdp)
-            offered = passthrough.summarize_sdp(self.pc.localDescription.sdp)
+            summary = summarize_sdp(sdp)
+            offered = summarize_sdp(self.pc.localDescription.sdp)
             if [m.mid for m in summary.media] != [m.mid for m in offered.media]:
                 raise BadRequest("answer: its m-lines do not match the offer")
             try:
@@ -266,7 +274,7 @@ class PeerSession:
                 if self.remote_candidates.may_end:
                     await self.pc.addIceCandidate(None)
                 return
-            candidate = passthrough.parse_candidate(line, sdp_mid)
+            candidate = parse_candidate(line, sdp_mid)
             if not self.remote_candidates.admit_line(line):
                 return  # dropped silently: a browser must not fail over a candidate the server ignores
             # BUNDLE: aiortc only feeds candidates addressed to the first m-line's transport.

@@ -2,8 +2,8 @@
 
 Independent of the WebSocket layer: the signaling layer calls the ``async`` methods with what clients
 sent and delivers what :data:`SignalCallback` hands it (server offers). Every participant publishes audio
-and video and receives every other participant's; nothing is decoded or re-encoded (``passthrough``), so
-every leg negotiates VP8 + Opus only.
+and video and receives every other participant's; nothing is decoded or re-encoded (encoded frames are
+forwarded through the hooks in ``aiortc_internals``), so every leg negotiates VP8 + Opus only.
 
 Ordering contract for the signaling layer:
 - ``add_participant`` when admitted, then pass the client's ``offer`` to :meth:`MediaRelay.handle_offer`
@@ -28,12 +28,14 @@ from typing import Final
 
 from vIOP.errors import BadRequest, Conflict, NotFound
 from vIOP.ids import ParticipantId
-from vIOP.media import passthrough
+from vIOP.media.aiortc_internals import check_internals
 from vIOP.media.egress import DropListener, DropReason, RemoteCandidates
 from vIOP.media.fanout import Source
+from vIOP.media.frames import AUDIO_CODEC, VIDEO_CODEC
 from vIOP.media.ice import IceConfig
 from vIOP.media.keyframes import DEFAULT_KEYFRAME_INTERVAL
 from vIOP.media.peer import PeerSession
+from vIOP.media.sdp import SdpSummary, summarize_sdp
 from vIOP.metrics import ICE_REMOTE_CANDIDATES_DROPPED
 
 logger = logging.getLogger(__name__)
@@ -43,7 +45,7 @@ MAX_SDP_CHARS: Final = 64 * 1024
 MAX_CANDIDATE_CHARS: Final = 1024
 _PUBLISHING: Final = frozenset({"sendonly", "sendrecv"})
 _DIRECTIONS: Final = frozenset({"sendrecv", "sendonly", "recvonly", "inactive"})
-_CODEC_FOR: Final = {"audio": passthrough.AUDIO_CODEC.lower(), "video": passthrough.VIDEO_CODEC.lower()}
+_CODEC_FOR: Final = {"audio": AUDIO_CODEC.lower(), "video": VIDEO_CODEC.lower()}
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,7 +79,7 @@ class _Participant:
     forwarding: dict[str, bool] = field(default_factory=lambda: dict.fromkeys(KINDS, True))
 
 
-def published_kinds(summary: passthrough.SdpSummary) -> set[str]:
+def published_kinds(summary: SdpSummary) -> set[str]:
     """Validate a client's offer (before anything changes) and return the kinds it sends."""
     kinds = [m.kind for m in summary.media]
     if not kinds or any(k not in KINDS for k in kinds) or len(set(kinds)) != len(kinds):
@@ -107,7 +109,7 @@ class MediaRelay:
         direct_send: bool = True,
     ) -> None:
         """``direct_send=False`` keeps aiortc's own sender loop (slower; for comparison and fallback)."""
-        passthrough.check_internals()
+        check_internals()
         self._direct_send = direct_send
         self._ice = ice
         self._remote_policy = ice.remote_policy()
@@ -154,7 +156,7 @@ class MediaRelay:
         # The new connection's candidate budget starts here; aiortc never sees a candidate it refuses.
         remote_candidates = RemoteCandidates(self._remote_policy, self._drop_listener(pid))
         sdp = remote_candidates.filter_sdp(sdp)
-        publishes = published_kinds(passthrough.summarize_sdp(sdp))
+        publishes = published_kinds(summarize_sdp(sdp))
         async with participant.lock:
             if self._participants.get(pid) is not participant:
                 raise NotFound("participant has no media")
@@ -178,7 +180,7 @@ class MediaRelay:
             }
             try:
                 answer = await session.accept_offer(
-                    sdp, passthrough.summarize_sdp(sdp), {k: s.deliver for k, s in sources.items()}
+                    sdp, summarize_sdp(sdp), {k: s.deliver for k, s in sources.items()}
                 )
             except BaseException:
                 await session.close()

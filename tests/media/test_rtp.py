@@ -1,0 +1,198 @@
+"""The RTP writer and parser against packets aiortc's own sender wrote (``fixtures/aiortc_rtp.json``).
+
+The fixture holds, per stream, every input aiortc's sender used (SSRCs, first sequence numbers, timestamp
+origin, picture id, negotiated numbers, the NTP time of each frame) and the packets it serialized before
+SRTP; ``fixtures/capture_rtp.py`` made it from a real loopback session. The writer must produce exactly
+those bytes from the same inputs, and the parser must read the fields back.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import aiortc.rtp
+import pytest
+
+from vIOP.media.rtp import (
+    RtpPacket,
+    RtpWriter,
+    abs_send_time,
+    ntp_time,
+    pack_rtp,
+    parse_rtp,
+    parse_rtx_payload,
+    parse_vp8_payload,
+)
+
+FIXTURE = json.loads((Path(__file__).parent / "fixtures" / "aiortc_rtp.json").read_text())
+STREAMS = {s["kind"]: s for s in FIXTURE["streams"]}
+
+
+def writer_for(stream: dict[str, Any]) -> RtpWriter:
+    writer = RtpWriter(
+        video=stream["kind"] == "video",
+        ssrc=stream["ssrc"],
+        rtx_ssrc=stream["rtx_ssrc"],
+        sequence=stream["sequence"],
+        rtx_sequence=stream["rtx_sequence"],
+        timestamp_origin=stream["timestamp_origin"],
+        picture_id=stream["picture_id"],
+    )
+    writer.configure(
+        payload_type=stream["payload_type"],
+        rtx_payload_type=stream["rtx_payload_type"],
+        mid=stream["mid"],
+        mid_id=stream["mid_id"],
+        abs_send_time_id=stream["abs_send_time_id"],
+    )
+    return writer
+
+
+def all_packets(stream: dict[str, Any]) -> list[bytes]:
+    return [bytes.fromhex(p) for f in stream["frames"] for p in f["packets"]]
+
+
+def test_the_fixture_covers_fragmented_vp8_rtx_and_opus() -> None:
+    video, audio = STREAMS["video"], STREAMS["audio"]
+    assert len(video["frames"][0]["packets"]) > 1  # a keyframe split over packets
+    assert video["rtx_payload_type"] is not None and audio["rtx_payload_type"] is None
+    assert video["abs_send_time_id"] and video["mid_id"] and audio["mid_id"]
+
+
+@pytest.mark.parametrize("kind", ["video", "audio"])
+def test_writer_writes_exactly_what_aiortc_wrote(kind: str) -> None:
+    stream = STREAMS[kind]
+    writer = writer_for(stream)
+    for frame in stream["frames"]:
+        data = bytes.fromhex(frame["data"])
+        packets, octets, timestamp = writer.frame(data, frame["pts"], frame["ntp"])
+        assert [p.hex() for p in packets] == frame["packets"]
+        assert timestamp == (stream["timestamp_origin"] + frame["pts"]) & 0xFFFFFFFF
+        assert octets == sum(len(parse_rtp(p).payload) for p in packets)
+
+
+@pytest.mark.parametrize("kind", ["video", "audio"])
+def test_retransmissions_are_what_aiortc_resent(kind: str) -> None:
+    """Video: RTX on its own SSRC and sequence numbers; audio (no RTX negotiated): the packet again."""
+    stream = STREAMS[kind]
+    writer = writer_for(stream)
+    for frame in stream["frames"]:
+        writer.frame(bytes.fromhex(frame["data"]), frame["pts"], frame["ntp"])
+    for entry in stream["retransmissions"]:
+        assert writer.retransmission(entry["sequence_number"], entry["ntp"]) == bytes.fromhex(entry["packet"])
+    assert writer.retransmission((stream["sequence"] - 1) & 0xFFFF, 0) is None  # never sent
+
+
+def test_parse_reads_the_fields_aiortc_wrote() -> None:
+    stream = STREAMS["video"]
+    sequence = stream["sequence"]
+    picture_id = stream["picture_id"]
+    for frame in stream["frames"]:
+        packets = [parse_rtp(bytes.fromhex(p)) for p in frame["packets"]]
+        assert [p.sequence_number for p in packets] == [(sequence + i) & 0xFFFF for i in range(len(packets))]
+        sequence += len(packets)
+        assert [p.marker for p in packets] == [False] * (len(packets) - 1) + [True]
+        for p in packets:
+            assert (p.ssrc, p.payload_type) == (stream["ssrc"], stream["payload_type"])
+            assert p.timestamp == (stream["timestamp_origin"] + frame["pts"]) & 0xFFFFFFFF
+            assert p.extensions[stream["mid_id"]] == stream["mid"].encode()
+            value = int.from_bytes(p.extensions[stream["abs_send_time_id"]], "big")
+            assert value == abs_send_time(frame["ntp"])
+        descriptors = [parse_vp8_payload(p.payload) for p in packets]
+        assert [d.start for d in descriptors] == [True] + [False] * (len(packets) - 1)
+        assert {d.picture_id for d in descriptors} == {picture_id}
+        picture_id += 1
+        assert b"".join(d.data for d in descriptors).hex() == frame["data"]
+
+    audio = STREAMS["audio"]
+    for frame in audio["frames"]:
+        (packet,) = [parse_rtp(bytes.fromhex(p)) for p in frame["packets"]]
+        assert (packet.ssrc, packet.payload_type, packet.marker) == (
+            audio["ssrc"],
+            audio["payload_type"],
+            True,
+        )
+        assert packet.payload.hex() == frame["data"]
+        assert list(packet.extensions) == [audio["mid_id"]]  # no abs-send-time on audio
+
+
+def test_rtx_packets_carry_the_original_sequence_number_and_payload() -> None:
+    stream = STREAMS["video"]
+    originals = {parse_rtp(p).sequence_number: parse_rtp(p) for p in all_packets(stream)}
+    for i, entry in enumerate(stream["retransmissions"]):
+        rtx = parse_rtp(bytes.fromhex(entry["packet"]))
+        assert (rtx.ssrc, rtx.payload_type) == (stream["rtx_ssrc"], stream["rtx_payload_type"])
+        assert rtx.sequence_number == (stream["rtx_sequence"] + i) & 0xFFFF
+        original_sequence, payload = parse_rtx_payload(rtx.payload)
+        original = originals[original_sequence]
+        assert original_sequence == entry["sequence_number"]
+        assert (payload, rtx.timestamp, rtx.marker) == (original.payload, original.timestamp, original.marker)
+
+
+def test_pack_parse_pack_round_trip() -> None:
+    packets = [bytes.fromhex(e["packet"]) for s in FIXTURE["streams"] for e in s["retransmissions"]]
+    for data in [*all_packets(STREAMS["video"]), *all_packets(STREAMS["audio"]), *packets]:
+        packet = parse_rtp(data)
+        assert pack_rtp(packet) == data
+        assert parse_rtp(pack_rtp(packet)) == packet
+
+
+def test_parse_agrees_with_aiortcs_parser() -> None:
+    for data in [*all_packets(STREAMS["video"]), *all_packets(STREAMS["audio"])]:
+        ours, theirs = parse_rtp(data), aiortc.rtp.RtpPacket.parse(data)
+        assert (ours.marker, ours.payload_type, ours.sequence_number, ours.timestamp, ours.ssrc) == (
+            bool(theirs.marker),
+            theirs.payload_type,
+            theirs.sequence_number,
+            theirs.timestamp,
+            theirs.ssrc,
+        )
+        assert ours.payload == theirs.payload
+
+
+def test_hand_written_packets() -> None:
+    # RFC 3550 header without extensions: V=2, M=1, PT=111, seq 0x1234, ts 0xDEADBEEF, SSRC 0x01020304.
+    data = bytes.fromhex("80ef1234deadbeef01020304") + b"opus"
+    assert parse_rtp(data) == RtpPacket(True, 111, 0x1234, 0xDEADBEEF, 0x01020304, {}, b"opus")
+    assert pack_rtp(parse_rtp(data)) == data
+    # RFC 7741: X=1, I=1 with a 7-bit picture id; then L=1 (TL0PICIDX) and T=1 (TID/KEYIDX) bytes.
+    descriptor = parse_vp8_payload(bytes.fromhex("90e0050120") + b"frame")
+    assert (descriptor.start, descriptor.picture_id, descriptor.data) == (True, 5, b"frame")
+    minimal = parse_vp8_payload(bytes.fromhex("00") + b"rest")  # no X: one byte, no picture id
+    assert (minimal.start, minimal.picture_id, minimal.data) == (False, None, b"rest")
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"",
+        bytes.fromhex("80ef1234deadbe"),  # short of the fixed header
+        bytes.fromhex("40ef1234deadbeef01020304"),  # version 1
+        bytes.fromhex("a0ef1234deadbeef01020304"),  # padding
+        bytes.fromhex("81ef1234deadbeef01020304"),  # one CSRC
+        bytes.fromhex("90ef1234deadbeef01020304bede"),  # truncated extension header
+        bytes.fromhex("90ef1234deadbeef01020304bede000210"),  # block longer than the packet
+        bytes.fromhex("90ef1234deadbeef01020304100000010000"),  # two-byte-header profile
+        bytes.fromhex("90ef1234deadbeef01020304bede000113616263"),  # element longer than the block
+    ],
+)
+def test_malformed_packets_are_refused(data: bytes) -> None:
+    with pytest.raises(ValueError):
+        parse_rtp(data)
+
+
+def test_malformed_payloads_are_refused() -> None:
+    for payload in (b"", b"\x90", b"\x90\x80", b"\x90\x80\x80"):
+        with pytest.raises(ValueError):
+            parse_vp8_payload(payload)
+    with pytest.raises(ValueError):
+        parse_rtx_payload(b"\x01")
+
+
+def test_ntp_time() -> None:
+    assert ntp_time(0) == 2_208_988_800 << 32
+    assert ntp_time(1_500_000_000) == ((2_208_988_801 << 32) | (1 << 31))
+    # 6.18 fixed point, seconds modulo 64: 2_208_988_801 % 64 == 1, and half a second.
+    assert abs_send_time(ntp_time(1_500_000_000)) == (1 << 18) | (1 << 17)

@@ -1,0 +1,409 @@
+"""Every use of aiortc and aioice internals, in one module: the hooks of vIOP's forwarding unit.
+
+vIOP forwards encoded media unchanged (no decode, no re-encode). aiortc 1.16 has no public API for that,
+so this module reaches into it at a few documented points; each one is listed in :data:`INTERNALS` and
+checked by :func:`check_internals` (run at relay start-up and in ``tests/media/test_aiortc_internals.py``),
+so an aiortc upgrade that moves one fails loudly instead of silently re-encoding or dropping media.
+"Internals" means private or name-mangled attributes, replaced methods or functions, and aiortc modules the
+``aiortc`` package does not export (``aiortc.sdp``, ``aiortc.codecs``, ``aiortc.rtcrtpreceiver``,
+``aiortc.rtcdtlstransport``, ``aioice.ice``). No other vIOP module touches any of them; the modules that
+need one call a function here.
+
+The points, and why each is needed:
+
+- Receiver output: ``RTCRtpReceiver`` reassembles a complete encoded frame in its jitter buffer, then
+  ``put``s ``(codec, frame)`` on a private queue read by a decoder thread. :func:`install_encoded_output`
+  swaps that queue (before ``receive()`` starts the thread) for one that hands the encoded frame to a
+  callback on the event loop: no decoder, no thread hop.
+- Sender input: ``RTCRtpSender`` calls the codec's ``pack()`` (not ``encode()``) for anything that is not an
+  ``av.Frame``; ``pack()`` reads only ``bytes(x)``, ``x.pts`` and ``x.time_base``, which
+  :class:`~vIOP.media.frames.EncodedFrame` provides without copying the payload into an ``av.Packet``.
+- Keyframes: a subscriber's PLI/FIR makes the sender call its own ``_send_keyframe()``, which only flags an
+  encoder the pass-through path does not have. :func:`on_keyframe_request` replaces it per sender;
+  :func:`request_keyframe` makes a receiver send a PLI to the publisher's media SSRC (never RTX).
+- Host addresses: aioice skips loopback in ``aioice.ice.get_host_addresses``; :func:`route_host_addresses`
+  replaces it with a function of ours (``vIOP.media.ice_gathering`` decides per ``setLocalDescription``).
+- Payload types: a re-offer from aiortc re-numbers codecs from its global table, which collides with the
+  numbers a browser chose in the first offer (same BUNDLE); ``vIOP.media.codec_plan`` pins them per
+  connection through :func:`negotiated`, :func:`set_negotiated` and :func:`rewrite_offer`.
+- SDP: ``aiortc.sdp`` is the parser ``setRemoteDescription`` uses; :func:`parse_sdp_media` and
+  :func:`candidate_from_sdp` read with it (``vIOP.media.sdp`` validates).
+- Sending: ``vIOP.media.direct_sender`` writes a subscriber's RTP itself. It needs the sender's SSRCs
+  (:func:`sender_ssrcs`), the transport's SRTP session and the nominated ICE pair (:func:`sender_output`),
+  keeps the counters aiortc's RTCP reads (:func:`count_sent`), and answers aiortc's NACK handling
+  (:func:`on_retransmit`).
+"""
+
+from __future__ import annotations
+
+import copy
+import threading
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
+from typing import Any, Final
+
+import aioice.ice
+import aiortc
+import aiortc.codecs
+import aiortc.rtcdtlstransport
+import aiortc.rtcrtpreceiver
+import aiortc.rtcrtpsender
+import aiortc.sdp
+from aiortc import (
+    RTCIceCandidate,
+    RTCRtpCodecParameters,
+    RTCRtpHeaderExtensionParameters,
+    RTCRtpReceiver,
+    RTCRtpSender,
+    RTCRtpTransceiver,
+)
+
+from vIOP.errors import StartupError
+from vIOP.media.frames import VIDEO_CODEC, EncodedFrame, FrameSink, is_vp8_keyframe, time_base
+
+SUPPORTED_AIORTC: Final = "1.16."
+_DTLS_CONNECTED: Final = aiortc.rtcdtlstransport.State.CONNECTED
+
+# --- receivers -------------------------------------------------------------------------------------------
+
+
+class _EncodedOutput:
+    """Stands in for the receiver's decoder queue (a ``queue.Queue``): the same ``put``/``get`` protocol.
+
+    ``put`` runs on the event loop inside ``_handle_rtp_packet``; ``None`` means "stop". The receiver's
+    decoder thread still starts and blocks in ``get`` until then, and on ``None`` ends the track as usual.
+    """
+
+    __slots__ = ("_is_video", "_sink", "_stopped")
+
+    def __init__(self, sink: FrameSink, is_video: bool) -> None:
+        self._sink = sink
+        self._is_video = is_video
+        self._stopped = threading.Event()
+
+    def put(self, task: tuple[RTCRtpCodecParameters, Any] | None) -> None:
+        if task is None:
+            self._stopped.set()
+            return
+        codec, jitter_frame = task
+        data: bytes = jitter_frame.data
+        keyframe = is_vp8_keyframe(data) if self._is_video else True
+        self._sink(EncodedFrame(data, jitter_frame.timestamp, time_base(codec.clockRate), keyframe))
+
+    def get(self) -> None:
+        self._stopped.wait()
+        return None
+
+
+def install_encoded_output(receiver: RTCRtpReceiver, kind: str, sink: FrameSink) -> None:
+    """Make ``receiver`` hand each reassembled encoded frame to ``sink`` instead of decoding it.
+
+    Must run before the receiver starts (``receive()`` is called once the transport connects).
+    """
+    if getattr(receiver, "_RTCRtpReceiver__decoder_thread", None) is not None:
+        raise RuntimeError("install_encoded_output: the receiver already started decoding")
+    receiver._RTCRtpReceiver__decoder_queue = _EncodedOutput(sink, is_video=kind == "video")  # type: ignore[attr-defined]
+
+
+PacketCounter = Callable[[int, bool], None]
+"""Called with (payload type, marker bit) for every RTP packet."""
+
+
+def install_packet_counter(receiver: RTCRtpReceiver, count: PacketCounter) -> None:
+    """Benchmark clients only: report each RTP packet and drop it before the jitter buffer.
+
+    The cheapest way to measure delivered frames without decoding: a video frame ends with the marker bit.
+    """
+
+    async def handle(packet: Any, arrival_time_ms: int) -> None:
+        count(packet.payload_type, bool(packet.marker))
+
+    receiver._handle_rtp_packet = handle  # type: ignore[method-assign]
+
+
+def media_ssrcs(receiver: RTCRtpReceiver) -> list[int]:
+    """The publisher's media SSRCs: declared in its SDP or seen on the wire, minus its RTX SSRCs.
+
+    A PLI aimed at the RTX SSRC is mostly ignored by Chrome (measured: first frame after 3.7 s vs 0.12 s).
+    """
+    rtx_to_media: dict[int, int] = receiver._RTCRtpReceiver__rtx_ssrc  # type: ignore[attr-defined]
+    found = dict.fromkeys(rtx_to_media.values())
+    for source in receiver.getSynchronizationSources():
+        if source.source not in rtx_to_media:
+            found[source.source] = None
+    return list(found)
+
+
+async def request_keyframe(receiver: RTCRtpReceiver) -> int:
+    """Send a PLI upstream for every media SSRC of ``receiver``; returns how many were sent."""
+    ssrcs = media_ssrcs(receiver)
+    for ssrc in ssrcs:
+        await receiver._send_rtcp_pli(ssrc)
+    return len(ssrcs)
+
+
+# --- senders ---------------------------------------------------------------------------------------------
+
+
+def on_keyframe_request(sender: RTCRtpSender, callback: Callable[[], None]) -> None:
+    """Call ``callback`` when the remote end of ``sender`` asks for a keyframe (PLI or FIR)."""
+    sender._send_keyframe = callback  # type: ignore[method-assign]
+
+
+def label_sender(sender: RTCRtpSender, stream_id: str, track_id: str) -> None:
+    """Set the ``a=msid`` a subscriber sees: the stream id names the publisher (an opaque participant id)."""
+    sender._stream_id = stream_id
+    sender._track_id = track_id
+
+
+def sender_ssrcs(sender: RTCRtpSender) -> tuple[int, int]:
+    """(media SSRC, RTX SSRC) aiortc chose for ``sender`` (and announces in its SDP)."""
+    return sender._ssrc, sender._rtx_ssrc
+
+
+def on_retransmit(sender: RTCRtpSender, retransmit: Callable[[int], Coroutine[Any, Any, None]]) -> None:
+    """aiortc's NACK handling calls ``retransmit(sequence number)`` per lost packet instead of its own."""
+    sender._retransmit = retransmit  # type: ignore[method-assign, assignment]
+
+
+SenderOutput = tuple[Callable[[bytes], bytes], Callable[[bytes, tuple[str, int]], None], tuple[str, int]]
+"""(SRTP protect, sendto, remote address) of a sender's transport."""
+
+
+def sender_output(sender: RTCRtpSender) -> SenderOutput | None:
+    """Where ``sender``'s RTP goes now: the transport's SRTP session and the nominated ICE pair.
+
+    None until the sender runs and its DTLS transport is connected over a nominated pair.
+    """
+    if not sender._enabled or not sender._RTCRtpSender__started:  # type: ignore[attr-defined]
+        return None
+    dtls = sender.transport
+    if dtls._state is not _DTLS_CONNECTED:
+        return None
+    pair = dtls.transport._connection._nominated.get(1)
+    if pair is None:
+        return None
+    return dtls._tx_srtp.protect, pair.protocol.transport.sendto, pair.remote_addr
+
+
+def count_sent(sender: RTCRtpSender, packets: int, octets: int, rtp_timestamp: int, ntp: int) -> None:
+    """What aiortc's RTCP loop puts in sender reports (lip sync and RTT depend on them)."""
+    s: Any = sender
+    s._RTCRtpSender__packet_count += packets
+    s._RTCRtpSender__octet_count += octets
+    s._RTCRtpSender__rtp_timestamp = rtp_timestamp
+    s._RTCRtpSender__ntp_timestamp = ntp
+
+
+# --- negotiated codecs -----------------------------------------------------------------------------------
+
+Negotiated = tuple[list[RTCRtpCodecParameters], list[RTCRtpHeaderExtensionParameters]]
+
+
+def negotiated(transceiver: RTCRtpTransceiver) -> Negotiated:
+    """The codecs (preferred first) and header extensions ``transceiver`` uses; empty before negotiation."""
+    return transceiver._codecs, transceiver._headerExtensions
+
+
+def set_negotiated(
+    transceiver: RTCRtpTransceiver,
+    codecs: list[RTCRtpCodecParameters],
+    extensions: list[RTCRtpHeaderExtensionParameters],
+) -> None:
+    transceiver._codecs = codecs
+    transceiver._headerExtensions = extensions
+
+
+def default_codecs(kind: str) -> list[RTCRtpCodecParameters]:
+    """aiortc's global codec table for ``kind`` (do not modify: copy)."""
+    return aiortc.codecs.CODECS[kind]
+
+
+def default_header_extensions(kind: str) -> list[RTCRtpHeaderExtensionParameters]:
+    """aiortc's global header-extension table for ``kind`` (do not modify: copy)."""
+    return aiortc.codecs.HEADER_EXTENSIONS[kind]
+
+
+def rewrite_offer(
+    sdp: str,
+    codecs: dict[str, tuple[RTCRtpCodecParameters, ...]],
+    extensions: dict[str, tuple[RTCRtpHeaderExtensionParameters, ...]],
+) -> str:
+    """``sdp`` with each m-line of a kind in ``codecs`` carrying exactly these codecs and extensions."""
+    description = aiortc.sdp.SessionDescription.parse(sdp)
+    for media in description.media:
+        if media.kind in codecs:
+            media.rtp.codecs = list(copy.deepcopy(codecs[media.kind]))
+            media.fmt = [c.payloadType for c in media.rtp.codecs]
+            media.rtp.headerExtensions = list(copy.deepcopy(extensions[media.kind]))
+    return str(description)
+
+
+# --- SDP -------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SdpMedia:
+    """The fields of one m-line as aiortc's parser reads them."""
+
+    kind: str
+    mid: str | None
+    direction: str | None
+    msid: str | None
+    codecs: tuple[RTCRtpCodecParameters, ...]
+    has_ice_credentials: bool  # ufrag and pwd
+    has_fingerprint: bool  # DTLS
+
+
+def parse_sdp_media(sdp: str) -> tuple[tuple[SdpMedia, ...], tuple[str, ...]]:
+    """(m-lines, BUNDLE group) as ``setRemoteDescription`` will read them; raises whatever aiortc raises.
+
+    aiortc re-serializes the stored description whenever it is read (``pc.remoteDescription``): one that
+    parses but cannot be written back (an invalid address in ``c=`` or ``a=rtcp``) would fail later, on an
+    unrelated message, so the round trip is part of parsing here.
+    """
+    description = aiortc.sdp.SessionDescription.parse(sdp)
+    str(description)
+    media = tuple(
+        SdpMedia(
+            kind=m.kind,
+            mid=m.rtp.muxId or None,
+            direction=m.direction,
+            msid=m.msid,
+            codecs=tuple(m.rtp.codecs),
+            has_ice_credentials=m.ice is not None and bool(m.ice.usernameFragment) and bool(m.ice.password),
+            has_fingerprint=m.dtls is not None and bool(m.dtls.fingerprints),
+        )
+        for m in description.media
+    )
+    bundle = next((tuple(g.items) for g in description.group if g.semantic == "BUNDLE"), ())
+    return media, tuple(str(i) for i in bundle)
+
+
+def candidate_from_sdp(text: str) -> RTCIceCandidate:
+    """aiortc's reading of an ``a=candidate`` value (without the ``candidate:`` prefix)."""
+    return aiortc.sdp.candidate_from_sdp(text)
+
+
+# --- host addresses --------------------------------------------------------------------------------------
+
+HostAddresses = Callable[[bool, bool], list[str]]
+"""``(use_ipv4, use_ipv6) -> addresses``: aioice's ``get_host_addresses``."""
+
+aioice_host_addresses: Final[HostAddresses] = aioice.ice.get_host_addresses
+"""aioice's own choice (every interface but loopback), kept before any replacement."""
+
+_install_lock = threading.Lock()
+
+
+def route_host_addresses(provider: HostAddresses) -> None:
+    """Make aioice's candidate gathering ask ``provider`` for host addresses (idempotent)."""
+    with _install_lock:
+        if aioice.ice.get_host_addresses is not provider:
+            aioice.ice.get_host_addresses = provider  # type: ignore[assignment]
+
+
+# --- canary ----------------------------------------------------------------------------------------------
+
+INTERNALS: Final = (
+    "aiortc version 1.16.x",
+    "RTCRtpReceiver: __decoder_queue / __decoder_thread / __rtx_ssrc, _send_rtcp_pli, _handle_rtp_packet",
+    "rtcrtpreceiver.decoder_worker(loop, input_q, output_q, decode_error) reads input_q.get()",
+    "RTCRtpSender: _send_keyframe, _stream_id, _track_id; codec pack() for non-Frame input",
+    "RTCRtpSender: _ssrc, _rtx_ssrc, _enabled, __started, sender-report counters, _retransmit (DirectSender)",
+    "RTCDtlsTransport: _state, _tx_srtp; aioice Connection._nominated, StunProtocol.transport (DirectSender)",
+    "RTCRtpTransceiver: _codecs, _headerExtensions",
+    "aioice.ice.get_host_addresses(use_ipv4, use_ipv6)",
+    "aiortc.sdp: SessionDescription.parse/str, candidate_from_sdp; aiortc.codecs: CODECS, HEADER_EXTENSIONS",
+)
+
+
+def _assigns(function: Any, *names: str) -> list[str]:
+    """The attribute names among ``names`` that ``function``'s code never mentions."""
+    code_names = set(function.__code__.co_names)
+    return [n for n in names if n not in code_names]
+
+
+def internals_problems() -> list[str]:
+    """Every assumption this module makes about aiortc, checked statically; empty means all hold."""
+    problems: list[str] = []
+    if not aiortc.__version__.startswith(SUPPORTED_AIORTC):
+        problems.append(f"aiortc {aiortc.__version__} is not the supported {SUPPORTED_AIORTC}x")
+    receiver_cls = aiortc.rtcrtpreceiver.RTCRtpReceiver
+    sender_cls = aiortc.rtcrtpsender.RTCRtpSender
+    mangled = (
+        "_RTCRtpReceiver__decoder_queue",
+        "_RTCRtpReceiver__decoder_thread",
+        "_RTCRtpReceiver__rtx_ssrc",
+    )
+    problems += [
+        f"RTCRtpReceiver.__init__ no longer sets {n}" for n in _assigns(receiver_cls.__init__, *mangled)
+    ]
+    problems += [
+        f"RTCRtpReceiver.receive no longer uses {n}" for n in _assigns(receiver_cls.receive, *mangled)
+    ]
+    problems += [f"RTCRtpSender no longer has {n}" for n in _assigns(sender_cls.__init__, "_stream_id")]
+    problems += [f"RTCRtpSender no longer has {n}" for n in _assigns(sender_cls.replaceTrack, "_track_id")]
+    if "_send_keyframe" not in sender_cls._handle_rtcp_packet.__code__.co_names:
+        problems.append("RTCRtpSender._handle_rtcp_packet no longer calls _send_keyframe on PLI/FIR")
+    if "pack" not in sender_cls._next_encoded_frame.__code__.co_names:
+        problems.append("RTCRtpSender._next_encoded_frame no longer calls pack() for encoded input")
+    transceiver_names = aiortc.RTCRtpTransceiver.__init__.__code__.co_names
+    problems += [
+        f"RTCRtpTransceiver.{n} is gone"
+        for n in ("_codecs", "_headerExtensions")
+        if n not in transceiver_names
+    ]
+    counters = tuple(
+        f"_RTCRtpSender__{n}" for n in ("started", "packet_count", "octet_count", "rtp_timestamp")
+    )
+    problems += [
+        f"RTCRtpSender no longer keeps {n}" for n in _assigns(sender_cls.__init__, *counters, "_ssrc")
+    ]
+    problems += [
+        f"RTCRtpSender no longer keeps {n}" for n in _assigns(sender_cls.__init__, "_rtx_ssrc", "_enabled")
+    ]
+    if "_RTCRtpSender__ntp_timestamp" not in sender_cls._run_rtcp.__code__.co_names:
+        problems.append("RTCRtpSender's sender reports no longer read __ntp_timestamp")
+    if "_retransmit" not in sender_cls._handle_rtcp_packet.__code__.co_names:
+        problems.append("RTCRtpSender._handle_rtcp_packet no longer calls _retransmit on NACK")
+    dtls_cls = aiortc.rtcdtlstransport.RTCDtlsTransport
+    problems += [
+        f"RTCDtlsTransport no longer has {n}" for n in _assigns(dtls_cls.__init__, "_tx_srtp", "_state")
+    ]
+    if "_nominated" not in aioice.ice.Connection.sendto.__code__.co_names:
+        problems.append("aioice Connection.sendto no longer sends on _nominated pairs")
+    if "sendto" not in aioice.ice.StunProtocol.send_data.__code__.co_names:
+        problems.append("aioice StunProtocol.send_data is no longer transport.sendto")
+    worker = getattr(aiortc.rtcrtpreceiver, "decoder_worker", None)
+    if worker is None or worker.__code__.co_varnames[:4] != ("loop", "input_q", "output_q", "decode_error"):
+        problems.append("rtcrtpreceiver.decoder_worker(loop, input_q, output_q, decode_error) changed")
+    for name in ("_send_rtcp_pli", "_handle_rtp_packet", "getSynchronizationSources"):
+        if not hasattr(receiver_cls, name):
+            problems.append(f"RTCRtpReceiver.{name} is gone")
+    if getattr(aioice.ice, "get_host_addresses", None) is None:
+        problems.append("aioice.ice.get_host_addresses is gone")
+    if "get_host_addresses" not in aioice.ice.Connection.gather_candidates.__code__.co_names:
+        problems.append("aioice Connection.gather_candidates no longer calls get_host_addresses")
+    for name in ("candidate_from_sdp", "SessionDescription"):
+        if not hasattr(aiortc.sdp, name):
+            problems.append(f"aiortc.sdp.{name} is gone")
+    for name in ("CODECS", "HEADER_EXTENSIONS"):
+        if not isinstance(getattr(aiortc.codecs, name, None), dict):
+            problems.append(f"aiortc.codecs.{name} is gone")
+    vp8 = aiortc.codecs.get_encoder(RTCRtpCodecParameters(mimeType=VIDEO_CODEC, clockRate=90000))
+    try:
+        probe = EncodedFrame(b"\x10\x02\x00", 3000, time_base(90000), True)
+        payloads, timestamp = vp8.pack(probe)  # type: ignore[arg-type]  # duck-typed av.Packet
+        if timestamp != 3000 or not payloads or not payloads[0].endswith(b"\x10\x02\x00"):
+            problems.append("VP8 pack() no longer packetizes an EncodedFrame unchanged")
+    except Exception as exc:
+        problems.append(f"VP8 pack() rejects an EncodedFrame: {exc!r}")
+    return problems
+
+
+def check_internals() -> None:
+    """Raise :class:`StartupError` naming every broken assumption (see :data:`INTERNALS`)."""
+    problems = internals_problems()
+    if problems:
+        raise StartupError("aiortc internals changed; media pass-through would break: " + "; ".join(problems))

@@ -1,0 +1,94 @@
+"""The fast path out: a leg's frames written as RTP on one server-side ``RTCRtpSender``'s stream, synchronously.
+
+aiortc's sender loop costs a task switch per frame and builds an ``RtpPacket`` object, two datetimes and a
+generic header-extension list per packet. :class:`DirectSender` writes the same bytes (SSRC, payload type,
+header extensions and picture ids as negotiated for that sender; :class:`~vIOP.media.rtp.RtpWriter` packs
+them) straight from the fan-out: SRTP by the transport's own session, ``sendto`` on the nominated ICE pair.
+The aiortc sender stays in charge of everything else: RTCP (its sender reports read the counters kept
+here), NACKs (answered from the writer's history, RTX as negotiated), PLI/FIR (``on_keyframe_request``).
+Legs without a direct sender are read by aiortc's own sender loop through ``pack()``.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from typing import Final
+
+from aiortc import RTCRtpSender, RTCRtpTransceiver
+
+from vIOP.media import aiortc_internals
+from vIOP.media.frames import RTX_CODEC
+from vIOP.media.rtp import RtpWriter, ntp_time
+
+ABS_SEND_TIME: Final = "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time"
+MID: Final = "urn:ietf:params:rtp-hdrext:sdes:mid"
+
+# Bound once: ``send`` runs per frame per subscriber (the hot path), no module attribute lookup there.
+_sender_output = aiortc_internals.sender_output
+_count_sent = aiortc_internals.count_sent
+
+
+class DirectSender:
+    """Writes one sender's stream; aiortc's NACK handling is pointed at this writer's history."""
+
+    __slots__ = ("_sender", "_writer", "packets")
+
+    def __init__(self, sender: RTCRtpSender, kind: str) -> None:
+        self._sender = sender
+        ssrc, rtx_ssrc = aiortc_internals.sender_ssrcs(sender)
+        self._writer = RtpWriter(
+            video=kind == "video",
+            ssrc=ssrc,
+            rtx_ssrc=rtx_ssrc,
+            sequence=secrets.randbelow(32768),  # lower half: avoids an early wrap (as aiortc does)
+            rtx_sequence=secrets.randbelow(32768),
+            timestamp_origin=secrets.randbits(32),
+            picture_id=secrets.randbelow(1 << 15),
+        )
+        self.packets = 0
+        aiortc_internals.on_retransmit(sender, self._retransmit)
+
+    def configure(self, transceiver: RTCRtpTransceiver) -> None:
+        """Take the negotiated payload types and header-extension ids (call once an answer is applied)."""
+        codecs, extensions = aiortc_internals.negotiated(transceiver)
+        pt = codecs[0].payloadType
+        rtx_pt = next(
+            (c.payloadType for c in codecs if c.mimeType == RTX_CODEC and c.parameters.get("apt") == pt),
+            None,
+        )
+        ids = {e.uri: e.id for e in extensions}
+        self._writer.configure(
+            payload_type=pt,
+            rtx_payload_type=rtx_pt,
+            mid=transceiver.mid,
+            mid_id=ids.get(MID),
+            abs_send_time_id=ids.get(ABS_SEND_TIME),
+        )
+
+    def send(self, data: bytes, pts: int) -> bool:
+        """Packetize, protect and send one frame now; False if the stream cannot carry it yet."""
+        writer = self._writer
+        if writer.payload_type is None:
+            return False
+        output = _sender_output(self._sender)
+        if output is None:
+            return False
+        protect, sendto, addr = output
+        ntp = ntp_time(time.time_ns())
+        packets, octets, timestamp = writer.frame(data, pts, ntp)
+        for packet in packets:
+            sendto(protect(packet), addr)
+        self.packets += len(packets)
+        _count_sent(self._sender, len(packets), octets, timestamp, ntp)
+        return True
+
+    async def _retransmit(self, sequence_number: int) -> None:
+        """NACK handling (aiortc calls this per lost sequence number): resend from history, RTX if negotiated."""
+        output = _sender_output(self._sender)
+        if output is None:
+            return
+        packet = self._writer.retransmission(sequence_number, ntp_time(time.time_ns()))
+        if packet is not None:
+            protect, sendto, addr = output
+            sendto(protect(packet), addr)

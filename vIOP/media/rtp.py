@@ -1,0 +1,277 @@
+"""RTP as the relay writes it, and its parse: pure functions and one writer, bytes in and bytes out.
+
+- RFC 3550 fixed header; RFC 8285 one-byte header extensions (``mid``, and ``abs-send-time`` on video);
+- RFC 7741 VP8 payload descriptor with a 15-bit picture id on every packet, as aiortc's ``Vp8Encoder.pack``;
+- RFC 4588 RTX: the original sequence number, then the original payload, on the RTX SSRC and payload type.
+
+No I/O, no clock, no randomness, no aiortc: :class:`RtpWriter` is given its SSRCs, first sequence numbers,
+timestamp origin and picture id, and the NTP time of each write, so the same inputs give the same bytes.
+``tests/media/test_rtp.py`` checks it against packets captured from aiortc's own sender
+(``tests/media/fixtures/``). ``vIOP.media.direct_sender`` protects (SRTP) and sends what it returns.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+from typing import Final
+
+RTP_HEADER: Final = struct.Struct("!BBHII")
+PACKET_MAX: Final = 1300  # aiortc's PACKET_MAX for a VP8 payload
+VP8_MAX_CHUNK: Final = PACKET_MAX - 4  # minus our 4-byte payload descriptor
+HISTORY_SIZE: Final = 128  # aiortc's RTP_HISTORY_SIZE: packets a NACK can still recover
+ONE_BYTE_EXTENSIONS: Final = 0xBEDE
+NTP_EPOCH_OFFSET_NS: Final = 2_208_988_800 * 1_000_000_000
+_VERSION_2: Final = 0x80
+_EXTENSION_BIT: Final = 0x10
+_MARKER: Final = 0x80
+_SEQUENCE: Final = struct.Struct("!H")
+_WORD: Final = struct.Struct("!I")
+_EXTENSION_HEADER: Final = struct.Struct("!HH")
+
+
+def ntp_time(unix_ns: int) -> int:
+    """64-bit NTP time of a Unix time in nanoseconds (one clock read; aiortc's builds two datetimes)."""
+    seconds, fraction = divmod(unix_ns + NTP_EPOCH_OFFSET_NS, 1_000_000_000)
+    return (seconds << 32) | ((fraction << 32) // 1_000_000_000)
+
+
+def abs_send_time(ntp: int) -> int:
+    """The 24-bit abs-send-time value (6.18 fixed point seconds) of a 64-bit NTP time."""
+    return (ntp >> 14) & 0xFFFFFF
+
+
+def vp8_payloads(data: bytes, picture_id: int) -> list[bytes]:
+    """RFC 7741 packetization as aiortc's ``Vp8Encoder.pack`` does it (15-bit picture id on every packet)."""
+    pid = _SEQUENCE.pack(0x8000 | picture_id)
+    first, rest = b"\x90\x80" + pid, b"\x80\x80" + pid
+    return [(rest if i else first) + data[i : i + VP8_MAX_CHUNK] for i in range(0, len(data), VP8_MAX_CHUNK)]
+
+
+def mid_element(extension_id: int, mid: bytes) -> bytes:
+    """The one-byte-header element carrying the m-line's ``mid`` (empty when not negotiated)."""
+    if not extension_id or not mid:
+        return b""
+    return bytes([(extension_id << 4) | (len(mid) - 1)]) + mid
+
+
+def extension_block(mid: bytes, abs_send_time_id: int, ntp: int) -> bytes:
+    """The whole header-extension block (profile, length, elements, zero padding), or b"" for none."""
+    block = mid
+    if abs_send_time_id:
+        block += _WORD.pack((abs_send_time_id << 28) | (2 << 24) | abs_send_time(ntp))
+    if not block:
+        return b""
+    block += b"\x00" * (-len(block) % 4)
+    return _EXTENSION_HEADER.pack(ONE_BYTE_EXTENSIONS, len(block) // 4) + block
+
+
+def rtx_payload(original_sequence: int, payload: bytes) -> bytes:
+    """RFC 4588 section 4: the original sequence number, then the original payload."""
+    return _SEQUENCE.pack(original_sequence) + payload
+
+
+class RtpWriter:
+    """One outgoing stream (a sender's SSRC and, for video, its RTX SSRC): sequence numbers, timestamps,
+    picture ids and the history a NACK is answered from. Returns unprotected RTP packets.
+
+    Until :meth:`configure` gives it the negotiated payload types, :attr:`payload_type` is None and it must
+    not be asked to write.
+    """
+
+    __slots__ = (
+        "_abs_id",
+        "_history",
+        "_mid",
+        "_picture_id",
+        "_rtx_sequence",
+        "_rtx_ssrc",
+        "_sequence",
+        "_ssrc",
+        "_timestamp_origin",
+        "_video",
+        "payload_type",
+        "rtx_payload_type",
+    )
+
+    def __init__(
+        self,
+        *,
+        video: bool,
+        ssrc: int,
+        rtx_ssrc: int,
+        sequence: int,
+        rtx_sequence: int,
+        timestamp_origin: int,
+        picture_id: int,
+    ) -> None:
+        self._video = video
+        self._ssrc = ssrc
+        self._rtx_ssrc = rtx_ssrc
+        self._sequence = sequence
+        self._rtx_sequence = rtx_sequence
+        self._timestamp_origin = timestamp_origin
+        self._picture_id = picture_id
+        self.payload_type: int | None = None
+        self.rtx_payload_type: int | None = None
+        self._mid = b""
+        self._abs_id = 0
+        self._history: list[tuple[int, int, int, bytes] | None] = [None] * HISTORY_SIZE
+
+    def configure(
+        self,
+        *,
+        payload_type: int | None,
+        rtx_payload_type: int | None,
+        mid: str | None,
+        mid_id: int | None,
+        abs_send_time_id: int | None,
+    ) -> None:
+        """The negotiated numbers: payload types and header-extension ids (abs-send-time on video only)."""
+        self.payload_type = payload_type
+        self.rtx_payload_type = rtx_payload_type
+        self._mid = mid_element(mid_id or 0, (mid or "").encode())
+        self._abs_id = (abs_send_time_id or 0) if self._video else 0
+
+    def frame(self, data: bytes, pts: int, ntp: int) -> tuple[list[bytes], int, int]:
+        """One frame's packets (the last carries the marker), payload octets, and the RTP timestamp."""
+        if self._video:
+            payloads = vp8_payloads(data, self._picture_id)
+            self._picture_id = (self._picture_id + 1) & 0x7FFF
+        else:
+            payloads = [data]
+        timestamp = (self._timestamp_origin + pts) & 0xFFFFFFFF
+        ext = extension_block(self._mid, self._abs_id, ntp)
+        first_byte = _VERSION_2 | _EXTENSION_BIT if ext else _VERSION_2
+        pack = RTP_HEADER.pack
+        pt, ssrc, history = self.payload_type, self._ssrc, self._history
+        last = len(payloads) - 1
+        seq, octets = self._sequence, 0
+        packets = []
+        for i, payload in enumerate(payloads):
+            marker = _MARKER if i == last else 0
+            history[seq % HISTORY_SIZE] = (seq, marker, timestamp, payload)
+            packets.append(pack(first_byte, marker | pt, seq, timestamp, ssrc) + ext + payload)  # type: ignore[operator]
+            seq = (seq + 1) & 0xFFFF
+            octets += len(payload)
+        self._sequence = seq
+        return packets, octets, timestamp
+
+    def retransmission(self, sequence_number: int, ntp: int) -> bytes | None:
+        """The packet answering a NACK for ``sequence_number``: RTX if negotiated, else the packet again.
+
+        None when it is no longer in the history.
+        """
+        entry = self._history[sequence_number % HISTORY_SIZE]
+        if entry is None or entry[0] != sequence_number or self.payload_type is None:
+            return None
+        _, marker, timestamp, payload = entry
+        ext = extension_block(self._mid, self._abs_id, ntp)
+        first_byte = _VERSION_2 | _EXTENSION_BIT if ext else _VERSION_2
+        if self.rtx_payload_type is not None:
+            header = RTP_HEADER.pack(
+                first_byte, marker | self.rtx_payload_type, self._rtx_sequence, timestamp, self._rtx_ssrc
+            )
+            self._rtx_sequence = (self._rtx_sequence + 1) & 0xFFFF
+            return header + ext + rtx_payload(sequence_number, payload)
+        return (
+            RTP_HEADER.pack(first_byte, marker | self.payload_type, sequence_number, timestamp, self._ssrc)
+            + ext
+            + payload
+        )
+
+
+# --- parse -----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class RtpPacket:
+    """The fields of one RTP packet (no CSRCs: the relay never writes any and refuses to read them)."""
+
+    marker: bool
+    payload_type: int
+    sequence_number: int
+    timestamp: int
+    ssrc: int
+    extensions: dict[int, bytes]  # one-byte-header elements by id
+    payload: bytes
+
+
+def parse_rtp(packet: bytes) -> RtpPacket:
+    """Read an unprotected RTP packet; ValueError if it is not one this module could have written."""
+    if len(packet) < RTP_HEADER.size:
+        raise ValueError("rtp: shorter than the fixed header")
+    first, second, sequence, timestamp, ssrc = RTP_HEADER.unpack_from(packet)
+    if first & 0xC0 != _VERSION_2 or first & 0x2F:
+        raise ValueError("rtp: not version 2 without padding and CSRCs")
+    pos = RTP_HEADER.size
+    extensions: dict[int, bytes] = {}
+    if first & _EXTENSION_BIT:
+        if len(packet) < pos + 4:
+            raise ValueError("rtp: truncated header extension")
+        profile, words = _EXTENSION_HEADER.unpack_from(packet, pos)
+        pos += 4
+        end = pos + 4 * words
+        if profile != ONE_BYTE_EXTENSIONS or len(packet) < end:
+            raise ValueError("rtp: not a one-byte header extension block")
+        while pos < end:
+            if packet[pos] == 0:  # padding
+                pos += 1
+                continue
+            ext_id, length = packet[pos] >> 4, (packet[pos] & 0x0F) + 1
+            if ext_id == 15 or pos + 1 + length > end:
+                raise ValueError("rtp: bad header extension element")
+            extensions[ext_id] = packet[pos + 1 : pos + 1 + length]
+            pos += 1 + length
+    return RtpPacket(
+        bool(second & _MARKER), second & 0x7F, sequence, timestamp, ssrc, extensions, packet[pos:]
+    )
+
+
+def pack_rtp(packet: RtpPacket) -> bytes:
+    """The inverse of :func:`parse_rtp`: elements in their order, zero padding to a 32-bit boundary."""
+    block = b"".join(bytes([(i << 4) | (len(v) - 1)]) + v for i, v in packet.extensions.items())
+    if block:
+        block += b"\x00" * (-len(block) % 4)
+        block = _EXTENSION_HEADER.pack(ONE_BYTE_EXTENSIONS, len(block) // 4) + block
+    first = _VERSION_2 | _EXTENSION_BIT if block else _VERSION_2
+    second = (_MARKER if packet.marker else 0) | packet.payload_type
+    header = RTP_HEADER.pack(first, second, packet.sequence_number, packet.timestamp, packet.ssrc)
+    return header + block + packet.payload
+
+
+@dataclass(frozen=True, slots=True)
+class Vp8Payload:
+    start: bool  # S bit: first packet of a partition (with partition id 0: of a frame)
+    picture_id: int | None
+    data: bytes
+
+
+def parse_vp8_payload(payload: bytes) -> Vp8Payload:
+    """RFC 7741 section 4.2 payload descriptor (X, I with 7- or 15-bit picture id, L, T/K); ValueError if bad."""
+    try:
+        first = payload[0]
+        pos, picture_id = 1, None
+        if first & 0x80:
+            flags = payload[1]
+            pos = 2
+            if flags & 0x80:
+                if payload[pos] & 0x80:
+                    picture_id = _SEQUENCE.unpack_from(payload, pos)[0] & 0x7FFF
+                    pos += 2
+                else:
+                    picture_id = payload[pos]
+                    pos += 1
+            pos += bool(flags & 0x40) + bool(flags & 0x30)
+        if pos > len(payload):
+            raise IndexError
+    except (IndexError, struct.error) as exc:
+        raise ValueError("vp8: truncated payload descriptor") from exc
+    return Vp8Payload(bool(first & 0x10), picture_id, payload[pos:])
+
+
+def parse_rtx_payload(payload: bytes) -> tuple[int, bytes]:
+    """(original sequence number, original payload) of an RTX payload; ValueError if too short."""
+    if len(payload) < 2:
+        raise ValueError("rtx: shorter than the original sequence number")
+    return _SEQUENCE.unpack_from(payload)[0], payload[2:]
