@@ -1,3 +1,4 @@
+// @ts-check
 // The HTTP API as the pages use it (docs/API.md). Every path and body shape lives here, nowhere else.
 // Errors come back as {error: {code, message}} and surface as ApiError; a network failure as NetworkError.
 
@@ -23,9 +24,25 @@ export class NetworkError extends Error {
   }
 }
 
+/**
+ * @typedef {object} RequestOptions
+ * @property {string} [method]
+ * @property {string | null} [bearer] an access token, sent as `Authorization: Bearer`
+ * @property {unknown} [body] sent as JSON
+ * @property {"json" | "csv"} [expect]
+ */
+
+/**
+ * One API call: the parsed JSON (null for 204), or a Blob for CSV; throws ApiError or NetworkError.
+ * @param {string} path
+ * @param {RequestOptions} [options]
+ * @returns {Promise<any>}
+ */
 async function request(path, { method = "GET", bearer, body, expect = "json" } = {}) {
+  /** @type {Record<string, string>} */
   const headers = { Accept: expect === "csv" ? "text/csv" : "application/json" };
   if (bearer) headers.Authorization = `Bearer ${bearer}`;
+  /** @type {RequestInit} */
   const init = { method, headers, credentials: "omit", cache: "no-store", referrerPolicy: "no-referrer" };
   if (body !== undefined) {
     headers["Content-Type"] = "application/json";

@@ -1,3 +1,4 @@
+// @ts-check
 // Camera and microphone: ask for them, list them in pickers, and say clearly what went wrong.
 
 import { el } from "./ui.js";
@@ -27,7 +28,11 @@ function explain(error) {
   return new DeviceError("other", "Your camera or microphone could not be started.");
 }
 
-// Open camera and microphone. Falls back to whichever of the two works; throws DeviceError when neither does.
+/**
+ * Open camera and microphone. Falls back to whichever of the two works; throws DeviceError when neither does.
+ * @param {{audioDeviceId?: string, videoDeviceId?: string}} [devices]
+ * @returns {Promise<MediaStream>}
+ */
 export async function openLocalMedia({ audioDeviceId, videoDeviceId } = {}) {
   if (!navigator.mediaDevices?.getUserMedia) {
     throw new DeviceError("unsupported", "This browser cannot use a camera here. Open the link in an up-to-date browser over https.");
@@ -38,7 +43,8 @@ export async function openLocalMedia({ audioDeviceId, videoDeviceId } = {}) {
     : { width: { ideal: 640 }, height: { ideal: 360 } };
   try {
     return await navigator.mediaDevices.getUserMedia({ audio, video });
-  } catch (both) {
+  } catch (error) {
+    const both = /** @type {any} */ (error);
     if (both?.name === "NotAllowedError" || both?.name === "SecurityError") throw explain(both);
     for (const constraints of [{ audio }, { video }]) {
       try {

@@ -1,6 +1,8 @@
+// @ts-check
 // The clinician's live panels: waiting room (admit, admit all, deny with a message, message one client),
 // raised hands, and the roster (mute, remove, return to lobby). Every action is one signaling message.
 
+import { ClientType, MAX_TEXT_CHARS, MediaKind, Role } from "./protocol.js";
 import { $, announce, el, formatDuration } from "./ui.js";
 
 const LONG_WAIT_SECONDS = 10 * 60;
@@ -9,7 +11,7 @@ const LONG_WAIT_SECONDS = 10 * 60;
 function inlinePrompt(item, { label, submitText, required }) {
   item.querySelector("form.inline-prompt")?.remove();
   const id = `prompt-${Math.random().toString(36).slice(2, 10)}`;
-  const input = el("input", { id, maxlength: "500", autocomplete: "off", required });
+  const input = el("input", { id, maxlength: String(MAX_TEXT_CHARS), autocomplete: "off", required });
   const cancel = el("button", { type: "button", class: "secondary" }, "Cancel");
   const form = el(
     "form",
@@ -48,7 +50,7 @@ export class ModerationPanels {
     this.lobbyReceivedAt = Date.now();
     this.timer = setInterval(() => this.renderWaitTimes(), 1000);
     $("#admit-all").addEventListener("click", () => {
-      session.send({ type: "admit_all" });
+      session.send({ type: ClientType.ADMIT_ALL });
       announce("Admitting everyone who is waiting.");
     });
     session.addEventListener("lobby", (event) => this.renderLobby(event.detail));
@@ -105,7 +107,7 @@ export class ModerationPanels {
   renderWaitTimes() {
     const elapsed = (Date.now() - this.lobbyReceivedAt) / 1000;
     for (const item of document.querySelectorAll("#lobby-list > li")) {
-      const wait = item.querySelector(".wait");
+      const wait = /** @type {HTMLElement} */ (item.querySelector(".wait"));
       this.updateWait(item, wait, Number(wait.dataset.waited) + elapsed);
     }
   }
@@ -116,21 +118,21 @@ export class ModerationPanels {
   }
 
   admit(entry) {
-    this.session.send({ type: "admit", participant_id: entry.participant_id });
+    this.session.send({ type: ClientType.ADMIT, participant_id: entry.participant_id });
     announce(`Admitting ${entry.display_name}.`);
   }
 
   async message(item, entry) {
     const text = await inlinePrompt(item, { label: `Message to ${entry.display_name}`, submitText: "Send", required: true });
     if (!text) return;
-    this.session.send({ type: "lobby_message", participant_id: entry.participant_id, message: text });
+    this.session.send({ type: ClientType.LOBBY_MESSAGE, participant_id: entry.participant_id, message: text });
     announce(`Message sent to ${entry.display_name}.`);
   }
 
   async deny(item, entry) {
     const text = await inlinePrompt(item, { label: `Optional message to ${entry.display_name}`, submitText: "Deny", required: false });
     if (text === null) return;
-    const message = { type: "deny", participant_id: entry.participant_id };
+    const message = { type: ClientType.DENY, participant_id: entry.participant_id };
     if (text) message.message = text;
     this.session.send(message);
     announce(`${entry.display_name} was not admitted.`);
@@ -163,7 +165,7 @@ export class ModerationPanels {
     const name = entry.display_name;
     const state = [];
     if (isSelf) state.push("you");
-    if (entry.role === "host") state.push("clinician");
+    if (entry.role === Role.HOST) state.push("clinician");
     if (entry.muted_by_host) state.push("muted by you");
     else if (entry.audio === false) state.push("mic off");
     if (entry.video === false) state.push("camera off");
@@ -190,19 +192,19 @@ export class ModerationPanels {
   }
 
   mute(entry, muted) {
-    this.session.send({ type: "mute", participant_id: entry.participant_id, kind: "audio", muted });
+    this.session.send({ type: ClientType.MUTE, participant_id: entry.participant_id, kind: MediaKind.AUDIO, muted });
     announce(`${muted ? "Muting" : "Unmuting"} ${entry.display_name}.`);
   }
 
   returnToLobby(entry) {
-    this.session.send({ type: "return_to_lobby", participant_id: entry.participant_id });
+    this.session.send({ type: ClientType.RETURN_TO_LOBBY, participant_id: entry.participant_id });
     announce(`Moving ${entry.display_name} to the waiting room.`);
   }
 
   async remove(item, entry) {
     const text = await inlinePrompt(item, { label: `Optional message to ${entry.display_name}`, submitText: "Remove", required: false });
     if (text === null) return;
-    const message = { type: "remove", participant_id: entry.participant_id };
+    const message = { type: ClientType.REMOVE, participant_id: entry.participant_id };
     if (text) message.message = text;
     this.session.send(message);
     announce(`Removing ${entry.display_name}.`);

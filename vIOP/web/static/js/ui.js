@@ -1,6 +1,14 @@
+// @ts-check
 // Small DOM helpers shared by every page. Text always goes in through textContent, never innerHTML:
 // names and messages come from other people.
 
+/**
+ * The one element `selector` names (throws when the page lacks it). Typed loosely: pages know which kind of
+ * element each id is (an input's `value`, a form's named controls).
+ * @param {string} selector
+ * @param {ParentNode} [root]
+ * @returns {any}
+ */
 export function $(selector, root = document) {
   const found = root.querySelector(selector);
   if (!found) throw new Error(`missing element ${selector}`);
@@ -37,15 +45,16 @@ export function announce(text, { assertive = false } = {}) {
 
 // Show one section[data-screen] (body carries the current name in data-screen too), hide the others, and move focus to its heading for keyboard users.
 export function showScreen(name) {
+  /** @type {HTMLElement | null} */
   let shown = null;
-  for (const section of document.querySelectorAll("section[data-screen]")) {
+  for (const section of /** @type {NodeListOf<HTMLElement>} */ (document.querySelectorAll("section[data-screen]"))) {
     const match = section.dataset.screen === name;
     section.hidden = !match;
     if (match) shown = section;
   }
   if (!shown) throw new Error(`no screen ${name}`);
   document.body.dataset.screen = name;
-  const heading = shown.querySelector("h1, h2");
+  const heading = /** @type {HTMLElement | null} */ (shown.querySelector("h1, h2"));
   if (heading) {
     heading.setAttribute("tabindex", "-1");
     heading.focus();

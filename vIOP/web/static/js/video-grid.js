@@ -1,6 +1,8 @@
+// @ts-check
 // The session's video grid: one tile per participant with their name and state badges.
 // A tile's <video> plays one MediaStream holding that participant's audio and video tracks.
 
+import { Role } from "./protocol.js";
 import { el } from "./ui.js";
 
 export class VideoGrid {
@@ -57,7 +59,7 @@ export class VideoGrid {
 
   update(entry, { reconnecting = false } = {}) {
     const tile = this.tile(entry.participant_id);
-    if (!tile.self) this.label(tile, entry.role === "host" ? `${entry.display_name} (clinician)` : entry.display_name);
+    if (!tile.self) this.label(tile, entry.role === Role.HOST ? `${entry.display_name} (clinician)` : entry.display_name);
     const badges = [];
     if (entry.muted_by_host) badges.push(["Muted by clinician", "warn"]);
     else if (entry.audio === false) badges.push(["Mic off", ""]);

@@ -1,3 +1,4 @@
+// @ts-check
 // One RTCPeerConnection to the server's relay (docs/PROTOCOL.md, "Media negotiation").
 //
 // The client sends the first offer with its own audio and video; the server answers. When participants join
@@ -8,6 +9,7 @@
 // Events (EventTarget): "track" {detail: {participantId, track, streams}}, "trackended" {detail: track},
 // "connection" {detail: connectionState}.
 
+import { ClientType } from "./protocol.js";
 export class MediaLink extends EventTarget {
   // send: (message) => bool, the signaling client's send. localStream may lack audio or video (or be null).
   constructor({ send, iceServers = [], localStream = null }) {
@@ -40,7 +42,7 @@ export class MediaLink extends EventTarget {
       }
       const offer = await this.pc.createOffer();
       await this.pc.setLocalDescription(offer);
-      this.send({ type: "offer", sdp: this.pc.localDescription.sdp });
+      this.send({ type: ClientType.OFFER, sdp: /** @type {RTCSessionDescription} */ (this.pc.localDescription).sdp });
     });
   }
 
@@ -61,7 +63,7 @@ export class MediaLink extends EventTarget {
       await this.flushCandidates();
       const answer = await this.pc.createAnswer();
       await this.pc.setLocalDescription(answer);
-      this.send({ type: "answer", sdp: this.pc.localDescription.sdp });
+      this.send({ type: ClientType.ANSWER, sdp: /** @type {RTCSessionDescription} */ (this.pc.localDescription).sdp });
     });
   }
 
@@ -135,10 +137,10 @@ export class MediaLink extends EventTarget {
   onLocalCandidate(candidate) {
     if (this.closed) return;
     if (!candidate) {
-      this.send({ type: "candidate", candidate: "" });
+      this.send({ type: ClientType.CANDIDATE, candidate: "" });
       return;
     }
-    const message = { type: "candidate", candidate: candidate.candidate };
+    const message = { type: ClientType.CANDIDATE, candidate: candidate.candidate };
     if (candidate.sdpMid !== null) message.sdp_mid = candidate.sdpMid;
     if (candidate.sdpMLineIndex !== null) message.sdp_mline_index = candidate.sdpMLineIndex;
     this.send(message);

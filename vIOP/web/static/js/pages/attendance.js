@@ -1,9 +1,12 @@
+// @ts-check
 // Attendance for clinicians: per-session rosters with join/leave times, weekly hours with the IOP
 // under-threshold flags (days under 3 hours, weeks under 9 hours), and the same report as CSV.
 
+import { Role } from "../protocol.js";
 import * as api from "../api.js";
 import { $, announce, el, formatTime, setBusy, showScreen } from "../ui.js";
 
+/** @type {{token: string | null}} */
 const page = { token: null };
 
 function filters() {
@@ -19,7 +22,7 @@ function filters() {
 // client has none any more.
 function rosterName(line) {
   if (line.display_name) return line.display_name;
-  return line.role === "host" ? "Clinician" : "Name erased";
+  return line.role === Role.HOST ? "Clinician" : "Name erased";
 }
 
 function hours(minutes) {

@@ -1,3 +1,4 @@
+// @ts-check
 // Landing page: sign in (password, plus the authenticator code when the account has one), then go to the
 // page for the account's role.
 
