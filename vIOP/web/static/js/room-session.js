@@ -13,6 +13,9 @@ import { MediaLink, participantOf } from "./webrtc.js";
 import { detailOf } from "./events.js";
 
 /** @typedef {import("./reconnecting-socket.js").WireMessage} WireMessage */
+/** @typedef {import("./webrtc.js").RemoteTrack} RemoteTrack */
+/** @typedef {import("./video-grid.js").VideoGrid} VideoGrid */
+/** @typedef {import("./video-grid.js").RosterEntry} RosterEntry */
 
 /** Where the participant is: connecting -> waiting (clients) -> in_room -> ended; reconnecting while down. */
 export const Phase = Object.freeze({
@@ -45,6 +48,14 @@ const LEFT_REASONS = Object.freeze({
 });
 
 export class RoomSession extends EventTarget {
+  /**
+   * @param {object} options
+   * @param {() => Promise<{ticket: string, url: string}>} options.getTicket a new signaling ticket per attempt
+   * @param {MediaStream | null} options.localStream
+   * @param {VideoGrid} options.grid
+   * @param {string | null} [options.displayName]
+   * @param {{audio: boolean, video: boolean}} [options.media] what the participant sends when joining
+   */
   constructor({ getTicket, localStream, grid, displayName = null, media = { audio: true, video: true } }) {
     super();
     this.localStream = localStream;
@@ -55,14 +66,27 @@ export class RoomSession extends EventTarget {
     this.phase = Phase.CONNECTING;
     /** @type {PhaseValue[]} */
     this.phaseHistory = [Phase.CONNECTING];
-    this.lobbyKnocks = new Map(); // hosts: participant id -> times they newly appeared in the lobby
+    /** @type {Map<string, number>} hosts: participant id -> times they newly appeared in the lobby */
+    this.lobbyKnocks = new Map();
+    /** @type {Set<string>} */
     this.lobbyNow = new Set();
+    /** @type {Map<string, RosterEntry>} */
     this.roster = new Map();
+    /** @type {Set<string>} */
     this.reconnecting = new Set();
     this.locked = false;
+    /** @type {MediaLink | null} */
     this.link = null;
-    this.trackOwner = new Map(); // remote track id -> participant id
-    this.unmatched = []; // tracks that arrived before the roster named their owner
+    /** @type {WebSocket | null | undefined} the socket the current link was negotiated on */
+    this.linkSocket = undefined;
+    /** @type {boolean | undefined} */
+    this.wasInRoom = undefined;
+    /** @type {boolean | undefined} */
+    this.ending = undefined;
+    /** @type {Map<string, string>} remote track id -> participant id */
+    this.trackOwner = new Map();
+    /** @type {RemoteTrack[]} tracks that arrived before the roster named their owner */
+    this.unmatched = [];
     this.signaling = new SignalingClient({ getTicket, join: this.media });
     this.signaling.addEventListener("message", (event) => this.onMessage(detailOf(event)));
     this.signaling.addEventListener("state", (event) => this.onSocketState(detailOf(event)));
@@ -85,12 +109,14 @@ export class RoomSession extends EventTarget {
     this.signaling.leave();
   }
 
+  /** @param {{type: string} & Record<string, unknown>} message */
   send(message) {
     return this.signaling.send(message);
   }
 
   // --- own controls -----------------------------------------------------------------------------------------
 
+  /** @param {boolean} on */
   setMicrophone(on) {
     this.media.audio = on;
     for (const track of this.localStream?.getAudioTracks() ?? []) track.enabled = on;
@@ -98,6 +124,7 @@ export class RoomSession extends EventTarget {
     this.send({ type: ClientType.SET_MEDIA, audio: on });
   }
 
+  /** @param {boolean} on */
   setCamera(on) {
     this.media.video = on;
     for (const track of this.localStream?.getVideoTracks() ?? []) track.enabled = on;
@@ -105,6 +132,7 @@ export class RoomSession extends EventTarget {
     this.send({ type: ClientType.SET_MEDIA, video: on });
   }
 
+  /** @param {boolean} up */
   raiseHand(up) {
     this.send({ type: ClientType.RAISE_HAND, up });
   }
@@ -113,11 +141,12 @@ export class RoomSession extends EventTarget {
   async inboundStats() {
     if (!this.link) return [];
     const rows = await this.link.inboundStats();
-    return rows.map((row) => ({ ...row, participantId: this.trackOwner.get(row.trackId) ?? null }));
+    return rows.map((row) => ({ ...row, participantId: this.trackOwner.get(/** @type {string} */ (row.trackId)) ?? null }));
   }
 
   // --- protocol ---------------------------------------------------------------------------------------------
 
+  /** @param {PhaseValue} phase */
   setPhase(phase) {
     if (this.phase === phase) return;
     this.phase = phase;
@@ -125,10 +154,15 @@ export class RoomSession extends EventTarget {
     this.dispatchEvent(new CustomEvent("phase", { detail: phase }));
   }
 
+  /**
+   * @param {string} type
+   * @param {unknown} detail
+   */
   emit(type, detail) {
     this.dispatchEvent(new CustomEvent(type, { detail }));
   }
 
+  /** @param {import("./signaling.js").StateValue} state */
   onSocketState(state) {
     if (this.phase === Phase.ENDED) return;
     if (state === State.RECONNECTING) {
@@ -137,11 +171,14 @@ export class RoomSession extends EventTarget {
     }
   }
 
+  /** @param {WireMessage} message */
   onMessage(message) {
     const handler = this.handlers[message.type];
     if (handler) handler.call(this, message);
   }
 
+  // One handler per server message type (the rest are ignored).
+  /** @type {Record<string, (this: RoomSession, message: WireMessage) => void>} */
   handlers = {
     [ServerType.WELCOME](message) {
       this.grid.setLocal(message.participant_id, this.localStream, this.displayName);
@@ -155,7 +192,8 @@ export class RoomSession extends EventTarget {
       this.emit("waiting", { position: message.position, message: message.message ?? null });
     },
     [ServerType.LOBBY](message) {
-      const now = new Set(message.waiting.map((entry) => entry.participant_id));
+      /** @type {Set<string>} */
+      const now = new Set(message.waiting.map((/** @type {{participant_id: string}} */ entry) => entry.participant_id));
       for (const id of now) if (!this.lobbyNow.has(id)) this.lobbyKnocks.set(id, (this.lobbyKnocks.get(id) ?? 0) + 1);
       this.lobbyNow = now;
       this.emit("lobby", message.waiting);
@@ -164,20 +202,7 @@ export class RoomSession extends EventTarget {
       this.enterRoom();
     },
     [ServerType.ROSTER](message) {
-      this.roster = new Map(message.participants.map((p) => [p.participant_id, p]));
-      this.locked = Boolean(message.locked);
-      for (const id of [...this.grid.tiles.keys()]) {
-        if (!this.roster.has(id) && id !== this.participantId) this.grid.remove(id);
-      }
-      // A roster is the room as it is now: it follows a resume, so whoever it lists is back, unless the
-      // server flags them (RosterEntry.reconnecting, when present).
-      const back = [...this.reconnecting].filter((id) => this.roster.has(id) && !this.roster.get(id).reconnecting);
-      this.reconnecting = new Set(message.participants.filter((p) => p.reconnecting).map((p) => p.participant_id));
-      for (const id of back) this.emit("notice", `${this.roster.get(id).display_name} is back.`);
-      this.refreshRoster();
-      if (this.phase === Phase.CONNECTING || this.phase === Phase.RECONNECTING) {
-        if (this.wasInRoom || this.role === Role.HOST) this.enterRoom();
-      }
+      this.onRoster(message);
     },
     [ServerType.PARTICIPANT_JOINED](message) {
       const entry = message.participant;
@@ -267,6 +292,27 @@ export class RoomSession extends EventTarget {
     },
   };
 
+  // A roster replaces what we knew (a class method: the handler table's own `this.x =` would declare x on it).
+  /** @param {WireMessage} message */
+  onRoster(message) {
+    /** @type {RosterEntry[]} */
+    const participants = message.participants;
+    this.roster = new Map(participants.map((p) => [p.participant_id, p]));
+    this.locked = Boolean(message.locked);
+    for (const id of [...this.grid.tiles.keys()]) {
+      if (!this.roster.has(id) && id !== this.participantId) this.grid.remove(id);
+    }
+    // A roster is the room as it is now: it follows a resume, so whoever it lists is back, unless the
+    // server flags them (RosterEntry.reconnecting, when present).
+    const back = [...this.reconnecting].filter((id) => this.roster.has(id) && !this.roster.get(id)?.reconnecting);
+    this.reconnecting = new Set(participants.filter((p) => p.reconnecting).map((p) => p.participant_id));
+    for (const id of back) this.emit("notice", `${this.roster.get(id)?.display_name} is back.`);
+    this.refreshRoster();
+    if (this.phase === Phase.CONNECTING || this.phase === Phase.RECONNECTING) {
+      if (this.wasInRoom || this.role === Role.HOST) this.enterRoom();
+    }
+  }
+
   // --- media ------------------------------------------------------------------------------------------------
 
   enterRoom() {
@@ -294,12 +340,17 @@ export class RoomSession extends EventTarget {
     this.unmatched = [];
   }
 
+  /** @param {RemoteTrack} detail */
   onRemoteTrack(detail) {
     const owner = participantOf(detail, new Set(this.roster.keys()));
     if (owner && this.roster.has(owner)) this.attach(owner, detail.track);
     else this.unmatched.push(detail);
   }
 
+  /**
+   * @param {string} participantId
+   * @param {MediaStreamTrack} track
+   */
   attach(participantId, track) {
     this.trackOwner.set(track.id, participantId);
     this.grid.attach(participantId, track);
@@ -307,12 +358,14 @@ export class RoomSession extends EventTarget {
     if (entry) this.grid.update(entry, { reconnecting: this.reconnecting.has(participantId) });
   }
 
+  /** @param {any} error */
   mediaFailed(error) {
     this.emit("error", { code: "media", message: `Media negotiation failed: ${error?.message ?? error}` });
   }
 
   refreshRoster() {
     const known = new Set(this.roster.keys());
+    /** @type {RemoteTrack[]} */
     const still = [];
     for (const detail of this.unmatched) {
       const owner = participantOf(detail, known);
@@ -331,6 +384,10 @@ export class RoomSession extends EventTarget {
     this.emit("roster", { participants: [...this.roster.values()], locked: this.locked, reconnecting: this.reconnecting });
   }
 
+  /**
+   * @param {import("./signaling.js").EndReasonValue} reason
+   * @param {string | null} message the clinician's message, when there is one
+   */
   end(reason, message) {
     if (this.ending) return;
     this.ending = true;
