@@ -4,6 +4,10 @@
 import { el } from "./ui.js";
 
 export class DeviceError extends Error {
+  /**
+   * @param {"denied" | "missing" | "busy" | "unsupported" | "other"} kind
+   * @param {string} message
+   */
   constructor(kind, message) {
     super(message);
     this.name = "DeviceError";
@@ -11,6 +15,7 @@ export class DeviceError extends Error {
   }
 }
 
+/** @param {any} error a getUserMedia failure */
 function explain(error) {
   const name = error?.name || "";
   if (name === "NotAllowedError" || name === "SecurityError" || name === "PermissionDeniedError") {
@@ -57,26 +62,34 @@ export async function openLocalMedia({ audioDeviceId, videoDeviceId } = {}) {
   }
 }
 
+/** @param {MediaStream | null | undefined} stream */
 export function stopStream(stream) {
   if (stream) for (const track of stream.getTracks()) track.stop();
 }
 
 // Fill the two <select>s with the devices the browser lists (labels appear once permission is granted).
+/**
+ * @param {HTMLSelectElement} audioSelect
+ * @param {HTMLSelectElement} videoSelect
+ * @param {MediaStream | null} stream the devices in use are preselected
+ */
 export async function fillDevicePickers(audioSelect, videoSelect, stream) {
+  /** @type {MediaDeviceInfo[]} */
   let devices = [];
   try {
     devices = await navigator.mediaDevices.enumerateDevices();
   } catch {
     devices = [];
   }
+  /** @type {Record<string, string | undefined>} */
   const current = {
     audioinput: stream?.getAudioTracks()[0]?.getSettings().deviceId,
     videoinput: stream?.getVideoTracks()[0]?.getSettings().deviceId,
   };
-  for (const [select, kind, noun] of [
+  for (const [select, kind, noun] of /** @type {[HTMLSelectElement, string, string][]} */ ([
     [audioSelect, "audioinput", "Microphone"],
     [videoSelect, "videoinput", "Camera"],
-  ]) {
+  ])) {
     const options = devices.filter((d) => d.kind === kind);
     select.replaceChildren(
       ...options.map((device, index) =>

@@ -3,6 +3,7 @@
 // phase, own participant id, and inbound media statistics per participant (from getStats()).
 // It exposes no token and no way to act.
 
+/** @param {import("./room-session.js").RoomSession} session */
 export function exposeDiagnostics(session) {
   window.viop = Object.freeze({
     phase: () => session.phase,

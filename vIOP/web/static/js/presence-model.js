@@ -55,7 +55,9 @@ function person(raw) {
  */
 export function normalizeRoom(room) {
   if (!room || room.state === RoomState.ENDED) return null;
+  /** @type {PresencePerson[]} */
   const waiting = (room.waiting ?? []).map(person);
+  /** @type {PresencePerson[]} */
   const seated = (room.seated ?? []).map(person);
   return {
     id: room.room_id,

@@ -50,8 +50,10 @@ function watchActivity() {
   }
 }
 
-const STATE_LABELS = { open: "open", live: "live now", locked: "live, locked" };
+/** @type {Readonly<Record<string, string>>} */
+const STATE_LABELS = Object.freeze({ open: "open", live: "live now", locked: "live, locked" });
 
+/** @param {unknown} error */
 function handleAuthFailure(error) {
   if (error instanceof api.ApiError && error.status === 401) {
     api.forgetAccessToken();
@@ -76,10 +78,15 @@ async function loadRooms() {
   }
 }
 
+/** @typedef {Record<string, any>} RoomRow a room as GET /api/v1/rooms lists it */
+/** @typedef {import("../events.js").ClickEvent} ClickEvent */
+
+/** @param {RoomRow} room */
 function roomLabel(room) {
   return room.title || room.id;
 }
 
+/** @param {RoomRow[]} rooms */
 function renderRooms(rooms) {
   const list = $("#room-list");
   list.replaceChildren(
@@ -96,6 +103,7 @@ function renderRooms(rooms) {
   $("#rooms-empty").hidden = list.children.length > 0;
 }
 
+/** @param {import("../events.js").FormSubmitEvent} event */
 async function onCreateRoom(event) {
   event.preventDefault();
   const form = event.currentTarget;
@@ -126,6 +134,7 @@ async function onCreateRoom(event) {
   }
 }
 
+/** @param {import("../events.js").FormSubmitEvent} event */
 async function onCreateInvite(event) {
   event.preventDefault();
   const form = event.currentTarget;
@@ -158,6 +167,7 @@ async function onCreateInvite(event) {
   }
 }
 
+/** @param {string} roomId */
 async function openRoom(roomId) {
   history.replaceState(null, "", `/console#room=${encodeURIComponent(roomId)}`);
   try {
@@ -169,8 +179,9 @@ async function openRoom(roomId) {
     showScreen("rooms");
     return;
   }
-  $("#room-heading").textContent = roomLabel(page.room);
-  document.title = `${roomLabel(page.room)} · vIOP`;
+  const room = /** @type {RoomRow} */ (page.room);
+  $("#room-heading").textContent = roomLabel(room);
+  document.title = `${roomLabel(room)} · vIOP`;
   showScreen("room");
   try {
     page.stream = await openLocalMedia();
@@ -217,24 +228,24 @@ function startSession() {
 }
 
 function wireRoomControls() {
-  $("#mic-toggle").addEventListener("click", (event) => {
+  $("#mic-toggle").addEventListener("click", (/** @type {ClickEvent} */ event) => {
     const off = event.currentTarget.getAttribute("aria-pressed") !== "true";
     page.session?.setMicrophone(!off);
     setPressed(event.currentTarget, off, ["Mute microphone", "Unmute microphone"]);
     announce(off ? "Your microphone is off." : "Your microphone is on.");
   });
-  $("#camera-toggle").addEventListener("click", (event) => {
+  $("#camera-toggle").addEventListener("click", (/** @type {ClickEvent} */ event) => {
     const off = event.currentTarget.getAttribute("aria-pressed") !== "true";
     page.session?.setCamera(!off);
     setPressed(event.currentTarget, off, ["Turn camera off", "Turn camera on"]);
     announce(off ? "Your camera is off." : "Your camera is on.");
   });
-  $("#lock-toggle").addEventListener("click", (event) => {
+  $("#lock-toggle").addEventListener("click", (/** @type {ClickEvent} */ event) => {
     const locked = event.currentTarget.getAttribute("aria-pressed") === "true";
     page.session?.send({ type: locked ? "unlock" : "lock" });
   });
   $("#leave-room").addEventListener("click", () => page.session?.leave());
-  $("#end-all").addEventListener("click", (event) => {
+  $("#end-all").addEventListener("click", (/** @type {ClickEvent} */ event) => {
     const button = event.currentTarget;
     if (button.dataset.confirm !== "yes") {
       button.dataset.confirm = "yes";
@@ -257,7 +268,7 @@ async function main() {
   watchActivity();
   wireRoomControls();
   $("#create-room-form").addEventListener("submit", onCreateRoom);
-  $("#sign-out-link").addEventListener("click", async (event) => {
+  $("#sign-out-link").addEventListener("click", async (/** @type {Event} */ event) => {
     event.preventDefault();
     page.session?.leave();
     await api.logout();

@@ -18,6 +18,9 @@ import { detailOf } from "../events.js";
 const LINK_KEY = "viop.invite"; // the link's token until it is exchanged
 const DEVICE_KEY = "viop.device"; // what it was exchanged for
 
+/** @typedef {import("../events.js").ClickEvent} ClickEvent */
+
+/** @param {string} key */
 function stored(key) {
   try {
     return JSON.parse(sessionStorage.getItem(key) || "null");
@@ -58,6 +61,7 @@ async function exchangeInvite() {
 }
 
 // The page's answer to a link the server refused; false for anything else (the caller decides).
+/** @param {unknown} error */
 function explainLinkProblem(error) {
   if (!(error instanceof api.ApiError)) return false;
   if (error.code === "invite_already_used") {
@@ -75,6 +79,10 @@ function explainLinkProblem(error) {
   return false;
 }
 
+/**
+ * @param {string} title
+ * @param {string} text
+ */
 function showLinkProblem(title, text) {
   $("#no-invite-title").textContent = title;
   $("#no-invite-text").textContent = text;
@@ -148,6 +156,7 @@ function joinSession() {
   session.start();
 }
 
+/** @param {import("../room-session.js").PhaseValue} phase */
 function onPhase(phase) {
   document.body.dataset.phase = phase;
   $("#reconnect-banner").hidden = phase !== Phase.RECONNECTING;
@@ -160,6 +169,7 @@ function onPhase(phase) {
   }
 }
 
+/** @param {{position: number, message: string | null}} waiting */
 function onWaiting({ position, message }) {
   $("#waiting-position").textContent =
     position === 1 ? "You are next. Your clinician will let you in soon." : `You are number ${position} in line. Your clinician will let you in soon.`;
@@ -170,6 +180,7 @@ function onWaiting({ position, message }) {
   }
 }
 
+/** @param {{text: string, message: string | null}} ended */
 function onEnded({ text, message }) {
   stopStream(page.stream);
   $("#ended-text").textContent = text;
@@ -199,21 +210,21 @@ function wireControls() {
   $("#device-retry").addEventListener("click", () => startPreview());
   $("#mic-select").addEventListener("change", onPickerChange);
   $("#camera-select").addEventListener("change", onPickerChange);
-  $("#device-form").addEventListener("submit", (event) => event.preventDefault());
+  $("#device-form").addEventListener("submit", (/** @type {Event} */ event) => event.preventDefault());
   $("#join-button").addEventListener("click", joinSession);
-  $("#mic-toggle").addEventListener("click", (event) => {
+  $("#mic-toggle").addEventListener("click", (/** @type {ClickEvent} */ event) => {
     const off = event.currentTarget.getAttribute("aria-pressed") !== "true";
     /** @type {RoomSession} */ (page.session).setMicrophone(!off);
     setPressed(event.currentTarget, off, ["Mute microphone", "Unmute microphone"]);
     announce(off ? "Your microphone is off." : "Your microphone is on.");
   });
-  $("#camera-toggle").addEventListener("click", (event) => {
+  $("#camera-toggle").addEventListener("click", (/** @type {ClickEvent} */ event) => {
     const off = event.currentTarget.getAttribute("aria-pressed") !== "true";
     /** @type {RoomSession} */ (page.session).setCamera(!off);
     setPressed(event.currentTarget, off, ["Turn camera off", "Turn camera on"]);
     announce(off ? "Your camera is off." : "Your camera is on.");
   });
-  $("#hand-toggle").addEventListener("click", (event) => {
+  $("#hand-toggle").addEventListener("click", (/** @type {ClickEvent} */ event) => {
     const up = event.currentTarget.getAttribute("aria-pressed") !== "true";
     /** @type {RoomSession} */ (page.session).raiseHand(up);
     setPressed(event.currentTarget, up, ["Raise hand", "Lower hand"]);

@@ -51,12 +51,17 @@ const page = {
   pings: 0,
 };
 
+/**
+ * @param {string} text
+ * @param {boolean} ok
+ */
 function setLive(text, ok) {
   const badge = $("#live-state");
   badge.textContent = text;
   badge.classList.toggle("warn", !ok);
 }
 
+/** @param {string} text */
 function signedOut(text) {
   page.stopped = true;
   page.socket?.stop(CloseCode.NORMAL);
@@ -81,6 +86,7 @@ async function loadTitles() {
   }
 }
 
+/** @param {string} roomId */
 function titleOf(roomId) {
   const title = page.titles.get(roomId);
   if (title === undefined && Date.now() - page.titlesLoadedAt > TITLE_RELOAD_MIN_MS) loadTitles();
@@ -154,6 +160,10 @@ function onMessage(message) {
   // presence_event (ids and times) is always followed by its room's presence_room; pong needs nothing.
 }
 
+/**
+ * @param {RoomSummary | undefined} before
+ * @param {RoomSummary} room
+ */
 function announceArrivals(before, room) {
   const known = new Set((before?.waiting ?? []).map((w) => w.id));
   const arrived = room.waiting.filter((w) => !known.has(w.id)).length;
@@ -183,6 +193,11 @@ function watchActivity() {
 
 // --- drawing ----------------------------------------------------------------------------------------------
 
+/**
+ * @param {number} count
+ * @param {string} one
+ * @param {string} [many]
+ */
 function plural(count, one, many = `${one}s`) {
   return `${count} ${count === 1 ? one : many}`;
 }
@@ -199,10 +214,12 @@ function render() {
   tickWaits();
 }
 
+/** @param {import("../presence-model.js").PresencePerson} person */
 function reconnectingBadge(person) {
   return person.reconnecting ? el("span", { class: "badge warn" }, "Reconnecting") : null;
 }
 
+/** @param {RoomSummary} room */
 function roomCard(room) {
   const titleId = `room-${room.id}`;
   return el(
@@ -241,7 +258,7 @@ function exposeDiagnostics() {
 }
 
 function main() {
-  $("#sign-out-link").addEventListener("click", async (event) => {
+  $("#sign-out-link").addEventListener("click", async (/** @type {Event} */ event) => {
     event.preventDefault();
     page.stopped = true;
     page.socket?.stop(CloseCode.NORMAL);
