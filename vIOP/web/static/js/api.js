@@ -1,3 +1,4 @@
+// @ts-check
 // The HTTP API as the pages use it (docs/API.md). Every path and body shape lives here, nowhere else.
 // Errors come back as {error: {code, message}} and surface as ApiError; a network failure as NetworkError.
 
@@ -7,6 +8,11 @@ const IDLE_KEY = "viop.idle_timeout";
 const DEFAULT_IDLE_SECONDS = 15 * 60;
 
 export class ApiError extends Error {
+  /**
+   * @param {number} status
+   * @param {string | null} code
+   * @param {string | null} message
+   */
   constructor(status, code, message) {
     super(message || code || `HTTP ${status}`);
     this.name = "ApiError";
@@ -16,6 +22,7 @@ export class ApiError extends Error {
 }
 
 export class NetworkError extends Error {
+  /** @param {unknown} cause */
   constructor(cause) {
     super("The server could not be reached.");
     this.name = "NetworkError";
@@ -23,9 +30,25 @@ export class NetworkError extends Error {
   }
 }
 
+/**
+ * @typedef {object} RequestOptions
+ * @property {string} [method]
+ * @property {string | null} [bearer] an access token, sent as `Authorization: Bearer`
+ * @property {unknown} [body] sent as JSON
+ * @property {"json" | "csv"} [expect]
+ */
+
+/**
+ * One API call: the parsed JSON (null for 204), or a Blob for CSV; throws ApiError or NetworkError.
+ * @param {string} path
+ * @param {RequestOptions} [options]
+ * @returns {Promise<any>}
+ */
 async function request(path, { method = "GET", bearer, body, expect = "json" } = {}) {
+  /** @type {Record<string, string>} */
   const headers = { Accept: expect === "csv" ? "text/csv" : "application/json" };
   if (bearer) headers.Authorization = `Bearer ${bearer}`;
+  /** @type {RequestInit} */
   const init = { method, headers, credentials: "omit", cache: "no-store", referrerPolicy: "no-referrer" };
   if (body !== undefined) {
     headers["Content-Type"] = "application/json";
@@ -78,7 +101,13 @@ export function idleTimeoutSeconds() {
   return Number.isFinite(seconds) && seconds > 0 ? seconds : DEFAULT_IDLE_SECONDS;
 }
 
+/**
+ * @param {string} username
+ * @param {string} password
+ * @param {string} [totp]
+ */
 export async function login(username, password, totp) {
+  /** @type {Record<string, string>} */
   const body = { username, password };
   if (totp) body.totp = totp;
   const result = await request("/api/v1/auth/login", { method: "POST", body });
@@ -102,21 +131,37 @@ export async function logout() {
 
 // --- rooms and invites -------------------------------------------------------------------------------------
 
+/** @param {string | null} bearer */
 export function listRooms(bearer) {
   return request("/api/v1/rooms", { bearer });
 }
 
+/**
+ * @param {string | null} bearer
+ * @param {string} roomId
+ */
 export function getRoom(bearer, roomId) {
   return request(`/api/v1/rooms/${encodeURIComponent(roomId)}`, { bearer });
 }
 
+/**
+ * @param {string | null} bearer
+ * @param {{kind: string, title: string, capacity?: number}} room
+ */
 export function createRoom(bearer, { kind, title, capacity }) {
+  /** @type {Record<string, string | number>} */
   const body = { kind, title };
   if (capacity) body.capacity = capacity;
   return request("/api/v1/rooms", { method: "POST", bearer, body });
 }
 
+/**
+ * @param {string | null} bearer
+ * @param {string} roomId
+ * @param {{displayName: string, expiresIn?: number}} invite
+ */
 export function createInvite(bearer, roomId, { displayName, expiresIn }) {
+  /** @type {Record<string, string | number>} */
   const body = { display_name: displayName };
   if (expiresIn) body.expires_in = expiresIn;
   return request(`/api/v1/rooms/${encodeURIComponent(roomId)}/invites`, { method: "POST", bearer, body });
@@ -124,6 +169,7 @@ export function createInvite(bearer, roomId, { displayName, expiresIn }) {
 
 // An invite link's token, once, for this device's client credential (the link is spent by it). The token
 // goes in the body: never in a URL, which a browser's history would keep.
+/** @param {string} inviteToken */
 export function exchangeInvite(inviteToken) {
   return request("/api/v1/invites/exchange", { method: "POST", body: { invite_token: inviteToken } });
 }
@@ -131,6 +177,11 @@ export function exchangeInvite(inviteToken) {
 // --- tickets: the short-lived, single-use credential that opens a WebSocket --------------------------------
 
 // Always this page's own origin (CSP connect-src 'self'); the server's ws_url gives the path and ticket.
+/**
+ * @param {string} path
+ * @param {string} ticket
+ * @param {string | null | undefined} given the server's ws_url
+ */
 function socketUrl(path, ticket, given) {
   const scheme = location.protocol === "https:" ? "wss:" : "ws:";
   const url = new URL(`${scheme}//${location.host}${path}`);
@@ -145,12 +196,21 @@ function socketUrl(path, ticket, given) {
 
 // bearer: an access token (clinician) or an invite token (client). With an invite whose link did not name
 // the room, roomId is null and the server takes the room from the invite.
+/**
+ * @param {string | null} bearer
+ * @param {string | null | undefined} roomId
+ * @returns {Promise<{ticket: string, url: string}>}
+ */
 export async function signalTicket(bearer, roomId) {
   const body = { purpose: "signal", room_id: roomId ?? null };
   const result = await request("/api/v1/signal-tickets", { method: "POST", bearer, body });
   return { ticket: result.ticket, url: socketUrl("/ws/signal", result.ticket, result.ws_url) };
 }
 
+/**
+ * @param {string | null} bearer
+ * @returns {Promise<{ticket: string, url: string}>}
+ */
 export async function presenceTicket(bearer) {
   const body = { purpose: "presence" };
   const result = await request("/api/v1/signal-tickets", { method: "POST", bearer, body });
@@ -159,6 +219,19 @@ export async function presenceTicket(bearer) {
 
 // --- monitoring and records -------------------------------------------------------------------------------
 
+/**
+ * @typedef {object} AttendanceFilters
+ * @property {string} [roomId]
+ * @property {string} [client]
+ * @property {string} [from]
+ * @property {string} [to]
+ * @property {string} [table] for CSV: which table
+ */
+
+/**
+ * @param {AttendanceFilters} filters
+ * @param {"json" | "csv"} format
+ */
 function attendanceQuery({ roomId, client, from, to, table }, format) {
   const query = new URLSearchParams({ format });
   if (format === "csv" && table) query.set("table", table);
@@ -169,15 +242,24 @@ function attendanceQuery({ roomId, client, from, to, table }, format) {
   return `/api/v1/attendance?${query}`;
 }
 
+/**
+ * @param {string | null} bearer
+ * @param {AttendanceFilters} filters
+ */
 export function attendance(bearer, filters) {
   return request(attendanceQuery(filters, "json"), { bearer });
 }
 
+/**
+ * @param {string | null} bearer
+ * @param {AttendanceFilters} filters
+ */
 export function attendanceCsv(bearer, filters) {
   return request(attendanceQuery(filters, "csv"), { bearer, expect: "csv" });
 }
 
 // A readable sentence for an error, without echoing anything the user typed.
+/** @param {unknown} error */
 export function describeError(error) {
   if (error instanceof NetworkError) return "The server could not be reached. Check your connection and try again.";
   if (error instanceof ApiError) {

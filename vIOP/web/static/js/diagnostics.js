@@ -1,7 +1,9 @@
+// @ts-check
 // A read-only diagnostics handle on window.viop for support staff and the browser tests: the session's
 // phase, own participant id, and inbound media statistics per participant (from getStats()).
 // It exposes no token and no way to act.
 
+/** @param {import("./room-session.js").RoomSession} session */
 export function exposeDiagnostics(session) {
   window.viop = Object.freeze({
     phase: () => session.phase,

@@ -1,15 +1,37 @@
+// @ts-check
 // The clinician's live panels: waiting room (admit, admit all, deny with a message, message one client),
 // raised hands, and the roster (mute, remove, return to lobby). Every action is one signaling message.
 
+import { ClientType, MAX_TEXT_CHARS, MediaKind, Role } from "./protocol.js";
+import { detailOf } from "./events.js";
 import { $, announce, el, formatDuration } from "./ui.js";
+
+/** @typedef {import("./room-session.js").RoomSession} RoomSession */
+/** @typedef {import("./video-grid.js").RosterEntry} RosterEntry */
+
+/**
+ * A waiting client as `lobby` lists them (messages.LobbyEntry; fields the console reads).
+ * @typedef {object} LobbyEntry
+ * @property {string} participant_id
+ * @property {string} display_name
+ * @property {number} waited_seconds
+ * @property {boolean} [returning_after_removal]
+ */
+
+/** @typedef {{type: string} & Record<string, unknown>} OutgoingMessage */
 
 const LONG_WAIT_SECONDS = 10 * 60;
 
 // A small inline form under a list item: one text field and a submit button. Escape cancels.
+/**
+ * @param {HTMLElement} item
+ * @param {{label: string, submitText: string, required: boolean}} prompt
+ * @returns {Promise<string | null>} the trimmed text, or null when cancelled
+ */
 function inlinePrompt(item, { label, submitText, required }) {
   item.querySelector("form.inline-prompt")?.remove();
   const id = `prompt-${Math.random().toString(36).slice(2, 10)}`;
-  const input = el("input", { id, maxlength: "500", autocomplete: "off", required });
+  const input = /** @type {HTMLInputElement} */ (el("input", { id, maxlength: String(MAX_TEXT_CHARS), autocomplete: "off", required }));
   const cancel = el("button", { type: "button", class: "secondary" }, "Cancel");
   const form = el(
     "form",
@@ -21,7 +43,7 @@ function inlinePrompt(item, { label, submitText, required }) {
   item.append(form);
   input.focus();
   return new Promise((resolve) => {
-    const done = (value) => {
+    const done = (/** @type {string | null} */ value) => {
       form.remove();
       resolve(value);
     };
@@ -42,23 +64,26 @@ function inlinePrompt(item, { label, submitText, required }) {
 }
 
 export class ModerationPanels {
+  /** @param {RoomSession} session */
   constructor(session) {
     this.session = session;
+    /** @type {LobbyEntry[]} */
     this.lobby = [];
     this.lobbyReceivedAt = Date.now();
     this.timer = setInterval(() => this.renderWaitTimes(), 1000);
     $("#admit-all").addEventListener("click", () => {
-      session.send({ type: "admit_all" });
+      session.send({ type: ClientType.ADMIT_ALL });
       announce("Admitting everyone who is waiting.");
     });
-    session.addEventListener("lobby", (event) => this.renderLobby(event.detail));
-    session.addEventListener("roster", (event) => this.renderRoster(event.detail));
+    session.addEventListener("lobby", (event) => this.renderLobby(detailOf(event)));
+    session.addEventListener("roster", (event) => this.renderRoster(detailOf(event)));
   }
 
   stop() {
     clearInterval(this.timer);
   }
 
+  /** @param {LobbyEntry[]} entries */
   renderLobby(entries) {
     const before = new Set(this.lobby.map((e) => e.participant_id));
     this.lobby = entries;
@@ -76,6 +101,7 @@ export class ModerationPanels {
     else if (arrived.length > 1) announce(`${arrived.length} people are waiting.`);
   }
 
+  /** @param {LobbyEntry} entry */
   lobbyItem(entry) {
     const id = entry.participant_id;
     const name = entry.display_name;
@@ -84,6 +110,7 @@ export class ModerationPanels {
     const returning = entry.returning_after_removal
       ? el("strong", { class: "returning", dataset: { returningAfterRemoval: "true" } }, "Removed earlier in this session")
       : null;
+    /** @type {(HTMLElement | string)[]} */
     const who = [el("span", { class: "who" }, name), " ", wait];
     if (returning) who.push(" ", returning);
     const item = el(
@@ -104,38 +131,54 @@ export class ModerationPanels {
 
   renderWaitTimes() {
     const elapsed = (Date.now() - this.lobbyReceivedAt) / 1000;
-    for (const item of document.querySelectorAll("#lobby-list > li")) {
-      const wait = item.querySelector(".wait");
+    for (const item of /** @type {NodeListOf<HTMLElement>} */ (document.querySelectorAll("#lobby-list > li"))) {
+      const wait = /** @type {HTMLElement} */ (item.querySelector(".wait"));
       this.updateWait(item, wait, Number(wait.dataset.waited) + elapsed);
     }
   }
 
+  /**
+   * @param {HTMLElement} item
+   * @param {HTMLElement} wait
+   * @param {number} seconds
+   */
   updateWait(item, wait, seconds) {
     wait.textContent = `waiting ${formatDuration(seconds)}`;
     item.classList.toggle("long-wait", seconds >= LONG_WAIT_SECONDS);
   }
 
+  /** @param {LobbyEntry} entry */
   admit(entry) {
-    this.session.send({ type: "admit", participant_id: entry.participant_id });
+    this.session.send({ type: ClientType.ADMIT, participant_id: entry.participant_id });
     announce(`Admitting ${entry.display_name}.`);
   }
 
+  /**
+   * @param {HTMLElement} item
+   * @param {LobbyEntry} entry
+   */
   async message(item, entry) {
     const text = await inlinePrompt(item, { label: `Message to ${entry.display_name}`, submitText: "Send", required: true });
     if (!text) return;
-    this.session.send({ type: "lobby_message", participant_id: entry.participant_id, message: text });
+    this.session.send({ type: ClientType.LOBBY_MESSAGE, participant_id: entry.participant_id, message: text });
     announce(`Message sent to ${entry.display_name}.`);
   }
 
+  /**
+   * @param {HTMLElement} item
+   * @param {LobbyEntry} entry
+   */
   async deny(item, entry) {
     const text = await inlinePrompt(item, { label: `Optional message to ${entry.display_name}`, submitText: "Deny", required: false });
     if (text === null) return;
-    const message = { type: "deny", participant_id: entry.participant_id };
+    /** @type {OutgoingMessage} */
+    const message = { type: ClientType.DENY, participant_id: entry.participant_id };
     if (text) message.message = text;
     this.session.send(message);
     announce(`${entry.display_name} was not admitted.`);
   }
 
+  /** @param {{participants: RosterEntry[], locked: boolean, reconnecting: Set<string>}} roster */
   renderRoster({ participants, locked, reconnecting }) {
     const self = this.session.participantId;
     const others = participants.filter((p) => p.participant_id !== self);
@@ -159,11 +202,17 @@ export class ModerationPanels {
     lock.textContent = locked ? "Unlock room" : "Lock room";
   }
 
+  /**
+   * @param {RosterEntry} entry
+   * @param {boolean} isSelf
+   * @param {boolean} reconnecting
+   */
   rosterItem(entry, isSelf, reconnecting) {
     const name = entry.display_name;
+    /** @type {string[]} */
     const state = [];
     if (isSelf) state.push("you");
-    if (entry.role === "host") state.push("clinician");
+    if (entry.role === Role.HOST) state.push("clinician");
     if (entry.muted_by_host) state.push("muted by you");
     else if (entry.audio === false) state.push("mic off");
     if (entry.video === false) state.push("camera off");
@@ -174,7 +223,7 @@ export class ModerationPanels {
       { dataset: { participant: entry.participant_id, state: reconnecting ? "reconnecting" : "live" } },
       el("span", {}, el("span", { class: "who" }, name), state.length ? ` (${state.join(", ")})` : ""),
     );
-    if (!isSelf && entry.role !== "host") {
+    if (!isSelf && entry.role !== Role.HOST) {
       const muted = Boolean(entry.muted_by_host);
       item.append(
         el(
@@ -189,25 +238,36 @@ export class ModerationPanels {
     return item;
   }
 
+  /**
+   * @param {RosterEntry} entry
+   * @param {boolean} muted
+   */
   mute(entry, muted) {
-    this.session.send({ type: "mute", participant_id: entry.participant_id, kind: "audio", muted });
+    this.session.send({ type: ClientType.MUTE, participant_id: entry.participant_id, kind: MediaKind.AUDIO, muted });
     announce(`${muted ? "Muting" : "Unmuting"} ${entry.display_name}.`);
   }
 
+  /** @param {RosterEntry} entry */
   returnToLobby(entry) {
-    this.session.send({ type: "return_to_lobby", participant_id: entry.participant_id });
+    this.session.send({ type: ClientType.RETURN_TO_LOBBY, participant_id: entry.participant_id });
     announce(`Moving ${entry.display_name} to the waiting room.`);
   }
 
+  /**
+   * @param {HTMLElement} item
+   * @param {RosterEntry} entry
+   */
   async remove(item, entry) {
     const text = await inlinePrompt(item, { label: `Optional message to ${entry.display_name}`, submitText: "Remove", required: false });
     if (text === null) return;
-    const message = { type: "remove", participant_id: entry.participant_id };
+    /** @type {OutgoingMessage} */
+    const message = { type: ClientType.REMOVE, participant_id: entry.participant_id };
     if (text) message.message = text;
     this.session.send(message);
     announce(`Removing ${entry.display_name}.`);
   }
 
+  /** @param {RosterEntry} entry */
   acknowledgeHand(entry) {
     // The protocol lets only the participant lower their own hand; the console hides it locally.
     const row = document.querySelector(`#hands-list > li[data-participant="${CSS.escape(entry.participant_id)}"]`);

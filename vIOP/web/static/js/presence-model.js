@@ -1,12 +1,46 @@
+// @ts-check
 // The presence stream's room views (WS /ws/presence: presence_snapshot, presence_room; docs/API.md) reduced
 // to what the staff dashboard draws. The stream carries ids, names and times only: room titles come from
-// GET /api/v1/rooms and are joined in by the page.
+// GET /api/v1/rooms and are joined in by the page. Pure: no DOM, so Node's test runner imports it.
 
+import { Role } from "./protocol.js";
+
+/** A room's lifecycle state as the presence stream reports it. */
+export const RoomState = Object.freeze({ OPEN: "open", ENDED: "ended" });
+
+/** A seat's state: "admitted" seats have no media yet, "in_room" ones are live. */
+export const SeatState = Object.freeze({ ADMITTED: "admitted", IN_ROOM: "in_room" });
+
+/**
+ * @typedef {object} PresencePerson
+ * @property {string} id
+ * @property {string} name
+ * @property {string} role
+ * @property {boolean} reconnecting
+ * @property {number} waitedSeconds
+ * @property {string | null} state
+ */
+
+/**
+ * @typedef {object} RoomSummary
+ * @property {string} id
+ * @property {string} kind
+ * @property {string} state
+ * @property {PresencePerson[]} waiting
+ * @property {PresencePerson[]} seated
+ * @property {number} live people in the room with media
+ * @property {number} reconnecting people waiting or seated whose socket is down
+ */
+
+/**
+ * @param {Record<string, any>} raw a LobbyEntry or a seat from the stream
+ * @returns {PresencePerson}
+ */
 function person(raw) {
   return {
     id: raw.participant_id ?? "",
     name: raw.display_name ?? "Participant",
-    role: raw.role ?? "client",
+    role: raw.role ?? Role.CLIENT,
     // Seats carry reconnecting_since (null while connected); lobby entries a boolean.
     reconnecting: Boolean(raw.reconnecting ?? raw.reconnecting_since),
     waitedSeconds: Number(raw.waited_seconds ?? 0),
@@ -14,23 +48,33 @@ function person(raw) {
   };
 }
 
-// One RoomView; null for a room that has ended (the dashboard drops it).
+/**
+ * One RoomView; null for a room that has ended (the dashboard drops it).
+ * @param {Record<string, any> | null | undefined} room
+ * @returns {RoomSummary | null}
+ */
 export function normalizeRoom(room) {
-  if (!room || room.state === "ended") return null;
+  if (!room || room.state === RoomState.ENDED) return null;
+  /** @type {PresencePerson[]} */
   const waiting = (room.waiting ?? []).map(person);
+  /** @type {PresencePerson[]} */
   const seated = (room.seated ?? []).map(person);
   return {
     id: room.room_id,
     kind: room.kind ?? "group",
-    state: room.state ?? "open",
+    state: room.state ?? RoomState.OPEN,
     waiting,
     seated,
     // "admitted" seats have no media yet: they are on their way in, not live in the room.
-    live: seated.filter((p) => p.state === "in_room").length,
+    live: seated.filter((p) => p.state === SeatState.IN_ROOM).length,
     reconnecting: [...waiting, ...seated].filter((p) => p.reconnecting).length,
   };
 }
 
+/**
+ * @param {{rooms?: Record<string, any>[]} | null | undefined} snapshot
+ * @returns {RoomSummary[]}
+ */
 export function normalizeSnapshot(snapshot) {
-  return (snapshot?.rooms ?? []).map(normalizeRoom).filter(Boolean);
+  return (snapshot?.rooms ?? []).map(normalizeRoom).filter(/** @returns {r is RoomSummary} */ (r) => r !== null);
 }

@@ -1,3 +1,4 @@
+// @ts-check
 // One participant's life in a room, shared by the client's join page and the clinician's console:
 // signaling + media + roster + video grid. Pages listen to its events and draw their own panels.
 //
@@ -6,48 +7,90 @@
 // "roster" {detail: {participants, locked}}, "self" {detail: rosterEntry}, "notice" {detail: text},
 // "ended" {detail: {reason, message}}, "error" {detail: {code, message}}.
 
-import { SignalingClient, State } from "./signaling.js";
+import { ClientType, LeaveReason, MediaKind, Role, ServerType } from "./protocol.js";
+import { EndReason, SignalingClient, State } from "./signaling.js";
 import { MediaLink, participantOf } from "./webrtc.js";
+import { detailOf } from "./events.js";
 
-const ENDINGS = {
-  room_ended: "The session has ended.",
-  removed: "The clinician removed you from the session.",
-  denied: "The clinician could not admit you to this session.",
-  left: "You left the session.",
-  lost: "The connection was lost and could not be restored. Open your link again to rejoin.",
-  resume_rejected: "The connection was lost for too long. Open your link again to rejoin.",
-  unauthorized: "This link or sign-in is no longer valid.",
-  closed: "The connection was closed.",
-};
+/** @typedef {import("./reconnecting-socket.js").WireMessage} WireMessage */
+/** @typedef {import("./webrtc.js").RemoteTrack} RemoteTrack */
+/** @typedef {import("./video-grid.js").VideoGrid} VideoGrid */
+/** @typedef {import("./video-grid.js").RosterEntry} RosterEntry */
 
-const LEFT_REASONS = {
-  left: "left the session",
-  removed: "was removed",
-  returned_to_lobby: "was moved to the waiting room",
-  timeout: "lost their connection",
-};
+/** Where the participant is: connecting -> waiting (clients) -> in_room -> ended; reconnecting while down. */
+export const Phase = Object.freeze({
+  CONNECTING: "connecting",
+  WAITING: "waiting",
+  IN_ROOM: "in_room",
+  RECONNECTING: "reconnecting",
+  ENDED: "ended",
+});
+/** @typedef {(typeof Phase)[keyof typeof Phase]} PhaseValue */
+
+/** @type {Readonly<Record<string, string>>} */
+const ENDINGS = Object.freeze({
+  [EndReason.ROOM_ENDED]: "The session has ended.",
+  [EndReason.REMOVED]: "The clinician removed you from the session.",
+  [EndReason.DENIED]: "The clinician could not admit you to this session.",
+  [EndReason.LEFT]: "You left the session.",
+  [EndReason.LOST]: "The connection was lost and could not be restored. Open your link again to rejoin.",
+  [EndReason.RESUME_REJECTED]: "The connection was lost for too long. Open your link again to rejoin.",
+  [EndReason.UNAUTHORIZED]: "This link or sign-in is no longer valid.",
+  [EndReason.CLOSED]: "The connection was closed.",
+});
+
+/** @type {Readonly<Record<string, string>>} */
+const LEFT_REASONS = Object.freeze({
+  [LeaveReason.LEFT]: "left the session",
+  [LeaveReason.REMOVED]: "was removed",
+  [LeaveReason.RETURNED_TO_LOBBY]: "was moved to the waiting room",
+  [LeaveReason.TIMEOUT]: "lost their connection",
+});
 
 export class RoomSession extends EventTarget {
+  /**
+   * @param {object} options
+   * @param {() => Promise<{ticket: string, url: string}>} options.getTicket a new signaling ticket per attempt
+   * @param {MediaStream | null} options.localStream
+   * @param {VideoGrid} options.grid
+   * @param {string | null} [options.displayName]
+   * @param {{audio: boolean, video: boolean}} [options.media] what the participant sends when joining
+   */
   constructor({ getTicket, localStream, grid, displayName = null, media = { audio: true, video: true } }) {
     super();
     this.localStream = localStream;
     this.grid = grid;
     this.displayName = displayName;
     this.media = { ...media };
-    this.phase = "connecting";
-    this.phaseHistory = ["connecting"];
-    this.lobbyKnocks = new Map(); // hosts: participant id -> times they newly appeared in the lobby
+    /** @type {PhaseValue} */
+    this.phase = Phase.CONNECTING;
+    /** @type {PhaseValue[]} */
+    this.phaseHistory = [Phase.CONNECTING];
+    /** @type {Map<string, number>} hosts: participant id -> times they newly appeared in the lobby */
+    this.lobbyKnocks = new Map();
+    /** @type {Set<string>} */
     this.lobbyNow = new Set();
+    /** @type {Map<string, RosterEntry>} */
     this.roster = new Map();
+    /** @type {Set<string>} */
     this.reconnecting = new Set();
     this.locked = false;
+    /** @type {MediaLink | null} */
     this.link = null;
-    this.trackOwner = new Map(); // remote track id -> participant id
-    this.unmatched = []; // tracks that arrived before the roster named their owner
+    /** @type {WebSocket | null | undefined} the socket the current link was negotiated on */
+    this.linkSocket = undefined;
+    /** @type {boolean | undefined} */
+    this.wasInRoom = undefined;
+    /** @type {boolean | undefined} */
+    this.ending = undefined;
+    /** @type {Map<string, string>} remote track id -> participant id */
+    this.trackOwner = new Map();
+    /** @type {RemoteTrack[]} tracks that arrived before the roster named their owner */
+    this.unmatched = [];
     this.signaling = new SignalingClient({ getTicket, join: this.media });
-    this.signaling.addEventListener("message", (event) => this.onMessage(event.detail));
-    this.signaling.addEventListener("state", (event) => this.onSocketState(event.detail));
-    this.signaling.addEventListener("ended", (event) => this.end(event.detail.reason, null));
+    this.signaling.addEventListener("message", (event) => this.onMessage(detailOf(event)));
+    this.signaling.addEventListener("state", (event) => this.onSocketState(detailOf(event)));
+    this.signaling.addEventListener("ended", (event) => this.end(detailOf(event).reason, null));
   }
 
   get participantId() {
@@ -66,39 +109,44 @@ export class RoomSession extends EventTarget {
     this.signaling.leave();
   }
 
+  /** @param {{type: string} & Record<string, unknown>} message */
   send(message) {
     return this.signaling.send(message);
   }
 
   // --- own controls -----------------------------------------------------------------------------------------
 
+  /** @param {boolean} on */
   setMicrophone(on) {
     this.media.audio = on;
     for (const track of this.localStream?.getAudioTracks() ?? []) track.enabled = on;
     this.signaling.setJoinMedia({ audio: on });
-    this.send({ type: "set_media", audio: on });
+    this.send({ type: ClientType.SET_MEDIA, audio: on });
   }
 
+  /** @param {boolean} on */
   setCamera(on) {
     this.media.video = on;
     for (const track of this.localStream?.getVideoTracks() ?? []) track.enabled = on;
     this.signaling.setJoinMedia({ video: on });
-    this.send({ type: "set_media", video: on });
+    this.send({ type: ClientType.SET_MEDIA, video: on });
   }
 
+  /** @param {boolean} up */
   raiseHand(up) {
-    this.send({ type: "raise_hand", up });
+    this.send({ type: ClientType.RAISE_HAND, up });
   }
 
   // For the page's diagnostics hook and the browser tests: inbound stats joined with their participant.
   async inboundStats() {
     if (!this.link) return [];
     const rows = await this.link.inboundStats();
-    return rows.map((row) => ({ ...row, participantId: this.trackOwner.get(row.trackId) ?? null }));
+    return rows.map((row) => ({ ...row, participantId: this.trackOwner.get(/** @type {string} */ (row.trackId)) ?? null }));
   }
 
   // --- protocol ---------------------------------------------------------------------------------------------
 
+  /** @param {PhaseValue} phase */
   setPhase(phase) {
     if (this.phase === phase) return;
     this.phase = phase;
@@ -106,61 +154,57 @@ export class RoomSession extends EventTarget {
     this.dispatchEvent(new CustomEvent("phase", { detail: phase }));
   }
 
+  /**
+   * @param {string} type
+   * @param {unknown} detail
+   */
   emit(type, detail) {
     this.dispatchEvent(new CustomEvent(type, { detail }));
   }
 
+  /** @param {import("./signaling.js").StateValue} state */
   onSocketState(state) {
-    if (this.phase === "ended") return;
+    if (this.phase === Phase.ENDED) return;
     if (state === State.RECONNECTING) {
       this.emit("notice", "Connection lost. Reconnecting…");
-      this.setPhase("reconnecting");
+      this.setPhase(Phase.RECONNECTING);
     }
   }
 
+  /** @param {WireMessage} message */
   onMessage(message) {
     const handler = this.handlers[message.type];
     if (handler) handler.call(this, message);
   }
 
+  // One handler per server message type (the rest are ignored).
+  /** @type {Record<string, (this: RoomSession, message: WireMessage) => void>} */
   handlers = {
-    welcome(message) {
+    [ServerType.WELCOME](message) {
       this.grid.setLocal(message.participant_id, this.localStream, this.displayName);
-      if (message.role === "host" || (message.resumed && this.wasInRoom)) this.enterRoom();
-      else if (!message.resumed) this.setPhase("connecting");
+      if (message.role === Role.HOST || (message.resumed && this.wasInRoom)) this.enterRoom();
+      else if (!message.resumed) this.setPhase(Phase.CONNECTING);
       if (message.resumed) this.emit("notice", "Reconnected.");
     },
-    waiting(message) {
+    [ServerType.WAITING](message) {
       this.leaveMedia();
-      this.setPhase("waiting");
+      this.setPhase(Phase.WAITING);
       this.emit("waiting", { position: message.position, message: message.message ?? null });
     },
-    lobby(message) {
-      const now = new Set(message.waiting.map((entry) => entry.participant_id));
+    [ServerType.LOBBY](message) {
+      /** @type {Set<string>} */
+      const now = new Set(message.waiting.map((/** @type {{participant_id: string}} */ entry) => entry.participant_id));
       for (const id of now) if (!this.lobbyNow.has(id)) this.lobbyKnocks.set(id, (this.lobbyKnocks.get(id) ?? 0) + 1);
       this.lobbyNow = now;
       this.emit("lobby", message.waiting);
     },
-    admitted() {
+    [ServerType.ADMITTED]() {
       this.enterRoom();
     },
-    roster(message) {
-      this.roster = new Map(message.participants.map((p) => [p.participant_id, p]));
-      this.locked = Boolean(message.locked);
-      for (const id of [...this.grid.tiles.keys()]) {
-        if (!this.roster.has(id) && id !== this.participantId) this.grid.remove(id);
-      }
-      // A roster is the room as it is now: it follows a resume, so whoever it lists is back, unless the
-      // server flags them (RosterEntry.reconnecting, when present).
-      const back = [...this.reconnecting].filter((id) => this.roster.has(id) && !this.roster.get(id).reconnecting);
-      this.reconnecting = new Set(message.participants.filter((p) => p.reconnecting).map((p) => p.participant_id));
-      for (const id of back) this.emit("notice", `${this.roster.get(id).display_name} is back.`);
-      this.refreshRoster();
-      if (this.phase === "connecting" || this.phase === "reconnecting") {
-        if (this.wasInRoom || this.role === "host") this.enterRoom();
-      }
+    [ServerType.ROSTER](message) {
+      this.onRoster(message);
     },
-    participant_joined(message) {
+    [ServerType.PARTICIPANT_JOINED](message) {
       const entry = message.participant;
       const back = this.reconnecting.delete(entry.participant_id);
       const known = this.roster.has(entry.participant_id);
@@ -169,7 +213,7 @@ export class RoomSession extends EventTarget {
       if (!known) this.emit("notice", `${entry.display_name} joined.`);
       else if (back) this.emit("notice", `${entry.display_name} is back.`);
     },
-    participant_left(message) {
+    [ServerType.PARTICIPANT_LEFT](message) {
       const entry = this.roster.get(message.participant_id);
       this.roster.delete(message.participant_id);
       this.reconnecting.delete(message.participant_id);
@@ -177,82 +221,103 @@ export class RoomSession extends EventTarget {
       this.refreshRoster();
       if (entry) this.emit("notice", `${entry.display_name} ${LEFT_REASONS[message.reason] ?? "left"}.`);
     },
-    reconnecting(message) {
+    [ServerType.RECONNECTING](message) {
       this.reconnecting.add(message.participant_id);
       this.refreshRoster();
       const entry = this.roster.get(message.participant_id);
       if (entry) this.emit("notice", `${entry.display_name} is reconnecting.`);
     },
-    offer(message) {
+    [ServerType.OFFER](message) {
       this.link?.handleOffer(message.sdp).catch((error) => this.mediaFailed(error));
     },
-    answer(message) {
+    [ServerType.ANSWER](message) {
       this.link?.handleAnswer(message.sdp).catch((error) => this.mediaFailed(error));
     },
-    candidate(message) {
+    [ServerType.CANDIDATE](message) {
       this.link?.handleCandidate(message).catch(() => undefined);
     },
-    media_changed(message) {
+    [ServerType.MEDIA_CHANGED](message) {
       const entry = this.roster.get(message.participant_id);
       if (!entry) return;
       this.roster.set(message.participant_id, { ...entry, audio: message.audio, video: message.video });
       this.refreshRoster();
     },
-    muted(message) {
+    [ServerType.MUTED](message) {
       const entry = this.roster.get(message.participant_id);
-      if (entry && message.kind === "audio") {
+      if (entry && message.kind === MediaKind.AUDIO) {
         this.roster.set(message.participant_id, { ...entry, muted_by_host: message.muted !== false });
         this.refreshRoster();
       }
       if (message.participant_id === this.participantId) {
         const on = message.muted === false;
-        this.emit("notice", on ? "The clinician unmuted you." : `The clinician muted your ${message.kind === "video" ? "camera" : "microphone"}.`);
+        this.emit("notice", on ? "The clinician unmuted you." : `The clinician muted your ${message.kind === MediaKind.VIDEO ? "camera" : "microphone"}.`);
         this.emit("host-muted", { kind: message.kind, muted: !on });
       }
     },
-    hand_raised(message) {
+    [ServerType.HAND_RAISED](message) {
       const entry = this.roster.get(message.participant_id);
       if (!entry) return;
       this.roster.set(message.participant_id, { ...entry, hand: message.up });
       this.refreshRoster();
       if (message.up) this.emit("notice", `${entry.display_name} raised their hand.`);
     },
-    returned_to_lobby() {
+    [ServerType.RETURNED_TO_LOBBY]() {
       this.wasInRoom = false;
       this.leaveMedia();
       this.grid.clearRemote();
-      this.setPhase("waiting");
+      this.setPhase(Phase.WAITING);
       this.emit("notice", "The clinician moved you to the waiting room.");
     },
-    room_locked() {
+    [ServerType.ROOM_LOCKED]() {
       this.locked = true;
       this.refreshRoster();
       this.emit("notice", "The room is locked.");
     },
-    room_unlocked() {
+    [ServerType.ROOM_UNLOCKED]() {
       this.locked = false;
       this.refreshRoster();
       this.emit("notice", "The room is unlocked.");
     },
-    denied(message) {
-      this.end("denied", message.message ?? null);
+    [ServerType.DENIED](message) {
+      this.end(EndReason.DENIED, message.message ?? null);
     },
-    removed(message) {
-      this.end("removed", message.message ?? null);
+    [ServerType.REMOVED](message) {
+      this.end(EndReason.REMOVED, message.message ?? null);
     },
-    room_ended() {
-      this.end("room_ended", null);
+    [ServerType.ROOM_ENDED]() {
+      this.end(EndReason.ROOM_ENDED, null);
     },
-    error(message) {
+    [ServerType.ERROR](message) {
       this.emit("error", { code: message.code, message: message.message });
     },
   };
+
+  // A roster replaces what we knew (a class method: the handler table's own `this.x =` would declare x on it).
+  /** @param {WireMessage} message */
+  onRoster(message) {
+    /** @type {RosterEntry[]} */
+    const participants = message.participants;
+    this.roster = new Map(participants.map((p) => [p.participant_id, p]));
+    this.locked = Boolean(message.locked);
+    for (const id of [...this.grid.tiles.keys()]) {
+      if (!this.roster.has(id) && id !== this.participantId) this.grid.remove(id);
+    }
+    // A roster is the room as it is now: it follows a resume, so whoever it lists is back, unless the
+    // server flags them (RosterEntry.reconnecting, when present).
+    const back = [...this.reconnecting].filter((id) => this.roster.has(id) && !this.roster.get(id)?.reconnecting);
+    this.reconnecting = new Set(participants.filter((p) => p.reconnecting).map((p) => p.participant_id));
+    for (const id of back) this.emit("notice", `${this.roster.get(id)?.display_name} is back.`);
+    this.refreshRoster();
+    if (this.phase === Phase.CONNECTING || this.phase === Phase.RECONNECTING) {
+      if (this.wasInRoom || this.role === Role.HOST) this.enterRoom();
+    }
+  }
 
   // --- media ------------------------------------------------------------------------------------------------
 
   enterRoom() {
     this.wasInRoom = true;
-    this.setPhase("in_room");
+    this.setPhase(Phase.IN_ROOM);
     if (this.link && !this.link.closed && this.signaling.state === State.OPEN && this.linkSocket === this.signaling.ws) return;
     // A new socket means a new peer connection: the server replaces the old one when our offer arrives.
     this.leaveMedia();
@@ -263,8 +328,8 @@ export class RoomSession extends EventTarget {
     });
     this.link = link;
     this.linkSocket = this.signaling.ws;
-    link.addEventListener("track", (event) => this.onRemoteTrack(event.detail));
-    link.addEventListener("trackended", (event) => this.grid.detach(event.detail));
+    link.addEventListener("track", (event) => this.onRemoteTrack(detailOf(event)));
+    link.addEventListener("trackended", (event) => this.grid.detach(detailOf(event)));
     link.start().catch((error) => this.mediaFailed(error));
   }
 
@@ -275,12 +340,17 @@ export class RoomSession extends EventTarget {
     this.unmatched = [];
   }
 
+  /** @param {RemoteTrack} detail */
   onRemoteTrack(detail) {
     const owner = participantOf(detail, new Set(this.roster.keys()));
     if (owner && this.roster.has(owner)) this.attach(owner, detail.track);
     else this.unmatched.push(detail);
   }
 
+  /**
+   * @param {string} participantId
+   * @param {MediaStreamTrack} track
+   */
   attach(participantId, track) {
     this.trackOwner.set(track.id, participantId);
     this.grid.attach(participantId, track);
@@ -288,12 +358,14 @@ export class RoomSession extends EventTarget {
     if (entry) this.grid.update(entry, { reconnecting: this.reconnecting.has(participantId) });
   }
 
+  /** @param {any} error */
   mediaFailed(error) {
     this.emit("error", { code: "media", message: `Media negotiation failed: ${error?.message ?? error}` });
   }
 
   refreshRoster() {
     const known = new Set(this.roster.keys());
+    /** @type {RemoteTrack[]} */
     const still = [];
     for (const detail of this.unmatched) {
       const owner = participantOf(detail, known);
@@ -305,19 +377,23 @@ export class RoomSession extends EventTarget {
       if (entry.participant_id === this.participantId) {
         this.grid.update(entry);
         this.emit("self", entry);
-      } else if (this.phase === "in_room" || this.phase === "reconnecting") {
+      } else if (this.phase === Phase.IN_ROOM || this.phase === Phase.RECONNECTING) {
         this.grid.update(entry, { reconnecting: this.reconnecting.has(entry.participant_id) });
       }
     }
     this.emit("roster", { participants: [...this.roster.values()], locked: this.locked, reconnecting: this.reconnecting });
   }
 
+  /**
+   * @param {import("./signaling.js").EndReasonValue} reason
+   * @param {string | null} message the clinician's message, when there is one
+   */
   end(reason, message) {
     if (this.ending) return;
     this.ending = true;
     this.leaveMedia();
     if (this.signaling.state !== State.CLOSED) this.signaling.finish(reason, null);
-    this.setPhase("ended");
+    this.setPhase(Phase.ENDED);
     this.emit("ended", { reason, text: ENDINGS[reason] ?? ENDINGS.closed, message });
   }
 }

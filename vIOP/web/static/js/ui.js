@@ -1,12 +1,28 @@
+// @ts-check
 // Small DOM helpers shared by every page. Text always goes in through textContent, never innerHTML:
 // names and messages come from other people.
 
+/**
+ * The one element `selector` names (throws when the page lacks it). Typed loosely: pages know which kind of
+ * element each id is (an input's `value`, a form's named controls).
+ * @param {string} selector
+ * @param {ParentNode} [root]
+ * @returns {any}
+ */
 export function $(selector, root = document) {
   const found = root.querySelector(selector);
   if (!found) throw new Error(`missing element ${selector}`);
   return found;
 }
 
+/**
+ * A new element with attributes (`class`, `text`, `dataset`, `on<event>` handlers, or plain attributes;
+ * null, undefined and false are left out) and children (nodes or text).
+ * @param {string} tag
+ * @param {Record<string, any>} [attrs]
+ * @param {...any} children
+ * @returns {HTMLElement}
+ */
 export function el(tag, attrs = {}, ...children) {
   const node = document.createElement(tag);
   for (const [key, value] of Object.entries(attrs)) {
@@ -25,6 +41,10 @@ export function el(tag, attrs = {}, ...children) {
 }
 
 // The page's polite live region (#status): every state change is said here so screen readers hear it.
+/**
+ * @param {string} text
+ * @param {{assertive?: boolean}} [options] assertive: the #alert region instead of #status
+ */
 export function announce(text, { assertive = false } = {}) {
   const region = document.getElementById(assertive ? "alert" : "status");
   if (!region) return;
@@ -36,16 +56,18 @@ export function announce(text, { assertive = false } = {}) {
 }
 
 // Show one section[data-screen] (body carries the current name in data-screen too), hide the others, and move focus to its heading for keyboard users.
+/** @param {string} name */
 export function showScreen(name) {
+  /** @type {HTMLElement | null} */
   let shown = null;
-  for (const section of document.querySelectorAll("section[data-screen]")) {
+  for (const section of /** @type {NodeListOf<HTMLElement>} */ (document.querySelectorAll("section[data-screen]"))) {
     const match = section.dataset.screen === name;
     section.hidden = !match;
     if (match) shown = section;
   }
   if (!shown) throw new Error(`no screen ${name}`);
   document.body.dataset.screen = name;
-  const heading = shown.querySelector("h1, h2");
+  const heading = /** @type {HTMLElement | null} */ (shown.querySelector("h1, h2"));
   if (heading) {
     heading.setAttribute("tabindex", "-1");
     heading.focus();
@@ -53,6 +75,7 @@ export function showScreen(name) {
   return shown;
 }
 
+/** @param {number} totalSeconds */
 export function formatDuration(totalSeconds) {
   const seconds = Math.max(0, Math.floor(totalSeconds));
   const h = Math.floor(seconds / 3600);
@@ -63,6 +86,7 @@ export function formatDuration(totalSeconds) {
   return `${s} s`;
 }
 
+/** @param {number | string | null | undefined} value epoch seconds or an ISO 8601 string */
 export function formatTime(value) {
   if (value === null || value === undefined || value === "") return "";
   const date = typeof value === "number" ? new Date(value * 1000) : new Date(value);
@@ -70,17 +94,30 @@ export function formatTime(value) {
   return date.toLocaleString([], { dateStyle: "medium", timeStyle: "short" });
 }
 
+/**
+ * @param {HTMLButtonElement} button
+ * @param {boolean} busy
+ */
 export function setBusy(button, busy) {
   button.disabled = busy;
   if (busy) button.setAttribute("aria-busy", "true");
   else button.removeAttribute("aria-busy");
 }
 
+/**
+ * @param {Element} button
+ * @param {boolean} pressed
+ * @param {[string, string]} [labels] the text when not pressed, and when pressed
+ */
 export function setPressed(button, pressed, labels) {
   button.setAttribute("aria-pressed", pressed ? "true" : "false");
   if (labels) button.textContent = pressed ? labels[1] : labels[0];
 }
 
+/**
+ * @param {string} text
+ * @param {HTMLInputElement | null} [fallbackInput] selected for the user when the clipboard refuses
+ */
 export async function copyText(text, fallbackInput) {
   try {
     await navigator.clipboard.writeText(text);

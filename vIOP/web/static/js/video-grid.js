@@ -1,18 +1,49 @@
+// @ts-check
 // The session's video grid: one tile per participant with their name and state badges.
 // A tile's <video> plays one MediaStream holding that participant's audio and video tracks.
 
+import { Role } from "./protocol.js";
 import { el } from "./ui.js";
 
+/**
+ * A participant as roster messages list them (messages.RosterEntry; fields the client reads).
+ * @typedef {object} RosterEntry
+ * @property {string} participant_id
+ * @property {string} display_name
+ * @property {string} role
+ * @property {boolean} [audio]
+ * @property {boolean} [video]
+ * @property {boolean} [muted_by_host]
+ * @property {boolean} [hand]
+ * @property {boolean} [reconnecting]
+ */
+
+/**
+ * @typedef {object} Tile
+ * @property {HTMLElement} item
+ * @property {HTMLVideoElement} video
+ * @property {HTMLElement} name
+ * @property {HTMLElement} badges
+ * @property {MediaStream} stream
+ * @property {boolean} self
+ */
+
 export class VideoGrid {
+  /** @param {HTMLElement} list a <ul class="grid"> */
   constructor(list) {
-    this.list = list; // a <ul class="grid">
+    this.list = list;
+    /** @type {Map<string, Tile>} */
     this.tiles = new Map();
   }
 
+  /**
+   * @param {string} participantId
+   * @returns {Tile}
+   */
   tile(participantId) {
     let tile = this.tiles.get(participantId);
     if (tile) return tile;
-    const video = el("video", { autoplay: true, playsinline: true, "aria-hidden": "true" });
+    const video = /** @type {HTMLVideoElement} */ (el("video", { autoplay: true, playsinline: true, "aria-hidden": "true" }));
     const name = el("span", { class: "name" });
     const badges = el("span", { class: "badges" });
     const item = el("li", { class: "tile", dataset: { participant: participantId } }, video, name, badges);
@@ -25,6 +56,11 @@ export class VideoGrid {
   }
 
   // Our own camera: muted playback so we never hear ourselves.
+  /**
+   * @param {string} participantId
+   * @param {MediaStream | null} stream
+   * @param {string | null} displayName
+   */
   setLocal(participantId, stream, displayName) {
     const tile = this.tile(participantId);
     tile.self = true;
@@ -34,6 +70,10 @@ export class VideoGrid {
     this.label(tile, displayName ? `${displayName} (you)` : "You");
   }
 
+  /**
+   * @param {string} participantId
+   * @param {MediaStreamTrack} track
+   */
   attach(participantId, track) {
     // The relay recycles receive slots: a track may move from a departed publisher to a new one.
     for (const [id, other] of this.tiles) {
@@ -49,15 +89,21 @@ export class VideoGrid {
     tile.video.play().catch(() => undefined);
   }
 
+  /** @param {MediaStreamTrack} track */
   detach(track) {
     for (const tile of this.tiles.values()) {
       if (tile.stream.getTracks().includes(track)) tile.stream.removeTrack(track);
     }
   }
 
+  /**
+   * @param {RosterEntry} entry
+   * @param {{reconnecting?: boolean}} [state]
+   */
   update(entry, { reconnecting = false } = {}) {
     const tile = this.tile(entry.participant_id);
-    if (!tile.self) this.label(tile, entry.role === "host" ? `${entry.display_name} (clinician)` : entry.display_name);
+    if (!tile.self) this.label(tile, entry.role === Role.HOST ? `${entry.display_name} (clinician)` : entry.display_name);
+    /** @type {[string, string][]} */
     const badges = [];
     if (entry.muted_by_host) badges.push(["Muted by clinician", "warn"]);
     else if (entry.audio === false) badges.push(["Mic off", ""]);
@@ -69,11 +115,16 @@ export class VideoGrid {
     tile.item.dataset.state = reconnecting ? "reconnecting" : "live";
   }
 
+  /**
+   * @param {Tile} tile
+   * @param {string} text
+   */
   label(tile, text) {
     tile.name.textContent = text;
     tile.item.setAttribute("aria-label", text);
   }
 
+  /** @param {string} participantId */
   remove(participantId) {
     const tile = this.tiles.get(participantId);
     if (!tile) return;

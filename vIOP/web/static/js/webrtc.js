@@ -1,3 +1,4 @@
+// @ts-check
 // One RTCPeerConnection to the server's relay (docs/PROTOCOL.md, "Media negotiation").
 //
 // The client sends the first offer with its own audio and video; the server answers. When participants join
@@ -8,16 +9,50 @@
 // Events (EventTarget): "track" {detail: {participantId, track, streams}}, "trackended" {detail: track},
 // "connection" {detail: connectionState}.
 
+import { ClientType } from "./protocol.js";
+
+/**
+ * A remote track as the "track" event carries it.
+ * @typedef {object} RemoteTrack
+ * @property {MediaStreamTrack} track
+ * @property {readonly MediaStream[]} streams
+ * @property {RTCRtpTransceiver} [transceiver]
+ */
+
+/**
+ * An ICE server as `welcome.ice_servers` lists it (messages.IceServer).
+ * @typedef {{urls: string[], username?: string, credential?: string}} IceServer
+ */
+
+/**
+ * @typedef {object} InboundStat
+ * @property {string | null} trackId
+ * @property {string | null} mid
+ * @property {string} kind
+ * @property {number} framesDecoded
+ * @property {number} packetsReceived
+ * @property {number} bytesReceived
+ * @property {number} totalAudioEnergy
+ */
+
 export class MediaLink extends EventTarget {
-  // send: (message) => bool, the signaling client's send. localStream may lack audio or video (or be null).
+  /**
+   * @param {object} options
+   * @param {(message: {type: string} & Record<string, unknown>) => boolean} options.send the signaling client's send
+   * @param {IceServer[]} [options.iceServers]
+   * @param {MediaStream | null} [options.localStream] may lack audio or video (or be null)
+   */
   constructor({ send, iceServers = [], localStream = null }) {
     super();
     this.send = send;
     this.localStream = localStream;
     this.pc = new RTCPeerConnection({ iceServers: iceServers.map(toRtcIceServer), bundlePolicy: "max-bundle" });
-    this.queue = Promise.resolve(); // negotiation steps run one at a time, in arrival order
+    /** @type {Promise<unknown>} negotiation steps run one at a time, in arrival order */
+    this.queue = Promise.resolve();
+    /** @type {RTCIceCandidateInit[]} */
     this.pendingCandidates = [];
     this.closed = false;
+    /** @type {Record<string, RTCRtpSender | null>} */
     this.senders = { audio: null, video: null };
     this.pc.addEventListener("icecandidate", (event) => this.onLocalCandidate(event.candidate));
     this.pc.addEventListener("track", (event) => this.onTrack(event));
@@ -32,7 +67,7 @@ export class MediaLink extends EventTarget {
       for (const kind of ["audio", "video"]) {
         const track = this.localStream?.getTracks().find((t) => t.kind === kind) ?? null;
         if (track) {
-          const transceiver = this.pc.addTransceiver(track, { direction: "sendrecv", streams: [this.localStream] });
+          const transceiver = this.pc.addTransceiver(track, { direction: "sendrecv", streams: [/** @type {MediaStream} */ (this.localStream)] });
           this.senders[kind] = transceiver.sender;
         } else {
           this.pc.addTransceiver(kind, { direction: "recvonly" });
@@ -40,10 +75,11 @@ export class MediaLink extends EventTarget {
       }
       const offer = await this.pc.createOffer();
       await this.pc.setLocalDescription(offer);
-      this.send({ type: "offer", sdp: this.pc.localDescription.sdp });
+      this.send({ type: ClientType.OFFER, sdp: /** @type {RTCSessionDescription} */ (this.pc.localDescription).sdp });
     });
   }
 
+  /** @param {string} sdp */
   handleAnswer(sdp) {
     return this.enqueue(async () => {
       await this.pc.setRemoteDescription({ type: "answer", sdp });
@@ -51,6 +87,7 @@ export class MediaLink extends EventTarget {
     });
   }
 
+  /** @param {string} sdp */
   handleOffer(sdp) {
     return this.enqueue(async () => {
       if (this.pc.signalingState !== "stable") {
@@ -61,11 +98,13 @@ export class MediaLink extends EventTarget {
       await this.flushCandidates();
       const answer = await this.pc.createAnswer();
       await this.pc.setLocalDescription(answer);
-      this.send({ type: "answer", sdp: this.pc.localDescription.sdp });
+      this.send({ type: ClientType.ANSWER, sdp: /** @type {RTCSessionDescription} */ (this.pc.localDescription).sdp });
     });
   }
 
+  /** @param {{candidate?: string, sdp_mid?: string | null, sdp_mline_index?: number | null} & Record<string, unknown>} message a `candidate` message */
   handleCandidate({ candidate, sdp_mid: sdpMid, sdp_mline_index: sdpMLineIndex }) {
+    /** @type {RTCIceCandidateInit} */
     const init = { candidate: candidate || "", sdpMid: sdpMid ?? null, sdpMLineIndex: sdpMLineIndex ?? null };
     if (init.sdpMid === null && init.sdpMLineIndex === null) init.sdpMLineIndex = 0;
     return this.enqueue(async () => {
@@ -78,6 +117,10 @@ export class MediaLink extends EventTarget {
   }
 
   // Swap the camera or microphone without renegotiating.
+  /**
+   * @param {string} kind "audio" or "video"
+   * @param {MediaStreamTrack | null} track
+   */
   async replaceTrack(kind, track) {
     const sender = this.senders[kind];
     if (sender) await sender.replaceTrack(track);
@@ -90,11 +133,13 @@ export class MediaLink extends EventTarget {
   }
 
   // Inbound RTP statistics per remote track: {trackId, kind, framesDecoded, packetsReceived, ...}.
+  /** @returns {Promise<InboundStat[]>} */
   async inboundStats() {
     if (this.closed) return [];
     const report = await this.pc.getStats();
+    /** @type {InboundStat[]} */
     const rows = [];
-    report.forEach((stat) => {
+    report.forEach((/** @type {Record<string, any>} */ stat) => {
       if (stat.type !== "inbound-rtp") return;
       rows.push({
         trackId: stat.trackIdentifier ?? null,
@@ -111,6 +156,11 @@ export class MediaLink extends EventTarget {
 
   // --- internals --------------------------------------------------------------------------------------------
 
+  /**
+   * @template T
+   * @param {() => Promise<T>} step
+   * @returns {Promise<T | undefined>}
+   */
   enqueue(step) {
     const run = this.queue.then(() => (this.closed ? undefined : step()));
     // Keep the chain alive after a failure; the caller still sees the error.
@@ -124,6 +174,7 @@ export class MediaLink extends EventTarget {
     for (const init of pending) await this.addCandidate(init);
   }
 
+  /** @param {RTCIceCandidateInit} init */
   async addCandidate(init) {
     try {
       await this.pc.addIceCandidate(init.candidate ? init : null);
@@ -132,18 +183,21 @@ export class MediaLink extends EventTarget {
     }
   }
 
+  /** @param {RTCIceCandidate | null} candidate */
   onLocalCandidate(candidate) {
     if (this.closed) return;
     if (!candidate) {
-      this.send({ type: "candidate", candidate: "" });
+      this.send({ type: ClientType.CANDIDATE, candidate: "" });
       return;
     }
-    const message = { type: "candidate", candidate: candidate.candidate };
+    /** @type {{type: string} & Record<string, unknown>} */
+    const message = { type: ClientType.CANDIDATE, candidate: candidate.candidate };
     if (candidate.sdpMid !== null) message.sdp_mid = candidate.sdpMid;
     if (candidate.sdpMLineIndex !== null) message.sdp_mline_index = candidate.sdpMLineIndex;
     this.send(message);
   }
 
+  /** @param {RTCTrackEvent} event */
   onTrack(event) {
     const { track, streams } = event;
     track.addEventListener("ended", () => this.dispatchEvent(new CustomEvent("trackended", { detail: track })));
@@ -151,7 +205,12 @@ export class MediaLink extends EventTarget {
   }
 }
 
+/**
+ * @param {IceServer} server
+ * @returns {RTCIceServer}
+ */
 function toRtcIceServer(server) {
+  /** @type {RTCIceServer} */
   const out = { urls: server.urls };
   if (server.username) out.username = server.username;
   if (server.credential) out.credential = server.credential;
@@ -160,6 +219,11 @@ function toRtcIceServer(server) {
 
 // The participant a remote track belongs to: the server names each forwarded stream after its source
 // participant (the stream id is the participant id, or carries it). Falls back to the track id.
+/**
+ * @param {RemoteTrack} remote
+ * @param {Set<string>} knownIds
+ * @returns {string | null}
+ */
 export function participantOf({ track, streams }, knownIds) {
   const names = [...streams.map((s) => s.id), track.id];
   for (const name of names) {

@@ -1,9 +1,12 @@
+// @ts-check
 // Attendance for clinicians: per-session rosters with join/leave times, weekly hours with the IOP
 // under-threshold flags (days under 3 hours, weeks under 9 hours), and the same report as CSV.
 
+import { Role } from "../protocol.js";
 import * as api from "../api.js";
 import { $, announce, el, formatTime, setBusy, showScreen } from "../ui.js";
 
+/** @type {{token: string | null}} */
 const page = { token: null };
 
 function filters() {
@@ -17,15 +20,20 @@ function filters() {
 
 // A roster line's name: hosts have none in the ledger (their subject is a user id), and a crypto-shredded
 // client has none any more.
+/** @typedef {Record<string, any>} Row a row of GET /api/v1/attendance (JSON) */
+
+/** @param {Row} line */
 function rosterName(line) {
   if (line.display_name) return line.display_name;
-  return line.role === "host" ? "Clinician" : "Name erased";
+  return line.role === Role.HOST ? "Clinician" : "Name erased";
 }
 
+/** @param {number | null | undefined} minutes */
 function hours(minutes) {
   return (Number(minutes || 0) / 60).toFixed(1);
 }
 
+/** @param {unknown} error */
 function showError(error) {
   if (error instanceof api.ApiError && error.status === 401) {
     api.forgetAccessToken();
@@ -38,6 +46,10 @@ function showError(error) {
   announce(box.textContent, { assertive: true });
 }
 
+/**
+ * @param {Row[]} days
+ * @param {Row} row
+ */
 function shortDaysIn(days, row) {
   const start = new Date(`${row.week_start}T00:00:00Z`).getTime();
   const end = start + 7 * 86400 * 1000;
@@ -49,9 +61,14 @@ function shortDaysIn(days, row) {
 
 // weeks: {subject, display_name, week_start, minutes, days_attended, days_with_3_hours, under_9_hours,
 // under_3_qualifying_days}; days: {subject, day, minutes, under_3_hours}.
+/**
+ * @param {Row[]} weeks
+ * @param {Row[]} days
+ */
 function renderWeekly(weeks, days) {
   $("#weekly-body").replaceChildren(
     ...weeks.map((row) => {
+      /** @type {string[]} */
       const flags = [];
       if (row.under_9_hours) flags.push("week under 9 h");
       if (row.under_3_qualifying_days) flags.push("fewer than 3 days of 3 h");
@@ -71,6 +88,7 @@ function renderWeekly(weeks, days) {
   $("#weekly-empty").hidden = weeks.length > 0;
 }
 
+/** @param {Row[]} sessions */
 function renderSessions(sessions) {
   $("#sessions").replaceChildren(
     ...sessions.map((session, index) => {
@@ -90,7 +108,7 @@ function renderSessions(sessions) {
             el(
               "tbody",
               {},
-              ...roster.map((r) =>
+              ...roster.map((/** @type {Row} */ r) =>
                 el("tr", { dataset: { subject: r.subject ?? "" } }, el("td", { class: "who" }, rosterName(r)), el("td", { class: "joined" }, formatTime(r.joined_at)), el("td", { class: "left" }, formatTime(r.left_at) || "still in"), el("td", {}, String(Math.round(r.minutes ?? 0)))),
               ),
             ),
@@ -102,6 +120,7 @@ function renderSessions(sessions) {
   $("#sessions-empty").hidden = sessions.length > 0;
 }
 
+/** @param {Event} [event] */
 async function load(event) {
   event?.preventDefault();
   $("#attendance-error").hidden = true;
@@ -140,7 +159,7 @@ async function downloadCsv() {
 }
 
 function main() {
-  $("#sign-out-link").addEventListener("click", async (event) => {
+  $("#sign-out-link").addEventListener("click", async (/** @type {Event} */ event) => {
     event.preventDefault();
     await api.logout();
     location.assign("/");

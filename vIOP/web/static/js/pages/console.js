@@ -1,3 +1,4 @@
+// @ts-check
 // Clinician console: rooms list (GET /api/v1/rooms), create a room, invite links, and the live room (video,
 // lobby, roster). /console shows the rooms; /console#room=<id> opens one (so a reload returns to the live room).
 //
@@ -5,19 +6,34 @@
 // page is visible and either someone touched it within the idle timeout or media is flowing in the room (a
 // clinician watching a group without typing is not signed out mid-session; a hidden, idle tab is).
 
+import { ClientType, MAX_DISPLAY_NAME_CHARS } from "../protocol.js";
 import * as api from "../api.js";
 import { exposeDiagnostics } from "../diagnostics.js";
+import { EndReason } from "../signaling.js";
 import { openLocalMedia, stopStream } from "../devices.js";
 import { ModerationPanels } from "../moderation.js";
-import { RoomSession } from "../room-session.js";
+import { Phase, RoomSession } from "../room-session.js";
 import { $, announce, copyText, el, setBusy, setPressed, showScreen } from "../ui.js";
 import { VideoGrid } from "../video-grid.js";
+import { detailOf } from "../events.js";
 
-const page = { token: null, session: null, panels: null, stream: null, room: null, lastInput: Date.now() };
+const page = {
+  /** @type {string | null} */
+  token: null,
+  /** @type {RoomSession | null} */
+  session: null,
+  /** @type {ModerationPanels | null} */
+  panels: null,
+  /** @type {MediaStream | null} */
+  stream: null,
+  /** @type {Record<string, any> | null} the room being hosted, as GET /api/v1/rooms/{id} returns it */
+  room: null,
+  lastInput: Date.now(),
+};
 
 function mediaFlowing() {
   const session = page.session;
-  return Boolean(session && session.phase === "in_room" && session.trackOwner.size > 0);
+  return Boolean(session && session.phase === Phase.IN_ROOM && session.trackOwner.size > 0);
 }
 
 function inUse() {
@@ -34,8 +50,10 @@ function watchActivity() {
   }
 }
 
-const STATE_LABELS = { open: "open", live: "live now", locked: "live, locked" };
+/** @type {Readonly<Record<string, string>>} */
+const STATE_LABELS = Object.freeze({ open: "open", live: "live now", locked: "live, locked" });
 
+/** @param {unknown} error */
 function handleAuthFailure(error) {
   if (error instanceof api.ApiError && error.status === 401) {
     api.forgetAccessToken();
@@ -60,10 +78,15 @@ async function loadRooms() {
   }
 }
 
+/** @typedef {Record<string, any>} RoomRow a room as GET /api/v1/rooms lists it */
+/** @typedef {import("../events.js").ClickEvent} ClickEvent */
+
+/** @param {RoomRow} room */
 function roomLabel(room) {
   return room.title || room.id;
 }
 
+/** @param {RoomRow[]} rooms */
 function renderRooms(rooms) {
   const list = $("#room-list");
   list.replaceChildren(
@@ -80,6 +103,7 @@ function renderRooms(rooms) {
   $("#rooms-empty").hidden = list.children.length > 0;
 }
 
+/** @param {import("../events.js").FormSubmitEvent} event */
 async function onCreateRoom(event) {
   event.preventDefault();
   const form = event.currentTarget;
@@ -110,6 +134,7 @@ async function onCreateRoom(event) {
   }
 }
 
+/** @param {import("../events.js").FormSubmitEvent} event */
 async function onCreateInvite(event) {
   event.preventDefault();
   const form = event.currentTarget;
@@ -125,9 +150,9 @@ async function onCreateInvite(event) {
   const submit = $("#invite-submit");
   setBusy(submit, true);
   try {
-    const invite = await api.createInvite(page.token, page.room.id, { displayName: name, expiresIn: Number(form.expires_in.value) });
+    const invite = await api.createInvite(page.token, /** @type {Record<string, any>} */ (page.room).id, { displayName: name, expiresIn: Number(form.expires_in.value) });
     // The room id rides along in the fragment so the join page can ask for a ticket for that room.
-    const fragment = new URLSearchParams({ invite: invite.invite_token, room: invite.room_id ?? page.room.id });
+    const fragment = new URLSearchParams({ invite: invite.invite_token, room: invite.room_id ?? /** @type {Record<string, any>} */ (page.room).id });
     $("#invite-link").value = `${location.origin}/join#${fragment}`;
     $("#invite-result").hidden = false;
     form.display_name.value = "";
@@ -142,6 +167,7 @@ async function onCreateInvite(event) {
   }
 }
 
+/** @param {string} roomId */
 async function openRoom(roomId) {
   history.replaceState(null, "", `/console#room=${encodeURIComponent(roomId)}`);
   try {
@@ -153,14 +179,15 @@ async function openRoom(roomId) {
     showScreen("rooms");
     return;
   }
-  $("#room-heading").textContent = roomLabel(page.room);
-  document.title = `${roomLabel(page.room)} · vIOP`;
+  const room = /** @type {RoomRow} */ (page.room);
+  $("#room-heading").textContent = roomLabel(room);
+  document.title = `${roomLabel(room)} · vIOP`;
   showScreen("room");
   try {
     page.stream = await openLocalMedia();
   } catch (error) {
     page.stream = null;
-    announce(`${error.message} You can still host without them.`, { assertive: true });
+    announce(`${/** @type {Error} */ (error).message} You can still host without them.`, { assertive: true });
   }
   startSession();
 }
@@ -168,7 +195,7 @@ async function openRoom(roomId) {
 function startSession() {
   const grid = new VideoGrid($("#grid"));
   const session = new RoomSession({
-    getTicket: () => api.signalTicket(page.token, page.room.id),
+    getTicket: () => api.signalTicket(page.token, /** @type {Record<string, any>} */ (page.room).id),
     localStream: page.stream,
     grid,
     media: { audio: Boolean(page.stream?.getAudioTracks().length), video: Boolean(page.stream?.getVideoTracks().length) },
@@ -180,16 +207,18 @@ function startSession() {
   // Read-only, for the browser tests: what the next heartbeat will say about this page being in use.
   window.viopConsole = Object.freeze({ nextPing: () => session.signaling.pingMessage() });
   session.addEventListener("phase", (event) => {
-    document.body.dataset.phase = event.detail;
-    $("#reconnect-banner").hidden = event.detail !== "reconnecting";
+    const phase = detailOf(event);
+    document.body.dataset.phase = phase;
+    $("#reconnect-banner").hidden = phase !== Phase.RECONNECTING;
   });
-  session.addEventListener("notice", (event) => announce(event.detail));
-  session.addEventListener("error", (event) => announce(event.detail.message, { assertive: true }));
+  session.addEventListener("notice", (event) => announce(detailOf(event)));
+  session.addEventListener("error", (event) => announce(detailOf(event).message, { assertive: true }));
   session.addEventListener("ended", (event) => {
-    page.panels.stop();
+    /** @type {ModerationPanels} */ (page.panels).stop();
     stopStream(page.stream);
-    $("#ended-text").textContent = event.detail.reason === "left" ? "You left the room. It stays open for the others." : event.detail.text;
-    document.body.dataset.phase = "ended";
+    const ended = detailOf(event);
+    $("#ended-text").textContent = ended.reason === EndReason.LEFT ? "You left the room. It stays open for the others." : ended.text;
+    document.body.dataset.phase = Phase.ENDED;
     showScreen("ended");
     announce($("#ended-text").textContent);
   });
@@ -199,24 +228,24 @@ function startSession() {
 }
 
 function wireRoomControls() {
-  $("#mic-toggle").addEventListener("click", (event) => {
+  $("#mic-toggle").addEventListener("click", (/** @type {ClickEvent} */ event) => {
     const off = event.currentTarget.getAttribute("aria-pressed") !== "true";
     page.session?.setMicrophone(!off);
     setPressed(event.currentTarget, off, ["Mute microphone", "Unmute microphone"]);
     announce(off ? "Your microphone is off." : "Your microphone is on.");
   });
-  $("#camera-toggle").addEventListener("click", (event) => {
+  $("#camera-toggle").addEventListener("click", (/** @type {ClickEvent} */ event) => {
     const off = event.currentTarget.getAttribute("aria-pressed") !== "true";
     page.session?.setCamera(!off);
     setPressed(event.currentTarget, off, ["Turn camera off", "Turn camera on"]);
     announce(off ? "Your camera is off." : "Your camera is on.");
   });
-  $("#lock-toggle").addEventListener("click", (event) => {
+  $("#lock-toggle").addEventListener("click", (/** @type {ClickEvent} */ event) => {
     const locked = event.currentTarget.getAttribute("aria-pressed") === "true";
     page.session?.send({ type: locked ? "unlock" : "lock" });
   });
   $("#leave-room").addEventListener("click", () => page.session?.leave());
-  $("#end-all").addEventListener("click", (event) => {
+  $("#end-all").addEventListener("click", (/** @type {ClickEvent} */ event) => {
     const button = event.currentTarget;
     if (button.dataset.confirm !== "yes") {
       button.dataset.confirm = "yes";
@@ -224,7 +253,7 @@ function wireRoomControls() {
       announce("Press End for all again to end the session for everyone.");
       return;
     }
-    page.session?.send({ type: "end" });
+    page.session?.send({ type: ClientType.END });
   });
   $("#invite-form").addEventListener("submit", onCreateInvite);
   $("#invite-copy").addEventListener("click", async () => {
@@ -234,10 +263,12 @@ function wireRoomControls() {
 }
 
 async function main() {
+  // The invite's display name is the one the signaling codec accepts (protocol.js, generated).
+  /** @type {HTMLInputElement} */ ($("#invite-name")).maxLength = MAX_DISPLAY_NAME_CHARS;
   watchActivity();
   wireRoomControls();
   $("#create-room-form").addEventListener("submit", onCreateRoom);
-  $("#sign-out-link").addEventListener("click", async (event) => {
+  $("#sign-out-link").addEventListener("click", async (/** @type {Event} */ event) => {
     event.preventDefault();
     page.session?.leave();
     await api.logout();

@@ -1,3 +1,4 @@
+// @ts-check
 // Client join page: /join#invite=<token>. The token travels in the URL fragment, which the browser never
 // sends to the server. The browser's history keeps the URL as it was navigated to, fragment included,
 // whatever a script does afterwards, so the link must be worth nothing there once used: "Continue" (a
@@ -5,16 +6,21 @@
 // for this device's credential (docs/API.md, "Invite links"). Only this tab keeps either, in
 // sessionStorage; the resume token stays in memory (signaling.js).
 
+import { MediaKind } from "../protocol.js";
 import * as api from "../api.js";
 import { DeviceError, fillDevicePickers, openLocalMedia, stopStream } from "../devices.js";
-import { RoomSession } from "../room-session.js";
+import { Phase, RoomSession } from "../room-session.js";
 import { $, announce, setPressed, showScreen } from "../ui.js";
 import { VideoGrid } from "../video-grid.js";
 import { exposeDiagnostics } from "../diagnostics.js";
+import { detailOf } from "../events.js";
 
 const LINK_KEY = "viop.invite"; // the link's token until it is exchanged
 const DEVICE_KEY = "viop.device"; // what it was exchanged for
 
+/** @typedef {import("../events.js").ClickEvent} ClickEvent */
+
+/** @param {string} key */
 function stored(key) {
   try {
     return JSON.parse(sessionStorage.getItem(key) || "null");
@@ -40,10 +46,10 @@ function takeInvite() {
 // Spend the link for this device's credential. If this very tab spent it before (its history entry was
 // opened again), the credential it holds still stands.
 async function exchangeInvite() {
-  if (page.invite.exchanged) return;
+  if (/** @type {Invite} */ (page.invite).exchanged) return;
   const held = stored(DEVICE_KEY);
   try {
-    const result = await api.exchangeInvite(page.invite.token);
+    const result = await api.exchangeInvite(/** @type {Invite} */ (page.invite).token);
     page.invite = { token: result.device_token, room: result.room_id, exchanged: true };
     sessionStorage.setItem(DEVICE_KEY, JSON.stringify({ token: page.invite.token, room: page.invite.room }));
   } catch (error) {
@@ -55,6 +61,7 @@ async function exchangeInvite() {
 }
 
 // The page's answer to a link the server refused; false for anything else (the caller decides).
+/** @param {unknown} error */
 function explainLinkProblem(error) {
   if (!(error instanceof api.ApiError)) return false;
   if (error.code === "invite_already_used") {
@@ -72,15 +79,24 @@ function explainLinkProblem(error) {
   return false;
 }
 
+/**
+ * @param {string} title
+ * @param {string} text
+ */
 function showLinkProblem(title, text) {
   $("#no-invite-title").textContent = title;
   $("#no-invite-text").textContent = text;
   showScreen("no-invite");
 }
 
+/** @typedef {{token: string, room: string, exchanged: boolean}} Invite */
+
 const page = {
+  /** @type {Invite | null} */
   invite: null,
+  /** @type {MediaStream | null} */
   stream: null,
+  /** @type {RoomSession | null} */
   session: null,
   media: { audio: true, video: true },
 };
@@ -116,22 +132,22 @@ function joinSession() {
   $("#join-button").disabled = true;
   const grid = new VideoGrid($("#grid"));
   const session = new RoomSession({
-    getTicket: () => api.signalTicket(page.invite.token, page.invite.room),
+    getTicket: () => api.signalTicket(/** @type {Invite} */ (page.invite).token, /** @type {Invite} */ (page.invite).room),
     localStream: page.stream,
     grid,
     media: page.media,
   });
   page.session = session;
   exposeDiagnostics(session);
-  session.addEventListener("phase", (event) => onPhase(event.detail));
-  session.addEventListener("waiting", (event) => onWaiting(event.detail));
-  session.addEventListener("notice", (event) => announce(event.detail));
-  session.addEventListener("error", (event) => announce(event.detail.message, { assertive: true }));
+  session.addEventListener("phase", (event) => onPhase(detailOf(event)));
+  session.addEventListener("waiting", (event) => onWaiting(detailOf(event)));
+  session.addEventListener("notice", (event) => announce(detailOf(event)));
+  session.addEventListener("error", (event) => announce(detailOf(event).message, { assertive: true }));
   session.addEventListener("host-muted", (event) => {
-    if (event.detail.kind === "audio") setPressed($("#mic-toggle"), event.detail.muted, ["Mute microphone", "Unmute microphone"]);
+    if (detailOf(event).kind === MediaKind.AUDIO) setPressed($("#mic-toggle"), detailOf(event).muted, ["Mute microphone", "Unmute microphone"]);
   });
-  session.addEventListener("self", (event) => setPressed($("#hand-toggle"), Boolean(event.detail.hand), ["Raise hand", "Lower hand"]));
-  session.addEventListener("ended", (event) => onEnded(event.detail));
+  session.addEventListener("self", (event) => setPressed($("#hand-toggle"), Boolean(detailOf(event).hand), ["Raise hand", "Lower hand"]));
+  session.addEventListener("ended", (event) => onEnded(detailOf(event)));
   setPressed($("#mic-toggle"), !page.media.audio, ["Mute microphone", "Unmute microphone"]);
   setPressed($("#camera-toggle"), !page.media.video, ["Turn camera off", "Turn camera on"]);
   $("#mic-toggle").disabled = !page.stream?.getAudioTracks().length;
@@ -140,11 +156,12 @@ function joinSession() {
   session.start();
 }
 
+/** @param {import("../room-session.js").PhaseValue} phase */
 function onPhase(phase) {
   document.body.dataset.phase = phase;
-  $("#reconnect-banner").hidden = phase !== "reconnecting";
-  if (phase === "waiting") showScreen("waiting");
-  if (phase === "in_room") {
+  $("#reconnect-banner").hidden = phase !== Phase.RECONNECTING;
+  if (phase === Phase.WAITING) showScreen("waiting");
+  if (phase === Phase.IN_ROOM) {
     if (document.body.dataset.screen !== "session") {
       showScreen("session");
       announce("You are in the session.");
@@ -152,6 +169,7 @@ function onPhase(phase) {
   }
 }
 
+/** @param {{position: number, message: string | null}} waiting */
 function onWaiting({ position, message }) {
   $("#waiting-position").textContent =
     position === 1 ? "You are next. Your clinician will let you in soon." : `You are number ${position} in line. Your clinician will let you in soon.`;
@@ -162,13 +180,14 @@ function onWaiting({ position, message }) {
   }
 }
 
+/** @param {{text: string, message: string | null}} ended */
 function onEnded({ text, message }) {
   stopStream(page.stream);
   $("#ended-text").textContent = text;
   const box = $("#ended-message");
   box.hidden = !message;
   if (message) box.textContent = `Message from your clinician: ${message}`;
-  document.body.dataset.phase = "ended";
+  document.body.dataset.phase = Phase.ENDED;
   showScreen("ended");
   announce(text);
 }
@@ -191,23 +210,23 @@ function wireControls() {
   $("#device-retry").addEventListener("click", () => startPreview());
   $("#mic-select").addEventListener("change", onPickerChange);
   $("#camera-select").addEventListener("change", onPickerChange);
-  $("#device-form").addEventListener("submit", (event) => event.preventDefault());
+  $("#device-form").addEventListener("submit", (/** @type {Event} */ event) => event.preventDefault());
   $("#join-button").addEventListener("click", joinSession);
-  $("#mic-toggle").addEventListener("click", (event) => {
+  $("#mic-toggle").addEventListener("click", (/** @type {ClickEvent} */ event) => {
     const off = event.currentTarget.getAttribute("aria-pressed") !== "true";
-    page.session.setMicrophone(!off);
+    /** @type {RoomSession} */ (page.session).setMicrophone(!off);
     setPressed(event.currentTarget, off, ["Mute microphone", "Unmute microphone"]);
     announce(off ? "Your microphone is off." : "Your microphone is on.");
   });
-  $("#camera-toggle").addEventListener("click", (event) => {
+  $("#camera-toggle").addEventListener("click", (/** @type {ClickEvent} */ event) => {
     const off = event.currentTarget.getAttribute("aria-pressed") !== "true";
-    page.session.setCamera(!off);
+    /** @type {RoomSession} */ (page.session).setCamera(!off);
     setPressed(event.currentTarget, off, ["Turn camera off", "Turn camera on"]);
     announce(off ? "Your camera is off." : "Your camera is on.");
   });
-  $("#hand-toggle").addEventListener("click", (event) => {
+  $("#hand-toggle").addEventListener("click", (/** @type {ClickEvent} */ event) => {
     const up = event.currentTarget.getAttribute("aria-pressed") !== "true";
-    page.session.raiseHand(up);
+    /** @type {RoomSession} */ (page.session).raiseHand(up);
     setPressed(event.currentTarget, up, ["Raise hand", "Lower hand"]);
     announce(up ? "Your hand is raised." : "Your hand is lowered.");
   });
@@ -226,9 +245,9 @@ async function main() {
     showScreen("no-invite");
     return;
   }
-  if (page.invite.room) {
+  if (/** @type {Invite} */ (page.invite).room) {
     try {
-      const room = await api.getRoom(page.invite.token, page.invite.room);
+      const room = await api.getRoom(/** @type {Invite} */ (page.invite).token, /** @type {Invite} */ (page.invite).room);
       $("#confirm-room-line").textContent = `You are invited to “${room.title}”, an online session with your care team.`;
     } catch (error) {
       if (explainLinkProblem(error)) return;

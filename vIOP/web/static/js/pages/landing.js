@@ -1,13 +1,15 @@
+// @ts-check
 // Landing page: sign in (password, plus the authenticator code when the account has one), then go to the
 // page for the account's role.
 
 import * as api from "../api.js";
 import { $, announce, setBusy, showScreen } from "../ui.js";
 
-const HOME_BY_ROLE = { clinician: "/console", staff: "/staff", admin: "/staff" };
+/** @type {Readonly<Record<string, string>>} */
+const HOME_BY_ROLE = Object.freeze({ clinician: "/console", staff: "/staff", admin: "/staff" });
 
 function goHome() {
-  const home = HOME_BY_ROLE[api.accountRole()];
+  const home = HOME_BY_ROLE[/** @type {string} */ (api.accountRole())];
   if (home) {
     location.assign(home);
     return;
@@ -15,6 +17,7 @@ function goHome() {
   showScreen("signed-in");
 }
 
+/** @param {import("../events.js").FormSubmitEvent} event */
 async function onSubmit(event) {
   event.preventDefault();
   const form = event.currentTarget;

@@ -1,3 +1,4 @@
+// @ts-check
 // Staff dashboard: live presence across rooms from WS /ws/presence (no clinical content): rooms, who is
 // waiting and for how long (long waits highlighted), who is in which room, who is reconnecting.
 //
@@ -8,42 +9,62 @@
 // pinging, the server ends the stream and the page clears every name from the screen.
 
 import * as api from "../api.js";
-import { normalizeRoom, normalizeSnapshot } from "../presence-model.js";
+import { CloseCode, Role } from "../protocol.js";
+import { ReconnectingSocket } from "../reconnecting-socket.js";
+import { SeatState, normalizeRoom, normalizeSnapshot } from "../presence-model.js";
 import { $, announce, el, formatDuration, showScreen } from "../ui.js";
 
 const LONG_WAIT_SECONDS = 10 * 60;
-const BACKOFF_MAX_MS = 10000;
-const MAX_ATTEMPTS = 30; // about 4 minutes of trying, then the page says so
+// Retries: 500 ms doubling to 10 s, 30 of them (about 4 minutes of trying), then the page says so.
+const PRESENCE_BACKOFF = Object.freeze({ firstMs: 500, maxMs: 10000, maxAttempts: 30 });
 const PING_MAX_MS = 20000;
 const TITLE_RELOAD_MIN_MS = 5000;
-const CLOSE_POLICY = 1008; // the sign-in ended (logout, idle, revoked): reconnecting cannot help
+const SIGNED_OUT_TEXT = "Your sign-in has ended. Sign in again to see presence.";
 const ACTIVITY_EVENTS = ["pointerdown", "pointermove", "keydown", "wheel", "touchstart"];
 
+/** The presence stream's message types (docs/API.md, WS /ws/presence). */
+const PresenceType = Object.freeze({
+  SNAPSHOT: "presence_snapshot",
+  ROOM: "presence_room",
+  ROOM_GONE: "presence_room_gone",
+  PING: "ping",
+});
+
+/** @typedef {import("../presence-model.js").RoomSummary} RoomSummary */
+/** @typedef {import("../reconnecting-socket.js").WireMessage} WireMessage */
+
 const page = {
+  /** @type {string | null} */
   token: null,
-  ws: null,
-  attempt: 0,
-  rooms: new Map(), // room id -> normalized room, in the stream's order
-  titles: new Map(), // room id -> title, from GET /api/v1/rooms
+  /** @type {ReconnectingSocket | null} */
+  socket: null,
+  /** @type {Map<string, RoomSummary>} room id -> normalized room, in the stream's order */
+  rooms: new Map(),
+  /** @type {Map<string, string>} room id -> title, from GET /api/v1/rooms */
+  titles: new Map(),
   titlesLoadedAt: 0,
   receivedAt: 0,
   stopped: false,
   lastActivity: Date.now(),
-  received: {}, // message type -> count, for the diagnostics handle (no content)
+  /** @type {Record<string, number>} message type -> count, for the diagnostics handle (no content) */
+  received: {},
   pings: 0,
 };
 
+/**
+ * @param {string} text
+ * @param {boolean} ok
+ */
 function setLive(text, ok) {
   const badge = $("#live-state");
   badge.textContent = text;
   badge.classList.toggle("warn", !ok);
 }
 
+/** @param {string} text */
 function signedOut(text) {
   page.stopped = true;
-  const ws = page.ws;
-  page.ws = null;
-  ws?.close(1000);
+  page.socket?.stop(CloseCode.NORMAL);
   api.forgetAccessToken();
   // Names leave the screen with the sign-in.
   page.rooms.clear();
@@ -60,11 +81,12 @@ async function loadTitles() {
     for (const room of listed.rooms ?? []) page.titles.set(room.id, room.title);
     render();
   } catch (error) {
-    if (error instanceof api.ApiError && error.status === 401) signedOut("Your sign-in has ended. Sign in again to see presence.");
+    if (error instanceof api.ApiError && error.status === 401) signedOut(SIGNED_OUT_TEXT);
     // Otherwise rooms show their ids until the next try.
   }
 }
 
+/** @param {string} roomId */
 function titleOf(roomId) {
   const title = page.titles.get(roomId);
   if (title === undefined && Date.now() - page.titlesLoadedAt > TITLE_RELOAD_MIN_MS) loadTitles();
@@ -73,60 +95,54 @@ function titleOf(roomId) {
 
 // --- the stream -------------------------------------------------------------------------------------------
 
-async function connect() {
-  if (page.stopped) return;
-  let ticket;
-  try {
-    ticket = await api.presenceTicket(page.token);
-  } catch (error) {
-    if (error instanceof api.ApiError && error.status === 401) {
-      signedOut("Your sign-in has ended. Sign in again to see presence.");
-      return;
-    }
-    if (error instanceof api.ApiError && error.status === 403) {
-      setLive("Not allowed", false);
-      return;
-    }
-    retry();
-    return;
-  }
-  if (page.stopped) return;
-  const ws = new WebSocket(ticket.url);
-  page.ws = ws;
-  ws.addEventListener("open", () => {
-    page.attempt = 0;
-    setLive("Live", true);
-    ping(); // whoever opened the page is using it
-  });
-  ws.addEventListener("message", (event) => {
-    if (ws !== page.ws) return;
-    let message;
-    try {
-      message = JSON.parse(event.data);
-    } catch {
-      return;
-    }
-    if (typeof message?.type === "string") onMessage(message);
-  });
-  ws.addEventListener("close", (event) => {
-    if (ws !== page.ws || page.stopped) return;
-    page.ws = null;
-    if (event.code === CLOSE_POLICY) {
-      signedOut("You were signed out (no activity for a while, or signed out elsewhere). Sign in again to see presence.");
-      return;
-    }
-    retry();
+function presenceSocket() {
+  return new ReconnectingSocket({
+    backoff: PRESENCE_BACKOFF,
+    hooks: {
+      url: async () => (await api.presenceTicket(page.token)).url,
+      urlFailed: (error) => {
+        if (error instanceof api.ApiError && error.status === 401) {
+          signedOut(SIGNED_OUT_TEXT);
+          return false;
+        }
+        if (error instanceof api.ApiError && error.status === 403) {
+          setLive("Not allowed", false);
+          return false;
+        }
+        return true;
+      },
+      open: () => {
+        page.socket?.resetBackoff();
+        setLive("Live", true);
+        ping(); // whoever opened the page is using it
+      },
+      message: (message) => onMessage(message),
+      closed: (code) => {
+        if (code === CloseCode.POLICY_VIOLATION) {
+          // The sign-in ended (logout, idle, revoked): reconnecting cannot help.
+          signedOut("You were signed out (no activity for a while, or signed out elsewhere). Sign in again to see presence.");
+          return false;
+        }
+        return true;
+      },
+      gaveUp: () => {
+        setLive("Live updates stopped: reload the page", false);
+        announce("Live updates stopped. Reload the page to try again.", { assertive: true });
+      },
+      retryScheduled: () => setLive("Reconnecting…", false),
+    },
   });
 }
 
+/** @param {WireMessage} message */
 function onMessage(message) {
   page.received[message.type] = (page.received[message.type] ?? 0) + 1;
-  if (message.type === "presence_snapshot") {
+  if (message.type === PresenceType.SNAPSHOT) {
     const before = page.rooms;
-    page.rooms = new Map(normalizeSnapshot(message).map((room) => [room.id, room]));
+    page.rooms = new Map(normalizeSnapshot(/** @type {{rooms?: Record<string, any>[]}} */ (message)).map((room) => [room.id, room]));
     for (const room of page.rooms.values()) announceArrivals(before.get(room.id), room);
     render();
-  } else if (message.type === "presence_room") {
+  } else if (message.type === PresenceType.ROOM) {
     const room = normalizeRoom(message.room);
     const id = message.room?.room_id;
     if (!id) return;
@@ -135,7 +151,7 @@ function onMessage(message) {
       page.rooms.set(id, room);
     } else page.rooms.delete(id);
     render();
-  } else if (message.type === "presence_room_gone") {
+  } else if (message.type === PresenceType.ROOM_GONE) {
     if (page.rooms.delete(message.room_id)) {
       announce(`${titleOf(message.room_id)} has ended.`);
       render();
@@ -144,22 +160,14 @@ function onMessage(message) {
   // presence_event (ids and times) is always followed by its room's presence_room; pong needs nothing.
 }
 
+/**
+ * @param {RoomSummary | undefined} before
+ * @param {RoomSummary} room
+ */
 function announceArrivals(before, room) {
   const known = new Set((before?.waiting ?? []).map((w) => w.id));
   const arrived = room.waiting.filter((w) => !known.has(w.id)).length;
   if (before && arrived) announce(`${arrived === 1 ? "Someone is" : `${arrived} people are`} waiting in ${titleOf(room.id)}.`);
-}
-
-function retry() {
-  if (page.attempt >= MAX_ATTEMPTS) {
-    setLive("Live updates stopped: reload the page", false);
-    announce("Live updates stopped. Reload the page to try again.", { assertive: true });
-    return;
-  }
-  setLive("Reconnecting…", false);
-  const ceiling = Math.min(BACKOFF_MAX_MS, 500 * 2 ** page.attempt);
-  page.attempt += 1;
-  setTimeout(connect, ceiling / 2 + Math.random() * (ceiling / 2));
 }
 
 // --- keeping the sign-in alive while the page is in use ----------------------------------------------------
@@ -169,8 +177,8 @@ function inUse() {
 }
 
 function ping() {
-  if (!page.ws || page.ws.readyState !== WebSocket.OPEN || !inUse()) return;
-  page.ws.send(JSON.stringify({ type: "ping" }));
+  if (!page.socket?.isOpen || !inUse()) return;
+  page.socket.send({ type: PresenceType.PING });
   page.pings += 1;
 }
 
@@ -185,6 +193,11 @@ function watchActivity() {
 
 // --- drawing ----------------------------------------------------------------------------------------------
 
+/**
+ * @param {number} count
+ * @param {string} one
+ * @param {string} [many]
+ */
 function plural(count, one, many = `${one}s`) {
   return `${count} ${count === 1 ? one : many}`;
 }
@@ -201,10 +214,12 @@ function render() {
   tickWaits();
 }
 
+/** @param {import("../presence-model.js").PresencePerson} person */
 function reconnectingBadge(person) {
   return person.reconnecting ? el("span", { class: "badge warn" }, "Reconnecting") : null;
 }
 
+/** @param {RoomSummary} room */
 function roomCard(room) {
   const titleId = `room-${room.id}`;
   return el(
@@ -218,16 +233,16 @@ function roomCard(room) {
       : el("p", { class: "hint" }, "Nobody is waiting."),
     el("h3", {}, "In the room"),
     room.seated.length
-      ? el("ul", { class: "plain in-room" }, ...room.seated.map((p) => el("li", { dataset: { participant: p.id, state: p.reconnecting ? "reconnecting" : p.state === "in_room" ? "live" : "joining" } }, el("span", { class: "who" }, p.name), " ", el("span", {}, el("span", { class: "hint" }, p.role === "host" ? "clinician" : "client", p.state === "in_room" ? "" : ", joining"), " ", reconnectingBadge(p)))))
+      ? el("ul", { class: "plain in-room" }, ...room.seated.map((p) => el("li", { dataset: { participant: p.id, state: p.reconnecting ? "reconnecting" : p.state === SeatState.IN_ROOM ? "live" : "joining" } }, el("span", { class: "who" }, p.name), " ", el("span", {}, el("span", { class: "hint" }, p.role === Role.HOST ? "clinician" : "client", p.state === SeatState.IN_ROOM ? "" : ", joining"), " ", reconnectingBadge(p)))))
       : el("p", { class: "hint" }, "Nobody is in the room."),
   );
 }
 
 function tickWaits() {
   const elapsed = (Date.now() - page.receivedAt) / 1000;
-  for (const item of document.querySelectorAll("ul.waiting > li")) {
+  for (const item of /** @type {NodeListOf<HTMLElement>} */ (document.querySelectorAll("ul.waiting > li"))) {
     const seconds = Number(item.dataset.since) + elapsed;
-    item.querySelector(".wait").textContent = `waiting ${formatDuration(seconds)}`;
+    /** @type {HTMLElement} */ (item.querySelector(".wait")).textContent = `waiting ${formatDuration(seconds)}`;
     item.classList.toggle("long-wait", seconds >= LONG_WAIT_SECONDS);
   }
 }
@@ -235,7 +250,7 @@ function tickWaits() {
 // A read-only diagnostics handle for support staff and the browser tests: counts only, no names.
 function exposeDiagnostics() {
   window.viopPresence = Object.freeze({
-    socketOpen: () => page.ws?.readyState === WebSocket.OPEN,
+    socketOpen: () => Boolean(page.socket?.isOpen),
     received: () => ({ ...page.received }),
     pings: () => page.pings,
     rooms: () => [...page.rooms.keys()],
@@ -243,10 +258,10 @@ function exposeDiagnostics() {
 }
 
 function main() {
-  $("#sign-out-link").addEventListener("click", async (event) => {
+  $("#sign-out-link").addEventListener("click", async (/** @type {Event} */ event) => {
     event.preventDefault();
     page.stopped = true;
-    page.ws?.close(1000);
+    page.socket?.stop(CloseCode.NORMAL);
     await api.logout();
     location.assign("/");
   });
@@ -260,7 +275,8 @@ function main() {
   watchActivity();
   setInterval(tickWaits, 1000);
   loadTitles();
-  connect();
+  page.socket = presenceSocket();
+  page.socket.connect();
 }
 
 main();

@@ -1,0 +1,60 @@
+// The staff dashboard's view of the presence stream (vIOP/web/static/js/presence-model.js).
+import assert from "node:assert/strict";
+import { test } from "node:test";
+
+import { normalizeRoom, normalizeSnapshot } from "../../vIOP/web/static/js/presence-model.js";
+
+const room = {
+  room_id: "rm_1",
+  kind: "one_to_one",
+  state: "open",
+  waiting: [
+    { participant_id: "pt_w1", display_name: "Ana", waited_seconds: 42, reconnecting: false },
+    { participant_id: "pt_w2", display_name: "Ben", waited_seconds: "7", reconnecting: true },
+  ],
+  seated: [
+    { participant_id: "pt_h", display_name: "Dr C", role: "host", state: "in_room", reconnecting_since: null },
+    { participant_id: "pt_c", display_name: "Dee", role: "client", state: "admitted", reconnecting_since: 1700000000 },
+  ],
+};
+
+test("a room is reduced to what the dashboard draws", () => {
+  const view = normalizeRoom(room);
+  assert.deepEqual(view, {
+    id: "rm_1",
+    kind: "one_to_one",
+    state: "open",
+    waiting: [
+      { id: "pt_w1", name: "Ana", role: "client", reconnecting: false, waitedSeconds: 42, state: null },
+      { id: "pt_w2", name: "Ben", role: "client", reconnecting: true, waitedSeconds: 7, state: null },
+    ],
+    seated: [
+      { id: "pt_h", name: "Dr C", role: "host", reconnecting: false, waitedSeconds: 0, state: "in_room" },
+      { id: "pt_c", name: "Dee", role: "client", reconnecting: true, waitedSeconds: 0, state: "admitted" },
+    ],
+    live: 1, // admitted seats have no media yet
+    reconnecting: 2, // one waiting (boolean), one seated (reconnecting_since set)
+  });
+});
+
+test("missing fields get defaults", () => {
+  const view = normalizeRoom({ room_id: "rm_2", seated: [{}] });
+  assert.equal(view?.kind, "group");
+  assert.equal(view?.state, "open");
+  assert.deepEqual(view?.waiting, []);
+  assert.deepEqual(view?.seated, [{ id: "", name: "Participant", role: "client", reconnecting: false, waitedSeconds: 0, state: null }]);
+  assert.equal(view?.live, 0);
+});
+
+test("an ended or absent room is dropped", () => {
+  assert.equal(normalizeRoom({ ...room, state: "ended" }), null);
+  assert.equal(normalizeRoom(null), null);
+  assert.equal(normalizeRoom(undefined), null);
+});
+
+test("a snapshot keeps the stream's order and drops ended rooms", () => {
+  const rooms = normalizeSnapshot({ rooms: [{ ...room, room_id: "rm_b" }, { room_id: "rm_x", state: "ended" }, { ...room, room_id: "rm_a" }] });
+  assert.deepEqual(rooms.map((r) => r.id), ["rm_b", "rm_a"]);
+  assert.deepEqual(normalizeSnapshot(null), []);
+  assert.deepEqual(normalizeSnapshot({}), []);
+});
