@@ -53,7 +53,7 @@ from vIOP.signaling import messages as m
 
 HERE = Path(__file__).resolve()
 ROOMS_PER_CLINICIAN = 5  # a clinician's tickets are rate limited (20 a minute): one per host socket
-MAX_SEATS = 50  # vIOP.rooms.room.MAX_CAPACITY
+MAX_SEATS = 50  # vIOP.rooms.limits.MAX_ROOM_CAPACITY
 
 
 # --- the orchestrator --------------------------------------------------------------------------------

@@ -34,12 +34,12 @@ from vIOP.auth.permissions import Action, Grant, Role, RoomScope, authorize, gra
 from vIOP.errors import BadRequest, Conflict, Forbidden
 from vIOP.ids import InviteId, UserId, new_room_id
 from vIOP.rooms.errors import RoomNotFound
-from vIOP.rooms.room import DEFAULT_CAPACITY, MAX_CAPACITY, Room, RoomKind, RoomState
+from vIOP.rooms.limits import MAX_DISPLAY_NAME_CHARS, MAX_ROOM_CAPACITY, MAX_ROOM_TITLE_CHARS
+from vIOP.rooms.room import DEFAULT_CAPACITY, Room, RoomKind, RoomState
 from vIOP.storage.audit import Action as AuditAction
 from vIOP.storage.audit import Outcome
 from vIOP.storage.rooms_sql import RoomRecord
 
-MAX_TITLE_CHARS: Final = 120
 INVITE_EXCHANGED: Final = "invite.exchanged"  # audit action
 _ENDED: Final = RoomState.ENDED.value
 _INVISIBLE: Final = frozenset({"Cc", "Cf", "Cs", "Co", "Cn"})
@@ -48,7 +48,7 @@ _INVISIBLE: Final = frozenset({"Cc", "Cf", "Cs", "Co", "Cn"})
 class CreateRoomBody(msgspec.Struct, forbid_unknown_fields=True):
     kind: RoomKind
     title: str
-    capacity: Annotated[int, msgspec.Meta(ge=1, le=MAX_CAPACITY)] | None = None
+    capacity: Annotated[int, msgspec.Meta(ge=1, le=MAX_ROOM_CAPACITY)] | None = None
 
 
 class ExchangeInviteBody(msgspec.Struct, forbid_unknown_fields=True):
@@ -63,8 +63,8 @@ class CreateInviteBody(msgspec.Struct, forbid_unknown_fields=True):
 
 def check_title(raw: str) -> str:
     title = unicodedata.normalize("NFC", raw).strip()
-    if not 1 <= len(title) <= MAX_TITLE_CHARS:
-        raise BadRequest(f"a title has 1 to {MAX_TITLE_CHARS} characters")
+    if not 1 <= len(title) <= MAX_ROOM_TITLE_CHARS:
+        raise BadRequest(f"a title has 1 to {MAX_ROOM_TITLE_CHARS} characters")
     if any(unicodedata.category(ch) in _INVISIBLE for ch in title):
         raise BadRequest("a title cannot contain control or invisible characters")
     return title
@@ -301,7 +301,7 @@ ROOM_SCHEMA: Final[dict[str, Any]] = {
         "id": _ID,
         "kind": {"type": "string", "enum": [k.value for k in RoomKind]},
         "title": {"type": "string"},
-        "capacity": {"type": "integer", "minimum": 1, "maximum": MAX_CAPACITY},
+        "capacity": {"type": "integer", "minimum": 1, "maximum": MAX_ROOM_CAPACITY},
         "state": {"type": "string", "enum": [s.value for s in RoomState]},
         "hosts": {"type": "array", "items": _ID},
         "created_at": _TIME,
@@ -319,8 +319,8 @@ _CREATE_ROOM_BODY = {
     "required": ["kind", "title"],
     "properties": {
         "kind": {"type": "string", "enum": [k.value for k in RoomKind]},
-        "title": {"type": "string", "minLength": 1, "maxLength": MAX_TITLE_CHARS},
-        "capacity": {"type": ["integer", "null"], "minimum": 1, "maximum": MAX_CAPACITY},
+        "title": {"type": "string", "minLength": 1, "maxLength": MAX_ROOM_TITLE_CHARS},
+        "capacity": {"type": ["integer", "null"], "minimum": 1, "maximum": MAX_ROOM_CAPACITY},
     },
 }
 _CREATE_INVITE_BODY = {
@@ -328,7 +328,7 @@ _CREATE_INVITE_BODY = {
     "additionalProperties": False,
     "required": ["display_name"],
     "properties": {
-        "display_name": {"type": "string", "minLength": 1, "maxLength": 64},
+        "display_name": {"type": "string", "minLength": 1, "maxLength": MAX_DISPLAY_NAME_CHARS},
         "expires_in": {"type": ["integer", "null"], "minimum": 60, "maximum": 30 * 24 * 3600},
         "max_uses": {"type": ["integer", "null"], "minimum": 1, "maximum": 1000},
     },

@@ -7,7 +7,6 @@ not ended (409, signal only); only then does a client's ``signal`` ticket spend 
 
 from __future__ import annotations
 
-from enum import StrEnum
 from typing import Any, Final
 from urllib.parse import urlsplit
 
@@ -39,14 +38,9 @@ _ACTION: Final = {
 _WS_PATH: Final = {TicketPurpose.SIGNAL: "/ws/signal", TicketPurpose.PRESENCE: "/ws/presence"}
 
 
-class Purpose(StrEnum):
-    SIGNAL = "signal"
-    PRESENCE = "presence"
-
-
 class TicketBody(msgspec.Struct, forbid_unknown_fields=True):
     room_id: str | None = None
-    purpose: Purpose = Purpose.SIGNAL
+    purpose: TicketPurpose = TicketPurpose.SIGNAL
 
 
 def ws_url(services: Services, purpose: TicketPurpose, ticket: str) -> str:
@@ -60,7 +54,7 @@ async def issue_ticket(request: Request) -> Response:
     # First, so a flood from one credential costs one Redis round trip per request and spends nothing.
     await TicketRateLimit(caller.services.redis).spend(caller.principal.subject)
     body = await read_json(request, TicketBody, empty=TicketBody())
-    purpose = TicketPurpose(body.purpose.value)
+    purpose = body.purpose
     require_role(caller.principal, _ACTION[purpose])
     scope = await caller_room(
         caller,
@@ -93,7 +87,7 @@ _BODY: Final[dict[str, Any]] = {
     "additionalProperties": False,
     "properties": {
         "room_id": {"type": ["string", "null"]},
-        "purpose": {"type": "string", "enum": [p.value for p in Purpose], "default": "signal"},
+        "purpose": {"type": "string", "enum": [p.value for p in TicketPurpose], "default": "signal"},
     },
 }
 _TICKET: Final[dict[str, Any]] = {

@@ -27,11 +27,11 @@ from typing import Final, Protocol
 from vIOP.auth.permissions import Action, Principal, Role, RoomDirectory, RoomScope, authorize
 from vIOP.errors import BadRequest, NotFound, Unauthenticated
 from vIOP.ids import ClientId, InviteId, RoomId, UserId, new_client_id, new_invite_id
+from vIOP.rooms.limits import MAX_DISPLAY_NAME_CHARS
 
 INVITE_PREFIX: Final = "vinv_"
 DEVICE_PREFIX: Final = "vdev_"  # the credential an invite link was exchanged for (same length)
 _TOKEN_CHARS: Final = len(INVITE_PREFIX) + 43  # token_urlsafe(32)
-MAX_DISPLAY_NAME_CHARS: Final = 64
 
 
 @dataclass(frozen=True, slots=True)

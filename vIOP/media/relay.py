@@ -37,12 +37,11 @@ from vIOP.media.keyframes import DEFAULT_KEYFRAME_INTERVAL
 from vIOP.media.peer import PeerSession
 from vIOP.media.sdp import SdpSummary, summarize_sdp
 from vIOP.metrics import ICE_REMOTE_CANDIDATES_DROPPED
+from vIOP.rooms.limits import MAX_CANDIDATE_CHARS, MAX_SDP_CHARS
 
 logger = logging.getLogger(__name__)
 
 KINDS: Final = ("audio", "video")
-MAX_SDP_CHARS: Final = 64 * 1024
-MAX_CANDIDATE_CHARS: Final = 1024
 _PUBLISHING: Final = frozenset({"sendonly", "sendrecv"})
 _DIRECTIONS: Final = frozenset({"sendrecv", "sendonly", "recvonly", "inactive"})
 _CODEC_FOR: Final = {"audio": AUDIO_CODEC.lower(), "video": VIDEO_CODEC.lower()}

@@ -13,8 +13,8 @@ from enum import StrEnum
 
 from vIOP.ids import ParticipantId, RoomId
 from vIOP.rooms.errors import IllegalTransition, InvalidRoomInput
+from vIOP.rooms.limits import MAX_DISPLAY_NAME_CHARS
 
-MAX_DISPLAY_NAME = 80
 MAX_MESSAGE = 1000
 
 
@@ -95,10 +95,10 @@ class Participant:
 
 
 def clean_display_name(name: str) -> str:
-    """The name as shown, or InvalidRoomInput: 1..80 printable characters after trimming."""
+    """The name as shown, or InvalidRoomInput: 1 to MAX_DISPLAY_NAME_CHARS printable characters, trimmed."""
     text = unicodedata.normalize("NFC", name).strip()
-    if not text or len(text) > MAX_DISPLAY_NAME or not _printable(text):
-        raise InvalidRoomInput(f"a display name needs 1 to {MAX_DISPLAY_NAME} printable characters")
+    if not text or len(text) > MAX_DISPLAY_NAME_CHARS or not _printable(text):
+        raise InvalidRoomInput(f"a display name needs 1 to {MAX_DISPLAY_NAME_CHARS} printable characters")
     return text
 
 

@@ -20,6 +20,7 @@ from vIOP.rooms.errors import (
     RoomAlreadyEnded,
 )
 from vIOP.rooms.events import Event
+from vIOP.rooms.limits import MAX_ROOM_CAPACITY
 from vIOP.rooms.participant import Participant, ParticipantState, Role
 
 
@@ -43,7 +44,6 @@ ROOM_TRANSITIONS: dict[RoomState, frozenset[RoomState]] = {
 }
 
 DEFAULT_CAPACITY = {RoomKind.GROUP: 15, RoomKind.INDIVIDUAL: 4}
-MAX_CAPACITY = 50
 MAX_HOSTS = 8
 # Departed participants (left or denied) a room keeps, newest first: enough for a late socket close or
 # resume to find who it was; the attendance ledger has their intervals. Without a bound, every knock/leave
@@ -69,8 +69,8 @@ class Room:
     participants: tuple[Participant, ...] = ()
 
     def __post_init__(self) -> None:
-        if not 1 <= self.capacity <= MAX_CAPACITY:
-            raise InvalidRoomInput(f"capacity must be between 1 and {MAX_CAPACITY}")
+        if not 1 <= self.capacity <= MAX_ROOM_CAPACITY:
+            raise InvalidRoomInput(f"capacity must be between 1 and {MAX_ROOM_CAPACITY}")
         if not 1 <= len(self.host_ids) <= MAX_HOSTS:
             raise InvalidRoomInput(f"a room needs 1 to {MAX_HOSTS} hosts")
 

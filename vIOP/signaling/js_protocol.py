@@ -105,7 +105,7 @@ def render() -> str:
         "",
         _enum("LeaveReason", "Why a participant left (participant_left.reason).", messages.LeaveReason),
         "",
-        "// Field limits, as the server's codec enforces them.",
+        "// Field limits, as the server enforces them (codec, relay and API; vIOP/rooms/limits.py).",
         *(f"export const {name} = {value};" for name, value in _limits()),
     ]
     return "\n".join(parts) + "\n"

@@ -17,21 +17,27 @@ from typing import Annotated, ClassVar, TypeAlias
 import msgspec
 from msgspec import Meta
 
+from vIOP.rooms import limits
+from vIOP.rooms.participant import Role as Role  # the domain's room role is the wire's (same values)
+
 PROTOCOL_VERSION = 1
 
 MAX_FRAME_BYTES = 64 * 1024
-# Measured with aiortc 1.16: a 15-person room's answer is 43 KB (offer 46 KB), so 32 KiB would cap rooms
-# near 11 people. Client SDP fits one 64 KiB frame even with JSON escaping; server frames may be larger.
-MAX_SDP_CHARS = 56 * 1024
+# Client SDP fits one 64 KiB frame even with JSON escaping (why 56 KiB: vIOP/rooms/limits.py); server
+# frames may be larger.
+MAX_SDP_CHARS = limits.MAX_SDP_CHARS
 MAX_SERVER_SDP_CHARS = 192 * 1024
 MAX_SERVER_FRAME_BYTES = 256 * 1024
-MAX_CANDIDATE_CHARS = 1024
-MAX_DISPLAY_NAME_CHARS = 80
+MAX_CANDIDATE_CHARS = limits.MAX_CANDIDATE_CHARS
+MAX_DISPLAY_NAME_CHARS = limits.MAX_DISPLAY_NAME_CHARS
 MAX_TEXT_CHARS = 500
 MAX_ROSTER = 100
 MAX_LOBBY = 200
 MAX_ICE_SERVERS = 4
 MAX_ICE_URLS = 4
+# Not on the wire; exported so the web client's forms (through protocol.js) use the API's limits.
+MAX_ROOM_TITLE_CHARS = limits.MAX_ROOM_TITLE_CHARS
+MAX_ROOM_CAPACITY = limits.MAX_ROOM_CAPACITY
 
 
 class CloseCode(enum.IntEnum):
@@ -44,13 +50,6 @@ class CloseCode(enum.IntEnum):
     MESSAGE_TOO_BIG = 1009  # frame over MAX_FRAME_BYTES
     INTERNAL_ERROR = 1011  # unexpected server fault: reconnect with the resume token
     TRY_AGAIN_LATER = 1013  # overloaded, a store unavailable, or this client too slow to read
-
-
-class Role(enum.StrEnum):
-    """A participant's role in one room; the same values as ``vIOP.rooms.participant.Role``."""
-
-    HOST = "host"  # a clinician hosting the room
-    CLIENT = "client"
 
 
 class MediaKind(enum.StrEnum):

@@ -94,15 +94,17 @@ export const LeaveReason = Object.freeze({
 });
 /** @typedef {(typeof LeaveReason)[keyof typeof LeaveReason]} LeaveReasonValue */
 
-// Field limits, as the server's codec enforces them.
+// Field limits, as the server enforces them (codec, relay and API; vIOP/rooms/limits.py).
 export const MAX_FRAME_BYTES = 65536;
 export const MAX_SDP_CHARS = 57344;
 export const MAX_SERVER_SDP_CHARS = 196608;
 export const MAX_SERVER_FRAME_BYTES = 262144;
 export const MAX_CANDIDATE_CHARS = 1024;
-export const MAX_DISPLAY_NAME_CHARS = 80;
+export const MAX_DISPLAY_NAME_CHARS = 64;
 export const MAX_TEXT_CHARS = 500;
 export const MAX_ROSTER = 100;
 export const MAX_LOBBY = 200;
 export const MAX_ICE_SERVERS = 4;
 export const MAX_ICE_URLS = 4;
+export const MAX_ROOM_TITLE_CHARS = 120;
+export const MAX_ROOM_CAPACITY = 50;

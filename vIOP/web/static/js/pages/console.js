@@ -6,7 +6,7 @@
 // page is visible and either someone touched it within the idle timeout or media is flowing in the room (a
 // clinician watching a group without typing is not signed out mid-session; a hidden, idle tab is).
 
-import { ClientType, MAX_DISPLAY_NAME_CHARS } from "../protocol.js";
+import { ClientType, MAX_DISPLAY_NAME_CHARS, MAX_ROOM_CAPACITY, MAX_ROOM_TITLE_CHARS } from "../protocol.js";
 import * as api from "../api.js";
 import { exposeDiagnostics } from "../diagnostics.js";
 import { EndReason } from "../signaling.js";
@@ -263,8 +263,10 @@ function wireRoomControls() {
 }
 
 async function main() {
-  // The invite's display name is the one the signaling codec accepts (protocol.js, generated).
+  // The forms' limits are the server's (protocol.js, generated from vIOP/rooms/limits.py via messages.py).
   /** @type {HTMLInputElement} */ ($("#invite-name")).maxLength = MAX_DISPLAY_NAME_CHARS;
+  /** @type {HTMLInputElement} */ ($("#room-title")).maxLength = MAX_ROOM_TITLE_CHARS;
+  /** @type {HTMLInputElement} */ ($("#room-capacity")).max = String(MAX_ROOM_CAPACITY);
   watchActivity();
   wireRoomControls();
   $("#create-room-form").addEventListener("submit", onCreateRoom);

@@ -1,0 +1,23 @@
+"""Field limits shared by every layer: each number is defined here once.
+
+The domain enforces them, the signaling codec (``vIOP/signaling/messages.py``) and the relay bound the wire
+with them, the HTTP API's Structs and the web forms (through the generated ``protocol.js``) take them from
+here, and ``tests/test_limits.py`` checks that docs/PROTOCOL.md and docs/API.md state the same numbers.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+# A person's display name (an account's shown name, an invite's client name, a participant on the wire).
+# 64 is what accounts and invites have always accepted, so every stored name fits.
+MAX_DISPLAY_NAME_CHARS: Final = 64
+# A room's title, after trimming.
+MAX_ROOM_TITLE_CHARS: Final = 120
+# A room's client seats (1 to this).
+MAX_ROOM_CAPACITY: Final = 50
+# Client SDP (offer or answer). Measured with aiortc 1.16: a 15-person room's answer is 43 KB (offer
+# 46 KB), so 32 KiB would cap rooms near 11 people; 56 KiB still fits one 64 KiB frame with JSON escaping.
+MAX_SDP_CHARS: Final = 56 * 1024
+# One ICE candidate line from a client ("" ends the candidates).
+MAX_CANDIDATE_CHARS: Final = 1024
