@@ -7,6 +7,7 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 import redis.asyncio as aioredis
 from sqlalchemy import text
@@ -28,7 +29,7 @@ from vIOP.api import (
 from vIOP.api.context import Services
 from vIOP.api.live import EventListener, RelayHooks, relay_signal_sender, run_event_loop, run_sweeper
 from vIOP.api.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
-from vIOP.api.openapi import documented_route, json_body, openapi_endpoint
+from vIOP.api.openapi import Operation, Reply, documented_route, openapi_endpoint
 from vIOP.api.responses import EXCEPTION_HANDLERS
 from vIOP.api.room_delivery import MediaHooks, RoomDelivery
 from vIOP.api.ws_presence import presence_endpoint, presence_listener
@@ -290,13 +291,11 @@ def create_app(settings: Settings, services: Services | None = None) -> Starlett
             "/openapi.json",
             openapi_endpoint(lambda: routes),
             ["GET"],
-            {
-                "get": {
-                    "summary": "This document",
-                    "operationId": "openapi",
-                    "responses": {"200": json_body({"type": "object"})},
-                }
-            },
+            Operation(
+                summary="This document",
+                operation_id="openapi",
+                responses={200: Reply(body=dict[str, Any])},
+            ),
         )
     )
     routes.append(WebSocketRoute("/ws/signal", signal_endpoint))

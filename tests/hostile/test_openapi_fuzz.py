@@ -102,6 +102,8 @@ def doctored(doc: dict[str, Any]) -> dict[str, Any]:
     """The same document, except that ``/healthz`` promises a field the server never sends."""
     wrong = copy.deepcopy(doc)
     schema = wrong["paths"]["/healthz"]["get"]["responses"]["200"]["content"]["application/json"]["schema"]
+    if "$ref" in schema:  # the body's Struct, in the components (vIOP/api/openapi.py)
+        schema = wrong["components"]["schemas"][schema["$ref"].rsplit("/", 1)[-1]]
     schema["required"] = [*schema["required"], "never_sent"]
     return wrong
 

@@ -16,13 +16,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Final, TypeVar
+from typing import Final, TypeVar, overload
 
 import msgspec
 from starlette.requests import Request
 
 from vIOP.api.context import Services, services_of
-from vIOP.api.openapi import error
+from vIOP.api.openapi import Error, Reply
 from vIOP.auth.invites import Invite, looks_like_invite
 from vIOP.auth.permissions import Action, Grant, Principal, Role, grant_for
 from vIOP.auth.tokens import AccessClaims
@@ -193,6 +193,12 @@ async def read_json(request: Request, schema: type[S], *, empty: S | None = None
         raise BadRequest("the request body is not valid JSON") from None
 
 
+@overload
+def iso(ts: float | datetime) -> str: ...
+@overload
+def iso(ts: None) -> None: ...
+@overload
+def iso(ts: float | datetime | None) -> str | None: ...
 def iso(ts: float | datetime | None) -> str | None:
     """ISO 8601 UTC with a ``Z``, second precision (docs/API.md "Times")."""
     if ts is None:
@@ -218,6 +224,6 @@ _REFUSALS: Final = {
 BEARER_SECURITY: Final[list[dict[str, list[str]]]] = [{"bearer": []}]
 
 
-def refusals(*statuses: int) -> dict[str, dict[str, object]]:
+def refusals(*statuses: int) -> dict[int, Reply]:
     """OpenAPI responses for the listed error statuses (503 is always possible), each the Error schema."""
-    return {str(status): error(_REFUSALS[status]) for status in sorted({*statuses, 503})}
+    return {status: Reply(_REFUSALS[status], Error) for status in sorted({*statuses, 503})}

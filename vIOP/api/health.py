@@ -4,30 +4,31 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from typing import Literal
 
+import msgspec
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import Route
 
 from vIOP import metrics
-from vIOP.api.openapi import documented_route, json_body
+from vIOP.api.openapi import ErrorDetail, Operation, Reply, documented_route, struct_response
 
 Check = Callable[[], Awaitable[None]]
 
-_STATUS = {"type": "object", "required": ["status"], "properties": {"status": {"type": "string"}}}
-_READY = {
-    "type": "object",
-    "required": ["status", "checks"],
-    "properties": {
-        "status": {"type": "string", "enum": ["ready", "unavailable"]},
-        "checks": {"type": "object", "additionalProperties": {"type": "string"}},
-        "error": {"type": "object"},
-    },
-}
+
+class Status(msgspec.Struct):
+    status: str
+
+
+class Readiness(msgspec.Struct, omit_defaults=True):
+    status: Literal["ready", "unavailable"]
+    checks: dict[str, str]
+    error: ErrorDetail | None = None  # only when a dependency is down
 
 
 async def healthz(request: Request) -> Response:
-    return JSONResponse({"status": "ok"})
+    return struct_response(Status("ok"))
 
 
 def readiness(checks: dict[str, Check], timeout: float = 2.0) -> Callable[[Request], Awaitable[Response]]:
@@ -42,13 +43,10 @@ def readiness(checks: dict[str, Check], timeout: float = 2.0) -> Callable[[Reque
         results = dict(await asyncio.gather(*(run(n, c) for n, c in checks.items())))
         down = [name for name, state in results.items() if state != "ok"]
         if down:
-            body = {
-                "status": "unavailable",
-                "checks": results,
-                "error": {"code": "dependency_down", "message": f"not ready: {', '.join(down)} unreachable"},
-            }
-            return JSONResponse(body, status_code=503)
-        return JSONResponse({"status": "ready", "checks": results})
+            unreachable = f"not ready: {', '.join(down)} unreachable"
+            body = Readiness("unavailable", results, ErrorDetail("dependency_down", unreachable))
+            return struct_response(body, status_code=503)
+        return struct_response(Readiness("ready", results))
 
     return readyz
 
@@ -64,44 +62,29 @@ def routes(checks: dict[str, Check]) -> list[Route]:
             "/healthz",
             healthz,
             ["GET"],
-            {
-                "get": {
-                    "summary": "Liveness",
-                    "operationId": "healthz",
-                    "responses": {"200": json_body(_STATUS)},
-                }
-            },
+            Operation(summary="Liveness", operation_id="healthz", responses={200: Reply(body=Status)}),
         ),
         documented_route(
             "/readyz",
             readiness(checks),
             ["GET"],
-            {
-                "get": {
-                    "summary": "Readiness: Redis PING and a database round trip",
-                    "operationId": "readyz",
-                    "responses": {
-                        "200": json_body(_READY),
-                        "503": json_body(_READY, "A dependency is down; it is named"),
-                    },
-                }
-            },
+            Operation(
+                summary="Readiness: Redis PING and a database round trip",
+                operation_id="readyz",
+                responses={
+                    200: Reply(body=Readiness),
+                    503: Reply("A dependency is down; it is named", Readiness),
+                },
+            ),
         ),
         documented_route(
             "/metrics",
             metrics_endpoint,
             ["GET"],
-            {
-                "get": {
-                    "summary": "Prometheus metrics",
-                    "operationId": "metrics",
-                    "responses": {
-                        "200": {
-                            "description": "Prometheus text",
-                            "content": {"text/plain": {"schema": {"type": "string"}}},
-                        }
-                    },
-                }
-            },
+            Operation(
+                summary="Prometheus metrics",
+                operation_id="metrics",
+                responses={200: Reply("Prometheus text", str, media_type="text/plain")},
+            ),
         ),
     ]

@@ -20,14 +20,15 @@ from enum import StrEnum
 from typing import Any, Final, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+import msgspec
 from starlette.datastructures import QueryParams
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import BaseRoute
 
 from vIOP.api.auth_context import BEARER_SECURITY, Caller, authenticate, iso, refusals, require_account
 from vIOP.api.http_compliance import BREAK_GLASS_HEADER, AttendanceAccess, attendance_access
-from vIOP.api.openapi import documented_route
+from vIOP.api.openapi import IsoTime, Operation, Param, Reply, documented_route, struct_response
 from vIOP.auth.permissions import Action, Grant, authorize
 from vIOP.errors import BadRequest, NotFound, Unavailable
 from vIOP.ids import ClientId, RoomId, UserId
@@ -135,7 +136,55 @@ async def _display_names(caller: Caller, intervals: list[Interval]) -> dict[str,
     return names
 
 
-def _sessions(intervals: list[Interval], names: dict[str, str | None], now: float) -> list[dict[str, Any]]:
+class StayView(msgspec.Struct):
+    joined_at: IsoTime
+    left_at: IsoTime | None
+
+
+class RosterLineView(msgspec.Struct):
+    subject: str
+    role: ParticipantRole
+    display_name: str | None
+    joined_at: IsoTime
+    left_at: IsoTime | None
+    minutes: float
+    stays: list[StayView]
+
+
+class SessionView(msgspec.Struct):
+    room_id: str
+    session_id: str
+    started_at: IsoTime
+    roster: list[RosterLineView]
+
+
+class Thresholds(msgspec.Struct):
+    day_minutes: float
+    week_minutes: float
+
+
+class AppliedFilters(msgspec.Struct):
+    room_id: str | None
+    client: str | None
+    first_day: str | None = msgspec.field(name="from")
+    last_day: str | None = msgspec.field(name="to")
+
+
+class AttendanceDocument(msgspec.Struct, kw_only=True):
+    """The JSON report; the tables' rows are the CLI's (``rows``), plus the reader's display names."""
+
+    generated_at: IsoTime
+    time_zone: str
+    thresholds: Thresholds
+    filters: AppliedFilters
+    sessions: list[SessionView]
+    intervals: list[dict[str, Any]]
+    days: list[dict[str, Any]]
+    weeks: list[dict[str, Any]]
+    redisclosure_notice: str | msgspec.UnsetType = msgspec.UNSET  # only on a disclosure
+
+
+def _sessions(intervals: list[Interval], names: dict[str, str | None], now: float) -> list[SessionView]:
     by_session: dict[str, list[Interval]] = defaultdict(list)
     for interval in intervals:
         by_session[interval.session_id].append(interval)
@@ -143,47 +192,49 @@ def _sessions(intervals: list[Interval], names: dict[str, str | None], now: floa
     for session_id, stays in by_session.items():
         roster = session_roster(stays, stays[0].session_id, now=now)
         sessions.append(
-            {
-                "room_id": stays[0].room_id,
-                "session_id": session_id,
-                "started_at": iso(min(i.joined_at for i in stays)),
-                "roster": [
-                    {
-                        "subject": line.subject,
-                        "role": line.role.value,
-                        "display_name": names.get(line.subject),
-                        "joined_at": iso(line.first_joined),
-                        "left_at": iso(line.last_left),
-                        "minutes": line.minutes,
-                        "stays": [{"joined_at": iso(a), "left_at": iso(b)} for a, b in line.stays],
-                    }
+            SessionView(
+                room_id=stays[0].room_id,
+                session_id=session_id,
+                started_at=iso(min(i.joined_at for i in stays)),
+                roster=[
+                    RosterLineView(
+                        subject=line.subject,
+                        role=line.role,
+                        display_name=names.get(line.subject),
+                        joined_at=iso(line.first_joined),
+                        left_at=iso(line.last_left),
+                        minutes=line.minutes,
+                        stays=[StayView(joined_at=iso(a), left_at=iso(b)) for a, b in line.stays],
+                    )
                     for line in roster
                 ],
-            }
+            )
         )
-    sessions.sort(key=lambda s: (s["started_at"], s["session_id"]))
+    sessions.sort(key=lambda s: (s.started_at, s.session_id))
     return sessions
 
 
-def json_document(report: AttendanceReport, filters: Filters, names: dict[str, str | None]) -> dict[str, Any]:
+def json_document(
+    report: AttendanceReport, filters: Filters, names: dict[str, str | None]
+) -> AttendanceDocument:
     def named(table: ReportTable) -> list[dict[str, Any]]:
         return [{**row, "display_name": names.get(row["subject"])} for row in rows(report, table)]
 
-    return {
-        "generated_at": iso(report.generated_at),
-        "time_zone": report.time_zone,
-        "thresholds": {"day_minutes": DAY_MINUTES_REQUIRED, "week_minutes": WEEK_MINUTES_REQUIRED},
-        "filters": {
-            "room_id": filters.room_id,
-            "client": filters.client,
-            "from": filters.first_day.isoformat() if filters.first_day else None,
-            "to": filters.last_day.isoformat() if filters.last_day else None,
-        },
-        "sessions": _sessions(list(report.intervals), names, report.generated_at),
-        "intervals": named(ReportTable.INTERVALS),
-        "days": named(ReportTable.DAYS),
-        "weeks": named(ReportTable.WEEKS),
-    }
+    return AttendanceDocument(
+        generated_at=iso(report.generated_at),
+        time_zone=report.time_zone,
+        thresholds=Thresholds(day_minutes=DAY_MINUTES_REQUIRED, week_minutes=WEEK_MINUTES_REQUIRED),
+        filters=AppliedFilters(
+            room_id=filters.room_id,
+            client=filters.client,
+            first_day=filters.first_day.isoformat() if filters.first_day else None,
+            last_day=filters.last_day.isoformat() if filters.last_day else None,
+        ),
+        sessions=_sessions(list(report.intervals), names, report.generated_at),
+        intervals=named(ReportTable.INTERVALS),
+        days=named(ReportTable.DAYS),
+        weeks=named(ReportTable.WEEKS),
+    )
 
 
 async def attendance(request: Request) -> Response:
@@ -223,79 +274,16 @@ async def attendance(request: Request) -> Response:
     names = await _display_names(caller, intervals) if access.identified else {}
     document = json_document(report, filters, names)
     if notice:
-        document["redisclosure_notice"] = notice
-    return JSONResponse(document)
+        document.redisclosure_notice = notice
+    return struct_response(document)
 
 
 # --- OpenAPI ----------------------------------------------------------------------------------------------
 
-_TIME: Final = {"type": "string", "format": "date-time"}
-_MAYBE_TIME: Final = {"type": ["string", "null"], "format": "date-time"}
-_NAME: Final = {"type": ["string", "null"]}
-_ROW: Final = {"type": "object", "additionalProperties": True}
-_ROSTER_LINE: Final = {
-    "type": "object",
-    "required": ["subject", "role", "display_name", "joined_at", "left_at", "minutes", "stays"],
-    "properties": {
-        "subject": {"type": "string"},
-        "role": {"type": "string", "enum": ["host", "client"]},
-        "display_name": _NAME,
-        "joined_at": _TIME,
-        "left_at": _MAYBE_TIME,
-        "minutes": {"type": "number"},
-        "stays": {
-            "type": "array",
-            "items": {
-                "type": "object",
-                "required": ["joined_at", "left_at"],
-                "properties": {"joined_at": _TIME, "left_at": _MAYBE_TIME},
-            },
-        },
-    },
-}
-REPORT_SCHEMA: Final = {
-    "type": "object",
-    "required": [
-        "generated_at",
-        "time_zone",
-        "thresholds",
-        "filters",
-        "sessions",
-        "intervals",
-        "days",
-        "weeks",
-    ],
-    "properties": {
-        "generated_at": _TIME,
-        "time_zone": {"type": "string"},
-        "thresholds": {
-            "type": "object",
-            "properties": {"day_minutes": {"type": "number"}, "week_minutes": {"type": "number"}},
-        },
-        "filters": {"type": "object"},
-        "sessions": {
-            "type": "array",
-            "items": {
-                "type": "object",
-                "required": ["room_id", "session_id", "started_at", "roster"],
-                "properties": {
-                    "room_id": {"type": "string"},
-                    "session_id": {"type": "string"},
-                    "started_at": _TIME,
-                    "roster": {"type": "array", "items": _ROSTER_LINE},
-                },
-            },
-        },
-        "intervals": {"type": "array", "items": _ROW},
-        "days": {"type": "array", "items": _ROW},
-        "weeks": {"type": "array", "items": _ROW},
-        "redisclosure_notice": {"type": "string"},
-    },
-}
 
-
-def _query(name: str, schema: dict[str, Any], description: str) -> dict[str, Any]:
-    return {"name": name, "in": "query", "required": False, "schema": schema, "description": description}
+def _query(name: str, schema: dict[str, Any], description: str) -> Param:
+    # The query string is parsed by ``Filters``, not decoded into a Struct: its schemas are written out.
+    return Param(name, "query", schema, description)
 
 
 def _or_empty(schema: dict[str, Any]) -> dict[str, Any]:
@@ -330,23 +318,19 @@ def routes() -> list[BaseRoute]:
             "/api/v1/attendance",
             attendance,
             ["GET"],
-            {
-                "get": {
-                    "summary": "Attendance: per-session rosters, minutes per client per day and week, flags",
-                    "operationId": "attendance",
-                    "security": BEARER_SECURITY,
-                    "parameters": _PARAMETERS,
-                    "responses": {
-                        "200": {
-                            "description": "The report (JSON), or one of its tables (CSV)",
-                            "content": {
-                                "application/json": {"schema": REPORT_SCHEMA},
-                                "text/csv": {"schema": {"type": "string"}},
-                            },
-                        },
-                        **refusals(400, 401, 403, 404),
-                    },
-                }
-            },
+            Operation(
+                summary="Attendance: per-session rosters, minutes per client per day and week, flags",
+                operation_id="attendance",
+                security=BEARER_SECURITY,
+                parameters=_PARAMETERS,
+                responses={
+                    200: Reply(
+                        "The report (JSON), or one of its tables (CSV)",
+                        AttendanceDocument,
+                        alternatives={"text/csv": str},
+                    ),
+                    **refusals(400, 401, 403, 404),
+                },
+            ),
         ),
     ]

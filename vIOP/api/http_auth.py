@@ -9,11 +9,11 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Final
+from typing import Annotated, Final, Literal
 
 import msgspec
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import BaseRoute
 
 from vIOP.api.auth_context import (
@@ -25,8 +25,10 @@ from vIOP.api.auth_context import (
     require_account,
 )
 from vIOP.api.context import services_of
-from vIOP.api.openapi import documented_route, json_body
-from vIOP.auth.permissions import Action, authorize
+from vIOP.api.openapi import Operation, Reply, documented_route, struct_response
+from vIOP.auth.accounts import MAX_TOTP_CHARS
+from vIOP.auth.passwords import MAX_PASSWORD_CHARS
+from vIOP.auth.permissions import ACCOUNT_ROLES, Action, Role, authorize
 from vIOP.auth.revocation import RevocationKind
 from vIOP.ids import UserId
 from vIOP.storage.audit import Action as AuditAction
@@ -44,14 +46,28 @@ UNKNOWN_ADDRESS: Final = "unknown"
 CloseUserSockets = Callable[[UserId], Awaitable[None]]
 
 
+# The lengths are checked by the authenticator (vIOP/auth/accounts.py), after decoding: documented here.
 class LoginBody(msgspec.Struct, forbid_unknown_fields=True):
-    username: str
-    password: str
-    totp: str | None = None
+    username: Annotated[str, msgspec.Meta(extra_json_schema={"maxLength": 256})]
+    password: Annotated[str, msgspec.Meta(extra_json_schema={"maxLength": MAX_PASSWORD_CHARS})]
+    totp: Annotated[str, msgspec.Meta(extra_json_schema={"maxLength": MAX_TOTP_CHARS})] | None = None
 
 
 class EmptyBody(msgspec.Struct, forbid_unknown_fields=True):
     pass
+
+
+class SignedInUser(msgspec.Struct):
+    id: str
+    role: Annotated[Role, msgspec.Meta(extra_json_schema={"enum": sorted(r.value for r in ACCOUNT_ROLES)})]
+
+
+class SignedIn(msgspec.Struct):
+    access_token: str
+    token_type: Literal["bearer"]
+    expires_in: int
+    idle_timeout: int
+    user: SignedInUser
 
 
 async def login(request: Request) -> Response:
@@ -61,14 +77,14 @@ async def login(request: Request) -> Response:
     # LoginFailed (401), LoginThrottled (429 + Retry-After) and BadRequest propagate as they are.
     account = await services.authenticator.login(body.username, body.password, body.totp, address)
     issued = await services.tokens.issue(account.id, account.role)
-    return JSONResponse(
-        {
-            "access_token": issued.token,
-            "token_type": "bearer",
-            "expires_in": issued.expires_in,
-            "idle_timeout": services.tokens.policy.idle_seconds,
-            "user": {"id": account.id, "role": account.role.value},
-        }
+    return struct_response(
+        SignedIn(
+            access_token=issued.token,
+            token_type="bearer",  # noqa: S106  # the OAuth token type, not a secret
+            expires_in=issued.expires_in,
+            idle_timeout=services.tokens.policy.idle_seconds,
+            user=SignedInUser(id=account.id, role=account.role),
+        )
     )
 
 
@@ -93,78 +109,31 @@ async def logout(request: Request) -> Response:
     return Response(status_code=204)
 
 
-_LOGIN_BODY: Final = {
-    "type": "object",
-    "additionalProperties": False,
-    "required": ["username", "password"],
-    "properties": {
-        "username": {"type": "string", "maxLength": 256},
-        "password": {"type": "string", "maxLength": 1024},
-        "totp": {"type": ["string", "null"], "maxLength": 16},
-    },
-}
-_SESSION: Final = {
-    "type": "object",
-    "required": ["access_token", "token_type", "expires_in", "idle_timeout", "user"],
-    "properties": {
-        "access_token": {"type": "string"},
-        "token_type": {"type": "string", "enum": ["bearer"]},
-        "expires_in": {"type": "integer"},
-        "idle_timeout": {"type": "integer"},
-        "user": {
-            "type": "object",
-            "required": ["id", "role"],
-            "properties": {
-                "id": {"type": "string"},
-                "role": {"type": "string", "enum": ["admin", "clinician", "staff"]},
-            },
-        },
-    },
-}
-
-
 def routes() -> list[BaseRoute]:
     return [
         documented_route(
             "/api/v1/auth/login",
             login,
             ["POST"],
-            {
-                "post": {
-                    "summary": "Sign in with username, password and (when enrolled) a TOTP code",
-                    "operationId": "login",
-                    "security": [],
-                    "requestBody": {
-                        "required": True,
-                        "content": {"application/json": {"schema": _LOGIN_BODY}},
-                    },
-                    "responses": {
-                        "200": json_body(_SESSION, "Signed in"),
-                        **refusals(400, 401, 413, 415, 429),
-                    },
-                }
-            },
+            Operation(
+                summary="Sign in with username, password and (when enrolled) a TOTP code",
+                operation_id="login",
+                security=[],
+                request=LoginBody,
+                responses={200: Reply("Signed in", SignedIn), **refusals(400, 401, 413, 415, 429)},
+            ),
         ),
         documented_route(
             "/api/v1/auth/logout",
             logout,
             ["POST"],
-            {
-                "post": {
-                    "summary": "End the session of the presented access token and close its sockets",
-                    "operationId": "logout",
-                    "security": BEARER_SECURITY,
-                    "requestBody": {
-                        "required": False,
-                        "content": {
-                            "application/json": {"schema": {"type": "object", "additionalProperties": False}}
-                        },
-                    },
-                    "responses": {
-                        "204": {"description": "Signed out"},
-                        **refusals(400, 401, 403, 413, 415),
-                    },
-                }
-            },
+            Operation(
+                summary="End the session of the presented access token and close its sockets",
+                operation_id="logout",
+                security=BEARER_SECURITY,
+                request=EmptyBody,
+                request_required=False,
+                responses={204: Reply("Signed out"), **refusals(400, 401, 403, 413, 415)},
+            ),
         ),
     ]

@@ -15,11 +15,11 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Final
+from typing import Annotated, Final
 
 import msgspec
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import BaseRoute
 
 from vIOP.api.auth_context import (
@@ -33,7 +33,7 @@ from vIOP.api.auth_context import (
     require_role,
 )
 from vIOP.api.context import Services
-from vIOP.api.openapi import documented_route, json_body
+from vIOP.api.openapi import IsoTime, Operation, Param, Reply, documented_route, path_param, struct_response
 from vIOP.auth.permissions import Action, Grant, RoomScope, authorize
 from vIOP.compliance.break_glass import (
     HEADER,
@@ -168,25 +168,44 @@ async def usable_grant(caller: Caller, grant_id: str, room_id: str | None) -> Br
 # --- break-glass endpoints --------------------------------------------------------------------------------
 
 
+# Text fields are checked after trimming (check_reason, check_text): their bounds are documented here.
 class OpenBreakGlassBody(msgspec.Struct, forbid_unknown_fields=True):
     room_id: str
-    reason: str
+    reason: Annotated[
+        str, msgspec.Meta(extra_json_schema={"minLength": MIN_REASON_CHARS, "maxLength": MAX_REASON_CHARS})
+    ]
 
 
-def grant_object(grant: BreakGlassGrant, *, with_reason: bool) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "id": grant.id,
-        "actor_id": grant.actor_id,
-        "actor_role": grant.actor_role,
-        "room_id": grant.room_id,
-        "created_at": iso(grant.created_at),
-        "expires_at": iso(grant.expires_at),
-        "signed_off_by": grant.signed_off_by,
-        "signed_off_at": iso(grant.signed_off_at),
-    }
-    if with_reason:
-        body["reason"] = grant.reason
-    return body
+class GrantView(msgspec.Struct):
+    """A break-glass grant; its ``reason`` only for the reviewers' list."""
+
+    id: str
+    actor_id: str
+    actor_role: str
+    room_id: str
+    created_at: IsoTime
+    expires_at: IsoTime
+    signed_off_by: str | None
+    signed_off_at: IsoTime | None
+    reason: str | msgspec.UnsetType = msgspec.UNSET
+
+
+class GrantList(msgspec.Struct):
+    grants: list[GrantView]
+
+
+def grant_object(grant: BreakGlassGrant, *, with_reason: bool) -> GrantView:
+    return GrantView(
+        id=grant.id,
+        actor_id=grant.actor_id,
+        actor_role=grant.actor_role,
+        room_id=grant.room_id,
+        created_at=iso(grant.created_at),
+        expires_at=iso(grant.expires_at),
+        signed_off_by=grant.signed_off_by,
+        signed_off_at=iso(grant.signed_off_at),
+        reason=grant.reason if with_reason else msgspec.UNSET,
+    )
 
 
 async def open_break_glass(request: Request) -> Response:
@@ -203,7 +222,7 @@ async def open_break_glass(request: Request) -> Response:
         caller.principal.subject, caller.principal.role.value, record.id, reason, services.rooms.clock(), ttl
     )
     await caller.audit(AuditAction.BREAK_GLASS, "break_glass", grant.id)
-    return JSONResponse(grant_object(grant, with_reason=False), status_code=201)
+    return struct_response(grant_object(grant, with_reason=False), status_code=201)
 
 
 async def list_break_glass(request: Request) -> Response:
@@ -212,7 +231,7 @@ async def list_break_glass(request: Request) -> Response:
     authorize(caller.principal, Action.REVIEW_BREAK_GLASS)
     pending = await break_glass_store(caller.services).pending_review()
     await caller.audit(BREAK_GLASS_REVIEWED, "break_glass")
-    return JSONResponse({"grants": [grant_object(g, with_reason=True) for g in pending]})
+    return struct_response(GrantList(grants=[grant_object(g, with_reason=True) for g in pending]))
 
 
 async def sign_off_break_glass(request: Request) -> Response:
@@ -227,7 +246,7 @@ async def sign_off_break_glass(request: Request) -> Response:
     check_sign_off(await store.get(grant_id), caller.principal.subject)
     grant = await store.sign_off(grant_id, caller.principal.subject, caller.services.rooms.clock())
     await caller.audit(BREAK_GLASS_SIGNED_OFF, "break_glass", grant.id)
-    return JSONResponse(grant_object(grant, with_reason=False))
+    return struct_response(grant_object(grant, with_reason=False))
 
 
 # --- consent endpoints ------------------------------------------------------------------------------------
@@ -237,26 +256,51 @@ class SignOffBody(msgspec.Struct, forbid_unknown_fields=True):
     """No fields: the sign-off is the reviewer's identity and the time."""
 
 
+_CONSENT_TEXT: Final = msgspec.Meta(extra_json_schema={"minLength": 1, "maxLength": MAX_TEXT_CHARS})
+_CATEGORIES: Final = [c.value for c in DataCategory]
+
+
 class AddConsentBody(msgspec.Struct, forbid_unknown_fields=True):
+    recipient: Annotated[str, _CONSENT_TEXT]
+    purpose: Annotated[str, _CONSENT_TEXT]
+    # parse_categories names an unknown category in its 400; the schema lists the known ones.
+    data: Annotated[
+        list[Annotated[str, msgspec.Meta(extra_json_schema={"enum": _CATEGORIES})]],
+        msgspec.Meta(extra_json_schema={"minItems": 1}),
+    ]
+    expires_at: Annotated[datetime, msgspec.Meta(extra_json_schema={"format": "date-time"})]
+
+
+class ConsentView(msgspec.Struct):
+    id: str
+    client_id: str
     recipient: str
     purpose: str
-    data: list[str]
-    expires_at: datetime
+    data: list[DataCategory]
+    created_by: str | None
+    created_at: IsoTime
+    expires_at: IsoTime
+    revoked_at: IsoTime | None
+    revoked_by: str | None
 
 
-def consent_object(consent: Consent) -> dict[str, Any]:
-    return {
-        "id": consent.id,
-        "client_id": consent.client_id,
-        "recipient": consent.recipient,
-        "purpose": consent.purpose,
-        "data": sorted(consent.data),
-        "created_by": consent.created_by,
-        "created_at": iso(consent.created_at),
-        "expires_at": iso(consent.expires_at),
-        "revoked_at": iso(consent.revoked_at),
-        "revoked_by": consent.revoked_by,
-    }
+class ConsentList(msgspec.Struct):
+    consents: list[ConsentView]
+
+
+def consent_object(consent: Consent) -> ConsentView:
+    return ConsentView(
+        id=consent.id,
+        client_id=consent.client_id,
+        recipient=consent.recipient,
+        purpose=consent.purpose,
+        data=sorted(consent.data),
+        created_by=consent.created_by,
+        created_at=iso(consent.created_at),
+        expires_at=iso(consent.expires_at),
+        revoked_at=iso(consent.revoked_at),
+        revoked_by=consent.revoked_by,
+    )
 
 
 def _client_id(request: Request) -> str:
@@ -280,7 +324,7 @@ async def client_consents(request: Request) -> Response:
     if request.method == "GET":
         consents = await store.for_client(client_id)
         await caller.audit(CONSENT_LISTED, "client", client_id)
-        return JSONResponse({"consents": [consent_object(c) for c in consents]})
+        return struct_response(ConsentList(consents=[consent_object(c) for c in consents]))
     body = await read_json(request, AddConsentBody)
     if body.expires_at.tzinfo is None:
         raise BadRequest("expires_at needs a time zone (e.g. 2027-01-31T00:00:00Z)")
@@ -294,7 +338,7 @@ async def client_consents(request: Request) -> Response:
         caller.services.rooms.clock(),
     )
     await caller.audit(CONSENT_ADDED, "consent", consent.id)
-    return JSONResponse(consent_object(consent), status_code=201)
+    return struct_response(consent_object(consent), status_code=201)
 
 
 async def revoke_consent(request: Request) -> Response:
@@ -306,170 +350,91 @@ async def revoke_consent(request: Request) -> Response:
         consent_id, caller.principal.subject, caller.services.rooms.clock()
     )
     await caller.audit(CONSENT_REVOKED, "consent", consent.id)
-    return JSONResponse(consent_object(consent))
+    return struct_response(consent_object(consent))
 
 
 # --- OpenAPI ----------------------------------------------------------------------------------------------
 
-_ID: Final = {"type": "string"}
-_TIME: Final = {"type": "string", "format": "date-time"}
-_MAYBE: Final = {"type": ["string", "null"]}
-_MAYBE_TIME: Final = {"type": ["string", "null"], "format": "date-time"}
-GRANT_SCHEMA: Final = {
-    "type": "object",
-    "required": ["id", "actor_id", "actor_role", "room_id", "created_at", "expires_at", "signed_off_by",
-                 "signed_off_at"],
-    "properties": {
-        "id": _ID, "actor_id": _ID, "actor_role": _ID, "room_id": _ID, "created_at": _TIME,
-        "expires_at": _TIME, "signed_off_by": _MAYBE, "signed_off_at": _MAYBE_TIME, "reason": _ID,
-    },
-}  # fmt: skip
-CONSENT_SCHEMA: Final = {
-    "type": "object",
-    "required": ["id", "client_id", "recipient", "purpose", "data", "created_by", "created_at", "expires_at",
-                 "revoked_at", "revoked_by"],
-    "properties": {
-        "id": _ID, "client_id": _ID, "recipient": _ID, "purpose": _ID,
-        "data": {"type": "array", "items": {"type": "string", "enum": [c.value for c in DataCategory]}},
-        "created_by": _MAYBE, "created_at": _TIME, "expires_at": _TIME, "revoked_at": _MAYBE_TIME,
-        "revoked_by": _MAYBE,
-    },
-}  # fmt: skip
-_OPEN_BODY: Final = {
-    "type": "object",
-    "additionalProperties": False,
-    "required": ["room_id", "reason"],
-    "properties": {
-        "room_id": _ID,
-        "reason": {"type": "string", "minLength": MIN_REASON_CHARS, "maxLength": MAX_REASON_CHARS},
-    },
-}
-_TEXT: Final = {"type": "string", "minLength": 1, "maxLength": MAX_TEXT_CHARS}
-_CONSENT_BODY: Final = {
-    "type": "object",
-    "additionalProperties": False,
-    "required": ["recipient", "purpose", "data", "expires_at"],
-    "properties": {
-        "recipient": _TEXT,
-        "purpose": _TEXT,
-        "data": {
-            "type": "array",
-            "minItems": 1,
-            "items": {"type": "string", "enum": [c.value for c in DataCategory]},
-        },
-        "expires_at": _TIME,
-    },
-}
-BREAK_GLASS_HEADER: Final = {
-    "name": HEADER,
-    "in": "header",
-    "required": False,
-    "schema": {"type": "string", "pattern": _GRANT_ID.pattern},
-    "description": "a break-glass grant id (bg_...) of the caller, for the room named by room_id",
-}
-
-
-def _path(name: str) -> dict[str, Any]:
-    return {"name": name, "in": "path", "required": True, "schema": _ID}
-
-
-def _body(schema: dict[str, Any]) -> dict[str, Any]:
-    return {"required": True, "content": {"application/json": {"schema": schema}}}
+BREAK_GLASS_HEADER: Final = Param(
+    HEADER,
+    "header",
+    Annotated[str, msgspec.Meta(pattern=_GRANT_ID.pattern)],
+    "a break-glass grant id (bg_...) of the caller, for the room named by room_id",
+)
 
 
 def routes() -> list[BaseRoute]:
-    grants = {
-        "type": "object",
-        "required": ["grants"],
-        "properties": {"grants": {"type": "array", "items": GRANT_SCHEMA}},
-    }
-    consents = {"type": "object", "required": ["consents"],
-                "properties": {"consents": {"type": "array", "items": CONSENT_SCHEMA}}}  # fmt: skip
     return [
         documented_route(
             "/api/v1/break-glass",
             _break_glass_collection,
             ["GET", "POST"],
             {
-                "post": {
-                    "summary": "Open break-glass access to one room's records, stating a reason (time-boxed, audited)",
-                    "operationId": "openBreakGlass",
-                    "security": BEARER_SECURITY,
-                    "requestBody": _body(_OPEN_BODY),
-                    "responses": {
-                        "201": json_body(GRANT_SCHEMA, "Opened"),
-                        **refusals(400, 401, 403, 404, 413, 415),
-                    },
-                },
-                "get": {
-                    "summary": "Break-glass accesses not yet signed off by a second admin, with their reasons",
-                    "operationId": "listBreakGlass",
-                    "security": BEARER_SECURITY,
-                    "responses": {"200": json_body(grants), **refusals(401, 403)},
-                },
+                "post": Operation(
+                    summary="Open break-glass access to one room's records, stating a reason (time-boxed, audited)",
+                    operation_id="openBreakGlass",
+                    security=BEARER_SECURITY,
+                    request=OpenBreakGlassBody,
+                    responses={201: Reply("Opened", GrantView), **refusals(400, 401, 403, 404, 413, 415)},
+                ),
+                "get": Operation(
+                    summary="Break-glass accesses not yet signed off by a second admin, with their reasons",
+                    operation_id="listBreakGlass",
+                    security=BEARER_SECURITY,
+                    responses={200: Reply(body=GrantList), **refusals(401, 403)},
+                ),
             },
         ),
         documented_route(
             "/api/v1/break-glass/{grant_id}/sign-off",
             sign_off_break_glass,
             ["POST"],
-            {
-                "post": {
-                    "summary": "Sign off a break-glass access (a second admin, not the one who opened it)",
-                    "operationId": "signOffBreakGlass",
-                    "security": BEARER_SECURITY,
-                    "parameters": [_path("grant_id")],
-                    "requestBody": {
-                        "required": False,
-                        "content": {
-                            "application/json": {"schema": {"type": "object", "additionalProperties": False}}
-                        },
-                    },
-                    "responses": {
-                        "200": json_body(GRANT_SCHEMA),
-                        **refusals(400, 401, 403, 404, 409, 413, 415),
-                    },
-                }
-            },
+            Operation(
+                summary="Sign off a break-glass access (a second admin, not the one who opened it)",
+                operation_id="signOffBreakGlass",
+                security=BEARER_SECURITY,
+                parameters=[path_param("grant_id")],
+                request=SignOffBody,
+                request_required=False,
+                responses={200: Reply(body=GrantView), **refusals(400, 401, 403, 404, 409, 413, 415)},
+            ),
         ),
         documented_route(
             "/api/v1/clients/{client_id}/consents",
             client_consents,
             ["GET", "POST"],
             {
-                "post": {
-                    "summary": "Record a client's 42 CFR part 2 consent to a disclosure",
-                    "operationId": "addConsent",
-                    "security": BEARER_SECURITY,
-                    "parameters": [_path("client_id")],
-                    "requestBody": _body(_CONSENT_BODY),
-                    "responses": {
-                        "201": json_body(CONSENT_SCHEMA, "Recorded"),
+                "post": Operation(
+                    summary="Record a client's 42 CFR part 2 consent to a disclosure",
+                    operation_id="addConsent",
+                    security=BEARER_SECURITY,
+                    parameters=[path_param("client_id")],
+                    request=AddConsentBody,
+                    responses={
+                        201: Reply("Recorded", ConsentView),
                         **refusals(400, 401, 403, 404, 409, 413, 415),
                     },
-                },
-                "get": {
-                    "summary": "A client's consents (active, expired and revoked)",
-                    "operationId": "listConsents",
-                    "security": BEARER_SECURITY,
-                    "parameters": [_path("client_id")],
-                    "responses": {"200": json_body(consents), **refusals(401, 403, 404)},
-                },
+                ),
+                "get": Operation(
+                    summary="A client's consents (active, expired and revoked)",
+                    operation_id="listConsents",
+                    security=BEARER_SECURITY,
+                    parameters=[path_param("client_id")],
+                    responses={200: Reply(body=ConsentList), **refusals(401, 403, 404)},
+                ),
             },
         ),
         documented_route(
             "/api/v1/consents/{consent_id}",
             revoke_consent,
             ["DELETE"],
-            {
-                "delete": {
-                    "summary": "Revoke a consent: it stops permitting disclosures at once (idempotent)",
-                    "operationId": "revokeConsent",
-                    "security": BEARER_SECURITY,
-                    "parameters": [_path("consent_id")],
-                    "responses": {"200": json_body(CONSENT_SCHEMA, "Revoked"), **refusals(401, 403, 404)},
-                }
-            },
+            Operation(
+                summary="Revoke a consent: it stops permitting disclosures at once (idempotent)",
+                operation_id="revokeConsent",
+                security=BEARER_SECURITY,
+                parameters=[path_param("consent_id")],
+                responses={200: Reply("Revoked", ConsentView), **refusals(401, 403, 404)},
+            ),
         ),
     ]
 

@@ -7,17 +7,18 @@ The same view the presence WebSocket starts with, read from the live room store.
 
 from __future__ import annotations
 
-from typing import Any, Final
+from typing import Annotated, Final
 
+import msgspec
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import BaseRoute
 
 from vIOP.api.auth_context import BEARER_SECURITY, authenticate, iso, refusals, require_account
-from vIOP.api.openapi import documented_route, json_body
+from vIOP.api.openapi import IsoTime, Operation, Param, Reply, documented_route, struct_response
 from vIOP.auth.permissions import Action, Grant, authorize
 from vIOP.ids import UserId
-from vIOP.rooms.participant import ParticipantState
+from vIOP.rooms.participant import ParticipantState, Role
 from vIOP.rooms.presence import PresenceSnapshot, RoomPresence, SeatView, Viewer
 from vIOP.rooms.room import RoomKind, RoomState
 from vIOP.rooms.waiting_room import LobbyEntry
@@ -28,53 +29,101 @@ def _seconds(value: float) -> int:
     return max(0, int(value))
 
 
-def _waiting(entry: LobbyEntry) -> dict[str, Any]:
-    return {
-        "participant_id": entry.participant_id,
-        "display_name": entry.display_name,
-        "position": entry.position,
-        "waiting_since": iso(entry.waiting_since),
-        "waited_seconds": _seconds(entry.waited_seconds),
-        "reconnecting": entry.reconnecting,
-    }
+def _only(*values: str) -> msgspec.Meta:
+    """Narrows an enum field's documented values to those this view can hold."""
+    return msgspec.Meta(extra_json_schema={"enum": list(values)})
 
 
-def _seated(seat: SeatView, now: float) -> dict[str, Any]:
-    return {
-        "participant_id": seat.participant_id,
-        "role": seat.role.value,
-        "display_name": seat.display_name,
-        "state": seat.state.value,
-        "since": iso(seat.since),
-        "seconds": _seconds(now - seat.since),
-        "reconnecting": seat.reconnecting_since is not None,
-        "reconnecting_since": iso(seat.reconnecting_since),
-        "muted": seat.muted,
-    }
+_OPEN_STATES: Final = tuple(s for s in RoomState if s is not RoomState.ENDED)
 
 
-def _room(room: RoomPresence, titles: dict[str, str], now: float) -> dict[str, Any]:
-    return {
-        "room_id": room.room_id,
-        "session_id": room.session_id,
-        "title": titles.get(room.room_id),
-        "kind": room.kind.value,
-        "state": room.state.value,
-        "hosts": list(room.host_ids),
-        "capacity": room.capacity,
-        "waiting_count": room.waiting_count,
-        "in_room_count": room.in_room_count,
-        "reconnecting_count": room.reconnecting_count,
-        "waiting": [_waiting(entry) for entry in room.waiting],
-        "seated": [_seated(seat, now) for seat in room.seated],
-    }
+class WaitingView(msgspec.Struct):
+    participant_id: str
+    display_name: str
+    position: Annotated[int, msgspec.Meta(ge=1)]
+    waiting_since: IsoTime
+    waited_seconds: Annotated[int, msgspec.Meta(ge=0)]
+    reconnecting: bool
 
 
-def snapshot_document(snapshot: PresenceSnapshot, titles: dict[str, str]) -> dict[str, Any]:
-    return {
-        "at": iso(snapshot.at),
-        "rooms": [_room(room, titles, snapshot.at) for room in snapshot.rooms],
-    }
+class SeatedView(msgspec.Struct):
+    participant_id: str
+    role: Role
+    display_name: str
+    state: Annotated[ParticipantState, _only(ParticipantState.ADMITTED, ParticipantState.IN_ROOM)]
+    since: IsoTime
+    seconds: Annotated[int, msgspec.Meta(ge=0)]
+    reconnecting: bool
+    reconnecting_since: IsoTime | None
+    muted: bool
+
+
+class RoomPresenceView(msgspec.Struct):
+    room_id: str
+    session_id: str
+    title: str | None
+    kind: RoomKind
+    state: Annotated[RoomState, _only(*_OPEN_STATES)]
+    hosts: list[str]
+    capacity: int
+    waiting_count: int
+    in_room_count: int
+    reconnecting_count: int
+    waiting: list[WaitingView]
+    seated: list[SeatedView]
+
+
+class PresenceSnapshotView(msgspec.Struct):
+    at: IsoTime
+    rooms: list[RoomPresenceView]
+
+
+def _waiting(entry: LobbyEntry) -> WaitingView:
+    return WaitingView(
+        participant_id=entry.participant_id,
+        display_name=entry.display_name,
+        position=entry.position,
+        waiting_since=iso(entry.waiting_since),
+        waited_seconds=_seconds(entry.waited_seconds),
+        reconnecting=entry.reconnecting,
+    )
+
+
+def _seated(seat: SeatView, now: float) -> SeatedView:
+    return SeatedView(
+        participant_id=seat.participant_id,
+        role=seat.role,
+        display_name=seat.display_name,
+        state=seat.state,
+        since=iso(seat.since),
+        seconds=_seconds(now - seat.since),
+        reconnecting=seat.reconnecting_since is not None,
+        reconnecting_since=iso(seat.reconnecting_since),
+        muted=seat.muted,
+    )
+
+
+def _room(room: RoomPresence, titles: dict[str, str], now: float) -> RoomPresenceView:
+    return RoomPresenceView(
+        room_id=room.room_id,
+        session_id=room.session_id,
+        title=titles.get(room.room_id),
+        kind=room.kind,
+        state=room.state,
+        hosts=list[str](room.host_ids),
+        capacity=room.capacity,
+        waiting_count=room.waiting_count,
+        in_room_count=room.in_room_count,
+        reconnecting_count=room.reconnecting_count,
+        waiting=[_waiting(entry) for entry in room.waiting],
+        seated=[_seated(seat, now) for seat in room.seated],
+    )
+
+
+def snapshot_document(snapshot: PresenceSnapshot, titles: dict[str, str]) -> PresenceSnapshotView:
+    return PresenceSnapshotView(
+        at=iso(snapshot.at), rooms=[_room(room, titles, snapshot.at) for room in snapshot.rooms]
+    )
 
 
 async def presence(request: Request) -> Response:
@@ -100,64 +149,7 @@ async def presence(request: Request) -> Response:
         snapshot = PresenceSnapshot(snapshot.at, tuple(r for r in snapshot.rooms if r.room_id == room_id))
     titles: dict[str, str] = {record.id: record.title for record in records}
     await caller.audit(AuditAction.PRESENCE_VIEWED, "room", room_id or "all")
-    return JSONResponse(snapshot_document(snapshot, titles))
-
-
-_TIME: Final = {"type": "string", "format": "date-time"}
-_MAYBE_TIME: Final = {"type": ["string", "null"], "format": "date-time"}
-_WAITING: Final = {
-    "type": "object",
-    "required": ["participant_id", "display_name", "position", "waiting_since", "waited_seconds"],
-    "properties": {
-        "participant_id": {"type": "string"},
-        "display_name": {"type": "string"},
-        "position": {"type": "integer", "minimum": 1},
-        "waiting_since": _TIME,
-        "waited_seconds": {"type": "integer", "minimum": 0},
-        "reconnecting": {"type": "boolean"},
-    },
-}
-_SEATED: Final = {
-    "type": "object",
-    "required": ["participant_id", "role", "display_name", "state", "since", "seconds", "reconnecting"],
-    "properties": {
-        "participant_id": {"type": "string"},
-        "role": {"type": "string", "enum": ["host", "client"]},
-        "display_name": {"type": "string"},
-        "state": {
-            "type": "string",
-            "enum": [ParticipantState.ADMITTED.value, ParticipantState.IN_ROOM.value],
-        },
-        "since": _TIME,
-        "seconds": {"type": "integer", "minimum": 0},
-        "reconnecting": {"type": "boolean"},
-        "reconnecting_since": _MAYBE_TIME,
-        "muted": {"type": "boolean"},
-    },
-}
-_ROOM: Final = {
-    "type": "object",
-    "required": ["room_id", "session_id", "kind", "state", "hosts", "capacity", "waiting", "seated"],
-    "properties": {
-        "room_id": {"type": "string"},
-        "session_id": {"type": "string"},
-        "title": {"type": ["string", "null"]},
-        "kind": {"type": "string", "enum": [k.value for k in RoomKind]},
-        "state": {"type": "string", "enum": [s.value for s in RoomState if s is not RoomState.ENDED]},
-        "hosts": {"type": "array", "items": {"type": "string"}},
-        "capacity": {"type": "integer"},
-        "waiting_count": {"type": "integer"},
-        "in_room_count": {"type": "integer"},
-        "reconnecting_count": {"type": "integer"},
-        "waiting": {"type": "array", "items": _WAITING},
-        "seated": {"type": "array", "items": _SEATED},
-    },
-}
-SNAPSHOT_SCHEMA: Final = {
-    "type": "object",
-    "required": ["at", "rooms"],
-    "properties": {"at": _TIME, "rooms": {"type": "array", "items": _ROOM}},
-}
+    return struct_response(snapshot_document(snapshot, titles))
 
 
 def routes() -> list[BaseRoute]:
@@ -166,22 +158,12 @@ def routes() -> list[BaseRoute]:
             "/api/v1/presence",
             presence,
             ["GET"],
-            {
-                "get": {
-                    "summary": "Presence snapshot: staff and admins every open room, clinicians their own",
-                    "operationId": "presenceSnapshot",
-                    "security": BEARER_SECURITY,
-                    "parameters": [
-                        {
-                            "name": "room_id",
-                            "in": "query",
-                            "required": False,
-                            "schema": {"type": "string"},
-                            "description": "only this room",
-                        }
-                    ],
-                    "responses": {"200": json_body(SNAPSHOT_SCHEMA), **refusals(401, 403, 404)},
-                }
-            },
+            Operation(
+                summary="Presence snapshot: staff and admins every open room, clinicians their own",
+                operation_id="presenceSnapshot",
+                security=BEARER_SECURITY,
+                parameters=[Param("room_id", "query", description="only this room")],
+                responses={200: Reply(body=PresenceSnapshotView), **refusals(401, 403, 404)},
+            ),
         ),
     ]

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import unicodedata
 from datetime import UTC, datetime
-from typing import Annotated, Any, Final
+from typing import Annotated, Final
 
 import msgspec
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import BaseRoute
 
 from vIOP.api.auth_context import (
@@ -27,9 +27,9 @@ from vIOP.api.auth_context import (
     require_account,
 )
 from vIOP.api.context import Services, services_of
-from vIOP.api.openapi import documented_route, json_body
+from vIOP.api.openapi import IsoTime, Operation, Reply, documented_route, path_param, struct_response
 from vIOP.api.ws_revocation import revoke_invite_sessions
-from vIOP.auth.invites import InviteRejected
+from vIOP.auth.invites import InvitePolicy, InviteRejected
 from vIOP.auth.permissions import Action, Grant, Role, RoomScope, authorize, grant_for
 from vIOP.errors import BadRequest, Conflict, Forbidden
 from vIOP.ids import InviteId, UserId, new_room_id
@@ -45,9 +45,18 @@ _ENDED: Final = RoomState.ENDED.value
 _INVISIBLE: Final = frozenset({"Cc", "Cf", "Cs", "Co", "Cn"})
 
 
+_POLICY: Final = InvitePolicy()
+
+
+# Text is checked after trimming (check_title, check_display_name) and the invite's numbers by the invite
+# policy, so those bounds are documented on the field rather than enforced by the decoder.
+def _documented(**schema: object) -> msgspec.Meta:
+    return msgspec.Meta(extra_json_schema=schema)
+
+
 class CreateRoomBody(msgspec.Struct, forbid_unknown_fields=True):
     kind: RoomKind
-    title: str
+    title: Annotated[str, _documented(minLength=1, maxLength=MAX_ROOM_TITLE_CHARS)]
     capacity: Annotated[int, msgspec.Meta(ge=1, le=MAX_ROOM_CAPACITY)] | None = None
 
 
@@ -56,9 +65,53 @@ class ExchangeInviteBody(msgspec.Struct, forbid_unknown_fields=True):
 
 
 class CreateInviteBody(msgspec.Struct, forbid_unknown_fields=True):
-    display_name: str
-    expires_in: int | None = None
-    max_uses: int | None = None
+    display_name: Annotated[str, _documented(minLength=1, maxLength=MAX_DISPLAY_NAME_CHARS)]
+    expires_in: (
+        Annotated[int, _documented(minimum=_POLICY.min_expires_in, maximum=_POLICY.max_expires_in)] | None
+    ) = None
+    max_uses: Annotated[int, _documented(minimum=1, maximum=_POLICY.max_uses_limit)] | None = None
+
+
+class RoomView(msgspec.Struct):
+    """A room as admins, staff and clinicians see it (docs/API.md, POST /api/v1/rooms)."""
+
+    id: str
+    kind: RoomKind
+    title: str
+    capacity: Annotated[int, msgspec.Meta(ge=1, le=MAX_ROOM_CAPACITY)]
+    state: RoomState
+    hosts: list[str]
+    created_at: IsoTime
+    ended_at: IsoTime | None
+
+
+class ClientRoomView(msgspec.Struct):
+    """What a client's waiting-room page needs, and nothing more."""
+
+    id: str
+    kind: RoomKind
+    title: str
+    state: RoomState
+
+
+class RoomList(msgspec.Struct):
+    rooms: list[RoomView]
+
+
+class CreatedInvite(msgspec.Struct):
+    id: str
+    invite_token: str
+    join_url: str
+    room_id: str
+    client_id: str
+    expires_at: IsoTime
+    max_uses: int | None
+
+
+class ExchangedInvite(msgspec.Struct):
+    device_token: str
+    room_id: str
+    expires_at: IsoTime
 
 
 def check_title(raw: str) -> str:
@@ -87,7 +140,7 @@ async def live_room(services: Services, record: RoomRecord) -> Room | None:
     return room
 
 
-def room_object(record: RoomRecord, live: Room | None) -> dict[str, Any]:
+def room_object(record: RoomRecord, live: Room | None) -> RoomView:
     """The room as admins, staff and clinicians see it (docs/API.md, POST /api/v1/rooms)."""
     if live is None:
         state, hosts, capacity, ended_at = (
@@ -100,26 +153,26 @@ def room_object(record: RoomRecord, live: Room | None) -> dict[str, Any]:
     else:
         state, hosts, capacity = live.state.value, sorted(live.host_ids), live.capacity
         ended = live.ended_at if live.ended_at is not None else record.ended_at
-    return {
-        "id": record.id,
-        "kind": record.kind,
-        "title": record.title,
-        "capacity": capacity,
-        "state": state,
-        "hosts": hosts,
-        "created_at": iso(record.created_at),
-        "ended_at": iso(ended),
-    }
+    return RoomView(
+        id=record.id,
+        kind=RoomKind(record.kind),
+        title=record.title,
+        capacity=capacity,
+        state=RoomState(state),
+        hosts=list[str](hosts),
+        created_at=iso(record.created_at),
+        ended_at=iso(ended),
+    )
 
 
-def client_room_object(record: RoomRecord, live: Room | None) -> dict[str, Any]:
+def client_room_object(record: RoomRecord, live: Room | None) -> ClientRoomView:
     """What a client's waiting-room page needs, and nothing more."""
-    return {
-        "id": record.id,
-        "kind": record.kind,
-        "title": record.title,
-        "state": live.state.value if live is not None else record.state,
-    }
+    return ClientRoomView(
+        id=record.id,
+        kind=RoomKind(record.kind),
+        title=record.title,
+        state=live.state if live is not None else RoomState(record.state),
+    )
 
 
 async def room_for(caller: Caller, room_id: str, action: Action) -> tuple[RoomRecord, Room | None]:
@@ -190,7 +243,7 @@ async def create_room(request: Request) -> Response:
         await services.room_directory.set_state(record.id, _ENDED, ended_at=now)
         raise
     await caller.audit(AuditAction.ROOM_CREATED, "room", record.id)
-    return JSONResponse(
+    return struct_response(
         room_object(record, live), status_code=201, headers={"Location": f"/api/v1/rooms/{record.id}"}
     )
 
@@ -214,15 +267,15 @@ async def list_rooms(request: Request) -> Response:
             live = await live_room(caller.services, record)
         if live is None or live.state is not RoomState.ENDED:
             listed.append(room_object(record, live))
-    return JSONResponse({"rooms": listed})
+    return struct_response(RoomList(rooms=listed))
 
 
 async def get_room(request: Request) -> Response:
     caller = await authenticate(request, allow_invite=True)
     record, live = await room_for(caller, request.path_params["room_id"], Action.VIEW_ROOM)
     if caller.is_client:
-        return JSONResponse(client_room_object(record, live))
-    return JSONResponse(room_object(record, live))
+        return struct_response(client_room_object(record, live))
+    return struct_response(room_object(record, live))
 
 
 async def create_invite(request: Request) -> Response:
@@ -237,16 +290,16 @@ async def create_invite(request: Request) -> Response:
     invite = created.invite
     await caller.audit(AuditAction.INVITE_CREATED, "invite", invite.id)
     join_url = f"{public_origin(services)}/join#invite={created.token}&room={invite.room_id}"
-    return JSONResponse(
-        {
-            "id": invite.id,
-            "invite_token": created.token,
-            "join_url": join_url,
-            "room_id": invite.room_id,
-            "client_id": invite.client_id,
-            "expires_at": iso(invite.expires_at),
-            "max_uses": invite.max_uses,
-        },
+    return struct_response(
+        CreatedInvite(
+            id=invite.id,
+            invite_token=created.token,
+            join_url=join_url,
+            room_id=invite.room_id,
+            client_id=invite.client_id,
+            expires_at=iso(invite.expires_at),
+            max_uses=invite.max_uses,
+        ),
         status_code=201,
         headers={"Location": f"/api/v1/invites/{invite.id}"},
     )
@@ -270,12 +323,10 @@ async def exchange_invite(request: Request) -> Response:
     await services.storage.audit.append(
         invite.client_id, Role.CLIENT.value, INVITE_EXCHANGED, "invite", invite.id, Outcome.SUCCESS, address
     )
-    return JSONResponse(
-        {
-            "device_token": exchanged.device_token,
-            "room_id": invite.room_id,
-            "expires_at": iso(invite.expires_at),
-        }
+    return struct_response(
+        ExchangedInvite(
+            device_token=exchanged.device_token, room_id=invite.room_id, expires_at=iso(invite.expires_at)
+        )
     )
 
 
@@ -292,78 +343,6 @@ async def revoke_invite(request: Request) -> Response:
 
 # --- OpenAPI ----------------------------------------------------------------------------------------------
 
-_ID = {"type": "string"}
-_TIME = {"type": "string", "format": "date-time"}
-ROOM_SCHEMA: Final[dict[str, Any]] = {
-    "type": "object",
-    "required": ["id", "kind", "title", "capacity", "state", "hosts", "created_at", "ended_at"],
-    "properties": {
-        "id": _ID,
-        "kind": {"type": "string", "enum": [k.value for k in RoomKind]},
-        "title": {"type": "string"},
-        "capacity": {"type": "integer", "minimum": 1, "maximum": MAX_ROOM_CAPACITY},
-        "state": {"type": "string", "enum": [s.value for s in RoomState]},
-        "hosts": {"type": "array", "items": _ID},
-        "created_at": _TIME,
-        "ended_at": {"type": ["string", "null"], "format": "date-time"},
-    },
-}
-CLIENT_ROOM_SCHEMA: Final[dict[str, Any]] = {
-    "type": "object",
-    "required": ["id", "kind", "title", "state"],
-    "properties": {k: ROOM_SCHEMA["properties"][k] for k in ("id", "kind", "title", "state")},
-}
-_CREATE_ROOM_BODY = {
-    "type": "object",
-    "additionalProperties": False,
-    "required": ["kind", "title"],
-    "properties": {
-        "kind": {"type": "string", "enum": [k.value for k in RoomKind]},
-        "title": {"type": "string", "minLength": 1, "maxLength": MAX_ROOM_TITLE_CHARS},
-        "capacity": {"type": ["integer", "null"], "minimum": 1, "maximum": MAX_ROOM_CAPACITY},
-    },
-}
-_CREATE_INVITE_BODY = {
-    "type": "object",
-    "additionalProperties": False,
-    "required": ["display_name"],
-    "properties": {
-        "display_name": {"type": "string", "minLength": 1, "maxLength": MAX_DISPLAY_NAME_CHARS},
-        "expires_in": {"type": ["integer", "null"], "minimum": 60, "maximum": 30 * 24 * 3600},
-        "max_uses": {"type": ["integer", "null"], "minimum": 1, "maximum": 1000},
-    },
-}
-_INVITE = {
-    "type": "object",
-    "required": ["id", "invite_token", "join_url", "room_id", "client_id", "expires_at", "max_uses"],
-    "properties": {
-        "id": _ID,
-        "invite_token": {"type": "string"},
-        "join_url": {"type": "string"},
-        "room_id": _ID,
-        "client_id": _ID,
-        "expires_at": _TIME,
-        "max_uses": {"type": ["integer", "null"]},
-    },
-}
-_EXCHANGE_BODY: Final[dict[str, Any]] = {
-    "type": "object",
-    "additionalProperties": False,
-    "required": ["invite_token"],
-    "properties": {"invite_token": {"type": "string", "maxLength": 128}},
-}
-_EXCHANGED: Final[dict[str, Any]] = {
-    "type": "object",
-    "required": ["device_token", "room_id", "expires_at"],
-    "properties": {"device_token": {"type": "string"}, "room_id": _ID, "expires_at": _TIME},
-}
-_ROOM_ID_PARAM = {"name": "room_id", "in": "path", "required": True, "schema": _ID}
-_INVITE_ID_PARAM = {"name": "invite_id", "in": "path", "required": True, "schema": _ID}
-
-
-def _request_body(schema: dict[str, Any]) -> dict[str, Any]:
-    return {"required": True, "content": {"application/json": {"schema": schema}}}
-
 
 def routes() -> list[BaseRoute]:
     return [
@@ -372,98 +351,75 @@ def routes() -> list[BaseRoute]:
             _rooms_collection,
             ["GET", "POST"],
             {
-                "post": {
-                    "summary": "Create a room; the caller (a clinician) becomes its host",
-                    "operationId": "createRoom",
-                    "security": BEARER_SECURITY,
-                    "requestBody": _request_body(_CREATE_ROOM_BODY),
-                    "responses": {
-                        "201": json_body(ROOM_SCHEMA, "Created"),
-                        **refusals(400, 401, 403, 413, 415),
-                    },
-                },
-                "get": {
-                    "summary": "List rooms: a clinician's own, every open room for admin and staff",
-                    "operationId": "listRooms",
-                    "security": BEARER_SECURITY,
-                    "responses": {
-                        "200": json_body(
-                            {
-                                "type": "object",
-                                "required": ["rooms"],
-                                "properties": {"rooms": {"type": "array", "items": ROOM_SCHEMA}},
-                            }
-                        ),
-                        **refusals(401, 403),
-                    },
-                },
+                "post": Operation(
+                    summary="Create a room; the caller (a clinician) becomes its host",
+                    operation_id="createRoom",
+                    security=BEARER_SECURITY,
+                    request=CreateRoomBody,
+                    responses={201: Reply("Created", RoomView), **refusals(400, 401, 403, 413, 415)},
+                ),
+                "get": Operation(
+                    summary="List rooms: a clinician's own, every open room for admin and staff",
+                    operation_id="listRooms",
+                    security=BEARER_SECURITY,
+                    responses={200: Reply(body=RoomList), **refusals(401, 403)},
+                ),
             },
         ),
         documented_route(
             "/api/v1/rooms/{room_id}",
             get_room,
             ["GET"],
-            {
-                "get": {
-                    "summary": "Read one room (clients with their invite token: the waiting-room view)",
-                    "operationId": "getRoom",
-                    "security": BEARER_SECURITY,
-                    "parameters": [_ROOM_ID_PARAM],
-                    "responses": {
-                        "200": json_body({"anyOf": [ROOM_SCHEMA, CLIENT_ROOM_SCHEMA]}),
-                        **refusals(401, 403, 404),
-                    },
-                }
-            },
+            Operation(
+                summary="Read one room (clients with their invite token: the waiting-room view)",
+                operation_id="getRoom",
+                security=BEARER_SECURITY,
+                parameters=[path_param("room_id")],
+                responses={200: Reply(body=(RoomView, ClientRoomView)), **refusals(401, 403, 404)},
+            ),
         ),
         documented_route(
             "/api/v1/rooms/{room_id}/invites",
             create_invite,
             ["POST"],
-            {
-                "post": {
-                    "summary": "Create an invite link for one new client of this room",
-                    "operationId": "createInvite",
-                    "security": BEARER_SECURITY,
-                    "parameters": [_ROOM_ID_PARAM],
-                    "requestBody": _request_body(_CREATE_INVITE_BODY),
-                    "responses": {
-                        "201": json_body(_INVITE, "Created; the token is shown only this once"),
-                        **refusals(400, 401, 403, 404, 409, 413, 415),
-                    },
-                }
-            },
+            Operation(
+                summary="Create an invite link for one new client of this room",
+                operation_id="createInvite",
+                security=BEARER_SECURITY,
+                parameters=[path_param("room_id")],
+                request=CreateInviteBody,
+                responses={
+                    201: Reply("Created; the token is shown only this once", CreatedInvite),
+                    **refusals(400, 401, 403, 404, 409, 413, 415),
+                },
+            ),
         ),
         documented_route(
             "/api/v1/invites/exchange",
             exchange_invite,
             ["POST"],
-            {
-                "post": {
-                    "summary": "Exchange an invite link's token, once, for this device's client credential",
-                    "operationId": "exchangeInvite",
-                    "security": [],
-                    "requestBody": _request_body(_EXCHANGE_BODY),
-                    "responses": {
-                        "200": json_body(_EXCHANGED, "The device credential, shown only this once"),
-                        **refusals(400, 401, 413, 415),
-                    },
-                }
-            },
+            Operation(
+                summary="Exchange an invite link's token, once, for this device's client credential",
+                operation_id="exchangeInvite",
+                security=[],
+                request=ExchangeInviteBody,
+                responses={
+                    200: Reply("The device credential, shown only this once", ExchangedInvite),
+                    **refusals(400, 401, 413, 415),
+                },
+            ),
         ),
         documented_route(
             "/api/v1/invites/{invite_id}",
             revoke_invite,
             ["DELETE"],
-            {
-                "delete": {
-                    "summary": "Revoke an invite (idempotent)",
-                    "operationId": "revokeInvite",
-                    "security": BEARER_SECURITY,
-                    "parameters": [_INVITE_ID_PARAM],
-                    "responses": {"204": {"description": "Revoked"}, **refusals(401, 403, 404)},
-                }
-            },
+            Operation(
+                summary="Revoke an invite (idempotent)",
+                operation_id="revokeInvite",
+                security=BEARER_SECURITY,
+                parameters=[path_param("invite_id")],
+                responses={204: Reply("Revoked"), **refusals(401, 403, 404)},
+            ),
         ),
     ]
 

@@ -7,12 +7,12 @@ not ended (409, signal only); only then does a client's ``signal`` ticket spend 
 
 from __future__ import annotations
 
-from typing import Any, Final
+from typing import Final
 from urllib.parse import urlsplit
 
 import msgspec
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import BaseRoute
 
 from vIOP.api.auth_context import (
@@ -25,7 +25,7 @@ from vIOP.api.auth_context import (
 )
 from vIOP.api.context import Services
 from vIOP.api.http_rooms import caller_room
-from vIOP.api.openapi import documented_route, json_body
+from vIOP.api.openapi import Operation, Reply, documented_route, struct_response
 from vIOP.api.ticket_rate import TicketRateLimit
 from vIOP.auth.permissions import Action
 from vIOP.auth.tickets import TicketPurpose
@@ -41,6 +41,13 @@ _WS_PATH: Final = {TicketPurpose.SIGNAL: "/ws/signal", TicketPurpose.PRESENCE: "
 class TicketBody(msgspec.Struct, forbid_unknown_fields=True):
     room_id: str | None = None
     purpose: TicketPurpose = TicketPurpose.SIGNAL
+
+
+class IssuedTicket(msgspec.Struct):
+    ticket: str
+    expires_in: int
+    room_id: str | None
+    ws_url: str
 
 
 def ws_url(services: Services, purpose: TicketPurpose, ticket: str) -> str:
@@ -72,34 +79,14 @@ async def issue_ticket(request: Request) -> Response:
     )
     room_id = scope.room_id if scope is not None else None
     await caller.audit(AuditAction.TICKET_ISSUED, "room", room_id or "all")
-    return JSONResponse(
-        {
-            "ticket": issued.ticket,
-            "expires_in": issued.expires_in,
-            "room_id": room_id,
-            "ws_url": ws_url(services, purpose, issued.ticket),
-        }
+    return struct_response(
+        IssuedTicket(
+            ticket=issued.ticket,
+            expires_in=issued.expires_in,
+            room_id=room_id,
+            ws_url=ws_url(services, purpose, issued.ticket),
+        )
     )
-
-
-_BODY: Final[dict[str, Any]] = {
-    "type": "object",
-    "additionalProperties": False,
-    "properties": {
-        "room_id": {"type": ["string", "null"]},
-        "purpose": {"type": "string", "enum": [p.value for p in TicketPurpose], "default": "signal"},
-    },
-}
-_TICKET: Final[dict[str, Any]] = {
-    "type": "object",
-    "required": ["ticket", "expires_in", "room_id", "ws_url"],
-    "properties": {
-        "ticket": {"type": "string"},
-        "expires_in": {"type": "integer"},
-        "room_id": {"type": ["string", "null"]},
-        "ws_url": {"type": "string"},
-    },
-}
 
 
 def routes() -> list[BaseRoute]:
@@ -108,17 +95,16 @@ def routes() -> list[BaseRoute]:
             "/api/v1/signal-tickets",
             issue_ticket,
             ["POST"],
-            {
-                "post": {
-                    "summary": "Trade the bearer credential (access or invite token) for a WebSocket ticket",
-                    "operationId": "issueSignalTicket",
-                    "security": BEARER_SECURITY,
-                    "requestBody": {"required": False, "content": {"application/json": {"schema": _BODY}}},
-                    "responses": {
-                        "200": json_body(_TICKET, "A single-use ticket, valid 30 seconds"),
-                        **refusals(400, 401, 403, 404, 409, 413, 415, 429),
-                    },
-                }
-            },
+            Operation(
+                summary="Trade the bearer credential (access or invite token) for a WebSocket ticket",
+                operation_id="issueSignalTicket",
+                security=BEARER_SECURITY,
+                request=TicketBody,
+                request_required=False,
+                responses={
+                    200: Reply("A single-use ticket, valid 30 seconds", IssuedTicket),
+                    **refusals(400, 401, 403, 404, 409, 413, 415, 429),
+                },
+            ),
         ),
     ]

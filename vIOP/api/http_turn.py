@@ -8,15 +8,16 @@ server's logs hold no PHI. A server without a TURN secret answers 404 with a cle
 
 from __future__ import annotations
 
-from typing import Final
+from typing import Annotated
 
+import msgspec
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import BaseRoute
 
 from vIOP.api.auth_context import BEARER_SECURITY, authenticate, iso, refusals, require_role
 from vIOP.api.http_rooms import caller_room
-from vIOP.api.openapi import documented_route, json_body
+from vIOP.api.openapi import IsoTime, Operation, Param, Reply, documented_route, struct_response
 from vIOP.auth.permissions import Action
 from vIOP.errors import NotFound
 from vIOP.ids import ParticipantId
@@ -25,6 +26,16 @@ from vIOP.ids import ParticipantId
 class TurnNotConfigured(NotFound):
     def __init__(self) -> None:
         super().__init__("TURN is not configured on this server: connect without a relay (STUN/host only)")
+
+
+class TurnCredentials(msgspec.Struct):
+    """An RTCIceServer entry, plus its expiry."""
+
+    urls: list[str]
+    username: str
+    credential: str
+    ttl: Annotated[int, msgspec.Meta(ge=1)]
+    expires_at: IsoTime
 
 
 async def turn_credentials(request: Request) -> Response:
@@ -47,28 +58,15 @@ async def turn_credentials(request: Request) -> Response:
         now=services.rooms.clock(),
         session_ends_at=caller.session_ends_at,
     )
-    return JSONResponse(
-        {
-            "urls": list(credentials.urls),
-            "username": credentials.username,
-            "credential": credentials.password,
-            "ttl": credentials.ttl_seconds,
-            "expires_at": iso(credentials.expires_at),
-        }
+    return struct_response(
+        TurnCredentials(
+            urls=list(credentials.urls),
+            username=credentials.username,
+            credential=credentials.password,
+            ttl=credentials.ttl_seconds,
+            expires_at=iso(credentials.expires_at),
+        )
     )
-
-
-_CREDENTIALS: Final = {
-    "type": "object",
-    "required": ["urls", "username", "credential", "ttl", "expires_at"],
-    "properties": {
-        "urls": {"type": "array", "items": {"type": "string"}},
-        "username": {"type": "string"},
-        "credential": {"type": "string"},
-        "ttl": {"type": "integer", "minimum": 1},
-        "expires_at": {"type": "string", "format": "date-time"},
-    },
-}
 
 
 def routes() -> list[BaseRoute]:
@@ -77,25 +75,21 @@ def routes() -> list[BaseRoute]:
             "/api/v1/turn-credentials",
             turn_credentials,
             ["GET"],
-            {
-                "get": {
-                    "summary": "Ephemeral TURN credentials for a participant, no longer-lived than the session",
-                    "operationId": "turnCredentials",
-                    "security": BEARER_SECURITY,
-                    "parameters": [
-                        {
-                            "name": "room_id",
-                            "in": "query",
-                            "required": False,
-                            "schema": {"type": "string"},
-                            "description": "the room; required with an access token, implied by an invite",
-                        }
-                    ],
-                    "responses": {
-                        "200": json_body(_CREDENTIALS, "An RTCIceServer entry, plus its expiry"),
-                        **refusals(400, 401, 403, 404, 409),
-                    },
-                }
-            },
+            Operation(
+                summary="Ephemeral TURN credentials for a participant, no longer-lived than the session",
+                operation_id="turnCredentials",
+                security=BEARER_SECURITY,
+                parameters=[
+                    Param(
+                        "room_id",
+                        "query",
+                        description="the room; required with an access token, implied by an invite",
+                    )
+                ],
+                responses={
+                    200: Reply("An RTCIceServer entry, plus its expiry", TurnCredentials),
+                    **refusals(400, 401, 403, 404, 409),
+                },
+            ),
         ),
     ]

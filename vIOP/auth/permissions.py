@@ -22,11 +22,18 @@ from vIOP.errors import Forbidden
 from vIOP.ids import RoomId
 
 
-class Role(StrEnum):
+class PrincipalRole(StrEnum):
+    """What a signed-in principal is across the product (not a participant's role in one room: that is
+    ``vIOP.rooms.participant.Role``, host or client)."""
+
     ADMIN = "admin"
     CLINICIAN = "clinician"
     STAFF = "staff"
     CLIENT = "client"
+
+
+# The short name every caller imports; the class carries the full one (e.g. in the OpenAPI components).
+Role = PrincipalRole
 
 
 ACCOUNT_ROLES: Final = frozenset({Role.ADMIN, Role.CLINICIAN, Role.STAFF})
