@@ -15,6 +15,7 @@ from starlette.routing import BaseRoute, Route, WebSocketRoute
 
 from vIOP import web
 from vIOP.api import health, http_attendance, http_auth, http_presence, http_rooms, http_tickets, http_turn
+from vIOP.api.audit_trail import login_user_agent
 from vIOP.api.context import Services
 from vIOP.api.live import EventListener, RelayHooks, relay_signal_sender, run_event_loop, run_sweeper
 from vIOP.api.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
@@ -107,8 +108,9 @@ async def open_services(settings: Settings) -> Services:
     invite_store = SqlInviteStore(db, ring)
 
     async def audit_login(event: LoginEvent) -> None:
+        # Through the one recorder (services.audit_outbox, bound once the services exist below).
         locked = event.outcome is LoginOutcome.LOCKED
-        await storage.audit.append(
+        await services.audit_outbox.write(
             event.user_id,
             event.role.value if event.role else "anonymous",
             AuditAction.ACCOUNT_LOCKED if locked else AuditAction.LOGIN,
@@ -116,6 +118,7 @@ async def open_services(settings: Settings) -> Services:
             event.user_id,
             _LOGIN_OUTCOME[event.outcome],
             event.address,
+            login_user_agent.get(),
         )
 
     tokens = AccessTokens(

@@ -242,8 +242,12 @@ class Authenticator:
         try:
             attempt = await self._throttle.begin(self._username_index(name), self._address_index(address))
         except LoginThrottled:
+            # Attributed to the account it was aimed at (an index lookup, no password check): the audit
+            # log must show whose sign-in is under attack.
+            target = await self._store.by_username_index(self._username_index(name))
+            user_id, role = (target.id, target.role) if target is not None else (None, None)
             await self._events(
-                LoginEvent(LoginOutcome.THROTTLED, FailureReason.THROTTLED, None, None, address)
+                LoginEvent(LoginOutcome.THROTTLED, FailureReason.THROTTLED, user_id, role, address)
             )
             raise
         account = await self._store.by_username_index(self._username_index(name))

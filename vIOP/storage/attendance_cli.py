@@ -23,9 +23,9 @@ from vIOP.rooms.ports import AttendanceQuery
 from vIOP.settings import Settings, load_settings
 from vIOP.storage.attendance_sql import SqlAttendanceStore
 from vIOP.storage.audit import Action
+from vIOP.storage.audit_outbox import record_operator
 from vIOP.storage.bootstrap import open_storage
 
-OPERATOR = "operator"
 Subparsers = Any  # argparse's _SubParsersAction is private
 
 
@@ -98,7 +98,7 @@ def run_attendance(args: argparse.Namespace, settings: Settings | None = None) -
                 if args.client
                 else (None, None)
             )
-            await storage.audit.append(None, OPERATOR, Action.ATTENDANCE_EXPORTED, *subject)
+            await record_operator(storage.audit, Action.ATTENDANCE_EXPORTED, *subject)
             return 0
         finally:
             await storage.close()

@@ -13,12 +13,13 @@ user agent is stored as a keyed hash.
 from __future__ import annotations
 
 import asyncio
+import getpass
 import hashlib
 import hmac
 import json
 import os
 import re
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -69,6 +70,20 @@ class Action(StrEnum):
     CLIENT_SHREDDED = "client.shredded"
     BREAK_GLASS = "access.break_glass"
     AUDIT_VERIFIED = "audit.verified"
+    # issue 11: reads of PHI, every moderation action, refusals on a socket, TURN credentials
+    ROOM_VIEWED = "room.viewed"
+    HOST_ENTERED = "room.host_entered"
+    RESUMED = "room.resumed"
+    RESUME_REJECTED = "room.resume_rejected"
+    ALREADY_CONNECTED = "room.already_connected"
+    JOIN = "room.join"  # a refused join (the successful ones are knock, host_entered or resumed)
+    LEFT = "room.left"
+    LOBBY_MESSAGE = "room.lobby_message"
+    RETURN_TO_LOBBY = "room.return_to_lobby"
+    LOCKED = "room.locked"
+    UNLOCKED = "room.unlocked"
+    SIGNAL = "room.signal"  # a participant's own signaling (media, flags, heartbeat): only refusals
+    TURN_ISSUED = "turn.credentials_issued"
 
 
 class Outcome(StrEnum):
@@ -146,6 +161,43 @@ def _check(value: str | None, pattern: re.Pattern[str], what: str, optional: boo
         raise BadRequest(f"audit {what} must be an opaque id or a lowercase name (no names or free text)")
 
 
+def check_entry(
+    actor_id: str | None,
+    actor_role: str,
+    action: Action | str,
+    object_type: str | None,
+    object_id: str | None,
+    outcome: Outcome | str,
+    ip: str | None,
+) -> None:
+    """BadRequest for anything but ids and names: an audit row never holds a name or free text."""
+    _check(actor_id, _ID, "actor id")
+    _check(actor_role, _WORD, "actor role", optional=False)
+    _check(str(action), _WORD, "action", optional=False)
+    _check(object_type, _WORD, "object type")
+    _check(object_id, _ID, "object id")
+    _check(str(outcome), _WORD, "outcome", optional=False)
+    if ip is not None and len(ip) > 64:
+        raise BadRequest("audit ip is too long")
+
+
+OPERATOR_ROLE = "operator"
+_OS_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,60}$")
+
+
+def operator_id(environ: Mapping[str, str] | None = None) -> str:
+    """Who runs a CLI command: the person behind ``sudo`` (``SUDO_USER``), else the login name, as
+    ``os:<name>``. A name that is not a plain login name (a space, a domain) is kept as a short hash."""
+    env = os.environ if environ is None else environ
+    try:
+        name = env.get("SUDO_USER") or env.get("LOGNAME") or env.get("USER") or getpass.getuser()
+    except (KeyError, OSError):  # no passwd entry for this uid (a bare container)
+        name = f"uid{os.getuid()}"
+    if not _OS_NAME.match(name):
+        name = "h" + hashlib.sha256(name.encode()).hexdigest()[:16]
+    return f"os:{name}"
+
+
 class AuditLog:
     """Append and verify. One instance per process; appends from several processes are safe."""
 
@@ -185,20 +237,16 @@ class AuditLog:
         user_agent: str | None = None,
         *,
         at: datetime | None = None,
+        user_agent_hash: str | None = None,
     ) -> int:
         """Record one event; returns its seq. BadRequest (nothing written) for anything but ids and names.
 
-        ``at``: when it happened, if earlier than now (an entry that waited for the database to come back,
-        see ``vIOP.storage.audit_outbox``); the row still goes at the tail of the chain."""
-        _check(actor_id, _ID, "actor id")
-        _check(actor_role, _WORD, "actor role", optional=False)
-        _check(str(action), _WORD, "action", optional=False)
-        _check(object_type, _WORD, "object type")
-        _check(object_id, _ID, "object id")
-        _check(str(outcome), _WORD, "outcome", optional=False)
-        if ip is not None and len(ip) > 64:
-            raise BadRequest("audit ip is too long")
-        ua_hash = self.user_agent_hash(user_agent) if user_agent else None
+        The application records through ``vIOP.storage.audit_outbox.AuditOutbox`` (one recorder for HTTP,
+        sockets and the CLI), which calls this. ``at``: when it happened, if earlier than now (an entry that
+        waited for the database to come back); the row still goes at the tail of the chain.
+        ``user_agent_hash``: :meth:`user_agent_hash` already taken (the outbox keeps no raw user agent)."""
+        check_entry(actor_id, actor_role, action, object_type, object_id, outcome, ip)
+        ua_hash = self.user_agent_hash(user_agent) if user_agent else user_agent_hash
         async with self._lock:
             for _ in range(_APPEND_ATTEMPTS):
                 try:

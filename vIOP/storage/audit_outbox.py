@@ -1,10 +1,22 @@
-"""Audit entries of live sessions, kept until the database takes them.
+"""THE way to write an audit row: :class:`AuditOutbox`, one per process, for HTTP routes, sockets and the CLI.
 
-A room change happens in Redis; its audit row goes to the database. When the database is unreachable (a
-restart, a lock held by a backup) the change must not wait on it, and its audit row must not be lost: the
-entry is queued with the time of the event and one background writer appends the queue in order, at once
-if it can, else on the next :meth:`kick` (the presence sweeper calls it every couple of seconds). The
-queue is bounded; past the bound the oldest entries are dropped with a critical log line saying how many.
+An event happens (a room change in Redis, a read, a refusal); its audit row goes to the database. When the
+database is unreachable (a restart, a lock held by a backup) the event must not wait on it, and its row
+must not be lost: the entry is queued with the time of the event and one background writer appends the
+queue in order, at once if it can, else on the next :meth:`kick` (the presence sweeper calls it every
+couple of seconds) or at :meth:`close`. The queue is bounded; past the bound the oldest entries are dropped
+with a critical log line saying how many.
+
+Two ways in, one entry shape:
+
+- :meth:`record` queues and returns at once: signaling sockets (the receive loop never waits on the
+  database).
+- :meth:`write` queues, then waits until the queue is written or the database is found away: HTTP routes
+  and socket handshakes, so the row is in the database before the answer goes out whenever it can be.
+  :func:`record_operator` (the CLI) additionally fails when the row could not be written.
+
+Entries are checked when recorded (ids and names only, ``vIOP.storage.audit.check_entry``), so a bad
+entry fails in the caller, not later in the writer; the user agent is kept only as its keyed hash.
 """
 
 from __future__ import annotations
@@ -16,7 +28,8 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime
 
-from vIOP.storage.audit import Action, AuditLog, Outcome
+from vIOP.errors import Unavailable
+from vIOP.storage.audit import OPERATOR_ROLE, Action, AuditLog, Outcome, check_entry, operator_id
 from vIOP.storage.crypto import utc_now
 from vIOP.storage.outage import is_store_outage
 
@@ -33,6 +46,7 @@ class PendingAudit:
     object_id: str | None
     outcome: Outcome | str
     ip: str | None
+    user_agent_hash: str | None = None
 
 
 class AuditOutbox:
@@ -56,10 +70,16 @@ class AuditOutbox:
         object_id: str | None = None,
         outcome: Outcome | str = Outcome.SUCCESS,
         ip: str | None = None,
+        user_agent: str | None = None,
     ) -> None:
-        """Queue one entry stamped now and start the writer (needs a running loop); never waits."""
+        """Queue one entry stamped now and start the writer (needs a running loop); never waits.
+        BadRequest (nothing queued) for anything but ids and names."""
+        check_entry(actor_id, actor_role, action, object_type, object_id, outcome, ip)
+        ua_hash = self._audit.user_agent_hash(user_agent) if user_agent else None
         self._pending.append(
-            PendingAudit(utc_now(), actor_id, actor_role, action, object_type, object_id, outcome, ip)
+            PendingAudit(
+                utc_now(), actor_id, actor_role, action, object_type, object_id, outcome, ip, ua_hash
+            )
         )
         if len(self._pending) > self._limit:
             dropped = len(self._pending) - self._limit
@@ -67,6 +87,22 @@ class AuditOutbox:
                 self._pending.popleft()
             log.critical("audit outbox full: %d entries dropped, the database stayed unreachable", dropped)
         self.kick()
+
+    async def write(
+        self,
+        actor_id: str | None,
+        actor_role: str,
+        action: Action | str,
+        object_type: str | None = None,
+        object_id: str | None = None,
+        outcome: Outcome | str = Outcome.SUCCESS,
+        ip: str | None = None,
+        user_agent: str | None = None,
+    ) -> None:
+        """:meth:`record`, then wait until it is written; if the database is away it stays queued (the
+        caller goes on: a read or refusal is not held up by the audit store)."""
+        self.record(actor_id, actor_role, action, object_type, object_id, outcome, ip, user_agent)
+        await self.flush()
 
     def kick(self) -> None:
         """Start the background writer unless it is running or there is nothing to write."""
@@ -97,6 +133,7 @@ class AuditOutbox:
                         entry.outcome,
                         entry.ip,
                         at=entry.at,
+                        user_agent_hash=entry.user_agent_hash,
                     )
                 except Exception as exc:
                     if is_store_outage(exc):  # the database is away: keep it for the next flush
@@ -108,3 +145,20 @@ class AuditOutbox:
                         return
                     log.exception("audit entry refused", extra={"kind": str(entry.action)})
                 self._pending.popleft()
+
+
+async def record_operator(
+    audit: AuditLog,
+    action: Action | str,
+    object_type: str | None = None,
+    object_id: str | None = None,
+    outcome: Outcome | str = Outcome.SUCCESS,
+) -> None:
+    """A CLI operation, attributed to the operator (``SUDO_USER`` or the login name): written before the
+    command reports success, or :class:`Unavailable` (a command must not finish unaudited)."""
+    outbox = AuditOutbox(audit)
+    await outbox.write(operator_id(), OPERATOR_ROLE, action, object_type, object_id, outcome)
+    if outbox.pending:
+        raise Unavailable(
+            "the operation was done, but the audit log could not be written: check the database"
+        )
