@@ -53,6 +53,8 @@ CANARIES = {
     "lobby": "Canarylobby: your counselor is running late",
     "deny": "Canarydeny: not today, call the front desk",
     "remove": "Canaryremove: see you tomorrow",
+    # Sent as the User-Agent of every HTTP request: the audit log keeps only its keyed hash (issue 11).
+    "user_agent": "CanaryBrowser/9.9 (Hollingsworth Canaryagent)",
 }
 PASSWORD = "correct horse battery staple"
 
@@ -113,6 +115,9 @@ async def full_session(api: Api) -> None:
         )
         assert created.status_code == 201, created.text
         invites[who] = created.json()["invite_token"]
+    # A refusal is audited too (with the user-agent hash): a client may not list rooms.
+    refused = await api.http.get("/api/v1/rooms", headers=bearer(invites["client_a"]))
+    assert refused.status_code == 403, refused.text
 
     host = await socket(api, token, room_id)
     assert isinstance(await host.request(m.Join()), m.Welcome)
@@ -160,7 +165,8 @@ async def full_session(api: Api) -> None:
 
 
 async def session_over_http(live: Any) -> None:
-    async with httpx.AsyncClient(base_url=live.base_url, timeout=30, trust_env=False) as http:
+    agent = {"User-Agent": CANARIES["user_agent"]}
+    async with httpx.AsyncClient(base_url=live.base_url, timeout=30, trust_env=False, headers=agent) as http:
         await full_session(Api(live, http))
 
 

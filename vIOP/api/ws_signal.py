@@ -42,19 +42,9 @@ log = logging.getLogger("vIOP.signal")
 
 JOIN_TIMEOUT_SECONDS = 15.0
 # Host actions audited when done (names: vIOP.api.audit_trail.AUDIT_NAMES); every refusal is audited too.
-_AUDITED: frozenset[str] = frozenset(
-    {
-        "admit",
-        "admit_all",
-        "deny",
-        "lobby_message",
-        "return_to_lobby",
-        "mute",
-        "remove",
-        "lock",
-        "unlock",
-        "end",
-    }
+_AUDITED: frozenset[Action] = frozenset(
+    {Action.ADMIT, Action.ADMIT_ALL, Action.DENY, Action.LOBBY_MESSAGE, Action.RETURN_TO_LOBBY}
+    | {Action.MUTE, Action.REMOVE, Action.LOCK, Action.UNLOCK, Action.END}
 )
 
 
