@@ -242,10 +242,9 @@ class Authenticator:
         try:
             attempt = await self._throttle.begin(self._username_index(name), self._address_index(address))
         except LoginThrottled:
-            # Attributed to the account it was aimed at (an index lookup, no password check): the audit
-            # log must show whose sign-in is under attack.
-            target = await self._store.by_username_index(self._username_index(name))
-            user_id, role = (target.id, target.role) if target is not None else (None, None)
+            # Attributed to the account when the username names one: its owner's review shows the attack.
+            known = await self._store.by_username_index(self._username_index(name))
+            user_id, role = (known.id, known.role) if known is not None else (None, None)
             await self._events(
                 LoginEvent(LoginOutcome.THROTTLED, FailureReason.THROTTLED, user_id, role, address)
             )
