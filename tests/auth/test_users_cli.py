@@ -133,8 +133,8 @@ def test_disable_enable_and_reset_mfa(settings: Settings) -> None:
     with pytest.raises(NotFound):
         run(settings, "disable", "--username", "nobody")
     assert audit_rows(settings) == [
-        ("operator", "user.created", "user", before.id), ("operator", "user.disabled", "user", before.id),
-        ("operator", "user.enabled", "user", before.id), ("operator", "user.mfa_reset", "user", before.id),
+        ("cli", "user.created", "user", before.id), ("cli", "user.disabled", "user", before.id),
+        ("cli", "user.enabled", "user", before.id), ("cli", "user.mfa_reset", "user", before.id),
     ]  # fmt: skip
 
 

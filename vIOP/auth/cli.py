@@ -59,7 +59,7 @@ async def open_account_admin(
     storage = await open_storage(settings)
 
     async def audit(change: AccountChange, account: Account) -> None:
-        await record_operator(storage.audit, change.value, "user", account.id)  # who ran it: SUDO_USER
+        await record_operator(storage.audit, change.value, "user", account.id, role="cli")  # actor: SUDO_USER
 
     try:
         ring = storage.keys

@@ -153,11 +153,14 @@ async def record_operator(
     object_type: str | None = None,
     object_id: str | None = None,
     outcome: Outcome | str = Outcome.SUCCESS,
+    *,
+    role: str = OPERATOR_ROLE,
 ) -> None:
     """A CLI operation, attributed to the operator (``SUDO_USER`` or the login name): written before the
-    command reports success, or :class:`Unavailable` (a command must not finish unaudited)."""
+    command reports success, or :class:`Unavailable` (a command must not finish unaudited). ``role``:
+    ``users`` commands have always been recorded as ``cli``; the other commands as ``operator``."""
     outbox = AuditOutbox(audit)
-    await outbox.write(operator_id(), OPERATOR_ROLE, action, object_type, object_id, outcome)
+    await outbox.write(operator_id(), role, action, object_type, object_id, outcome)
     if outbox.pending:
         raise Unavailable(
             "the operation was done, but the audit log could not be written: check the database"
