@@ -15,7 +15,6 @@ from starlette.routing import BaseRoute, Route, WebSocketRoute
 
 from vIOP import web
 from vIOP.api import health, http_attendance, http_auth, http_presence, http_rooms, http_tickets, http_turn
-from vIOP.api.audit_trail import login_user_agent
 from vIOP.api.context import Services
 from vIOP.api.live import EventListener, RelayHooks, relay_signal_sender, run_event_loop, run_sweeper
 from vIOP.api.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
@@ -106,6 +105,8 @@ async def open_services(settings: Settings) -> Services:
     sealer = ring.redis_sealer()
     room_directory = SqlRoomDirectory(db, ring)
     invite_store = SqlInviteStore(db, ring)
+
+    from vIOP.api.audit_trail import login_user_agent
 
     async def audit_login(event: LoginEvent) -> None:
         # Through the one recorder (services.audit_outbox, bound once the services exist below).

@@ -53,10 +53,10 @@ CANARIES = {
     "lobby": "Canarylobby: your counselor is running late",
     "deny": "Canarydeny: not today, call the front desk",
     "remove": "Canaryremove: see you tomorrow",
-    # Sent as the User-Agent of every HTTP request: the audit log keeps only its keyed hash (issue 11).
-    "user_agent": "CanaryBrowser/9.9 (Hollingsworth Canaryagent)",
 }
 PASSWORD = "correct horse battery staple"
+# Sent as the User-Agent of every HTTP request: the audit log keeps only its keyed hash (issue 11).
+CANARIES["user_agent"] = "CanaryBrowser/9.9 (Hollingsworth Canaryagent)"
 
 
 def forms(canary: str) -> Iterator[tuple[str, bytes]]:
@@ -115,9 +115,6 @@ async def full_session(api: Api) -> None:
         )
         assert created.status_code == 201, created.text
         invites[who] = created.json()["invite_token"]
-    # A refusal is audited too (with the user-agent hash): a client may not list rooms.
-    refused = await api.http.get("/api/v1/rooms", headers=bearer(invites["client_a"]))
-    assert refused.status_code == 403, refused.text
 
     host = await socket(api, token, room_id)
     assert isinstance(await host.request(m.Join()), m.Welcome)

@@ -23,9 +23,9 @@ from vIOP.rooms.ports import AttendanceQuery
 from vIOP.settings import Settings, load_settings
 from vIOP.storage.attendance_sql import SqlAttendanceStore
 from vIOP.storage.audit import Action
-from vIOP.storage.audit_outbox import record_operator
 from vIOP.storage.bootstrap import open_storage
 
+OPERATOR = "operator"
 Subparsers = Any  # argparse's _SubParsersAction is private
 
 
@@ -98,6 +98,8 @@ def run_attendance(args: argparse.Namespace, settings: Settings | None = None) -
                 if args.client
                 else (None, None)
             )
+            from vIOP.storage.audit_outbox import record_operator  # the one recorder (names the operator)
+
             await record_operator(storage.audit, Action.ATTENDANCE_EXPORTED, *subject)
             return 0
         finally:
