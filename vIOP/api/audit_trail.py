@@ -87,6 +87,14 @@ ROUTE_ACTIONS: Final[Mapping[str, Action]] = MappingProxyType(
     }
 )
 _OPAQUE = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
+# Path parameters that name the object of a request, most specific first (``{name}`` -> object type).
+_PATH_OBJECTS: Final = {
+    "invite_id": "invite",
+    "consent_id": "consent",
+    "grant_id": "break_glass",
+    "client_id": "client",
+    "room_id": "room",
+}
 
 
 def _refused_action(request: Request, exc: Forbidden) -> Audited | str:
@@ -101,9 +109,7 @@ def _refused_action(request: Request, exc: Forbidden) -> Audited | str:
 def _refused_object(request: Request, exc: Forbidden) -> tuple[str | None, str | None]:
     """The invite or room the request was about; caller-supplied ids only when they look like ids."""
     params = request.path_params
-    candidates = [
-        ("invite", params.get("invite_id")),
-        ("room", params.get("room_id")),
+    candidates = [(kind, params.get(name)) for name, kind in _PATH_OBJECTS.items()] + [
         ("room", exc.room_id if isinstance(exc, PermissionDenied) else None),
         ("room", request.query_params.get("room_id")),
     ]
