@@ -103,3 +103,20 @@ def test_cli_rows_name_the_operator_behind_sudo(
             await storage.close()
 
     assert asyncio.run(actors()) == [("os:carol.ops", "operator"), ("os:carol.ops", "operator")]
+
+
+async def test_a_burst_is_written_in_batches_that_keep_the_chain_and_its_checkpoints(
+    ring: KeyRing, tmp_path: Path
+) -> None:
+    audit = AuditLog(ring, checkpoint_path=tmp_path / "marks.jsonl", checkpoint_every=100)
+    outbox = AuditOutbox(audit)
+    for i in range(450):  # a refusal flood: more than two batches
+        outbox.record(f"cl_{i % 7}", "client", Action.ADMIT, "room", "rm_1", Outcome.DENIED, "198.51.100.4")
+    await outbox.flush()
+    assert outbox.pending == 0
+    written = await rows(audit)
+    assert [r.seq for r in written] == list(range(1, 451))
+    assert [r.actor_id for r in written] == [f"cl_{i % 7}" for i in range(450)]  # in recorded order
+    result = await audit.verify()
+    assert result.ok and result.rows_checked == 450
+    assert result.checkpoints_checked >= 2  # a batch that reaches a multiple of 100 signs a checkpoint

@@ -24,36 +24,31 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import itertools
 import logging
-from dataclasses import dataclass
-from datetime import datetime
 
 from vIOP.errors import Unavailable
-from vIOP.storage.audit import OPERATOR_ROLE, Action, AuditLog, Outcome, check_entry, operator_id
+from vIOP.storage.audit import (
+    OPERATOR_ROLE,
+    Action,
+    AuditEntry,
+    AuditLog,
+    Outcome,
+    check_entry,
+    operator_id,
+)
 from vIOP.storage.crypto import utc_now
 from vIOP.storage.outage import is_store_outage
 
 log = logging.getLogger("vIOP.audit")
-
-
-@dataclass(frozen=True, slots=True)
-class PendingAudit:
-    at: datetime
-    actor_id: str | None
-    actor_role: str
-    action: Action | str
-    object_type: str | None
-    object_id: str | None
-    outcome: Outcome | str
-    ip: str | None
-    user_agent_hash: str | None = None
+_BATCH = 200  # entries per transaction: a burst of refusals is written at database speed, not row by row
 
 
 class AuditOutbox:
     def __init__(self, audit: AuditLog, *, limit: int = 100_000) -> None:
         self._audit = audit
         self._limit = limit
-        self._pending: collections.deque[PendingAudit] = collections.deque()
+        self._pending: collections.deque[AuditEntry] = collections.deque()
         self._writer = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
 
@@ -77,9 +72,7 @@ class AuditOutbox:
         check_entry(actor_id, actor_role, action, object_type, object_id, outcome, ip)
         ua_hash = self._audit.user_agent_hash(user_agent) if user_agent else None
         self._pending.append(
-            PendingAudit(
-                utc_now(), actor_id, actor_role, action, object_type, object_id, outcome, ip, ua_hash
-            )
+            AuditEntry(utc_now(), actor_id, actor_role, action, object_type, object_id, outcome, ip, ua_hash)
         )
         if len(self._pending) > self._limit:
             dropped = len(self._pending) - self._limit
@@ -119,22 +112,13 @@ class AuditOutbox:
             log.critical("audit outbox: %d entries not written at shutdown", len(self._pending))
 
     async def flush(self) -> None:
-        """Append the queued entries, oldest first; stop at the first failure and keep the rest."""
+        """Append the queued entries, oldest first, up to ``_BATCH`` per transaction; stop at the first
+        outage and keep the rest."""
         async with self._writer:
             while self._pending:
-                entry = self._pending[0]
+                batch = list(itertools.islice(self._pending, _BATCH))
                 try:
-                    await self._audit.append(
-                        entry.actor_id,
-                        entry.actor_role,
-                        entry.action,
-                        entry.object_type,
-                        entry.object_id,
-                        entry.outcome,
-                        entry.ip,
-                        at=entry.at,
-                        user_agent_hash=entry.user_agent_hash,
-                    )
+                    await self._audit.append_many(batch)
                 except Exception as exc:
                     if is_store_outage(exc):  # the database is away: keep it for the next flush
                         log.warning(
@@ -143,8 +127,10 @@ class AuditOutbox:
                             len(self._pending),
                         )
                         return
-                    log.exception("audit entry refused", extra={"kind": str(entry.action)})
-                self._pending.popleft()
+                    # Entries were checked when recorded, so this is unexpected: log it and go on.
+                    log.exception("audit entries refused", extra={"kind": str(batch[0].action)})
+                for _ in batch:
+                    self._pending.popleft()
 
 
 async def record_operator(
