@@ -55,8 +55,6 @@ CANARIES = {
     "remove": "Canaryremove: see you tomorrow",
 }
 PASSWORD = "correct horse battery staple"
-# Sent as the User-Agent of every HTTP request: the audit log keeps only its keyed hash (issue 11).
-CANARIES["user_agent"] = "CanaryBrowser/9.9 (Hollingsworth Canaryagent)"
 
 
 def forms(canary: str) -> Iterator[tuple[str, bytes]]:
@@ -162,6 +160,8 @@ async def full_session(api: Api) -> None:
 
 
 async def session_over_http(live: Any) -> None:
+    # Sent as the User-Agent of every HTTP request: the audit log keeps only its keyed hash (issue 11).
+    CANARIES["user_agent"] = "CanaryBrowser/9.9 (Hollingsworth Canaryagent)"
     agent = {"User-Agent": CANARIES["user_agent"]}
     async with httpx.AsyncClient(base_url=live.base_url, timeout=30, trust_env=False, headers=agent) as http:
         await full_session(Api(live, http))

@@ -72,6 +72,11 @@ class Caller:
         """Count one use of the caller's invite (ticket issuance); 401 if it was used up meanwhile."""
         return await self.services.invites.consume(token)
 
+    def refused(self, message: str, action: Action, room_id: str | None = None) -> PermissionDenied:
+        """A 403 for ``action`` (in ``room_id``) that the permission table does not decide by itself (e.g. a
+        client naming another room); raise it: the 403 handler audits it like a table refusal."""
+        return PermissionDenied(message, action, room_id)
+
     async def audit(
         self,
         action: AuditAction | str,

@@ -27,7 +27,7 @@ from vIOP.api.auth_context import (
 )
 from vIOP.api.context import Services
 from vIOP.api.openapi import documented_route, json_body
-from vIOP.auth.permissions import Action, Grant, PermissionDenied, Role, RoomScope, authorize, grant_for
+from vIOP.auth.permissions import Action, Grant, Role, RoomScope, authorize, grant_for
 from vIOP.errors import BadRequest, Conflict
 from vIOP.ids import InviteId, UserId, new_room_id
 from vIOP.rooms.errors import RoomNotFound
@@ -134,7 +134,7 @@ async def caller_room(
     principal = caller.principal
     if caller.is_client:
         if room_id is not None and room_id != principal.room_id:
-            raise PermissionDenied("this invite is for another room", action, room_id)
+            raise caller.refused("this invite is for another room", action, room_id)
         room_id = principal.room_id
     if room_id is None:
         if required:
@@ -191,9 +191,7 @@ async def list_rooms(request: Request) -> Response:
     principal = caller.principal
     grant = grant_for(principal.role, Action.VIEW_ROOM)
     if principal.role is Role.CLIENT or grant is Grant.NONE:
-        raise PermissionDenied(
-            f"the {principal.role.value} role does not allow: list rooms", Action.VIEW_ROOM
-        )
+        raise caller.refused(f"the {principal.role.value} role does not allow: list rooms", Action.VIEW_ROOM)
     directory = caller.services.room_directory
     if grant is Grant.ALL:
         records = await directory.all_rooms()
