@@ -17,7 +17,7 @@ from starlette.types import Message
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from vIOP import metrics
-from vIOP.api.audit_trail import audit_name
+from vIOP.api.audit_trail import AUDIT_NAMES, audit_name
 from vIOP.api.context import Services
 from vIOP.api.room_delivery import RoomDelivery
 from vIOP.api.ws_guard import admit_socket, client_ip
@@ -146,7 +146,7 @@ class SignalSession:
             self.conn.send(error_reply(exc, decoded.id))
             refused = _refused_as(kind, decoded, exc)
             if refused is not None:
-                await self._audit(refused, "room", self.room_id, Outcome.DENIED)
+                self._audit_refusal(refused)
             if isinstance(exc, Unauthenticated | AlreadyConnected):
                 self.conn.close(m.CloseCode.POLICY_VIOLATION, exc.code)
         except Exception as exc:
@@ -261,7 +261,7 @@ class SignalSession:
             await self.services.room_directory.set_state(self.room_id, "ended", ended_at=t.room.ended_at)
         if kind in _AUDITED:
             await self._audit(
-                audit_name(Action(kind)), "participant" if target else "room", target or self.room_id
+                AUDIT_NAMES[Action(kind)], "participant" if target else "room", target or self.room_id
             )
 
     async def _mute_video(self, by: ParticipantId, target: ParticipantId, muted: bool) -> None:
@@ -450,9 +450,7 @@ class SignalSession:
         except Exception:
             log.exception("teardown failed", extra={"participant_id": pid})
 
-    async def _audit(
-        self, action: Audited | str, object_type: str, object_id: str, outcome: Outcome = Outcome.SUCCESS
-    ) -> None:
+    async def _audit(self, action: Audited, object_type: str, object_id: str) -> None:
         # Queued, not awaited: the room change is done, and a database that is away (or locked) must
         # neither hold up this socket nor lose the row (it is written, with this time, once it is back).
         self.services.audit_outbox.record(
@@ -461,7 +459,19 @@ class SignalSession:
             action,
             object_type,
             object_id,
-            outcome,
+            ip=client_ip(self.websocket),
+            user_agent=self.websocket.headers.get("user-agent"),
+        )
+
+    def _audit_refusal(self, action: Audited | str) -> None:
+        """A refusal on this socket: a `denied` row on the room, queued like every socket row."""
+        self.services.audit_outbox.record(
+            self.principal.subject,
+            self.principal.role.value,
+            action,
+            "room",
+            self.room_id,
+            Outcome.DENIED,
             client_ip(self.websocket),
             self.websocket.headers.get("user-agent"),
         )
