@@ -20,6 +20,7 @@ from vIOP.api.openapi import documented_route, json_body
 from vIOP.auth.permissions import Action
 from vIOP.errors import NotFound
 from vIOP.ids import ParticipantId
+from vIOP.storage.audit import Action as AuditAction
 
 
 class TurnNotConfigured(NotFound):
@@ -34,7 +35,7 @@ async def turn_credentials(request: Request) -> Response:
     ice = services.ice
     if not ice.turn_secret or not ice.turn_urls:
         raise TurnNotConfigured()
-    await caller_room(
+    scope = await caller_room(
         caller,
         Action.GET_TURN_CREDENTIALS,
         request.query_params.get("room_id") or None,
@@ -47,6 +48,8 @@ async def turn_credentials(request: Request) -> Response:
         now=services.rooms.clock(),
         session_ends_at=caller.session_ends_at,
     )
+    assert scope is not None  # required=True
+    await caller.audit(AuditAction.TURN_ISSUED, "room", scope.room_id)
     return JSONResponse(
         {
             "urls": list(credentials.urls),
