@@ -125,9 +125,12 @@ async def open_services(settings: Settings, *, clock: Callable[[], float] = time
     room_directory = SqlRoomDirectory(db, ring)
     invite_store = SqlInviteStore(db, ring)
 
+    from vIOP.api.audit_trail import login_user_agent
+
     async def audit_login(event: LoginEvent) -> None:
+        # Through the one recorder (services.audit_outbox, bound once the services exist below).
         locked = event.outcome is LoginOutcome.LOCKED
-        await storage.audit.append(
+        await services.audit_outbox.write(
             event.user_id,
             event.role.value if event.role else "anonymous",
             AuditAction.ACCOUNT_LOCKED if locked else AuditAction.LOGIN,
@@ -135,6 +138,7 @@ async def open_services(settings: Settings, *, clock: Callable[[], float] = time
             event.user_id,
             _LOGIN_OUTCOME[event.outcome],
             event.address,
+            login_user_agent.get(),
         )
 
     tokens = AccessTokens(

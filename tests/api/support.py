@@ -100,9 +100,13 @@ class Api:
         body: dict[str, Any] = response.json()
         return body
 
-    async def audit_rows(self, action: str) -> list[dict[str, Any]]:
+    async def audit_rows(self, action: str, outcome: str | None = None) -> list[dict[str, Any]]:
+        """Rows of ``action`` (only those with ``outcome`` when given: refusals share the action name)."""
+        query = select(audit_log).where(audit_log.c.action == action)
+        if outcome is not None:
+            query = query.where(audit_log.c.outcome == outcome)
         async with self.services.storage.db.read() as conn:
-            result = await conn.execute(select(audit_log).where(audit_log.c.action == action))
+            result = await conn.execute(query.order_by(audit_log.c.seq))
             return [dict(row._mapping) for row in result]
 
 

@@ -119,7 +119,9 @@ async def test_scope_clinicians_their_rooms_admins_all_staff_and_clients_nothing
     assert_error(await api.http.get(f"{ATTENDANCE}?room_id=rm_nope", headers=admin.headers), 404, "not_found")
     by_room = await _report(api, admin, f"?room_id={c.room_b}")
     assert {i["room_id"] for i in by_room["intervals"]} == {c.room_b}
-    audited = [(r["object_type"], r["object_id"]) for r in await api.audit_rows("attendance.exported")]
+    audited = [
+        (r["object_type"], r["object_id"]) for r in await api.audit_rows("attendance.exported", "success")
+    ]
     assert audited == [("room", "all"), ("room", "all"), ("client", c.blake), ("room", c.room_b)]
 
 

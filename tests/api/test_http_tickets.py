@@ -61,7 +61,7 @@ async def test_signal_ticket_refusals(api: Api) -> None:
     )
     await api.services.rooms.end(RoomId(room["id"]), by=None)
     assert_error(await api.http.post(TICKETS, json=body, headers=dr_a.headers), 409, "conflict")
-    assert await api.audit_rows("auth.ticket_issued") == []
+    assert await api.audit_rows("auth.ticket_issued", "success") == []
 
 
 async def test_a_client_ticket_counts_one_use_and_only_successful_requests_count(api: Api) -> None:
@@ -115,5 +115,5 @@ async def test_presence_tickets_for_staff_admins_and_clinicians(api: Api) -> Non
         "id"
     ]
     assert_error(await api.http.post(TICKETS, json=one_room, headers=dr_b.headers), 403, "forbidden")
-    audited = await api.audit_rows("auth.ticket_issued")
+    audited = await api.audit_rows("auth.ticket_issued", "success")
     assert [r["object_id"] for r in audited] == ["all", "all", "all", room["id"]]

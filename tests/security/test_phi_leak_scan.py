@@ -218,7 +218,10 @@ async def compliance_session(api: Api, room_id: str, client_id: str) -> None:
 
 
 async def session_over_http(live: Any) -> None:
-    async with httpx.AsyncClient(base_url=live.base_url, timeout=30, trust_env=False) as http:
+    # Sent as the User-Agent of every HTTP request: the audit log keeps only its keyed hash (issue 11).
+    CANARIES["user_agent"] = "CanaryBrowser/9.9 (Hollingsworth Canaryagent)"
+    agent = {"User-Agent": CANARIES["user_agent"]}
+    async with httpx.AsyncClient(base_url=live.base_url, timeout=30, trust_env=False, headers=agent) as http:
         await full_session(Api(live, http))
 
 

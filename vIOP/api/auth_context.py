@@ -24,7 +24,7 @@ from starlette.requests import Request
 from vIOP.api.context import Services, services_of
 from vIOP.api.openapi import Error, Reply
 from vIOP.auth.invites import Invite, looks_like_invite
-from vIOP.auth.permissions import Action, Grant, Principal, Role, grant_for
+from vIOP.auth.permissions import Action, Grant, PermissionDenied, Principal, Role, grant_for
 from vIOP.auth.tokens import AccessClaims
 from vIOP.errors import BadRequest, Forbidden, PayloadTooLarge, Unauthenticated, UnsupportedMediaType
 from vIOP.storage.audit import Action as AuditAction
@@ -46,6 +46,7 @@ class Caller:
     claims: AccessClaims | None = None
     invite: Invite | None = None
     address: str | None = None
+    user_agent: str | None = None  # audited as a keyed hash only
 
     @property
     def is_client(self) -> bool:
@@ -71,6 +72,11 @@ class Caller:
         """Count one use of the caller's invite (ticket issuance); 401 if it was used up meanwhile."""
         return await self.services.invites.consume(token)
 
+    def refused(self, message: str, action: Action, room_id: str | None = None) -> PermissionDenied:
+        """A 403 for ``action`` (in ``room_id``) that the permission table does not decide by itself (e.g. a
+        client naming another room); raise it: the 403 handler audits it like a table refusal."""
+        return PermissionDenied(message, action, room_id)
+
     async def audit(
         self,
         action: AuditAction | str,
@@ -78,7 +84,9 @@ class Caller:
         object_id: str | None = None,
         outcome: Outcome = Outcome.SUCCESS,
     ) -> None:
-        await self.services.storage.audit.append(
+        """One audit row by this caller, in the database before the answer unless the database is away
+        (then it is queued: ``vIOP.storage.audit_outbox``)."""
+        await self.services.audit_outbox.write(
             self.principal.subject,
             self.principal.role.value,
             action,
@@ -86,6 +94,7 @@ class Caller:
             object_id,
             outcome,
             self.address,
+            self.user_agent,
         )
 
 
@@ -110,21 +119,26 @@ async def authenticate(request: Request, *, allow_invite: bool = False) -> Calle
     where only accounts may call is refused 403 (a client is authenticated, the role is not allowed)."""
     services = services_of(request)
     address = client_address(request)
+    user_agent = request.headers.get("user-agent")
     try:
         credential = bearer_credential(request)
         if looks_like_invite(credential):
             invite = await services.invites.authenticate(credential)
+            caller = Caller(services, invite.principal, invite=invite, address=address, user_agent=user_agent)
+            request.state.caller = caller  # the actor of a 403's audit row (vIOP.api.audit_trail)
             if not allow_invite:
                 raise Forbidden("the client role does not allow this request")
-            return Caller(services, invite.principal, invite=invite, address=address)
+            return caller
         claims = await services.tokens.verify(credential)
         await services.authenticator.active_account(claims.subject)
     except Unauthenticated:
-        await services.storage.audit.append(
-            None, _ANONYMOUS, AuditAction.TOKEN_REJECTED, None, None, Outcome.DENIED, address
+        await services.audit_outbox.write(
+            None, _ANONYMOUS, AuditAction.TOKEN_REJECTED, None, None, Outcome.DENIED, address, user_agent
         )
         raise
-    return Caller(services, claims.principal, claims=claims, address=address)
+    caller = Caller(services, claims.principal, claims=claims, address=address, user_agent=user_agent)
+    request.state.caller = caller
+    return caller
 
 
 def require_account(caller: Caller) -> AccessClaims:
@@ -138,7 +152,7 @@ def require_role(principal: Principal, action: Action) -> None:
     """403 when the role may never do ``action`` (before any room is looked up)."""
     if grant_for(principal.role, action) is Grant.NONE:
         what = action.value.replace("_", " ")
-        raise Forbidden(f"the {principal.role.value} role does not allow: {what}")
+        raise PermissionDenied(f"the {principal.role.value} role does not allow: {what}", action)
 
 
 def _is_json(content_type: str | None) -> bool:

@@ -16,6 +16,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute
 
+from vIOP.api.audit_trail import login_user_agent
 from vIOP.api.auth_context import (
     BEARER_SECURITY,
     authenticate,
@@ -74,6 +75,7 @@ async def login(request: Request) -> Response:
     services = services_of(request)
     body = await read_json(request, LoginBody)
     address = client_address(request) or UNKNOWN_ADDRESS
+    login_user_agent.set(request.headers.get("user-agent"))  # for the audit rows of this attempt
     # LoginFailed (401), LoginThrottled (429 + Retry-After) and BadRequest propagate as they are.
     account = await services.authenticator.login(body.username, body.password, body.totp, address)
     issued = await services.tokens.issue(account.id, account.role)

@@ -31,7 +31,7 @@ from vIOP.api.openapi import IsoTime, Operation, Reply, documented_route, path_p
 from vIOP.api.ws_revocation import revoke_invite_sessions
 from vIOP.auth.invites import InvitePolicy, InviteRejected
 from vIOP.auth.permissions import Action, Grant, Role, RoomScope, authorize, grant_for
-from vIOP.errors import BadRequest, Conflict, Forbidden
+from vIOP.errors import BadRequest, Conflict
 from vIOP.ids import InviteId, UserId, new_room_id
 from vIOP.rooms.errors import RoomNotFound
 from vIOP.rooms.limits import MAX_DISPLAY_NAME_CHARS, MAX_ROOM_CAPACITY, MAX_ROOM_TITLE_CHARS
@@ -196,7 +196,7 @@ async def caller_room(
     principal = caller.principal
     if caller.is_client:
         if room_id is not None and room_id != principal.room_id:
-            raise Forbidden("this invite is for another room")
+            raise caller.refused("this invite is for another room", action, room_id)
         room_id = principal.room_id
     if room_id is None:
         if required:
@@ -253,7 +253,7 @@ async def list_rooms(request: Request) -> Response:
     principal = caller.principal
     grant = grant_for(principal.role, Action.VIEW_ROOM)
     if principal.role is Role.CLIENT or grant is Grant.NONE:
-        raise Forbidden(f"the {principal.role.value} role does not allow: list rooms")
+        raise caller.refused(f"the {principal.role.value} role does not allow: list rooms", Action.VIEW_ROOM)
     directory = caller.services.room_directory
     if grant is Grant.ALL:
         records = await directory.all_rooms()
@@ -267,12 +267,14 @@ async def list_rooms(request: Request) -> Response:
             live = await live_room(caller.services, record)
         if live is None or live.state is not RoomState.ENDED:
             listed.append(room_object(record, live))
+    await caller.audit(AuditAction.ROOM_VIEWED, "room", "all")  # a listing: titles are PHI under Part 2
     return struct_response(RoomList(rooms=listed))
 
 
 async def get_room(request: Request) -> Response:
     caller = await authenticate(request, allow_invite=True)
     record, live = await room_for(caller, request.path_params["room_id"], Action.VIEW_ROOM)
+    await caller.audit(AuditAction.ROOM_VIEWED, "room", record.id)
     if caller.is_client:
         return struct_response(client_room_object(record, live))
     return struct_response(room_object(record, live))

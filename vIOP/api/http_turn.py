@@ -21,6 +21,7 @@ from vIOP.api.openapi import IsoTime, Operation, Param, Reply, documented_route,
 from vIOP.auth.permissions import Action
 from vIOP.errors import NotFound
 from vIOP.ids import ParticipantId
+from vIOP.storage.audit import Action as AuditAction
 
 
 class TurnNotConfigured(NotFound):
@@ -45,7 +46,7 @@ async def turn_credentials(request: Request) -> Response:
     ice = services.ice
     if not ice.turn_secret or not ice.turn_urls:
         raise TurnNotConfigured()
-    await caller_room(
+    scope = await caller_room(
         caller,
         Action.GET_TURN_CREDENTIALS,
         request.query_params.get("room_id") or None,
@@ -58,6 +59,8 @@ async def turn_credentials(request: Request) -> Response:
         now=services.rooms.clock(),
         session_ends_at=caller.session_ends_at,
     )
+    assert scope is not None  # required=True
+    await caller.audit(AuditAction.TURN_ISSUED, "room", scope.room_id)
     return struct_response(
         TurnCredentials(
             urls=list(credentials.urls),

@@ -13,7 +13,8 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.websockets import WebSocket
 
-from vIOP.errors import VIOPError
+from vIOP.api.audit_trail import audit_http_refusal
+from vIOP.errors import Forbidden, VIOPError
 from vIOP.storage.outage import is_store_outage
 
 log = logging.getLogger("vIOP.api")
@@ -53,6 +54,8 @@ async def viop_error_handler(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, VIOPError)
     if exc.http_status >= 500:
         log.error("dependency failure", extra={"code": exc.code})
+    if isinstance(exc, Forbidden) and request.scope["type"] == "http":
+        await audit_http_refusal(request, exc)  # every 403 is a `denied` audit row
     return error_response(exc.http_status, exc.code, exc.message, headers=_headers_for(exc))
 
 

@@ -51,7 +51,7 @@ async def admit_socket(
         metrics.WS_REFUSED.labels(endpoint, str(POLICY_VIOLATION)).inc()
         log.info("websocket refused", extra={"kind": endpoint, "reason": reason})
         try:
-            await services.storage.audit.append(
+            await services.audit_outbox.write(
                 None,
                 "anonymous",
                 Action.TICKET_REJECTED,
@@ -59,6 +59,7 @@ async def admit_socket(
                 None,
                 Outcome.DENIED,
                 client_ip(websocket),
+                websocket.headers.get("user-agent"),
             )
         except Exception:
             log.exception("audit write failed")

@@ -274,9 +274,10 @@ async def presence_endpoint(websocket: WebSocket) -> None:
     streams.add(stream)
     tasks: list[asyncio.Task[None]] = []
     try:
-        await services.storage.audit.append(
+        await services.audit_outbox.write(
             grant.principal.subject, grant.principal.role.value, Action.PRESENCE_VIEWED,
             "room" if grant.room_id else None, grant.room_id, Outcome.SUCCESS, client_ip(websocket),
+            websocket.headers.get("user-agent"),
         )  # fmt: skip
         await stream.snapshot()
         tasks = [

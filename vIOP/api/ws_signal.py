@@ -17,6 +17,7 @@ from starlette.types import Message
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from vIOP import metrics
+from vIOP.api.audit_trail import AUDIT_NAMES, audit_name
 from vIOP.api.context import Services
 from vIOP.api.room_delivery import RoomDelivery
 from vIOP.api.ws_guard import admit_socket, client_ip
@@ -24,7 +25,7 @@ from vIOP.api.ws_revocation import CLOSE, RevocableSocket, sleep_until
 from vIOP.auth.permissions import Action, Principal, Role, RoomScope, authorize
 from vIOP.auth.revocation import Revocation
 from vIOP.auth.tickets import TicketGrant, TicketPurpose
-from vIOP.errors import BadRequest, Conflict, NotFound, Unauthenticated, Unavailable, VIOPError
+from vIOP.errors import BadRequest, Conflict, Forbidden, NotFound, Unauthenticated, Unavailable, VIOPError
 from vIOP.ids import ClientId, ParticipantId, RoomId, UserId
 from vIOP.logging import register_secret
 from vIOP.rooms.events import MuteKind
@@ -36,20 +37,18 @@ from vIOP.signaling.connections import Connection, ConnectionState
 from vIOP.signaling.ratelimit import InboundVerdict
 from vIOP.signaling.resume import ResumeGrant
 from vIOP.storage.audit import Action as Audited
+from vIOP.storage.audit import Outcome
 from vIOP.storage.outage import is_store_outage
 from vIOP.storage.redis_rooms import StoreGeneration
 
 log = logging.getLogger("vIOP.signal")
 
 JOIN_TIMEOUT_SECONDS = 15.0
-_AUDITED = {
-    "admit": Audited.ADMIT,
-    "admit_all": Audited.ADMIT,
-    "deny": Audited.DENY,
-    "remove": Audited.REMOVE,
-    "mute": Audited.MUTE,
-    "end": Audited.ROOM_ENDED,
-}
+# Host actions audited when done (names: vIOP.api.audit_trail.AUDIT_NAMES); every refusal is audited too.
+_AUDITED: frozenset[Action] = frozenset(
+    {Action.ADMIT, Action.ADMIT_ALL, Action.DENY, Action.LOBBY_MESSAGE, Action.RETURN_TO_LOBBY}
+    | {Action.MUTE, Action.REMOVE, Action.LOCK, Action.UNLOCK, Action.END}
+)
 
 
 class AlreadyConnected(Conflict):
@@ -186,6 +185,9 @@ class SignalSession:
             await self._dispatch(kind, decoded)
         except VIOPError as exc:
             self.conn.send(error_reply(exc, decoded.id))
+            refused = _refused_as(kind, decoded, exc)
+            if refused is not None:
+                self._audit_refusal(refused)
             if isinstance(exc, Unauthenticated | AlreadyConnected):
                 self.conn.close(m.CloseCode.POLICY_VIOLATION, exc.code)
         except Exception as exc:
@@ -260,6 +262,7 @@ class SignalSession:
             self.finished = True
             await self._revoke_resume()
             await rooms.leave(self.room_id, pid)
+            await self._audit(Audited.LEFT, "participant", pid)
             self.conn.close(m.CloseCode.NORMAL, "left")
         elif isinstance(msg, m.SetMedia):
             flags = self.delivery.set_flags(self.room_id, pid, audio=msg.audio, video=msg.video)
@@ -312,7 +315,9 @@ class SignalSession:
             t = await rooms.end(self.room_id, by=pid)
             await self.services.room_directory.set_state(self.room_id, "ended", ended_at=t.room.ended_at)
         if kind in _AUDITED:
-            await self._audit(_AUDITED[kind], "participant" if target else "room", target or self.room_id)
+            await self._audit(
+                AUDIT_NAMES[Action(kind)], "participant" if target else "room", target or self.room_id
+            )
 
     # --- join and resume -------------------------------------------------------------------------
 
@@ -333,6 +338,7 @@ class SignalSession:
             if not participant.is_active:
                 raise Unauthenticated("resume token not accepted; join again")
             resumed = True
+            await self._audit(Audited.RESUMED, "participant", participant.id)
         else:
             existing = room.active_of(subject)
             # Not marked reconnecting: a live socket holds it (here or in another process).
@@ -341,12 +347,13 @@ class SignalSession:
             if existing is not None and self.principal.role is Role.CLINICIAN:
                 # A clinician proves who they are with their own sign-in: their seat is theirs to take back.
                 participant, resumed = existing, True
+                await self._audit(Audited.RESUMED, "participant", participant.id)
             else:
                 # A client without the seat's resume token (a second device, a link copied out of a
                 # browser's history) knocks like anyone else; a seat left reconnecting is let go.
                 participant = await self._enter(room)
-                if participant.role.value == "client":
-                    await self._audit(Audited.KNOCK, "participant", participant.id)
+                entered = Audited.KNOCK if participant.role.value == "client" else Audited.HOST_ENTERED
+                await self._audit(entered, "participant", participant.id)
         if self.conn.state is not ConnectionState.OPEN:
             return  # the socket closed while we were joining; the teardown takes over
         self.pid = participant.id
@@ -366,6 +373,9 @@ class SignalSession:
             log.info("connection replaced by a resumed one", extra={"participant_id": participant.id})
         self.delivery.set_flags(self.room_id, participant.id, audio=msg.audio, video=msg.video)
         settings = self.services.settings
+        ice_servers = self._ice_servers(participant.id)
+        if any(server.credential for server in ice_servers):
+            await self._audit(Audited.TURN_ISSUED, "room", self.room_id)
         self.conn.send(
             m.Welcome(
                 id=msg.id,
@@ -376,7 +386,7 @@ class SignalSession:
                 resume_token=issued.token,
                 resume_grace_seconds=settings.reconnect_grace_seconds,
                 heartbeat_seconds=settings.heartbeat_seconds,
-                ice_servers=self._ice_servers(participant.id),
+                ice_servers=ice_servers,
                 resumed=resumed,
             )
         )
@@ -530,4 +540,30 @@ class SignalSession:
             object_type,
             object_id,
             ip=client_ip(self.websocket),
+            user_agent=self.websocket.headers.get("user-agent"),
         )
+
+    def _audit_refusal(self, action: Audited | str) -> None:
+        """A refusal on this socket: a `denied` row on the room, queued like every socket row."""
+        self.services.audit_outbox.record(
+            self.principal.subject,
+            self.principal.role.value,
+            action,
+            "room",
+            self.room_id,
+            Outcome.DENIED,
+            client_ip(self.websocket),
+            self.websocket.headers.get("user-agent"),
+        )
+
+
+def _refused_as(kind: str, msg: m.ClientMessage, exc: VIOPError) -> Audited | str | None:
+    """The audit name of a refusal worth a `denied` row: the permission table's (and a host check's), a
+    second socket for a live seat, a resume token not accepted. Other errors (state, input) are not."""
+    if isinstance(exc, Forbidden):
+        return audit_name(Action(kind))
+    if isinstance(exc, AlreadyConnected):
+        return Audited.ALREADY_CONNECTED
+    if isinstance(msg, m.Join) and msg.resume_token is not None and isinstance(exc, Unauthenticated):
+        return Audited.RESUME_REJECTED
+    return None

@@ -108,12 +108,13 @@ async def open_account_admin(
     This module is an entry point like ``__main__``: it is the one place in ``vIOP.auth`` that wires storage.
     """
     from vIOP.storage.accounts_sql import SqlAccountStore
+    from vIOP.storage.audit_outbox import record_operator
     from vIOP.storage.bootstrap import open_storage
 
     storage = await open_storage(settings)
 
     async def audit(change: AccountChange, account: Account) -> None:
-        await storage.audit.append(None, "cli", change.value, "user", account.id)
+        await record_operator(storage.audit, change.value, "user", account.id, role="cli")  # actor: SUDO_USER
 
     try:
         ring = storage.keys

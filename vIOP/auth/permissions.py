@@ -178,6 +178,15 @@ class RoomScope:
     host_ids: frozenset[str] = field(default_factory=frozenset)
 
 
+class PermissionDenied(Forbidden):
+    """A refusal by the table: says what was refused, and in which room, for the audit row (403)."""
+
+    def __init__(self, message: str, action: Action, room_id: str | None = None) -> None:
+        super().__init__(message)
+        self.action = action
+        self.room_id = room_id
+
+
 class RoomDirectory(Protocol):
     async def room_scope(self, room_id: RoomId) -> RoomScope:
         """The room's scope; raises :class:`~vIOP.errors.NotFound` for an unknown room."""
@@ -207,17 +216,18 @@ def is_allowed(principal: Principal, action: Action, room: RoomScope | None = No
 
 
 def authorize(principal: Principal, action: Action, room: RoomScope | None = None) -> Grant:
-    """Raise :class:`Forbidden` unless ``principal`` may do ``action`` (in ``room``); return the grant used.
+    """Raise :class:`PermissionDenied` (a :class:`Forbidden`) unless ``principal`` may do ``action`` (in ``room``); return the grant used.
 
     Without a room, listing actions (presence, attendance) return ``OWN`` or ``ALL``: with ``OWN`` the
     caller must filter to rooms where :func:`belongs_to` holds.
     """
     if not is_allowed(principal, action, room):
         what = action.value.replace("_", " ")
+        room_id = room.room_id if room is not None else None
         grant = grant_for(principal.role, action)
         if grant is Grant.NONE:
-            raise Forbidden(f"the {principal.role.value} role does not allow: {what}")
+            raise PermissionDenied(f"the {principal.role.value} role does not allow: {what}", action, room_id)
         if room is None:
-            raise Forbidden(f"{what}: name the room")
-        raise Forbidden(f"{what}: allowed only in your own rooms")
+            raise PermissionDenied(f"{what}: name the room", action, None)
+        raise PermissionDenied(f"{what}: allowed only in your own rooms", action, room_id)
     return grant_for(principal.role, action)

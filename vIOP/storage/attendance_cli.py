@@ -127,7 +127,9 @@ def run_attendance(args: argparse.Namespace, settings: Settings | None = None) -
                 if args.client
                 else (None, None)
             )
-            await storage.audit.append(None, OPERATOR, Action.ATTENDANCE_EXPORTED, *subject)
+            from vIOP.storage.audit_outbox import record_operator  # the one recorder (names the operator)
+
+            await record_operator(storage.audit, Action.ATTENDANCE_EXPORTED, *subject)
             return 0
         finally:
             await storage.close()

@@ -13,12 +13,13 @@ user agent is stored as a keyed hash.
 from __future__ import annotations
 
 import asyncio
+import getpass
 import hashlib
 import hmac
 import json
 import os
 import re
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -69,6 +70,20 @@ class Action(StrEnum):
     CLIENT_SHREDDED = "client.shredded"
     BREAK_GLASS = "access.break_glass"
     AUDIT_VERIFIED = "audit.verified"
+    # issue 11: reads of PHI, every moderation action, refusals on a socket, TURN credentials
+    ROOM_VIEWED = "room.viewed"
+    HOST_ENTERED = "room.host_entered"
+    RESUMED = "room.resumed"
+    RESUME_REJECTED = "room.resume_rejected"
+    ALREADY_CONNECTED = "room.already_connected"
+    JOIN = "room.join"  # a refused join (the successful ones are knock, host_entered or resumed)
+    LEFT = "room.left"
+    LOBBY_MESSAGE = "room.lobby_message"
+    RETURN_TO_LOBBY = "room.return_to_lobby"
+    LOCKED = "room.locked"
+    UNLOCKED = "room.unlocked"
+    SIGNAL = "room.signal"  # a participant's own signaling (media, flags, heartbeat): only refusals
+    TURN_ISSUED = "turn.credentials_issued"
 
 
 class Outcome(StrEnum):
@@ -124,6 +139,21 @@ def _canonical(row: Any) -> bytes:
 
 
 @dataclass(frozen=True, slots=True)
+class AuditEntry:
+    """One event to append: ``at`` None means now (the log's clock)."""
+
+    at: datetime | None
+    actor_id: str | None
+    actor_role: str
+    action: Action | str
+    object_type: str | None
+    object_id: str | None
+    outcome: Outcome | str
+    ip: str | None
+    user_agent_hash: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class _Row:
     """Column values of one audit row, as the MAC sees them."""
 
@@ -144,6 +174,43 @@ def _check(value: str | None, pattern: re.Pattern[str], what: str, optional: boo
         return
     if value is None or not pattern.match(value):
         raise BadRequest(f"audit {what} must be an opaque id or a lowercase name (no names or free text)")
+
+
+def check_entry(
+    actor_id: str | None,
+    actor_role: str,
+    action: Action | str,
+    object_type: str | None,
+    object_id: str | None,
+    outcome: Outcome | str,
+    ip: str | None,
+) -> None:
+    """BadRequest for anything but ids and names: an audit row never holds a name or free text."""
+    _check(actor_id, _ID, "actor id")
+    _check(actor_role, _WORD, "actor role", optional=False)
+    _check(str(action), _WORD, "action", optional=False)
+    _check(object_type, _WORD, "object type")
+    _check(object_id, _ID, "object id")
+    _check(str(outcome), _WORD, "outcome", optional=False)
+    if ip is not None and len(ip) > 64:
+        raise BadRequest("audit ip is too long")
+
+
+OPERATOR_ROLE = "operator"
+_OS_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,60}$")
+
+
+def operator_id(environ: Mapping[str, str] | None = None) -> str:
+    """Who runs a CLI command: the person behind ``sudo`` (``SUDO_USER``), else the login name, as
+    ``os:<name>``. A name that is not a plain login name (a space, a domain) is kept as a short hash."""
+    env = os.environ if environ is None else environ
+    try:
+        name = env.get("SUDO_USER") or env.get("LOGNAME") or env.get("USER") or getpass.getuser()
+    except (KeyError, OSError):  # no passwd entry for this uid (a bare container)
+        name = f"uid{os.getuid()}"
+    if not _OS_NAME.match(name):
+        name = "h" + hashlib.sha256(name.encode()).hexdigest()[:16]
+    return f"os:{name}"
 
 
 class AuditLog:
@@ -185,55 +252,40 @@ class AuditLog:
         user_agent: str | None = None,
         *,
         at: datetime | None = None,
+        user_agent_hash: str | None = None,
     ) -> int:
         """Record one event; returns its seq. BadRequest (nothing written) for anything but ids and names.
 
-        ``at``: when it happened, if earlier than now (an entry that waited for the database to come back,
-        see ``vIOP.storage.audit_outbox``); the row still goes at the tail of the chain."""
-        _check(actor_id, _ID, "actor id")
-        _check(actor_role, _WORD, "actor role", optional=False)
-        _check(str(action), _WORD, "action", optional=False)
-        _check(object_type, _WORD, "object type")
-        _check(object_id, _ID, "object id")
-        _check(str(outcome), _WORD, "outcome", optional=False)
-        if ip is not None and len(ip) > 64:
-            raise BadRequest("audit ip is too long")
-        ua_hash = self.user_agent_hash(user_agent) if user_agent else None
+        The application records through ``vIOP.storage.audit_outbox.AuditOutbox`` (one recorder for HTTP,
+        sockets and the CLI), which calls :meth:`append_many`. ``at``: when it happened, if earlier than now
+        (an entry that waited for the database to come back); the row still goes at the tail of the chain.
+        ``user_agent_hash``: :meth:`user_agent_hash` already taken (the outbox keeps no raw user agent)."""
+        ua_hash = self.user_agent_hash(user_agent) if user_agent else user_agent_hash
+        entry = AuditEntry(at, actor_id, actor_role, action, object_type, object_id, outcome, ip, ua_hash)
+        return await self.append_many([entry])
+
+    async def append_many(self, entries: Sequence[AuditEntry]) -> int:
+        """Append ``entries`` in order in one transaction (one chain step each); returns the last seq.
+        BadRequest (nothing written) if any is not ids and names."""
+        for e in entries:
+            check_entry(e.actor_id, e.actor_role, e.action, e.object_type, e.object_id, e.outcome, e.ip)
+        if not entries:
+            raise BadRequest("nothing to append")
         async with self._lock:
             for _ in range(_APPEND_ATTEMPTS):
                 try:
-                    seq = await self._append_once(
-                        actor_id,
-                        actor_role,
-                        str(action),
-                        object_type,
-                        object_id,
-                        str(outcome),
-                        ip,
-                        ua_hash,
-                        at,
-                    )
+                    first, last = await self._append_once(entries)
                     break
                 except IntegrityError:
                     continue  # another process took this seq first: chain onto its row instead
             else:
                 raise Unavailable("the audit log is too busy: retry")
-        if self.checkpoint_path is not None and seq % self.checkpoint_every == 0:
-            await self.checkpoint()
-        return seq
+        every = self.checkpoint_every
+        if self.checkpoint_path is not None and last // every > (first - 1) // every:
+            await self.checkpoint()  # the batch reached a multiple of checkpoint_every
+        return last
 
-    async def _append_once(
-        self,
-        actor_id: str | None,
-        actor_role: str,
-        action: str,
-        object_type: str | None,
-        object_id: str | None,
-        outcome: str,
-        ip: str | None,
-        ua_hash: str | None,
-        when: datetime | None = None,
-    ) -> int:
+    async def _append_once(self, entries: Sequence[AuditEntry]) -> tuple[int, int]:
         async with self.db.begin() as conn:
             if self.db.dialect == "postgresql":
                 # Serialise appenders across processes for this transaction: the chain has one tail.
@@ -245,31 +297,47 @@ class AuditLog:
                 )
             ).first()
             seq, prev = (last.seq + 1, last.mac) if last else (1, GENESIS)
-            sealed_ip = (
-                self.ring.system_fields.encrypt(FieldRef("audit_log", "ip", str(seq)), ip) if ip else None
-            )
-            # aware; stored (and MAC'd) in UTC to the microsecond, as both databases keep it
-            at = when if when is not None else self._clock()
-            row = _Row(
-                seq, at, actor_id, actor_role, action, object_type, object_id, outcome, sealed_ip, ua_hash
-            )
-            await conn.execute(
-                insert(audit_log).values(
-                    seq=seq,
-                    at=at,
-                    actor_id=actor_id,
-                    actor_role=actor_role,
-                    action=action,
-                    object_type=object_type,
-                    object_id=object_id,
-                    outcome=outcome,
-                    ip=sealed_ip,
-                    user_agent_hash=ua_hash,
-                    prev_mac=prev,
-                    mac=self._mac(prev, row),
+            first, values = seq, []
+            for e in entries:
+                sealed_ip = (
+                    self.ring.system_fields.encrypt(FieldRef("audit_log", "ip", str(seq)), e.ip)
+                    if e.ip
+                    else None
                 )
-            )
-        return int(seq)
+                # aware; stored (and MAC'd) in UTC to the microsecond, as both databases keep it
+                at = e.at if e.at is not None else self._clock()
+                row = _Row(
+                    seq,
+                    at,
+                    e.actor_id,
+                    e.actor_role,
+                    str(e.action),
+                    e.object_type,
+                    e.object_id,
+                    str(e.outcome),
+                    sealed_ip,
+                    e.user_agent_hash,
+                )
+                mac = self._mac(prev, row)
+                values.append(
+                    {
+                        "seq": seq,
+                        "at": at,
+                        "actor_id": e.actor_id,
+                        "actor_role": e.actor_role,
+                        "action": str(e.action),
+                        "object_type": e.object_type,
+                        "object_id": e.object_id,
+                        "outcome": str(e.outcome),
+                        "ip": sealed_ip,
+                        "user_agent_hash": e.user_agent_hash,
+                        "prev_mac": prev,
+                        "mac": mac,
+                    }
+                )
+                seq, prev = seq + 1, mac
+            await conn.execute(insert(audit_log), values)
+        return int(first), int(seq - 1)
 
     async def client_ip(self, seq: int, sealed: bytes) -> str:
         """Decrypt the IP of row ``seq`` (for an admin reading the log)."""

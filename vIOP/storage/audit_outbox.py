@@ -1,10 +1,22 @@
-"""Audit entries of live sessions, kept until the database takes them.
+"""THE way to write an audit row: :class:`AuditOutbox`, one per process, for HTTP routes, sockets and the CLI.
 
-A room change happens in Redis; its audit row goes to the database. When the database is unreachable (a
-restart, a lock held by a backup) the change must not wait on it, and its audit row must not be lost: the
-entry is queued with the time of the event and one background writer appends the queue in order, at once
-if it can, else on the next :meth:`kick` (the presence sweeper calls it every couple of seconds). The
-queue is bounded; past the bound the oldest entries are dropped with a critical log line saying how many.
+An event happens (a room change in Redis, a read, a refusal); its audit row goes to the database. When the
+database is unreachable (a restart, a lock held by a backup) the event must not wait on it, and its row
+must not be lost: the entry is queued with the time of the event and one background writer appends the
+queue in order, at once if it can, else on the next :meth:`kick` (the presence sweeper calls it every
+couple of seconds) or at :meth:`close`. The queue is bounded; past the bound the oldest entries are dropped
+with a critical log line saying how many.
+
+Two ways in, one entry shape:
+
+- :meth:`record` queues and returns at once: signaling sockets (the receive loop never waits on the
+  database).
+- :meth:`write` queues, then waits until the queue is written or the database is found away: HTTP routes
+  and socket handshakes, so the row is in the database before the answer goes out whenever it can be.
+  :func:`record_operator` (the CLI) additionally fails when the row could not be written.
+
+Entries are checked when recorded (ids and names only, ``vIOP.storage.audit.check_entry``), so a bad
+entry fails in the caller, not later in the writer; the user agent is kept only as its keyed hash.
 """
 
 from __future__ import annotations
@@ -12,34 +24,31 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import itertools
 import logging
-from dataclasses import dataclass
-from datetime import datetime
 
-from vIOP.storage.audit import Action, AuditLog, Outcome
+from vIOP.errors import Unavailable
+from vIOP.storage.audit import (
+    OPERATOR_ROLE,
+    Action,
+    AuditEntry,
+    AuditLog,
+    Outcome,
+    check_entry,
+    operator_id,
+)
 from vIOP.storage.crypto import utc_now
 from vIOP.storage.outage import is_store_outage
 
 log = logging.getLogger("vIOP.audit")
-
-
-@dataclass(frozen=True, slots=True)
-class PendingAudit:
-    at: datetime
-    actor_id: str | None
-    actor_role: str
-    action: Action | str
-    object_type: str | None
-    object_id: str | None
-    outcome: Outcome | str
-    ip: str | None
+_BATCH = 200  # entries per transaction: a burst of refusals is written at database speed, not row by row
 
 
 class AuditOutbox:
     def __init__(self, audit: AuditLog, *, limit: int = 100_000) -> None:
         self._audit = audit
         self._limit = limit
-        self._pending: collections.deque[PendingAudit] = collections.deque()
+        self._pending: collections.deque[AuditEntry] = collections.deque()
         self._writer = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
 
@@ -56,10 +65,14 @@ class AuditOutbox:
         object_id: str | None = None,
         outcome: Outcome | str = Outcome.SUCCESS,
         ip: str | None = None,
+        user_agent: str | None = None,
     ) -> None:
-        """Queue one entry stamped now and start the writer (needs a running loop); never waits."""
+        """Queue one entry stamped now and start the writer (needs a running loop); never waits.
+        BadRequest (nothing queued) for anything but ids and names."""
+        check_entry(actor_id, actor_role, action, object_type, object_id, outcome, ip)
+        ua_hash = self._audit.user_agent_hash(user_agent) if user_agent else None
         self._pending.append(
-            PendingAudit(utc_now(), actor_id, actor_role, action, object_type, object_id, outcome, ip)
+            AuditEntry(utc_now(), actor_id, actor_role, action, object_type, object_id, outcome, ip, ua_hash)
         )
         if len(self._pending) > self._limit:
             dropped = len(self._pending) - self._limit
@@ -67,6 +80,22 @@ class AuditOutbox:
                 self._pending.popleft()
             log.critical("audit outbox full: %d entries dropped, the database stayed unreachable", dropped)
         self.kick()
+
+    async def write(
+        self,
+        actor_id: str | None,
+        actor_role: str,
+        action: Action | str,
+        object_type: str | None = None,
+        object_id: str | None = None,
+        outcome: Outcome | str = Outcome.SUCCESS,
+        ip: str | None = None,
+        user_agent: str | None = None,
+    ) -> None:
+        """:meth:`record`, then wait until it is written; if the database is away it stays queued (the
+        caller goes on: a read or refusal is not held up by the audit store)."""
+        self.record(actor_id, actor_role, action, object_type, object_id, outcome, ip, user_agent)
+        await self.flush()
 
     def kick(self) -> None:
         """Start the background writer unless it is running or there is nothing to write."""
@@ -83,21 +112,13 @@ class AuditOutbox:
             log.critical("audit outbox: %d entries not written at shutdown", len(self._pending))
 
     async def flush(self) -> None:
-        """Append the queued entries, oldest first; stop at the first failure and keep the rest."""
+        """Append the queued entries, oldest first, up to ``_BATCH`` per transaction; stop at the first
+        outage and keep the rest."""
         async with self._writer:
             while self._pending:
-                entry = self._pending[0]
+                batch = list(itertools.islice(self._pending, _BATCH))
                 try:
-                    await self._audit.append(
-                        entry.actor_id,
-                        entry.actor_role,
-                        entry.action,
-                        entry.object_type,
-                        entry.object_id,
-                        entry.outcome,
-                        entry.ip,
-                        at=entry.at,
-                    )
+                    await self._audit.append_many(batch)
                 except Exception as exc:
                     if is_store_outage(exc):  # the database is away: keep it for the next flush
                         log.warning(
@@ -106,5 +127,27 @@ class AuditOutbox:
                             len(self._pending),
                         )
                         return
-                    log.exception("audit entry refused", extra={"kind": str(entry.action)})
-                self._pending.popleft()
+                    # Entries were checked when recorded, so this is unexpected: log it and go on.
+                    log.exception("audit entries refused", extra={"kind": str(batch[0].action)})
+                for _ in batch:
+                    self._pending.popleft()
+
+
+async def record_operator(
+    audit: AuditLog,
+    action: Action | str,
+    object_type: str | None = None,
+    object_id: str | None = None,
+    outcome: Outcome | str = Outcome.SUCCESS,
+    *,
+    role: str = OPERATOR_ROLE,
+) -> None:
+    """A CLI operation, attributed to the operator (``SUDO_USER`` or the login name): written before the
+    command reports success, or :class:`Unavailable` (a command must not finish unaudited). ``role``:
+    ``users`` commands have always been recorded as ``cli``; the other commands as ``operator``."""
+    outbox = AuditOutbox(audit)
+    await outbox.write(operator_id(), role, action, object_type, object_id, outcome)
+    if outbox.pending:
+        raise Unavailable(
+            "the operation was done, but the audit log could not be written: check the database"
+        )

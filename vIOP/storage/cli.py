@@ -4,7 +4,8 @@
 Wiring for ``vIOP/__main__.py``: ``("vIOP.storage.cli", "add_parsers", "run")`` in ``_PLUGINS``;
 ``run(args, settings)`` dispatches on ``args.command``. Each command also has its own ``add_<name>_parser``
 and ``run_<name>``. Exit status: 0 done, 1 failed (e.g. the audit chain is broken), 2 usage/config error.
-Operator actions are audited with actor role ``operator`` (the CLI has no user id).
+Operator actions are audited with actor role ``operator`` and actor ``os:<SUDO_USER or login name>``
+(``vIOP.storage.audit_outbox.record_operator``).
 """
 
 from __future__ import annotations
@@ -21,13 +22,13 @@ from vIOP.errors import ConfigError
 from vIOP.settings import Settings, load_settings
 from vIOP.storage import compliance_cli
 from vIOP.storage.audit import Action, Outcome
+from vIOP.storage.audit_outbox import record_operator
 from vIOP.storage.bootstrap import Storage, open_storage
 from vIOP.storage.crypto import shred_client
 from vIOP.storage.database import current_revision, upgrade
 from vIOP.storage.keys import FileKeySource
 from vIOP.storage.rotation import kek_usage, retire_keks, rotate_keys
 
-OPERATOR = "operator"
 Subparsers = Any  # argparse's _SubParsersAction is private
 
 
@@ -139,11 +140,9 @@ async def _keys_rotate(storage: Storage, args: argparse.Namespace) -> int:
         )
     except Exception:
         with contextlib.suppress(Exception):  # the original error matters more than its audit row
-            await storage.audit.append(None, OPERATOR, Action.KEYS_ROTATED, "kek", None, Outcome.FAILURE)
+            await record_operator(storage.audit, Action.KEYS_ROTATED, "kek", None, Outcome.FAILURE)
         raise
-    await storage.audit.append(
-        None, OPERATOR, Action.KEYS_ROTATED, "kek", str(report.target), Outcome.SUCCESS
-    )
+    await record_operator(storage.audit, Action.KEYS_ROTATED, "kek", str(report.target), Outcome.SUCCESS)
     verb = "resumed and finished" if report.resumed else "finished"
     if not report.finished:
         _say(f"rotation to {report.target} stopped with {report.remaining} data keys left: run it again")
@@ -158,7 +157,7 @@ async def _keys_rotate(storage: Storage, args: argparse.Namespace) -> int:
 async def _keys_retire(storage: Storage, _args: argparse.Namespace) -> int:
     retired, in_use = await retire_keks(storage.keys)
     for kek in retired:
-        await storage.audit.append(None, OPERATOR, Action.KEYS_RETIRED, "kek", str(kek), Outcome.SUCCESS)
+        await record_operator(storage.audit, Action.KEYS_RETIRED, "kek", str(kek), Outcome.SUCCESS)
     _say("retired: " + (", ".join(map(str, retired)) or "nothing"))
     for kek, count in in_use.items():
         _say(f"kept {kek}: {count} data keys still use it (run `keys rotate --no-new-kek`)")
@@ -188,6 +187,11 @@ def run_audit(args: argparse.Namespace, settings: Settings | None = None) -> int
 
     async def verify(storage: Storage) -> int:
         result = await storage.audit.verify()
+        # Reading the log is itself audited (after the walk, so it checks what was there before).
+        outcome = Outcome.SUCCESS if result.ok else Outcome.FAILURE
+        await record_operator(
+            storage.audit, Action.AUDIT_VERIFIED, "audit_log", str(result.last_seq), outcome
+        )
         if result.ok:
             _say(
                 f"audit log intact: {result.rows_checked} rows, "
@@ -232,7 +236,7 @@ def run_clients(args: argparse.Namespace, settings: Settings | None = None) -> i
 
     async def shred(storage: Storage) -> int:
         result = await shred_client(storage.keys, args.client_id)
-        await storage.audit.append(None, OPERATOR, Action.CLIENT_SHREDDED, "client", result.client_id)
+        await record_operator(storage.audit, Action.CLIENT_SHREDDED, "client", result.client_id)
         state = "was already shredded" if result.already_shredded else "shredded"
         _say(f"client {result.client_id} {state}: data key {result.data_key_id} destroyed")
         return 0
