@@ -22,7 +22,7 @@ from pathlib import Path
 
 from sqlalchemy import insert
 
-from vIOP.storage.audit import Action, AuditLog
+from vIOP.storage.audit import AuditEvent, AuditLog
 from vIOP.storage.crypto import FieldCipher, FieldRef, KeyRing, KeyScope, data_key_aad, utc_now
 from vIOP.storage.database import Database, default_sqlite_url, upgrade
 from vIOP.storage.keys import FileKeySource
@@ -117,7 +117,7 @@ async def run(args: argparse.Namespace, folder: Path) -> None:
     audit = AuditLog(ring)
     started = time.perf_counter()
     for i in range(args.audit_rows):
-        await audit.append("us_1", "clinician", Action.ADMIT, "participant", f"pt_{i}", ip="203.0.113.9")
+        await audit.append("us_1", "clinician", AuditEvent.ADMIT, "participant", f"pt_{i}", ip="203.0.113.9")
     append_s = time.perf_counter() - started
     started = time.perf_counter()
     result = await audit.verify()

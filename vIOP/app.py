@@ -53,8 +53,7 @@ from vIOP.signaling.ratelimit import MessageRateLimit
 from vIOP.signaling.resume import ResumeTokens
 from vIOP.storage.accounts_sql import SqlAccountStore
 from vIOP.storage.attendance_sql import SqlAttendanceStore
-from vIOP.storage.audit import Action as AuditAction
-from vIOP.storage.audit import Outcome
+from vIOP.storage.audit import AuditEvent, Outcome
 from vIOP.storage.bootstrap import open_storage
 from vIOP.storage.embedded_redis import EmbeddedRedis
 from vIOP.storage.invites_sql import SqlInviteStore
@@ -133,7 +132,7 @@ async def open_services(settings: Settings, *, clock: Callable[[], float] = time
         await services.audit_outbox.write(
             event.user_id,
             event.role.value if event.role else "anonymous",
-            AuditAction.ACCOUNT_LOCKED if locked else AuditAction.LOGIN,
+            AuditEvent.ACCOUNT_LOCKED if locked else AuditEvent.LOGIN,
             "user" if event.user_id else None,
             event.user_id,
             _LOGIN_OUTCOME[event.outcome],

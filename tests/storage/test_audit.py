@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import delete, func, insert, select, update
 
 from vIOP.errors import BadRequest
-from vIOP.storage.audit import GENESIS, Action, AuditLog, Outcome, Problem
+from vIOP.storage.audit import GENESIS, AuditEvent, AuditLog, Outcome, Problem
 from vIOP.storage.crypto import KeyRing
 from vIOP.storage.schema import audit_log
 
@@ -37,7 +37,7 @@ async def fill(audit: AuditLog, count: int) -> None:
         await audit.append(
             f"us_{i % 3}",
             "clinician",
-            Action.ADMIT,
+            AuditEvent.ADMIT,
             "participant",
             f"pt_{i}",
             Outcome.SUCCESS,
@@ -145,7 +145,7 @@ async def test_chain_rewritten_from_scratch_disagrees_with_checkpoints(
         await conn.execute(delete(audit_log))
     rewriter = AuditLog(ring, clock=StepClock())
     for _ in range(10):
-        await rewriter.append("us_1", "admin", Action.LOGIN)
+        await rewriter.append("us_1", "admin", AuditEvent.LOGIN)
     result = await audit.verify()
     assert (result.problem, result.bad_seq) == (Problem.ALTERED, 5)
 
@@ -179,7 +179,7 @@ async def test_concurrent_appends_from_two_logs_keep_one_chain(ring: KeyRing) ->
 
     first, second = AuditLog(ring), AuditLog(ring)  # two processes' worth of loggers
     await asyncio.gather(
-        *(log.append("us_1", "staff", Action.PRESENCE_VIEWED) for log in [first, second] * 20)
+        *(log.append("us_1", "staff", AuditEvent.PRESENCE_VIEWED) for log in [first, second] * 20)
     )
     result = await first.verify()
     assert result.ok

@@ -13,7 +13,7 @@ from sqlalchemy import select
 
 from vIOP.errors import BadRequest
 from vIOP.settings import Settings
-from vIOP.storage.audit import Action, AuditLog, Outcome, operator_id
+from vIOP.storage.audit import AuditEvent, AuditLog, Outcome, operator_id
 from vIOP.storage.audit_outbox import AuditOutbox
 from vIOP.storage.bootstrap import open_storage
 from vIOP.storage.cli import add_parsers, run
@@ -34,7 +34,7 @@ async def test_record_refuses_free_text_at_once_and_queues_nothing(ring: KeyRing
     audit = AuditLog(ring)
     outbox = AuditOutbox(audit)
     with pytest.raises(BadRequest):
-        outbox.record("Jane Doe", "client", Action.KNOCK, "participant", "pt_1")
+        outbox.record("Jane Doe", "client", AuditEvent.KNOCK, "participant", "pt_1")
     with pytest.raises(BadRequest):
         outbox.record("cl_1", "client", "Room Admit", "participant", "pt_1")
     assert outbox.pending == 0
@@ -46,7 +46,7 @@ async def test_write_is_in_the_database_on_return_with_the_agent_as_a_keyed_hash
     audit = AuditLog(ring)
     outbox = AuditOutbox(audit)
     await outbox.write(
-        "us_1", "clinician", Action.ROOM_VIEWED, "room", "rm_1", Outcome.DENIED, "203.0.113.9", AGENT
+        "us_1", "clinician", AuditEvent.ROOM_VIEWED, "room", "rm_1", Outcome.DENIED, "203.0.113.9", AGENT
     )
     assert outbox.pending == 0
     [row] = await rows(audit)
@@ -60,7 +60,7 @@ async def test_recorded_rows_keep_their_order_and_event_time(ring: KeyRing) -> N
     audit = AuditLog(ring)
     outbox = AuditOutbox(audit)
     for i in range(5):
-        outbox.record("us_1", "clinician", Action.ADMIT, "participant", f"pt_{i}", user_agent=AGENT)
+        outbox.record("us_1", "clinician", AuditEvent.ADMIT, "participant", f"pt_{i}", user_agent=AGENT)
     await outbox.flush()
     written = await rows(audit)
     assert [r.object_id for r in written] == [f"pt_{i}" for i in range(5)]
@@ -111,7 +111,9 @@ async def test_a_burst_is_written_in_batches_that_keep_the_chain_and_its_checkpo
     audit = AuditLog(ring, checkpoint_path=tmp_path / "marks.jsonl", checkpoint_every=100)
     outbox = AuditOutbox(audit)
     for i in range(450):  # a refusal flood: more than two batches
-        outbox.record(f"cl_{i % 7}", "client", Action.ADMIT, "room", "rm_1", Outcome.DENIED, "198.51.100.4")
+        outbox.record(
+            f"cl_{i % 7}", "client", AuditEvent.ADMIT, "room", "rm_1", Outcome.DENIED, "198.51.100.4"
+        )
     await outbox.flush()
     assert outbox.pending == 0
     written = await rows(audit)

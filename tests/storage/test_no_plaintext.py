@@ -12,7 +12,7 @@ import pytest
 import redis.asyncio as aioredis
 from sqlalchemy import insert, select
 
-from vIOP.storage.audit import Action, AuditLog
+from vIOP.storage.audit import AuditEvent, AuditLog
 from vIOP.storage.crypto import FieldRef, KeyRing
 from vIOP.storage.database import Database, default_sqlite_url, upgrade
 from vIOP.storage.keys import FileKeySource
@@ -102,7 +102,7 @@ async def write_everything(ring: KeyRing, audit: AuditLog) -> None:
             )
         )
     await audit.append(
-        "us_1", "clinician", Action.ADMIT, "client", "cl_1", ip="198.51.100.4", user_agent=CANARY
+        "us_1", "clinician", AuditEvent.ADMIT, "client", "cl_1", ip="198.51.100.4", user_agent=CANARY
     )
     await audit.checkpoint()
 

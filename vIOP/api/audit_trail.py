@@ -20,8 +20,7 @@ from starlette.requests import Request
 from vIOP.api.context import Services
 from vIOP.auth.permissions import Action, PermissionDenied
 from vIOP.errors import Forbidden
-from vIOP.storage.audit import Action as Audited
-from vIOP.storage.audit import Outcome
+from vIOP.storage.audit import AuditEvent, Outcome
 
 log = logging.getLogger("vIOP.audit")
 
@@ -29,44 +28,44 @@ log = logging.getLogger("vIOP.audit")
 # carry only ids and the address): set by ``POST /api/v1/auth/login``, read by ``vIOP.app.audit_login``.
 login_user_agent: ContextVar[str | None] = ContextVar("login_user_agent", default=None)
 
-AUDIT_NAMES: Final[Mapping[Action, Audited]] = MappingProxyType(
+AUDIT_NAMES: Final[Mapping[Action, AuditEvent]] = MappingProxyType(
     {
-        Action.LOGOUT: Audited.LOGOUT,
-        Action.CREATE_ROOM: Audited.ROOM_CREATED,
-        Action.VIEW_ROOM: Audited.ROOM_VIEWED,
-        Action.CREATE_INVITE: Audited.INVITE_CREATED,
-        Action.REVOKE_INVITE: Audited.INVITE_REVOKED,
-        Action.ISSUE_SIGNAL_TICKET: Audited.TICKET_ISSUED,
-        Action.ISSUE_PRESENCE_TICKET: Audited.TICKET_ISSUED,
-        Action.GET_TURN_CREDENTIALS: Audited.TURN_ISSUED,
-        Action.JOIN: Audited.JOIN,
-        Action.OFFER: Audited.SIGNAL,
-        Action.ANSWER: Audited.SIGNAL,
-        Action.CANDIDATE: Audited.SIGNAL,
-        Action.LEAVE: Audited.LEFT,
-        Action.SET_MEDIA: Audited.SIGNAL,
-        Action.RAISE_HAND: Audited.SIGNAL,
-        Action.PING: Audited.SIGNAL,
-        Action.ADMIT: Audited.ADMIT,
-        Action.ADMIT_ALL: Audited.ADMIT,
-        Action.DENY: Audited.DENY,
-        Action.LOBBY_MESSAGE: Audited.LOBBY_MESSAGE,
-        Action.RETURN_TO_LOBBY: Audited.RETURN_TO_LOBBY,
-        Action.MUTE: Audited.MUTE,
-        Action.REMOVE: Audited.REMOVE,
-        Action.LOCK: Audited.LOCKED,
-        Action.UNLOCK: Audited.UNLOCKED,
-        Action.END: Audited.ROOM_ENDED,
-        Action.VIEW_PRESENCE: Audited.PRESENCE_VIEWED,
-        Action.VIEW_ATTENDANCE: Audited.ATTENDANCE_EXPORTED,
-        Action.MANAGE_USERS: Audited.USER_CREATED,  # CLI only (user.created/disabled/enabled/mfa_reset)
-        Action.ROTATE_KEYS: Audited.KEYS_ROTATED,  # CLI only
-        Action.READ_AUDIT: Audited.AUDIT_VERIFIED,  # CLI only
+        Action.LOGOUT: AuditEvent.LOGOUT,
+        Action.CREATE_ROOM: AuditEvent.ROOM_CREATED,
+        Action.VIEW_ROOM: AuditEvent.ROOM_VIEWED,
+        Action.CREATE_INVITE: AuditEvent.INVITE_CREATED,
+        Action.REVOKE_INVITE: AuditEvent.INVITE_REVOKED,
+        Action.ISSUE_SIGNAL_TICKET: AuditEvent.TICKET_ISSUED,
+        Action.ISSUE_PRESENCE_TICKET: AuditEvent.TICKET_ISSUED,
+        Action.GET_TURN_CREDENTIALS: AuditEvent.TURN_ISSUED,
+        Action.JOIN: AuditEvent.JOIN,
+        Action.OFFER: AuditEvent.SIGNAL,
+        Action.ANSWER: AuditEvent.SIGNAL,
+        Action.CANDIDATE: AuditEvent.SIGNAL,
+        Action.LEAVE: AuditEvent.LEFT,
+        Action.SET_MEDIA: AuditEvent.SIGNAL,
+        Action.RAISE_HAND: AuditEvent.SIGNAL,
+        Action.PING: AuditEvent.SIGNAL,
+        Action.ADMIT: AuditEvent.ADMIT,
+        Action.ADMIT_ALL: AuditEvent.ADMIT,
+        Action.DENY: AuditEvent.DENY,
+        Action.LOBBY_MESSAGE: AuditEvent.LOBBY_MESSAGE,
+        Action.RETURN_TO_LOBBY: AuditEvent.RETURN_TO_LOBBY,
+        Action.MUTE: AuditEvent.MUTE,
+        Action.REMOVE: AuditEvent.REMOVE,
+        Action.LOCK: AuditEvent.LOCKED,
+        Action.UNLOCK: AuditEvent.UNLOCKED,
+        Action.END: AuditEvent.ROOM_ENDED,
+        Action.VIEW_PRESENCE: AuditEvent.PRESENCE_VIEWED,
+        Action.VIEW_ATTENDANCE: AuditEvent.ATTENDANCE_EXPORTED,
+        Action.MANAGE_USERS: AuditEvent.USER_CREATED,  # CLI only (user.created/disabled/enabled/mfa_reset)
+        Action.ROTATE_KEYS: AuditEvent.KEYS_ROTATED,  # CLI only
+        Action.READ_AUDIT: AuditEvent.AUDIT_VERIFIED,  # CLI only
     }
 )
 
 
-def audit_name(action: Action) -> Audited | str:
+def audit_name(action: Action) -> AuditEvent | str:
     """The audit action for a permission action (an action added later without a name: ``access.<it>``)."""
     return AUDIT_NAMES.get(action) or f"access.{action.value}"
 
@@ -97,7 +96,7 @@ _PATH_OBJECTS: Final = {
 }
 
 
-def _refused_action(request: Request, exc: Forbidden) -> Audited | str:
+def _refused_action(request: Request, exc: Forbidden) -> AuditEvent | str:
     if isinstance(exc, PermissionDenied):
         return audit_name(exc.action)
     route = request.scope.get("route")

@@ -27,8 +27,7 @@ from vIOP.auth.invites import Invite, looks_like_invite
 from vIOP.auth.permissions import Action, Grant, PermissionDenied, Principal, Role, grant_for
 from vIOP.auth.tokens import AccessClaims
 from vIOP.errors import BadRequest, Forbidden, PayloadTooLarge, Unauthenticated, UnsupportedMediaType
-from vIOP.storage.audit import Action as AuditAction
-from vIOP.storage.audit import Outcome
+from vIOP.storage.audit import AuditEvent, Outcome
 
 MAX_JSON_BODY: Final = 16 * 1024
 _BEARER: Final = "bearer"
@@ -79,7 +78,7 @@ class Caller:
 
     async def audit(
         self,
-        action: AuditAction | str,
+        action: AuditEvent | str,
         object_type: str | None = None,
         object_id: str | None = None,
         outcome: Outcome = Outcome.SUCCESS,
@@ -133,7 +132,7 @@ async def authenticate(request: Request, *, allow_invite: bool = False) -> Calle
         await services.authenticator.active_account(claims.subject)
     except Unauthenticated:
         await services.audit_outbox.write(
-            None, _ANONYMOUS, AuditAction.TOKEN_REJECTED, None, None, Outcome.DENIED, address, user_agent
+            None, _ANONYMOUS, AuditEvent.TOKEN_REJECTED, None, None, Outcome.DENIED, address, user_agent
         )
         raise
     caller = Caller(services, claims.principal, claims=claims, address=address, user_agent=user_agent)

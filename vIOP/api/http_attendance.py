@@ -36,7 +36,7 @@ from vIOP.rooms.attendance import DAY_MINUTES_REQUIRED, WEEK_MINUTES_REQUIRED, I
 from vIOP.rooms.attendance_report import AttendanceReport, ReportTable, build_report, rows, to_csv
 from vIOP.rooms.participant import Role as ParticipantRole
 from vIOP.rooms.ports import AttendanceQuery
-from vIOP.storage.audit import Action as AuditAction
+from vIOP.storage.audit import AuditEvent
 from vIOP.storage.sealing import DecryptionError
 
 _DAY: Final = re.compile(r"^\d{4}-\d{2}-\d{2}$")
@@ -263,7 +263,7 @@ async def attendance(request: Request) -> Response:
         audited = ("client", filters.client)
     else:
         audited = ("room", "all")
-    await caller.audit(AuditAction.ATTENDANCE_EXPORTED, *audited)
+    await caller.audit(AuditEvent.ATTENDANCE_EXPORTED, *audited)
     notice = access.notice
     if filters.format is Format.CSV:
         return Response(

@@ -32,7 +32,7 @@ from vIOP.auth.passwords import MAX_PASSWORD_CHARS
 from vIOP.auth.permissions import ACCOUNT_ROLES, Action, Role, authorize
 from vIOP.auth.revocation import RevocationKind
 from vIOP.ids import UserId
-from vIOP.storage.audit import Action as AuditAction
+from vIOP.storage.audit import AuditEvent
 
 log = logging.getLogger("vIOP.api")
 
@@ -97,7 +97,7 @@ async def logout(request: Request) -> Response:
     await read_json(request, EmptyBody, empty=EmptyBody())
     services = caller.services
     await services.tokens.revoke(claims)
-    await caller.audit(AuditAction.LOGOUT, "user", claims.subject)
+    await caller.audit(AuditEvent.LOGOUT, "user", claims.subject)
     try:  # the user's sockets in the other processes (this process closes its own just below)
         await services.revocations.publish(RevocationKind.SIGNED_OUT, claims.subject)
     except Exception:

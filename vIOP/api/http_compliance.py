@@ -57,8 +57,7 @@ from vIOP.compliance.consent import (
 from vIOP.errors import BadRequest, NotFound
 from vIOP.rooms.attendance import Interval
 from vIOP.rooms.participant import Role as ParticipantRole
-from vIOP.storage.audit import Action as AuditAction
-from vIOP.storage.audit import Outcome
+from vIOP.storage.audit import AuditEvent, Outcome
 from vIOP.storage.break_glass_sql import SqlBreakGlassStore
 from vIOP.storage.consents_sql import SqlConsentStore, require_consent
 
@@ -221,7 +220,7 @@ async def open_break_glass(request: Request) -> Response:
     grant = await break_glass_store(services).open(
         caller.principal.subject, caller.principal.role.value, record.id, reason, services.rooms.clock(), ttl
     )
-    await caller.audit(AuditAction.BREAK_GLASS, "break_glass", grant.id)
+    await caller.audit(AuditEvent.BREAK_GLASS, "break_glass", grant.id)
     return struct_response(grant_object(grant, with_reason=False), status_code=201)
 
 

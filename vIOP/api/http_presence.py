@@ -22,7 +22,7 @@ from vIOP.rooms.participant import ParticipantState, Role
 from vIOP.rooms.presence import PresenceSnapshot, RoomPresence, SeatView, Viewer
 from vIOP.rooms.room import RoomKind, RoomState
 from vIOP.rooms.waiting_room import LobbyEntry
-from vIOP.storage.audit import Action as AuditAction
+from vIOP.storage.audit import AuditEvent
 
 
 def _seconds(value: float) -> int:
@@ -148,7 +148,7 @@ async def presence(request: Request) -> Response:
     if room_id is not None:
         snapshot = PresenceSnapshot(snapshot.at, tuple(r for r in snapshot.rooms if r.room_id == room_id))
     titles: dict[str, str] = {record.id: record.title for record in records}
-    await caller.audit(AuditAction.PRESENCE_VIEWED, "room", room_id or "all")
+    await caller.audit(AuditEvent.PRESENCE_VIEWED, "room", room_id or "all")
     return struct_response(snapshot_document(snapshot, titles))
 
 

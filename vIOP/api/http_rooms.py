@@ -36,8 +36,7 @@ from vIOP.ids import InviteId, UserId, new_room_id
 from vIOP.rooms.errors import RoomNotFound
 from vIOP.rooms.limits import MAX_DISPLAY_NAME_CHARS, MAX_ROOM_CAPACITY, MAX_ROOM_TITLE_CHARS
 from vIOP.rooms.room import DEFAULT_CAPACITY, Room, RoomKind, RoomState
-from vIOP.storage.audit import Action as AuditAction
-from vIOP.storage.audit import Outcome
+from vIOP.storage.audit import AuditEvent, Outcome
 from vIOP.storage.rooms_sql import RoomRecord
 
 INVITE_EXCHANGED: Final = "invite.exchanged"  # audit action
@@ -242,7 +241,7 @@ async def create_room(request: Request) -> Response:
         # No live session behind it: the record must not be listed as an open room.
         await services.room_directory.set_state(record.id, _ENDED, ended_at=now)
         raise
-    await caller.audit(AuditAction.ROOM_CREATED, "room", record.id)
+    await caller.audit(AuditEvent.ROOM_CREATED, "room", record.id)
     return struct_response(
         room_object(record, live), status_code=201, headers={"Location": f"/api/v1/rooms/{record.id}"}
     )
@@ -267,14 +266,14 @@ async def list_rooms(request: Request) -> Response:
             live = await live_room(caller.services, record)
         if live is None or live.state is not RoomState.ENDED:
             listed.append(room_object(record, live))
-    await caller.audit(AuditAction.ROOM_VIEWED, "room", "all")  # a listing: titles are PHI under Part 2
+    await caller.audit(AuditEvent.ROOM_VIEWED, "room", "all")  # a listing: titles are PHI under Part 2
     return struct_response(RoomList(rooms=listed))
 
 
 async def get_room(request: Request) -> Response:
     caller = await authenticate(request, allow_invite=True)
     record, live = await room_for(caller, request.path_params["room_id"], Action.VIEW_ROOM)
-    await caller.audit(AuditAction.ROOM_VIEWED, "room", record.id)
+    await caller.audit(AuditEvent.ROOM_VIEWED, "room", record.id)
     if caller.is_client:
         return struct_response(client_room_object(record, live))
     return struct_response(room_object(record, live))
@@ -290,7 +289,7 @@ async def create_invite(request: Request) -> Response:
         caller.principal, record.scope, body.display_name, body.expires_in, body.max_uses
     )
     invite = created.invite
-    await caller.audit(AuditAction.INVITE_CREATED, "invite", invite.id)
+    await caller.audit(AuditEvent.INVITE_CREATED, "invite", invite.id)
     join_url = f"{public_origin(services)}/join#invite={created.token}&room={invite.room_id}"
     return struct_response(
         CreatedInvite(
@@ -318,7 +317,7 @@ async def exchange_invite(request: Request) -> Response:
         exchanged = await services.invites.exchange(body.invite_token)
     except InviteRejected as refused:
         await services.storage.audit.append(
-            None, "anonymous", AuditAction.TOKEN_REJECTED, "invite", None, Outcome.DENIED, address
+            None, "anonymous", AuditEvent.TOKEN_REJECTED, "invite", None, Outcome.DENIED, address
         )
         raise refused from None
     invite = exchanged.invite
@@ -338,7 +337,7 @@ async def revoke_invite(request: Request) -> Response:
     invite = await caller.services.invites.revoke(
         caller.principal, InviteId(request.path_params["invite_id"])
     )
-    await caller.audit(AuditAction.INVITE_REVOKED, "invite", invite.id)
+    await caller.audit(AuditEvent.INVITE_REVOKED, "invite", invite.id)
     await revoke_invite_sessions(caller.services, invite.room_id, invite.client_id)
     return Response(status_code=204)
 

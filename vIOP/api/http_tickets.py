@@ -29,7 +29,7 @@ from vIOP.api.openapi import Operation, Reply, documented_route, struct_response
 from vIOP.api.ticket_rate import TicketRateLimit
 from vIOP.auth.permissions import Action
 from vIOP.auth.tickets import TicketPurpose
-from vIOP.storage.audit import Action as AuditAction
+from vIOP.storage.audit import AuditEvent
 
 _ACTION: Final = {
     TicketPurpose.SIGNAL: Action.ISSUE_SIGNAL_TICKET,
@@ -78,7 +78,7 @@ async def issue_ticket(request: Request) -> Response:
         caller.principal, purpose, scope, session=caller.session, session_ends_at=caller.session_ends_at
     )
     room_id = scope.room_id if scope is not None else None
-    await caller.audit(AuditAction.TICKET_ISSUED, "room", room_id or "all")
+    await caller.audit(AuditEvent.TICKET_ISSUED, "room", room_id or "all")
     return struct_response(
         IssuedTicket(
             ticket=issued.ticket,

@@ -21,7 +21,7 @@ from vIOP.api.openapi import IsoTime, Operation, Param, Reply, documented_route,
 from vIOP.auth.permissions import Action
 from vIOP.errors import NotFound
 from vIOP.ids import ParticipantId
-from vIOP.storage.audit import Action as AuditAction
+from vIOP.storage.audit import AuditEvent
 
 
 class TurnNotConfigured(NotFound):
@@ -60,7 +60,7 @@ async def turn_credentials(request: Request) -> Response:
         session_ends_at=caller.session_ends_at,
     )
     assert scope is not None  # required=True
-    await caller.audit(AuditAction.TURN_ISSUED, "room", scope.room_id)
+    await caller.audit(AuditEvent.TURN_ISSUED, "room", scope.room_id)
     return struct_response(
         TurnCredentials(
             urls=list(credentials.urls),

@@ -14,7 +14,7 @@ from starlette.websockets import WebSocket
 from vIOP import metrics
 from vIOP.api.context import Services
 from vIOP.auth.tickets import TicketGrant, TicketPurpose, TicketRejected
-from vIOP.storage.audit import Action, Outcome
+from vIOP.storage.audit import AuditEvent, Outcome
 
 log = logging.getLogger("vIOP.ws")
 
@@ -54,7 +54,7 @@ async def admit_socket(
             await services.audit_outbox.write(
                 None,
                 "anonymous",
-                Action.TICKET_REJECTED,
+                AuditEvent.TICKET_REJECTED,
                 "socket",
                 None,
                 Outcome.DENIED,

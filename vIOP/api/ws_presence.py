@@ -32,7 +32,7 @@ from vIOP.errors import VIOPError
 from vIOP.ids import RoomId, UserId
 from vIOP.rooms.events import Event, ParticipantEvent, Resync
 from vIOP.rooms.presence import RoomPresence, Viewer
-from vIOP.storage.audit import Action, Outcome
+from vIOP.storage.audit import AuditEvent, Outcome
 
 log = logging.getLogger("vIOP.presence")
 
@@ -275,7 +275,7 @@ async def presence_endpoint(websocket: WebSocket) -> None:
     tasks: list[asyncio.Task[None]] = []
     try:
         await services.audit_outbox.write(
-            grant.principal.subject, grant.principal.role.value, Action.PRESENCE_VIEWED,
+            grant.principal.subject, grant.principal.role.value, AuditEvent.PRESENCE_VIEWED,
             "room" if grant.room_id else None, grant.room_id, Outcome.SUCCESS, client_ip(websocket),
             websocket.headers.get("user-agent"),
         )  # fmt: skip

@@ -36,8 +36,7 @@ from vIOP.signaling.codec import DecodeFailure, binary_frame_failure, decode_cli
 from vIOP.signaling.connections import Connection, ConnectionState
 from vIOP.signaling.ratelimit import InboundVerdict
 from vIOP.signaling.resume import ResumeGrant
-from vIOP.storage.audit import Action as Audited
-from vIOP.storage.audit import Outcome
+from vIOP.storage.audit import AuditEvent, Outcome
 from vIOP.storage.outage import is_store_outage
 from vIOP.storage.redis_rooms import StoreGeneration
 
@@ -262,7 +261,7 @@ class SignalSession:
             self.finished = True
             await self._revoke_resume()
             await rooms.leave(self.room_id, pid)
-            await self._audit(Audited.LEFT, "participant", pid)
+            await self._audit(AuditEvent.LEFT, "participant", pid)
             self.conn.close(m.CloseCode.NORMAL, "left")
         elif isinstance(msg, m.SetMedia):
             flags = self.delivery.set_flags(self.room_id, pid, audio=msg.audio, video=msg.video)
@@ -338,7 +337,7 @@ class SignalSession:
             if not participant.is_active:
                 raise Unauthenticated("resume token not accepted; join again")
             resumed = True
-            await self._audit(Audited.RESUMED, "participant", participant.id)
+            await self._audit(AuditEvent.RESUMED, "participant", participant.id)
         else:
             existing = room.active_of(subject)
             # Not marked reconnecting: a live socket holds it (here or in another process).
@@ -347,12 +346,12 @@ class SignalSession:
             if existing is not None and self.principal.role is Role.CLINICIAN:
                 # A clinician proves who they are with their own sign-in: their seat is theirs to take back.
                 participant, resumed = existing, True
-                await self._audit(Audited.RESUMED, "participant", participant.id)
+                await self._audit(AuditEvent.RESUMED, "participant", participant.id)
             else:
                 # A client without the seat's resume token (a second device, a link copied out of a
                 # browser's history) knocks like anyone else; a seat left reconnecting is let go.
                 participant = await self._enter(room)
-                entered = Audited.KNOCK if participant.role.value == "client" else Audited.HOST_ENTERED
+                entered = AuditEvent.KNOCK if participant.role.value == "client" else AuditEvent.HOST_ENTERED
                 await self._audit(entered, "participant", participant.id)
         if self.conn.state is not ConnectionState.OPEN:
             return  # the socket closed while we were joining; the teardown takes over
@@ -375,7 +374,7 @@ class SignalSession:
         settings = self.services.settings
         ice_servers = self._ice_servers(participant.id)
         if any(server.credential for server in ice_servers):
-            await self._audit(Audited.TURN_ISSUED, "room", self.room_id)
+            await self._audit(AuditEvent.TURN_ISSUED, "room", self.room_id)
         self.conn.send(
             m.Welcome(
                 id=msg.id,
@@ -530,7 +529,7 @@ class SignalSession:
         except Exception:
             log.exception("ending a revoked seat failed", extra={"participant_id": pid})
 
-    async def _audit(self, action: Audited, object_type: str, object_id: str) -> None:
+    async def _audit(self, action: AuditEvent, object_type: str, object_id: str) -> None:
         # Queued, not awaited: the room change is done, and a database that is away (or locked) must
         # neither hold up this socket nor lose the row (it is written, with this time, once it is back).
         self.services.audit_outbox.record(
@@ -543,7 +542,7 @@ class SignalSession:
             user_agent=self.websocket.headers.get("user-agent"),
         )
 
-    def _audit_refusal(self, action: Audited | str) -> None:
+    def _audit_refusal(self, action: AuditEvent | str) -> None:
         """A refusal on this socket: a `denied` row on the room, queued like every socket row."""
         self.services.audit_outbox.record(
             self.principal.subject,
@@ -557,13 +556,13 @@ class SignalSession:
         )
 
 
-def _refused_as(kind: str, msg: m.ClientMessage, exc: VIOPError) -> Audited | str | None:
+def _refused_as(kind: str, msg: m.ClientMessage, exc: VIOPError) -> AuditEvent | str | None:
     """The audit name of a refusal worth a `denied` row: the permission table's (and a host check's), a
     second socket for a live seat, a resume token not accepted. Other errors (state, input) are not."""
     if isinstance(exc, Forbidden):
         return audit_name(Action(kind))
     if isinstance(exc, AlreadyConnected):
-        return Audited.ALREADY_CONNECTED
+        return AuditEvent.ALREADY_CONNECTED
     if isinstance(msg, m.Join) and msg.resume_token is not None and isinstance(exc, Unauthenticated):
-        return Audited.RESUME_REJECTED
+        return AuditEvent.RESUME_REJECTED
     return None

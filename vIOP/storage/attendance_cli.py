@@ -25,7 +25,7 @@ from vIOP.rooms.participant import Role
 from vIOP.rooms.ports import AttendanceQuery
 from vIOP.settings import Settings, load_settings
 from vIOP.storage.attendance_sql import SqlAttendanceStore
-from vIOP.storage.audit import Action, Outcome
+from vIOP.storage.audit import AuditEvent, Outcome
 from vIOP.storage.bootstrap import Storage, open_storage
 from vIOP.storage.consents_sql import SqlConsentStore, require_consent
 
@@ -129,7 +129,7 @@ def run_attendance(args: argparse.Namespace, settings: Settings | None = None) -
             )
             from vIOP.storage.audit_outbox import record_operator  # the one recorder (names the operator)
 
-            await record_operator(storage.audit, Action.ATTENDANCE_EXPORTED, *subject)
+            await record_operator(storage.audit, AuditEvent.ATTENDANCE_EXPORTED, *subject)
             return 0
         finally:
             await storage.close()

@@ -41,7 +41,7 @@ _PG_CHAIN_LOCK = 0x56494F50_41554454  # 'VIOPAUDT'
 _VERIFY_BATCH = 2000
 
 
-class Action(StrEnum):
+class AuditEvent(StrEnum):
     """Audited events. Other modules may pass their own lowercase dotted names as plain strings."""
 
     LOGIN = "auth.login"
@@ -145,7 +145,7 @@ class AuditEntry:
     at: datetime | None
     actor_id: str | None
     actor_role: str
-    action: Action | str
+    action: AuditEvent | str
     object_type: str | None
     object_id: str | None
     outcome: Outcome | str
@@ -179,7 +179,7 @@ def _check(value: str | None, pattern: re.Pattern[str], what: str, optional: boo
 def check_entry(
     actor_id: str | None,
     actor_role: str,
-    action: Action | str,
+    action: AuditEvent | str,
     object_type: str | None,
     object_id: str | None,
     outcome: Outcome | str,
@@ -244,7 +244,7 @@ class AuditLog:
         self,
         actor_id: str | None,
         actor_role: str,
-        action: Action | str,
+        action: AuditEvent | str,
         object_type: str | None = None,
         object_id: str | None = None,
         outcome: Outcome | str = Outcome.SUCCESS,

@@ -30,8 +30,8 @@ import logging
 from vIOP.errors import Unavailable
 from vIOP.storage.audit import (
     OPERATOR_ROLE,
-    Action,
     AuditEntry,
+    AuditEvent,
     AuditLog,
     Outcome,
     check_entry,
@@ -60,7 +60,7 @@ class AuditOutbox:
         self,
         actor_id: str | None,
         actor_role: str,
-        action: Action | str,
+        action: AuditEvent | str,
         object_type: str | None = None,
         object_id: str | None = None,
         outcome: Outcome | str = Outcome.SUCCESS,
@@ -85,7 +85,7 @@ class AuditOutbox:
         self,
         actor_id: str | None,
         actor_role: str,
-        action: Action | str,
+        action: AuditEvent | str,
         object_type: str | None = None,
         object_id: str | None = None,
         outcome: Outcome | str = Outcome.SUCCESS,
@@ -135,7 +135,7 @@ class AuditOutbox:
 
 async def record_operator(
     audit: AuditLog,
-    action: Action | str,
+    action: AuditEvent | str,
     object_type: str | None = None,
     object_id: str | None = None,
     outcome: Outcome | str = Outcome.SUCCESS,

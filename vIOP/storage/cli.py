@@ -21,7 +21,7 @@ from typing import Any
 from vIOP.errors import ConfigError
 from vIOP.settings import Settings, load_settings
 from vIOP.storage import compliance_cli
-from vIOP.storage.audit import Action, Outcome
+from vIOP.storage.audit import AuditEvent, Outcome
 from vIOP.storage.audit_outbox import record_operator
 from vIOP.storage.bootstrap import Storage, open_storage
 from vIOP.storage.crypto import shred_client
@@ -140,9 +140,9 @@ async def _keys_rotate(storage: Storage, args: argparse.Namespace) -> int:
         )
     except Exception:
         with contextlib.suppress(Exception):  # the original error matters more than its audit row
-            await record_operator(storage.audit, Action.KEYS_ROTATED, "kek", None, Outcome.FAILURE)
+            await record_operator(storage.audit, AuditEvent.KEYS_ROTATED, "kek", None, Outcome.FAILURE)
         raise
-    await record_operator(storage.audit, Action.KEYS_ROTATED, "kek", str(report.target), Outcome.SUCCESS)
+    await record_operator(storage.audit, AuditEvent.KEYS_ROTATED, "kek", str(report.target), Outcome.SUCCESS)
     verb = "resumed and finished" if report.resumed else "finished"
     if not report.finished:
         _say(f"rotation to {report.target} stopped with {report.remaining} data keys left: run it again")
@@ -157,7 +157,7 @@ async def _keys_rotate(storage: Storage, args: argparse.Namespace) -> int:
 async def _keys_retire(storage: Storage, _args: argparse.Namespace) -> int:
     retired, in_use = await retire_keks(storage.keys)
     for kek in retired:
-        await record_operator(storage.audit, Action.KEYS_RETIRED, "kek", str(kek), Outcome.SUCCESS)
+        await record_operator(storage.audit, AuditEvent.KEYS_RETIRED, "kek", str(kek), Outcome.SUCCESS)
     _say("retired: " + (", ".join(map(str, retired)) or "nothing"))
     for kek, count in in_use.items():
         _say(f"kept {kek}: {count} data keys still use it (run `keys rotate --no-new-kek`)")
@@ -190,7 +190,7 @@ def run_audit(args: argparse.Namespace, settings: Settings | None = None) -> int
         # Reading the log is itself audited (after the walk, so it checks what was there before).
         outcome = Outcome.SUCCESS if result.ok else Outcome.FAILURE
         await record_operator(
-            storage.audit, Action.AUDIT_VERIFIED, "audit_log", str(result.last_seq), outcome
+            storage.audit, AuditEvent.AUDIT_VERIFIED, "audit_log", str(result.last_seq), outcome
         )
         if result.ok:
             _say(
@@ -236,7 +236,7 @@ def run_clients(args: argparse.Namespace, settings: Settings | None = None) -> i
 
     async def shred(storage: Storage) -> int:
         result = await shred_client(storage.keys, args.client_id)
-        await record_operator(storage.audit, Action.CLIENT_SHREDDED, "client", result.client_id)
+        await record_operator(storage.audit, AuditEvent.CLIENT_SHREDDED, "client", result.client_id)
         state = "was already shredded" if result.already_shredded else "shredded"
         _say(f"client {result.client_id} {state}: data key {result.data_key_id} destroyed")
         return 0
