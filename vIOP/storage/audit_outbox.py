@@ -27,6 +27,7 @@ import contextlib
 import itertools
 import logging
 
+from vIOP.compliance.audit import AuditRecorder
 from vIOP.errors import Unavailable
 from vIOP.storage.audit import (
     OPERATOR_ROLE,
@@ -45,6 +46,8 @@ _BATCH = 200  # entries per transaction: a burst of refusals is written at datab
 
 
 class AuditOutbox:
+    """The :class:`~vIOP.compliance.audit.AuditRecorder`: the one way to append an audit row."""
+
     def __init__(self, audit: AuditLog, *, limit: int = 100_000) -> None:
         self._audit = audit
         self._limit = limit
@@ -152,3 +155,7 @@ class AuditOutbox:
                     log.exception("audit entries refused", extra={"kind": str(batch[0].action)})
                 for _ in batch:
                     self._pending.popleft()
+
+
+def _implements_the_port(outbox: AuditOutbox) -> AuditRecorder:
+    return outbox  # mypy checks here that AuditOutbox meets AuditRecorder
