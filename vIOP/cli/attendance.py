@@ -1,6 +1,6 @@
 """``python -m vIOP attendance export``: the attendance ledger as JSON or CSV, audited.
 
-Wiring for ``vIOP/__main__.py``: ``("vIOP.cli.attendance", "add_parsers", "run")`` (or
+Wiring for ``vIOP/cli/main.py``: ``(attendance, "add_parsers", "run")`` in ``_GROUPS`` (or
 ``add_attendance_parser`` / ``run_attendance``). Exit status: 0 written, 2 usage error.
 """
 

@@ -1,7 +1,7 @@
 """Compliance subcommands: ``consent add|revoke|list``, ``retention run [--dry-run]``, and the break-glass
 review under ``audit`` (``audit review``, ``audit sign-off GRANT_ID --by USERNAME``).
 
-Wiring: ``("vIOP.cli.compliance", "add_parsers", "run")`` in ``vIOP/__main__.py``; the two ``audit``
+Wiring: ``(compliance, "add_parsers", "run")`` in ``_GROUPS`` of ``vIOP/cli/main.py``; the two ``audit``
 subcommands are added by ``vIOP/cli/storage.py`` through :func:`add_review_parsers` / :func:`run_review`.
 Exit status: 0 done, 1 refused (e.g. a self sign-off), 2 usage error. Every command is audited with actor
 role ``operator``; recipients, purposes and reasons are printed to the operator, never logged or audited.
@@ -202,7 +202,7 @@ async def run_review(args: argparse.Namespace, storage: Storage) -> int:
     return 0
 
 
-# --- plugin entry -----------------------------------------------------------------------------------
+# --- group entry ------------------------------------------------------------------------------------
 
 _RUN = {"consent": run_consent, "retention": run_retention_cli}
 

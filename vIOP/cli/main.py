@@ -1,4 +1,5 @@
-"""Command line: ``python -m vIOP serve|config|...``.
+"""Command line: ``python -m vIOP serve|config|...``; the other subcommands come from the modules beside
+this one (``users``, ``storage``, ``attendance``, ``compliance``).
 
 Every failure is one clear line on stderr and a non-zero exit: 2 for configuration and usage errors,
 1 for everything else. Never a traceback.
@@ -7,20 +8,21 @@ Every failure is one clear line on stderr and a non-zero exit: 2 for configurati
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
 from collections.abc import Callable, Sequence
+from types import ModuleType
 
+from vIOP.cli import attendance, compliance, storage, users
 from vIOP.errors import ConfigError, VIOPError
 from vIOP.logging import configure_logging
 from vIOP.settings import Settings, describe, load_settings
 
-# Subcommands contributed by other packages: (module, add_parser function, run function).
-_PLUGINS: tuple[tuple[str, str, str], ...] = (
-    ("vIOP.cli.storage", "add_parsers", "run"),
-    ("vIOP.cli.users", "add_users_parser", "run_users"),
-    ("vIOP.cli.attendance", "add_parsers", "run"),
-    ("vIOP.cli.compliance", "add_parsers", "run"),
+# Subcommand groups: (module, add_parser function, run function).
+_GROUPS: tuple[tuple[ModuleType, str, str], ...] = (
+    (storage, "add_parsers", "run"),
+    (users, "add_users_parser", "run_users"),
+    (attendance, "add_parsers", "run"),
+    (compliance, "add_parsers", "run"),
 )
 
 
@@ -68,8 +70,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Callable[..., int
     sub.add_parser("config", help="print the effective configuration, secrets masked")
     handlers["config"] = _cmd_config
 
-    for module_name, add_name, run_name in _PLUGINS:
-        module = importlib.import_module(module_name)
+    for module, add_name, run_name in _GROUPS:
         names = getattr(module, add_name)(sub)
         for name in names if isinstance(names, list | tuple) else [names]:
             handlers[name] = getattr(module, run_name)

@@ -1,7 +1,7 @@
 """Storage subcommands: ``db upgrade``, ``keys init|status|rotate|retire``, ``audit verify|checkpoint``,
 ``clients shred``.
 
-Wiring for ``vIOP/__main__.py``: ``("vIOP.cli.storage", "add_parsers", "run")`` in ``_PLUGINS``;
+Wiring for ``vIOP/cli/main.py``: ``(storage, "add_parsers", "run")`` in ``_GROUPS``;
 ``run(args, settings)`` dispatches on ``args.command``. Each command also has its own ``add_<name>_parser``
 and ``run_<name>``. Exit status: 0 done, 1 failed (e.g. the audit chain is broken), 2 usage/config error.
 Operator actions are audited with actor role ``operator`` and actor ``os:<SUDO_USER or login name>``
@@ -250,7 +250,7 @@ def run_clients(args: argparse.Namespace, settings: Settings | None = None) -> i
     return asyncio.run(_with_storage(settings, args, shred))
 
 
-# --- plugin entry -----------------------------------------------------------------------------------
+# --- group entry ------------------------------------------------------------------------------------
 
 _RUN = {"db": run_db, "keys": run_keys, "audit": run_audit, "clients": run_clients}
 

@@ -4,7 +4,7 @@ The password is read from standard input (never from the command line, where ``p
 would show it). ``disable`` and ``reset-mfa`` also publish a revocation on the server's Redis
 (:mod:`vIOP.auth.revocation`): the account's tokens stop working and its live sockets close in every
 server process within seconds (the embedded Redis is started for a moment when no server runs). A TOTP provisioning URI is printed once, at creation or MFA reset, and stored nowhere in
-plaintext. Wired into ``vIOP/cli/main.py`` as a plugin: ``("vIOP.cli.users", "add_users_parser", "run_users")``.
+plaintext. Wired into ``vIOP/cli/main.py``: ``(users, "add_users_parser", "run_users")`` in ``_GROUPS``.
 """
 
 from __future__ import annotations
