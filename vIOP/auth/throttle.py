@@ -19,8 +19,8 @@ from elsewhere, signs in with the right password at once. Failures are counted i
 ``window_seconds`` from a counter's first failure, so every slow-down is over within minutes.
 
 Attempts are counted pessimistically: :meth:`LoginThrottle.begin` counts the attempt as a failure before the
-password is even checked, in one atomic step over all counters (:class:`ThrottleCounters`), so a burst of parallel guesses cannot all slip
-through before the first failure is recorded. :meth:`LoginThrottle.succeeded` then clears the pair, gives
+password is even checked, in one atomic step over all counters (:class:`ThrottleCounters`), so a burst of
+parallel guesses cannot all slip through before the first failure is recorded. :meth:`LoginThrottle.succeeded` then clears the pair, gives
 the account and address their attempt back and marks the address known for the account.
 
 The counters (:class:`vIOP.storage.redis_auth.RedisThrottleCounters`: Redis hashes and a Lua script per
@@ -95,12 +95,11 @@ class ThrottleCounters(Protocol):
     """The three counters and the known-address markers (:class:`vIOP.storage.redis_auth.RedisThrottleCounters`)."""
 
     async def begin(
-        self, pair: str, account: str, address: str, now: float, limits: tuple[float, ...], ttl_seconds: float
+        self, pair: str, account: str, address: str, now: float, policy: ThrottlePolicy, ttl_seconds: int
     ) -> tuple[int, int]:
-        """Atomically: refuse while the pair is locked or any counter's slow-down runs (a known address
-        skips the account and address ones), else count the attempt on all three. ``limits``: base delay,
-        lockout, window, pair/account/address free failures, max delay, account max delay, max failures.
-        Returns (1, pair failures), (-1, seconds locked) or (-2, seconds to wait)."""
+        """Atomically, by ``policy``: refuse while the pair is locked or any counter's slow-down runs (a
+        known address skips the account and address ones), else count the attempt on all three (kept
+        ``ttl_seconds``). Returns (1, pair failures), (-1, seconds locked) or (-2, seconds to wait)."""
         ...
 
     async def succeeded(self, pair: str, account: str, address: str, known_seconds: int) -> None:
@@ -136,12 +135,7 @@ class LoginThrottle:
         pair = _pair_name(account_key, address_key)
         keys = (pair, account_key.hex(), address_key.hex())
         ttl = max(p.window_seconds, p.lockout_seconds) + _REDIS_SLACK_SECONDS
-        limits = (
-            p.base_delay_seconds, p.lockout_seconds, p.window_seconds,
-            p.pair_free_failures, p.account_free_failures, p.address_free_failures,
-            p.max_delay_seconds, p.account_max_delay_seconds, p.max_failures,
-        )  # fmt: skip
-        status, value = await self._counters.begin(*keys, self._clock(), limits, ttl)
+        status, value = await self._counters.begin(*keys, self._clock(), p, ttl)
         if status != 1:
             raise LoginThrottled(retry_after=max(1, value), locked=status == -1)
         return Attempt(*keys, pair_failures=value)

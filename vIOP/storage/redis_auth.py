@@ -15,6 +15,8 @@ from typing import Any, Final
 
 import redis.asyncio as aioredis
 
+from vIOP.auth.throttle import ThrottlePolicy
+
 # --- signal tickets ------------------------------------------------------------------------------------
 
 TICKET_PREFIX: Final = "viop:ticket:"
@@ -174,15 +176,20 @@ class RedisThrottleCounters:
         account: str,
         address: str,
         now: float,
-        limits: tuple[float, ...],
-        ttl_seconds: float,
+        policy: ThrottlePolicy,
+        ttl_seconds: int,
     ) -> tuple[int, int]:
-        """Check and count one attempt; ``limits`` in the script's ARGV[2..10] order. Returns (status,
-        value): 1 = allowed (pair failures), -1 = locked, -2 = slowed down (seconds to wait)."""
+        """Check and count one attempt. Returns (status, value): 1 = allowed (pair failures), -1 = locked,
+        -2 = slowed down (seconds to wait)."""
+        p = policy
         status, value = await self._begin(
             keys=[_PAIR + pair, _ACCOUNT + account, _ADDRESS + address, _KNOWN + pair],
-            args=[repr(now), *limits, ttl_seconds],
-        )
+            args=[
+                repr(now), p.base_delay_seconds, p.lockout_seconds, p.window_seconds,
+                p.pair_free_failures, p.account_free_failures, p.address_free_failures,
+                p.max_delay_seconds, p.account_max_delay_seconds, p.max_failures, ttl_seconds,
+            ],
+        )  # fmt: skip
         return int(status), int(value)
 
     async def succeeded(self, pair: str, account: str, address: str, known_seconds: int) -> None:
