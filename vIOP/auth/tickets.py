@@ -117,8 +117,13 @@ def _ticket_id(ticket: str) -> str:
     return hashlib.sha256(ticket.encode("ascii")).hexdigest()
 
 
-def _mac(key: bytes, name: str, record: bytes) -> bytes:
-    return hmac.new(key, name.encode() + b"\x00" + record, hashlib.sha256).digest()
+# The MAC binds a record to its ticket's digest under this label (the Redis key name before the store moved
+# to vIOP.storage: the same bytes, so tickets in flight across an upgrade stay valid).
+_MAC_LABEL: Final = "viop:ticket:"
+
+
+def _mac(key: bytes, ticket_id: str, record: bytes) -> bytes:
+    return hmac.new(key, (_MAC_LABEL + ticket_id).encode() + b"\x00" + record, hashlib.sha256).digest()
 
 
 class SignalTickets:
