@@ -30,6 +30,7 @@ from vIOP.auth.tickets import SignalTickets, TicketPurpose
 from vIOP.auth.tokens import AccessTokens, TokenKeys
 from vIOP.ids import RoomId, UserId
 from vIOP.storage.embedded_redis import EmbeddedRedis
+from vIOP.storage.redis_auth import RedisSessionStore, RedisThrottleCounters, RedisTicketStore
 
 USER = UserId("us_bench")
 ROOM = RoomScope(RoomId("rm_bench"), frozenset({USER}))
@@ -72,7 +73,9 @@ async def main(seconds: float) -> None:
         server.start()
         redis = aioredis.from_url(server.url)
         try:
-            tokens = AccessTokens(TokenKeys("v1", os.urandom(32)), redis, session_key=os.urandom(32))
+            tokens = AccessTokens(
+                TokenKeys("v1", os.urandom(32)), RedisSessionStore(redis), session_key=os.urandom(32)
+            )
             issued = await tokens.issue(USER, Role.CLINICIAN)
             await timed_async(
                 "access token issue (sign + Redis SET)", seconds, lambda: tokens.issue(USER, Role.CLINICIAN)
@@ -84,7 +87,7 @@ async def main(seconds: float) -> None:
                 "access token verify (+ idle/denylist Lua)", seconds, lambda: tokens.verify(issued.token)
             )
 
-            tickets = SignalTickets(redis, os.urandom(32))
+            tickets = SignalTickets(RedisTicketStore(redis), os.urandom(32))
             host = Principal(Role.CLINICIAN, USER)
 
             async def ticket_round_trip() -> None:
@@ -97,7 +100,7 @@ async def main(seconds: float) -> None:
                 max_failures=10**9, pair_free_failures=10**9, account_free_failures=10**9,
                 address_free_failures=10**9,
             )  # fmt: skip
-            throttle = LoginThrottle(redis, unlimited)
+            throttle = LoginThrottle(RedisThrottleCounters(redis), unlimited)
 
             async def throttle_round_trip() -> None:
                 await throttle.succeeded(await throttle.begin(b"a" * 32, b"b" * 32))

@@ -1,98 +1,10 @@
-"""Command line: ``python -m vIOP serve|config|...``.
-
-Every failure is one clear line on stderr and a non-zero exit: 2 for configuration and usage errors,
-1 for everything else. Never a traceback.
-"""
+"""``python -m vIOP``: the command line lives in :mod:`vIOP.cli.main`."""
 
 from __future__ import annotations
 
-import argparse
-import importlib
 import sys
-from collections.abc import Callable, Sequence
 
-from vIOP.errors import ConfigError, VIOPError
-from vIOP.logging import configure_logging
-from vIOP.settings import Settings, describe, load_settings
-
-# Subcommands contributed by other packages: (module, add_parser function, run function).
-_PLUGINS: tuple[tuple[str, str, str], ...] = (
-    ("vIOP.storage.cli", "add_parsers", "run"),
-    ("vIOP.auth.cli", "add_users_parser", "run_users"),
-    ("vIOP.storage.attendance_cli", "add_parsers", "run"),
-    ("vIOP.storage.compliance_cli", "add_parsers", "run"),
-)
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # type: ignore[override]
-        print(f"vIOP: {message} (see --help)", file=sys.stderr)
-        raise SystemExit(2)
-
-
-def _port(raw: str) -> str:
-    try:
-        value = int(raw)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid port {raw!r}: must be a number from 1 to 65535") from None
-    if not 1 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"invalid port {value}: must be from 1 to 65535")
-    return str(value)
-
-
-def _cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
-    from vIOP.server import serve
-
-    configure_logging(settings.log_level)
-    return serve(settings)
-
-
-def _cmd_config(args: argparse.Namespace, settings: Settings) -> int:
-    rows = describe(settings)
-    width = max(len(name) for name, _, _ in rows)
-    for name, value, source in rows:
-        print(f"{name:<{width}}  {value or '-'}  ({source})")
-    return 0
-
-
-def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Callable[..., int]]]:
-    parser = _Parser(prog="python -m vIOP", description="vIOP: virtual IOP backend")
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    handlers: dict[str, Callable[..., int]] = {}
-
-    serve = sub.add_parser("serve", help="run the server")
-    serve.add_argument("--host", help="address to listen on (default 127.0.0.1)")
-    serve.add_argument("--port", type=_port, help="port to listen on (default 8000)")
-    handlers["serve"] = _cmd_serve
-
-    sub.add_parser("config", help="print the effective configuration, secrets masked")
-    handlers["config"] = _cmd_config
-
-    for module_name, add_name, run_name in _PLUGINS:
-        module = importlib.import_module(module_name)
-        names = getattr(module, add_name)(sub)
-        for name in names if isinstance(names, list | tuple) else [names]:
-            handlers[name] = getattr(module, run_name)
-    return parser, handlers
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser, handlers = build_parser()
-    args = parser.parse_args(argv)
-    overrides = {k: v for k in ("host", "port") if (v := getattr(args, k, None)) is not None}
-    try:
-        settings = load_settings(**overrides)
-    except ConfigError as exc:
-        print(f"vIOP: invalid configuration: {exc.message}", file=sys.stderr)
-        return 2
-    try:
-        return handlers[args.command](args, settings)
-    except VIOPError as exc:
-        print(f"vIOP: {exc.message}", file=sys.stderr)
-        return 2 if isinstance(exc, ConfigError) else 1
-    except KeyboardInterrupt:
-        return 130
-
+from vIOP.cli.main import main
 
 if __name__ == "__main__":
     sys.exit(main())

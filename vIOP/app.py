@@ -9,7 +9,6 @@ import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-import redis.asyncio as aioredis
 from sqlalchemy import text
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -57,7 +56,15 @@ from vIOP.storage.audit import AuditEvent, Outcome
 from vIOP.storage.bootstrap import open_storage
 from vIOP.storage.embedded_redis import EmbeddedRedis
 from vIOP.storage.invites_sql import SqlInviteStore
+from vIOP.storage.redis_auth import (
+    RedisRevocationLog,
+    RedisSessionStore,
+    RedisThrottleCounters,
+    RedisTicketStore,
+    RedisTotpSteps,
+)
 from vIOP.storage.redis_bus import EventStream, RedisEventBus
+from vIOP.storage.redis_client import redis_client
 from vIOP.storage.redis_resume_tokens import RedisResumeTokenStore
 from vIOP.storage.redis_rooms import RedisKeys, RedisPresenceStore, RedisRoomStore
 from vIOP.storage.retention import policy_from, run_daily
@@ -73,20 +80,6 @@ _LOGIN_OUTCOME = {
     LoginOutcome.THROTTLED: Outcome.DENIED,
     LoginOutcome.LOCKED: Outcome.DENIED,
 }
-
-
-def redis_client(url: str) -> aioredis.Redis:
-    """A blocking pool: at the limit a caller waits (up to 2 s) for a connection instead of failing at
-    once (redis-py's default pool raised MaxConnectionsError past 100 under 1,000 sockets)."""
-    pool = aioredis.BlockingConnectionPool.from_url(
-        url,
-        max_connections=256,
-        timeout=2,
-        socket_connect_timeout=2,
-        socket_timeout=5,
-        health_check_interval=15,
-    )
-    return aioredis.Redis.from_pool(pool)
 
 
 def _ice_config(settings: Settings) -> IceConfig:
@@ -142,21 +135,21 @@ async def open_services(settings: Settings, *, clock: Callable[[], float] = time
 
     tokens = AccessTokens(
         TokenKeys("v1", ring.derive_key("access-token/ed25519/v1")),
-        redis,
+        RedisSessionStore(redis),
         TokenPolicy(
             idle_seconds=settings.token_idle_seconds, lifetime_seconds=settings.token_lifetime_seconds
         ),
         clock=clock,
         session_key=ring.derive_key(SESSION_KEY_PURPOSE),
     )
-    revocations = Revocations(redis, clock=clock)
+    revocations = Revocations(RedisRevocationLog(redis), clock=clock)
     authenticator = Authenticator(
         SqlAccountStore(db, ring),
         lambda username: ring.blind_index("username", username),
         lambda address: ring.blind_index("login-address", address),
         PasswordHasher(),
-        LoginThrottle(redis, ThrottlePolicy(max_failures=settings.login_max_failures)),
-        TotpReplayGuard(redis),
+        LoginThrottle(RedisThrottleCounters(redis), ThrottlePolicy(max_failures=settings.login_max_failures)),
+        TotpReplayGuard(RedisTotpSteps(redis)),
         require_totp=settings.env == "production",
         events=audit_login,
     )
@@ -185,7 +178,9 @@ async def open_services(settings: Settings, *, clock: Callable[[], float] = time
         authenticator=authenticator,
         invites=Invites(invite_store, room_directory),
         invite_store=invite_store,
-        tickets=SignalTickets(redis, ring.derive_key(MAC_KEY_PURPOSE), clock=clock, revocations=revocations),
+        tickets=SignalTickets(
+            RedisTicketStore(redis), ring.derive_key(MAC_KEY_PURPOSE), clock=clock, revocations=revocations
+        ),
         rooms=rooms,
         resume=ResumeTokens(
             RedisResumeTokenStore(redis, sealer),

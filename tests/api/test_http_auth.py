@@ -13,6 +13,7 @@ import pytest
 from tests.api.support import PASSWORD, Api, assert_error, bearer
 from vIOP.auth.permissions import Role
 from vIOP.auth.tokens import SESSION_KEY_PURPOSE, AccessTokens, TokenKeys, TokenPolicy
+from vIOP.storage.redis_auth import RedisSessionStore
 
 WRONG_SIGN_IN = "the username, password or code is incorrect"
 
@@ -157,7 +158,7 @@ async def _hostile_tokens(api: Api) -> dict[str, str]:
     lifetime = api.live.settings.token_lifetime_seconds
     past = AccessTokens(
         keys,
-        api.services.redis,
+        RedisSessionStore(api.services.redis),
         TokenPolicy(lifetime_seconds=lifetime),
         clock=lambda: 1e9,
         session_key=api.services.storage.keys.derive_key(SESSION_KEY_PURPOSE),

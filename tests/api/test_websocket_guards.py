@@ -14,6 +14,7 @@ from vIOP.auth.tickets import MAC_KEY_PURPOSE, SignalTickets, TicketPurpose
 from vIOP.client.signaling import ConnectRefused, SignalingClient, SignalingClosed
 from vIOP.errors import Forbidden
 from vIOP.signaling import messages as m
+from vIOP.storage.redis_auth import RedisTicketStore
 
 
 async def _ticket(
@@ -74,7 +75,9 @@ async def test_expired_ticket_is_refused(live_server: LiveServer) -> None:
     svc = ss.services(live_server)
     # A ticket store whose clock is 31 s in the past issues a ticket that is already expired for the server.
     past = SignalTickets(
-        svc.redis, svc.storage.keys.derive_key(MAC_KEY_PURPOSE), clock=lambda: time.time() - 31
+        RedisTicketStore(svc.redis),
+        svc.storage.keys.derive_key(MAC_KEY_PURPOSE),
+        clock=lambda: time.time() - 31,
     )
     issued = await past.issue(host.principal, TicketPurpose.SIGNAL, scope, session=host.session)
     assert (

@@ -19,6 +19,7 @@ from vIOP.auth.permissions import Principal, Role
 from vIOP.auth.tokens import AccessTokens, TokenFailure, TokenKeys, TokenPolicy, TokenRejected
 from vIOP.errors import Unauthenticated
 from vIOP.ids import UserId
+from vIOP.storage.redis_auth import RedisSessionStore
 
 SEED = bytes(range(32))
 OTHER_SEED = bytes(range(1, 33))
@@ -44,7 +45,7 @@ def keys() -> TokenKeys:
 
 @pytest.fixture
 def tokens(keys: TokenKeys, redis_client: aioredis.Redis, clock: ManualClock) -> AccessTokens:
-    return AccessTokens(keys, redis_client, POLICY, clock, session_key=SESSION_KEY)
+    return AccessTokens(keys, RedisSessionStore(redis_client), POLICY, clock, session_key=SESSION_KEY)
 
 
 def b64(data: bytes) -> str:
@@ -296,12 +297,12 @@ async def test_logout_revokes_only_that_token(tokens: AccessTokens, redis_client
 async def test_key_rotation_keeps_previous_tokens_valid(
     redis_client: aioredis.Redis, keys: TokenKeys, clock: ManualClock
 ) -> None:
-    old = await AccessTokens(keys, redis_client, POLICY, clock, session_key=SESSION_KEY).issue(
-        USER, Role.ADMIN
-    )
+    old = await AccessTokens(
+        keys, RedisSessionStore(redis_client), POLICY, clock, session_key=SESSION_KEY
+    ).issue(USER, Role.ADMIN)
     rotated = AccessTokens(
         TokenKeys("k2", OTHER_SEED, previous={"k1": SEED}),
-        redis_client,
+        RedisSessionStore(redis_client),
         POLICY,
         clock,
         session_key=SESSION_KEY,
@@ -309,7 +310,9 @@ async def test_key_rotation_keeps_previous_tokens_valid(
     assert (await rotated.verify(old.token)).jti == old.claims.jti
     new = await rotated.issue(USER, Role.ADMIN)
     assert '"k2"' in base64.urlsafe_b64decode(new.token.split(".")[0] + "==").decode()
-    retired = AccessTokens(TokenKeys("k2", OTHER_SEED), redis_client, POLICY, clock, session_key=SESSION_KEY)
+    retired = AccessTokens(
+        TokenKeys("k2", OTHER_SEED), RedisSessionStore(redis_client), POLICY, clock, session_key=SESSION_KEY
+    )
     assert await rejected(retired, old.token) is TokenFailure.UNKNOWN_KEY
 
 
@@ -355,7 +358,7 @@ def test_hostile_tokens_only_ever_get_a_401(
     keys: TokenKeys, header: Any, claims: Any, signature: str
 ) -> None:
     tokens = AccessTokens(
-        keys, aioredis.Redis(), POLICY, session_key=SESSION_KEY
+        keys, RedisSessionStore(aioredis.Redis()), POLICY, session_key=SESSION_KEY
     )  # decode() never touches Redis
     token = f"{b64(json.dumps(header).encode())}.{b64(json.dumps(claims).encode())}.{signature}"
     with pytest.raises(TokenRejected):
@@ -366,7 +369,7 @@ def test_hostile_tokens_only_ever_get_a_401(
 @given(token=st.text(max_size=300))
 def test_arbitrary_text_only_ever_gets_a_401(keys: TokenKeys, token: str) -> None:
     with pytest.raises(TokenRejected):
-        AccessTokens(keys, aioredis.Redis(), POLICY, session_key=SESSION_KEY).decode(token)
+        AccessTokens(keys, RedisSessionStore(aioredis.Redis()), POLICY, session_key=SESSION_KEY).decode(token)
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -375,7 +378,9 @@ def test_hostile_claims_with_a_valid_signature_only_ever_get_a_401(
     keys: TokenKeys, claims: dict[str, Any]
 ) -> None:
     with pytest.raises(TokenRejected) as caught:
-        AccessTokens(keys, aioredis.Redis(), POLICY, session_key=SESSION_KEY).decode(signed(keys, claims))
+        AccessTokens(keys, RedisSessionStore(aioredis.Redis()), POLICY, session_key=SESSION_KEY).decode(
+            signed(keys, claims)
+        )
     assert caught.value.reason in (TokenFailure.INVALID_CLAIMS, TokenFailure.WRONG_ISSUER,
                                    TokenFailure.WRONG_AUDIENCE, TokenFailure.EXPIRED,
                                    TokenFailure.NOT_YET_VALID)  # fmt: skip

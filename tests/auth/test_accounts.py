@@ -28,6 +28,7 @@ from vIOP.auth.permissions import Role
 from vIOP.auth.throttle import LoginThrottle, LoginThrottled, ThrottlePolicy
 from vIOP.auth.totp_replay import TotpReplayGuard
 from vIOP.errors import BadRequest, Conflict, NotFound, Unauthenticated
+from vIOP.storage.redis_auth import RedisThrottleCounters, RedisTotpSteps
 
 PASSWORD = "a long enough passphrase"
 IP = "203.0.113.7"
@@ -58,8 +59,8 @@ class World:
         self.admin = AccountAdmin(self.store, index, hasher, require_totp=require_totp, clock=clock)
         self.auth = Authenticator(
             self.store, index, lambda ip: index("addr:" + ip), hasher,
-            LoginThrottle(redis, ThrottlePolicy(max_failures=5, lockout_seconds=900), clock),
-            TotpReplayGuard(redis), require_totp=require_totp, events=self.events, clock=clock,
+            LoginThrottle(RedisThrottleCounters(redis), ThrottlePolicy(max_failures=5, lockout_seconds=900), clock),
+            TotpReplayGuard(RedisTotpSteps(redis)), require_totp=require_totp, events=self.events, clock=clock,
         )  # fmt: skip
 
     def code(self, secret: bytes | None) -> str:
@@ -221,8 +222,8 @@ async def test_password_is_rehashed_when_parameters_grow(
     created = await world.admin.create(Role.STAFF, "staff.two", PASSWORD, with_totp=False)
     stronger = PasswordHasher(dataclasses.replace(CHEAP_ARGON2, time_cost=2))
     auth = Authenticator(
-        world.store, index, lambda ip: index(ip), stronger, LoginThrottle(redis_client, clock=clock),
-        TotpReplayGuard(redis_client), require_totp=False, clock=clock,
+        world.store, index, lambda ip: index(ip), stronger, LoginThrottle(RedisThrottleCounters(redis_client), clock=clock),
+        TotpReplayGuard(RedisTotpSteps(redis_client)), require_totp=False, clock=clock,
     )  # fmt: skip
     await auth.login("staff.two", PASSWORD, None, IP)
     account = await world.store.get(created.account.id)

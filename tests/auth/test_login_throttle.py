@@ -11,6 +11,7 @@ import redis.asyncio as aioredis
 
 from tests.auth.support import ManualClock
 from vIOP.auth.throttle import LoginThrottle, LoginThrottled, ThrottlePolicy, retry_after_header
+from vIOP.storage.redis_auth import RedisThrottleCounters
 
 ACCOUNT, ADDRESS = b"\x01" * 32, b"\x02" * 32
 POLICY = ThrottlePolicy(
@@ -22,7 +23,7 @@ POLICY = ThrottlePolicy(
 
 @pytest.fixture
 def throttle(redis_client: aioredis.Redis, clock: ManualClock) -> LoginThrottle:
-    return LoginThrottle(redis_client, POLICY, clock)
+    return LoginThrottle(RedisThrottleCounters(redis_client), POLICY, clock)
 
 
 async def fail(throttle: LoginThrottle, account: bytes = ACCOUNT, address: bytes = ADDRESS) -> bool:
@@ -212,7 +213,7 @@ async def test_a_shared_address_recovers_within_one_window(
     redis_client: aioredis.Redis, clock: ManualClock
 ) -> None:
     """The production defaults: a burst of failures from one address slows it for at most 15 minutes."""
-    throttle = LoginThrottle(redis_client, ThrottlePolicy(), clock)
+    throttle = LoginThrottle(RedisThrottleCounters(redis_client), ThrottlePolicy(), clock)
     started = clock()
     for n in range(20):  # twenty failures at different accounts, each as soon as allowed
         while True:

@@ -12,6 +12,7 @@ from vIOP.auth.permissions import Principal, Role, RoomScope
 from vIOP.auth.tickets import SignalTickets, TicketFailure, TicketPurpose, TicketRejected
 from vIOP.errors import Forbidden
 from vIOP.ids import RoomId
+from vIOP.storage.redis_auth import RedisTicketStore
 
 ROOM = RoomScope(RoomId("rm_x"), frozenset({"us_host"}))
 OTHER = RoomScope(RoomId("rm_y"), frozenset({"us_other"}))
@@ -23,7 +24,7 @@ MAC_KEY = bytes(range(32))
 
 @pytest.fixture
 def tickets(redis_client: aioredis.Redis, clock: ManualClock) -> SignalTickets:
-    return SignalTickets(redis_client, MAC_KEY, clock=clock)
+    return SignalTickets(RedisTicketStore(redis_client), MAC_KEY, clock=clock)
 
 
 async def refused(tickets: SignalTickets, ticket: str, purpose: TicketPurpose = SIGNAL) -> TicketFailure:
@@ -51,7 +52,7 @@ async def test_concurrent_redemption_has_one_winner(
     issued = await tickets.issue(HOST, SIGNAL, ROOM, session="jti")
     clients = [aioredis.from_url(redis_url) for _ in range(8)]
     try:
-        racers = [SignalTickets(c, MAC_KEY, clock=clock) for c in clients for _ in range(4)]
+        racers = [SignalTickets(RedisTicketStore(c), MAC_KEY, clock=clock) for c in clients for _ in range(4)]
         results = await asyncio.gather(
             *(r.redeem(issued.ticket, SIGNAL) for r in racers), return_exceptions=True
         )
@@ -148,6 +149,6 @@ async def test_allowed_presence_tickets(
 
 def test_lifetime_is_capped(redis_client: aioredis.Redis) -> None:
     with pytest.raises(ValueError):
-        SignalTickets(redis_client, MAC_KEY, ttl_seconds=31)
+        SignalTickets(RedisTicketStore(redis_client), MAC_KEY, ttl_seconds=31)
     with pytest.raises(ValueError):
-        SignalTickets(redis_client, MAC_KEY, ttl_seconds=0)
+        SignalTickets(RedisTicketStore(redis_client), MAC_KEY, ttl_seconds=0)

@@ -14,9 +14,11 @@ from sqlalchemy import select
 from tests.api.support import Api, User, assert_error
 from tests.auth.support import CHEAP_ARGON2
 from tests.compliance.support import START, stay
-from vIOP.auth.cli import open_account_admin
 from vIOP.auth.passwords import PasswordHasher
 from vIOP.auth.permissions import Role
+from vIOP.cli.storage import add_parsers as add_storage_parsers
+from vIOP.cli.storage import run as run_storage
+from vIOP.cli.users import open_account_admin
 from vIOP.compliance.break_glass import (
     HEADER,
     BreakGlassRefused,
@@ -31,8 +33,6 @@ from vIOP.rooms.clock import ManualClock
 from vIOP.settings import Settings
 from vIOP.storage.bootstrap import Storage, open_storage
 from vIOP.storage.break_glass_sql import SqlBreakGlassStore
-from vIOP.storage.cli import add_parsers as add_storage_parsers
-from vIOP.storage.cli import run as run_storage
 from vIOP.storage.schema import break_glass_grants
 
 REASON = "Covering for the host: client called the crisis line about tonight's group"

@@ -20,6 +20,10 @@ from sqlalchemy import select
 from tests.api.support import Api, User, assert_error
 from tests.compliance.support import DAY, START, World, stay
 from vIOP.auth.permissions import Role
+from vIOP.cli import attendance as attendance_cli
+from vIOP.cli import compliance as compliance_cli
+from vIOP.cli.storage import add_parsers as add_storage_parsers
+from vIOP.cli.storage import run as run_storage
 from vIOP.compliance.consent import (
     REDISCLOSURE_NOTICE,
     Consent,
@@ -31,10 +35,7 @@ from vIOP.compliance.consent import (
 from vIOP.errors import Conflict, NotFound
 from vIOP.rooms.clock import ManualClock
 from vIOP.settings import Settings
-from vIOP.storage import attendance_cli, compliance_cli
 from vIOP.storage.bootstrap import Storage, open_storage
-from vIOP.storage.cli import add_parsers as add_storage_parsers
-from vIOP.storage.cli import run as run_storage
 from vIOP.storage.consents_sql import SqlConsentStore, require_consent
 from vIOP.storage.crypto import KeyRing, shred_client
 from vIOP.storage.schema import audit_log, part2_consents

@@ -11,16 +11,16 @@ import pytest
 from sqlalchemy import delete, func, select, update
 
 from tests.compliance.support import DAY, START, YEAR, World, at
+from vIOP.cli import compliance as compliance_cli
+from vIOP.cli.storage import add_parsers as add_storage_parsers
+from vIOP.cli.storage import run as run_storage
 from vIOP.compliance.consent import DataCategory
 from vIOP.compliance.retention import RetentionPolicy, due
 from vIOP.rooms.clock import ManualClock
 from vIOP.settings import Settings
-from vIOP.storage import compliance_cli
 from vIOP.storage.audit import AuditLog, Problem
 from vIOP.storage.bootstrap import Storage, open_storage
 from vIOP.storage.break_glass_sql import SqlBreakGlassStore
-from vIOP.storage.cli import add_parsers as add_storage_parsers
-from vIOP.storage.cli import run as run_storage
 from vIOP.storage.consents_sql import SqlConsentStore
 from vIOP.storage.crypto import KeyDestroyed
 from vIOP.storage.retention import RetentionReport, last_run, run_daily, run_if_due, run_retention

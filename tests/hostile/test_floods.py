@@ -23,6 +23,7 @@ from vIOP.auth.permissions import Role
 from vIOP.auth.tickets import TicketPurpose
 from vIOP.client.signaling import SignalingClient, SignalingClosed
 from vIOP.signaling import messages as m
+from vIOP.storage.redis_auth import RedisTicketRateCounter
 
 KNOCKS = 300
 
@@ -147,7 +148,7 @@ async def test_a_message_flood_is_refused_then_closed_and_others_keep_going(live
 
 async def test_ticket_rate_window_with_a_hand_driven_clock(redis_client: Any) -> None:
     now = [1_000_000.0 * WINDOW_SECONDS + 15]
-    limit = TicketRateLimit(redis_client, clock=lambda: now[0])
+    limit = TicketRateLimit(RedisTicketRateCounter(redis_client), clock=lambda: now[0])
     for _ in range(TICKETS_PER_WINDOW):
         await limit.spend("cl_flood")
     with pytest.raises(TicketRateLimited) as refused:

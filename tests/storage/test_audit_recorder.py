@@ -1,10 +1,8 @@
 """The one audit recorder (``AuditOutbox``): entries checked when recorded, ``write`` durable on return,
-the user agent kept only as its keyed hash, CLI rows naming the operator behind ``sudo``."""
+the user agent kept only as its keyed hash (CLI rows naming the operator: ``tests/cli/test_operator_rows.py``)."""
 
 from __future__ import annotations
 
-import argparse
-import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -12,15 +10,10 @@ import pytest
 from sqlalchemy import select
 
 from vIOP.errors import BadRequest
-from vIOP.settings import Settings
 from vIOP.storage.audit import AuditEvent, AuditLog, Outcome, operator_id
 from vIOP.storage.audit_outbox import AuditOutbox
-from vIOP.storage.bootstrap import open_storage
-from vIOP.storage.cli import add_parsers, run
 from vIOP.storage.crypto import KeyRing
 from vIOP.storage.schema import audit_log
-
-from .test_cli import audit_actions
 
 AGENT = "Mozilla/5.0 (X11; Linux x86_64) Chrome/131 canary-agent-7f3e"
 
@@ -73,36 +66,6 @@ def test_operator_is_the_person_behind_sudo_else_the_login_name() -> None:
     assert operator_id({"LOGNAME": "dave"}) == "os:dave"
     odd = operator_id({"SUDO_USER": "CLINIC\\Jane Doe"})  # not a plain login name: never stored as text
     assert odd.startswith("os:h") and "Jane" not in odd and len(odd) <= 64
-
-
-def test_cli_rows_name_the_operator_behind_sudo(
-    data_dir: Path, key_file: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    def cli(settings: Settings, *argv: str) -> int:
-        parser = argparse.ArgumentParser()
-        add_parsers(parser.add_subparsers(dest="command", required=True))
-        return run(parser.parse_args(list(argv)), settings)
-
-    assert cli(Settings(data_dir=data_dir), "keys", "init", str(key_file)) == 0
-    settings = Settings(data_dir=data_dir, key_file=key_file)
-    monkeypatch.setenv("SUDO_USER", "carol.ops")
-    assert cli(settings, "keys", "rotate") == 0
-    assert cli(settings, "audit", "verify") == 0
-    assert [(a, o) for a, _, o in audit_actions(settings)] == [
-        ("keys.rotated", "success"),
-        ("audit.verified", "success"),
-    ]
-
-    async def actors() -> list[tuple[str | None, str]]:
-        storage = await open_storage(settings)
-        try:
-            async with storage.db.read() as conn:
-                result = await conn.execute(select(audit_log.c.actor_id, audit_log.c.actor_role))
-                return [(r.actor_id, r.actor_role) for r in result]
-        finally:
-            await storage.close()
-
-    assert asyncio.run(actors()) == [("os:carol.ops", "operator"), ("os:carol.ops", "operator")]
 
 
 async def test_a_burst_is_written_in_batches_that_keep_the_chain_and_its_checkpoints(

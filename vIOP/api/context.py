@@ -12,7 +12,6 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-import redis.asyncio as aioredis
 from starlette.requests import HTTPConnection
 
 from vIOP.auth.accounts import Authenticator
@@ -30,6 +29,7 @@ from vIOP.signaling.resume import ResumeTokens
 from vIOP.storage.audit_outbox import AuditOutbox
 from vIOP.storage.bootstrap import Storage
 from vIOP.storage.embedded_redis import EmbeddedRedis
+from vIOP.storage.redis_client import RedisClient
 from vIOP.storage.rooms_sql import SqlRoomDirectory
 
 if TYPE_CHECKING:
@@ -45,7 +45,7 @@ class Services:
     """The process's components, opened in order at start-up and closed in reverse."""
 
     settings: Settings
-    redis: aioredis.Redis
+    redis: RedisClient
     storage: Storage
     tokens: AccessTokens
     authenticator: Authenticator

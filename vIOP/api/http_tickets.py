@@ -30,6 +30,7 @@ from vIOP.api.ticket_rate import TicketRateLimit
 from vIOP.auth.permissions import Action
 from vIOP.auth.tickets import TicketPurpose
 from vIOP.storage.audit import AuditEvent
+from vIOP.storage.redis_auth import RedisTicketRateCounter
 
 _ACTION: Final = {
     TicketPurpose.SIGNAL: Action.ISSUE_SIGNAL_TICKET,
@@ -59,7 +60,7 @@ def ws_url(services: Services, purpose: TicketPurpose, ticket: str) -> str:
 async def issue_ticket(request: Request) -> Response:
     caller = await authenticate(request, allow_invite=True)
     # First, so a flood from one credential costs one Redis round trip per request and spends nothing.
-    await TicketRateLimit(caller.services.redis).spend(caller.principal.subject)
+    await TicketRateLimit(RedisTicketRateCounter(caller.services.redis)).spend(caller.principal.subject)
     body = await read_json(request, TicketBody, empty=TicketBody())
     purpose = body.purpose
     require_role(caller.principal, _ACTION[purpose])

@@ -6,7 +6,6 @@ import contextlib
 import logging
 import math
 
-from redis.exceptions import RedisError
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
@@ -16,6 +15,7 @@ from starlette.websockets import WebSocket
 from vIOP.api.audit_trail import audit_http_refusal
 from vIOP.errors import Forbidden, VIOPError
 from vIOP.storage.outage import is_store_outage
+from vIOP.storage.redis_client import RedisError
 
 log = logging.getLogger("vIOP.api")
 

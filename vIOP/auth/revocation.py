@@ -1,7 +1,8 @@
 """Revocations that reach every live socket in every process within seconds (docs/API.md "Revocation").
 
 A revocation names a subject (a user id, or a client id: one invite makes one client) and a time. It is
-kept three ways, each for a different failure:
+kept three ways, each for a different failure (the first two in Redis, by
+:class:`vIOP.storage.redis_auth.RedisRevocationLog` behind :class:`RevocationLog`):
 
 - a Redis key per subject holding the newest revocation time (``viop:revoked:account:{id}`` for account
   changes, which also void the subject's access tokens; ``viop:revoked:sockets:{id}`` for logout and invite
@@ -22,19 +23,13 @@ import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any, Final
-
-import redis.asyncio as aioredis
+from typing import Any, Final, Protocol
 
 log = logging.getLogger(__name__)
 
-STREAM: Final = "viop:revocations"
-ACCOUNT_PREFIX: Final = "viop:revoked:account:"
-SOCKETS_PREFIX: Final = "viop:revoked:sockets:"
 # Longer than anything issued before a revocation can live: a token (7 days at most), a socket (bounded by
 # its token or invite), a ticket (30 s).
 KEEP_SECONDS: Final = 8 * 24 * 3600
-STREAM_MAXLEN: Final = 10_000
 _IN_MEMORY_LIMIT: Final = 100_000
 
 
@@ -54,19 +49,28 @@ class Revocation:
         return subject == self.subject and issued_at <= self.at
 
 
-def account_key(subject: str) -> str:
-    return ACCOUNT_PREFIX + subject
+class RevocationLog(Protocol):
+    """Where revocations are kept and announced (:class:`vIOP.storage.redis_auth.RedisRevocationLog`)."""
 
+    async def append(self, kind: str, subject: str, at: float, *, account: bool, keep_seconds: int) -> None:
+        """Record ``at`` as the subject's newest account (``account``) or sockets revocation and announce
+        it to every follower, in one step."""
+        ...
 
-def _sockets_key(subject: str) -> str:
-    return SOCKETS_PREFIX + subject
+    async def latest(self, subject: str) -> tuple[Any, Any]:
+        """The subject's stored (account, sockets) revocation times, each None when there is none."""
+        ...
+
+    def follow(self, block_ms: int) -> AsyncIterator[tuple[bytes, dict[Any, Any]]]:
+        """Every announcement from now on, as (entry id, fields); raises on a lost connection."""
+        ...
 
 
 class Revocations:
     """Publish revocations (any process, the CLI included), follow them, and answer "is this revoked"."""
 
-    def __init__(self, redis: aioredis.Redis, clock: Callable[[], float] = time.time) -> None:
-        self._redis = redis
+    def __init__(self, log: RevocationLog, clock: Callable[[], float] = time.time) -> None:
+        self._log = log
         self.clock = clock
         self._latest: dict[str, Revocation] = {}
 
@@ -75,16 +79,13 @@ class Revocations:
     async def publish(self, kind: RevocationKind, subject: str) -> Revocation:
         """Record the revocation (durably, for heartbeats and ticket redemption) and announce it."""
         revocation = Revocation(kind, subject, self.clock())
-        key = account_key(subject) if kind is RevocationKind.ACCOUNT else _sockets_key(subject)
-        async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.set(key, repr(revocation.at), ex=KEEP_SECONDS)
-            pipe.xadd(
-                STREAM,
-                {"k": kind.value, "s": subject, "t": repr(revocation.at)},
-                maxlen=STREAM_MAXLEN,
-                approximate=True,
-            )
-            await pipe.execute()
+        await self._log.append(
+            kind.value,
+            subject,
+            revocation.at,
+            account=kind is RevocationKind.ACCOUNT,
+            keep_seconds=KEEP_SECONDS,
+        )
         self.note(revocation)
         return revocation
 
@@ -116,7 +117,7 @@ class Revocations:
 
     async def check(self, subject: str, issued_at: float, *, account: bool) -> Revocation | None:
         """The revocation in Redis that covers this socket (one MGET); noted in memory too."""
-        account_at, sockets_at = await self._redis.mget(account_key(subject), _sockets_key(subject))
+        account_at, sockets_at = await self._log.latest(subject)
         found: Revocation | None = None
         for raw, kind in (
             (account_at, RevocationKind.ACCOUNT),
@@ -134,21 +135,13 @@ class Revocations:
     async def follow(self, block_ms: int = 1000) -> AsyncIterator[Revocation]:
         """Every revocation published from now on (by any process). Raises on a lost connection: the
         caller re-follows (what was missed meanwhile is caught by the heartbeats)."""
-        last = b"$"
-        newest = await self._redis.xrevrange(STREAM, count=1)
-        if newest:
-            newest_id = newest[0][0]
-            last = newest_id if isinstance(newest_id, bytes) else str(newest_id).encode()
-        while True:
-            reply = await self._redis.xread({STREAM: last}, count=256, block=block_ms)
-            for entry_id, fields in _entries(reply):
-                last = entry_id
-                revocation = _decode(fields)
-                if revocation is None:
-                    log.warning("skipped revocation entry %s", entry_id.decode())
-                    continue
-                self.note(revocation)
-                yield revocation
+        async for entry_id, fields in self._log.follow(block_ms):
+            revocation = _decode(fields)
+            if revocation is None:
+                log.warning("skipped revocation entry %s", entry_id.decode())
+                continue
+            self.note(revocation)
+            yield revocation
 
 
 def _time(raw: Any) -> float | None:
@@ -169,15 +162,3 @@ def _decode(fields: dict[Any, Any]) -> Revocation | None:
     if kind not in {k.value for k in RevocationKind} or not subject or at is None:
         return None
     return Revocation(RevocationKind(kind), subject, at)
-
-
-def _entries(reply: Any) -> list[tuple[bytes, dict[Any, Any]]]:
-    """XREAD's reply as (id, fields) pairs, for both RESP2 (list) and RESP3 (map) shapes."""
-    if not reply:
-        return []
-    streams = reply.items() if isinstance(reply, dict) else reply
-    out: list[tuple[bytes, dict[Any, Any]]] = []
-    for _name, entries in streams:
-        for entry in entries or []:
-            out.append((bytes(entry[0]), entry[1] if isinstance(entry[1], dict) else dict(entry[1])))
-    return out

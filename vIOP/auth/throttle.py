@@ -19,13 +19,13 @@ from elsewhere, signs in with the right password at once. Failures are counted i
 ``window_seconds`` from a counter's first failure, so every slow-down is over within minutes.
 
 Attempts are counted pessimistically: :meth:`LoginThrottle.begin` counts the attempt as a failure before the
-password is even checked, in one Lua script over all keys, so a burst of parallel guesses cannot all slip
-through before the first failure is recorded. :meth:`LoginThrottle.succeeded` then clears the pair, gives
+password is even checked, in one atomic step over all counters (:class:`ThrottleCounters`), so a burst of
+parallel guesses cannot all slip through before the first failure is recorded. :meth:`LoginThrottle.succeeded` then clears the pair, gives
 the account and address their attempt back and marks the address known for the account.
 
-Redis holds ``viop:throttle:{pair|account|address}:{hex}`` hashes of ``f`` (failures in the window), ``s``
-(window start) and ``t`` (time of the last attempt), from the injectable clock, and
-``viop:throttle:known:{hex}`` markers; the callers pass opaque keys (blind indexes), never a username or an
+The counters (:class:`vIOP.storage.redis_auth.RedisThrottleCounters`: Redis hashes and a Lua script per
+step) hold failures in the window, the window start and the time of the last attempt, from the injectable
+clock, and known-address markers; the callers pass opaque keys (blind indexes), never a username or an
 IP, and a pair is named by a hash of both.
 """
 
@@ -36,16 +36,9 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Final
-
-import redis.asyncio as aioredis
+from typing import Final, Protocol
 
 from vIOP.errors import RateLimited
-
-_PAIR = "viop:throttle:pair:"
-_ACCOUNT = "viop:throttle:account:"
-_ADDRESS = "viop:throttle:address:"
-_KNOWN = "viop:throttle:known:"
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,7 +82,6 @@ class Attempt:
     pair_key: str
     account_key: str
     address_key: str
-    known_key: str
     pair_failures: int  # of this account from this address, including this attempt
 
 
@@ -99,50 +91,21 @@ class FailureOutcome:
     locked_now: bool  # this failure locked the account for this address: audit it
 
 
-# KEYS: pair, account, address, known. For each counter: refuse while locked (pair only) or slowed down;
-# forget failures of an old window. A known address skips the account and address checks. Only if every
-# check allows the attempt, count it on all three. Returns {status, a}: status 1 = allowed (a = pair
-# failures), -1 = locked, -2 = slowed down (a = seconds to wait, rounded up).
-_BEGIN = """
-local now, base, lockout, window = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
-local function state(key, free, cap, lock_after)
-  local h = redis.call('HMGET', key, 'f', 's', 't')
-  local f, s, t = tonumber(h[1] or '0'), tonumber(h[2] or '0'), tonumber(h[3] or '0')
-  if lock_after > 0 and f >= lock_after then
-    if now < t + lockout then return f, s, -1, t + lockout - now end
-    f = 0
-  end
-  if f > 0 and now - s >= window then f = 0 end
-  if f == 0 then s = now end
-  local delay = 0
-  if f > free then delay = math.min(base * 2 ^ (f - free - 1), cap) end
-  if now < t + delay then return f, s, -2, t + delay - now end
-  return f, s, 1, 0
-end
-local known = redis.call('EXISTS', KEYS[4]) == 1
-local fp, sp, stp, wp = state(KEYS[1], tonumber(ARGV[5]), tonumber(ARGV[8]), tonumber(ARGV[10]))
-local fa, sa, sta, wa = state(KEYS[2], tonumber(ARGV[6]), tonumber(ARGV[9]), 0)
-local fb, sb, stb, wb = state(KEYS[3], tonumber(ARGV[7]), tonumber(ARGV[8]), 0)
-if stp == -1 then return {-1, math.ceil(wp)} end
-if known then sta, wa, stb, wb = 1, 0, 1, 0 end
-if stp < 0 or sta < 0 or stb < 0 then return {-2, math.ceil(math.max(wp, wa, wb))} end
-redis.call('HSET', KEYS[1], 'f', fp + 1, 's', sp, 't', ARGV[1])
-redis.call('HSET', KEYS[2], 'f', fa + 1, 's', sa, 't', ARGV[1])
-redis.call('HSET', KEYS[3], 'f', fb + 1, 's', sb, 't', ARGV[1])
-for i = 1, 3 do redis.call('EXPIRE', KEYS[i], ARGV[11]) end
-return {1, fp + 1}
-"""
+class ThrottleCounters(Protocol):
+    """The three counters and the known-address markers (:class:`vIOP.storage.redis_auth.RedisThrottleCounters`)."""
 
-# Clear the pair, give the account and the address their attempt back, remember the address as known.
-_SUCCEEDED = """
-redis.call('DEL', KEYS[1])
-for i = 2, 3 do
-  local f = tonumber(redis.call('HGET', KEYS[i], 'f') or '0')
-  if f > 1 then redis.call('HSET', KEYS[i], 'f', f - 1) else redis.call('DEL', KEYS[i]) end
-end
-if tonumber(ARGV[1]) > 0 then redis.call('SET', KEYS[4], '1', 'EX', ARGV[1]) end
-return 1
-"""
+    async def begin(
+        self, pair: str, account: str, address: str, now: float, policy: ThrottlePolicy, ttl_seconds: int
+    ) -> tuple[int, int]:
+        """Atomically, by ``policy``: refuse while the pair is locked or any counter's slow-down runs (a
+        known address skips the account and address ones), else count the attempt on all three (kept
+        ``ttl_seconds``). Returns (1, pair failures), (-1, seconds locked) or (-2, seconds to wait)."""
+        ...
+
+    async def succeeded(self, pair: str, account: str, address: str, known_seconds: int) -> None:
+        """Clear the pair, give account and address their attempt back, mark the address known."""
+        ...
+
 
 _REDIS_SLACK_SECONDS: Final = 60
 
@@ -154,14 +117,13 @@ def _pair_name(account_key: bytes, address_key: bytes) -> str:
 class LoginThrottle:
     def __init__(
         self,
-        redis: aioredis.Redis,
+        counters: ThrottleCounters,
         policy: ThrottlePolicy | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._policy = policy or ThrottlePolicy()
         self._clock = clock
-        self._begin = redis.register_script(_BEGIN)
-        self._succeeded = redis.register_script(_SUCCEEDED)
+        self._counters = counters
 
     @property
     def policy(self) -> ThrottlePolicy:
@@ -171,23 +133,17 @@ class LoginThrottle:
         """Admit one login attempt (counted as a failure until :meth:`succeeded`) or raise LoginThrottled."""
         p = self._policy
         pair = _pair_name(account_key, address_key)
-        keys = (_PAIR + pair, _ACCOUNT + account_key.hex(), _ADDRESS + address_key.hex(), _KNOWN + pair)
+        keys = (pair, account_key.hex(), address_key.hex())
         ttl = max(p.window_seconds, p.lockout_seconds) + _REDIS_SLACK_SECONDS
-        status, value = await self._begin(
-            keys=list(keys),
-            args=[
-                repr(self._clock()), p.base_delay_seconds, p.lockout_seconds, p.window_seconds,
-                p.pair_free_failures, p.account_free_failures, p.address_free_failures,
-                p.max_delay_seconds, p.account_max_delay_seconds, p.max_failures, ttl,
-            ],
-        )  # fmt: skip
+        status, value = await self._counters.begin(*keys, self._clock(), p, ttl)
         if status != 1:
-            raise LoginThrottled(retry_after=max(1, int(value)), locked=status == -1)
-        return Attempt(*keys, pair_failures=int(value))
+            raise LoginThrottled(retry_after=max(1, value), locked=status == -1)
+        return Attempt(*keys, pair_failures=value)
 
     async def succeeded(self, attempt: Attempt) -> None:
-        keys = [attempt.pair_key, attempt.account_key, attempt.address_key, attempt.known_key]
-        await self._succeeded(keys=keys, args=[self._policy.known_address_seconds])
+        await self._counters.succeeded(
+            attempt.pair_key, attempt.account_key, attempt.address_key, self._policy.known_address_seconds
+        )
 
     def failed(self, attempt: Attempt) -> FailureOutcome:
         """The attempt was already counted by :meth:`begin`; say whether it locked the pair."""

@@ -3,12 +3,13 @@
 A browser cannot set an ``Authorization`` header on a WebSocket, and a bearer token in a URL ends up in
 logs; so an authenticated HTTP call trades the access token (or invite token) for a ticket that is useless
 seconds later. A ticket is bound to the identity, the purpose and the room it was issued for, lives at most
-30 seconds and is redeemed with ``GETDEL`` (one atomic read-and-delete: two sockets racing with one ticket
-cannot both win). Redis holds only ``SHA-256(ticket)`` as key and opaque ids as value; the ticket itself is
-never stored and never appears in an error message.
+30 seconds and is redeemed by one atomic read-and-delete (:class:`TicketStore`; ``GETDEL`` in
+:class:`vIOP.storage.redis_auth.RedisTicketStore`: two sockets racing with one ticket cannot both win). The
+store holds only ``SHA-256(ticket)`` as key and opaque ids as value; the ticket itself is never stored and
+never appears in an error message.
 
-Redis is not trusted to vouch for a ticket: each record carries an HMAC-SHA256 (a key derived from the key
-ring) over the key name and the record, checked in constant time, so a record written straight into Redis
+The store is not trusted to vouch for a ticket: each record carries an HMAC-SHA256 (a key derived from the
+key ring) over the ticket's digest and the record, checked in constant time, so a record written straight into Redis
 opens nothing. A ticket issued at or before a revocation of its subject (:mod:`vIOP.auth.revocation`) is
 refused too.
 """
@@ -22,10 +23,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Final
+from typing import Final, Protocol
 
 import msgspec
-import redis.asyncio as aioredis
 
 from vIOP.auth.permissions import ACCOUNT_ROLES, Action, Principal, Role, RoomScope, authorize
 from vIOP.auth.revocation import Revocations
@@ -35,7 +35,6 @@ from vIOP.ids import RoomId
 TICKET_PREFIX: Final = "vtk_"
 MAX_TICKET_SECONDS: Final = 30
 _TICKET_CHARS: Final = len(TICKET_PREFIX) + 43  # token_urlsafe(32)
-_KEY = "viop:ticket:"
 _MAC_BYTES: Final = 32
 MAC_KEY_PURPOSE: Final = "signal-ticket/hmac-sha256/v1"  # ``ring.derive_key(MAC_KEY_PURPOSE)``
 
@@ -56,7 +55,7 @@ class TicketFailure(StrEnum):
     UNKNOWN = "unknown"  # never issued, already used, or dropped by Redis after its TTL
     EXPIRED = "expired"
     WRONG_PURPOSE = "wrong_purpose"
-    FORGED = "forged"  # a record in Redis the app did not write (bad or missing MAC)
+    FORGED = "forged"  # a stored record the app did not write (bad or missing MAC)
     REVOKED = "revoked"  # issued at or before a revocation of its subject
 
 
@@ -102,18 +101,35 @@ class _Stored(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     session_ends_at: float | None
 
 
-def _key(ticket: str) -> str:
-    return _KEY + hashlib.sha256(ticket.encode("ascii")).hexdigest()
+class TicketStore(Protocol):
+    """Where ticket records wait to be redeemed (:class:`vIOP.storage.redis_auth.RedisTicketStore`)."""
+
+    async def put(self, ticket_id: str, record: bytes, ttl_seconds: int) -> None:
+        """Keep ``record`` under ``ticket_id`` for ``ttl_seconds`` unless the id is taken."""
+        ...
+
+    async def take(self, ticket_id: str) -> bytes | None:
+        """The record, removed in the same atomic step; None if there is none."""
+        ...
 
 
-def _mac(key: bytes, name: str, record: bytes) -> bytes:
-    return hmac.new(key, name.encode() + b"\x00" + record, hashlib.sha256).digest()
+def _ticket_id(ticket: str) -> str:
+    return hashlib.sha256(ticket.encode("ascii")).hexdigest()
+
+
+# The MAC binds a record to its ticket's digest under this label (the Redis key name before the store moved
+# to vIOP.storage: the same bytes, so tickets in flight across an upgrade stay valid).
+_MAC_LABEL: Final = "viop:ticket:"
+
+
+def _mac(key: bytes, ticket_id: str, record: bytes) -> bytes:
+    return hmac.new(key, (_MAC_LABEL + ticket_id).encode() + b"\x00" + record, hashlib.sha256).digest()
 
 
 class SignalTickets:
     def __init__(
         self,
-        redis: aioredis.Redis,
+        store: TicketStore,
         mac_key: bytes,
         ttl_seconds: int = MAX_TICKET_SECONDS,
         clock: Callable[[], float] = time.time,
@@ -123,7 +139,7 @@ class SignalTickets:
             raise ValueError(f"a ticket lives between 1 and {MAX_TICKET_SECONDS} seconds")
         if len(mac_key) < 32:
             raise ValueError("the ticket MAC key has at least 32 bytes")
-        self._redis = redis
+        self._store = store
         self._mac_key = mac_key
         self._ttl = ttl_seconds
         self._clock = clock
@@ -152,20 +168,20 @@ class SignalTickets:
             issued_at=now,
             session_ends_at=session_ends_at,
         )
-        name = _key(ticket)
+        name = _ticket_id(ticket)
         record = msgspec.json.encode(stored)
-        await self._redis.set(name, _mac(self._mac_key, name, record) + record, ex=self._ttl, nx=True)
+        await self._store.put(name, _mac(self._mac_key, name, record) + record, self._ttl)
         return IssuedTicket(ticket=ticket, expires_in=self._ttl)
 
     async def redeem(self, ticket: str, purpose: TicketPurpose) -> TicketGrant:
         """Consume ``ticket`` (whatever the outcome: a refused ticket is gone too) and return its grant."""
         if len(ticket) != _TICKET_CHARS or not ticket.startswith(TICKET_PREFIX) or not ticket.isascii():
             raise TicketRejected(TicketFailure.MALFORMED)
-        name = _key(ticket)
-        raw = await self._redis.getdel(name)
+        name = _ticket_id(ticket)
+        raw = await self._store.take(name)
         if raw is None:
             raise TicketRejected(TicketFailure.UNKNOWN)
-        stored = self._authentic(name, raw if isinstance(raw, bytes) else raw.encode())
+        stored = self._authentic(name, raw)
         if self._clock() >= stored.expires_at:
             raise TicketRejected(TicketFailure.EXPIRED)
         if stored.purpose != purpose.value:

@@ -1,4 +1,5 @@
-"""Access tokens: Ed25519-signed JWTs (joserfc) plus a server-side session record in Redis.
+"""Access tokens: Ed25519-signed JWTs (joserfc) plus a server-side session record (:class:`SessionStore`;
+in Redis, :class:`vIOP.storage.redis_auth.RedisSessionStore`).
 
 - The algorithm is pinned to ``Ed25519`` (RFC 9864) and the key is chosen by ``kid`` from our own key set,
   so ``alg: none``, HMAC-with-the-public-key and any other key confusion cannot verify. Headers other than
@@ -25,16 +26,14 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any, Final, TypeGuard
+from typing import Any, Final, Protocol, TypeGuard
 
-import redis.asyncio as aioredis
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from joserfc import jwt
 from joserfc.errors import BadSignatureError, JoseError
 from joserfc.jwk import GuestProtocol, OKPKey
 
 from vIOP.auth.permissions import ACCOUNT_ROLES, Principal, Role
-from vIOP.auth.revocation import account_key
 from vIOP.errors import Unauthenticated
 from vIOP.ids import UserId
 
@@ -42,8 +41,6 @@ ALGORITHM: Final = "Ed25519"
 MAX_TOKEN_CHARS: Final = 4096
 _ALLOWED_HEADERS: Final = frozenset({"typ", "alg", "kid"})
 _REQUIRED_CLAIMS: Final = ("iss", "aud", "sub", "role", "exp", "nbf", "iat", "jti")
-_ACTIVE = "viop:auth:active:"
-_REVOKED = "viop:auth:revoked:"
 SESSION_KEY_PURPOSE: Final = "access-token/session-record-hmac/v1"  # ``ring.derive_key(...)``
 _REDIS_SLACK_SECONDS: Final = 60  # Redis TTLs run on the real clock: keep records a little longer
 
@@ -152,30 +149,33 @@ class _HeaderRefused(Exception):
         self.reason = reason
 
 
-# Atomically: refuse signed-out sessions and tokens issued at or before an account revocation (ARGV[3] is
-# the token's iat, '' when unknown), unknown and idle sessions; else record this use (unless ARGV[4] is '0':
-# a heartbeat of an unattended page) and hand back the record's MAC for the caller to check.
-_TOUCH = """
-if redis.call('EXISTS', KEYS[2]) == 1 then return {'revoked'} end
-if ARGV[3] ~= '' then
-  local revoked_at = redis.call('GET', KEYS[3])
-  if revoked_at and tonumber(ARGV[3]) <= tonumber(revoked_at) then return {'revoked'} end
-end
-if redis.call('TYPE', KEYS[1])['ok'] ~= 'hash' then return {'unknown'} end
-local record = redis.call('HMGET', KEYS[1], 't', 'm')
-if not record[1] or not record[2] then return {'unknown'} end
-local now = tonumber(ARGV[1])
-if now - tonumber(record[1]) > tonumber(ARGV[2]) then
-  redis.call('DEL', KEYS[1])
-  return {'idle'}
-end
-if ARGV[4] == '1' and now > tonumber(record[1]) then redis.call('HSET', KEYS[1], 't', ARGV[1]) end
-return {'ok', record[2]}
-"""
+class SessionStore(Protocol):
+    """Activity records and the logout denylist (:class:`vIOP.storage.redis_auth.RedisSessionStore`)."""
+
+    async def write(self, jti: str, last_use: int, mac: bytes, ttl_seconds: int) -> None:
+        """(Re)write the activity record of ``jti``: last use and the record's MAC."""
+        ...
+
+    async def exists(self, jti: str) -> bool: ...
+
+    async def sign_out(self, jti: str, ttl_seconds: int) -> None:
+        """Deny ``jti`` for ``ttl_seconds`` and drop its activity record, in one step."""
+        ...
+
+    async def touch(
+        self, jti: str, subject: str | None, issued_at: int | None, now: int, idle_seconds: int, record: bool
+    ) -> tuple[str, bytes | None]:
+        """Atomically: ``("revoked", None)`` if signed out or ``issued_at`` is at or before an account
+        revocation of ``subject``; ``("unknown", None)`` without a record; ``("idle", None)`` (record
+        dropped) after more than ``idle_seconds`` of silence; else ``("ok", the record's MAC)``, recording
+        this use at ``now`` when ``record``."""
+        ...
+
+
 _TOUCH_RESULTS: Final = {
-    b"revoked": TokenFailure.REVOKED,
-    b"unknown": TokenFailure.UNKNOWN_SESSION,
-    b"idle": TokenFailure.IDLE,
+    "revoked": TokenFailure.REVOKED,
+    "unknown": TokenFailure.UNKNOWN_SESSION,
+    "idle": TokenFailure.IDLE,
 }
 
 
@@ -185,17 +185,16 @@ class AccessTokens:
     def __init__(
         self,
         keys: TokenKeys,
-        redis: aioredis.Redis,
+        sessions: SessionStore,
         policy: TokenPolicy | None = None,
         clock: Callable[[], float] = time.time,
         *,
         session_key: bytes,
     ) -> None:
         self._keys = keys
-        self._redis = redis
+        self._sessions = sessions
         self._policy = policy or TokenPolicy()
         self._clock = clock
-        self._touch = redis.register_script(_TOUCH)
         if len(session_key) < 32:
             raise ValueError("the session record MAC key has at least 32 bytes")
         self._session_key = session_key
@@ -266,7 +265,7 @@ class AccessTokens:
         now) unless Redis still knows it. True if it was put back. Only for sessions proven live a moment
         ago; the token's own ``exp`` still bounds every HTTP use, but a socket's sign-in then lives at most
         one token lifetime from now (its true end was lost with the data)."""
-        if await self._redis.exists(_ACTIVE + jti):
+        if await self._sessions.exists(jti):
             return False
         await self._write_session(jti, int(self._clock()))
         return True
@@ -274,39 +273,25 @@ class AccessTokens:
     async def revoke(self, claims: AccessClaims) -> None:
         """Logout: deny this ``jti`` until the token would have expired anyway."""
         remaining = max(1, claims.expires_at - int(self._clock()))
-        async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.set(_REVOKED + claims.jti, 1, ex=remaining + _REDIS_SLACK_SECONDS)
-            pipe.delete(_ACTIVE + claims.jti)
-            await pipe.execute()
+        await self._sessions.sign_out(claims.jti, remaining + _REDIS_SLACK_SECONDS)
 
     def _session_mac(self, jti: str) -> bytes:
         return hmac.new(self._session_key, b"session\x00" + jti.encode(), hashlib.sha256).digest()
 
     async def _write_session(self, jti: str, now: int) -> None:
-        async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.hset(_ACTIVE + jti, mapping={"t": now, "m": self._session_mac(jti)})
-            pipe.expire(_ACTIVE + jti, self._policy.lifetime_seconds + _REDIS_SLACK_SECONDS)
-            await pipe.execute()
+        ttl = self._policy.lifetime_seconds + _REDIS_SLACK_SECONDS
+        await self._sessions.write(jti, now, self._session_mac(jti), ttl)
 
     async def _check_session(
         self, jti: str, subject: str | None = None, issued_at: int | None = None, *, touch: bool = True
     ) -> None:
-        revoked = _REVOKED + jti
-        result = await self._touch(
-            keys=[_ACTIVE + jti, revoked, account_key(subject) if subject is not None else revoked],
-            args=[
-                int(self._clock()),
-                self._policy.idle_seconds,
-                "" if issued_at is None else issued_at,
-                "1" if touch else "0",
-            ],
+        status, mac = await self._sessions.touch(
+            jti, subject, issued_at, int(self._clock()), self._policy.idle_seconds, touch
         )
-        status = result[0] if result else b"unknown"
         failure = _TOUCH_RESULTS.get(status)
         if failure is not None:
             raise TokenRejected(failure)
-        mac = result[1] if len(result) > 1 else b""
-        if not isinstance(mac, bytes) or not hmac.compare_digest(mac, self._session_mac(jti)):
+        if mac is None or not hmac.compare_digest(mac, self._session_mac(jti)):
             raise TokenRejected(TokenFailure.UNKNOWN_SESSION)  # a record the app did not write
 
     def _key_for(self, obj: GuestProtocol) -> OKPKey:

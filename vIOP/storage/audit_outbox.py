@@ -13,7 +13,7 @@ Two ways in, one entry shape:
   database).
 - :meth:`write` queues, then waits until the queue is written or the database is found away: HTTP routes
   and socket handshakes, so the row is in the database before the answer goes out whenever it can be.
-  :func:`record_operator` (the CLI) additionally fails when the row could not be written.
+  :meth:`AuditOutbox.record_operator` (the CLI) names the operator and additionally fails when the row could not be written.
 
 Entries are checked when recorded (ids and names only, ``vIOP.storage.audit.check_entry``), so a bad
 entry fails in the caller, not later in the writer; the user agent is kept only as its keyed hash.
@@ -27,6 +27,7 @@ import contextlib
 import itertools
 import logging
 
+from vIOP.compliance.audit import AuditRecorder
 from vIOP.errors import Unavailable
 from vIOP.storage.audit import (
     OPERATOR_ROLE,
@@ -45,6 +46,8 @@ _BATCH = 200  # entries per transaction: a burst of refusals is written at datab
 
 
 class AuditOutbox:
+    """The :class:`~vIOP.compliance.audit.AuditRecorder`: the one way to append an audit row."""
+
     def __init__(self, audit: AuditLog, *, limit: int = 100_000) -> None:
         self._audit = audit
         self._limit = limit
@@ -111,6 +114,27 @@ class AuditOutbox:
         if self._pending:
             log.critical("audit outbox: %d entries not written at shutdown", len(self._pending))
 
+    async def record_operator(
+        self,
+        action: AuditEvent | str,
+        object_type: str | None = None,
+        object_id: str | None = None,
+        outcome: Outcome | str = Outcome.SUCCESS,
+        *,
+        role: str = OPERATOR_ROLE,
+        actor_id: str | None = None,
+    ) -> None:
+        """A CLI operation, attributed to the operator (``SUDO_USER`` or the login name; ``actor_id`` when
+        the command acts for a named account, e.g. the admin signing off break-glass access): written
+        before the command reports success, or :class:`Unavailable` (a command must not finish
+        unaudited). ``role``: ``users`` commands have always been recorded as ``cli``; the other commands
+        as ``operator``."""
+        await self.write(actor_id or operator_id(), role, action, object_type, object_id, outcome)
+        if self._pending:
+            raise Unavailable(
+                "the operation was done, but the audit log could not be written: check the database"
+            )
+
     async def flush(self) -> None:
         """Append the queued entries, oldest first, up to ``_BATCH`` per transaction; stop at the first
         outage and keep the rest."""
@@ -133,21 +157,5 @@ class AuditOutbox:
                     self._pending.popleft()
 
 
-async def record_operator(
-    audit: AuditLog,
-    action: AuditEvent | str,
-    object_type: str | None = None,
-    object_id: str | None = None,
-    outcome: Outcome | str = Outcome.SUCCESS,
-    *,
-    role: str = OPERATOR_ROLE,
-) -> None:
-    """A CLI operation, attributed to the operator (``SUDO_USER`` or the login name): written before the
-    command reports success, or :class:`Unavailable` (a command must not finish unaudited). ``role``:
-    ``users`` commands have always been recorded as ``cli``; the other commands as ``operator``."""
-    outbox = AuditOutbox(audit)
-    await outbox.write(operator_id(), role, action, object_type, object_id, outcome)
-    if outbox.pending:
-        raise Unavailable(
-            "the operation was done, but the audit log could not be written: check the database"
-        )
+def _implements_the_port(outbox: AuditOutbox) -> AuditRecorder:
+    return outbox  # mypy checks here that AuditOutbox meets AuditRecorder

@@ -1,16 +1,17 @@
-"""The durable room record: kind, encrypted title, capacity, host, state. Live state is in Redis (the room
-store); this table is what outlives a session and what permission checks read (:class:`RoomDirectory`)."""
+"""The durable room record in SQL (the port: :class:`vIOP.auth.room_records.RoomRecords`): kind, encrypted
+title, capacity, host, state. Live state is in Redis (the room store); this table is what outlives a session
+and what permission checks read."""
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import insert, select, update
 
 from vIOP.auth.permissions import RoomScope
+from vIOP.auth.room_records import RoomRecord, RoomRecords
 from vIOP.errors import NotFound
 from vIOP.ids import RoomId, UserId
 from vIOP.storage.crypto import FieldRef, KeyRing
@@ -21,24 +22,11 @@ _ROOM_ID = re.compile(r"^rm_[A-Za-z0-9_-]{1,64}$")
 LIST_LIMIT = 500  # a listing is bounded: a clinic has tens of rooms, not thousands open at once
 
 
-@dataclass(frozen=True, slots=True)
-class RoomRecord:
-    id: RoomId
-    kind: str
-    title: str
-    capacity: int
-    host_user_id: UserId
-    state: str
-    created_at: datetime
-    ended_at: datetime | None
-
-    @property
-    def scope(self) -> RoomScope:
-        return RoomScope(room_id=self.id, host_ids=frozenset({self.host_user_id}))
-
-
 def _title_ref(room_id: str) -> FieldRef:
     return FieldRef("rooms", "title", room_id)
+
+
+__all__ = ["LIST_LIMIT", "RoomRecord", "SqlRoomDirectory"]
 
 
 class SqlRoomDirectory:
@@ -115,3 +103,7 @@ class SqlRoomDirectory:
             created_at=r["created_at"],
             ended_at=r["ended_at"],
         )
+
+
+def _implements_the_port(directory: SqlRoomDirectory) -> RoomRecords:
+    return directory  # mypy checks here that SqlRoomDirectory meets RoomRecords

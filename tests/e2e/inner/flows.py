@@ -16,8 +16,8 @@ from playwright.async_api import Request
 from tests.api import signal_support as ss
 from tests.e2e.browser import Person
 from tests.support import LiveServer
-from vIOP.auth.cli import open_account_admin
 from vIOP.auth.permissions import Role
+from vIOP.cli.users import open_account_admin
 
 PASSWORD = "correct horse battery staple 42"
 MEDIA_TIMEOUT_S = 20.0

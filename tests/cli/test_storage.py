@@ -9,15 +9,14 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select, update
 
+from tests.storage.populate import add_clients
+from vIOP.cli.storage import add_parsers, run
 from vIOP.errors import ConfigError
 from vIOP.settings import Settings
 from vIOP.storage.bootstrap import open_storage
-from vIOP.storage.cli import add_parsers, run
 from vIOP.storage.crypto import FieldRef, KeyDestroyed
 from vIOP.storage.keys import KeySourceError
 from vIOP.storage.schema import audit_log, clients
-
-from .populate import add_clients
 
 
 def cli(settings: Settings, *argv: str) -> int:

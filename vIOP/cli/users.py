@@ -4,7 +4,7 @@ The password is read from standard input (never from the command line, where ``p
 would show it). ``disable`` and ``reset-mfa`` also publish a revocation on the server's Redis
 (:mod:`vIOP.auth.revocation`): the account's tokens stop working and its live sockets close in every
 server process within seconds (the embedded Redis is started for a moment when no server runs). A TOTP provisioning URI is printed once, at creation or MFA reset, and stored nowhere in
-plaintext. Wired into ``vIOP/__main__.py`` as a plugin: ``("vIOP.auth.cli", "add_users_parser", "run_users")``.
+plaintext. Wired into ``vIOP/cli/main.py``: ``(users, "add_users_parser", "run_users")`` in ``_GROUPS``.
 """
 
 from __future__ import annotations
@@ -53,45 +53,15 @@ def add_users_parser(subparsers: Any) -> str:
     return "users"
 
 
-@asynccontextmanager
-async def _server_redis(settings: Settings) -> AsyncIterator[Any]:
-    """The Redis the servers use: ``VIOP_REDIS_URL``, else the embedded one in the data folder (started
-    here for a moment when no server is running, so the revocation is there when one starts)."""
-    import redis.asyncio as aioredis
-    from redis.exceptions import RedisError
-
-    from vIOP.storage.embedded_redis import EmbeddedRedis
-
-    embedded = EmbeddedRedis(settings.data_dir / "redis") if settings.redis_url is None else None
-    url = settings.redis_url or (embedded.url if embedded is not None else "")
-    client = aioredis.from_url(url, socket_connect_timeout=2, socket_timeout=5)
-    started = False
-    try:
-        try:
-            await client.ping()
-        except (RedisError, OSError):
-            if embedded is None:
-                raise
-            await client.aclose()
-            await embedded.astart()
-            started = True
-            client = aioredis.from_url(embedded.url, socket_connect_timeout=2, socket_timeout=5)
-        yield client
-    finally:
-        await client.aclose()
-        if started and embedded is not None:
-            await embedded.astop()
-
-
 async def publish_account_revocation(settings: Settings, account: Account) -> None:
     """End the account's sign-ins and close its sockets everywhere; one clear error if Redis is away."""
-    from redis.exceptions import RedisError
-
     from vIOP.auth.revocation import RevocationKind, Revocations
+    from vIOP.storage.redis_auth import RedisRevocationLog
+    from vIOP.storage.redis_client import RedisError, operator_redis
 
     try:
-        async with _server_redis(settings) as redis:
-            await Revocations(redis).publish(RevocationKind.ACCOUNT, account.id)
+        async with operator_redis(settings) as redis:
+            await Revocations(RedisRevocationLog(redis)).publish(RevocationKind.ACCOUNT, account.id)
     except (RedisError, OSError) as exc:
         raise Unavailable(
             f"the account {account.id} was changed, but its live sessions could not be ended: Redis is "
@@ -105,16 +75,18 @@ async def open_account_admin(
 ) -> AsyncIterator[AccountAdmin]:
     """The real thing: the configured store (``open_storage``), every change written to the audit log.
 
-    This module is an entry point like ``__main__``: it is the one place in ``vIOP.auth`` that wires storage.
+    An entry point like ``app.py``: the top floor wires the auth policy to its storage.
     """
     from vIOP.storage.accounts_sql import SqlAccountStore
-    from vIOP.storage.audit_outbox import record_operator
+    from vIOP.storage.audit_outbox import AuditOutbox
     from vIOP.storage.bootstrap import open_storage
 
     storage = await open_storage(settings)
 
     async def audit(change: AccountChange, account: Account) -> None:
-        await record_operator(storage.audit, change.value, "user", account.id, role="cli")  # actor: SUDO_USER
+        await AuditOutbox(storage.audit).record_operator(
+            change.value, "user", account.id, role="cli"
+        )  # actor: SUDO_USER
 
     try:
         ring = storage.keys

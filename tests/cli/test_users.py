@@ -15,8 +15,8 @@ from sqlalchemy import select
 
 from tests.auth.support import CHEAP_ARGON2
 from vIOP.auth.accounts import Account, AccountAdmin
-from vIOP.auth.cli import add_users_parser, open_account_admin, run_users
 from vIOP.auth.passwords import PasswordHasher
+from vIOP.cli.users import add_users_parser, open_account_admin, run_users
 from vIOP.errors import BadRequest, Conflict, NotFound
 from vIOP.settings import Settings
 from vIOP.storage.bootstrap import open_storage

@@ -1,6 +1,6 @@
 """``python -m vIOP attendance export``: the attendance ledger as JSON or CSV, audited.
 
-Wiring for ``vIOP/__main__.py``: ``("vIOP.storage.attendance_cli", "add_parsers", "run")`` (or
+Wiring for ``vIOP/cli/main.py``: ``(attendance, "add_parsers", "run")`` in ``_GROUPS`` (or
 ``add_attendance_parser`` / ``run_attendance``). Exit status: 0 written, 2 usage error.
 """
 
@@ -26,10 +26,10 @@ from vIOP.rooms.ports import AttendanceQuery
 from vIOP.settings import Settings, load_settings
 from vIOP.storage.attendance_sql import SqlAttendanceStore
 from vIOP.storage.audit import AuditEvent, Outcome
+from vIOP.storage.audit_outbox import AuditOutbox
 from vIOP.storage.bootstrap import Storage, open_storage
 from vIOP.storage.consents_sql import SqlConsentStore, require_consent
 
-OPERATOR = "operator"
 Subparsers = Any  # argparse's _SubParsersAction is private
 
 
@@ -97,10 +97,11 @@ async def disclose(storage: Storage, intervals: list[Interval], recipient: str |
             store, clients, check_text(recipient, "--recipient"), DataCategory.ATTENDANCE, time.time()
         )
     except ConsentRequired:
-        await storage.audit.append(None, OPERATOR, "part2.disclosed", "client", None, Outcome.DENIED)
+        await AuditOutbox(storage.audit).record_operator("part2.disclosed", "client", None, Outcome.DENIED)
         raise
+    outbox = AuditOutbox(storage.audit)
     for client in dict.fromkeys(clients):
-        await storage.audit.append(None, OPERATOR, "part2.disclosed", "client", client)
+        await outbox.record_operator("part2.disclosed", "client", client)
     return REDISCLOSURE_NOTICE
 
 
@@ -127,9 +128,7 @@ def run_attendance(args: argparse.Namespace, settings: Settings | None = None) -
                 if args.client
                 else (None, None)
             )
-            from vIOP.storage.audit_outbox import record_operator  # the one recorder (names the operator)
-
-            await record_operator(storage.audit, AuditEvent.ATTENDANCE_EXPORTED, *subject)
+            await AuditOutbox(storage.audit).record_operator(AuditEvent.ATTENDANCE_EXPORTED, *subject)
             return 0
         finally:
             await storage.close()

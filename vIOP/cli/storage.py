@@ -1,11 +1,11 @@
 """Storage subcommands: ``db upgrade``, ``keys init|status|rotate|retire``, ``audit verify|checkpoint``,
 ``clients shred``.
 
-Wiring for ``vIOP/__main__.py``: ``("vIOP.storage.cli", "add_parsers", "run")`` in ``_PLUGINS``;
+Wiring for ``vIOP/cli/main.py``: ``(storage, "add_parsers", "run")`` in ``_GROUPS``;
 ``run(args, settings)`` dispatches on ``args.command``. Each command also has its own ``add_<name>_parser``
 and ``run_<name>``. Exit status: 0 done, 1 failed (e.g. the audit chain is broken), 2 usage/config error.
 Operator actions are audited with actor role ``operator`` and actor ``os:<SUDO_USER or login name>``
-(``vIOP.storage.audit_outbox.record_operator``).
+(``vIOP.storage.audit_outbox.AuditOutbox.record_operator``).
 """
 
 from __future__ import annotations
@@ -18,11 +18,11 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+from vIOP.cli import compliance
 from vIOP.errors import ConfigError
 from vIOP.settings import Settings, load_settings
-from vIOP.storage import compliance_cli
 from vIOP.storage.audit import AuditEvent, Outcome
-from vIOP.storage.audit_outbox import record_operator
+from vIOP.storage.audit_outbox import AuditOutbox
 from vIOP.storage.bootstrap import Storage, open_storage
 from vIOP.storage.crypto import shred_client
 from vIOP.storage.database import current_revision, upgrade
@@ -140,9 +140,13 @@ async def _keys_rotate(storage: Storage, args: argparse.Namespace) -> int:
         )
     except Exception:
         with contextlib.suppress(Exception):  # the original error matters more than its audit row
-            await record_operator(storage.audit, AuditEvent.KEYS_ROTATED, "kek", None, Outcome.FAILURE)
+            await AuditOutbox(storage.audit).record_operator(
+                AuditEvent.KEYS_ROTATED, "kek", None, Outcome.FAILURE
+            )
         raise
-    await record_operator(storage.audit, AuditEvent.KEYS_ROTATED, "kek", str(report.target), Outcome.SUCCESS)
+    await AuditOutbox(storage.audit).record_operator(
+        AuditEvent.KEYS_ROTATED, "kek", str(report.target), Outcome.SUCCESS
+    )
     verb = "resumed and finished" if report.resumed else "finished"
     if not report.finished:
         _say(f"rotation to {report.target} stopped with {report.remaining} data keys left: run it again")
@@ -157,7 +161,9 @@ async def _keys_rotate(storage: Storage, args: argparse.Namespace) -> int:
 async def _keys_retire(storage: Storage, _args: argparse.Namespace) -> int:
     retired, in_use = await retire_keks(storage.keys)
     for kek in retired:
-        await record_operator(storage.audit, AuditEvent.KEYS_RETIRED, "kek", str(kek), Outcome.SUCCESS)
+        await AuditOutbox(storage.audit).record_operator(
+            AuditEvent.KEYS_RETIRED, "kek", str(kek), Outcome.SUCCESS
+        )
     _say("retired: " + (", ".join(map(str, retired)) or "nothing"))
     for kek, count in in_use.items():
         _say(f"kept {kek}: {count} data keys still use it (run `keys rotate --no-new-kek`)")
@@ -178,7 +184,7 @@ def add_audit_parser(sub: Subparsers) -> str:
         cmd.add_argument(
             "--checkpoints", type=Path, help="checkpoint file (default: <data dir>/audit-checkpoints.jsonl)"
         )
-    compliance_cli.add_review_parsers(audit_sub)  # `audit review`, `audit sign-off` (break-glass)
+    compliance.add_review_parsers(audit_sub)  # `audit review`, `audit sign-off` (break-glass)
     return "audit"
 
 
@@ -189,8 +195,8 @@ def run_audit(args: argparse.Namespace, settings: Settings | None = None) -> int
         result = await storage.audit.verify()
         # Reading the log is itself audited (after the walk, so it checks what was there before).
         outcome = Outcome.SUCCESS if result.ok else Outcome.FAILURE
-        await record_operator(
-            storage.audit, AuditEvent.AUDIT_VERIFIED, "audit_log", str(result.last_seq), outcome
+        await AuditOutbox(storage.audit).record_operator(
+            AuditEvent.AUDIT_VERIFIED, "audit_log", str(result.last_seq), outcome
         )
         if result.ok:
             _say(
@@ -207,7 +213,7 @@ def run_audit(args: argparse.Namespace, settings: Settings | None = None) -> int
         return 0
 
     async def review(storage: Storage) -> int:
-        return await compliance_cli.run_review(args, storage)
+        return await compliance.run_review(args, storage)
 
     work = {"verify": verify, "checkpoint": checkpoint}.get(args.audit_command, review)
     return asyncio.run(_with_storage(settings, args, work))
@@ -236,7 +242,9 @@ def run_clients(args: argparse.Namespace, settings: Settings | None = None) -> i
 
     async def shred(storage: Storage) -> int:
         result = await shred_client(storage.keys, args.client_id)
-        await record_operator(storage.audit, AuditEvent.CLIENT_SHREDDED, "client", result.client_id)
+        await AuditOutbox(storage.audit).record_operator(
+            AuditEvent.CLIENT_SHREDDED, "client", result.client_id
+        )
         state = "was already shredded" if result.already_shredded else "shredded"
         _say(f"client {result.client_id} {state}: data key {result.data_key_id} destroyed")
         return 0
@@ -244,7 +252,7 @@ def run_clients(args: argparse.Namespace, settings: Settings | None = None) -> i
     return asyncio.run(_with_storage(settings, args, shred))
 
 
-# --- plugin entry -----------------------------------------------------------------------------------
+# --- group entry ------------------------------------------------------------------------------------
 
 _RUN = {"db": run_db, "keys": run_keys, "audit": run_audit, "clients": run_clients}
 

@@ -1,8 +1,8 @@
 """Compliance subcommands: ``consent add|revoke|list``, ``retention run [--dry-run]``, and the break-glass
 review under ``audit`` (``audit review``, ``audit sign-off GRANT_ID --by USERNAME``).
 
-Wiring: ``("vIOP.storage.compliance_cli", "add_parsers", "run")`` in ``vIOP/__main__.py``; the two ``audit``
-subcommands are added by ``vIOP/storage/cli.py`` through :func:`add_review_parsers` / :func:`run_review`.
+Wiring: ``(compliance, "add_parsers", "run")`` in ``_GROUPS`` of ``vIOP/cli/main.py``; the two ``audit``
+subcommands are added by ``vIOP/cli/storage.py`` through :func:`add_review_parsers` / :func:`run_review`.
 Exit status: 0 done, 1 refused (e.g. a self sign-off), 2 usage error. Every command is audited with actor
 role ``operator``; recipients, purposes and reasons are printed to the operator, never logged or audited.
 """
@@ -23,12 +23,12 @@ from vIOP.errors import ConfigError, Forbidden, NotFound
 from vIOP.settings import Settings, load_settings
 from vIOP.storage.accounts_sql import SqlAccountStore
 from vIOP.storage.audit import Outcome
+from vIOP.storage.audit_outbox import AuditOutbox
 from vIOP.storage.bootstrap import Storage, open_storage
 from vIOP.storage.break_glass_sql import SqlBreakGlassStore
 from vIOP.storage.consents_sql import SqlConsentStore
 from vIOP.storage.retention import policy_from, run_retention
 
-OPERATOR = "operator"
 Subparsers = Any  # argparse's _SubParsersAction is private
 
 
@@ -114,15 +114,15 @@ def run_consent(args: argparse.Namespace, settings: Settings | None = None) -> i
                 None,
                 now,
             )
-            await storage.audit.append(None, OPERATOR, "consent.added", "consent", consent.id)
+            await AuditOutbox(storage.audit).record_operator("consent.added", "consent", consent.id)
             _show(consent)
         elif args.consent_command == "revoke":
             consent = await store.revoke(args.consent_id, None, now)
-            await storage.audit.append(None, OPERATOR, "consent.revoked", "consent", consent.id)
+            await AuditOutbox(storage.audit).record_operator("consent.revoked", "consent", consent.id)
             _show(consent)
         else:
             consents = await store.for_client(args.client)
-            await storage.audit.append(None, OPERATOR, "consent.listed", "client", args.client)
+            await AuditOutbox(storage.audit).record_operator("consent.listed", "client", args.client)
             for consent in consents:
                 _show(consent)
             if not consents:
@@ -173,7 +173,7 @@ async def run_review(args: argparse.Namespace, storage: Storage) -> int:
     store = SqlBreakGlassStore(storage.db, storage.keys)
     if args.audit_command == "review":
         pending = await store.pending_review()
-        await storage.audit.append(None, OPERATOR, "access.break_glass_reviewed", "break_glass")
+        await AuditOutbox(storage.audit).record_operator("access.break_glass_reviewed", "break_glass")
         for grant in pending:
             _say(
                 f"{grant.id}  room {grant.room_id}  by {grant.actor_id} ({grant.actor_role})  "
@@ -190,17 +190,19 @@ async def run_review(args: argparse.Namespace, storage: Storage) -> int:
     try:
         check_sign_off(await store.get(args.grant_id), admin.id)
     except (Forbidden, NotFound):
-        await storage.audit.append(
-            admin.id, OPERATOR, "access.break_glass_signed_off", "break_glass", None, Outcome.DENIED
+        await AuditOutbox(storage.audit).record_operator(
+            "access.break_glass_signed_off", "break_glass", None, Outcome.DENIED, actor_id=admin.id
         )
         raise
     grant = await store.sign_off(args.grant_id, admin.id, time.time())
-    await storage.audit.append(admin.id, OPERATOR, "access.break_glass_signed_off", "break_glass", grant.id)
+    await AuditOutbox(storage.audit).record_operator(
+        "access.break_glass_signed_off", "break_glass", grant.id, actor_id=admin.id
+    )
     _say(f"break-glass access {grant.id} signed off by {admin.id}")
     return 0
 
 
-# --- plugin entry -----------------------------------------------------------------------------------
+# --- group entry ------------------------------------------------------------------------------------
 
 _RUN = {"consent": run_consent, "retention": run_retention_cli}
 

@@ -14,19 +14,18 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
+from tests.storage.attendance_seed import seed_people, seed_room
+from vIOP.cli.attendance import add_parsers, run
+from vIOP.cli.storage import add_parsers as add_storage_parsers
+from vIOP.cli.storage import run as run_storage
 from vIOP.errors import ConfigError
 from vIOP.ids import ParticipantId, RoomId, SessionId
 from vIOP.rooms.attendance import CloseMark, CloseReason, OpenMark
 from vIOP.rooms.participant import Role
 from vIOP.settings import Settings
-from vIOP.storage.attendance_cli import add_parsers, run
 from vIOP.storage.attendance_sql import SqlAttendanceStore
 from vIOP.storage.bootstrap import open_storage
-from vIOP.storage.cli import add_parsers as add_storage_parsers
-from vIOP.storage.cli import run as run_storage
 from vIOP.storage.schema import audit_log
-
-from .attendance_seed import seed_people, seed_room
 
 ROOM = RoomId("rm_group1")
 

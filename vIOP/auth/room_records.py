@@ -1,0 +1,51 @@
+"""The durable room record and its port: what outlives a room's live session (kind, title, capacity, host,
+state) and what permission checks read (a record's :class:`~vIOP.auth.permissions.RoomScope`).
+
+Live state (lobby, roster) is the domain's (:mod:`vIOP.rooms.ports`); this directory is kept in SQL by
+:class:`vIOP.storage.rooms_sql.SqlRoomDirectory`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
+
+from vIOP.auth.permissions import RoomDirectory, RoomScope
+from vIOP.ids import RoomId, UserId
+
+
+@dataclass(frozen=True, slots=True)
+class RoomRecord:
+    id: RoomId
+    kind: str
+    title: str
+    capacity: int
+    host_user_id: UserId
+    state: str
+    created_at: datetime
+    ended_at: datetime | None
+
+    @property
+    def scope(self) -> RoomScope:
+        return RoomScope(room_id=self.id, host_ids=frozenset({self.host_user_id}))
+
+
+class RoomRecords(RoomDirectory, Protocol):
+    """Every room's durable record (:class:`vIOP.storage.rooms_sql.SqlRoomDirectory`)."""
+
+    async def add(self, record: RoomRecord) -> None: ...
+
+    async def get(self, room_id: str) -> RoomRecord:
+        """:class:`~vIOP.errors.NotFound` for an unknown or malformed id."""
+        ...
+
+    async def hosted_by(self, user_id: UserId, *, include_ended: bool = False) -> list[RoomRecord]:
+        """The rooms ``user_id`` hosts, newest first (bounded)."""
+        ...
+
+    async def all_rooms(self, *, include_ended: bool = False) -> list[RoomRecord]:
+        """Every room, newest first (bounded)."""
+        ...
+
+    async def set_state(self, room_id: RoomId, state: str, *, ended_at: float | None = None) -> None: ...
