@@ -3,7 +3,7 @@
 Every refusal by the permission table is one ``denied`` row named like the action it refused (a refused
 ``admit`` is ``room.admit``/``denied``), with the caller as actor and the room (or invite) as object. HTTP
 refusals are written by the 403 handler (``vIOP.api.responses``), signaling refusals by the socket
-(``vIOP.api.ws_signal``); both go through the one recorder, ``Services.audit_outbox``.
+(``vIOP.session.signal``); both go through the one recorder, ``Services.audit_outbox``.
 """
 
 from __future__ import annotations
@@ -17,59 +17,20 @@ from typing import Final
 
 from starlette.requests import Request
 
-from vIOP.api.context import Services
 from vIOP.auth.permissions import Action, PermissionDenied
 from vIOP.errors import Forbidden
+from vIOP.session.audit_names import AUDIT_NAMES, audit_name
+from vIOP.session.services import Services
 from vIOP.storage.audit import Action as Audited
 from vIOP.storage.audit import Outcome
+
+__all__ = ["AUDIT_NAMES", "audit_http_refusal", "audit_name", "login_user_agent"]
 
 log = logging.getLogger("vIOP.audit")
 
 # The sign-in route's user agent, for the login audit rows the Authenticator reports as events (which
 # carry only ids and the address): set by ``POST /api/v1/auth/login``, read by ``vIOP.app.audit_login``.
 login_user_agent: ContextVar[str | None] = ContextVar("login_user_agent", default=None)
-
-AUDIT_NAMES: Final[Mapping[Action, Audited]] = MappingProxyType(
-    {
-        Action.LOGOUT: Audited.LOGOUT,
-        Action.CREATE_ROOM: Audited.ROOM_CREATED,
-        Action.VIEW_ROOM: Audited.ROOM_VIEWED,
-        Action.CREATE_INVITE: Audited.INVITE_CREATED,
-        Action.REVOKE_INVITE: Audited.INVITE_REVOKED,
-        Action.ISSUE_SIGNAL_TICKET: Audited.TICKET_ISSUED,
-        Action.ISSUE_PRESENCE_TICKET: Audited.TICKET_ISSUED,
-        Action.GET_TURN_CREDENTIALS: Audited.TURN_ISSUED,
-        Action.JOIN: Audited.JOIN,
-        Action.OFFER: Audited.SIGNAL,
-        Action.ANSWER: Audited.SIGNAL,
-        Action.CANDIDATE: Audited.SIGNAL,
-        Action.LEAVE: Audited.LEFT,
-        Action.SET_MEDIA: Audited.SIGNAL,
-        Action.RAISE_HAND: Audited.SIGNAL,
-        Action.PING: Audited.SIGNAL,
-        Action.ADMIT: Audited.ADMIT,
-        Action.ADMIT_ALL: Audited.ADMIT,
-        Action.DENY: Audited.DENY,
-        Action.LOBBY_MESSAGE: Audited.LOBBY_MESSAGE,
-        Action.RETURN_TO_LOBBY: Audited.RETURN_TO_LOBBY,
-        Action.MUTE: Audited.MUTE,
-        Action.REMOVE: Audited.REMOVE,
-        Action.LOCK: Audited.LOCKED,
-        Action.UNLOCK: Audited.UNLOCKED,
-        Action.END: Audited.ROOM_ENDED,
-        Action.VIEW_PRESENCE: Audited.PRESENCE_VIEWED,
-        Action.VIEW_ATTENDANCE: Audited.ATTENDANCE_EXPORTED,
-        Action.MANAGE_USERS: Audited.USER_CREATED,  # CLI only (user.created/disabled/enabled/mfa_reset)
-        Action.ROTATE_KEYS: Audited.KEYS_ROTATED,  # CLI only
-        Action.READ_AUDIT: Audited.AUDIT_VERIFIED,  # CLI only
-    }
-)
-
-
-def audit_name(action: Action) -> Audited | str:
-    """The audit action for a permission action (an action added later without a name: ``access.<it>``)."""
-    return AUDIT_NAMES.get(action) or f"access.{action.value}"
-
 
 # A 403 raised without naming its action (e.g. "accounts only"): the route tells which action it was.
 ROUTE_ACTIONS: Final[Mapping[str, Action]] = MappingProxyType(

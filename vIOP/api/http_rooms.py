@@ -26,15 +26,16 @@ from vIOP.api.auth_context import (
     refusals,
     require_account,
 )
-from vIOP.api.context import Services, services_of
+from vIOP.api.context import services_of
 from vIOP.api.openapi import documented_route, json_body
-from vIOP.api.ws_revocation import revoke_invite_sessions
 from vIOP.auth.invites import InviteRejected
 from vIOP.auth.permissions import Action, Grant, Role, RoomScope, authorize, grant_for
 from vIOP.errors import BadRequest, Conflict
 from vIOP.ids import InviteId, UserId, new_room_id
 from vIOP.rooms.errors import RoomNotFound
 from vIOP.rooms.room import DEFAULT_CAPACITY, MAX_CAPACITY, Room, RoomKind, RoomState
+from vIOP.session.revocation import revoke_invite_sessions
+from vIOP.session.services import Services
 from vIOP.storage.audit import Action as AuditAction
 from vIOP.storage.audit import Outcome
 from vIOP.storage.rooms_sql import RoomRecord

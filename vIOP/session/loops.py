@@ -8,18 +8,17 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 
-from vIOP.api.context import Services
-from vIOP.api.room_delivery import MediaHooks, RoomDelivery
 from vIOP.errors import NotFound
 from vIOP.ids import ParticipantId
 from vIOP.media.relay import MediaRelay, RenegotiationOffer
-from vIOP.rooms.events import Event, Resync
+from vIOP.rooms.events import Resync
+from vIOP.session.delivery import MediaHooks, RoomDelivery
+from vIOP.session.live import EventListener
+from vIOP.session.services import Services
 from vIOP.signaling import messages as m
 from vIOP.signaling.connections import ConnectionRegistry
 
 log = logging.getLogger("vIOP.live")
-
-EventListener = Callable[[Event | Resync], Awaitable[None]]
 
 
 class RelayHooks(MediaHooks):
@@ -99,10 +98,10 @@ async def repair(services: Services, delivery: RoomDelivery) -> None:
                 await services.rooms.heartbeat(conn.room_id, conn.participant_id)
     # Resume tokens and sign-ins of live sockets lived in that Redis too: without them every host and
     # staff dashboard would be closed "session ended" at its next heartbeat.
-    for session in list(services.extras.get("signal_sessions", ())):
+    for session in list(services.live.signal_sessions):
         with contextlib.suppress(Exception):
             await session.reassert()
-    for stream in list(services.extras.get("presence_streams", ())):
+    for stream in list(services.live.presence_streams):
         if stream.grant.session:
             with contextlib.suppress(Exception):
                 await services.tokens.reassert(stream.grant.session)
@@ -128,6 +127,6 @@ async def run_sweeper(services: Services, interval: float) -> None:
             raise
         except Exception:
             log.warning("attendance flush failed; will retry")
-        if "audit_outbox" in services.extras:
-            services.audit_outbox.kick()  # audit rows held back by a database outage
+        if services.live.audit_outbox is not None:
+            services.live.audit_outbox.kick()  # audit rows held back by a database outage
         services.connections.close_stale()
