@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Awaitable
 
 import msgspec
@@ -49,6 +50,7 @@ from vIOP.rooms.participant import ParticipantState, Role
 from vIOP.rooms.ports import AttendanceQuery, HeartbeatResult
 from vIOP.rooms.presence import Viewer
 from vIOP.rooms.room import MAX_DEPARTED_KEPT, RoomKind, RoomState
+from vIOP.session.loops import sweep_rooms
 from vIOP.storage.redis_rooms import RedisRoomStore
 
 
@@ -346,8 +348,7 @@ async def test_the_background_sweeper_notices_silence(backend: Backend) -> None:
     g = await live_room(s)
     a = await knock(s, g.room_id, 1)
     sub = await backend.bus.subscribe()
-    stop = asyncio.Event()
-    sweeper = asyncio.create_task(s.keep_sweeping(stop, interval=0.01))
+    sweeper = asyncio.create_task(sweep_rooms(s, interval=0.01))  # the sweeper production runs
     try:
         clock.advance(31)
         seen = set()
@@ -357,8 +358,9 @@ async def test_the_background_sweeper_notices_silence(backend: Backend) -> None:
             seen.add(item.participant_id)
         assert seen == {g.host, a}
     finally:
-        stop.set()
-        await asyncio.wait_for(sweeper, 5)
+        sweeper.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await sweeper
         await sub.close()
 
 

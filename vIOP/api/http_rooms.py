@@ -265,12 +265,12 @@ async def exchange_invite(request: Request) -> Response:
     try:
         exchanged = await services.invites.exchange(body.invite_token)
     except InviteRejected as refused:
-        await services.storage.audit.append(
+        await services.audit_outbox.write(
             None, "anonymous", AuditAction.TOKEN_REJECTED, "invite", None, Outcome.DENIED, address
         )
         raise refused from None
     invite = exchanged.invite
-    await services.storage.audit.append(
+    await services.audit_outbox.write(
         invite.client_id, Role.CLIENT.value, INVITE_EXCHANGED, "invite", invite.id, Outcome.SUCCESS, address
     )
     return JSONResponse(

@@ -201,10 +201,11 @@ class SignalSession:
         if pid not in relay.participants():
             await relay.add_participant(pid, room=self.room_id)
             # A host's mutes live with the participant: they outlive a reconnect and a return to the lobby.
+            # One route into the relay for both kinds: the same hook the room's `muted` events take.
             if me.muted:
-                relay.set_audio_forwarding(pid, False)
+                self.delivery.media.mute(pid, "audio", True)
             if me.video_muted:
-                relay.set_forwarding(pid, "video", False)
+                self.delivery.media.mute(pid, "video", True)
         answer = await relay.handle_offer(pid, msg.sdp)
         self.conn.send(m.ServerAnswer(sdp=answer, id=msg.id))
         if me.state is ParticipantState.ADMITTED:
