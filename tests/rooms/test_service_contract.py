@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Awaitable
 
 import msgspec
@@ -348,7 +347,8 @@ async def test_the_background_sweeper_notices_silence(backend: Backend) -> None:
     g = await live_room(s)
     a = await knock(s, g.room_id, 1)
     sub = await backend.bus.subscribe()
-    sweeper = asyncio.create_task(sweep_rooms(s, interval=0.01))  # the sweeper production runs
+    stop = asyncio.Event()
+    sweeper = asyncio.create_task(sweep_rooms(s, interval=0.01, stop=stop))  # the sweeper production runs
     try:
         clock.advance(31)
         seen = set()
@@ -358,9 +358,8 @@ async def test_the_background_sweeper_notices_silence(backend: Backend) -> None:
             seen.add(item.participant_id)
         assert seen == {g.host, a}
     finally:
-        sweeper.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await sweeper
+        stop.set()
+        await asyncio.wait_for(sweeper, 5)
         await sub.close()
 
 

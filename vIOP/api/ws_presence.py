@@ -30,6 +30,7 @@ from vIOP.errors import VIOPError
 from vIOP.ids import RoomId, UserId
 from vIOP.rooms.events import Event, ParticipantEvent, Resync
 from vIOP.rooms.presence import RoomPresence, Viewer
+from vIOP.session.live import EventListener
 from vIOP.session.revocation import CLOSE, sleep_until
 from vIOP.session.services import Services
 from vIOP.storage.audit import Action, Outcome
@@ -301,7 +302,7 @@ async def presence_endpoint(websocket: WebSocket) -> None:
         metrics.WS_ACTIVE.labels("presence").dec()
 
 
-def presence_listener(services: Services) -> Any:
+def presence_listener(services: Services) -> EventListener:
     """The event-loop listener that fans room events out to this process's presence streams."""
 
     async def listen(item: Event | Resync) -> None:

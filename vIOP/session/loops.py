@@ -150,12 +150,21 @@ async def run_sweeper(services: Services, interval: float) -> None:
 
 
 async def sweep_rooms(
-    rooms: RoomService, interval: float, after_round: Callable[[], None] | None = None
+    rooms: RoomService,
+    interval: float,
+    after_round: Callable[[], None] | None = None,
+    *,
+    stop: asyncio.Event | None = None,
 ) -> None:
     """The sweeper: every ``interval`` seconds a presence sweep, then the attendance rows a database outage
-    held back; a failed round is logged and the next one tries again."""
+    held back; a failed round is logged and the next one tries again. Runs until cancelled, or until
+    ``stop`` is set (then it ends between rounds, never in the middle of a store call)."""
+    stop = stop or asyncio.Event()
     while True:
-        await asyncio.sleep(interval)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), interval)
+        if stop.is_set():
+            return
         try:
             await rooms.sweep()
         except asyncio.CancelledError:
