@@ -25,19 +25,15 @@ from vIOP.api import (
     http_tickets,
     http_turn,
 )
-from vIOP.api.context import Services
-from vIOP.api.live import EventListener, RelayHooks, relay_signal_sender, run_event_loop, run_sweeper
 from vIOP.api.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
 from vIOP.api.openapi import Operation, Reply, documented_route, openapi_endpoint
 from vIOP.api.responses import EXCEPTION_HANDLERS
-from vIOP.api.room_delivery import MediaHooks, RoomDelivery
 from vIOP.api.ws_presence import presence_endpoint, presence_listener
-from vIOP.api.ws_revocation import RevocableSocket, run_revocation_listener, sockets_of
 from vIOP.api.ws_signal import signal_endpoint
 from vIOP.auth.accounts import Authenticator, LoginEvent, LoginOutcome
 from vIOP.auth.invites import Invites
 from vIOP.auth.passwords import PasswordHasher
-from vIOP.auth.revocation import Revocation, RevocationKind, Revocations
+from vIOP.auth.revocation import Revocations
 from vIOP.auth.throttle import LoginThrottle, ThrottlePolicy
 from vIOP.auth.tickets import MAC_KEY_PURPOSE, SignalTickets
 from vIOP.auth.tokens import SESSION_KEY_PURPOSE, AccessTokens, TokenKeys, TokenPolicy
@@ -45,6 +41,10 @@ from vIOP.auth.totp_replay import TotpReplayGuard
 from vIOP.media.ice import IceConfig
 from vIOP.media.relay import MediaRelay
 from vIOP.rooms.service import RoomPolicy, RoomService
+from vIOP.session.delivery import MediaHooks, RoomDelivery
+from vIOP.session.loops import RelayHooks, relay_signal_sender, run_event_loop, run_sweeper
+from vIOP.session.revocation import close_user_sockets, run_revocation_listener
+from vIOP.session.services import Services
 from vIOP.settings import Settings
 from vIOP.signaling.connections import ConnectionLimits, ConnectionRegistry
 from vIOP.signaling.messages import CloseCode
@@ -200,26 +200,19 @@ async def open_services(settings: Settings, *, clock: Callable[[], float] = time
 
 def start_live(services: Services) -> None:
     """Start the process's live loops (needs the running event loop). Idempotent."""
-    if "delivery" in services.extras:
+    live = services.live
+    if live.delivery is not None:
         return
     relay = services.relay
     hooks = RelayHooks(relay, services.spawn) if relay is not None else MediaHooks()
-    delivery = RoomDelivery(services.rooms, services.connections, hooks)
-    services.extras["delivery"] = delivery
-    user_sockets: dict[str, set[RevocableSocket]] = {}  # subject -> signaling sessions (ws_revocation)
-    services.extras["user_sockets"] = user_sockets
+    delivery = live.delivery = RoomDelivery(services.rooms, services.connections, hooks)
 
-    async def close_user_sockets(user_id: str) -> None:
-        """Logout, in this process and at once: the user's signaling and presence sockets close 1000
-        "signed out". Other processes do the same from the revocation stream (``revocations.publish``)."""
-        revocation = Revocation(RevocationKind.SIGNED_OUT, user_id, services.revocations.clock())
-        services.revocations.note(revocation)
-        for socket in sockets_of(services, user_id):
-            socket.revoke(revocation)
+    async def close_own_sockets(user_id: str) -> None:
+        await close_user_sockets(services, user_id)
 
-    services.extras["close_user_sockets"] = close_user_sockets
+    live.close_user_sockets = close_own_sockets
     services.spawn(run_revocation_listener(services), "revocations")
-    listeners: list[EventListener] = services.extras.setdefault("event_listeners", [])
+    listeners = live.event_listeners
     listeners.append(presence_listener(services))
     services.spawn(run_event_loop(services, delivery, listeners), "room-events")
     services.spawn(
@@ -229,7 +222,7 @@ def start_live(services: Services) -> None:
     services.spawn(run_daily(services.storage, retention, services.rooms.clock), "retention")
 
     async def drain() -> None:
-        for stream in list(services.extras.get("presence_streams", ())):
+        for stream in list(services.live.presence_streams):
             stream.close(int(CloseCode.GOING_AWAY))
         await services.connections.close_all(CloseCode.GOING_AWAY, "server shutting down")
         if services.relay is not None:

@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from aiortc import AudioStreamTrack, MediaStreamTrack
 
 from bench.scenarios.live_server import LiveServer
-from vIOP.api.context import Services
 from vIOP.auth.accounts import AccountAdmin
 from vIOP.auth.passwords import PasswordHasher
 from vIOP.auth.permissions import Principal, Role, RoomScope
@@ -23,6 +22,7 @@ from vIOP.client.media import KeyframeOnRequestVideoTrack, ReceiveMode
 from vIOP.client.session import RoomClient
 from vIOP.ids import RoomId, UserId, new_room_id
 from vIOP.rooms.room import RoomKind
+from vIOP.session.services import Services
 from vIOP.storage.accounts_sql import SqlAccountStore
 from vIOP.storage.rooms_sql import RoomRecord
 

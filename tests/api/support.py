@@ -11,10 +11,10 @@ from sqlalchemy import select
 
 from tests.auth.support import CHEAP_ARGON2
 from tests.support import LiveServer
-from vIOP.api.context import Services
 from vIOP.auth.accounts import Account, AccountAdmin
 from vIOP.auth.passwords import PasswordHasher
 from vIOP.auth.permissions import Role
+from vIOP.session.services import Services
 from vIOP.storage.accounts_sql import SqlAccountStore
 from vIOP.storage.schema import audit_log
 

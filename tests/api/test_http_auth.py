@@ -115,7 +115,7 @@ async def test_logout_revokes_the_token_and_closes_the_users_sockets(api: Api) -
     async def close_user_sockets(user_id: str) -> None:
         closed.append(user_id)
 
-    api.services.extras["close_user_sockets"] = close_user_sockets
+    api.services.live.close_user_sockets = close_user_sockets
     other = await api.services.tokens.issue(user.account.id, Role.CLINICIAN)  # another sign-in
     response = await api.http.post("/api/v1/auth/logout", headers=user.headers)
     assert response.status_code == 204

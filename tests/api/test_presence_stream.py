@@ -107,7 +107,7 @@ async def test_logout_closes_the_users_sockets(live_server: LiveServer) -> None:
     signal = ss.participant(live_server, host.principal, scope, host.session, tracks=tuple)
     await signal.join()
     await _next(presence, "presence_snapshot")
-    close_user_sockets = ss.services(live_server).extras["close_user_sockets"]
+    close_user_sockets = ss.services(live_server).live.close_user_sockets
     await close_user_sockets(host.principal.subject)
     closed = await signal.wait_closed()
     assert closed.close_code == 1000

@@ -184,7 +184,7 @@ async def test_a_session_ends_when_the_server_closes_even_if_the_client_stops_re
         await clinician.wait_message(
             m.ParticipantLeft, where=lambda msg: msg.participant_id == welcome.participant_id
         )
-        user_sockets = ss.services(live_server).extras["user_sockets"]
+        user_sockets = ss.services(live_server).live.user_sockets
         for _ in range(100):  # bounded: 5 s
             if principal.subject not in user_sockets:
                 break

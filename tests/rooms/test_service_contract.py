@@ -49,6 +49,7 @@ from vIOP.rooms.participant import ParticipantState, Role
 from vIOP.rooms.ports import AttendanceQuery, HeartbeatResult
 from vIOP.rooms.presence import Viewer
 from vIOP.rooms.room import MAX_DEPARTED_KEPT, RoomKind, RoomState
+from vIOP.session.loops import sweep_rooms
 from vIOP.storage.redis_rooms import RedisRoomStore
 
 
@@ -347,7 +348,7 @@ async def test_the_background_sweeper_notices_silence(backend: Backend) -> None:
     a = await knock(s, g.room_id, 1)
     sub = await backend.bus.subscribe()
     stop = asyncio.Event()
-    sweeper = asyncio.create_task(s.keep_sweeping(stop, interval=0.01))
+    sweeper = asyncio.create_task(sweep_rooms(s, interval=0.01, stop=stop))  # the sweeper production runs
     try:
         clock.advance(31)
         seen = set()

@@ -17,13 +17,15 @@ from tests.rooms.support import HOST, Backend, knock, new_sealer, redis_backend
 from vIOP.ids import ClientId, ParticipantId, RoomId, new_room_id
 from vIOP.rooms.clock import ManualClock
 from vIOP.rooms.errors import RoomNotFound
+from vIOP.rooms.events import Event, Resync
 from vIOP.rooms.memory import MemoryAttendanceStore
 from vIOP.rooms.participant import ParticipantState
 from vIOP.rooms.ports import AttendanceQuery, HeartbeatResult
 from vIOP.rooms.room import RoomKind
 from vIOP.rooms.waiting_room import positions
+from vIOP.session.loops import follow_events, reassert_rooms
 from vIOP.storage.embedded_redis import EmbeddedRedis
-from vIOP.storage.redis_rooms import RedisKeys, StoreGeneration, reassert_on_data_loss
+from vIOP.storage.redis_rooms import RedisKeys
 
 
 @pytest.fixture
@@ -69,20 +71,29 @@ async def test_redis_restarted_empty_is_rebuilt_from_what_processes_hold(own_red
     await a.service.admit(room_id, by=host, participant_id=flaky)
     await a.service.join(room_id, flaky)
     await a.service.mark_reconnecting(room_id, flaky)
-    before = await a.rooms.get(room_id)
-    ledger_before = await ledger.intervals(AttendanceQuery(room_id=room_id))
-    assert len(ledger_before) == 3  # host, inside, flaky are in the room
 
-    stop = asyncio.Event()
-    gens = [StoreGeneration(ca), StoreGeneration(cb)]
-    watchers = [
-        asyncio.create_task(reassert_on_data_loss(gen, proc.service.reassert, stop, interval=0.2))
-        for gen, proc in zip(gens, (a, b), strict=True)
-    ]
+    # Each process runs the production recovery loop: its event stream notices the restart (Resync) and
+    # the rooms are re-asserted, as ``vIOP.session.loops.repair`` does first.
+    seen: list[list[Event | Resync]] = [[], []]
+
+    def follower(proc: Backend, items: list[Event | Resync]) -> asyncio.Task[None]:
+        async def handle(item: Event | Resync) -> None:
+            items.append(item)
+            if isinstance(item, Resync):
+                await reassert_rooms(proc.service)
+
+        return asyncio.create_task(follow_events(proc.bus, handle, retry=0.05))
+
+    followers = [follower(proc, items) for proc, items in zip((a, b), seen, strict=True)]
     try:
         deadline = time.monotonic() + 5
-        while any(g.seen is None for g in gens) and time.monotonic() < deadline:
-            await asyncio.sleep(0.02)
+        while not all(seen) and time.monotonic() < deadline:  # both streams are being read
+            await a.service.lobby_message(room_id, by=host, participant_id=first, message="hello")
+            await asyncio.sleep(0.05)
+        assert all(seen)
+        before = await a.rooms.get(room_id)
+        ledger_before = await ledger.intervals(AttendanceQuery(room_id=room_id))
+        assert len(ledger_before) == 3  # host, inside, flaky are in the room
         own_redis.kill()
         with pytest.raises(RedisConnectionError):
             await ca.ping()
@@ -103,8 +114,9 @@ async def test_redis_restarted_empty_is_rebuilt_from_what_processes_hold(own_red
         print(f"rooms and presence back {elapsed:.2f} s after the restart")
         assert room is not None and elapsed < 5
     finally:
-        stop.set()
-        await asyncio.gather(*watchers)
+        for task in followers:
+            task.cancel()
+        await asyncio.gather(*followers, return_exceptions=True)
 
     assert {p.id: p.state for p in room.participants} == {p.id: p.state for p in before.participants}
     assert positions(room) == {first: 1, second: 2}  # lobby order survived

@@ -1,4 +1,4 @@
-"""The Starlette edge: HTTP routes, both WebSocket endpoints, middleware, error rendering, OpenAPI; for now
-also the use-case logic of a signaling socket (``ws_signal.py``), the projection of room events onto the
-wire (``room_delivery.py``) and the process's live loops (``live.py``).
+"""The Starlette edge: HTTP routes, both WebSocket endpoints (accept, guard, receive pump), middleware,
+error rendering, OpenAPI. What a request or a socket message means is the application's
+(``vIOP/session``): each decoded signaling message is handed to its ``SignalSession`` in one call.
 """

@@ -3,7 +3,7 @@
 Every refusal by the permission table is one ``denied`` row named like the action it refused (a refused
 ``admit`` is ``room.admit``/``denied``), with the caller as actor and the room (or invite) as object. HTTP
 refusals are written by the 403 handler (``vIOP.api.responses``), signaling refusals by the socket
-(``vIOP.api.ws_signal``); both go through the one recorder, ``Services.audit_outbox``.
+(``vIOP.session.signal``); both go through the one recorder, ``Services.audit_outbox``.
 """
 
 from __future__ import annotations
@@ -17,58 +17,19 @@ from typing import Final
 
 from starlette.requests import Request
 
-from vIOP.api.context import Services
 from vIOP.auth.permissions import Action, PermissionDenied
 from vIOP.errors import Forbidden
+from vIOP.session.audit_names import AUDIT_NAMES, audit_name
+from vIOP.session.services import Services
 from vIOP.storage.audit import AuditEvent, Outcome
+
+__all__ = ["AUDIT_NAMES", "audit_http_refusal", "audit_name", "login_user_agent"]
 
 log = logging.getLogger("vIOP.audit")
 
 # The sign-in route's user agent, for the login audit rows the Authenticator reports as events (which
 # carry only ids and the address): set by ``POST /api/v1/auth/login``, read by ``vIOP.app.audit_login``.
 login_user_agent: ContextVar[str | None] = ContextVar("login_user_agent", default=None)
-
-AUDIT_NAMES: Final[Mapping[Action, AuditEvent]] = MappingProxyType(
-    {
-        Action.LOGOUT: AuditEvent.LOGOUT,
-        Action.CREATE_ROOM: AuditEvent.ROOM_CREATED,
-        Action.VIEW_ROOM: AuditEvent.ROOM_VIEWED,
-        Action.CREATE_INVITE: AuditEvent.INVITE_CREATED,
-        Action.REVOKE_INVITE: AuditEvent.INVITE_REVOKED,
-        Action.ISSUE_SIGNAL_TICKET: AuditEvent.TICKET_ISSUED,
-        Action.ISSUE_PRESENCE_TICKET: AuditEvent.TICKET_ISSUED,
-        Action.GET_TURN_CREDENTIALS: AuditEvent.TURN_ISSUED,
-        Action.JOIN: AuditEvent.JOIN,
-        Action.OFFER: AuditEvent.SIGNAL,
-        Action.ANSWER: AuditEvent.SIGNAL,
-        Action.CANDIDATE: AuditEvent.SIGNAL,
-        Action.LEAVE: AuditEvent.LEFT,
-        Action.SET_MEDIA: AuditEvent.SIGNAL,
-        Action.RAISE_HAND: AuditEvent.SIGNAL,
-        Action.PING: AuditEvent.SIGNAL,
-        Action.ADMIT: AuditEvent.ADMIT,
-        Action.ADMIT_ALL: AuditEvent.ADMIT,
-        Action.DENY: AuditEvent.DENY,
-        Action.LOBBY_MESSAGE: AuditEvent.LOBBY_MESSAGE,
-        Action.RETURN_TO_LOBBY: AuditEvent.RETURN_TO_LOBBY,
-        Action.MUTE: AuditEvent.MUTE,
-        Action.REMOVE: AuditEvent.REMOVE,
-        Action.LOCK: AuditEvent.LOCKED,
-        Action.UNLOCK: AuditEvent.UNLOCKED,
-        Action.END: AuditEvent.ROOM_ENDED,
-        Action.VIEW_PRESENCE: AuditEvent.PRESENCE_VIEWED,
-        Action.VIEW_ATTENDANCE: AuditEvent.ATTENDANCE_EXPORTED,
-        Action.MANAGE_USERS: AuditEvent.USER_CREATED,  # CLI only (user.created/disabled/enabled/mfa_reset)
-        Action.ROTATE_KEYS: AuditEvent.KEYS_ROTATED,  # CLI only
-        Action.READ_AUDIT: AuditEvent.AUDIT_VERIFIED,  # CLI only
-    }
-)
-
-
-def audit_name(action: Action) -> AuditEvent | str:
-    """The audit action for a permission action (an action added later without a name: ``access.<it>``)."""
-    return AUDIT_NAMES.get(action) or f"access.{action.value}"
-
 
 # A 403 raised without naming its action (e.g. "accounts only"): the route tells which action it was.
 ROUTE_ACTIONS: Final[Mapping[str, Action]] = MappingProxyType(

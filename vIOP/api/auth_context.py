@@ -21,12 +21,13 @@ from typing import Final, TypeVar, overload
 import msgspec
 from starlette.requests import Request
 
-from vIOP.api.context import Services, services_of
+from vIOP.api.context import services_of
 from vIOP.api.openapi import Error, Reply
 from vIOP.auth.invites import Invite, looks_like_invite
 from vIOP.auth.permissions import Action, Grant, PermissionDenied, Principal, Role, grant_for
 from vIOP.auth.tokens import AccessClaims
 from vIOP.errors import BadRequest, Forbidden, PayloadTooLarge, Unauthenticated, UnsupportedMediaType
+from vIOP.session.services import Services
 from vIOP.storage.audit import AuditEvent, Outcome
 
 MAX_JSON_BODY: Final = 16 * 1024

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
 from typing import Annotated, Final, Literal
 
 import msgspec
@@ -31,20 +30,16 @@ from vIOP.auth.accounts import MAX_TOTP_CHARS
 from vIOP.auth.passwords import MAX_PASSWORD_CHARS
 from vIOP.auth.permissions import ACCOUNT_ROLES, Action, Role, authorize
 from vIOP.auth.revocation import RevocationKind
-from vIOP.ids import UserId
 from vIOP.storage.audit import AuditEvent
 
 log = logging.getLogger("vIOP.api")
 
-# The hook ``services.extras["close_user_sockets"]`` (set by vIOP/app.py): an async callable taking the
+# The hook ``services.live.close_user_sockets`` (set by vIOP/app.py): an async callable taking the
 # user id that closes every signaling and presence socket of that user with 1000 "signed out". Logout
 # must not hang on it: it gets this long, and a failure is logged, never turned into a failed logout
 # (the token is already revoked by then, which is what protects the account).
-CLOSE_USER_SOCKETS: Final = "close_user_sockets"
 CLOSE_SOCKETS_TIMEOUT: Final = 5.0
 UNKNOWN_ADDRESS: Final = "unknown"
-
-CloseUserSockets = Callable[[UserId], Awaitable[None]]
 
 
 # The lengths are checked by the authenticator (vIOP/auth/accounts.py), after decoding: documented here.
@@ -102,7 +97,7 @@ async def logout(request: Request) -> Response:
         await services.revocations.publish(RevocationKind.SIGNED_OUT, claims.subject)
     except Exception:
         log.exception("publishing the sign-out to other processes failed")
-    closer: CloseUserSockets | None = services.extras.get(CLOSE_USER_SOCKETS)
+    closer = services.live.close_user_sockets
     if closer is not None:
         try:
             await asyncio.wait_for(closer(claims.subject), CLOSE_SOCKETS_TIMEOUT)

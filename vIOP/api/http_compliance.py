@@ -32,7 +32,6 @@ from vIOP.api.auth_context import (
     require_account,
     require_role,
 )
-from vIOP.api.context import Services
 from vIOP.api.openapi import IsoTime, Operation, Param, Reply, documented_route, path_param, struct_response
 from vIOP.auth.permissions import Action, Grant, RoomScope, authorize
 from vIOP.compliance.break_glass import (
@@ -57,6 +56,7 @@ from vIOP.compliance.consent import (
 from vIOP.errors import BadRequest, NotFound
 from vIOP.rooms.attendance import Interval
 from vIOP.rooms.participant import Role as ParticipantRole
+from vIOP.session.services import Services
 from vIOP.storage.audit import AuditEvent, Outcome
 from vIOP.storage.break_glass_sql import SqlBreakGlassStore
 from vIOP.storage.consents_sql import SqlConsentStore, require_consent

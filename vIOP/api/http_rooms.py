@@ -26,9 +26,8 @@ from vIOP.api.auth_context import (
     refusals,
     require_account,
 )
-from vIOP.api.context import Services, services_of
+from vIOP.api.context import services_of
 from vIOP.api.openapi import IsoTime, Operation, Reply, documented_route, path_param, struct_response
-from vIOP.api.ws_revocation import revoke_invite_sessions
 from vIOP.auth.invites import InvitePolicy, InviteRejected
 from vIOP.auth.permissions import Action, Grant, Role, RoomScope, authorize, grant_for
 from vIOP.errors import BadRequest, Conflict
@@ -36,6 +35,8 @@ from vIOP.ids import InviteId, UserId, new_room_id
 from vIOP.rooms.errors import RoomNotFound
 from vIOP.rooms.limits import MAX_DISPLAY_NAME_CHARS, MAX_ROOM_CAPACITY, MAX_ROOM_TITLE_CHARS
 from vIOP.rooms.room import DEFAULT_CAPACITY, Room, RoomKind, RoomState
+from vIOP.session.revocation import revoke_invite_sessions
+from vIOP.session.services import Services
 from vIOP.storage.audit import AuditEvent, Outcome
 from vIOP.storage.rooms_sql import RoomRecord
 

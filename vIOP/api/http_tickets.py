@@ -23,12 +23,12 @@ from vIOP.api.auth_context import (
     refusals,
     require_role,
 )
-from vIOP.api.context import Services
 from vIOP.api.http_rooms import caller_room
 from vIOP.api.openapi import Operation, Reply, documented_route, struct_response
 from vIOP.api.ticket_rate import TicketRateLimit
 from vIOP.auth.permissions import Action
 from vIOP.auth.tickets import TicketPurpose
+from vIOP.session.services import Services
 from vIOP.storage.audit import AuditEvent
 from vIOP.storage.redis_auth import RedisTicketRateCounter
 

@@ -12,8 +12,8 @@ import logging
 from starlette.websockets import WebSocket
 
 from vIOP import metrics
-from vIOP.api.context import Services
 from vIOP.auth.tickets import TicketGrant, TicketPurpose, TicketRejected
+from vIOP.session.services import Services
 from vIOP.storage.audit import AuditEvent, Outcome
 
 log = logging.getLogger("vIOP.ws")

@@ -7,7 +7,7 @@ so a burst of events costs one read. After a gap in the event stream the snapsho
 Clients never get presence tickets. The viewer's sign-in stays alive while the page pings (``ping`` ->
 ``pong``); a stream left without pings for the idle timeout is closed 1008 "session ended", and so is one
 whose sign-in reaches its absolute end or whose account is revoked (each ping also reads the revocation
-from Redis; the revocation stream closes it at once, :mod:`vIOP.api.ws_revocation`).
+from Redis; the revocation stream closes it at once, :mod:`vIOP.session.revocation`).
 """
 
 from __future__ import annotations
@@ -22,9 +22,7 @@ import msgspec
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from vIOP import metrics
-from vIOP.api.context import Services
 from vIOP.api.ws_guard import admit_socket, client_ip
-from vIOP.api.ws_revocation import CLOSE, sleep_until
 from vIOP.auth.permissions import Role
 from vIOP.auth.revocation import Revocation
 from vIOP.auth.tickets import TicketGrant, TicketPurpose
@@ -32,6 +30,9 @@ from vIOP.errors import VIOPError
 from vIOP.ids import RoomId, UserId
 from vIOP.rooms.events import Event, ParticipantEvent, Resync
 from vIOP.rooms.presence import RoomPresence, Viewer
+from vIOP.session.live import EventListener
+from vIOP.session.revocation import CLOSE, sleep_until
+from vIOP.session.services import Services
 from vIOP.storage.audit import AuditEvent, Outcome
 
 log = logging.getLogger("vIOP.presence")
@@ -270,7 +271,7 @@ async def presence_endpoint(websocket: WebSocket) -> None:
     metrics.WS_CONNECTIONS.labels("presence").inc()
     metrics.WS_ACTIVE.labels("presence").inc()
     stream = PresenceStream(services, websocket, grant)
-    streams: set[PresenceStream] = services.extras.setdefault("presence_streams", set())
+    streams = services.live.presence_streams
     streams.add(stream)
     tasks: list[asyncio.Task[None]] = []
     try:
@@ -301,11 +302,11 @@ async def presence_endpoint(websocket: WebSocket) -> None:
         metrics.WS_ACTIVE.labels("presence").dec()
 
 
-def presence_listener(services: Services) -> Any:
+def presence_listener(services: Services) -> EventListener:
     """The event-loop listener that fans room events out to this process's presence streams."""
 
     async def listen(item: Event | Resync) -> None:
-        for stream in list(services.extras.get("presence_streams", ())):
+        for stream in list(services.live.presence_streams):
             await stream.on_event(item)
 
     return listen

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import contextlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -217,18 +216,6 @@ class RoomService:
             )
             done += await self._sweep_one(gone.room_id, step, now)
         return done
-
-    async def keep_sweeping(self, stop: asyncio.Event, interval: float = 2.0) -> None:
-        """Sweep every ``interval`` seconds until ``stop`` is set (run one per process). A failed round is
-        logged and the next one tries again."""
-        while not stop.is_set():
-            try:
-                await self.sweep()
-                await self.flush_attendance()
-            except Exception as exc:  # the store is down: the next round retries
-                log.warning("presence sweep failed: %s", type(exc).__name__)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), interval)
 
     async def _sweep_one(
         self, room_id: RoomId, step: Callable[..., Transition], now: float

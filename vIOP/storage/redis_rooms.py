@@ -17,17 +17,16 @@ events together (optimistic; a lost race re-runs the step on the new state). Hea
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import logging
 import random
 import secrets
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import msgspec
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError, WatchError
+from redis.exceptions import WatchError
 
 from vIOP.errors import Unavailable
 from vIOP.ids import ParticipantId, RoomId
@@ -302,25 +301,3 @@ class StoreGeneration:
         lost = self.seen is not None and current != self.seen
         self.seen = current
         return lost
-
-
-async def reassert_on_data_loss(
-    generation: StoreGeneration,
-    reassert: Callable[[], Awaitable[object]],
-    stop: asyncio.Event,
-    *,
-    interval: float = 1.0,
-) -> None:
-    """Run in every process: check every ``interval`` seconds; after a loss, put back what this process
-    holds (``RoomService.reassert``). A failed reassert is retried on the next round."""
-    while not stop.is_set():
-        previous = generation.seen
-        try:
-            if await generation.lost_since_last_check():
-                await reassert()
-                log.warning("Redis lost its data; re-asserted this process's rooms and presence")
-        except (RedisError, OSError) as exc:
-            generation.seen = previous
-            log.warning("Redis unavailable (%s); retrying", type(exc).__name__)
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), interval)

@@ -1,5 +1,6 @@
-"""The process's live loops: room events from the bus, the presence sweeper, repair after a Redis restart,
-and the bridge from room events to the media relay."""
+"""The process's live loops: room events from the bus (the one recovery loop: a gap arrives as ``Resync``
+and :func:`repair` puts back what this process holds), the one sweeper, and the bridge from room events to
+the media relay."""
 
 from __future__ import annotations
 
@@ -8,18 +9,19 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 
-from vIOP.api.context import Services
-from vIOP.api.room_delivery import MediaHooks, RoomDelivery
 from vIOP.errors import NotFound
 from vIOP.ids import ParticipantId
 from vIOP.media.relay import MediaRelay, RenegotiationOffer
 from vIOP.rooms.events import Event, Resync
+from vIOP.rooms.ports import EventBus
+from vIOP.rooms.service import RoomService
+from vIOP.session.delivery import MediaHooks, RoomDelivery
+from vIOP.session.live import EventListener
+from vIOP.session.services import Services
 from vIOP.signaling import messages as m
 from vIOP.signaling.connections import ConnectionRegistry
 
 log = logging.getLogger("vIOP.live")
-
-EventListener = Callable[[Event | Resync], Awaitable[None]]
 
 
 class RelayHooks(MediaHooks):
@@ -28,13 +30,18 @@ class RelayHooks(MediaHooks):
     def __init__(self, relay: MediaRelay, spawn: Callable[[Awaitable[None], str], object]) -> None:
         self.relay = relay
         self.spawn = spawn
+        self._removing: set[ParticipantId] = set()  # a removal reaches the relay once, however announced
 
     def remove(self, pid: ParticipantId) -> None:
-        if pid in self.relay.participants():
+        if pid in self.relay.participants() and pid not in self._removing:
+            self._removing.add(pid)
 
             async def remove() -> None:
-                with contextlib.suppress(NotFound):
-                    await self.relay.remove_participant(pid)
+                try:
+                    with contextlib.suppress(NotFound):
+                        await self.relay.remove_participant(pid)
+                finally:
+                    self._removing.discard(pid)
 
             self.spawn(remove(), "media-remove")
 
@@ -57,24 +64,36 @@ async def run_event_loop(
 ) -> None:
     """Deliver every room event from every process, for the life of the app. After a gap (Redis restarted
     or unreachable), re-assert what this process holds, then refresh every local view."""
+
+    async def handle(item: Event | Resync) -> None:
+        if isinstance(item, Resync):
+            await repair(services, delivery)
+        else:
+            await delivery.deliver(item)
+        for listener in listeners:
+            try:
+                await listener(item)
+            except Exception:
+                log.exception("event listener failed")
+
+    await follow_events(services.bus, handle, retry)
+
+
+async def follow_events(
+    bus: EventBus, handle: Callable[[Event | Resync], Awaitable[None]], retry: float = 1.0
+) -> None:
+    """The recovery loop: every event from ``bus`` to ``handle``, resubscribing after a failure; a gap in the
+    stream (Redis restarted, perhaps empty) arrives as :class:`Resync`."""
     while True:
         try:
-            subscription = await services.bus.subscribe()
+            subscription = await bus.subscribe()
         except Exception:
             log.warning("event bus unavailable; retrying")
             await asyncio.sleep(retry)
             continue
         try:
             async for item in subscription:
-                if isinstance(item, Resync):
-                    await repair(services, delivery)
-                else:
-                    await delivery.deliver(item)
-                for listener in listeners:
-                    try:
-                        await listener(item)
-                    except Exception:
-                        log.exception("event listener failed")
+                await handle(item)
         except asyncio.CancelledError:
             raise
         except Exception:
@@ -85,24 +104,32 @@ async def run_event_loop(
                 await subscription.close()
 
 
-async def repair(services: Services, delivery: RoomDelivery) -> None:
+async def reassert_rooms(rooms: RoomService) -> bool:
     """Redis may have lost its data: put back this process's rooms, lobby entries and presence."""
     try:
-        restored = await services.rooms.reassert()
+        restored = await rooms.reassert()
     except Exception:
         log.exception("re-assert after a Redis restart failed")
-        return
+        return False
     log.info("re-asserted after an event stream gap", extra={"count": len(restored)})
+    return True
+
+
+async def repair(services: Services, delivery: RoomDelivery) -> None:
+    """After a gap in the event stream: the rooms (:func:`reassert_rooms`), then what this process's live
+    sockets hold in Redis, then every local view."""
+    if not await reassert_rooms(services.rooms):
+        return
     for conn in list(services.connections):
         if conn.participant_id is not None:
             with contextlib.suppress(Exception):
                 await services.rooms.heartbeat(conn.room_id, conn.participant_id)
     # Resume tokens and sign-ins of live sockets lived in that Redis too: without them every host and
     # staff dashboard would be closed "session ended" at its next heartbeat.
-    for session in list(services.extras.get("signal_sessions", ())):
+    for session in list(services.live.signal_sessions):
         with contextlib.suppress(Exception):
             await session.reassert()
-    for stream in list(services.extras.get("presence_streams", ())):
+    for stream in list(services.live.presence_streams):
         if stream.grant.session:
             with contextlib.suppress(Exception):
                 await services.tokens.reassert(stream.grant.session)
@@ -113,21 +140,43 @@ async def repair(services: Services, delivery: RoomDelivery) -> None:
 async def run_sweeper(services: Services, interval: float) -> None:
     """Mark silent participants reconnecting and let go of those whose grace ran out (every process runs
     it; each step is a no-op for the losers)."""
+
+    def after_round() -> None:
+        if services.live.audit_outbox is not None:
+            services.live.audit_outbox.kick()  # audit rows held back by a database outage
+        services.connections.close_stale()
+
+    await sweep_rooms(services.rooms, interval, after_round)
+
+
+async def sweep_rooms(
+    rooms: RoomService,
+    interval: float,
+    after_round: Callable[[], None] | None = None,
+    *,
+    stop: asyncio.Event | None = None,
+) -> None:
+    """The sweeper: every ``interval`` seconds a presence sweep, then the attendance rows a database outage
+    held back; a failed round is logged and the next one tries again. Runs until cancelled, or until
+    ``stop`` is set (then it ends between rounds, never in the middle of a store call)."""
+    stop = stop or asyncio.Event()
     while True:
-        await asyncio.sleep(interval)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), interval)
+        if stop.is_set():
+            return
         try:
-            await services.rooms.sweep()
+            await rooms.sweep()
         except asyncio.CancelledError:
             raise
         except Exception:
             log.warning("presence sweep failed; will retry")
         # Apart from the sweep: a Redis outage must not hold back rows waiting for the database.
         try:
-            await services.rooms.flush_attendance()  # ledger entries held back by a database outage
+            await rooms.flush_attendance()  # ledger entries held back by a database outage
         except asyncio.CancelledError:
             raise
         except Exception:
             log.warning("attendance flush failed; will retry")
-        if "audit_outbox" in services.extras:
-            services.audit_outbox.kick()  # audit rows held back by a database outage
-        services.connections.close_stale()
+        if after_round is not None:
+            after_round()

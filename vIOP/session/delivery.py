@@ -24,7 +24,7 @@ from vIOP.rooms.participant import Participant, ParticipantState
 from vIOP.rooms.participant import Role as DomainRole
 from vIOP.rooms.room import Room
 from vIOP.rooms.service import RoomService
-from vIOP.rooms.waiting_room import positions
+from vIOP.rooms.waiting_room import lobby, positions
 from vIOP.signaling import messages as m
 from vIOP.signaling.codec import encode_text
 from vIOP.signaling.connections import Connection, ConnectionRegistry
@@ -71,16 +71,36 @@ class RoomDelivery:
     # --- views -----------------------------------------------------------------------------------
 
     def roster_entry(self, p: Participant) -> m.RosterEntry:
-        flags = self.flags.get(p.id) or LiveFlags()
-        return m.RosterEntry(
-            participant_id=p.id,
-            display_name=p.display_name,
-            role=wire_role(p.role),
-            audio=flags.audio and not p.muted,
-            video=flags.video and not p.video_muted,
-            hand=flags.hand,
-            muted_by_host=p.muted,
+        return self._entry(
+            p.id,
+            p.display_name,
+            p.role,
+            p.muted,
+            p.video_muted,
             reconnecting=p.reconnecting_since is not None,
+        )
+
+    def _entry(
+        self,
+        pid: ParticipantId,
+        display_name: str,
+        role: DomainRole,
+        muted: bool,
+        video_muted: bool,
+        *,
+        reconnecting: bool = False,
+    ) -> m.RosterEntry:
+        """One roster line: the participant's own media flags under the host's mutes."""
+        flags = self.flags.get(pid) or LiveFlags()
+        return m.RosterEntry(
+            participant_id=pid,
+            display_name=display_name,
+            role=wire_role(role),
+            audio=flags.audio and not muted,
+            video=flags.video and not video_muted,
+            hand=flags.hand,
+            muted_by_host=muted,
+            reconnecting=reconnecting,
         )
 
     def roster(self, room: Room) -> m.Roster:
@@ -91,16 +111,15 @@ class RoomDelivery:
         )
 
     def lobby(self, room: Room, now: float) -> m.Lobby:
-        waiting = sorted(room.in_state(ParticipantState.WAITING), key=lambda p: p.knock_seq)
         return m.Lobby(
             waiting=tuple(
                 m.LobbyEntry(
-                    participant_id=p.id,
-                    display_name=p.display_name,
-                    waited_seconds=max(0, int(now - (p.waiting_since or p.knocked_at))),
-                    returning_after_removal=p.returning_after_removal,
+                    participant_id=e.participant_id,
+                    display_name=e.display_name,
+                    waited_seconds=int(e.waited_seconds),
+                    returning_after_removal=e.returning_after_removal,
                 )
-                for p in waiting[: m.MAX_LOBBY]
+                for e in lobby(room, now)[: m.MAX_LOBBY]
             )
         )
 
@@ -184,12 +203,7 @@ class RoomDelivery:
                     exclude=pid,
                 )
             elif isinstance(event, ev.Joined):
-                flags = self.flags.get(pid) or LiveFlags()
-                entry = m.RosterEntry(
-                    participant_id=pid, display_name=event.display_name, role=wire_role(event.role),
-                    audio=flags.audio and not event.muted, video=flags.video and not event.video_muted,
-                    hand=flags.hand, muted_by_host=event.muted,
-                )  # fmt: skip
+                entry = self._entry(pid, event.display_name, event.role, event.muted, event.video_muted)
                 self.to_room(room_id, m.ParticipantJoined(participant=entry), exclude=pid)
             elif isinstance(event, ev.Left) and event.reason is ev.LeaveReason.ENDED:
                 pass  # everyone leaves with the room: room_ended (which follows) says it once, then closes

@@ -12,13 +12,13 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable
-from typing import Final, Protocol
+from typing import Final
 
-from vIOP.api.context import Services
 from vIOP.auth.revocation import Revocation, RevocationKind
-from vIOP.auth.tickets import TicketGrant
 from vIOP.errors import NotFound, VIOPError
 from vIOP.ids import ClientId, RoomId
+from vIOP.session.live import RevocableSocket
+from vIOP.session.services import Services
 
 log = logging.getLogger("vIOP.revocation")
 
@@ -30,15 +30,6 @@ CLOSE: Final = {
 }
 
 
-class RevocableSocket(Protocol):
-    """A signaling session or a presence stream: what it was opened with, and how to end it."""
-
-    @property
-    def grant(self) -> TicketGrant: ...
-
-    def revoke(self, revocation: Revocation) -> None: ...
-
-
 async def sleep_until(moment: float, clock: Callable[[], float], step: float) -> None:
     """Until ``clock()`` reaches ``moment``, waking at least every ``step`` seconds to read it again."""
     # A timer, not an event: the moment is on a clock that may be stepped (NTP, or a test's injected one).
@@ -47,9 +38,9 @@ async def sleep_until(moment: float, clock: Callable[[], float], step: float) ->
 
 
 def sockets_of(services: Services, subject: str) -> list[RevocableSocket]:
-    by_subject: dict[str, set[RevocableSocket]] = services.extras.get("user_sockets", {})
-    found: list[RevocableSocket] = list(by_subject.get(subject, ()))
-    found += [s for s in services.extras.get("presence_streams", ()) if s.grant.principal.subject == subject]
+    live = services.live
+    found: list[RevocableSocket] = list(live.user_sockets.get(subject, ()))
+    found += [s for s in live.presence_streams if s.grant.principal.subject == subject]
     return found
 
 
@@ -76,6 +67,15 @@ async def run_revocation_listener(services: Services, retry: float = 1.0) -> Non
         except Exception:
             log.warning("revocation stream unavailable; retrying (heartbeats cover the gap)")
             await asyncio.sleep(retry)
+
+
+async def close_user_sockets(services: Services, user_id: str) -> None:
+    """Logout, in this process and at once: the user's signaling and presence sockets close 1000 "signed
+    out". Other processes do the same from the revocation stream (``revocations.publish``)."""
+    revocation = Revocation(RevocationKind.SIGNED_OUT, user_id, services.revocations.clock())
+    services.revocations.note(revocation)
+    for socket in sockets_of(services, user_id):
+        socket.revoke(revocation)
 
 
 async def revoke_invite_sessions(services: Services, room_id: RoomId, client_id: ClientId) -> None:

@@ -1,0 +1,12 @@
+"""The application: what the process does with the domain, between the web edge and the stores.
+
+- ``services.py``: :class:`Services`, the process's components (built once by ``vIOP/app.py``).
+- ``live.py``: :class:`Live`, the typed live state (event delivery, live sockets, the audit recorder).
+- ``signal.py``: :class:`SignalSession`, one per signaling socket; a handler table, one method per message.
+- ``delivery.py``: room events projected onto the wire for this process's sockets, and onto its relay.
+- ``loops.py``: the live loops: event delivery, the one sweeper, the one recovery loop (``repair``).
+- ``revocation.py``: live sockets follow revocations and sign-outs.
+- ``audit_names.py``: the audit name of every permission-table action.
+
+It imports nothing from ``vIOP.api`` and no Starlette: the edges (``vIOP/api``, ``vIOP/cli``) call it.
+"""

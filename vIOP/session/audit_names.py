@@ -1,0 +1,52 @@
+"""The audit name of every permission-table action: what a done (or refused) action is recorded as, on
+HTTP and on the signaling socket alike."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import Final
+
+from vIOP.auth.permissions import Action
+from vIOP.storage.audit import AuditEvent
+
+AUDIT_NAMES: Final[Mapping[Action, AuditEvent]] = MappingProxyType(
+    {
+        Action.LOGOUT: AuditEvent.LOGOUT,
+        Action.CREATE_ROOM: AuditEvent.ROOM_CREATED,
+        Action.VIEW_ROOM: AuditEvent.ROOM_VIEWED,
+        Action.CREATE_INVITE: AuditEvent.INVITE_CREATED,
+        Action.REVOKE_INVITE: AuditEvent.INVITE_REVOKED,
+        Action.ISSUE_SIGNAL_TICKET: AuditEvent.TICKET_ISSUED,
+        Action.ISSUE_PRESENCE_TICKET: AuditEvent.TICKET_ISSUED,
+        Action.GET_TURN_CREDENTIALS: AuditEvent.TURN_ISSUED,
+        Action.JOIN: AuditEvent.JOIN,
+        Action.OFFER: AuditEvent.SIGNAL,
+        Action.ANSWER: AuditEvent.SIGNAL,
+        Action.CANDIDATE: AuditEvent.SIGNAL,
+        Action.LEAVE: AuditEvent.LEFT,
+        Action.SET_MEDIA: AuditEvent.SIGNAL,
+        Action.RAISE_HAND: AuditEvent.SIGNAL,
+        Action.PING: AuditEvent.SIGNAL,
+        Action.ADMIT: AuditEvent.ADMIT,
+        Action.ADMIT_ALL: AuditEvent.ADMIT,
+        Action.DENY: AuditEvent.DENY,
+        Action.LOBBY_MESSAGE: AuditEvent.LOBBY_MESSAGE,
+        Action.RETURN_TO_LOBBY: AuditEvent.RETURN_TO_LOBBY,
+        Action.MUTE: AuditEvent.MUTE,
+        Action.REMOVE: AuditEvent.REMOVE,
+        Action.LOCK: AuditEvent.LOCKED,
+        Action.UNLOCK: AuditEvent.UNLOCKED,
+        Action.END: AuditEvent.ROOM_ENDED,
+        Action.VIEW_PRESENCE: AuditEvent.PRESENCE_VIEWED,
+        Action.VIEW_ATTENDANCE: AuditEvent.ATTENDANCE_EXPORTED,
+        Action.MANAGE_USERS: AuditEvent.USER_CREATED,  # CLI only (user.created/disabled/enabled/mfa_reset)
+        Action.ROTATE_KEYS: AuditEvent.KEYS_ROTATED,  # CLI only
+        Action.READ_AUDIT: AuditEvent.AUDIT_VERIFIED,  # CLI only
+    }
+)
+
+
+def audit_name(action: Action) -> AuditEvent | str:
+    """The audit action for a permission action (an action added later without a name: ``access.<it>``)."""
+    return AUDIT_NAMES.get(action) or f"access.{action.value}"

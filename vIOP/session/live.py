@@ -1,0 +1,60 @@
+"""The process's live state: what exists only while the app runs, one typed field per kind of thing.
+
+Filled by ``vIOP.app.start_live`` (delivery, the sign-out hook, the event listeners) and by the sockets
+themselves (signaling sessions and presence streams register and unregister here).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Protocol
+
+from vIOP.auth.revocation import Revocation
+from vIOP.auth.tickets import TicketGrant
+from vIOP.errors import Unavailable
+from vIOP.rooms.events import Event, Resync
+from vIOP.storage.audit_outbox import AuditOutbox
+
+if TYPE_CHECKING:
+    from vIOP.session.delivery import RoomDelivery
+    from vIOP.session.signal import SignalSession
+
+EventListener = Callable[[Event | Resync], Awaitable[None]]
+# Closes every signaling and presence socket of one user id in this process with 1000 "signed out".
+CloseUserSockets = Callable[[str], Awaitable[None]]
+
+
+class RevocableSocket(Protocol):
+    """A signaling session or a presence stream: what it was opened with, and how to end it."""
+
+    @property
+    def grant(self) -> TicketGrant: ...
+
+    def revoke(self, revocation: Revocation) -> None: ...
+
+
+class PresenceSocket(RevocableSocket, Protocol):
+    """A staff presence stream (``vIOP.api.ws_presence``) as the live loops see it."""
+
+    async def on_event(self, item: Event | Resync) -> None: ...
+
+    def close(self, code: int, reason: str = "") -> None: ...
+
+
+@dataclass
+class Live:
+    delivery: RoomDelivery | None = None  # set once the live loops start
+    # subject -> that subject's signaling sessions in this process (revocation and sign-out close them)
+    user_sockets: dict[str, set[RevocableSocket]] = field(default_factory=dict)
+    close_user_sockets: CloseUserSockets | None = None
+    presence_streams: set[PresenceSocket] = field(default_factory=set)
+    event_listeners: list[EventListener] = field(default_factory=list)
+    # Joined signaling sessions: their resume tokens and sign-ins are put back after a Redis data loss.
+    signal_sessions: set[SignalSession] = field(default_factory=set)
+    audit_outbox: AuditOutbox | None = None  # created on first use (``Services.audit_outbox``)
+
+    def room_delivery(self) -> RoomDelivery:
+        if self.delivery is None:
+            raise Unavailable("the server is starting: retry shortly")
+        return self.delivery

@@ -1,0 +1,596 @@
+"""One participant's signaling session in one room: what each message on the socket means.
+
+The edge (``vIOP.api.ws_signal``) pumps frames and hands each decoded message to :meth:`SignalSession.handle`;
+the session checks revocation and the permission table, then dispatches through a table with one small
+method per message type. The first message must be ``join``; host actions re-check the subject's
+revocation in Redis and are audited. Room events come back through
+:class:`~vIOP.session.delivery.RoomDelivery` (the bus), so what a participant sees does not depend on
+which process caused it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, Final
+
+from vIOP import metrics
+from vIOP.auth.permissions import Action, Principal, Role, RoomScope, authorize
+from vIOP.auth.revocation import Revocation
+from vIOP.auth.tickets import TicketGrant
+from vIOP.errors import BadRequest, Conflict, Forbidden, Unauthenticated, Unavailable, VIOPError
+from vIOP.ids import ClientId, ParticipantId, RoomId, UserId
+from vIOP.logging import register_secret
+from vIOP.rooms.events import MuteKind
+from vIOP.rooms.participant import Participant, ParticipantState
+from vIOP.rooms.room import Room
+from vIOP.session.audit_names import AUDIT_NAMES, audit_name
+from vIOP.session.delivery import RoomDelivery, wire_role
+from vIOP.session.revocation import CLOSE, sleep_until
+from vIOP.session.services import Services
+from vIOP.signaling import messages as m
+from vIOP.signaling.codec import error_reply
+from vIOP.signaling.connections import Connection, ConnectionState
+from vIOP.signaling.resume import ResumeGrant
+from vIOP.storage.audit import AuditEvent, Outcome
+from vIOP.storage.outage import is_store_outage
+from vIOP.storage.redis_rooms import StoreGeneration
+
+log = logging.getLogger("vIOP.signal")
+
+JOIN_TIMEOUT_SECONDS = 15.0
+
+
+class AlreadyConnected(Conflict):
+    code = "already_connected"
+
+
+class NotInRoomYet(Conflict):
+    """A waiting (or knocking) client asked for something only seated participants may do."""
+
+    code = "not_in_room"
+
+
+class SignalSession:
+    """The application side of one signaling socket; ``conn`` is its outbound side."""
+
+    def __init__(
+        self,
+        services: Services,
+        conn: Connection,
+        grant: TicketGrant,
+        scope: RoomScope,
+        *,
+        ip: str | None,
+        user_agent: str | None,
+    ) -> None:
+        self.services = services
+        self.conn = conn
+        self.grant = grant
+        self.principal: Principal = grant.principal
+        self.scope = scope
+        self.room_id: RoomId = scope.room_id
+        self.ip = ip
+        self.user_agent = user_agent
+        self.delivery: RoomDelivery = services.live.room_delivery()
+        services.live.user_sockets.setdefault(self.principal.subject, set()).add(self)
+        self.revoked: Revocation | None = None
+        self.pid: ParticipantId | None = None
+        self.resume_handle: str | None = None
+        self.finished = False  # left, removed, denied or ended: no reconnect grace
+        self._last_heartbeat = 0.0
+        self._generation = StoreGeneration(services.redis)  # tells a Redis data loss from a session end
+        self._deadlines: list[asyncio.Task[None]] = []
+
+    # --- lifetime --------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """The socket is accepted: the join deadline and the sign-in's absolute end start counting."""
+        self._deadlines.append(asyncio.create_task(self._join_deadline()))
+        if self.grant.session_ends_at is not None:
+            self._deadlines.append(asyncio.create_task(self._session_deadline(self.grant.session_ends_at)))
+
+    async def close(self) -> None:
+        """The socket's receive pump has ended."""
+        for deadline in self._deadlines:
+            deadline.cancel()
+        await self._teardown()
+
+    async def _join_deadline(self) -> None:
+        await asyncio.sleep(JOIN_TIMEOUT_SECONDS)
+        if self.pid is None:
+            self._fail(BadRequest("send join first"), None, m.CloseCode.POLICY_VIOLATION)
+
+    async def _session_deadline(self, ends_at: float) -> None:
+        """The sign-in's absolute end (token ``exp``, invite expiry): the socket closes then, not later.
+        Re-reads the (injectable) clock at least once per heartbeat interval, so a stepped clock counts."""
+        await sleep_until(ends_at, self.services.revocations.clock, self.services.settings.heartbeat_seconds)
+        self._end_session()
+
+    def _end_session(self) -> None:
+        self.conn.send(m.ErrorMessage(code="unauthenticated", message="session ended"))
+        self.conn.close(m.CloseCode.POLICY_VIOLATION, "session ended")
+
+    def revoke(self, revocation: Revocation) -> None:
+        """A revocation covers this socket (``vIOP.session.revocation``): nothing more is dispatched."""
+        self.revoked = revocation
+        code, reason = CLOSE[revocation.kind]
+        self.conn.send(m.ErrorMessage(code="unauthenticated", message=reason))
+        self.conn.close(m.CloseCode(code), reason)
+
+    async def _still_authorized(self) -> None:
+        """Before a host action (rare, and doing Redis work anyway): the subject's revocation in Redis, so
+        an action sent the moment an account is disabled elsewhere cannot win the race with the stream."""
+        grant = self.grant
+        found = await self.services.revocations.check(
+            self.principal.subject, grant.issued_at, account=self.principal.role is not Role.CLIENT
+        )
+        if found is not None:
+            self.revoke(found)
+            raise Unauthenticated("session ended")
+
+    def _fail(self, error: VIOPError, request_id: m.RequestId | None, close: m.CloseCode | None) -> None:
+        self.conn.send(error_reply(error, request_id))
+        if close is not None:
+            self.conn.close(close, error.code)
+
+    # --- dispatch --------------------------------------------------------------------------------
+
+    async def handle(self, msg: m.ClientMessage) -> None:
+        """One decoded message from the socket. Errors become an ``error`` reply (and a ``denied`` audit
+        row for a refusal); nothing raises out of here."""
+        kind = m.message_type(msg)
+        metrics.SIGNAL_MESSAGES.labels(kind).inc()
+        try:
+            # In memory, fed by the revocation stream and heartbeats: no I/O on the hot path.
+            revoked = self.revoked or self.services.revocations.blocking(
+                self.principal.subject, self.grant.issued_at
+            )
+            if revoked is not None:
+                self.revoke(revoked)
+                return
+            authorize(self.principal, Action(kind), self.scope)
+            handler = _HANDLERS.get(type(msg))
+            if handler is not None:
+                await handler(self, msg)
+            else:
+                await self._host_action(kind, _HOST_ACTIONS[type(msg)], msg)
+        except VIOPError as exc:
+            self.conn.send(error_reply(exc, msg.id))
+            refused = _refused_as(kind, msg, exc)
+            if refused is not None:
+                self._audit_refusal(refused)
+            if isinstance(exc, Unauthenticated | AlreadyConnected):
+                self.conn.close(m.CloseCode.POLICY_VIOLATION, exc.code)
+        except Exception as exc:
+            if is_store_outage(exc):  # Redis or the database is away: nothing changed, the client retries
+                log.warning("store unavailable", extra={"kind": kind, "room_id": self.room_id})
+                self.conn.send(error_reply(Unavailable("a data store is unavailable; try again"), msg.id))
+                return
+            log.exception("signaling message failed", extra={"kind": kind, "room_id": self.room_id})
+            self.conn.send(
+                m.ErrorMessage(code="internal", message="the server could not do that; try again", id=msg.id)
+            )
+
+    def _seat(self) -> ParticipantId:
+        if self.pid is None:
+            raise BadRequest("send join first")
+        return self.pid
+
+    async def _on_ping(self, msg: m.Ping) -> None:
+        await self._heartbeat(active=msg.active)
+        self.conn.send(m.Pong(id=msg.id))
+
+    async def _on_join(self, msg: m.Join) -> None:
+        await self._join(msg)
+
+    async def _on_offer(self, msg: m.Offer) -> None:
+        pid = self._seat()
+        relay = self.services.relay
+        if relay is None:
+            raise Conflict("this server runs without media")
+        rooms = self.services.rooms
+        room = await rooms.room(self.room_id)
+        me = room.participant(pid)
+        if not me.is_seated:
+            raise Conflict("media starts once you are admitted")
+        if pid not in relay.participants():
+            await relay.add_participant(pid, room=self.room_id)
+            # A host's mutes live with the participant: they outlive a reconnect and a return to the lobby.
+            # One route into the relay for both kinds: the same hook the room's `muted` events take.
+            if me.muted:
+                self.delivery.media.mute(pid, "audio", True)
+            if me.video_muted:
+                self.delivery.media.mute(pid, "video", True)
+        answer = await relay.handle_offer(pid, msg.sdp)
+        self.conn.send(m.ServerAnswer(sdp=answer, id=msg.id))
+        if me.state is ParticipantState.ADMITTED:
+            await rooms.join(self.room_id, pid)
+
+    async def _on_answer(self, msg: m.Answer) -> None:
+        pid = self._seat()
+        relay = self.services.relay
+        if relay is None or pid not in relay.participants():
+            raise Conflict("no media negotiation in progress")
+        await relay.handle_answer(pid, msg.sdp)
+
+    async def _on_candidate(self, msg: m.Candidate) -> None:
+        pid = self._seat()
+        relay = self.services.relay
+        if relay is None or pid not in relay.participants():
+            raise Conflict("send an offer first")
+        await relay.add_remote_candidate(
+            pid, {"candidate": msg.candidate, "sdpMid": msg.sdp_mid, "sdpMLineIndex": msg.sdp_mline_index}
+        )
+
+    async def _on_leave(self, msg: m.Leave) -> None:
+        pid = self._seat()
+        self.finished = True
+        await self._revoke_resume()
+        await self.services.rooms.leave(self.room_id, pid)
+        await self._audit(AuditEvent.LEFT, "participant", pid)
+        self.conn.close(m.CloseCode.NORMAL, "left")
+
+    async def _on_set_media(self, msg: m.SetMedia) -> None:
+        pid = self._seat()
+        flags = self.delivery.set_flags(self.room_id, pid, audio=msg.audio, video=msg.video)
+        # Kept private until admission: the room learns nothing of someone who may yet be denied; the
+        # flags show in the roster once they are in.
+        if self.delivery.is_seated_here(self.conn):
+            self.delivery.to_room(
+                self.room_id, m.MediaChanged(participant_id=pid, audio=flags.audio, video=flags.video)
+            )
+
+    async def _on_raise_hand(self, msg: m.RaiseHand) -> None:
+        pid = self._seat()
+        if not self.delivery.is_seated_here(self.conn):
+            raise NotInRoomYet("you are not in the room yet")
+        self.delivery.set_flags(self.room_id, pid, hand=msg.up)
+        self.delivery.to_room(self.room_id, m.HandRaised(participant_id=pid, up=msg.up))
+
+    # --- host actions: each returns the participant it acted on (None: the room) -----------------
+
+    async def _host_action(self, kind: str, action: HostAction, msg: m.ClientMessage) -> None:
+        pid = self._seat()
+        await self._still_authorized()
+        target = await action(self, msg, pid)
+        await self._audit(
+            AUDIT_NAMES[Action(kind)], "participant" if target else "room", target or self.room_id
+        )
+
+    async def _admit(self, msg: m.Admit, by: ParticipantId) -> ParticipantId | None:
+        target = ParticipantId(msg.participant_id)
+        await self.services.rooms.admit(self.room_id, by=by, participant_id=target)
+        return target
+
+    async def _admit_all(self, msg: m.AdmitAll, by: ParticipantId) -> ParticipantId | None:
+        await self.services.rooms.admit_all(self.room_id, by=by)
+        return None
+
+    async def _deny(self, msg: m.Deny, by: ParticipantId) -> ParticipantId | None:
+        target = ParticipantId(msg.participant_id)
+        await self.services.rooms.deny(self.room_id, by=by, participant_id=target, message=msg.message)
+        return target
+
+    async def _lobby_message(self, msg: m.LobbyMessage, by: ParticipantId) -> ParticipantId | None:
+        target = ParticipantId(msg.participant_id)
+        await self.services.rooms.lobby_message(
+            self.room_id, by=by, participant_id=target, message=msg.message
+        )
+        return target
+
+    async def _return_to_lobby(self, msg: m.ReturnToLobby, by: ParticipantId) -> ParticipantId | None:
+        target = ParticipantId(msg.participant_id)
+        await self.services.rooms.return_to_lobby(self.room_id, by=by, participant_id=target)
+        return target
+
+    async def _mute(self, msg: m.Mute, by: ParticipantId) -> ParticipantId | None:
+        target = ParticipantId(msg.participant_id)
+        media = MuteKind.AUDIO if msg.kind is m.MediaKind.AUDIO else MuteKind.VIDEO
+        await self.services.rooms.mute(
+            self.room_id, by=by, participant_id=target, muted=msg.muted, media=media
+        )
+        return target
+
+    async def _remove(self, msg: m.Remove, by: ParticipantId) -> ParticipantId | None:
+        target = ParticipantId(msg.participant_id)
+        await self.services.rooms.remove(self.room_id, by=by, participant_id=target, message=msg.message)
+        # The relay is local to this room's process: stop their media now, not after the bus round trip.
+        self.delivery.media.remove(target)
+        return target
+
+    async def _lock(self, msg: m.Lock, by: ParticipantId) -> ParticipantId | None:
+        await self.services.rooms.lock(self.room_id, by=by)
+        return None
+
+    async def _unlock(self, msg: m.Unlock, by: ParticipantId) -> ParticipantId | None:
+        await self.services.rooms.unlock(self.room_id, by=by)
+        return None
+
+    async def _end(self, msg: m.End, by: ParticipantId) -> ParticipantId | None:
+        t = await self.services.rooms.end(self.room_id, by=by)
+        await self.services.room_directory.set_state(self.room_id, "ended", ended_at=t.room.ended_at)
+        return None
+
+    # --- join and resume -------------------------------------------------------------------------
+
+    async def _join(self, msg: m.Join) -> None:
+        if self.pid is not None:
+            raise Conflict("already joined")
+        if msg.protocol_version != m.PROTOCOL_VERSION:
+            raise BadRequest(f"this server speaks protocol version {m.PROTOCOL_VERSION}")
+        rooms = self.services.rooms
+        subject = self.principal.subject
+        room = await rooms.room(self.room_id)
+        resumed = False
+        if msg.resume_token is not None:
+            resume_grant = await self.services.resume.redeem(
+                msg.resume_token, room_id=self.room_id, subject=subject
+            )
+            participant = room.participant(resume_grant.participant_id)
+            if not participant.is_active:
+                raise Unauthenticated("resume token not accepted; join again")
+            resumed = True
+            await self._audit(AuditEvent.RESUMED, "participant", participant.id)
+        else:
+            existing = room.active_of(subject)
+            # Not marked reconnecting: a live socket holds it (here or in another process).
+            if existing is not None and existing.reconnecting_since is None:
+                raise AlreadyConnected("you are already connected to this room from another window")
+            if existing is not None and self.principal.role is Role.CLINICIAN:
+                # A clinician proves who they are with their own sign-in: their seat is theirs to take back.
+                participant, resumed = existing, True
+                await self._audit(AuditEvent.RESUMED, "participant", participant.id)
+            else:
+                # A client without the seat's resume token (a second device, a link copied out of a
+                # browser's history) knocks like anyone else; a seat left reconnecting is let go.
+                participant = await self._enter(room)
+                entered = AuditEvent.KNOCK if participant.role.value == "client" else AuditEvent.HOST_ENTERED
+                await self._audit(entered, "participant", participant.id)
+        if self.conn.state is not ConnectionState.OPEN:
+            return  # the socket closed while we were joining; the teardown takes over
+        self.pid = participant.id
+        if resumed and participant.reconnecting_since is not None:
+            await rooms.resume(self.room_id, participant.id)
+        await self._heartbeat(force=True)
+        issued = await self.services.resume.issue(ResumeGrant(participant.id, self.room_id, subject))
+        self.resume_handle = issued.handle
+        await self._generation.lost_since_last_check()  # remember which Redis data set this joined
+        if self.conn.state is not ConnectionState.OPEN:
+            return
+        # `welcome` goes first (events used to slip in ahead of it, e.g. `admitted` from a quick host), and
+        # in the same step the connection is attached, so no event is missed: what happens from here on is
+        # queued after it. The state below comes from a snapshot read after attaching.
+        replaced = self.services.connections.attach(self.conn, participant.id)
+        if replaced is not None:
+            log.info("connection replaced by a resumed one", extra={"participant_id": participant.id})
+        self.delivery.set_flags(self.room_id, participant.id, audio=msg.audio, video=msg.video)
+        settings = self.services.settings
+        ice_servers = self._ice_servers(participant.id)
+        if any(server.credential for server in ice_servers):
+            await self._audit(AuditEvent.TURN_ISSUED, "room", self.room_id)
+        self.conn.send(
+            m.Welcome(
+                id=msg.id,
+                protocol_version=m.PROTOCOL_VERSION,
+                participant_id=participant.id,
+                room_id=self.room_id,
+                role=wire_role(participant.role),
+                resume_token=issued.token,
+                resume_grace_seconds=settings.reconnect_grace_seconds,
+                heartbeat_seconds=settings.heartbeat_seconds,
+                ice_servers=ice_servers,
+                resumed=resumed,
+            )
+        )
+        room = await rooms.room(self.room_id)
+        rooms.holdings.hold(room, participant.id)
+        self._send_state(room, room.participant(participant.id))
+        self.services.live.signal_sessions.add(self)  # re-asserted by vIOP.session.loops.repair
+
+    async def _enter(self, room: Room) -> Participant:
+        rooms = self.services.rooms
+        if self.principal.role is Role.CLINICIAN:
+            account = await self.services.authenticator.active_account(UserId(self.principal.subject))
+            t = await rooms.host_enter(
+                self.room_id, user_id=UserId(account.id), display_name=account.display_name
+            )
+        else:
+            name = await self.services.invite_store.client_display_name(ClientId(self.principal.subject))
+            t = await rooms.knock(
+                self.room_id,
+                subject=ClientId(self.principal.subject),
+                display_name=name,
+                replace_reconnecting=True,
+            )
+        assert t.participant is not None
+        # Defence in depth: even a stray exception message cannot carry this name into a log line.
+        register_secret(t.participant.display_name)
+        return t.participant
+
+    def _send_state(self, room: Room, me: Participant) -> None:
+        """What a (re)joining participant needs to see at once; later changes come as events."""
+        self.delivery.view_for(self.conn, room, me)
+        if room.state.value == "locked":
+            self.conn.send(m.RoomLocked())
+
+    def _ice_servers(self, pid: ParticipantId) -> tuple[m.IceServer, ...]:
+        # TURN credentials end with the sign-in (token exp, invite expiry) at the latest (docs/API.md).
+        entries = self.services.ice.client_ice_servers(
+            pid, now=time.time(), session_ends_at=self.grant.session_ends_at
+        )
+        return tuple(m.IceServer(urls=e.urls, username=e.username, credential=e.credential) for e in entries)
+
+    # --- liveness and teardown -------------------------------------------------------------------
+
+    async def _heartbeat(self, force: bool = False, active: bool = True) -> None:
+        """Presence in Redis, the resume token's lifetime and (for clinicians) the sign-in's idle timer;
+        written at most twice per heartbeat interval however often the client pings."""
+        if self.pid is None:
+            return
+        now = time.monotonic()
+        if not force and now - self._last_heartbeat < self.services.settings.heartbeat_seconds / 2:
+            return
+        self._last_heartbeat = now
+        ends_at = self.grant.session_ends_at
+        if ends_at is not None and self.services.revocations.clock() >= ends_at:
+            self._end_session()
+            return
+        revoked = await self.services.revocations.check(
+            self.principal.subject, self.grant.issued_at, account=self.principal.role is not Role.CLIENT
+        )
+        if revoked is not None:  # the stream's message was missed (or not sent yet): caught here
+            self.revoke(revoked)
+            return
+        await self.services.rooms.heartbeat(self.room_id, self.pid)
+        kept = True
+        if self.resume_handle is not None:
+            kept = await self.services.resume.keep_alive(self.resume_handle)
+        session = self.grant.session if self.principal.role is not Role.CLIENT else None
+        # Only a page in use renews the sign-in; an unattended one keeps its seat until the idle timeout.
+        signed_in = session is None or await self.services.tokens.keep_alive(session, active=active)
+        if not (kept and signed_in) and await self._generation.lost_since_last_check():
+            # Redis came back without its data (this may run before the process's repair does): the
+            # token and sign-in of a socket that was live a moment ago are put back, not ended.
+            await self.reassert()
+            return
+        if not signed_in:
+            raise Unauthenticated("session ended")
+
+    async def reassert(self) -> None:
+        """Redis lost its data while this socket was live: put back its resume token and its sign-in."""
+        if self.pid is not None and self.resume_handle is not None:
+            grant = ResumeGrant(self.pid, self.room_id, self.principal.subject)
+            await self.services.resume.restore(self.resume_handle, grant)
+        if self.principal.role is not Role.CLIENT and self.grant.session:
+            await self.services.tokens.reassert(self.grant.session)
+
+    async def _revoke_resume(self) -> None:
+        if self.resume_handle is not None:
+            await self.services.resume.revoke(self.resume_handle)
+            self.resume_handle = None
+
+    async def _teardown(self) -> None:
+        """The socket is gone. Unless the participant left for good, they are reconnecting: peers see it
+        and the resume token lives exactly the grace window (the sweeper lets them go after it)."""
+        live = self.services.live
+        live.signal_sessions.discard(self)
+        mine = live.user_sockets.get(self.principal.subject)
+        if mine is not None:
+            mine.discard(self)
+            if not mine:
+                del live.user_sockets[self.principal.subject]
+        if self.conn.state is ConnectionState.OPEN:
+            self.conn.lost(1006)
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self.conn.wait_closed(), 5)
+        pid = self.pid
+        if pid is None:
+            return
+        current = self.services.connections.get(pid)
+        if current is not None and current is not self.conn:
+            return  # replaced by a resumed connection: nothing to do
+        if self.revoked is not None:
+            await self._end_seat(pid)
+            return
+        if self.finished:
+            return
+        try:
+            room = await self.services.rooms.room(self.room_id)
+            me = room.participant(pid)
+            if not me.is_active:  # denied, removed, ended: no way back in with this token
+                self.services.rooms.holdings.release(self.room_id, pid)
+                await self._revoke_resume()
+                return
+            if me.reconnecting_since is None:
+                await self.services.rooms.mark_reconnecting(self.room_id, pid)
+            if self.resume_handle is not None:
+                await self.services.resume.start_grace(self.resume_handle)
+        except VIOPError:
+            pass
+        except Exception:
+            log.exception("teardown failed", extra={"participant_id": pid})
+
+    async def _end_seat(self, pid: ParticipantId) -> None:
+        """A revoked socket does not leave a seat "reconnecting": no way back in with its resume token."""
+        self.services.rooms.holdings.release(self.room_id, pid)
+        try:
+            await self._revoke_resume()
+            room = await self.services.rooms.room(self.room_id)
+            if room.participant(pid).is_active:
+                await self.services.rooms.leave(self.room_id, pid)
+        except VIOPError:
+            pass
+        except Exception:
+            log.exception("ending a revoked seat failed", extra={"participant_id": pid})
+
+    async def _audit(self, action: AuditEvent, object_type: str, object_id: str) -> None:
+        # Queued, not awaited: the room change is done, and a database that is away (or locked) must
+        # neither hold up this socket nor lose the row (it is written, with this time, once it is back).
+        self.services.audit_outbox.record(
+            self.principal.subject,
+            self.principal.role.value,
+            action,
+            object_type,
+            object_id,
+            ip=self.ip,
+            user_agent=self.user_agent,
+        )
+
+    def _audit_refusal(self, action: AuditEvent | str) -> None:
+        """A refusal on this socket: a `denied` row on the room, queued like every socket row."""
+        self.services.audit_outbox.record(
+            self.principal.subject,
+            self.principal.role.value,
+            action,
+            "room",
+            self.room_id,
+            Outcome.DENIED,
+            self.ip,
+            self.user_agent,
+        )
+
+
+# One entry per message type. The handlers' messages are the keys' types (``Any`` here only because a
+# dict cannot tie each value's parameter to its own key).
+Handler = Callable[[SignalSession, Any], Awaitable[None]]
+HostAction = Callable[[SignalSession, Any, ParticipantId], Awaitable[ParticipantId | None]]
+
+_HANDLERS: Final[dict[type[m.ClientMessage], Handler]] = {
+    m.Ping: SignalSession._on_ping,
+    m.Join: SignalSession._on_join,
+    m.Offer: SignalSession._on_offer,
+    m.Answer: SignalSession._on_answer,
+    m.Candidate: SignalSession._on_candidate,
+    m.Leave: SignalSession._on_leave,
+    m.SetMedia: SignalSession._on_set_media,
+    m.RaiseHand: SignalSession._on_raise_hand,
+}
+# Host actions: re-checked against Redis revocation first, audited when done (names: AUDIT_NAMES).
+_HOST_ACTIONS: Final[dict[type[m.ClientMessage], HostAction]] = {
+    m.Admit: SignalSession._admit,
+    m.AdmitAll: SignalSession._admit_all,
+    m.Deny: SignalSession._deny,
+    m.LobbyMessage: SignalSession._lobby_message,
+    m.ReturnToLobby: SignalSession._return_to_lobby,
+    m.Mute: SignalSession._mute,
+    m.Remove: SignalSession._remove,
+    m.Lock: SignalSession._lock,
+    m.Unlock: SignalSession._unlock,
+    m.End: SignalSession._end,
+}
+
+
+def _refused_as(kind: str, msg: m.ClientMessage, exc: VIOPError) -> AuditEvent | str | None:
+    """The audit name of a refusal worth a `denied` row: the permission table's (and a host check's), a
+    second socket for a live seat, a resume token not accepted. Other errors (state, input) are not."""
+    if isinstance(exc, Forbidden):
+        return audit_name(Action(kind))
+    if isinstance(exc, AlreadyConnected):
+        return AuditEvent.ALREADY_CONNECTED
+    if isinstance(msg, m.Join) and msg.resume_token is not None and isinstance(exc, Unauthenticated):
+        return AuditEvent.RESUME_REJECTED
+    return None
