@@ -15,8 +15,7 @@ A refused credential is audited as ``auth.token_rejected`` (no token, ids only) 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import Final, TypeVar, overload
+from typing import Final, TypeVar
 
 import msgspec
 from starlette.requests import Request
@@ -28,6 +27,7 @@ from vIOP.auth.permissions import Action, Grant, PermissionDenied, Principal, Ro
 from vIOP.auth.tokens import AccessClaims
 from vIOP.errors import BadRequest, Forbidden, PayloadTooLarge, Unauthenticated, UnsupportedMediaType
 from vIOP.session.services import Services
+from vIOP.session.wire_time import iso as iso  # re-exported: the edge's routes import it from here
 from vIOP.storage.audit import AuditEvent, Outcome
 
 MAX_JSON_BODY: Final = 16 * 1024
@@ -205,22 +205,6 @@ async def read_json(request: Request, schema: type[S], *, empty: S | None = None
         raise BadRequest(_schema_message(error)) from None
     except msgspec.DecodeError:
         raise BadRequest("the request body is not valid JSON") from None
-
-
-@overload
-def iso(ts: float | datetime) -> str: ...
-@overload
-def iso(ts: None) -> None: ...
-@overload
-def iso(ts: float | datetime | None) -> str | None: ...
-def iso(ts: float | datetime | None) -> str | None:
-    """ISO 8601 UTC with a ``Z``, second precision (docs/API.md "Times")."""
-    if ts is None:
-        return None
-    moment = ts if isinstance(ts, datetime) else datetime.fromtimestamp(ts, UTC)
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
 
 
 _REFUSALS: Final = {

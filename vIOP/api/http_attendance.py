@@ -5,75 +5,82 @@ another room is 403; without one, the report holds their rooms only); staff and 
 authorized before the query string is even read, so a caller without the permission learns nothing from how
 filters are judged. Beyond that: a break-glass grant (``X-Break-Glass``), and disclosures to an outside
 ``recipient``, which need every client's 42 CFR part 2 consent and carry the redisclosure notice
-(``vIOP/api/http_compliance.py``). The report itself is the one the CLI writes
-(:mod:`vIOP.rooms.attendance_report`): intervals, minutes per client per day and per week with the
-under-3-hours-day and under-9-hours-week flags. JSON adds per-session rosters and, for the reader who may
-see them, client display names; CSV stays ids only, exactly as the CLI exports it.
+(``vIOP/api/http_compliance.py``). The export itself (filters, report, JSON document,
+CSV) is the use case the CLI calls too (:mod:`vIOP.session.attendance_export`): intervals, minutes per
+client per day and per week with the under-3-hours-day and under-9-hours-week flags, per-session rosters
+and, for the reader who may see them, client display names; CSV stays ids only, exactly as the CLI exports
+it.
 """
 
 from __future__ import annotations
 
 import re
-from collections import defaultdict
-from datetime import date, datetime, timedelta
+from datetime import date
 from enum import StrEnum
 from typing import Any, Final, TypeVar
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-import msgspec
 from starlette.datastructures import QueryParams
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute
 
-from vIOP.api.auth_context import BEARER_SECURITY, Caller, authenticate, iso, refusals, require_account
+from vIOP.api.auth_context import BEARER_SECURITY, Caller, authenticate, refusals, require_account
 from vIOP.api.http_compliance import BREAK_GLASS_HEADER, AttendanceAccess, attendance_access
-from vIOP.api.openapi import IsoTime, Operation, Param, Reply, documented_route, struct_response
+from vIOP.api.openapi import Operation, Param, Reply, documented_route, struct_response
 from vIOP.auth.permissions import Action, Grant, authorize
 from vIOP.errors import BadRequest, NotFound, Unavailable
-from vIOP.ids import ClientId, RoomId, UserId
-from vIOP.rooms.attendance import DAY_MINUTES_REQUIRED, WEEK_MINUTES_REQUIRED, Interval, session_roster
-from vIOP.rooms.attendance_report import AttendanceReport, ReportTable, build_report, rows, to_csv
+from vIOP.ids import ClientId, UserId
+from vIOP.rooms.attendance import Interval
+from vIOP.rooms.attendance_report import ReportTable
 from vIOP.rooms.participant import Role as ParticipantRole
-from vIOP.rooms.ports import AttendanceQuery
+from vIOP.session.attendance_export import (
+    FIRST_DAY,
+    LAST_DAY,
+    AttendanceDocument,
+    ExportFilters,
+    Format,
+    audit_subject,
+    csv_text,
+    json_document,
+    read_intervals,
+    report_for,
+    time_zone,
+)
 from vIOP.storage.audit import AuditEvent
 from vIOP.storage.sealing import DecryptionError
 
 _DAY: Final = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _CLIENT: Final = re.compile(r"^cl_[A-Za-z0-9_-]{1,64}$")
-MAX_TZ_CHARS: Final = 64
-# Days whose local midnights (and the midnight after) exist as timestamps in every time zone.
-FIRST_DAY: Final = date(1970, 1, 2)
-LAST_DAY: Final = date(9998, 12, 30)
-
 E = TypeVar("E", bound=StrEnum)
-
-
-class Format(StrEnum):
-    JSON = "json"
-    CSV = "csv"
+# An export of everything is audited against this object (the CLI's names none).
+ALL_ROOMS: Final = ("room", "all")
 
 
 class Filters:
     """The query string, validated (400 for anything malformed, naming the parameter, never its value)."""
 
-    __slots__ = ("client", "end", "first_day", "format", "last_day", "room_id", "start", "table", "tz")
+    __slots__ = ("export", "format", "table")
 
     def __init__(self, params: QueryParams) -> None:
-        self.room_id = params.get("room_id") or None
-        self.client = params.get("client") or None
-        if self.client is not None and not _CLIENT.match(self.client):
+        room_id = params.get("room_id") or None
+        client = params.get("client") or None
+        if client is not None and not _CLIENT.match(client):
             raise BadRequest("client must be a client id (cl_...)")
         self.format = _choice(params.get("format", Format.JSON.value), Format, "format")
         self.table = _choice(params.get("table", ReportTable.DAYS.value), ReportTable, "table")
-        tz_name = params.get("tz", "UTC")
-        self.tz = _zone(tz_name)
-        self.first_day = _day(params.get("from"), "from")
-        self.last_day = _day(params.get("to"), "to")
-        if self.first_day and self.last_day and self.last_day < self.first_day:
+        try:
+            tz = time_zone(params.get("tz", "UTC"))
+        except ValueError:
+            raise BadRequest("tz must be an IANA time zone such as America/Chicago") from None
+        first_day = _day(params.get("from"), "from")
+        last_day = _day(params.get("to"), "to")
+        self.export = ExportFilters(room_id, client, first_day, last_day, tz)
+        if self.export.reversed:
             raise BadRequest("to is before from")
-        self.start = _midnight(self.first_day, self.tz) if self.first_day else None
-        self.end = _midnight(self.last_day + timedelta(days=1), self.tz) if self.last_day else None
+
+    @property
+    def room_id(self) -> str | None:
+        return self.export.room_id
 
 
 def _choice(raw: str, enum: type[E], name: str) -> E:
@@ -82,15 +89,6 @@ def _choice(raw: str, enum: type[E], name: str) -> E:
     except ValueError:
         allowed = ", ".join(e.value for e in enum)
         raise BadRequest(f"{name} must be one of: {allowed}") from None
-
-
-def _zone(name: str) -> ZoneInfo:
-    try:
-        if len(name) > MAX_TZ_CHARS:
-            raise ValueError(name)
-        return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise BadRequest("tz must be an IANA time zone such as America/Chicago") from None
 
 
 def _day(raw: str | None, name: str) -> date | None:
@@ -105,10 +103,6 @@ def _day(raw: str | None, name: str) -> date | None:
     if not FIRST_DAY <= day <= LAST_DAY:
         raise BadRequest(f"{name} must be a day from {FIRST_DAY.isoformat()} to {LAST_DAY.isoformat()}")
     return day
-
-
-def _midnight(day: date, zone: ZoneInfo) -> float:
-    return datetime.combine(day, datetime.min.time(), zone).timestamp()
 
 
 async def _allowed_rooms(caller: Caller, filters: Filters, access: AttendanceAccess) -> set[str] | None:
@@ -136,107 +130,6 @@ async def _display_names(caller: Caller, intervals: list[Interval]) -> dict[str,
     return names
 
 
-class StayView(msgspec.Struct):
-    joined_at: IsoTime
-    left_at: IsoTime | None
-
-
-class RosterLineView(msgspec.Struct):
-    subject: str
-    role: ParticipantRole
-    display_name: str | None
-    joined_at: IsoTime
-    left_at: IsoTime | None
-    minutes: float
-    stays: list[StayView]
-
-
-class SessionView(msgspec.Struct):
-    room_id: str
-    session_id: str
-    started_at: IsoTime
-    roster: list[RosterLineView]
-
-
-class Thresholds(msgspec.Struct):
-    day_minutes: float
-    week_minutes: float
-
-
-class AppliedFilters(msgspec.Struct):
-    room_id: str | None
-    client: str | None
-    first_day: str | None = msgspec.field(name="from")
-    last_day: str | None = msgspec.field(name="to")
-
-
-class AttendanceDocument(msgspec.Struct, kw_only=True):
-    """The JSON report; the tables' rows are the CLI's (``rows``), plus the reader's display names."""
-
-    generated_at: IsoTime
-    time_zone: str
-    thresholds: Thresholds
-    filters: AppliedFilters
-    sessions: list[SessionView]
-    intervals: list[dict[str, Any]]
-    days: list[dict[str, Any]]
-    weeks: list[dict[str, Any]]
-    redisclosure_notice: str | msgspec.UnsetType = msgspec.UNSET  # only on a disclosure
-
-
-def _sessions(intervals: list[Interval], names: dict[str, str | None], now: float) -> list[SessionView]:
-    by_session: dict[str, list[Interval]] = defaultdict(list)
-    for interval in intervals:
-        by_session[interval.session_id].append(interval)
-    sessions = []
-    for session_id, stays in by_session.items():
-        roster = session_roster(stays, stays[0].session_id, now=now)
-        sessions.append(
-            SessionView(
-                room_id=stays[0].room_id,
-                session_id=session_id,
-                started_at=iso(min(i.joined_at for i in stays)),
-                roster=[
-                    RosterLineView(
-                        subject=line.subject,
-                        role=line.role,
-                        display_name=names.get(line.subject),
-                        joined_at=iso(line.first_joined),
-                        left_at=iso(line.last_left),
-                        minutes=line.minutes,
-                        stays=[StayView(joined_at=iso(a), left_at=iso(b)) for a, b in line.stays],
-                    )
-                    for line in roster
-                ],
-            )
-        )
-    sessions.sort(key=lambda s: (s.started_at, s.session_id))
-    return sessions
-
-
-def json_document(
-    report: AttendanceReport, filters: Filters, names: dict[str, str | None]
-) -> AttendanceDocument:
-    def named(table: ReportTable) -> list[dict[str, Any]]:
-        return [{**row, "display_name": names.get(row["subject"])} for row in rows(report, table)]
-
-    return AttendanceDocument(
-        generated_at=iso(report.generated_at),
-        time_zone=report.time_zone,
-        thresholds=Thresholds(day_minutes=DAY_MINUTES_REQUIRED, week_minutes=WEEK_MINUTES_REQUIRED),
-        filters=AppliedFilters(
-            room_id=filters.room_id,
-            client=filters.client,
-            first_day=filters.first_day.isoformat() if filters.first_day else None,
-            last_day=filters.last_day.isoformat() if filters.last_day else None,
-        ),
-        sessions=_sessions(list(report.intervals), names, report.generated_at),
-        intervals=named(ReportTable.INTERVALS),
-        days=named(ReportTable.DAYS),
-        weeks=named(ReportTable.WEEKS),
-    )
-
-
 async def attendance(request: Request) -> Response:
     caller = await authenticate(request, allow_invite=True)
     require_account(caller)
@@ -248,34 +141,19 @@ async def attendance(request: Request) -> Response:
     ledger = services.rooms.attendance
     if ledger is None:
         raise Unavailable("the attendance ledger is not configured on this server")
-    query = AttendanceQuery(
-        room_id=RoomId(filters.room_id) if filters.room_id else None,
-        subject=filters.client,
-        start=filters.start,
-        end=filters.end,
-    )
-    intervals = [i for i in await ledger.intervals(query) if allowed is None or i.room_id in allowed]
+    intervals = await read_intervals(ledger, filters.export, allowed)
     await access.check_disclosure(intervals)  # 42 CFR part 2: refused without every client's consent
-    report = build_report(intervals, now=services.rooms.clock(), tz=filters.tz.key)
-    if filters.room_id is not None:
-        audited = ("room", filters.room_id)
-    elif filters.client is not None:
-        audited = ("client", filters.client)
-    else:
-        audited = ("room", "all")
-    await caller.audit(AuditEvent.ATTENDANCE_EXPORTED, *audited)
+    report = report_for(intervals, filters.export, now=services.rooms.clock())
+    await caller.audit(AuditEvent.ATTENDANCE_EXPORTED, *audit_subject(filters.export, ALL_ROOMS))
     notice = access.notice
     if filters.format is Format.CSV:
         return Response(
-            (f"# {notice}\n" if notice else "") + to_csv(report, filters.table),
+            csv_text(report, filters.table, notice),
             media_type="text/csv; charset=utf-8",
             headers={"Content-Disposition": f'attachment; filename="attendance-{filters.table.value}.csv"'},
         )
     names = await _display_names(caller, intervals) if access.identified else {}
-    document = json_document(report, filters, names)
-    if notice:
-        document.redisclosure_notice = notice
-    return struct_response(document)
+    return struct_response(json_document(report, filters.export, names, notice))
 
 
 # --- OpenAPI ----------------------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 import msgspec
 from starlette.requests import Request
@@ -22,11 +22,11 @@ from starlette.routing import BaseRoute, Route
 
 import vIOP
 
+# A time as the API writes it (docs/API.md "Times"); re-exported for the edge's Structs.
+from vIOP.session.wire_time import IsoTime as IsoTime
+
 JSON = dict[str, Any]
 _REF_TEMPLATE = "#/components/schemas/{name}"
-
-# A time as the API writes it (docs/API.md "Times": ISO 8601 UTC, second precision, ``Z``); see ``iso``.
-IsoTime = Annotated[str, msgspec.Meta(extra_json_schema={"format": "date-time"})]
 
 
 class ErrorDetail(msgspec.Struct):

@@ -11,18 +11,27 @@ import asyncio
 import os
 import sys
 import time
-from datetime import date, datetime, timedelta
+from datetime import date
 from pathlib import Path
-from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from typing import Any, Final
+
+import msgspec
 
 from vIOP.compliance.consent import REDISCLOSURE_NOTICE, ConsentRequired, DataCategory, check_text
 from vIOP.errors import ConfigError
-from vIOP.ids import RoomId
 from vIOP.rooms.attendance import Interval
-from vIOP.rooms.attendance_report import ReportTable, build_report, to_csv, to_json
+from vIOP.rooms.attendance_report import ReportTable
 from vIOP.rooms.participant import Role
-from vIOP.rooms.ports import AttendanceQuery
+from vIOP.session.attendance_export import (
+    ExportFilters,
+    Format,
+    audit_subject,
+    csv_text,
+    json_document,
+    read_intervals,
+    report_for,
+    time_zone,
+)
 from vIOP.settings import Settings, load_settings
 from vIOP.storage.attendance_sql import SqlAttendanceStore
 from vIOP.storage.audit import AuditEvent, Outcome
@@ -31,6 +40,8 @@ from vIOP.storage.bootstrap import Storage, open_storage
 from vIOP.storage.consents_sql import SqlConsentStore, require_consent
 
 Subparsers = Any  # argparse's _SubParsersAction is private
+# An operator's export of everything names no object in its audit row (HTTP's names ("room", "all")).
+NO_OBJECT: Final = (None, None)
 
 
 def add_attendance_parser(sub: Subparsers) -> str:
@@ -43,7 +54,7 @@ def add_attendance_parser(sub: Subparsers) -> str:
     export.add_argument("--client", help="only this client id")
     export.add_argument("--from", dest="start", type=date.fromisoformat, help="first day, YYYY-MM-DD")
     export.add_argument("--to", dest="end", type=date.fromisoformat, help="last day (included), YYYY-MM-DD")
-    export.add_argument("--format", choices=("json", "csv"), default="json")
+    export.add_argument("--format", choices=[f.value for f in Format], default=Format.JSON.value)
     export.add_argument(
         "--table", choices=[t.value for t in ReportTable], default="days", help="which table a CSV holds"
     )
@@ -56,27 +67,15 @@ def add_attendance_parser(sub: Subparsers) -> str:
     return "attendance"
 
 
-def _zone(name: str) -> ZoneInfo:
+def export_filters(args: argparse.Namespace) -> ExportFilters:
     try:
-        return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise ConfigError("--tz", f"unknown time zone {name!r}") from None
-
-
-def _midnight(day: date, zone: ZoneInfo) -> float:
-    return datetime.combine(day, datetime.min.time(), zone).timestamp()
-
-
-def export_query(args: argparse.Namespace) -> AttendanceQuery:
-    zone = _zone(args.tz)
-    if args.start and args.end and args.end < args.start:
+        tz = time_zone(args.tz)
+    except ValueError:
+        raise ConfigError("--tz", f"unknown time zone {args.tz!r}") from None
+    filters = ExportFilters(args.room_id, args.client, args.start, args.end, tz)
+    if filters.reversed:
         raise ConfigError("--to", "is before --from")
-    return AttendanceQuery(
-        room_id=RoomId(args.room_id) if args.room_id else None,
-        subject=args.client,
-        start=_midnight(args.start, zone) if args.start else None,
-        end=_midnight(args.end + timedelta(days=1), zone) if args.end else None,
-    )
+    return filters
 
 
 def _write_private(path: Path, text: str) -> None:
@@ -107,27 +106,26 @@ async def disclose(storage: Storage, intervals: list[Interval], recipient: str |
 
 def run_attendance(args: argparse.Namespace, settings: Settings | None = None) -> int:
     settings = settings or load_settings()
-    query = export_query(args)
+    filters = export_filters(args)
 
     async def export() -> int:
         storage = await open_storage(settings)
         try:
-            intervals = await SqlAttendanceStore(storage.db).intervals(query)
+            intervals = await read_intervals(SqlAttendanceStore(storage.db), filters)
             notice = await disclose(storage, intervals, args.recipient)  # 42 CFR part 2: consent or refusal
-            report = build_report(intervals, now=time.time(), tz=args.tz)
-            text = to_json(report) if args.format == "json" else to_csv(report, ReportTable(args.table))
-            text = f"# {notice}\n{text}" if notice else text
+            report = report_for(intervals, filters, now=time.time())
+            if args.format == Format.JSON:
+                # The operator's export carries no display names (ids only, as in the CSV).
+                document = json_document(report, filters, {}, notice)
+                text = msgspec.json.format(msgspec.json.encode(document), indent=2).decode()
+                text = f"# {notice}\n{text}" if notice else text
+            else:
+                text = csv_text(report, ReportTable(args.table), notice)
             if args.output:
                 _write_private(args.output, text)
             else:
                 sys.stdout.write(text if text.endswith("\n") else text + "\n")
-            subject = (
-                ("room", args.room_id)
-                if args.room_id
-                else ("client", args.client)
-                if args.client
-                else (None, None)
-            )
+            subject = audit_subject(filters, NO_OBJECT)
             await AuditOutbox(storage.audit).record_operator(AuditEvent.ATTENDANCE_EXPORTED, *subject)
             return 0
         finally:

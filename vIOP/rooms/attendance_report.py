@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -18,8 +17,6 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from vIOP.rooms.attendance import (
-    DAY_MINUTES_REQUIRED,
-    WEEK_MINUTES_REQUIRED,
     DayTotal,
     Interval,
     WeekTotal,
@@ -115,16 +112,6 @@ def rows(report: AttendanceReport, table: ReportTable) -> list[dict[str, Any]]:
         }
         for w in report.weeks
     ]
-
-
-def to_json(report: AttendanceReport) -> str:
-    document = {
-        "generated_at": _iso(report.generated_at),
-        "time_zone": report.time_zone,
-        "thresholds": {"day_minutes": DAY_MINUTES_REQUIRED, "week_minutes": WEEK_MINUTES_REQUIRED},
-        **{table.value: rows(report, table) for table in ReportTable},
-    }
-    return json.dumps(document, indent=2)
 
 
 def to_csv(report: AttendanceReport, table: ReportTable = ReportTable.DAYS) -> str:

@@ -6,6 +6,8 @@
 - ``delivery.py``: room events projected onto the wire for this process's sockets, and onto its relay.
 - ``loops.py``: the live loops: event delivery, the one sweeper, the one recovery loop (``repair``).
 - ``revocation.py``: live sockets follow revocations and sign-outs.
+- ``attendance_export.py``: the attendance export (filters, report, JSON document, CSV) for HTTP and CLI.
+- ``wire_time.py``: times as the wire writes them (``iso``, ``IsoTime``).
 - ``audit_names.py``: the audit name of every permission-table action.
 
 It imports nothing from ``vIOP.api`` and no Starlette: the edges (``vIOP/api``, ``vIOP/cli``) call it.
