@@ -28,7 +28,7 @@ from vIOP.api import (
 from vIOP.api.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
 from vIOP.api.openapi import Operation, Reply, documented_route, openapi_endpoint
 from vIOP.api.responses import EXCEPTION_HANDLERS
-from vIOP.api.ws_presence import presence_endpoint, presence_listener
+from vIOP.api.ws_presence import presence_endpoint
 from vIOP.api.ws_signal import signal_endpoint
 from vIOP.auth.accounts import Authenticator, LoginEvent, LoginOutcome
 from vIOP.auth.invites import Invites
@@ -43,6 +43,7 @@ from vIOP.media.relay import MediaRelay
 from vIOP.rooms.service import RoomPolicy, RoomService
 from vIOP.session.delivery import MediaHooks, RoomDelivery
 from vIOP.session.loops import RelayHooks, relay_signal_sender, run_event_loop, run_sweeper
+from vIOP.session.presence import presence_listener
 from vIOP.session.revocation import close_user_sockets, run_revocation_listener
 from vIOP.session.services import Services
 from vIOP.settings import Settings

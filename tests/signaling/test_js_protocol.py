@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from vIOP.signaling import js_protocol, messages
+from vIOP.signaling import js_protocol, messages, presence_messages
 
 
 def test_committed_js_protocol_module_is_current() -> None:
@@ -36,6 +36,14 @@ def test_module_carries_every_type_close_code_and_limit() -> None:
     assert f"export const MAX_DISPLAY_NAME_CHARS = {messages.MAX_DISPLAY_NAME_CHARS};" in text
     assert f"export const MAX_SDP_CHARS = {messages.MAX_SDP_CHARS};" in text
     assert f"export const PROTOCOL_VERSION = {messages.PROTOCOL_VERSION};" in text
+
+
+def test_module_carries_the_presence_stream_types() -> None:
+    text = js_protocol.render()
+    for cls in presence_messages.PRESENCE_SERVER_MESSAGE_TYPES:
+        tag = cls.__struct_config__.tag
+        assert f'  {str(tag).upper()}: "{tag}",' in text
+    assert f'  PING: "{presence_messages.PRESENCE_PING}",' in text
 
 
 def test_no_hand_copied_protocol_constants_left_in_the_client() -> None:

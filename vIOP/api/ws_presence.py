@@ -1,265 +1,27 @@
-"""``WS /ws/presence``: the live presence stream for staff, admins (every room) and clinicians (own rooms).
+"""``WS /ws/presence``: the edge of the live presence stream (:mod:`vIOP.session.presence` holds its logic).
 
-The stream opens with a snapshot; then every room event the viewer may see is sent at once as a small
-``presence_event`` (ids and times only), followed by the affected room's refreshed view, coalesced per room
-so a burst of events costs one read. After a gap in the event stream the snapshot is sent again.
-
-Clients never get presence tickets. The viewer's sign-in stays alive while the page pings (``ping`` ->
-``pong``); a stream left without pings for the idle timeout is closed 1008 "session ended", and so is one
-whose sign-in reaches its absolute end or whose account is revoked (each ping also reads the revocation
-from Redis; the revocation stream closes it at once, :mod:`vIOP.session.revocation`).
+Admits the socket with a presence ticket, registers the stream, pumps the viewer's frames into it and
+closes the socket with the code the stream chose.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import logging
-import time
-from typing import Any
 
-import msgspec
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from vIOP import metrics
 from vIOP.api.ws_guard import admit_socket, client_ip
-from vIOP.auth.permissions import Role
-from vIOP.auth.revocation import Revocation
-from vIOP.auth.tickets import TicketGrant, TicketPurpose
-from vIOP.errors import VIOPError
-from vIOP.ids import RoomId, UserId
-from vIOP.rooms.events import Event, ParticipantEvent, Resync
-from vIOP.rooms.presence import RoomPresence, Viewer
-from vIOP.session.live import EventListener
-from vIOP.session.revocation import CLOSE, sleep_until
+from vIOP.auth.tickets import TicketPurpose
+from vIOP.session.presence import PresenceStream
 from vIOP.session.services import Services
-from vIOP.storage.audit import AuditEvent, Outcome
-
-log = logging.getLogger("vIOP.presence")
-
-QUEUE_LIMIT = 256
 
 
-class LobbyView(msgspec.Struct, frozen=True):
-    participant_id: str
-    display_name: str
-    waiting_since: float
-    waited_seconds: int
-    reconnecting: bool
-
-
-class SeatPresence(msgspec.Struct, frozen=True):
-    participant_id: str
-    display_name: str
-    role: str
-    state: str
-    since: float
-    reconnecting_since: float | None
-
-
-class RoomView(msgspec.Struct, frozen=True):
-    room_id: str
-    kind: str
-    state: str
-    host_ids: tuple[str, ...]
-    capacity: int
-    waiting_count: int
-    in_room_count: int
-    reconnecting_count: int
-    waiting: tuple[LobbyView, ...]
-    seated: tuple[SeatPresence, ...]
-
-
-class PresenceSnapshot(msgspec.Struct, frozen=True, tag="presence_snapshot", tag_field="type"):
-    at: float
-    rooms: tuple[RoomView, ...]
-
-
-class PresenceEvent(msgspec.Struct, frozen=True, tag="presence_event", tag_field="type"):
-    event: str
-    room_id: str
-    at: float
-    participant_id: str | None = None
-
-
-class PresenceRoom(msgspec.Struct, frozen=True, tag="presence_room", tag_field="type"):
-    at: float
-    room: RoomView
-
-
-class PresenceRoomGone(msgspec.Struct, frozen=True, tag="presence_room_gone", tag_field="type"):
-    room_id: str
-    at: float
-
-
-class PresencePong(msgspec.Struct, frozen=True, tag="pong", tag_field="type"):
-    pass
-
-
-_encode = msgspec.json.Encoder().encode
-
-
-def room_view(p: RoomPresence) -> RoomView:
-    return RoomView(
-        room_id=p.room_id,
-        kind=p.kind.value,
-        state=p.state.value,
-        host_ids=tuple(p.host_ids),
-        capacity=p.capacity,
-        waiting_count=p.waiting_count,
-        in_room_count=p.in_room_count,
-        reconnecting_count=p.reconnecting_count,
-        waiting=tuple(
-            LobbyView(
-                participant_id=w.participant_id,
-                display_name=w.display_name,
-                waiting_since=w.waiting_since,
-                waited_seconds=int(w.waited_seconds),
-                reconnecting=w.reconnecting,
-            )
-            for w in p.waiting
-        ),
-        seated=tuple(
-            SeatPresence(
-                participant_id=s.participant_id,
-                display_name=s.display_name,
-                role=s.role.value,
-                state=s.state.value,
-                since=s.since,
-                reconnecting_since=s.reconnecting_since,
-            )
-            for s in p.seated
-        ),
-    )
-
-
-class PresenceStream:
-    """One viewer's stream: fed by the process's event loop, written by its own task."""
-
-    def __init__(self, services: Services, websocket: WebSocket, grant: TicketGrant) -> None:
-        self.services = services
-        self.websocket = websocket
-        self.grant = grant
-        principal = grant.principal
-        self.viewer = Viewer(
-            UserId(principal.subject), sees_all_rooms=principal.role in (Role.STAFF, Role.ADMIN)
-        )
-        self.only_room: RoomId | None = grant.room_id
-        self.queue: asyncio.Queue[bytes | None] = asyncio.Queue(QUEUE_LIMIT)
-        self.dirty: set[RoomId] = set()
-        self.visible: set[RoomId] = set()
-        self.close_code: int | None = None
-        self.close_reason = ""
-        self._refresh: asyncio.Task[None] | None = None
-        self.last_ping = time.monotonic()
-
-    def sees(self, room_id: RoomId, host_ids: frozenset[str] | None = None) -> bool:
-        if self.only_room is not None and room_id != self.only_room:
-            return False
-        if self.viewer.sees_all_rooms:
-            return True
-        return room_id in self.visible or (host_ids is not None and self.viewer.user_id in host_ids)
-
-    def push(self, message: Any) -> None:
-        try:
-            self.queue.put_nowait(_encode(message))
-        except asyncio.QueueFull:
-            self.close(1013)  # a viewer that does not read: it reconnects and gets a fresh snapshot
-
-    def close(self, code: int, reason: str = "") -> None:
-        if self.close_code is None:
-            self.close_code = code
-            self.close_reason = reason
-            with contextlib.suppress(asyncio.QueueFull):
-                self.queue.put_nowait(None)
-
-    def revoke(self, revocation: Revocation) -> None:
-        self.close(*CLOSE[revocation.kind])
-
-    async def snapshot(self) -> None:
-        snap = await self.services.rooms.snapshot(self.viewer)
-        rooms = [r for r in snap.rooms if self.only_room is None or r.room_id == self.only_room]
-        self.visible = {r.room_id for r in rooms}
-        self.push(PresenceSnapshot(at=snap.at, rooms=tuple(room_view(r) for r in rooms)))
-
-    async def on_event(self, item: Event | Resync) -> None:
-        if isinstance(item, Resync):
-            await self.snapshot()
+async def _pump(websocket: WebSocket, stream: PresenceStream) -> None:
+    while True:
+        message = await websocket.receive()
+        if message["type"] == "websocket.disconnect" or not await stream.on_text(message.get("text")):
             return
-        room_id = item.room_id
-        if not self.viewer.sees_all_rooms and room_id not in self.visible and item.kind == "room_started":
-            self.dirty.add(room_id)  # maybe a room this clinician hosts: the refresh decides
-        elif not self.sees(room_id):
-            return
-        else:
-            pid = item.participant_id if isinstance(item, ParticipantEvent) else None
-            self.push(PresenceEvent(event=item.kind, room_id=room_id, at=item.at, participant_id=pid))
-            self.dirty.add(room_id)
-        if self._refresh is None or self._refresh.done():
-            self._refresh = asyncio.get_running_loop().create_task(self._refresh_dirty())
-
-    async def _refresh_dirty(self) -> None:
-        await asyncio.sleep(0)
-        while self.dirty:
-            room_id = self.dirty.pop()
-            try:
-                room = await self.services.rooms.room(room_id)
-            except VIOPError:
-                self.visible.discard(room_id)
-                self.push(PresenceRoomGone(room_id=room_id, at=self.services.rooms.clock()))
-                continue
-            if not self.sees(room_id, frozenset(room.host_ids)):
-                continue
-            if room.state.value == "ended":
-                self.visible.discard(room_id)
-                self.push(PresenceRoomGone(room_id=room_id, at=self.services.rooms.clock()))
-                continue
-            self.visible.add(room_id)
-            view = await self.services.rooms.room_view(room_id)
-            self.push(PresenceRoom(at=self.services.rooms.clock(), room=room_view(view)))
-
-    async def write_loop(self) -> None:
-        while True:
-            frame = await self.queue.get()
-            if frame is None:
-                return
-            await self.websocket.send_text(frame.decode())
-
-    async def read_loop(self) -> None:
-        """Only pings are expected; anything else is ignored (the stream is one-way)."""
-        while True:
-            message = await self.websocket.receive()
-            if message["type"] == "websocket.disconnect":
-                return
-            if message.get("text") and '"ping"' in message["text"][:64]:
-                self.last_ping = time.monotonic()
-                if self.grant.session and not await self.services.tokens.keep_alive(self.grant.session):
-                    self.close(1008, "session ended")
-                    return
-                revoked = await self.services.revocations.check(
-                    self.grant.principal.subject, self.grant.issued_at, account=True
-                )
-                if revoked is not None:
-                    self.revoke(revoked)
-                    return
-                self.push(PresencePong())
-
-    async def idle_watch(self) -> None:
-        idle = self.services.settings.token_idle_seconds
-        while self.close_code is None:
-            await asyncio.sleep(min(30.0, idle / 4))
-            if time.monotonic() - self.last_ping > idle:
-                self.close(1008, "session ended")
-                return
-
-    async def session_deadline(self) -> None:
-        """The sign-in's absolute end (token ``exp``): the stream closes then, not a heartbeat later."""
-        ends_at = self.grant.session_ends_at
-        if ends_at is None:
-            await asyncio.Event().wait()  # no end of its own: the other tasks decide
-            return
-        await sleep_until(ends_at, self.services.revocations.clock, self.services.settings.heartbeat_seconds)
-        self.close(1008, "session ended")
 
 
 async def presence_endpoint(websocket: WebSocket) -> None:
@@ -270,43 +32,18 @@ async def presence_endpoint(websocket: WebSocket) -> None:
     await websocket.accept()
     metrics.WS_CONNECTIONS.labels("presence").inc()
     metrics.WS_ACTIVE.labels("presence").inc()
-    stream = PresenceStream(services, websocket, grant)
+    stream = PresenceStream(
+        services, websocket, grant, ip=client_ip(websocket), user_agent=websocket.headers.get("user-agent")
+    )
     streams = services.live.presence_streams
     streams.add(stream)
-    tasks: list[asyncio.Task[None]] = []
     try:
-        await services.audit_outbox.write(
-            grant.principal.subject, grant.principal.role.value, AuditEvent.PRESENCE_VIEWED,
-            "room" if grant.room_id else None, grant.room_id, Outcome.SUCCESS, client_ip(websocket),
-            websocket.headers.get("user-agent"),
-        )  # fmt: skip
-        await stream.snapshot()
-        tasks = [
-            asyncio.create_task(stream.write_loop()),
-            asyncio.create_task(stream.read_loop()),
-            asyncio.create_task(stream.idle_watch()),
-            asyncio.create_task(stream.session_deadline()),
-        ]
-        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        await stream.open()
+        await stream.serve(_pump(websocket, stream))
     except WebSocketDisconnect:
         pass
     finally:
         streams.discard(stream)
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
         with contextlib.suppress(Exception):
             await websocket.close(stream.close_code or 1000, stream.close_reason or None)
         metrics.WS_ACTIVE.labels("presence").dec()
-
-
-def presence_listener(services: Services) -> EventListener:
-    """The event-loop listener that fans room events out to this process's presence streams."""
-
-    async def listen(item: Event | Resync) -> None:
-        for stream in list(services.live.presence_streams):
-            await stream.on_event(item)
-
-    return listen

@@ -35,7 +35,7 @@ class RevocableSocket(Protocol):
 
 
 class PresenceSocket(RevocableSocket, Protocol):
-    """A staff presence stream (``vIOP.api.ws_presence``) as the live loops see it."""
+    """A staff presence stream (``vIOP.session.presence``) as the live loops see it."""
 
     async def on_event(self, item: Event | Resync) -> None: ...
 

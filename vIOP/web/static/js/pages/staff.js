@@ -9,7 +9,7 @@
 // pinging, the server ends the stream and the page clears every name from the screen.
 
 import * as api from "../api.js";
-import { CloseCode, Role } from "../protocol.js";
+import { CloseCode, PresenceType, Role } from "../protocol.js";
 import { ReconnectingSocket } from "../reconnecting-socket.js";
 import { SeatState, normalizeRoom, normalizeSnapshot } from "../presence-model.js";
 import { $, announce, el, formatDuration, showScreen } from "../ui.js";
@@ -21,14 +21,6 @@ const PING_MAX_MS = 20000;
 const TITLE_RELOAD_MIN_MS = 5000;
 const SIGNED_OUT_TEXT = "Your sign-in has ended. Sign in again to see presence.";
 const ACTIVITY_EVENTS = ["pointerdown", "pointermove", "keydown", "wheel", "touchstart"];
-
-/** The presence stream's message types (docs/API.md, WS /ws/presence). */
-const PresenceType = Object.freeze({
-  SNAPSHOT: "presence_snapshot",
-  ROOM: "presence_room",
-  ROOM_GONE: "presence_room_gone",
-  PING: "ping",
-});
 
 /** @typedef {import("../presence-model.js").RoomSummary} RoomSummary */
 /** @typedef {import("../reconnecting-socket.js").WireMessage} WireMessage */
@@ -137,12 +129,12 @@ function presenceSocket() {
 /** @param {WireMessage} message */
 function onMessage(message) {
   page.received[message.type] = (page.received[message.type] ?? 0) + 1;
-  if (message.type === PresenceType.SNAPSHOT) {
+  if (message.type === PresenceType.PRESENCE_SNAPSHOT) {
     const before = page.rooms;
     page.rooms = new Map(normalizeSnapshot(/** @type {{rooms?: Record<string, any>[]}} */ (message)).map((room) => [room.id, room]));
     for (const room of page.rooms.values()) announceArrivals(before.get(room.id), room);
     render();
-  } else if (message.type === PresenceType.ROOM) {
+  } else if (message.type === PresenceType.PRESENCE_ROOM) {
     const room = normalizeRoom(message.room);
     const id = message.room?.room_id;
     if (!id) return;
@@ -151,7 +143,7 @@ function onMessage(message) {
       page.rooms.set(id, room);
     } else page.rooms.delete(id);
     render();
-  } else if (message.type === PresenceType.ROOM_GONE) {
+  } else if (message.type === PresenceType.PRESENCE_ROOM_GONE) {
     if (page.rooms.delete(message.room_id)) {
       announce(`${titleOf(message.room_id)} has ended.`);
       render();

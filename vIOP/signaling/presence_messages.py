@@ -1,0 +1,76 @@
+"""The presence stream's wire messages (``WS /ws/presence``): what a staff, admin or clinician page receives.
+
+Beside :mod:`vIOP.signaling.messages` so that the JS protocol generator (:mod:`vIOP.signaling.js_protocol`)
+can emit their type tags; filled from the domain's ``RoomPresence`` by :mod:`vIOP.session.presence`.
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+
+class LobbyView(msgspec.Struct, frozen=True):
+    participant_id: str
+    display_name: str
+    waiting_since: float
+    waited_seconds: int
+    reconnecting: bool
+
+
+class SeatPresence(msgspec.Struct, frozen=True):
+    participant_id: str
+    display_name: str
+    role: str
+    state: str
+    since: float
+    reconnecting_since: float | None
+
+
+class RoomView(msgspec.Struct, frozen=True):
+    room_id: str
+    kind: str
+    state: str
+    host_ids: tuple[str, ...]
+    capacity: int
+    waiting_count: int
+    in_room_count: int
+    reconnecting_count: int
+    waiting: tuple[LobbyView, ...]
+    seated: tuple[SeatPresence, ...]
+
+
+class PresenceSnapshot(msgspec.Struct, frozen=True, tag="presence_snapshot", tag_field="type"):
+    at: float
+    rooms: tuple[RoomView, ...]
+
+
+class PresenceEvent(msgspec.Struct, frozen=True, tag="presence_event", tag_field="type"):
+    event: str
+    room_id: str
+    at: float
+    participant_id: str | None = None
+
+
+class PresenceRoom(msgspec.Struct, frozen=True, tag="presence_room", tag_field="type"):
+    at: float
+    room: RoomView
+
+
+class PresenceRoomGone(msgspec.Struct, frozen=True, tag="presence_room_gone", tag_field="type"):
+    room_id: str
+    at: float
+
+
+class PresencePong(msgspec.Struct, frozen=True, tag="pong", tag_field="type"):
+    pass
+
+
+# What the server sends on the presence stream, and the one thing a client sends (``{"type": "ping"}``).
+PRESENCE_SERVER_MESSAGE_TYPES: tuple[type[msgspec.Struct], ...] = (
+    PresenceSnapshot,
+    PresenceEvent,
+    PresenceRoom,
+    PresenceRoomGone,
+    PresencePong,
+)
+PRESENCE_PING = "ping"
