@@ -40,9 +40,9 @@ async def test_a_flood_of_knocks_from_one_invite_is_rate_limited_and_others_are_
         return await api.http.post(url, headers=bearer(credential))
 
     with captured_server_logs() as logs:
-        started = time.monotonic()
+        started, wall_started = time.monotonic(), time.time()
         flood = await asyncio.gather(*(knock(flooder["invite_token"]) for _ in range(KNOCKS)))
-        took = time.monotonic() - started
+        took, wall_ended = time.monotonic() - started, time.time()
         # Others are not limited by it: the neighbour with another invite, the clinician on their own.
         neighbour_reply = await knock(neighbour["invite_token"])
         host_reply = await api.http.post(url, json={"room_id": room["id"]}, headers=clinician.headers)
@@ -51,7 +51,14 @@ async def test_a_flood_of_knocks_from_one_invite_is_rate_limited_and_others_are_
     print(
         f"knock flood: {KNOCKS} ticket requests in {took:.2f} s -> {dict(statuses)}; {bystanders.summary()}"
     )
-    assert statuses == {200: TICKETS_PER_WINDOW, 429: KNOCKS - TICKETS_PER_WINDOW}, statuses
+    # The limit is a fixed window on the server's clock: a flood that straddles a window boundary is
+    # allowed up to the limit in each window it touches (CI once saw 38 = 20 + 18 across a minute).
+    windows = int(wall_ended // WINDOW_SECONDS) - int(wall_started // WINDOW_SECONDS) + 1
+    assert statuses[200] + statuses[429] == KNOCKS, statuses
+    if windows == 1:
+        assert statuses[200] == TICKETS_PER_WINDOW, statuses
+    else:
+        assert TICKETS_PER_WINDOW <= statuses[200] <= TICKETS_PER_WINDOW * windows, (statuses, windows)
     refused = next(r for r in flood if r.status_code == 429)
     assert refused.json()["error"]["code"] == "rate_limited"
     assert 1 <= int(refused.headers["retry-after"]) <= WINDOW_SECONDS
