@@ -111,7 +111,7 @@ async def test_canary_is_nowhere_in_sqlite_redis_or_logs(
     data_dir: Path, tmp_path: Path, redis_client: aioredis.Redis, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG)
-    logging.getLogger("sqlalchemy.engine").setLevel(logging.INFO)  # statements and parameters
+    caplog.set_level(logging.INFO, logger="sqlalchemy.engine")  # statements and parameters; reset after
     url = default_sqlite_url(data_dir)
     await upgrade(url)
     db = await Database.open(url)
