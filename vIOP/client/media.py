@@ -4,6 +4,11 @@ Independent of the wire: :class:`MediaPeer` takes and returns SDP strings; whoev
 socket carries them. Received frames are attributed to publishers by the ``a=msid`` stream id of the
 server's m-lines (the relay puts the publisher's participant id there).
 
+Every receiver also feeds :class:`~vIOP.client.receive_stats.ReceiveStats` (``MediaPeer.stats``): frames,
+freezes, missing packets, RTX repairs, audio gaps and bytes per remote source, what a browser's getStats
+shows. aiortc 1.16 drops RTX on a connection with several video streams; every receiver here gets
+``route_rtx_by_ssrc`` so a client in a group repairs its losses as a browser does.
+
 Receive modes: ``DECODE`` decodes every frame (proves the stream is decodable; tests); ``ENCODED`` counts
 complete encoded frames from aiortc's jitter buffer without decoding; ``PACKETS`` counts RTP packets (a
 video frame ends with the marker bit) and skips the jitter buffer too (benchmarks, cheapest).
@@ -33,11 +38,14 @@ from aiortc import (
 )
 from av.video.frame import PictureType
 
+from vIOP.client.receive_stats import ReceiveStats, SourceReport
 from vIOP.media.aiortc_internals import (
     DatagramTap,
     install_encoded_output,
     install_packet_counter,
+    observe_rtp,
     on_keyframe_request,
+    route_rtx_by_ssrc,
     tap_datagrams,
 )
 from vIOP.media.codec_plan import restrict_codecs
@@ -292,6 +300,7 @@ class MediaPeer:
         self.pc = RTCPeerConnection(peer_configuration(ice_servers))
         self._tap = tap
         self.counter = counter or FrameCounter()
+        self.stats = ReceiveStats(self.counter.clock)
         self._hosts = tuple(host_addresses)
         self._mode = receive
         self._publisher_by_mid: dict[str, str] = {}
@@ -360,14 +369,35 @@ class MediaPeer:
     def publisher_of(self, mid: str | None) -> str:
         return self._publisher_by_mid.get(mid or "", "")
 
+    def receive_report(self) -> dict[tuple[str, str], SourceReport]:
+        """What arrived per (publisher, kind) since the peer started or ``stats.restart()``."""
+        return self.stats.report()
+
     def _start_counting(self, transceiver: RTCRtpTransceiver) -> None:
         kind = transceiver.kind
+        stats = self.stats
+        rtx_pts = self._rtx_pts
+        receiver = transceiver.receiver
 
         def count(frames: int = 1) -> None:
             publisher = self.publisher_of(transceiver.mid)
             if publisher:
                 self.counter.add(publisher, kind, frames)
+                for _ in range(frames):
+                    stats.frame(publisher, kind)
 
+        def seen(ssrc: int, sequence: int, timestamp: int, payload_type: int, payload: bytes) -> None:
+            publisher = self.publisher_of(transceiver.mid)
+            if not publisher:
+                return
+            repairs = None
+            if payload_type in rtx_pts:
+                if len(payload) < 2:
+                    return
+                repairs = int.from_bytes(payload[:2], "big")  # RFC 4588: the original sequence number
+            stats.packet(publisher, kind, ssrc, sequence, timestamp, len(payload), repairs)
+
+        route_rtx_by_ssrc(receiver)
         if self._mode is ReceiveMode.ENCODED:
             install_encoded_output(transceiver.receiver, kind, lambda _frame: count())
         elif self._mode is ReceiveMode.PACKETS:
@@ -378,12 +408,11 @@ class MediaPeer:
                     count()
 
             install_packet_counter(transceiver.receiver, packet)
-        else:
-            track = transceiver.receiver.track
-            if track is not None:
-                task = asyncio.get_running_loop().create_task(self._consume(track, count))
-                self._tasks.add(task)
-                task.add_done_callback(self._tasks.discard)
+        elif receiver.track is not None:
+            task = asyncio.get_running_loop().create_task(self._consume(receiver.track, count))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        observe_rtp(receiver, seen)
 
     @staticmethod
     async def _consume(track: MediaStreamTrack, count: Callable[[], None]) -> None:

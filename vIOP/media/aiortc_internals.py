@@ -125,6 +125,42 @@ def install_packet_counter(receiver: RTCRtpReceiver, count: PacketCounter) -> No
     receiver._handle_rtp_packet = handle  # type: ignore[method-assign]
 
 
+RtpObserver = Callable[[int, int, int, int, bytes], None]
+"""Called with (SSRC, sequence number, timestamp, payload type, payload) for every RTP packet a receiver gets."""
+
+
+def observe_rtp(receiver: RTCRtpReceiver, observer: RtpObserver) -> None:
+    """Show ``observer`` every RTP packet routed to ``receiver`` (RTX still wrapped), then handle it as before."""
+    handle = receiver._handle_rtp_packet
+
+    async def observed(packet: Any, arrival_time_ms: int) -> None:
+        observer(packet.ssrc, packet.sequence_number, packet.timestamp, packet.payload_type, packet.payload)
+        await handle(packet, arrival_time_ms)
+
+    receiver._handle_rtp_packet = observed  # type: ignore[method-assign]
+
+
+def route_rtx_by_ssrc(receiver: RTCRtpReceiver) -> None:
+    """Make ``receiver``'s transport route its RTX stream to it by SSRC (aiortc 1.16 drops it otherwise).
+
+    aiortc registers only the media SSRC of a receiver with the transport's RTP router; a packet with an
+    unknown SSRC is routed by payload type, and only if exactly one receiver has that payload type. Every
+    video m-line of a connection shares the RTX payload type, so with two video streams or more every RTX
+    packet is discarded and no loss is ever repaired. This registers the RTX SSRCs (which the receiver
+    learned from ``a=ssrc-group:FID``) right after aiortc registers the receiver.
+    """
+    receive = receiver.receive
+
+    async def receive_and_route(parameters: Any) -> None:
+        await receive(parameters)
+        rtx_to_media: dict[int, int] = receiver._RTCRtpReceiver__rtx_ssrc  # type: ignore[attr-defined]
+        router = receiver.transport._rtp_router
+        for rtx_ssrc in rtx_to_media:
+            router.ssrc_table[rtx_ssrc] = receiver
+
+    receiver.receive = receive_and_route  # type: ignore[method-assign]
+
+
 def media_ssrcs(receiver: RTCRtpReceiver) -> list[int]:
     """The publisher's media SSRCs: declared in its SDP or seen on the wire, minus its RTX SSRCs.
 
@@ -378,6 +414,7 @@ def _tap_connection(connection: aioice.ice.Connection, tap: DatagramTap) -> None
 INTERNALS: Final = (
     "aiortc version 1.16.x",
     "RTCRtpReceiver: __decoder_queue / __decoder_thread / __rtx_ssrc, _send_rtcp_pli, _handle_rtp_packet",
+    "RTCDtlsTransport._rtp_router.ssrc_table routes RTP by SSRC; receive() registers only media SSRCs",
     "rtcrtpreceiver.decoder_worker(loop, input_q, output_q, decode_error) reads input_q.get()",
     "RTCRtpSender: _send_keyframe, _stream_id, _track_id; codec pack() for non-Frame input",
     "RTCRtpSender: _ssrc, _rtx_ssrc, _enabled, __started, sender-report counters, _retransmit (DirectSender)",
@@ -476,6 +513,12 @@ def internals_problems() -> list[str]:
 
 def _tap_problems() -> list[str]:
     problems = []
+    dtls_init = aiortc.rtcdtlstransport.RTCDtlsTransport.__init__.__code__.co_names
+    router = aiortc.rtcdtlstransport.RtpRouter
+    if "_rtp_router" not in dtls_init or "ssrc_table" not in router.route_rtp.__code__.co_names:
+        problems.append("RTCDtlsTransport._rtp_router no longer routes RTP by ssrc_table (RTX routing)")
+    if "_register_rtp_receiver" not in aiortc.rtcrtpreceiver.RTCRtpReceiver.receive.__code__.co_names:
+        problems.append("RTCRtpReceiver.receive no longer registers with the transport (RTX routing)")
     if "data_received" not in aioice.ice.StunProtocol.datagram_received.__code__.co_names:
         problems.append("aioice StunProtocol.datagram_received no longer calls receiver.data_received")
     if "sendto" not in aioice.ice.Connection.send.__code__.co_names:
