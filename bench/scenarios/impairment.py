@@ -89,15 +89,23 @@ class PathStats:
     first_delivery: float | None = None
     delivered_bytes_by_second: collections.Counter[int] = field(default_factory=collections.Counter)
     """Bytes delivered per whole second since the first delivery (key 0 is that first second)."""
+    first_offer: float | None = None
+    offered_bytes_by_second: collections.Counter[int] = field(default_factory=collections.Counter)
+    """Bytes offered (what the far end sent) per whole second since the first offer."""
     dropped_rtp: list[tuple[int, int]] = field(default_factory=list)
     """(SSRC, sequence number) of every RTP packet dropped, by loss or by the queue."""
 
     def bytes_per_second(self) -> list[int]:
         """Delivered bytes in each whole second from the first delivery (the last, partial second excluded)."""
-        if not self.delivered_bytes_by_second:
-            return []
-        last = max(self.delivered_bytes_by_second)
-        return [self.delivered_bytes_by_second.get(s, 0) for s in range(last)]
+        return _whole_seconds(self.delivered_bytes_by_second)
+
+    def offered_bytes_per_second(self) -> list[int]:
+        """Offered bytes in each whole second from the first offer (the last, partial second excluded)."""
+        return _whole_seconds(self.offered_bytes_by_second)
+
+
+def _whole_seconds(by_second: collections.Counter[int]) -> list[int]:
+    return [by_second.get(s, 0) for s in range(max(by_second, default=0))]
 
 
 def is_media(datagram: bytes) -> bool:
@@ -132,6 +140,9 @@ class ShapedPath:
         shape, stats = self.shape, self.stats
         stats.offered += 1
         stats.offered_bytes += size
+        if stats.first_offer is None:
+            stats.first_offer = now
+        stats.offered_bytes_by_second[int(now - stats.first_offer)] += size
         if shape.loss and self._random.random() < shape.loss:
             stats.lost += 1
             if rtp is not None:

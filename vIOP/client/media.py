@@ -240,8 +240,11 @@ class PreEncodedTrack(MediaStreamTrack):
         self._pacer = _Pacer(clip.interval)
         self._index = 0
         self.frames_sent = 0
+        self.keyframe_requests = 0
+        self.keyframes_sent = 0  # including the clip's own first frame on every loop
 
     def request_keyframe(self) -> None:
+        self.keyframe_requests += 1
         self._index = 0
 
     async def recv(self) -> EncodedFrame:  # type: ignore[override]
@@ -253,6 +256,7 @@ class PreEncodedTrack(MediaStreamTrack):
         self._index = (self._index + 1) % len(frames)
         self.frames_sent += 1
         keyframe = is_vp8_keyframe(data) if self.kind == "video" else True
+        self.keyframes_sent += keyframe and self.kind == "video"
         return EncodedFrame(data, n * self._clip.pts_step, self._clip.time_base, keyframe)
 
 

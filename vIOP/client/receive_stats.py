@@ -158,7 +158,8 @@ class ReceiveStats:
     def _source(self, publisher: str, kind: str) -> SourceStats:
         source = self.sources.get((publisher, kind))
         if source is None:
-            source = self.sources[(publisher, kind)] = SourceStats(since=self.clock())
+            # Freezes count from the window start: a source that took 2 s to show its first frame froze.
+            source = self.sources[(publisher, kind)] = SourceStats(since=self.window_start)
         return source
 
     def frame(self, publisher: str, kind: str) -> None:
