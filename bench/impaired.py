@@ -105,7 +105,8 @@ def print_receiver(
 ) -> None:
     print(f"\n  receiver {person.role}")
     print(
-        "    from      video fps  freezes  longest   lost video repaired (median)   audio missing  gaps>200ms  kbit/s"
+        "    from      video fps  freezes   frozen  longest   lost video repaired (median)   "
+        "audio missing  gaps>200ms  kbit/s"
     )
     for (publisher, kind), video in sorted(reports.items(), key=lambda kv: roles.get(kv[0][0], "")):
         if kind != "video":
@@ -116,6 +117,7 @@ def print_receiver(
         kbps = 8 * (video.bytes_per_second + (audio.bytes_per_second if audio else 0)) / 1000
         print(
             f"    {roles.get(publisher, publisher):9} {video.frame_rate:7.1f}  {video.freezes:7d}  "
+            f"{video.frozen_seconds:4.1f} s  "
             f"{video.longest_freeze:6.1f} s  {video.recovered_by_rtx:4d}/{lost:<4d} {fmt_pct(video.lost_video_recovered_percent)} "
             f"{median:9}   {fmt_pct(audio.missing_percent if audio else None):>12}  "
             f"{(audio.audio_gaps if audio else 0):10d}  {kbps:6.0f}"
@@ -123,13 +125,8 @@ def print_receiver(
 
 
 async def run(args: argparse.Namespace) -> None:
-    print(
-        "command:",
-        " ".join(
-            shlex.quote(a)
-            for a in ["PYTHONPATH=$PWD", ".venv/bin/python", "bench/impaired.py", *sys.argv[1:]]
-        ),
-    )
+    arguments = " ".join(shlex.quote(a) for a in sys.argv[1:])
+    print(f"command: PYTHONPATH=$PWD .venv/bin/python bench/impaired.py {arguments}".rstrip())
     print(f"machine: {platform.platform()}, {os.cpu_count()} cores, python {platform.python_version()}")
     load = os.getloadavg()
     print(f"load average at start: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} (other work shares these cores)")
@@ -233,13 +230,15 @@ def done_when(
     worst_gaps = max((a.audio_gaps if a else 0) for a in cap) / minutes
     best_fps = max((v.frame_rate if v else 0.0) for v in cap_video)
     freezes_10s = min((v.freezes if v else 99) for v in cap_video) / (seconds / 10)
+    frozen = min((v.frozen_seconds if v else seconds) for v in cap_video) / seconds
     link = by_role["cap250"].link.down.stats
     sent_bps = 8 * (link.offered_bytes - start.offered_bytes["cap250"]) / seconds
     per_second = link.offered_bytes_per_second()[start.first_second["cap250"] :]
     print(
         f"  capped receiver (250 kbit/s): audio missing worst {worst_missing:.1f} % (target < 2), "
         f"audio gaps > 200 ms worst {worst_gaps:.1f}/min (target <= 1); best video {best_fps:.1f} fps with "
-        f"{freezes_10s:.1f} freezes/10 s (target >= 10 fps, <= 1; or told audio-only); relay sent "
+        f"{freezes_10s:.1f} freezes/10 s, frozen {100 * min(frozen, 1.0):.0f} % of the time (target >= 10 fps, "
+        "<= 1 freeze/10 s; or told audio-only); relay sent "
         f"{sent_bps / CAP_BPS:.1f}x its cap on average, {8 * max(per_second, default=0) / CAP_BPS:.1f}x in its "
         "worst second (target <= 1.2x)"
     )

@@ -27,8 +27,10 @@ def test_frame_rate_and_freezes_including_a_stream_that_stops() -> None:
     report = stats.report()[("pt_a", "video")]
     assert report.frames == 21 and report.frame_rate == pytest.approx(21 / 3.0)
     assert report.freezes == 1 and report.longest_freeze == pytest.approx(0.7)
+    assert report.frozen_seconds == pytest.approx(0.7)
     clock.now += 2.0  # nothing more arrives: the trailing silence is a freeze too
-    assert stats.report()[("pt_a", "video")].freezes == 2
+    report = stats.report()[("pt_a", "video")]
+    assert report.freezes == 2 and report.frozen_seconds == pytest.approx(3.0)
 
 
 def test_audio_missing_is_counted_end_to_end_by_timestamp() -> None:

@@ -99,6 +99,7 @@ class SourceStats:
     frames: int = 0
     last_frame: float | None = None
     frame_freezes: int = 0
+    frozen_seconds: float = 0.0  # summed length of the freezes
     longest_frame_gap: float = 0.0
     packets: int = 0
     payload_bytes: int = 0
@@ -127,6 +128,7 @@ class SourceReport:
     frames: int
     frame_rate: float
     freezes: int  # > FREEZE_SECONDS without a frame
+    frozen_seconds: float  # their summed length
     longest_freeze: float
     packets: int
     packets_missing: int  # on the last hop, after RTX
@@ -168,6 +170,7 @@ class ReceiveStats:
         gap = now - (source.since if source.last_frame is None else source.last_frame)
         if gap > FREEZE_SECONDS:
             source.frame_freezes += 1
+            source.frozen_seconds += gap
         source.longest_frame_gap = max(source.longest_frame_gap, gap)
         source.last_frame = now
         source.frames += 1
@@ -233,6 +236,7 @@ class ReceiveStats:
             frames=source.frames,
             frame_rate=source.frames / seconds,
             freezes=freezes,
+            frozen_seconds=source.frozen_seconds + (trailing if trailing > FREEZE_SECONDS else 0.0),
             longest_freeze=max(source.longest_frame_gap, trailing),
             packets=source.packets,
             packets_missing=missing,
