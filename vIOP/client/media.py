@@ -4,9 +4,9 @@ Independent of the wire: :class:`MediaPeer` takes and returns SDP strings; whoev
 socket carries them. Received frames are attributed to publishers by the ``a=msid`` stream id of the
 server's m-lines (the relay puts the publisher's participant id there).
 
-Every receiver also feeds :class:`~vIOP.client.receive_stats.ReceiveStats` (``MediaPeer.stats``): frames,
-freezes, missing packets, RTX repairs, audio gaps and bytes per remote source, what a browser's getStats
-shows. aiortc 1.16 drops RTX on a connection with several video streams; every receiver here gets
+Every receiver (except in ``PACKETS`` mode) also feeds :class:`~vIOP.client.receive_stats.ReceiveStats`
+(``MediaPeer.stats``): frames, freezes, missing packets, RTX repairs, audio gaps and bytes per remote
+source, what a browser's getStats shows. aiortc 1.16 drops RTX on a connection with several video streams; every receiver here gets
 ``route_rtx_by_ssrc`` so a client in a group repairs its losses as a browser does.
 
 Receive modes: ``DECODE`` decodes every frame (proves the stream is decodable; tests); ``ENCODED`` counts
@@ -412,6 +412,7 @@ class MediaPeer:
                     count()
 
             install_packet_counter(transceiver.receiver, packet)
+            return  # the cheapest mode (relay benchmarks) counts frames only: no receive report
         elif receiver.track is not None:
             task = asyncio.get_running_loop().create_task(self._consume(receiver.track, count))
             self._tasks.add(task)
