@@ -481,7 +481,7 @@ def internals_problems() -> list[str]:
     ]
     if "_nominated" not in aioice.ice.Connection.sendto.__code__.co_names:
         problems.append("aioice Connection.sendto no longer sends on _nominated pairs")
-    problems += _tap_problems()
+    problems += _client_hook_problems()
     if "sendto" not in aioice.ice.StunProtocol.send_data.__code__.co_names:
         problems.append("aioice StunProtocol.send_data is no longer transport.sendto")
     worker = getattr(aiortc.rtcrtpreceiver, "decoder_worker", None)
@@ -511,7 +511,7 @@ def internals_problems() -> list[str]:
     return problems
 
 
-def _tap_problems() -> list[str]:
+def _client_hook_problems() -> list[str]:
     problems = []
     dtls_init = aiortc.rtcdtlstransport.RTCDtlsTransport.__init__.__code__.co_names
     router = aiortc.rtcdtlstransport.RtpRouter
