@@ -7,7 +7,8 @@ server's m-lines (the relay puts the publisher's participant id there).
 Every receiver (except in ``PACKETS`` mode) also feeds :class:`~vIOP.client.receive_stats.ReceiveStats`
 (``MediaPeer.stats``): frames, freezes, missing packets, RTX repairs, audio gaps and bytes per remote
 source, what a browser's getStats shows. aiortc 1.16 drops RTX on a connection with several video streams; every receiver here gets
-``route_rtx_by_ssrc`` so a client in a group repairs its losses as a browser does.
+``route_rtx_by_ssrc`` so a client in a group repairs its losses as a browser does, and NACKs as a browser
+does (:mod:`vIOP.client.nacks`).
 
 Receive modes: ``DECODE`` decodes every frame (proves the stream is decodable; tests); ``ENCODED`` counts
 complete encoded frames from aiortc's jitter buffer without decoding; ``PACKETS`` counts RTP packets (a
@@ -38,6 +39,7 @@ from aiortc import (
 )
 from av.video.frame import PictureType
 
+from vIOP.client.nacks import PacedNacks
 from vIOP.client.receive_stats import ReceiveStats, SourceReport
 from vIOP.media.aiortc_internals import (
     DatagramTap,
@@ -45,6 +47,7 @@ from vIOP.media.aiortc_internals import (
     install_packet_counter,
     observe_rtp,
     on_keyframe_request,
+    replace_nack_generator,
     route_rtx_by_ssrc,
     tap_datagrams,
 )
@@ -299,10 +302,16 @@ class MediaPeer:
         receive: ReceiveMode = ReceiveMode.DECODE,
         counter: FrameCounter | None = None,
         tap: DatagramTap | None = None,
+        browser_nacks: bool = True,
     ) -> None:
-        """``tap``: put this object in the connection's UDP path (tests and benchmarks impair links)."""
+        """``tap``: put this object in the connection's UDP path (tests and benchmarks impair links).
+
+        ``browser_nacks``: video receivers NACK as browsers do (:class:`~vIOP.client.nacks.PacedNacks`);
+        False keeps aiortc's own NACKs.
+        """
         self.pc = RTCPeerConnection(peer_configuration(ice_servers))
         self._tap = tap
+        self._browser_nacks = browser_nacks
         self.counter = counter or FrameCounter()
         self.stats = ReceiveStats(self.counter.clock)
         self._hosts = tuple(host_addresses)
@@ -402,6 +411,8 @@ class MediaPeer:
             stats.packet(publisher, kind, ssrc, sequence, timestamp, len(payload), repairs)
 
         route_rtx_by_ssrc(receiver)
+        if self._browser_nacks:
+            replace_nack_generator(receiver, PacedNacks(self.counter.clock))
         if self._mode is ReceiveMode.ENCODED:
             install_encoded_output(transceiver.receiver, kind, lambda _frame: count())
         elif self._mode is ReceiveMode.PACKETS:

@@ -161,6 +161,22 @@ def route_rtx_by_ssrc(receiver: RTCRtpReceiver) -> None:
     receiver.receive = receive_and_route  # type: ignore[method-assign]
 
 
+class NackGenerator(Protocol):
+    """aiortc's receiver calls ``add(packet)`` per packet; when True it NACKs ``sorted(missing)``."""
+
+    missing: set[int]
+
+    def add(self, packet: Any) -> bool: ...
+
+
+def replace_nack_generator(receiver: RTCRtpReceiver, generator: NackGenerator) -> bool:
+    """Make a video ``receiver`` decide its NACKs with ``generator``; False for audio (aiortc sends none)."""
+    if receiver._RTCRtpReceiver__nack_generator is None:  # type: ignore[attr-defined]
+        return False
+    receiver._RTCRtpReceiver__nack_generator = generator  # type: ignore[attr-defined]
+    return True
+
+
 def media_ssrcs(receiver: RTCRtpReceiver) -> list[int]:
     """The publisher's media SSRCs: declared in its SDP or seen on the wire, minus its RTX SSRCs.
 
@@ -415,6 +431,7 @@ INTERNALS: Final = (
     "aiortc version 1.16.x",
     "RTCRtpReceiver: __decoder_queue / __decoder_thread / __rtx_ssrc, _send_rtcp_pli, _handle_rtp_packet",
     "RTCDtlsTransport._rtp_router.ssrc_table routes RTP by SSRC; receive() registers only media SSRCs",
+    "RTCRtpReceiver.__nack_generator: add(packet) -> bool, then NACKs sorted(.missing)",
     "rtcrtpreceiver.decoder_worker(loop, input_q, output_q, decode_error) reads input_q.get()",
     "RTCRtpSender: _send_keyframe, _stream_id, _track_id; codec pack() for non-Frame input",
     "RTCRtpSender: _ssrc, _rtx_ssrc, _enabled, __started, sender-report counters, _retransmit (DirectSender)",
@@ -513,6 +530,14 @@ def internals_problems() -> list[str]:
 
 def _client_hook_problems() -> list[str]:
     problems = []
+    receiver_cls = aiortc.rtcrtpreceiver.RTCRtpReceiver
+    if "_RTCRtpReceiver__nack_generator" not in receiver_cls.__init__.__code__.co_names:
+        problems.append("RTCRtpReceiver no longer keeps __nack_generator")
+    handle_names = receiver_cls._handle_rtp_packet.__code__.co_names
+    if not {"_RTCRtpReceiver__nack_generator", "add", "missing", "_send_rtcp_nack"} <= set(handle_names):
+        problems.append(
+            "RTCRtpReceiver._handle_rtp_packet no longer NACKs nack_generator.missing after add()"
+        )
     dtls_init = aiortc.rtcdtlstransport.RTCDtlsTransport.__init__.__code__.co_names
     router = aiortc.rtcdtlstransport.RtpRouter
     if "_rtp_router" not in dtls_init or "ssrc_table" not in router.route_rtp.__code__.co_names:
