@@ -45,7 +45,7 @@ from vIOP.media.aiortc_internals import (
     DatagramTap,
     install_encoded_output,
     install_packet_counter,
-    observe_rtp,
+    observe_received_rtp,
     on_keyframe_request,
     replace_nack_generator,
     route_rtx_by_ssrc,
@@ -428,7 +428,7 @@ class MediaPeer:
             task = asyncio.get_running_loop().create_task(self._consume(receiver.track, count))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
-        observe_rtp(receiver, seen)
+        observe_received_rtp(receiver, seen)
 
     @staticmethod
     async def _consume(track: MediaStreamTrack, count: Callable[[], None]) -> None:

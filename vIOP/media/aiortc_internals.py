@@ -28,6 +28,10 @@ The points, and why each is needed:
   connection through :func:`negotiated`, :func:`set_negotiated` and :func:`rewrite_offer`.
 - SDP: ``aiortc.sdp`` is the parser ``setRemoteDescription`` uses; :func:`parse_sdp_media` and
   :func:`candidate_from_sdp` read with it (``vIOP.media.sdp`` validates).
+- The Python client's receivers (``vIOP.client.media``): :func:`route_rtx_by_ssrc` registers RTX SSRCs with
+  the transport's RTP router (aiortc 1.16 drops RTX on a connection with several video streams);
+  :func:`replace_nack_generator` puts browser-like NACK pacing in place of aiortc's generator;
+  :func:`observe_received_rtp` shows each packet to the client's receive report.
 - Test links: :func:`tap_datagrams` puts a :class:`DatagramTap` between a peer connection's aioice
   connection and its socket (``data_received`` in, ``sendto`` out), so test clients can suffer loss, delay
   and rate caps the kernel cannot emulate (``bench/scenarios/impairment.py``).
@@ -125,11 +129,11 @@ def install_packet_counter(receiver: RTCRtpReceiver, count: PacketCounter) -> No
     receiver._handle_rtp_packet = handle  # type: ignore[method-assign]
 
 
-RtpObserver = Callable[[int, int, int, int, bytes], None]
+ReceivedRtpObserver = Callable[[int, int, int, int, bytes], None]
 """Called with (SSRC, sequence number, timestamp, payload type, payload) for every RTP packet a receiver gets."""
 
 
-def observe_rtp(receiver: RTCRtpReceiver, observer: RtpObserver) -> None:
+def observe_received_rtp(receiver: RTCRtpReceiver, observer: ReceivedRtpObserver) -> None:
     """Show ``observer`` every RTP packet routed to ``receiver`` (RTX still wrapped), then handle it as before."""
     handle = receiver._handle_rtp_packet
 
@@ -498,7 +502,8 @@ def internals_problems() -> list[str]:
     ]
     if "_nominated" not in aioice.ice.Connection.sendto.__code__.co_names:
         problems.append("aioice Connection.sendto no longer sends on _nominated pairs")
-    problems += _client_hook_problems()
+    problems += _tap_problems()
+    problems += _client_receiver_problems()
     if "sendto" not in aioice.ice.StunProtocol.send_data.__code__.co_names:
         problems.append("aioice StunProtocol.send_data is no longer transport.sendto")
     worker = getattr(aiortc.rtcrtpreceiver, "decoder_worker", None)
@@ -528,7 +533,8 @@ def internals_problems() -> list[str]:
     return problems
 
 
-def _client_hook_problems() -> list[str]:
+def _client_receiver_problems() -> list[str]:
+    """The hooks ``vIOP.client`` puts on its receivers: RTX routing, browser-like NACKs, packet observer."""
     problems = []
     receiver_cls = aiortc.rtcrtpreceiver.RTCRtpReceiver
     if "_RTCRtpReceiver__nack_generator" not in receiver_cls.__init__.__code__.co_names:
@@ -544,6 +550,18 @@ def _client_hook_problems() -> list[str]:
         problems.append("RTCDtlsTransport._rtp_router no longer routes RTP by ssrc_table (RTX routing)")
     if "_register_rtp_receiver" not in aiortc.rtcrtpreceiver.RTCRtpReceiver.receive.__code__.co_names:
         problems.append("RTCRtpReceiver.receive no longer registers with the transport (RTX routing)")
+    if (
+        "_handle_rtp_packet"
+        not in aiortc.rtcdtlstransport.RTCDtlsTransport._handle_rtp_data.__code__.co_names
+    ):
+        problems.append(
+            "RTCDtlsTransport._handle_rtp_data no longer hands packets to receiver._handle_rtp_packet"
+        )
+    return problems
+
+
+def _tap_problems() -> list[str]:
+    problems = []
     if "data_received" not in aioice.ice.StunProtocol.datagram_received.__code__.co_names:
         problems.append("aioice StunProtocol.datagram_received no longer calls receiver.data_received")
     if "sendto" not in aioice.ice.Connection.send.__code__.co_names:
