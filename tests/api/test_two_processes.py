@@ -196,5 +196,8 @@ def test_python_client_cli_joins_admits_and_counts_frames(tmp_path: Path, redis_
         assert host_summary["role"] == "host"
         assert client_summary["frames"].get(f"{host_summary['participant_id']}/video", 0) > 0
         assert host_summary["frames"].get(f"{client_summary['participant_id']}/video", 0) > 0
+        # The receive report: what the client decoded of the host, as a browser's getStats would show it.
+        seen = client_summary["received"][f"{host_summary['participant_id']}/video"]
+        assert seen["frames"] > 0 and seen["frame_rate"] > 0 and seen["bytes_per_second"] > 0
     finally:
         app.stop()

@@ -1,5 +1,6 @@
 """``python -m vIOP.client``: join a room as a client (invite) or clinician (login), publish synthetic
-media, count what arrives, print a JSON summary.
+media, count what arrives, print a JSON summary (``received``: per publisher and kind, frame rate, freezes,
+audio missing and gaps, RTX repairs and bytes per second, as ``vIOP/client/receive_stats.py`` reports).
 
     python -m vIOP.client --server http://127.0.0.1:8000 --room rm_... --invite vinv_... --seconds 20
     echo "$PASSWORD" | python -m vIOP.client --server ... --room rm_... --username dr.lee --password-stdin \\
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import sys
 import time
@@ -46,6 +48,20 @@ def _parser() -> argparse.ArgumentParser:
 
 def _tracks() -> Sequence[MediaStreamTrack]:
     return (AudioStreamTrack(), SyntheticVideoTrack(width=320, height=180, fps=15))
+
+
+def _received(client: RoomClient) -> dict[str, dict[str, object]]:
+    """The receive report per ``publisher/kind``: frame rate, freezes, audio missing and gaps, RTX, bytes."""
+    if client.media is None:
+        return {}
+    return {
+        f"{publisher}/{kind}": {
+            name: round(value, 3) if isinstance(value, float) else value
+            for name, value in dataclasses.asdict(report).items()
+            if name not in ("publisher", "kind")
+        }
+        for (publisher, kind), report in client.media.receive_report().items()
+    }
 
 
 async def run(args: argparse.Namespace) -> dict[str, object]:
@@ -87,6 +103,7 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
                     f"{publisher}/{kind}": count.frames
                     for (publisher, kind), count in client.counter.streams.items()
                 },
+                "received": _received(client),
                 "closed": client.closed.close_code if client.closed else None,
             }
         finally:

@@ -4,6 +4,12 @@ Independent of the wire: :class:`MediaPeer` takes and returns SDP strings; whoev
 socket carries them. Received frames are attributed to publishers by the ``a=msid`` stream id of the
 server's m-lines (the relay puts the publisher's participant id there).
 
+Every receiver (except in ``PACKETS`` mode) also feeds :class:`~vIOP.client.receive_stats.ReceiveStats`
+(``MediaPeer.stats``): frames, freezes, missing packets, RTX repairs, audio gaps and bytes per remote
+source, what a browser's getStats shows. aiortc 1.16 drops RTX on a connection with several video streams; every receiver here gets
+``route_rtx_by_ssrc`` so a client in a group repairs its losses as a browser does, and NACKs as a browser
+does (:mod:`vIOP.client.nacks`).
+
 Receive modes: ``DECODE`` decodes every frame (proves the stream is decodable; tests); ``ENCODED`` counts
 complete encoded frames from aiortc's jitter buffer without decoding; ``PACKETS`` counts RTP packets (a
 video frame ends with the marker bit) and skips the jitter buffer too (benchmarks, cheapest).
@@ -33,7 +39,18 @@ from aiortc import (
 )
 from av.video.frame import PictureType
 
-from vIOP.media.aiortc_internals import install_encoded_output, install_packet_counter, on_keyframe_request
+from vIOP.client.nacks import PacedNacks
+from vIOP.client.receive_stats import ReceiveStats, SourceReport
+from vIOP.media.aiortc_internals import (
+    DatagramTap,
+    install_encoded_output,
+    install_packet_counter,
+    observe_received_rtp,
+    on_keyframe_request,
+    replace_nack_generator,
+    route_rtx_by_ssrc,
+    tap_datagrams,
+)
 from vIOP.media.codec_plan import restrict_codecs
 from vIOP.media.frames import EncodedFrame, is_vp8_keyframe
 from vIOP.media.ice_gathering import advertising, peer_configuration
@@ -226,8 +243,11 @@ class PreEncodedTrack(MediaStreamTrack):
         self._pacer = _Pacer(clip.interval)
         self._index = 0
         self.frames_sent = 0
+        self.keyframe_requests = 0
+        self.keyframes_sent = 0  # including the clip's own first frame on every loop
 
     def request_keyframe(self) -> None:
+        self.keyframe_requests += 1
         self._index = 0
 
     async def recv(self) -> EncodedFrame:  # type: ignore[override]
@@ -239,6 +259,7 @@ class PreEncodedTrack(MediaStreamTrack):
         self._index = (self._index + 1) % len(frames)
         self.frames_sent += 1
         keyframe = is_vp8_keyframe(data) if self.kind == "video" else True
+        self.keyframes_sent += keyframe and self.kind == "video"
         return EncodedFrame(data, n * self._clip.pts_step, self._clip.time_base, keyframe)
 
 
@@ -280,9 +301,19 @@ class MediaPeer:
         host_addresses: Sequence[str] = (),
         receive: ReceiveMode = ReceiveMode.DECODE,
         counter: FrameCounter | None = None,
+        tap: DatagramTap | None = None,
+        browser_nacks: bool = True,
     ) -> None:
+        """``tap``: put this object in the connection's UDP path (tests and benchmarks impair links).
+
+        ``browser_nacks``: video receivers NACK as browsers do (:class:`~vIOP.client.nacks.PacedNacks`);
+        False keeps aiortc's own NACKs.
+        """
         self.pc = RTCPeerConnection(peer_configuration(ice_servers))
+        self._tap = tap
+        self._browser_nacks = browser_nacks
         self.counter = counter or FrameCounter()
+        self.stats = ReceiveStats(self.counter.clock)
         self._hosts = tuple(host_addresses)
         self._mode = receive
         self._publisher_by_mid: dict[str, str] = {}
@@ -304,7 +335,12 @@ class MediaPeer:
         offer = await self.pc.createOffer()
         with advertising(self._hosts):
             await self.pc.setLocalDescription(offer)
+        self._tap_transports()
         return str(self.pc.localDescription.sdp)
+
+    def _tap_transports(self) -> None:
+        if self._tap is not None:
+            tap_datagrams(self.pc, self._tap)
 
     def receive_only(self, *kinds: str) -> None:
         """Offer ``recvonly`` m-lines (a participant without camera or microphone, or a benchmark viewer)."""
@@ -324,6 +360,7 @@ class MediaPeer:
         answer = await self.pc.createAnswer()
         with advertising(self._hosts):
             await self.pc.setLocalDescription(answer)
+        self._tap_transports()
         return str(self.pc.localDescription.sdp)
 
     def _learn(self, summary: SdpSummary) -> None:
@@ -345,14 +382,37 @@ class MediaPeer:
     def publisher_of(self, mid: str | None) -> str:
         return self._publisher_by_mid.get(mid or "", "")
 
+    def receive_report(self) -> dict[tuple[str, str], SourceReport]:
+        """What arrived per (publisher, kind) since the peer started or ``stats.restart()``."""
+        return self.stats.report()
+
     def _start_counting(self, transceiver: RTCRtpTransceiver) -> None:
         kind = transceiver.kind
+        stats = self.stats
+        rtx_pts = self._rtx_pts
+        receiver = transceiver.receiver
 
         def count(frames: int = 1) -> None:
             publisher = self.publisher_of(transceiver.mid)
             if publisher:
                 self.counter.add(publisher, kind, frames)
+                for _ in range(frames):
+                    stats.frame(publisher, kind)
 
+        def seen(ssrc: int, sequence: int, timestamp: int, payload_type: int, payload: bytes) -> None:
+            publisher = self.publisher_of(transceiver.mid)
+            if not publisher:
+                return
+            repairs = None
+            if payload_type in rtx_pts:
+                if len(payload) < 2:
+                    return
+                repairs = int.from_bytes(payload[:2], "big")  # RFC 4588: the original sequence number
+            stats.packet(publisher, kind, ssrc, sequence, timestamp, len(payload), repairs)
+
+        route_rtx_by_ssrc(receiver)
+        if self._browser_nacks:
+            replace_nack_generator(receiver, PacedNacks(self.counter.clock))
         if self._mode is ReceiveMode.ENCODED:
             install_encoded_output(transceiver.receiver, kind, lambda _frame: count())
         elif self._mode is ReceiveMode.PACKETS:
@@ -363,12 +423,12 @@ class MediaPeer:
                     count()
 
             install_packet_counter(transceiver.receiver, packet)
-        else:
-            track = transceiver.receiver.track
-            if track is not None:
-                task = asyncio.get_running_loop().create_task(self._consume(track, count))
-                self._tasks.add(task)
-                task.add_done_callback(self._tasks.discard)
+            return  # the cheapest mode (relay benchmarks) counts frames only: no receive report
+        elif receiver.track is not None:
+            task = asyncio.get_running_loop().create_task(self._consume(receiver.track, count))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        observe_received_rtp(receiver, seen)
 
     @staticmethod
     async def _consume(track: MediaStreamTrack, count: Callable[[], None]) -> None:

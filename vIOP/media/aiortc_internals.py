@@ -28,6 +28,13 @@ The points, and why each is needed:
   connection through :func:`negotiated`, :func:`set_negotiated` and :func:`rewrite_offer`.
 - SDP: ``aiortc.sdp`` is the parser ``setRemoteDescription`` uses; :func:`parse_sdp_media` and
   :func:`candidate_from_sdp` read with it (``vIOP.media.sdp`` validates).
+- The Python client's receivers (``vIOP.client.media``): :func:`route_rtx_by_ssrc` registers RTX SSRCs with
+  the transport's RTP router (aiortc 1.16 drops RTX on a connection with several video streams);
+  :func:`replace_nack_generator` puts browser-like NACK pacing in place of aiortc's generator;
+  :func:`observe_received_rtp` shows each packet to the client's receive report.
+- Test links: :func:`tap_datagrams` puts a :class:`DatagramTap` between a peer connection's aioice
+  connection and its socket (``data_received`` in, ``sendto`` out), so test clients can suffer loss, delay
+  and rate caps the kernel cannot emulate (``bench/scenarios/impairment.py``).
 - Sending: ``vIOP.media.direct_sender`` writes a subscriber's RTP itself. It needs the sender's SSRCs
   (:func:`sender_ssrcs`), the transport's SRTP session and the nominated ICE pair (:func:`sender_output`),
   keeps the counters aiortc's RTCP reads (:func:`count_sent`), and answers aiortc's NACK handling
@@ -38,9 +45,10 @@ from __future__ import annotations
 
 import copy
 import threading
+import weakref
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 import aioice.ice
 import aiortc
@@ -119,6 +127,58 @@ def install_packet_counter(receiver: RTCRtpReceiver, count: PacketCounter) -> No
         count(packet.payload_type, bool(packet.marker))
 
     receiver._handle_rtp_packet = handle  # type: ignore[method-assign]
+
+
+ReceivedRtpObserver = Callable[[int, int, int, int, bytes], None]
+"""Called with (SSRC, sequence number, timestamp, payload type, payload) for every RTP packet a receiver gets."""
+
+
+def observe_received_rtp(receiver: RTCRtpReceiver, observer: ReceivedRtpObserver) -> None:
+    """Show ``observer`` every RTP packet routed to ``receiver`` (RTX still wrapped), then handle it as before."""
+    handle = receiver._handle_rtp_packet
+
+    async def observed(packet: Any, arrival_time_ms: int) -> None:
+        observer(packet.ssrc, packet.sequence_number, packet.timestamp, packet.payload_type, packet.payload)
+        await handle(packet, arrival_time_ms)
+
+    receiver._handle_rtp_packet = observed  # type: ignore[method-assign]
+
+
+def route_rtx_by_ssrc(receiver: RTCRtpReceiver) -> None:
+    """Make ``receiver``'s transport route its RTX stream to it by SSRC (aiortc 1.16 drops it otherwise).
+
+    aiortc registers only the media SSRC of a receiver with the transport's RTP router; a packet with an
+    unknown SSRC is routed by payload type, and only if exactly one receiver has that payload type. Every
+    video m-line of a connection shares the RTX payload type, so with two video streams or more every RTX
+    packet is discarded and no loss is ever repaired. This registers the RTX SSRCs (which the receiver
+    learned from ``a=ssrc-group:FID``) right after aiortc registers the receiver.
+    """
+    receive = receiver.receive
+
+    async def receive_and_route(parameters: Any) -> None:
+        await receive(parameters)
+        rtx_to_media: dict[int, int] = receiver._RTCRtpReceiver__rtx_ssrc  # type: ignore[attr-defined]
+        router = receiver.transport._rtp_router
+        for rtx_ssrc in rtx_to_media:
+            router.ssrc_table[rtx_ssrc] = receiver
+
+    receiver.receive = receive_and_route  # type: ignore[method-assign]
+
+
+class NackGenerator(Protocol):
+    """aiortc's receiver calls ``add(packet)`` per packet; when True it NACKs ``sorted(missing)``."""
+
+    missing: set[int]
+
+    def add(self, packet: Any) -> bool: ...
+
+
+def replace_nack_generator(receiver: RTCRtpReceiver, generator: NackGenerator) -> bool:
+    """Make a video ``receiver`` decide its NACKs with ``generator``; False for audio (aiortc sends none)."""
+    if receiver._RTCRtpReceiver__nack_generator is None:  # type: ignore[attr-defined]
+        return False
+    receiver._RTCRtpReceiver__nack_generator = generator  # type: ignore[attr-defined]
+    return True
 
 
 def media_ssrcs(receiver: RTCRtpReceiver) -> list[int]:
@@ -303,17 +363,86 @@ def route_host_addresses(provider: HostAddresses) -> None:
             aioice.ice.get_host_addresses = provider  # type: ignore[assignment]
 
 
+# --- test links ------------------------------------------------------------------------------------------
+
+
+class DatagramTap(Protocol):
+    """Sits in a peer connection's UDP path; whatever it does not pass on is lost."""
+
+    def incoming(self, data: bytes, deliver: Callable[[bytes], None]) -> None:
+        """A datagram arrived from the network; ``deliver`` hands it to aiortc (now or later)."""
+
+    def outgoing(self, data: bytes, send: Callable[[bytes], None]) -> None:
+        """aiortc sends a datagram; ``send`` puts it on the socket (now or later)."""
+
+
+_tapped: Final[weakref.WeakSet[aioice.ice.Connection]] = weakref.WeakSet()
+
+
+def _ice_connections(pc: aiortc.RTCPeerConnection) -> list[aioice.ice.Connection]:
+    dtls = [t.receiver.transport for t in pc.getTransceivers()] + [
+        t.sender.transport for t in pc.getTransceivers()
+    ]
+    if pc.sctp is not None:
+        dtls.append(pc.sctp.transport)
+    found = {id(d.transport._connection): d.transport._connection for d in dtls if d is not None}
+    return list(found.values())
+
+
+def tap_datagrams(pc: aiortc.RTCPeerConnection, tap: DatagramTap) -> int:
+    """Route every datagram of ``pc``'s ICE connections through ``tap``; returns how many were newly tapped.
+
+    Idempotent; call it after each ``setLocalDescription`` (transports exist from then on, and data flows
+    only once ICE has checked a pair). Sending goes to the nominated pair of the component, as aioice does;
+    a datagram released after the pair is gone is lost.
+    """
+    added = 0
+    for connection in _ice_connections(pc):
+        if connection in _tapped:
+            continue
+        _tapped.add(connection)
+        added += 1
+        _tap_connection(connection, tap)
+    return added
+
+
+def _tap_connection(connection: aioice.ice.Connection, tap: DatagramTap) -> None:
+    received = connection.data_received
+    nominated = connection._nominated
+
+    def data_received(data: bytes, component: int) -> None:
+        tap.incoming(data, lambda d: received(d, component))
+
+    async def sendto(data: bytes, component: int) -> None:
+        pair = nominated.get(component)
+        if pair is None:
+            raise ConnectionError("Cannot send data, not connected")
+
+        def send(d: bytes) -> None:
+            now = nominated.get(component)
+            if now is not None and not now.protocol.transport.is_closing():
+                now.protocol.transport.sendto(d, now.remote_addr)
+
+        tap.outgoing(data, send)
+
+    connection.data_received = data_received  # type: ignore[method-assign]
+    connection.sendto = sendto  # type: ignore[method-assign]
+
+
 # --- canary ----------------------------------------------------------------------------------------------
 
 INTERNALS: Final = (
     "aiortc version 1.16.x",
     "RTCRtpReceiver: __decoder_queue / __decoder_thread / __rtx_ssrc, _send_rtcp_pli, _handle_rtp_packet",
+    "RTCDtlsTransport._rtp_router.ssrc_table routes RTP by SSRC; receive() registers only media SSRCs",
+    "RTCRtpReceiver.__nack_generator: add(packet) -> bool, then NACKs sorted(.missing)",
     "rtcrtpreceiver.decoder_worker(loop, input_q, output_q, decode_error) reads input_q.get()",
     "RTCRtpSender: _send_keyframe, _stream_id, _track_id; codec pack() for non-Frame input",
     "RTCRtpSender: _ssrc, _rtx_ssrc, _enabled, __started, sender-report counters, _retransmit (DirectSender)",
     "RTCDtlsTransport: _state, _tx_srtp; aioice Connection._nominated, StunProtocol.transport (DirectSender)",
     "RTCRtpTransceiver: _codecs, _headerExtensions",
     "aioice.ice.get_host_addresses(use_ipv4, use_ipv6)",
+    "aioice Connection: data_received(data, component), sendto, _nominated[component].protocol/remote_addr",
     "aiortc.sdp: SessionDescription.parse/str, candidate_from_sdp; aiortc.codecs: CODECS, HEADER_EXTENSIONS",
 )
 
@@ -373,6 +502,8 @@ def internals_problems() -> list[str]:
     ]
     if "_nominated" not in aioice.ice.Connection.sendto.__code__.co_names:
         problems.append("aioice Connection.sendto no longer sends on _nominated pairs")
+    problems += _tap_problems()
+    problems += _client_receiver_problems()
     if "sendto" not in aioice.ice.StunProtocol.send_data.__code__.co_names:
         problems.append("aioice StunProtocol.send_data is no longer transport.sendto")
     worker = getattr(aiortc.rtcrtpreceiver, "decoder_worker", None)
@@ -399,6 +530,44 @@ def internals_problems() -> list[str]:
             problems.append("VP8 pack() no longer packetizes an EncodedFrame unchanged")
     except Exception as exc:
         problems.append(f"VP8 pack() rejects an EncodedFrame: {exc!r}")
+    return problems
+
+
+def _client_receiver_problems() -> list[str]:
+    """The hooks ``vIOP.client`` puts on its receivers: RTX routing, browser-like NACKs, packet observer."""
+    problems = []
+    receiver_cls = aiortc.rtcrtpreceiver.RTCRtpReceiver
+    if "_RTCRtpReceiver__nack_generator" not in receiver_cls.__init__.__code__.co_names:
+        problems.append("RTCRtpReceiver no longer keeps __nack_generator")
+    handle_names = receiver_cls._handle_rtp_packet.__code__.co_names
+    if not {"_RTCRtpReceiver__nack_generator", "add", "missing", "_send_rtcp_nack"} <= set(handle_names):
+        problems.append(
+            "RTCRtpReceiver._handle_rtp_packet no longer NACKs nack_generator.missing after add()"
+        )
+    dtls_init = aiortc.rtcdtlstransport.RTCDtlsTransport.__init__.__code__.co_names
+    router = aiortc.rtcdtlstransport.RtpRouter
+    if "_rtp_router" not in dtls_init or "ssrc_table" not in router.route_rtp.__code__.co_names:
+        problems.append("RTCDtlsTransport._rtp_router no longer routes RTP by ssrc_table (RTX routing)")
+    if "_register_rtp_receiver" not in aiortc.rtcrtpreceiver.RTCRtpReceiver.receive.__code__.co_names:
+        problems.append("RTCRtpReceiver.receive no longer registers with the transport (RTX routing)")
+    if (
+        "_handle_rtp_packet"
+        not in aiortc.rtcdtlstransport.RTCDtlsTransport._handle_rtp_data.__code__.co_names
+    ):
+        problems.append(
+            "RTCDtlsTransport._handle_rtp_data no longer hands packets to receiver._handle_rtp_packet"
+        )
+    return problems
+
+
+def _tap_problems() -> list[str]:
+    problems = []
+    if "data_received" not in aioice.ice.StunProtocol.datagram_received.__code__.co_names:
+        problems.append("aioice StunProtocol.datagram_received no longer calls receiver.data_received")
+    if "sendto" not in aioice.ice.Connection.send.__code__.co_names:
+        problems.append("aioice Connection.send no longer goes through sendto")
+    if "_connection" not in aiortc.RTCIceTransport.__init__.__code__.co_names:
+        problems.append("RTCIceTransport no longer keeps its aioice _connection")
     return problems
 
 
