@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from datetime import datetime
 
@@ -20,6 +21,14 @@ async def _revoked_at(api: Api, invite_id: str) -> datetime | None:
         query = select(invites.c.revoked_at).where(invites.c.id == invite_id)
         revoked: datetime | None = (await conn.execute(query)).scalar_one()
     return revoked
+
+
+async def _directory_says_ended(api: Api, room_id: str, within: float = 5.0) -> None:
+    """Bounded poll: the end reaches the SQL directory from the event loop, not from a read."""
+    deadline = time.monotonic() + within
+    while (await api.services.room_directory.get(room_id)).state != "ended":
+        assert time.monotonic() < deadline, "the directory never recorded the end"
+        await asyncio.sleep(0.01)
 
 
 def _epoch(text: str) -> float:
@@ -138,6 +147,7 @@ async def test_listing_clinicians_see_their_own_rooms_staff_and_admins_every_ope
     await api.services.rooms.end(RoomId(a2["id"]), by=None)
     assert await ids(staff) == {a1["id"], b1["id"]}
     assert await ids(dr_a) == {a1["id"]}
+    await _directory_says_ended(api, a2["id"])
     record = await api.services.room_directory.get(a2["id"])
     assert record.state == "ended"
     assert record.ended_at is not None
@@ -145,6 +155,17 @@ async def test_listing_clinicians_see_their_own_rooms_staff_and_admins_every_ope
     assert_error(
         await api.http.get("/api/v1/rooms", headers=bearer(invite["invite_token"])), 403, "forbidden"
     )
+
+
+async def test_a_room_ended_elsewhere_reaches_the_directory_without_any_read(api: Api) -> None:
+    # Ended straight in the live store (as another process or the sweeper would): no HTTP read follows,
+    # yet the durable record learns of it from the room events.
+    dr = await api.user(Role.CLINICIAN)
+    room = await api.create_room(dr, title="Ended elsewhere")
+    await api.services.rooms.end(RoomId(room["id"]), by=None)
+    await _directory_says_ended(api, room["id"])
+    record = await api.services.room_directory.get(room["id"])
+    assert record.ended_at is not None
 
 
 async def test_reading_a_room_checks_credential_then_existence_then_scope(api: Api) -> None:
