@@ -45,7 +45,7 @@ from vIOP.session.delivery import MediaHooks, RoomDelivery
 from vIOP.session.loops import RelayHooks, relay_signal_sender, run_event_loop, run_sweeper
 from vIOP.session.presence import presence_listener
 from vIOP.session.revocation import close_user_sockets, run_revocation_listener
-from vIOP.session.rooms_view import directory_listener
+from vIOP.session.room_end import directory_sync
 from vIOP.session.services import Services
 from vIOP.settings import Settings
 from vIOP.signaling.connections import ConnectionLimits, ConnectionRegistry
@@ -216,8 +216,8 @@ def start_live(services: Services) -> None:
     services.spawn(run_revocation_listener(services), "revocations")
     listeners = live.event_listeners
     listeners.append(presence_listener(services))
-    listeners.append(directory_listener(services))  # rooms ended elsewhere reach the SQL directory
     services.spawn(run_event_loop(services, delivery, listeners), "room-events")
+    directory_sync(services).kick()  # reconcile at start: a previous run may have left ended rooms open
     services.spawn(
         run_sweeper(services, interval=min(2.0, services.settings.heartbeat_seconds / 2)), "sweeper"
     )

@@ -1,46 +1,23 @@
-"""The room-view use cases: a room's durable record (SQL ``room_directory``) merged with its live state
-(Redis ``services.rooms``), and ending a room in one place.
+"""The room view: a room's durable record (SQL ``room_directory``) merged with its live state (Redis
+``services.rooms``), for the HTTP routes.
 
 Reads never write: a room the live store reports ended reads as ended whatever its record says. The record
-learns of the end from :func:`end_room` (a host's ``end``) or, for rooms ended elsewhere (another process,
-the sweeper after the grace), from :func:`directory_listener` on the event loop.
+learns of the end from the end use case (:mod:`vIOP.session.room_end`), which keeps trying until the
+database takes it; a read must not be what repairs the directory (it would write on every GET while the
+database is away, and nothing would repair a room nobody reads).
 """
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 from typing import Final
 
-from vIOP.ids import ParticipantId, RoomId
+from vIOP.auth.room_records import RoomRecord
 from vIOP.rooms.errors import RoomNotFound
-from vIOP.rooms.events import Event, Resync, RoomEnded
-from vIOP.rooms.room import Room, RoomState, Transition
-from vIOP.session.live import EventListener
+from vIOP.rooms.room import Room, RoomState
 from vIOP.session.services import Services
-from vIOP.storage.rooms_sql import RoomRecord
-
-log = logging.getLogger(__name__)
 
 ENDED: Final = RoomState.ENDED.value
-
-
-async def end_room(services: Services, room_id: RoomId, *, by: ParticipantId | None) -> Transition:
-    """End the live session and record the end in the directory (so listings stop showing it)."""
-    t = await services.rooms.end(room_id, by=by)
-    await services.room_directory.set_state(room_id, ENDED, ended_at=t.room.ended_at)
-    return t
-
-
-def directory_listener(services: Services) -> EventListener:
-    """Record every room end seen on the bus in the directory (idempotent): rooms ended by another process
-    or by the sweeper reach SQL without a read having to write."""
-
-    async def record_end(item: Event | Resync) -> None:
-        if isinstance(item, RoomEnded):
-            await services.room_directory.set_state(item.room_id, ENDED, ended_at=item.at)
-
-    return record_end
 
 
 async def live_room(services: Services, record: RoomRecord) -> Room | None:
@@ -61,7 +38,8 @@ def is_ended(record: RoomRecord, live: Room | None) -> bool:
 async def open_rooms_of(
     services: Services, records: Sequence[RoomRecord]
 ) -> list[tuple[RoomRecord, Room | None]]:
-    """The listing: each record whose live session has not ended, with its live state (one Redis read for every open room)."""
+    """The listing: each record whose live session has not ended, with its live state (the open rooms in
+    one Redis read, then one read per record not among them)."""
     open_now = {room.id: room for room in await services.rooms.rooms.open_rooms()}
     listed = []
     for record in records:

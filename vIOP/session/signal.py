@@ -30,7 +30,7 @@ from vIOP.rooms.room import Room
 from vIOP.session.audit_names import AUDIT_NAMES, audit_name
 from vIOP.session.delivery import RoomDelivery, wire_role
 from vIOP.session.revocation import CLOSE, sleep_until
-from vIOP.session.rooms_view import end_room
+from vIOP.session.room_end import end_room
 from vIOP.session.services import Services
 from vIOP.signaling import messages as m
 from vIOP.signaling.codec import error_reply
