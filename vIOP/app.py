@@ -217,7 +217,6 @@ def start_live(services: Services) -> None:
     listeners = live.event_listeners
     listeners.append(presence_listener(services))
     services.spawn(run_event_loop(services, delivery, listeners), "room-events")
-    directory_sync(services).kick()  # reconcile at start: a previous run may have left ended rooms open
     services.spawn(
         run_sweeper(services, interval=min(2.0, services.settings.heartbeat_seconds / 2)), "sweeper"
     )
@@ -232,6 +231,8 @@ def start_live(services: Services) -> None:
             await services.relay.close()
 
     services.drain_hooks.append(drain)
+    # After the sockets' drain hook: its last try comes once no host can end a room here any more.
+    directory_sync(services).kick()  # reconcile at start: a previous run may have left ended rooms open
 
 
 async def close_services(services: Services) -> None:
