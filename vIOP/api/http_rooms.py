@@ -30,6 +30,7 @@ from vIOP.api.context import services_of
 from vIOP.api.openapi import IsoTime, Operation, Reply, documented_route, path_param, struct_response
 from vIOP.auth.invites import InvitePolicy, InviteRejected
 from vIOP.auth.permissions import Action, Grant, Role, RoomScope, authorize, grant_for
+from vIOP.auth.room_records import RoomRecord
 from vIOP.errors import BadRequest, Conflict
 from vIOP.ids import InviteId, UserId, new_room_id
 from vIOP.rooms.limits import MAX_DISPLAY_NAME_CHARS, MAX_ROOM_CAPACITY, MAX_ROOM_TITLE_CHARS
@@ -38,7 +39,6 @@ from vIOP.session.revocation import revoke_invite_sessions
 from vIOP.session.rooms_view import is_ended, live_room, open_rooms_of
 from vIOP.session.services import Services
 from vIOP.storage.audit import AuditEvent, Outcome
-from vIOP.storage.rooms_sql import RoomRecord
 
 INVITE_EXCHANGED: Final = "invite.exchanged"  # audit action
 _ENDED: Final = RoomState.ENDED.value

@@ -35,6 +35,7 @@ from vIOP.rooms.errors import RoomNotFound
 from vIOP.rooms.ports import RoomStore
 from vIOP.rooms.room import RoomState, Transition
 from vIOP.session.services import Services
+from vIOP.storage.outage import is_store_outage
 
 log = logging.getLogger("vIOP.rooms.directory")
 
@@ -141,9 +142,11 @@ class DirectorySync:
             await self._write_pending()
         except asyncio.CancelledError:
             raise
-        except Exception as exc:  # any failure: keep what waits and back off (the database may be away)
+        except Exception as exc:  # any failure: keep what waits and back off
             self._delay = min(self._retry_max, self._delay * 2 if self._delay else self._retry_first)
             self._retry_at = self._clock() + self._delay
+            if not is_store_outage(exc):  # not the database or Redis being away: worth a traceback
+                log.exception("room directory catch-up failed")
             log.warning(
                 "room directory write deferred (%s); %d ended rooms waiting, next try in %.0f s",
                 type(exc).__name__,
