@@ -12,8 +12,9 @@ import pytest
 from tests.api.backend_support import BACKENDS, api_on, sql_writes
 from vIOP.auth.permissions import Role
 from vIOP.ids import RoomId
+from vIOP.rooms.clock import ManualClock
 from vIOP.rooms.room import RoomState
-from vIOP.session.room_end import DirectorySync
+from vIOP.session.room_end import RECONCILE_EVERY_SECONDS, DirectorySync
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -75,3 +76,21 @@ async def test_a_restarted_process_finds_ends_the_directory_missed_and_records_t
         assert abs(records[ended["id"]].ended_at.timestamp() - (t.room.ended_at or 0)) < 1
         assert records[still_open["id"]].state == "open"
         assert records[never_live["id"]].state == "open"  # nothing to go by: left as it was
+
+
+async def test_the_reconcile_runs_at_start_then_every_five_minutes(
+    live_server_factory: Callable[..., Any],
+) -> None:
+    async with api_on("sqlite", live_server_factory) as api:
+        dr = await api.user(Role.CLINICIAN)
+        clock = ManualClock()
+        sync = DirectorySync(api.services.room_directory, api.services.rooms.rooms, clock=clock)
+        await sync.catch_up()  # the one at start: nothing to do yet
+        room = await api.create_room(dr)
+        await api.services.rooms.end(RoomId(room["id"]), by=None)  # the directory was not told
+        clock.advance(RECONCILE_EVERY_SECONDS - 1)
+        await sync.catch_up()
+        assert (await api.services.room_directory.get(room["id"])).state == "open"  # not due yet
+        clock.advance(1)
+        await sync.catch_up()
+        assert (await api.services.room_directory.get(room["id"])).state == "ended"
