@@ -45,6 +45,7 @@ from vIOP.session.delivery import MediaHooks, RoomDelivery
 from vIOP.session.loops import RelayHooks, relay_signal_sender, run_event_loop, run_sweeper
 from vIOP.session.presence import presence_listener
 from vIOP.session.revocation import close_user_sockets, run_revocation_listener
+from vIOP.session.room_end import directory_sync
 from vIOP.session.services import Services
 from vIOP.settings import Settings
 from vIOP.signaling.connections import ConnectionLimits, ConnectionRegistry
@@ -230,6 +231,8 @@ def start_live(services: Services) -> None:
             await services.relay.close()
 
     services.drain_hooks.append(drain)
+    # After the sockets' drain hook: its last try comes once no host can end a room here any more.
+    directory_sync(services).kick()  # reconcile at start: a previous run may have left ended rooms open
 
 
 async def close_services(services: Services) -> None:

@@ -14,7 +14,7 @@ from vIOP.errors import NotFound
 from vIOP.ids import RoomId, UserId
 from vIOP.storage.accounts_sql import SqlAccountStore
 from vIOP.storage.crypto import KeyRing
-from vIOP.storage.rooms_sql import RoomRecord, SqlRoomDirectory
+from vIOP.storage.rooms_sql import LIST_LIMIT, RoomRecord, SqlRoomDirectory
 from vIOP.storage.schema import rooms
 from vIOP.storage.sealing import DecryptionError
 
@@ -103,6 +103,17 @@ async def test_ended_rooms_leave_listings_unless_asked_for(directory: SqlRoomDir
     assert [r.id for r in await directory.hosted_by(HOST_A, include_ended=True)] == ["rm_a"]
     assert [r.id for r in await directory.all_rooms()] == ["rm_b"]
     assert [r.id for r in await directory.all_rooms(include_ended=True)] == ["rm_b", "rm_a"]
+
+
+async def test_unended_ids_are_every_room_not_ended_however_many(directory: SqlRoomDirectory) -> None:
+    # What the directory reconcile walks (vIOP.session.room_end): not bounded like a listing.
+    for n in range(LIST_LIMIT + 3):
+        await directory.add(record(f"rm_{n:04d}", minutes=n))
+    await directory.set_state(RoomId("rm_0001"), "ended", ended_at=T0.timestamp())
+    await directory.set_state(RoomId("rm_0002"), "live")
+    unended = await directory.unended_ids()
+    assert len(unended) == LIST_LIMIT + 2
+    assert set(unended) == {f"rm_{n:04d}" for n in range(LIST_LIMIT + 3)} - {"rm_0001"}
 
 
 async def test_state_changes_keep_the_first_fields(directory: SqlRoomDirectory) -> None:

@@ -1,8 +1,8 @@
 """Rooms and invites over HTTP (docs/API.md): create, list and read rooms; create and revoke invites.
 
 A room has a durable record in SQL (``room_directory``: kind, encrypted title, host) and, while a session
-is open, live state in Redis (``services.rooms``). Reads merge the two: the live state wins, and a room the
-live store reports ended is marked ended in SQL too (so listings stop showing it).
+is open, live state in Redis (``services.rooms``). Reads merge the two through the room-view use cases
+(``vIOP.session.rooms_view``): the live state wins, and a read never writes.
 """
 
 from __future__ import annotations
@@ -30,15 +30,15 @@ from vIOP.api.context import services_of
 from vIOP.api.openapi import IsoTime, Operation, Reply, documented_route, path_param, struct_response
 from vIOP.auth.invites import InvitePolicy, InviteRejected
 from vIOP.auth.permissions import Action, Grant, Role, RoomScope, authorize, grant_for
+from vIOP.auth.room_records import RoomRecord
 from vIOP.errors import BadRequest, Conflict
 from vIOP.ids import InviteId, UserId, new_room_id
-from vIOP.rooms.errors import RoomNotFound
 from vIOP.rooms.limits import MAX_DISPLAY_NAME_CHARS, MAX_ROOM_CAPACITY, MAX_ROOM_TITLE_CHARS
 from vIOP.rooms.room import DEFAULT_CAPACITY, Room, RoomKind, RoomState
 from vIOP.session.revocation import revoke_invite_sessions
+from vIOP.session.rooms_view import is_ended, live_room, open_rooms_of
 from vIOP.session.services import Services
 from vIOP.storage.audit import AuditEvent, Outcome
-from vIOP.storage.rooms_sql import RoomRecord
 
 INVITE_EXCHANGED: Final = "invite.exchanged"  # audit action
 _ENDED: Final = RoomState.ENDED.value
@@ -126,20 +126,6 @@ def check_title(raw: str) -> str:
 # --- merged view of a room --------------------------------------------------------------------------------
 
 
-async def live_room(services: Services, record: RoomRecord) -> Room | None:
-    """The live session of ``record`` from Redis, or None (never opened here, long ended, or lost)."""
-    if record.state == _ENDED:
-        return None
-    try:
-        room = await services.rooms.room(record.id)
-    except RoomNotFound:
-        return None
-    if room.state is RoomState.ENDED:
-        # The session ended on a socket: make the durable record say so too (idempotent).
-        await services.room_directory.set_state(record.id, _ENDED, ended_at=room.ended_at)
-    return room
-
-
 def room_object(record: RoomRecord, live: Room | None) -> RoomView:
     """The room as admins, staff and clinicians see it (docs/API.md, POST /api/v1/rooms)."""
     if live is None:
@@ -183,8 +169,7 @@ async def room_for(caller: Caller, room_id: str, action: Action) -> tuple[RoomRe
 
 
 def require_not_ended(record: RoomRecord, live: Room | None) -> None:
-    state = live.state.value if live is not None else record.state
-    if state == _ENDED:
+    if is_ended(record, live):
         raise Conflict("the room has ended")
 
 
@@ -259,14 +244,7 @@ async def list_rooms(request: Request) -> Response:
         records = await directory.all_rooms()
     else:
         records = await directory.hosted_by(UserId(principal.subject))
-    open_now = {room.id: room for room in await caller.services.rooms.rooms.open_rooms()}
-    listed = []
-    for record in records:
-        live = open_now.get(record.id)
-        if live is None:
-            live = await live_room(caller.services, record)
-        if live is None or live.state is not RoomState.ENDED:
-            listed.append(room_object(record, live))
+    listed = [room_object(record, live) for record, live in await open_rooms_of(caller.services, records)]
     await caller.audit(AuditEvent.ROOM_VIEWED, "room", "all")  # a listing: titles are PHI under Part 2
     return struct_response(RoomList(rooms=listed))
 

@@ -8,6 +8,9 @@
 - ``revocation.py``: live sockets follow revocations and sign-outs.
 - ``attendance_export.py``: the attendance export (filters, report, JSON document, CSV) for HTTP and CLI.
 - ``wire_time.py``: times as the wire writes them (``iso``, ``IsoTime``).
+- ``rooms_view.py``: the room view: the SQL directory merged with the live state; reads never write.
+- ``room_end.py``: ending a room in one place (``end_room``), and the directory catching up with ended
+  rooms (``DirectorySync``: retried with backoff while the database is away, reconciled from Redis).
 - ``audit_names.py``: the audit name of every permission-table action.
 
 It imports nothing from ``vIOP.api`` and no Starlette: the edges (``vIOP/api``, ``vIOP/cli``) call it.

@@ -18,6 +18,7 @@ from vIOP.storage.audit_outbox import AuditOutbox
 
 if TYPE_CHECKING:
     from vIOP.session.delivery import RoomDelivery
+    from vIOP.session.room_end import DirectorySync
     from vIOP.session.signal import SignalSession
 
 EventListener = Callable[[Event | Resync], Awaitable[None]]
@@ -53,6 +54,8 @@ class Live:
     # Joined signaling sessions: their resume tokens and sign-ins are put back after a Redis data loss.
     signal_sessions: set[SignalSession] = field(default_factory=set)
     audit_outbox: AuditOutbox | None = None  # created on first use (``Services.audit_outbox``)
+    # Room ends the SQL directory has not taken yet (``vIOP.session.room_end.directory_sync``).
+    directory_sync: DirectorySync | None = None
 
     def room_delivery(self) -> RoomDelivery:
         if self.delivery is None:

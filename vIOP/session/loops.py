@@ -17,6 +17,7 @@ from vIOP.rooms.ports import EventBus
 from vIOP.rooms.service import RoomService
 from vIOP.session.delivery import MediaHooks, RoomDelivery
 from vIOP.session.live import EventListener
+from vIOP.session.room_end import directory_sync
 from vIOP.session.services import Services
 from vIOP.signaling import messages as m
 from vIOP.signaling.connections import ConnectionRegistry
@@ -144,6 +145,7 @@ async def run_sweeper(services: Services, interval: float) -> None:
     def after_round() -> None:
         if services.live.audit_outbox is not None:
             services.live.audit_outbox.kick()  # audit rows held back by a database outage
+        directory_sync(services).kick()  # room ends the SQL directory has yet to take; its reconcile
         services.connections.close_stale()
 
     await sweep_rooms(services.rooms, interval, after_round)

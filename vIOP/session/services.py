@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 from vIOP.auth.accounts import Authenticator
 from vIOP.auth.invites import Invites, InviteStore
 from vIOP.auth.revocation import Revocations
+from vIOP.auth.room_records import RoomRecords
 from vIOP.auth.tickets import SignalTickets
 from vIOP.auth.tokens import AccessTokens
 from vIOP.media.ice import IceConfig
@@ -29,7 +30,6 @@ from vIOP.storage.audit_outbox import AuditOutbox
 from vIOP.storage.bootstrap import Storage
 from vIOP.storage.embedded_redis import EmbeddedRedis
 from vIOP.storage.redis_client import RedisClient
-from vIOP.storage.rooms_sql import SqlRoomDirectory
 
 if TYPE_CHECKING:
     from vIOP.media.relay import MediaRelay
@@ -54,7 +54,7 @@ class Services:
     rooms: RoomService
     resume: ResumeTokens
     connections: ConnectionRegistry
-    room_directory: SqlRoomDirectory
+    room_directory: RoomRecords  # the port; SqlRoomDirectory is chosen in vIOP/app.py
     bus: EventBus
     ice: IceConfig
     revocations: Revocations

@@ -30,6 +30,7 @@ from vIOP.rooms.room import Room
 from vIOP.session.audit_names import AUDIT_NAMES, audit_name
 from vIOP.session.delivery import RoomDelivery, wire_role
 from vIOP.session.revocation import CLOSE, sleep_until
+from vIOP.session.room_end import end_room
 from vIOP.session.services import Services
 from vIOP.signaling import messages as m
 from vIOP.signaling.codec import error_reply
@@ -311,8 +312,7 @@ class SignalSession:
         return None
 
     async def _end(self, msg: m.End, by: ParticipantId) -> ParticipantId | None:
-        t = await self.services.rooms.end(self.room_id, by=by)
-        await self.services.room_directory.set_state(self.room_id, "ended", ended_at=t.room.ended_at)
+        await end_room(self.services, self.room_id, by=by)
         return None
 
     # --- join and resume -------------------------------------------------------------------------

@@ -88,6 +88,11 @@ class SqlRoomDirectory:
         async with self._db.begin() as conn:
             await conn.execute(update(rooms).where(rooms.c.id == room_id).values(**values))
 
+    async def unended_ids(self) -> list[RoomId]:
+        async with self._db.read() as conn:
+            rows = await conn.execute(select(rooms.c.id).where(rooms.c.state != "ended"))
+            return [RoomId(room_id) for (room_id,) in rows]
+
     async def room_scope(self, room_id: RoomId) -> RoomScope:
         return (await self.get(room_id)).scope
 
