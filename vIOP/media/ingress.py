@@ -154,12 +154,12 @@ class _Missing:
 class NackScheduler:
     """Which lost packets (extended sequence numbers) to NACK, and when again."""
 
-    __slots__ = ("_missing", "_next_due", "_policy", "sent")
+    __slots__ = ("_missing", "_oldest_sent", "_policy", "sent")
 
     def __init__(self, policy: NackPolicy) -> None:
         self._policy = policy
         self._missing: dict[int, _Missing] = {}
-        self._next_due: float | None = None
+        self._oldest_sent: float | None = None  # earliest last NACK among those that may be asked again
         self.sent = 0  # sequence numbers NACKed, retries included
 
     def __contains__(self, ext: int) -> bool:
@@ -168,19 +168,19 @@ class NackScheduler:
     def __len__(self) -> int:
         return len(self._missing)
 
-    def lost(self, first: int, end: int, now: float, rtt: float | None) -> list[int]:
+    def lost(self, first: int, end: int, now: float) -> list[int]:
         """Packets ``first`` .. ``end - 1`` are missing (detected now): returns them, to NACK at once."""
         missing = self._missing
         for ext in range(first, end):
             missing[ext] = _Missing(now)
-        due = now + self._policy.retry_interval(rtt)
-        if self._next_due is None or due < self._next_due:
-            self._next_due = due
+        if self._oldest_sent is None:
+            self._oldest_sent = now
         self.sent += end - first
         return list(range(first, end))
 
     def arrived(self, ext: int) -> None:
-        self._missing.pop(ext, None)
+        if self._missing.pop(ext, None) is not None and not self._missing:
+            self._oldest_sent = None
 
     def first_seen(self, ext: int) -> float | None:
         entry = self._missing.get(ext)
@@ -190,31 +190,35 @@ class NackScheduler:
         """Packets before ``ext`` no longer matter (their frames were dropped)."""
         for old in [e for e in self._missing if e < ext]:
             del self._missing[old]
+        self._oldest_sent = self._earliest_retry()
 
-    def next_due(self) -> float | None:
-        return self._next_due if self._missing else None
+    def next_due(self, rtt: float | None) -> float | None:
+        oldest = self._oldest_sent
+        return None if oldest is None else oldest + self._policy.retry_interval(rtt)
 
     def due(self, now: float, rtt: float | None) -> list[int]:
         """Packets to NACK again now (each at most every retry interval, at most ``max_tries`` times)."""
-        if self._next_due is None or now < self._next_due:
+        oldest = self._oldest_sent
+        if oldest is None:
             return []
         interval = self._policy.retry_interval(rtt)
+        if now < oldest + interval:
+            return []
         max_tries = self._policy.max_tries
         again: list[int] = []
-        next_due: float | None = None
         for ext, entry in self._missing.items():
-            if entry.tries >= max_tries:
-                continue
-            if now - entry.last_sent >= interval:
+            if entry.tries < max_tries and now - entry.last_sent >= interval:
                 entry.last_sent = now
                 entry.tries += 1
                 again.append(ext)
-            due = entry.last_sent + interval
-            if next_due is None or due < next_due:
-                next_due = due
-        self._next_due = next_due
+        self._oldest_sent = self._earliest_retry()
         self.sent += len(again)
         return again
+
+    def _earliest_retry(self) -> float | None:
+        max_tries = self._policy.max_tries
+        times = [e.last_sent for e in self._missing.values() if e.tries < max_tries]
+        return min(times) if times else None
 
 
 # --- video -------------------------------------------------------------------------------------------------
@@ -282,11 +286,14 @@ class Vp8Assembler:
 
     def next_wakeup(self) -> float | None:
         """When :meth:`tick` has work (a NACK retry or the end of a wait); None: nothing pending."""
-        due = self._nacks.next_due()
+        if self._head is None or (self._scan > self._highest and not self._nacks):
+            return None  # nothing missing (the cheap answer, once per packet)
+        rtt = self._rtt()
+        due = self._nacks.next_due(rtt)
         if self.waiting:
             seen = self._nacks.first_seen(self._scan)
             if seen is not None:
-                deadline = seen + self._policy.wait(self._rtt())
+                deadline = seen + self._policy.wait(rtt)
                 due = deadline if due is None else min(due, deadline)
         return due
 
@@ -312,8 +319,7 @@ class Vp8Assembler:
                 head = ext
             elif ext > self._highest:
                 if ext > self._highest + 1:
-                    rtt = self._rtt()
-                    lost = self._nacks.lost(self._highest + 1, ext, now, rtt)
+                    lost = self._nacks.lost(self._highest + 1, ext, now)
                     self._nack([e & 0xFFFF for e in lost])
                 self._highest = ext
             else:
@@ -322,7 +328,7 @@ class Vp8Assembler:
         if self._highest - head >= MAX_HELD:
             self._give_up(self._scan)
         self._drain(now)
-        if self._nacks.next_due() is not None:
+        if self._nacks:
             self._retry(now)
 
     def tick(self, now: float) -> None:
