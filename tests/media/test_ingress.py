@@ -242,3 +242,23 @@ def test_audio_wraps_and_survives_a_restarted_stream() -> None:
         ingress.add((65534 + i) & 0xFFFF, (0xFFFFFC00 + 960 * i) & 0xFFFFFFFF, b"x")
     ingress.add(20000, 77, b"y")  # new sequence and timestamp origins (the publisher restarted)
     assert [f.pts for f in frames] == [0, 960, 1920, 2880, 3840]
+
+
+def test_while_waiting_for_a_keyframe_only_a_keyframe_is_worth_waiting_for() -> None:
+    recorder = Recorder(rtt=RTT)
+    assembler = recorder.assembler()
+    frames = stream([KEYFRAME, BIG_DELTA, BIG_DELTA, BIG_DELTA, KEYFRAME, DELTA])
+    feed(assembler, frames[0], 0.0)
+    feed(assembler, [frames[1][0], frames[1][2]], 0.1)  # lost for good
+    assembler.tick(0.1 + POLICY.wait(RTT))
+    assert assembler.gave_up == 1 and recorder.keyframe_requests == 1
+    feed(assembler, [frames[2][0], frames[2][2]], 0.45)  # a delta with a hole: not worth a wait
+    feed(assembler, frames[3], 0.5)
+    assert assembler.waiting is False and assembler.frames_dropped == 1  # frame 3 decodes nothing alone
+    keyframe, rest = frames[4][0], frames[4][1:]
+    feed(assembler, rest + frames[5], 0.55)  # the requested keyframe's first packet is lost: wait for it
+    assert assembler.waiting and len(recorder.frames) == 1
+    assembler.tick(0.55 + POLICY.wait(RTT) - 0.01)
+    feed(assembler, [keyframe], 0.55 + POLICY.wait(RTT) - 0.005)  # its retransmission
+    assert [f.data for f in recorder.frames] == [KEYFRAME, KEYFRAME, DELTA]
+    assert assembler.gave_up == 1 and recorder.keyframe_requests == 1
