@@ -154,23 +154,23 @@ class _Missing:
 class NackScheduler:
     """Which lost packets (extended sequence numbers) to NACK, and when again."""
 
-    __slots__ = ("_missing", "_oldest_sent", "_policy", "sent")
+    __slots__ = ("_oldest_sent", "_policy", "missing", "sent")
 
     def __init__(self, policy: NackPolicy) -> None:
         self._policy = policy
-        self._missing: dict[int, _Missing] = {}
+        self.missing: dict[int, _Missing] = {}  # by extended sequence number (read-only outside)
         self._oldest_sent: float | None = None  # earliest last NACK among those that may be asked again
         self.sent = 0  # sequence numbers NACKed, retries included
 
     def __contains__(self, ext: int) -> bool:
-        return ext in self._missing
+        return ext in self.missing
 
     def __len__(self) -> int:
-        return len(self._missing)
+        return len(self.missing)
 
     def lost(self, first: int, end: int, now: float) -> list[int]:
         """Packets ``first`` .. ``end - 1`` are missing (detected now): returns them, to NACK at once."""
-        missing = self._missing
+        missing = self.missing
         for ext in range(first, end):
             missing[ext] = _Missing(now)
         if self._oldest_sent is None:
@@ -179,17 +179,17 @@ class NackScheduler:
         return list(range(first, end))
 
     def arrived(self, ext: int) -> None:
-        if self._missing.pop(ext, None) is not None and not self._missing:
+        if self.missing.pop(ext, None) is not None and not self.missing:
             self._oldest_sent = None
 
     def first_seen(self, ext: int) -> float | None:
-        entry = self._missing.get(ext)
+        entry = self.missing.get(ext)
         return None if entry is None else entry.first_seen
 
     def forget_before(self, ext: int) -> None:
         """Packets before ``ext`` no longer matter (their frames were dropped)."""
-        for old in [e for e in self._missing if e < ext]:
-            del self._missing[old]
+        for old in [e for e in self.missing if e < ext]:
+            del self.missing[old]
         self._oldest_sent = self._earliest_retry()
 
     def next_due(self, rtt: float | None) -> float | None:
@@ -206,7 +206,7 @@ class NackScheduler:
             return []
         max_tries = self._policy.max_tries
         again: list[int] = []
-        for ext, entry in self._missing.items():
+        for ext, entry in self.missing.items():
             if entry.tries < max_tries and now - entry.last_sent >= interval:
                 entry.last_sent = now
                 entry.tries += 1
@@ -217,7 +217,7 @@ class NackScheduler:
 
     def _earliest_retry(self) -> float | None:
         max_tries = self._policy.max_tries
-        times = [e.last_sent for e in self._missing.values() if e.tries < max_tries]
+        times = [e.last_sent for e in self.missing.values() if e.tries < max_tries]
         return min(times) if times else None
 
 
@@ -286,7 +286,7 @@ class Vp8Assembler:
 
     def next_wakeup(self) -> float | None:
         """When :meth:`tick` has work (a NACK retry or the end of a wait); None: nothing pending."""
-        if self._head is None or (self._scan > self._highest and not self._nacks):
+        if self._head is None or (self._scan > self._highest and not self._nacks.missing):
             return None  # nothing missing (the cheap answer, once per packet)
         rtt = self._rtt()
         due = self._nacks.next_due(rtt)
@@ -299,37 +299,40 @@ class Vp8Assembler:
 
     def add(
         self, sequence_number: int, timestamp: int, marker: bool, start: bool, data: bytes, now: float
-    ) -> None:
+    ) -> bool:
         """One packet (``start``: :func:`vp8_frame_start` of its payload; ``data``: the payload after the
-        descriptor)."""
+        descriptor). True while a packet is missing (then :meth:`next_wakeup` says when to :meth:`tick`)."""
         head = self._head
-        if head is None:
-            self._head = self._scan = self._highest = head = sequence_number
-            ext = sequence_number
+        highest = self._highest
+        if head is not None and (sequence_number - highest) & 0xFFFF == 1:
+            ext = self._highest = highest + 1  # the common case: the next packet, in order
+        elif head is None:
+            self._head = self._scan = self._highest = head = ext = sequence_number
         else:
-            ext = _unwrap16(sequence_number, self._highest)
+            ext = _unwrap16(sequence_number, highest)
             if ext < head or ext in self._packets:
                 if head - ext < RESTART_DISTANCE:
                     self.late += 1
-                    return
+                    return bool(self._nacks.missing)
                 self._restart(ext, timestamp)
                 head = ext
-            elif ext - self._highest >= RESTART_DISTANCE:
+            elif ext - highest >= RESTART_DISTANCE:
                 self._restart(ext, timestamp)
                 head = ext
-            elif ext > self._highest:
-                if ext > self._highest + 1:
-                    lost = self._nacks.lost(self._highest + 1, ext, now)
-                    self._nack([e & 0xFFFF for e in lost])
+            elif ext > highest:
+                lost = self._nacks.lost(highest + 1, ext, now)
+                self._nack([e & 0xFFFF for e in lost])
                 self._highest = ext
             else:
                 self._nacks.arrived(ext)
         self._packets[ext] = _Packet(timestamp, marker, start, data)
-        if self._highest - head >= MAX_HELD:
+        if ext - head >= MAX_HELD:
             self._give_up(self._scan)
         self._drain(now)
-        if self._nacks:
+        if self._nacks.missing:
             self._retry(now)
+            return True
+        return False
 
     def tick(self, now: float) -> None:
         """The clock moved (timer): NACK again what is due, end a wait that has lasted too long."""
@@ -395,7 +398,11 @@ class Vp8Assembler:
             self.frames_dropped += 1
             return
         self._need_keyframe = False
-        data = b"".join([packets.pop(ext).data for ext in range(head, end)])
+        data = (
+            packets.pop(head).data
+            if end == head + 1
+            else b"".join([packets.pop(e).data for e in range(head, end)])
+        )
         self.frames_out += 1
         self._sink(EncodedFrame(data, self._timeline.pts(first.timestamp), self._time_base, first.keyframe))
 

@@ -41,10 +41,10 @@ class VideoIngress:
     def _packet(self, ssrc: int, seq: int, timestamp: int, marker: bool, payload: bytes, data: bytes) -> None:
         self._ssrc = ssrc
         assembler = self.assembler
-        assembler.add(seq, timestamp, marker, vp8_frame_start(payload), data, self._loop.time())
-        wake = assembler.next_wakeup()
-        if wake is not None and (self._timer is None or wake < self._timer_at):
-            self._arm(wake)
+        if assembler.add(seq, timestamp, marker, vp8_frame_start(payload), data, self._loop.time()):
+            wake = assembler.next_wakeup()
+            if wake is not None and (self._timer is None or wake < self._timer_at):
+                self._arm(wake)
 
     def _arm(self, when: float) -> None:
         if self._timer is not None:
