@@ -231,7 +231,8 @@ def test_audio_goes_out_packet_by_packet_with_its_gaps() -> None:
     assert frames[1].pts == third.timestamp - first.timestamp == 2 * 960  # the gap stays a gap
     ingress.add(second.sequence_number, second.timestamp, second.payload)  # late: would go back in time
     ingress.add(third.sequence_number, third.timestamp, third.payload)  # duplicate
-    assert len(frames) == 2 and ingress.dropped == 2 and ingress.forwarded == 2
+    ingress.add(third.sequence_number + 1, third.timestamp + 960, b"")  # empty: not an Opus frame
+    assert len(frames) == 2 and ingress.dropped == 3 and ingress.forwarded == 2
     assert all(f.keyframe for f in frames)
 
 

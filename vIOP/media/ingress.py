@@ -92,9 +92,12 @@ class AudioIngress:
         self._timeline = _Timeline()
         self._highest: int | None = None  # extended sequence number of the newest packet forwarded
         self.forwarded = 0
-        self.dropped = 0  # duplicates and out-of-order packets
+        self.dropped = 0  # duplicates, out-of-order and empty packets
 
     def add(self, sequence_number: int, timestamp: int, data: bytes) -> None:
+        if not data:  # nothing to play (an empty payload is not an Opus frame)
+            self.dropped += 1
+            return
         highest = self._highest
         if highest is None:
             self._highest = sequence_number

@@ -9,6 +9,7 @@ ends its waits when no packet arrives to do it.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable
 
 from aiortc import RTCRtpReceiver
@@ -16,6 +17,8 @@ from aiortc import RTCRtpReceiver
 from vIOP.media.aiortc_internals import install_audio_ingress, install_video_ingress, send_nack
 from vIOP.media.frames import FrameSink
 from vIOP.media.ingress import AudioIngress, NackPolicy, RoundTrip, Vp8Assembler, vp8_frame_start
+
+logger = logging.getLogger(__name__)
 
 
 class VideoIngress:
@@ -62,7 +65,12 @@ class VideoIngress:
     def _send_nack(self, lost: list[int]) -> None:
         task = self._loop.create_task(send_nack(self._receiver, self._ssrc, lost))
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(self._nack_done)
+
+    def _nack_done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:  # the connection went away meanwhile
+            logger.debug("NACK not sent: %r", task.exception())
 
     def close(self) -> None:
         if self._timer is not None:
