@@ -32,6 +32,11 @@ The points, and why each is needed:
   the transport's RTP router (aiortc 1.16 drops RTX on a connection with several video streams);
   :func:`replace_nack_generator` puts browser-like NACK pacing in place of aiortc's generator;
   :func:`observe_received_rtp` shows each packet to the client's receive report.
+- Publisher hop: the receiver's jitter buffer is replaced by a tap (:func:`install_audio_ingress`,
+  :func:`install_video_ingress`) that hands every packet to ``vIOP.media.ingress`` (audio forwarded packet
+  by packet, VP8 reassembled with bounded waits); aiortc's NACK generator is switched off for video and
+  vIOP sends its NACKs (:func:`send_nack`), paced by the RTT aiortc's senders measure
+  (:func:`round_trip_time`).
 - Test links: :func:`tap_datagrams` puts a :class:`DatagramTap` between a peer connection's aioice
   connection and its socket (``data_received`` in, ``sendto`` out), so test clients can suffer loss, delay
   and rate caps the kernel cannot emulate (``bench/scenarios/impairment.py``).
@@ -111,6 +116,68 @@ def install_encoded_output(receiver: RTCRtpReceiver, kind: str, sink: FrameSink)
     if getattr(receiver, "_RTCRtpReceiver__decoder_thread", None) is not None:
         raise RuntimeError("install_encoded_output: the receiver already started decoding")
     receiver._RTCRtpReceiver__decoder_queue = _EncodedOutput(sink, is_video=kind == "video")  # type: ignore[attr-defined]
+
+
+AudioPacketSink = Callable[[int, int, bytes], None]
+"""Called with (sequence number, RTP timestamp, Opus payload) for every audio packet."""
+VideoPacketSink = Callable[[int, int, int, bool, bytes, bytes], None]
+"""Called with (media SSRC, sequence number, RTP timestamp, marker, RTP payload, VP8 data after the
+payload descriptor) for every video packet, retransmissions unwrapped."""
+
+
+class _AudioTap:
+    """Stands in for the receiver's audio ``JitterBuffer``: hands each packet on, holds none.
+
+    ``_handle_rtp_packet`` calls ``add(packet)`` after SRTP, receiver statistics and depayloading; returning
+    no frame means aiortc's decoder queue never sees one.
+    """
+
+    __slots__ = ("_sink",)
+
+    def __init__(self, sink: AudioPacketSink) -> None:
+        self._sink = sink
+
+    def add(self, packet: Any) -> tuple[bool, None]:
+        self._sink(packet.sequence_number, packet.timestamp, packet._data)
+        return False, None
+
+
+class _VideoTap:
+    """Stands in for the receiver's video ``JitterBuffer`` (after RTX unwrapping): hands each packet on."""
+
+    __slots__ = ("_sink",)
+
+    def __init__(self, sink: VideoPacketSink) -> None:
+        self._sink = sink
+
+    def add(self, packet: Any) -> tuple[bool, None]:
+        self._sink(
+            packet.ssrc, packet.sequence_number, packet.timestamp, packet.marker, packet.payload, packet._data
+        )
+        return False, None
+
+
+def install_audio_ingress(receiver: RTCRtpReceiver, sink: AudioPacketSink) -> None:
+    """Every audio packet of ``receiver`` goes to ``sink`` as it arrives (aiortc's jitter buffer is out)."""
+    receiver._RTCRtpReceiver__jitter_buffer = _AudioTap(sink)  # type: ignore[attr-defined]
+
+
+def install_video_ingress(receiver: RTCRtpReceiver, sink: VideoPacketSink) -> None:
+    """Every video packet of ``receiver`` goes to ``sink``; aiortc neither reassembles nor NACKs (the
+    caller does both: :func:`send_nack`). REMB, receiver reports and RTX unwrapping stay aiortc's."""
+    receiver._RTCRtpReceiver__jitter_buffer = _VideoTap(sink)  # type: ignore[attr-defined]
+    receiver._RTCRtpReceiver__nack_generator = None  # type: ignore[attr-defined]
+
+
+async def send_nack(receiver: RTCRtpReceiver, media_ssrc: int, lost: list[int]) -> None:
+    """Send one RTCP NACK for ``lost`` (16-bit sequence numbers) of ``media_ssrc`` to the publisher."""
+    await receiver._send_rtcp_nack(media_ssrc, lost)
+
+
+def round_trip_time(sender: RTCRtpSender) -> float | None:
+    """The RTT aiortc measured from receiver reports answering ``sender``'s sender reports (seconds)."""
+    rtt: float | None = sender._RTCRtpSender__rtt  # type: ignore[attr-defined]
+    return rtt
 
 
 PacketCounter = Callable[[int, bool], None]
@@ -436,6 +503,8 @@ INTERNALS: Final = (
     "RTCRtpReceiver: __decoder_queue / __decoder_thread / __rtx_ssrc, _send_rtcp_pli, _handle_rtp_packet",
     "RTCDtlsTransport._rtp_router.ssrc_table routes RTP by SSRC; receive() registers only media SSRCs",
     "RTCRtpReceiver.__nack_generator: add(packet) -> bool, then NACKs sorted(.missing)",
+    "RTCRtpReceiver: __jitter_buffer.add(packet) -> (pli, frame) with packet._data depayloaded; "
+    "__nack_generator (None: no NACKs); _send_rtcp_nack(media_ssrc, lost); RTCRtpSender.__rtt (publisher hop)",
     "rtcrtpreceiver.decoder_worker(loop, input_q, output_q, decode_error) reads input_q.get()",
     "RTCRtpSender: _send_keyframe, _stream_id, _track_id; codec pack() for non-Frame input",
     "RTCRtpSender: _ssrc, _rtx_ssrc, _enabled, __started, sender-report counters, _retransmit (DirectSender)",
@@ -471,6 +540,18 @@ def internals_problems() -> list[str]:
     problems += [
         f"RTCRtpReceiver.receive no longer uses {n}" for n in _assigns(receiver_cls.receive, *mangled)
     ]
+    ingress = ("_RTCRtpReceiver__jitter_buffer", "_RTCRtpReceiver__nack_generator")
+    problems += [
+        f"RTCRtpReceiver.__init__ no longer sets {n}" for n in _assigns(receiver_cls.__init__, *ingress)
+    ]
+    problems += [
+        f"RTCRtpReceiver._handle_rtp_packet no longer uses {n}"
+        for n in _assigns(receiver_cls._handle_rtp_packet, *ingress, "_data", "add", "_send_rtcp_nack")
+    ]
+    if not hasattr(receiver_cls, "_send_rtcp_nack"):
+        problems.append("RTCRtpReceiver._send_rtcp_nack is gone")
+    if "_RTCRtpSender__rtt" not in sender_cls._handle_rtcp_packet.__code__.co_names:
+        problems.append("RTCRtpSender._handle_rtcp_packet no longer measures __rtt from receiver reports")
     problems += [f"RTCRtpSender no longer has {n}" for n in _assigns(sender_cls.__init__, "_stream_id")]
     problems += [f"RTCRtpSender no longer has {n}" for n in _assigns(sender_cls.replaceTrack, "_track_id")]
     if "_send_keyframe" not in sender_cls._handle_rtcp_packet.__code__.co_names:

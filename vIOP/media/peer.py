@@ -21,7 +21,7 @@ import contextlib
 import enum
 import itertools
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Final
 
@@ -30,10 +30,10 @@ from aiortc import RTCPeerConnection, RTCRtpReceiver, RTCRtpTransceiver, RTCSess
 from vIOP.errors import BadRequest, Conflict
 from vIOP.ids import ParticipantId
 from vIOP.media.aiortc_internals import (
-    install_encoded_output,
     label_sender,
     on_keyframe_request,
     request_keyframe,
+    round_trip_time,
 )
 from vIOP.media.codec_plan import CodecPlan, restrict_codecs
 from vIOP.media.direct_sender import DirectSender
@@ -42,6 +42,8 @@ from vIOP.media.fanout import Leg, Source
 from vIOP.media.frames import EncodedFrame, FrameSink
 from vIOP.media.ice import IceConfig
 from vIOP.media.ice_gathering import advertising
+from vIOP.media.ingress import AudioIngress
+from vIOP.media.publisher_hop import VideoIngress, audio_ingress
 from vIOP.media.sdp import SdpSummary, parse_candidate, summarize_sdp
 
 logger = logging.getLogger(__name__)
@@ -91,6 +93,8 @@ class PeerSession:
         self.direct_send = direct_send
         self.pc = RTCPeerConnection(ice.server_configuration())
         self.receivers: dict[str, RTCRtpReceiver] = {}  # kind -> the participant's published track
+        self.audio_ingress: AudioIngress | None = None
+        self.video_ingress: VideoIngress | None = None
         self.offers_sent = 0
         self._ice = ice
         self._send_offer = send_offer
@@ -117,15 +121,15 @@ class PeerSession:
 
     # --- client offer -----------------------------------------------------------------------------------
 
-    async def accept_offer(self, sdp: str, summary: SdpSummary, sinks: dict[str, FrameSink]) -> str:
-        """Answer the client's (validated) offer; ``sinks`` receive the kinds it publishes."""
+    async def accept_offer(self, sdp: str, summary: SdpSummary, sources: Mapping[str, Source]) -> str:
+        """Answer the client's (validated) offer; ``sources`` receive the kinds it publishes."""
         async with self._lock:
             for section in summary.media:
                 transceiver = self.pc.addTransceiver(section.kind, direction="recvonly")
                 restrict_codecs(transceiver)
-                sink = sinks.get(section.kind)
-                if sink is not None:
-                    install_encoded_output(transceiver.receiver, section.kind, self._guard(sink))
+                source = sources.get(section.kind)
+                if source is not None:
+                    self._receive_into(transceiver.receiver, section.kind, source)
                     self.receivers[section.kind] = transceiver.receiver
             try:
                 await self.pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
@@ -136,6 +140,25 @@ class PeerSession:
                 await self.pc.setLocalDescription(answer)
             self._plan = CodecPlan.from_negotiated(self.pc)
             return str(self.pc.localDescription.sdp)
+
+    def _receive_into(self, receiver: RTCRtpReceiver, kind: str, source: Source) -> None:
+        """The publisher hop: packets from ``receiver`` become ``source``'s frames (``vIOP.media.ingress``)."""
+        if kind == "audio":
+            self.audio_ingress = audio_ingress(receiver, self._guard(source.deliver))
+            return
+
+        def request_keyframe() -> None:
+            if not self._closed:
+                source.request_keyframe()
+
+        self.video_ingress = VideoIngress(
+            receiver, self._guard(source.deliver), request_keyframe, self.round_trip_time
+        )
+
+    def round_trip_time(self) -> float | None:
+        """RTT to this participant (seconds) as RTCP measured it on the streams we send it; None if unknown."""
+        rtts = [rtt for slot in self._slots if (rtt := round_trip_time(slot.transceiver.sender)) is not None]
+        return sum(rtts) / len(rtts) if rtts else None
 
     def _guard(self, sink: FrameSink) -> FrameSink:
         """Frames from a replaced connection must not reach a source the new one feeds."""
@@ -309,6 +332,8 @@ class PeerSession:
             if slot.source is not None:
                 slot.source.detach(slot.leg)
         self._wanted.clear()
+        if self.video_ingress is not None:
+            self.video_ingress.close()
 
     async def close(self) -> None:
         self.stop_media()

@@ -178,9 +178,7 @@ class MediaRelay:
                 for kind in publishes
             }
             try:
-                answer = await session.accept_offer(
-                    sdp, summarize_sdp(sdp), {k: s.deliver for k, s in sources.items()}
-                )
+                answer = await session.accept_offer(sdp, summarize_sdp(sdp), sources)
             except BaseException:
                 await session.close()
                 raise
