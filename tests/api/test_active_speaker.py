@@ -2,7 +2,8 @@
 
 Each publishes a tone-or-silence track; aiortc's own sender puts each frame's RFC 6464 level in the
 audio-level header extension, the relay reads it, and every participant must get ``active_speaker`` naming
-the new speaker within 1 s of each change, and nothing at all while the room is silent.
+the new speaker within 1 s of each change, and nothing at all while the room is silent. Someone waiting in
+the lobby hears none of it.
 """
 
 from __future__ import annotations
@@ -60,6 +61,9 @@ async def test_four_people_taking_turns_are_each_named_within_a_second_and_silen
         person.client = ss.participant(live, principal, scope, session, tracks=person.tracks)
     clients = [p.client for p in people if p.client is not None]
     host, guests = clients[0], clients[1:]
+    waiting = ss.participant(
+        live, await ss.invite(live, dr, scope, "Waiting"), scope, tracks=Speaker().tracks
+    )
     try:
         await host.join()
         for guest in guests:
@@ -69,6 +73,8 @@ async def test_four_people_taking_turns_are_each_named_within_a_second_and_silen
         for guest in guests:
             await guest.wait_message(m.Admitted)
         await asyncio.gather(*(c.start_media() for c in clients))
+        await waiting.join()  # knocks after the others were admitted: stays in the lobby throughout
+        await waiting.wait_message(m.Waiting)
         ids = [c.participant_id for c in clients]
         for viewer in clients:  # everyone hears everyone before anyone speaks
             for pid in ids:
@@ -111,5 +117,8 @@ async def test_four_people_taking_turns_are_each_named_within_a_second_and_silen
                     await client.wait_frames(pid, "audio", at_least=start + SILENT_FRAMES, within=30)
         for client in clients:
             assert client.received_since(m.ActiveSpeaker, silent_from) == []  # the floor stays where it was
+            last = client.latest(m.ActiveSpeaker)
+            assert last is not None and last.recent == (ids[1], ids[2], ids[0], ids[3])  # newest first
+        assert waiting.received_since(m.ActiveSpeaker, 0.0) == []  # the lobby hears nothing of the room
     finally:
-        await asyncio.gather(*(c.close() for c in clients), return_exceptions=True)
+        await asyncio.gather(*(c.close() for c in [*clients, waiting]), return_exceptions=True)
