@@ -12,6 +12,10 @@ Ordering contract for the signaling layer:
   ``answer`` to :meth:`MediaRelay.handle_answer`. Trickled client candidates go to
   :meth:`MediaRelay.add_remote_candidate`; the server's candidates are always inside its SDP.
 
+Active speaker: each publisher's RFC 6464 audio level (read per packet, see ``PeerSession``) feeds its room's
+:class:`~vIOP.media.speaker.DominantSpeaker`; a change goes to :data:`SpeakerCallback` with everyone who has
+media in that room (never the lobby: it has none).
+
 Remote candidates (in offers, answers and trickled) pass the egress policy of :mod:`vIOP.media.egress`
 first: a refused one is dropped without an error (counted in ``viop_ice_remote_candidates_dropped_total``).
 """
