@@ -167,14 +167,17 @@ class Browsers:
         self._people: list[Person] = []
         self._homes: list[Path] = []
 
-    async def launch(self, name: str, *, base_url: str | None = None) -> Person:
+    async def launch(
+        self, name: str, *, base_url: str | None = None, extra_args: tuple[str, ...] = ()
+    ) -> Person:
+        """``extra_args``: Chromium flags on top of :data:`CHROMIUM_FLAGS` (e.g. a fake microphone file)."""
         home = Path(tempfile.mkdtemp(prefix=f"viop-e2e-{_slug(name)}-"))
         self._homes.append(home)
         context = await self._playwright.chromium.launch_persistent_context(
             str(home / "profile"),
             executable_path=str(CHROMIUM),
             headless=True,
-            args=list(CHROMIUM_FLAGS),
+            args=[*CHROMIUM_FLAGS, *extra_args],
             env={"HOME": str(home), "PATH": "/usr/bin:/bin"},
             base_url=base_url or self._base_url,
             viewport={"width": 1280, "height": 800},

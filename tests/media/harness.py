@@ -17,6 +17,7 @@ from vIOP.ids import ParticipantId, new_participant_id
 from vIOP.media.aiortc_internals import DatagramTap
 from vIOP.media.ice import IceConfig
 from vIOP.media.relay import MediaRelay, RenegotiationOffer
+from vIOP.media.speaker import SpeakerChange
 
 LOOPBACK = ("127.0.0.1",)
 
@@ -39,10 +40,24 @@ class Room:
     relay: MediaRelay = field(init=False)
     peers: dict[ParticipantId, MediaPeer] = field(default_factory=dict)
     offers: list[tuple[ParticipantId, str]] = field(default_factory=list)  # every server offer, in order
+    # every active-speaker change: (loop time, recipients, change)
+    speaker_changes: list[tuple[float, tuple[ParticipantId, ...], SpeakerChange[ParticipantId]]] = field(
+        default_factory=list
+    )
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
 
     def __post_init__(self) -> None:
-        self.relay = MediaRelay(IceConfig.loopback(), on_signal=self._on_signal, direct_send=self.direct_send)
+        self.relay = MediaRelay(
+            IceConfig.loopback(),
+            on_signal=self._on_signal,
+            direct_send=self.direct_send,
+            on_active_speaker=self._on_speaker,
+        )
+
+    def _on_speaker(
+        self, recipients: tuple[ParticipantId, ...], change: SpeakerChange[ParticipantId]
+    ) -> None:
+        self.speaker_changes.append((asyncio.get_running_loop().time(), recipients, change))
 
     async def _on_signal(self, pid: ParticipantId, offer: RenegotiationOffer) -> None:
         self.offers.append((pid, offer.sdp))

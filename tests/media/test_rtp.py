@@ -14,6 +14,7 @@ from typing import Any
 
 import aiortc.rtp
 import pytest
+from aiortc import RTCRtpHeaderExtensionParameters, RTCRtpParameters
 
 from vIOP.media.rtp import (
     RtpPacket,
@@ -24,6 +25,7 @@ from vIOP.media.rtp import (
     parse_rtp,
     parse_rtx_payload,
     parse_vp8_payload,
+    read_audio_level,
 )
 
 FIXTURE = json.loads((Path(__file__).parent / "fixtures" / "aiortc_rtp.json").read_text())
@@ -196,3 +198,100 @@ def test_ntp_time() -> None:
     assert ntp_time(1_500_000_000) == ((2_208_988_801 << 32) | (1 << 31))
     # 6.18 fixed point, seconds modulo 64: 2_208_988_801 % 64 == 1, and half a second.
     assert abs_send_time(ntp_time(1_500_000_000)) == (1 << 18) | (1 << 17)
+
+
+# --- RFC 6464 audio level -------------------------------------------------------------------------------
+
+# A browser-like Opus packet: one-byte header extensions id 1 = audio level (V=1, 30 dB below overload),
+# id 3 = transport-wide sequence number (2 bytes), id 4 = mid "0", one byte of padding.
+BROWSER_AUDIO = (
+    bytes.fromhex("906f1234deadbeef01020304" + "bede0002" + "109e" + "310005" + "4030" + "00") + b"opus"
+)
+
+
+def test_read_audio_level_from_a_browser_like_packet() -> None:
+    assert read_audio_level(BROWSER_AUDIO, 1) == (0xDEADBEEF, 0x9E)  # V set, level 30
+    assert read_audio_level(BROWSER_AUDIO, 4) == (0xDEADBEEF, ord("0"))  # whatever element the id names
+    assert read_audio_level(BROWSER_AUDIO, 2) is None  # not in the packet
+    assert parse_rtp(BROWSER_AUDIO).extensions[1] == b"\x9e"  # the full parser agrees
+
+
+def test_read_audio_level_agrees_with_aiortcs_writer_and_parser() -> None:
+    """aiortc's sender sets the element for raw audio frames; our reader and writer match its bytes."""
+    stream = STREAMS["audio"]
+    level_id = 2
+    extensions_map = aiortc.rtp.HeaderExtensionsMap()
+    extensions_map.configure(
+        RTCRtpParameters(
+            headerExtensions=[
+                RTCRtpHeaderExtensionParameters(
+                    id=stream["mid_id"], uri="urn:ietf:params:rtp-hdrext:sdes:mid"
+                ),
+                RTCRtpHeaderExtensionParameters(
+                    id=level_id, uri="urn:ietf:params:rtp-hdrext:ssrc-audio-level"
+                ),
+            ]
+        )
+    )
+    frame = stream["frames"][0]
+    data = bytes.fromhex(frame["data"])
+    writer = writer_for(stream)
+    writer.configure(
+        payload_type=stream["payload_type"],
+        rtx_payload_type=None,
+        mid=stream["mid"],
+        mid_id=stream["mid_id"],
+        abs_send_time_id=None,
+        audio_level_id=level_id,
+    )
+    (ours,), _, timestamp = writer.frame(data, frame["pts"], frame["ntp"], audio_level=0x80 | 42)
+    theirs = aiortc.rtp.RtpPacket(
+        payload_type=stream["payload_type"], marker=1, sequence_number=stream["sequence"], timestamp=timestamp
+    )
+    theirs.ssrc, theirs.payload = stream["ssrc"], data
+    theirs.extensions.mid = stream["mid"]
+    theirs.extensions.audio_level = (True, 42)
+    assert ours == theirs.serialize(extensions_map)
+    assert read_audio_level(ours, level_id) == (timestamp, 0x80 | 42)
+    assert aiortc.rtp.RtpPacket.parse(ours, extensions_map).extensions.audio_level == (True, 42)
+    # Without a level (pre-encoded input, as aiortc's pack() path) the element is left out.
+    (plain,), _, _ = writer.frame(data, frame["pts"] + 960, frame["ntp"])
+    assert read_audio_level(plain, level_id) is None
+
+
+def test_the_writer_never_puts_an_audio_level_on_video() -> None:
+    stream = STREAMS["video"]
+    writer = writer_for(stream)
+    writer.configure(
+        payload_type=stream["payload_type"],
+        rtx_payload_type=stream["rtx_payload_type"],
+        mid=stream["mid"],
+        mid_id=stream["mid_id"],
+        abs_send_time_id=stream["abs_send_time_id"],
+        audio_level_id=5,
+    )
+    frame = stream["frames"][1]
+    packets, _, _ = writer.frame(bytes.fromhex(frame["data"]), frame["pts"], frame["ntp"], audio_level=7)
+    assert [p.hex() for p in packets] != [] and all(read_audio_level(p, 5) is None for p in packets)
+
+
+def test_read_audio_level_two_byte_header() -> None:
+    # RFC 8285 two-byte header (0x100 + appbits): id 1 length 1 = 0x1f, then padding.
+    data = bytes.fromhex("906f1234000000010102030410000001" + "01011f00") + b"opus"
+    assert read_audio_level(data, 1) == (1, 0x1F)
+    assert read_audio_level(data, 2) is None
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"",
+        bytes.fromhex("806f1234deadbeef01020304") + b"opus",  # no extension bit
+        bytes.fromhex("906f1234deadbeef01020304bede"),  # truncated extension header
+        bytes.fromhex("906f1234deadbeef01020304bede0001f0"),  # reserved id 15 first: stop reading
+        bytes.fromhex("906f1234deadbeef01020304bede000110"),  # the element's value is cut off
+        bytes.fromhex("906f1234deadbeef01020304abcd0001109e0000"),  # an unknown profile
+    ],
+)
+def test_read_audio_level_refuses_quietly(data: bytes) -> None:
+    assert read_audio_level(data, 1) is None

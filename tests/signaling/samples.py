@@ -92,6 +92,8 @@ SERVER_SAMPLES: tuple[m.ServerMessage, ...] = (
     m.RoomUnlocked(),
     m.RoomEnded(),
     m.HandRaised(participant_id=PID, up=False),
+    m.ActiveSpeaker(speaker=PID2, recent=(PID2, PID)),
+    m.ActiveSpeaker(speaker=None, recent=()),
     m.ErrorMessage(code="forbidden", message="a client may not admit here", id=7),
     m.Pong(id="p"),
 )

@@ -288,6 +288,28 @@ def silent_audio_track() -> MediaStreamTrack:
     return AudioStreamTrack()
 
 
+class ToneAudioTrack(AudioStreamTrack):
+    """Silence, or a 440 Hz tone while :attr:`speaking` (a participant who talks when told to).
+
+    Raw frames: aiortc's own Opus encoder sends them, and its sender puts each frame's RFC 6464 level in
+    the audio-level header extension (it does so for raw frames only, never for pre-encoded ones).
+    """
+
+    def __init__(self, amplitude: int = 8000) -> None:
+        super().__init__()
+        self.speaking = False
+        self._tone = b"".join(
+            struct.pack("<h", int(amplitude * math.sin(2 * math.pi * 440 * i / 8000))) for i in range(160)
+        )  # 20 ms at aiortc's 8 kHz, a whole number of cycles: frames join without a click
+
+    async def recv(self) -> av.AudioFrame:
+        frame = await super().recv()
+        assert isinstance(frame, av.AudioFrame)
+        if self.speaking:
+            frame.planes[0].update(self._tone)
+        return frame
+
+
 # --- the peer ----------------------------------------------------------------------------------------------
 
 

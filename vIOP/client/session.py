@@ -51,6 +51,7 @@ class RoomClient:
         self.media: MediaPeer | None = None
         self.welcome: m.Welcome | None = None
         self.messages: list[m.ServerMessage] = []
+        self.arrivals: list[float] = []  # time.monotonic() at which each of ``messages`` arrived
         self.closed: SignalingClosed | None = None
         self._changed = asyncio.Condition()
         self._reader: asyncio.Task[None] | None = None
@@ -68,6 +69,7 @@ class RoomClient:
         self.signaling = await SignalingClient.connect(url, origin=self.origin)
         self.closed = None
         self.messages = []  # "since joining": request ids restart with each socket
+        self.arrivals = []
         token = self.welcome.resume_token if resume and self.welcome else None
         reply = await self.signaling.request(m.Join(resume_token=token, audio=audio, video=video))
         if isinstance(reply, m.ErrorMessage):
@@ -131,11 +133,13 @@ class RoomClient:
         try:
             while True:
                 message = await signaling.recv(within=None)
+                arrived = time.monotonic()
                 if isinstance(message, m.ServerOffer) and self.media is not None:
                     answer = await self.media.accept_offer(message.sdp)
                     await signaling.send(m.Answer(sdp=answer))
                 async with self._changed:
                     self.messages.append(message)
+                    self.arrivals.append(arrived)
                     self._changed.notify_all()
         except SignalingClosed as closed:
             async with self._changed:
@@ -163,6 +167,14 @@ class RoomClient:
         )
         assert isinstance(found, kind)
         return found
+
+    def received_since(self, kind: type[T], since: float) -> list[tuple[float, T]]:
+        """(arrival time, message) of every ``kind`` message that arrived at or after ``since``."""
+        return [
+            (at, message)
+            for at, message in zip(self.arrivals, self.messages, strict=True)
+            if at >= since and isinstance(message, kind)
+        ]
 
     def latest(self, kind: type[T]) -> T | None:
         for message in reversed(self.messages):

@@ -21,6 +21,10 @@ The points, and why each is needed:
 - Keyframes: a subscriber's PLI/FIR makes the sender call its own ``_send_keyframe()``, which only flags an
   encoder the pass-through path does not have. :func:`on_keyframe_request` replaces it per sender;
   :func:`request_keyframe` makes a receiver send a PLI to the publisher's media SSRC (never RTX).
+- Audio levels: a publisher's RFC 6464 level rides in each audio packet's header extension, which aiortc
+  parses and then drops (the jitter buffer keeps payloads only). :func:`observe_rtp` hands every decrypted RTP
+  packet of one payload type to an observer before aiortc routes it, on the transport, so it sees the packets
+  whichever way the receiver then handles them (``vIOP.media.rtp.read_audio_level`` reads the level).
 - Host addresses: aioice skips loopback in ``aioice.ice.get_host_addresses``; :func:`route_host_addresses`
   replaces it with a function of ours (``vIOP.media.ice_gathering`` decides per ``setLocalDescription``).
 - Payload types: a re-offer from aiortc re-numbers codecs from its global table, which collides with the
@@ -269,6 +273,33 @@ async def request_keyframe(receiver: RTCRtpReceiver) -> int:
     return len(ssrcs)
 
 
+RtpObserver = Callable[[bytes], None]
+"""Called with an unprotected RTP packet (bytes) on the event loop; must not block or raise."""
+
+
+def observe_rtp(receiver: RTCRtpReceiver, payload_type: int, observer: RtpObserver) -> None:
+    """Show ``observer`` every RTP packet of ``payload_type`` reaching ``receiver``'s transport, first.
+
+    Call after ``setRemoteDescription`` (the receiver then has its bundled transport). One observer per
+    payload type; a second call for the same type replaces the first. The replacement is a plain function
+    returning aiortc's own coroutine, so packets of other payload types pay one call and one compare.
+    """
+    transport: Any = receiver.transport
+    observers: dict[int, RtpObserver] | None = getattr(transport, "_viop_rtp_observers", None)
+    if observers is None:
+        observers = transport._viop_rtp_observers = {}
+        handle = transport._handle_rtp_data
+
+        def observed(data: bytes, arrival_time_ms: int) -> Coroutine[Any, Any, None]:
+            seen = observers.get(data[1] & 0x7F) if len(data) > 1 else None
+            if seen is not None:
+                seen(data)
+            return handle(data, arrival_time_ms)  # type: ignore[no-any-return]
+
+        transport._handle_rtp_data = observed
+    observers[payload_type] = observer
+
+
 # --- senders ---------------------------------------------------------------------------------------------
 
 
@@ -509,6 +540,7 @@ INTERNALS: Final = (
     "RTCRtpSender: _send_keyframe, _stream_id, _track_id; codec pack() for non-Frame input",
     "RTCRtpSender: _ssrc, _rtx_ssrc, _enabled, __started, sender-report counters, _retransmit (DirectSender)",
     "RTCDtlsTransport: _state, _tx_srtp; aioice Connection._nominated, StunProtocol.transport (DirectSender)",
+    "RTCDtlsTransport._handle_rtp_data(data, arrival_time_ms) awaited per unprotected RTP packet (observe_rtp)",
     "RTCRtpTransceiver: _codecs, _headerExtensions",
     "aioice.ice.get_host_addresses(use_ipv4, use_ipv6)",
     "aioice Connection: data_received(data, component), sendto, _nominated[component].protocol/remote_addr",
@@ -581,6 +613,13 @@ def internals_problems() -> list[str]:
     problems += [
         f"RTCDtlsTransport no longer has {n}" for n in _assigns(dtls_cls.__init__, "_tx_srtp", "_state")
     ]
+    recv_next = dtls_cls._recv_next.__code__
+    if "_handle_rtp_data" not in recv_next.co_names or dtls_cls._handle_rtp_data.__code__.co_varnames[:3] != (
+        "self",
+        "data",
+        "arrival_time_ms",
+    ):
+        problems.append("RTCDtlsTransport._recv_next no longer calls _handle_rtp_data(data, arrival_time_ms)")
     if "_nominated" not in aioice.ice.Connection.sendto.__code__.co_names:
         problems.append("aioice Connection.sendto no longer sends on _nominated pairs")
     problems += _tap_problems()

@@ -2,7 +2,8 @@
 
 aiortc's sender loop costs a task switch per frame and builds an ``RtpPacket`` object, two datetimes and a
 generic header-extension list per packet. :class:`DirectSender` writes the same bytes (SSRC, payload type,
-header extensions and picture ids as negotiated for that sender; :class:`~vIOP.media.rtp.RtpWriter` packs
+header extensions (``mid``, abs-send-time on video, the publisher's RFC 6464 audio level on audio) and picture
+ids as negotiated for that sender; :class:`~vIOP.media.rtp.RtpWriter` packs
 them) straight from the fan-out: SRTP by the transport's own session, ``sendto`` on the nominated ICE pair.
 The aiortc sender stays in charge of everything else: RTCP (its sender reports read the counters kept
 here), NACKs (answered from the writer's history, RTX as negotiated), PLI/FIR (``on_keyframe_request``).
@@ -23,6 +24,7 @@ from vIOP.media.rtp import RtpWriter, ntp_time
 
 ABS_SEND_TIME: Final = "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time"
 MID: Final = "urn:ietf:params:rtp-hdrext:sdes:mid"
+AUDIO_LEVEL: Final = "urn:ietf:params:rtp-hdrext:ssrc-audio-level"  # RFC 6464
 
 # Bound once: ``send`` runs per frame per subscriber (the hot path), no module attribute lookup there.
 _sender_output = aiortc_internals.sender_output
@@ -64,10 +66,14 @@ class DirectSender:
             mid=transceiver.mid,
             mid_id=ids.get(MID),
             abs_send_time_id=ids.get(ABS_SEND_TIME),
+            audio_level_id=ids.get(AUDIO_LEVEL),
         )
 
-    def send(self, data: bytes, pts: int) -> bool:
-        """Packetize, protect and send one frame now; False if the stream cannot carry it yet."""
+    def send(self, data: bytes, pts: int, audio_level: int | None = None) -> bool:
+        """Packetize, protect and send one frame now; False if the stream cannot carry it yet.
+
+        ``audio_level``: the publisher's RFC 6464 byte, forwarded unchanged (subscribers' own
+        active-speaker displays and level meters read it)."""
         writer = self._writer
         if writer.payload_type is None:
             return False
@@ -76,7 +82,7 @@ class DirectSender:
             return False
         protect, sendto, addr = output
         ntp = ntp_time(time.time_ns())
-        packets, octets, timestamp = writer.frame(data, pts, ntp)
+        packets, octets, timestamp = writer.frame(data, pts, ntp, audio_level)
         for packet in packets:
             sendto(protect(packet), addr)
         self.packets += len(packets)

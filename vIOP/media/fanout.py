@@ -31,6 +31,9 @@ MAX_QUEUED: Final = {"audio": 150, "video": 90}
 Upstream = Callable[[], None]
 """Asks the publisher for a keyframe (sends a PLI); supplied by the relay, never blocks."""
 
+LevelListener = Callable[[int], None]
+"""Hears each RFC 6464 level byte a source forwards (the relay's active-speaker detection); never blocks."""
+
 
 class Leg(MediaStreamTrack):
     """One subscriber's view of whichever source it is attached to (or none).
@@ -92,7 +95,7 @@ class Leg(MediaStreamTrack):
         if self._offset is None:
             self._offset = self._rebase(frame)
         pts = frame.pts + self._offset
-        if direct.send(frame.data, pts):
+        if direct.send(frame.data, pts, frame.audio_level):
             self._last_pts = pts
             self._last_at = self._clock()
             self.frames_out += 1
@@ -148,10 +151,13 @@ class Source:
         *,
         keyframe_interval: float = DEFAULT_KEYFRAME_INTERVAL,
         forwarding: bool = True,
+        on_level: LevelListener | None = None,
     ) -> None:
         self.publisher = publisher
         self.kind = kind
         self.frames_in = 0
+        self._on_level = on_level
+        self._level: int | None = None  # the RFC 6464 byte of the latest audio packet
         self.keyframe_requests_sent = 0
         self._legs: list[Leg] = []
         self._forwarding = forwarding
@@ -168,9 +174,22 @@ class Source:
     def legs(self) -> tuple[Leg, ...]:
         return tuple(self._legs)
 
+    def hear_level(self, level: int) -> None:
+        """The publisher's audio level (an RFC 6464 byte) of the packet arriving now: forwarded with the
+        frames that follow, and heard unless forwarding is off.
+
+        Read from each packet before the receiver handles it; an audio frame is one packet, but aiortc's
+        jitter buffer hands a frame on when the next packet arrives, so there a frame carries its
+        successor's level: 20 ms apart, which no level meter or speaker decision can tell."""
+        self._level = level
+        if self._forwarding and self._on_level is not None:
+            self._on_level(level)
+
     def deliver(self, frame: EncodedFrame) -> None:
         """Entry point from the publisher's receiver (event loop, once per complete frame)."""
         self.frames_in += 1
+        if self._level is not None:
+            frame = frame.with_audio_level(self._level)
         if self._forwarding:
             for leg in self._legs:
                 leg.push(frame)
@@ -205,6 +224,7 @@ class Source:
     def bind_upstream(self, upstream: Upstream | None) -> None:
         """The publisher's (new) receiver; ``None`` while it has no connection. Legs restart at a keyframe."""
         self._upstream = upstream
+        self._level = None
         for leg in self._legs:
             leg.resync()
         if upstream is not None and self._legs and self.kind == "video":

@@ -25,12 +25,16 @@ class EncodedFrame:
     pts: int
     time_base: fractions.Fraction
     keyframe: bool
+    audio_level: int | None = None  # the publisher's RFC 6464 byte for this audio frame, when it sent one
 
     def __bytes__(self) -> bytes:
         return self.data
 
     def with_pts(self, pts: int) -> EncodedFrame:
-        return EncodedFrame(self.data, pts, self.time_base, self.keyframe)
+        return EncodedFrame(self.data, pts, self.time_base, self.keyframe, self.audio_level)
+
+    def with_audio_level(self, audio_level: int | None) -> EncodedFrame:
+        return EncodedFrame(self.data, self.pts, self.time_base, self.keyframe, audio_level)
 
 
 FrameSink = Callable[[EncodedFrame], None]

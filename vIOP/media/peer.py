@@ -31,12 +31,14 @@ from vIOP.errors import BadRequest, Conflict
 from vIOP.ids import ParticipantId
 from vIOP.media.aiortc_internals import (
     label_sender,
+    negotiated,
+    observe_rtp,
     on_keyframe_request,
     request_keyframe,
     round_trip_time,
 )
 from vIOP.media.codec_plan import CodecPlan, restrict_codecs
-from vIOP.media.direct_sender import DirectSender
+from vIOP.media.direct_sender import AUDIO_LEVEL, DirectSender
 from vIOP.media.egress import RemoteCandidates
 from vIOP.media.fanout import Leg, Source
 from vIOP.media.frames import EncodedFrame, FrameSink
@@ -44,6 +46,7 @@ from vIOP.media.ice import IceConfig
 from vIOP.media.ice_gathering import advertising
 from vIOP.media.ingress import AudioIngress
 from vIOP.media.publisher_hop import VideoIngress, audio_ingress
+from vIOP.media.rtp import read_audio_level
 from vIOP.media.sdp import SdpSummary, parse_candidate, summarize_sdp
 
 logger = logging.getLogger(__name__)
@@ -52,6 +55,8 @@ CLOSE_TIMEOUT: Final = 3.0
 SourceKey = tuple[ParticipantId, str]  # (publisher, kind)
 SendOffer = Callable[[str], Awaitable[None]]
 StateListener = Callable[[str], None]
+LevelSink = Callable[[int], None]
+"""Hears the RFC 6464 byte of each audio packet the participant publishes."""
 
 
 class SlotState(enum.Enum):
@@ -124,6 +129,7 @@ class PeerSession:
     async def accept_offer(self, sdp: str, summary: SdpSummary, sources: Mapping[str, Source]) -> str:
         """Answer the client's (validated) offer; ``sources`` receive the kinds it publishes."""
         async with self._lock:
+            audio: RTCRtpTransceiver | None = None
             for section in summary.media:
                 transceiver = self.pc.addTransceiver(section.kind, direction="recvonly")
                 restrict_codecs(transceiver)
@@ -131,10 +137,15 @@ class PeerSession:
                 if source is not None:
                     self._receive_into(transceiver.receiver, section.kind, source)
                     self.receivers[section.kind] = transceiver.receiver
+                    if section.kind == "audio":
+                        audio = transceiver
             try:
                 await self.pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
             except Exception as exc:  # aiortc raises ValueError/OperationError/... on what it cannot use
                 raise BadRequest("offer: cannot be applied (codecs or transport)") from exc
+            audio_source = sources.get("audio")
+            if audio is not None and audio_source is not None:
+                self._observe_levels(audio, audio_source.hear_level)
             answer = await self.pc.createAnswer()
             with advertising(self._ice.host_addresses):
                 await self.pc.setLocalDescription(answer)
@@ -159,6 +170,21 @@ class PeerSession:
         """RTT to this participant (seconds) as RTCP measured it on the streams we send it; None if unknown."""
         rtts = [rtt for slot in self._slots if (rtt := round_trip_time(slot.transceiver.sender)) is not None]
         return sum(rtts) / len(rtts) if rtts else None
+
+    def _observe_levels(self, transceiver: RTCRtpTransceiver, sink: LevelSink) -> None:
+        """Read the RFC 6464 element of every audio packet this participant publishes, if negotiated."""
+        codecs, extensions = negotiated(transceiver)
+        level_id = next((e.id for e in extensions if e.uri == AUDIO_LEVEL), None)
+        payload_type = codecs[0].payloadType if codecs else None
+        if payload_type is None or level_id is None:
+            return
+
+        def observe(packet: bytes) -> None:
+            found = read_audio_level(packet, level_id)
+            if found is not None and not self._closed:
+                sink(found[1])
+
+        observe_rtp(transceiver.receiver, payload_type, observe)
 
     def _guard(self, sink: FrameSink) -> FrameSink:
         """Frames from a replaced connection must not reach a source the new one feeds."""

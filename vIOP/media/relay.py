@@ -22,6 +22,7 @@ import asyncio
 import contextlib
 import functools
 import logging
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Final
@@ -36,6 +37,7 @@ from vIOP.media.ice import IceConfig
 from vIOP.media.keyframes import DEFAULT_KEYFRAME_INTERVAL
 from vIOP.media.peer import PeerSession
 from vIOP.media.sdp import SdpSummary, summarize_sdp
+from vIOP.media.speaker import DominantSpeaker, SpeakerChange
 from vIOP.metrics import ICE_REMOTE_CANDIDATES_DROPPED
 from vIOP.rooms.limits import MAX_CANDIDATE_CHARS, MAX_SDP_CHARS
 
@@ -56,6 +58,9 @@ class RenegotiationOffer:
 
 SignalCallback = Callable[[ParticipantId, RenegotiationOffer], Awaitable[None]]
 ConnectionStateCallback = Callable[[ParticipantId, str], None]
+SpeakerCallback = Callable[[tuple[ParticipantId, ...], SpeakerChange[ParticipantId]], None]
+"""(everyone with media in the room, the change): the room's dominant speaker moved. Called on the event
+loop from the media path: it must not block (queue the message, do not await a socket)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,8 +111,11 @@ class MediaRelay:
         on_connection_state: ConnectionStateCallback | None = None,
         keyframe_interval: float = DEFAULT_KEYFRAME_INTERVAL,
         direct_send: bool = True,
+        on_active_speaker: SpeakerCallback | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        """``direct_send=False`` keeps aiortc's own sender loop (slower; for comparison and fallback)."""
+        """``direct_send=False`` keeps aiortc's own sender loop (slower; for comparison and fallback).
+        ``on_active_speaker`` hears each room's dominant-speaker changes (``clock`` times them)."""
         check_internals()
         self._direct_send = direct_send
         self._ice = ice
@@ -117,6 +125,9 @@ class MediaRelay:
         self._keyframe_interval = keyframe_interval
         self._participants: dict[ParticipantId, _Participant] = {}
         self._closing: set[asyncio.Task[None]] = set()
+        self._on_active_speaker = on_active_speaker
+        self._clock = clock
+        self._speakers: dict[str | None, DominantSpeaker[ParticipantId]] = {}  # by room
 
     # --- membership -------------------------------------------------------------------------------------
 
@@ -133,6 +144,7 @@ class MediaRelay:
         participant = self._participants.pop(pid, None)
         if participant is None:
             raise NotFound("participant has no media")
+        self._forget_speaker(participant)
         for kind, source in participant.sources.items():
             source.close()
             for other in self._room_of(participant):
@@ -174,6 +186,7 @@ class MediaRelay:
                     kind,
                     keyframe_interval=self._keyframe_interval,
                     forwarding=participant.forwarding[kind],
+                    on_level=functools.partial(self._heard, participant) if kind == "audio" else None,
                 )
                 for kind in publishes
             }
@@ -203,6 +216,8 @@ class MediaRelay:
                 if previous is not None:  # no longer published
                     del participant.sources[kind]
                     previous.close()
+                    if kind == "audio":
+                        self._forget_speaker(participant)
                     for other in others:
                         other.unwant((pid, kind))
                 continue
@@ -246,6 +261,8 @@ class MediaRelay:
         source = participant.sources.get(kind)
         if source is not None:
             source.set_forwarding(enabled)
+        if kind == "audio" and not enabled:
+            self._forget_speaker(participant)  # nobody hears them: they cannot hold the floor
 
     def set_audio_forwarding(self, pid: ParticipantId, enabled: bool) -> None:
         self.set_forwarding(pid, "audio", enabled)
@@ -281,6 +298,43 @@ class MediaRelay:
 
     def source(self, pid: ParticipantId, kind: str) -> Source | None:
         return self._get(pid).sources.get(kind)
+
+    def active_speaker(self, room: str | None) -> SpeakerChange[ParticipantId] | None:
+        """The room's dominant speaker and recent speakers now (None before anyone spoke)."""
+        detector = self._speakers.get(room)
+        if detector is None or (detector.speaker is None and not detector.recent):
+            return None
+        return SpeakerChange(detector.speaker, detector.recent)
+
+    # --- active speaker ---------------------------------------------------------------------------------
+
+    def _heard(self, participant: _Participant, level: int) -> None:
+        """One audio packet's level from ``participant`` (the media path: no awaiting here)."""
+        detector = self._speakers.get(participant.room)
+        if detector is None:
+            detector = self._speakers[participant.room] = DominantSpeaker(self._clock)
+        change = detector.observe(participant.pid, level)
+        if change is not None:
+            self._announce(participant.room, change)
+
+    def _forget_speaker(self, participant: _Participant) -> None:
+        detector = self._speakers.get(participant.room)
+        if detector is None:
+            return
+        change = detector.remove(participant.pid)
+        if not any(p.room == participant.room for p in self._participants.values()):
+            del self._speakers[participant.room]  # the room's media ended
+        elif change is not None:
+            self._announce(participant.room, change)
+
+    def _announce(self, room: str | None, change: SpeakerChange[ParticipantId]) -> None:
+        if self._on_active_speaker is None:
+            return
+        recipients = tuple(p.pid for p in self._participants.values() if p.room == room)
+        try:
+            self._on_active_speaker(recipients, change)
+        except Exception:  # a delivery fault must not break the publisher's receive path
+            logger.exception("active speaker delivery failed")
 
     # --- helpers ----------------------------------------------------------------------------------------
 

@@ -1,6 +1,7 @@
 """RTP as the relay writes it, and its parse: pure functions and one writer, bytes in and bytes out.
 
-- RFC 3550 fixed header; RFC 8285 one-byte header extensions (``mid``, and ``abs-send-time`` on video);
+- RFC 3550 fixed header; RFC 8285 one-byte header extensions (``mid``, ``abs-send-time`` on video, the RFC 6464
+  client-to-mixer audio level on audio);
 - RFC 7741 VP8 payload descriptor with a 15-bit picture id on every packet, as aiortc's ``Vp8Encoder.pack``;
 - RFC 4588 RTX: the original sequence number, then the original payload, on the RTX SSRC and payload type.
 
@@ -21,6 +22,7 @@ PACKET_MAX: Final = 1300  # aiortc's PACKET_MAX for a VP8 payload
 VP8_MAX_CHUNK: Final = PACKET_MAX - 4  # minus our 4-byte payload descriptor
 HISTORY_SIZE: Final = 128  # aiortc's RTP_HISTORY_SIZE: packets a NACK can still recover
 ONE_BYTE_EXTENSIONS: Final = 0xBEDE
+LEVEL_MASK: Final = 0x7F  # RFC 6464: the low seven bits, -dBov (0 loudest, 127 silence); the top bit is V
 NTP_EPOCH_OFFSET_NS: Final = 2_208_988_800 * 1_000_000_000
 _VERSION_2: Final = 0x80
 _EXTENSION_BIT: Final = 0x10
@@ -55,15 +57,63 @@ def mid_element(extension_id: int, mid: bytes) -> bytes:
     return bytes([(extension_id << 4) | (len(mid) - 1)]) + mid
 
 
-def extension_block(mid: bytes, abs_send_time_id: int, ntp: int) -> bytes:
-    """The whole header-extension block (profile, length, elements, zero padding), or b"" for none."""
+def extension_block(
+    mid: bytes, abs_send_time_id: int, ntp: int, audio_level_id: int = 0, audio_level: int | None = None
+) -> bytes:
+    """The whole header-extension block (profile, length, elements, zero padding), or b"" for none.
+
+    Elements in aiortc's order (mid, abs-send-time, audio level); ``audio_level`` is the RFC 6464 byte
+    (voice-activity bit and level), written as received when its id is negotiated.
+    """
     block = mid
     if abs_send_time_id:
         block += _WORD.pack((abs_send_time_id << 28) | (2 << 24) | abs_send_time(ntp))
+    if audio_level_id and audio_level is not None:
+        block += bytes((audio_level_id << 4, audio_level & 0xFF))
     if not block:
         return b""
     block += b"\x00" * (-len(block) % 4)
     return _EXTENSION_HEADER.pack(ONE_BYTE_EXTENSIONS, len(block) // 4) + block
+
+
+def read_audio_level(packet: bytes, extension_id: int) -> tuple[int, int] | None:
+    """(RTP timestamp, RFC 6464 byte) of an unprotected RTP packet, or None when it carries no such element.
+
+    Runs on every audio packet a publisher sends: it walks the header extension only, never copies the
+    payload, and returns None (never raises) for anything it cannot read (RFC 8285 one- and two-byte
+    headers; a two-byte-header element may carry the level in a longer value, the first byte counts).
+    """
+    if len(packet) < 16 or not packet[0] & _EXTENSION_BIT or not 0 < extension_id < 256:
+        return None
+    pos = RTP_HEADER.size + 4 * (packet[0] & 0x0F)  # after any CSRCs
+    if len(packet) < pos + 4:
+        return None
+    profile, words = _EXTENSION_HEADER.unpack_from(packet, pos)
+    pos += 4
+    end = min(pos + 4 * words, len(packet))
+    timestamp: int = _WORD.unpack_from(packet, 4)[0]
+    if profile == ONE_BYTE_EXTENSIONS:
+        while pos < end:
+            head = packet[pos]
+            if head == 0:  # padding
+                pos += 1
+                continue
+            ext_id = head >> 4
+            if ext_id == 15:  # RFC 8285: stop reading at the reserved id
+                return None
+            if ext_id == extension_id:
+                return (timestamp, packet[pos + 1]) if pos + 1 < end else None
+            pos += 2 + (head & 0x0F)
+    elif profile & 0xFFF0 == 0x1000:  # two-byte header
+        while pos + 1 < end:
+            ext_id, length = packet[pos], packet[pos + 1]
+            if ext_id == 0:
+                pos += 1
+                continue
+            if ext_id == extension_id:
+                return (timestamp, packet[pos + 2]) if length and pos + 2 < end else None
+            pos += 2 + length
+    return None
 
 
 def rtx_payload(original_sequence: int, payload: bytes) -> bytes:
@@ -82,6 +132,7 @@ class RtpWriter:
     __slots__ = (
         "_abs_id",
         "_history",
+        "_level_id",
         "_mid",
         "_picture_id",
         "_rtx_sequence",
@@ -116,6 +167,7 @@ class RtpWriter:
         self.rtx_payload_type: int | None = None
         self._mid = b""
         self._abs_id = 0
+        self._level_id = 0
         self._history: list[tuple[int, int, int, bytes] | None] = [None] * HISTORY_SIZE
 
     def configure(
@@ -126,22 +178,29 @@ class RtpWriter:
         mid: str | None,
         mid_id: int | None,
         abs_send_time_id: int | None,
+        audio_level_id: int | None = None,
     ) -> None:
-        """The negotiated numbers: payload types and header-extension ids (abs-send-time on video only)."""
+        """The negotiated numbers: payload types and header-extension ids (abs-send-time on video only,
+        the audio level on audio only)."""
         self.payload_type = payload_type
         self.rtx_payload_type = rtx_payload_type
         self._mid = mid_element(mid_id or 0, (mid or "").encode())
         self._abs_id = (abs_send_time_id or 0) if self._video else 0
+        self._level_id = 0 if self._video else (audio_level_id or 0)
 
-    def frame(self, data: bytes, pts: int, ntp: int) -> tuple[list[bytes], int, int]:
-        """One frame's packets (the last carries the marker), payload octets, and the RTP timestamp."""
+    def frame(
+        self, data: bytes, pts: int, ntp: int, audio_level: int | None = None
+    ) -> tuple[list[bytes], int, int]:
+        """One frame's packets (the last carries the marker), payload octets, and the RTP timestamp.
+
+        ``audio_level``: the publisher's RFC 6464 byte for this frame, forwarded when negotiated."""
         if self._video:
             payloads = vp8_payloads(data, self._picture_id)
             self._picture_id = (self._picture_id + 1) & 0x7FFF
         else:
             payloads = [data]
         timestamp = (self._timestamp_origin + pts) & 0xFFFFFFFF
-        ext = extension_block(self._mid, self._abs_id, ntp)
+        ext = extension_block(self._mid, self._abs_id, ntp, self._level_id, audio_level)
         first_byte = _VERSION_2 | _EXTENSION_BIT if ext else _VERSION_2
         pack = RTP_HEADER.pack
         pt, ssrc, history = self.payload_type, self._ssrc, self._history

@@ -11,7 +11,8 @@ from collections.abc import Awaitable, Callable
 
 from vIOP.errors import NotFound
 from vIOP.ids import ParticipantId
-from vIOP.media.relay import MediaRelay, RenegotiationOffer
+from vIOP.media.relay import MediaRelay, RenegotiationOffer, SpeakerCallback
+from vIOP.media.speaker import SpeakerChange
 from vIOP.rooms.events import Event, Resync
 from vIOP.rooms.ports import EventBus
 from vIOP.rooms.service import RoomService
@@ -20,6 +21,7 @@ from vIOP.session.live import EventListener
 from vIOP.session.room_end import directory_sync
 from vIOP.session.services import Services
 from vIOP.signaling import messages as m
+from vIOP.signaling.codec import encode_text
 from vIOP.signaling.connections import ConnectionRegistry
 
 log = logging.getLogger("vIOP.live")
@@ -56,6 +58,21 @@ def relay_signal_sender(
 ) -> Callable[[ParticipantId, RenegotiationOffer], Awaitable[None]]:
     async def send(pid: ParticipantId, offer: RenegotiationOffer) -> None:
         connections.send_to(pid, m.ServerOffer(sdp=offer.sdp))
+
+    return send
+
+
+def relay_speaker_sender(connections: ConnectionRegistry) -> SpeakerCallback:
+    """A room's dominant-speaker change, as ``active_speaker``, to everyone with media in that room (the
+    relay names them: never the lobby). Encoded once; queued on each socket, never awaited (the relay
+    calls this from the media path)."""
+
+    def send(recipients: tuple[ParticipantId, ...], change: SpeakerChange[ParticipantId]) -> None:
+        frame = encode_text(m.ActiveSpeaker(speaker=change.speaker, recent=change.recent))
+        for pid in recipients:
+            connection = connections.get(pid)
+            if connection is not None:
+                connection.send_frame(frame)
 
     return send
 

@@ -208,6 +208,9 @@ class SignalSession:
                 self.delivery.media.mute(pid, "video", True)
         answer = await relay.handle_offer(pid, msg.sdp)
         self.conn.send(m.ServerAnswer(sdp=answer, id=msg.id))
+        floor = relay.active_speaker(self.room_id)
+        if floor is not None:  # joining mid-session: who has been speaking, before the next change
+            self.conn.send(m.ActiveSpeaker(speaker=floor.speaker, recent=floor.recent))
         if me.state is ParticipantState.ADMITTED:
             await rooms.join(self.room_id, pid)
 

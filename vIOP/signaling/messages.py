@@ -35,6 +35,7 @@ MAX_ROSTER = 100
 MAX_LOBBY = 200
 MAX_ICE_SERVERS = 4
 MAX_ICE_URLS = 4
+MAX_RECENT_SPEAKERS = 8
 # Not on the wire; exported so the web client's forms (through protocol.js) use the API's limits.
 MAX_ROOM_TITLE_CHARS = limits.MAX_ROOM_TITLE_CHARS
 MAX_ROOM_CAPACITY = limits.MAX_ROOM_CAPACITY
@@ -367,6 +368,15 @@ class HandRaised(_ServerMessage, frozen=True, tag="hand_raised"):
     up: bool
 
 
+class ActiveSpeaker(_ServerMessage, frozen=True, tag="active_speaker"):
+    """The room's dominant speaker changed (from the audio levels publishers send; rate-limited by the
+    relay's hysteresis). ``speaker`` is None only when the last speaker left or was muted by a host;
+    ``recent`` lists recent speakers, newest first (the current one included)."""
+
+    speaker: ParticipantIdField | None
+    recent: Annotated[tuple[ParticipantIdField, ...], Meta(max_length=MAX_RECENT_SPEAKERS)]
+
+
 class ErrorMessage(_ServerMessage, frozen=True, tag="error"):
     code: ErrorCodeField
     message: Text
@@ -397,6 +407,7 @@ ServerMessage: TypeAlias = (
     | RoomUnlocked
     | RoomEnded
     | HandRaised
+    | ActiveSpeaker
     | ErrorMessage
     | Pong
 )

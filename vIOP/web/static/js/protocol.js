@@ -55,6 +55,7 @@ export const ServerType = Object.freeze({
   ROOM_UNLOCKED: "room_unlocked",
   ROOM_ENDED: "room_ended",
   HAND_RAISED: "hand_raised",
+  ACTIVE_SPEAKER: "active_speaker",
   ERROR: "error",
   PONG: "pong",
 });
@@ -118,5 +119,6 @@ export const MAX_ROSTER = 100;
 export const MAX_LOBBY = 200;
 export const MAX_ICE_SERVERS = 4;
 export const MAX_ICE_URLS = 4;
+export const MAX_RECENT_SPEAKERS = 8;
 export const MAX_ROOM_TITLE_CHARS = 120;
 export const MAX_ROOM_CAPACITY = 50;

@@ -5,12 +5,14 @@
 // Phases: connecting -> waiting (clients) -> in_room -> ended; "reconnecting" while the socket is down.
 // Events: "phase" {detail: phase}, "waiting" {detail: {position, message}}, "lobby" {detail: entries},
 // "roster" {detail: {participants, locked}}, "self" {detail: rosterEntry}, "notice" {detail: text},
+// "speaker" {detail: {speaker, recent}} (the room's active speaker, participant ids),
 // "ended" {detail: {reason, message}}, "error" {detail: {code, message}}.
 
 import { ClientType, LeaveReason, MediaKind, Role, ServerType } from "./protocol.js";
 import { EndReason, SignalingClient, State } from "./signaling.js";
 import { MediaLink, participantOf } from "./webrtc.js";
 import { detailOf } from "./events.js";
+import { speakerState } from "./speaker-order.js";
 
 /** @typedef {import("./reconnecting-socket.js").WireMessage} WireMessage */
 /** @typedef {import("./webrtc.js").RemoteTrack} RemoteTrack */
@@ -260,6 +262,11 @@ export class RoomSession extends EventTarget {
       this.roster.set(message.participant_id, { ...entry, hand: message.up });
       this.refreshRoster();
       if (message.up) this.emit("notice", `${entry.display_name} raised their hand.`);
+    },
+    [ServerType.ACTIVE_SPEAKER](message) {
+      const state = speakerState(message);
+      this.grid.setSpeakers(state);
+      this.emit("speaker", state);
     },
     [ServerType.RETURNED_TO_LOBBY]() {
       this.wasInRoom = false;

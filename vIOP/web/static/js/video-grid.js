@@ -1,8 +1,10 @@
 // @ts-check
 // The session's video grid: one tile per participant with their name and state badges.
 // A tile's <video> plays one MediaStream holding that participant's audio and video tracks.
+// The active speaker's tile is highlighted; on a small screen or a slow link the last speakers go first.
 
 import { Role } from "./protocol.js";
+import { isConstrained, tileOrder } from "./speaker-order.js";
 import { el } from "./ui.js";
 
 /**
@@ -34,6 +36,52 @@ export class VideoGrid {
     this.list = list;
     /** @type {Map<string, Tile>} */
     this.tiles = new Map();
+    /** @type {string | null} who holds the floor (the server's `active_speaker`) */
+    this.speaker = null;
+    /** @type {string[]} recent speakers, newest first */
+    this.recent = [];
+    /** @type {boolean} the person chose audio only, or the server switched them to it */
+    this.audioOnly = false;
+    this.constrained = false;
+    window.addEventListener("resize", () => this.arrange());
+  }
+
+  /**
+   * The room's dominant speaker changed: move the highlight, and the order when the grid is constrained.
+   * @param {{speaker: string | null, recent: string[]}} state
+   */
+  setSpeakers({ speaker, recent }) {
+    this.speaker = speaker;
+    this.recent = recent;
+    for (const [id, tile] of this.tiles) {
+      const speaking = id === speaker;
+      tile.item.classList.toggle("speaking", speaking);
+      if (speaking) tile.item.dataset.speaking = "true";
+      else delete tile.item.dataset.speaking;
+    }
+    this.arrange();
+  }
+
+  // Small screen, slow link or audio only: the last speakers' tiles first (else the order stays put).
+  arrange() {
+    const connection = /** @type {{effectiveType?: string, saveData?: boolean} | undefined} */ (
+      /** @type {any} */ (navigator).connection
+    );
+    this.constrained = isConstrained({
+      width: window.innerWidth,
+      effectiveType: connection?.effectiveType ?? null,
+      saveData: Boolean(connection?.saveData),
+      audioOnly: this.audioOnly,
+    });
+    this.list.classList.toggle("compact", this.constrained);
+    const self = [...this.tiles].find(([, tile]) => tile.self)?.[0] ?? null;
+    const current = [...this.list.children].map((item) => /** @type {HTMLElement} */ (item).dataset.participant ?? "");
+    const order = tileOrder(current, { recent: this.recent, self, constrained: this.constrained });
+    if (order.every((id, i) => id === current[i])) return;
+    for (const id of order) {
+      const tile = this.tiles.get(id);
+      if (tile) this.list.append(tile.item); // moving a <video> keeps its stream playing
+    }
   }
 
   /**
@@ -52,6 +100,8 @@ export class VideoGrid {
     tile = { item, video, name, badges, stream, self: false };
     this.tiles.set(participantId, tile);
     this.list.append(item);
+    if (participantId === this.speaker) item.classList.add("speaking");
+    if (this.recent.includes(participantId)) this.arrange();
     return tile;
   }
 
