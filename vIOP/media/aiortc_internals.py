@@ -63,8 +63,10 @@ import aioice.ice
 import aiortc
 import aiortc.codecs
 import aiortc.rtcdtlstransport
+import aiortc.rtcpeerconnection
 import aiortc.rtcrtpreceiver
 import aiortc.rtcrtpsender
+import aiortc.rtp
 import aiortc.sdp
 from aiortc import (
     RTCIceCandidate,
@@ -124,9 +126,10 @@ def install_encoded_output(receiver: RTCRtpReceiver, kind: str, sink: FrameSink)
 
 AudioPacketSink = Callable[[int, int, bytes], None]
 """Called with (sequence number, RTP timestamp, Opus payload) for every audio packet."""
-VideoPacketSink = Callable[[int, int, int, bool, bytes, bytes], None]
+VideoPacketSink = Callable[[int, int, int, bool, bytes, bytes, str | None], None]
 """Called with (media SSRC, sequence number, RTP timestamp, marker, RTP payload, VP8 data after the
-payload descriptor) for every video packet, retransmissions unwrapped."""
+payload descriptor, RID from the ``sdes:rtp-stream-id`` extension or None) for every video packet,
+retransmissions unwrapped."""
 
 
 class _AudioTap:
@@ -156,7 +159,13 @@ class _VideoTap:
 
     def add(self, packet: Any) -> tuple[bool, None]:
         self._sink(
-            packet.ssrc, packet.sequence_number, packet.timestamp, packet.marker, packet.payload, packet._data
+            packet.ssrc,
+            packet.sequence_number,
+            packet.timestamp,
+            packet.marker,
+            packet.payload,
+            packet._data,
+            packet.extensions.rtp_stream_id,
         )
         return False, None
 
@@ -176,6 +185,47 @@ def install_video_ingress(receiver: RTCRtpReceiver, sink: VideoPacketSink) -> No
 async def send_nack(receiver: RTCRtpReceiver, media_ssrc: int, lost: list[int]) -> None:
     """Send one RTCP NACK for ``lost`` (16-bit sequence numbers) of ``media_ssrc`` to the publisher."""
     await receiver._send_rtcp_nack(media_ssrc, lost)
+
+
+async def send_pli(receiver: RTCRtpReceiver, media_ssrc: int) -> None:
+    """Ask the publisher for a keyframe of one stream (a simulcast layer's SSRC)."""
+    await receiver._send_rtcp_pli(media_ssrc)
+
+
+def learn_rtx_ssrc(receiver: RTCRtpReceiver, rtx_ssrc: int, media_ssrc: int) -> None:
+    """Make ``receiver`` unwrap RTX from ``rtx_ssrc`` as repairs of ``media_ssrc``.
+
+    aiortc learns RTX SSRCs from ``a=ssrc-group:FID`` only; a RID-simulcast offer has none, so without this
+    every retransmission of a simulcast layer is dropped ("RTX packet from unknown SSRC").
+    """
+    receiver._RTCRtpReceiver__rtx_ssrc[rtx_ssrc] = media_ssrc  # type: ignore[attr-defined]
+
+
+def offered_header_extensions(sdp: str, mid: str) -> list[RTCRtpHeaderExtensionParameters]:
+    """The header extensions (ids as offered) of m-line ``mid`` of ``sdp``, as aiortc's parser reads them."""
+    description = aiortc.sdp.SessionDescription.parse(sdp)
+    for media in description.media:
+        if media.rtp.muxId == mid:
+            return list(media.rtp.headerExtensions)
+    return []
+
+
+def accept_header_extensions(
+    transceiver: RTCRtpTransceiver, extensions: list[RTCRtpHeaderExtensionParameters]
+) -> None:
+    """Add ``extensions`` to what ``transceiver`` negotiated (after ``setRemoteDescription``, before
+    ``createAnswer``): aiortc accepts only its global table (mid, abs-send-time for video); the answer and
+    the transport's header-extension map (configured when the receiver starts) then include them."""
+    have = {e.uri for e in transceiver._headerExtensions}
+    transceiver._headerExtensions = transceiver._headerExtensions + [
+        e for e in extensions if e.uri not in have
+    ]
+
+
+def rtp_output(sender: RTCRtpSender) -> Callable[[bytes], Coroutine[Any, Any, None]]:
+    """Test publishers only: protect (SRTP) and send raw RTP bytes on ``sender``'s transport."""
+    send: Callable[[bytes], Coroutine[Any, Any, None]] = sender.transport._send_rtp
+    return send
 
 
 def round_trip_time(sender: RTCRtpSender) -> float | None:
@@ -545,6 +595,9 @@ INTERNALS: Final = (
     "aioice.ice.get_host_addresses(use_ipv4, use_ipv6)",
     "aioice Connection: data_received(data, component), sendto, _nominated[component].protocol/remote_addr",
     "aiortc.sdp: SessionDescription.parse/str, candidate_from_sdp; aiortc.codecs: CODECS, HEADER_EXTENSIONS",
+    "Simulcast: rtp.HeaderExtensionsMap parses sdes:rtp-stream-id/repaired-rtp-stream-id into "
+    "packet.extensions; RTCRtpReceiver unwraps RTX by __rtx_ssrc; transceiver._headerExtensions feed the "
+    "answer; RTCDtlsTransport._send_rtp (test publishers)",
 )
 
 
@@ -624,6 +677,7 @@ def internals_problems() -> list[str]:
         problems.append("aioice Connection.sendto no longer sends on _nominated pairs")
     problems += _tap_problems()
     problems += _client_receiver_problems()
+    problems += _simulcast_problems()
     if "sendto" not in aioice.ice.StunProtocol.send_data.__code__.co_names:
         problems.append("aioice StunProtocol.send_data is no longer transport.sendto")
     worker = getattr(aiortc.rtcrtpreceiver, "decoder_worker", None)
@@ -677,6 +731,27 @@ def _client_receiver_problems() -> list[str]:
         problems.append(
             "RTCDtlsTransport._handle_rtp_data no longer hands packets to receiver._handle_rtp_packet"
         )
+    return problems
+
+
+def _simulcast_problems() -> list[str]:
+    """The publisher hop's simulcast receive: RID extensions parsed, RTX learned per SSRC, answer extensions."""
+    problems = []
+    extensions_map = aiortc.rtp.HeaderExtensionsMap
+    for n in ("rtp_stream_id", "repaired_rtp_stream_id"):
+        if (
+            n not in extensions_map.configure.__code__.co_names
+            or n not in extensions_map.get.__code__.co_names
+        ):
+            problems.append(f"aiortc.rtp.HeaderExtensionsMap no longer reads {n}")
+    handle = aiortc.rtcrtpreceiver.RTCRtpReceiver._handle_rtp_packet.__code__.co_names
+    if "_RTCRtpReceiver__rtx_ssrc" not in handle or "unwrap_rtx" not in handle:
+        problems.append("RTCRtpReceiver._handle_rtp_packet no longer unwraps RTX by __rtx_ssrc")
+    describe = aiortc.rtcpeerconnection.create_media_description_for_transceiver
+    if "_headerExtensions" not in describe.__code__.co_names:
+        problems.append("aiortc's answer no longer lists transceiver._headerExtensions")
+    if not hasattr(aiortc.rtcdtlstransport.RTCDtlsTransport, "_send_rtp"):
+        problems.append("RTCDtlsTransport._send_rtp is gone")
     return problems
 
 

@@ -5,6 +5,11 @@ each one, synchronously, to every attached leg. A leg is the track a subscriber'
 ``RTCRtpSender`` reads; it re-times frames onto its own timeline (so a sender that moves to another
 publisher never sees time go backwards) and, for video, starts only at a keyframe (a decoder cannot start
 mid-stream). Frames are never dropped except on overflow, when a video leg waits for the next keyframe.
+
+Simulcast: each layer a publisher sends is its own source; :meth:`Leg.move_to` switches a subscriber
+between them at a keyframe of the target layer (asked for at once), and until then the leg keeps
+receiving the layer it has, so the picture never stops; the leg's re-timing keeps its sequence numbers
+and timestamps continuous.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from vIOP.ids import ParticipantId
 from vIOP.media.direct_sender import DirectSender
 from vIOP.media.frames import EncodedFrame
 from vIOP.media.keyframes import DEFAULT_KEYFRAME_INTERVAL, KeyframeGate
+from vIOP.media.simulcast import vp8_keyframe_size
 
 logger = logging.getLogger(__name__)
 
@@ -48,6 +54,7 @@ class Leg(MediaStreamTrack):
         super().__init__()
         self.kind = kind
         self.source: Source | None = None
+        self.pending: Source | None = None  # the layer this leg moves to at its next keyframe
         self.direct = direct
         self.frames_out = 0
         self.overflows = 0
@@ -127,7 +134,28 @@ class Leg(MediaStreamTrack):
         self.frames_out += 1
         return self._queue.popleft()
 
+    def move_to(self, source: Source | None) -> None:
+        """Receive ``source`` from now on (None: nothing, i.e. paused).
+
+        A video leg that is receiving another source keeps it until ``source`` delivers a keyframe (one is
+        requested now), then moves; otherwise it attaches at once (and starts at the next keyframe).
+        """
+        if self.pending is not None:
+            self.pending.cancel_pending(self)
+        if source is self.source:
+            return
+        if source is None:
+            if self.source is not None:
+                self.source.detach(self)
+            return
+        if self.source is None or self.kind != "video":
+            source.attach(self)
+            return
+        source.add_pending(self)
+
     def stop(self) -> None:
+        if self.pending is not None:
+            self.pending.cancel_pending(self)
         if self.source is not None:
             self.source.detach(self)
         super().stop()
@@ -152,14 +180,19 @@ class Source:
         keyframe_interval: float = DEFAULT_KEYFRAME_INTERVAL,
         forwarding: bool = True,
         on_level: LevelListener | None = None,
+        layer: str | None = None,
     ) -> None:
+        """``layer``: the RID of the simulcast layer this source carries (None: the publisher's only one)."""
         self.publisher = publisher
         self.kind = kind
+        self.layer = layer
+        self.frame_size: tuple[int, int] | None = None  # (width, height) of the last keyframe
         self.frames_in = 0
         self._on_level = on_level
         self._level: int | None = None  # the RFC 6464 byte of the latest audio packet
         self.keyframe_requests_sent = 0
         self._legs: list[Leg] = []
+        self._pending: list[Leg] = []  # legs moving here at the next keyframe
         self._forwarding = forwarding
         self._upstream: Upstream | None = None
         self._gate = KeyframeGate(keyframe_interval)
@@ -190,20 +223,47 @@ class Source:
         self.frames_in += 1
         if self._level is not None:
             frame = frame.with_audio_level(self._level)
+        if frame.keyframe and self.kind == "video":
+            self.frame_size = vp8_keyframe_size(frame.data) or self.frame_size
+            if self._pending and self._forwarding:
+                self._adopt_pending()
         if self._forwarding:
             for leg in self._legs:
                 leg.push(frame)
 
-    def attach(self, leg: Leg) -> None:
+    def attach(self, leg: Leg, *, ask_keyframe: bool = True) -> None:
         if self._closed:
             return
+        if leg.pending is not None:
+            leg.pending.cancel_pending(leg)
         if leg.source is not None:
             leg.source.detach(leg)
         leg.source = self
         leg.resync()
         self._legs.append(leg)
-        if self.kind == "video":
+        if self.kind == "video" and ask_keyframe:
             self.request_keyframe()  # the new subscriber needs one to start decoding
+
+    def add_pending(self, leg: Leg) -> None:
+        """``leg`` moves here at this source's next keyframe (requested now); see :meth:`Leg.move_to`."""
+        if self._closed:
+            return
+        leg.pending = self
+        self._pending.append(leg)
+        self.request_keyframe()
+
+    def cancel_pending(self, leg: Leg) -> None:
+        if leg in self._pending:
+            self._pending.remove(leg)
+        if leg.pending is self:
+            leg.pending = None
+
+    def _adopt_pending(self) -> None:
+        """A keyframe is being delivered: the legs waiting for one switch over and start with it."""
+        legs, self._pending = self._pending, []
+        for leg in legs:
+            leg.pending = None
+            self.attach(leg, ask_keyframe=False)
 
     def detach(self, leg: Leg) -> None:
         if leg.source is self:
@@ -258,4 +318,6 @@ class Source:
             self._timer = None
         for leg in list(self._legs):
             self.detach(leg)
+        for leg in list(self._pending):
+            self.cancel_pending(leg)
         self._upstream = None

@@ -30,9 +30,11 @@ from aiortc import RTCPeerConnection, RTCRtpReceiver, RTCRtpTransceiver, RTCSess
 from vIOP.errors import BadRequest, Conflict
 from vIOP.ids import ParticipantId
 from vIOP.media.aiortc_internals import (
+    accept_header_extensions,
     label_sender,
     negotiated,
     observe_rtp,
+    offered_header_extensions,
     on_keyframe_request,
     request_keyframe,
     round_trip_time,
@@ -48,6 +50,7 @@ from vIOP.media.ingress import AudioIngress
 from vIOP.media.publisher_hop import VideoIngress, audio_ingress
 from vIOP.media.rtp import read_audio_level
 from vIOP.media.sdp import SdpSummary, parse_candidate, summarize_sdp
+from vIOP.media.simulcast import REPAIRED_RTP_STREAM_ID, RTP_STREAM_ID, accept_layers
 
 logger = logging.getLogger(__name__)
 
@@ -113,6 +116,9 @@ class PeerSession:
         self._task: asyncio.Task[None] | None = None
         self._side_tasks: set[asyncio.Task[object]] = set()
         self._track_ids = itertools.count(1)
+        self._simulcast: dict[str, tuple[str, ...]] = {}  # mid -> RIDs this participant publishes
+        # publisher -> the video layer this participant receives (None: paused); absent: the primary one
+        self._layer_choice: dict[ParticipantId, Source | None] = {}
         self._closed = False
         self.pc.on("connectionstatechange", self._connection_changed)
 
@@ -126,19 +132,30 @@ class PeerSession:
 
     # --- client offer -----------------------------------------------------------------------------------
 
-    async def accept_offer(self, sdp: str, summary: SdpSummary, sources: Mapping[str, Source]) -> str:
-        """Answer the client's (validated) offer; ``sources`` receive the kinds it publishes."""
+    async def accept_offer(
+        self,
+        sdp: str,
+        summary: SdpSummary,
+        sources: Mapping[str, Source],
+        layers: Mapping[str, Source] | None = None,
+    ) -> str:
+        """Answer the client's (validated) offer; ``sources`` receive the kinds it publishes; ``layers``
+        (RID -> source, the primary one included) the video layers of a simulcast publisher."""
         async with self._lock:
             audio: RTCRtpTransceiver | None = None
+            video: RTCRtpTransceiver | None = None
+            video_mid: str | None = None
             for section in summary.media:
                 transceiver = self.pc.addTransceiver(section.kind, direction="recvonly")
                 restrict_codecs(transceiver)
                 source = sources.get(section.kind)
                 if source is not None:
-                    self._receive_into(transceiver.receiver, section.kind, source)
+                    self._receive_into(transceiver.receiver, section.kind, source, layers)
                     self.receivers[section.kind] = transceiver.receiver
                     if section.kind == "audio":
                         audio = transceiver
+                    else:
+                        video, video_mid = transceiver, section.mid
             try:
                 await self.pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
             except Exception as exc:  # aiortc raises ValueError/OperationError/... on what it cannot use
@@ -146,25 +163,55 @@ class PeerSession:
             audio_source = sources.get("audio")
             if audio is not None and audio_source is not None:
                 self._observe_levels(audio, audio_source.hear_level)
+            if layers and video is not None and video_mid is not None:
+                self._receive_layers(sdp, video, video_mid, tuple(layers))
             answer = await self.pc.createAnswer()
             with advertising(self._ice.host_addresses):
                 await self.pc.setLocalDescription(answer)
             self._plan = CodecPlan.from_negotiated(self.pc)
-            return str(self.pc.localDescription.sdp)
+            return accept_layers(str(self.pc.localDescription.sdp), self._simulcast)
 
-    def _receive_into(self, receiver: RTCRtpReceiver, kind: str, source: Source) -> None:
+    def _receive_layers(self, sdp: str, video: RTCRtpTransceiver, mid: str, rids: tuple[str, ...]) -> None:
+        """Accept the publisher's simulcast: the RID extensions in the answer, its RTX tied to layers."""
+        wanted = (RTP_STREAM_ID, REPAIRED_RTP_STREAM_ID)
+        offered = [e for e in offered_header_extensions(sdp, mid) if e.uri in wanted]
+        if not any(e.uri == RTP_STREAM_ID for e in offered):
+            return  # no way to tell the layers apart: the answer declines simulcast (one layer comes)
+        accept_header_extensions(video, offered)
+        self._simulcast[mid] = rids
+        codecs, _ = negotiated(video)
+        rtx = next((c.payloadType for c in codecs if c.mimeType.lower() == "video/rtx"), None)
+        repaired = next((e.id for e in offered if e.uri == REPAIRED_RTP_STREAM_ID), None)
+        if rtx is not None and repaired is not None and self.video_ingress is not None:
+            observe_rtp(video.receiver, rtx, self.video_ingress.observe_rtx(repaired))
+
+    def _receive_into(
+        self, receiver: RTCRtpReceiver, kind: str, source: Source, layers: Mapping[str, Source] | None
+    ) -> None:
         """The publisher hop: packets from ``receiver`` become ``source``'s frames (``vIOP.media.ingress``)."""
         if kind == "audio":
             self.audio_ingress = audio_ingress(receiver, self._guard(source.deliver))
             return
 
-        def request_keyframe() -> None:
-            if not self._closed:
-                source.request_keyframe()
+        def keyframe_of(layer: Source) -> Callable[[], None]:
+            def request_keyframe() -> None:
+                if not self._closed:
+                    layer.request_keyframe()
+
+            return request_keyframe
 
         self.video_ingress = VideoIngress(
-            receiver, self._guard(source.deliver), request_keyframe, self.round_trip_time
+            receiver,
+            self._guard(source.deliver),
+            keyframe_of(source),
+            self.round_trip_time,
+            layers={rid: (self._guard(s.deliver), keyframe_of(s)) for rid, s in (layers or {}).items()},
         )
+
+    @property
+    def simulcast(self) -> bool:
+        """This participant publishes simulcast video (and the relay accepted it)."""
+        return bool(self._simulcast)
 
     def round_trip_time(self) -> float | None:
         """RTT to this participant (seconds) as RTCP measured it on the streams we send it; None if unknown."""
@@ -195,6 +242,11 @@ class PeerSession:
 
         return guarded
 
+    def request_layer_keyframe(self, rid: str) -> None:
+        """Send a PLI upstream for one of this participant's simulcast layers (fire and forget)."""
+        if self.video_ingress is not None and not self._closed:
+            self.video_ingress.request_layer_keyframe(rid)
+
     def request_keyframe(self, kind: str) -> None:
         """Send a PLI upstream on this participant's ``kind`` receiver (fire and forget)."""
         receiver = self.receivers.get(kind)
@@ -213,9 +265,31 @@ class PeerSession:
         """Stop ``key``'s media to this participant now; the m-line goes inactive in the next offer."""
         self._wanted.pop(key, None)
         for slot in self._slots:
-            if slot.key == key and slot.source is not None:
-                slot.source.detach(slot.leg)
+            if slot.key == key:
+                slot.leg.move_to(None)
         self.kick()
+
+    def choose_layer(self, publisher: ParticipantId, layer: Source | None) -> None:
+        """Receive ``layer`` (one of ``publisher``'s video sources; None: pause their video) from now on.
+
+        The switch happens at a keyframe of ``layer`` (see :meth:`Leg.move_to`); a slot not active yet
+        starts with ``layer`` when it becomes active.
+        """
+        self._layer_choice[publisher] = layer
+        for slot in self._slots:
+            if slot.state is SlotState.ACTIVE and slot.key == (publisher, "video"):
+                slot.leg.move_to(layer)
+
+    def layer_choice(self, publisher: ParticipantId) -> Source | None:
+        """The layer chosen for ``publisher`` (None: paused or never chosen)."""
+        return self._layer_choice.get(publisher)
+
+    def layer_of(self, publisher: ParticipantId) -> Source | None:
+        """The video source of ``publisher`` this participant receives now (or is moving to)."""
+        for slot in self._slots:
+            if slot.state is SlotState.ACTIVE and slot.key == (publisher, "video"):
+                return slot.leg.pending or slot.leg.source
+        return None
 
     def kick(self) -> None:
         self._dirty = True
@@ -242,7 +316,8 @@ class PeerSession:
                 with advertising(self._ice.host_addresses):
                     await self.pc.setLocalDescription(offer)
                 self._in_flight = changes
-                sdp = str(self.pc.localDescription.sdp)
+                # A server offer without the simulcast lines would make the browser stop all but one layer.
+                sdp = accept_layers(str(self.pc.localDescription.sdp), self._simulcast)
             self.offers_sent += 1
             try:
                 await self._send_offer(sdp)
@@ -256,8 +331,7 @@ class PeerSession:
             if slot.state in (SlotState.ADDING, SlotState.ACTIVE) and (
                 slot.key not in self._wanted or self._wanted[slot.key] is not slot.source
             ):
-                if slot.source is not None:
-                    slot.source.detach(slot.leg)
+                slot.leg.move_to(None)
                 slot.source = None
                 slot.transceiver.direction = "inactive"
                 slot.state = changes[slot] = SlotState.REMOVING
@@ -309,7 +383,12 @@ class PeerSession:
                         slot.leg.direct.configure(slot.transceiver)
                     source = slot.source
                     if source is not None and self._wanted.get((source.publisher, source.kind)) is source:
-                        source.attach(slot.leg)
+                        chosen = (
+                            self._layer_choice.get(source.publisher, source)
+                            if source.kind == "video"
+                            else source
+                        )
+                        slot.leg.move_to(chosen)
                 elif change is SlotState.REMOVING and slot.state is SlotState.REMOVING:
                     slot.state = SlotState.FREE
             self._in_flight = None
@@ -355,8 +434,7 @@ class PeerSession:
         """Cut every stream to and from this participant now (synchronous)."""
         self._closed = True
         for slot in self._slots:
-            if slot.source is not None:
-                slot.source.detach(slot.leg)
+            slot.leg.move_to(None)
         self._wanted.clear()
         if self.video_ingress is not None:
             self.video_ingress.close()

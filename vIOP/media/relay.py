@@ -12,6 +12,12 @@ Ordering contract for the signaling layer:
   ``answer`` to :meth:`MediaRelay.handle_answer`. Trickled client candidates go to
   :meth:`MediaRelay.add_remote_candidate`; the server's candidates are always inside its SDP.
 
+Simulcast: a publisher whose offer carries RID simulcast (``a=simulcast:send``, as a browser's
+``sendEncodings`` make it) gets one :class:`Source` per layer (``participant.sources["video"]`` is the first
+listed, the one subscribers receive by default); :meth:`MediaRelay.set_layer` picks, per subscriber and
+publisher, ``"high"``, ``"low"`` or ``"paused"``. A publisher that sends one layer has one source, and every
+choice but ``"paused"`` means that one.
+
 Remote candidates (in offers, answers and trickled) pass the egress policy of :mod:`vIOP.media.egress`
 first: a refused one is dropped without an error (counted in ``viop_ice_remote_candidates_dropped_total``).
 """
@@ -37,6 +43,7 @@ from vIOP.media.ice import IceConfig
 from vIOP.media.keyframes import DEFAULT_KEYFRAME_INTERVAL
 from vIOP.media.peer import PeerSession
 from vIOP.media.sdp import SdpSummary, summarize_sdp
+from vIOP.media.simulcast import offered_layers
 from vIOP.media.speaker import DominantSpeaker, SpeakerChange
 from vIOP.metrics import ICE_REMOTE_CANDIDATES_DROPPED
 from vIOP.rooms.limits import MAX_CANDIDATE_CHARS, MAX_SDP_CHARS
@@ -47,6 +54,7 @@ KINDS: Final = ("audio", "video")
 _PUBLISHING: Final = frozenset({"sendonly", "sendrecv"})
 _DIRECTIONS: Final = frozenset({"sendrecv", "sendonly", "recvonly", "inactive"})
 _CODEC_FOR: Final = {"audio": AUDIO_CODEC.lower(), "video": VIDEO_CODEC.lower()}
+LAYERS: Final = ("high", "low", "paused")
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +88,8 @@ class _Participant:
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     session: PeerSession | None = None
     sources: dict[str, Source] = field(default_factory=dict)
+    # simulcast: RID -> source of each video layer, the primary (``sources["video"]``) included; else empty
+    layers: dict[str, Source] = field(default_factory=dict)
     forwarding: dict[str, bool] = field(default_factory=lambda: dict.fromkeys(KINDS, True))
 
 
@@ -145,6 +155,8 @@ class MediaRelay:
         if participant is None:
             raise NotFound("participant has no media")
         self._forget_speaker(participant)
+        for layer in participant.layers.values():
+            layer.close()
         for kind, source in participant.sources.items():
             source.close()
             for other in self._room_of(participant):
@@ -167,7 +179,10 @@ class MediaRelay:
         # The new connection's candidate budget starts here; aiortc never sees a candidate it refuses.
         remote_candidates = RemoteCandidates(self._remote_policy, self._drop_listener(pid))
         sdp = remote_candidates.filter_sdp(sdp)
-        publishes = published_kinds(summarize_sdp(sdp))
+        summary = summarize_sdp(sdp)
+        publishes = published_kinds(summary)
+        video_mid = next((m.mid for m in summary.media if m.kind == "video"), None)
+        rids = offered_layers(sdp).get(video_mid or "", ()) if "video" in publishes else ()
         async with participant.lock:
             if self._participants.get(pid) is not participant:
                 raise NotFound("participant has no media")
@@ -190,13 +205,61 @@ class MediaRelay:
                 )
                 for kind in publishes
             }
+            layers = self._layer_sources(participant, sources.get("video"), rids)
             try:
-                answer = await session.accept_offer(sdp, summarize_sdp(sdp), sources)
+                answer = await session.accept_offer(sdp, summary, sources, layers)
             except BaseException:
                 await session.close()
                 raise
+            if not session.simulcast:
+                layers = {}
             self._replace_session(participant, session, sources)
+            self._replace_layers(participant, session, layers)
             return answer
+
+    def _layer_sources(
+        self, participant: _Participant, primary: Source | None, rids: tuple[str, ...]
+    ) -> dict[str, Source]:
+        """One source per simulcast layer: the primary for the first RID, the others kept by RID."""
+        if primary is None or len(rids) < 2:
+            return {}
+        layers = {rids[0]: primary}
+        for rid in rids[1:]:
+            existing = participant.layers.get(rid)
+            layers[rid] = (
+                existing
+                if existing is not None and existing is not primary
+                else Source(
+                    participant.pid,
+                    "video",
+                    keyframe_interval=self._keyframe_interval,
+                    forwarding=participant.forwarding["video"],
+                    layer=rid,
+                )
+            )
+        return layers
+
+    def _replace_layers(
+        self, participant: _Participant, session: PeerSession, layers: dict[str, Source]
+    ) -> None:
+        """Bind each layer to the new connection; legs on a layer no longer sent go back to the primary."""
+        primary = participant.sources.get("video")
+        kept = set(map(id, layers.values()))
+        for old in participant.layers.values():
+            if id(old) in kept or old is primary:
+                continue
+            for other in self._room_of(participant):
+                if other.session is not None and other.session.layer_choice(participant.pid) is old:
+                    other.session.choose_layer(participant.pid, primary)
+            for leg in old.legs:
+                leg.move_to(primary)
+            old.close()
+        participant.layers = layers
+        for rid, layer in layers.items():
+            layer.layer = rid
+            layer.bind_upstream(functools.partial(session.request_layer_keyframe, rid))
+        if primary is not None and not layers:
+            primary.layer = None
 
     def _replace_session(
         self, participant: _Participant, session: PeerSession, sources: dict[str, Source]
@@ -261,6 +324,9 @@ class MediaRelay:
         source = participant.sources.get(kind)
         if source is not None:
             source.set_forwarding(enabled)
+        if kind == "video":
+            for layer in participant.layers.values():
+                layer.set_forwarding(enabled)
         if kind == "audio" and not enabled:
             self._forget_speaker(participant)  # nobody hears them: they cannot hold the floor
 
@@ -269,6 +335,47 @@ class MediaRelay:
 
     def is_forwarding(self, pid: ParticipantId, kind: str) -> bool:
         return self._get(pid).forwarding.get(kind, False)
+
+    # --- per-subscriber layers --------------------------------------------------------------------------
+
+    def set_layer(self, subscriber: ParticipantId, publisher: ParticipantId, layer: str) -> Source | None:
+        """What ``subscriber`` receives of ``publisher``'s video: ``"high"``, ``"low"`` or ``"paused"``.
+
+        The move happens at a keyframe of the target layer (asked for now); the subscriber's stream stays
+        continuous (its leg re-times). Returns the source chosen (None: paused, or no video published yet:
+        then the subscriber gets the default layer when it comes). A one-layer publisher's only layer is
+        both high and low. Keyframe requests from the subscriber then go to the layer it receives.
+        """
+        if layer not in LAYERS:
+            raise BadRequest("layer must be 'high', 'low' or 'paused'")
+        viewer = self._get(subscriber)
+        source = self._participants.get(publisher)
+        if source is None or source is viewer or source.room != viewer.room:
+            raise NotFound("no such publisher in this room")
+        session = viewer.session
+        if session is None:
+            raise Conflict("send an offer first")
+        target = None if layer == "paused" else self._layer(source, layer)
+        if layer == "paused" or target is not None:
+            session.choose_layer(publisher, target)
+        return target
+
+    def _layer(self, participant: _Participant, layer: str) -> Source | None:
+        """The highest or lowest of a publisher's layers: by keyframe size once every layer has sent one,
+        until then by the offer's order (first listed is the highest, as the web client sends them)."""
+        primary = participant.sources.get("video")
+        layers = list(participant.layers.values()) or ([primary] if primary is not None else [])
+        if not layers:
+            return None
+        sizes = [s.frame_size for s in layers]
+        if all(size is not None for size in sizes):
+            layers = sorted(layers, key=lambda s: -(s.frame_size[0] * s.frame_size[1]))  # type: ignore[index]
+        return layers[0] if layer == "high" else layers[-1]
+
+    def received_layer(self, subscriber: ParticipantId, publisher: ParticipantId) -> Source | None:
+        """The video source of ``publisher`` that ``subscriber`` receives now (or is moving to)."""
+        session = self._get(subscriber).session
+        return None if session is None else session.layer_of(publisher)
 
     # --- lifecycle and introspection ----------------------------------------------------------------------
 
@@ -280,7 +387,12 @@ class MediaRelay:
             await asyncio.gather(*self._closing, return_exceptions=True)
 
     def stats(self) -> RelayStats:
-        sources = [s for p in self._participants.values() for s in p.sources.values()]
+        sources = [s for p in self._participants.values() for s in p.sources.values()] + [
+            s
+            for p in self._participants.values()
+            for s in p.layers.values()
+            if s is not p.sources.get("video")
+        ]
         sessions = [p.session for p in self._participants.values() if p.session is not None]
         legs = [slot.leg for s in sessions for slot in s.slots]
         return RelayStats(

@@ -116,6 +116,50 @@ def read_audio_level(packet: bytes, extension_id: int) -> tuple[int, int] | None
     return None
 
 
+def read_extension(packet: bytes, extension_id: int) -> bytes | None:
+    """The value of header-extension element ``extension_id`` of an unprotected RTP packet, or None.
+
+    For the simulcast stream ids (``sdes:rtp-stream-id``, ``sdes:repaired-rtp-stream-id``); like
+    :func:`read_audio_level` it reads one- and two-byte headers and never raises.
+    """
+    if len(packet) < 16 or not packet[0] & _EXTENSION_BIT or not 0 < extension_id < 256:
+        return None
+    pos = RTP_HEADER.size + 4 * (packet[0] & 0x0F)
+    if len(packet) < pos + 4:
+        return None
+    profile, words = _EXTENSION_HEADER.unpack_from(packet, pos)
+    pos += 4
+    end = min(pos + 4 * words, len(packet))
+    if profile == ONE_BYTE_EXTENSIONS:
+        while pos < end:
+            head = packet[pos]
+            if head == 0:
+                pos += 1
+                continue
+            ext_id, length = head >> 4, (head & 0x0F) + 1
+            if ext_id == 15:
+                return None
+            if ext_id == extension_id:
+                return packet[pos + 1 : pos + 1 + length] if pos + 1 + length <= end else None
+            pos += 1 + length
+    elif profile & 0xFFF0 == 0x1000:
+        while pos + 1 < end:
+            ext_id, length = packet[pos], packet[pos + 1]
+            if ext_id == 0:
+                pos += 1
+                continue
+            if ext_id == extension_id:
+                return packet[pos + 2 : pos + 2 + length] if pos + 2 + length <= end else None
+            pos += 2 + length
+    return None
+
+
+def packet_ssrc(packet: bytes) -> int:
+    """The SSRC of an RTP packet of at least 12 bytes."""
+    ssrc: int = _WORD.unpack_from(packet, 8)[0]
+    return ssrc
+
+
 def rtx_payload(original_sequence: int, payload: bytes) -> bytes:
     """RFC 4588 section 4: the original sequence number, then the original payload."""
     return _SEQUENCE.pack(original_sequence) + payload
