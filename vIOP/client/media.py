@@ -342,6 +342,8 @@ class MediaPeer:
         self._rtx_pts: set[int] = set()
         self._seen: set[int] = set()
         self._tasks: set[asyncio.Task[None]] = set()
+        # DECODE mode: publisher -> [(frames decoded before it, (width, height))], one entry per size change
+        self.video_sizes: dict[str, list[tuple[int, tuple[int, int]]]] = {}
 
     def publish(self, *tracks: MediaStreamTrack) -> None:
         """Add tracks to send (before :meth:`create_offer`); encoded tracks get keyframe requests routed."""
@@ -447,19 +449,35 @@ class MediaPeer:
             install_packet_counter(transceiver.receiver, packet)
             return  # the cheapest mode (relay benchmarks) counts frames only: no receive report
         elif receiver.track is not None:
-            task = asyncio.get_running_loop().create_task(self._consume(receiver.track, count))
+
+            def decoded(frame: object) -> None:
+                count()
+                if isinstance(frame, av.VideoFrame):
+                    self._saw_size(self.publisher_of(transceiver.mid), (frame.width, frame.height))
+
+            task = asyncio.get_running_loop().create_task(self._consume(receiver.track, decoded))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
         observe_received_rtp(receiver, seen)
 
+    def _saw_size(self, publisher: str, size: tuple[int, int]) -> None:
+        sizes = self.video_sizes.setdefault(publisher, [])
+        if not sizes or sizes[-1][1] != size:
+            sizes.append((self.counter.frames(publisher, "video"), size))
+
+    def video_size(self, publisher: str) -> tuple[int, int] | None:
+        """(width, height) of the last video frame decoded from ``publisher`` (DECODE mode)."""
+        sizes = self.video_sizes.get(publisher)
+        return sizes[-1][1] if sizes else None
+
     @staticmethod
-    async def _consume(track: MediaStreamTrack, count: Callable[[], None]) -> None:
+    async def _consume(track: MediaStreamTrack, decoded: Callable[[object], None]) -> None:
         while True:
             try:
-                await track.recv()
+                frame = await track.recv()
             except MediaStreamError:
                 return
-            count()
+            decoded(frame)
 
     async def close(self) -> None:
         for task in list(self._tasks):

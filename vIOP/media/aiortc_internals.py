@@ -228,6 +228,32 @@ def rtp_output(sender: RTCRtpSender) -> Callable[[bytes], Coroutine[Any, Any, No
     return send
 
 
+KeyframeListener = Callable[[int], None]
+"""Called with the media SSRC a PLI or FIR names."""
+
+
+class _FeedbackListener:
+    """Registered with the RTP router as the "sender" of extra SSRCs: hears the RTCP addressed to them."""
+
+    def __init__(self, listener: KeyframeListener) -> None:
+        self._listener = listener
+
+    async def _handle_rtcp_packet(self, packet: Any) -> None:
+        if isinstance(packet, aiortc.rtp.RtcpPsfbPacket) and packet.fmt in (
+            aiortc.rtp.RTCP_PSFB_PLI,
+            aiortc.rtp.RTCP_PSFB_FIR,
+        ):
+            self._listener(packet.media_ssrc)
+
+
+def on_keyframe_request_for(sender: RTCRtpSender, ssrcs: list[int], listener: KeyframeListener) -> None:
+    """Test publishers only: hear PLI/FIR for SSRCs ``sender``'s transport sends without an aiortc sender."""
+    feedback = _FeedbackListener(listener)
+    for ssrc in ssrcs:
+        router: Any = sender.transport._rtp_router
+        router.register_sender(feedback, ssrc)
+
+
 def round_trip_time(sender: RTCRtpSender) -> float | None:
     """The RTT aiortc measured from receiver reports answering ``sender``'s sender reports (seconds)."""
     rtt: float | None = sender._RTCRtpSender__rtt  # type: ignore[attr-defined]
@@ -597,7 +623,7 @@ INTERNALS: Final = (
     "aiortc.sdp: SessionDescription.parse/str, candidate_from_sdp; aiortc.codecs: CODECS, HEADER_EXTENSIONS",
     "Simulcast: rtp.HeaderExtensionsMap parses sdes:rtp-stream-id/repaired-rtp-stream-id into "
     "packet.extensions; RTCRtpReceiver unwraps RTX by __rtx_ssrc; transceiver._headerExtensions feed the "
-    "answer; RTCDtlsTransport._send_rtp (test publishers)",
+    "answer; RTCDtlsTransport._send_rtp and _rtp_router.register_sender for RTCP (test publishers)",
 )
 
 
@@ -752,6 +778,12 @@ def _simulcast_problems() -> list[str]:
         problems.append("aiortc's answer no longer lists transceiver._headerExtensions")
     if not hasattr(aiortc.rtcdtlstransport.RTCDtlsTransport, "_send_rtp"):
         problems.append("RTCDtlsTransport._send_rtp is gone")
+    rtcp = aiortc.rtcdtlstransport.RTCDtlsTransport._handle_rtcp_data.__code__.co_names
+    if "route_rtcp" not in rtcp or "_handle_rtcp_packet" not in rtcp:
+        problems.append("RTCDtlsTransport no longer hands RTCP to the router's senders (test publishers)")
+    for name in ("RTCP_PSFB_PLI", "RTCP_PSFB_FIR", "RtcpPsfbPacket"):
+        if not hasattr(aiortc.rtp, name):
+            problems.append(f"aiortc.rtp.{name} is gone")
     return problems
 
 

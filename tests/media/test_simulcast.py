@@ -1,0 +1,153 @@
+"""Simulcast: a publisher's layers reach the relay as separate sources; each subscriber gets the layer chosen.
+
+Real peers: an aiortc publisher that sends two VP8 layers on two SSRCs with the RID extension, as Chromium
+does (``tests/media/simulcast_publisher.py``), and ordinary ``vIOP.client`` subscribers that decode.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+
+import pytest
+
+from tests.media.harness import Room, wait_until
+from tests.media.simulcast_publisher import SimulcastPublisher
+from vIOP.errors import BadRequest, NotFound
+from vIOP.ids import ParticipantId, new_participant_id
+
+HIGH, LOW = (640, 360), (320, 180)
+
+
+@pytest.fixture
+async def room() -> AsyncIterator[Room]:
+    room = Room()
+    yield room
+    await room.close()
+
+
+async def publish_simulcast(room: Room, publisher: SimulcastPublisher) -> tuple[ParticipantId, str]:
+    pid = new_participant_id()
+    await room.relay.add_participant(pid)
+    answer = await room.relay.handle_offer(pid, await publisher.create_offer())
+    await publisher.accept_answer(answer)
+    return pid, answer
+
+
+async def test_the_answer_accepts_the_offered_layers_and_each_layer_becomes_a_source(room: Room) -> None:
+    publisher = SimulcastPublisher()
+    try:
+        pid, answer = await publish_simulcast(room, publisher)
+        assert "a=rid:h recv" in answer and "a=rid:l recv" in answer
+        assert "a=simulcast:recv h;l" in answer
+        assert "urn:ietf:params:rtp-hdrext:sdes:rtp-stream-id" in answer
+        high = room.relay.source(pid, "video")
+        assert high is not None and high.layer == "h"
+        await wait_until(lambda: room.relay.stats().frames_in > 20, 10, "frames of both layers")
+        session = room.relay.session(pid)
+        assert session is not None and session.video_ingress is not None
+        ingress = session.video_ingress
+        await wait_until(
+            lambda: all(
+                (a := ingress.layer_assembler(rid)) is not None and a.frames_out > 3 for rid in ("h", "l")
+            ),
+            10,
+            "frames assembled per layer",
+        )
+        assert high.frame_size == HIGH
+        assert ingress.unknown_packets == 0
+    finally:
+        await publisher.close()
+
+
+async def test_a_subscriber_switched_between_layers_decodes_continuously_and_sees_each_layer_s_size(
+    room: Room, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="aiortc")
+    publisher = SimulcastPublisher()
+    high_layer, low_layer = publisher.layers
+    try:
+        pid, _ = await publish_simulcast(room, publisher)
+        viewer, peer = await room.join()
+        _other, other_peer = await room.join()
+        await wait_until(lambda: peer.video_size(pid) == HIGH, 10, "the high layer decoded by default")
+        peer.stats.restart()  # freezes count from here: joining took its own time
+
+        low_asked = low_layer.keyframe_requests
+        high_asked = high_layer.keyframe_requests
+        chosen = room.relay.set_layer(viewer, pid, "low")
+        assert chosen is not None and chosen.layer == "l"
+        await wait_until(lambda: peer.video_size(pid) == LOW, 5, "the low layer after the switch")
+        assert low_layer.keyframe_requests > low_asked  # the target layer was asked for a keyframe
+        assert high_layer.keyframe_requests == high_asked  # the other layer was not
+        assert room.relay.received_layer(viewer, pid) is chosen
+        frames = peer.counter.frames(pid, "video")
+        await wait_until(
+            lambda: peer.counter.frames(pid, "video") >= frames + 10, 5, "low frames keep coming"
+        )
+        assert other_peer.video_size(pid) == HIGH  # a choice is per subscriber
+
+        room.relay.set_layer(viewer, pid, "high")
+        await wait_until(lambda: peer.video_size(pid) == HIGH, 5, "back to the high layer")
+        frames = peer.counter.frames(pid, "video")
+        await wait_until(
+            lambda: peer.counter.frames(pid, "video") >= frames + 10, 5, "high frames keep coming"
+        )
+
+        assert [size for _, size in peer.video_sizes[pid]] == [HIGH, LOW, HIGH]
+        report = peer.receive_report()[(pid, "video")]
+        assert report.packets_missing == 0  # sequence numbers continuous across both switches
+        assert report.freezes == 0, report.longest_freeze
+        assert not [r for r in caplog.records if "decode" in r.getMessage().lower()]  # no decoder errors
+    finally:
+        await publisher.close()
+
+
+async def test_paused_stops_that_video_to_that_subscriber_only_and_resumes(room: Room) -> None:
+    publisher = SimulcastPublisher()
+    try:
+        pid, _ = await publish_simulcast(room, publisher)
+        viewer, peer = await room.join()
+        other, other_peer = await room.join()
+        await wait_until(lambda: room.sees(viewer, pid, "video", 5) and room.sees(other, pid, "video", 5), 10)
+        assert room.relay.set_layer(viewer, pid, "paused") is None
+        assert room.relay.received_layer(viewer, pid) is None
+        await wait_until(lambda: other_peer.counter.frames(pid, "video") > 0, 1)
+        paused_at = peer.counter.frames(pid, "video")
+        seen_by_other = other_peer.counter.frames(pid, "video")
+        await wait_until(
+            lambda: other_peer.counter.frames(pid, "video") >= seen_by_other + 15, 5, "others go on"
+        )
+        assert peer.counter.frames(pid, "video") <= paused_at + 1  # at most one frame already in the decoder
+        room.relay.set_layer(viewer, pid, "low")
+        await wait_until(lambda: peer.video_size(pid) == LOW, 5, "resumed on the low layer")
+    finally:
+        await publisher.close()
+
+
+async def test_a_one_layer_publisher_serves_high_and_low_with_its_only_layer(room: Room) -> None:
+    publisher, _ = await room.join()
+    viewer, peer = await room.join()
+    await wait_until(lambda: room.sees(viewer, publisher, "video", 3), 10)
+    only = room.relay.source(publisher, "video")
+    assert only is not None and only.layer is None
+    assert room.relay.set_layer(viewer, publisher, "low") is only
+    assert room.relay.set_layer(viewer, publisher, "high") is only
+    frames = peer.counter.frames(publisher, "video")
+    await wait_until(lambda: peer.counter.frames(publisher, "video") >= frames + 5, 5, "video goes on")
+
+
+async def test_bad_layer_choices_get_typed_errors_and_change_nothing(room: Room) -> None:
+    publisher, _ = await room.join()
+    viewer, _peer = await room.join()
+    await wait_until(lambda: room.sees(viewer, publisher, "video", 3), 10)
+    before = room.relay.received_layer(viewer, publisher)
+    with pytest.raises(BadRequest):
+        room.relay.set_layer(viewer, publisher, "ultra")
+    with pytest.raises(NotFound):
+        room.relay.set_layer(viewer, new_participant_id(), "low")
+    with pytest.raises(NotFound):
+        room.relay.set_layer(viewer, viewer, "low")
+    with pytest.raises(NotFound):
+        room.relay.set_layer(new_participant_id(), publisher, "low")
+    assert room.relay.received_layer(viewer, publisher) is before
