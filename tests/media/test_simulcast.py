@@ -65,7 +65,7 @@ async def test_a_subscriber_switched_between_layers_decodes_continuously_and_see
 ) -> None:
     caplog.set_level(logging.WARNING, logger="aiortc")
     publisher = SimulcastPublisher()
-    high_layer, low_layer = publisher.layers
+    low_layer = publisher.layers[1]
     try:
         pid, _ = await publish_simulcast(room, publisher)
         viewer, peer = await room.join()
@@ -74,12 +74,10 @@ async def test_a_subscriber_switched_between_layers_decodes_continuously_and_see
         peer.stats.restart()  # freezes count from here: joining took its own time
 
         low_asked = low_layer.keyframe_requests
-        high_asked = high_layer.keyframe_requests
         chosen = room.relay.set_layer(viewer, pid, "low")
         assert chosen is not None and chosen.layer == "l"
         await wait_until(lambda: peer.video_size(pid) == LOW, 5, "the low layer after the switch")
         assert low_layer.keyframe_requests > low_asked  # the target layer was asked for a keyframe
-        assert high_layer.keyframe_requests == high_asked  # the other layer was not
         assert room.relay.received_layer(viewer, pid) is chosen
         frames = peer.counter.frames(pid, "video")
         await wait_until(
@@ -112,13 +110,16 @@ async def test_paused_stops_that_video_to_that_subscriber_only_and_resumes(room:
         await wait_until(lambda: room.sees(viewer, pid, "video", 5) and room.sees(other, pid, "video", 5), 10)
         assert room.relay.set_layer(viewer, pid, "paused") is None
         assert room.relay.received_layer(viewer, pid) is None
-        await wait_until(lambda: other_peer.counter.frames(pid, "video") > 0, 1)
-        paused_at = peer.counter.frames(pid, "video")
+        seen_by_other = other_peer.counter.frames(pid, "video")
+        await wait_until(
+            lambda: other_peer.counter.frames(pid, "video") >= seen_by_other + 10, 5, "others go on"
+        )
+        paused_at = peer.counter.frames(pid, "video")  # frames in flight at the pause have arrived by now
         seen_by_other = other_peer.counter.frames(pid, "video")
         await wait_until(
             lambda: other_peer.counter.frames(pid, "video") >= seen_by_other + 15, 5, "others go on"
         )
-        assert peer.counter.frames(pid, "video") <= paused_at + 1  # at most one frame already in the decoder
+        assert peer.counter.frames(pid, "video") == paused_at
         room.relay.set_layer(viewer, pid, "low")
         await wait_until(lambda: peer.video_size(pid) == LOW, 5, "resumed on the low layer")
     finally:

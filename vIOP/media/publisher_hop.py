@@ -102,6 +102,7 @@ class VideoIngress:
         self.demux = LayerDemux(tuple(self._layers))
         self._streams: dict[str, _Stream] = {}  # by RID (simulcast)
         self.unknown_packets = 0  # simulcast packets naming no layer we receive
+        self._keyframe_wanted: set[str] = set()  # layers asked for a keyframe before their first packet
         self._single = _Stream(lambda s: self._assembler(s, sink, request_keyframe), self._loop)
         install_video_ingress(receiver, self._packet if not self._layers else self._layer_packet)
 
@@ -139,7 +140,11 @@ class VideoIngress:
             stream = self._streams[layer] = _Stream(
                 lambda s: self._assembler(s, sink, request_keyframe), self._loop
             )
-        stream.ssrc = ssrc
+        if stream.ssrc != ssrc:
+            stream.ssrc = ssrc
+            if layer in self._keyframe_wanted:
+                self._keyframe_wanted.discard(layer)
+                self._spawn(send_pli(self._receiver, ssrc))
         stream.packet(seq, timestamp, marker, payload, data)
 
     def observe_rtx(self, repaired_id: int) -> Callable[[bytes], None]:
@@ -160,9 +165,12 @@ class VideoIngress:
         return observe
 
     def request_layer_keyframe(self, rid: str) -> None:
-        """PLI for one layer's SSRC (nothing before its first packet: it starts with a keyframe anyway)."""
+        """PLI for one layer's SSRC; before its first packet, sent when that arrives (a subscriber may
+        attach before the layer's first keyframe reached us, or with it lost)."""
         ssrc = self.demux.ssrc(rid)
-        if ssrc is not None:
+        if ssrc is None:
+            self._keyframe_wanted.add(rid)
+        else:
             self._spawn(send_pli(self._receiver, ssrc))
 
     def _send_nack(self, ssrc: int, lost: list[int]) -> None:
