@@ -508,6 +508,9 @@ EXPECTATIONS: Final[dict[Action, Expect]] = {
     Action.LEAVE: Expect(leave_allowed, NO_SOCKET),
     Action.SET_MEDIA: Expect(unaudited("set_media", lambda s, offer: m.SetMedia(audio=False)), NO_SOCKET),
     Action.RAISE_HAND: Expect(unaudited("raise_hand", lambda s, offer: m.RaiseHand(up=True)), NO_SOCKET),
+    Action.SET_SUBSCRIPTIONS: Expect(
+        unaudited("set_subscriptions", lambda s, offer: m.SetSubscriptions(tiles=()), state=True), NO_SOCKET
+    ),
     Action.PING: Expect(unaudited("ping", lambda s, offer: m.Ping()), NO_SOCKET),
     Action.ADMIT: host_action(
         "admit", "room.admit", lambda s: m.Admit(participant_id=s.waiting[1]), "waiting"

@@ -39,6 +39,7 @@ CLIENT_SAMPLES: tuple[m.ClientMessage, ...] = (
     m.SetMedia(audio=False),
     m.SetMedia(video=True, audio=True),
     m.RaiseHand(up=True),
+    m.SetSubscriptions(tiles=(m.Tile(participant="pt_abc", width=320, height=180),)),
     m.Ping(id=2**53 - 1),
     m.Admit(participant_id=PID),
     m.AdmitAll(),

@@ -55,6 +55,9 @@ _PUBLISHING: Final = frozenset({"sendonly", "sendrecv"})
 _DIRECTIONS: Final = frozenset({"sendrecv", "sendonly", "recvonly", "inactive"})
 _CODEC_FOR: Final = {"audio": AUDIO_CODEC.lower(), "video": VIDEO_CODEC.lower()}
 LAYERS: Final = ("high", "low", "paused")
+# A tile at most this many device pixels tall shows a publisher's low layer (320x180 from a 640x360 camera)
+# as well as the high one; used while the layers' sizes are not known yet.
+THUMBNAIL_MAX_HEIGHT: Final = 240
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +93,9 @@ class _Participant:
     sources: dict[str, Source] = field(default_factory=dict)
     # simulcast: RID -> source of each video layer, the primary (``sources["video"]``) included; else empty
     layers: dict[str, Source] = field(default_factory=dict)
+    # what this participant, as a subscriber, asked for per publisher (set_subscriptions): the layer its
+    # screen needs. A downlink allocator may give less (lower, or paused), never more.
+    wanted_layers: dict[ParticipantId, str] = field(default_factory=dict)
     forwarding: dict[str, bool] = field(default_factory=lambda: dict.fromkeys(KINDS, True))
 
 
@@ -359,6 +365,38 @@ class MediaRelay:
         if layer == "paused" or target is not None:
             session.choose_layer(publisher, target)
         return target
+
+    def set_subscriptions(
+        self, subscriber: ParticipantId, tiles: Mapping[ParticipantId, tuple[int, int]]
+    ) -> None:
+        """What ``subscriber`` shows: ``{publisher: (width, height)}`` of each visible video tile, in device
+        pixels. Publishers not listed are paused for it; a tile the low layer fills gets the low layer.
+
+        Every publisher named must share the subscriber's room (else :class:`NotFound`, and nothing
+        changes). Later publishers get the default layer until the client sends its grid again.
+        """
+        viewer = self._get(subscriber)
+        session = viewer.session
+        if session is None:
+            raise Conflict("send an offer first")
+        room = {p.pid: p for p in self._room_of(viewer) if p is not viewer}
+        if any(pid not in room for pid in tiles):
+            raise NotFound("set_subscriptions names someone who is not in this room")
+        wanted = {
+            pid: "paused" if pid not in tiles else self._layer_for_tile(publisher, tiles[pid][1])
+            for pid, publisher in room.items()
+        }
+        viewer.wanted_layers = wanted
+        for pid, layer in wanted.items():
+            self.set_layer(subscriber, pid, layer)
+
+    def _layer_for_tile(self, publisher: _Participant, height: int) -> str:
+        """``"low"`` when the publisher's low layer is as tall as the tile (or, sizes unknown, the tile is a
+        thumbnail), else ``"high"``."""
+        low = self._layer(publisher, "low")
+        if low is not None and low.frame_size is not None:
+            return "low" if low.frame_size[1] >= height else "high"
+        return "low" if height <= THUMBNAIL_MAX_HEIGHT else "high"
 
     def _layer(self, participant: _Participant, layer: str) -> Source | None:
         """The highest or lowest of a publisher's layers: by keyframe size once every layer has sent one,

@@ -255,6 +255,18 @@ class SignalSession:
         self.delivery.set_flags(self.room_id, pid, hand=msg.up)
         self.delivery.to_room(self.room_id, m.HandRaised(participant_id=pid, up=msg.up))
 
+    async def _on_set_subscriptions(self, msg: m.SetSubscriptions) -> None:
+        pid = self._seat()
+        relay = self.services.relay
+        if relay is None or pid not in relay.participants():
+            raise Conflict("send an offer first")
+        tiles: dict[ParticipantId, tuple[int, int]] = {}
+        for tile in msg.tiles:
+            if ParticipantId(tile.participant) in tiles:
+                raise BadRequest("set_subscriptions: a participant appears in two tiles")
+            tiles[ParticipantId(tile.participant)] = (tile.width, tile.height)
+        relay.set_subscriptions(pid, tiles)
+
     # --- host actions: each returns the participant it acted on (None: the room) -----------------
 
     async def _host_action(self, kind: str, action: HostAction, msg: m.ClientMessage) -> None:
@@ -571,6 +583,7 @@ _HANDLERS: Final[dict[type[m.ClientMessage], Handler]] = {
     m.Leave: SignalSession._on_leave,
     m.SetMedia: SignalSession._on_set_media,
     m.RaiseHand: SignalSession._on_raise_hand,
+    m.SetSubscriptions: SignalSession._on_set_subscriptions,
 }
 # Host actions: re-checked against Redis revocation first, audited when done (names: AUDIT_NAMES).
 _HOST_ACTIONS: Final[dict[type[m.ClientMessage], HostAction]] = {

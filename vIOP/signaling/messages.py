@@ -36,6 +36,7 @@ MAX_LOBBY = 200
 MAX_ICE_SERVERS = 4
 MAX_ICE_URLS = 4
 MAX_RECENT_SPEAKERS = 8
+MAX_TILE_PIXELS = 8192  # a tile larger than an 8K screen is not a tile
 # Not on the wire; exported so the web client's forms (through protocol.js) use the API's limits.
 MAX_ROOM_TITLE_CHARS = limits.MAX_ROOM_TITLE_CHARS
 MAX_ROOM_CAPACITY = limits.MAX_ROOM_CAPACITY
@@ -161,6 +162,21 @@ class RaiseHand(_ClientMessage, frozen=True, tag="raise_hand"):
     up: bool
 
 
+class Tile(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """One video tile the client shows: whose video, and its size on screen in device pixels."""
+
+    participant: ParticipantIdField
+    width: Annotated[int, Meta(ge=1, le=MAX_TILE_PIXELS)]
+    height: Annotated[int, Meta(ge=1, le=MAX_TILE_PIXELS)]
+
+
+class SetSubscriptions(_ClientMessage, frozen=True, tag="set_subscriptions"):
+    """The video tiles on screen now. Everyone else's video is paused for this client; small tiles get a
+    publisher's low layer. Until a client sends one it receives every video at the default layer."""
+
+    tiles: Annotated[tuple[Tile, ...], Meta(max_length=MAX_ROSTER)]
+
+
 class Ping(_ClientMessage, frozen=True, tag="ping"):
     """Keeps the seat (presence, resume token). For a clinician it renews the sign-in's idle timer only when
     ``active``: the page is being used (recent input, or visible with media flowing). Scripted clients that
@@ -224,6 +240,7 @@ ClientMessage: TypeAlias = (
     | Leave
     | SetMedia
     | RaiseHand
+    | SetSubscriptions
     | Ping
     | Admit
     | AdmitAll

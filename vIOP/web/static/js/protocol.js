@@ -16,6 +16,7 @@ export const ClientType = Object.freeze({
   LEAVE: "leave",
   SET_MEDIA: "set_media",
   RAISE_HAND: "raise_hand",
+  SET_SUBSCRIPTIONS: "set_subscriptions",
   PING: "ping",
   ADMIT: "admit",
   ADMIT_ALL: "admit_all",
@@ -120,5 +121,6 @@ export const MAX_LOBBY = 200;
 export const MAX_ICE_SERVERS = 4;
 export const MAX_ICE_URLS = 4;
 export const MAX_RECENT_SPEAKERS = 8;
+export const MAX_TILE_PIXELS = 8192;
 export const MAX_ROOM_TITLE_CHARS = 120;
 export const MAX_ROOM_CAPACITY = 50;
