@@ -152,3 +152,28 @@ async def test_bad_layer_choices_get_typed_errors_and_change_nothing(room: Room)
     with pytest.raises(NotFound):
         room.relay.set_layer(new_participant_id(), publisher, "low")
     assert room.relay.received_layer(viewer, publisher) is before
+
+
+async def test_tiles_choose_layers_thumbnails_low_large_high_off_screen_paused(room: Room) -> None:
+    publisher = SimulcastPublisher()
+    try:
+        pid, _ = await publish_simulcast(room, publisher)
+        viewer, peer = await room.join()
+        other, _ = await room.join()
+        await wait_until(lambda: peer.video_size(pid) == HIGH, 10, "the high layer decoded by default")
+        room.relay.set_subscriptions(viewer, {pid: (160, 90), other: (1280, 720)})
+        await wait_until(lambda: peer.video_size(pid) == LOW, 5, "a thumbnail gets the low layer")
+        received = room.relay.received_layer(viewer, pid)
+        assert received is not None and received.layer == "l"
+        room.relay.set_subscriptions(viewer, {pid: (640, 360)})
+        await wait_until(lambda: peer.video_size(pid) == HIGH, 5, "a large tile gets the high layer")
+        assert room.relay.received_layer(viewer, other) is None  # no tile: paused
+        with pytest.raises(NotFound):
+            room.relay.set_subscriptions(viewer, {new_participant_id(): (160, 90)})
+        with pytest.raises(NotFound):
+            room.relay.set_subscriptions(viewer, {viewer: (160, 90)})
+        high = room.relay.received_layer(viewer, pid)
+        assert high is not None and high.layer == "h"  # the refused grids changed nothing
+        assert room.relay.received_layer(viewer, other) is None
+    finally:
+        await publisher.close()
