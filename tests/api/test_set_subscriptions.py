@@ -48,7 +48,7 @@ async def test_a_tile_off_screen_pauses_that_video_only_and_bad_grids_change_not
         )
         await guest.send(unknown)
         reply = await guest.wait_for(lambda msg: msg.id == unknown.id)
-        assert isinstance(reply, m.ErrorMessage) and reply.code == "not_found"
+        assert isinstance(reply, m.ErrorMessage) and reply.code == "participant_not_found"
         twice = m.SetSubscriptions(
             tiles=(m.Tile(participant=hid, width=320, height=180),) * 2, id=guest.signaling.next_id()
         )

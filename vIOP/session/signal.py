@@ -265,6 +265,14 @@ class SignalSession:
             if ParticipantId(tile.participant) in tiles:
                 raise BadRequest("set_subscriptions: a participant appears in two tiles")
             tiles[ParticipantId(tile.participant)] = (tile.width, tile.height)
+        with_media = set(relay.participants())
+        if any(other not in with_media for other in tiles):
+            # Someone on the client's roster whose media has not started (or has ended): a tile for them is
+            # fine, there is just nothing to choose yet. Someone not in this room at all is an error.
+            room = await self.services.rooms.room(self.room_id)
+            for other in [o for o in tiles if o not in with_media]:
+                room.participant(other)  # ParticipantNotFound: not in this room
+                del tiles[other]
         relay.set_subscriptions(pid, tiles)
 
     # --- host actions: each returns the participant it acted on (None: the room) -----------------
