@@ -29,7 +29,7 @@ import contextlib
 import functools
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -55,9 +55,9 @@ _PUBLISHING: Final = frozenset({"sendonly", "sendrecv"})
 _DIRECTIONS: Final = frozenset({"sendrecv", "sendonly", "recvonly", "inactive"})
 _CODEC_FOR: Final = {"audio": AUDIO_CODEC.lower(), "video": VIDEO_CODEC.lower()}
 LAYERS: Final = ("high", "low", "paused")
-# A tile at most this many device pixels tall shows a publisher's low layer (320x180 from a 640x360 camera)
-# as well as the high one; used while the layers' sizes are not known yet.
-THUMBNAIL_MAX_HEIGHT: Final = 240
+# The low layer serves a tile up to 4/3 of its height (stretched that little, it looks as sharp as the high
+# layer scaled down); until its size is known it is taken to be 180 pixels (a 640x360 camera's half).
+ASSUMED_LOW_HEIGHT: Final = 180
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +96,7 @@ class _Participant:
     # what this participant, as a subscriber, asked for per publisher (set_subscriptions): the layer its
     # screen needs. A downlink allocator may give less (lower, or paused), never more.
     wanted_layers: dict[ParticipantId, str] = field(default_factory=dict)
+    grid: dict[ParticipantId, tuple[int, int]] | None = None  # its last set_subscriptions (None: never sent)
     forwarding: dict[str, bool] = field(default_factory=lambda: dict.fromkeys(KINDS, True))
 
 
@@ -221,6 +222,10 @@ class MediaRelay:
                 layers = {}
             self._replace_session(participant, session, sources)
             self._replace_layers(participant, session, layers)
+            self._apply_grid(participant)  # the new connection receives what this screen shows
+            for other in self._room_of(participant):  # and the others get this publisher as their tile needs
+                if other is not participant:
+                    self._apply_grid(other, (participant,))
             return answer
 
     def _layer_sources(
@@ -367,36 +372,48 @@ class MediaRelay:
         return target
 
     def set_subscriptions(
-        self, subscriber: ParticipantId, tiles: Mapping[ParticipantId, tuple[int, int]]
+        self,
+        subscriber: ParticipantId,
+        tiles: Mapping[ParticipantId, tuple[int, int]],
+        *,
+        not_started: Collection[ParticipantId] = (),
     ) -> None:
         """What ``subscriber`` shows: ``{publisher: (width, height)}`` of each visible video tile, in device
         pixels. Publishers not listed are paused for it; a tile the low layer fills gets the low layer.
 
         Every publisher named must share the subscriber's room (else :class:`NotFound`, and nothing
-        changes). Later publishers get the default layer until the client sends its grid again.
+        changes), or be in ``not_started``: people the caller knows are in the room but have no media here
+        yet. The grid is kept: whoever starts publishing later gets the layer their tile needs (paused
+        without one), and so does every publisher after this subscriber reconnects.
         """
         viewer = self._get(subscriber)
-        session = viewer.session
-        if session is None:
+        if viewer.session is None:
             raise Conflict("send an offer first")
-        room = {p.pid: p for p in self._room_of(viewer) if p is not viewer}
-        if any(pid not in room for pid in tiles):
+        room = {p.pid for p in self._room_of(viewer) if p is not viewer}
+        if any(pid not in room and pid not in not_started for pid in tiles):
             raise NotFound("set_subscriptions names someone who is not in this room")
-        wanted = {
-            pid: "paused" if pid not in tiles else self._layer_for_tile(publisher, tiles[pid][1])
-            for pid, publisher in room.items()
-        }
-        viewer.wanted_layers = wanted
-        for pid, layer in wanted.items():
-            self.set_layer(subscriber, pid, layer)
+        viewer.grid = dict(tiles)
+        self._apply_grid(viewer)
+
+    def _apply_grid(self, viewer: _Participant, publishers: Collection[_Participant] | None = None) -> None:
+        """Choose ``viewer``'s layer of each of ``publishers`` (default: everyone else in its room) from its
+        grid (nothing before it sent one)."""
+        grid = viewer.grid
+        if grid is None or viewer.session is None:
+            return
+        for publisher in (
+            [p for p in self._room_of(viewer) if p is not viewer] if publishers is None else publishers
+        ):
+            tile = grid.get(publisher.pid)
+            layer = "paused" if tile is None else self._layer_for_tile(publisher, tile[1])
+            viewer.wanted_layers[publisher.pid] = layer
+            self.set_layer(viewer.pid, publisher.pid, layer)
 
     def _layer_for_tile(self, publisher: _Participant, height: int) -> str:
-        """``"low"`` when the publisher's low layer is as tall as the tile (or, sizes unknown, the tile is a
-        thumbnail), else ``"high"``."""
+        """``"low"`` when the publisher's low layer is at least 3/4 of the tile's height, else ``"high"``."""
         low = self._layer(publisher, "low")
-        if low is not None and low.frame_size is not None:
-            return "low" if low.frame_size[1] >= height else "high"
-        return "low" if height <= THUMBNAIL_MAX_HEIGHT else "high"
+        low_height = ASSUMED_LOW_HEIGHT if low is None or low.frame_size is None else low.frame_size[1]
+        return "low" if 4 * low_height >= 3 * height else "high"
 
     def _layer(self, participant: _Participant, layer: str) -> Source | None:
         """The highest or lowest of a publisher's layers: by keyframe size once every layer has sent one,

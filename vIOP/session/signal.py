@@ -266,14 +266,14 @@ class SignalSession:
                 raise BadRequest("set_subscriptions: a participant appears in two tiles")
             tiles[ParticipantId(tile.participant)] = (tile.width, tile.height)
         with_media = set(relay.participants())
-        if any(other not in with_media for other in tiles):
+        not_started = [other for other in tiles if other not in with_media]
+        if not_started:
             # Someone on the client's roster whose media has not started (or has ended): a tile for them is
-            # fine, there is just nothing to choose yet. Someone not in this room at all is an error.
+            # kept for when it does. Someone not in this room at all is an error. (Read only then.)
             room = await self.services.rooms.room(self.room_id)
-            for other in [o for o in tiles if o not in with_media]:
+            for other in not_started:
                 room.participant(other)  # ParticipantNotFound: not in this room
-                del tiles[other]
-        relay.set_subscriptions(pid, tiles)
+        relay.set_subscriptions(pid, tiles, not_started=not_started)
 
     # --- host actions: each returns the participant it acted on (None: the room) -----------------
 

@@ -89,6 +89,11 @@ export class RoomSession extends EventTarget {
     this.trackOwner = new Map();
     /** @type {RemoteTrack[]} tracks that arrived before the roster named their owner */
     this.unmatched = [];
+    /** @type {boolean} the relay answered our offer: layer choices can be sent */
+    this.mediaAnswered = false;
+    this.grid.onSubscriptions = (tiles) => {
+      if (this.mediaAnswered) this.send({ type: ClientType.SET_SUBSCRIPTIONS, tiles });
+    };
     this.signaling = new SignalingClient({ getTicket, join: this.media });
     this.signaling.addEventListener("message", (event) => this.onMessage(detailOf(event)));
     this.signaling.addEventListener("state", (event) => this.onSocketState(detailOf(event)));
@@ -233,7 +238,15 @@ export class RoomSession extends EventTarget {
       this.link?.handleOffer(message.sdp).catch((error) => this.mediaFailed(error));
     },
     [ServerType.ANSWER](message) {
-      this.link?.handleAnswer(message.sdp).catch((error) => this.mediaFailed(error));
+      const link = this.link;
+      link
+        ?.handleAnswer(message.sdp)
+        .then(() => {
+          if (this.link !== link) return;
+          this.mediaAnswered = true;
+          this.grid.publishSubscriptions(true); // what this screen shows, for the new peer connection
+        })
+        .catch((error) => this.mediaFailed(error));
     },
     [ServerType.CANDIDATE](message) {
       this.link?.handleCandidate(message).catch(() => undefined);
@@ -343,6 +356,7 @@ export class RoomSession extends EventTarget {
   leaveMedia() {
     if (this.link) this.link.close();
     this.link = null;
+    this.mediaAnswered = false;
     this.trackOwner.clear();
     this.unmatched = [];
   }

@@ -21,6 +21,14 @@ import { el } from "./ui.js";
  */
 
 /**
+ * A tile on screen as `set_subscriptions` names it (messages.Tile): size in device pixels.
+ * @typedef {{participant: string, width: number, height: number}} VisibleTile
+ */
+
+const MAX_TILE_PIXELS = 8192;
+const SUBSCRIPTIONS_DEBOUNCE_MS = 250;
+
+/**
  * @typedef {object} Tile
  * @property {HTMLElement} item
  * @property {HTMLVideoElement} video
@@ -43,7 +51,64 @@ export class VideoGrid {
     /** @type {boolean} the person chose audio only, or the server switched them to it */
     this.audioOnly = false;
     this.constrained = false;
+    /** @type {((tiles: VisibleTile[]) => void) | null} hears the visible tiles when they change */
+    this.onSubscriptions = null;
+    /** @type {Set<string>} tiles at least partly in the viewport */
+    this.visible = new Set();
+    /** @type {string} the last list handed to onSubscriptions (JSON) */
+    this.lastSubscriptions = "";
+    /** @type {ReturnType<typeof setTimeout> | null} */
+    this.subscriptionsTimer = null;
+    this.intersections =
+      typeof IntersectionObserver === "undefined"
+        ? null
+        : new IntersectionObserver((entries) => {
+            for (const entry of entries) {
+              const id = /** @type {HTMLElement} */ (entry.target).dataset.participant ?? "";
+              if (entry.isIntersecting) this.visible.add(id);
+              else this.visible.delete(id);
+            }
+            this.subscriptionsChanged();
+          });
+    this.resizes = typeof ResizeObserver === "undefined" ? null : new ResizeObserver(() => this.subscriptionsChanged());
     window.addEventListener("resize", () => this.arrange());
+  }
+
+  /**
+   * The other participants' tiles on screen now, with their size in device pixels (off-screen ones are absent:
+   * the relay pauses their video for us; small ones get the low layer).
+   * @returns {VisibleTile[]}
+   */
+  visibleTiles() {
+    const ratio = window.devicePixelRatio || 1;
+    /** @type {VisibleTile[]} */
+    const tiles = [];
+    for (const [id, tile] of this.tiles) {
+      if (tile.self || (this.intersections && !this.visible.has(id))) continue;
+      const box = tile.video.getBoundingClientRect();
+      if (box.width < 1 || box.height < 1) continue;
+      const clamp = (/** @type {number} */ n) => Math.min(MAX_TILE_PIXELS, Math.max(1, Math.round(n * ratio)));
+      tiles.push({ participant: id, width: clamp(box.width), height: clamp(box.height) });
+    }
+    return tiles.sort((a, b) => (a.participant < b.participant ? -1 : 1));
+  }
+
+  // Coalesce layout changes (scrolling, resizing, tiles coming and going) into one message.
+  subscriptionsChanged() {
+    if (this.subscriptionsTimer !== null) return;
+    this.subscriptionsTimer = setTimeout(() => {
+      this.subscriptionsTimer = null;
+      this.publishSubscriptions(false);
+    }, SUBSCRIPTIONS_DEBOUNCE_MS);
+  }
+
+  /** @param {boolean} force send even if unchanged (a new peer connection starts from the default) */
+  publishSubscriptions(force) {
+    const tiles = this.visibleTiles();
+    const key = JSON.stringify(tiles);
+    if ((!force && key === this.lastSubscriptions) || !this.onSubscriptions) return;
+    this.lastSubscriptions = key;
+    this.onSubscriptions(tiles);
   }
 
   /**
@@ -100,6 +165,9 @@ export class VideoGrid {
     tile = { item, video, name, badges, stream, self: false };
     this.tiles.set(participantId, tile);
     this.list.append(item);
+    this.intersections?.observe(item);
+    this.resizes?.observe(video);
+    this.subscriptionsChanged();
     if (participantId === this.speaker) item.classList.add("speaking");
     if (this.recent.includes(participantId)) this.arrange();
     return tile;
@@ -179,8 +247,12 @@ export class VideoGrid {
     const tile = this.tiles.get(participantId);
     if (!tile) return;
     tile.video.srcObject = null;
+    this.intersections?.unobserve(tile.item);
+    this.resizes?.unobserve(tile.video);
     tile.item.remove();
     this.tiles.delete(participantId);
+    this.visible.delete(participantId);
+    this.subscriptionsChanged();
   }
 
   clearRemote() {

@@ -11,6 +11,13 @@
 
 import { ClientType } from "./protocol.js";
 
+// Two qualities of the camera (simulcast, docs/MEDIA.md): the relay sends each viewer the one its tile needs.
+// Highest first: the relay takes the first as its default and, until it has seen both, as the higher one.
+export const VIDEO_ENCODINGS = Object.freeze([
+  { rid: "h", maxBitrate: 600_000 },
+  { rid: "l", scaleResolutionDownBy: 2, maxBitrate: 150_000 },
+]);
+
 /**
  * A remote track as the "track" event carries it.
  * @typedef {object} RemoteTrack
@@ -30,6 +37,7 @@ import { ClientType } from "./protocol.js";
  * @property {string | null} mid
  * @property {string} kind
  * @property {number} framesDecoded
+ * @property {number} frameHeight of the last decoded video frame (0 before one, and for audio)
  * @property {number} packetsReceived
  * @property {number} bytesReceived
  * @property {number} totalAudioEnergy
@@ -67,7 +75,10 @@ export class MediaLink extends EventTarget {
       for (const kind of ["audio", "video"]) {
         const track = this.localStream?.getTracks().find((t) => t.kind === kind) ?? null;
         if (track) {
-          const transceiver = this.pc.addTransceiver(track, { direction: "sendrecv", streams: [/** @type {MediaStream} */ (this.localStream)] });
+          /** @type {RTCRtpTransceiverInit} */
+          const init = { direction: "sendrecv", streams: [/** @type {MediaStream} */ (this.localStream)] };
+          if (kind === "video") init.sendEncodings = VIDEO_ENCODINGS.map((encoding) => ({ ...encoding }));
+          const transceiver = this.pc.addTransceiver(track, init);
           this.senders[kind] = transceiver.sender;
         } else {
           this.pc.addTransceiver(kind, { direction: "recvonly" });
@@ -146,6 +157,7 @@ export class MediaLink extends EventTarget {
         mid: stat.mid ?? null,
         kind: stat.kind,
         framesDecoded: stat.framesDecoded ?? 0,
+        frameHeight: stat.frameHeight ?? 0,
         packetsReceived: stat.packetsReceived ?? 0,
         bytesReceived: stat.bytesReceived ?? 0,
         totalAudioEnergy: stat.totalAudioEnergy ?? 0,
