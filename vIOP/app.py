@@ -41,8 +41,9 @@ from vIOP.auth.totp_replay import TotpReplayGuard
 from vIOP.media.ice import IceConfig
 from vIOP.media.relay import MediaRelay
 from vIOP.rooms.service import RoomPolicy, RoomService
-from vIOP.session.delivery import MediaHooks, RoomDelivery
-from vIOP.session.loops import RelayHooks, relay_signal_sender, run_event_loop, run_sweeper
+from vIOP.session.delivery import RoomDelivery
+from vIOP.session.loops import relay_signal_sender, run_event_loop, run_sweeper
+from vIOP.session.media_controls import MediaHooks, RelayHooks
 from vIOP.session.presence import presence_listener
 from vIOP.session.revocation import close_user_sockets, run_revocation_listener
 from vIOP.session.services import Services

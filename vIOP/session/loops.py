@@ -1,6 +1,6 @@
 """The process's live loops: room events from the bus (the one recovery loop: a gap arrives as ``Resync``
-and :func:`repair` puts back what this process holds), the one sweeper, and the bridge from room events to
-the media relay."""
+and :func:`repair` puts back what this process holds), the one sweeper, and the relay's signaling sender
+(room events reach the relay through ``vIOP.session.media_controls``)."""
 
 from __future__ import annotations
 
@@ -9,45 +9,18 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 
-from vIOP.errors import NotFound
 from vIOP.ids import ParticipantId
-from vIOP.media.relay import MediaRelay, RenegotiationOffer
+from vIOP.media.relay import RenegotiationOffer
 from vIOP.rooms.events import Event, Resync
 from vIOP.rooms.ports import EventBus
 from vIOP.rooms.service import RoomService
-from vIOP.session.delivery import MediaHooks, RoomDelivery
+from vIOP.session.delivery import RoomDelivery
 from vIOP.session.live import EventListener
 from vIOP.session.services import Services
 from vIOP.signaling import messages as m
 from vIOP.signaling.connections import ConnectionRegistry
 
 log = logging.getLogger("vIOP.live")
-
-
-class RelayHooks(MediaHooks):
-    """Room events applied to this process's relay (a participant it does not carry is ignored)."""
-
-    def __init__(self, relay: MediaRelay, spawn: Callable[[Awaitable[None], str], object]) -> None:
-        self.relay = relay
-        self.spawn = spawn
-        self._removing: set[ParticipantId] = set()  # a removal reaches the relay once, however announced
-
-    def remove(self, pid: ParticipantId) -> None:
-        if pid in self.relay.participants() and pid not in self._removing:
-            self._removing.add(pid)
-
-            async def remove() -> None:
-                try:
-                    with contextlib.suppress(NotFound):
-                        await self.relay.remove_participant(pid)
-                finally:
-                    self._removing.discard(pid)
-
-            self.spawn(remove(), "media-remove")
-
-    def mute(self, pid: ParticipantId, kind: str, muted: bool) -> None:
-        if pid in self.relay.participants():
-            self.relay.set_forwarding(pid, kind, not muted)
 
 
 def relay_signal_sender(

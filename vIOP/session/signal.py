@@ -200,11 +200,7 @@ class SignalSession:
         if pid not in relay.participants():
             await relay.add_participant(pid, room=self.room_id)
             # A host's mutes live with the participant: they outlive a reconnect and a return to the lobby.
-            # One route into the relay for both kinds: the same hook the room's `muted` events take.
-            if me.muted:
-                self.delivery.media.mute(pid, "audio", True)
-            if me.video_muted:
-                self.delivery.media.mute(pid, "video", True)
+            self.delivery.controls.media_started(me)
         answer = await relay.handle_offer(pid, msg.sdp)
         self.conn.send(m.ServerAnswer(sdp=answer, id=msg.id))
         if me.state is ParticipantState.ADMITTED:
@@ -236,19 +232,19 @@ class SignalSession:
 
     async def _on_set_media(self, msg: m.SetMedia) -> None:
         pid = self._seat()
-        flags = self.delivery.set_flags(self.room_id, pid, audio=msg.audio, video=msg.video)
+        own = self.delivery.controls.set_own(self.room_id, pid, audio=msg.audio, video=msg.video)
         # Kept private until admission: the room learns nothing of someone who may yet be denied; the
         # flags show in the roster once they are in.
         if self.delivery.is_seated_here(self.conn):
             self.delivery.to_room(
-                self.room_id, m.MediaChanged(participant_id=pid, audio=flags.audio, video=flags.video)
+                self.room_id, m.MediaChanged(participant_id=pid, audio=own.audio, video=own.video)
             )
 
     async def _on_raise_hand(self, msg: m.RaiseHand) -> None:
         pid = self._seat()
         if not self.delivery.is_seated_here(self.conn):
             raise NotInRoomYet("you are not in the room yet")
-        self.delivery.set_flags(self.room_id, pid, hand=msg.up)
+        self.delivery.controls.set_hand(self.room_id, pid, msg.up)
         self.delivery.to_room(self.room_id, m.HandRaised(participant_id=pid, up=msg.up))
 
     # --- host actions: each returns the participant it acted on (None: the room) -----------------
@@ -299,7 +295,7 @@ class SignalSession:
         target = ParticipantId(msg.participant_id)
         await self.services.rooms.remove(self.room_id, by=by, participant_id=target, message=msg.message)
         # The relay is local to this room's process: stop their media now, not after the bus round trip.
-        self.delivery.media.remove(target)
+        self.delivery.controls.stop_media(target)
         return target
 
     async def _lock(self, msg: m.Lock, by: ParticipantId) -> ParticipantId | None:
@@ -367,7 +363,7 @@ class SignalSession:
         replaced = self.services.connections.attach(self.conn, participant.id)
         if replaced is not None:
             log.info("connection replaced by a resumed one", extra={"participant_id": participant.id})
-        self.delivery.set_flags(self.room_id, participant.id, audio=msg.audio, video=msg.video)
+        self.delivery.controls.set_own(self.room_id, participant.id, audio=msg.audio, video=msg.video)
         settings = self.services.settings
         ice_servers = self._ice_servers(participant.id)
         if any(server.credential for server in ice_servers):
