@@ -106,9 +106,7 @@ class RoomDelivery:
         if position is None:
             return None
         message = room.participant(pid).lobby_message
-        return m.Waiting(
-            position=min(position, m.MAX_LOBBY), message=message[: m.MAX_TEXT_CHARS] if message else None
-        )
+        return m.Waiting(position=min(position, m.MAX_LOBBY), message=message or None)
 
     def host_pids(self, room: Room) -> list[ParticipantId]:
         return [p.id for p in room.participants if p.role is DomainRole.HOST and p.is_seated]
@@ -169,7 +167,7 @@ class RoomDelivery:
             elif isinstance(event, ev.PositionChanged | ev.LobbyMessage):
                 pass  # the coalesced refresh sends the waiting client its position and message
             elif isinstance(event, ev.Denied):
-                self.send(pid, m.Denied(message=_text(event.message)))
+                self.send(pid, m.Denied(message=event.message or None))
                 self.controls.drop(room_id, pid)
                 self._close(pid, "denied")
             elif isinstance(event, ev.ReturnedToLobby):
@@ -308,7 +306,3 @@ class RoomDelivery:
             self._refresh.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._refresh
-
-
-def _text(message: str | None) -> str | None:
-    return message[: m.MAX_TEXT_CHARS] if message else None
