@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import time
@@ -218,10 +217,16 @@ def start_live(services: Services) -> None:
     listeners.append(presence_listener(services))
     services.spawn(run_event_loop(services, delivery, listeners), "room-events")
     services.spawn(
-        run_sweeper(services, interval=min(2.0, services.settings.heartbeat_seconds / 2)), "sweeper"
+        run_sweeper(services, interval=min(2.0, services.settings.heartbeat_seconds / 2)),
+        "sweeper",
+        stops_between_rounds=True,
     )
     retention = policy_from(services.settings)
-    services.spawn(run_daily(services.storage, retention, services.rooms.clock), "retention")
+    services.spawn(
+        run_daily(services.storage, retention, services.rooms.clock, stop=services.stopping),
+        "retention",
+        stops_between_rounds=True,
+    )
 
     async def drain() -> None:
         for stream in list(services.live.presence_streams):
@@ -235,10 +240,7 @@ def start_live(services: Services) -> None:
 
 async def close_services(services: Services) -> None:
     await services.drain()
-    for task in list(services.background):
-        task.cancel()
-    if services.background:
-        await asyncio.gather(*services.background, return_exceptions=True)
+    await services.stop_background()
     if services.relay is not None:
         await services.relay.close()
     await services.redis.aclose()

@@ -112,14 +112,14 @@ async def repair(services: Services, delivery: RoomDelivery) -> None:
 
 async def run_sweeper(services: Services, interval: float) -> None:
     """Mark silent participants reconnecting and let go of those whose grace ran out (every process runs
-    it; each step is a no-op for the losers)."""
+    it; each step is a no-op for the losers). Ends between rounds once ``services.stopping`` is set."""
 
     def after_round() -> None:
         if services.live.audit_outbox is not None:
             services.live.audit_outbox.kick()  # audit rows held back by a database outage
         services.connections.close_stale()
 
-    await sweep_rooms(services.rooms, interval, after_round)
+    await sweep_rooms(services.rooms, interval, after_round, stop=services.stopping)
 
 
 async def sweep_rooms(
