@@ -24,7 +24,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from bench.scenarios.capped_browser import Report, run_capped_session, server_overrides
+from bench.scenarios.capped_browser import Report, guarantee_problems, run_capped_session, server_overrides
 from bench.scenarios.live_server import free_port, run_live_server, test_settings
 from bench.scenarios.netns_link import VethLink, missing_prerequisites, only_loopback_here
 from vIOP.storage.embedded_redis import EmbeddedRedis
@@ -39,6 +39,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--settle", type=float, default=3.0, help="first seconds under the cap, apart")
     parser.add_argument(
         "--capped", type=float, default=12.0, help="seconds measured under the cap after that"
+    )
+    parser.add_argument(
+        "--recover-within", type=float, default=15.0, help="how long to wait for video after lifting the cap"
     )
     parser.add_argument("--after", type=float, default=4.0, help="seconds measured after recovery")
     parser.add_argument("--json", action="store_true", help="print the report as JSON only")
@@ -64,6 +67,11 @@ def _print(report: Report) -> None:
     recovered = "never" if report.recovered_after_s is None else f"{report.recovered_after_s} s"
     print(f"\nvideo from every publisher decoding again after the cap was lifted: {recovered}")
     print(f"audio_only messages at the browser: {report.audio_only_messages or 'none'}")
+    print(f"browser phases: {report.phases}; peer connections made: {report.peer_connections}")
+    problems = guarantee_problems(report)
+    print(
+        "\nissue 13 guarantees: " + ("all held" if not problems else "NOT held:\n  " + "\n  ".join(problems))
+    )
 
 
 async def _run(args: argparse.Namespace) -> Report:
@@ -80,7 +88,8 @@ async def _run(args: argparse.Namespace) -> Report:
                     log = (lambda _line: None) if args.json else (lambda line: print(f"# {line}", flush=True))
                     return await run_capped_session(
                         live, link, cap_bps=args.cap_kbps * 1000, clean_s=args.clean,
-                        settle_s=args.settle, capped_s=args.capped, after_s=args.after, log=log,
+                        settle_s=args.settle, capped_s=args.capped, after_s=args.after,
+                        recover_within_s=args.recover_within, log=log,
                     )  # fmt: skip
         finally:
             redis.stop()
