@@ -416,16 +416,17 @@ def guarantee_problems(report: Report) -> list[str]:
     lifted every publisher's video decodes again within :data:`RECOVER_WITHIN_S`.
     """
     problems = []
+    names = {pid: f"publisher {n + 1}" for n, pid in enumerate(report.publishers)}
     clean, capped = report.windows["clean"], report.windows["capped"]
     for pid in report.publishers:
         if clean.video_fps[pid] < 5 or clean.audio_concealed_percent[pid] > AUDIO_CONCEALED_MAX_PERCENT:
             problems.append(
-                f"clean link: {pid} at {clean.video_fps[pid]} fps, "
+                f"clean link: {names[pid]} at {clean.video_fps[pid]} fps, "
                 f"{clean.audio_concealed_percent[pid]} % audio concealed (the run proves nothing)"
             )
         if capped.audio_concealed_percent[pid] > AUDIO_CONCEALED_MAX_PERCENT:
             problems.append(
-                f"under the cap: {capped.audio_concealed_percent[pid]} % of {pid}'s audio concealed "
+                f"under the cap: {capped.audio_concealed_percent[pid]} % of {names[pid]}'s audio concealed "
                 f"(at most {AUDIO_CONCEALED_MAX_PERCENT} %)"
             )
     if report.recovered_after_s is None or report.recovered_after_s > RECOVER_WITHIN_S:
