@@ -19,7 +19,7 @@ from vIOP.errors import BadRequest
 from vIOP.media import relay
 from vIOP.rooms import limits
 from vIOP.rooms.errors import InvalidRoomInput
-from vIOP.rooms.participant import clean_display_name
+from vIOP.rooms.participant import clean_display_name, clean_message
 from vIOP.signaling import js_protocol, messages
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -97,6 +97,29 @@ def test_display_name_limit_agrees_everywhere() -> None:
         _one(r"\| `display_name` \| string \| required; 1 to (\d+) characters", _doc("docs/API.md")) == limit
     )
     assert _one(r"the account's display name \(1-(\d+) characters", _doc("README.md")) == limit
+
+
+def test_host_message_limit_agrees_between_domain_codec_js_form_and_docs() -> None:
+    """A lobby message, denial or removal text: the domain used to accept 1000 characters while the wire
+    carried 500 (and the delivery cut what it sent to 500)."""
+    limit = limits.MAX_MESSAGE_CHARS
+    assert limit == messages.MAX_TEXT_CHARS
+    inbound = [(messages.LobbyMessage, "message"), (messages.Deny, "message"), (messages.Remove, "message")]
+    outbound = [(messages.Waiting, "message"), (messages.Denied, "message"), (messages.Removed, "message")]
+    for struct, name in inbound + outbound:
+        text = _non_null(_field(struct, name))
+        assert isinstance(text, msgspec.inspect.StrType) and text.max_length == limit, struct
+    assert clean_message("m" * limit) == "m" * limit
+    with pytest.raises(InvalidRoomInput):
+        clean_message("m" * (limit + 1))
+    assert _js_constants()["MAX_TEXT_CHARS"] == limit
+    prompt = (STATIC / "js" / "moderation.js").read_text(encoding="utf-8")
+    assert "maxlength: String(MAX_TEXT_CHARS)" in prompt  # the host's message form
+    protocol = _doc("docs/PROTOCOL.md")
+    assert _one(r"\| lobby / deny / remove text \| 1-(\d+) characters", protocol) == limit
+    assert _one(r"\| `lobby_message` \| `participant_id`, `message` \(1-(\d+)\)", protocol) == limit
+    for kind in ("deny", "remove"):
+        assert _one(rf"\| `{kind}` \| `participant_id`, `message`\? \(<= (\d+)\)", protocol) == limit
 
 
 def test_room_title_limit_agrees_everywhere() -> None:

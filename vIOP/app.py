@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import time
@@ -41,14 +40,9 @@ from vIOP.auth.totp_replay import TotpReplayGuard
 from vIOP.media.ice import IceConfig
 from vIOP.media.relay import MediaRelay
 from vIOP.rooms.service import RoomPolicy, RoomService
-from vIOP.session.delivery import MediaHooks, RoomDelivery
-from vIOP.session.loops import (
-    RelayHooks,
-    relay_signal_sender,
-    relay_speaker_sender,
-    run_event_loop,
-    run_sweeper,
-)
+from vIOP.session.delivery import RoomDelivery
+from vIOP.session.loops import relay_signal_sender, relay_speaker_sender, run_event_loop, run_sweeper
+from vIOP.session.media_controls import MediaHooks, RelayHooks
 from vIOP.session.presence import presence_listener
 from vIOP.session.revocation import close_user_sockets, run_revocation_listener
 from vIOP.session.room_end import directory_sync
@@ -228,10 +222,16 @@ def start_live(services: Services) -> None:
     listeners.append(presence_listener(services))
     services.spawn(run_event_loop(services, delivery, listeners), "room-events")
     services.spawn(
-        run_sweeper(services, interval=min(2.0, services.settings.heartbeat_seconds / 2)), "sweeper"
+        run_sweeper(services, interval=min(2.0, services.settings.heartbeat_seconds / 2)),
+        "sweeper",
+        stops_between_rounds=True,
     )
     retention = policy_from(services.settings)
-    services.spawn(run_daily(services.storage, retention, services.rooms.clock), "retention")
+    services.spawn(
+        run_daily(services.storage, retention, services.rooms.clock, stop=services.stopping),
+        "retention",
+        stops_between_rounds=True,
+    )
 
     async def drain() -> None:
         for stream in list(services.live.presence_streams):
@@ -247,10 +247,7 @@ def start_live(services: Services) -> None:
 
 async def close_services(services: Services) -> None:
     await services.drain()
-    for task in list(services.background):
-        task.cancel()
-    if services.background:
-        await asyncio.gather(*services.background, return_exceptions=True)
+    await services.stop_background()
     if services.relay is not None:
         await services.relay.close()
     await services.redis.aclose()

@@ -8,6 +8,25 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+import msgspec
+
+
+class ErrorDetail(msgspec.Struct):
+    code: str
+    message: str
+
+
+class Error(msgspec.Struct):
+    """The body of every HTTP refusal, ``{"error": {"code", "message"}}``: what the API's handlers, the
+    HTTP protocol guard (408, 431) and the OpenAPI document (component ``Error``) all use."""
+
+    error: ErrorDetail
+
+
+def error_body(code: str, message: str) -> bytes:
+    """An HTTP refusal's JSON body."""
+    return msgspec.json.encode(Error(ErrorDetail(code, message)))
+
 
 class VIOPError(Exception):
     """Base of every error vIOP turns into a clear answer instead of a traceback."""
@@ -20,8 +39,12 @@ class VIOPError(Exception):
         super().__init__(message)
         self.message = message
 
+    def as_body(self) -> Error:
+        return Error(ErrorDetail(self.code, self.message))
+
     def as_dict(self) -> dict[str, dict[str, str]]:
-        return {"error": {"code": self.code, "message": self.message}}
+        body: dict[str, dict[str, str]] = msgspec.to_builtins(self.as_body())
+        return body
 
 
 class ConfigError(VIOPError):

@@ -16,10 +16,11 @@ from then on the signaling endpoint's own limits apply (join within 15 s, heartb
 from __future__ import annotations
 
 import asyncio
-import json
 from typing import Any, Final
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from vIOP.errors import error_body
 
 REQUEST_DEADLINE_SECONDS: Final = 10.0
 MAX_HEADER_BYTES: Final = 64 * 1024
@@ -28,7 +29,7 @@ _REASONS: Final = {408: b"Request Timeout", 431: b"Request Header Fields Too Lar
 
 
 def _refusal(status: int, code: str, message: str) -> bytes:
-    body = json.dumps({"error": {"code": code, "message": message}}).encode()
+    body = error_body(code, message)
     head = (
         b"HTTP/1.1 %d %s\r\ncontent-type: application/json\r\ncontent-length: %d\r\n"
         b"connection: close\r\ncache-control: no-store\r\n\r\n" % (status, _REASONS[status], len(body))

@@ -13,6 +13,7 @@ from starlette.routing import Route
 from tests.api.support import Api
 from vIOP.api import openapi
 from vIOP.api.http_rooms import CreateRoomBody
+from vIOP.errors import Error, error_body
 from vIOP.rooms.limits import MAX_ROOM_CAPACITY
 
 API_DIR = Path(openapi.__file__).resolve().parent
@@ -105,3 +106,46 @@ async def test_a_struct_constraint_shows_in_the_document(api: Api) -> None:
     (capacity, _null) = create["properties"]["capacity"]["anyOf"]
     assert (capacity["minimum"], capacity["maximum"]) == (1, MAX_ROOM_CAPACITY)
     assert create["additionalProperties"] is False  # forbid_unknown_fields
+
+
+def _hand_built_error_bodies(source: str) -> list[int]:
+    """Lines of dict literals that build ``{"error": {"code": ...}}`` by hand."""
+    lines = []
+    for node in ast.walk(ast.parse(source)):
+        if not isinstance(node, ast.Dict):
+            continue
+        for key, value in zip(node.keys, node.values, strict=True):
+            if isinstance(key, ast.Constant) and key.value == "error" and isinstance(value, ast.Dict):
+                inner = {k.value for k in value.keys if isinstance(k, ast.Constant)}
+                if "code" in inner:
+                    lines.append(node.lineno)
+    return lines
+
+
+def test_no_module_builds_an_error_body_by_hand() -> None:
+    """Every ``{"error": {"code", "message"}}`` is ``vIOP.errors.Error``: the API's refusals, the HTTP
+    protocol guard's 408/431 and the OpenAPI component are one Struct."""
+    package = API_DIR.parent
+    found = {
+        str(path.relative_to(package)): lines
+        for path in sorted(package.rglob("*.py"))
+        if (lines := _hand_built_error_bodies(path.read_text(encoding="utf-8")))
+    }
+    assert found == {}
+    assert _hand_built_error_bodies('X = {"error": {"code": c, "message": m}}') == [1]
+
+
+async def test_a_refusal_is_the_documented_error_struct(api: Api) -> None:
+    doc: dict[str, Any] = (await api.http.get("/openapi.json")).json()
+    (schema,), components = msgspec.json.schema_components(
+        [Error], ref_template="#/components/schemas/{name}"
+    )
+    assert schema == {"$ref": "#/components/schemas/Error"}
+    for name, component in components.items():
+        assert doc["components"]["schemas"][name] == component
+    refused = await api.http.get("/api/v1/rooms")  # no credential
+    assert refused.status_code == 401
+    body = msgspec.json.decode(refused.content, type=Error)
+    assert body.error.code == "unauthenticated"
+    assert refused.content == error_body(body.error.code, body.error.message)
+    assert refused.headers["content-type"] == "application/json"

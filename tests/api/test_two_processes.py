@@ -31,10 +31,10 @@ def _env(data_dir: Path, redis_url: str, port: int) -> dict[str, str]:
 
 
 class App:
-    def __init__(self, data_dir: Path, redis_url: str) -> None:
+    def __init__(self, data_dir: Path, redis_url: str, **settings: str) -> None:
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
-        self.env = _env(data_dir, redis_url, self.port)
+        self.env = _env(data_dir, redis_url, self.port) | settings
         self.process = subprocess.Popen(
             [sys.executable, "-m", "vIOP", "serve"], env=self.env, cwd=data_dir.parent,
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
@@ -127,7 +127,8 @@ def test_python_client_cli_joins_admits_and_counts_frames(tmp_path: Path, redis_
     """`python -m vIOP.client` as a clinician (admit-all) and as a client from an invite, one server."""
     import asyncio as aio
 
-    app = App(tmp_path / "var", redis_url)
+    # Sockets silent for 3 s are closed 1001: both runs outlast that, so they stay only if they ping.
+    app = App(tmp_path / "var", redis_url, VIOP_HEARTBEAT_SECONDS="1", VIOP_PRESENCE_EXPIRY_SECONDS="3")
     try:
         app.wait_ready()
         created = subprocess.run(
@@ -194,6 +195,7 @@ def test_python_client_cli_joins_admits_and_counts_frames(tmp_path: Path, redis_
         client_summary, host_summary = _json.loads(client.stdout), _json.loads(host_out)
         assert client_summary["role"] == "client"
         assert host_summary["role"] == "host"
+        assert client_summary["closed"] is None and host_summary["closed"] is None  # heartbeats kept them
         assert client_summary["frames"].get(f"{host_summary['participant_id']}/video", 0) > 0
         assert host_summary["frames"].get(f"{client_summary['participant_id']}/video", 0) > 0
         # The receive report: what the client decoded of the host, as a browser's getStats would show it.

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import re
+from pathlib import Path
 
 import pytest
 import redis.asyncio as aioredis
 
 from tests.auth.support import ManualClock
 from vIOP.auth.permissions import Principal, Role, RoomScope
-from vIOP.auth.tickets import SignalTickets, TicketFailure, TicketPurpose, TicketRejected
+from vIOP.auth.tickets import ISSUE_ACTION, SignalTickets, TicketFailure, TicketPurpose, TicketRejected
 from vIOP.errors import Forbidden
 from vIOP.ids import RoomId
 from vIOP.storage.redis_auth import RedisTicketStore
@@ -152,3 +154,16 @@ def test_lifetime_is_capped(redis_client: aioredis.Redis) -> None:
         SignalTickets(RedisTicketStore(redis_client), MAC_KEY, ttl_seconds=31)
     with pytest.raises(ValueError):
         SignalTickets(RedisTicketStore(redis_client), MAC_KEY, ttl_seconds=0)
+
+
+def test_the_permission_to_issue_each_purpose_is_defined_once() -> None:
+    """The policy and the HTTP route ask for the same permission: one purpose -> action table in the code
+    (the route used to keep its own copy)."""
+    assert set(ISSUE_ACTION) == set(TicketPurpose)
+    root = Path(__file__).resolve().parents[2] / "vIOP"
+    tables = [
+        str(path.relative_to(root))
+        for path in sorted(root.rglob("*.py"))
+        if re.search(r"TicketPurpose\.\w+\s*:\s*Action\.", path.read_text(encoding="utf-8"))
+    ]
+    assert tables == ["auth/tickets.py"]

@@ -21,11 +21,11 @@ import msgspec
 from starlette.requests import Request
 
 from vIOP.api.context import services_of
-from vIOP.api.openapi import Error, Reply
+from vIOP.api.openapi import Reply
 from vIOP.auth.invites import Invite, looks_like_invite
 from vIOP.auth.permissions import Action, Grant, PermissionDenied, Principal, Role, grant_for
 from vIOP.auth.tokens import AccessClaims
-from vIOP.errors import BadRequest, Forbidden, PayloadTooLarge, Unauthenticated, UnsupportedMediaType
+from vIOP.errors import BadRequest, Error, Forbidden, PayloadTooLarge, Unauthenticated, UnsupportedMediaType
 from vIOP.session.services import Services
 from vIOP.session.wire_time import iso as iso  # re-exported: the edge's routes import it from here
 from vIOP.storage.audit import AuditEvent, Outcome

@@ -12,7 +12,8 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from vIOP import metrics
-from vIOP.api.openapi import ErrorDetail, Operation, Reply, documented_route, struct_response
+from vIOP.api.openapi import Operation, Reply, documented_route, struct_response
+from vIOP.errors import ErrorDetail
 
 Check = Callable[[], Awaitable[None]]
 

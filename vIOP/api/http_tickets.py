@@ -26,16 +26,11 @@ from vIOP.api.auth_context import (
 from vIOP.api.http_rooms import caller_room
 from vIOP.api.openapi import Operation, Reply, documented_route, struct_response
 from vIOP.api.ticket_rate import TicketRateLimit
-from vIOP.auth.permissions import Action
-from vIOP.auth.tickets import TicketPurpose
+from vIOP.auth.tickets import ISSUE_ACTION, TicketPurpose
 from vIOP.session.services import Services
 from vIOP.storage.audit import AuditEvent
 from vIOP.storage.redis_auth import RedisTicketRateCounter
 
-_ACTION: Final = {
-    TicketPurpose.SIGNAL: Action.ISSUE_SIGNAL_TICKET,
-    TicketPurpose.PRESENCE: Action.ISSUE_PRESENCE_TICKET,
-}
 _WS_PATH: Final = {TicketPurpose.SIGNAL: "/ws/signal", TicketPurpose.PRESENCE: "/ws/presence"}
 
 
@@ -63,10 +58,10 @@ async def issue_ticket(request: Request) -> Response:
     await TicketRateLimit(RedisTicketRateCounter(caller.services.redis)).spend(caller.principal.subject)
     body = await read_json(request, TicketBody, empty=TicketBody())
     purpose = body.purpose
-    require_role(caller.principal, _ACTION[purpose])
+    require_role(caller.principal, ISSUE_ACTION[purpose])
     scope = await caller_room(
         caller,
-        _ACTION[purpose],
+        ISSUE_ACTION[purpose],
         body.room_id,
         required=purpose is TicketPurpose.SIGNAL,
         reject_ended=purpose is TicketPurpose.SIGNAL,

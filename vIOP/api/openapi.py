@@ -21,23 +21,13 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 import vIOP
+from vIOP.errors import Error
 
 # A time as the API writes it (docs/API.md "Times"); re-exported for the edge's Structs.
 from vIOP.session.wire_time import IsoTime as IsoTime
 
 JSON = dict[str, Any]
 _REF_TEMPLATE = "#/components/schemas/{name}"
-
-
-class ErrorDetail(msgspec.Struct):
-    code: str
-    message: str
-
-
-class Error(msgspec.Struct):
-    """Every refusal: ``{"error": {"code", "message"}}`` (vIOP/api/responses.py)."""
-
-    error: ErrorDetail
 
 
 @dataclass(frozen=True, slots=True)

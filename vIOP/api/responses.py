@@ -1,4 +1,5 @@
-"""Uniform JSON error bodies: ``{"error": {"code", "message"}}`` for every refusal, never a traceback."""
+"""Uniform JSON error bodies for every refusal (``vIOP.errors.Error``: ``{"error": {"code", "message"}}``),
+never a traceback."""
 
 from __future__ import annotations
 
@@ -9,11 +10,11 @@ import math
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.websockets import WebSocket
 
 from vIOP.api.audit_trail import audit_http_refusal
-from vIOP.errors import Forbidden, VIOPError
+from vIOP.errors import Forbidden, VIOPError, error_body
 from vIOP.storage.outage import is_store_outage
 from vIOP.storage.redis_client import RedisError
 
@@ -34,10 +35,10 @@ _HTTP_CODES = {
 }
 
 
-def error_response(
-    status: int, code: str, message: str, headers: dict[str, str] | None = None
-) -> JSONResponse:
-    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status, headers=headers)
+def error_response(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> Response:
+    return Response(
+        error_body(code, message), status_code=status, headers=headers, media_type="application/json"
+    )
 
 
 def _headers_for(exc: VIOPError) -> dict[str, str] | None:

@@ -20,9 +20,10 @@ import hashlib
 import hmac
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
+from types import MappingProxyType
 from typing import Final, Protocol
 
 import msgspec
@@ -44,10 +45,13 @@ class TicketPurpose(StrEnum):
     PRESENCE = "presence"
 
 
-_ISSUE_ACTION: Final = {
-    TicketPurpose.SIGNAL: Action.ISSUE_SIGNAL_TICKET,
-    TicketPurpose.PRESENCE: Action.ISSUE_PRESENCE_TICKET,
-}
+# The permission a caller needs to be issued a ticket of each purpose (the HTTP route checks it too).
+ISSUE_ACTION: Final[Mapping[TicketPurpose, Action]] = MappingProxyType(
+    {
+        TicketPurpose.SIGNAL: Action.ISSUE_SIGNAL_TICKET,
+        TicketPurpose.PRESENCE: Action.ISSUE_PRESENCE_TICKET,
+    }
+)
 
 
 class TicketFailure(StrEnum):
@@ -154,7 +158,7 @@ class SignalTickets:
         session_ends_at: float | None = None,
     ) -> IssuedTicket:
         """Authorize (raises Forbidden) and store a fresh ticket. ``room`` is required for SIGNAL."""
-        authorize(principal, _ISSUE_ACTION[purpose], room)
+        authorize(principal, ISSUE_ACTION[purpose], room)
         ticket = TICKET_PREFIX + secrets.token_urlsafe(32)
         now = self._clock()
         stored = _Stored(

@@ -82,6 +82,9 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
         )
         try:
             welcome = await client.join()
+            assert client.signaling is not None
+            # The server closes a silent socket after a few intervals (1001): a client that stays must ping.
+            client.signaling.start_heartbeat(welcome.heartbeat_seconds)
             deadline = time.monotonic() + args.seconds
             if welcome.role is m.Role.CLIENT:
                 await client.wait_for(lambda msg: isinstance(msg, m.Admitted | m.Denied), args.seconds)

@@ -12,6 +12,9 @@ from typing import Final
 # A person's display name (an account's shown name, an invite's client name, a participant on the wire).
 # 64 is what accounts and invites have always accepted, so every stored name fits.
 MAX_DISPLAY_NAME_CHARS: Final = 64
+# A host's message to one participant: a lobby message, a denial, a removal. 500 is what the wire has
+# always carried, so every stored message fits.
+MAX_MESSAGE_CHARS: Final = 500
 # A room's title, after trimming.
 MAX_ROOM_TITLE_CHARS: Final = 120
 # A room's client seats (1 to this).

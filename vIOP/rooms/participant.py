@@ -13,9 +13,7 @@ from enum import StrEnum
 
 from vIOP.ids import ParticipantId, RoomId
 from vIOP.rooms.errors import IllegalTransition, InvalidRoomInput
-from vIOP.rooms.limits import MAX_DISPLAY_NAME_CHARS
-
-MAX_MESSAGE = 1000
+from vIOP.rooms.limits import MAX_DISPLAY_NAME_CHARS, MAX_MESSAGE_CHARS
 
 
 class Role(StrEnum):
@@ -104,8 +102,8 @@ def clean_display_name(name: str) -> str:
 
 def clean_message(message: str) -> str:
     text = unicodedata.normalize("NFC", message).strip()
-    if not text or len(text) > MAX_MESSAGE or not _printable(text.replace("\n", " ")):
-        raise InvalidRoomInput(f"a message needs 1 to {MAX_MESSAGE} printable characters")
+    if not text or len(text) > MAX_MESSAGE_CHARS or not _printable(text.replace("\n", " ")):
+        raise InvalidRoomInput(f"a message needs 1 to {MAX_MESSAGE_CHARS} printable characters")
     return text
 
 

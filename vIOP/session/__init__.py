@@ -3,7 +3,10 @@
 - ``services.py``: :class:`Services`, the process's components (built once by ``vIOP/app.py``).
 - ``live.py``: :class:`Live`, the typed live state (event delivery, live sockets, the audit recorder).
 - ``signal.py``: :class:`SignalSession`, one per signaling socket; a handler table, one method per message.
+- ``join.py``: join and resume, the session's first message (seat, ``welcome``, the first view).
 - ``delivery.py``: room events projected onto the wire for this process's sockets, and onto its relay.
+- ``media_controls.py``: each room's media controls (own flags, hands, host mutes) and the one route into
+  the relay.
 - ``loops.py``: the live loops: event delivery, the one sweeper, the one recovery loop (``repair``).
 - ``revocation.py``: live sockets follow revocations and sign-outs.
 - ``attendance_export.py``: the attendance export (filters, report, JSON document, CSV) for HTTP and CLI.

@@ -1,12 +1,10 @@
 """From room events to wire messages for this process's sockets, and the media that follows them.
 
 Every domain event reaches every process through the bus (the process that caused it too: one path, one
-order). For each event this process delivers what its own connections must see and applies what its media
-relay must do (stop forwarding a removed participant, host mute). Lobby and roster views are rebuilt from
-the stored room, coalesced per room so a burst of events costs one read.
-
-Ephemeral per-participant state that is not a domain record (own camera/microphone on or off, raised
-hand) lives here, in the process that holds the room's media.
+order). For each event this process delivers what its own connections must see and hands what concerns
+media (a participant gone, a host mute) to the room's media controls
+(:class:`~vIOP.session.media_controls.MediaControls`, the one route into the relay). Lobby and roster views
+are rebuilt from the stored room, coalesced per room so a burst of events costs one read.
 """
 
 from __future__ import annotations
@@ -14,8 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
-from dataclasses import dataclass
 
 from vIOP.errors import VIOPError
 from vIOP.ids import ParticipantId, RoomId
@@ -25,32 +21,12 @@ from vIOP.rooms.participant import Role as DomainRole
 from vIOP.rooms.room import Room
 from vIOP.rooms.service import RoomService
 from vIOP.rooms.waiting_room import lobby, positions
+from vIOP.session.media_controls import MediaControls, MediaHooks
 from vIOP.signaling import messages as m
 from vIOP.signaling.codec import encode_text
 from vIOP.signaling.connections import Connection, ConnectionRegistry
 
 log = logging.getLogger("vIOP.delivery")
-
-MediaAction = Callable[[ParticipantId], None]
-
-
-@dataclass(slots=True)
-class LiveFlags:
-    """What a participant said about their own media and hand (not a domain record)."""
-
-    audio: bool = True
-    video: bool = True
-    hand: bool = False
-
-
-class MediaHooks:
-    """What the delivery asks of the media relay; no-ops when the process runs without media."""
-
-    def remove(self, pid: ParticipantId) -> None:
-        """Stop every stream to and from ``pid`` (removed, left, returned to the lobby, room ended)."""
-
-    def mute(self, pid: ParticipantId, kind: str, muted: bool) -> None:
-        """Host mute: stop (or resume) forwarding ``pid``'s ``kind``."""
 
 
 def wire_role(role: DomainRole) -> m.Role:
@@ -61,8 +37,7 @@ class RoomDelivery:
     def __init__(self, rooms: RoomService, connections: ConnectionRegistry, media: MediaHooks) -> None:
         self.rooms = rooms
         self.connections = connections
-        self.media = media
-        self.flags: dict[ParticipantId, LiveFlags] = {}
+        self.controls = MediaControls(media)
         self._dirty: set[RoomId] = set()
         self._refresh: asyncio.Task[None] | None = None
         # The socket each participant was last told `admitted` on (a resumed socket is told again).
@@ -72,6 +47,7 @@ class RoomDelivery:
 
     def roster_entry(self, p: Participant) -> m.RosterEntry:
         return self._entry(
+            p.room_id,
             p.id,
             p.display_name,
             p.role,
@@ -82,6 +58,7 @@ class RoomDelivery:
 
     def _entry(
         self,
+        room_id: RoomId,
         pid: ParticipantId,
         display_name: str,
         role: DomainRole,
@@ -90,15 +67,16 @@ class RoomDelivery:
         *,
         reconnecting: bool = False,
     ) -> m.RosterEntry:
-        """One roster line: the participant's own media flags under the host's mutes."""
-        flags = self.flags.get(pid) or LiveFlags()
+        """One roster line: the participant's own media flags under the host's mutes (as stored: the room
+        or event the view is built from)."""
+        control = self.controls.of(room_id, pid)
         return m.RosterEntry(
             participant_id=pid,
             display_name=display_name,
             role=wire_role(role),
-            audio=flags.audio and not muted,
-            video=flags.video and not video_muted,
-            hand=flags.hand,
+            audio=control.audio and not muted,
+            video=control.video and not video_muted,
+            hand=control.hand,
             muted_by_host=muted,
             reconnecting=reconnecting,
         )
@@ -128,9 +106,7 @@ class RoomDelivery:
         if position is None:
             return None
         message = room.participant(pid).lobby_message
-        return m.Waiting(
-            position=min(position, m.MAX_LOBBY), message=message[: m.MAX_TEXT_CHARS] if message else None
-        )
+        return m.Waiting(position=min(position, m.MAX_LOBBY), message=message or None)
 
     def host_pids(self, room: Room) -> list[ParticipantId]:
         return [p.id for p in room.participants if p.role is DomainRole.HOST and p.is_seated]
@@ -191,11 +167,12 @@ class RoomDelivery:
             elif isinstance(event, ev.PositionChanged | ev.LobbyMessage):
                 pass  # the coalesced refresh sends the waiting client its position and message
             elif isinstance(event, ev.Denied):
-                self.send(pid, m.Denied(message=_text(event.message)))
+                self.send(pid, m.Denied(message=event.message or None))
+                self.controls.drop(room_id, pid)
                 self._close(pid, "denied")
             elif isinstance(event, ev.ReturnedToLobby):
                 self.forget_admitted(pid)
-                self.media.remove(pid)
+                self.controls.stop_media(pid)
                 self.send(pid, m.ReturnedToLobby())
                 self.to_room(
                     room_id,
@@ -203,28 +180,28 @@ class RoomDelivery:
                     exclude=pid,
                 )
             elif isinstance(event, ev.Joined):
-                entry = self._entry(pid, event.display_name, event.role, event.muted, event.video_muted)
+                entry = self._entry(
+                    room_id, pid, event.display_name, event.role, event.muted, event.video_muted
+                )
                 self.to_room(room_id, m.ParticipantJoined(participant=entry), exclude=pid)
             elif isinstance(event, ev.Left) and event.reason is ev.LeaveReason.ENDED:
                 pass  # everyone leaves with the room: room_ended (which follows) says it once, then closes
             elif isinstance(event, ev.Left):
-                self.media.remove(pid)
+                self.controls.drop(room_id, pid)
                 reason = (
                     m.LeaveReason.TIMEOUT if event.reason is ev.LeaveReason.TIMEOUT else m.LeaveReason.LEFT
                 )
                 self.to_room(room_id, m.ParticipantLeft(participant_id=pid, reason=reason), exclude=pid)
-                self.flags.pop(pid, None)
                 self._close(pid, "left")
             elif isinstance(event, ev.Removed):
-                self.media.remove(pid)
+                self.controls.drop(room_id, pid)
                 self.send(pid, m.Removed(message=event.message))
                 self.to_room(
                     room_id, m.ParticipantLeft(participant_id=pid, reason=m.LeaveReason.REMOVED), exclude=pid
                 )
-                self.flags.pop(pid, None)
                 self._close(pid, "removed")
             elif isinstance(event, ev.Muted):
-                self.media.mute(pid, event.media.value, event.muted)
+                self.controls.host_mute(room_id, pid, event.media, event.muted)
                 kind = m.MediaKind.AUDIO if event.media is ev.MuteKind.AUDIO else m.MediaKind.VIDEO
                 self.to_room(room_id, m.Muted(participant_id=pid, kind=kind, muted=event.muted))
             elif isinstance(event, ev.Reconnecting):
@@ -237,11 +214,13 @@ class RoomDelivery:
             self.to_room(room_id, m.RoomUnlocked(), lobby_too=True)
         elif isinstance(event, ev.RoomEnded):
             self.to_room(room_id, m.RoomEnded(), lobby_too=True)
-            for conn in self.connections.in_room(room_id):
+            local = list(self.connections.in_room(room_id))
+            self.controls.drop_room(
+                room_id, [c.participant_id for c in local if c.participant_id is not None]
+            )
+            for conn in local:
                 if conn.participant_id is not None:
                     self.forget_admitted(conn.participant_id)
-                    self.media.remove(conn.participant_id)
-                    self.flags.pop(conn.participant_id, None)
                 conn.close(m.CloseCode.NORMAL, "room ended")
             return
         self.mark_dirty(room_id)
@@ -322,32 +301,8 @@ class RoomDelivery:
     def forget_admitted(self, pid: ParticipantId) -> None:
         self._told_admitted.pop(pid, None)
 
-    # --- ephemeral flags -------------------------------------------------------------------------
-
-    def set_flags(
-        self,
-        room_id: RoomId,
-        pid: ParticipantId,
-        *,
-        audio: bool | None = None,
-        video: bool | None = None,
-        hand: bool | None = None,
-    ) -> LiveFlags:
-        flags = self.flags.setdefault(pid, LiveFlags())
-        if audio is not None:
-            flags.audio = audio
-        if video is not None:
-            flags.video = video
-        if hand is not None:
-            flags.hand = hand
-        return flags
-
     async def close(self) -> None:
         if self._refresh is not None:
             self._refresh.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._refresh
-
-
-def _text(message: str | None) -> str | None:
-    return message[: m.MAX_TEXT_CHARS] if message else None

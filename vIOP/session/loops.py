@@ -1,6 +1,6 @@
 """The process's live loops: room events from the bus (the one recovery loop: a gap arrives as ``Resync``
-and :func:`repair` puts back what this process holds), the one sweeper, and the bridge from room events to
-the media relay."""
+and :func:`repair` puts back what this process holds), the one sweeper, and the relay's signaling sender
+(room events reach the relay through ``vIOP.session.media_controls``)."""
 
 from __future__ import annotations
 
@@ -9,14 +9,13 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 
-from vIOP.errors import NotFound
 from vIOP.ids import ParticipantId
-from vIOP.media.relay import MediaRelay, RenegotiationOffer, SpeakerCallback
+from vIOP.media.relay import RenegotiationOffer, SpeakerCallback
 from vIOP.media.speaker import SpeakerChange
 from vIOP.rooms.events import Event, Resync
 from vIOP.rooms.ports import EventBus
 from vIOP.rooms.service import RoomService
-from vIOP.session.delivery import MediaHooks, RoomDelivery
+from vIOP.session.delivery import RoomDelivery
 from vIOP.session.live import EventListener
 from vIOP.session.room_end import directory_sync
 from vIOP.session.services import Services
@@ -25,32 +24,6 @@ from vIOP.signaling.codec import encode_text
 from vIOP.signaling.connections import ConnectionRegistry
 
 log = logging.getLogger("vIOP.live")
-
-
-class RelayHooks(MediaHooks):
-    """Room events applied to this process's relay (a participant it does not carry is ignored)."""
-
-    def __init__(self, relay: MediaRelay, spawn: Callable[[Awaitable[None], str], object]) -> None:
-        self.relay = relay
-        self.spawn = spawn
-        self._removing: set[ParticipantId] = set()  # a removal reaches the relay once, however announced
-
-    def remove(self, pid: ParticipantId) -> None:
-        if pid in self.relay.participants() and pid not in self._removing:
-            self._removing.add(pid)
-
-            async def remove() -> None:
-                try:
-                    with contextlib.suppress(NotFound):
-                        await self.relay.remove_participant(pid)
-                finally:
-                    self._removing.discard(pid)
-
-            self.spawn(remove(), "media-remove")
-
-    def mute(self, pid: ParticipantId, kind: str, muted: bool) -> None:
-        if pid in self.relay.participants():
-            self.relay.set_forwarding(pid, kind, not muted)
 
 
 def relay_signal_sender(
@@ -157,7 +130,7 @@ async def repair(services: Services, delivery: RoomDelivery) -> None:
 
 async def run_sweeper(services: Services, interval: float) -> None:
     """Mark silent participants reconnecting and let go of those whose grace ran out (every process runs
-    it; each step is a no-op for the losers)."""
+    it; each step is a no-op for the losers). Ends between rounds once ``services.stopping`` is set."""
 
     def after_round() -> None:
         if services.live.audit_outbox is not None:
@@ -165,7 +138,7 @@ async def run_sweeper(services: Services, interval: float) -> None:
         directory_sync(services).kick()  # room ends the SQL directory has yet to take; its reconcile
         services.connections.close_stale()
 
-    await sweep_rooms(services.rooms, interval, after_round)
+    await sweep_rooms(services.rooms, interval, after_round, stop=services.stopping)
 
 
 async def sweep_rooms(

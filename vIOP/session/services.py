@@ -8,8 +8,9 @@ delivery, the live sockets, the audit recorder) is the typed :class:`vIOP.sessio
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -37,6 +38,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("vIOP.app")
 
 DrainHook = Callable[[], Awaitable[None]]
+# How long shutdown waits for a loop to finish the round it is in, and then for cancelled tasks to end.
+STOP_GRACE_SECONDS = 5.0
 
 
 @dataclass
@@ -65,6 +68,9 @@ class Services:
     drain_hooks: list[DrainHook] = field(default_factory=list)
     background: set[asyncio.Task[None]] = field(default_factory=set)
     draining: bool = False
+    # Set at shutdown: loops spawned with ``stops_between_rounds`` end after the round they are in.
+    stopping: asyncio.Event = field(default_factory=asyncio.Event, init=False)
+    _stops_between_rounds: set[asyncio.Task[None]] = field(default_factory=set, init=False, repr=False)
 
     @property
     def audit_outbox(self) -> AuditOutbox:
@@ -76,8 +82,12 @@ class Services:
             self.drain_hooks.append(outbox.close)
         return outbox
 
-    def spawn(self, coro: Awaitable[None], name: str) -> asyncio.Task[None]:
-        """A background task owned by the app: cancelled at close, failures logged (never silent)."""
+    def spawn(
+        self, coro: Awaitable[None], name: str, *, stops_between_rounds: bool = False
+    ) -> asyncio.Task[None]:
+        """A background task owned by the app, failures logged (never silent). At close it is cancelled,
+        or, with ``stops_between_rounds`` (a loop that watches :attr:`stopping`), left to end after the
+        round it is in (see :meth:`stop_background`)."""
 
         async def run() -> None:
             try:
@@ -88,9 +98,45 @@ class Services:
                 log.exception("background task failed", extra={"kind": name})
 
         task = asyncio.create_task(run(), name=name)
+        if isinstance(coro, Coroutine):
+            unstarted = coro
+
+            def close_if_never_started(_: asyncio.Task[None]) -> None:
+                # Cancelled before it ran (a shutdown right after start): no "never awaited" warning.
+                if inspect.getcoroutinestate(unstarted) == inspect.CORO_CREATED:
+                    unstarted.close()
+
+            task.add_done_callback(close_if_never_started)
         self.background.add(task)
         task.add_done_callback(self.background.discard)
+        if stops_between_rounds:
+            self._stops_between_rounds.add(task)
+            task.add_done_callback(self._stops_between_rounds.discard)
         return task
+
+    async def stop_background(self, grace: float = STOP_GRACE_SECONDS) -> None:
+        """End every background task, in bounded time. Loops that stop between rounds are asked to
+        (:attr:`stopping`) and get ``grace`` to finish their round: a cancel landing inside a store call
+        (a Redis transaction, a sweep) cuts the round short, and a cancel swallowed inside a library call
+        left a loop running for ever. The others (stream reads that block in Redis) are cancelled at
+        once, and so is a round that outlives ``grace``; what still runs ``grace`` after that is logged
+        and left behind rather than hanging shutdown."""
+        self.stopping.set()
+        between_rounds = set(self._stops_between_rounds)
+        for task in self.background - between_rounds:
+            task.cancel()
+        if between_rounds:
+            _, late = await asyncio.wait(between_rounds, timeout=grace)
+            for task in late:
+                task.cancel()
+        pending = {task for task in self.background if not task.done()}
+        if pending:
+            _, stuck = await asyncio.wait(pending, timeout=grace)
+            if stuck:
+                log.warning(
+                    "background tasks did not stop",
+                    extra={"kind": ",".join(sorted(task.get_name() for task in stuck))},
+                )
 
     async def drain(self) -> None:
         """Stop taking new sessions and close live ones politely (the SIGTERM path)."""

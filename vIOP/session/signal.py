@@ -22,13 +22,12 @@ from vIOP.auth.permissions import Action, Principal, Role, RoomScope, authorize
 from vIOP.auth.revocation import Revocation
 from vIOP.auth.tickets import TicketGrant
 from vIOP.errors import BadRequest, Conflict, Forbidden, Unauthenticated, Unavailable, VIOPError
-from vIOP.ids import ClientId, ParticipantId, RoomId, UserId
-from vIOP.logging import register_secret
+from vIOP.ids import ParticipantId, RoomId
 from vIOP.rooms.events import MuteKind
-from vIOP.rooms.participant import Participant, ParticipantState
-from vIOP.rooms.room import Room
+from vIOP.rooms.participant import ParticipantState
 from vIOP.session.audit_names import AUDIT_NAMES, audit_name
-from vIOP.session.delivery import RoomDelivery, wire_role
+from vIOP.session.delivery import RoomDelivery
+from vIOP.session.join import AlreadyConnected, join
 from vIOP.session.revocation import CLOSE, sleep_until
 from vIOP.session.room_end import end_room
 from vIOP.session.services import Services
@@ -43,10 +42,6 @@ from vIOP.storage.redis_rooms import StoreGeneration
 log = logging.getLogger("vIOP.signal")
 
 JOIN_TIMEOUT_SECONDS = 15.0
-
-
-class AlreadyConnected(Conflict):
-    code = "already_connected"
 
 
 class NotInRoomYet(Conflict):
@@ -186,7 +181,7 @@ class SignalSession:
         self.conn.send(m.Pong(id=msg.id))
 
     async def _on_join(self, msg: m.Join) -> None:
-        await self._join(msg)
+        await join(self, msg)
 
     async def _on_offer(self, msg: m.Offer) -> None:
         pid = self._seat()
@@ -201,11 +196,7 @@ class SignalSession:
         if pid not in relay.participants():
             await relay.add_participant(pid, room=self.room_id)
             # A host's mutes live with the participant: they outlive a reconnect and a return to the lobby.
-            # One route into the relay for both kinds: the same hook the room's `muted` events take.
-            if me.muted:
-                self.delivery.media.mute(pid, "audio", True)
-            if me.video_muted:
-                self.delivery.media.mute(pid, "video", True)
+            self.delivery.controls.media_started(me)
         answer = await relay.handle_offer(pid, msg.sdp)
         self.conn.send(m.ServerAnswer(sdp=answer, id=msg.id))
         floor = relay.active_speaker(self.room_id)
@@ -240,19 +231,19 @@ class SignalSession:
 
     async def _on_set_media(self, msg: m.SetMedia) -> None:
         pid = self._seat()
-        flags = self.delivery.set_flags(self.room_id, pid, audio=msg.audio, video=msg.video)
+        own = self.delivery.controls.set_own(self.room_id, pid, audio=msg.audio, video=msg.video)
         # Kept private until admission: the room learns nothing of someone who may yet be denied; the
         # flags show in the roster once they are in.
         if self.delivery.is_seated_here(self.conn):
             self.delivery.to_room(
-                self.room_id, m.MediaChanged(participant_id=pid, audio=flags.audio, video=flags.video)
+                self.room_id, m.MediaChanged(participant_id=pid, audio=own.audio, video=own.video)
             )
 
     async def _on_raise_hand(self, msg: m.RaiseHand) -> None:
         pid = self._seat()
         if not self.delivery.is_seated_here(self.conn):
             raise NotInRoomYet("you are not in the room yet")
-        self.delivery.set_flags(self.room_id, pid, hand=msg.up)
+        self.delivery.controls.set_hand(self.room_id, pid, msg.up)
         self.delivery.to_room(self.room_id, m.HandRaised(participant_id=pid, up=msg.up))
 
     async def _on_set_subscriptions(self, msg: m.SetSubscriptions) -> None:
@@ -323,7 +314,7 @@ class SignalSession:
         target = ParticipantId(msg.participant_id)
         await self.services.rooms.remove(self.room_id, by=by, participant_id=target, message=msg.message)
         # The relay is local to this room's process: stop their media now, not after the bus round trip.
-        self.delivery.media.remove(target)
+        self.delivery.controls.stop_media(target)
         return target
 
     async def _lock(self, msg: m.Lock, by: ParticipantId) -> ParticipantId | None:
@@ -337,115 +328,6 @@ class SignalSession:
     async def _end(self, msg: m.End, by: ParticipantId) -> ParticipantId | None:
         await end_room(self.services, self.room_id, by=by)
         return None
-
-    # --- join and resume -------------------------------------------------------------------------
-
-    async def _join(self, msg: m.Join) -> None:
-        if self.pid is not None:
-            raise Conflict("already joined")
-        if msg.protocol_version != m.PROTOCOL_VERSION:
-            raise BadRequest(f"this server speaks protocol version {m.PROTOCOL_VERSION}")
-        rooms = self.services.rooms
-        subject = self.principal.subject
-        room = await rooms.room(self.room_id)
-        resumed = False
-        if msg.resume_token is not None:
-            resume_grant = await self.services.resume.redeem(
-                msg.resume_token, room_id=self.room_id, subject=subject
-            )
-            participant = room.participant(resume_grant.participant_id)
-            if not participant.is_active:
-                raise Unauthenticated("resume token not accepted; join again")
-            resumed = True
-            await self._audit(AuditEvent.RESUMED, "participant", participant.id)
-        else:
-            existing = room.active_of(subject)
-            # Not marked reconnecting: a live socket holds it (here or in another process).
-            if existing is not None and existing.reconnecting_since is None:
-                raise AlreadyConnected("you are already connected to this room from another window")
-            if existing is not None and self.principal.role is Role.CLINICIAN:
-                # A clinician proves who they are with their own sign-in: their seat is theirs to take back.
-                participant, resumed = existing, True
-                await self._audit(AuditEvent.RESUMED, "participant", participant.id)
-            else:
-                # A client without the seat's resume token (a second device, a link copied out of a
-                # browser's history) knocks like anyone else; a seat left reconnecting is let go.
-                participant = await self._enter(room)
-                entered = AuditEvent.KNOCK if participant.role.value == "client" else AuditEvent.HOST_ENTERED
-                await self._audit(entered, "participant", participant.id)
-        if self.conn.state is not ConnectionState.OPEN:
-            return  # the socket closed while we were joining; the teardown takes over
-        self.pid = participant.id
-        if resumed and participant.reconnecting_since is not None:
-            await rooms.resume(self.room_id, participant.id)
-        await self._heartbeat(force=True)
-        issued = await self.services.resume.issue(ResumeGrant(participant.id, self.room_id, subject))
-        self.resume_handle = issued.handle
-        await self._generation.lost_since_last_check()  # remember which Redis data set this joined
-        if self.conn.state is not ConnectionState.OPEN:
-            return
-        # `welcome` goes first (events used to slip in ahead of it, e.g. `admitted` from a quick host), and
-        # in the same step the connection is attached, so no event is missed: what happens from here on is
-        # queued after it. The state below comes from a snapshot read after attaching.
-        replaced = self.services.connections.attach(self.conn, participant.id)
-        if replaced is not None:
-            log.info("connection replaced by a resumed one", extra={"participant_id": participant.id})
-        self.delivery.set_flags(self.room_id, participant.id, audio=msg.audio, video=msg.video)
-        settings = self.services.settings
-        ice_servers = self._ice_servers(participant.id)
-        if any(server.credential for server in ice_servers):
-            await self._audit(AuditEvent.TURN_ISSUED, "room", self.room_id)
-        self.conn.send(
-            m.Welcome(
-                id=msg.id,
-                protocol_version=m.PROTOCOL_VERSION,
-                participant_id=participant.id,
-                room_id=self.room_id,
-                role=wire_role(participant.role),
-                resume_token=issued.token,
-                resume_grace_seconds=settings.reconnect_grace_seconds,
-                heartbeat_seconds=settings.heartbeat_seconds,
-                ice_servers=ice_servers,
-                resumed=resumed,
-            )
-        )
-        room = await rooms.room(self.room_id)
-        rooms.holdings.hold(room, participant.id)
-        self._send_state(room, room.participant(participant.id))
-        self.services.live.signal_sessions.add(self)  # re-asserted by vIOP.session.loops.repair
-
-    async def _enter(self, room: Room) -> Participant:
-        rooms = self.services.rooms
-        if self.principal.role is Role.CLINICIAN:
-            account = await self.services.authenticator.active_account(UserId(self.principal.subject))
-            t = await rooms.host_enter(
-                self.room_id, user_id=UserId(account.id), display_name=account.display_name
-            )
-        else:
-            name = await self.services.invite_store.client_display_name(ClientId(self.principal.subject))
-            t = await rooms.knock(
-                self.room_id,
-                subject=ClientId(self.principal.subject),
-                display_name=name,
-                replace_reconnecting=True,
-            )
-        assert t.participant is not None
-        # Defence in depth: even a stray exception message cannot carry this name into a log line.
-        register_secret(t.participant.display_name)
-        return t.participant
-
-    def _send_state(self, room: Room, me: Participant) -> None:
-        """What a (re)joining participant needs to see at once; later changes come as events."""
-        self.delivery.view_for(self.conn, room, me)
-        if room.state.value == "locked":
-            self.conn.send(m.RoomLocked())
-
-    def _ice_servers(self, pid: ParticipantId) -> tuple[m.IceServer, ...]:
-        # TURN credentials end with the sign-in (token exp, invite expiry) at the latest (docs/API.md).
-        entries = self.services.ice.client_ice_servers(
-            pid, now=time.time(), session_ends_at=self.grant.session_ends_at
-        )
-        return tuple(m.IceServer(urls=e.urls, username=e.username, credential=e.credential) for e in entries)
 
     # --- liveness and teardown -------------------------------------------------------------------
 

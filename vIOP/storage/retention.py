@@ -18,6 +18,7 @@ by the next one):
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
@@ -235,11 +236,21 @@ async def run_if_due(storage: Storage, policy: RetentionPolicy, now: float) -> R
 
 
 async def run_daily(
-    storage: Storage, policy: RetentionPolicy, clock: Callable[[], float], every: float = CHECK_EVERY_SECONDS
+    storage: Storage,
+    policy: RetentionPolicy,
+    clock: Callable[[], float],
+    every: float = CHECK_EVERY_SECONDS,
+    *,
+    stop: asyncio.Event | None = None,
 ) -> None:
-    """The app's background loop: check every hour, run once a day. Failures are retried at the next check."""
+    """The app's background loop: check every hour, run once a day. Failures are retried at the next check.
+    Ends between checks once ``stop`` is set (never inside a run's transaction)."""
+    stop = stop or asyncio.Event()
     while True:
-        await asyncio.sleep(every)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), every)
+        if stop.is_set():
+            return
         try:
             await run_if_due(storage, policy, clock())
         except asyncio.CancelledError:

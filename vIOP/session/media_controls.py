@@ -1,0 +1,173 @@
+"""Each room's media controls in this process, and the one route from them into the media relay.
+
+Per participant, one :class:`MediaControl`: what they said about their own microphone and camera, their
+raised hand, and the host's audio and video mutes. The host's mutes are domain state
+(``Participant.muted``/``video_muted``, kept in Redis so they outlive a reconnect, a return to the lobby
+and a restart); the record holds them as this process's relay applies them, taken from the stored
+participant when its media starts and from the room's ``muted`` events after that. Own flags and hands are
+not domain records: they live only here, in the process that holds the room's media, set by the
+participant's own messages and dropped when they leave or the room ends.
+
+:meth:`MediaControls.apply` is the only place that turns controls into what the relay forwards.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+
+from vIOP.errors import NotFound
+from vIOP.ids import ParticipantId, RoomId
+from vIOP.media.relay import MediaRelay
+from vIOP.rooms.events import MuteKind
+from vIOP.rooms.participant import Participant
+
+
+@dataclass(slots=True)
+class MediaControl:
+    """One participant's media controls."""
+
+    audio: bool = True  # their own microphone is on
+    video: bool = True  # their own camera is on
+    hand: bool = False
+    muted: bool = False  # the host's audio mute
+    video_muted: bool = False  # the host's video mute
+
+    def host_muted(self, kind: MuteKind) -> bool:
+        return self.muted if kind is MuteKind.AUDIO else self.video_muted
+
+    def forwards(self, kind: MuteKind) -> bool:
+        """Server-enforced: a host's mute stops forwarding. The participant's own flags do not (their
+        browser stops sending; the flags only tell the room)."""
+        return not self.host_muted(kind)
+
+
+@dataclass(slots=True)
+class RoomMediaControls:
+    """The media controls of everyone in one room that this process knows of."""
+
+    room_id: RoomId
+    participants: dict[ParticipantId, MediaControl] = field(default_factory=dict)
+
+
+class MediaHooks:
+    """What the controls ask of the media relay; no-ops when the process runs without media."""
+
+    def remove(self, pid: ParticipantId) -> None:
+        """Stop every stream to and from ``pid`` (removed, left, returned to the lobby, room ended)."""
+
+    def set_forwarding(self, pid: ParticipantId, kind: MuteKind, enabled: bool) -> None:
+        """Forward ``pid``'s ``kind`` to the room or not."""
+
+
+class RelayHooks(MediaHooks):
+    """This process's relay (a participant it does not carry is ignored)."""
+
+    def __init__(self, relay: MediaRelay, spawn: Callable[[Awaitable[None], str], object]) -> None:
+        self.relay = relay
+        self.spawn = spawn
+        self._removing: set[ParticipantId] = set()  # a removal reaches the relay once, however announced
+
+    def remove(self, pid: ParticipantId) -> None:
+        if pid in self.relay.participants() and pid not in self._removing:
+            self._removing.add(pid)
+
+            async def remove() -> None:
+                try:
+                    with contextlib.suppress(NotFound):
+                        await self.relay.remove_participant(pid)
+                finally:
+                    self._removing.discard(pid)
+
+            self.spawn(remove(), "media-remove")
+
+    def set_forwarding(self, pid: ParticipantId, kind: MuteKind, enabled: bool) -> None:
+        if pid in self.relay.participants():
+            self.relay.set_forwarding(pid, kind.value, enabled)
+
+
+_UNSET = MediaControl()  # what a participant nobody said anything about has (never mutated)
+
+
+class MediaControls:
+    """The per-room records of this process and the one route from them into the relay."""
+
+    def __init__(self, relay: MediaHooks) -> None:
+        self.relay = relay
+        self.rooms: dict[RoomId, RoomMediaControls] = {}
+
+    def of(self, room_id: RoomId, pid: ParticipantId) -> MediaControl:
+        """``pid``'s controls (defaults when there are none yet; reading records nothing)."""
+        room = self.rooms.get(room_id)
+        control = room.participants.get(pid) if room is not None else None
+        return control or _UNSET
+
+    def _record(self, room_id: RoomId, pid: ParticipantId) -> MediaControl:
+        room = self.rooms.get(room_id)
+        if room is None:
+            room = self.rooms[room_id] = RoomMediaControls(room_id)
+        return room.participants.setdefault(pid, MediaControl())
+
+    # --- the participant's own -------------------------------------------------------------------
+
+    def set_own(
+        self, room_id: RoomId, pid: ParticipantId, *, audio: bool | None = None, video: bool | None = None
+    ) -> MediaControl:
+        """What the participant says of their own microphone and camera (join, ``set_media``)."""
+        control = self._record(room_id, pid)
+        if audio is not None:
+            control.audio = audio
+        if video is not None:
+            control.video = video
+        return control
+
+    def set_hand(self, room_id: RoomId, pid: ParticipantId, up: bool) -> MediaControl:
+        control = self._record(room_id, pid)
+        control.hand = up
+        return control
+
+    # --- the host's mutes ------------------------------------------------------------------------
+
+    def media_started(self, participant: Participant) -> None:
+        """The relay carries ``participant`` now: their host mutes, as stored, apply from the start."""
+        control = self._record(participant.room_id, participant.id)
+        control.muted = participant.muted
+        control.video_muted = participant.video_muted
+        self.apply(participant.room_id, participant.id, tuple(MuteKind))
+
+    def host_mute(self, room_id: RoomId, pid: ParticipantId, kind: MuteKind, muted: bool) -> None:
+        """A host muted or unmuted ``pid`` (the room's ``muted`` event)."""
+        control = self._record(room_id, pid)
+        if kind is MuteKind.AUDIO:
+            control.muted = muted
+        else:
+            control.video_muted = muted
+        self.apply(room_id, pid, (kind,))
+
+    def apply(self, room_id: RoomId, pid: ParticipantId, kinds: Iterable[MuteKind]) -> None:
+        """The one route from the controls into the relay."""
+        control = self.of(room_id, pid)
+        for kind in kinds:
+            self.relay.set_forwarding(pid, kind, control.forwards(kind))
+
+    # --- leaving ---------------------------------------------------------------------------------
+
+    def stop_media(self, pid: ParticipantId) -> None:
+        """Stop ``pid``'s streams; their controls stay (returned to the lobby, or the room's event follows)."""
+        self.relay.remove(pid)
+
+    def drop(self, room_id: RoomId, pid: ParticipantId) -> None:
+        """``pid`` is gone from the room (left, removed, denied): their streams and their controls."""
+        self.relay.remove(pid)
+        room = self.rooms.get(room_id)
+        if room is not None:
+            room.participants.pop(pid, None)
+            if not room.participants:
+                del self.rooms[room_id]
+
+    def drop_room(self, room_id: RoomId, media_of: Iterable[ParticipantId]) -> None:
+        """The room ended: the streams of ``media_of`` (those this process carries) and every control."""
+        for pid in media_of:
+            self.relay.remove(pid)
+        self.rooms.pop(room_id, None)
