@@ -53,7 +53,11 @@ class _Stream:
         self._timer_at = 0.0
         self.assembler = assembler_for(self)
 
-    def packet(self, seq: int, timestamp: int, marker: bool, payload: bytes, data: bytes) -> None:
+    def packet(
+        self, ssrc: int, seq: int, timestamp: int, marker: bool, payload: bytes, data: bytes, rid: str | None
+    ) -> None:
+        """A ``VideoPacketSink``: a single-layer receiver hands packets here directly (no extra hop)."""
+        self.ssrc = ssrc
         assembler = self.assembler
         if assembler.add(seq, timestamp, marker, vp8_frame_start(payload), data, self._loop.time()):
             wake = assembler.next_wakeup()
@@ -104,7 +108,7 @@ class VideoIngress:
         self.unknown_packets = 0  # simulcast packets naming no layer we receive
         self._keyframe_wanted: set[str] = set()  # layers asked for a keyframe before their first packet
         self._single = _Stream(lambda s: self._assembler(s, sink, request_keyframe), self._loop)
-        install_video_ingress(receiver, self._packet if not self._layers else self._layer_packet)
+        install_video_ingress(receiver, self._single.packet if not self._layers else self._layer_packet)
 
     @property
     def assembler(self) -> Vp8Assembler:
@@ -121,12 +125,6 @@ class VideoIngress:
 
         return Vp8Assembler(sink, nack, request_keyframe, self._rtt, self._policy)
 
-    def _packet(
-        self, ssrc: int, seq: int, timestamp: int, marker: bool, payload: bytes, data: bytes, rid: str | None
-    ) -> None:
-        self._single.ssrc = ssrc
-        self._single.packet(seq, timestamp, marker, payload, data)
-
     def _layer_packet(
         self, ssrc: int, seq: int, timestamp: int, marker: bool, payload: bytes, data: bytes, rid: str | None
     ) -> None:
@@ -140,12 +138,10 @@ class VideoIngress:
             stream = self._streams[layer] = _Stream(
                 lambda s: self._assembler(s, sink, request_keyframe), self._loop
             )
-        if stream.ssrc != ssrc:
-            stream.ssrc = ssrc
-            if layer in self._keyframe_wanted:
-                self._keyframe_wanted.discard(layer)
-                self._spawn(send_pli(self._receiver, ssrc))
-        stream.packet(seq, timestamp, marker, payload, data)
+        if stream.ssrc != ssrc and layer in self._keyframe_wanted:  # its first packet (or a new SSRC)
+            self._keyframe_wanted.discard(layer)
+            self._spawn(send_pli(self._receiver, ssrc))
+        stream.packet(ssrc, seq, timestamp, marker, payload, data, rid)
 
     def observe_rtx(self, repaired_id: int) -> Callable[[bytes], None]:
         """An observer for the publisher's RTX packets (raw, before aiortc routes them): ties each RTX SSRC
