@@ -177,3 +177,29 @@ async def test_tiles_choose_layers_thumbnails_low_large_high_off_screen_paused(r
         assert room.relay.received_layer(viewer, other) is None
     finally:
         await publisher.close()
+
+
+async def test_retransmissions_of_each_layer_are_recognised_by_the_rid_they_repair(room: Room) -> None:
+    publisher = SimulcastPublisher(drop_every=40)  # no a=ssrc-group: only repaired-rtp-stream-id ties them
+    try:
+        pid, answer = await publish_simulcast(room, publisher)
+        assert "urn:ietf:params:rtp-hdrext:sdes:repaired-rtp-stream-id" in answer
+        viewer, peer = await room.join()
+        await wait_until(lambda: peer.video_size(pid) == HIGH, 10, "the high layer decoded")
+        room.relay.set_layer(viewer, pid, "low")
+        await wait_until(lambda: peer.video_size(pid) == LOW, 5, "the low layer decoded")
+        session = room.relay.session(pid)
+        assert session is not None and session.video_ingress is not None
+        ingress = session.video_ingress
+        await wait_until(
+            lambda: all(layer.retransmitted >= 3 for layer in publisher.layers), 10, "retransmissions sent"
+        )
+        frames = peer.counter.frames(pid, "video")
+        await wait_until(lambda: peer.counter.frames(pid, "video") >= frames + 15, 5, "video goes on")
+        for layer in publisher.layers:
+            assembler = ingress.layer_assembler(layer.rid)
+            assert assembler is not None and assembler.nacks_sent > 0
+            assert assembler.gave_up == 0  # every held-back packet arrived by RTX, none waited out
+            assert ingress.demux.repair(layer.rtx_ssrc, None) == layer.ssrc
+    finally:
+        await publisher.close()

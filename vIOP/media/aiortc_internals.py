@@ -230,25 +230,37 @@ def rtp_output(sender: RTCRtpSender) -> Callable[[bytes], Coroutine[Any, Any, No
 
 KeyframeListener = Callable[[int], None]
 """Called with the media SSRC a PLI or FIR names."""
+NackListener = Callable[[int, list[int]], None]
+"""Called with the media SSRC and the sequence numbers a NACK names."""
 
 
 class _FeedbackListener:
     """Registered with the RTP router as the "sender" of extra SSRCs: hears the RTCP addressed to them."""
 
-    def __init__(self, listener: KeyframeListener) -> None:
-        self._listener = listener
+    def __init__(self, keyframe: KeyframeListener, nack: NackListener | None) -> None:
+        self._keyframe = keyframe
+        self._nack = nack
 
     async def _handle_rtcp_packet(self, packet: Any) -> None:
         if isinstance(packet, aiortc.rtp.RtcpPsfbPacket) and packet.fmt in (
             aiortc.rtp.RTCP_PSFB_PLI,
             aiortc.rtp.RTCP_PSFB_FIR,
         ):
-            self._listener(packet.media_ssrc)
+            self._keyframe(packet.media_ssrc)
+        elif (
+            isinstance(packet, aiortc.rtp.RtcpRtpfbPacket)
+            and packet.fmt == aiortc.rtp.RTCP_RTPFB_NACK
+            and self._nack is not None
+        ):
+            self._nack(packet.media_ssrc, list(packet.lost))
 
 
-def on_keyframe_request_for(sender: RTCRtpSender, ssrcs: list[int], listener: KeyframeListener) -> None:
-    """Test publishers only: hear PLI/FIR for SSRCs ``sender``'s transport sends without an aiortc sender."""
-    feedback = _FeedbackListener(listener)
+def on_keyframe_request_for(
+    sender: RTCRtpSender, ssrcs: list[int], listener: KeyframeListener, nack: NackListener | None = None
+) -> None:
+    """Test publishers only: hear PLI/FIR (and NACKs, given ``nack``) for SSRCs ``sender``'s transport sends
+    without an aiortc sender."""
+    feedback = _FeedbackListener(listener, nack)
     for ssrc in ssrcs:
         router: Any = sender.transport._rtp_router
         router.register_sender(feedback, ssrc)
@@ -781,7 +793,7 @@ def _simulcast_problems() -> list[str]:
     rtcp = aiortc.rtcdtlstransport.RTCDtlsTransport._handle_rtcp_data.__code__.co_names
     if "route_rtcp" not in rtcp or "_handle_rtcp_packet" not in rtcp:
         problems.append("RTCDtlsTransport no longer hands RTCP to the router's senders (test publishers)")
-    for name in ("RTCP_PSFB_PLI", "RTCP_PSFB_FIR", "RtcpPsfbPacket"):
+    for name in ("RTCP_PSFB_PLI", "RTCP_PSFB_FIR", "RtcpPsfbPacket", "RTCP_RTPFB_NACK", "RtcpRtpfbPacket"):
         if not hasattr(aiortc.rtp, name):
             problems.append(f"aiortc.rtp.{name} is gone")
     return problems
