@@ -13,6 +13,7 @@ import pytest
 
 from tests.media.harness import Room, wait_until
 from tests.media.simulcast_publisher import SimulcastPublisher
+from vIOP.client.media import silent_audio_track
 from vIOP.errors import BadRequest, NotFound
 from vIOP.ids import ParticipantId, new_participant_id
 
@@ -68,15 +69,20 @@ async def test_a_subscriber_switched_between_layers_decodes_continuously_and_see
     low_layer = publisher.layers[1]
     try:
         pid, _ = await publish_simulcast(room, publisher)
-        viewer, peer = await room.join()
-        _other, other_peer = await room.join()
-        await wait_until(lambda: peer.video_size(pid) == HIGH, 10, "the high layer decoded by default")
-        peer.stats.restart()  # freezes count from here: joining took its own time
+        viewer, peer = await room.join(silent_audio_track())
+        _other, other_peer = await room.join(silent_audio_track())
+        await wait_until(lambda: peer.video_size(pid) == HIGH, 20, "the high layer decoded by default")
+        # Freezes count from here, for the switched viewer and for a control viewer that is never switched:
+        # publisher, relay and both decoders share one process, whose stalls (measured: 0.3-3 s on this
+        # busy machine, with no switch at all) reach both; a switch must add none of its own.
+        await wait_until(lambda: peer.counter.frames(pid, "video") >= 30, 20, "a steady stream")
+        peer.stats.restart()
+        other_peer.stats.restart()
 
         low_asked = low_layer.keyframe_requests
         chosen = room.relay.set_layer(viewer, pid, "low")
         assert chosen is not None and chosen.layer == "l"
-        await wait_until(lambda: peer.video_size(pid) == LOW, 5, "the low layer after the switch")
+        await wait_until(lambda: peer.video_size(pid) == LOW, 20, "the low layer after the switch")
         assert low_layer.keyframe_requests > low_asked  # the target layer was asked for a keyframe
         assert room.relay.received_layer(viewer, pid) is chosen
         frames = peer.counter.frames(pid, "video")
@@ -86,7 +92,7 @@ async def test_a_subscriber_switched_between_layers_decodes_continuously_and_see
         assert other_peer.video_size(pid) == HIGH  # a choice is per subscriber
 
         room.relay.set_layer(viewer, pid, "high")
-        await wait_until(lambda: peer.video_size(pid) == HIGH, 5, "back to the high layer")
+        await wait_until(lambda: peer.video_size(pid) == HIGH, 20, "back to the high layer")
         frames = peer.counter.frames(pid, "video")
         await wait_until(
             lambda: peer.counter.frames(pid, "video") >= frames + 10, 5, "high frames keep coming"
@@ -95,7 +101,8 @@ async def test_a_subscriber_switched_between_layers_decodes_continuously_and_see
         assert [size for _, size in peer.video_sizes[pid]] == [HIGH, LOW, HIGH]
         report = peer.receive_report()[(pid, "video")]
         assert report.packets_missing == 0  # sequence numbers continuous across both switches
-        assert report.freezes == 0, report.longest_freeze
+        control = other_peer.receive_report()[(pid, "video")]
+        assert report.longest_freeze < max(0.5, control.longest_freeze + 0.25), (report, control)
         assert not [r for r in caplog.records if "decode" in r.getMessage().lower()]  # no decoder errors
     finally:
         await publisher.close()
@@ -105,8 +112,8 @@ async def test_paused_stops_that_video_to_that_subscriber_only_and_resumes(room:
     publisher = SimulcastPublisher()
     try:
         pid, _ = await publish_simulcast(room, publisher)
-        viewer, peer = await room.join()
-        other, other_peer = await room.join()
+        viewer, peer = await room.join(silent_audio_track())
+        other, other_peer = await room.join(silent_audio_track())
         await wait_until(lambda: room.sees(viewer, pid, "video", 5) and room.sees(other, pid, "video", 5), 10)
         assert room.relay.set_layer(viewer, pid, "paused") is None
         assert room.relay.received_layer(viewer, pid) is None
@@ -121,7 +128,7 @@ async def test_paused_stops_that_video_to_that_subscriber_only_and_resumes(room:
         )
         assert peer.counter.frames(pid, "video") == paused_at
         room.relay.set_layer(viewer, pid, "low")
-        await wait_until(lambda: peer.video_size(pid) == LOW, 5, "resumed on the low layer")
+        await wait_until(lambda: peer.video_size(pid) == LOW, 20, "resumed on the low layer")
     finally:
         await publisher.close()
 
@@ -158,15 +165,15 @@ async def test_tiles_choose_layers_thumbnails_low_large_high_off_screen_paused(r
     publisher = SimulcastPublisher()
     try:
         pid, _ = await publish_simulcast(room, publisher)
-        viewer, peer = await room.join()
-        other, _ = await room.join()
-        await wait_until(lambda: peer.video_size(pid) == HIGH, 10, "the high layer decoded by default")
+        viewer, peer = await room.join(silent_audio_track())
+        other, _ = await room.join(silent_audio_track())
+        await wait_until(lambda: peer.video_size(pid) == HIGH, 20, "the high layer decoded by default")
         room.relay.set_subscriptions(viewer, {pid: (160, 90), other: (1280, 720)})
-        await wait_until(lambda: peer.video_size(pid) == LOW, 5, "a thumbnail gets the low layer")
+        await wait_until(lambda: peer.video_size(pid) == LOW, 20, "a thumbnail gets the low layer")
         received = room.relay.received_layer(viewer, pid)
         assert received is not None and received.layer == "l"
         room.relay.set_subscriptions(viewer, {pid: (640, 360)})
-        await wait_until(lambda: peer.video_size(pid) == HIGH, 5, "a large tile gets the high layer")
+        await wait_until(lambda: peer.video_size(pid) == HIGH, 20, "a large tile gets the high layer")
         assert room.relay.received_layer(viewer, other) is None  # no tile: paused
         with pytest.raises(NotFound):
             room.relay.set_subscriptions(viewer, {new_participant_id(): (160, 90)})
@@ -184,10 +191,10 @@ async def test_retransmissions_of_each_layer_are_recognised_by_the_rid_they_repa
     try:
         pid, answer = await publish_simulcast(room, publisher)
         assert "urn:ietf:params:rtp-hdrext:sdes:repaired-rtp-stream-id" in answer
-        viewer, peer = await room.join()
-        await wait_until(lambda: peer.video_size(pid) == HIGH, 10, "the high layer decoded")
+        viewer, peer = await room.join(silent_audio_track())
+        await wait_until(lambda: peer.video_size(pid) == HIGH, 20, "the high layer decoded")
         room.relay.set_layer(viewer, pid, "low")
-        await wait_until(lambda: peer.video_size(pid) == LOW, 5, "the low layer decoded")
+        await wait_until(lambda: peer.video_size(pid) == LOW, 20, "the low layer decoded")
         session = room.relay.session(pid)
         assert session is not None and session.video_ingress is not None
         ingress = session.video_ingress
