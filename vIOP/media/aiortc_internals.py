@@ -32,6 +32,10 @@ The points, and why each is needed:
   (:func:`sender_ssrcs`), the transport's SRTP session and the nominated ICE pair (:func:`sender_output`),
   keeps the counters aiortc's RTCP reads (:func:`count_sent`), and answers aiortc's NACK handling
   (:func:`on_retransmit`).
+- Feedback: a subscriber's receiver reports and REMB reach the sender's ``_handle_rtcp_packet`` (aiortc's
+  RTP router delivers each report block and REMB to the senders whose SSRC they name); aiortc only feeds
+  REMB to an encoder the pass-through path does not have. :func:`observe_feedback` wraps that method per
+  sender so ``vIOP.media.downlink`` can estimate the subscriber's downlink.
 """
 
 from __future__ import annotations
@@ -48,6 +52,7 @@ import aiortc.codecs
 import aiortc.rtcdtlstransport
 import aiortc.rtcrtpreceiver
 import aiortc.rtcrtpsender
+import aiortc.rtp
 import aiortc.sdp
 from aiortc import (
     RTCIceCandidate,
@@ -164,6 +169,35 @@ def sender_ssrcs(sender: RTCRtpSender) -> tuple[int, int]:
 def on_retransmit(sender: RTCRtpSender, retransmit: Callable[[int], Coroutine[Any, Any, None]]) -> None:
     """aiortc's NACK handling calls ``retransmit(sequence number)`` per lost packet instead of its own."""
     sender._retransmit = retransmit  # type: ignore[method-assign, assignment]
+
+
+ReportListener = Callable[[int, int, int], None]
+"""``(ssrc, fraction_lost in 1/256, extended highest sequence number)`` of one report block."""
+RembListener = Callable[[int, list[int]], None]
+"""``(bitrate in bits per second, SSRCs it covers)`` of one REMB."""
+
+
+def observe_feedback(sender: RTCRtpSender, on_report: ReportListener, on_remb: RembListener) -> None:
+    """Show ``sender``'s receiver-report blocks and REMB to the listeners, then let aiortc handle them."""
+    handle = sender._handle_rtcp_packet
+    ssrc = sender._ssrc
+
+    async def observed(packet: Any) -> None:
+        if isinstance(packet, aiortc.rtp.RtcpRrPacket | aiortc.rtp.RtcpSrPacket):
+            for report in packet.reports:
+                if report.ssrc == ssrc:
+                    on_report(ssrc, report.fraction_lost, report.highest_sequence)
+        elif isinstance(packet, aiortc.rtp.RtcpPsfbPacket) and packet.fmt == aiortc.rtp.RTCP_PSFB_APP:
+            try:
+                bitrate, ssrcs = aiortc.rtp.unpack_remb_fci(packet.fci)
+            except ValueError:
+                pass
+            else:
+                if ssrc in ssrcs:
+                    on_remb(bitrate, list(ssrcs))
+        await handle(packet)
+
+    sender._handle_rtcp_packet = observed  # type: ignore[method-assign]
 
 
 SenderOutput = tuple[Callable[[bytes], bytes], Callable[[bytes, tuple[str, int]], None], tuple[str, int]]
@@ -310,6 +344,7 @@ INTERNALS: Final = (
     "RTCRtpReceiver: __decoder_queue / __decoder_thread / __rtx_ssrc, _send_rtcp_pli, _handle_rtp_packet",
     "rtcrtpreceiver.decoder_worker(loop, input_q, output_q, decode_error) reads input_q.get()",
     "RTCRtpSender: _send_keyframe, _stream_id, _track_id; codec pack() for non-Frame input",
+    "RTCRtpSender._handle_rtcp_packet(packet) gets report blocks and REMB; aiortc.rtp RTCP classes",
     "RTCRtpSender: _ssrc, _rtx_ssrc, _enabled, __started, sender-report counters, _retransmit (DirectSender)",
     "RTCDtlsTransport: _state, _tx_srtp; aioice Connection._nominated, StunProtocol.transport (DirectSender)",
     "RTCRtpTransceiver: _codecs, _headerExtensions",
@@ -346,6 +381,11 @@ def internals_problems() -> list[str]:
     problems += [f"RTCRtpSender no longer has {n}" for n in _assigns(sender_cls.replaceTrack, "_track_id")]
     if "_send_keyframe" not in sender_cls._handle_rtcp_packet.__code__.co_names:
         problems.append("RTCRtpSender._handle_rtcp_packet no longer calls _send_keyframe on PLI/FIR")
+    if sender_cls._handle_rtcp_packet.__code__.co_varnames[:2] != ("self", "packet"):
+        problems.append("RTCRtpSender._handle_rtcp_packet(packet) changed")
+    for name in ("RtcpRrPacket", "RtcpSrPacket", "RtcpPsfbPacket", "RTCP_PSFB_APP", "unpack_remb_fci"):
+        if not hasattr(aiortc.rtp, name):
+            problems.append(f"aiortc.rtp.{name} is gone")
     if "pack" not in sender_cls._next_encoded_frame.__code__.co_names:
         problems.append("RTCRtpSender._next_encoded_frame no longer calls pack() for encoded input")
     transceiver_names = aiortc.RTCRtpTransceiver.__init__.__code__.co_names

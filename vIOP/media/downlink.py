@@ -1,0 +1,148 @@
+"""One subscriber's downlink estimate (bits per second), from the RTCP feedback its client sends.
+
+Three sources, in order of trust:
+
+- **REMB** (receiver estimated maximum bitrate, delay based). Chrome sends one REMB naming every SSRC it
+  receives (the value is its total); aiortc sends one per video receiver (each value is that stream's).
+  So the latest value per distinct SSRC set is kept and the sets are summed; a set not refreshed for
+  ``feedback_timeout`` seconds (a paused stream, a client that stopped) is forgotten.
+- **Receiver reports' loss fraction**, as GCC's loss-based controller (draft-ietf-rmcat-gcc section 6):
+  below 2 % loss the rate may grow to 8 % above what is being sent (never beyond: an application-limited
+  sender learns nothing about the link, as in libwebrtc), above 10 % it is cut by half the loss fraction,
+  in between it holds. Reports are pooled per update (packets expected from the extended highest sequence
+  numbers), so a busy video stream weighs more than a sparse one.
+- A conservative **default** while neither has arrived (a client that never sends feedback).
+
+:attr:`bitrate` is the loss-based estimate of the whole link; :attr:`remb` the delay-based one, which
+budgets video (aiortc's REMB covers only video streams). Pure: the clock is injected, nothing here does
+I/O; the caller tells it what it sends (:meth:`on_sent`).
+"""
+
+from __future__ import annotations
+
+import enum
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Final
+
+DEFAULT_START_BPS: Final = 600_000
+"""Until feedback arrives: enough for every participant's audio and one small video stream."""
+MIN_BPS: Final = 30_000
+MAX_BPS: Final = 20_000_000
+FEEDBACK_TIMEOUT: Final = 5.0
+LOSS_UPDATE_INTERVAL: Final = 0.5  # pool receiver reports at least this long before acting on them
+LOW_LOSS: Final = 0.02
+HIGH_LOSS: Final = 0.10
+INCREASE: Final = 1.08
+
+
+class EstimateSource(enum.StrEnum):
+    REMB = "remb"
+    LOSS = "loss"
+    DEFAULT = "default"
+
+
+@dataclass(slots=True)
+class _Stream:
+    highest: int | None = None  # extended highest sequence number of the last report
+
+
+@dataclass(slots=True)
+class DownlinkEstimator:
+    """Per subscriber; feed it every report and REMB its client sends, read :attr:`bitrate`."""
+
+    clock: Callable[[], float] = time.monotonic
+    start_bps: int = DEFAULT_START_BPS
+    feedback_timeout: float = FEEDBACK_TIMEOUT
+    loss_based: float = field(init=False)
+    last_loss: float = field(init=False, default=0.0)
+    last_loss_at: float | None = field(init=False, default=None)
+    _remb: dict[frozenset[int], tuple[int, float]] = field(init=False, default_factory=dict)
+    _streams: dict[int, _Stream] = field(init=False, default_factory=dict)
+    _expected: int = field(init=False, default=0)
+    _lost: float = field(init=False, default=0.0)
+    _window_start: float | None = field(init=False, default=None)
+    last_feedback_at: float | None = field(init=False, default=None)
+
+    _sent_bps: float = field(init=False, default=0.0)
+
+    def __post_init__(self) -> None:
+        self.loss_based = float(self.start_bps)
+
+    def on_sent(self, bitrate: float) -> None:
+        """What the relay sends this subscriber now (media and retransmissions, with packet overhead)."""
+        self._sent_bps = bitrate
+
+    # --- feedback ---------------------------------------------------------------------------------------
+
+    def on_remb(self, bitrate: int, ssrcs: Iterable[int]) -> None:
+        self._remb[frozenset(ssrcs)] = (max(0, bitrate), self.clock())
+        self.last_feedback_at = self.clock()
+
+    def on_report(self, ssrc: int, fraction_lost: int, highest_sequence: int) -> None:
+        """One report block for a stream this subscriber receives (``fraction_lost`` in 1/256)."""
+        now = self.clock()
+        self.last_feedback_at = now
+        stream = self._streams.setdefault(ssrc, _Stream())
+        expected = 0 if stream.highest is None else highest_sequence - stream.highest
+        stream.highest = highest_sequence
+        if expected <= 0:
+            expected = 1  # first report of a stream, or a reordered one: counts once
+        self._expected += expected
+        self._lost += expected * min(max(fraction_lost, 0), 255) / 256
+        if self._window_start is None:
+            self._window_start = now
+        if now - self._window_start >= LOSS_UPDATE_INTERVAL:
+            self._apply_loss(now)
+
+    def _apply_loss(self, now: float) -> None:
+        loss = self._lost / self._expected if self._expected else 0.0
+        self._expected, self._lost, self._window_start = 0, 0.0, now
+        self.last_loss, self.last_loss_at = loss, now
+        if loss > HIGH_LOSS:
+            # Cut from what was sent when the loss happened (the link carried less than that).
+            base = min(self.loss_based, self._sent_bps) if self._sent_bps > 0 else self.loss_based
+            self.loss_based = max(MIN_BPS, base * (1 - 0.5 * loss))
+        elif loss < LOW_LOSS:
+            self.loss_based = min(MAX_BPS, max(self.loss_based, self._sent_bps * INCREASE))
+
+    # --- reading ----------------------------------------------------------------------------------------
+
+    def _remb_total(self, now: float) -> int | None:
+        stale = [k for k, (_, at) in self._remb.items() if now - at > self.feedback_timeout]
+        for key in stale:
+            del self._remb[key]
+        if not self._remb:
+            return None
+        return sum(value for value, _ in self._remb.values())
+
+    @property
+    def source(self) -> EstimateSource:
+        if self._remb_total(self.clock()) is not None:
+            return EstimateSource.REMB
+        if self.last_loss_at is not None:
+            return EstimateSource.LOSS
+        return EstimateSource.DEFAULT
+
+    @property
+    def has_feedback(self) -> bool:
+        """Feedback arrived within ``feedback_timeout``: without it, only the default applies."""
+        at = self.last_feedback_at
+        return at is not None and self.clock() - at <= self.feedback_timeout
+
+    @property
+    def bitrate(self) -> int:
+        """The whole link (loss based); the start default while no report has arrived recently."""
+        value = self.loss_based if self.has_feedback else min(self.loss_based, self.start_bps)
+        return int(min(MAX_BPS, max(MIN_BPS, value)))
+
+    @property
+    def remb(self) -> int | None:
+        """The latest REMB total (fresh sets only), None when the client sends none."""
+        return self._remb_total(self.clock())
+
+    @property
+    def congested(self) -> bool:
+        """The latest pooled report showed loss worth reacting to (the link is full now)."""
+        return self.last_loss >= LOW_LOSS
