@@ -14,6 +14,7 @@ from aiortc import MediaStreamTrack
 
 from vIOP.client.media import FrameCounter, MediaPeer, ReceiveMode, SyntheticVideoTrack, silent_audio_track
 from vIOP.ids import ParticipantId, new_participant_id
+from vIOP.media.aiortc_internals import DatagramTap
 from vIOP.media.ice import IceConfig
 from vIOP.media.relay import MediaRelay, RenegotiationOffer
 
@@ -61,12 +62,13 @@ class Room:
         *tracks: MediaStreamTrack,
         receive: ReceiveMode = ReceiveMode.DECODE,
         pid: ParticipantId | None = None,
+        tap: DatagramTap | None = None,
     ) -> tuple[ParticipantId, MediaPeer]:
         pid = pid or new_participant_id()
         if not tracks:
             tracks = (silent_audio_track(), SyntheticVideoTrack())
         await self.relay.add_participant(pid)
-        peer = MediaPeer(host_addresses=LOOPBACK, receive=receive, counter=FrameCounter())
+        peer = MediaPeer(host_addresses=LOOPBACK, receive=receive, counter=FrameCounter(), tap=tap)
         peer.publish(*tracks)
         self.peers[pid] = peer
         answer = await self.relay.handle_offer(pid, await peer.create_offer())

@@ -33,7 +33,13 @@ from aiortc import (
 )
 from av.video.frame import PictureType
 
-from vIOP.media.aiortc_internals import install_encoded_output, install_packet_counter, on_keyframe_request
+from vIOP.media.aiortc_internals import (
+    DatagramTap,
+    install_encoded_output,
+    install_packet_counter,
+    on_keyframe_request,
+    tap_datagrams,
+)
 from vIOP.media.codec_plan import restrict_codecs
 from vIOP.media.frames import EncodedFrame, is_vp8_keyframe
 from vIOP.media.ice_gathering import advertising, peer_configuration
@@ -280,8 +286,11 @@ class MediaPeer:
         host_addresses: Sequence[str] = (),
         receive: ReceiveMode = ReceiveMode.DECODE,
         counter: FrameCounter | None = None,
+        tap: DatagramTap | None = None,
     ) -> None:
+        """``tap``: put this object in the connection's UDP path (tests and benchmarks impair links)."""
         self.pc = RTCPeerConnection(peer_configuration(ice_servers))
+        self._tap = tap
         self.counter = counter or FrameCounter()
         self._hosts = tuple(host_addresses)
         self._mode = receive
@@ -304,7 +313,12 @@ class MediaPeer:
         offer = await self.pc.createOffer()
         with advertising(self._hosts):
             await self.pc.setLocalDescription(offer)
+        self._tap_transports()
         return str(self.pc.localDescription.sdp)
+
+    def _tap_transports(self) -> None:
+        if self._tap is not None:
+            tap_datagrams(self.pc, self._tap)
 
     def receive_only(self, *kinds: str) -> None:
         """Offer ``recvonly`` m-lines (a participant without camera or microphone, or a benchmark viewer)."""
@@ -324,6 +338,7 @@ class MediaPeer:
         answer = await self.pc.createAnswer()
         with advertising(self._hosts):
             await self.pc.setLocalDescription(answer)
+        self._tap_transports()
         return str(self.pc.localDescription.sdp)
 
     def _learn(self, summary: SdpSummary) -> None:

@@ -18,6 +18,7 @@ from aiortc import MediaStreamTrack
 
 from vIOP.client.media import FrameCounter, MediaPeer, ReceiveMode
 from vIOP.client.signaling import SignalingClient, SignalingClosed
+from vIOP.media.aiortc_internals import DatagramTap
 from vIOP.signaling import messages as m
 
 T = TypeVar("T", bound=m.ServerMessage)
@@ -35,8 +36,10 @@ class RoomClient:
         host_addresses: Sequence[str] = ("127.0.0.1",),
         receive: ReceiveMode = ReceiveMode.DECODE,
         counter: FrameCounter | None = None,
+        tap: DatagramTap | None = None,
     ) -> None:
         self.tickets = tickets
+        self.tap = tap  # in the UDP path of every peer connection (impaired links in tests and benchmarks)
         self.origin = origin
         self.tracks = (
             tracks  # a factory: each peer connection (a reconnect makes a new one) gets fresh tracks
@@ -79,7 +82,9 @@ class RoomClient:
         assert self.signaling is not None
         if self.media is not None:
             await self.media.close()
-        self.media = MediaPeer(host_addresses=self.host_addresses, receive=self.receive, counter=self.counter)
+        self.media = MediaPeer(
+            host_addresses=self.host_addresses, receive=self.receive, counter=self.counter, tap=self.tap
+        )
         tracks = self.tracks()
         if tracks:
             self.media.publish(*tracks)

@@ -28,6 +28,9 @@ The points, and why each is needed:
   connection through :func:`negotiated`, :func:`set_negotiated` and :func:`rewrite_offer`.
 - SDP: ``aiortc.sdp`` is the parser ``setRemoteDescription`` uses; :func:`parse_sdp_media` and
   :func:`candidate_from_sdp` read with it (``vIOP.media.sdp`` validates).
+- Test links: :func:`tap_datagrams` puts a :class:`DatagramTap` between a peer connection's aioice
+  connection and its socket (``data_received`` in, ``sendto`` out), so test clients can suffer loss, delay
+  and rate caps the kernel cannot emulate (``bench/scenarios/impairment.py``).
 - Sending: ``vIOP.media.direct_sender`` writes a subscriber's RTP itself. It needs the sender's SSRCs
   (:func:`sender_ssrcs`), the transport's SRTP session and the nominated ICE pair (:func:`sender_output`),
   keeps the counters aiortc's RTCP reads (:func:`count_sent`), and answers aiortc's NACK handling
@@ -42,9 +45,10 @@ from __future__ import annotations
 
 import copy
 import threading
+import weakref
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 import aioice.ice
 import aiortc
@@ -337,6 +341,72 @@ def route_host_addresses(provider: HostAddresses) -> None:
             aioice.ice.get_host_addresses = provider  # type: ignore[assignment]
 
 
+# --- test links ------------------------------------------------------------------------------------------
+
+
+class DatagramTap(Protocol):
+    """Sits in a peer connection's UDP path; whatever it does not pass on is lost."""
+
+    def incoming(self, data: bytes, deliver: Callable[[bytes], None]) -> None:
+        """A datagram arrived from the network; ``deliver`` hands it to aiortc (now or later)."""
+
+    def outgoing(self, data: bytes, send: Callable[[bytes], None]) -> None:
+        """aiortc sends a datagram; ``send`` puts it on the socket (now or later)."""
+
+
+_tapped: Final[weakref.WeakSet[aioice.ice.Connection]] = weakref.WeakSet()
+
+
+def _ice_connections(pc: aiortc.RTCPeerConnection) -> list[aioice.ice.Connection]:
+    dtls = [t.receiver.transport for t in pc.getTransceivers()] + [
+        t.sender.transport for t in pc.getTransceivers()
+    ]
+    if pc.sctp is not None:
+        dtls.append(pc.sctp.transport)
+    found = {id(d.transport._connection): d.transport._connection for d in dtls if d is not None}
+    return list(found.values())
+
+
+def tap_datagrams(pc: aiortc.RTCPeerConnection, tap: DatagramTap) -> int:
+    """Route every datagram of ``pc``'s ICE connections through ``tap``; returns how many were newly tapped.
+
+    Idempotent; call it after each ``setLocalDescription`` (transports exist from then on, and data flows
+    only once ICE has checked a pair). Sending goes to the nominated pair of the component, as aioice does;
+    a datagram released after the pair is gone is lost.
+    """
+    added = 0
+    for connection in _ice_connections(pc):
+        if connection in _tapped:
+            continue
+        _tapped.add(connection)
+        added += 1
+        _tap_connection(connection, tap)
+    return added
+
+
+def _tap_connection(connection: aioice.ice.Connection, tap: DatagramTap) -> None:
+    received = connection.data_received
+    nominated = connection._nominated
+
+    def data_received(data: bytes, component: int) -> None:
+        tap.incoming(data, lambda d: received(d, component))
+
+    async def sendto(data: bytes, component: int) -> None:
+        pair = nominated.get(component)
+        if pair is None:
+            raise ConnectionError("Cannot send data, not connected")
+
+        def send(d: bytes) -> None:
+            now = nominated.get(component)
+            if now is not None and not now.protocol.transport.is_closing():
+                now.protocol.transport.sendto(d, now.remote_addr)
+
+        tap.outgoing(data, send)
+
+    connection.data_received = data_received  # type: ignore[method-assign]
+    connection.sendto = sendto  # type: ignore[method-assign]
+
+
 # --- canary ----------------------------------------------------------------------------------------------
 
 INTERNALS: Final = (
@@ -349,6 +419,7 @@ INTERNALS: Final = (
     "RTCDtlsTransport: _state, _tx_srtp; aioice Connection._nominated, StunProtocol.transport (DirectSender)",
     "RTCRtpTransceiver: _codecs, _headerExtensions",
     "aioice.ice.get_host_addresses(use_ipv4, use_ipv6)",
+    "aioice Connection: data_received(data, component), sendto, _nominated[component].protocol/remote_addr",
     "aiortc.sdp: SessionDescription.parse/str, candidate_from_sdp; aiortc.codecs: CODECS, HEADER_EXTENSIONS",
 )
 
@@ -413,6 +484,7 @@ def internals_problems() -> list[str]:
     ]
     if "_nominated" not in aioice.ice.Connection.sendto.__code__.co_names:
         problems.append("aioice Connection.sendto no longer sends on _nominated pairs")
+    problems += _tap_problems()
     if "sendto" not in aioice.ice.StunProtocol.send_data.__code__.co_names:
         problems.append("aioice StunProtocol.send_data is no longer transport.sendto")
     worker = getattr(aiortc.rtcrtpreceiver, "decoder_worker", None)
@@ -439,6 +511,17 @@ def internals_problems() -> list[str]:
             problems.append("VP8 pack() no longer packetizes an EncodedFrame unchanged")
     except Exception as exc:
         problems.append(f"VP8 pack() rejects an EncodedFrame: {exc!r}")
+    return problems
+
+
+def _tap_problems() -> list[str]:
+    problems = []
+    if "data_received" not in aioice.ice.StunProtocol.datagram_received.__code__.co_names:
+        problems.append("aioice StunProtocol.datagram_received no longer calls receiver.data_received")
+    if "sendto" not in aioice.ice.Connection.send.__code__.co_names:
+        problems.append("aioice Connection.send no longer goes through sendto")
+    if "_connection" not in aiortc.RTCIceTransport.__init__.__code__.co_names:
+        problems.append("RTCIceTransport no longer keeps its aioice _connection")
     return problems
 
 
