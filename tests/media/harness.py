@@ -15,6 +15,7 @@ from aiortc import MediaStreamTrack
 from vIOP.client.media import FrameCounter, MediaPeer, ReceiveMode, SyntheticVideoTrack, silent_audio_track
 from vIOP.ids import ParticipantId, new_participant_id
 from vIOP.media.aiortc_internals import DatagramTap
+from vIOP.media.budget import AudioOnlyReason
 from vIOP.media.ice import IceConfig
 from vIOP.media.relay import MediaRelay, RenegotiationOffer
 
@@ -39,10 +40,17 @@ class Room:
     relay: MediaRelay = field(init=False)
     peers: dict[ParticipantId, MediaPeer] = field(default_factory=dict)
     offers: list[tuple[ParticipantId, str]] = field(default_factory=list)  # every server offer, in order
+    # every audio-only change the relay reported, in order (what the signaling layer would send)
+    audio_only: list[tuple[ParticipantId, AudioOnlyReason | None]] = field(default_factory=list)
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
 
     def __post_init__(self) -> None:
-        self.relay = MediaRelay(IceConfig.loopback(), on_signal=self._on_signal, direct_send=self.direct_send)
+        self.relay = MediaRelay(
+            IceConfig.loopback(),
+            on_signal=self._on_signal,
+            direct_send=self.direct_send,
+            on_audio_only=lambda pid, reason: self.audio_only.append((pid, reason)),
+        )
 
     async def _on_signal(self, pid: ParticipantId, offer: RenegotiationOffer) -> None:
         self.offers.append((pid, offer.sdp))

@@ -122,10 +122,21 @@ def install_packet_counter(receiver: RTCRtpReceiver, count: PacketCounter) -> No
     """Benchmark clients only: report each RTP packet and drop it before the jitter buffer.
 
     The cheapest way to measure delivered frames without decoding: a video frame ends with the marker bit.
+    Receiver statistics are still kept, so the client sends receiver reports as a browser does (the
+    relay's downlink estimate needs them); a receiver that sent none would be held to the default budget.
     """
+    streams: dict[int, Any] = receiver._RTCRtpReceiver__remote_streams  # type: ignore[attr-defined]
+    codecs: dict[int, RTCRtpCodecParameters] = receiver._RTCRtpReceiver__codecs  # type: ignore[attr-defined]
 
     async def handle(packet: Any, arrival_time_ms: int) -> None:
         count(packet.payload_type, bool(packet.marker))
+        stream = streams.get(packet.ssrc)
+        if stream is None:
+            codec = codecs.get(packet.payload_type)
+            if codec is None:
+                return
+            stream = streams[packet.ssrc] = aiortc.rtcrtpreceiver.StreamStatistics(codec.clockRate)
+        stream.add(packet)
 
     receiver._handle_rtp_packet = handle  # type: ignore[method-assign]
 
@@ -412,6 +423,7 @@ def _tap_connection(connection: aioice.ice.Connection, tap: DatagramTap) -> None
 INTERNALS: Final = (
     "aiortc version 1.16.x",
     "RTCRtpReceiver: __decoder_queue / __decoder_thread / __rtx_ssrc, _send_rtcp_pli, _handle_rtp_packet",
+    "RTCRtpReceiver: __remote_streams, __codecs; rtcrtpreceiver.StreamStatistics (packet-counting clients)",
     "rtcrtpreceiver.decoder_worker(loop, input_q, output_q, decode_error) reads input_q.get()",
     "RTCRtpSender: _send_keyframe, _stream_id, _track_id; codec pack() for non-Frame input",
     "RTCRtpSender._handle_rtcp_packet(packet) gets report blocks and REMB; aiortc.rtp RTCP classes",
@@ -490,6 +502,12 @@ def internals_problems() -> list[str]:
     worker = getattr(aiortc.rtcrtpreceiver, "decoder_worker", None)
     if worker is None or worker.__code__.co_varnames[:4] != ("loop", "input_q", "output_q", "decode_error"):
         problems.append("rtcrtpreceiver.decoder_worker(loop, input_q, output_q, decode_error) changed")
+    problems += [
+        f"RTCRtpReceiver.__init__ no longer sets {n}"
+        for n in _assigns(receiver_cls.__init__, "_RTCRtpReceiver__remote_streams", "_RTCRtpReceiver__codecs")
+    ]
+    if not hasattr(aiortc.rtcrtpreceiver, "StreamStatistics"):
+        problems.append("aiortc.rtcrtpreceiver.StreamStatistics is gone")
     for name in ("_send_rtcp_pli", "_handle_rtp_packet", "getSynchronizationSources"):
         if not hasattr(receiver_cls, name):
             problems.append(f"RTCRtpReceiver.{name} is gone")

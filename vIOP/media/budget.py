@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Final
 
 PACKET_OVERHEAD_BYTES: Final = 60  # IPv4 20 + UDP 8 + RTP 12 + extensions ~10 + SRTP tag 10
+SMOOTHING: Final = 0.3  # weight of a new rate sample (frames do not line up with ticks)
 RTX_SHARE: Final = 0.15  # of the estimate, for retransmissions
 RTX_BURST_SECONDS: Final = 0.25
 HEADROOM: Final = 0.9  # video plans to fill at most this share of the estimate
@@ -30,6 +31,7 @@ UP_AFTER: Final = 2.0  # seconds with room before a stream is resumed
 UP_MARGIN: Final = 1.15  # a resumed stream must fit with this margin
 HOLD_DOWN: Final = 8.0  # after pausing, no trial before this (doubles after each failed trial)
 MAX_HOLD_DOWN: Final = 64.0
+TRIAL_CONFIRM: Final = 4.0  # a trial resume must hold this long before "audio only" is lifted
 FEEDBACK_GRACE: Final = 5.0  # a new subscriber's first feedback arrives well within this
 
 
@@ -56,7 +58,7 @@ class RateMeter:
             return self.bps
         elapsed = now - self._at
         sample = 8 * ((octets - self._octets) + PACKET_OVERHEAD_BYTES * (packets - self._packets)) / elapsed
-        self.bps = sample if self.bps == 0 else 0.5 * self.bps + 0.5 * sample
+        self.bps = sample if self.bps == 0 else (1 - SMOOTHING) * self.bps + SMOOTHING * sample
         self._at, self._octets, self._packets = now, octets, packets
         return self.bps
 
@@ -117,6 +119,7 @@ class LinkView:
     rtx_bps: float
     congested: bool  # the latest reports showed loss
     trusted: bool  # feedback has arrived (or the grace for it has passed)
+    feedback: bool = True  # False: the client sends none (the estimate is the default)
 
 
 @dataclass(slots=True)
@@ -130,6 +133,7 @@ class VideoAllocator:
     _room_since: float | None = None
     _last_down: float | None = None
     _last_up: float | None = None
+    _trial: Hashable | None = None  # resumed as a probe; not yet confirmed
     _hold: float = field(init=False)
     pauses: int = 0
     resumes: int = 0
@@ -163,7 +167,14 @@ class VideoAllocator:
                 if not link.trusted or self._need(cost) + cost[key] <= budget:
                     self._forward.add(key)
         need = self._need(cost)
-        if link.trusted and need > budget and self._forward:
+        # Video is paused on evidence only: loss, a REMB below what is sent, or no feedback at all (the
+        # default budget). A clean link whose estimate lags what is sent is not congested.
+        evidence = (
+            link.congested
+            or not link.feedback
+            or (link.remb_bps is not None and need > link.remb_bps * HEADROOM)
+        )
+        if link.trusted and evidence and need > budget and self._forward:
             self._room_since = None
             if self._over_since is None:
                 self._over_since = now
@@ -173,7 +184,13 @@ class VideoAllocator:
             self._over_since = None
             self._maybe_resume(now, link, keys, cost, budget)
         forward = frozenset(self._forward)
-        reason = AudioOnlyReason.BANDWIDTH if keys and not forward else None
+        if self._trial is not None and (
+            self._trial not in forward or self._last_up is None or now - self._last_up >= TRIAL_CONFIRM
+        ):
+            self._trial = None
+        # A probe that has not held yet does not lift "audio only": the person is told once, not per probe.
+        shown = forward - {self._trial} if self._trial is not None else forward
+        reason = AudioOnlyReason.BANDWIDTH if keys and not shown else None
         return Allocation(forward, reason)
 
     def _need(self, cost: dict[Hashable, float]) -> float:
@@ -218,3 +235,5 @@ class VideoAllocator:
             self.resumes += 1
             self._last_up = now
             self._room_since = None
+            if not fits:
+                self._trial = best

@@ -64,7 +64,8 @@ class DownlinkEstimator:
     _lost: float = field(init=False, default=0.0)
     _window_start: float | None = field(init=False, default=None)
     last_feedback_at: float | None = field(init=False, default=None)
-
+    informed: bool = field(init=False, default=False)
+    """A REMB arrived, or a loss update was made while the relay was known to be sending."""
     _sent_bps: float = field(init=False, default=0.0)
 
     def __post_init__(self) -> None:
@@ -79,6 +80,7 @@ class DownlinkEstimator:
     def on_remb(self, bitrate: int, ssrcs: Iterable[int]) -> None:
         self._remb[frozenset(ssrcs)] = (max(0, bitrate), self.clock())
         self.last_feedback_at = self.clock()
+        self.informed = True
 
     def on_report(self, ssrc: int, fraction_lost: int, highest_sequence: int) -> None:
         """One report block for a stream this subscriber receives (``fraction_lost`` in 1/256)."""
@@ -86,6 +88,8 @@ class DownlinkEstimator:
         self.last_feedback_at = now
         stream = self._streams.setdefault(ssrc, _Stream())
         expected = 0 if stream.highest is None else highest_sequence - stream.highest
+        if expected < -32768:  # aiortc reports the 16-bit sequence number, not the extended one: wrapped
+            expected += 65536
         stream.highest = highest_sequence
         if expected <= 0:
             expected = 1  # first report of a stream, or a reordered one: counts once
@@ -93,13 +97,15 @@ class DownlinkEstimator:
         self._lost += expected * min(max(fraction_lost, 0), 255) / 256
         if self._window_start is None:
             self._window_start = now
-        if now - self._window_start >= LOSS_UPDATE_INTERVAL:
+        if self.last_loss_at is None or now - self._window_start >= LOSS_UPDATE_INTERVAL:
             self._apply_loss(now)
 
     def _apply_loss(self, now: float) -> None:
         loss = self._lost / self._expected if self._expected else 0.0
         self._expected, self._lost, self._window_start = 0, 0.0, now
         self.last_loss, self.last_loss_at = loss, now
+        if self._sent_bps > 0:
+            self.informed = True
         if loss > HIGH_LOSS:
             # Cut from what was sent when the loss happened (the link carried less than that).
             base = min(self.loss_based, self._sent_bps) if self._sent_bps > 0 else self.loss_based

@@ -367,7 +367,10 @@ class PeerSession:
             audio_bps=audio_bps,
             rtx_bps=rtx_bps,
             congested=self.downlink.congested,
-            trusted=self.downlink.has_feedback or now - self._started_at >= FEEDBACK_GRACE,
+            # Until the estimate has seen what is sent, it knows nothing about the link: no pausing.
+            trusted=(self.downlink.has_feedback and self.downlink.informed)
+            or now - self._started_at >= FEEDBACK_GRACE,
+            feedback=self.downlink.has_feedback,
         )
         candidates = [VideoCandidate(s.key, rates[s.key]) for s in video if s.key is not None]
         allocation = self.allocator.decide(now, link, candidates, save_data=self.save_data)
