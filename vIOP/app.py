@@ -42,7 +42,13 @@ from vIOP.media.ice import IceConfig
 from vIOP.media.relay import MediaRelay
 from vIOP.rooms.service import RoomPolicy, RoomService
 from vIOP.session.delivery import MediaHooks, RoomDelivery
-from vIOP.session.loops import RelayHooks, relay_signal_sender, run_event_loop, run_sweeper
+from vIOP.session.loops import (
+    RelayHooks,
+    relay_audio_only_notifier,
+    relay_signal_sender,
+    run_event_loop,
+    run_sweeper,
+)
 from vIOP.session.presence import presence_listener
 from vIOP.session.revocation import close_user_sockets, run_revocation_listener
 from vIOP.session.services import Services
@@ -195,7 +201,11 @@ async def open_services(settings: Settings, *, clock: Callable[[], float] = time
         revocations=revocations,
         embedded_redis=embedded,
     )
-    services.relay = MediaRelay(services.ice, on_signal=relay_signal_sender(connections))
+    services.relay = MediaRelay(
+        services.ice,
+        on_signal=relay_signal_sender(connections),
+        on_audio_only=relay_audio_only_notifier(services),
+    )
     return services
 
 

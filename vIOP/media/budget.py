@@ -16,10 +16,11 @@ Pure decision logic (the caller owns the clock, the legs and the network), one c
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
 from typing import Final
+
+from vIOP.rooms.audio_only import AudioOnlyReason as AudioOnlyReason  # re-exported for the relay
 
 PACKET_OVERHEAD_BYTES: Final = 60  # IPv4 20 + UDP 8 + RTP 12 + extensions ~10 + SRTP tag 10
 SMOOTHING: Final = 0.3  # weight of a new rate sample (frames do not line up with ticks)
@@ -33,11 +34,6 @@ HOLD_DOWN: Final = 8.0  # after pausing, no trial before this (doubles after eac
 MAX_HOLD_DOWN: Final = 64.0
 TRIAL_CONFIRM: Final = 4.0  # a trial resume must hold this long before "audio only" is lifted
 FEEDBACK_GRACE: Final = 5.0  # a new subscriber's first feedback arrives well within this
-
-
-class AudioOnlyReason(enum.StrEnum):
-    BANDWIDTH = "bandwidth"  # the downlink cannot carry the video
-    SAVE_DATA = "save_data"  # the person chose audio only
 
 
 class RateMeter:

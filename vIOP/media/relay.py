@@ -218,6 +218,8 @@ class MediaRelay:
         if old is not None:
             old.stop_media()
             self._close_later(old)
+            if old.audio_only is not None and self._on_audio_only is not None:
+                self._on_audio_only(participant.pid, None)  # the new connection starts with video
         pid = participant.pid
         room = [o for o in self._room_of(participant) if o.pid != pid]
         others = [o.session for o in room if o.session is not None]
@@ -283,6 +285,11 @@ class MediaRelay:
         participant.save_data = on
         if participant.session is not None:
             participant.session.set_save_data(on)
+
+    def room_of(self, pid: ParticipantId) -> str | None:
+        """The room ``pid``'s media belongs to (as given to :meth:`add_participant`); None if not carried."""
+        participant = self._participants.get(pid)
+        return None if participant is None else participant.room
 
     def audio_only(self, pid: ParticipantId) -> AudioOnlyReason | None:
         """Why ``pid`` receives no video now (None: it does, or it has no connection)."""

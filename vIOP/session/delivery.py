@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from vIOP.errors import VIOPError
 from vIOP.ids import ParticipantId, RoomId
 from vIOP.rooms import events as ev
+from vIOP.rooms.audio_only import AudioOnlyReason
 from vIOP.rooms.participant import Participant, ParticipantState
 from vIOP.rooms.participant import Role as DomainRole
 from vIOP.rooms.room import Room
@@ -41,6 +42,8 @@ class LiveFlags:
     audio: bool = True
     video: bool = True
     hand: bool = False
+    audio_only: AudioOnlyReason | None = None  # set by this process's relay (link or own choice)
+    save_data: bool = False  # the participant asked for audio only
 
 
 class MediaHooks:
@@ -101,6 +104,7 @@ class RoomDelivery:
             hand=flags.hand,
             muted_by_host=muted,
             reconnecting=reconnecting,
+            audio_only=flags.audio_only is not None,
         )
 
     def roster(self, room: Room) -> m.Roster:
@@ -332,8 +336,11 @@ class RoomDelivery:
         audio: bool | None = None,
         video: bool | None = None,
         hand: bool | None = None,
+        save_data: bool | None = None,
     ) -> LiveFlags:
         flags = self.flags.setdefault(pid, LiveFlags())
+        if save_data is not None:
+            flags.save_data = save_data
         if audio is not None:
             flags.audio = audio
         if video is not None:
@@ -341,6 +348,18 @@ class RoomDelivery:
         if hand is not None:
             flags.hand = hand
         return flags
+
+    def set_audio_only(self, room_id: RoomId, pid: ParticipantId, reason: AudioOnlyReason | None) -> None:
+        """The relay stopped (``reason``) or resumed (None) video to ``pid``: tell the room once per change
+        (the person, and the clinician's roster)."""
+        flags = self.flags.setdefault(pid, LiveFlags())
+        previous = flags.audio_only
+        if previous == reason:
+            return
+        flags.audio_only = reason
+        shown = reason or previous
+        assert shown is not None
+        self.to_room(room_id, m.AudioOnly(participant_id=pid, on=reason is not None, reason=shown))
 
     async def close(self) -> None:
         if self._refresh is not None:

@@ -10,8 +10,9 @@ import logging
 from collections.abc import Awaitable, Callable
 
 from vIOP.errors import NotFound
-from vIOP.ids import ParticipantId
-from vIOP.media.relay import MediaRelay, RenegotiationOffer
+from vIOP.ids import ParticipantId, RoomId
+from vIOP.media.relay import AudioOnlyCallback, MediaRelay, RenegotiationOffer
+from vIOP.rooms.audio_only import AudioOnlyReason
 from vIOP.rooms.events import Event, Resync
 from vIOP.rooms.ports import EventBus
 from vIOP.rooms.service import RoomService
@@ -48,6 +49,18 @@ class RelayHooks(MediaHooks):
     def mute(self, pid: ParticipantId, kind: str, muted: bool) -> None:
         if pid in self.relay.participants():
             self.relay.set_forwarding(pid, kind, not muted)
+
+
+def relay_audio_only_notifier(services: Services) -> AudioOnlyCallback:
+    """The relay's audio-only changes, told to the room by this process's delivery (once it runs)."""
+
+    def changed(pid: ParticipantId, reason: AudioOnlyReason | None) -> None:
+        delivery, relay = services.live.delivery, services.relay
+        room = relay.room_of(pid) if relay is not None else None
+        if delivery is not None and room is not None:
+            delivery.set_audio_only(RoomId(room), pid, reason)
+
+    return changed
 
 
 def relay_signal_sender(

@@ -205,6 +205,9 @@ class SignalSession:
                 self.delivery.media.mute(pid, "audio", True)
             if me.video_muted:
                 self.delivery.media.mute(pid, "video", True)
+            flags = self.delivery.flags.get(pid)
+            if flags is not None and flags.save_data:
+                relay.set_save_data(pid, True)
         answer = await relay.handle_offer(pid, msg.sdp)
         self.conn.send(m.ServerAnswer(sdp=answer, id=msg.id))
         if me.state is ParticipantState.ADMITTED:
@@ -243,6 +246,14 @@ class SignalSession:
             self.delivery.to_room(
                 self.room_id, m.MediaChanged(participant_id=pid, audio=flags.audio, video=flags.video)
             )
+
+    async def _on_save_data(self, msg: m.SaveData) -> None:
+        """Kept with the participant's live flags: sent before media starts, it applies from the offer."""
+        pid = self._seat()
+        self.delivery.set_flags(self.room_id, pid, save_data=msg.on)
+        relay = self.services.relay
+        if relay is not None and pid in relay.participants():
+            relay.set_save_data(pid, msg.on)
 
     async def _on_raise_hand(self, msg: m.RaiseHand) -> None:
         pid = self._seat()
@@ -567,6 +578,7 @@ _HANDLERS: Final[dict[type[m.ClientMessage], Handler]] = {
     m.Candidate: SignalSession._on_candidate,
     m.Leave: SignalSession._on_leave,
     m.SetMedia: SignalSession._on_set_media,
+    m.SaveData: SignalSession._on_save_data,
     m.RaiseHand: SignalSession._on_raise_hand,
 }
 # Host actions: re-checked against Redis revocation first, audited when done (names: AUDIT_NAMES).
