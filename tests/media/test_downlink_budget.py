@@ -239,6 +239,8 @@ def test_save_data_pauses_every_video_and_says_why() -> None:
     allocation = allocator.decide(0.0, link(5_000_000), VIDEOS, save_data=True)
     assert allocation.forward == frozenset() and allocation.reason is AudioOnlyReason.SAVE_DATA
     assert allocator.decide(0.5, link(5_000_000), [], save_data=True).reason is None  # nothing to stop
+    back = allocator.decide(1.0, link(5_000_000), VIDEOS)  # off again: what flowed before flows again
+    assert back.forward == {VIDEOS[0].key, VIDEOS[1].key} and back.reason is None
 
 
 def test_a_new_stream_is_admitted_only_if_it_fits() -> None:

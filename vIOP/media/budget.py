@@ -130,6 +130,7 @@ class VideoAllocator:
     _last_down: float | None = None
     _last_up: float | None = None
     _trial: Hashable | None = None  # resumed as a probe; not yet confirmed
+    _saved: set[Hashable] | None = None  # forwarded when "save data" began
     _hold: float = field(init=False)
     pauses: int = 0
     resumes: int = 0
@@ -151,9 +152,17 @@ class VideoAllocator:
         self._forward &= set(keys)
         self._known &= set(keys)
         if save_data:
+            if self._saved is None:
+                self._saved = set(self._forward)
             self._forward.clear()
             self._known.update(keys)
             return Allocation(frozenset(), AudioOnlyReason.SAVE_DATA if keys else None)
+        if self._saved is not None:
+            # Back from "save data": what flowed before does again (the link carried it; evidence of
+            # congestion pauses it as usual). Streams that arrived meanwhile are admitted if they fit.
+            self._forward = self._saved & set(keys)
+            self._known = set(self._saved)
+            self._saved = None
         cost = {c.key: c.bps for c in candidates}
         budget = self.budget(link)
         # A stream seen for the first time is forwarded if it fits (or nothing is known yet).
