@@ -108,6 +108,13 @@ export const LeaveReason = Object.freeze({
 });
 /** @typedef {(typeof LeaveReason)[keyof typeof LeaveReason]} LeaveReasonValue */
 
+/** Why a participant receives no video (audio_only.reason). */
+export const AudioOnlyReason = Object.freeze({
+  BANDWIDTH: "bandwidth",
+  SAVE_DATA: "save_data",
+});
+/** @typedef {(typeof AudioOnlyReason)[keyof typeof AudioOnlyReason]} AudioOnlyReasonValue */
+
 // Field limits, as the server enforces them (codec, relay and API; vIOP/rooms/limits.py).
 export const MAX_FRAME_BYTES = 65536;
 export const MAX_SDP_CHARS = 57344;
