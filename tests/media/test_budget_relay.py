@@ -7,15 +7,16 @@ clients' encoders, is what runs.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import pytest
 
-from bench.scenarios.impairment import ImpairedLink, Impairment, Shape
+from bench.scenarios.impairment import ImpairedLink, Impairment, Shape, is_media, rtp_id
 from tests.media.harness import Room, wait_until
 from vIOP.client.media import PreEncodedTrack, ReceiveMode, encode_opus_clip, encode_video_clip
 from vIOP.ids import ParticipantId
 from vIOP.media.budget import AudioOnlyReason
+from vIOP.media.downlink import DEFAULT_START_BPS
 from vIOP.media.fanout import LEG_KEYFRAME_INTERVAL
 
 CAP_BPS = 250_000
@@ -89,3 +90,60 @@ async def test_a_capped_receiver_gets_audio_within_its_cap_and_is_told_audio_onl
     for p in others:
         sent = room.relay.source(p, "video").keyframe_requests_sent - before_keyframes[p]  # type: ignore[union-attr]
         assert sent <= seconds / LEG_KEYFRAME_INTERVAL + 1, (p, sent)
+
+
+class NoFeedback:
+    """A client whose RTCP never reaches the relay (a broken or hostile client): its SRTCP is dropped."""
+
+    def __init__(self) -> None:
+        self.dropped = 0
+        self.received = 0
+
+    def incoming(self, data: bytes, deliver: Callable[[bytes], None]) -> None:
+        if is_media(data):
+            self.received += len(data)
+        deliver(data)
+
+    def outgoing(self, data: bytes, send: Callable[[bytes], None]) -> None:
+        if is_media(data) and rtp_id(data) is None:  # SRTCP: reports, REMB, NACK, PLI
+            self.dropped += 1
+            return
+        send(data)
+
+
+async def test_a_receiver_that_never_sends_feedback_falls_back_to_the_default_budget(room: Room) -> None:
+    publishers = []
+    for _ in range(4):
+        pid, _peer = await room.join(
+            PreEncodedTrack(AUDIO), PreEncodedTrack(VIDEO), receive=ReceiveMode.PACKETS
+        )
+        publishers.append(pid)
+    silent = NoFeedback()
+    mute, _ = await room.join(PreEncodedTrack(AUDIO), receive=ReceiveMode.PACKETS, tap=silent)
+    session = room.relay.session(mute)
+    assert session is not None
+    # After the grace for feedback, the default budget holds: video legs paused, audio all kept.
+    await wait_until(
+        lambda: any(s.leg.paused for s in session.slots if s.leg.kind == "video"), 20, "a paused video leg"
+    )
+    assert not session.downlink.has_feedback and silent.dropped > 0
+    before = silent.received
+    before_audio = {p: room.peers[mute].counter.frames(p, "audio") for p in publishers}
+    first = publishers[0]
+    seconds = await wait_until(
+        lambda: room.peers[mute].counter.frames(first, "audio") >= before_audio[first] + 250,
+        20,
+        "5 s of audio",
+    )
+    received_bps = 8 * (silent.received - before) / seconds
+    assert received_bps <= 1.2 * DEFAULT_START_BPS, received_bps
+    for p in publishers:  # every person's audio, whole (Opus at 50 packets/s)
+        assert room.peers[mute].counter.frames(p, "audio") - before_audio[p] >= 0.95 * 250
+    # Four 350 kbit/s videos do not fit the default: the relay says so instead of drowning the link.
+    assert sum(not _paused(room, mute, p) for p in publishers) <= 1
+
+
+def _paused(room: Room, viewer: ParticipantId, publisher: ParticipantId) -> bool:
+    session = room.relay.session(viewer)
+    assert session is not None
+    return any(s.leg.paused for s in session.slots if s.key == (publisher, "video"))
