@@ -183,6 +183,16 @@ def test_a_clean_link_whose_estimate_lags_is_not_paused() -> None:
         assert len(allocator.decide(float(t), link(500_000), VIDEOS).forward) == 2
 
 
+def test_a_remb_at_what_is_received_is_not_congestion_but_a_clear_drop_is() -> None:
+    allocator = VideoAllocator()
+    allocator.decide(0.0, link(5_000_000), VIDEOS)
+    for t in range(5):  # a receiver's first REMB is what it receives (headers counted a little apart)
+        assert len(allocator.decide(float(t), link(5_000_000, remb=760_000), VIDEOS).forward) == 2
+    allocator.decide(10.0, link(5_000_000, remb=500_000), VIDEOS)
+    dropped = allocator.decide(10.0 + DOWN_AFTER, link(5_000_000, remb=500_000), VIDEOS)
+    assert dropped.forward == {VIDEOS[0].key}  # the REMB caps video: one 400k stream fits in 500k
+
+
 def test_no_feedback_falls_back_to_the_default_budget() -> None:
     allocator = VideoAllocator()
     allocator.decide(0.0, link(600_000, feedback=False), VIDEOS)

@@ -27,6 +27,9 @@ SMOOTHING: Final = 0.3  # weight of a new rate sample (frames do not line up wit
 RTX_SHARE: Final = 0.15  # of the estimate, for retransmissions
 RTX_BURST_SECONDS: Final = 0.25
 HEADROOM: Final = 0.9  # video plans to fill at most this share of the estimate
+REMB_BELOW: Final = 0.85
+"""A REMB under this share of what video is sent is congestion: a receiver's estimate starts at what it
+receives (Chrome's does) and counts headers a little differently; only a clear drop is evidence."""
 DOWN_AFTER: Final = 1.0  # seconds over budget before video is paused
 UP_AFTER: Final = 2.0  # seconds with room before a stream is resumed
 UP_MARGIN: Final = 1.15  # a resumed stream must fit with this margin
@@ -139,10 +142,11 @@ class VideoAllocator:
         self._hold = self.hold_down
 
     def budget(self, link: LinkView) -> float:
-        """Bits per second video may use: the link minus audio and retransmissions, capped by REMB."""
+        """Bits per second video may use: the link minus audio and retransmissions, capped by REMB (which
+        budgets video: aiortc's covers only video streams, Chrome's is its total)."""
         budget = link.estimate_bps * HEADROOM - link.audio_bps - link.rtx_bps
         if link.remb_bps is not None:
-            budget = min(budget, link.remb_bps * HEADROOM)
+            budget = min(budget, link.remb_bps)
         return max(0.0, budget)
 
     def decide(
@@ -177,7 +181,7 @@ class VideoAllocator:
         evidence = (
             link.congested
             or not link.feedback
-            or (link.remb_bps is not None and need > link.remb_bps * HEADROOM)
+            or (link.remb_bps is not None and link.remb_bps < REMB_BELOW * need)
         )
         if link.trusted and evidence and need > budget and self._forward:
             self._room_since = None
