@@ -18,6 +18,7 @@ from vIOP.media.budget import (
     VideoCandidate,
 )
 from vIOP.media.downlink import (
+    CONGESTION_MEMORY,
     DEFAULT_START_BPS,
     FEEDBACK_TIMEOUT,
     DownlinkEstimator,
@@ -68,7 +69,23 @@ def test_loss_cuts_the_estimate_from_what_was_sent_and_low_loss_grows_it_to_what
     report(est, clock, 0.05)  # between 2 % and 10 %: hold
     assert est.bitrate == before
     report(est, clock, 0.0)  # app-limited: 200 kbit/s sent says nothing about the rest of the link
-    assert est.bitrate == before and not est.congested
+    assert est.bitrate == before
+    assert est.congested  # one clean report right after lossy ones: still congested
+    clock.now += CONGESTION_MEMORY
+    assert not est.congested
+
+
+def test_growth_starts_from_the_least_sent_lately_not_from_a_stream_resumed_a_moment_ago() -> None:
+    clock = ManualTime()
+    est = DownlinkEstimator(clock=clock)
+    est.on_sent(200_000)
+    report(est, clock, 0.5)  # congested at 200 kbit/s: cut to 150k
+    assert est.bitrate == pytest.approx(150_000)
+    est.on_sent(150_000)
+    clock.now += 0.5
+    est.on_sent(500_000)  # a trial resume: the next report still describes the audio-only past
+    report(est, clock, 0.0)
+    assert est.bitrate == pytest.approx(150_000 * 1.08)
 
 
 def test_reports_are_pooled_by_packets_so_a_sparse_stream_weighs_little() -> None:

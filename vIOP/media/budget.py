@@ -35,7 +35,7 @@ UP_AFTER: Final = 2.0  # seconds with room before a stream is resumed
 UP_MARGIN: Final = 1.15  # a resumed stream must fit with this margin
 HOLD_DOWN: Final = 8.0  # after pausing, no trial before this (doubles after each failed trial)
 MAX_HOLD_DOWN: Final = 64.0
-TRIAL_CONFIRM: Final = 4.0  # a trial resume must hold this long before "audio only" is lifted
+TRIAL_CONFIRM: Final = 8.0  # a trial resume must hold this long before "audio only" is lifted
 FEEDBACK_GRACE: Final = 5.0  # a new subscriber's first feedback arrives well within this
 
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import enum
 import time
+from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Final
@@ -35,6 +36,8 @@ LOSS_UPDATE_INTERVAL: Final = 0.5  # pool receiver reports at least this long be
 LOW_LOSS: Final = 0.02
 HIGH_LOSS: Final = 0.10
 INCREASE: Final = 1.08
+SENT_MEMORY: Final = 1.5  # growth starts from the least sent over this long: reports lag what is sent
+CONGESTION_MEMORY: Final = 2.0  # loss seen this recently still counts as congestion
 
 
 class EstimateSource(enum.StrEnum):
@@ -67,13 +70,24 @@ class DownlinkEstimator:
     informed: bool = field(init=False, default=False)
     """A REMB arrived, or a loss update was made while the relay was known to be sending."""
     _sent_bps: float = field(init=False, default=0.0)
+    _sent: deque[tuple[float, float]] = field(init=False, default_factory=deque)
+    _lossy_at: float | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
         self.loss_based = float(self.start_bps)
 
     def on_sent(self, bitrate: float) -> None:
         """What the relay sends this subscriber now (media and retransmissions, with packet overhead)."""
+        now = self.clock()
         self._sent_bps = bitrate
+        sent = self._sent
+        sent.append((now, bitrate))
+        while sent and now - sent[0][0] > SENT_MEMORY:
+            sent.popleft()
+
+    def _least_sent(self) -> float:
+        """A report describes the past: a stream resumed a moment ago must not count as carried."""
+        return min((bps for _, bps in self._sent), default=self._sent_bps)
 
     # --- feedback ---------------------------------------------------------------------------------------
 
@@ -106,12 +120,14 @@ class DownlinkEstimator:
         self.last_loss, self.last_loss_at = loss, now
         if self._sent_bps > 0:
             self.informed = True
+        if loss >= LOW_LOSS:
+            self._lossy_at = now
         if loss > HIGH_LOSS:
             # Cut from what was sent when the loss happened (the link carried less than that).
             base = min(self.loss_based, self._sent_bps) if self._sent_bps > 0 else self.loss_based
             self.loss_based = max(MIN_BPS, base * (1 - 0.5 * loss))
         elif loss < LOW_LOSS:
-            self.loss_based = min(MAX_BPS, max(self.loss_based, self._sent_bps * INCREASE))
+            self.loss_based = min(MAX_BPS, max(self.loss_based, self._least_sent() * INCREASE))
 
     # --- reading ----------------------------------------------------------------------------------------
 
@@ -150,5 +166,7 @@ class DownlinkEstimator:
 
     @property
     def congested(self) -> bool:
-        """The latest pooled report showed loss worth reacting to (the link is full now)."""
-        return self.last_loss >= LOW_LOSS
+        """A pooled report within :data:`CONGESTION_MEMORY` showed loss worth reacting to (one clean report
+        between lossy ones does not make a full link clean)."""
+        at = self._lossy_at
+        return at is not None and self.clock() - at <= CONGESTION_MEMORY
