@@ -28,6 +28,7 @@ from vIOP.ids import ParticipantId
 from vIOP.media.direct_sender import DirectSender
 from vIOP.media.frames import EncodedFrame
 from vIOP.media.keyframes import DEFAULT_KEYFRAME_INTERVAL, KeyframeGate
+from vIOP.media.rtp import VP8_MAX_CHUNK
 
 logger = logging.getLogger(__name__)
 
@@ -35,7 +36,6 @@ logger = logging.getLogger(__name__)
 MAX_QUEUED: Final = {"audio": 150, "video": 90}
 LEG_KEYFRAME_INTERVAL: Final = 2.0
 """One subscriber's keyframe requests for one source reach the source at most this often."""
-_VP8_CHUNK: Final = 1296  # payload bytes per VP8 packet (vIOP.media.rtp.VP8_MAX_CHUNK)
 
 Upstream = Callable[[], None]
 """Asks the publisher for a keyframe (sends a PLI); supplied by the relay, never blocks."""
@@ -230,7 +230,7 @@ class Source:
         self.frames_in += 1
         size = len(frame.data)
         self.octets_in += size
-        self.packets_in += 1 + (size - 1) // _VP8_CHUNK if self.kind == "video" else 1
+        self.packets_in += 1 + (size - 1) // VP8_MAX_CHUNK if self.kind == "video" else 1
         if self._forwarding:
             for leg in self._legs:
                 leg.push(frame)

@@ -395,6 +395,7 @@ class PeerSession:
         if state == "connected":
             self.kick()
             if self._budget_task is None and not self._closed:
+                self._started_at = self._clock()  # the grace for feedback runs from the connection
                 self._budget_task = asyncio.get_running_loop().create_task(self._run_budget())
         if self._on_state is not None and not self._closed:
             self._on_state(state)
