@@ -270,10 +270,17 @@ def test_save_data_pauses_every_video_and_says_why() -> None:
     assert back.forward == {VIDEOS[0].key, VIDEOS[1].key} and back.reason is None
 
 
-def test_a_new_stream_is_admitted_only_if_it_fits() -> None:
-    allocator = VideoAllocator()
-    allocator.decide(0.0, link(600_000), VIDEOS[:1])
-    assert allocator.decide(0.5, link(600_000), VIDEOS).forward == {VIDEOS[0].key}
+def test_a_new_stream_is_admitted_on_a_clean_link_but_not_into_a_congested_one() -> None:
+    clean = VideoAllocator()
+    clean.decide(0.0, link(600_000), VIDEOS[:1])
+    # Someone joins: the estimate (app-limited: 1.08x what is sent) shows no room, but nothing is lost.
+    assert clean.decide(0.5, link(600_000), VIDEOS).forward == {VIDEOS[0].key, VIDEOS[1].key}
+    full = VideoAllocator()
+    full.decide(0.0, link(600_000, congested=True), VIDEOS[:1])
+    assert full.decide(0.5, link(600_000, congested=True), VIDEOS).forward == {VIDEOS[0].key}
+    silent = VideoAllocator()  # no feedback: the default budget decides
+    silent.decide(0.0, link(600_000, feedback=False), VIDEOS[:1])
+    assert silent.decide(0.5, link(600_000, feedback=False), VIDEOS).forward == {VIDEOS[0].key}
 
 
 # --- per-leg keyframe limit --------------------------------------------------------------------------------

@@ -169,20 +169,26 @@ class VideoAllocator:
             self._saved = None
         cost = {c.key: c.bps for c in candidates}
         budget = self.budget(link)
-        # A stream seen for the first time is forwarded if it fits (or nothing is known yet).
+
+        # Video is paused on evidence only: loss, a REMB below what is sent, or no feedback at all (the
+        # default budget). A clean link whose estimate lags what is sent is not congested.
+        def congested(need: float) -> bool:
+            return (
+                link.congested
+                or not link.feedback
+                or (link.remb_bps is not None and link.remb_bps < REMB_BELOW * need)
+            )
+
+        # A stream seen for the first time (someone joined) is forwarded unless the link is known to be
+        # full: it fits, or nothing says the link is congested (an app-limited estimate cannot show room).
         for key in keys:
             if key not in self._known:
                 self._known.add(key)
-                if not link.trusted or self._need(cost) + cost[key] <= budget:
+                need = self._need(cost) + cost[key]
+                if not link.trusted or need <= budget or not congested(need):
                     self._forward.add(key)
         need = self._need(cost)
-        # Video is paused on evidence only: loss, a REMB below what is sent, or no feedback at all (the
-        # default budget). A clean link whose estimate lags what is sent is not congested.
-        evidence = (
-            link.congested
-            or not link.feedback
-            or (link.remb_bps is not None and link.remb_bps < REMB_BELOW * need)
-        )
+        evidence = congested(need)
         if link.trusted and evidence and need > budget and self._forward:
             self._room_since = None
             if self._over_since is None:
