@@ -63,7 +63,7 @@ def test_loss_cuts_the_estimate_from_what_was_sent_and_low_loss_grows_it_to_what
     assert est.bitrate == pytest.approx(1_600_000 * 1.08)  # a clean link carries what is sent
     report(est, clock, 0.5)
     assert est.bitrate == pytest.approx(1_600_000 * (1 - 0.25), rel=0.01)  # cut by half the loss
-    assert est.congested and est.source is EstimateSource.LOSS
+    assert est.congested and est.overloaded and est.source is EstimateSource.LOSS
     est.on_sent(200_000)
     before = est.bitrate
     report(est, clock, 0.05)  # between 2 % and 10 %: hold
@@ -72,7 +72,9 @@ def test_loss_cuts_the_estimate_from_what_was_sent_and_low_loss_grows_it_to_what
     assert est.bitrate == before
     assert est.congested  # one clean report right after lossy ones: still congested
     clock.now += CONGESTION_MEMORY
-    assert not est.congested
+    assert not est.congested and not est.overloaded
+    report(est, clock, 0.05)  # a few packets lost: not clean (no trial), but no reason to pause video
+    assert est.congested and not est.overloaded
 
 
 def test_growth_starts_from_the_least_sent_lately_not_from_a_stream_resumed_a_moment_ago() -> None:
@@ -116,6 +118,19 @@ def test_remb_sets_are_summed_and_forgotten_when_stale() -> None:
     clock.now += FEEDBACK_TIMEOUT + 0.1
     assert est.remb is None and not est.has_feedback
     assert est.bitrate == DEFAULT_START_BPS  # a client that stopped sending feedback: the default again
+
+
+def test_a_remb_limits_only_after_it_fell() -> None:
+    clock = ManualTime()
+    est = DownlinkEstimator(clock=clock)
+    est.on_remb(250_000, [11, 12])  # video paused: the receiver's REMB follows the little it gets
+    est.on_remb(300_000, [11, 12])
+    assert est.remb == 300_000 and not est.remb_limiting
+    est.on_remb(200_000, [11, 12])  # it fell: overuse seen
+    assert est.remb_limiting
+    clock.now += CONGESTION_MEMORY + 0.1
+    est.on_remb(210_000, [11, 12])
+    assert not est.remb_limiting
 
 
 def test_aiortc_sixteen_bit_sequence_numbers_wrap() -> None:
@@ -172,6 +187,7 @@ def link(
         audio_bps=100_000,
         rtx_bps=0,
         congested=congested,
+        overloaded=congested,
         trusted=True,
         feedback=feedback,
     )
@@ -243,6 +259,18 @@ def test_resumes_after_the_hold_down_by_trial_and_backs_off_when_the_trial_fails
         u += 0.5
         assert allocator.decide(u, clean, one).forward == frozenset(), u
     assert allocator.resumes == 1 and allocator.pauses == 2
+
+
+def test_a_trial_that_meets_congestion_ends_at_the_next_decision() -> None:
+    allocator = VideoAllocator(hold_down=1.0)
+    one = VIDEOS[:1]
+    allocator.decide(0.0, link(1_000_000), one)
+    allocator.decide(1.0, link(200_000, congested=True), one)
+    allocator.decide(1.0 + DOWN_AFTER, link(200_000, congested=True), one)
+    t = 2.0 + DOWN_AFTER
+    while not allocator.decide(t, link(250_000), one).forward:
+        t += 0.5
+    assert allocator.decide(t + 0.5, link(250_000, congested=True), one).forward == frozenset()
 
 
 def test_a_trial_that_holds_lifts_audio_only() -> None:

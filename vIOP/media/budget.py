@@ -33,8 +33,8 @@ receives (Chrome's does) and counts headers a little differently; only a clear d
 DOWN_AFTER: Final = 1.0  # seconds over budget before video is paused
 UP_AFTER: Final = 2.0  # seconds with room before a stream is resumed
 UP_MARGIN: Final = 1.15  # a resumed stream must fit with this margin
-HOLD_DOWN: Final = 8.0  # after pausing, no trial before this (doubles after each failed trial)
-MAX_HOLD_DOWN: Final = 64.0
+HOLD_DOWN: Final = 6.0  # after pausing, no trial before this (doubles after each failed trial)
+MAX_HOLD_DOWN: Final = 16.0  # so a link that recovers gets video back within about 20 s
 TRIAL_CONFIRM: Final = 8.0  # a trial resume must hold this long before "audio only" is lifted
 FEEDBACK_GRACE: Final = 5.0  # a new subscriber's first feedback arrives well within this
 
@@ -113,10 +113,11 @@ class LinkView:
     """What the allocator is told about the subscriber's downlink at one tick."""
 
     estimate_bps: float  # the whole link (loss based, or the default)
-    remb_bps: float | None  # delay based, budgets video; None when the client sends none
+    remb_bps: float | None  # delay based, budgets video; None when none is limiting (see downlink)
     audio_bps: float
     rtx_bps: float
-    congested: bool  # the latest reports showed loss
+    congested: bool  # recent reports showed loss (>= 2 %): no trial resumes
+    overloaded: bool  # recent reports showed loss over 10 %: evidence for pausing
     trusted: bool  # feedback has arrived (or the grace for it has passed)
     feedback: bool = True  # False: the client sends none (the estimate is the default)
 
@@ -170,11 +171,11 @@ class VideoAllocator:
         cost = {c.key: c.bps for c in candidates}
         budget = self.budget(link)
 
-        # Video is paused on evidence only: loss, a REMB below what is sent, or no feedback at all (the
-        # default budget). A clean link whose estimate lags what is sent is not congested.
+        # Video is paused on evidence only: loss over 10 %, a REMB that fell below what is sent, or no
+        # feedback at all (the default budget). A clean link whose estimate lags what is sent is not congested.
         def congested(need: float) -> bool:
             return (
-                link.congested
+                link.overloaded
                 or not link.feedback
                 or (link.remb_bps is not None and link.remb_bps < REMB_BELOW * need)
             )
@@ -193,7 +194,8 @@ class VideoAllocator:
             self._room_since = None
             if self._over_since is None:
                 self._over_since = now
-            if now - self._over_since >= DOWN_AFTER:
+            # A trial that meets congestion ends at once: a probe must cost the link as little as it can.
+            if now - self._over_since >= DOWN_AFTER or self._trial is not None:
                 self._pause_until_fits(keys, cost, budget, now)
         else:
             self._over_since = None

@@ -14,7 +14,8 @@ Three sources, in order of trust:
 - A conservative **default** while neither has arrived (a client that never sends feedback).
 
 :attr:`bitrate` is the loss-based estimate of the whole link; :attr:`remb` the delay-based one, which
-budgets video (aiortc's REMB covers only video streams). Pure: the clock is injected, nothing here does
+budgets video (aiortc's REMB covers only video streams) while it is :attr:`remb_limiting` (it fell: the
+receiver saw overuse; a REMB that merely follows a low receive rate says nothing about the link). Pure: the clock is injected, nothing here does
 I/O; the caller tells it what it sends (:meth:`on_sent`).
 """
 
@@ -37,7 +38,8 @@ LOW_LOSS: Final = 0.02
 HIGH_LOSS: Final = 0.10
 INCREASE: Final = 1.08
 SENT_MEMORY: Final = 1.5  # growth starts from the least sent over this long: reports lag what is sent
-CONGESTION_MEMORY: Final = 2.0  # loss seen this recently still counts as congestion
+CONGESTION_MEMORY: Final = 2.0  # loss seen (or a REMB fall) this recently still counts as congestion
+REMB_FALL: Final = 0.9  # a REMB this far under the previous one from the same receiver: it saw overuse
 
 
 class EstimateSource(enum.StrEnum):
@@ -72,6 +74,8 @@ class DownlinkEstimator:
     _sent_bps: float = field(init=False, default=0.0)
     _sent: deque[tuple[float, float]] = field(init=False, default_factory=deque)
     _lossy_at: float | None = field(init=False, default=None)
+    _remb_fell_at: float | None = field(init=False, default=None)
+    _overloaded_at: float | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
         self.loss_based = float(self.start_bps)
@@ -92,8 +96,13 @@ class DownlinkEstimator:
     # --- feedback ---------------------------------------------------------------------------------------
 
     def on_remb(self, bitrate: int, ssrcs: Iterable[int]) -> None:
-        self._remb[frozenset(ssrcs)] = (max(0, bitrate), self.clock())
-        self.last_feedback_at = self.clock()
+        now = self.clock()
+        key = frozenset(ssrcs)
+        previous = self._remb.get(key)
+        if previous is not None and bitrate < REMB_FALL * previous[0]:
+            self._remb_fell_at = now
+        self._remb[key] = (max(0, bitrate), now)
+        self.last_feedback_at = now
         self.informed = True
 
     def on_report(self, ssrc: int, fraction_lost: int, highest_sequence: int) -> None:
@@ -123,6 +132,7 @@ class DownlinkEstimator:
         if loss >= LOW_LOSS:
             self._lossy_at = now
         if loss > HIGH_LOSS:
+            self._overloaded_at = now
             # Cut from what was sent when the loss happened (the link carried less than that).
             base = min(self.loss_based, self._sent_bps) if self._sent_bps > 0 else self.loss_based
             self.loss_based = max(MIN_BPS, base * (1 - 0.5 * loss))
@@ -158,6 +168,24 @@ class DownlinkEstimator:
         """The whole link (loss based); the start default while no report has arrived recently."""
         value = self.loss_based if self.has_feedback else min(self.loss_based, self.start_bps)
         return int(min(MAX_BPS, max(MIN_BPS, value)))
+
+    @property
+    def overloaded(self) -> bool:
+        """Loss above 10 % within :data:`CONGESTION_MEMORY` (where GCC cuts the rate): the link is full.
+        Between 2 and 10 % a link is not clean, but a few lost or reordered packets are no reason to stop
+        someone's video."""
+        at = self._overloaded_at
+        return at is not None and self.clock() - at <= CONGESTION_MEMORY
+
+    @property
+    def remb_limiting(self) -> bool:
+        """A REMB fell within :data:`CONGESTION_MEMORY`: the receiver's delay-based estimator saw overuse.
+
+        Otherwise a REMB only follows what the receiver gets (at most 1.5x it, in Chrome and aiortc): with
+        video paused it is low because little arrives, and says nothing about the link.
+        """
+        at = self._remb_fell_at
+        return at is not None and self.clock() - at <= CONGESTION_MEMORY
 
     @property
     def remb(self) -> int | None:

@@ -363,10 +363,11 @@ class PeerSession:
         self.downlink.on_sent(audio_bps + forwarded + rtx_bps)
         link = LinkView(
             estimate_bps=self.downlink.bitrate,
-            remb_bps=self.downlink.remb,
+            remb_bps=self.downlink.remb if self.downlink.remb_limiting else None,
             audio_bps=audio_bps,
             rtx_bps=rtx_bps,
             congested=self.downlink.congested,
+            overloaded=self.downlink.overloaded,
             # Until the estimate has seen what is sent, it knows nothing about the link: no pausing.
             trusted=(self.downlink.has_feedback and self.downlink.informed)
             or now - self._started_at >= FEEDBACK_GRACE,
