@@ -41,7 +41,13 @@ from vIOP.media.ice import IceConfig
 from vIOP.media.relay import MediaRelay
 from vIOP.rooms.service import RoomPolicy, RoomService
 from vIOP.session.delivery import RoomDelivery
-from vIOP.session.loops import relay_signal_sender, relay_speaker_sender, run_event_loop, run_sweeper
+from vIOP.session.loops import (
+    relay_audio_only_notifier,
+    relay_signal_sender,
+    relay_speaker_sender,
+    run_event_loop,
+    run_sweeper,
+)
 from vIOP.session.media_controls import MediaHooks, RelayHooks
 from vIOP.session.presence import presence_listener
 from vIOP.session.revocation import close_user_sockets, run_revocation_listener
@@ -200,6 +206,7 @@ async def open_services(settings: Settings, *, clock: Callable[[], float] = time
         services.ice,
         on_signal=relay_signal_sender(connections),
         on_active_speaker=relay_speaker_sender(connections),
+        on_audio_only=relay_audio_only_notifier(services),
     )
     return services
 

@@ -59,6 +59,7 @@ class Action(StrEnum):
     LEAVE = "leave"
     SET_MEDIA = "set_media"
     RAISE_HAND = "raise_hand"
+    SAVE_DATA = "save_data"
     PING = "ping"
     # signaling: hosts only (host -> server)
     ADMIT = "admit"
@@ -110,6 +111,7 @@ _TABLE: Final[dict[Action, tuple[Grant, Grant, Grant, Grant]]] = {
     Action.LEAVE:                         (_N,   _O,       _N,   _O),
     Action.SET_MEDIA:                     (_N,   _O,       _N,   _O),
     Action.RAISE_HAND:                    (_N,   _O,       _N,   _O),
+    Action.SAVE_DATA:                     (_N,   _O,       _N,   _O),
     Action.PING:                          (_N,   _O,       _N,   _O),
     Action.ADMIT:                         (_N,   _O,       _N,   _N),
     Action.ADMIT_ALL:                     (_N,   _O,       _N,   _N),

@@ -12,6 +12,12 @@ Ordering contract for the signaling layer:
   ``answer`` to :meth:`MediaRelay.handle_answer`. Trickled client candidates go to
   :meth:`MediaRelay.add_remote_candidate`; the server's candidates are always inside its SDP.
 
+Per subscriber, the relay keeps what it sends within the client's estimated downlink (see
+``vIOP.media.peer`` and ``vIOP.media.budget``): audio always flows, video legs pause when they do not fit,
+and :data:`AudioOnlyCallback` says when a client receives no video and why (its bandwidth, or its own
+"save data" choice, :meth:`MediaRelay.set_save_data`). Which video is kept first is :data:`VideoPriority`
+(a hook for active speaker; default: the publisher who joined first).
+
 Remote candidates (in offers, answers and trickled) pass the egress policy of :mod:`vIOP.media.egress`
 first: a refused one is dropped without an error (counted in ``viop_ice_remote_candidates_dropped_total``).
 """
@@ -30,6 +36,7 @@ from typing import Final
 from vIOP.errors import BadRequest, Conflict, NotFound
 from vIOP.ids import ParticipantId
 from vIOP.media.aiortc_internals import check_internals
+from vIOP.media.budget import AudioOnlyReason
 from vIOP.media.egress import DropListener, DropReason, RemoteCandidates
 from vIOP.media.fanout import Source
 from vIOP.media.frames import AUDIO_CODEC, VIDEO_CODEC
@@ -61,6 +68,14 @@ ConnectionStateCallback = Callable[[ParticipantId, str], None]
 SpeakerCallback = Callable[[tuple[ParticipantId, ...], SpeakerChange[ParticipantId]], None]
 """(everyone with media in the room, the change): the room's dominant speaker moved. Called on the event
 loop from the media path: it must not block (queue the message, do not await a socket)."""
+AudioOnlyCallback = Callable[[ParticipantId, AudioOnlyReason | None], None]
+"""(subscriber, why it now receives no video; None: video flows again). Called on changes only."""
+VideoPriority = Callable[[ParticipantId, ParticipantId], float]
+"""(subscriber, publisher) -> how much that video is worth keeping; higher first, ties: join order."""
+
+
+def _no_priority(subscriber: ParticipantId, publisher: ParticipantId) -> float:
+    return 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +96,7 @@ class _Participant:
     session: PeerSession | None = None
     sources: dict[str, Source] = field(default_factory=dict)
     forwarding: dict[str, bool] = field(default_factory=lambda: dict.fromkeys(KINDS, True))
+    save_data: bool = False  # the client's own choice: audio only; outlives a reconnect
 
 
 def published_kinds(summary: SdpSummary) -> set[str]:
@@ -113,10 +129,14 @@ class MediaRelay:
         direct_send: bool = True,
         on_active_speaker: SpeakerCallback | None = None,
         clock: Callable[[], float] = time.monotonic,
+        on_audio_only: AudioOnlyCallback | None = None,
+        video_priority: VideoPriority = _no_priority,
     ) -> None:
         """``direct_send=False`` keeps aiortc's own sender loop (slower; for comparison and fallback).
         ``on_active_speaker`` hears each room's dominant-speaker changes (``clock`` times them)."""
         check_internals()
+        self._on_audio_only = on_audio_only
+        self._video_priority = video_priority
         self._direct_send = direct_send
         self._ice = ice
         self._remote_policy = ice.remote_policy()
@@ -178,6 +198,9 @@ class MediaRelay:
                 self._state_listener(pid),
                 direct_send=self._direct_send,
                 remote_candidates=remote_candidates,
+                on_audio_only=self._audio_only_listener(pid),
+                video_rank=functools.partial(self._video_priority, pid),
+                save_data=participant.save_data,
             )
             sources = {
                 kind: participant.sources.get(kind)
@@ -206,6 +229,8 @@ class MediaRelay:
         if old is not None:
             old.stop_media()
             self._close_later(old)
+            if old.audio_only is not None and self._on_audio_only is not None:
+                self._on_audio_only(participant.pid, None)  # the new connection starts with video
         pid = participant.pid
         room = [o for o in self._room_of(participant) if o.pid != pid]
         others = [o.session for o in room if o.session is not None]
@@ -266,6 +291,25 @@ class MediaRelay:
 
     def set_audio_forwarding(self, pid: ParticipantId, enabled: bool) -> None:
         self.set_forwarding(pid, "audio", enabled)
+
+    # --- subscriber choices -------------------------------------------------------------------------------
+
+    def set_save_data(self, pid: ParticipantId, on: bool) -> None:
+        """The participant chose audio only (``on``) or video again; kept across reconnects."""
+        participant = self._get(pid)
+        participant.save_data = on
+        if participant.session is not None:
+            participant.session.set_save_data(on)
+
+    def room_of(self, pid: ParticipantId) -> str | None:
+        """The room ``pid``'s media belongs to (as given to :meth:`add_participant`); None if not carried."""
+        participant = self._participants.get(pid)
+        return None if participant is None else participant.room
+
+    def audio_only(self, pid: ParticipantId) -> AudioOnlyReason | None:
+        """Why ``pid`` receives no video now (None: it does, or it has no connection)."""
+        session = self._get(pid).session
+        return None if session is None else session.audio_only
 
     def is_forwarding(self, pid: ParticipantId, kind: str) -> bool:
         return self._get(pid).forwarding.get(kind, False)
@@ -367,6 +411,14 @@ class MediaRelay:
             logger.debug("remote ICE candidate of %s dropped: %s", pid, reason.value)
 
         return dropped
+
+    def _audio_only_listener(self, pid: ParticipantId) -> Callable[[AudioOnlyReason | None], None]:
+        def changed(reason: AudioOnlyReason | None) -> None:
+            participant = self._participants.get(pid)
+            if self._on_audio_only is not None and participant is not None:
+                self._on_audio_only(pid, reason)
+
+        return changed
 
     def _state_listener(self, pid: ParticipantId) -> Callable[[str], None]:
         def changed(state: str) -> None:
