@@ -34,6 +34,7 @@ from vIOP.auth.invites import Invites
 from vIOP.auth.passwords import PasswordHasher
 from vIOP.auth.revocation import Revocations
 from vIOP.auth.throttle import LoginThrottle, ThrottlePolicy
+from vIOP.auth.ticket_rate import TicketRateLimit
 from vIOP.auth.tickets import MAC_KEY_PURPOSE, SignalTickets
 from vIOP.auth.tokens import SESSION_KEY_PURPOSE, AccessTokens, TokenKeys, TokenPolicy
 from vIOP.auth.totp_replay import TotpReplayGuard
@@ -68,6 +69,7 @@ from vIOP.storage.redis_auth import (
     RedisRevocationLog,
     RedisSessionStore,
     RedisThrottleCounters,
+    RedisTicketRateCounter,
     RedisTicketStore,
     RedisTotpSteps,
 )
@@ -189,6 +191,7 @@ async def open_services(settings: Settings, *, clock: Callable[[], float] = time
         tickets=SignalTickets(
             RedisTicketStore(redis), ring.derive_key(MAC_KEY_PURPOSE), clock=clock, revocations=revocations
         ),
+        ticket_rate=TicketRateLimit(RedisTicketRateCounter(redis)),
         rooms=rooms,
         resume=ResumeTokens(
             RedisResumeTokenStore(redis, sealer),
