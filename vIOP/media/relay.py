@@ -44,7 +44,7 @@ from vIOP.media.ice import IceConfig
 from vIOP.media.keyframes import DEFAULT_KEYFRAME_INTERVAL
 from vIOP.media.peer import PeerSession
 from vIOP.media.sdp import SdpSummary, summarize_sdp
-from vIOP.media.speaker import DominantSpeaker, SpeakerChange
+from vIOP.media.speaker import DominantSpeaker, SpeakerChange, video_rank
 from vIOP.metrics import ICE_REMOTE_CANDIDATES_DROPPED
 from vIOP.rooms.limits import MAX_CANDIDATE_CHARS, MAX_SDP_CHARS
 
@@ -72,10 +72,6 @@ AudioOnlyCallback = Callable[[ParticipantId, AudioOnlyReason | None], None]
 """(subscriber, why it now receives no video; None: video flows again). Called on changes only."""
 VideoPriority = Callable[[ParticipantId, ParticipantId], float]
 """(subscriber, publisher) -> how much that video is worth keeping; higher first, ties: join order."""
-
-
-def _no_priority(subscriber: ParticipantId, publisher: ParticipantId) -> float:
-    return 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,13 +126,15 @@ class MediaRelay:
         on_active_speaker: SpeakerCallback | None = None,
         clock: Callable[[], float] = time.monotonic,
         on_audio_only: AudioOnlyCallback | None = None,
-        video_priority: VideoPriority = _no_priority,
+        video_priority: VideoPriority | None = None,
     ) -> None:
         """``direct_send=False`` keeps aiortc's own sender loop (slower; for comparison and fallback).
-        ``on_active_speaker`` hears each room's dominant-speaker changes (``clock`` times them)."""
+        ``on_active_speaker`` hears each room's dominant-speaker changes (``clock`` times them).
+        ``video_priority``: which video a congested subscriber keeps first; default: the room's speaker,
+        then its recent speakers, newest first (what the person is listening to)."""
         check_internals()
         self._on_audio_only = on_audio_only
-        self._video_priority = video_priority
+        self._video_priority = video_priority or self._speaker_priority
         self._direct_send = direct_send
         self._ice = ice
         self._remote_policy = ice.remote_policy()
@@ -351,6 +349,13 @@ class MediaRelay:
         return SpeakerChange(detector.speaker, detector.recent)
 
     # --- active speaker ---------------------------------------------------------------------------------
+
+    def _speaker_priority(self, subscriber: ParticipantId, publisher: ParticipantId) -> float:
+        """The speaker first, then recent speakers newest first, then everyone else (ties: join order)."""
+        participant = self._participants.get(subscriber)
+        return (
+            video_rank(self.active_speaker(participant.room), publisher) if participant is not None else 0.0
+        )
 
     def _heard(self, participant: _Participant, level: int) -> None:
         """One audio packet's level from ``participant`` (the media path: no awaiting here)."""
