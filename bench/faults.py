@@ -366,9 +366,18 @@ async def _http_probes(world: Any, room_id: str) -> dict[str, Any]:
 def _lock_sqlite(path: Path) -> subprocess.Popen[str]:
     """Another process takes the database's write lock and keeps it until told to let go."""
     code = (
-        "import sqlite3, sys\n"
+        "import sqlite3, sys, time\n"
         "c = sqlite3.connect(sys.argv[1], isolation_level=None, timeout=30)\n"
-        "c.execute('BEGIN EXCLUSIVE')\n"
+        # SQLite answers "database is locked" at once, without the busy timeout, in some states (e.g. the
+        # server's WAL checkpoint in progress): try again for as long as the timeout would have waited.
+        "deadline = time.monotonic() + 30\n"
+        "while True:\n"
+        "    try:\n"
+        "        c.execute('BEGIN EXCLUSIVE')\n"
+        "        break\n"
+        "    except sqlite3.OperationalError:\n"
+        "        if time.monotonic() > deadline: raise\n"
+        "        time.sleep(0.05)\n"
         "print('locked', flush=True)\n"
         "sys.stdin.readline()\n"
         "c.execute('COMMIT')\n"

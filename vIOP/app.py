@@ -34,6 +34,7 @@ from vIOP.auth.invites import Invites
 from vIOP.auth.passwords import PasswordHasher
 from vIOP.auth.revocation import Revocations
 from vIOP.auth.throttle import LoginThrottle, ThrottlePolicy
+from vIOP.auth.ticket_rate import TicketRateLimit
 from vIOP.auth.tickets import MAC_KEY_PURPOSE, SignalTickets
 from vIOP.auth.tokens import SESSION_KEY_PURPOSE, AccessTokens, TokenKeys, TokenPolicy
 from vIOP.auth.totp_replay import TotpReplayGuard
@@ -41,7 +42,13 @@ from vIOP.media.ice import IceConfig
 from vIOP.media.relay import MediaRelay
 from vIOP.rooms.service import RoomPolicy, RoomService
 from vIOP.session.delivery import RoomDelivery
-from vIOP.session.loops import relay_signal_sender, relay_speaker_sender, run_event_loop, run_sweeper
+from vIOP.session.loops import (
+    relay_audio_only_notifier,
+    relay_signal_sender,
+    relay_speaker_sender,
+    run_event_loop,
+    run_sweeper,
+)
 from vIOP.session.media_controls import MediaHooks, RelayHooks
 from vIOP.session.presence import presence_listener
 from vIOP.session.revocation import close_user_sockets, run_revocation_listener
@@ -62,6 +69,7 @@ from vIOP.storage.redis_auth import (
     RedisRevocationLog,
     RedisSessionStore,
     RedisThrottleCounters,
+    RedisTicketRateCounter,
     RedisTicketStore,
     RedisTotpSteps,
 )
@@ -183,6 +191,7 @@ async def open_services(settings: Settings, *, clock: Callable[[], float] = time
         tickets=SignalTickets(
             RedisTicketStore(redis), ring.derive_key(MAC_KEY_PURPOSE), clock=clock, revocations=revocations
         ),
+        ticket_rate=TicketRateLimit(RedisTicketRateCounter(redis)),
         rooms=rooms,
         resume=ResumeTokens(
             RedisResumeTokenStore(redis, sealer),
@@ -200,6 +209,7 @@ async def open_services(settings: Settings, *, clock: Callable[[], float] = time
         services.ice,
         on_signal=relay_signal_sender(connections),
         on_active_speaker=relay_speaker_sender(connections),
+        on_audio_only=relay_audio_only_notifier(services),
     )
     return services
 

@@ -79,11 +79,13 @@ async def database_down(backend: str, data_dir: Path) -> AsyncIterator[None]:
     another process (what a careless backup does: writers wait out the busy timeout, then fail).
     PostgreSQL: every session read-only, open ones cut (a failover to a standby, as clients see it)."""
     if backend == "sqlite":
-        locker = _lock_sqlite(data_dir / "viop.db")
+        # In a thread: the server may share this event loop, and it must be able to finish (commit) the
+        # write transaction it is in while the locker waits for the lock (blocking the loop deadlocked).
+        locker = await asyncio.to_thread(_lock_sqlite, data_dir / "viop.db")
         try:
             yield
         finally:
-            _unlock_sqlite(locker)
+            await asyncio.to_thread(_unlock_sqlite, locker)
         return
     assert POSTGRES_URL is not None
     url = make_url(POSTGRES_URL)

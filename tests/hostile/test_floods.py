@@ -18,8 +18,8 @@ from tests.api.support import Api, bearer
 from tests.hostile.seats import Bystanders
 from tests.hostile.support import captured_server_logs
 from tests.support import LiveServer
-from vIOP.api.ticket_rate import TICKETS_PER_WINDOW, WINDOW_SECONDS, TicketRateLimit, TicketRateLimited
 from vIOP.auth.permissions import Role
+from vIOP.auth.ticket_rate import TICKETS_PER_WINDOW, WINDOW_SECONDS, TicketRateLimit, TicketRateLimited
 from vIOP.auth.tickets import TicketPurpose
 from vIOP.client.signaling import SignalingClient, SignalingClosed
 from vIOP.signaling import messages as m

@@ -15,6 +15,7 @@ from aiortc import MediaStreamTrack
 from vIOP.client.media import FrameCounter, MediaPeer, ReceiveMode, SyntheticVideoTrack, silent_audio_track
 from vIOP.ids import ParticipantId, new_participant_id
 from vIOP.media.aiortc_internals import DatagramTap
+from vIOP.media.budget import AudioOnlyReason
 from vIOP.media.ice import IceConfig
 from vIOP.media.relay import MediaRelay, RenegotiationOffer
 from vIOP.media.speaker import SpeakerChange
@@ -44,6 +45,8 @@ class Room:
     speaker_changes: list[tuple[float, tuple[ParticipantId, ...], SpeakerChange[ParticipantId]]] = field(
         default_factory=list
     )
+    # every audio-only change the relay reported, in order (what the signaling layer would send)
+    audio_only: list[tuple[ParticipantId, AudioOnlyReason | None]] = field(default_factory=list)
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
 
     def __post_init__(self) -> None:
@@ -52,6 +55,7 @@ class Room:
             on_signal=self._on_signal,
             direct_send=self.direct_send,
             on_active_speaker=self._on_speaker,
+            on_audio_only=lambda pid, reason: self.audio_only.append((pid, reason)),
         )
 
     def _on_speaker(

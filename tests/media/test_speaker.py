@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Mapping
 
-from vIOP.media.speaker import MIN_HOLD, RECENT, DominantSpeaker, SpeakerChange
+from vIOP.media.speaker import MIN_HOLD, RECENT, DominantSpeaker, SpeakerChange, video_rank
 from vIOP.signaling.messages import MAX_RECENT_SPEAKERS
 
 PACKET = 0.02  # 20 ms Opus frames, as browsers and aiortc send them
@@ -126,3 +126,14 @@ def test_gaps_in_a_publishers_packets_count_as_silence() -> None:
 
 def test_the_recent_list_fits_the_wire() -> None:
     assert RECENT <= MAX_RECENT_SPEAKERS
+
+
+def test_video_rank_keeps_the_speaker_then_recent_speakers_newest_first() -> None:
+    """A congested listener keeps the video of whom they are listening to (the budget's priority)."""
+    floor = SpeakerChange(speaker="b", recent=("b", "a", "c"))
+    ranked = sorted("abcde", key=lambda who: -video_rank(floor, who))
+    assert ranked[:3] == ["b", "a", "c"]
+    assert video_rank(floor, "d") == video_rank(floor, "e") == 0.0  # never spoke: join order decides
+    assert video_rank(None, "a") == 0.0  # nobody has spoken yet
+    left = SpeakerChange(speaker=None, recent=("a",))  # the speaker left: recent speakers still count
+    assert video_rank(left, "a") > video_rank(left, "b")

@@ -7,7 +7,7 @@ added to the permission table without a row here fails ``test_every_permission_a
 (and its own parametrized case). Refusals run first, so a refusal is seen to change nothing the allowed
 attempt then needs.
 
-A participant's own signaling (offer, answer, candidate, set_media, raise_hand, ping) is deliberately not
+A participant's own signaling (offer, answer, candidate, set_media, raise_hand, save_data, ping) is deliberately not
 audited when allowed (one row per ICE candidate or heartbeat would bury the log; the join, admission and
 attendance ledger already say who was in the room when): the expectation is that NO row is written, which
 is checked too. Signaling refusals for those need a socket, and no role without a place in the room gets
@@ -511,6 +511,7 @@ EXPECTATIONS: Final[dict[Action, Expect]] = {
     Action.SET_SUBSCRIPTIONS: Expect(
         unaudited("set_subscriptions", lambda s, offer: m.SetSubscriptions(tiles=()), state=True), NO_SOCKET
     ),
+    Action.SAVE_DATA: Expect(unaudited("save_data", lambda s, offer: m.SaveData(on=True)), NO_SOCKET),
     Action.PING: Expect(unaudited("ping", lambda s, offer: m.Ping()), NO_SOCKET),
     Action.ADMIT: host_action(
         "admit", "room.admit", lambda s: m.Admit(participant_id=s.waiting[1]), "waiting"

@@ -25,11 +25,9 @@ from vIOP.api.auth_context import (
 )
 from vIOP.api.http_rooms import caller_room
 from vIOP.api.openapi import Operation, Reply, documented_route, struct_response
-from vIOP.api.ticket_rate import TicketRateLimit
 from vIOP.auth.tickets import ISSUE_ACTION, TicketPurpose
 from vIOP.session.services import Services
 from vIOP.storage.audit import AuditEvent
-from vIOP.storage.redis_auth import RedisTicketRateCounter
 
 _WS_PATH: Final = {TicketPurpose.SIGNAL: "/ws/signal", TicketPurpose.PRESENCE: "/ws/presence"}
 
@@ -55,7 +53,7 @@ def ws_url(services: Services, purpose: TicketPurpose, ticket: str) -> str:
 async def issue_ticket(request: Request) -> Response:
     caller = await authenticate(request, allow_invite=True)
     # First, so a flood from one credential costs one Redis round trip per request and spends nothing.
-    await TicketRateLimit(RedisTicketRateCounter(caller.services.redis)).spend(caller.principal.subject)
+    await caller.services.ticket_rate.spend(caller.principal.subject)
     body = await read_json(request, TicketBody, empty=TicketBody())
     purpose = body.purpose
     require_role(caller.principal, ISSUE_ACTION[purpose])

@@ -60,6 +60,7 @@ class Action(StrEnum):
     SET_MEDIA = "set_media"
     RAISE_HAND = "raise_hand"
     SET_SUBSCRIPTIONS = "set_subscriptions"
+    SAVE_DATA = "save_data"
     PING = "ping"
     # signaling: hosts only (host -> server)
     ADMIT = "admit"
@@ -112,6 +113,7 @@ _TABLE: Final[dict[Action, tuple[Grant, Grant, Grant, Grant]]] = {
     Action.SET_MEDIA:                     (_N,   _O,       _N,   _O),
     Action.RAISE_HAND:                    (_N,   _O,       _N,   _O),
     Action.SET_SUBSCRIPTIONS:             (_N,   _O,       _N,   _O),
+    Action.SAVE_DATA:                     (_N,   _O,       _N,   _O),
     Action.PING:                          (_N,   _O,       _N,   _O),
     Action.ADMIT:                         (_N,   _O,       _N,   _N),
     Action.ADMIT_ALL:                     (_N,   _O,       _N,   _N),

@@ -48,6 +48,10 @@ The points, and why each is needed:
   (:func:`sender_ssrcs`), the transport's SRTP session and the nominated ICE pair (:func:`sender_output`),
   keeps the counters aiortc's RTCP reads (:func:`count_sent`), and answers aiortc's NACK handling
   (:func:`on_retransmit`).
+- Feedback: a subscriber's receiver reports and REMB reach the sender's ``_handle_rtcp_packet`` (aiortc's
+  RTP router delivers each report block and REMB to the senders whose SSRC they name); aiortc only feeds
+  REMB to an encoder the pass-through path does not have. :func:`observe_feedback` wraps that method per
+  sender so ``vIOP.media.downlink`` can estimate the subscriber's downlink.
 """
 
 from __future__ import annotations
@@ -280,10 +284,21 @@ def install_packet_counter(receiver: RTCRtpReceiver, count: PacketCounter) -> No
     """Benchmark clients only: report each RTP packet and drop it before the jitter buffer.
 
     The cheapest way to measure delivered frames without decoding: a video frame ends with the marker bit.
+    Receiver statistics are still kept, so the client sends receiver reports as a browser does (the
+    relay's downlink estimate needs them); a receiver that sent none would be held to the default budget.
     """
+    streams: dict[int, Any] = receiver._RTCRtpReceiver__remote_streams  # type: ignore[attr-defined]
+    codecs: dict[int, RTCRtpCodecParameters] = receiver._RTCRtpReceiver__codecs  # type: ignore[attr-defined]
 
     async def handle(packet: Any, arrival_time_ms: int) -> None:
         count(packet.payload_type, bool(packet.marker))
+        stream = streams.get(packet.ssrc)
+        if stream is None:
+            codec = codecs.get(packet.payload_type)
+            if codec is None:
+                return
+            stream = streams[packet.ssrc] = aiortc.rtcrtpreceiver.StreamStatistics(codec.clockRate)
+        stream.add(packet)
 
     receiver._handle_rtp_packet = handle  # type: ignore[method-assign]
 
@@ -410,6 +425,35 @@ def sender_ssrcs(sender: RTCRtpSender) -> tuple[int, int]:
 def on_retransmit(sender: RTCRtpSender, retransmit: Callable[[int], Coroutine[Any, Any, None]]) -> None:
     """aiortc's NACK handling calls ``retransmit(sequence number)`` per lost packet instead of its own."""
     sender._retransmit = retransmit  # type: ignore[method-assign, assignment]
+
+
+ReportListener = Callable[[int, int, int], None]
+"""``(ssrc, fraction_lost in 1/256, extended highest sequence number)`` of one report block."""
+RembListener = Callable[[int, list[int]], None]
+"""``(bitrate in bits per second, SSRCs it covers)`` of one REMB."""
+
+
+def observe_feedback(sender: RTCRtpSender, on_report: ReportListener, on_remb: RembListener) -> None:
+    """Show ``sender``'s receiver-report blocks and REMB to the listeners, then let aiortc handle them."""
+    handle = sender._handle_rtcp_packet
+    ssrc = sender._ssrc
+
+    async def observed(packet: Any) -> None:
+        if isinstance(packet, aiortc.rtp.RtcpRrPacket | aiortc.rtp.RtcpSrPacket):
+            for report in packet.reports:
+                if report.ssrc == ssrc:
+                    on_report(ssrc, report.fraction_lost, report.highest_sequence)
+        elif isinstance(packet, aiortc.rtp.RtcpPsfbPacket) and packet.fmt == aiortc.rtp.RTCP_PSFB_APP:
+            try:
+                bitrate, ssrcs = aiortc.rtp.unpack_remb_fci(packet.fci)
+            except ValueError:
+                pass
+            else:
+                if ssrc in ssrcs:
+                    on_remb(bitrate, list(ssrcs))
+        await handle(packet)
+
+    sender._handle_rtcp_packet = observed  # type: ignore[method-assign]
 
 
 SenderOutput = tuple[Callable[[bytes], bytes], Callable[[bytes, tuple[str, int]], None], tuple[str, int]]
@@ -624,8 +668,10 @@ INTERNALS: Final = (
     "RTCRtpReceiver.__nack_generator: add(packet) -> bool, then NACKs sorted(.missing)",
     "RTCRtpReceiver: __jitter_buffer.add(packet) -> (pli, frame) with packet._data depayloaded; "
     "__nack_generator (None: no NACKs); _send_rtcp_nack(media_ssrc, lost); RTCRtpSender.__rtt (publisher hop)",
+    "RTCRtpReceiver: __remote_streams, __codecs; rtcrtpreceiver.StreamStatistics (packet-counting clients)",
     "rtcrtpreceiver.decoder_worker(loop, input_q, output_q, decode_error) reads input_q.get()",
     "RTCRtpSender: _send_keyframe, _stream_id, _track_id; codec pack() for non-Frame input",
+    "RTCRtpSender._handle_rtcp_packet(packet) gets report blocks and REMB; aiortc.rtp RTCP classes",
     "RTCRtpSender: _ssrc, _rtx_ssrc, _enabled, __started, sender-report counters, _retransmit (DirectSender)",
     "RTCDtlsTransport: _state, _tx_srtp; aioice Connection._nominated, StunProtocol.transport (DirectSender)",
     "RTCDtlsTransport._handle_rtp_data(data, arrival_time_ms) awaited per unprotected RTP packet (observe_rtp)",
@@ -679,6 +725,11 @@ def internals_problems() -> list[str]:
     problems += [f"RTCRtpSender no longer has {n}" for n in _assigns(sender_cls.replaceTrack, "_track_id")]
     if "_send_keyframe" not in sender_cls._handle_rtcp_packet.__code__.co_names:
         problems.append("RTCRtpSender._handle_rtcp_packet no longer calls _send_keyframe on PLI/FIR")
+    if sender_cls._handle_rtcp_packet.__code__.co_varnames[:2] != ("self", "packet"):
+        problems.append("RTCRtpSender._handle_rtcp_packet(packet) changed")
+    for name in ("RtcpRrPacket", "RtcpSrPacket", "RtcpPsfbPacket", "RTCP_PSFB_APP", "unpack_remb_fci"):
+        if not hasattr(aiortc.rtp, name):
+            problems.append(f"aiortc.rtp.{name} is gone")
     if "pack" not in sender_cls._next_encoded_frame.__code__.co_names:
         problems.append("RTCRtpSender._next_encoded_frame no longer calls pack() for encoded input")
     transceiver_names = aiortc.RTCRtpTransceiver.__init__.__code__.co_names
@@ -721,6 +772,12 @@ def internals_problems() -> list[str]:
     worker = getattr(aiortc.rtcrtpreceiver, "decoder_worker", None)
     if worker is None or worker.__code__.co_varnames[:4] != ("loop", "input_q", "output_q", "decode_error"):
         problems.append("rtcrtpreceiver.decoder_worker(loop, input_q, output_q, decode_error) changed")
+    problems += [
+        f"RTCRtpReceiver.__init__ no longer sets {n}"
+        for n in _assigns(receiver_cls.__init__, "_RTCRtpReceiver__remote_streams", "_RTCRtpReceiver__codecs")
+    ]
+    if not hasattr(aiortc.rtcrtpreceiver, "StreamStatistics"):
+        problems.append("aiortc.rtcrtpreceiver.StreamStatistics is gone")
     for name in ("_send_rtcp_pli", "_handle_rtp_packet", "getSynchronizationSources"):
         if not hasattr(receiver_cls, name):
             problems.append(f"RTCRtpReceiver.{name} is gone")

@@ -6,7 +6,8 @@ header extensions (``mid``, abs-send-time on video, the publisher's RFC 6464 aud
 ids as negotiated for that sender; :class:`~vIOP.media.rtp.RtpWriter` packs
 them) straight from the fan-out: SRTP by the transport's own session, ``sendto`` on the nominated ICE pair.
 The aiortc sender stays in charge of everything else: RTCP (its sender reports read the counters kept
-here), NACKs (answered from the writer's history, RTX as negotiated), PLI/FIR (``on_keyframe_request``).
+here), NACKs (answered from the writer's history, RTX as negotiated), PLI/FIR (``on_keyframe_request``). NACKs are answered only within the subscriber's retransmission budget
+(:class:`~vIOP.media.budget.RtxBudget`) and only for packets young enough to still help.
 Legs without a direct sender are read by aiortc's own sender loop through ``pack()``.
 """
 
@@ -14,11 +15,13 @@ from __future__ import annotations
 
 import secrets
 import time
+from collections.abc import Callable
 from typing import Final
 
 from aiortc import RTCRtpSender, RTCRtpTransceiver
 
 from vIOP.media import aiortc_internals
+from vIOP.media.budget import RtxBudget
 from vIOP.media.frames import RTX_CODEC
 from vIOP.media.rtp import RtpWriter, ntp_time
 
@@ -34,10 +37,19 @@ _count_sent = aiortc_internals.count_sent
 class DirectSender:
     """Writes one sender's stream; aiortc's NACK handling is pointed at this writer's history."""
 
-    __slots__ = ("_sender", "_writer", "packets")
+    __slots__ = ("_budget", "_clock", "_sender", "_writer", "octets_sent", "packets", "rtx_octets_sent")
 
-    def __init__(self, sender: RTCRtpSender, kind: str) -> None:
+    def __init__(
+        self,
+        sender: RTCRtpSender,
+        kind: str,
+        budget: RtxBudget | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        """``budget`` is shared by every sender of one subscriber (None: every NACK is answered)."""
         self._sender = sender
+        self._budget = budget
+        self._clock = clock
         ssrc, rtx_ssrc = aiortc_internals.sender_ssrcs(sender)
         self._writer = RtpWriter(
             video=kind == "video",
@@ -49,6 +61,8 @@ class DirectSender:
             picture_id=secrets.randbelow(1 << 15),
         )
         self.packets = 0
+        self.octets_sent = 0  # protected RTP as it leaves, media and retransmissions
+        self.rtx_octets_sent = 0
         aiortc_internals.on_retransmit(sender, self._retransmit)
 
     def configure(self, transceiver: RTCRtpTransceiver) -> None:
@@ -83,8 +97,12 @@ class DirectSender:
         protect, sendto, addr = output
         ntp = ntp_time(time.time_ns())
         packets, octets, timestamp = writer.frame(data, pts, ntp, audio_level)
+        sent = 0
         for packet in packets:
-            sendto(protect(packet), addr)
+            protected = protect(packet)
+            sent += len(protected)
+            sendto(protected, addr)
+        self.octets_sent += sent
         self.packets += len(packets)
         _count_sent(self._sender, len(packets), octets, timestamp, ntp)
         return True
@@ -94,7 +112,17 @@ class DirectSender:
         output = _sender_output(self._sender)
         if output is None:
             return
-        packet = self._writer.retransmission(sequence_number, ntp_time(time.time_ns()))
+        ntp = ntp_time(time.time_ns())
+        writer = self._writer
+        size = writer.retransmittable(sequence_number, ntp)
+        if size is None:
+            return
+        if self._budget is not None and not self._budget.take(self._clock(), size):
+            return
+        packet = writer.retransmission(sequence_number, ntp)
         if packet is not None:
             protect, sendto, addr = output
-            sendto(protect(packet), addr)
+            protected = protect(packet)
+            self.octets_sent += len(protected)
+            self.rtx_octets_sent += len(protected)
+            sendto(protected, addr)

@@ -4,7 +4,13 @@ A source receives complete encoded frames from the publisher's receiver (see ``a
 each one, synchronously, to every attached leg. A leg is the track a subscriber's server-side
 ``RTCRtpSender`` reads; it re-times frames onto its own timeline (so a sender that moves to another
 publisher never sees time go backwards) and, for video, starts only at a keyframe (a decoder cannot start
-mid-stream). Frames are never dropped except on overflow, when a video leg waits for the next keyframe.
+mid-stream). Frames are never dropped except on overflow, when a video leg waits for the next keyframe,
+and while a leg is paused (its subscriber's downlink cannot carry it, see ``vIOP.media.budget``): a paused
+video leg resumes at a keyframe.
+
+Keyframe requests are limited twice: per subscriber leg (:data:`LEG_KEYFRAME_INTERVAL`: one congested
+subscriber cannot make a publisher send keyframes more often than that) and per source
+(:class:`KeyframeGate` with the relay's interval: all subscribers together).
 
 Simulcast: each layer a publisher sends is its own source; :meth:`Leg.move_to` switches a subscriber
 between them at a keyframe of the target layer (asked for at once), and until then the leg keeps
@@ -27,12 +33,15 @@ from vIOP.ids import ParticipantId
 from vIOP.media.direct_sender import DirectSender
 from vIOP.media.frames import EncodedFrame
 from vIOP.media.keyframes import DEFAULT_KEYFRAME_INTERVAL, KeyframeGate
+from vIOP.media.rtp import VP8_MAX_CHUNK
 from vIOP.media.simulcast import vp8_keyframe_size
 
 logger = logging.getLogger(__name__)
 
 # About 3 s of media: a sender this far behind is stalled, not jittery.
 MAX_QUEUED: Final = {"audio": 150, "video": 90}
+LEG_KEYFRAME_INTERVAL: Final = 2.0
+"""One subscriber's keyframe requests for one source reach the source at most this often."""
 
 Upstream = Callable[[], None]
 """Asks the publisher for a keyframe (sends a PLI); supplied by the relay, never blocks."""
@@ -49,7 +58,11 @@ class Leg(MediaStreamTrack):
     """
 
     def __init__(
-        self, kind: str, clock: Callable[[], float] = time.monotonic, direct: DirectSender | None = None
+        self,
+        kind: str,
+        clock: Callable[[], float] = time.monotonic,
+        direct: DirectSender | None = None,
+        keyframe_interval: float = LEG_KEYFRAME_INTERVAL,
     ) -> None:
         super().__init__()
         self.kind = kind
@@ -58,6 +71,11 @@ class Leg(MediaStreamTrack):
         self.direct = direct
         self.frames_out = 0
         self.overflows = 0
+        self.paused = False
+        self.keyframe_requests_in = 0  # asked by the subscriber or needed by this leg
+        self.keyframe_requests_passed = 0  # passed on to the source
+        self._gate = KeyframeGate(keyframe_interval)
+        self._gate_timer: asyncio.TimerHandle | None = None
         self._clock = clock
         self._queue: deque[EncodedFrame] = deque()
         self._limit = MAX_QUEUED[kind]
@@ -69,6 +87,8 @@ class Leg(MediaStreamTrack):
 
     def push(self, frame: EncodedFrame) -> None:
         """Called by the source for every frame, on the event loop; never blocks."""
+        if self.paused:
+            return
         if self._need_keyframe:
             if not frame.keyframe:
                 return
@@ -81,8 +101,7 @@ class Leg(MediaStreamTrack):
             if self.kind == "video":
                 self._queue.clear()
                 self._need_keyframe = True
-                if self.source is not None:
-                    self.source.request_keyframe()
+                self.request_keyframe()
                 if not frame.keyframe:
                     return
                 self._need_keyframe = False
@@ -108,8 +127,7 @@ class Leg(MediaStreamTrack):
             self.frames_out += 1
         elif self.kind == "video":  # not negotiated/connected yet: a decoder must restart at a keyframe
             self._need_keyframe = True
-            if self.source is not None:
-                self.source.request_keyframe()
+            self.request_keyframe()
 
     def _rebase(self, frame: EncodedFrame) -> int:
         """Continue this leg's timeline from its last frame, by the wall time that passed since."""
@@ -153,9 +171,23 @@ class Leg(MediaStreamTrack):
             return
         source.add_pending(self)
 
+    def set_paused(self, paused: bool) -> None:
+        """Stop or resume sending (the subscriber's budget); a resumed video leg restarts at a keyframe."""
+        if paused == self.paused:
+            return
+        self.paused = paused
+        self._queue.clear()
+        self._offset = None  # rebased by wall time at the first frame after the pause
+        if not paused and self.kind == "video":
+            self._need_keyframe = True
+            self.request_keyframe()
+
     def stop(self) -> None:
         if self.pending is not None:
             self.pending.cancel_pending(self)
+        if self._gate_timer is not None:
+            self._gate_timer.cancel()
+            self._gate_timer = None
         if self.source is not None:
             self.source.detach(self)
         super().stop()
@@ -164,8 +196,31 @@ class Leg(MediaStreamTrack):
             waiter.set_result(None)
 
     def request_keyframe(self) -> None:
-        """The subscriber sent a PLI/FIR: pass it on (rate limited) to the publisher."""
+        """The subscriber sent a PLI/FIR (or this leg needs a keyframe): pass it on, limited per leg.
+
+        A paused leg's subscriber gets no video from it: its requests are not passed on.
+        """
+        if self.kind != "video" or self.paused or self.source is None:
+            return
+        self.keyframe_requests_in += 1
+        loop = asyncio.get_running_loop()
+        decision = self._gate.request(loop.time())
+        if decision.send_now:
+            self._pass_keyframe_request()
+        elif decision.send_at is not None:
+            self._gate_timer = loop.call_at(decision.send_at, self._fire_trailing)
+
+    def _fire_trailing(self) -> None:
+        self._gate_timer = None
+        if self._gate.fire_trailing(asyncio.get_running_loop().time()) and self._may_request():
+            self._pass_keyframe_request()
+
+    def _may_request(self) -> bool:
+        return self.source is not None and not self.paused and self.readyState == "live"
+
+    def _pass_keyframe_request(self) -> None:
         if self.source is not None:
+            self.keyframe_requests_passed += 1
             self.source.request_keyframe()
 
 
@@ -190,6 +245,8 @@ class Source:
         self.frames_in = 0
         self._on_level = on_level
         self._level: int | None = None  # the RFC 6464 byte of the latest audio packet
+        self.octets_in = 0
+        self.packets_in = 0  # as the relay packetizes them (what forwarding one frame costs)
         self.keyframe_requests_sent = 0
         self._legs: list[Leg] = []
         self._pending: list[Leg] = []  # legs moving here at the next keyframe
@@ -223,6 +280,9 @@ class Source:
         self.frames_in += 1
         if self._level is not None:
             frame = frame.with_audio_level(self._level)
+        size = len(frame.data)
+        self.octets_in += size
+        self.packets_in += 1 + (size - 1) // VP8_MAX_CHUNK if self.kind == "video" else 1
         if frame.keyframe and self.kind == "video":
             self.frame_size = vp8_keyframe_size(frame.data) or self.frame_size
             if self._pending and self._forwarding:

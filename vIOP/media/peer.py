@@ -12,6 +12,10 @@ reach it before the answer.
 
 Subscriber m-lines are recycled, not grown: a departed publisher's m-line goes ``inactive`` and, once the
 client has confirmed that, carries the next publisher (``a=msid`` changes, so a browser fires ``ontrack``).
+
+Budgets (``vIOP.media.budget``): every :data:`BUDGET_TICK` seconds the session estimates the client's
+downlink from its RTCP feedback (``vIOP.media.downlink``), pauses or resumes its video legs so that what it
+receives fits (audio always flows), sets its retransmission budget, and reports audio-only changes.
 """
 
 from __future__ import annotations
@@ -21,7 +25,8 @@ import contextlib
 import enum
 import itertools
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+import time
+from collections.abc import Awaitable, Callable, Hashable, Mapping
 from dataclasses import dataclass
 from typing import Final
 
@@ -33,14 +38,26 @@ from vIOP.media.aiortc_internals import (
     accept_header_extensions,
     label_sender,
     negotiated,
+    observe_feedback,
     observe_rtp,
     offered_header_extensions,
     on_keyframe_request,
     request_keyframe,
     round_trip_time,
 )
+from vIOP.media.budget import (
+    FEEDBACK_GRACE,
+    RTX_SHARE,
+    AudioOnlyReason,
+    LinkView,
+    RateMeter,
+    RtxBudget,
+    VideoAllocator,
+    VideoCandidate,
+)
 from vIOP.media.codec_plan import CodecPlan, restrict_codecs
 from vIOP.media.direct_sender import AUDIO_LEVEL, DirectSender
+from vIOP.media.downlink import DownlinkEstimator
 from vIOP.media.egress import RemoteCandidates
 from vIOP.media.fanout import Leg, Source
 from vIOP.media.frames import EncodedFrame, FrameSink
@@ -60,6 +77,15 @@ SendOffer = Callable[[str], Awaitable[None]]
 StateListener = Callable[[str], None]
 LevelSink = Callable[[int], None]
 """Hears the RFC 6464 byte of each audio packet the participant publishes."""
+AudioOnlyListener = Callable[[AudioOnlyReason | None], None]
+"""Told when the client's video stops for a reason (``None``: video flows again)."""
+VideoRank = Callable[[ParticipantId], float]
+"""How much this client's view is worth keeping a publisher's video (higher first; ties: join order)."""
+BUDGET_TICK: Final = 0.5
+
+
+def _join_order(publisher: ParticipantId) -> float:
+    return 0.0
 
 
 class SlotState(enum.Enum):
@@ -91,9 +117,14 @@ class PeerSession:
         *,
         direct_send: bool = True,
         remote_candidates: RemoteCandidates | None = None,
+        on_audio_only: AudioOnlyListener | None = None,
+        video_rank: VideoRank = _join_order,
+        save_data: bool = False,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         """``remote_candidates`` filters and caps what the client names (the relay's egress policy);
-        default: the policy ``ice`` configures, counted by nobody."""
+        default: the policy ``ice`` configures, counted by nobody. ``save_data``: the client asked for
+        audio only."""
         self.participant = participant
         self.remote_candidates = (
             RemoteCandidates(ice.remote_policy()) if remote_candidates is None else remote_candidates
@@ -120,6 +151,18 @@ class PeerSession:
         # publisher -> the video layer this participant receives (None: paused); absent: the primary one
         self._layer_choice: dict[ParticipantId, Source | None] = {}
         self._closed = False
+        self._clock = clock
+        self.downlink = DownlinkEstimator(clock=clock)
+        self.rtx_budget = RtxBudget(RTX_SHARE * self.downlink.bitrate)
+        self.allocator = VideoAllocator()
+        self.save_data = save_data
+        self.audio_only: AudioOnlyReason | None = None
+        self._on_audio_only = on_audio_only
+        self._video_rank = video_rank
+        self._meters: dict[Hashable, RateMeter] = {}
+        self._rtx_meter = RateMeter()
+        self._started_at = clock()
+        self._budget_task: asyncio.Task[None] | None = None
         self.pc.on("connectionstatechange", self._connection_changed)
 
     @property
@@ -355,9 +398,10 @@ class PeerSession:
         leg = Leg(kind)
         transceiver = self.pc.addTransceiver(leg, direction="sendonly")
         if self.direct_send:
-            leg.direct = DirectSender(transceiver.sender, kind)
+            leg.direct = DirectSender(transceiver.sender, kind, self.rtx_budget, self._clock)
         restrict_codecs(transceiver)
         on_keyframe_request(transceiver.sender, leg.request_keyframe)
+        observe_feedback(transceiver.sender, self.downlink.on_report, self.downlink.on_remb)
         slot = Slot(transceiver, leg, SlotState.FREE)
         self._slots.append(slot)
         return slot
@@ -413,10 +457,75 @@ class PeerSession:
 
     # --- lifecycle --------------------------------------------------------------------------------------
 
+    # --- budgets ----------------------------------------------------------------------------------------
+
+    def set_save_data(self, on: bool) -> None:
+        """The client chose audio only (or video again); applied at once."""
+        self.save_data = on
+        if not self._closed:
+            self.apply_budget()
+
+    def apply_budget(self) -> None:
+        """One budget decision: pause/resume video legs, set the RTX rate, report audio-only changes."""
+        now = self._clock()
+        active = [s for s in self._slots if s.state is SlotState.ACTIVE and s.source is not None]
+        rates: dict[Hashable, float] = {}
+        for slot in active:
+            source, key = slot.source, slot.key
+            assert source is not None and key is not None
+            meter = self._meters.get(key)
+            if meter is None:
+                meter = self._meters[key] = RateMeter()
+            rates[key] = meter.update(now, source.octets_in, source.packets_in)
+        for gone in [k for k in self._meters if k not in rates]:
+            del self._meters[gone]
+        audio = [s for s in active if s.leg.kind == "audio"]
+        video = sorted(
+            (s for s in active if s.leg.kind == "video"),
+            key=lambda s: -self._video_rank(s.source.publisher) if s.source is not None else 0.0,
+        )
+        audio_bps = sum(rates[s.key] for s in audio if s.key is not None)
+        rtx_octets = sum(s.leg.direct.rtx_octets_sent for s in self._slots if s.leg.direct is not None)
+        rtx_bps = self._rtx_meter.update(now, rtx_octets, 0)
+        forwarded = sum(rates[s.key] for s in video if s.key is not None and not s.leg.paused)
+        self.downlink.on_sent(audio_bps + forwarded + rtx_bps)
+        link = LinkView(
+            estimate_bps=self.downlink.bitrate,
+            remb_bps=self.downlink.remb if self.downlink.remb_limiting else None,
+            audio_bps=audio_bps,
+            rtx_bps=rtx_bps,
+            congested=self.downlink.congested,
+            overloaded=self.downlink.overloaded,
+            # Until the estimate has seen what is sent, it knows nothing about the link: no pausing.
+            trusted=(self.downlink.has_feedback and self.downlink.informed)
+            or now - self._started_at >= FEEDBACK_GRACE,
+            feedback=self.downlink.has_feedback,
+        )
+        candidates = [VideoCandidate(s.key, rates[s.key]) for s in video if s.key is not None]
+        allocation = self.allocator.decide(now, link, candidates, save_data=self.save_data)
+        for slot in video:
+            slot.leg.set_paused(slot.key not in allocation.forward)
+        self.rtx_budget.set_rate(RTX_SHARE * link.estimate_bps)
+        if allocation.reason != self.audio_only:
+            self.audio_only = allocation.reason
+            if self._on_audio_only is not None:
+                self._on_audio_only(allocation.reason)
+
+    async def _run_budget(self) -> None:
+        while not self._closed:
+            await asyncio.sleep(BUDGET_TICK)
+            try:
+                self.apply_budget()
+            except Exception:  # a bug here must not stop media: log it, keep the last decision
+                logger.exception("media budget tick failed")
+
     def _connection_changed(self) -> None:
         state = self.pc.connectionState
         if state == "connected":
             self.kick()
+            if self._budget_task is None and not self._closed:
+                self._started_at = self._clock()  # the grace for feedback runs from the connection
+                self._budget_task = asyncio.get_running_loop().create_task(self._run_budget())
         if self._on_state is not None and not self._closed:
             self._on_state(state)
 
@@ -442,7 +551,7 @@ class PeerSession:
     async def close(self) -> None:
         self.stop_media()
         current = asyncio.current_task()
-        for task in [self._task, *self._side_tasks]:
+        for task in [self._task, self._budget_task, *self._side_tasks]:
             if task is not None and task is not current and not task.done():
                 task.cancel()
         for slot in self._slots:

@@ -18,6 +18,12 @@ listed, the one subscribers receive by default); :meth:`MediaRelay.set_layer` pi
 publisher, ``"high"``, ``"low"`` or ``"paused"``. A publisher that sends one layer has one source, and every
 choice but ``"paused"`` means that one.
 
+Per subscriber, the relay keeps what it sends within the client's estimated downlink (see
+``vIOP.media.peer`` and ``vIOP.media.budget``): audio always flows, video legs pause when they do not fit,
+and :data:`AudioOnlyCallback` says when a client receives no video and why (its bandwidth, or its own
+"save data" choice, :meth:`MediaRelay.set_save_data`). Which video is kept first is :data:`VideoPriority`
+(a hook for active speaker; default: the publisher who joined first).
+
 Remote candidates (in offers, answers and trickled) pass the egress policy of :mod:`vIOP.media.egress`
 first: a refused one is dropped without an error (counted in ``viop_ice_remote_candidates_dropped_total``).
 """
@@ -36,6 +42,7 @@ from typing import Final
 from vIOP.errors import BadRequest, Conflict, NotFound
 from vIOP.ids import ParticipantId
 from vIOP.media.aiortc_internals import check_internals
+from vIOP.media.budget import AudioOnlyReason
 from vIOP.media.egress import DropListener, DropReason, RemoteCandidates
 from vIOP.media.fanout import Source
 from vIOP.media.frames import AUDIO_CODEC, VIDEO_CODEC
@@ -44,7 +51,7 @@ from vIOP.media.keyframes import DEFAULT_KEYFRAME_INTERVAL
 from vIOP.media.peer import PeerSession
 from vIOP.media.sdp import SdpSummary, summarize_sdp
 from vIOP.media.simulcast import offered_layers
-from vIOP.media.speaker import DominantSpeaker, SpeakerChange
+from vIOP.media.speaker import DominantSpeaker, SpeakerChange, video_rank
 from vIOP.metrics import ICE_REMOTE_CANDIDATES_DROPPED
 from vIOP.rooms.limits import MAX_CANDIDATE_CHARS, MAX_SDP_CHARS
 
@@ -72,6 +79,10 @@ ConnectionStateCallback = Callable[[ParticipantId, str], None]
 SpeakerCallback = Callable[[tuple[ParticipantId, ...], SpeakerChange[ParticipantId]], None]
 """(everyone with media in the room, the change): the room's dominant speaker moved. Called on the event
 loop from the media path: it must not block (queue the message, do not await a socket)."""
+AudioOnlyCallback = Callable[[ParticipantId, AudioOnlyReason | None], None]
+"""(subscriber, why it now receives no video; None: video flows again). Called on changes only."""
+VideoPriority = Callable[[ParticipantId, ParticipantId], float]
+"""(subscriber, publisher) -> how much that video is worth keeping; higher first, ties: join order."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +109,7 @@ class _Participant:
     wanted_layers: dict[ParticipantId, str] = field(default_factory=dict)
     grid: dict[ParticipantId, tuple[int, int]] | None = None  # its last set_subscriptions (None: never sent)
     forwarding: dict[str, bool] = field(default_factory=lambda: dict.fromkeys(KINDS, True))
+    save_data: bool = False  # the client's own choice: audio only; outlives a reconnect
 
 
 def published_kinds(summary: SdpSummary) -> set[str]:
@@ -130,10 +142,16 @@ class MediaRelay:
         direct_send: bool = True,
         on_active_speaker: SpeakerCallback | None = None,
         clock: Callable[[], float] = time.monotonic,
+        on_audio_only: AudioOnlyCallback | None = None,
+        video_priority: VideoPriority | None = None,
     ) -> None:
         """``direct_send=False`` keeps aiortc's own sender loop (slower; for comparison and fallback).
-        ``on_active_speaker`` hears each room's dominant-speaker changes (``clock`` times them)."""
+        ``on_active_speaker`` hears each room's dominant-speaker changes (``clock`` times them).
+        ``video_priority``: which video a congested subscriber keeps first; default: the room's speaker,
+        then its recent speakers, newest first (what the person is listening to)."""
         check_internals()
+        self._on_audio_only = on_audio_only
+        self._video_priority = video_priority or self._speaker_priority
         self._direct_send = direct_send
         self._ice = ice
         self._remote_policy = ice.remote_policy()
@@ -200,6 +218,9 @@ class MediaRelay:
                 self._state_listener(pid),
                 direct_send=self._direct_send,
                 remote_candidates=remote_candidates,
+                on_audio_only=self._audio_only_listener(pid),
+                video_rank=functools.partial(self._video_priority, pid),
+                save_data=participant.save_data,
             )
             sources = {
                 kind: participant.sources.get(kind)
@@ -280,6 +301,8 @@ class MediaRelay:
         if old is not None:
             old.stop_media()
             self._close_later(old)
+            if old.audio_only is not None and self._on_audio_only is not None:
+                self._on_audio_only(participant.pid, None)  # the new connection starts with video
         pid = participant.pid
         room = [o for o in self._room_of(participant) if o.pid != pid]
         others = [o.session for o in room if o.session is not None]
@@ -343,6 +366,25 @@ class MediaRelay:
 
     def set_audio_forwarding(self, pid: ParticipantId, enabled: bool) -> None:
         self.set_forwarding(pid, "audio", enabled)
+
+    # --- subscriber choices -------------------------------------------------------------------------------
+
+    def set_save_data(self, pid: ParticipantId, on: bool) -> None:
+        """The participant chose audio only (``on``) or video again; kept across reconnects."""
+        participant = self._get(pid)
+        participant.save_data = on
+        if participant.session is not None:
+            participant.session.set_save_data(on)
+
+    def room_of(self, pid: ParticipantId) -> str | None:
+        """The room ``pid``'s media belongs to (as given to :meth:`add_participant`); None if not carried."""
+        participant = self._participants.get(pid)
+        return None if participant is None else participant.room
+
+    def audio_only(self, pid: ParticipantId) -> AudioOnlyReason | None:
+        """Why ``pid`` receives no video now (None: it does, or it has no connection)."""
+        session = self._get(pid).session
+        return None if session is None else session.audio_only
 
     def is_forwarding(self, pid: ParticipantId, kind: str) -> bool:
         return self._get(pid).forwarding.get(kind, False)
@@ -475,6 +517,13 @@ class MediaRelay:
 
     # --- active speaker ---------------------------------------------------------------------------------
 
+    def _speaker_priority(self, subscriber: ParticipantId, publisher: ParticipantId) -> float:
+        """The speaker first, then recent speakers newest first, then everyone else (ties: join order)."""
+        participant = self._participants.get(subscriber)
+        return (
+            video_rank(self.active_speaker(participant.room), publisher) if participant is not None else 0.0
+        )
+
     def _heard(self, participant: _Participant, level: int) -> None:
         """One audio packet's level from ``participant`` (the media path: no awaiting here)."""
         detector = self._speakers.get(participant.room)
@@ -534,6 +583,14 @@ class MediaRelay:
             logger.debug("remote ICE candidate of %s dropped: %s", pid, reason.value)
 
         return dropped
+
+    def _audio_only_listener(self, pid: ParticipantId) -> Callable[[AudioOnlyReason | None], None]:
+        def changed(reason: AudioOnlyReason | None) -> None:
+            participant = self._participants.get(pid)
+            if self._on_audio_only is not None and participant is not None:
+                self._on_audio_only(pid, reason)
+
+        return changed
 
     def _state_listener(self, pid: ParticipantId) -> Callable[[str], None]:
         def changed(state: str) -> None:

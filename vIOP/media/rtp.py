@@ -21,6 +21,7 @@ RTP_HEADER: Final = struct.Struct("!BBHII")
 PACKET_MAX: Final = 1300  # aiortc's PACKET_MAX for a VP8 payload
 VP8_MAX_CHUNK: Final = PACKET_MAX - 4  # minus our 4-byte payload descriptor
 HISTORY_SIZE: Final = 128  # aiortc's RTP_HISTORY_SIZE: packets a NACK can still recover
+MAX_RETRANSMIT_AGE: Final = 1 << 32  # one second in NTP units: a later repair only adds to a congested link
 ONE_BYTE_EXTENSIONS: Final = 0xBEDE
 LEVEL_MASK: Final = 0x7F  # RFC 6464: the low seven bits, -dBov (0 loudest, 127 silence); the top bit is V
 NTP_EPOCH_OFFSET_NS: Final = 2_208_988_800 * 1_000_000_000
@@ -212,7 +213,8 @@ class RtpWriter:
         self._mid = b""
         self._abs_id = 0
         self._level_id = 0
-        self._history: list[tuple[int, int, int, bytes] | None] = [None] * HISTORY_SIZE
+        # (sequence number, marker, timestamp, payload, NTP time sent)
+        self._history: list[tuple[int, int, int, bytes, int] | None] = [None] * HISTORY_SIZE
 
     def configure(
         self,
@@ -253,22 +255,33 @@ class RtpWriter:
         packets = []
         for i, payload in enumerate(payloads):
             marker = _MARKER if i == last else 0
-            history[seq % HISTORY_SIZE] = (seq, marker, timestamp, payload)
+            history[seq % HISTORY_SIZE] = (seq, marker, timestamp, payload, ntp)
             packets.append(pack(first_byte, marker | pt, seq, timestamp, ssrc) + ext + payload)  # type: ignore[operator]
             seq = (seq + 1) & 0xFFFF
             octets += len(payload)
         self._sequence = seq
         return packets, octets, timestamp
 
-    def retransmission(self, sequence_number: int, ntp: int) -> bytes | None:
-        """The packet answering a NACK for ``sequence_number``: RTX if negotiated, else the packet again.
-
-        None when it is no longer in the history.
-        """
+    def retransmittable(self, sequence_number: int, ntp: int) -> int | None:
+        """Payload size of ``sequence_number`` if a NACK for it may still be answered at ``ntp``: in the
+        history and sent less than :data:`MAX_RETRANSMIT_AGE` ago. None otherwise."""
         entry = self._history[sequence_number % HISTORY_SIZE]
         if entry is None or entry[0] != sequence_number or self.payload_type is None:
             return None
-        _, marker, timestamp, payload = entry
+        if ntp - entry[4] > MAX_RETRANSMIT_AGE:
+            return None
+        return len(entry[3])
+
+    def retransmission(self, sequence_number: int, ntp: int) -> bytes | None:
+        """The packet answering a NACK for ``sequence_number``: RTX if negotiated, else the packet again.
+
+        None when it is no longer in the history, or too old (see :meth:`retransmittable`).
+        """
+        if self.retransmittable(sequence_number, ntp) is None:
+            return None
+        entry = self._history[sequence_number % HISTORY_SIZE]
+        assert entry is not None and self.payload_type is not None
+        _, marker, timestamp, payload, _sent = entry
         ext = extension_block(self._mid, self._abs_id, ntp)
         first_byte = _VERSION_2 | _EXTENSION_BIT if ext else _VERSION_2
         if self.rtx_payload_type is not None:

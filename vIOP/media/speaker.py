@@ -51,6 +51,17 @@ class SpeakerChange(Generic[Key]):
     recent: tuple[Key, ...]
 
 
+def video_rank(floor: SpeakerChange[Key] | None, publisher: Key) -> float:
+    """How much ``publisher``'s video is worth keeping to a listener of this room: the speaker first, then
+    the recent speakers newest first, then everyone else (0)."""
+    if floor is None:
+        return 0.0
+    if publisher == floor.speaker:
+        return float(len(floor.recent) + 1)
+    recent = floor.recent
+    return float(len(recent) - recent.index(publisher)) if publisher in recent else 0.0
+
+
 @dataclass(slots=True)
 class _Voice:
     floor: float

@@ -28,6 +28,7 @@ AUDIT_NAMES: Final[Mapping[Action, AuditEvent]] = MappingProxyType(
         Action.SET_MEDIA: AuditEvent.SIGNAL,
         Action.RAISE_HAND: AuditEvent.SIGNAL,
         Action.SET_SUBSCRIPTIONS: AuditEvent.SIGNAL,
+        Action.SAVE_DATA: AuditEvent.SIGNAL,
         Action.PING: AuditEvent.SIGNAL,
         Action.ADMIT: AuditEvent.ADMIT,
         Action.ADMIT_ALL: AuditEvent.ADMIT,

@@ -16,6 +16,7 @@ import logging
 from vIOP.errors import VIOPError
 from vIOP.ids import ParticipantId, RoomId
 from vIOP.rooms import events as ev
+from vIOP.rooms.audio_only import AudioOnlyReason
 from vIOP.rooms.participant import Participant, ParticipantState
 from vIOP.rooms.participant import Role as DomainRole
 from vIOP.rooms.room import Room
@@ -79,6 +80,7 @@ class RoomDelivery:
             hand=control.hand,
             muted_by_host=muted,
             reconnecting=reconnecting,
+            audio_only=control.audio_only is not None,
         )
 
     def roster(self, room: Room) -> m.Roster:
@@ -300,6 +302,16 @@ class RoomDelivery:
 
     def forget_admitted(self, pid: ParticipantId) -> None:
         self._told_admitted.pop(pid, None)
+
+    def set_audio_only(self, room_id: RoomId, pid: ParticipantId, reason: AudioOnlyReason | None) -> None:
+        """The relay stopped (``reason``) or resumed (None) video to ``pid``: tell the room once per change
+        (the person, and the clinician's roster)."""
+        previous = self.controls.set_audio_only(room_id, pid, reason)
+        if previous == reason:
+            return
+        shown = reason or previous
+        assert shown is not None
+        self.to_room(room_id, m.AudioOnly(participant_id=pid, on=reason is not None, reason=shown))
 
     async def close(self) -> None:
         if self._refresh is not None:

@@ -9,9 +9,10 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 
-from vIOP.ids import ParticipantId
-from vIOP.media.relay import RenegotiationOffer, SpeakerCallback
+from vIOP.ids import ParticipantId, RoomId
+from vIOP.media.relay import AudioOnlyCallback, RenegotiationOffer, SpeakerCallback
 from vIOP.media.speaker import SpeakerChange
+from vIOP.rooms.audio_only import AudioOnlyReason
 from vIOP.rooms.events import Event, Resync
 from vIOP.rooms.ports import EventBus
 from vIOP.rooms.service import RoomService
@@ -24,6 +25,18 @@ from vIOP.signaling.codec import encode_text
 from vIOP.signaling.connections import ConnectionRegistry
 
 log = logging.getLogger("vIOP.live")
+
+
+def relay_audio_only_notifier(services: Services) -> AudioOnlyCallback:
+    """The relay's audio-only changes, told to the room by this process's delivery (once it runs)."""
+
+    def changed(pid: ParticipantId, reason: AudioOnlyReason | None) -> None:
+        delivery, relay = services.live.delivery, services.relay
+        room = relay.room_of(pid) if relay is not None else None
+        if delivery is not None and room is not None:
+            delivery.set_audio_only(RoomId(room), pid, reason)
+
+    return changed
 
 
 def relay_signal_sender(

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from vIOP.errors import NotFound
 from vIOP.ids import ParticipantId, RoomId
 from vIOP.media.relay import MediaRelay
+from vIOP.rooms.audio_only import AudioOnlyReason
 from vIOP.rooms.events import MuteKind
 from vIOP.rooms.participant import Participant
 
@@ -33,6 +34,8 @@ class MediaControl:
     hand: bool = False
     muted: bool = False  # the host's audio mute
     video_muted: bool = False  # the host's video mute
+    save_data: bool = False  # the participant asked for audio only (applies from their next offer too)
+    audio_only: AudioOnlyReason | None = None  # why the relay sends them no video (None: video flows)
 
     def host_muted(self, kind: MuteKind) -> bool:
         return self.muted if kind is MuteKind.AUDIO else self.video_muted
@@ -60,6 +63,9 @@ class MediaHooks:
     def set_forwarding(self, pid: ParticipantId, kind: MuteKind, enabled: bool) -> None:
         """Forward ``pid``'s ``kind`` to the room or not."""
 
+    def set_save_data(self, pid: ParticipantId, on: bool) -> None:
+        """Send ``pid`` audio only (their own choice) or video again."""
+
 
 class RelayHooks(MediaHooks):
     """This process's relay (a participant it does not carry is ignored)."""
@@ -85,6 +91,10 @@ class RelayHooks(MediaHooks):
     def set_forwarding(self, pid: ParticipantId, kind: MuteKind, enabled: bool) -> None:
         if pid in self.relay.participants():
             self.relay.set_forwarding(pid, kind.value, enabled)
+
+    def set_save_data(self, pid: ParticipantId, on: bool) -> None:
+        if pid in self.relay.participants():
+            self.relay.set_save_data(pid, on)
 
 
 _UNSET = MediaControl()  # what a participant nobody said anything about has (never mutated)
@@ -127,6 +137,21 @@ class MediaControls:
         control.hand = up
         return control
 
+    def set_save_data(self, room_id: RoomId, pid: ParticipantId, on: bool) -> None:
+        """The participant chose audio only (or video again): applied now if the relay carries them, and
+        from their next offer otherwise."""
+        control = self._record(room_id, pid)
+        control.save_data = on
+        self.relay.set_save_data(pid, on)
+
+    def set_audio_only(
+        self, room_id: RoomId, pid: ParticipantId, reason: AudioOnlyReason | None
+    ) -> AudioOnlyReason | None:
+        """The relay stopped (``reason``) or resumed (None) video to ``pid``; returns the previous reason."""
+        control = self._record(room_id, pid)
+        previous, control.audio_only = control.audio_only, reason
+        return previous
+
     # --- the host's mutes ------------------------------------------------------------------------
 
     def media_started(self, participant: Participant) -> None:
@@ -135,6 +160,8 @@ class MediaControls:
         control.muted = participant.muted
         control.video_muted = participant.video_muted
         self.apply(participant.room_id, participant.id, tuple(MuteKind))
+        if control.save_data:
+            self.relay.set_save_data(participant.id, True)
 
     def host_mute(self, room_id: RoomId, pid: ParticipantId, kind: MuteKind, muted: bool) -> None:
         """A host muted or unmuted ``pid`` (the room's ``muted`` event)."""

@@ -18,6 +18,7 @@ from vIOP.auth.accounts import Authenticator
 from vIOP.auth.invites import Invites, InviteStore
 from vIOP.auth.revocation import Revocations
 from vIOP.auth.room_records import RoomRecords
+from vIOP.auth.ticket_rate import TicketRateLimit
 from vIOP.auth.tickets import SignalTickets
 from vIOP.auth.tokens import AccessTokens
 from vIOP.media.ice import IceConfig
@@ -54,6 +55,7 @@ class Services:
     invites: Invites
     invite_store: InviteStore
     tickets: SignalTickets
+    ticket_rate: TicketRateLimit  # how often one credential may get tickets (a Redis counter behind it)
     rooms: RoomService
     resume: ResumeTokens
     connections: ConnectionRegistry

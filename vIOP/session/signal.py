@@ -239,6 +239,10 @@ class SignalSession:
                 self.room_id, m.MediaChanged(participant_id=pid, audio=own.audio, video=own.video)
             )
 
+    async def _on_save_data(self, msg: m.SaveData) -> None:
+        """Kept with the participant's live flags: sent before media starts, it applies from the offer."""
+        self.delivery.controls.set_save_data(self.room_id, self._seat(), msg.on)
+
     async def _on_raise_hand(self, msg: m.RaiseHand) -> None:
         pid = self._seat()
         if not self.delivery.is_seated_here(self.conn):
@@ -472,6 +476,7 @@ _HANDLERS: Final[dict[type[m.ClientMessage], Handler]] = {
     m.Candidate: SignalSession._on_candidate,
     m.Leave: SignalSession._on_leave,
     m.SetMedia: SignalSession._on_set_media,
+    m.SaveData: SignalSession._on_save_data,
     m.RaiseHand: SignalSession._on_raise_hand,
     m.SetSubscriptions: SignalSession._on_set_subscriptions,
 }

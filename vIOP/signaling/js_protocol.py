@@ -120,6 +120,12 @@ def render() -> str:
         "",
         _enum("LeaveReason", "Why a participant left (participant_left.reason).", messages.LeaveReason),
         "",
+        _enum(
+            "AudioOnlyReason",
+            "Why a participant receives no video (audio_only.reason).",
+            messages.AudioOnlyReason,
+        ),
+        "",
         "// Field limits, as the server enforces them (codec, relay and API; vIOP/rooms/limits.py).",
         *(f"export const {name} = {value};" for name, value in _limits()),
     ]

@@ -18,6 +18,7 @@ import msgspec
 from msgspec import Meta
 
 from vIOP.rooms import limits
+from vIOP.rooms.audio_only import AudioOnlyReason as AudioOnlyReason  # the relay's reasons are the wire's
 from vIOP.rooms.participant import Role as Role  # the domain's room role is the wire's (same values)
 
 PROTOCOL_VERSION = 1
@@ -177,6 +178,12 @@ class SetSubscriptions(_ClientMessage, frozen=True, tag="set_subscriptions"):
     tiles: Annotated[tuple[Tile, ...], Meta(max_length=MAX_ROSTER)]
 
 
+class SaveData(_ClientMessage, frozen=True, tag="save_data"):
+    """Receive audio only (``on``), or video again: the person's own choice, e.g. on mobile data."""
+
+    on: bool
+
+
 class Ping(_ClientMessage, frozen=True, tag="ping"):
     """Keeps the seat (presence, resume token). For a clinician it renews the sign-in's idle timer only when
     ``active``: the page is being used (recent input, or visible with media flowing). Scripted clients that
@@ -241,6 +248,7 @@ ClientMessage: TypeAlias = (
     | SetMedia
     | RaiseHand
     | SetSubscriptions
+    | SaveData
     | Ping
     | Admit
     | AdmitAll
@@ -285,6 +293,8 @@ class RosterEntry(msgspec.Struct, frozen=True, kw_only=True):
     # Still listed while their socket is down within the grace window. Defaulted so existing callers
     # keep working; RosterEntry does not omit defaults, so it is always on the wire.
     reconnecting: bool = False
+    # Receives no video (their link, or their own "save data" choice): the clinician sees who is audio only.
+    audio_only: bool = False
 
 
 class Welcome(_ServerMessage, frozen=True, tag="welcome"):
@@ -354,6 +364,15 @@ class MediaChanged(_ServerMessage, frozen=True, tag="media_changed"):
     video: bool
 
 
+class AudioOnly(_ServerMessage, frozen=True, tag="audio_only"):
+    """``participant_id`` now receives audio only (``on``) or video again; ``reason`` is why it started
+    (when ``on``) or which state ended (when not)."""
+
+    participant_id: ParticipantIdField
+    on: bool
+    reason: AudioOnlyReason
+
+
 class Muted(_ServerMessage, frozen=True, tag="muted"):
     participant_id: ParticipantIdField
     kind: MediaKind
@@ -417,6 +436,7 @@ ServerMessage: TypeAlias = (
     | ServerAnswer
     | ServerCandidate
     | MediaChanged
+    | AudioOnly
     | Muted
     | Removed
     | ReturnedToLobby

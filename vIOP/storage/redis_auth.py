@@ -4,7 +4,7 @@ Each class implements one port the policy declares beside itself: :class:`RedisT
 (``auth.tickets.TicketStore``), :class:`RedisSessionStore` (``auth.tokens.SessionStore``),
 :class:`RedisThrottleCounters` (``auth.throttle.ThrottleCounters``), :class:`RedisTotpSteps`
 (``auth.totp_replay.TotpSteps``), :class:`RedisRevocationLog` (``auth.revocation.RevocationLog``) and
-:class:`RedisTicketRateCounter` (``api.ticket_rate.TicketRateCounter``). What a record means (MACs, time
+:class:`RedisTicketRateCounter` (``auth.ticket_rate.TicketRateCounter``). What a record means (MACs, time
 rules, limits) stays with the policy; keys hold opaque ids, digests and times only.
 """
 

@@ -125,6 +125,20 @@ async def test_group_session_lobby_media_staff_mute_leave_end(server: LiveServer
     await alex.wait_until("document.querySelector('#mic-toggle').getAttribute('aria-pressed') === 'true'")
     await alex.screenshot("muted-by-clinician")
 
+    # Sam chooses "save data": audio only for Sam, the banner says so, the clinician's roster shows it;
+    # Sam keeps hearing the others; turned off again, Sam decodes video again (issue 13).
+    await sam.page.get_by_role("button", name="Save data (audio only)").click()
+    await sam.wait_until("!document.querySelector('#audio-only-banner').hidden")
+    sam_row = f'#roster-list > li[data-participant="{ids["client-sam"]}"]'
+    await clinician.wait_until(f"document.querySelector('{sam_row}')?.textContent.includes('audio only')")
+    await flows.wait_audio_flowing(sam, ids["clinician"])
+    await sam.screenshot("save-data")
+    await sam.assert_accessible("join: save data")
+    await sam.page.get_by_role("button", name="Show video again").click()
+    await sam.wait_until("document.querySelector('#audio-only-banner').hidden")
+    await flows.wait_for_more_video_from(sam, ids["clinician"])
+    await clinician.wait_until(f"!document.querySelector('{sam_row}')?.textContent.includes('audio only')")
+
     # Sam leaves: the clinician's roster, Alex's grid and the staff dashboard update.
     await sam.page.get_by_role("button", name="Leave").click()
     await sam.on_screen("ended")

@@ -217,6 +217,7 @@ export class ModerationPanels {
     else if (entry.audio === false) state.push("mic off");
     if (entry.video === false) state.push("camera off");
     if (entry.hand) state.push("hand raised");
+    if (entry.audio_only) state.push("audio only");
     if (reconnecting) state.push("reconnecting");
     const item = el(
       "li",

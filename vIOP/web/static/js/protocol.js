@@ -17,6 +17,7 @@ export const ClientType = Object.freeze({
   SET_MEDIA: "set_media",
   RAISE_HAND: "raise_hand",
   SET_SUBSCRIPTIONS: "set_subscriptions",
+  SAVE_DATA: "save_data",
   PING: "ping",
   ADMIT: "admit",
   ADMIT_ALL: "admit_all",
@@ -49,6 +50,7 @@ export const ServerType = Object.freeze({
   ANSWER: "answer",
   CANDIDATE: "candidate",
   MEDIA_CHANGED: "media_changed",
+  AUDIO_ONLY: "audio_only",
   MUTED: "muted",
   REMOVED: "removed",
   RETURNED_TO_LOBBY: "returned_to_lobby",
@@ -107,6 +109,13 @@ export const LeaveReason = Object.freeze({
   TIMEOUT: "timeout",
 });
 /** @typedef {(typeof LeaveReason)[keyof typeof LeaveReason]} LeaveReasonValue */
+
+/** Why a participant receives no video (audio_only.reason). */
+export const AudioOnlyReason = Object.freeze({
+  BANDWIDTH: "bandwidth",
+  SAVE_DATA: "save_data",
+});
+/** @typedef {(typeof AudioOnlyReason)[keyof typeof AudioOnlyReason]} AudioOnlyReasonValue */
 
 // Field limits, as the server enforces them (codec, relay and API; vIOP/rooms/limits.py).
 export const MAX_FRAME_BYTES = 65536;

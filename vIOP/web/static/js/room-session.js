@@ -144,6 +144,11 @@ export class RoomSession extends EventTarget {
     this.send({ type: ClientType.RAISE_HAND, up });
   }
 
+  /** Receive audio only (the person's own choice, e.g. on mobile data), or video again. @param {boolean} on */
+  setSaveData(on) {
+    this.send({ type: ClientType.SAVE_DATA, on });
+  }
+
   // For the page's diagnostics hook and the browser tests: inbound stats joined with their participant.
   async inboundStats() {
     if (!this.link) return [];
@@ -256,6 +261,19 @@ export class RoomSession extends EventTarget {
       if (!entry) return;
       this.roster.set(message.participant_id, { ...entry, audio: message.audio, video: message.video });
       this.refreshRoster();
+    },
+    [ServerType.AUDIO_ONLY](message) {
+      const entry = this.roster.get(message.participant_id);
+      if (entry) {
+        this.roster.set(message.participant_id, { ...entry, audio_only: message.on });
+        this.refreshRoster();
+      }
+      if (message.participant_id === this.participantId) {
+        // Audio only: the grid goes compact with the last speakers first (their voices are what arrives).
+        this.grid.audioOnly = message.on;
+        this.grid.arrange();
+        this.emit("audio-only", { on: message.on, reason: message.reason });
+      }
     },
     [ServerType.MUTED](message) {
       const entry = this.roster.get(message.participant_id);

@@ -18,6 +18,7 @@ import { el } from "./ui.js";
  * @property {boolean} [muted_by_host]
  * @property {boolean} [hand]
  * @property {boolean} [reconnecting]
+ * @property {boolean} [audio_only] receives no video (their link, or their own "save data" choice)
  */
 
 /**
@@ -227,6 +228,7 @@ export class VideoGrid {
     else if (entry.audio === false) badges.push(["Mic off", ""]);
     if (entry.video === false) badges.push(["Camera off", ""]);
     if (entry.hand) badges.push(["✋ Hand raised", "warn"]);
+    if (entry.audio_only) badges.push(["Audio only", ""]);
     if (reconnecting) badges.push(["Reconnecting…", "warn"]);
     tile.badges.replaceChildren(...badges.map(([text, cls]) => el("span", { class: `badge ${cls}`.trim() }, text)));
     tile.item.classList.toggle("reconnecting", reconnecting);

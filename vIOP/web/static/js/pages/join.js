@@ -6,7 +6,7 @@
 // for this device's credential (docs/API.md, "Invite links"). Only this tab keeps either, in
 // sessionStorage; the resume token stays in memory (signaling.js).
 
-import { MediaKind } from "../protocol.js";
+import { AudioOnlyReason, MediaKind } from "../protocol.js";
 import * as api from "../api.js";
 import { DeviceError, fillDevicePickers, openLocalMedia, stopStream } from "../devices.js";
 import { Phase, RoomSession } from "../room-session.js";
@@ -147,6 +147,7 @@ function joinSession() {
     if (detailOf(event).kind === MediaKind.AUDIO) setPressed($("#mic-toggle"), detailOf(event).muted, ["Mute microphone", "Unmute microphone"]);
   });
   session.addEventListener("self", (event) => setPressed($("#hand-toggle"), Boolean(detailOf(event).hand), ["Raise hand", "Lower hand"]));
+  session.addEventListener("audio-only", (event) => onAudioOnly(detailOf(event)));
   session.addEventListener("ended", (event) => onEnded(detailOf(event)));
   setPressed($("#mic-toggle"), !page.media.audio, ["Mute microphone", "Unmute microphone"]);
   setPressed($("#camera-toggle"), !page.media.video, ["Turn camera off", "Turn camera on"]);
@@ -178,6 +179,18 @@ function onWaiting({ position, message }) {
     box.textContent = `Message from your clinician: ${message}`;
     box.hidden = false;
   }
+}
+
+/** @param {{on: boolean, reason: string}} state */
+function onAudioOnly({ on, reason }) {
+  const banner = $("#audio-only-banner");
+  const chosen = reason === AudioOnlyReason.SAVE_DATA;
+  banner.hidden = !on;
+  banner.textContent = chosen
+    ? "Saving data: you hear everyone but do not receive video. Others still see you if your camera is on."
+    : "Your connection is too slow for video right now: you hear everyone, and video comes back when it improves.";
+  if (chosen || !on) setPressed($("#save-data-toggle"), on && chosen, ["Save data (audio only)", "Show video again"]);
+  announce(on ? (chosen ? "Audio only: saving data." : "Your connection is slow: audio only for now.") : "Video is back.");
 }
 
 /** @param {{text: string, message: string | null}} ended */
@@ -229,6 +242,11 @@ function wireControls() {
     /** @type {RoomSession} */ (page.session).raiseHand(up);
     setPressed(event.currentTarget, up, ["Raise hand", "Lower hand"]);
     announce(up ? "Your hand is raised." : "Your hand is lowered.");
+  });
+  $("#save-data-toggle").addEventListener("click", (/** @type {ClickEvent} */ event) => {
+    const on = event.currentTarget.getAttribute("aria-pressed") !== "true";
+    /** @type {RoomSession} */ (page.session).setSaveData(on);
+    setPressed(event.currentTarget, on, ["Save data (audio only)", "Show video again"]);
   });
   for (const id of ["#leave-button", "#waiting-leave"]) {
     $(id).addEventListener("click", () => page.session?.leave());

@@ -1,0 +1,330 @@
+"""The subscriber-side estimate and budgets without a network: injected clock, exact decisions."""
+
+from __future__ import annotations
+
+import pytest
+
+from vIOP.ids import ParticipantId
+from vIOP.media.budget import (
+    DOWN_AFTER,
+    HOLD_DOWN,
+    TRIAL_CONFIRM,
+    UP_AFTER,
+    AudioOnlyReason,
+    LinkView,
+    RateMeter,
+    RtxBudget,
+    VideoAllocator,
+    VideoCandidate,
+)
+from vIOP.media.downlink import (
+    CONGESTION_MEMORY,
+    DEFAULT_START_BPS,
+    FEEDBACK_TIMEOUT,
+    DownlinkEstimator,
+    EstimateSource,
+)
+from vIOP.media.fanout import LEG_KEYFRAME_INTERVAL, Leg, Source
+from vIOP.media.keyframes import DEFAULT_KEYFRAME_INTERVAL
+from vIOP.media.rtp import RtpWriter
+
+
+class ManualTime:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def report(est: DownlinkEstimator, clock: ManualTime, loss: float, packets: int = 100, ssrc: int = 1) -> None:
+    """One receiver report per second of ``packets`` packets with ``loss`` lost."""
+    stream = est._streams.get(ssrc)
+    highest = (stream.highest or 0) if stream is not None else 1000
+    clock.now += 1.0
+    est.on_report(ssrc, round(loss * 256), highest + packets)
+
+
+# --- DownlinkEstimator -------------------------------------------------------------------------------------
+
+
+def test_without_feedback_the_estimate_is_the_conservative_default() -> None:
+    clock = ManualTime()
+    est = DownlinkEstimator(clock=clock)
+    assert est.bitrate == DEFAULT_START_BPS
+    assert est.source is EstimateSource.DEFAULT and not est.has_feedback and est.remb is None
+
+
+def test_loss_cuts_the_estimate_from_what_was_sent_and_low_loss_grows_it_to_what_is_sent() -> None:
+    clock = ManualTime()
+    est = DownlinkEstimator(clock=clock)
+    est.on_sent(1_600_000)
+    report(est, clock, 0.0)
+    assert est.bitrate == pytest.approx(1_600_000 * 1.08)  # a clean link carries what is sent
+    report(est, clock, 0.5)
+    assert est.bitrate == pytest.approx(1_600_000 * (1 - 0.25), rel=0.01)  # cut by half the loss
+    assert est.congested and est.overloaded and est.source is EstimateSource.LOSS
+    est.on_sent(200_000)
+    before = est.bitrate
+    report(est, clock, 0.05)  # between 2 % and 10 %: hold
+    assert est.bitrate == before
+    report(est, clock, 0.0)  # app-limited: 200 kbit/s sent says nothing about the rest of the link
+    assert est.bitrate == before
+    assert est.congested  # one clean report right after lossy ones: still congested
+    clock.now += CONGESTION_MEMORY
+    assert not est.congested and not est.overloaded
+    report(est, clock, 0.05)  # a few packets lost: not clean (no trial), but no reason to pause video
+    assert est.congested and not est.overloaded
+
+
+def test_growth_starts_from_the_least_sent_lately_not_from_a_stream_resumed_a_moment_ago() -> None:
+    clock = ManualTime()
+    est = DownlinkEstimator(clock=clock)
+    est.on_sent(200_000)
+    report(est, clock, 0.5)  # congested at 200 kbit/s: cut to 150k
+    assert est.bitrate == pytest.approx(150_000)
+    est.on_sent(150_000)
+    clock.now += 0.5
+    est.on_sent(500_000)  # a trial resume: the next report still describes the audio-only past
+    report(est, clock, 0.0)
+    assert est.bitrate == pytest.approx(150_000 * 1.08)
+
+
+def test_reports_are_pooled_by_packets_so_a_sparse_stream_weighs_little() -> None:
+    clock = ManualTime()
+    est = DownlinkEstimator(clock=clock)
+    est.on_sent(1_000_000)
+    est.on_report(1, 0, 5000)  # the first report is applied at once (clean): a window starts
+    clock.now += 0.2
+    est.on_report(2, 0, 100)  # first of a sparse stream: counts once
+    clock.now += 0.2
+    est.on_report(2, 128, 110)  # 50 % of 10 audio packets
+    clock.now += 0.2
+    est.on_report(1, 0, 6000)  # 0 % of 1000 video packets; the window is over: pooled
+    assert est.last_loss == pytest.approx(5 / 1011)
+    assert not est.congested
+
+
+def test_remb_sets_are_summed_and_forgotten_when_stale() -> None:
+    clock = ManualTime()
+    est = DownlinkEstimator(clock=clock)
+    est.on_remb(300_000, [11])  # aiortc: one REMB per video receiver
+    est.on_remb(200_000, [12])
+    est.on_remb(300_000, [11])  # the same set again replaces, not adds
+    assert est.remb == 500_000 and est.source is EstimateSource.REMB
+    est.on_remb(900_000, [11, 12])  # Chrome: one REMB naming every SSRC (delivered once per sender)
+    est.on_remb(900_000, [12, 11])
+    assert est.remb == 1_400_000
+    clock.now += FEEDBACK_TIMEOUT + 0.1
+    assert est.remb is None and not est.has_feedback
+    assert est.bitrate == DEFAULT_START_BPS  # a client that stopped sending feedback: the default again
+
+
+def test_a_remb_limits_only_after_it_fell() -> None:
+    clock = ManualTime()
+    est = DownlinkEstimator(clock=clock)
+    est.on_remb(250_000, [11, 12])  # video paused: the receiver's REMB follows the little it gets
+    est.on_remb(300_000, [11, 12])
+    assert est.remb == 300_000 and not est.remb_limiting
+    est.on_remb(200_000, [11, 12])  # it fell: overuse seen
+    assert est.remb_limiting
+    clock.now += CONGESTION_MEMORY + 0.1
+    est.on_remb(210_000, [11, 12])
+    assert not est.remb_limiting
+
+
+def test_aiortc_sixteen_bit_sequence_numbers_wrap() -> None:
+    clock = ManualTime()
+    est = DownlinkEstimator(clock=clock)
+    est.on_sent(500_000)
+    est.on_report(1, 0, 65_500)
+    clock.now += 1.0
+    est.on_report(1, 26, 64)  # wrapped: 100 packets, ~10 % lost
+    assert est.last_loss == pytest.approx(26 / 256)
+
+
+# --- RateMeter and RtxBudget -------------------------------------------------------------------------------
+
+
+def test_rate_meter_counts_packet_overhead() -> None:
+    meter = RateMeter()
+    assert meter.update(0.0, 0, 0) == 0.0
+    assert meter.update(1.0, 10_000, 50) == pytest.approx(8 * (10_000 + 60 * 50))
+
+
+def test_rtx_budget_answers_within_its_rate_and_refuses_beyond() -> None:
+    budget = RtxBudget(80_000)  # 10 kB/s, burst 2.5 kB
+    answered = sum(budget.take(t * 0.01, 1000) for t in range(100))  # 100 kB/s of NACKed packets for 1 s
+    assert budget.refused == 100 - answered
+    assert 8 <= answered <= 13  # about 10 kB/s plus the burst
+    budget.set_rate(0)
+    assert not budget.take(2.0, 1000)
+
+
+def test_nacks_for_packets_older_than_a_second_are_not_answered() -> None:
+    writer = RtpWriter(
+        video=True, ssrc=1, rtx_ssrc=2, sequence=100, rtx_sequence=5, timestamp_origin=0, picture_id=0
+    )
+    writer.configure(payload_type=96, rtx_payload_type=97, mid=None, mid_id=None, abs_send_time_id=None)
+    sent_at = 1000 << 32
+    writer.frame(b"x" * 50, 0, sent_at)
+    assert writer.retransmittable(100, sent_at + (1 << 31)) == 54  # half a second later: yes
+    assert writer.retransmission(100, sent_at + (1 << 31)) is not None
+    assert writer.retransmittable(100, sent_at + (3 << 31)) is None  # 1.5 s later: too late to help
+    assert writer.retransmission(100, sent_at + (3 << 31)) is None
+    assert writer.retransmittable(101, sent_at) is None  # never sent
+
+
+# --- VideoAllocator ----------------------------------------------------------------------------------------
+
+
+def link(
+    estimate: float, *, congested: bool = False, remb: float | None = None, feedback: bool = True
+) -> LinkView:
+    return LinkView(
+        estimate_bps=estimate,
+        remb_bps=remb,
+        audio_bps=100_000,
+        rtx_bps=0,
+        congested=congested,
+        overloaded=congested,
+        trusted=True,
+        feedback=feedback,
+    )
+
+
+VIDEOS = [VideoCandidate(("a", "video"), 400_000), VideoCandidate(("b", "video"), 400_000)]
+
+
+def test_congestion_pauses_the_lowest_priority_video_first_and_then_all_of_it() -> None:
+    allocator = VideoAllocator()
+    assert allocator.decide(0.0, link(2_000_000), VIDEOS).forward == {VIDEOS[0].key, VIDEOS[1].key}
+    squeezed = link(700_000, congested=True)
+    assert len(allocator.decide(1.0, squeezed, VIDEOS).forward) == 2  # not before DOWN_AFTER
+    kept = allocator.decide(1.0 + DOWN_AFTER, squeezed, VIDEOS)
+    assert kept.forward == {VIDEOS[0].key} and not kept.audio_only  # the first (most worth keeping) stays
+    starved = link(300_000, congested=True)
+    allocator.decide(3.0, starved, VIDEOS)
+    gone = allocator.decide(3.0 + DOWN_AFTER, starved, VIDEOS)
+    assert gone.forward == frozenset() and gone.reason is AudioOnlyReason.BANDWIDTH
+
+
+def test_a_clean_link_whose_estimate_lags_is_not_paused() -> None:
+    allocator = VideoAllocator()
+    allocator.decide(0.0, link(2_000_000), VIDEOS)
+    for t in range(10):  # the loss-based estimate lags what is sent, but nothing is lost
+        assert len(allocator.decide(float(t), link(500_000), VIDEOS).forward) == 2
+
+
+def test_a_remb_at_what_is_received_is_not_congestion_but_a_clear_drop_is() -> None:
+    allocator = VideoAllocator()
+    allocator.decide(0.0, link(5_000_000), VIDEOS)
+    for t in range(5):  # a receiver's first REMB is what it receives (headers counted a little apart)
+        assert len(allocator.decide(float(t), link(5_000_000, remb=760_000), VIDEOS).forward) == 2
+    allocator.decide(10.0, link(5_000_000, remb=500_000), VIDEOS)
+    dropped = allocator.decide(10.0 + DOWN_AFTER, link(5_000_000, remb=500_000), VIDEOS)
+    assert dropped.forward == {VIDEOS[0].key}  # the REMB caps video: one 400k stream fits in 500k
+
+
+def test_no_feedback_falls_back_to_the_default_budget() -> None:
+    allocator = VideoAllocator()
+    allocator.decide(0.0, link(600_000, feedback=False), VIDEOS)
+    allocation = allocator.decide(DOWN_AFTER, link(600_000, feedback=False), VIDEOS)
+    assert allocation.forward == {VIDEOS[0].key}  # 600k * 0.9 - 100k audio fits one 400k stream
+
+
+def test_resumes_after_the_hold_down_by_trial_and_backs_off_when_the_trial_fails() -> None:
+    allocator = VideoAllocator()
+    one = VIDEOS[:1]
+    allocator.decide(0.0, link(1_000_000), one)
+    allocator.decide(1.0, link(200_000, congested=True), one)
+    assert allocator.decide(1.0 + DOWN_AFTER, link(200_000, congested=True), one).audio_only
+    paused_at = 1.0 + DOWN_AFTER
+    clean = link(250_000)  # audio only, nothing lost, but the estimate cannot show room for video
+    t = paused_at
+    while t < paused_at + HOLD_DOWN + UP_AFTER - 0.5:
+        t += 0.5
+        assert allocator.decide(t, clean, one).forward == frozenset()
+    t += 0.5
+    trial = allocator.decide(t, clean, one)
+    assert trial.forward == {one[0].key}
+    assert trial.reason is AudioOnlyReason.BANDWIDTH  # a probe does not lift audio only yet
+    # The probe congests the link: paused again, and the next trial waits twice as long.
+    allocator.decide(t + 1.0, link(250_000, congested=True), one)
+    again = allocator.decide(t + 1.0 + DOWN_AFTER, link(250_000, congested=True), one)
+    assert again.forward == frozenset()
+    repaused = t + 1.0 + DOWN_AFTER
+    u = repaused
+    while u < repaused + 2 * HOLD_DOWN:
+        u += 0.5
+        assert allocator.decide(u, clean, one).forward == frozenset(), u
+    assert allocator.resumes == 1 and allocator.pauses == 2
+
+
+def test_a_trial_that_meets_congestion_ends_at_the_next_decision() -> None:
+    allocator = VideoAllocator(hold_down=1.0)
+    one = VIDEOS[:1]
+    allocator.decide(0.0, link(1_000_000), one)
+    allocator.decide(1.0, link(200_000, congested=True), one)
+    allocator.decide(1.0 + DOWN_AFTER, link(200_000, congested=True), one)
+    t = 2.0 + DOWN_AFTER
+    while not allocator.decide(t, link(250_000), one).forward:
+        t += 0.5
+    assert allocator.decide(t + 0.5, link(250_000, congested=True), one).forward == frozenset()
+
+
+def test_a_trial_that_holds_lifts_audio_only() -> None:
+    allocator = VideoAllocator(hold_down=1.0)
+    one = VIDEOS[:1]
+    allocator.decide(0.0, link(1_000_000), one)
+    allocator.decide(1.0, link(200_000, congested=True), one)
+    allocator.decide(1.0 + DOWN_AFTER, link(200_000, congested=True), one)
+    t, reasons = 2.0 + DOWN_AFTER, []
+    while t < 20.0:
+        reasons.append((t, allocator.decide(t, link(2_000_000), one).reason))
+        t += 0.5
+    lifted = next(at for at, reason in reasons if reason is None)
+    resumed = 1.0 + DOWN_AFTER + 1.0 + UP_AFTER
+    assert resumed <= lifted <= resumed + TRIAL_CONFIRM + 1.0
+    assert all(reason is None for at, reason in reasons if at >= lifted)  # no flapping afterwards
+
+
+def test_save_data_pauses_every_video_and_says_why() -> None:
+    allocator = VideoAllocator()
+    allocation = allocator.decide(0.0, link(5_000_000), VIDEOS, save_data=True)
+    assert allocation.forward == frozenset() and allocation.reason is AudioOnlyReason.SAVE_DATA
+    assert allocator.decide(0.5, link(5_000_000), [], save_data=True).reason is None  # nothing to stop
+    back = allocator.decide(1.0, link(5_000_000), VIDEOS)  # off again: what flowed before flows again
+    assert back.forward == {VIDEOS[0].key, VIDEOS[1].key} and back.reason is None
+
+
+def test_a_new_stream_is_admitted_on_a_clean_link_but_not_into_a_congested_one() -> None:
+    clean = VideoAllocator()
+    clean.decide(0.0, link(600_000), VIDEOS[:1])
+    # Someone joins: the estimate (app-limited: 1.08x what is sent) shows no room, but nothing is lost.
+    assert clean.decide(0.5, link(600_000), VIDEOS).forward == {VIDEOS[0].key, VIDEOS[1].key}
+    full = VideoAllocator()
+    full.decide(0.0, link(600_000, congested=True), VIDEOS[:1])
+    assert full.decide(0.5, link(600_000, congested=True), VIDEOS).forward == {VIDEOS[0].key}
+    silent = VideoAllocator()  # no feedback: the default budget decides
+    silent.decide(0.0, link(600_000, feedback=False), VIDEOS[:1])
+    assert silent.decide(0.5, link(600_000, feedback=False), VIDEOS).forward == {VIDEOS[0].key}
+
+
+# --- per-leg keyframe limit --------------------------------------------------------------------------------
+
+
+async def test_one_subscribers_keyframe_requests_reach_the_source_once_per_leg_interval() -> None:
+    source = Source(ParticipantId("pt_pub"), "video")
+    source.bind_upstream(lambda: None)
+    leg = Leg("video")
+    source.attach(leg)
+    for _ in range(50):  # a congested subscriber sends a PLI burst
+        leg.request_keyframe()
+    # One passes now; the rest wait for one trailing request LEG_KEYFRAME_INTERVAL later (KeyframeGate).
+    assert leg.keyframe_requests_in == 50 and leg.keyframe_requests_passed == 1
+    assert LEG_KEYFRAME_INTERVAL > DEFAULT_KEYFRAME_INTERVAL  # stricter than the room-wide gate
+    leg.set_paused(True)
+    leg.request_keyframe()  # a paused leg's requests are not passed on, nor counted
+    assert leg.keyframe_requests_in == 50
+    leg.stop()

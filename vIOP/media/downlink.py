@@ -1,0 +1,200 @@
+"""One subscriber's downlink estimate (bits per second), from the RTCP feedback its client sends.
+
+Three sources, in order of trust:
+
+- **REMB** (receiver estimated maximum bitrate, delay based). Chrome sends one REMB naming every SSRC it
+  receives (the value is its total); aiortc sends one per video receiver (each value is that stream's).
+  So the latest value per distinct SSRC set is kept and the sets are summed; a set not refreshed for
+  ``feedback_timeout`` seconds (a paused stream, a client that stopped) is forgotten.
+- **Receiver reports' loss fraction**, as GCC's loss-based controller (draft-ietf-rmcat-gcc section 6):
+  below 2 % loss the rate may grow to 8 % above what is being sent (never beyond: an application-limited
+  sender learns nothing about the link, as in libwebrtc), above 10 % it is cut by half the loss fraction,
+  in between it holds. Reports are pooled per update (packets expected from the extended highest sequence
+  numbers), so a busy video stream weighs more than a sparse one.
+- A conservative **default** while neither has arrived (a client that never sends feedback).
+
+:attr:`bitrate` is the loss-based estimate of the whole link; :attr:`remb` the delay-based one, which
+budgets video (aiortc's REMB covers only video streams) while it is :attr:`remb_limiting` (it fell: the
+receiver saw overuse; a REMB that merely follows a low receive rate says nothing about the link). Pure: the clock is injected, nothing here does
+I/O; the caller tells it what it sends (:meth:`on_sent`).
+"""
+
+from __future__ import annotations
+
+import enum
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Final
+
+DEFAULT_START_BPS: Final = 600_000
+"""Until feedback arrives: enough for every participant's audio and one small video stream."""
+MIN_BPS: Final = 30_000
+MAX_BPS: Final = 20_000_000
+FEEDBACK_TIMEOUT: Final = 5.0
+LOSS_UPDATE_INTERVAL: Final = 0.5  # pool receiver reports at least this long before acting on them
+LOW_LOSS: Final = 0.02
+HIGH_LOSS: Final = 0.10
+INCREASE: Final = 1.08
+SENT_MEMORY: Final = 1.5  # growth starts from the least sent over this long: reports lag what is sent
+CONGESTION_MEMORY: Final = 2.0  # loss seen (or a REMB fall) this recently still counts as congestion
+REMB_FALL: Final = 0.9  # a REMB this far under the previous one from the same receiver: it saw overuse
+
+
+class EstimateSource(enum.StrEnum):
+    REMB = "remb"
+    LOSS = "loss"
+    DEFAULT = "default"
+
+
+@dataclass(slots=True)
+class _Stream:
+    highest: int | None = None  # extended highest sequence number of the last report
+
+
+@dataclass(slots=True)
+class DownlinkEstimator:
+    """Per subscriber; feed it every report and REMB its client sends, read :attr:`bitrate`."""
+
+    clock: Callable[[], float] = time.monotonic
+    start_bps: int = DEFAULT_START_BPS
+    feedback_timeout: float = FEEDBACK_TIMEOUT
+    loss_based: float = field(init=False)
+    last_loss: float = field(init=False, default=0.0)
+    last_loss_at: float | None = field(init=False, default=None)
+    _remb: dict[frozenset[int], tuple[int, float]] = field(init=False, default_factory=dict)
+    _streams: dict[int, _Stream] = field(init=False, default_factory=dict)
+    _expected: int = field(init=False, default=0)
+    _lost: float = field(init=False, default=0.0)
+    _window_start: float | None = field(init=False, default=None)
+    last_feedback_at: float | None = field(init=False, default=None)
+    informed: bool = field(init=False, default=False)
+    """A REMB arrived, or a loss update was made while the relay was known to be sending."""
+    _sent_bps: float = field(init=False, default=0.0)
+    _sent: deque[tuple[float, float]] = field(init=False, default_factory=deque)
+    _lossy_at: float | None = field(init=False, default=None)
+    _remb_fell_at: float | None = field(init=False, default=None)
+    _overloaded_at: float | None = field(init=False, default=None)
+
+    def __post_init__(self) -> None:
+        self.loss_based = float(self.start_bps)
+
+    def on_sent(self, bitrate: float) -> None:
+        """What the relay sends this subscriber now (media and retransmissions, with packet overhead)."""
+        now = self.clock()
+        self._sent_bps = bitrate
+        sent = self._sent
+        sent.append((now, bitrate))
+        while sent and now - sent[0][0] > SENT_MEMORY:
+            sent.popleft()
+
+    def _least_sent(self) -> float:
+        """A report describes the past: a stream resumed a moment ago must not count as carried."""
+        return min((bps for _, bps in self._sent), default=self._sent_bps)
+
+    # --- feedback ---------------------------------------------------------------------------------------
+
+    def on_remb(self, bitrate: int, ssrcs: Iterable[int]) -> None:
+        now = self.clock()
+        key = frozenset(ssrcs)
+        previous = self._remb.get(key)
+        if previous is not None and bitrate < REMB_FALL * previous[0]:
+            self._remb_fell_at = now
+        self._remb[key] = (max(0, bitrate), now)
+        self.last_feedback_at = now
+        self.informed = True
+
+    def on_report(self, ssrc: int, fraction_lost: int, highest_sequence: int) -> None:
+        """One report block for a stream this subscriber receives (``fraction_lost`` in 1/256)."""
+        now = self.clock()
+        self.last_feedback_at = now
+        stream = self._streams.setdefault(ssrc, _Stream())
+        expected = 0 if stream.highest is None else highest_sequence - stream.highest
+        if expected < -32768:  # aiortc reports the 16-bit sequence number, not the extended one: wrapped
+            expected += 65536
+        stream.highest = highest_sequence
+        if expected <= 0:
+            expected = 1  # first report of a stream, or a reordered one: counts once
+        self._expected += expected
+        self._lost += expected * min(max(fraction_lost, 0), 255) / 256
+        if self._window_start is None:
+            self._window_start = now
+        if self.last_loss_at is None or now - self._window_start >= LOSS_UPDATE_INTERVAL:
+            self._apply_loss(now)
+
+    def _apply_loss(self, now: float) -> None:
+        loss = self._lost / self._expected if self._expected else 0.0
+        self._expected, self._lost, self._window_start = 0, 0.0, now
+        self.last_loss, self.last_loss_at = loss, now
+        if self._sent_bps > 0:
+            self.informed = True
+        if loss >= LOW_LOSS:
+            self._lossy_at = now
+        if loss > HIGH_LOSS:
+            self._overloaded_at = now
+            # Cut from what was sent when the loss happened (the link carried less than that).
+            base = min(self.loss_based, self._sent_bps) if self._sent_bps > 0 else self.loss_based
+            self.loss_based = max(MIN_BPS, base * (1 - 0.5 * loss))
+        elif loss < LOW_LOSS:
+            self.loss_based = min(MAX_BPS, max(self.loss_based, self._least_sent() * INCREASE))
+
+    # --- reading ----------------------------------------------------------------------------------------
+
+    def _remb_total(self, now: float) -> int | None:
+        stale = [k for k, (_, at) in self._remb.items() if now - at > self.feedback_timeout]
+        for key in stale:
+            del self._remb[key]
+        if not self._remb:
+            return None
+        return sum(value for value, _ in self._remb.values())
+
+    @property
+    def source(self) -> EstimateSource:
+        if self._remb_total(self.clock()) is not None:
+            return EstimateSource.REMB
+        if self.last_loss_at is not None:
+            return EstimateSource.LOSS
+        return EstimateSource.DEFAULT
+
+    @property
+    def has_feedback(self) -> bool:
+        """Feedback arrived within ``feedback_timeout``: without it, only the default applies."""
+        at = self.last_feedback_at
+        return at is not None and self.clock() - at <= self.feedback_timeout
+
+    @property
+    def bitrate(self) -> int:
+        """The whole link (loss based); the start default while no report has arrived recently."""
+        value = self.loss_based if self.has_feedback else min(self.loss_based, self.start_bps)
+        return int(min(MAX_BPS, max(MIN_BPS, value)))
+
+    @property
+    def overloaded(self) -> bool:
+        """Loss above 10 % within :data:`CONGESTION_MEMORY` (where GCC cuts the rate): the link is full.
+        Between 2 and 10 % a link is not clean, but a few lost or reordered packets are no reason to stop
+        someone's video."""
+        at = self._overloaded_at
+        return at is not None and self.clock() - at <= CONGESTION_MEMORY
+
+    @property
+    def remb_limiting(self) -> bool:
+        """A REMB fell within :data:`CONGESTION_MEMORY`: the receiver's delay-based estimator saw overuse.
+
+        Otherwise a REMB only follows what the receiver gets (at most 1.5x it, in Chrome and aiortc): with
+        video paused it is low because little arrives, and says nothing about the link.
+        """
+        at = self._remb_fell_at
+        return at is not None and self.clock() - at <= CONGESTION_MEMORY
+
+    @property
+    def remb(self) -> int | None:
+        """The latest REMB total (fresh sets only), None when the client sends none."""
+        return self._remb_total(self.clock())
+
+    @property
+    def congested(self) -> bool:
+        """A pooled report within :data:`CONGESTION_MEMORY` showed loss worth reacting to (one clean report
+        between lossy ones does not make a full link clean)."""
+        at = self._lossy_at
+        return at is not None and self.clock() - at <= CONGESTION_MEMORY
