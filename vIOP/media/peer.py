@@ -468,16 +468,28 @@ class PeerSession:
     def apply_budget(self) -> None:
         """One budget decision: pause/resume video legs, set the RTX rate, report audio-only changes."""
         now = self._clock()
-        active = [s for s in self._slots if s.state is SlotState.ACTIVE and s.source is not None]
+        # What each leg costs is the source it receives: with simulcast, the layer it is on (or moving to);
+        # a video leg on none (paused by the subscriber's own grid, set_subscriptions) costs nothing and is
+        # not the allocator's to resume.
+        fed: dict[Slot, Source] = {}
+        for slot in self._slots:
+            if slot.state is SlotState.ACTIVE and slot.source is not None:
+                layer = (slot.leg.pending or slot.leg.source) if slot.leg.kind == "video" else slot.source
+                if layer is not None:
+                    fed[slot] = layer
+        active = list(fed)
         rates: dict[Hashable, float] = {}
-        for slot in active:
-            source, key = slot.source, slot.key
-            assert source is not None and key is not None
-            meter = self._meters.get(key)
+        metered: set[Hashable] = set()
+        for slot, source in fed.items():
+            key = slot.key
+            assert key is not None
+            meter_key = (key, id(source))  # a new layer starts a new meter (its counters are its own)
+            meter = self._meters.get(meter_key)
             if meter is None:
-                meter = self._meters[key] = RateMeter()
+                meter = self._meters[meter_key] = RateMeter()
             rates[key] = meter.update(now, source.octets_in, source.packets_in)
-        for gone in [k for k in self._meters if k not in rates]:
+            metered.add(meter_key)
+        for gone in [k for k in self._meters if k not in metered]:
             del self._meters[gone]
         audio = [s for s in active if s.leg.kind == "audio"]
         video = sorted(
