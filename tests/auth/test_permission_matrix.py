@@ -31,7 +31,8 @@ OWN, ALL = Grant.OWN, Grant.ALL
 
 PARTICIPANT_MESSAGES = {
     Action.JOIN, Action.OFFER, Action.ANSWER, Action.CANDIDATE, Action.LEAVE, Action.SET_MEDIA,
-    Action.RAISE_HAND, Action.SAVE_DATA, Action.PING, Action.ISSUE_SIGNAL_TICKET, Action.GET_TURN_CREDENTIALS,
+    Action.RAISE_HAND, Action.SAVE_DATA, Action.SET_SUBSCRIPTIONS, Action.PING, Action.ISSUE_SIGNAL_TICKET,
+    Action.GET_TURN_CREDENTIALS,
 }  # fmt: skip
 MODERATION = {
     Action.ADMIT, Action.ADMIT_ALL, Action.DENY, Action.LOBBY_MESSAGE, Action.RETURN_TO_LOBBY,
