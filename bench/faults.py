@@ -297,7 +297,13 @@ async def db_outage(tmp: Path, *, backend: str, outage: float = 10.0) -> dict[st
                     written_after = time.monotonic() - up
                     break
                 await asyncio.sleep(0.2)
+            # Audit rows held back by the outage are written by the outbox's next flush (kicked by the
+            # sweeper's rounds): wait for the admit's row a bounded while rather than read once.
+            wanted = ("room.admit", newcomer.participant_id)
             audit = await _audit_actions(server, pg)
+            while wanted not in audit and time.monotonic() - up < 30:
+                await asyncio.sleep(0.2)
+                audit = await _audit_actions(server, pg)
             after = await _http_probes(world, room.room_id)
             opened = [r for r in intervals if r[0] == want_open]
             closed = [r for r in intervals if r[0] == want_closed]
@@ -313,7 +319,7 @@ async def db_outage(tmp: Path, *, backend: str, outage: float = 10.0) -> dict[st
                 "interval_closed_during_outage": len(closed) == 1
                 and closed[0][2] is not None
                 and _epoch(closed[0][2]) < down_wall + outage,
-                "audit_admit_recorded": ("room.admit", newcomer.participant_id) in audit,
+                "audit_admit_recorded": wanted in audit,
                 "server_log_errors": _errors(server),
             }
         finally:

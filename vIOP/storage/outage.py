@@ -4,6 +4,11 @@ locked), so callers can answer 503 / ``unavailable`` and keep what they must wri
 The drivers raise a mix: redis-py its ConnectionError/TimeoutError family, SQLAlchemy OperationalError or
 InterfaceError (sqlite "database is locked", a PostgreSQL connection cut), and asyncpg sometimes a bare OS
 error while connecting (a vanished unix socket is FileNotFoundError, a stopped server ConnectionRefusedError).
+PostgreSQL also answers on a live connection that it cannot serve now, by SQLSTATE, which SQLAlchemy wraps
+in a plain DBAPIError: a restart or failover in progress ("the database system is starting up", 57P03; an
+administrator's or a crash shutdown, 57P01/57P02), a connection exception (class 08), too many connections
+(53300), a read-only standby after a failover (25006). Those are outages too: what was to be written must be
+kept, not dropped as if the entry were bad.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ _SQL = (
     sa_errors.DisconnectionError,
 )
 _OS = (ConnectionError, FileNotFoundError, TimeoutError)
+_OUTAGE_SQLSTATES = ("08", "57P01", "57P02", "57P03", "53300", "25006")  # prefixes (a class or one code)
 
 
 def is_store_outage(exc: BaseException) -> bool:
@@ -29,6 +35,9 @@ def is_store_outage(exc: BaseException) -> bool:
         if isinstance(current, _REDIS + _SQL + _OS):
             return True
         if isinstance(current, sa_errors.DBAPIError) and current.connection_invalidated:
+            return True
+        sqlstate = getattr(current, "sqlstate", None)
+        if isinstance(sqlstate, str) and sqlstate.startswith(_OUTAGE_SQLSTATES):
             return True
         current = current.__cause__ or current.__context__
         seen += 1
