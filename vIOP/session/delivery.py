@@ -365,6 +365,7 @@ class RoomDelivery:
         for host in self.host_pids(room):
             if host != pid:
                 self.send(host, message)
+        self.mark_dirty(room_id)  # the hosts' rosters (and the person's own line) show it
         await self.rooms.record_audio_only(room, pid, reason, at)
 
     async def audio_only_settled(self) -> None:
