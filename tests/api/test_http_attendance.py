@@ -13,8 +13,10 @@ import pytest
 from tests.api.support import Api, User, assert_error, bearer
 from vIOP.auth.permissions import Role
 from vIOP.ids import ParticipantId, RoomId, SessionId, new_participant_id
-from vIOP.rooms.attendance import CloseMark, CloseReason, OpenMark
+from vIOP.rooms.attendance import AudioOnlyMark, CloseMark, CloseReason, OpenMark
+from vIOP.rooms.audio_only import AudioOnlyReason
 from vIOP.rooms.participant import Role as ParticipantRole
+from vIOP.rooms.ports import AttendanceQuery
 
 ATTENDANCE = "/api/v1/attendance"
 
@@ -156,6 +158,31 @@ async def test_csv_exports_one_table_with_ids_only(api: Api) -> None:
     intervals = await api.http.get(f"{ATTENDANCE}?format=csv&table=intervals", headers=c.dr_a.headers)
     assert len(list(csv.DictReader(io.StringIO(intervals.text)))) == 3
     assert len(await api.audit_rows("attendance.exported")) == 3
+
+
+async def test_audio_only_minutes_per_client_in_json_and_csv(api: Api) -> None:
+    c = await _clinic(api)
+    ledger = api.services.rooms.attendance
+    assert ledger is not None
+    [stay] = await ledger.intervals(AttendanceQuery(session_id=SessionId("ss_monday"), subject=c.avery))
+    ids = (RoomId(c.room_a), SessionId("ss_monday"), stay.participant_id, c.avery, ParticipantRole.CLIENT)
+    await ledger.audio_only(AudioOnlyMark(*ids, at=_at(2, 10, 30), reason=AudioOnlyReason.BANDWIDTH))
+    await ledger.audio_only(AudioOnlyMark(*ids, at=_at(2, 11), reason=None))  # 30 minutes without video
+    report = await _report(api, c.dr_a)
+    assert [(d["day"], d["minutes"], d["audio_only_minutes"]) for d in report["days"]] == [
+        ("2026-03-02", 210.0, 30.0),
+        ("2026-03-03", 120.0, 0.0),
+    ]
+    assert [w["audio_only_minutes"] for w in report["weeks"]] == [30.0]
+    monday = next(s for s in report["sessions"] if s["session_id"] == "ss_monday")
+    roster = {line["subject"]: line["audio_only_minutes"] for line in monday["roster"]}
+    assert roster == {c.avery: 30.0, c.dr_a.id: 0.0}
+    response = await api.http.get(f"{ATTENDANCE}?format=csv&table=intervals", headers=c.dr_a.headers)
+    table = {
+        (r["session_id"], r["subject"]): r["audio_only_minutes"]
+        for r in csv.DictReader(io.StringIO(response.text))
+    }
+    assert table[("ss_monday", c.avery)] == "30.0" and table[("ss_tuesday", c.avery)] == "0.0"
 
 
 @pytest.mark.parametrize(

@@ -20,7 +20,8 @@ from vIOP.cli.storage import add_parsers as add_storage_parsers
 from vIOP.cli.storage import run as run_storage
 from vIOP.errors import ConfigError
 from vIOP.ids import ParticipantId, RoomId, SessionId
-from vIOP.rooms.attendance import CloseMark, CloseReason, OpenMark
+from vIOP.rooms.attendance import AudioOnlyMark, CloseMark, CloseReason, OpenMark
+from vIOP.rooms.audio_only import AudioOnlyReason
 from vIOP.rooms.participant import Role
 from vIOP.settings import Settings
 from vIOP.storage.attendance_sql import SqlAttendanceStore
@@ -61,6 +62,12 @@ def settings(data_dir: Path, key_file: Path) -> Settings:
         for n, (client, session, start, end) in enumerate(stays):
             pid = ParticipantId(f"pt_{n}")
             await ledger.open(OpenMark(ROOM, SessionId(session), pid, client, Role.CLIENT, ts(start)), 60)
+            if session == "ss_wed":  # 45 minutes on audio only ("save data"), within the stay
+                ids = (ROOM, SessionId(session), pid, client, Role.CLIENT)
+                await ledger.audio_only(
+                    AudioOnlyMark(*ids, ts("2026-01-07T15:30:00"), AudioOnlyReason.SAVE_DATA)
+                )
+                await ledger.audio_only(AudioOnlyMark(*ids, ts("2026-01-07T16:15:00"), None))
             await ledger.close(CloseMark(ROOM, SessionId(session), pid, client, ts(end), CloseReason.LEFT))
         await storage.close()
 
@@ -102,6 +109,29 @@ def test_json_for_one_client_and_a_date_range(settings: Settings, capsys: pytest
     assert week["minutes"] == 330.0 and week["under_9_hours"] and week["days_with_3_hours"] == 1
     assert {i["session_id"] for i in report["intervals"]} == {"ss_wed", "ss_thu"}
     assert exports_audited(settings) == [("attendance.exported", "cl_1")]
+
+
+def test_audio_only_minutes_per_client_in_json_and_csv(
+    settings: Settings, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    assert cli(settings, "attendance", "export", "--client", "cl_1") == 0
+    report = json.loads(capsys.readouterr().out)
+    assert [(d["day"], d["audio_only_minutes"]) for d in report["days"]] == [
+        ("2026-01-05", 0.0),
+        ("2026-01-07", 45.0),
+        ("2026-01-08", 0.0),
+    ]
+    assert [w["audio_only_minutes"] for w in report["weeks"]] == [45.0]
+    wednesday = next(s for s in report["sessions"] if s["session_id"] == "ss_wed")
+    assert [(line["minutes"], line["audio_only_minutes"]) for line in wednesday["roster"]] == [(150.0, 45.0)]
+    out = tmp_path / "days.csv"
+    assert (
+        cli(settings, "attendance", "export", "--client", "cl_1", "--format", "csv", "--output", str(out))
+        == 0
+    )
+    lines = out.read_text().splitlines()
+    assert lines[0] == "subject,day,minutes,under_3_hours,audio_only_minutes"
+    assert lines[2] == "cl_1,2026-01-07,150.0,True,45.0"
 
 
 def test_bad_arguments_are_refused_before_anything_is_read(settings: Settings) -> None:

@@ -10,7 +10,8 @@ from sqlalchemy import insert
 from tests.api.support import Api
 from vIOP.auth.invites import Invite
 from vIOP.ids import ClientId, InviteId, RoomId, SessionId, UserId, new_id, new_participant_id
-from vIOP.rooms.attendance import CloseMark, CloseReason, OpenMark, SessionEndMark
+from vIOP.rooms.attendance import AudioOnlyMark, CloseMark, CloseReason, OpenMark, SessionEndMark
+from vIOP.rooms.audio_only import AudioOnlyReason
 from vIOP.rooms.participant import Role as ParticipantRole
 from vIOP.storage.attendance_sql import SqlAttendanceStore
 from vIOP.storage.bootstrap import Storage
@@ -90,5 +91,11 @@ class World:
         session = SessionId(f"ss_{room}_{int(start)}")
         ids = (room, session, new_participant_id(), client)
         await self.ledger.open(OpenMark(*ids, role=ParticipantRole.CLIENT, at=start), 60.0)
+        # ten minutes on audio only: its span lives and goes with the stay
+        client_ids = (*ids, ParticipantRole.CLIENT)
+        await self.ledger.audio_only(
+            AudioOnlyMark(*client_ids, at=start + 60, reason=AudioOnlyReason.SAVE_DATA)
+        )
+        await self.ledger.audio_only(AudioOnlyMark(*client_ids, at=start + 660, reason=None))
         await self.ledger.close(CloseMark(*ids, at=stop, reason=CloseReason.LEFT))
         await self.ledger.end_session(SessionEndMark(room, session, at=stop))

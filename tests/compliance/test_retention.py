@@ -26,6 +26,7 @@ from vIOP.storage.crypto import KeyDestroyed
 from vIOP.storage.retention import RetentionReport, last_run, run_daily, run_if_due, run_retention
 from vIOP.storage.schema import (
     attendance_intervals,
+    audio_only_spans,
     audit_anchors,
     audit_log,
     break_glass_grants,
@@ -98,10 +99,12 @@ async def test_a_run_purges_and_shreds_what_is_past_retention_and_nothing_else(s
     )  # fmt: skip
     assert preview.counts() == expected.counts() and preview.dry_run
     assert await _count(storage, attendance_intervals) == 3 and await _count(storage, invites) == 3
+    assert await _count(storage, audio_only_spans) == 3
     assert (await world.invites.client_display_name(gone)) == "Avery Quinn"  # the dry run changed nothing
 
     report = await run_retention(storage, POLICY, now)
     assert report == expected
+    assert await _count(storage, audio_only_spans) == 2  # the ancient stay's span went with it
     with pytest.raises(KeyDestroyed):
         await world.invites.client_display_name(gone)
     assert await world.invites.client_display_name(kept) == "Blake Hollis"

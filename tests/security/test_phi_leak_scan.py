@@ -2,7 +2,8 @@
 
 The session runs over the real HTTP API and signaling socket: sign-in (a canary username), a room with a
 canary title, invites with canary display names (ASCII and non-ASCII), knocks, a lobby message, an admit,
-a deny and a removal with canary texts, hands and media flags, a leave, presence and attendance exports
+a deny and a removal with canary texts, hands and media flags, audio only by choice (an audio-only span in
+the attendance ledger), a leave, presence and attendance exports
 (JSON and CSV), a 42 CFR part 2 consent (canary recipient and purpose) with a disclosure to that recipient
 and a refused one, break-glass access with a canary reason (reviewed, signed off), the end of the room and
 sign-out. The scan then reads:
@@ -40,6 +41,9 @@ from tests.hostile.support import ServerLogs, captured_server_logs
 from tests.support import run_live_server, test_settings
 from vIOP.auth.permissions import Role
 from vIOP.client.signaling import SignalingClient, SignalingClosed
+from vIOP.ids import ParticipantId, RoomId
+from vIOP.rooms.audio_only import AudioOnlyReason
+from vIOP.rooms.ports import AttendanceQuery
 from vIOP.signaling import messages as m
 from vIOP.storage.database import upgrade
 
@@ -162,6 +166,15 @@ async def full_session(api: Api) -> None:
         assert isinstance(answer, m.ServerAnswer), answer
     await clients["client_a"].send(m.RaiseHand(up=True))
     await clients["client_a"].send(m.SetMedia(audio=False))
+    # Audio only: a span in the attendance ledger (ids, times, reason) while the person is inside. ICE is
+    # not connected here, so the relay's report of it is made the way the relay makes it.
+    await clients["client_a"].send(m.SaveData(on=True))
+    delivery = api.services.live.delivery
+    assert delivery is not None
+    delivery.set_audio_only(RoomId(room_id), ParticipantId(pids["client_a"]), AudioOnlyReason.SAVE_DATA)
+    assert (await clients["client_a"].expect(m.AudioOnly)).on
+    assert (await host.expect(m.AudioOnly)).participant_id == pids["client_a"]
+    await delivery.audio_only_settled()
     await host.send(m.Remove(participant_id=pids["client_c"], message=CANARIES["remove"]))
     assert (await clients["client_c"].expect(m.Removed)).message == CANARIES["remove"]
     await clients["client_a"].send(m.Leave())
@@ -169,6 +182,10 @@ async def full_session(api: Api) -> None:
     assert presence.status_code == 200
     report = await api.http.get("/api/v1/attendance", params={"room_id": room_id}, headers=bearer(token))
     assert report.status_code == 200 and CANARIES["client_a"] in report.text
+    ledger = api.services.rooms.attendance
+    assert ledger is not None
+    stays = await ledger.intervals(AttendanceQuery(room_id=RoomId(room_id)))
+    assert [sp.reason for i in stays for sp in i.audio_only] == [AudioOnlyReason.SAVE_DATA]  # stored
     csv = await api.http.get("/api/v1/attendance", params={"format": "csv"}, headers=bearer(token))
     assert csv.status_code == 200
     await compliance_session(api, room_id, client_ids["client_a"])

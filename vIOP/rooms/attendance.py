@@ -3,7 +3,9 @@
 An interval is one stay of one person in one room session: opened when they enter the room, closed when
 they leave, are removed, are sent back to the lobby, time out, or the room ends. A return within the grace
 window (default 60 s) reopens the previous interval instead of starting a new one, so a dropped connection
-does not split attendance; a longer absence does. Reports give minutes per client per day and per week
+does not split attendance; a longer absence does. Within a stay, the spans during which the person received
+no video (audio only: their link could not carry it, or they chose "save data") are kept too: programs report
+audio-only telehealth separately. Reports give minutes per client per day and per week
 (in the program's time zone) and flag days under 3 hours and weeks under 9 hours (H0015 asks >= 3 h a day
 on >= 3 days a week; Medicare IOP certifies >= 9 h a week).
 """
@@ -18,6 +20,7 @@ from enum import StrEnum
 from zoneinfo import ZoneInfo
 
 from vIOP.ids import ParticipantId, RoomId, SessionId
+from vIOP.rooms.audio_only import AudioOnlyReason
 from vIOP.rooms.events import Joined, LeaveReason, Left, Removed, ReturnedToLobby, RoomEnded
 from vIOP.rooms.participant import Role
 from vIOP.rooms.room import Transition
@@ -44,6 +47,15 @@ _LEAVE_TO_CLOSE = {
 
 
 @dataclass(frozen=True, slots=True)
+class AudioOnlySpan:
+    """A time within a stay during which the person received audio only."""
+
+    started_at: float
+    ended_at: float | None  # None while it lasts
+    reason: AudioOnlyReason
+
+
+@dataclass(frozen=True, slots=True)
 class Interval:
     id: str
     room_id: RoomId
@@ -54,9 +66,24 @@ class Interval:
     joined_at: float
     left_at: float | None = None  # None while open
     close_reason: CloseReason | None = None
+    audio_only: tuple[AudioOnlySpan, ...] = ()  # within this stay, oldest first
 
     def end(self, now: float) -> float:
         return self.left_at if self.left_at is not None else max(now, self.joined_at)
+
+    def audio_only_spans(self, now: float) -> list[tuple[float, float]]:
+        """The audio-only spans clipped to this stay (an open span lasts until the stay's end)."""
+        stop = self.end(now)
+        out = []
+        for span in self.audio_only:
+            start = max(span.started_at, self.joined_at)
+            end = min(span.ended_at if span.ended_at is not None else stop, stop)
+            if end > start:
+                out.append((start, end))
+        return _union(out)
+
+    def audio_only_seconds(self, now: float) -> float:
+        return sum(stop - start for start, stop in self.audio_only_spans(now))
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,7 +113,20 @@ class SessionEndMark:
     at: float
 
 
-Mark = OpenMark | CloseMark | SessionEndMark
+@dataclass(frozen=True, slots=True)
+class AudioOnlyMark:
+    """The relay stopped video to the person (``reason``) or resumed it (``reason`` None) at ``at``."""
+
+    room_id: RoomId
+    session_id: SessionId
+    participant_id: ParticipantId
+    subject: str
+    role: Role
+    at: float
+    reason: AudioOnlyReason | None
+
+
+Mark = OpenMark | CloseMark | SessionEndMark | AudioOnlyMark
 
 
 def marks_for(transition: Transition) -> list[Mark]:
@@ -154,11 +194,12 @@ def merged(intervals: Iterable[Interval], grace: float = DEFAULT_GRACE_SECONDS) 
 
 
 def _extend(first: Interval, second: Interval) -> Interval:
+    spans = first.audio_only + second.audio_only
     if second.left_at is None or first.left_at is None:
-        return replace(first, left_at=None, close_reason=None)
+        return replace(first, left_at=None, close_reason=None, audio_only=spans)
     if second.left_at >= first.left_at:
-        return replace(first, left_at=second.left_at, close_reason=second.close_reason)
-    return first
+        return replace(first, left_at=second.left_at, close_reason=second.close_reason, audio_only=spans)
+    return replace(first, audio_only=spans)
 
 
 # --- reports -------------------------------------------------------------------------------------------
@@ -169,6 +210,7 @@ class DayTotal:
     subject: str
     day: date
     minutes: float
+    audio_only_minutes: float = 0.0  # of ``minutes``, those without video
 
     @property
     def below_three_hours(self) -> bool:
@@ -182,6 +224,7 @@ class WeekTotal:
     minutes: float
     days_attended: int
     qualifying_days: int  # days with >= 3 hours
+    audio_only_minutes: float = 0.0
 
     @property
     def below_nine_hours(self) -> bool:
@@ -229,15 +272,28 @@ def daily_totals(
 ) -> list[DayTotal]:
     zone = tz or ZoneInfo("UTC")
     spans: dict[str, list[tuple[float, float]]] = defaultdict(list)
+    audio_spans: dict[str, list[tuple[float, float]]] = defaultdict(list)
     for i in intervals:
         if i.role in roles:
             spans[i.subject].append((i.joined_at, i.end(now)))
+            audio_spans[i.subject].extend(i.audio_only_spans(now))
+    seconds = _seconds_by_day(spans, zone)
+    audio_seconds = _seconds_by_day(audio_spans, zone)
+    return [
+        DayTotal(s, d, round(secs / 60.0, 2), round(audio_seconds.get((s, d), 0.0) / 60.0, 2))
+        for (s, d), secs in sorted(seconds.items())
+    ]
+
+
+def _seconds_by_day(
+    spans: dict[str, list[tuple[float, float]]], zone: ZoneInfo
+) -> dict[tuple[str, date], float]:
     seconds: dict[tuple[str, date], float] = defaultdict(float)
     for subject, subject_spans in spans.items():
         for start, stop in _union(subject_spans):
             for day, secs in _split_by_day(start, stop, zone):
                 seconds[(subject, day)] += secs
-    return [DayTotal(s, d, round(secs / 60.0, 2)) for (s, d), secs in sorted(seconds.items())]
+    return seconds
 
 
 def weekly_totals(days: Sequence[DayTotal]) -> list[WeekTotal]:
@@ -251,6 +307,7 @@ def weekly_totals(days: Sequence[DayTotal]) -> list[WeekTotal]:
             minutes=round(sum(d.minutes for d in group), 2),
             days_attended=len(group),
             qualifying_days=sum(1 for d in group if not d.below_three_hours),
+            audio_only_minutes=round(sum(d.audio_only_minutes for d in group), 2),
         )
         for (subject, monday), group in sorted(weeks.items())
     ]
@@ -263,6 +320,7 @@ class RosterLine:
     participant_ids: tuple[ParticipantId, ...]
     stays: tuple[tuple[float, float | None], ...]  # (joined_at, left_at or None while inside)
     minutes: float
+    audio_only_minutes: float = 0.0
 
     @property
     def first_joined(self) -> float:
@@ -283,6 +341,7 @@ def session_roster(intervals: Iterable[Interval], session_id: SessionId, *, now:
     for subject, stays in by_subject.items():
         stays.sort(key=lambda i: i.joined_at)
         seconds = sum(stop - start for start, stop in _union([(i.joined_at, i.end(now)) for i in stays]))
+        audio = _union([span for i in stays for span in i.audio_only_spans(now)])
         lines.append(
             RosterLine(
                 subject=subject,
@@ -290,6 +349,7 @@ def session_roster(intervals: Iterable[Interval], session_id: SessionId, *, now:
                 participant_ids=tuple(dict.fromkeys(i.participant_id for i in stays)),
                 stays=tuple((i.joined_at, i.left_at) for i in stays),
                 minutes=round(seconds / 60.0, 2),
+                audio_only_minutes=round(sum(stop - start for start, stop in audio) / 60.0, 2),
             )
         )
     lines.sort(key=lambda line: (line.first_joined, line.subject))

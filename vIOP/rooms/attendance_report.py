@@ -42,8 +42,9 @@ COLUMNS: dict[ReportTable, tuple[str, ...]] = {
         "left_at",
         "minutes",
         "close_reason",
+        "audio_only_minutes",
     ),
-    ReportTable.DAYS: ("subject", "day", "minutes", "under_3_hours"),
+    ReportTable.DAYS: ("subject", "day", "minutes", "under_3_hours", "audio_only_minutes"),
     ReportTable.WEEKS: (
         "subject",
         "week_start",
@@ -52,6 +53,7 @@ COLUMNS: dict[ReportTable, tuple[str, ...]] = {
         "days_with_3_hours",
         "under_9_hours",
         "under_3_qualifying_days",
+        "audio_only_minutes",
     ),
 }
 
@@ -87,6 +89,7 @@ def rows(report: AttendanceReport, table: ReportTable) -> list[dict[str, Any]]:
                 "left_at": _iso(i.left_at),
                 "minutes": round((i.end(report.generated_at) - i.joined_at) / 60.0, 2),
                 "close_reason": None if i.close_reason is None else i.close_reason.value,
+                "audio_only_minutes": round(i.audio_only_seconds(report.generated_at) / 60.0, 2),
             }
             for i in report.intervals
         ]
@@ -97,6 +100,7 @@ def rows(report: AttendanceReport, table: ReportTable) -> list[dict[str, Any]]:
                 "day": d.day.isoformat(),
                 "minutes": d.minutes,
                 "under_3_hours": d.below_three_hours,
+                "audio_only_minutes": d.audio_only_minutes,
             }
             for d in report.days
         ]
@@ -109,6 +113,7 @@ def rows(report: AttendanceReport, table: ReportTable) -> list[dict[str, Any]]:
             "days_with_3_hours": w.qualifying_days,
             "under_9_hours": w.below_nine_hours,
             "under_3_qualifying_days": w.below_three_qualifying_days,
+            "audio_only_minutes": w.audio_only_minutes,
         }
         for w in report.weeks
     ]

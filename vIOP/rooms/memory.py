@@ -9,7 +9,16 @@ import itertools
 from collections.abc import AsyncIterator, Sequence
 
 from vIOP.ids import ParticipantId, RoomId
-from vIOP.rooms.attendance import CloseMark, Interval, OpenAction, OpenMark, SessionEndMark, decide_open
+from vIOP.rooms.attendance import (
+    AudioOnlyMark,
+    AudioOnlySpan,
+    CloseMark,
+    Interval,
+    OpenAction,
+    OpenMark,
+    SessionEndMark,
+    decide_open,
+)
 from vIOP.rooms.errors import NotActive, RoomAlreadyOpen, RoomNotFound
 from vIOP.rooms.events import Event, Resync
 from vIOP.rooms.holdings import merge_held
@@ -206,9 +215,37 @@ class MemoryAttendanceStore:
             if index is not None and self.rows[index].left_at is None:
                 at = max(mark.at, self.rows[index].joined_at)
                 self.rows[index] = dataclasses.replace(self.rows[index], left_at=at, close_reason=mark.reason)
+            if index is not None:
+                self._end_span(index, mark.at)
 
     async def end_session(self, mark: SessionEndMark) -> None:
         self.sessions_ended.setdefault(mark.session_id, mark.at)
+        async with self._lock:
+            for index, row in enumerate(self.rows):
+                if row.session_id == mark.session_id:
+                    self._end_span(index, mark.at)
+
+    async def audio_only(self, mark: AudioOnlyMark) -> None:
+        async with self._lock:
+            index = self._latest(mark.room_id, mark.session_id, mark.subject)
+            if index is None:
+                return
+            spans = self.rows[index].audio_only
+            current = spans[-1] if spans and spans[-1].ended_at is None else None
+            if current is not None and current.reason == mark.reason:
+                return
+            self._end_span(index, mark.at)
+            if mark.reason is not None:
+                span = AudioOnlySpan(started_at=mark.at, ended_at=None, reason=mark.reason)
+                self.rows[index] = dataclasses.replace(
+                    self.rows[index], audio_only=(*self.rows[index].audio_only, span)
+                )
+
+    def _end_span(self, index: int, at: float) -> None:
+        spans = self.rows[index].audio_only
+        if spans and spans[-1].ended_at is None:
+            last = dataclasses.replace(spans[-1], ended_at=max(at, spans[-1].started_at))
+            self.rows[index] = dataclasses.replace(self.rows[index], audio_only=(*spans[:-1], last))
 
     async def intervals(self, query: AttendanceQuery) -> list[Interval]:
         return [row for row in self.rows if matches(row, query)]

@@ -10,7 +10,7 @@ from enum import Enum
 from typing import Protocol
 
 from vIOP.ids import ParticipantId, RoomId, SessionId
-from vIOP.rooms.attendance import CloseMark, Interval, OpenMark, SessionEndMark
+from vIOP.rooms.attendance import AudioOnlyMark, CloseMark, Interval, OpenMark, SessionEndMark
 from vIOP.rooms.events import Event, Resync
 from vIOP.rooms.participant import Participant
 from vIOP.rooms.room import Room, Transition
@@ -119,11 +119,21 @@ class AttendanceStore(Protocol):
         ...
 
     async def close(self, mark: CloseMark) -> None:
-        """Close the subject's open interval in this session, if there is one."""
+        """Close the subject's open interval in this session, if there is one, and any audio-only span of
+        theirs that is still open."""
         ...
 
     async def end_session(self, mark: SessionEndMark) -> None:
-        """Record the end of the room session (the first end wins)."""
+        """Record the end of the room session (the first end wins); every audio-only span still open in
+        it ends then."""
         ...
 
-    async def intervals(self, query: AttendanceQuery) -> list[Interval]: ...
+    async def audio_only(self, mark: AudioOnlyMark) -> None:
+        """Start an audio-only span for the subject (``mark.reason``: one open span at a time; a new reason
+        ends the old span and starts another) or end their open one (``mark.reason`` None). Repeating it
+        changes nothing."""
+        ...
+
+    async def intervals(self, query: AttendanceQuery) -> list[Interval]:
+        """The intervals ``query`` selects, each with its audio-only spans."""
+        ...

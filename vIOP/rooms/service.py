@@ -18,10 +18,19 @@ from functools import partial
 from vIOP.errors import VIOPError
 from vIOP.ids import ClientId, ParticipantId, RoomId, SessionId, UserId, new_participant_id, new_session_id
 from vIOP.rooms import in_room, waiting_room
-from vIOP.rooms.attendance import DEFAULT_GRACE_SECONDS, CloseMark, Mark, OpenMark, marks_for
+from vIOP.rooms.attendance import (
+    DEFAULT_GRACE_SECONDS,
+    AudioOnlyMark,
+    CloseMark,
+    Mark,
+    OpenMark,
+    marks_for,
+)
+from vIOP.rooms.audio_only import AudioOnlyReason
 from vIOP.rooms.clock import Clock, system_clock
 from vIOP.rooms.events import MuteKind
 from vIOP.rooms.holdings import Holdings
+from vIOP.rooms.participant import ParticipantState
 from vIOP.rooms.ports import (
     AttendanceStore,
     HeartbeatResult,
@@ -270,6 +279,8 @@ class RoomService:
                     await ledger.open(mark, self.policy.attendance_grace)
                 elif isinstance(mark, CloseMark):
                     await ledger.close(mark)
+                elif isinstance(mark, AudioOnlyMark):
+                    await ledger.audio_only(mark)
                 else:
                     await ledger.end_session(mark)
             except Exception as exc:  # any database failure: keep the entry, try again later
@@ -281,6 +292,23 @@ class RoomService:
                 self._trim_pending()
                 return
             self._pending_marks.popleft()
+
+    async def record_audio_only(
+        self, room: Room, pid: ParticipantId, reason: AudioOnlyReason | None, at: float | None = None
+    ) -> None:
+        """The relay stopped video to ``pid`` (``reason``) or resumed it (None) at ``at``; ``room`` as read
+        after that. A ledger entry, written like the others (held back in order while the database is
+        away). Only for someone in the room: a change that arrives after they left has nothing to add
+        (their leaving ended the span)."""
+        when = self.clock() if at is None else at
+        p = next((p for p in room.participants if p.id == pid), None)
+        if p is None or p.state is not ParticipantState.IN_ROOM:
+            return
+        self._pending_marks.append(
+            AudioOnlyMark(room.id, room.session_id, p.id, p.subject, p.role, at=when, reason=reason)
+        )
+        if not self._ledger_lock.locked():
+            await self.flush_attendance()
 
     def _trim_pending(self) -> None:
         excess = len(self._pending_marks) - self.policy.pending_marks_limit

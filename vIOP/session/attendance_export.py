@@ -119,6 +119,7 @@ class RosterLineView(msgspec.Struct):
     joined_at: IsoTime
     left_at: IsoTime | None
     minutes: float
+    audio_only_minutes: float  # of ``minutes``, those the person received no video (reported separately)
     stays: list[StayView]
 
 
@@ -175,6 +176,7 @@ def _sessions(intervals: list[Interval], names: dict[str, str | None], now: floa
                         joined_at=iso(line.first_joined),
                         left_at=iso(line.last_left),
                         minutes=line.minutes,
+                        audio_only_minutes=line.audio_only_minutes,
                         stays=[StayView(joined_at=iso(a), left_at=iso(b)) for a, b in line.stays],
                     )
                     for line in roster

@@ -5,6 +5,10 @@ order). For each event this process delivers what its own connections must see a
 media (a participant gone, a host mute) to the room's media controls
 (:class:`~vIOP.session.media_controls.MediaControls`, the one route into the relay). Lobby and roster views
 are rebuilt from the stored room, coalesced per room so a burst of events costs one read.
+
+Who receives audio only is told to that person and the room's hosts, never to other clients (42 CFR Part 2,
+minimum necessary: a client's link or data plan is none of the other clients' business): the ``audio_only``
+message goes to those two, and a client's roster shows ``audio_only`` only on their own line.
 """
 
 from __future__ import annotations
@@ -43,10 +47,12 @@ class RoomDelivery:
         self._refresh: asyncio.Task[None] | None = None
         # The socket each participant was last told `admitted` on (a resumed socket is told again).
         self._told_admitted: dict[ParticipantId, Connection] = {}
+        # Audio-only changes reach the hosts and the ledger one after another, in the relay's order.
+        self._audio_only_chain: asyncio.Task[None] | None = None
 
     # --- views -----------------------------------------------------------------------------------
 
-    def roster_entry(self, p: Participant) -> m.RosterEntry:
+    def roster_entry(self, p: Participant, *, reveal_audio_only: bool) -> m.RosterEntry:
         return self._entry(
             p.room_id,
             p.id,
@@ -55,6 +61,7 @@ class RoomDelivery:
             p.muted,
             p.video_muted,
             reconnecting=p.reconnecting_since is not None,
+            reveal_audio_only=reveal_audio_only,
         )
 
     def _entry(
@@ -67,9 +74,11 @@ class RoomDelivery:
         video_muted: bool,
         *,
         reconnecting: bool = False,
+        reveal_audio_only: bool = False,
     ) -> m.RosterEntry:
         """One roster line: the participant's own media flags under the host's mutes (as stored: the room
-        or event the view is built from)."""
+        or event the view is built from). ``audio_only`` only where the reader may know it (a host, or the
+        person themself); false otherwise."""
         control = self.controls.of(room_id, pid)
         return m.RosterEntry(
             participant_id=pid,
@@ -80,13 +89,18 @@ class RoomDelivery:
             hand=control.hand,
             muted_by_host=muted,
             reconnecting=reconnecting,
-            audio_only=control.audio_only is not None,
+            audio_only=reveal_audio_only and control.audio_only is not None,
         )
 
-    def roster(self, room: Room) -> m.Roster:
+    def roster(self, room: Room, reader: Participant) -> m.Roster:
+        """The roster as ``reader`` may see it: a host sees who is audio only, a client only themself."""
+        host = reader.role is DomainRole.HOST
         inside = [p for p in room.participants if p.state is ParticipantState.IN_ROOM]
         return m.Roster(
-            participants=tuple(self.roster_entry(p) for p in inside[: m.MAX_ROSTER]),
+            participants=tuple(
+                self.roster_entry(p, reveal_audio_only=host or p.id == reader.id)
+                for p in inside[: m.MAX_ROSTER]
+            ),
             locked=room.state.value == "locked",
         )
 
@@ -259,12 +273,21 @@ class RoomDelivery:
         """Each local connection gets the view its state calls for (see :meth:`view_for`)."""
         now = self.rooms.clock()
         lobby_frame = encode_text(self.lobby(room, now))
-        roster_frame = encode_text(self.roster(room))
+        # Two shared frames (a host's; a client's, which shows nobody audio only); a client who is audio only
+        # gets one of their own.
+        frames: dict[bool, str] = {}
         by_id = {p.id: p for p in room.participants}
         for conn in self.connections.in_room(room.id):
             p = by_id.get(conn.participant_id) if conn.participant_id else None
-            if p is not None:
-                self.view_for(conn, room, p, lobby_frame, roster_frame)
+            if p is None:
+                continue
+            host = p.role is DomainRole.HOST
+            roster_frame = None  # built by view_for for a client who is audio only
+            if host or self.controls.of(room.id, p.id).audio_only is None:
+                if host not in frames:
+                    frames[host] = encode_text(self.roster(room, p))
+                roster_frame = frames[host]
+            self.view_for(conn, room, p, lobby_frame, roster_frame)
 
     def view_for(
         self,
@@ -287,7 +310,7 @@ class RoomDelivery:
                 conn.send(waiting)
         elif p.is_seated:
             self.tell_admitted(conn)
-            conn.send_frame(roster_frame or encode_text(self.roster(room)))
+            conn.send_frame(roster_frame or encode_text(self.roster(room, p)))
 
     def tell_admitted(self, conn: Connection) -> None:
         pid = conn.participant_id
@@ -304,16 +327,58 @@ class RoomDelivery:
         self._told_admitted.pop(pid, None)
 
     def set_audio_only(self, room_id: RoomId, pid: ParticipantId, reason: AudioOnlyReason | None) -> None:
-        """The relay stopped (``reason``) or resumed (None) video to ``pid``: tell the room once per change
-        (the person, and the clinician's roster)."""
+        """The relay stopped (``reason``) or resumed (None) video to ``pid``: once per change, the person
+        is told at once; then (in order, after a read of the room) the room's hosts, and the attendance
+        ledger records it."""
         previous = self.controls.set_audio_only(room_id, pid, reason)
         if previous == reason:
             return
         shown = reason or previous
         assert shown is not None
-        self.to_room(room_id, m.AudioOnly(participant_id=pid, on=reason is not None, reason=shown))
+        message = m.AudioOnly(participant_id=pid, on=reason is not None, reason=shown)
+        self.send(pid, message)
+        at = self.rooms.clock()
+        before = self._audio_only_chain
+        self._audio_only_chain = asyncio.get_running_loop().create_task(
+            self._audio_only_after(before, room_id, pid, reason, message, at)
+        )
+
+    async def _audio_only_after(
+        self,
+        before: asyncio.Task[None] | None,
+        room_id: RoomId,
+        pid: ParticipantId,
+        reason: AudioOnlyReason | None,
+        message: m.AudioOnly,
+        at: float,
+    ) -> None:
+        if before is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.shield(before)
+        try:
+            room = await self.rooms.room(room_id)
+        except VIOPError:
+            return  # ended meanwhile: the end closed the span
+        except Exception:
+            log.exception("audio-only change: room read failed", extra={"room_id": room_id})
+            return
+        for host in self.host_pids(room):
+            if host != pid:
+                self.send(host, message)
+        self.mark_dirty(room_id)  # the hosts' rosters (and the person's own line) show it
+        await self.rooms.record_audio_only(room, pid, reason, at)
+
+    async def audio_only_settled(self) -> None:
+        """Wait for the audio-only changes so far to reach the hosts and the ledger (shutdown, tests)."""
+        if self._audio_only_chain is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.shield(self._audio_only_chain)
 
     async def close(self) -> None:
+        if self._audio_only_chain is not None:
+            self._audio_only_chain.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._audio_only_chain
         if self._refresh is not None:
             self._refresh.cancel()
             with contextlib.suppress(asyncio.CancelledError):

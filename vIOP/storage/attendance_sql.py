@@ -1,4 +1,5 @@
-"""The attendance ledger on SQL (``attendance_intervals`` and ``room_sessions`` in ``schema.py``).
+"""The attendance ledger on SQL (``attendance_intervals``, ``audio_only_spans`` and ``room_sessions`` in
+``schema.py``).
 
 Rows hold ids and times only (no PHI to encrypt). Each call is one transaction; on SQLite it begins
 IMMEDIATE (``database.py``) and on PostgreSQL it locks the session row, so two processes recording the
@@ -7,6 +8,7 @@ same person cannot both open an interval.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -16,6 +18,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from vIOP.ids import ParticipantId, RoomId, SessionId, new_id
 from vIOP.rooms.attendance import (
+    AudioOnlyMark,
+    AudioOnlySpan,
     CloseMark,
     CloseReason,
     Interval,
@@ -24,10 +28,12 @@ from vIOP.rooms.attendance import (
     SessionEndMark,
     decide_open,
 )
+from vIOP.rooms.audio_only import AudioOnlyReason
 from vIOP.rooms.participant import Role
 from vIOP.rooms.ports import AttendanceQuery
 from vIOP.storage.database import Database
 from vIOP.storage.schema import attendance_intervals as ai
+from vIOP.storage.schema import audio_only_spans as aos
 from vIOP.storage.schema import room_sessions
 
 
@@ -41,6 +47,10 @@ def _ts(value: datetime) -> float:
 
 def _subject_is(subject: str) -> Any:
     return or_(ai.c.client_id == subject, ai.c.user_id == subject)
+
+
+def _span_subject_is(subject: str) -> Any:
+    return or_(aos.c.client_id == subject, aos.c.user_id == subject)
 
 
 class SqlAttendanceStore:
@@ -80,6 +90,9 @@ class SqlAttendanceStore:
             await conn.execute(
                 update(ai).where(ai.c.id == latest.id).values(left_at=_dt(at), close_reason=mark.reason.value)
             )
+            await self._end_spans(
+                conn, and_(aos.c.session_id == mark.session_id, _span_subject_is(mark.subject)), at
+            )
 
     async def end_session(self, mark: SessionEndMark) -> None:
         async with self.db.begin() as conn:
@@ -88,6 +101,42 @@ class SqlAttendanceStore:
                 update(room_sessions)
                 .where(room_sessions.c.id == mark.session_id, room_sessions.c.ended_at.is_(None))
                 .values(ended_at=_dt(mark.at))
+            )
+            await self._end_spans(conn, aos.c.session_id == mark.session_id, mark.at)
+
+    async def audio_only(self, mark: AudioOnlyMark) -> None:
+        async with self.db.begin() as conn:
+            await self._lock_session(conn, mark.room_id, mark.session_id, mark.at)
+            mine = and_(aos.c.session_id == mark.session_id, _span_subject_is(mark.subject))
+            current = (
+                await conn.execute(select(aos.c.reason).where(mine, aos.c.ended_at.is_(None)).limit(1))
+            ).scalar_one_or_none()
+            wanted = None if mark.reason is None else mark.reason.value
+            if current == wanted:
+                return  # a repeated entry
+            await self._end_spans(conn, mine, mark.at)
+            if mark.reason is not None:
+                await conn.execute(
+                    insert(aos).values(
+                        id=new_id("ao"),
+                        session_id=mark.session_id,
+                        room_id=mark.room_id,
+                        participant_id=mark.participant_id,
+                        client_id=mark.subject if mark.role is Role.CLIENT else None,
+                        user_id=mark.subject if mark.role is Role.HOST else None,
+                        reason=mark.reason.value,
+                        started_at=_dt(mark.at),
+                    )
+                )
+
+    async def _end_spans(self, conn: AsyncConnection, which: Any, at: float) -> None:
+        """End the open spans ``which`` selects at ``at`` (never before they started)."""
+        open_spans = (
+            await conn.execute(select(aos.c.id, aos.c.started_at).where(which, aos.c.ended_at.is_(None)))
+        ).all()
+        for span_id, started_at in open_spans:
+            await conn.execute(
+                update(aos).where(aos.c.id == span_id).values(ended_at=_dt(max(at, _ts(started_at))))
             )
 
     async def intervals(self, query: AttendanceQuery) -> list[Interval]:
@@ -103,7 +152,13 @@ class SqlAttendanceStore:
         if query.start is not None:
             stmt = stmt.where(or_(ai.c.left_at.is_(None), ai.c.left_at > _dt(query.start)))
         async with self.db.read() as conn:
-            return [_interval(row) for row in (await conn.execute(stmt)).mappings()]
+            intervals = [_interval(row) for row in (await conn.execute(stmt)).mappings()]
+            sessions = sorted({i.session_id for i in intervals})
+            spans: list[Any] = []
+            for chunk in range(0, len(sessions), 500):  # bounded IN lists
+                chunk_stmt = select(aos).where(aos.c.session_id.in_(sessions[chunk : chunk + 500]))
+                spans.extend((await conn.execute(chunk_stmt)).mappings())
+        return _with_spans(intervals, spans)
 
     async def _lock_session(
         self, conn: AsyncConnection, room_id: RoomId, session_id: SessionId, at: float
@@ -144,3 +199,32 @@ def _interval(row: Any) -> Interval:
         left_at=None if row["left_at"] is None else _ts(row["left_at"]),
         close_reason=None if reason is None else CloseReason(reason),
     )
+
+
+def _with_spans(intervals: list[Interval], rows: list[Any]) -> list[Interval]:
+    """Each audio-only span goes to the stay of the same person and session it started in (the latest
+    that began at or before it; a span never outlives its stay, see ``close``)."""
+    stays: dict[tuple[str, str], list[int]] = {}
+    for index, interval in enumerate(intervals):
+        stays.setdefault((interval.session_id, interval.subject), []).append(index)
+    spans: dict[int, list[AudioOnlySpan]] = {}
+    for row in sorted(rows, key=lambda r: _ts(r["started_at"])):
+        subject = row["client_id"] if row["client_id"] is not None else row["user_id"]
+        started = _ts(row["started_at"])
+        candidates = [
+            i for i in stays.get((row["session_id"], subject), []) if intervals[i].joined_at <= started
+        ]
+        if not candidates:
+            continue  # its stay lies outside the query
+        ended = row["ended_at"]
+        spans.setdefault(candidates[-1], []).append(
+            AudioOnlySpan(
+                started_at=started,
+                ended_at=None if ended is None else _ts(ended),
+                reason=AudioOnlyReason(row["reason"]),
+            )
+        )
+    return [
+        replace(interval, audio_only=tuple(spans[index])) if index in spans else interval
+        for index, interval in enumerate(intervals)
+    ]

@@ -37,6 +37,9 @@ from vIOP.storage.schema import (
     attendance_intervals as ai,
 )
 from vIOP.storage.schema import (
+    audio_only_spans as aos,
+)
+from vIOP.storage.schema import (
     audit_log,
     clients,
     invites,
@@ -157,7 +160,13 @@ async def _run(
     empty_title = len(fields.encrypt(_title_ref("rm_x"), ""))
 
     attendance = await _delete(conn, ai, and_(ai.c.left_at.is_not(None), ai.c.left_at < _at(cut.attendance)))
-    empty_session = ~exists().where(ai.c.session_id == room_sessions.c.id)
+    await _delete(
+        conn, aos, and_(aos.c.ended_at.is_not(None), aos.c.ended_at < _at(cut.attendance))
+    )  # audio-only spans go with the stays they lie in
+    empty_session = and_(
+        ~exists().where(ai.c.session_id == room_sessions.c.id),
+        ~exists().where(aos.c.session_id == room_sessions.c.id),
+    )
     sessions = await _delete(
         conn, room_sessions, and_(room_sessions.c.ended_at < _at(cut.attendance), empty_session)
     )

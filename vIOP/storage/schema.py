@@ -241,6 +241,25 @@ attendance_intervals = Table(
     UniqueConstraint("session_id", "participant_id", "joined_at"),
 )
 
+# Audio-only spans within stays (issue 13): when a person received no video (their link, or "save data").
+# Ids, times and the reason only; programs report audio-only telehealth separately. Like the intervals,
+# exactly one of client_id / user_id is set.
+audio_only_spans = Table(
+    "audio_only_spans",
+    metadata,
+    _id("id", primary_key=True),
+    _id("session_id", ForeignKey("room_sessions.id"), nullable=False),
+    _id("room_id", ForeignKey("rooms.id"), nullable=False),
+    _id("participant_id", nullable=False),
+    _id("client_id", ForeignKey("clients.id"), nullable=True),
+    _id("user_id", ForeignKey("users.id"), nullable=True),
+    Column("reason", String(ENUM), nullable=False),  # bandwidth | save_data
+    Column("started_at", UtcDateTime, nullable=False),
+    Column("ended_at", UtcDateTime, nullable=True),
+    Index(None, "session_id"),
+    Index(None, "client_id", "started_at"),
+)
+
 # --- compliance (issue 11) --------------------------------------------------------------------------
 
 # Break-glass grants: one room, one reason (ciphertext under sys.fields, AAD bound to the grant id), a
