@@ -135,6 +135,23 @@ def test_a_remb_limits_only_after_it_fell() -> None:
     assert not est.remb_limiting
 
 
+def test_the_first_report_of_a_stream_resumed_after_a_long_pause_is_not_counted_as_loss() -> None:
+    clock = ManualTime()
+    est = DownlinkEstimator(clock=clock)
+    est.on_sent(300_000)
+    est.on_report(7, 0, 1000)
+    clock.now += 1.0
+    est.on_report(7, 0, 1100)
+    clock.now += FEEDBACK_TIMEOUT + 10  # paused: the receiver stopped reporting the stream
+    est.on_report(7, 170, 1172)  # its packets lost before the pause, reported only now
+    clock.now += 1.0
+    est.on_report(7, 0, 1250)
+    assert est.last_loss == 0.0 and not est.congested and not est.overloaded
+    clock.now += 1.0
+    est.on_report(7, 64, 1350)  # loss while it flows counts as before
+    assert est.last_loss == 0.25 and est.overloaded
+
+
 def test_aiortc_sixteen_bit_sequence_numbers_wrap() -> None:
     clock = ManualTime()
     est = DownlinkEstimator(clock=clock)
