@@ -47,9 +47,7 @@ PROBE_SETTLE: Final = 1.2
 """Reports pooled this long after the probe ended cover it (Chrome reports a video stream about once a
 second): one pooled earlier may describe only what came before the probe."""
 PROBE_VERDICT_WITHIN: Final = 3.0  # no report describing the probe by then: it failed
-PROBE_CLEAN: Final = (
-    0.01  # a passing probe: the next pooled reports lost under 1 % (a full link drops far more)
-)
+PROBE_CLEAN: Final = 0.02  # a passing probe: the reports after it lost under 2 % (a capped link drops more)
 TRIAL_CONFIRM: Final = 8.0  # a trial resume must hold this long before "audio only" is lifted
 FEEDBACK_GRACE: Final = 5.0  # a new subscriber's first feedback arrives well within this
 
@@ -298,7 +296,7 @@ class VideoAllocator:
         probe = self._probe
         if probe is not None:
             _started, ended, _rate, probed = probe
-            if link.congested or link.overloaded or link.remb_bps is not None:
+            if link.overloaded or link.remb_bps is not None:
                 self._probe = None
                 self._last_down = now  # failed: the next probe after a hold-down (not doubled)
             elif link.loss_at is not None and link.loss_at >= ended + PROBE_SETTLE:
