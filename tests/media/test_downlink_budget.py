@@ -8,8 +8,10 @@ from vIOP.ids import ParticipantId
 from vIOP.media.budget import (
     DOWN_AFTER,
     HOLD_DOWN,
+    PROBE_MIN_BPS,
+    PROBE_OCTETS,
+    PROBE_SETTLE,
     TRIAL_CONFIRM,
-    UP_AFTER,
     AudioOnlyReason,
     LinkView,
     RateMeter,
@@ -133,6 +135,23 @@ def test_a_remb_limits_only_after_it_fell() -> None:
     assert not est.remb_limiting
 
 
+def test_the_first_report_of_a_stream_resumed_after_a_long_pause_is_not_counted_as_loss() -> None:
+    clock = ManualTime()
+    est = DownlinkEstimator(clock=clock)
+    est.on_sent(300_000)
+    est.on_report(7, 0, 1000)
+    clock.now += 1.0
+    est.on_report(7, 0, 1100)
+    clock.now += FEEDBACK_TIMEOUT + 10  # paused: the receiver stopped reporting the stream
+    est.on_report(7, 170, 1172)  # its packets lost before the pause, reported only now
+    clock.now += 1.0
+    est.on_report(7, 0, 1250)
+    assert est.last_loss == 0.0 and not est.congested and not est.overloaded
+    clock.now += 1.0
+    est.on_report(7, 64, 1350)  # loss while it flows counts as before
+    assert est.last_loss == 0.25 and est.overloaded
+
+
 def test_aiortc_sixteen_bit_sequence_numbers_wrap() -> None:
     clock = ManualTime()
     est = DownlinkEstimator(clock=clock)
@@ -179,7 +198,13 @@ def test_nacks_for_packets_older_than_a_second_are_not_answered() -> None:
 
 
 def link(
-    estimate: float, *, congested: bool = False, remb: float | None = None, feedback: bool = True
+    estimate: float,
+    *,
+    congested: bool = False,
+    remb: float | None = None,
+    feedback: bool = True,
+    loss_at: float | None = None,
+    loss: float = 0.0,
 ) -> LinkView:
     return LinkView(
         estimate_bps=estimate,
@@ -190,6 +215,8 @@ def link(
         overloaded=congested,
         trusted=True,
         feedback=feedback,
+        loss_at=loss_at,
+        loss=loss,
     )
 
 
@@ -233,60 +260,109 @@ def test_no_feedback_falls_back_to_the_default_budget() -> None:
     assert allocation.forward == {VIDEOS[0].key}  # 600k * 0.9 - 100k audio fits one 400k stream
 
 
-def test_resumes_after_the_hold_down_by_trial_and_backs_off_when_the_trial_fails() -> None:
+def paused_allocator(candidates: list[VideoCandidate]) -> tuple[VideoAllocator, float]:
+    """An allocator whose subscriber's link filled up: every video paused at the returned time."""
     allocator = VideoAllocator()
+    allocator.decide(0.0, link(2_000_000), candidates)
+    allocator.decide(1.0, link(200_000, congested=True), candidates)
+    assert allocator.decide(1.0 + DOWN_AFTER, link(200_000, congested=True), candidates).audio_only
+    return allocator, 1.0 + DOWN_AFTER
+
+
+def clean(t: float) -> LinkView:
+    """Audio only, nothing lost, reports pooled at ``t``; the estimate cannot show room for video."""
+    return link(250_000, loss_at=t)
+
+
+def test_a_paused_subscriber_is_probed_after_the_hold_down_and_resumed_when_the_probe_arrived_whole() -> None:
     one = VIDEOS[:1]
-    allocator.decide(0.0, link(1_000_000), one)
-    allocator.decide(1.0, link(200_000, congested=True), one)
-    assert allocator.decide(1.0 + DOWN_AFTER, link(200_000, congested=True), one).audio_only
-    paused_at = 1.0 + DOWN_AFTER
-    clean = link(250_000)  # audio only, nothing lost, but the estimate cannot show room for video
+    allocator, paused_at = paused_allocator(one)
     t = paused_at
-    while t < paused_at + HOLD_DOWN + UP_AFTER - 0.5:
+    while t + 0.5 < paused_at + HOLD_DOWN:
         t += 0.5
-        assert allocator.decide(t, clean, one).forward == frozenset()
+        allocation = allocator.decide(t, clean(t), one)
+        assert allocation.forward == frozenset() and allocation.probe_octets == 0, t
     t += 0.5
-    trial = allocator.decide(t, clean, one)
-    assert trial.forward == {one[0].key}
-    assert trial.reason is AudioOnlyReason.BANDWIDTH  # a probe does not lift audio only yet
-    # The probe congests the link: paused again, and the next trial waits twice as long.
-    allocator.decide(t + 1.0, link(250_000, congested=True), one)
-    again = allocator.decide(t + 1.0 + DOWN_AFTER, link(250_000, congested=True), one)
-    assert again.forward == frozenset()
-    repaused = t + 1.0 + DOWN_AFTER
-    u = repaused
-    while u < repaused + 2 * HOLD_DOWN:
+    probe = allocator.decide(t, clean(t), one)
+    assert probe.forward == frozenset() and probe.reason is AudioOnlyReason.BANDWIDTH
+    assert probe.probe_octets == PROBE_OCTETS and probe.probe_key == one[0].key
+    assert probe.probe_bps >= PROBE_MIN_BPS
+    ended = t + 8 * PROBE_OCTETS / probe.probe_bps
+    decisions = []
+    while t < ended + PROBE_SETTLE + 20:
+        t += 0.5
+        decisions.append((t, allocator.decide(t, clean(t), one)))
+    resumed = next(at for at, a in decisions if a.forward)
+    assert ended + PROBE_SETTLE <= resumed <= ended + PROBE_SETTLE + 0.5  # the first report covering it
+    assert all(a.probe_octets == 0 for _, a in decisions)  # one probe was enough
+    # The resume does not lift "audio only" until it has held; then no flapping.
+    lifted = next(at for at, a in decisions if a.reason is None)
+    assert lifted == resumed + TRIAL_CONFIRM
+    assert all(a.forward == {one[0].key} for at, a in decisions if at >= resumed)
+    assert all(a.reason is None for at, a in decisions if at >= lifted)
+
+
+def test_a_probe_is_judged_only_by_reports_that_cover_it() -> None:
+    one = VIDEOS[:1]
+    allocator, paused_at = paused_allocator(one)
+    t = paused_at + HOLD_DOWN
+    probe = allocator.decide(t, clean(t), one)
+    assert probe.probe_octets == PROBE_OCTETS
+    ended = t + 8 * PROBE_OCTETS / probe.probe_bps
+    stale = clean(t)  # the reports keep describing the time before the probe: no verdict
+    for n in range(1, 6):
+        assert allocator.decide(t + 0.5 * n, stale, one).forward == frozenset()
+    assert allocator.decide(t + 3.0, clean(ended + PROBE_SETTLE), one).forward == {one[0].key}
+
+
+def test_a_probe_that_meets_loss_fails_and_the_next_waits_one_hold_down() -> None:
+    one = VIDEOS[:1]
+    allocator, paused_at = paused_allocator(one)
+    t = paused_at + HOLD_DOWN
+    assert allocator.decide(t, clean(t), one).probe_octets == PROBE_OCTETS
+    # The capped link dropped part of the probe: a few per cent lost (audio's loss stays small).
+    lossy = link(250_000, loss_at=t + 1.5, loss=0.04)
+    failed_at = t + 1.5
+    assert allocator.decide(failed_at, lossy, one).forward == frozenset()
+    u = failed_at
+    while u + 0.5 < failed_at + HOLD_DOWN:
         u += 0.5
-        assert allocator.decide(u, clean, one).forward == frozenset(), u
-    assert allocator.resumes == 1 and allocator.pauses == 2
+        allocation = allocator.decide(u, link(250_000, loss_at=u, congested=u < failed_at + 2), one)
+        assert allocation.forward == frozenset() and allocation.probe_octets == 0, u
+    u += 0.5
+    again = allocator.decide(u, clean(u), one)  # not doubled: a failed probe costs the link little
+    assert again.probe_octets == PROBE_OCTETS and again.forward == frozenset()
+    assert allocator.resumes == 0
 
 
-def test_a_trial_that_meets_congestion_ends_at_the_next_decision() -> None:
-    allocator = VideoAllocator(hold_down=1.0)
+def test_one_probe_clears_every_waiting_stream_its_rate_carries_one_resumed_per_decision() -> None:
+    allocator, paused_at = paused_allocator(VIDEOS)
+    t = paused_at + HOLD_DOWN
+    probe = allocator.decide(t, clean(t), VIDEOS)
+    assert probe.probe_key == VIDEOS[0].key  # padding on the first stream to come back
+    t += 8 * PROBE_OCTETS / probe.probe_bps + PROBE_SETTLE + 0.01
+    assert allocator.decide(t, clean(t), VIDEOS).forward == {VIDEOS[0].key}
+    # 2 x 400k x 1.15 fits a 2 Mbit/s probe: the second follows at the next decision, without a probe.
+    back = allocator.decide(t + 0.5, clean(t + 0.5), VIDEOS)
+    assert back.forward == {VIDEOS[0].key, VIDEOS[1].key} and back.probe_octets == 0
+
+
+def test_a_resume_that_meets_congestion_ends_at_the_next_decision_and_backs_off() -> None:
     one = VIDEOS[:1]
-    allocator.decide(0.0, link(1_000_000), one)
-    allocator.decide(1.0, link(200_000, congested=True), one)
-    allocator.decide(1.0 + DOWN_AFTER, link(200_000, congested=True), one)
-    t = 2.0 + DOWN_AFTER
-    while not allocator.decide(t, link(250_000), one).forward:
-        t += 0.5
-    assert allocator.decide(t + 0.5, link(250_000, congested=True), one).forward == frozenset()
-
-
-def test_a_trial_that_holds_lifts_audio_only() -> None:
-    allocator = VideoAllocator(hold_down=1.0)
-    one = VIDEOS[:1]
-    allocator.decide(0.0, link(1_000_000), one)
-    allocator.decide(1.0, link(200_000, congested=True), one)
-    allocator.decide(1.0 + DOWN_AFTER, link(200_000, congested=True), one)
-    t, reasons = 2.0 + DOWN_AFTER, []
-    while t < 20.0:
-        reasons.append((t, allocator.decide(t, link(2_000_000), one).reason))
-        t += 0.5
-    lifted = next(at for at, reason in reasons if reason is None)
-    resumed = 1.0 + DOWN_AFTER + 1.0 + UP_AFTER
-    assert resumed <= lifted <= resumed + TRIAL_CONFIRM + 1.0
-    assert all(reason is None for at, reason in reasons if at >= lifted)  # no flapping afterwards
+    allocator, paused_at = paused_allocator(one)
+    t = paused_at + HOLD_DOWN
+    probe = allocator.decide(t, clean(t), one)
+    t += 8 * PROBE_OCTETS / probe.probe_bps + PROBE_SETTLE + 0.01
+    assert allocator.decide(t, clean(t), one).forward == {one[0].key}
+    t += 0.5
+    assert allocator.decide(t, link(250_000, congested=True, loss_at=t), one).forward == frozenset()
+    # The probe was wrong (a bigger burst allowance than it filled): the next one waits twice as long.
+    u = t
+    while u + 0.5 < t + 2 * HOLD_DOWN:
+        u += 0.5
+        assert allocator.decide(u, link(250_000, loss_at=u, congested=u < t + 2), one).probe_octets == 0, u
+    later = [allocator.decide(u + 0.5 * k, clean(u + 0.5 * k), one).probe_octets for k in (1, 2)]
+    assert PROBE_OCTETS in later
 
 
 def test_save_data_pauses_every_video_and_says_why() -> None:

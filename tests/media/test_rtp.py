@@ -17,6 +17,7 @@ import pytest
 from aiortc import RTCRtpHeaderExtensionParameters, RTCRtpParameters
 
 from vIOP.media.rtp import (
+    PADDING_OCTETS,
     RtpPacket,
     RtpWriter,
     abs_send_time,
@@ -295,3 +296,19 @@ def test_read_audio_level_two_byte_header() -> None:
 )
 def test_read_audio_level_refuses_quietly(data: bytes) -> None:
     assert read_audio_level(data, 1) is None
+
+
+def test_padding_probes_are_padding_only_packets_in_the_streams_sequence_and_never_resent() -> None:
+    stream = STREAMS["video"]
+    writer = writer_for(stream)
+    frame = stream["frames"][0]
+    before, _, timestamp = writer.frame(bytes.fromhex(frame["data"]), frame["pts"], 1 << 32)
+    padding = writer.padding(3, 1 << 32)
+    after, _, _ = writer.frame(bytes.fromhex(frame["data"]), frame["pts"] + 3000, 1 << 32)
+    parsed = [aiortc.rtp.RtpPacket.parse(p) for p in padding]
+    last = aiortc.rtp.RtpPacket.parse(before[-1]).sequence_number
+    assert [p.sequence_number for p in parsed] == [(last + n) & 0xFFFF for n in (1, 2, 3)]
+    assert all(p.payload == b"" and p.padding_size == PADDING_OCTETS for p in parsed)  # RFC 3550 5.1
+    assert all(p.ssrc == stream["ssrc"] and p.timestamp == timestamp and not p.marker for p in parsed)
+    assert aiortc.rtp.RtpPacket.parse(after[0]).sequence_number == (last + 4) & 0xFFFF  # no gap after
+    assert all(writer.retransmission(p.sequence_number, 1 << 32) is None for p in parsed)

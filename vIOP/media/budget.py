@@ -9,8 +9,9 @@ Pure decision logic (the caller owns the clock, the legs and the network), one c
 - :class:`VideoAllocator` decides which video streams a subscriber receives. Audio is never part of the
   decision: it always flows, and video gets what is left. It pauses the lowest-priority streams when what
   it forwards does not fit the estimate, resumes one at a time when it does (or, when the estimate is
-  merely held low by the little it receives, as a trial after a hold-down that doubles after each failed
-  trial), and says when no video is left (audio only) and why. Priority is the caller's: the relay ranks
+  merely held low by the little it receives, after a *probe*: the caller pads the link at what the waiting
+  video would cost for one tick, and the video resumes if the receiver's next reports show no loss), and
+  says when no video is left (audio only) and why. Priority is the caller's: the relay ranks
   streams (a hook for active speaker); ties keep the caller's order.
 """
 
@@ -33,8 +34,20 @@ receives (Chrome's does) and counts headers a little differently; only a clear d
 DOWN_AFTER: Final = 1.0  # seconds over budget before video is paused
 UP_AFTER: Final = 2.0  # seconds with room before a stream is resumed
 UP_MARGIN: Final = 1.15  # a resumed stream must fit with this margin
-HOLD_DOWN: Final = 6.0  # after pausing, no trial before this (doubles after each failed trial)
-MAX_HOLD_DOWN: Final = 16.0  # so a link that recovers gets video back within about 20 s
+HOLD_DOWN: Final = (
+    2.5  # after pausing or a failed probe, no probe before this (doubles after a failed resume)
+)
+MAX_HOLD_DOWN: Final = 16.0  # a resume that keeps failing (a probe that lied) backs off to this
+PROBE_OCTETS: Final = 40_000
+"""A probe's size: more than a home shaper's usual burst allowance (the capped-link benchmark's tbf holds
+16 kB plus a 100 ms queue), so a capped link drops some of it; a bigger bucket lets a probe pass falsely,
+and the resume it allows then meets congestion and backs off like any other."""
+PROBE_MIN_BPS: Final = 2_000_000  # sent fast: a capped link drops for the shortest time (audio with it)
+PROBE_SETTLE: Final = 1.2
+"""Reports pooled this long after the probe ended cover it (Chrome reports a video stream about once a
+second): one pooled earlier may describe only what came before the probe."""
+PROBE_VERDICT_WITHIN: Final = 3.0  # no report describing the probe by then: it failed
+PROBE_CLEAN: Final = 0.02  # a passing probe: the reports after it lost under 2 % (a capped link drops more)
 TRIAL_CONFIRM: Final = 8.0  # a trial resume must hold this long before "audio only" is lifted
 FEEDBACK_GRACE: Final = 5.0  # a new subscriber's first feedback arrives well within this
 
@@ -102,6 +115,9 @@ class VideoCandidate:
 class Allocation:
     forward: frozenset[Hashable]
     reason: AudioOnlyReason | None  # set when video exists but none is forwarded
+    probe_octets: int = 0  # pad the link with this much now (see VideoAllocator.decide) ...
+    probe_bps: float = 0.0  # ... at this rate ...
+    probe_key: Hashable | None = None  # ... on this paused stream (its receiver reports the padding's loss)
 
     @property
     def audio_only(self) -> bool:
@@ -120,6 +136,8 @@ class LinkView:
     overloaded: bool  # recent reports showed loss over 10 %: evidence for pausing
     trusted: bool  # feedback has arrived (or the grace for it has passed)
     feedback: bool = True  # False: the client sends none (the estimate is the default)
+    loss_at: float | None = None  # when reports' loss was last pooled (a probe's verdict waits for one)
+    loss: float = 0.0  # the loss fraction pooled then
 
 
 @dataclass(slots=True)
@@ -133,8 +151,11 @@ class VideoAllocator:
     _room_since: float | None = None
     _last_down: float | None = None
     _last_up: float | None = None
-    _trial: Hashable | None = None  # resumed as a probe; not yet confirmed
+    _trial: frozenset[Hashable] = frozenset()  # resumed after a probe; not yet confirmed
     _saved: set[Hashable] | None = None  # forwarded when "save data" began
+    _probe: tuple[float, float, float, tuple[Hashable, ...]] | None = None  # started, ended, bps, streams
+    _probe_due: bool = False  # a probe was decided and not yet handed to the caller
+    _cleared: list[Hashable] = field(default_factory=list)  # a passed probe's streams, resumed one a tick
     _hold: float = field(init=False)
     pauses: int = 0
     resumes: int = 0
@@ -173,11 +194,16 @@ class VideoAllocator:
 
         # Video is paused on evidence only: loss over 10 %, a REMB that fell below what is sent, or no
         # feedback at all (the default budget). A clean link whose estimate lags what is sent is not congested.
+        # While a resume is on trial its REMB is no evidence: a receiver's delay-based estimate climbs from
+        # the audio-only rate it saw (measured: Chrome's REMB dipped as the keyframes arrived and paused
+        # video on a freed link); the probe already answered for the link, loss still ends the trial.
+        remb_counts = not self._trial
+
         def congested(need: float) -> bool:
             return (
                 link.overloaded
                 or not link.feedback
-                or (link.remb_bps is not None and link.remb_bps < REMB_BELOW * need)
+                or (remb_counts and link.remb_bps is not None and link.remb_bps < REMB_BELOW * need)
             )
 
         # A stream seen for the first time (someone joined) is forwarded unless the link is known to be
@@ -195,19 +221,24 @@ class VideoAllocator:
             if self._over_since is None:
                 self._over_since = now
             # A trial that meets congestion ends at once: a probe must cost the link as little as it can.
-            if now - self._over_since >= DOWN_AFTER or self._trial is not None:
+            self._probe = None
+            self._cleared.clear()
+            if now - self._over_since >= DOWN_AFTER or self._trial:
                 self._pause_until_fits(keys, cost, budget, now)
         else:
             self._over_since = None
             self._maybe_resume(now, link, keys, cost, budget)
         forward = frozenset(self._forward)
-        if self._trial is not None and (
-            self._trial not in forward or self._last_up is None or now - self._last_up >= TRIAL_CONFIRM
-        ):
-            self._trial = None
-        # A probe that has not held yet does not lift "audio only": the person is told once, not per probe.
-        shown = forward - {self._trial} if self._trial is not None else forward
+        if self._last_up is None or now - self._last_up >= TRIAL_CONFIRM:
+            self._trial = frozenset()
+        self._trial &= forward
+        # A resume that has not held yet does not lift "audio only": the person is told once, not per probe.
+        shown = forward - self._trial
         reason = AudioOnlyReason.BANDWIDTH if keys and not shown else None
+        if self._probe is not None and self._probe_due:
+            self._probe_due = False
+            _started, _ended, rate, probed = self._probe
+            return Allocation(forward, reason, PROBE_OCTETS, rate, probed[0])
         return Allocation(forward, reason)
 
     def _need(self, cost: dict[Hashable, float]) -> float:
@@ -234,23 +265,69 @@ class VideoAllocator:
     ) -> None:
         waiting = [k for k in keys if k not in self._forward]
         if not waiting:
-            self._room_since = None
+            self._room_since = self._probe = None
             return
         best = waiting[0]
         fits = self._need(cost) + cost[best] * UP_MARGIN <= budget
         held = self._last_down is not None and now - self._last_down < self._hold
-        # The estimate cannot rise above what little is sent (REMB follows the receive rate; loss says
-        # nothing about capacity that is not used): when the link is clean, a trial resume is the probe.
-        trial = link.trusted and not link.congested and not held
-        if not (fits and not held) and not trial:
-            self._room_since = None
+        if fits and not held:
+            self._probe = None
+            if self._room_since is None:
+                self._room_since = now
+            if now - self._room_since >= UP_AFTER:
+                self._resume([best], now, trial=False)
             return
-        if self._room_since is None:
-            self._room_since = now
-        if now - self._room_since >= UP_AFTER:
-            self._forward.add(best)
-            self.resumes += 1
-            self._last_up = now
-            self._room_since = None
-            if not fits:
-                self._trial = best
+        self._room_since = None
+        # Streams a probe cleared come back one per decision, so their keyframes do not arrive as one burst
+        # (a precaution: the 25-67 % loss first seen after resuming three together turned out to be stale
+        # reports, see DownlinkEstimator.on_report; resuming all at once was not measured to be safe).
+        self._cleared = [k for k in self._cleared if k in waiting]
+        if self._cleared:
+            if link.overloaded or link.remb_bps is not None:
+                self._cleared.clear()
+                self._last_down = now
+            else:
+                self._resume([self._cleared.pop(0)], now)
+            return
+        # The estimate cannot rise above what little is sent (REMB follows the receive rate; loss says
+        # nothing about capacity that is not used): the relay sends a short, fast burst of padding on the best
+        # waiting stream and resumes every waiting stream the burst's rate covers if the receiver's next
+        # reports show (almost) no loss. On a full link a probe costs a few dropped packets, most of them its own.
+        probe = self._probe
+        if probe is not None:
+            _started, ended, _rate, probed = probe
+            if link.overloaded or link.remb_bps is not None:
+                self._probe = None
+                self._last_down = now  # failed: the next probe after a hold-down (not doubled)
+            elif link.loss_at is not None and link.loss_at >= ended + PROBE_SETTLE:
+                self._probe = None
+                if link.loss < PROBE_CLEAN:
+                    cleared = [k for k in probed if k in waiting]
+                    self._resume(cleared[:1], now)
+                    self._cleared = cleared[1:]
+                else:
+                    self._last_down = now
+            elif now - ended > PROBE_VERDICT_WITHIN:
+                self._probe = None
+                self._last_down = now
+            return
+        if not link.trusted or link.congested or held:
+            return
+        rate = max(PROBE_MIN_BPS, UP_MARGIN * cost[best])
+        chosen: list[Hashable] = []
+        total = 0.0
+        for key in waiting:  # as many as the probe's rate covers, in priority order
+            if chosen and total + UP_MARGIN * cost[key] > rate:
+                break
+            chosen.append(key)
+            total += UP_MARGIN * cost[key]
+        self._probe = (now, now + 8 * PROBE_OCTETS / rate, rate, tuple(chosen))
+        self._probe_due = True
+
+    def _resume(self, resumed: list[Hashable], now: float, *, trial: bool = True) -> None:
+        self._forward.update(resumed)
+        self.resumes += len(resumed)
+        self._last_up = now
+        self._room_since = None
+        if trial:
+            self._trial |= frozenset(resumed)

@@ -23,7 +23,7 @@ from aiortc import RTCRtpSender, RTCRtpTransceiver
 from vIOP.media import aiortc_internals
 from vIOP.media.budget import RtxBudget
 from vIOP.media.frames import RTX_CODEC
-from vIOP.media.rtp import RtpWriter, ntp_time
+from vIOP.media.rtp import PADDING_OCTETS, RtpWriter, ntp_time
 
 ABS_SEND_TIME: Final = "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time"
 MID: Final = "urn:ietf:params:rtp-hdrext:sdes:mid"
@@ -37,7 +37,16 @@ _count_sent = aiortc_internals.count_sent
 class DirectSender:
     """Writes one sender's stream; aiortc's NACK handling is pointed at this writer's history."""
 
-    __slots__ = ("_budget", "_clock", "_sender", "_writer", "octets_sent", "packets", "rtx_octets_sent")
+    __slots__ = (
+        "_budget",
+        "_clock",
+        "_sender",
+        "_writer",
+        "octets_sent",
+        "packets",
+        "probe_octets_sent",
+        "rtx_octets_sent",
+    )
 
     def __init__(
         self,
@@ -63,6 +72,7 @@ class DirectSender:
         self.packets = 0
         self.octets_sent = 0  # protected RTP as it leaves, media and retransmissions
         self.rtx_octets_sent = 0
+        self.probe_octets_sent = 0
         aiortc_internals.on_retransmit(sender, self._retransmit)
 
     def configure(self, transceiver: RTCRtpTransceiver) -> None:
@@ -106,6 +116,24 @@ class DirectSender:
         self.packets += len(packets)
         _count_sent(self._sender, len(packets), octets, timestamp, ntp)
         return True
+
+    def pad(self, octets: int) -> int:
+        """Send about ``octets`` of padding on this stream now (a bandwidth probe); returns what was sent."""
+        writer = self._writer
+        output = _sender_output(self._sender)
+        if writer.payload_type is None or output is None or octets <= 0:
+            return 0
+        protect, sendto, addr = output
+        packets = writer.padding(max(1, octets // PADDING_OCTETS), ntp_time(time.time_ns()))
+        sent = 0
+        for packet in packets:
+            protected = protect(packet)
+            sent += len(protected)
+            sendto(protected, addr)
+        self.octets_sent += sent
+        self.probe_octets_sent += sent
+        self.packets += len(packets)
+        return sent
 
     async def _retransmit(self, sequence_number: int) -> None:
         """NACK handling (aiortc calls this per lost sequence number): resend from history, RTX if negotiated."""

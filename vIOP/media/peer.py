@@ -82,6 +82,7 @@ AudioOnlyListener = Callable[[AudioOnlyReason | None], None]
 VideoRank = Callable[[ParticipantId], float]
 """How much this client's view is worth keeping a publisher's video (higher first; ties: join order)."""
 BUDGET_TICK: Final = 0.5
+PROBE_SLICE: Final = 0.02  # a bandwidth probe's padding goes out every 20 ms
 
 
 def _join_order(publisher: ParticipantId) -> float:
@@ -161,6 +162,7 @@ class PeerSession:
         self._video_rank = video_rank
         self._meters: dict[Hashable, RateMeter] = {}
         self._rtx_meter = RateMeter()
+        self._probe_meter = RateMeter()
         self._started_at = clock()
         self._budget_task: asyncio.Task[None] | None = None
         self.pc.on("connectionstatechange", self._connection_changed)
@@ -499,6 +501,8 @@ class PeerSession:
         audio_bps = sum(rates[s.key] for s in audio if s.key is not None)
         rtx_octets = sum(s.leg.direct.rtx_octets_sent for s in self._slots if s.leg.direct is not None)
         rtx_bps = self._rtx_meter.update(now, rtx_octets, 0)
+        probe_octets = sum(s.leg.direct.probe_octets_sent for s in self._slots if s.leg.direct is not None)
+        rtx_bps += self._probe_meter.update(now, probe_octets, 0)  # padding loads the link like RTX
         forwarded = sum(rates[s.key] for s in video if s.key is not None and not s.leg.paused)
         self.downlink.on_sent(audio_bps + forwarded + rtx_bps)
         link = LinkView(
@@ -512,16 +516,30 @@ class PeerSession:
             trusted=(self.downlink.has_feedback and self.downlink.informed)
             or now - self._started_at >= FEEDBACK_GRACE,
             feedback=self.downlink.has_feedback,
+            loss_at=self.downlink.last_loss_at,
+            loss=self.downlink.last_loss,
         )
         candidates = [VideoCandidate(s.key, rates[s.key]) for s in video if s.key is not None]
         allocation = self.allocator.decide(now, link, candidates, save_data=self.save_data)
         for slot in video:
             slot.leg.set_paused(slot.key not in allocation.forward)
+        if allocation.probe_octets > 0:
+            self._probe(allocation.probe_key, allocation.probe_octets, allocation.probe_bps)
         self.rtx_budget.set_rate(RTX_SHARE * link.estimate_bps)
         if allocation.reason != self.audio_only:
             self.audio_only = allocation.reason
             if self._on_audio_only is not None:
                 self._on_audio_only(allocation.reason)
+
+    def _probe(self, key: Hashable, octets: int, bps: float) -> None:
+        """Pad the link with ``octets`` at ``bps``, paced in 20 ms slices (the allocator's bandwidth probe)."""
+        slot = next((s for s in self._slots if s.key == key and s.leg.direct is not None), None)
+        if slot is None or slot.leg.direct is None:
+            return
+        direct, loop = slot.leg.direct, asyncio.get_running_loop()
+        per_slice = max(1, int(bps * PROBE_SLICE / 8))
+        for i in range(max(1, -(-octets // per_slice))):
+            loop.call_later(i * PROBE_SLICE, direct.pad, min(per_slice, octets - i * per_slice))
 
     async def _run_budget(self) -> None:
         while not self._closed:

@@ -28,6 +28,8 @@ NTP_EPOCH_OFFSET_NS: Final = 2_208_988_800 * 1_000_000_000
 _VERSION_2: Final = 0x80
 _EXTENSION_BIT: Final = 0x10
 _MARKER: Final = 0x80
+_PADDING_BIT: Final = 0x20
+PADDING_OCTETS: Final = 255  # the most one packet's padding can be (its length is one octet)
 _SEQUENCE: Final = struct.Struct("!H")
 _WORD: Final = struct.Struct("!I")
 _EXTENSION_HEADER: Final = struct.Struct("!HH")
@@ -177,6 +179,7 @@ class RtpWriter:
     __slots__ = (
         "_abs_id",
         "_history",
+        "_last_timestamp",
         "_level_id",
         "_mid",
         "_picture_id",
@@ -207,6 +210,7 @@ class RtpWriter:
         self._sequence = sequence
         self._rtx_sequence = rtx_sequence
         self._timestamp_origin = timestamp_origin
+        self._last_timestamp = timestamp_origin
         self._picture_id = picture_id
         self.payload_type: int | None = None
         self.rtx_payload_type: int | None = None
@@ -260,7 +264,23 @@ class RtpWriter:
             seq = (seq + 1) & 0xFFFF
             octets += len(payload)
         self._sequence = seq
+        self._last_timestamp = timestamp
         return packets, octets, timestamp
+
+    def padding(self, count: int, ntp: int) -> list[bytes]:
+        """``count`` padding-only packets of :data:`PADDING_OCTETS` on the media SSRC (RFC 3550 5.1: the P bit,
+        the last octet counts the padding), taking the next sequence numbers: a bandwidth probe whose losses
+        the receiver reports like the stream's own. Not kept in the history (a NACK for one is not answered)."""
+        ext = extension_block(self._mid, self._abs_id, ntp)
+        first_byte = (_VERSION_2 | _EXTENSION_BIT if ext else _VERSION_2) | _PADDING_BIT
+        payload = bytes(PADDING_OCTETS - 1) + bytes([PADDING_OCTETS])
+        pack, pt, ssrc, timestamp = RTP_HEADER.pack, self.payload_type, self._ssrc, self._last_timestamp
+        seq, packets = self._sequence, []
+        for _ in range(count):
+            packets.append(pack(first_byte, pt, seq, timestamp, ssrc) + ext + payload)
+            seq = (seq + 1) & 0xFFFF
+        self._sequence = seq
+        return packets
 
     def retransmittable(self, sequence_number: int, ntp: int) -> int | None:
         """Payload size of ``sequence_number`` if a NACK for it may still be answered at ``ntp``: in the
