@@ -21,12 +21,14 @@ def video_lost(peer: MediaPeer) -> int:
 async def test_a_receiver_with_downlink_loss_recovers_lost_video_by_rtx_in_a_group() -> None:
     """aiortc 1.16 drops every RTX packet on a connection with two video streams; the client must not."""
     room = Room()
-    link = ImpairedLink(Impairment(down=Shape(loss=0.08)), seed=13)
+    # 3 % (the issue's lossy home link): heavy enough to lose packets on both streams within seconds, light
+    # enough that the relay's budget never reads it as congestion and pauses the video (at 8 % it sometimes did).
+    link = ImpairedLink(Impairment(down=Shape(loss=0.03)), seed=13)
     try:
         clip = encode_video_clip(320, 180, fps=15, seconds=2, bitrate=400_000)  # ~3 packets a frame
         publishers = [(await room.join(silent_audio_track(), PreEncodedTrack(clip)))[0] for _ in range(2)]
         viewer, peer = await room.join(silent_audio_track(), receive=ReceiveMode.ENCODED, tap=link)
-        await wait_until(lambda: video_lost(peer) >= 20, 40, "20 lost video packets settled")
+        await wait_until(lambda: video_lost(peer) >= 20, 60, "20 lost video packets settled")
 
         video = [r for r in peer.receive_report().values() if r.kind == "video"]
         assert {r.publisher for r in video} == set(publishers)
