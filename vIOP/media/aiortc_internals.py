@@ -22,9 +22,9 @@ The points, and why each is needed:
   encoder the pass-through path does not have. :func:`on_keyframe_request` replaces it per sender;
   :func:`request_keyframe` makes a receiver send a PLI to the publisher's media SSRC (never RTX).
 - Audio levels: a publisher's RFC 6464 level rides in each audio packet's header extension, which aiortc
-  parses and then drops (the jitter buffer keeps payloads only). :func:`observe_rtp` hands every decrypted RTP
-  packet of one payload type to an observer before aiortc routes it, on the transport, so it sees the packets
-  whichever way the receiver then handles them (``vIOP.media.rtp.read_audio_level`` reads the level).
+  parses (``packet.extensions.audio_level``); the audio tap hands it on with the payload.
+  :func:`observe_rtp` hands every decrypted RTP packet of one payload type to an observer before aiortc
+  routes it, on the transport (simulcast RTX, test clients).
 - Host addresses: aioice skips loopback in ``aioice.ice.get_host_addresses``; :func:`route_host_addresses`
   replaces it with a function of ours (``vIOP.media.ice_gathering`` decides per ``setLocalDescription``).
 - Payload types: a re-offer from aiortc re-numbers codecs from its global table, which collides with the
@@ -128,7 +128,8 @@ def install_encoded_output(receiver: RTCRtpReceiver, kind: str, sink: FrameSink)
     receiver._RTCRtpReceiver__decoder_queue = _EncodedOutput(sink, is_video=kind == "video")  # type: ignore[attr-defined]
 
 
-AudioPacketSink = Callable[[int, int, bytes], None]
+AudioPacketSink = Callable[[int, int, bytes, int | None], None]
+"""(sequence number, timestamp, payload, RFC 6464 byte or None) of one audio packet."""
 """Called with (sequence number, RTP timestamp, Opus payload) for every audio packet."""
 VideoPacketSink = Callable[[int, int, int, bool, bytes, bytes, str | None], None]
 """Called with (media SSRC, sequence number, RTP timestamp, marker, RTP payload, VP8 data after the
@@ -149,7 +150,10 @@ class _AudioTap:
         self._sink = sink
 
     def add(self, packet: Any) -> tuple[bool, None]:
-        self._sink(packet.sequence_number, packet.timestamp, packet._data)
+        # aiortc has parsed the negotiated audio-level element already: (voice activity, level).
+        heard = packet.extensions.audio_level
+        level = None if heard is None else (0x80 if heard[0] else 0) | (heard[1] & 0x7F)
+        self._sink(packet.sequence_number, packet.timestamp, packet._data, level)
         return False, None
 
 

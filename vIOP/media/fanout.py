@@ -244,7 +244,6 @@ class Source:
         self.frame_size: tuple[int, int] | None = None  # (width, height) of the last keyframe
         self.frames_in = 0
         self._on_level = on_level
-        self._level: int | None = None  # the RFC 6464 byte of the latest audio packet
         self.octets_in = 0
         self.packets_in = 0  # as the relay packetizes them (what forwarding one frame costs)
         self.keyframe_requests_sent = 0
@@ -264,22 +263,12 @@ class Source:
     def legs(self) -> tuple[Leg, ...]:
         return tuple(self._legs)
 
-    def hear_level(self, level: int) -> None:
-        """The publisher's audio level (an RFC 6464 byte) of the packet arriving now: forwarded with the
-        frames that follow, and heard unless forwarding is off.
-
-        Read from each packet before the receiver handles it; an audio frame is one packet, but aiortc's
-        jitter buffer hands a frame on when the next packet arrives, so there a frame carries its
-        successor's level: 20 ms apart, which no level meter or speaker decision can tell."""
-        self._level = level
-        if self._forwarding and self._on_level is not None:
-            self._on_level(level)
-
     def deliver(self, frame: EncodedFrame) -> None:
         """Entry point from the publisher's receiver (event loop, once per complete frame)."""
         self.frames_in += 1
-        if self._level is not None:
-            frame = frame.with_audio_level(self._level)
+        level = frame.audio_level
+        if level is not None and self._forwarding and self._on_level is not None:
+            self._on_level(level)  # heard unless forwarding is off: a host-muted person cannot hold the floor
         size = len(frame.data)
         self.octets_in += size
         self.packets_in += 1 + (size - 1) // VP8_MAX_CHUNK if self.kind == "video" else 1

@@ -33,9 +33,6 @@ class EncodedFrame:
     def with_pts(self, pts: int) -> EncodedFrame:
         return EncodedFrame(self.data, pts, self.time_base, self.keyframe, self.audio_level)
 
-    def with_audio_level(self, audio_level: int | None) -> EncodedFrame:
-        return EncodedFrame(self.data, self.pts, self.time_base, self.keyframe, audio_level)
-
 
 FrameSink = Callable[[EncodedFrame], None]
 

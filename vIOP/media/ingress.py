@@ -94,7 +94,7 @@ class AudioIngress:
         self.forwarded = 0
         self.dropped = 0  # duplicates, out-of-order and empty packets
 
-    def add(self, sequence_number: int, timestamp: int, data: bytes) -> None:
+    def add(self, sequence_number: int, timestamp: int, data: bytes, audio_level: int | None = None) -> None:
         if not data:  # nothing to play (an empty payload is not an Opus frame)
             self.dropped += 1
             return
@@ -112,7 +112,7 @@ class AudioIngress:
                 self._timeline.restart(timestamp, 960)
             self._highest = ext
         self.forwarded += 1
-        self._sink(EncodedFrame(data, self._timeline.pts(timestamp), self._time_base, True))
+        self._sink(EncodedFrame(data, self._timeline.pts(timestamp), self._time_base, True, audio_level))
 
 
 # --- NACK --------------------------------------------------------------------------------------------------

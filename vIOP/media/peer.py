@@ -56,7 +56,7 @@ from vIOP.media.budget import (
     VideoCandidate,
 )
 from vIOP.media.codec_plan import CodecPlan, restrict_codecs
-from vIOP.media.direct_sender import AUDIO_LEVEL, DirectSender
+from vIOP.media.direct_sender import DirectSender
 from vIOP.media.downlink import DownlinkEstimator
 from vIOP.media.egress import RemoteCandidates
 from vIOP.media.fanout import Leg, Source
@@ -65,7 +65,6 @@ from vIOP.media.ice import IceConfig
 from vIOP.media.ice_gathering import advertising
 from vIOP.media.ingress import AudioIngress
 from vIOP.media.publisher_hop import VideoIngress, audio_ingress
-from vIOP.media.rtp import read_audio_level
 from vIOP.media.sdp import SdpSummary, parse_candidate, summarize_sdp
 from vIOP.media.simulcast import REPAIRED_RTP_STREAM_ID, RTP_STREAM_ID, accept_layers
 
@@ -75,8 +74,6 @@ CLOSE_TIMEOUT: Final = 3.0
 SourceKey = tuple[ParticipantId, str]  # (publisher, kind)
 SendOffer = Callable[[str], Awaitable[None]]
 StateListener = Callable[[str], None]
-LevelSink = Callable[[int], None]
-"""Hears the RFC 6464 byte of each audio packet the participant publishes."""
 AudioOnlyListener = Callable[[AudioOnlyReason | None], None]
 """Told when the client's video stops for a reason (``None``: video flows again)."""
 VideoRank = Callable[[ParticipantId], float]
@@ -187,7 +184,6 @@ class PeerSession:
         """Answer the client's (validated) offer; ``sources`` receive the kinds it publishes; ``layers``
         (RID -> source, the primary one included) the video layers of a simulcast publisher."""
         async with self._lock:
-            audio: RTCRtpTransceiver | None = None
             video: RTCRtpTransceiver | None = None
             video_mid: str | None = None
             for section in summary.media:
@@ -197,17 +193,12 @@ class PeerSession:
                 if source is not None:
                     self._receive_into(transceiver.receiver, section.kind, source, layers)
                     self.receivers[section.kind] = transceiver.receiver
-                    if section.kind == "audio":
-                        audio = transceiver
-                    else:
+                    if section.kind == "video":
                         video, video_mid = transceiver, section.mid
             try:
                 await self.pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
             except Exception as exc:  # aiortc raises ValueError/OperationError/... on what it cannot use
                 raise BadRequest("offer: cannot be applied (codecs or transport)") from exc
-            audio_source = sources.get("audio")
-            if audio is not None and audio_source is not None:
-                self._observe_levels(audio, audio_source.hear_level)
             if layers and video is not None and video_mid is not None:
                 self._receive_layers(sdp, video, video_mid, tuple(layers))
             answer = await self.pc.createAnswer()
@@ -262,21 +253,6 @@ class PeerSession:
         """RTT to this participant (seconds) as RTCP measured it on the streams we send it; None if unknown."""
         rtts = [rtt for slot in self._slots if (rtt := round_trip_time(slot.transceiver.sender)) is not None]
         return sum(rtts) / len(rtts) if rtts else None
-
-    def _observe_levels(self, transceiver: RTCRtpTransceiver, sink: LevelSink) -> None:
-        """Read the RFC 6464 element of every audio packet this participant publishes, if negotiated."""
-        codecs, extensions = negotiated(transceiver)
-        level_id = next((e.id for e in extensions if e.uri == AUDIO_LEVEL), None)
-        payload_type = codecs[0].payloadType if codecs else None
-        if payload_type is None or level_id is None:
-            return
-
-        def observe(packet: bytes) -> None:
-            found = read_audio_level(packet, level_id)
-            if found is not None and not self._closed:
-                sink(found[1])
-
-        observe_rtp(transceiver.receiver, payload_type, observe)
 
     def _guard(self, sink: FrameSink) -> FrameSink:
         """Frames from a replaced connection must not reach a source the new one feeds."""
