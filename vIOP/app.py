@@ -41,6 +41,7 @@ from vIOP.auth.totp_replay import TotpReplayGuard
 from vIOP.media.ice import IceConfig
 from vIOP.media.relay import MediaRelay
 from vIOP.rooms.service import RoomPolicy, RoomService
+from vIOP.session.chat import run_chat_loop
 from vIOP.session.delivery import RoomDelivery
 from vIOP.session.loops import (
     relay_audio_only_notifier,
@@ -74,6 +75,7 @@ from vIOP.storage.redis_auth import (
     RedisTotpSteps,
 )
 from vIOP.storage.redis_bus import EventStream, RedisEventBus
+from vIOP.storage.redis_chat import RedisChatBus
 from vIOP.storage.redis_client import redis_client
 from vIOP.storage.redis_resume_tokens import RedisResumeTokenStore
 from vIOP.storage.redis_rooms import RedisKeys, RedisPresenceStore, RedisRoomStore
@@ -203,6 +205,7 @@ async def open_services(settings: Settings, *, clock: Callable[[], float] = time
         bus=RedisEventBus(redis, EventStream(RedisKeys().events, sealer)),
         ice=_ice_config(settings),
         revocations=revocations,
+        chat=RedisChatBus(redis, sealer),
         embedded_redis=embedded,
     )
     services.relay = MediaRelay(
@@ -231,6 +234,7 @@ def start_live(services: Services) -> None:
     listeners = live.event_listeners
     listeners.append(presence_listener(services))
     services.spawn(run_event_loop(services, delivery, listeners), "room-events")
+    services.spawn(run_chat_loop(services, delivery), "chat")
     services.spawn(
         run_sweeper(services, interval=min(2.0, services.settings.heartbeat_seconds / 2)),
         "sweeper",

@@ -203,3 +203,59 @@ def test_python_client_cli_joins_admits_and_counts_frames(tmp_path: Path, redis_
         assert seen["frames"] > 0 and seen["frame_rate"] > 0 and seen["bytes_per_second"] > 0
     finally:
         app.stop()
+
+
+async def test_chat_crosses_processes_room_private_and_lobby(two_apps: tuple[App, App]) -> None:
+    """Issue 15: chat lines reach people on the other process (through the sealed chat bus): room chat
+    from a client on A to the host on B, the host's private reply back, and lobby chat with a waiting
+    client on A, both ways; the waiting client hears no room chat."""
+    a, b = two_apps
+    api_a, api_b = HttpApi(a.base_url), HttpApi(b.base_url)
+    people: list[RoomClient] = []
+    try:
+        token = await api_b.login("dr.two", PASSWORD)
+        headers = {"Authorization": f"Bearer {token}"}
+        room = (await api_b.http.post("/api/v1/rooms", json={"kind": "group", "title": "Chat group"},
+                                      headers=headers)).json()  # fmt: skip
+        invites = [
+            (
+                await api_b.http.post(
+                    f"/api/v1/rooms/{room['id']}/invites", json={"display_name": name}, headers=headers
+                )
+            ).json()
+            for name in ("Kim", "Lee")
+        ]
+        host = RoomClient(api_b.ticket_source(token, room["id"]), origin=b.base_url)
+        kim, lee = (
+            RoomClient(api_a.ticket_source(i["invite_token"], room["id"]), origin=a.base_url) for i in invites
+        )
+        people += [host, kim, lee]
+        await host.join()
+        await kim.join()
+        await lee.join()
+        await lee.wait_message(m.Waiting)
+        await host.wait_message(m.Lobby, where=lambda lb: len(lb.waiting) == 2)
+        await host.send(m.Admit(participant_id=kim.participant_id))
+        await kim.wait_message(m.Admitted)
+        await kim.wait_message(m.ChatPolicy)
+
+        await kim.send(m.Chat(text="hello from process A"))
+        line = await host.wait_message(m.ChatMessage, where=lambda x: x.text == "hello from process A")
+        assert line.sender == kim.participant_id and not line.private
+        await host.send(m.Chat(text="hello back, privately", private=True, to=kim.participant_id))
+        reply = await kim.wait_message(m.ChatMessage, where=lambda x: x.text == "hello back, privately")
+        assert reply.private and reply.thread == kim.participant_id
+
+        await lee.send(m.Chat(text="running late", private=True))
+        knock = await host.wait_message(m.ChatMessage, where=lambda x: x.text == "running late")
+        assert knock.thread == lee.participant_id
+        await host.send(m.Chat(text="see you soon", private=True, to=lee.participant_id))
+        await lee.wait_message(m.ChatMessage, where=lambda x: x.text == "see you soon")
+        # Process A's chat loop takes lines in the bus's order: the room line came before this one.
+        heard = [x.text for x in lee.messages if isinstance(x, m.ChatMessage)]
+        assert heard == ["running late", "see you soon"]
+    finally:
+        for person in people:
+            await person.close()
+        await api_a.close()
+        await api_b.close()

@@ -39,11 +39,17 @@ MODERATION = {
     Action.MUTE, Action.REMOVE, Action.LOCK, Action.UNLOCK, Action.END, Action.CREATE_INVITE,
 }  # fmt: skip
 ADMINISTRATION = {Action.MANAGE_USERS, Action.ROTATE_KEYS, Action.READ_AUDIT}
+# issue 15, chat: every participant may chat (the room's chat switch decides clients' room chat); only the
+# hosts may turn clients' chat to everyone on or off
+CHAT_MESSAGES = {Action.CHAT}
+CHAT_MODERATION = {Action.SET_CHAT_POLICY}
 
 EXPECTED: dict[Action, dict[Role, Grant]] = {
     **{a: {C: OWN, CL: OWN} for a in PARTICIPANT_MESSAGES},
     **{a: {C: OWN} for a in MODERATION},
     **{a: {A: ALL} for a in ADMINISTRATION},
+    **{a: {C: OWN, CL: OWN} for a in CHAT_MESSAGES},
+    **{a: {C: OWN} for a in CHAT_MODERATION},
     Action.LOGOUT: {A: ALL, C: ALL, S: ALL},
     Action.CREATE_ROOM: {C: ALL},
     Action.VIEW_ROOM: {A: ALL, C: OWN, S: ALL, CL: OWN},

@@ -116,6 +116,9 @@ EXPECTED: Final[dict[str, tuple[Any, ...]]] = {
     "ws lock":                                      (NO_SOCKET, NO_SOCKET, OK,        OWN_ROOM,  NO_SOCKET, FORBIDDEN, FORBIDDEN),
     "ws unlock":                                    (NO_SOCKET, NO_SOCKET, OK,        OWN_ROOM,  NO_SOCKET, FORBIDDEN, FORBIDDEN),
     "ws end":                                       (NO_SOCKET, NO_SOCKET, OK,        OWN_ROOM,  NO_SOCKET, FORBIDDEN, FORBIDDEN),
+    # --- issue 15, chat: room chat by everyone seated (clients while the hosts allow it); the switch by hosts only ----------
+    "ws chat":                                      (NO_SOCKET, NO_SOCKET, OK,        OWN_ROOM,  NO_SOCKET, OK,        OWN_ROOM),
+    "ws set_chat_policy":                           (NO_SOCKET, NO_SOCKET, OK,        OWN_ROOM,  NO_SOCKET, FORBIDDEN, FORBIDDEN),
 }
 # fmt: on
 
@@ -430,6 +433,9 @@ def message_for(kind: str, world: SignalWorld, offer: str, candidate: str) -> m.
         "lock": m.Lock(),
         "unlock": m.Unlock(),
         "end": m.End(),
+        # issue 15, chat
+        "chat": m.Chat(text="Hello everyone"),
+        "set_chat_policy": m.SetChatPolicy(clients_may_chat=False),
     }[kind]
 
 

@@ -53,6 +53,11 @@ CLIENT_SAMPLES: tuple[m.ClientMessage, ...] = (
     m.Lock(),
     m.Unlock(),
     m.End(),
+    # chat (issue 15)
+    m.Chat(text="Running 5 minutes late"),
+    m.Chat(text="Can we talk after group?", private=True, id="c-1"),
+    m.Chat(text="Of course", private=True, to=PID),
+    m.SetChatPolicy(clients_may_chat=False),
 )
 
 SERVER_SAMPLES: tuple[m.ServerMessage, ...] = (
@@ -99,4 +104,25 @@ SERVER_SAMPLES: tuple[m.ServerMessage, ...] = (
     m.ActiveSpeaker(speaker=None, recent=()),
     m.ErrorMessage(code="forbidden", message="a client may not admit here", id=7),
     m.Pong(id="p"),
+    # chat (issue 15)
+    m.ChatMessage(
+        sender=PID,
+        sender_name="Sam",
+        sender_role=m.Role.CLIENT,
+        text="hi all",
+        private=False,
+        thread=None,
+        sent_at=1_700_000_000_000,
+    ),
+    m.ChatMessage(
+        sender=PID2,
+        sender_name="Dr. Lee",
+        sender_role=m.Role.HOST,
+        text="<b>not markup</b>",
+        private=True,
+        thread=PID,
+        sent_at=1_700_000_000_000,
+        id="c-1",
+    ),
+    m.ChatPolicy(clients_may_chat=False),
 )

@@ -73,6 +73,9 @@ class Action(StrEnum):
     LOCK = "lock"
     UNLOCK = "unlock"
     END = "end"
+    # signaling, chat (issue 15): every participant, and hosts only
+    CHAT = "chat"
+    SET_CHAT_POLICY = "set_chat_policy"
     # monitoring and records (HTTP GET /presence, WS /ws/presence, GET /attendance)
     VIEW_PRESENCE = "view_presence"
     VIEW_ATTENDANCE = "view_attendance"
@@ -125,6 +128,9 @@ _TABLE: Final[dict[Action, tuple[Grant, Grant, Grant, Grant]]] = {
     Action.LOCK:                          (_N,   _O,       _N,   _N),
     Action.UNLOCK:                        (_N,   _O,       _N,   _N),
     Action.END:                           (_N,   _O,       _N,   _N),
+    # chat (issue 15)
+    Action.CHAT:                          (_N,   _O,       _N,   _O),
+    Action.SET_CHAT_POLICY:               (_N,   _O,       _N,   _N),
     Action.VIEW_PRESENCE:                 (_A,   _O,       _A,   _N),
     Action.VIEW_ATTENDANCE:               (_A,   _O,       _N,   _N),
     Action.MANAGE_USERS:                  (_A,   _N,       _N,   _N),

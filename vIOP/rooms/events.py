@@ -143,6 +143,22 @@ class RoomEnded(RoomEvent):
     by: ParticipantId | None
 
 
+# --- chat (issue 15) -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ChatPolicyChanged(RoomEvent):
+    """A host turned client-to-client (room) chat on or off. Chat lines themselves are no room events:
+    they are not stored (``vIOP.rooms.chat``)."""
+
+    kind: ClassVar[str] = "chat_policy_changed"
+    by: ParticipantId
+    clients_may_chat: bool
+
+
+# --- end chat --------------------------------------------------------------------------------------------
+
+
 Event = (
     Knocked
     | PositionChanged
@@ -160,6 +176,7 @@ Event = (
     | RoomLocked
     | RoomUnlocked
     | RoomEnded
+    | ChatPolicyChanged
 )
 
 EVENT_TYPES: dict[str, type[Event]] = {
@@ -181,6 +198,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
         RoomLocked,
         RoomUnlocked,
         RoomEnded,
+        ChatPolicyChanged,
     )
 }
 

@@ -24,3 +24,11 @@ MAX_ROOM_CAPACITY: Final = 50
 MAX_SDP_CHARS: Final = 56 * 1024
 # One ICE candidate line from a client ("" ends the candidates).
 MAX_CANDIDATE_CHARS: Final = 1024
+
+# --- chat (issue 15) -------------------------------------------------------------------------------------
+# One chat message (room, private or lobby chat), in characters (code points).
+MAX_CHAT_CHARS: Final = 1000
+# Chat messages one sender may send: a burst of this many, then this many per second (a token bucket per
+# socket, in the memory of the process that holds the socket).
+CHAT_BURST: Final = 5
+CHAT_PER_SECOND: Final = 1.0

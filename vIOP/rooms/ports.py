@@ -11,6 +11,7 @@ from typing import Protocol
 
 from vIOP.ids import ParticipantId, RoomId, SessionId
 from vIOP.rooms.attendance import AudioOnlyMark, CloseMark, Interval, OpenMark, SessionEndMark
+from vIOP.rooms.chat import ChatLine
 from vIOP.rooms.events import Event, Resync
 from vIOP.rooms.participant import Participant
 from vIOP.rooms.room import Room, Transition
@@ -136,4 +137,18 @@ class AttendanceStore(Protocol):
 
     async def intervals(self, query: AttendanceQuery) -> list[Interval]:
         """The intervals ``query`` selects, each with its audio-only spans."""
+        ...
+
+
+# --- chat (issue 15) -------------------------------------------------------------------------------------
+
+
+class ChatBus(Protocol):
+    """Chat lines from every process, live only: a line published while a process is not listening (or
+    while the bus is away) is not delivered there later, and nothing is kept."""
+
+    async def publish(self, line: ChatLine) -> None: ...
+
+    def lines(self) -> AsyncIterator[ChatLine]:
+        """Every line published from now on, for as long as the caller iterates (reconnecting as needed)."""
         ...

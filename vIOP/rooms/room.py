@@ -65,6 +65,8 @@ class Room:
     started_at: float | None = None
     ended_at: float | None = None
     next_knock_seq: int = 1
+    # Clients may chat to everyone in the room (hosts may turn it off; private chat with the hosts stays).
+    clients_may_chat: bool = True
     version: int = 0  # bumped by every stored change: the newest copy of a room wins
     participants: tuple[Participant, ...] = ()
 

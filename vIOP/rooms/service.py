@@ -17,7 +17,7 @@ from functools import partial
 
 from vIOP.errors import VIOPError
 from vIOP.ids import ClientId, ParticipantId, RoomId, SessionId, UserId, new_participant_id, new_session_id
-from vIOP.rooms import in_room, waiting_room
+from vIOP.rooms import chat, in_room, waiting_room
 from vIOP.rooms.attendance import (
     DEFAULT_GRACE_SECONDS,
     AudioOnlyMark,
@@ -195,6 +195,15 @@ class RoomService:
 
     async def end(self, room_id: RoomId, *, by: ParticipantId | None) -> Transition:
         return await self._run(room_id, partial(in_room.end, by=by))
+
+    # --- chat (issue 15) ----------------------------------------------------------------------------
+
+    async def set_chat_policy(
+        self, room_id: RoomId, *, by: ParticipantId, clients_may_chat: bool
+    ) -> Transition:
+        return await self._run(
+            room_id, partial(chat.set_chat_policy, by=by, clients_may_chat=clients_may_chat)
+        )
 
     # --- liveness --------------------------------------------------------------------------------
 

@@ -40,6 +40,8 @@ AUDIT_NAMES: Final[Mapping[Action, AuditEvent]] = MappingProxyType(
         Action.LOCK: AuditEvent.LOCKED,
         Action.UNLOCK: AuditEvent.UNLOCKED,
         Action.END: AuditEvent.ROOM_ENDED,
+        Action.CHAT: AuditEvent.CHAT,
+        Action.SET_CHAT_POLICY: AuditEvent.CHAT_POLICY,
         Action.VIEW_PRESENCE: AuditEvent.PRESENCE_VIEWED,
         Action.VIEW_ATTENDANCE: AuditEvent.ATTENDANCE_EXPORTED,
         Action.MANAGE_USERS: AuditEvent.USER_CREATED,  # CLI only (user.created/disabled/enabled/mfa_reset)

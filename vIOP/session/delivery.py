@@ -49,6 +49,11 @@ class RoomDelivery:
         self._told_admitted: dict[ParticipantId, Connection] = {}
         # Audio-only changes reach the hosts and the ledger one after another, in the relay's order.
         self._audio_only_chain: asyncio.Task[None] | None = None
+        # Chat (issue 15): the newest read of each room with local sockets (kept by every view refresh, so
+        # by the room's events), for the chat rules and recipients without a Redis read per line; and the
+        # chat policy each socket was last told.
+        self._rooms: dict[RoomId, Room] = {}
+        self._told_chat_policy: dict[ParticipantId, tuple[Connection, bool]] = {}
 
     # --- views -----------------------------------------------------------------------------------
 
@@ -229,6 +234,7 @@ class RoomDelivery:
         elif isinstance(event, ev.RoomUnlocked):
             self.to_room(room_id, m.RoomUnlocked(), lobby_too=True)
         elif isinstance(event, ev.RoomEnded):
+            self._rooms.pop(room_id, None)
             self.to_room(room_id, m.RoomEnded(), lobby_too=True)
             local = list(self.connections.in_room(room_id))
             self.controls.drop_room(
@@ -251,6 +257,7 @@ class RoomDelivery:
 
     def mark_dirty(self, room_id: RoomId) -> None:
         if not self.has_local(room_id):
+            self._rooms.pop(room_id, None)
             return
         self._dirty.add(room_id)
         if self._refresh is None or self._refresh.done():
@@ -300,6 +307,7 @@ class RoomDelivery:
         """Hosts get the lobby; a waiting client its position; a seated participant ``admitted`` (once per
         socket, and always before its first roster) and the roster. Views come from a read of the room that
         may predate an admission already sent: a stale ``waiting`` is never sent after ``admitted``."""
+        self.remember(room)
         if p.role is DomainRole.HOST:
             conn.send_frame(lobby_frame or encode_text(self.lobby(room, self.rooms.clock())))
         if p.state is ParticipantState.WAITING:
@@ -311,6 +319,7 @@ class RoomDelivery:
         elif p.is_seated:
             self.tell_admitted(conn)
             conn.send_frame(roster_frame or encode_text(self.roster(room, p)))
+            self._tell_chat_policy(conn, p.id, room.clients_may_chat)
 
     def tell_admitted(self, conn: Connection) -> None:
         pid = conn.participant_id
@@ -325,6 +334,27 @@ class RoomDelivery:
 
     def forget_admitted(self, pid: ParticipantId) -> None:
         self._told_admitted.pop(pid, None)
+        self._told_chat_policy.pop(pid, None)
+
+    # --- chat (issue 15) -------------------------------------------------------------------------
+
+    def remember(self, room: Room) -> None:
+        """Keep ``room`` as this process's view of it unless a newer read is already kept."""
+        kept = self._rooms.get(room.id)
+        if kept is None or kept.version <= room.version:
+            self._rooms[room.id] = room
+
+    def snapshot(self, room_id: RoomId) -> Room | None:
+        """The newest read of a room with sockets here (None if there is none)."""
+        return self._rooms.get(room_id)
+
+    def _tell_chat_policy(self, conn: Connection, pid: ParticipantId, clients_may_chat: bool) -> None:
+        """``chat_policy`` to a seated socket once on admission and again whenever it changes."""
+        told = self._told_chat_policy.get(pid)
+        if told is not None and told[0] is conn and told[1] == clients_may_chat:
+            return
+        if conn.send(m.ChatPolicy(clients_may_chat=clients_may_chat)):
+            self._told_chat_policy[pid] = (conn, clients_may_chat)
 
     def set_audio_only(self, room_id: RoomId, pid: ParticipantId, reason: AudioOnlyReason | None) -> None:
         """The relay stopped (``reason``) or resumed (None) video to ``pid``: once per change, the person

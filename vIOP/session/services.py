@@ -22,7 +22,7 @@ from vIOP.auth.ticket_rate import TicketRateLimit
 from vIOP.auth.tickets import SignalTickets
 from vIOP.auth.tokens import AccessTokens
 from vIOP.media.ice import IceConfig
-from vIOP.rooms.ports import EventBus
+from vIOP.rooms.ports import ChatBus, EventBus
 from vIOP.rooms.service import RoomService
 from vIOP.session.live import Live
 from vIOP.settings import Settings
@@ -63,6 +63,7 @@ class Services:
     bus: EventBus
     ice: IceConfig
     revocations: Revocations
+    chat: ChatBus  # chat lines between processes, sealed, live only (issue 15)
     relay: MediaRelay | None = None
     embedded_redis: EmbeddedRedis | None = None
     live: Live = field(default_factory=Live)

@@ -26,6 +26,7 @@ from vIOP.ids import ParticipantId, RoomId
 from vIOP.rooms.events import MuteKind
 from vIOP.rooms.participant import ParticipantState
 from vIOP.session.audit_names import AUDIT_NAMES, audit_name
+from vIOP.session.chat import ChatSender
 from vIOP.session.delivery import RoomDelivery
 from vIOP.session.join import AlreadyConnected, join
 from vIOP.session.revocation import CLOSE, sleep_until
@@ -80,6 +81,7 @@ class SignalSession:
         self._last_heartbeat = 0.0
         self._generation = StoreGeneration(services.redis)  # tells a Redis data loss from a session end
         self._deadlines: list[asyncio.Task[None]] = []
+        self._chat = ChatSender()  # this socket's chat rate (issue 15)
 
     # --- lifetime --------------------------------------------------------------------------------
 
@@ -269,6 +271,15 @@ class SignalSession:
             for other in not_started:
                 room.participant(other)  # ParticipantNotFound: not in this room
         relay.set_subscriptions(pid, tiles, not_started=not_started)
+
+    # --- chat (issue 15) -------------------------------------------------------------------------
+
+    async def _on_chat(self, msg: m.Chat) -> None:
+        await self._chat.send(self, msg)
+
+    async def _set_chat_policy(self, msg: m.SetChatPolicy, by: ParticipantId) -> ParticipantId | None:
+        await self.services.rooms.set_chat_policy(self.room_id, by=by, clients_may_chat=msg.clients_may_chat)
+        return None
 
     # --- host actions: each returns the participant it acted on (None: the room) -----------------
 
@@ -479,6 +490,8 @@ _HANDLERS: Final[dict[type[m.ClientMessage], Handler]] = {
     m.SaveData: SignalSession._on_save_data,
     m.RaiseHand: SignalSession._on_raise_hand,
     m.SetSubscriptions: SignalSession._on_set_subscriptions,
+    # chat (issue 15)
+    m.Chat: SignalSession._on_chat,
 }
 # Host actions: re-checked against Redis revocation first, audited when done (names: AUDIT_NAMES).
 _HOST_ACTIONS: Final[dict[type[m.ClientMessage], HostAction]] = {
@@ -492,6 +505,8 @@ _HOST_ACTIONS: Final[dict[type[m.ClientMessage], HostAction]] = {
     m.Lock: SignalSession._lock,
     m.Unlock: SignalSession._unlock,
     m.End: SignalSession._end,
+    # chat (issue 15)
+    m.SetChatPolicy: SignalSession._set_chat_policy,
 }
 
 

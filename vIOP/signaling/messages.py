@@ -32,6 +32,7 @@ MAX_SERVER_FRAME_BYTES = 256 * 1024
 MAX_CANDIDATE_CHARS = limits.MAX_CANDIDATE_CHARS
 MAX_DISPLAY_NAME_CHARS = limits.MAX_DISPLAY_NAME_CHARS
 MAX_TEXT_CHARS = limits.MAX_MESSAGE_CHARS
+MAX_CHAT_CHARS = limits.MAX_CHAT_CHARS
 MAX_ROSTER = 100
 MAX_LOBBY = 200
 MAX_ICE_SERVERS = 4
@@ -82,6 +83,7 @@ SdpMid = Annotated[str, Meta(max_length=64)]
 MLineIndex = Annotated[int, Meta(ge=0, le=255)]
 DisplayName = Annotated[str, Meta(min_length=1, max_length=MAX_DISPLAY_NAME_CHARS)]
 Text = Annotated[str, Meta(min_length=1, max_length=MAX_TEXT_CHARS)]
+ChatText = Annotated[str, Meta(min_length=1, max_length=MAX_CHAT_CHARS)]
 ErrorCodeField = Annotated[str, Meta(pattern=r"^[a-z][a-z0-9_]{0,47}$")]
 ShortText = Annotated[str, Meta(max_length=256)]
 IceUrl = Annotated[str, Meta(pattern=r"^(stun|stuns|turn|turns):", max_length=256)]
@@ -239,6 +241,29 @@ class End(_HostMessage, frozen=True, tag="end"):
     pass
 
 
+# --- chat (issue 15), client -> server ------------------------------------------------------------------
+
+
+class Chat(_ClientMessage, frozen=True, tag="chat"):
+    """A chat line, delivered live to those present and kept nowhere. Room chat (``private`` false) goes to
+    everyone in the room; a client's private line goes to the hosts (no ``to``; also from the waiting room);
+    a host's private line names the client (``to``, seated or waiting) and reaches that client and every
+    host. The sender gets the line back as ``chat`` with this message's ``id``."""
+
+    text: ChatText
+    private: bool = False
+    to: ParticipantIdField | None = None
+
+
+class SetChatPolicy(_HostMessage, frozen=True, tag="set_chat_policy"):
+    """Turn clients' chat to everyone on or off (private chat with the hosts stays)."""
+
+    clients_may_chat: bool
+
+
+# --- end chat (client -> server) -------------------------------------------------------------------------
+
+
 ClientMessage: TypeAlias = (
     Join
     | Offer
@@ -260,6 +285,8 @@ ClientMessage: TypeAlias = (
     | Lock
     | Unlock
     | End
+    | Chat
+    | SetChatPolicy
 )
 
 # --- server -> client ----------------------------------------------------------------------------------
@@ -422,6 +449,32 @@ class Pong(_ServerMessage, frozen=True, tag="pong"):
     pass
 
 
+# --- chat (issue 15), server -> client ------------------------------------------------------------------
+
+
+class ChatMessage(_ServerMessage, frozen=True, tag="chat"):
+    """A chat line from ``sender`` (named as the room shows them). ``private`` lines belong to the thread of
+    the client ``thread`` with the hosts (None for room chat). ``sent_at``: Unix time in milliseconds.
+    Always render ``text`` as text, never as markup."""
+
+    sender: ParticipantIdField
+    sender_name: DisplayName
+    sender_role: Role
+    text: ChatText
+    private: bool
+    thread: ParticipantIdField | None
+    sent_at: Annotated[int, Meta(ge=0)]
+
+
+class ChatPolicy(_ServerMessage, frozen=True, tag="chat_policy"):
+    """Whether clients may chat to everyone in the room; sent on admission and whenever a host changes it."""
+
+    clients_may_chat: bool
+
+
+# --- end chat (server -> client) -------------------------------------------------------------------------
+
+
 ServerMessage: TypeAlias = (
     Welcome
     | Waiting
@@ -447,6 +500,8 @@ ServerMessage: TypeAlias = (
     | ActiveSpeaker
     | ErrorMessage
     | Pong
+    | ChatMessage
+    | ChatPolicy
 )
 
 CLIENT_MESSAGE_TYPES: tuple[type[_ClientMessage], ...] = ClientMessage.__args__

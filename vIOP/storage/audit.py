@@ -84,6 +84,10 @@ class AuditEvent(StrEnum):
     UNLOCKED = "room.unlocked"
     SIGNAL = "room.signal"  # a participant's own signaling (media, flags, heartbeat): only refusals
     TURN_ISSUED = "turn.credentials_issued"
+    # issue 15, chat: the policy switch (chat lines themselves are never audited: content-free rows per line
+    # would only say who talked when)
+    CHAT = "room.chat"  # only refusals (e.g. a client writing to the room while chat is off)
+    CHAT_POLICY = "room.chat_policy"
 
 
 class Outcome(StrEnum):

@@ -29,11 +29,13 @@ export const ClientType = Object.freeze({
   LOCK: "lock",
   UNLOCK: "unlock",
   END: "end",
+  CHAT: "chat",
+  SET_CHAT_POLICY: "set_chat_policy",
 });
 /** @typedef {(typeof ClientType)[keyof typeof ClientType]} ClientTypeName */
 
 /** Client message types only a host may send. */
-export const HOST_ONLY_TYPES = Object.freeze(["admit", "admit_all", "deny", "lobby_message", "return_to_lobby", "mute", "remove", "lock", "unlock", "end"]);
+export const HOST_ONLY_TYPES = Object.freeze(["admit", "admit_all", "deny", "lobby_message", "return_to_lobby", "mute", "remove", "lock", "unlock", "end", "set_chat_policy"]);
 
 /** Server -> client message types (the `type` tag). */
 export const ServerType = Object.freeze({
@@ -61,6 +63,8 @@ export const ServerType = Object.freeze({
   ACTIVE_SPEAKER: "active_speaker",
   ERROR: "error",
   PONG: "pong",
+  CHAT: "chat",
+  CHAT_POLICY: "chat_policy",
 });
 /** @typedef {(typeof ServerType)[keyof typeof ServerType]} ServerTypeName */
 
@@ -125,6 +129,7 @@ export const MAX_SERVER_FRAME_BYTES = 262144;
 export const MAX_CANDIDATE_CHARS = 1024;
 export const MAX_DISPLAY_NAME_CHARS = 64;
 export const MAX_TEXT_CHARS = 500;
+export const MAX_CHAT_CHARS = 1000;
 export const MAX_ROSTER = 100;
 export const MAX_LOBBY = 200;
 export const MAX_ICE_SERVERS = 4;
