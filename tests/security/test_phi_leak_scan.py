@@ -21,6 +21,7 @@ proves the canaries really went through the server (the host saw them in the lob
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
@@ -63,7 +64,24 @@ CANARIES = {
     "recipient": "Canarysworth County Recovery Court",  # a 42 CFR part 2 consent's recipient
     "purpose": "Canarypurpose probation check-ins",
     "reason": "Canaryreason: the host is out sick and a client called in crisis",  # a break-glass reason
+    # issue 15, chat: a line of each kind, and lines refused (switch off, over the limit)
+    "chat_lobby": "Canarychatlobby: my camera does not work",
+    "chat_lobby_reply": "Canarychatreply: audio only is fine, come in",
+    "chat_room": "Canarychatroom: I used again on Saturday",
+    "chat_private": "Canarychatprivate: can I talk to you after group",
+    "chat_refused": "Canarychatrefused: nobody should see this",
+    "chat_overlong": "Canarychatoverlong",  # padded past the limit in the session
 }
+# Chat lines travel between processes on Redis pub/sub: these are also searched in everything Redis saw
+# (MONITOR) while the session ran, not only in what it kept.
+CHAT_CANARIES = (
+    "chat_lobby",
+    "chat_lobby_reply",
+    "chat_room",
+    "chat_private",
+    "chat_refused",
+    "chat_overlong",
+)
 PASSWORD = "correct horse battery staple"
 # Credentials made during the session, searched like the canaries (issue 11: an invite link and the device
 # credential it is exchanged for are stored only as SHA-256).
@@ -149,6 +167,11 @@ async def full_session(api: Api) -> None:
     await host.send(m.LobbyMessage(participant_id=pids["client_a"], message=CANARIES["lobby"]))
     while (await clients["client_a"].expect(m.Waiting)).message != CANARIES["lobby"]:
         pass
+    # Lobby chat, both ways, before admission.
+    await clients["client_a"].send(m.Chat(text=CANARIES["chat_lobby"], private=True))
+    await expect_line(host, CANARIES["chat_lobby"])
+    await host.send(m.Chat(text=CANARIES["chat_lobby_reply"], private=True, to=pids["client_a"]))
+    await expect_line(clients["client_a"], CANARIES["chat_lobby_reply"])
     await host.send(m.Deny(participant_id=pids["client_b"], message=CANARIES["deny"]))
     assert (await clients["client_b"].expect(m.Denied)).message == CANARIES["deny"]
     # A revocation (its Redis key and stream entry; the sign-out below makes another kind).
@@ -164,6 +187,7 @@ async def full_session(api: Api) -> None:
         # An offer is what enters the room (and opens an attendance interval); ICE need not connect.
         answer = await person.request(m.Offer(sdp=await real_offer_sdp()), within=30)
         assert isinstance(answer, m.ServerAnswer), answer
+    await chat_session(host, clients["client_a"], clients["client_c"])
     await clients["client_a"].send(m.RaiseHand(up=True))
     await clients["client_a"].send(m.SetMedia(audio=False))
     # Audio only: a span in the attendance ledger (ids, times, reason) while the person is inside. ICE is
@@ -195,6 +219,32 @@ async def full_session(api: Api) -> None:
         with contextlib.suppress(SignalingClosed):
             await client.close()
     assert (await api.http.post("/api/v1/auth/logout", headers=bearer(token))).status_code == 204
+
+
+async def expect_line(reader: SignalingClient, text: str) -> None:
+    """The chat line ``text`` reaches ``reader`` (after the sender's own echo, when it is the sender)."""
+    while (await reader.expect(m.ChatMessage)).text != text:
+        pass
+
+
+async def chat_session(host: SignalingClient, client_a: SignalingClient, client_c: SignalingClient) -> None:
+    """Room chat and private chat inside, then the switch off and a refused line, and a line over the limit
+    (a decode error): each canary went through the server (seen by its readers) or was refused."""
+    await client_a.send(m.Chat(text=CANARIES["chat_room"]))
+    for reader in (host, client_c):
+        await expect_line(reader, CANARIES["chat_room"])
+    await client_c.send(m.Chat(text=CANARIES["chat_private"], private=True))
+    await expect_line(host, CANARIES["chat_private"])
+    await host.send(m.SetChatPolicy(clients_may_chat=False))
+    while (await client_a.expect(m.ChatPolicy)).clients_may_chat:  # told True on admission, then False
+        pass
+    refused = await client_a.request(m.Chat(text=CANARIES["chat_refused"]))
+    assert isinstance(refused, m.ErrorMessage) and refused.code == "chat_off"
+    overlong = CANARIES["chat_overlong"] + " x" * m.MAX_CHAT_CHARS
+    await client_c.send_raw(json.dumps({"type": "chat", "text": overlong, "id": "long"}))
+    error = await client_c.expect(m.ErrorMessage)
+    assert (error.code, error.id) == ("invalid_message", "long")
+    await host.send(m.SetChatPolicy(clients_may_chat=True))
 
 
 async def compliance_session(api: Api, room_id: str, client_id: str) -> None:
@@ -286,6 +336,50 @@ async def scan_redis(url: str) -> tuple[int, list[str]]:
     return count, found
 
 
+class RedisMonitor:
+    """Everything Redis is sent while it runs (``MONITOR``), raw: what a MONITOR or a captured connection
+    would show, pub/sub messages included."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.seen = bytearray()
+        self._task: asyncio.Task[None] | None = None
+        self._writer: asyncio.StreamWriter | None = None
+
+    async def __aenter__(self) -> RedisMonitor:
+        parts = urlsplit(self.url)
+        if parts.scheme == "unix":
+            reader, self._writer = await asyncio.open_unix_connection(parts.path)
+        else:
+            reader, self._writer = await asyncio.open_connection(parts.hostname, parts.port or 6379)
+        self._writer.write(b"MONITOR\r\n")
+        assert (await reader.readline()).startswith(b"+OK")
+
+        async def read() -> None:
+            while chunk := await reader.read(65536):
+                self.seen += chunk
+
+        self._task = asyncio.create_task(read())
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._writer is not None and self._task is not None
+        await asyncio.sleep(0.2)  # the last replies in flight: bounded, the lines are long sent
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+        self._writer.close()
+
+
+def chat_hits(where: str, blob: bytes) -> list[str]:
+    return [
+        f"{where}: {name} ({spelling!r})"
+        for name in CHAT_CANARIES
+        for spelling, encoded in forms(CANARIES[name])
+        if encoded in blob
+    ]
+
+
 def scan_postgres(url: str, workdir: Path) -> tuple[int, list[str]]:
     """A pg_dump of the database, and the cluster's files when readable (tables and WAL, raw)."""
     parts = urlsplit(url)
@@ -329,18 +423,24 @@ async def test_no_canary_anywhere_after_a_full_session(
     overrides: dict[str, Any] = {"database_url": database_url} if database_url else {}
     logs: ServerLogs
     with captured_server_logs("debug") as logs:
-        async with run_live_server(test_settings(data_dir, redis_url, **overrides)) as live:
+        async with (
+            RedisMonitor(redis_url) as monitor,
+            run_live_server(test_settings(data_dir, redis_url, **overrides)) as live,
+        ):
             await session_over_http(live)
     files, file_hits = scan_files(data_dir)
     keys, redis_hits = await scan_redis(redis_url)
     log_hits = [hit for i, line in enumerate(logs.lines()) for hit in hits(f"log line {i}", line.encode())]
     pg_files, pg_hits = scan_postgres(database_url, tmp_path) if database_url else (0, [])
+    monitor_hits = chat_hits("Redis MONITOR", bytes(monitor.seen))
+    assert b"PUBLISH" in monitor.seen and b"viop:chat" in monitor.seen  # the chat went through Redis
     print(
-        f"PHI scan: {files} files, {keys} Redis keys, {len(logs.lines())} log lines"
+        f"PHI scan: {files} files, {keys} Redis keys, {len(logs.lines())} log lines, "
+        f"{len(monitor.seen)} bytes of Redis MONITOR"
         + (f", pg_dump + {pg_files} cluster files" if database_url else "")
     )
     assert files >= 1 and keys >= 5 and len(logs.lines()) >= 20  # there was something to scan
-    assert file_hits + redis_hits + log_hits + pg_hits == []
+    assert file_hits + redis_hits + log_hits + pg_hits + monitor_hits == []
 
 
 def test_pg_dump_is_available_where_postgres_tests_run() -> None:
