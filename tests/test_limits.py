@@ -156,3 +156,23 @@ def test_forms_take_their_limits_from_the_generated_module() -> None:
 
 def test_generated_module_is_current() -> None:
     assert (STATIC / "js" / "protocol.js").read_text(encoding="utf-8") == js_protocol.render()
+
+
+def test_chat_limit_agrees_between_domain_codec_js_form_and_docs() -> None:
+    """Issue 15: a chat line's length, one number for the wire both ways, the domain, the form and docs."""
+    from vIOP.rooms.chat import InvalidChat, clean_text
+
+    limit = limits.MAX_CHAT_CHARS
+    assert limit == messages.MAX_CHAT_CHARS
+    for struct in (messages.Chat, messages.ChatMessage):
+        text = _field(struct, "text")
+        assert isinstance(text, msgspec.inspect.StrType) and text.max_length == limit, struct
+    assert clean_text("c" * limit) == "c" * limit
+    with pytest.raises(InvalidChat):
+        clean_text("c" * (limit + 1))
+    assert _js_constants()["MAX_CHAT_CHARS"] == limit
+    assert "maxlength: String(MAX_CHAT_CHARS)" in (STATIC / "js" / "chat.js").read_text(encoding="utf-8")
+    protocol = _doc("docs/PROTOCOL.md")
+    assert _one(r"\| chat line \(`chat`\) \| 1-(\d+) characters", protocol) == limit
+    assert _one(r"\| `text` \| 1-(\d+) characters; surrounding white space", protocol) == limit
+    assert _one(r"per sender socket: bursts of (\d+) lines", protocol) == limits.CHAT_BURST

@@ -6,7 +6,8 @@
 // Events: "phase" {detail: phase}, "waiting" {detail: {position, message}}, "lobby" {detail: entries},
 // "roster" {detail: {participants, locked}}, "self" {detail: rosterEntry}, "notice" {detail: text},
 // "speaker" {detail: {speaker, recent}} (the room's active speaker, participant ids),
-// "ended" {detail: {reason, message}}, "error" {detail: {code, message}}.
+// "ended" {detail: {reason, message}}, "error" {detail: {code, message}},
+// "chat" {detail: chat line} and "chat-policy" {detail: clients_may_chat} (issue 15; drawn by chat.js).
 
 import { ClientType, LeaveReason, MediaKind, Role, ServerType } from "./protocol.js";
 import { EndReason, SignalingClient, State } from "./signaling.js";
@@ -327,6 +328,13 @@ export class RoomSession extends EventTarget {
     },
     [ServerType.ERROR](message) {
       this.emit("error", { code: message.code, message: message.message });
+    },
+    // --- chat (issue 15) ---
+    [ServerType.CHAT](message) {
+      this.emit("chat", message);
+    },
+    [ServerType.CHAT_POLICY](message) {
+      this.emit("chat-policy", message.clients_may_chat);
     },
   };
 

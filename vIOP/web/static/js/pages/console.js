@@ -13,6 +13,7 @@ import { EndReason } from "../signaling.js";
 import { openLocalMedia, stopStream } from "../devices.js";
 import { ModerationPanels } from "../moderation.js";
 import { Phase, RoomSession } from "../room-session.js";
+import { ChatPanel } from "../chat.js";
 import { $, announce, copyText, el, setBusy, setPressed, showScreen } from "../ui.js";
 import { VideoGrid } from "../video-grid.js";
 import { detailOf } from "../events.js";
@@ -203,6 +204,8 @@ function startSession() {
   page.session = session;
   session.signaling.isActive = inUse;
   page.panels = new ModerationPanels(session);
+  $("#chat-panel").replaceChildren();
+  new ChatPanel(session, $("#chat-panel"));
   exposeDiagnostics(session);
   // Read-only, for the browser tests: what the next heartbeat will say about this page being in use.
   window.viopConsole = Object.freeze({ nextPing: () => session.signaling.pingMessage() });

@@ -10,6 +10,7 @@ import { AudioOnlyReason, MediaKind } from "../protocol.js";
 import * as api from "../api.js";
 import { DeviceError, fillDevicePickers, openLocalMedia, stopStream } from "../devices.js";
 import { Phase, RoomSession } from "../room-session.js";
+import { ChatPanel } from "../chat.js";
 import { $, announce, setPressed, showScreen } from "../ui.js";
 import { VideoGrid } from "../video-grid.js";
 import { exposeDiagnostics } from "../diagnostics.js";
@@ -139,6 +140,13 @@ function joinSession() {
   });
   page.session = session;
   exposeDiagnostics(session);
+  const chat = $("#chat-panel");
+  chat.replaceChildren();
+  new ChatPanel(session, chat);
+  session.addEventListener("phase", (event) => {
+    const phase = detailOf(event);
+    chat.hidden = !(phase === Phase.WAITING || phase === Phase.IN_ROOM || phase === Phase.RECONNECTING);
+  });
   session.addEventListener("phase", (event) => onPhase(detailOf(event)));
   session.addEventListener("waiting", (event) => onWaiting(detailOf(event)));
   session.addEventListener("notice", (event) => announce(detailOf(event)));
