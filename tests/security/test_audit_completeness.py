@@ -424,6 +424,32 @@ def _candidate(offer: str) -> str:
     return next(line[2:] for line in offer.split("\r\n") if line.startswith("a=candidate:"))
 
 
+# --- chat (issue 15) ------------------------------------------------------------------------------------------
+
+
+async def chat_allowed(w: World) -> list[Row]:
+    """Chat lines are not audited (they are kept nowhere; a row per line would only say who talked when)."""
+    s = await seats(w)
+    for socket, _ in (s.host, s.seated):
+        await _accepted(socket, m.Chat(text="Hello everyone"))
+    await _accepted(s.waiting[0], m.Chat(text="Running late", private=True))
+    return [
+        Row("room.chat", outcome, who, "room", w.room_a.room_id, present=False)
+        for outcome in ("success", "denied")
+        for who in (w.id("clinician_a"), w.id("client_as"), w.id("client_a"))
+    ]
+
+
+async def chat_refused(w: World) -> list[Row]:
+    """The permission table lets every participant chat; the refusal is the hosts' switch: a client's room
+    line while chat to everyone is off (a `denied` row on the room, ids only)."""
+    s = await seats(w, "b")
+    await _accepted(s.host[0], m.SetChatPolicy(clients_may_chat=False))
+    error = await send_and_settle(s.seated[0], m.Chat(text="anyone?"))
+    assert error is not None and error.code == "chat_off", error
+    return [Row("room.chat", "denied", w.id("client_bs"), "room", w.room_b.room_id)]
+
+
 NO_SOCKET: Final = (
     "only participants of the room get a socket (a refused signal ticket is audited under "
     "issue_signal_ticket) and every participant may send this in their own room"
@@ -539,6 +565,11 @@ EXPECTATIONS: Final[dict[Action, Expect]] = {
     Action.LOCK: host_action("lock", "room.locked", lambda s: m.Lock(), None),
     Action.UNLOCK: host_action("unlock", "room.unlocked", lambda s: m.Unlock(), None),
     Action.END: host_action("end", "room.ended", lambda s: m.End(), None),
+    # chat (issue 15)
+    Action.CHAT: Expect(chat_allowed, chat_refused),
+    Action.SET_CHAT_POLICY: host_action(
+        "set_chat_policy", "room.chat_policy", lambda s: m.SetChatPolicy(clients_may_chat=False), None
+    ),
     Action.VIEW_PRESENCE: Expect(presence_allowed, presence_refused),
     Action.VIEW_ATTENDANCE: Expect(attendance_allowed, attendance_refused),
     Action.MANAGE_USERS: Expect(users_allowed, CLI_ONLY),
