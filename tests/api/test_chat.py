@@ -179,8 +179,12 @@ async def test_lobby_chat_goes_both_ways_before_admission(group: Group) -> None:
 async def test_hosts_turn_client_to_client_chat_off(group: Group) -> None:
     g = group
     rooms = ss.services(g.live).rooms
+    for seat in (g.host, g.ana, g.ben):  # told on admission (with the roster that follows `admitted`)
+        async with asyncio.timeout(10):
+            while not any(isinstance(x, m.ChatPolicy) for x in seat.heard):
+                seat.heard.append(await seat.socket.recv(within=None))
     await _settle_all(g)
-    for seat in (g.host, g.ana, g.ben):  # told on admission
+    for seat in (g.host, g.ana, g.ben):
         assert [x.clients_may_chat for x in seat.heard if isinstance(x, m.ChatPolicy)] == [True]
     assert not any(isinstance(x, m.ChatPolicy) for x in g.wes.heard)
     # A client may not flip the switch: forbidden, nothing changed.

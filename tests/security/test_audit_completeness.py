@@ -445,6 +445,9 @@ async def chat_refused(w: World) -> list[Row]:
     line while chat to everyone is off (a `denied` row on the room, ids only)."""
     s = await seats(w, "b")
     await _accepted(s.host[0], m.SetChatPolicy(clients_may_chat=False))
+    # The switch reaches each process with its room event: once the client is told, its process knows.
+    while (await s.seated[0].expect(m.ChatPolicy)).clients_may_chat:
+        pass
     error = await send_and_settle(s.seated[0], m.Chat(text="anyone?"))
     assert error is not None and error.code == "chat_off", error
     return [Row("room.chat", "denied", w.id("client_bs"), "room", w.room_b.room_id)]
