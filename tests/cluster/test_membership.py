@@ -111,3 +111,32 @@ def test_policy_problems() -> None:
     )
     assert "lease" in (ClusterPolicy(heartbeat=2, node_ttl=6, lease_ttl=3, capacity=1).problem() or "")
     assert "capacity" in (ClusterPolicy(heartbeat=2, node_ttl=6, lease_ttl=10, capacity=0).problem() or "")
+
+
+async def test_a_lease_the_store_lost_is_granted_again(stores: Stores, clock: ManualClock) -> None:
+    """Redis restarted without its data (here: the grant vanished behind the node's back): the node that
+    carries the room's media takes a new grant instead of stopping the media."""
+    a = member(stores, clock, "a")
+    await a.heartbeat(NodeLoad())
+    room = new_room_id()
+    old = await a.claim(room)
+    assert await stores.leases.release(old)
+    assert await a.renew() == []
+    assert a.holds(room) and a.held[room].token > old.token
+
+
+async def test_idle_rooms_are_released_after_two_rounds(stores: Stores, clock: ManualClock) -> None:
+    a = member(stores, clock, "a")
+    await a.heartbeat(NodeLoad())
+    busy, idle = new_room_id(), new_room_id()
+    await a.claim(busy)
+    await a.claim(idle)
+    assert await a.release_idle(lambda: {busy}) == []  # first round without media: kept
+    assert a.holds(idle)
+    assert await a.release_idle(lambda: {busy}) == [idle]
+    assert not a.holds(idle) and a.holds(busy)
+    assert await stores.leases.current(idle) is None
+    # A room that gets media back between two rounds is kept.
+    assert await a.release_idle(set) == []
+    assert await a.release_idle(lambda: {busy}) == []
+    assert a.holds(busy)

@@ -8,6 +8,7 @@ held is answered from memory (no store round trip on later offers).
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 
 from vIOP.cluster.leases import NotTakingRooms, RoomLease, RoomOnAnotherNode
@@ -57,6 +58,7 @@ class NodeMembership:
         self.state = NodeState.SERVING
         self.held: dict[RoomId, RoomLease] = {}
         self._claiming = asyncio.Lock()
+        self._idle: set[RoomId] = set()  # held rooms without media here at the last release_idle
 
     def record(self, load: NodeLoad) -> Node:
         return Node(
@@ -86,7 +88,7 @@ class NodeMembership:
             return lease
         async with self._claiming:
             if self.state is not NodeState.SERVING:
-                raise NotTakingRooms("this server is shutting down and takes no new sessions; try again")
+                raise NotTakingRooms("this server is draining and takes no new rooms; try again")
             live_rooms = [r for r, held in self.held.items() if held.live(self.clock()) and r != room_id]
             if len(live_rooms) >= self.policy.capacity:
                 raise NotTakingRooms("this server is at its room capacity; try again shortly")
@@ -103,27 +105,52 @@ class NodeMembership:
             return lease
 
     async def renew(self) -> list[RoomId]:
-        """Renew every held lease; returns the rooms whose lease was lost (their media must stop here)."""
+        """Renew every held lease; returns the rooms lost to another node (their media must stop here).
+        A lease the store no longer has in force with no other live holder (Redis restarted without its
+        data, or this node's renewals were late) is granted again, under a new token: the media here goes on."""
         lost = []
         for room_id, lease in list(self.held.items()):
-            renewed = await self.leases.renew(lease, self.clock(), self.policy.lease_ttl)
+            now, ttl = self.clock(), self.policy.lease_ttl
+            renewed = await self.leases.renew(lease, now, ttl)
+            if renewed is None:
+                renewed = await self.leases.acquire(room_id, self.node_id, now, ttl)
             if self.held.get(room_id) is not lease:
                 continue  # released or re-claimed meanwhile
-            if renewed is None:
+            if renewed.node_id != self.node_id:
                 del self.held[room_id]
                 lost.append(room_id)
             else:
                 self.held[room_id] = renewed
         return lost
 
+    async def release_idle(self, with_media: Callable[[], Collection[RoomId]]) -> list[RoomId]:
+        """Release the leases of rooms that had no media here at this call and the one before (a moment
+        between a participant's peer connections does not give the room away). ``with_media`` is read
+        under the claim lock, so a room cannot gain media between the check and its release."""
+        released = []
+        async with self._claiming:
+            active = set(with_media())
+            idle = {room for room in self.held if room not in active}
+            for room_id in idle & self._idle:
+                lease = self.held.pop(room_id)
+                released.append(room_id)
+                await self.leases.release(lease)
+            self._idle = idle - set(released)
+        return released
+
     async def release(self, room_id: RoomId) -> None:
-        lease = self.held.pop(room_id, None)
-        if lease is not None:
-            await self.leases.release(lease)
+        async with self._claiming:
+            lease = self.held.pop(room_id, None)
+            if lease is not None:
+                await self.leases.release(lease)
+
+    def stop_taking_rooms(self) -> None:
+        """Draining from now on, here at once; the registry hears it with the next heartbeat (sticky)."""
+        self.state = NodeState.DRAINING
 
     async def drain(self) -> None:
-        """Take no new rooms from now on (and say so in the registry)."""
-        self.state = NodeState.DRAINING
+        """Take no new rooms from now on, and say so in the registry now."""
+        self.stop_taking_rooms()
         await self.registry.set_state(self.node_id, NodeState.DRAINING, self.clock())
 
     async def leave(self) -> None:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Callable
 from typing import Any, Final
 
 import msgspec
@@ -39,6 +40,15 @@ def node_key(node_id: str) -> str:
 
 def lease_key(room_id: RoomId) -> str:
     return f"viop:lease:{{room:{room_id}}}"
+
+
+async def clock_skew(client: aioredis.Redis, clock: Callable[[], float]) -> float:
+    """How far ``clock`` is ahead of the Redis server's clock, in seconds (negative: behind). Leases carry
+    absolute expiry times from each node's clock, so nodes must agree on the time within a lease."""
+    before = clock()
+    seconds, micros = await client.time()
+    after = clock()
+    return (before + after) / 2 - (seconds + micros / 1e6)
 
 
 def _text(value: Any) -> str:
