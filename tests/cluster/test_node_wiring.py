@@ -23,8 +23,8 @@ from vIOP.storage.redis_cluster import RedisNodeRegistry, RedisRoomLeases, clock
 _SDP = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n"
 
 
-async def host_socket(live: LiveServer) -> tuple[SignalingClient, RoomId]:
-    clinician = await ss.clinician(live)
+async def host_socket(live: LiveServer, username: str = "dr.alvarez") -> tuple[SignalingClient, RoomId]:
+    clinician = await ss.clinician(live, username)
     scope = await ss.room(live, clinician)
     url = await ss.ticket_source(live, clinician.principal, scope, clinician.session)()
     client = await SignalingClient.connect(url, origin=live.base_url)
@@ -147,3 +147,41 @@ async def test_clock_skew_against_the_redis_server(redis_client: aioredis.Redis)
     assert abs(await clock_skew(redis_client, time.time)) < 1
     ahead = await clock_skew(redis_client, lambda: time.time() + 120)
     assert 119 < ahead < 121
+
+
+async def test_a_node_that_lost_its_lease_stops_the_rooms_media_and_an_idle_room_is_released(
+    live_server_factory: Any, redis_client: aioredis.Redis
+) -> None:
+    registry, leases = RedisNodeRegistry(redis_client), RedisRoomLeases(redis_client)
+    async with live_server_factory(
+        ice_host_addresses="127.0.0.1", node_id="node-a", node_heartbeat_seconds=1, node_ttl_seconds=3
+    ) as live:
+        relay = ss.services(live).relay
+        assert relay is not None
+        host, room_id = await host_socket(live)
+        other, other_room = await host_socket(live, "dr.other")
+        try:
+            await host.request(m.Offer(id=1, sdp=_SDP))
+            await other.request(m.Offer(id=1, sdp=_SDP))
+            assert {relay.room_of(p) for p in relay.participants()} == {room_id, other_room}
+            # Node a was taken for dead (a long pause) and node b took the room over.
+            await registry.announce(other_node("node-b", time.time() + 60), 60)
+            held = await leases.current(room_id)
+            assert held is not None
+            await leases.take_over(held, "node-b", time.time(), 60)
+
+            async def stopped() -> bool:
+                return [relay.room_of(p) for p in relay.participants()] == [other_room]
+
+            await poll(stopped)  # at its next heartbeat: this room's media stops, the other room's stays
+            current = await leases.current(room_id)
+            assert current is not None and current.node_id == "node-b"
+
+            await other.send(m.Leave())
+
+            async def released() -> bool:
+                return await leases.current(other_room) is None
+
+            await poll(released)  # no media here for two heartbeats: the lease goes
+        finally:
+            await asyncio.gather(host.close(), other.close(), return_exceptions=True)
