@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
+import redis.asyncio as aioredis
 
 from tests.cluster.conftest import Stores
 from vIOP.cluster.leases import NotTakingRooms, RoomOnAnotherNode
@@ -10,6 +13,7 @@ from vIOP.cluster.membership import ClusterPolicy, NodeMembership
 from vIOP.cluster.nodes import NodeLoad, NodeState
 from vIOP.ids import new_room_id
 from vIOP.rooms.clock import ManualClock
+from vIOP.storage.redis_cluster import RedisNodeRegistry, RedisRoomLeases
 
 POLICY = ClusterPolicy(heartbeat=2, node_ttl=6, lease_ttl=10, capacity=3)
 
@@ -140,3 +144,37 @@ async def test_idle_rooms_are_released_after_two_rounds(stores: Stores, clock: M
     assert await a.release_idle(set) == []
     assert await a.release_idle(lambda: {busy}) == []
     assert a.holds(busy)
+
+
+async def test_two_nodes_on_their_own_redis_connections_race_for_the_same_rooms(
+    redis_url: str, redis_client: object, clock: ManualClock
+) -> None:
+    """Two processes' worth of clients (separate connection pools) claim the same 30 rooms at once: every
+    room gets exactly one holder; the loser is told the room is on another server."""
+    clients = [aioredis.from_url(redis_url), aioredis.from_url(redis_url)]
+    try:
+        roomy = ClusterPolicy(heartbeat=2, node_ttl=6, lease_ttl=10, capacity=100)
+        nodes = [
+            NodeMembership(
+                name, "192.0.2.1", roomy, RedisNodeRegistry(client), RedisRoomLeases(client), clock
+            )
+            for name, client in zip(("a", "b"), clients, strict=True)
+        ]
+        for node in nodes:
+            await node.heartbeat(NodeLoad())
+        rooms = [new_room_id() for _ in range(30)]
+        outcomes = await asyncio.gather(
+            *(node.claim(room) for room in rooms for node in nodes), return_exceptions=True
+        )
+        leases = RedisRoomLeases(clients[0])
+        for i, room in enumerate(rooms):
+            a, b = outcomes[2 * i], outcomes[2 * i + 1]
+            won = [o for o in (a, b) if not isinstance(o, BaseException)]
+            lost = [o for o in (a, b) if isinstance(o, BaseException)]
+            assert len(won) == 1 and len(lost) == 1 and isinstance(lost[0], RoomOnAnotherNode)
+            assert await leases.current(room) == won[0]
+            assert won[0].token == 1
+        assert len(nodes[0].held) + len(nodes[1].held) == 30
+    finally:
+        for client in clients:
+            await client.aclose()
