@@ -185,3 +185,41 @@ async def test_a_node_that_lost_its_lease_stops_the_rooms_media_and_an_idle_room
             await poll(released)  # no media here for two heartbeats: the lease goes
         finally:
             await asyncio.gather(host.close(), other.close(), return_exceptions=True)
+
+
+async def test_two_servers_one_room_the_second_servers_offer_is_unavailable(
+    live_server_factory: Any, redis_client: aioredis.Redis
+) -> None:
+    """Two real servers on one Redis and one database. The host's media starts on node a; a client whose
+    socket landed on node b is admitted across the servers, and its offer is refused with `unavailable`
+    instead of starting a second copy of the room on b (regression: on main it was accepted there)."""
+    async with (
+        live_server_factory(ice_host_addresses="127.0.0.1", node_id="node-a") as a,
+        live_server_factory(ice_host_addresses="127.0.0.1", node_id="node-b") as b,
+    ):
+        clinician = await ss.clinician(a)
+        scope = await ss.room(a, clinician)
+        host_url = await ss.ticket_source(a, clinician.principal, scope, clinician.session)()
+        host = await SignalingClient.connect(host_url, origin=a.base_url)
+        guest_principal = await ss.invite(a, clinician, scope, "Kim")
+        guest = await SignalingClient.connect(
+            await ss.ticket_source(b, guest_principal, scope, None)(), origin=b.base_url
+        )
+        try:
+            assert isinstance(await host.request(m.Join()), m.Welcome)
+            await host.request(m.Offer(id=1, sdp=_SDP))  # the room's media is placed on node a
+            welcome = await guest.request(m.Join())
+            assert isinstance(welcome, m.Welcome)
+            await guest.expect(m.Waiting)
+            await host.send(m.Admit(participant_id=welcome.participant_id))
+            await guest.expect(m.Admitted)
+            reply = await guest.request(m.Offer(id=9, sdp=_SDP))
+            assert reply == m.ErrorMessage(
+                code="unavailable", message="this room's media is on another server; try again", id=9
+            )
+            relay_b = ss.services(b).relay
+            assert relay_b is not None and relay_b.participants() == ()
+            lease = await RedisRoomLeases(redis_client).current(scope.room_id)
+            assert lease is not None and lease.node_id == "node-a"
+        finally:
+            await asyncio.gather(host.close(), guest.close(), return_exceptions=True)
