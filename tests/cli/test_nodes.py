@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -70,6 +71,11 @@ def test_nodes_list_and_drain_against_a_running_server(
         assert "draining" in drained.stdout and "not built yet" in drained.stdout
         after = cli(env, tmp_path, "nodes", "list").stdout.splitlines()[1]
         assert after.split()[:2] == ["node-a", "draining"]
+        with sqlite3.connect(tmp_path / "var" / "viop.db") as db:
+            rows = db.execute(
+                "SELECT actor_role, object_type, object_id, outcome FROM audit_log WHERE action = 'node.drain'"
+            ).fetchall()
+        assert rows == [("operator", "node", "node-a", "success")]  # the operator's drain is audited
 
         unknown = cli(env, tmp_path, "nodes", "drain", "node-z")
         assert unknown.returncode == 1
