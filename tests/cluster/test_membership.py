@@ -108,15 +108,6 @@ async def test_leaving_releases_everything(stores: Stores, clock: ManualClock) -
     assert await stores.leases.current(room) is None
 
 
-def test_policy_problems() -> None:
-    assert POLICY.problem() is None
-    assert "two heartbeats" in (
-        ClusterPolicy(heartbeat=5, node_ttl=6, lease_ttl=10, capacity=1).problem() or ""
-    )
-    assert "lease" in (ClusterPolicy(heartbeat=2, node_ttl=6, lease_ttl=3, capacity=1).problem() or "")
-    assert "capacity" in (ClusterPolicy(heartbeat=2, node_ttl=6, lease_ttl=10, capacity=0).problem() or "")
-
-
 async def test_a_lease_the_store_lost_is_granted_again(stores: Stores, clock: ManualClock) -> None:
     """Redis restarted without its data (here: the grant vanished behind the node's back): the node that
     carries the room's media takes a new grant instead of stopping the media."""

@@ -21,22 +21,13 @@ from vIOP.rooms.clock import Clock
 @dataclass(frozen=True, slots=True)
 class ClusterPolicy:
     """Seconds between heartbeats; how long a node's record lives without one; how long a room lease lives
-    without a renewal (renewed every heartbeat); the most rooms a node takes."""
+    without a renewal (renewed every heartbeat); the most rooms a node takes. The rules between them (each
+    TTL at least two heartbeats) are checked once, where they are read: ``vIOP.settings``."""
 
     heartbeat: float
     node_ttl: float
     lease_ttl: float
     capacity: int
-
-    def problem(self) -> str | None:
-        """Why these values cannot work together, or None (settings.py names the setting)."""
-        if self.node_ttl < 2 * self.heartbeat:
-            return "the node TTL must be at least two heartbeats (one lost heartbeat must not kill a node)"
-        if self.lease_ttl < 2 * self.heartbeat:
-            return "the room lease must last at least two heartbeats (it is renewed once per heartbeat)"
-        if self.capacity < 1:
-            return "the node capacity must be at least one room"
-        return None
 
 
 class NodeMembership:
