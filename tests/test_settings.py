@@ -50,6 +50,18 @@ def test_environment_is_parsed_and_typed() -> None:
             {"VIOP_HEARTBEAT_SECONDS": "30", "VIOP_PRESENCE_EXPIRY_SECONDS": "20"},
             "VIOP_PRESENCE_EXPIRY_SECONDS",
         ),
+        ({"VIOP_NODE_ID": "node a"}, "VIOP_NODE_ID"),
+        ({"VIOP_NODE_ID": "{room:x}"}, "VIOP_NODE_ID"),
+        ({"VIOP_NODE_CAPACITY": "0"}, "VIOP_NODE_CAPACITY"),
+        ({"VIOP_NODE_HEARTBEAT_SECONDS": "5", "VIOP_NODE_TTL_SECONDS": "8"}, "VIOP_NODE_TTL_SECONDS"),
+        (
+            {
+                "VIOP_NODE_HEARTBEAT_SECONDS": "5",
+                "VIOP_ROOM_LEASE_SECONDS": "9",
+                "VIOP_NODE_TTL_SECONDS": "10",
+            },
+            "VIOP_ROOM_LEASE_SECONDS",
+        ),
     ],
 )
 def test_invalid_values_name_the_setting(environ: dict[str, str], setting: str) -> None:

@@ -38,6 +38,8 @@ from vIOP.auth.ticket_rate import TicketRateLimit
 from vIOP.auth.tickets import MAC_KEY_PURPOSE, SignalTickets
 from vIOP.auth.tokens import SESSION_KEY_PURPOSE, AccessTokens, TokenKeys, TokenPolicy
 from vIOP.auth.totp_replay import TotpReplayGuard
+from vIOP.cluster.membership import ClusterPolicy, NodeMembership
+from vIOP.ids import new_id
 from vIOP.media.ice import IceConfig
 from vIOP.media.relay import MediaRelay
 from vIOP.rooms.service import RoomPolicy, RoomService
@@ -51,6 +53,7 @@ from vIOP.session.loops import (
     run_sweeper,
 )
 from vIOP.session.media_controls import MediaHooks, RelayHooks
+from vIOP.session.node import NodeHeartbeat, leave_cluster
 from vIOP.session.presence import presence_listener
 from vIOP.session.revocation import close_user_sockets, run_revocation_listener
 from vIOP.session.room_end import directory_sync
@@ -76,7 +79,8 @@ from vIOP.storage.redis_auth import (
 )
 from vIOP.storage.redis_bus import EventStream, RedisEventBus
 from vIOP.storage.redis_chat import RedisChatBus
-from vIOP.storage.redis_client import redis_client
+from vIOP.storage.redis_client import RedisClient, redis_client
+from vIOP.storage.redis_cluster import RedisNodeRegistry, RedisRoomLeases
 from vIOP.storage.redis_resume_tokens import RedisResumeTokenStore
 from vIOP.storage.redis_rooms import RedisKeys, RedisPresenceStore, RedisRoomStore
 from vIOP.storage.retention import policy_from, run_daily
@@ -104,6 +108,26 @@ def _ice_config(settings: Settings) -> IceConfig:
         allow_loopback_candidates=settings.effective_ice_allow_loopback,
         max_remote_candidates=settings.ice_max_remote_candidates,
         public_addresses=settings.own_ip_addresses,
+    )
+
+
+def node_membership(settings: Settings, redis: RedisClient, clock: Callable[[], float]) -> NodeMembership:
+    """This process as a cluster node: its id (``VIOP_NODE_ID``, else a random one per start) and the
+    address its media is on (the first ICE host address, else the address it listens on)."""
+    policy = ClusterPolicy(
+        heartbeat=float(settings.node_heartbeat_seconds),
+        node_ttl=float(settings.node_ttl_seconds),
+        lease_ttl=float(settings.room_lease_seconds),
+        capacity=settings.node_capacity,
+    )
+    media_address = settings.ice_host_addresses[0] if settings.ice_host_addresses else settings.host
+    return NodeMembership(
+        settings.node_id or new_id("nd"),
+        media_address,
+        policy,
+        RedisNodeRegistry(redis),
+        RedisRoomLeases(redis),
+        clock,
     )
 
 
@@ -206,6 +230,7 @@ async def open_services(settings: Settings, *, clock: Callable[[], float] = time
         ice=_ice_config(settings),
         revocations=revocations,
         chat=RedisChatBus(redis, sealer),
+        node=node_membership(settings, redis, clock),
         embedded_redis=embedded,
     )
     services.relay = MediaRelay(
@@ -254,6 +279,14 @@ def start_live(services: Services) -> None:
         if services.relay is not None:
             await services.relay.close()
 
+    if services.node is not None:
+        heartbeat = NodeHeartbeat(services, services.node)
+
+        async def stop_taking_rooms() -> None:
+            heartbeat.stop_taking_rooms()
+
+        services.drain_hooks.insert(0, stop_taking_rooms)  # before the sockets close
+        services.spawn(heartbeat.run(), "node", stops_between_rounds=True)
     services.drain_hooks.append(drain)
     # After the sockets' drain hook: its last try comes once no host can end a room here any more.
     directory_sync(services).kick()  # reconcile at start: a previous run may have left ended rooms open
@@ -264,6 +297,8 @@ async def close_services(services: Services) -> None:
     await services.stop_background()
     if services.relay is not None:
         await services.relay.close()
+    if services.node is not None:
+        await leave_cluster(services.node)
     await services.redis.aclose()
     await services.storage.close()
     if services.embedded_redis is not None:

@@ -99,6 +99,7 @@ ALLOWED_EXTRA: Final = frozenset(
         "setting",
         "dependency",
         "reason",
+        "node_id",
     }
 )
 

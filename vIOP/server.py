@@ -15,6 +15,7 @@ import os
 import signal
 import socket
 import sys
+import time
 from collections.abc import Generator
 from pathlib import Path
 from types import FrameType
@@ -27,6 +28,7 @@ from vIOP.app import Services, close_services, create_app, open_services
 from vIOP.errors import StartupError, VIOPError
 from vIOP.http_protocol import MAX_HEADER_BYTES, REQUEST_DEADLINE_SECONDS, guarded_protocol
 from vIOP.settings import Settings
+from vIOP.storage.redis_cluster import clock_skew
 
 log = logging.getLogger("vIOP.server")
 
@@ -119,6 +121,7 @@ async def _preflight(settings: Settings) -> Services:
             raise StartupError(
                 f"Redis is unreachable at {where}: start Redis or fix VIOP_REDIS_URL"
             ) from None
+        await _check_clock(services, settings)
         try:
             async with services.storage.db.read() as conn:
                 await asyncio.wait_for(conn.execute(text("SELECT 1")), 5)
@@ -128,6 +131,20 @@ async def _preflight(settings: Settings) -> Services:
         await close_services(services)
         raise
     return services
+
+
+async def _check_clock(services: Services, settings: Settings) -> None:
+    """Room leases carry expiry times from each node's clock: a clock off by more than half a lease from
+    Redis's would let two nodes disagree on who holds a room. Such a node does not join (one clear line)."""
+    try:
+        skew = await asyncio.wait_for(clock_skew(services.redis, time.time), 5)
+    except Exception:
+        raise StartupError("Redis is unreachable: start Redis or fix VIOP_REDIS_URL") from None
+    if abs(skew) > settings.room_lease_seconds / 2:
+        raise StartupError(
+            f"this machine's clock is {skew:+.1f} s off the Redis server's, more than half a room lease "
+            f"(VIOP_ROOM_LEASE_SECONDS={settings.room_lease_seconds}): synchronise the clocks (NTP)"
+        )
 
 
 def uvicorn_config(

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
+from vIOP.cluster.nodes import valid_node_id
 from vIOP.errors import ConfigError
 from vIOP.media.egress import DEFAULT_MAX_REMOTE_CANDIDATES, parse_network  # pure: no aiortc behind it
 
@@ -67,6 +68,12 @@ class Settings:
     retention_audit_days: int = 2190
     retention_room_days: int = 400
     retention_invite_days: int = 400
+    # --- cluster (docs/SCALING.md): this process as a node, its room capacity, heartbeats and leases ---
+    node_id: str | None = None  # unset: a random id per start
+    node_capacity: int = 200  # most rooms whose media this node carries
+    node_heartbeat_seconds: int = 2
+    node_ttl_seconds: int = 6  # a node silent this long is dead
+    room_lease_seconds: int = 10  # a room's media lease lives this long without a renewal
     source: Mapping[str, str] = field(default_factory=dict, compare=False)
 
     @property
@@ -244,6 +251,13 @@ def _log_level(raw: str) -> str:
     return value
 
 
+def _node_id(raw: str) -> str:
+    value = raw.strip()
+    if not valid_node_id(value):
+        raise ValueError("must be 1 to 64 letters, digits, '.', '_' or '-', starting with a letter or digit")
+    return value
+
+
 @dataclass(frozen=True, slots=True)
 class _Field:
     parse: Callable[[str], Any]
@@ -285,6 +299,11 @@ _FIELDS: dict[str, _Field] = {
     "retention_audit_days": _Field(_int_range(2190, 36500)),  # HIPAA: 6 years at least
     "retention_room_days": _Field(_int_range(30, 36500)),
     "retention_invite_days": _Field(_int_range(1, 36500)),
+    "node_id": _Field(_node_id),
+    "node_capacity": _Field(_int_range(1, 100_000)),
+    "node_heartbeat_seconds": _Field(_int_range(1, 60)),
+    "node_ttl_seconds": _Field(_int_range(2, 600)),
+    "room_lease_seconds": _Field(_int_range(2, 3600)),
 }
 
 SECRET_FIELDS = frozenset(name for name, spec in _FIELDS.items() if spec.secret)
@@ -357,6 +376,17 @@ def _setting_name(key: str, where: str) -> str:
 def _check_consistency(s: Settings) -> None:
     if s.presence_expiry_seconds <= s.heartbeat_seconds:
         raise ConfigError("VIOP_PRESENCE_EXPIRY_SECONDS", "must be longer than VIOP_HEARTBEAT_SECONDS")
+    if s.node_ttl_seconds < 2 * s.node_heartbeat_seconds:
+        raise ConfigError(
+            "VIOP_NODE_TTL_SECONDS",
+            "must be at least twice VIOP_NODE_HEARTBEAT_SECONDS (one late heartbeat "
+            "must not count as a dead node)",
+        )
+    if s.room_lease_seconds < 2 * s.node_heartbeat_seconds:
+        raise ConfigError(
+            "VIOP_ROOM_LEASE_SECONDS",
+            "must be at least twice VIOP_NODE_HEARTBEAT_SECONDS (leases are renewed once per heartbeat)",
+        )
     if s.token_lifetime_seconds < s.token_idle_seconds:
         raise ConfigError("VIOP_TOKEN_LIFETIME_SECONDS", "must be at least VIOP_TOKEN_IDLE_SECONDS")
     if s.env != "production":

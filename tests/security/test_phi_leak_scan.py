@@ -304,12 +304,12 @@ def scan_files(root: Path) -> tuple[int, list[str]]:
     return count, found
 
 
-async def scan_redis(url: str) -> tuple[int, list[str]]:
+async def scan_redis(url: str, match: str | None = None) -> tuple[int, list[str]]:
     client = aioredis.from_url(url)
     found: list[str] = []
     count = 0
     try:
-        async for key in client.scan_iter(count=500):
+        async for key in client.scan_iter(match=match, count=500):
             count += 1
             found += hits(f"redis key {key[:60]!r}", key)
             kind = (await client.type(key)).decode()
@@ -428,8 +428,13 @@ async def test_no_canary_anywhere_after_a_full_session(
             run_live_server(test_settings(data_dir, redis_url, **overrides)) as live,
         ):
             await session_over_http(live)
+            # The node's registry record goes at shutdown: scanned while it is there.
+            node_keys, node_hits = await scan_redis(redis_url, match="viop:node*")
     files, file_hits = scan_files(data_dir)
     keys, redis_hits = await scan_redis(redis_url)
+    redis_hits += node_hits
+    assert node_keys >= 2  # the record and the index
+    assert await redis_client.keys("viop:lease:*")  # the room's media lease (released, kept) was scanned
     log_hits = [hit for i, line in enumerate(logs.lines()) for hit in hits(f"log line {i}", line.encode())]
     pg_files, pg_hits = scan_postgres(database_url, tmp_path) if database_url else (0, [])
     monitor_hits = chat_hits("Redis MONITOR", bytes(monitor.seen))

@@ -12,7 +12,7 @@ import sys
 from collections.abc import Callable, Sequence
 from types import ModuleType
 
-from vIOP.cli import attendance, compliance, storage, users
+from vIOP.cli import attendance, compliance, nodes, storage, users
 from vIOP.errors import ConfigError, VIOPError
 from vIOP.logging import configure_logging
 from vIOP.settings import Settings, describe, load_settings
@@ -23,6 +23,7 @@ _GROUPS: tuple[tuple[ModuleType, str, str], ...] = (
     (users, "add_users_parser", "run_users"),
     (attendance, "add_parsers", "run"),
     (compliance, "add_parsers", "run"),
+    (nodes, "add_parsers", "run"),
 )
 
 

@@ -21,6 +21,7 @@ from vIOP.auth.room_records import RoomRecords
 from vIOP.auth.ticket_rate import TicketRateLimit
 from vIOP.auth.tickets import SignalTickets
 from vIOP.auth.tokens import AccessTokens
+from vIOP.cluster.membership import NodeMembership
 from vIOP.media.ice import IceConfig
 from vIOP.rooms.ports import ChatBus, EventBus
 from vIOP.rooms.service import RoomService
@@ -65,6 +66,7 @@ class Services:
     revocations: Revocations
     chat: ChatBus  # chat lines between processes, sealed, live only (issue 15)
     relay: MediaRelay | None = None
+    node: NodeMembership | None = None  # this process as a cluster node (vIOP.session.node)
     embedded_redis: EmbeddedRedis | None = None
     live: Live = field(default_factory=Live)
     # Run before uvicorn closes connections: close WebSockets with 1001, peer connections, flush.

@@ -196,6 +196,11 @@ class SignalSession:
         if not me.is_seated:
             raise Conflict("media starts once you are admitted")
         if pid not in relay.participants():
+            node = self.services.node
+            if node is not None:
+                # The room's media lease (from memory once held): refused with `unavailable` when another
+                # live node carries this room's media, or this node is draining or full (docs/SCALING.md).
+                await node.claim(self.room_id)
             await relay.add_participant(pid, room=self.room_id)
             # A host's mutes live with the participant: they outlive a reconnect and a return to the lobby.
             self.delivery.controls.media_started(me)
