@@ -12,6 +12,10 @@ Scenarios:
   (order included), every admission and every attendance interval are as before; presence is back (the
   snapshot equals the one before) within 5 s; every socket's heartbeat answers again (its "reconnect
   time", p50/p99 from the restart); a waiting client can still be admitted.
+- ``failover``: the server reaches Redis through three sentinels (master + replica); the master is
+  SIGKILLed (``--lose-writes``: the replica is flushed at that moment, so the promoted master has nothing).
+  Checked: the promotion time; a host's lobby message reaches a waiting client again and presence equals
+  the snapshot before, both timed from the kill; lobby, admissions and attendance as before.
 - ``app``: the ``vIOP serve`` process is SIGKILLed and started again (same data folder, same external
   Redis). Checked: every client reconnects with its resume token and gets the same participant back
   (reconnect time p50/p99 from the kill and from the restart); presence and lobby as before; no attendance
@@ -25,6 +29,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import itertools
 import json
 import os
 import select
@@ -45,7 +50,15 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from bench.fault_world import CLINICIAN, Shape, accounts, open_world, spread
-from bench.harness import PASSWORD, PostgresProcess, RedisProcess, ServerProcess, raise_fd_limit
+from bench.harness import (
+    PASSWORD,
+    PostgresProcess,
+    RedisProcess,
+    SentinelGroup,
+    ServerProcess,
+    raise_fd_limit,
+    wait_until,
+)
 from vIOP.errors import VIOPError
 from vIOP.signaling import messages as m
 
@@ -104,6 +117,91 @@ async def redis_restart(tmp: Path, shape: Shape, *, persistent: bool, outage: fl
         server.stop()
         _keep_log(server, f"redis-{'aof' if persistent else 'empty'}.log")
         redis.stop()
+
+
+async def redis_failover(tmp: Path, shape: Shape, *, lose_writes: bool = False) -> dict[str, Any]:
+    """The server reaches Redis through three sentinels (master + one replica); the master is SIGKILLed.
+    ``lose_writes``: the replica's data is flushed the moment the master dies, so the promoted master has
+    lost everything (the worst case of asynchronous replication: rooms come back only from live sockets)."""
+    group = SentinelGroup(tmp / "sentinel")
+    server = ServerProcess(tmp / "var", settings={**LIVENESS, **group.settings()})
+    try:
+        group.start()
+        server.create_accounts(accounts(shape))
+        server.start()
+        world = await open_world(server, shape)
+        try:
+            presence0, intervals0 = await world.presence(), await world.intervals()
+            old_master, new_master = group.data_ports
+            killed = time.monotonic()
+            group.kill(old_master)
+            if lose_writes:
+                group.command(new_master, "FLUSHALL")
+            # All three clocks run from the kill: the sentinels' promotion, a signaling round trip, and
+            # the presence snapshot (read by an operator over HTTP) equal to the one before.
+            probe = asyncio.create_task(_lobby_probe(world, killed, timeout=60))
+            presence = asyncio.create_task(world.wait_presence(presence0, timeout=60))
+            promoted = await asyncio.to_thread(
+                lambda: wait_until(lambda: group.master_port() == new_master, timeout=60, interval=0.02)
+            )
+            failover_s = time.monotonic() - killed
+            presence_back = await presence
+            signaling_back = await probe
+            await asyncio.sleep(SETTLE_S)
+            intervals1, presence1 = await world.intervals(), await world.presence()
+            admitted_after = await _admit_one_waiting(world)
+            dropped = [p for p in world.people if p.reconnects or p.terminal]
+            return {
+                "scenario": "redis master SIGKILLed, sentinel failover to its replica"
+                + (", replica flushed (all writes lost)" if lose_writes else ""),
+                "clients": shape.clients,
+                "rooms": shape.rooms,
+                "sockets": len(world.people),
+                "promoted": promoted,
+                "failover_s": round(failover_s, 2) if promoted else None,
+                "signaling_back_s": None if signaling_back is None else round(signaling_back, 2),
+                "presence_back_s": None if presence_back is None else round(presence_back, 2),
+                "presence_before": presence0,
+                "presence_after": presence1,
+                "intervals_before": len(intervals0),
+                "intervals_lost": _lost(intervals0, intervals1),
+                "intervals_added": _lost(intervals1, intervals0),
+                "sockets_dropped": len(dropped),
+                "closed_for_good": sorted({str(p.terminal.close_code) for p in dropped if p.terminal}),
+                "waiting_client_admitted_after": admitted_after,
+                "server_log_errors": _errors(server),
+            }
+        finally:
+            await world.stop()
+    finally:
+        server.stop()
+        _keep_log(server, f"redis-failover{'-lost' if lose_writes else ''}.log")
+        group.stop()
+
+
+async def _lobby_probe(world: Any, since: float, timeout: float) -> float | None:
+    """Seconds from ``since`` until a host's lobby message reaches a waiting client: a signaling round trip
+    through Redis (the room's transaction, the event stream, delivery). One is sent every 0.25 s; the first
+    to arrive counts (the host's socket queues its messages while Redis is away)."""
+    room = next(r for r in world.rooms if r.waiting)
+    person = room.waiting[0]
+    deadline = time.monotonic() + timeout
+    for attempt in itertools.count():
+        arrived = [
+            at
+            for at, w in person.client.received_since(m.Waiting, since)
+            if (w.message or "").startswith("probe ")
+        ]
+        if arrived:
+            return arrived[0] - since
+        if time.monotonic() > deadline:
+            return None
+        with contextlib.suppress(VIOPError):
+            await room.host.client.send(
+                m.LobbyMessage(participant_id=person.participant_id, message=f"probe {attempt}")
+            )
+        await asyncio.sleep(0.25)
+    return None
 
 
 async def app_restart(tmp: Path, shape: Shape, *, outage: float = 0.5) -> dict[str, Any]:
@@ -535,7 +633,7 @@ def _errors(server: ServerProcess) -> list[str]:
     return sorted(set(lines))
 
 
-SCENARIOS = {"redis", "app", "cut", "sqlite", "postgres"}
+SCENARIOS = {"redis", "failover", "app", "cut", "sqlite", "postgres"}
 
 
 def main() -> int:
@@ -548,6 +646,9 @@ def main() -> int:
     parser.add_argument("--waiting", type=int, default=4, help="clients left waiting in each lobby")
     parser.add_argument("--no-media", action="store_true", help="no peer connections (no attendance)")
     parser.add_argument("--empty", action="store_true", help="redis: restart without persistence")
+    parser.add_argument(
+        "--lose-writes", action="store_true", help="failover: the promoted replica has lost every write"
+    )
     parser.add_argument("--outage", type=float, default=1.0, help="seconds the process stays down")
     parser.add_argument("--json", help="also write the figures to this file")
     parser.add_argument("--max-seconds", type=float, default=900.0)
@@ -557,6 +658,8 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="viop-faults-") as tmp:
         if args.scenario == "redis":
             job = redis_restart(Path(tmp), shape, persistent=not args.empty, outage=args.outage)
+        elif args.scenario == "failover":
+            job = redis_failover(Path(tmp), shape, lose_writes=args.lose_writes)
         elif args.scenario == "app":
             job = app_restart(Path(tmp), shape, outage=args.outage)
         elif args.scenario == "cut":
