@@ -130,9 +130,18 @@ class SentinelGroup:
 
     MASTER_NAME = "viop"
 
-    def __init__(self, directory: Path, *, down_after_ms: int = 1000) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        *,
+        down_after_ms: int = 1000,
+        password: str | None = None,
+        sentinel_password: str | None = None,
+    ) -> None:
         self.directory = directory.absolute()
         self.down_after_ms = down_after_ms
+        self.password = password  # the master's and replica's requirepass
+        self.sentinel_password = sentinel_password  # the sentinels' own requirepass
         self.data_ports = [free_port(), free_port()]  # [0] starts as the master, [1] as its replica
         self.sentinel_ports = [free_port() for _ in range(3)]
         self.processes: dict[int, subprocess.Popen[bytes]] = {}
@@ -143,7 +152,16 @@ class SentinelGroup:
         return ",".join(f"127.0.0.1:{port}" for port in self.sentinel_ports)
 
     def settings(self) -> dict[str, str]:
-        return {"redis_sentinels": self.sentinels, "redis_sentinel_master": self.MASTER_NAME}
+        """``VIOP_*`` settings (lower-case names) for a server using this group."""
+        out = {"redis_sentinels": self.sentinels, "redis_sentinel_master": self.MASTER_NAME}
+        if self.password is not None:
+            out["redis_password"] = self.password
+        if self.sentinel_password is not None:
+            out["redis_sentinel_password"] = self.sentinel_password
+        return out
+
+    def _password_of(self, port: int) -> str | None:
+        return self.sentinel_password if port in self.sentinel_ports else self.password
 
     def _spawn(self, port: int, args: list[str]) -> None:
         folder = self.directory / str(port)
@@ -160,7 +178,7 @@ class SentinelGroup:
             )
         finally:
             log.close()
-        if not wait_until(lambda: _answers(port), timeout=10):
+        if not wait_until(lambda: _answers(port, self._password_of(port)), timeout=10):
             raise RuntimeError(f"redis-server on port {port} did not start: {self.log_tail(port)}")
 
     def start(self) -> None:
@@ -169,11 +187,15 @@ class SentinelGroup:
             folder = self.directory / str(port)
             args = ["--port", str(port), "--bind", "127.0.0.1", "--dir", str(folder), "--save", ""]
             args += ["--appendonly", "yes", "--loglevel", "warning"]
+            if self.password is not None:
+                args += ["--requirepass", self.password, "--masterauth", self.password]
             if port == replica:
                 # Writable (writes stay local) only so a test can make the promoted replica lose data.
                 args += ["--replicaof", "127.0.0.1", str(master), "--replica-read-only", "no"]
             self._spawn(port, args)
-        if not wait_until(lambda: _redis_info(replica).get("master_link_status") == "up", timeout=10):
+        if not wait_until(
+            lambda: _redis_info(replica, self.password).get("master_link_status") == "up", timeout=10
+        ):
             raise RuntimeError("the replica did not sync with the master")
         for port in self.sentinel_ports:
             config = self.directory / f"sentinel-{port}.conf"
@@ -183,6 +205,8 @@ class SentinelGroup:
                 f"sentinel down-after-milliseconds {self.MASTER_NAME} {self.down_after_ms}\n"
                 f"sentinel failover-timeout {self.MASTER_NAME} 10000\n"
                 f"sentinel parallel-syncs {self.MASTER_NAME} 1\n"
+                + (f"sentinel auth-pass {self.MASTER_NAME} {self.password}\n" if self.password else "")
+                + (f"requirepass {self.sentinel_password}\n" if self.sentinel_password else "")
             )
             self._spawn(port, [str(config), "--sentinel"])
         # Until every sentinel knows the replica and its two peers: a failover needs both.
@@ -190,13 +214,15 @@ class SentinelGroup:
             raise RuntimeError("the sentinels did not discover each other and the replica")
 
     def _sentinel_ready(self, port: int) -> bool:
-        state = _sentinel_master_state(port, self.MASTER_NAME)
+        state = _sentinel_master_state(port, self.MASTER_NAME, self.sentinel_password)
         return int(state.get("num-slaves", 0)) >= 1 and int(state.get("num-other-sentinels", 0)) >= 2
 
     def master_port(self) -> int | None:
         """The master's port as the sentinels report it (the first that answers)."""
         for port in self.sentinel_ports:
-            reply = _command(port, "SENTINEL", "get-master-addr-by-name", self.MASTER_NAME)
+            reply = _command(
+                port, "SENTINEL", "get-master-addr-by-name", self.MASTER_NAME, password=self.sentinel_password
+            )
             if isinstance(reply, list | tuple) and len(reply) == 2:
                 return int(_text(reply[1]))
         return None
@@ -208,7 +234,7 @@ class SentinelGroup:
             process.wait()
 
     def command(self, port: int, *args: str) -> object:
-        return _command(port, *args)
+        return _command(port, *args, password=self._password_of(port))
 
     def stop(self) -> None:
         for process in self.processes.values():
@@ -223,11 +249,13 @@ class SentinelGroup:
             return ""
 
 
-def _command(port: int, *args: str) -> object:
+def _command(port: int, *args: str, password: str | None = None) -> object:
     """One command to a loopback Redis or sentinel with the synchronous client; None if it does not answer."""
     import redis
 
-    client = redis.Redis(host="127.0.0.1", port=port, socket_timeout=1, socket_connect_timeout=1)
+    client = redis.Redis(
+        host="127.0.0.1", port=port, password=password, socket_timeout=1, socket_connect_timeout=1
+    )
     try:
         return client.execute_command(*args)
     except (redis.RedisError, OSError):
@@ -236,17 +264,17 @@ def _command(port: int, *args: str) -> object:
         client.close()
 
 
-def _answers(port: int) -> bool:
-    return _command(port, "PING") is True
+def _answers(port: int, password: str | None) -> bool:
+    return _command(port, "PING", password=password) is True
 
 
-def _redis_info(port: int) -> dict[str, object]:
-    reply = _command(port, "INFO", "replication")
+def _redis_info(port: int, password: str | None) -> dict[str, object]:
+    reply = _command(port, "INFO", "replication", password=password)
     return reply if isinstance(reply, dict) else {}
 
 
-def _sentinel_master_state(port: int, name: str) -> dict[str, str]:
-    reply = _command(port, "SENTINEL", "master", name)
+def _sentinel_master_state(port: int, name: str, password: str | None) -> dict[str, str]:
+    reply = _command(port, "SENTINEL", "master", name, password=password)
     if isinstance(reply, list):  # RESP2 without redis-py's parsing: a flat list
         reply = dict(zip(reply[::2], reply[1::2], strict=False))
     if not isinstance(reply, dict):
