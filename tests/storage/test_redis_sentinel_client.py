@@ -13,7 +13,7 @@ from redis.exceptions import RedisError
 
 from bench.harness import SentinelGroup
 from vIOP.settings import load_settings
-from vIOP.storage.redis_client import redis_client
+from vIOP.storage.redis_client import operator_redis, redis_client
 
 
 @pytest.fixture
@@ -63,3 +63,12 @@ async def test_a_wrong_password_is_an_error_not_a_hang(group: SentinelGroup, wro
             await asyncio.wait_for(client.ping(), 10)
     finally:
         await client.aclose()
+
+
+async def test_operator_commands_reach_the_sentinels_master(group: SentinelGroup, tmp_path: Path) -> None:
+    values = {**group.settings(), "data_dir": str(tmp_path / "var")}
+    settings = load_settings(environ={f"VIOP_{k.upper()}": v for k, v in values.items()})
+    async with operator_redis(settings) as client:
+        await client.set("viop:test:operator", b"1")
+        assert (await client.info("server"))["tcp_port"] == group.data_ports[0]
+    assert not (tmp_path / "var" / "redis").exists()  # no embedded Redis was started instead
