@@ -48,6 +48,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import httpx
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
 
 from bench.fault_world import CLINICIAN, Shape, accounts, open_world, spread
 from bench.harness import (
@@ -130,6 +132,7 @@ async def redis_failover(tmp: Path, shape: Shape, *, lose_writes: bool = False) 
         server.create_accounts(accounts(shape))
         server.start()
         world = await open_world(server, shape)
+        stream = await _PresenceStream.open(world)
         try:
             presence0, intervals0 = await world.presence(), await world.intervals()
             old_master, new_master = group.data_ports
@@ -150,6 +153,7 @@ async def redis_failover(tmp: Path, shape: Shape, *, lose_writes: bool = False) 
             await asyncio.sleep(SETTLE_S)
             intervals1, presence1 = await world.intervals(), await world.presence()
             admitted_after = await _admit_one_waiting(world)
+            stream_admitted = await stream.event_after("admitted", killed + failover_s, timeout=10)
             dropped = [p for p in world.people if p.reconnects or p.terminal]
             return {
                 "scenario": "redis master SIGKILLed, sentinel failover to its replica"
@@ -161,6 +165,9 @@ async def redis_failover(tmp: Path, shape: Shape, *, lose_writes: bool = False) 
                 "failover_s": round(failover_s, 2) if promoted else None,
                 "signaling_back_s": None if signaling_back is None else round(signaling_back, 2),
                 "presence_back_s": None if presence_back is None else round(presence_back, 2),
+                "presence_stream_snapshot_s": stream.snapshot_after(killed),
+                "presence_stream_open": stream.closed is None,
+                "presence_stream_admitted_after": stream_admitted,
                 "presence_before": presence0,
                 "presence_after": presence1,
                 "intervals_before": len(intervals0),
@@ -172,11 +179,63 @@ async def redis_failover(tmp: Path, shape: Shape, *, lose_writes: bool = False) 
                 "server_log_errors": _errors(server),
             }
         finally:
+            await stream.close()
             await world.stop()
     finally:
         server.stop()
         _keep_log(server, f"redis-failover{'-lost' if lose_writes else ''}.log")
         group.stop()
+
+
+class _PresenceStream:
+    """An operator's live presence stream (``/ws/presence``, every room) and what it received, timed."""
+
+    def __init__(self, socket: Any) -> None:
+        self.socket = socket
+        self.frames: list[tuple[float, dict[str, Any]]] = []
+        self.closed: str | None = None
+        self.reader = asyncio.create_task(self._read())
+
+    @classmethod
+    async def open(cls, world: Any) -> _PresenceStream:
+        response = await world.api.http.post(
+            "/api/v1/signal-tickets",
+            json={"purpose": "presence"},
+            headers={"Authorization": f"Bearer {world.bearer}"},
+        )
+        response.raise_for_status()
+        socket = await connect(
+            response.json()["ws_url"], origin=world.server.origin, compression=None, proxy=None
+        )
+        return cls(socket)
+
+    async def _read(self) -> None:
+        try:
+            async for raw in self.socket:
+                self.frames.append((time.monotonic(), json.loads(raw)))
+        except ConnectionClosed:
+            pass
+        self.closed = f"closed {self.socket.close_code}"
+
+    def snapshot_after(self, t: float) -> float | None:
+        """Seconds from ``t`` to the first full snapshot sent after it (the stream's answer to a gap)."""
+        return next(
+            (round(at - t, 2) for at, f in self.frames if at >= t and f["type"] == "presence_snapshot"), None
+        )
+
+    async def event_after(self, event: str, t: float, timeout: float) -> bool:
+        """Whether a ``presence_event`` of that kind arrives after ``t`` (waiting up to ``timeout``)."""
+        return await _wait(
+            lambda: any(
+                at >= t and f["type"] == "presence_event" and f["event"] == event for at, f in self.frames
+            ),
+            timeout,
+        )
+
+    async def close(self) -> None:
+        await self.socket.close()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await self.reader
 
 
 async def _lobby_probe(world: Any, since: float, timeout: float) -> float | None:

@@ -27,6 +27,11 @@ async def test_sentinel_failover_resumes_signaling_and_presence_and_loses_nobody
     assert figures["presence_back_s"] is not None
     assert figures["presence_back_s"] <= failover_s + RESUME_AFTER_FAILOVER_S
     assert figures["presence_after"] == figures["presence_before"]  # lobby order, seats, states
+    # An operator's live presence stream stays open, gets a fresh snapshot after the gap, then events.
+    assert figures["presence_stream_open"] is True
+    assert figures["presence_stream_snapshot_s"] is not None
+    assert figures["presence_stream_snapshot_s"] <= failover_s + RESUME_AFTER_FAILOVER_S
+    assert figures["presence_stream_admitted_after"] is True
     assert figures["intervals_before"] == shape.rooms * (shape.seated + 1)
     assert figures["intervals_lost"] == []
     assert figures["intervals_added"] == []
