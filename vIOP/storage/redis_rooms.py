@@ -14,8 +14,8 @@ hash tag: every key of one room hashes to the room's slot):
 - ``{p}:generation``           a random token; when it vanishes, Redis lost its data
 
 Every change is one WATCH/MULTI/EXEC: read the room, run the pure step, write the room, its indexes and its
-events together (optimistic; a lost race re-runs the step on the new state). Heartbeats are one Lua script.
-No transaction or script touches two rooms (docs/REDIS_HA.md, "Keyspace").
+events together (optimistic; a lost race re-runs the step on the new state). A heartbeat is one pipelined
+round trip without a script. No transaction or command touches two rooms (docs/REDIS_HA.md, "Keyspace").
 """
 
 from __future__ import annotations
