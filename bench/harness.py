@@ -182,6 +182,14 @@ class SentinelGroup:
             raise RuntimeError(f"redis-server on port {port} did not start: {self.log_tail(port)}")
 
     def start(self) -> None:
+        """Start all five, or none: a failed start stops what it had started."""
+        try:
+            self._start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start(self) -> None:
         master, replica = self.data_ports
         for port in self.data_ports:
             folder = self.directory / str(port)
