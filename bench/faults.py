@@ -12,6 +12,10 @@ Scenarios:
   (order included), every admission and every attendance interval are as before; presence is back (the
   snapshot equals the one before) within 5 s; every socket's heartbeat answers again (its "reconnect
   time", p50/p99 from the restart); a waiting client can still be admitted.
+- ``failover``: the server reaches Redis through three sentinels (master + replica); the master is
+  SIGKILLed (``--lose-writes``: the replica is flushed at that moment, so the promoted master has nothing).
+  Checked: the promotion time; a host's lobby message reaches a waiting client again and presence equals
+  the snapshot before, both timed from the kill; lobby, admissions and attendance as before.
 - ``app``: the ``vIOP serve`` process is SIGKILLed and started again (same data folder, same external
   Redis). Checked: every client reconnects with its resume token and gets the same participant back
   (reconnect time p50/p99 from the kill and from the restart); presence and lobby as before; no attendance
@@ -25,6 +29,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import itertools
 import json
 import os
 import select
@@ -43,9 +48,19 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import httpx
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
 
 from bench.fault_world import CLINICIAN, Shape, accounts, open_world, spread
-from bench.harness import PASSWORD, PostgresProcess, RedisProcess, ServerProcess, raise_fd_limit
+from bench.harness import (
+    PASSWORD,
+    PostgresProcess,
+    RedisProcess,
+    SentinelGroup,
+    ServerProcess,
+    raise_fd_limit,
+    wait_until,
+)
 from vIOP.errors import VIOPError
 from vIOP.signaling import messages as m
 
@@ -104,6 +119,148 @@ async def redis_restart(tmp: Path, shape: Shape, *, persistent: bool, outage: fl
         server.stop()
         _keep_log(server, f"redis-{'aof' if persistent else 'empty'}.log")
         redis.stop()
+
+
+async def redis_failover(tmp: Path, shape: Shape, *, lose_writes: bool = False) -> dict[str, Any]:
+    """The server reaches Redis through three sentinels (master + one replica); the master is SIGKILLed.
+    ``lose_writes``: the replica's data is flushed the moment the master dies, so the promoted master has
+    lost everything (the worst case of asynchronous replication: rooms come back only from live sockets)."""
+    group = SentinelGroup(tmp / "sentinel")
+    server = ServerProcess(tmp / "var", settings={**LIVENESS, **group.settings()})
+    try:
+        group.start()
+        server.create_accounts(accounts(shape))
+        server.start()
+        world = await open_world(server, shape)
+        stream = await _PresenceStream.open(world)
+        try:
+            presence0, intervals0 = await world.presence(), await world.intervals()
+            old_master, new_master = group.data_ports
+            killed = time.monotonic()
+            group.kill(old_master)
+            if lose_writes:
+                group.command(new_master, "FLUSHALL")
+            # All three clocks run from the kill: the sentinels' promotion, a signaling round trip, and
+            # the presence snapshot (read by an operator over HTTP) equal to the one before.
+            probe = asyncio.create_task(_lobby_probe(world, killed, timeout=60))
+            presence = asyncio.create_task(world.wait_presence(presence0, timeout=60))
+            promoted = await asyncio.to_thread(
+                lambda: wait_until(lambda: group.master_port() == new_master, timeout=60, interval=0.02)
+            )
+            failover_s = time.monotonic() - killed
+            presence_back = await presence
+            signaling_back = await probe
+            await asyncio.sleep(SETTLE_S)
+            intervals1, presence1 = await world.intervals(), await world.presence()
+            admitted_after = await _admit_one_waiting(world)
+            stream_admitted = await stream.event_after("admitted", killed + failover_s, timeout=10)
+            dropped = [p for p in world.people if p.reconnects or p.terminal]
+            return {
+                "scenario": "redis master SIGKILLed, sentinel failover to its replica"
+                + (", replica flushed (all writes lost)" if lose_writes else ""),
+                "clients": shape.clients,
+                "rooms": shape.rooms,
+                "sockets": len(world.people),
+                "promoted": promoted,
+                "failover_s": round(failover_s, 2) if promoted else None,
+                "signaling_back_s": None if signaling_back is None else round(signaling_back, 2),
+                "presence_back_s": None if presence_back is None else round(presence_back, 2),
+                "presence_stream_snapshot_s": stream.snapshot_after(killed),
+                "presence_stream_open": stream.closed is None,
+                "presence_stream_admitted_after": stream_admitted,
+                "presence_before": presence0,
+                "presence_after": presence1,
+                "intervals_before": len(intervals0),
+                "intervals_lost": _lost(intervals0, intervals1),
+                "intervals_added": _lost(intervals1, intervals0),
+                "sockets_dropped": len(dropped),
+                "closed_for_good": sorted({str(p.terminal.close_code) for p in dropped if p.terminal}),
+                "waiting_client_admitted_after": admitted_after,
+                "server_log_errors": _errors(server),
+            }
+        finally:
+            await stream.close()
+            await world.stop()
+    finally:
+        server.stop()
+        _keep_log(server, f"redis-failover{'-lost' if lose_writes else ''}.log")
+        group.stop()
+
+
+class _PresenceStream:
+    """An operator's live presence stream (``/ws/presence``, every room) and what it received, timed."""
+
+    def __init__(self, socket: Any) -> None:
+        self.socket = socket
+        self.frames: list[tuple[float, dict[str, Any]]] = []
+        self.closed: str | None = None
+        self.reader = asyncio.create_task(self._read())
+
+    @classmethod
+    async def open(cls, world: Any) -> _PresenceStream:
+        response = await world.api.http.post(
+            "/api/v1/signal-tickets",
+            json={"purpose": "presence"},
+            headers={"Authorization": f"Bearer {world.bearer}"},
+        )
+        response.raise_for_status()
+        socket = await connect(
+            response.json()["ws_url"], origin=world.server.origin, compression=None, proxy=None
+        )
+        return cls(socket)
+
+    async def _read(self) -> None:
+        try:
+            async for raw in self.socket:
+                self.frames.append((time.monotonic(), json.loads(raw)))
+        except ConnectionClosed:
+            pass
+        self.closed = f"closed {self.socket.close_code}"
+
+    def snapshot_after(self, t: float) -> float | None:
+        """Seconds from ``t`` to the first full snapshot sent after it (the stream's answer to a gap)."""
+        return next(
+            (round(at - t, 2) for at, f in self.frames if at >= t and f["type"] == "presence_snapshot"), None
+        )
+
+    async def event_after(self, event: str, t: float, timeout: float) -> bool:
+        """Whether a ``presence_event`` of that kind arrives after ``t`` (waiting up to ``timeout``)."""
+        return await _wait(
+            lambda: any(
+                at >= t and f["type"] == "presence_event" and f["event"] == event for at, f in self.frames
+            ),
+            timeout,
+        )
+
+    async def close(self) -> None:
+        await self.socket.close()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await self.reader
+
+
+async def _lobby_probe(world: Any, since: float, timeout: float) -> float | None:
+    """Seconds from ``since`` until a host's lobby message reaches a waiting client: a signaling round trip
+    through Redis (the room's transaction, the event stream, delivery). One is sent every 0.25 s; the first
+    to arrive counts (the host's socket queues its messages while Redis is away)."""
+    room = next(r for r in world.rooms if r.waiting)
+    person = room.waiting[0]
+    deadline = time.monotonic() + timeout
+    for attempt in itertools.count():
+        arrived = [
+            at
+            for at, w in person.client.received_since(m.Waiting, since)
+            if (w.message or "").startswith("probe ")
+        ]
+        if arrived:
+            return arrived[0] - since
+        if time.monotonic() > deadline:
+            return None
+        with contextlib.suppress(VIOPError):
+            await room.host.client.send(
+                m.LobbyMessage(participant_id=person.participant_id, message=f"probe {attempt}")
+            )
+        await asyncio.sleep(0.25)
+    return None
 
 
 async def app_restart(tmp: Path, shape: Shape, *, outage: float = 0.5) -> dict[str, Any]:
@@ -535,7 +692,7 @@ def _errors(server: ServerProcess) -> list[str]:
     return sorted(set(lines))
 
 
-SCENARIOS = {"redis", "app", "cut", "sqlite", "postgres"}
+SCENARIOS = {"redis", "failover", "app", "cut", "sqlite", "postgres"}
 
 
 def main() -> int:
@@ -548,6 +705,9 @@ def main() -> int:
     parser.add_argument("--waiting", type=int, default=4, help="clients left waiting in each lobby")
     parser.add_argument("--no-media", action="store_true", help="no peer connections (no attendance)")
     parser.add_argument("--empty", action="store_true", help="redis: restart without persistence")
+    parser.add_argument(
+        "--lose-writes", action="store_true", help="failover: the promoted replica has lost every write"
+    )
     parser.add_argument("--outage", type=float, default=1.0, help="seconds the process stays down")
     parser.add_argument("--json", help="also write the figures to this file")
     parser.add_argument("--max-seconds", type=float, default=900.0)
@@ -557,6 +717,8 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="viop-faults-") as tmp:
         if args.scenario == "redis":
             job = redis_restart(Path(tmp), shape, persistent=not args.empty, outage=args.outage)
+        elif args.scenario == "failover":
+            job = redis_failover(Path(tmp), shape, lose_writes=args.lose_writes)
         elif args.scenario == "app":
             job = app_restart(Path(tmp), shape, outage=args.outage)
         elif args.scenario == "cut":

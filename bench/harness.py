@@ -32,7 +32,7 @@ from pathlib import Path
 import httpx
 
 from vIOP.client.session import HttpApi
-from vIOP.storage.embedded_redis import EmbeddedRedis
+from vIOP.storage.embedded_redis import EmbeddedRedis, find_redis_server
 
 REPO = Path(__file__).resolve().parent.parent
 CLOCK_TICK = os.sysconf("SC_CLK_TCK")
@@ -121,6 +121,177 @@ class RedisProcess:
     def stop(self) -> None:
         if self._server is not None:
             self._server.stop()
+
+
+class SentinelGroup:
+    """A Redis master, one replica and three sentinels on loopback TCP ports (sentinels cannot watch a unix
+    socket), each a real redis-server child that can be SIGKILLed. ``down_after_ms``: how long the master
+    must be silent before a sentinel calls it down (quorum 2 of 3)."""
+
+    MASTER_NAME = "viop"
+
+    def __init__(
+        self,
+        directory: Path,
+        *,
+        down_after_ms: int = 1000,
+        password: str | None = None,
+        sentinel_password: str | None = None,
+    ) -> None:
+        self.directory = directory.absolute()
+        self.down_after_ms = down_after_ms
+        self.password = password  # the master's and replica's requirepass
+        self.sentinel_password = sentinel_password  # the sentinels' own requirepass
+        self.data_ports = [free_port(), free_port()]  # [0] starts as the master, [1] as its replica
+        self.sentinel_ports = [free_port() for _ in range(3)]
+        self.processes: dict[int, subprocess.Popen[bytes]] = {}
+
+    @property
+    def sentinels(self) -> str:
+        """The ``VIOP_REDIS_SENTINELS`` value."""
+        return ",".join(f"127.0.0.1:{port}" for port in self.sentinel_ports)
+
+    def settings(self) -> dict[str, str]:
+        """``VIOP_*`` settings (lower-case names) for a server using this group."""
+        out = {"redis_sentinels": self.sentinels, "redis_sentinel_master": self.MASTER_NAME}
+        if self.password is not None:
+            out["redis_password"] = self.password
+        if self.sentinel_password is not None:
+            out["redis_sentinel_password"] = self.sentinel_password
+        return out
+
+    def _password_of(self, port: int) -> str | None:
+        return self.sentinel_password if port in self.sentinel_ports else self.password
+
+    def _spawn(self, port: int, args: list[str]) -> None:
+        folder = self.directory / str(port)
+        folder.mkdir(parents=True, exist_ok=True)
+        log = (folder / "log").open("ab")
+        try:
+            self.processes[port] = subprocess.Popen(
+                [find_redis_server(), *args],
+                cwd=folder,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
+                start_new_session=True,
+            )
+        finally:
+            log.close()
+        if not wait_until(lambda: _answers(port, self._password_of(port)), timeout=10):
+            raise RuntimeError(f"redis-server on port {port} did not start: {self.log_tail(port)}")
+
+    def start(self) -> None:
+        """Start all five, or none: a failed start stops what it had started."""
+        try:
+            self._start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start(self) -> None:
+        master, replica = self.data_ports
+        for port in self.data_ports:
+            folder = self.directory / str(port)
+            args = ["--port", str(port), "--bind", "127.0.0.1", "--dir", str(folder), "--save", ""]
+            args += ["--appendonly", "yes", "--loglevel", "warning"]
+            if self.password is not None:
+                args += ["--requirepass", self.password, "--masterauth", self.password]
+            if port == replica:
+                # Writable (writes stay local) only so a test can make the promoted replica lose data.
+                args += ["--replicaof", "127.0.0.1", str(master), "--replica-read-only", "no"]
+            self._spawn(port, args)
+        if not wait_until(
+            lambda: _redis_info(replica, self.password).get("master_link_status") == "up", timeout=10
+        ):
+            raise RuntimeError("the replica did not sync with the master")
+        for port in self.sentinel_ports:
+            config = self.directory / f"sentinel-{port}.conf"
+            config.write_text(
+                f"port {port}\nbind 127.0.0.1\ndir {self.directory}\n"
+                f"sentinel monitor {self.MASTER_NAME} 127.0.0.1 {master} 2\n"
+                f"sentinel down-after-milliseconds {self.MASTER_NAME} {self.down_after_ms}\n"
+                f"sentinel failover-timeout {self.MASTER_NAME} 10000\n"
+                f"sentinel parallel-syncs {self.MASTER_NAME} 1\n"
+                + (f"sentinel auth-pass {self.MASTER_NAME} {self.password}\n" if self.password else "")
+                + (f"requirepass {self.sentinel_password}\n" if self.sentinel_password else "")
+            )
+            self._spawn(port, [str(config), "--sentinel"])
+        # Until every sentinel knows the replica and its two peers: a failover needs both.
+        if not wait_until(lambda: all(self._sentinel_ready(p) for p in self.sentinel_ports), timeout=30):
+            raise RuntimeError("the sentinels did not discover each other and the replica")
+
+    def _sentinel_ready(self, port: int) -> bool:
+        state = _sentinel_master_state(port, self.MASTER_NAME, self.sentinel_password)
+        return int(state.get("num-slaves", 0)) >= 1 and int(state.get("num-other-sentinels", 0)) >= 2
+
+    def master_port(self) -> int | None:
+        """The master's port as the sentinels report it (the first that answers)."""
+        for port in self.sentinel_ports:
+            reply = _command(
+                port, "SENTINEL", "get-master-addr-by-name", self.MASTER_NAME, password=self.sentinel_password
+            )
+            if isinstance(reply, list | tuple) and len(reply) == 2:
+                return int(_text(reply[1]))
+        return None
+
+    def kill(self, port: int) -> None:
+        process = self.processes.get(port)
+        if process is not None and process.poll() is None:
+            process.kill()
+            process.wait()
+
+    def command(self, port: int, *args: str) -> object:
+        return _command(port, *args, password=self._password_of(port))
+
+    def stop(self) -> None:
+        for process in self.processes.values():
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+
+    def log_tail(self, port: int, chars: int = 800) -> str:
+        try:
+            return (self.directory / str(port) / "log").read_text(errors="replace")[-chars:]
+        except OSError:
+            return ""
+
+
+def _command(port: int, *args: str, password: str | None = None) -> object:
+    """One command to a loopback Redis or sentinel with the synchronous client; None if it does not answer."""
+    import redis
+
+    client = redis.Redis(
+        host="127.0.0.1", port=port, password=password, socket_timeout=1, socket_connect_timeout=1
+    )
+    try:
+        return client.execute_command(*args)
+    except (redis.RedisError, OSError):
+        return None
+    finally:
+        client.close()
+
+
+def _answers(port: int, password: str | None) -> bool:
+    return _command(port, "PING", password=password) is True
+
+
+def _redis_info(port: int, password: str | None) -> dict[str, object]:
+    reply = _command(port, "INFO", "replication", password=password)
+    return reply if isinstance(reply, dict) else {}
+
+
+def _sentinel_master_state(port: int, name: str, password: str | None) -> dict[str, str]:
+    reply = _command(port, "SENTINEL", "master", name, password=password)
+    if isinstance(reply, list):  # RESP2 without redis-py's parsing: a flat list
+        reply = dict(zip(reply[::2], reply[1::2], strict=False))
+    if not isinstance(reply, dict):
+        return {}
+    return {_text(k): _text(v) for k, v in reply.items()}
+
+
+def _text(value: object) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 @dataclass

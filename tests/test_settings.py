@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from vIOP.errors import ConfigError
-from vIOP.settings import Settings, describe, load_settings
+from vIOP.settings import Settings, describe, load_settings, split_host_port
 
 
 def test_defaults_are_the_embedded_development_setup() -> None:
@@ -208,3 +208,58 @@ def test_an_empty_json_list_is_refused_with_how_to_write_none() -> None:
     with pytest.raises(ConfigError, match="for none, leave it empty or unset"):
         load_settings({"VIOP_ALLOWED_ORIGINS": "[]"})
     assert load_settings({"VIOP_ALLOWED_ORIGINS": ""}).allowed_origins == ()
+
+
+# --- Redis Sentinel (docs/REDIS_HA.md) -----------------------------------------------------------------
+
+
+def test_sentinels_replace_the_url_and_the_embedded_redis() -> None:
+    s = load_settings(
+        environ={
+            "VIOP_REDIS_SENTINELS": "10.0.0.5:26379, sentinel-b:26379,[::1]:26380",
+            "VIOP_REDIS_SENTINEL_MASTER": "viop",
+            "VIOP_REDIS_SENTINEL_PASSWORD": "sentinel-secret",
+            "VIOP_REDIS_PASSWORD": "master-secret",
+        }
+    )
+    assert s.redis_sentinels == ("10.0.0.5:26379", "sentinel-b:26379", "[::1]:26380")
+    assert [split_host_port(a) for a in s.redis_sentinels] == [
+        ("10.0.0.5", 26379),
+        ("sentinel-b", 26379),
+        ("::1", 26380),
+    ]
+    assert not s.embedded_redis
+    shown = {name: value for name, value, _ in describe(s)}
+    assert shown["VIOP_REDIS_SENTINEL_PASSWORD"] == shown["VIOP_REDIS_PASSWORD"] == "********"
+    assert "secret" not in repr(describe(s))
+
+
+def test_production_accepts_sentinels_instead_of_a_url() -> None:
+    environ = {k: v for k, v in _PROD.items() if k != "VIOP_REDIS_URL"}
+    environ |= {"VIOP_REDIS_SENTINELS": "10.0.0.5:26379", "VIOP_REDIS_SENTINEL_MASTER": "viop"}
+    assert load_settings(environ=environ).redis_sentinels == ("10.0.0.5:26379",)
+
+
+_SENTINEL = {"VIOP_REDIS_SENTINELS": "10.0.0.5:26379", "VIOP_REDIS_SENTINEL_MASTER": "viop"}
+
+
+@pytest.mark.parametrize(
+    ("environ", "setting", "says"),
+    [
+        ({"VIOP_REDIS_SENTINELS": "10.0.0.5"}, "VIOP_REDIS_SENTINELS", "host:port"),
+        ({"VIOP_REDIS_SENTINELS": "10.0.0.5:0"}, "VIOP_REDIS_SENTINELS", "port"),
+        ({"VIOP_REDIS_SENTINELS": "s:26379,s:http"}, "VIOP_REDIS_SENTINELS", "port"),
+        ({"VIOP_REDIS_SENTINELS": "::1:26379"}, "VIOP_REDIS_SENTINELS", "brackets"),
+        ({"VIOP_REDIS_SENTINELS": '["s:26379"]'}, "VIOP_REDIS_SENTINELS", "comma-separated"),
+        ({"VIOP_REDIS_SENTINELS": "s:26379"}, "VIOP_REDIS_SENTINEL_MASTER", "required"),
+        ({**_SENTINEL, "VIOP_REDIS_URL": "redis://r:6379"}, "VIOP_REDIS_URL", "not both"),
+        ({"VIOP_REDIS_SENTINEL_MASTER": "viop"}, "VIOP_REDIS_SENTINEL_MASTER", "VIOP_REDIS_SENTINELS"),
+        ({"VIOP_REDIS_PASSWORD": "pw"}, "VIOP_REDIS_PASSWORD", "VIOP_REDIS_SENTINELS"),
+        ({**_SENTINEL, "VIOP_REDIS_SENTINEL_MASTER": " "}, "VIOP_REDIS_SENTINEL_MASTER", "empty"),
+    ],
+)
+def test_bad_sentinel_settings_name_the_setting(environ: dict[str, str], setting: str, says: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_settings(environ=environ)
+    assert info.value.setting == setting
+    assert says in info.value.message

@@ -135,19 +135,17 @@ async def open_services(settings: Settings, *, clock: Callable[[], float] = time
     """Start the embedded Redis when none is configured, open the store, and build every component.
     ``clock`` (epoch seconds) times sign-ins, tickets, revocations and session ends: tests inject one."""
     embedded: EmbeddedRedis | None = None
-    redis_url = settings.redis_url
-    if redis_url is None:
+    if settings.embedded_redis:
         embedded = EmbeddedRedis(settings.data_dir / "redis")
         # Started from the event loop's thread on purpose: it is a child of this process.
         embedded.start()
-        redis_url = embedded.url
     try:
         storage = await open_storage(settings, checkpoint_path=settings.audit_checkpoint_file)
     except BaseException:
         if embedded is not None:
             embedded.stop()
         raise
-    redis = redis_client(redis_url)
+    redis = redis_client(settings, embedded.url if embedded is not None else None)
     ring, db = storage.keys, storage.db
     sealer = ring.redis_sealer()
     room_directory = SqlRoomDirectory(db, ring)

@@ -117,10 +117,13 @@ async def _preflight(settings: Settings) -> Services:
         try:
             await asyncio.wait_for(services.redis.ping(), 5)
         except Exception:
-            where = "the embedded redis-server" if services.embedded_redis else "VIOP_REDIS_URL"
-            raise StartupError(
-                f"Redis is unreachable at {where}: start Redis or fix VIOP_REDIS_URL"
-            ) from None
+            if services.embedded_redis:
+                where, fix = "the embedded redis-server", "VIOP_REDIS_URL"
+            elif services.settings.redis_sentinels:
+                where = fix = "VIOP_REDIS_SENTINELS / VIOP_REDIS_SENTINEL_MASTER"
+            else:
+                where = fix = "VIOP_REDIS_URL"
+            raise StartupError(f"Redis is unreachable at {where}: start Redis or fix {fix}") from None
         await _check_clock(services, settings)
         try:
             async with services.storage.db.read() as conn:

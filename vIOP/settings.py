@@ -37,6 +37,11 @@ class Settings:
     port: int = 8000
     data_dir: Path = Path("var")
     redis_url: str | None = None
+    # Redis Sentinel (instead of VIOP_REDIS_URL): where the sentinels are and which master they watch.
+    redis_sentinels: tuple[str, ...] = ()
+    redis_sentinel_master: str | None = None
+    redis_sentinel_password: str | None = None  # the sentinels' own AUTH password
+    redis_password: str | None = None  # the master's AUTH password (with sentinels; a URL carries its own)
     database_url: str | None = None
     key_file: Path | None = None
     audit_checkpoint_file: Path | None = None
@@ -78,7 +83,7 @@ class Settings:
 
     @property
     def embedded_redis(self) -> bool:
-        return self.redis_url is None
+        return self.redis_url is None and not self.redis_sentinels
 
     @property
     def effective_database_url(self) -> str:
@@ -184,6 +189,25 @@ def _url(schemes: tuple[str, ...]) -> Callable[[str], str]:
     return parse
 
 
+def _host_port(raw: str) -> str:
+    """``host:port`` (``[v6]:port`` for an IPv6 address), e.g. a sentinel's address."""
+    value = raw.strip()
+    host, sep, port = value.rpartition(":")
+    if not sep or not host:
+        raise ValueError(f"{value!r} is not host:port (e.g. 10.0.0.5:26379)")
+    if host.startswith("[") != host.endswith("]") or (":" in host and not host.startswith("[")):
+        raise ValueError(f"{value!r}: write an IPv6 address in brackets, e.g. [::1]:26379")
+    if not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise ValueError(f"{value!r}: the port must be a number from 1 to 65535")
+    return value
+
+
+def split_host_port(value: str) -> tuple[str, int]:
+    """A value checked by ``_host_port`` as (host, port), IPv6 brackets removed."""
+    host, _, port = value.rpartition(":")
+    return host.strip("[]"), int(port)
+
+
 def _origin(raw: str) -> str:
     parts = urlsplit(raw.strip())
     if parts.scheme not in ("http", "https") or not parts.netloc or parts.path not in ("", "/"):
@@ -270,6 +294,10 @@ _FIELDS: dict[str, _Field] = {
     "port": _Field(_int_range(1, 65535)),
     "data_dir": _Field(_path),
     "redis_url": _Field(_url(("redis", "rediss", "unix")), secret=True),
+    "redis_sentinels": _Field(_list(_host_port)),
+    "redis_sentinel_master": _Field(_str),
+    "redis_sentinel_password": _Field(_str, secret=True),
+    "redis_password": _Field(_str, secret=True),
     "database_url": _Field(_url(("sqlite+aiosqlite", "postgresql+asyncpg", "postgresql")), secret=True),
     "key_file": _Field(_path),
     "keys": _Field(_str, secret=True),
@@ -389,11 +417,12 @@ def _check_consistency(s: Settings) -> None:
         )
     if s.token_lifetime_seconds < s.token_idle_seconds:
         raise ConfigError("VIOP_TOKEN_LIFETIME_SECONDS", "must be at least VIOP_TOKEN_IDLE_SECONDS")
+    _check_redis(s)
     if s.env != "production":
         return
     # Production refuses every embedded default: the data and its keys must live apart.
     required = {
-        "VIOP_REDIS_URL": s.redis_url,
+        "VIOP_REDIS_URL or VIOP_REDIS_SENTINELS": s.redis_url or s.redis_sentinels,
         "VIOP_DATABASE_URL": s.database_url,
         "VIOP_ALLOWED_ORIGINS": s.allowed_origins or None,
         "VIOP_KEY_FILE or VIOP_KEYS": s.key_file or s.keys,
@@ -405,6 +434,29 @@ def _check_consistency(s: Settings) -> None:
         key_path, data_path = s.key_file.absolute(), s.data_dir.absolute()
         if key_path.is_relative_to(data_path):
             raise ConfigError("VIOP_KEY_FILE", "must be outside the data folder in production")
+
+
+def _check_redis(s: Settings) -> None:
+    """One way to reach Redis: a URL, or sentinels with the master's name (and nothing of one with the
+    other)."""
+    if s.redis_sentinels:
+        if s.redis_url is not None:
+            raise ConfigError("VIOP_REDIS_URL", "set either VIOP_REDIS_URL or VIOP_REDIS_SENTINELS, not both")
+        if s.redis_sentinel_master is None:
+            raise ConfigError(
+                "VIOP_REDIS_SENTINEL_MASTER",
+                "is required with VIOP_REDIS_SENTINELS (the monitored master's name)",
+            )
+        return
+    for name, value in (
+        ("VIOP_REDIS_SENTINEL_MASTER", s.redis_sentinel_master),
+        ("VIOP_REDIS_SENTINEL_PASSWORD", s.redis_sentinel_password),
+        ("VIOP_REDIS_PASSWORD", s.redis_password),
+    ):
+        if value is not None:
+            raise ConfigError(
+                name, "only applies with VIOP_REDIS_SENTINELS (a VIOP_REDIS_URL carries its own)"
+            )
 
 
 def describe(settings: Settings) -> list[tuple[str, str, str]]:

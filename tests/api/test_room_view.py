@@ -15,6 +15,7 @@ from vIOP.ids import RoomId
 from vIOP.rooms.clock import ManualClock
 from vIOP.rooms.room import RoomState
 from vIOP.session.room_end import RECONCILE_EVERY_SECONDS, DirectorySync
+from vIOP.storage.redis_rooms import RedisKeys
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -62,7 +63,9 @@ async def test_a_restarted_process_finds_ends_the_directory_missed_and_records_t
         ended, still_open = await api.create_room(dr, title="Ended"), await api.create_room(dr, title="Open")
         t = await api.services.rooms.end(RoomId(ended["id"]), by=None)  # the directory was not told
         never_live = await api.create_room(dr, title="Gone from Redis")
-        await api.services.redis.delete(f"viop:room:{never_live['id']}")  # as after 6 h, or a lost Redis
+        await api.services.redis.delete(
+            RedisKeys().room(RoomId(never_live["id"]))
+        )  # as after 6 h, or a lost Redis
         # What a process builds at start (its queue of ends died with the previous one): the reconcile
         # is due at once, and reads nothing over HTTP.
         sync = DirectorySync(api.services.room_directory, api.services.rooms.rooms)

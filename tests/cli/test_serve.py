@@ -17,7 +17,7 @@ import pytest
 
 from tests.support import free_port
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]  # the checkout (tests/cli/../..), so `-m vIOP` runs its code
 
 
 def _env(**extra: str) -> dict[str, str]:
@@ -111,6 +111,24 @@ def test_unreachable_redis_is_refused(workdir: Path) -> None:
     )
     assert result.returncode == 1
     assert "Redis is unreachable" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_unreachable_sentinels_are_refused(workdir: Path) -> None:
+    nobody = f"127.0.0.1:{free_port()},127.0.0.1:{free_port()}"
+    result = run_cli(
+        "serve", "--port", str(free_port()), cwd=workdir,
+        VIOP_REDIS_SENTINELS=nobody, VIOP_REDIS_SENTINEL_MASTER="viop",
+    )  # fmt: skip
+    assert result.returncode == 1
+    assert "Redis is unreachable at VIOP_REDIS_SENTINELS" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert _redis_pids_under(workdir) == []  # no embedded Redis started instead
+
+
+def test_sentinels_without_a_master_name_are_refused(workdir: Path) -> None:
+    result = run_cli("serve", cwd=workdir, VIOP_REDIS_SENTINELS="127.0.0.1:26379")
+    assert result.returncode == 2
+    assert "VIOP_REDIS_SENTINEL_MASTER" in result.stderr and "Traceback" not in result.stderr
 
 
 def test_unwritable_data_folder_is_refused(workdir: Path) -> None:

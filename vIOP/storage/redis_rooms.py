@@ -1,9 +1,12 @@
 """Live rooms, waiting rooms and presence on Redis.
 
-Data (keys hold opaque ids only; ``{p}`` is the prefix, default ``viop``):
+Data (keys hold opaque ids only; ``{p}`` is the prefix, default ``viop``; ``{{room}}`` is a Redis Cluster
+hash tag: every key of one room hashes to the room's slot):
 
-- ``{p}:room:{room}``          the Room aggregate (session, lobby, roster) as sealed JSON; context = the key
-- ``{p}:room:{room}:active``   hash participant -> ``a`` (listening) | ``r`` (reconnecting), for heartbeats
+- ``{p}:room:{{room}}``          the Room aggregate (session, lobby, roster) as sealed JSON; sealing context =
+                                 ``{p}:room:{room}`` (the key's name before hash tags, so stored rooms stay
+                                 readable; keys of that older form are renamed once, :func:`migrate_room_keys`)
+- ``{p}:room:{{room}}:active``   hash participant -> ``a`` (listening) | ``r`` (reconnecting), for heartbeats
 - ``{p}:rooms``                set of rooms whose session has not ended
 - ``{p}:presence``             zset ``room/participant`` -> last heartbeat, of listening participants
 - ``{p}:reconnecting``         zset ``room/participant`` -> reconnecting since
@@ -11,7 +14,8 @@ Data (keys hold opaque ids only; ``{p}`` is the prefix, default ``viop``):
 - ``{p}:generation``           a random token; when it vanishes, Redis lost its data
 
 Every change is one WATCH/MULTI/EXEC: read the room, run the pure step, write the room, its indexes and its
-events together (optimistic; a lost race re-runs the step on the new state). Heartbeats are one Lua script.
+events together (optimistic; a lost race re-runs the step on the new state). A heartbeat is one pipelined
+round trip without a script. No transaction or command touches two rooms (docs/REDIS_HA.md, "Keyspace").
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ from typing import Any
 
 import msgspec
 import redis.asyncio as aioredis
-from redis.exceptions import WatchError
+from redis.exceptions import ResponseError, WatchError
 
 from vIOP.errors import Unavailable
 from vIOP.ids import ParticipantId, RoomId
@@ -69,10 +73,19 @@ class RedisKeys:
         self.generation = f"{prefix}:generation"
 
     def room(self, room_id: RoomId) -> str:
-        return f"{self.prefix}:room:{room_id}"
+        return f"{self.prefix}:room:{{{room_id}}}"
 
     def active(self, room_id: RoomId) -> str:
-        return f"{self.prefix}:room:{room_id}:active"
+        return f"{self.prefix}:room:{{{room_id}}}:active"
+
+    def room_context(self, room_id: RoomId) -> str:
+        """What the room's record is sealed to: its key's name from before hash tags (stored rooms stay
+        readable across the rename)."""
+        return f"{self.prefix}:room:{room_id}"
+
+    def untagged(self) -> str:
+        """SCAN pattern of room keys in their form before hash tags (``{p}:room:ROOM[:active]``)."""
+        return f"{self.prefix}:room:[^{{]*"
 
     @staticmethod
     def member(room_id: RoomId, participant_id: ParticipantId) -> str:
@@ -85,19 +98,45 @@ class RedisKeys:
         return RoomId(room_id), ParticipantId(participant_id)
 
 
+async def migrate_room_keys(client: aioredis.Redis, keys: RedisKeys) -> int:
+    """Rename room keys of the form before hash tags (``viop:room:R``, ``viop:room:R:active``) to
+    ``viop:room:{R}`` and ``viop:room:{R}:active``; TTLs go with them and the sealed records stay readable
+    (sealed to ``room_context``, which is the old name). Idempotent and safe to run from several processes at
+    once; a key already present under its new name wins. Returns how many keys were renamed."""
+    renamed = 0
+    async for raw in client.scan_iter(match=keys.untagged(), count=500):
+        old = _bytes(raw).decode()
+        rest = old[len(keys.prefix) + len(":room:") :]
+        room_id, _, suffix = rest.partition(":")
+        if suffix not in ("", "active"):
+            continue  # not a room key of ours
+        new = keys.active(RoomId(room_id)) if suffix == "active" else keys.room(RoomId(room_id))
+        try:
+            moved = await client.renamenx(old, new)
+        except ResponseError:  # another process renamed it first
+            continue
+        if moved:
+            renamed += 1
+        else:
+            await client.delete(old)  # the new name was written since: it is the current one
+    if renamed:
+        log.info("renamed %d room keys to their hash-tagged names", renamed)
+    return renamed
+
+
 class RoomCodec:
-    """Room <-> sealed bytes bound to the room's key."""
+    """Room <-> sealed bytes bound to the room's sealing context (``RedisKeys.room_context``)."""
 
     __slots__ = ("_sealer",)
 
     def __init__(self, sealer: Sealer) -> None:
         self._sealer = sealer
 
-    def seal(self, key: str, room: Room) -> bytes:
-        return self._sealer.seal(msgspec.json.encode(room), key.encode())
+    def seal(self, context: str, room: Room) -> bytes:
+        return self._sealer.seal(msgspec.json.encode(room), context.encode())
 
-    def open(self, key: str, blob: bytes | str) -> Room:
-        return msgspec.json.decode(self._sealer.unseal(_bytes(blob), key.encode()), type=Room)
+    def open(self, context: str, blob: bytes | str) -> Room:
+        return msgspec.json.decode(self._sealer.unseal(_bytes(blob), context.encode()), type=Room)
 
 
 class RedisRoomStore:
@@ -115,6 +154,13 @@ class RedisRoomStore:
         self.stream = EventStream(self.keys.events, sealer)
         self.max_attempts = max_attempts
         self.lost_races = 0  # transactions re-run after another writer changed the room first
+        self._migrated = False
+
+    async def _migrate_once(self) -> None:
+        """Room keys written before hash tags get their new names, once per process, before first use."""
+        if not self._migrated:
+            await migrate_room_keys(self.client, self.keys)
+            self._migrated = True
 
     async def create(self, room: Room) -> None:
         def step(current: Room | None) -> Room:
@@ -125,11 +171,11 @@ class RedisRoomStore:
         await self._transact(room.id, step, at=room.opened_at, rebuild_index=True)
 
     async def get(self, room_id: RoomId) -> Room:
-        key = self.keys.room(room_id)
-        blob = await self.client.get(key)
+        await self._migrate_once()
+        blob = await self.client.get(self.keys.room(room_id))
         if blob is None:
             raise RoomNotFound("no such room")
-        return self.codec.open(key, blob)
+        return self.codec.open(self.keys.room_context(room_id), blob)
 
     async def apply(self, room_id: RoomId, step: Step) -> Transition:
         outcome: list[Transition] = []
@@ -148,13 +194,21 @@ class RedisRoomStore:
         return result if stored is None else Transition(stored, result.events, result.participant)
 
     async def open_rooms(self) -> list[Room]:
+        await self._migrate_once()
         members: set[Any] = await self.client.smembers(self.keys.rooms)
-        ids = sorted(_bytes(m).decode() for m in members)
+        ids = [RoomId(i) for i in sorted(_bytes(m).decode() for m in members)]
         if not ids:
             return []
-        keys = [self.keys.room(RoomId(i)) for i in ids]
-        blobs = await self.client.mget(keys)
-        rooms = [self.codec.open(k, b) for k, b in zip(keys, blobs, strict=True) if b is not None]
+        # One GET per room in one pipeline (an MGET of several rooms would span their slots).
+        async with self.client.pipeline(transaction=False) as pipe:
+            for room_id in ids:
+                pipe.get(self.keys.room(room_id))
+            blobs = await pipe.execute()
+        rooms = [
+            self.codec.open(self.keys.room_context(i), b)
+            for i, b in zip(ids, blobs, strict=True)
+            if b is not None
+        ]
         return [r for r in rooms if r.state is not RoomState.ENDED]
 
     async def reassert(self, room: Room, held: Sequence[Participant], at: float) -> Reasserted:
@@ -181,13 +235,14 @@ class RedisRoomStore:
     ) -> Room | None:
         """WATCH the room, let ``decide`` map the current room to the one to store (None: store nothing),
         write it with its indexes and events in MULTI/EXEC; on a lost race, run ``decide`` again."""
-        key = self.keys.room(room_id)
+        await self._migrate_once()
+        key, context = self.keys.room(room_id), self.keys.room_context(room_id)
         for attempt in range(self.max_attempts):
             async with self.client.pipeline(transaction=True) as pipe:
                 try:
                     await pipe.watch(key)
                     blob = await pipe.get(key)
-                    current = None if blob is None else self.codec.open(key, blob)
+                    current = None if blob is None else self.codec.open(context, blob)
                     after = decide(current)
                     if after is None:
                         return None
@@ -209,7 +264,9 @@ class RedisRoomStore:
         is touched, which keeps a transaction small in a big room; without it everything is rewritten."""
         key = self.keys.room(room.id)
         ended = room.state is RoomState.ENDED
-        pipe.set(key, self.codec.seal(key, room), ex=ENDED_ROOM_TTL if ended else None)
+        pipe.set(
+            key, self.codec.seal(self.keys.room_context(room.id), room), ex=ENDED_ROOM_TTL if ended else None
+        )
         new = liveness(room, at)
         if before is None:
             pipe.delete(self.keys.active(room.id))
@@ -241,33 +298,30 @@ class RedisRoomStore:
             pipe.zrem(self.keys.reconnecting, member)
 
 
-_HEARTBEAT = """
-if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
-local state = redis.call('HGET', KEYS[2], ARGV[1])
-if not state then return 0 end
-if state == 'r' then return 2 end
-redis.call('ZADD', KEYS[3], ARGV[3], ARGV[2])
-return 1
-"""
-
-
 class RedisPresenceStore:
     def __init__(self, client: aioredis.Redis, *, keys: RedisKeys | None = None) -> None:
         self.client = client
         self.keys = keys or RedisKeys()
-        self._heartbeat = client.register_script(_HEARTBEAT)
 
     async def heartbeat(self, room_id: RoomId, participant_id: ParticipantId, at: float) -> HeartbeatResult:
+        """One round trip, no script and no transaction (so no command spans two slots): does the room
+        exist, is the participant listening (``a``) or reconnecting (``r``), and ``ZADD XX`` of the beat
+        into the shared presence index. XX is what makes this safe without a script: a listening
+        participant is always in the index (the room's transactions write both together), and one who
+        stopped listening was removed from it, so a beat never puts back someone who left or is
+        reconnecting. The reads need no transaction either: a room key is never deleted while its room
+        lives, and the state read is the state at that moment, as before."""
         k = self.keys
-        answer = await self._heartbeat(
-            keys=[k.room(room_id), k.active(room_id), k.presence],
-            args=[participant_id, k.member(room_id, participant_id), repr(at)],
-        )
-        if answer == -1:
+        async with self.client.pipeline(transaction=False) as pipe:
+            pipe.exists(k.room(room_id))
+            pipe.hget(k.active(room_id), participant_id)
+            pipe.zadd(k.presence, {k.member(room_id, participant_id): at}, xx=True)
+            exists, state, _ = await pipe.execute()
+        if not exists:
             raise RoomNotFound("no such room")
-        if answer == 0:
+        if state is None:
             raise NotActive("the participant is not waiting or in the room")
-        return HeartbeatResult.REVIVED if answer == 2 else HeartbeatResult.FRESH
+        return HeartbeatResult.REVIVED if _bytes(state) == b"r" else HeartbeatResult.FRESH
 
     async def silent(self, before: float, limit: int = 500) -> list[Silent]:
         return await self._older(self.keys.presence, before, limit)
