@@ -8,7 +8,7 @@ Redis-Cluster-safe:
                               ``e`` = expiry (epoch s, the node's clock); the key's own TTL is the node TTL,
                               so a node whose heartbeat lapses is gone even for readers without a clock
 - ``viop:nodes``              set of node ids (an index for listing; entries whose key is gone are dropped)
-- ``viop:lease:{room:<id>}``  hash ``n`` = holder node id ('' once released), ``t`` = fencing token, ``e`` =
+- ``viop:lease:{<id>}``       hash ``n`` = holder node id ('' once released), ``t`` = fencing token, ``e`` =
                               expiry (epoch s); kept ``LEASE_KEEP_SECONDS`` after its last change so the
                               next grant's token is larger than every one given before it
 
@@ -39,7 +39,7 @@ def node_key(node_id: str) -> str:
 
 
 def lease_key(room_id: RoomId) -> str:
-    return f"viop:lease:{{room:{room_id}}}"
+    return f"viop:lease:{{{room_id}}}"  # the room's own hash tag: one slot per room
 
 
 async def clock_skew(client: aioredis.Redis, clock: Callable[[], float]) -> float:
