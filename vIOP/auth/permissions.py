@@ -84,6 +84,11 @@ class Action(StrEnum):
     BREAK_GLASS = "break_glass"
     REVIEW_BREAK_GLASS = "review_break_glass"
     MANAGE_CONSENT = "manage_consent"
+    # issue 15: co-hosts (HTTP) and the private "I need to talk" signal (signaling)
+    ADD_COHOST = "add_cohost"
+    REMOVE_COHOST = "remove_cohost"
+    NEED_TO_TALK = "need_to_talk"
+    ACKNOWLEDGE_NEED = "acknowledge_need"
 
 
 class Grant(Enum):
@@ -133,6 +138,12 @@ _TABLE: Final[dict[Action, tuple[Grant, Grant, Grant, Grant]]] = {
     Action.BREAK_GLASS:                   (_A,   _A,       _N,   _N),
     Action.REVIEW_BREAK_GLASS:            (_A,   _N,       _N,   _N),
     Action.MANAGE_CONSENT:                (_A,   _N,       _N,   _N),
+    # issue 15: every host of the room (its creator and co-hosts) adds and removes co-hosts; only a client
+    # signals "I need to talk"; only a host acknowledges it
+    Action.ADD_COHOST:                    (_N,   _O,       _N,   _N),
+    Action.REMOVE_COHOST:                 (_N,   _O,       _N,   _N),
+    Action.NEED_TO_TALK:                  (_N,   _N,       _N,   _O),
+    Action.ACKNOWLEDGE_NEED:              (_N,   _O,       _N,   _N),
 }
 # fmt: on
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import ClassVar
 
-from vIOP.ids import ParticipantId, RoomId, SessionId
+from vIOP.ids import ParticipantId, RoomId, SessionId, UserId
 from vIOP.rooms.participant import Role
 
 
@@ -143,6 +143,23 @@ class RoomEnded(RoomEvent):
     by: ParticipantId | None
 
 
+# --- co-hosts (issue 15): ids only ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HostAdded(RoomEvent):
+    kind: ClassVar[str] = "host_added"
+    user_id: UserId
+    by: UserId | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HostRemoved(RoomEvent):
+    kind: ClassVar[str] = "host_removed"
+    user_id: UserId
+    by: UserId | None
+
+
 Event = (
     Knocked
     | PositionChanged
@@ -160,6 +177,8 @@ Event = (
     | RoomLocked
     | RoomUnlocked
     | RoomEnded
+    | HostAdded
+    | HostRemoved
 )
 
 EVENT_TYPES: dict[str, type[Event]] = {
@@ -181,6 +200,8 @@ EVENT_TYPES: dict[str, type[Event]] = {
         RoomLocked,
         RoomUnlocked,
         RoomEnded,
+        HostAdded,
+        HostRemoved,
     )
 }
 

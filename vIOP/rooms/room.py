@@ -65,6 +65,9 @@ class Room:
     started_at: float | None = None
     ended_at: float | None = None
     next_knock_seq: int = 1
+    # Since when a started room has had no host present (the last one left without ending it): the room
+    # ends once this is older than the host-absence grace (vIOP/rooms/cohosts.py).
+    hostless_since: float | None = None
     version: int = 0  # bumped by every stored change: the newest copy of a room wins
     participants: tuple[Participant, ...] = ()
 

@@ -169,7 +169,7 @@ def host_enter(
         id=participant_id, room_id=room.id, subject=user_id, role=Role.HOST, display_name=name, knocked_at=at
     ).moved_to(ParticipantState.ADMITTED, at)
     return Transition(
-        room.with_participant(host),
+        dataclasses.replace(room.with_participant(host), hostless_since=None),
         (Admitted(room_id=room.id, participant_id=host.id, at=at, by=None),),
         host,
     )

@@ -18,7 +18,7 @@ from vIOP.rooms.ports import EventBus
 from vIOP.rooms.service import RoomService
 from vIOP.session.delivery import RoomDelivery
 from vIOP.session.live import EventListener
-from vIOP.session.room_end import directory_sync
+from vIOP.session.room_end import directory_sync, end_hostless_rooms
 from vIOP.session.services import Services
 from vIOP.signaling import messages as m
 from vIOP.signaling.codec import encode_text
@@ -151,7 +151,10 @@ async def run_sweeper(services: Services, interval: float) -> None:
         directory_sync(services).kick()  # room ends the SQL directory has yet to take; its reconcile
         services.connections.close_stale()
 
-    await sweep_rooms(services.rooms, interval, after_round, stop=services.stopping)
+    async def hostless() -> None:
+        await end_hostless_rooms(services)
+
+    await sweep_rooms(services.rooms, interval, after_round, stop=services.stopping, also=hostless)
 
 
 async def sweep_rooms(
@@ -160,6 +163,7 @@ async def sweep_rooms(
     after_round: Callable[[], None] | None = None,
     *,
     stop: asyncio.Event | None = None,
+    also: Callable[[], Awaitable[None]] | None = None,
 ) -> None:
     """The sweeper: every ``interval`` seconds a presence sweep, then the attendance rows a database outage
     held back; a failed round is logged and the next one tries again. Runs until cancelled, or until
@@ -183,5 +187,12 @@ async def sweep_rooms(
             raise
         except Exception:
             log.warning("attendance flush failed; will retry")
+        if also is not None:  # rooms whose hosts all left without ending them (issue 15)
+            try:
+                await also()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.warning("ending host-less rooms failed; will retry")
         if after_round is not None:
             after_round()

@@ -51,6 +51,8 @@ log = logging.getLogger("vIOP.presence")
 
 QUEUE_LIMIT = 256
 _PING_MARK = f'"{PRESENCE_PING}"'
+# Events after which a clinician's stream re-reads a room it does not show yet: it may be theirs now.
+_MAYBE_MINE = frozenset({"room_started", "host_added"})
 
 
 class PresenceOutbound(Protocol):
@@ -160,8 +162,10 @@ class PresenceStream:
             await self.snapshot()
             return
         room_id = item.room_id
-        if not self.viewer.sees_all_rooms and room_id not in self.visible and item.kind == "room_started":
-            self.dirty.add(room_id)  # maybe a room this clinician hosts: the refresh decides
+        if not self.viewer.sees_all_rooms and room_id not in self.visible and item.kind in _MAYBE_MINE:
+            self.dirty.add(
+                room_id
+            )  # maybe a room this clinician hosts (or now co-hosts): the refresh decides
         elif not self.sees(room_id):
             return
         else:

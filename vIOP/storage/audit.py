@@ -84,6 +84,11 @@ class AuditEvent(StrEnum):
     UNLOCKED = "room.unlocked"
     SIGNAL = "room.signal"  # a participant's own signaling (media, flags, heartbeat): only refusals
     TURN_ISSUED = "turn.credentials_issued"
+    # issue 15: co-hosts and the private "I need to talk" signal (ids only)
+    COHOST_ADDED = "room.cohost_added"
+    COHOST_REMOVED = "room.cohost_removed"
+    NEED_TO_TALK = "room.need_to_talk"
+    NEED_ACKNOWLEDGED = "room.need_acknowledged"
 
 
 class Outcome(StrEnum):
