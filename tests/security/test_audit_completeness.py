@@ -642,9 +642,37 @@ async def remove_cohost_refused(w: World) -> list[Row]:
     return [Row("room.cohost_removed", "denied", w.id("client_a"), "room", a)]
 
 
+async def need_to_talk_allowed(w: World) -> list[Row]:
+    s = await seats(w)
+    await _accepted(s.seated[0], m.NeedToTalk())
+    return [Row("room.need_to_talk", "success", w.id("client_as"), "participant", s.seated[1])]
+
+
+async def need_to_talk_refused(w: World) -> list[Row]:
+    s = await seats(w, "b")
+    await _forbidden(s.host[0], m.NeedToTalk())  # a clinician does not ask
+    return [Row("room.need_to_talk", "denied", w.id("clinician_b"), "room", w.room_b.room_id)]
+
+
+async def acknowledge_need_allowed(w: World) -> list[Row]:
+    s = await seats(w)
+    await _accepted(s.seated[0], m.NeedToTalk())
+    await _accepted(s.host[0], m.AcknowledgeNeed(participant_id=s.seated[1]))
+    return [Row("room.need_acknowledged", "success", w.id("clinician_a"), "participant", s.seated[1])]
+
+
+async def acknowledge_need_refused(w: World) -> list[Row]:
+    s = await seats(w, "b")
+    await _accepted(s.seated[0], m.NeedToTalk())
+    await _forbidden(s.seated[0], m.AcknowledgeNeed(participant_id=s.seated[1]))
+    return [Row("room.need_acknowledged", "denied", w.id("client_bs"), "room", w.room_b.room_id)]
+
+
 ISSUE_15: Final[dict[str, Expect]] = {
     "add_cohost": Expect(add_cohost_allowed, add_cohost_refused),
     "remove_cohost": Expect(remove_cohost_allowed, remove_cohost_refused),
+    "need_to_talk": Expect(need_to_talk_allowed, need_to_talk_refused),
+    "acknowledge_need": Expect(acknowledge_need_allowed, acknowledge_need_refused),
 }
 EXPECTATIONS.update({action: ISSUE_15[action.value] for action in Action if action.value in ISSUE_15})
 

@@ -120,11 +120,14 @@ EXPECTED: Final[dict[str, tuple[Any, ...]]] = {
 }
 # fmt: on
 
-# --- issue 15: co-hosts (HTTP) ------------------------------------------------------------------------------------
+# --- issue 15: co-hosts (HTTP), "I need to talk" (signaling) ------------------------------------------------------
 # fmt: off
 EXPECTED.update({
     "POST /api/v1/rooms/{room_id}/cohosts":             (401,       403,       201,       403,       403,       403,       403),
     "DELETE /api/v1/rooms/{room_id}/cohosts/{user_id}": (401,       403,       204,       403,       403,       403,       403),
+    # "I need to talk": only a client asks; only a host acknowledges (the request of room A's seated client)
+    "ws need_to_talk":                                  (NO_SOCKET, NO_SOCKET, FORBIDDEN, FORBIDDEN, NO_SOCKET, OK,        OWN_ROOM),
+    "ws acknowledge_need":                              (NO_SOCKET, NO_SOCKET, OK,        NOT_FOUND, NO_SOCKET, FORBIDDEN, FORBIDDEN),
 })
 # fmt: on
 
@@ -467,6 +470,8 @@ async def build_world(live: LiveServer, cast: Cast, actor: str, message: str) ->
         if message == "unlock":  # something to unlock
             for host in ("clinician_of_room", "clinician_of_other_room"):
                 assert await send_and_settle(seats[host].socket, m.Lock()) is None
+    if message == "acknowledge_need":  # something to acknowledge: room A's seated client asked to talk
+        assert await send_and_settle(seats["client_of_room"].socket, m.NeedToTalk()) is None
     if message == "candidate" and actor in ("clinician_of_room", "client_of_room", "cohost_of_room"):
         reply = await seats[actor].socket.request(m.Offer(sdp=await real_offer_sdp()), within=30)
         assert isinstance(reply, m.ServerAnswer), reply
@@ -498,6 +503,8 @@ def message_for(kind: str, world: SignalWorld, offer: str, candidate: str) -> m.
         "lock": m.Lock(),
         "unlock": m.Unlock(),
         "end": m.End(),
+        "need_to_talk": m.NeedToTalk(),
+        "acknowledge_need": m.AcknowledgeNeed(participant_id=seated),
     }[kind]
 
 

@@ -53,6 +53,8 @@ CLIENT_SAMPLES: tuple[m.ClientMessage, ...] = (
     m.Lock(),
     m.Unlock(),
     m.End(),
+    m.NeedToTalk(),
+    m.AcknowledgeNeed(participant_id=PID),
 )
 
 SERVER_SAMPLES: tuple[m.ServerMessage, ...] = (
@@ -95,6 +97,7 @@ SERVER_SAMPLES: tuple[m.ServerMessage, ...] = (
     m.RoomUnlocked(),
     m.RoomEnded(),
     m.HandRaised(participant_id=PID, up=False),
+    m.TalkRequest(participant_id=PID, pending=True),
     m.ActiveSpeaker(speaker=PID2, recent=(PID2, PID)),
     m.ActiveSpeaker(speaker=None, recent=()),
     m.ErrorMessage(code="forbidden", message="a client may not admit here", id=7),

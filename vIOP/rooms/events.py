@@ -160,6 +160,20 @@ class HostRemoved(RoomEvent):
     by: UserId | None
 
 
+# --- "I need to talk" (issue 15): ids only; delivered to the room's hosts and staff, never to other clients ---
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TalkRequested(ParticipantEvent):
+    kind: ClassVar[str] = "talk_requested"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TalkAcknowledged(ParticipantEvent):
+    kind: ClassVar[str] = "talk_acknowledged"
+    by: ParticipantId
+
+
 Event = (
     Knocked
     | PositionChanged
@@ -179,6 +193,8 @@ Event = (
     | RoomEnded
     | HostAdded
     | HostRemoved
+    | TalkRequested
+    | TalkAcknowledged
 )
 
 EVENT_TYPES: dict[str, type[Event]] = {
@@ -202,6 +218,8 @@ EVENT_TYPES: dict[str, type[Event]] = {
         RoomEnded,
         HostAdded,
         HostRemoved,
+        TalkRequested,
+        TalkAcknowledged,
     )
 }
 

@@ -17,7 +17,7 @@ from functools import partial
 
 from vIOP.errors import VIOPError
 from vIOP.ids import ClientId, ParticipantId, RoomId, SessionId, UserId, new_participant_id, new_session_id
-from vIOP.rooms import cohosts, in_room, waiting_room
+from vIOP.rooms import cohosts, in_room, talk, waiting_room
 from vIOP.rooms.attendance import (
     DEFAULT_GRACE_SECONDS,
     AudioOnlyMark,
@@ -195,6 +195,16 @@ class RoomService:
 
     async def end(self, room_id: RoomId, *, by: ParticipantId | None) -> Transition:
         return await self._run(room_id, partial(in_room.end, by=by))
+
+    # --- "I need to talk" (issue 15) ----------------------------------------------------------------
+
+    async def request_talk(self, room_id: RoomId, participant_id: ParticipantId) -> Transition:
+        return await self._run(room_id, partial(talk.request_talk, participant_id=participant_id))
+
+    async def acknowledge_talk(
+        self, room_id: RoomId, *, by: ParticipantId, participant_id: ParticipantId
+    ) -> Transition:
+        return await self._run(room_id, partial(talk.acknowledge_talk, by=by, participant_id=participant_id))
 
     # --- co-hosts (issue 15) ---------------------------------------------------------------------
 

@@ -81,6 +81,7 @@ def room_view(p: RoomPresence) -> RoomView:
                 waiting_since=w.waiting_since,
                 waited_seconds=int(w.waited_seconds),
                 reconnecting=w.reconnecting,
+                talk_requested_since=w.talk_requested_at,
             )
             for w in p.waiting
         ),
@@ -92,6 +93,7 @@ def room_view(p: RoomPresence) -> RoomView:
                 state=s.state.value,
                 since=s.since,
                 reconnecting_since=s.reconnecting_since,
+                talk_requested_since=s.talk_requested_at,
             )
             for s in p.seated
         ),

@@ -29,11 +29,13 @@ export const ClientType = Object.freeze({
   LOCK: "lock",
   UNLOCK: "unlock",
   END: "end",
+  NEED_TO_TALK: "need_to_talk",
+  ACKNOWLEDGE_NEED: "acknowledge_need",
 });
 /** @typedef {(typeof ClientType)[keyof typeof ClientType]} ClientTypeName */
 
 /** Client message types only a host may send. */
-export const HOST_ONLY_TYPES = Object.freeze(["admit", "admit_all", "deny", "lobby_message", "return_to_lobby", "mute", "remove", "lock", "unlock", "end"]);
+export const HOST_ONLY_TYPES = Object.freeze(["admit", "admit_all", "deny", "lobby_message", "return_to_lobby", "mute", "remove", "lock", "unlock", "end", "acknowledge_need"]);
 
 /** Server -> client message types (the `type` tag). */
 export const ServerType = Object.freeze({
@@ -59,6 +61,7 @@ export const ServerType = Object.freeze({
   ROOM_ENDED: "room_ended",
   HAND_RAISED: "hand_raised",
   ACTIVE_SPEAKER: "active_speaker",
+  TALK_REQUEST: "talk_request",
   ERROR: "error",
   PONG: "pong",
 });
