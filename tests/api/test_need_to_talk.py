@@ -173,7 +173,7 @@ async def test_hosts_and_staff_see_it_other_clients_never_and_a_host_clears_it(g
     for bystander in (group.other, group.waiting):
         assert talk_frames(bystander, asker_id) == []
         frames = b"".join(msgspec.json.encode(message) for message in bystander.messages)
-        assert b"talk_request" not in frames and b'"talk_requested":true' not in frames
+        assert b'"type":"talk_request"' not in frames and b'"talk_requested":true' not in frames
 
     # Audited with ids only: the client's id and their participant id, the acknowledging host's.
     asked = await audit_rows(group.live, "room.need_to_talk")
