@@ -61,6 +61,7 @@ EXPECTED: dict[Action, dict[Role, Grant]] = {
     Action.REVIEW_BREAK_GLASS: {A: ALL},
     Action.MANAGE_CONSENT: {A: ALL},
     Action.NEED_TO_TALK: {CL: OWN},
+    Action.SET_DISPLAY_NAME: {A: ALL, C: ALL, S: ALL},  # one's own name, as every account may sign out
 }
 
 ROOM_X, ROOM_Y = RoomId("rm_x"), RoomId("rm_y")

@@ -668,11 +668,24 @@ async def acknowledge_need_refused(w: World) -> list[Row]:
     return [Row("room.need_acknowledged", "denied", w.id("client_bs"), "room", w.room_b.room_id)]
 
 
+async def display_name_allowed(w: World) -> list[Row]:
+    body = {"display_name": "Dr. Renamed"}
+    _ok(await w.http.put("/api/v1/account/display-name", json=body, headers=w.headers("clinician_b")), 200)
+    return [Row("user.display_name_changed", "success", w.id("clinician_b"), "user", w.id("clinician_b"))]
+
+
+async def display_name_refused(w: World) -> list[Row]:
+    body = {"display_name": "Not an account"}
+    _ok(await w.http.put("/api/v1/account/display-name", json=body, headers=w.headers("client_a")), 403)
+    return [Row("user.display_name_changed", "denied", w.id("client_a"), None, None)]
+
+
 ISSUE_15: Final[dict[str, Expect]] = {
     "add_cohost": Expect(add_cohost_allowed, add_cohost_refused),
     "remove_cohost": Expect(remove_cohost_allowed, remove_cohost_refused),
     "need_to_talk": Expect(need_to_talk_allowed, need_to_talk_refused),
     "acknowledge_need": Expect(acknowledge_need_allowed, acknowledge_need_refused),
+    "set_display_name": Expect(display_name_allowed, display_name_refused),
 }
 EXPECTATIONS.update({action: ISSUE_15[action.value] for action in Action if action.value in ISSUE_15})
 

@@ -125,6 +125,7 @@ EXPECTED: Final[dict[str, tuple[Any, ...]]] = {
 EXPECTED.update({
     "POST /api/v1/rooms/{room_id}/cohosts":             (401,       403,       201,       403,       403,       403,       403),
     "DELETE /api/v1/rooms/{room_id}/cohosts/{user_id}": (401,       403,       204,       403,       403,       403,       403),
+    "PUT /api/v1/account/display-name":                 (401,       200,       200,       200,       200,       403,       403),
     # "I need to talk": only a client asks; only a host acknowledges (the request of room A's seated client)
     "ws need_to_talk":                                  (NO_SOCKET, NO_SOCKET, FORBIDDEN, FORBIDDEN, NO_SOCKET, OK,        OWN_ROOM),
     "ws acknowledge_need":                              (NO_SOCKET, NO_SOCKET, OK,        NOT_FOUND, NO_SOCKET, FORBIDDEN, FORBIDDEN),
@@ -298,6 +299,9 @@ async def call(world: HttpWorld, action: str, role: str) -> httpx.Response:
             "/api/v1/turn-credentials", params={"room_id": a}, headers=headers
         ),
         "GET /static": lambda: http.get("/static/css/app.css", headers=headers),
+        "PUT /api/v1/account/display-name": lambda: http.put(
+            "/api/v1/account/display-name", json={"display_name": "Sweep Name"}, headers=headers
+        ),
         "POST /api/v1/break-glass": lambda: http.post(
             "/api/v1/break-glass",
             json={"room_id": a, "reason": "Sweep: covering for the host"},

@@ -89,6 +89,7 @@ class Action(StrEnum):
     REMOVE_COHOST = "remove_cohost"
     NEED_TO_TALK = "need_to_talk"
     ACKNOWLEDGE_NEED = "acknowledge_need"
+    SET_DISPLAY_NAME = "set_display_name"  # one's own, over HTTP (the CLI's set-display-name is MANAGE_USERS)
 
 
 class Grant(Enum):
@@ -144,6 +145,7 @@ _TABLE: Final[dict[Action, tuple[Grant, Grant, Grant, Grant]]] = {
     Action.REMOVE_COHOST:                 (_N,   _O,       _N,   _N),
     Action.NEED_TO_TALK:                  (_N,   _N,       _N,   _O),
     Action.ACKNOWLEDGE_NEED:              (_N,   _O,       _N,   _N),
+    Action.SET_DISPLAY_NAME:              (_A,   _A,       _A,   _N),
 }
 # fmt: on
 
@@ -162,6 +164,7 @@ ROOM_FREE: Final = frozenset(
         Action.READ_AUDIT,
         Action.REVIEW_BREAK_GLASS,
         Action.MANAGE_CONSENT,
+        Action.SET_DISPLAY_NAME,
         # listings: with an OWN grant the caller filters to the principal's rooms
         Action.ISSUE_PRESENCE_TICKET,
         Action.VIEW_PRESENCE,

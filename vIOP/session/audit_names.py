@@ -50,6 +50,7 @@ AUDIT_NAMES: Final[Mapping[Action, AuditEvent]] = MappingProxyType(
         Action.REMOVE_COHOST: AuditEvent.COHOST_REMOVED,
         Action.NEED_TO_TALK: AuditEvent.NEED_TO_TALK,
         Action.ACKNOWLEDGE_NEED: AuditEvent.NEED_ACKNOWLEDGED,
+        Action.SET_DISPLAY_NAME: AuditEvent.DISPLAY_NAME_CHANGED,
     }
 )
 

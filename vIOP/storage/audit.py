@@ -89,6 +89,7 @@ class AuditEvent(StrEnum):
     COHOST_REMOVED = "room.cohost_removed"
     NEED_TO_TALK = "room.need_to_talk"
     NEED_ACKNOWLEDGED = "room.need_acknowledged"
+    DISPLAY_NAME_CHANGED = "user.display_name_changed"  # the same name the CLI's change is audited under
 
 
 class Outcome(StrEnum):
