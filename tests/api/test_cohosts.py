@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
+import msgspec
 import pytest
 
 from tests.api.support import Api, User, assert_error, bearer
@@ -130,6 +131,8 @@ async def test_a_cohost_admits_mutes_and_ends_the_room(clinic: Clinic) -> None:
         await client.wait_message(m.RoomEnded)
         await client.wait_closed()
         assert not [msg for msg in cohost.messages if isinstance(msg, m.ErrorMessage)]
+        # A co-host is named by username only to the server: never to a client.
+        assert all(COHOST_USERNAME.encode() not in msgspec.json.encode(msg) for msg in client.messages)
     finally:
         await asyncio.gather(cohost.close(), client.close(), return_exceptions=True)
     assert await directory_state(clinic) == "ended"

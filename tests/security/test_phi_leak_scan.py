@@ -63,6 +63,9 @@ CANARIES = {
     "recipient": "Canarysworth County Recovery Court",  # a 42 CFR part 2 consent's recipient
     "purpose": "Canarypurpose probation check-ins",
     "reason": "Canaryreason: the host is out sick and a client called in crisis",  # a break-glass reason
+    # issue 15: a co-host added by username, who renames themself over the API
+    "cohost": "dr.CohostCanary",
+    "cohost_shown": "Dr. Canaryrenamed Cohost",
 }
 PASSWORD = "correct horse battery staple"
 # Credentials made during the session, searched like the canaries (issue 11: an invite link and the device
@@ -164,6 +167,7 @@ async def full_session(api: Api) -> None:
         # An offer is what enters the room (and opens an attendance interval); ICE need not connect.
         answer = await person.request(m.Offer(sdp=await real_offer_sdp()), within=30)
         assert isinstance(answer, m.ServerAnswer), answer
+    await cohost_and_talk_session(api, token, room_id, host, clients["client_a"], pids["client_a"])
     await clients["client_a"].send(m.RaiseHand(up=True))
     await clients["client_a"].send(m.SetMedia(audio=False))
     # Audio only: a span in the attendance ledger (ids, times, reason) while the person is inside. ICE is
@@ -195,6 +199,32 @@ async def full_session(api: Api) -> None:
         with contextlib.suppress(SignalingClosed):
             await client.close()
     assert (await api.http.post("/api/v1/auth/logout", headers=bearer(token))).status_code == 204
+
+
+async def cohost_and_talk_session(
+    api: Api, token: str, room_id: str, host: SignalingClient, client: SignalingClient, client_pid: str
+) -> None:
+    """Issue 15: a co-host added by a canary username and renamed to a canary name joins; the client asks to
+    talk and the co-host acknowledges it (the request: an id and a time in the sealed room)."""
+    await api.account(Role.CLINICIAN, CANARIES["cohost"], PASSWORD)
+    body = {"username": CANARIES["cohost"]}
+    added = await api.http.post(f"/api/v1/rooms/{room_id}/cohosts", json=body, headers=bearer(token))
+    assert added.status_code == 201, added.text
+    cohost_token = (await api.services.tokens.issue(added.json()["user_id"], Role.CLINICIAN)).token
+    body = {"display_name": CANARIES["cohost_shown"]}
+    renamed = await api.http.put("/api/v1/account/display-name", json=body, headers=bearer(cohost_token))
+    assert renamed.status_code == 200, renamed.text
+    cohost = await socket(api, cohost_token, room_id)
+    try:
+        assert isinstance(await cohost.request(m.Join()), m.Welcome)
+        await client.send(m.NeedToTalk())
+        assert (await host.expect(m.TalkRequest)).pending
+        await cohost.send(m.AcknowledgeNeed(participant_id=client_pid))
+        while (await client.expect(m.TalkRequest)).pending:
+            pass
+    finally:
+        with contextlib.suppress(SignalingClosed):
+            await cohost.close()
 
 
 async def compliance_session(api: Api, room_id: str, client_id: str) -> None:
