@@ -11,12 +11,14 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
+import httpx
 import msgspec
 import pytest
 from sqlalchemy import select
 from websockets.asyncio.client import connect
 
 from tests.api import signal_support as ss
+from tests.api.support import Api
 from tests.support import LiveServer
 from vIOP.auth.permissions import Principal, Role, RoomScope
 from vIOP.auth.tickets import TicketPurpose
@@ -132,6 +134,12 @@ async def test_hosts_and_staff_see_it_other_clients_never_and_a_host_clears_it(g
         group.staff, "presence_room", where=lambda r: seat_of(r, asker_id)["talk_requested_since"] is not None
     )
     assert seat_of(room, asker_id)["talk_requested_since"] is not None
+    async with httpx.AsyncClient(base_url=group.live.base_url, trust_env=False) as http:
+        desk = await Api(group.live, http).user(Role.STAFF)
+        listed = await http.get("/api/v1/presence", headers=desk.headers)
+    seats = {s["participant_id"]: s for r in listed.json()["rooms"] for s in r["seated"]}
+    assert seats[asker_id]["talk_requested_since"] is not None  # the HTTP view says so too
+    assert seats[group.other.participant_id]["talk_requested_since"] is None
 
     # It stays: a host who reconnects (a new socket, their seat taken back) is told again.
     await group.host.close()

@@ -7,6 +7,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
+import time
 from collections.abc import Awaitable, Callable
 
 from vIOP.ids import ParticipantId, RoomId
@@ -151,8 +153,18 @@ async def run_sweeper(services: Services, interval: float) -> None:
         directory_sync(services).kick()  # room ends the SQL directory has yet to take; its reconcile
         services.connections.close_stale()
 
+    # Rooms whose hosts all left (issue 15) are looked for every tenth of the grace (at most every 30 s, at
+    # least every round): each look reads every open room, and an end a few seconds late changes nothing.
+    grace = float(services.settings.host_absent_grace_seconds)
+    every = max(interval, min(30.0, grace / 10))
+    last_look = -math.inf
+
     async def hostless() -> None:
-        await end_hostless_rooms(services)
+        nonlocal last_look
+        now = time.monotonic()
+        if now - last_look >= every:
+            last_look = now
+            await end_hostless_rooms(services)
 
     await sweep_rooms(services.rooms, interval, after_round, stop=services.stopping, also=hostless)
 
