@@ -224,3 +224,35 @@ async def test_the_last_host_leaving_keeps_the_room_for_the_grace_then_it_ends(c
         await asyncio.gather(host.close(), client.close(), return_exceptions=True)
     assert await directory_state(clinic) == "ended"
     assert await ticket_status(clinic, clinic.host) == 409  # ended
+
+
+async def test_a_cohosts_presence_stream_gains_the_room_when_added_and_loses_it_when_removed(
+    clinic: Clinic,
+) -> None:
+    import json
+
+    from websockets.asyncio.client import connect
+
+    from vIOP.auth.permissions import Principal
+    from vIOP.auth.tickets import TicketPurpose
+
+    services = clinic.api.services
+    jti = (await services.tokens.verify(clinic.cohost.token)).jti
+    principal = Principal(Role.CLINICIAN, clinic.cohost.id)
+    issued = await services.tickets.issue(principal, TicketPurpose.PRESENCE, None, session=jti)
+    url = f"{clinic.live.ws_url}/ws/presence?ticket={issued.ticket}"
+    async with connect(url, origin=clinic.live.base_url, compression=None, proxy=None) as stream:
+
+        async def next_of(kind: str) -> dict[str, Any]:
+            async with asyncio.timeout(10):
+                while True:
+                    message = json.loads(await stream.recv())
+                    if message["type"] == kind:
+                        return dict(message)
+
+        assert (await next_of("presence_snapshot"))["rooms"] == []  # not a host of anything yet
+        assert (await add(clinic, clinic.host, COHOST_USERNAME)).status_code == 201
+        assert (await next_of("presence_room"))["room"]["room_id"] == clinic.room_id
+        url = f"/api/v1/rooms/{clinic.room_id}/cohosts/{clinic.cohost.id}"
+        assert (await clinic.api.http.delete(url, headers=clinic.host.headers)).status_code == 204
+        assert (await next_of("presence_room_gone"))["room_id"] == clinic.room_id

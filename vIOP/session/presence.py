@@ -29,7 +29,7 @@ from vIOP.auth.revocation import Revocation
 from vIOP.auth.tickets import TicketGrant
 from vIOP.errors import VIOPError
 from vIOP.ids import RoomId, UserId
-from vIOP.rooms.events import Event, ParticipantEvent, Resync
+from vIOP.rooms.events import Event, HostRemoved, ParticipantEvent, Resync
 from vIOP.rooms.presence import RoomPresence, Viewer
 from vIOP.session.live import EventListener
 from vIOP.session.revocation import CLOSE, sleep_until
@@ -164,10 +164,19 @@ class PresenceStream:
             await self.snapshot()
             return
         room_id = item.room_id
+        if (
+            isinstance(item, HostRemoved)
+            and not self.viewer.sees_all_rooms
+            and item.user_id == self.viewer.user_id
+        ):
+            # Issue 15: no longer a co-host of that room: its presence leaves this clinician's stream at once.
+            if room_id in self.visible:
+                self.visible.discard(room_id)
+                self.push(PresenceRoomGone(room_id=room_id, at=item.at))
+            return
         if not self.viewer.sees_all_rooms and room_id not in self.visible and item.kind in _MAYBE_MINE:
-            self.dirty.add(
-                room_id
-            )  # maybe a room this clinician hosts (or now co-hosts): the refresh decides
+            # maybe a room this clinician hosts (or now co-hosts): the refresh decides
+            self.dirty.add(room_id)
         elif not self.sees(room_id):
             return
         else:
