@@ -16,8 +16,10 @@ from starlette.routing import BaseRoute, Route, WebSocketRoute
 from vIOP import web
 from vIOP.api import (
     health,
+    http_account,
     http_attendance,
     http_auth,
+    http_cohosts,
     http_compliance,
     http_presence,
     http_rooms,
@@ -335,6 +337,7 @@ def create_app(settings: Settings, services: Services | None = None) -> Starlett
     routes += http_auth.routes() + http_rooms.routes() + http_tickets.routes()
     routes += http_presence.routes() + http_attendance.routes() + http_turn.routes()
     routes += http_compliance.routes()
+    routes += http_cohosts.routes() + http_account.routes()
     routes.append(
         documented_route(
             "/openapi.json",

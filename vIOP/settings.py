@@ -55,6 +55,8 @@ class Settings:
     turn_secret: str | None = None
     turn_ttl_seconds: int = 4 * 3600
     reconnect_grace_seconds: int = 60
+    # The last host left a started room without ending it: clients may stay this long, then it ends.
+    host_absent_grace_seconds: int = 600
     heartbeat_seconds: int = 10
     presence_expiry_seconds: int = 30
     token_idle_seconds: int = 15 * 60
@@ -311,6 +313,7 @@ _FIELDS: dict[str, _Field] = {
     "turn_secret": _Field(_str, secret=True),
     "turn_ttl_seconds": _Field(_int_range(60, 24 * 3600)),
     "reconnect_grace_seconds": _Field(_int_range(1, 3600)),
+    "host_absent_grace_seconds": _Field(_int_range(1, 24 * 3600)),
     "heartbeat_seconds": _Field(_int_range(1, 300)),
     "presence_expiry_seconds": _Field(_int_range(2, 900)),
     "token_idle_seconds": _Field(_int_range(60, 24 * 3600)),

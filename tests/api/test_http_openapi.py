@@ -23,6 +23,10 @@ API_PATHS = {
     "/api/v1/break-glass/{grant_id}/sign-off": {"post"},
     "/api/v1/clients/{client_id}/consents": {"get", "post"},
     "/api/v1/consents/{consent_id}": {"delete"},
+    # issue 15: co-hosts
+    "/api/v1/rooms/{room_id}/cohosts": {"post"},
+    "/api/v1/rooms/{room_id}/cohosts/{user_id}": {"delete"},
+    "/api/v1/account/display-name": {"put"},
 }
 
 

@@ -43,6 +43,10 @@ ADMINISTRATION = {Action.MANAGE_USERS, Action.ROTATE_KEYS, Action.READ_AUDIT}
 # hosts may turn clients' chat to everyone on or off
 CHAT_MESSAGES = {Action.CHAT}
 CHAT_MODERATION = {Action.SET_CHAT_POLICY}
+# issue 15: adding/removing co-hosts and acknowledging "I need to talk" are host controls like the others;
+# only a client asks to talk (a clinician who needs a colleague has other ways)
+COHOSTING = {Action.ADD_COHOST, Action.REMOVE_COHOST, Action.ACKNOWLEDGE_NEED}
+MODERATION |= COHOSTING
 
 EXPECTED: dict[Action, dict[Role, Grant]] = {
     **{a: {C: OWN, CL: OWN} for a in PARTICIPANT_MESSAGES},
@@ -62,6 +66,8 @@ EXPECTED: dict[Action, dict[Role, Grant]] = {
     Action.BREAK_GLASS: {A: ALL, C: ALL},
     Action.REVIEW_BREAK_GLASS: {A: ALL},
     Action.MANAGE_CONSENT: {A: ALL},
+    Action.NEED_TO_TALK: {CL: OWN},
+    Action.SET_DISPLAY_NAME: {A: ALL, C: ALL, S: ALL},  # one's own name, as every account may sign out
 }
 
 ROOM_X, ROOM_Y = RoomId("rm_x"), RoomId("rm_y")
@@ -165,3 +171,33 @@ def test_client_principal_must_name_its_room() -> None:
         Principal(Role.CLIENT, "cl_1")
     with pytest.raises(ValueError):
         Principal(Role.CLINICIAN, HOST_A, room_id=ROOM_X)
+
+
+# --- issue 15: every host of a room (its creator and its co-hosts), and clinicians who host nothing --------
+
+CO_HOSTED = RoomScope(ROOM_X, frozenset({HOST_A, HOST_B}))  # HOST_B added as co-host of HOST_A's room
+HOST_CONTROLS = sorted(a for a in Action if grant_for(C, a) is OWN)
+
+
+@pytest.mark.parametrize("action", HOST_CONTROLS)
+def test_a_cohost_has_every_host_control_and_a_clinician_hosting_nothing_none(action: Action) -> None:
+    cohost = Principal(Role.CLINICIAN, HOST_B)
+    assert authorize(cohost, action, CO_HOSTED) is Grant.OWN
+    # the same clinician before being added (or after removal): refused in that room
+    with pytest.raises(Forbidden, match="allowed only in your own rooms"):
+        authorize(cohost, action, OWN_ROOM)
+    nobody_hosted = Principal(Role.CLINICIAN, "us_hosts_nothing")
+    for room in (OWN_ROOM, CO_HOSTED, OTHER_ROOM):
+        assert not is_allowed(nobody_hosted, action, room)
+
+
+def test_only_a_client_asks_to_talk_and_only_a_host_acknowledges() -> None:
+    client = Principal(Role.CLIENT, "cl_1", room_id=ROOM_X)
+    assert authorize(client, Action.NEED_TO_TALK, OWN_ROOM) is Grant.OWN
+    with pytest.raises(Forbidden):
+        authorize(client, Action.ACKNOWLEDGE_NEED, OWN_ROOM)
+    for role in (Role.CLINICIAN, Role.STAFF, Role.ADMIN):
+        with pytest.raises(Forbidden):
+            authorize(principal(role), Action.NEED_TO_TALK, CO_HOSTED)
+    with pytest.raises(Forbidden):
+        authorize(Principal(Role.STAFF, "us_staff"), Action.ACKNOWLEDGE_NEED, OWN_ROOM)

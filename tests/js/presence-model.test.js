@@ -25,12 +25,12 @@ test("a room is reduced to what the dashboard draws", () => {
     kind: "one_to_one",
     state: "open",
     waiting: [
-      { id: "pt_w1", name: "Ana", role: "client", reconnecting: false, waitedSeconds: 42, state: null },
-      { id: "pt_w2", name: "Ben", role: "client", reconnecting: true, waitedSeconds: 7, state: null },
+      { id: "pt_w1", name: "Ana", role: "client", reconnecting: false, waitedSeconds: 42, inRoomSeconds: 0, talkRequested: false, state: null },
+      { id: "pt_w2", name: "Ben", role: "client", reconnecting: true, waitedSeconds: 7, inRoomSeconds: 0, talkRequested: false, state: null },
     ],
     seated: [
-      { id: "pt_h", name: "Dr C", role: "host", reconnecting: false, waitedSeconds: 0, state: "in_room" },
-      { id: "pt_c", name: "Dee", role: "client", reconnecting: true, waitedSeconds: 0, state: "admitted" },
+      { id: "pt_h", name: "Dr C", role: "host", reconnecting: false, waitedSeconds: 0, inRoomSeconds: 0, talkRequested: false, state: "in_room" },
+      { id: "pt_c", name: "Dee", role: "client", reconnecting: true, waitedSeconds: 0, inRoomSeconds: 0, talkRequested: false, state: "admitted" },
     ],
     live: 1, // admitted seats have no media yet
     reconnecting: 2, // one waiting (boolean), one seated (reconnecting_since set)
@@ -42,7 +42,7 @@ test("missing fields get defaults", () => {
   assert.equal(view?.kind, "group");
   assert.equal(view?.state, "open");
   assert.deepEqual(view?.waiting, []);
-  assert.deepEqual(view?.seated, [{ id: "", name: "Participant", role: "client", reconnecting: false, waitedSeconds: 0, state: null }]);
+  assert.deepEqual(view?.seated, [{ id: "", name: "Participant", role: "client", reconnecting: false, waitedSeconds: 0, inRoomSeconds: 0, talkRequested: false, state: null }]);
   assert.equal(view?.live, 0);
 });
 
@@ -57,4 +57,19 @@ test("a snapshot keeps the stream's order and drops ended rooms", () => {
   assert.deepEqual(rooms.map((r) => r.id), ["rm_b", "rm_a"]);
   assert.deepEqual(normalizeSnapshot(null), []);
   assert.deepEqual(normalizeSnapshot({}), []);
+});
+
+// Issue 15: how long each seated person has been in the room (counted to the message's time), and who asked
+// to talk.
+test("a seat's time in the room and a pending request to talk", () => {
+  const asked = {
+    room_id: "rm_3",
+    waiting: [{ participant_id: "pt_w", display_name: "Wes", waited_seconds: 5, reconnecting: false, talk_requested_since: 1700000100 }],
+    seated: [{ participant_id: "pt_s", display_name: "Sue", role: "client", state: "in_room", since: 1700000000, reconnecting_since: null, talk_requested_since: null }],
+  };
+  const view = normalizeRoom(asked, 1700000600);
+  assert.equal(view?.seated[0].inRoomSeconds, 600);
+  assert.equal(view?.seated[0].talkRequested, false);
+  assert.equal(view?.waiting[0].talkRequested, true);
+  assert.equal(normalizeSnapshot({ at: 1700000060, rooms: [asked] })[0].seated[0].inRoomSeconds, 60);
 });

@@ -640,6 +640,90 @@ LATER: Final[dict[str, Expect]] = {
 EXPECTATIONS.update({action: LATER[action.value] for action in Action if action.value in LATER})
 
 
+# --- issue 15: co-hosts (HTTP) --------------------------------------------------------------------------------
+
+
+async def _new_cohost(w: World) -> str:
+    colleague = await w.api.account(Role.CLINICIAN)
+    body = {"username": colleague.username}
+    path = f"/api/v1/rooms/{w.room_a.room_id}/cohosts"
+    _ok(await w.http.post(path, json=body, headers=w.headers("clinician_a")), 201)
+    return colleague.id
+
+
+async def add_cohost_allowed(w: World) -> list[Row]:
+    return [Row("room.cohost_added", "success", w.id("clinician_a"), "user", await _new_cohost(w))]
+
+
+async def add_cohost_refused(w: World) -> list[Row]:
+    a = w.room_a.room_id
+    body = {"username": (await w.api.account(Role.CLINICIAN)).username}
+    _ok(await w.http.post(f"/api/v1/rooms/{a}/cohosts", json=body, headers=w.headers("clinician_b")), 403)
+    return [Row("room.cohost_added", "denied", w.id("clinician_b"), "room", a)]
+
+
+async def remove_cohost_allowed(w: World) -> list[Row]:
+    spare = await _new_cohost(w)
+    path = f"/api/v1/rooms/{w.room_a.room_id}/cohosts/{spare}"
+    _ok(await w.http.delete(path, headers=w.headers("clinician_a")), 204)
+    return [Row("room.cohost_removed", "success", w.id("clinician_a"), "user", spare)]
+
+
+async def remove_cohost_refused(w: World) -> list[Row]:
+    spare = await _new_cohost(w)
+    a = w.room_a.room_id
+    _ok(await w.http.delete(f"/api/v1/rooms/{a}/cohosts/{spare}", headers=w.headers("client_a")), 403)
+    return [Row("room.cohost_removed", "denied", w.id("client_a"), "room", a)]
+
+
+async def need_to_talk_allowed(w: World) -> list[Row]:
+    s = await seats(w)
+    await _accepted(s.seated[0], m.NeedToTalk())
+    return [Row("room.need_to_talk", "success", w.id("client_as"), "participant", s.seated[1])]
+
+
+async def need_to_talk_refused(w: World) -> list[Row]:
+    s = await seats(w, "b")
+    await _forbidden(s.host[0], m.NeedToTalk())  # a clinician does not ask
+    return [Row("room.need_to_talk", "denied", w.id("clinician_b"), "room", w.room_b.room_id)]
+
+
+async def acknowledge_need_allowed(w: World) -> list[Row]:
+    s = await seats(w)
+    await _accepted(s.seated[0], m.NeedToTalk())
+    await _accepted(s.host[0], m.AcknowledgeNeed(participant_id=s.seated[1]))
+    return [Row("room.need_acknowledged", "success", w.id("clinician_a"), "participant", s.seated[1])]
+
+
+async def acknowledge_need_refused(w: World) -> list[Row]:
+    s = await seats(w, "b")
+    await _accepted(s.seated[0], m.NeedToTalk())
+    await _forbidden(s.seated[0], m.AcknowledgeNeed(participant_id=s.seated[1]))
+    return [Row("room.need_acknowledged", "denied", w.id("client_bs"), "room", w.room_b.room_id)]
+
+
+async def display_name_allowed(w: World) -> list[Row]:
+    body = {"display_name": "Dr. Renamed"}
+    _ok(await w.http.put("/api/v1/account/display-name", json=body, headers=w.headers("clinician_b")), 200)
+    return [Row("user.display_name_changed", "success", w.id("clinician_b"), "user", w.id("clinician_b"))]
+
+
+async def display_name_refused(w: World) -> list[Row]:
+    body = {"display_name": "Not an account"}
+    _ok(await w.http.put("/api/v1/account/display-name", json=body, headers=w.headers("client_a")), 403)
+    return [Row("user.display_name_changed", "denied", w.id("client_a"), None, None)]
+
+
+ISSUE_15: Final[dict[str, Expect]] = {
+    "add_cohost": Expect(add_cohost_allowed, add_cohost_refused),
+    "remove_cohost": Expect(remove_cohost_allowed, remove_cohost_refused),
+    "need_to_talk": Expect(need_to_talk_allowed, need_to_talk_refused),
+    "acknowledge_need": Expect(acknowledge_need_allowed, acknowledge_need_refused),
+    "set_display_name": Expect(display_name_allowed, display_name_refused),
+}
+EXPECTATIONS.update({action: ISSUE_15[action.value] for action in Action if action.value in ISSUE_15})
+
+
 def test_every_permission_action_has_an_expectation() -> None:
     missing = set(PERMISSIONS) - set(EXPECTATIONS)
     assert not missing, f"permission-table actions without an audit expectation: {sorted(missing)}"

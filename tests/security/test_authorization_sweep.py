@@ -39,6 +39,7 @@ from tests.support import LiveServer
 from vIOP.auth.invites import token_hash
 from vIOP.auth.permissions import Role, RoomScope
 from vIOP.client.signaling import ConnectRefused, SignalingClient, SignalingClosed
+from vIOP.ids import UserId
 from vIOP.signaling import messages as m
 
 ROLES: Final = (
@@ -122,8 +123,30 @@ EXPECTED: Final[dict[str, tuple[Any, ...]]] = {
 }
 # fmt: on
 
+# --- issue 15: co-hosts (HTTP), "I need to talk" (signaling) ------------------------------------------------------
+# fmt: off
+EXPECTED.update({
+    "POST /api/v1/rooms/{room_id}/cohosts":             (401,       403,       201,       403,       403,       403,       403),
+    "DELETE /api/v1/rooms/{room_id}/cohosts/{user_id}": (401,       403,       204,       403,       403,       403,       403),
+    "PUT /api/v1/account/display-name":                 (401,       200,       200,       200,       200,       403,       403),
+    # "I need to talk": only a client asks; only a host acknowledges (the request of room A's seated client)
+    "ws need_to_talk":                                  (NO_SOCKET, NO_SOCKET, FORBIDDEN, FORBIDDEN, NO_SOCKET, OK,        OWN_ROOM),
+    "ws acknowledge_need":                              (NO_SOCKET, NO_SOCKET, OK,        NOT_FOUND, NO_SOCKET, FORBIDDEN, FORBIDDEN),
+})
+# fmt: on
+
+# Issue 15: two more roles, tried against room A in their own tests below. The product rule: a co-host has every
+# host control of the room (what its creator may do, they may); a clinician who hosts nothing may do in room A
+# what a clinician hosting only room B may, and has no socket there (no room of their own to be in either).
+EXTRA_ROLES: Final = ("cohost_of_room", "clinician_without_room")
+_LIKE: Final = {"cohost_of_room": "clinician_of_room", "clinician_without_room": "clinician_of_other_room"}
+
 
 def expected(action: str, role: str) -> Any:
+    if role in _LIKE:
+        if role == "clinician_without_room" and action.startswith("ws "):
+            return NO_SOCKET
+        return expected(action, _LIKE[role])
     return EXPECTED[action][ROLES.index(role)]
 
 
@@ -171,9 +194,12 @@ async def http_world(live_server_factory: Any) -> AsyncIterator[HttpWorld]:
             "clinician_of_room": await api.user(Role.CLINICIAN),
             "clinician_of_other_room": await api.user(Role.CLINICIAN),
             "staff": await api.user(Role.STAFF),
+            "cohost_of_room": await api.user(Role.CLINICIAN),
+            "clinician_without_room": await api.user(Role.CLINICIAN),
         }
         room_a = (await api.create_room(users["clinician_of_room"]))["id"]
         room_b = (await api.create_room(users["clinician_of_other_room"]))["id"]
+        await add_cohost(api, users["clinician_of_room"], room_a, users["cohost_of_room"])
         invite_a = await api.create_invite(users["clinician_of_room"], room_a)
         invite_b = await api.create_invite(users["clinician_of_other_room"], room_b)
         tokens: dict[str, str | None] = {role: user.token for role, user in users.items()}
@@ -187,6 +213,12 @@ async def http_world(live_server_factory: Any) -> AsyncIterator[HttpWorld]:
         await api.account(Role.STAFF, name)
         world.login = {"username": name, "password": "correct horse battery staple"}
         yield world
+
+
+async def add_cohost(api: Api, host: User, room_id: str, cohost: User) -> None:
+    body = {"username": cohost.account.username}
+    added = await api.http.post(f"/api/v1/rooms/{room_id}/cohosts", json=body, headers=host.headers)
+    assert added.status_code == 201, added.text
 
 
 async def fresh_token(world: HttpWorld, role: str) -> str | None:
@@ -270,6 +302,9 @@ async def call(world: HttpWorld, action: str, role: str) -> httpx.Response:
             "/api/v1/turn-credentials", params={"room_id": a}, headers=headers
         ),
         "GET /static": lambda: http.get("/static/css/app.css", headers=headers),
+        "PUT /api/v1/account/display-name": lambda: http.put(
+            "/api/v1/account/display-name", json={"display_name": "Sweep Name"}, headers=headers
+        ),
         "POST /api/v1/break-glass": lambda: http.post(
             "/api/v1/break-glass",
             json={"room_id": a, "reason": "Sweep: covering for the host"},
@@ -291,6 +326,27 @@ async def call(world: HttpWorld, action: str, role: str) -> httpx.Response:
         )
         body = {"invite_token": link["invite_token"]}
         return await http.post("/api/v1/invites/exchange", json=body, headers=headers)
+    # Co-hosts: a new clinician each time, taken out again by the room's creator (a room has at most 8 hosts).
+    host_headers = world.users["clinician_of_room"].headers
+    if action == "POST /api/v1/rooms/{room_id}/cohosts":
+        new = await world.api.account(Role.CLINICIAN)
+        response = await http.post(
+            f"/api/v1/rooms/{a}/cohosts", json={"username": new.username}, headers=headers
+        )
+        if response.status_code == 201:
+            assert (
+                await http.delete(f"/api/v1/rooms/{a}/cohosts/{new.id}", headers=host_headers)
+            ).status_code == 204
+        return response
+    if action == "DELETE /api/v1/rooms/{room_id}/cohosts/{user_id}":
+        spare = await world.api.user(Role.CLINICIAN)
+        await add_cohost(world.api, world.users["clinician_of_room"], a, spare)
+        response = await http.delete(f"/api/v1/rooms/{a}/cohosts/{spare.id}", headers=headers)
+        if response.status_code != 204:
+            assert (
+                await http.delete(f"/api/v1/rooms/{a}/cohosts/{spare.id}", headers=host_headers)
+            ).status_code == 204
+        return response
     if action == "DELETE /api/v1/invites/{invite_id}":
         return await http.delete(f"/api/v1/invites/{await spare_invite(world)}", headers=headers)
     if action in requests:
@@ -303,10 +359,18 @@ async def test_every_http_route_with_every_role(http_world: HttpWorld) -> None:
     served = route_actions(http_world.api.live.app)
     table = {a.split(" (")[0] for a in EXPECTED if not a.startswith("ws ")}
     assert served == table, f"routes without a row: {served - table}; rows without a route: {table - served}"
+    await sweep_http(http_world, ROLES)
+
+
+async def test_every_http_route_as_a_cohost_and_as_a_clinician_hosting_nothing(http_world: HttpWorld) -> None:
+    await sweep_http(http_world, EXTRA_ROLES)
+
+
+async def sweep_http(http_world: HttpWorld, roles: tuple[str, ...]) -> None:
     wrong = []
     tried = 0
     for action in (a for a in EXPECTED if not a.startswith("ws ")):
-        for role in ROLES:
+        for role in roles:
             response = await call(http_world, action, role)
             tried += 1
             want = expected(action, role)
@@ -352,6 +416,7 @@ class SignalWorld:
 class Cast:
     host_a: ss.Clinician
     host_b: ss.Clinician
+    cohost_a: ss.Clinician | None = None  # issue 15: added as co-host of each room A when it is the actor
 
 
 async def open_seat(live: LiveServer, tickets: Callable[[], Awaitable[str]], join: bool = True) -> Seat:
@@ -378,6 +443,16 @@ async def build_world(live: LiveServer, cast: Cast, actor: str, message: str) ->
             live, await ss.invite(live, cast.host_b, room_b, "Bea"), room_b, None
         ),
     }
+    if actor == "cohost_of_room":
+        assert cast.cohost_a is not None
+        cohost = UserId(cast.cohost_a.principal.subject)
+        svc = ss.services(live)
+        await svc.room_directory.add_cohost(room_a.room_id, cohost, by=None, at=svc.rooms.clock())
+        await svc.rooms.add_host(room_a.room_id, user_id=cohost, by=None)
+        room_a = await svc.room_directory.room_scope(room_a.room_id)
+        tickets["cohost_of_room"] = ss.ticket_source(
+            live, cast.cohost_a.principal, room_a, cast.cohost_a.session
+        )
     seats = {}
     for name, source in tickets.items():
         # The actor of a `join` opens its socket without joining: the join is the message under test.
@@ -402,7 +477,9 @@ async def build_world(live: LiveServer, cast: Cast, actor: str, message: str) ->
         if message == "unlock":  # something to unlock
             for host in ("clinician_of_room", "clinician_of_other_room"):
                 assert await send_and_settle(seats[host].socket, m.Lock()) is None
-    if message == "candidate" and actor in ("clinician_of_room", "client_of_room"):
+    if message == "acknowledge_need":  # something to acknowledge: room A's seated client asked to talk
+        assert await send_and_settle(seats["client_of_room"].socket, m.NeedToTalk()) is None
+    if message == "candidate" and actor in ("clinician_of_room", "client_of_room", "cohost_of_room"):
         reply = await seats[actor].socket.request(m.Offer(sdp=await real_offer_sdp()), within=30)
         assert isinstance(reply, m.ServerAnswer), reply
     return SignalWorld(live, room_a, room_b, seats, tickets)
@@ -436,6 +513,8 @@ def message_for(kind: str, world: SignalWorld, offer: str, candidate: str) -> m.
         # issue 15, chat
         "chat": m.Chat(text="Hello everyone"),
         "set_chat_policy": m.SetChatPolicy(clients_may_chat=False),
+        "need_to_talk": m.NeedToTalk(),
+        "acknowledge_need": m.AcknowledgeNeed(participant_id=seated),
     }[kind]
 
 
@@ -497,6 +576,21 @@ async def live(live_server_factory: Any) -> AsyncIterator[LiveServer]:
 
 async def test_every_signaling_message_type_with_every_role(live: LiveServer) -> None:
     cast = Cast(host_a=await ss.clinician(live, "dr.sweep.a"), host_b=await ss.clinician(live, "dr.sweep.b"))
+    await sweep_signaling(live, cast, ROLES)
+
+
+async def test_every_signaling_message_type_as_a_cohost_and_a_clinician_hosting_nothing(
+    live: LiveServer,
+) -> None:
+    cast = Cast(
+        host_a=await ss.clinician(live, "dr.sweep.a"),
+        host_b=await ss.clinician(live, "dr.sweep.b"),
+        cohost_a=await ss.clinician(live, "dr.sweep.co"),
+    )
+    await sweep_signaling(live, cast, EXTRA_ROLES)
+
+
+async def sweep_signaling(live: LiveServer, cast: Cast, roles: tuple[str, ...]) -> None:
     offer = await real_offer_sdp()
     candidate = next(ln[2:] for ln in offer.split("\r\n") if ln.startswith("a=candidate:"))
     wrong: list[str] = []
@@ -511,8 +605,9 @@ async def test_every_signaling_message_type_with_every_role(live: LiveServer) ->
                 "anonymous": None,
                 "admin": (await api.user(Role.ADMIN)).token,
                 "staff": (await api.user(Role.STAFF)).token,
+                "clinician_without_room": (await api.user(Role.CLINICIAN)).token,
             }
-            for role in ROLES:
+            for role in roles:
                 want = expected(action, role)
                 tried += 1
                 if want == NO_SOCKET:

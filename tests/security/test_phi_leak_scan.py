@@ -71,6 +71,9 @@ CANARIES = {
     "chat_private": "Canarychatprivate: can I talk to you after group",
     "chat_refused": "Canarychatrefused: nobody should see this",
     "chat_overlong": "Canarychatoverlong",  # padded past the limit in the session
+    # issue 15: a co-host added by username, who renames themself over the API
+    "cohost": "dr.CohostCanary",
+    "cohost_shown": "Dr. Canaryrenamed Cohost",
 }
 # Chat lines travel between processes on Redis pub/sub: these are also searched in everything Redis saw
 # (MONITOR) while the session ran, not only in what it kept.
@@ -188,6 +191,7 @@ async def full_session(api: Api) -> None:
         answer = await person.request(m.Offer(sdp=await real_offer_sdp()), within=30)
         assert isinstance(answer, m.ServerAnswer), answer
     await chat_session(host, clients["client_a"], clients["client_c"])
+    await cohost_and_talk_session(api, token, room_id, host, clients["client_a"], pids["client_a"])
     await clients["client_a"].send(m.RaiseHand(up=True))
     await clients["client_a"].send(m.SetMedia(audio=False))
     # Audio only: a span in the attendance ledger (ids, times, reason) while the person is inside. ICE is
@@ -245,6 +249,32 @@ async def chat_session(host: SignalingClient, client_a: SignalingClient, client_
     error = await client_c.expect(m.ErrorMessage)
     assert (error.code, error.id) == ("invalid_message", "long")
     await host.send(m.SetChatPolicy(clients_may_chat=True))
+
+
+async def cohost_and_talk_session(
+    api: Api, token: str, room_id: str, host: SignalingClient, client: SignalingClient, client_pid: str
+) -> None:
+    """Issue 15: a co-host added by a canary username and renamed to a canary name joins; the client asks to
+    talk and the co-host acknowledges it (the request: an id and a time in the sealed room)."""
+    await api.account(Role.CLINICIAN, CANARIES["cohost"], PASSWORD)
+    body = {"username": CANARIES["cohost"]}
+    added = await api.http.post(f"/api/v1/rooms/{room_id}/cohosts", json=body, headers=bearer(token))
+    assert added.status_code == 201, added.text
+    cohost_token = (await api.services.tokens.issue(added.json()["user_id"], Role.CLINICIAN)).token
+    body = {"display_name": CANARIES["cohost_shown"]}
+    renamed = await api.http.put("/api/v1/account/display-name", json=body, headers=bearer(cohost_token))
+    assert renamed.status_code == 200, renamed.text
+    cohost = await socket(api, cohost_token, room_id)
+    try:
+        assert isinstance(await cohost.request(m.Join()), m.Welcome)
+        await client.send(m.NeedToTalk())
+        assert (await host.expect(m.TalkRequest)).pending
+        await cohost.send(m.AcknowledgeNeed(participant_id=client_pid))
+        while (await client.expect(m.TalkRequest)).pending:
+            pass
+    finally:
+        with contextlib.suppress(SignalingClosed):
+            await cohost.close()
 
 
 async def compliance_session(api: Api, room_id: str, client_id: str) -> None:

@@ -58,6 +58,8 @@ CLIENT_SAMPLES: tuple[m.ClientMessage, ...] = (
     m.Chat(text="Can we talk after group?", private=True, id="c-1"),
     m.Chat(text="Of course", private=True, to=PID),
     m.SetChatPolicy(clients_may_chat=False),
+    m.NeedToTalk(),
+    m.AcknowledgeNeed(participant_id=PID),
 )
 
 SERVER_SAMPLES: tuple[m.ServerMessage, ...] = (
@@ -100,6 +102,7 @@ SERVER_SAMPLES: tuple[m.ServerMessage, ...] = (
     m.RoomUnlocked(),
     m.RoomEnded(),
     m.HandRaised(participant_id=PID, up=False),
+    m.TalkRequest(participant_id=PID, pending=True),
     m.ActiveSpeaker(speaker=PID2, recent=(PID2, PID)),
     m.ActiveSpeaker(speaker=None, recent=()),
     m.ErrorMessage(code="forbidden", message="a client may not admit here", id=7),

@@ -128,3 +128,28 @@ async def test_a_room_needs_a_real_host(directory: SqlRoomDirectory) -> None:
         await directory.add(record("rm_orphan", UserId("us_unknown")))
     with pytest.raises(NotFound):
         await directory.get("rm_orphan")
+
+
+# --- co-hosts (issue 15) -------------------------------------------------------------------------------
+
+
+async def test_cohosts_are_hosts_in_the_scope_and_the_listings(directory: SqlRoomDirectory) -> None:
+    from vIOP.rooms.errors import AlreadyAHost
+
+    await directory.add(record("rm_cohosted", host=HOST_A))
+    await directory.add(record("rm_other", host=HOST_A, minutes=1))
+    assert [r.id for r in await directory.hosted_by(HOST_B)] == []
+    await directory.add_cohost(RoomId("rm_cohosted"), HOST_B, by=HOST_A, at=T0.timestamp())
+    got = await directory.get("rm_cohosted")
+    assert got.cohost_ids == {HOST_B} and got.host_ids == {HOST_A, HOST_B}
+    assert got.scope == RoomScope(RoomId("rm_cohosted"), frozenset({HOST_A, HOST_B}))
+    assert [r.id for r in await directory.hosted_by(HOST_B)] == ["rm_cohosted"]
+    assert [r.id for r in await directory.hosted_by(HOST_A)] == ["rm_other", "rm_cohosted"]
+    assert (await directory.hosted_by(HOST_B))[0].cohost_ids == {HOST_B}
+    for already in (HOST_A, HOST_B):
+        with pytest.raises(AlreadyAHost):
+            await directory.add_cohost(RoomId("rm_cohosted"), already, by=HOST_A, at=T0.timestamp())
+    assert await directory.remove_cohost(RoomId("rm_cohosted"), HOST_B)
+    assert not await directory.remove_cohost(RoomId("rm_cohosted"), HOST_B)
+    assert (await directory.get("rm_cohosted")).scope == RoomScope(RoomId("rm_cohosted"), frozenset({HOST_A}))
+    assert await directory.hosted_by(HOST_B) == []

@@ -44,6 +44,7 @@ class WaitingView(msgspec.Struct):
     waiting_since: IsoTime
     waited_seconds: Annotated[int, msgspec.Meta(ge=0)]
     reconnecting: bool
+    talk_requested_since: IsoTime | None = None  # issue 15: "I need to talk", waiting for a host
 
 
 class SeatedView(msgspec.Struct):
@@ -56,6 +57,7 @@ class SeatedView(msgspec.Struct):
     reconnecting: bool
     reconnecting_since: IsoTime | None
     muted: bool
+    talk_requested_since: IsoTime | None = None  # issue 15: "I need to talk", waiting for a host
 
 
 class RoomPresenceView(msgspec.Struct):
@@ -86,6 +88,7 @@ def _waiting(entry: LobbyEntry) -> WaitingView:
         waiting_since=iso(entry.waiting_since),
         waited_seconds=_seconds(entry.waited_seconds),
         reconnecting=entry.reconnecting,
+        talk_requested_since=iso(entry.talk_requested_at),
     )
 
 
@@ -100,6 +103,7 @@ def _seated(seat: SeatView, now: float) -> SeatedView:
         reconnecting=seat.reconnecting_since is not None,
         reconnecting_since=iso(seat.reconnecting_since),
         muted=seat.muted,
+        talk_requested_since=iso(seat.talk_requested_at),
     )
 
 

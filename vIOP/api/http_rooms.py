@@ -131,7 +131,7 @@ def room_object(record: RoomRecord, live: Room | None) -> RoomView:
     if live is None:
         state, hosts, capacity, ended_at = (
             record.state,
-            [record.host_user_id],
+            sorted(record.host_ids),
             record.capacity,
             record.ended_at,
         )

@@ -340,6 +340,23 @@ class Authenticator:
             await self._store.set_password_hash(account.id, await self._hasher.hash_async(password), now)
         await self._store.record_login(account.id, now)
 
+    async def set_own_display_name(self, user_id: UserId, display_name: str) -> Account:
+        """Issue 15: a signed-in account renames itself (what clients and colleagues see in rooms, from the
+        next room entry). BadRequest for a name that is blank, too long, invisible or the username itself."""
+        account = await self.active_account(user_id)
+        account = replace(account, display_name=AccountAdmin._display_name(display_name, account.username))
+        await self._store.set_display_name(account.id, account.display_name, self._clock())
+        return account
+
+    async def account_named(self, username: str) -> Account | None:
+        """The account a colleague names by its username (adding a co-host), or None (also for a username
+        that is not one). No sign-in happens: nothing is throttled or audited here; the caller audits."""
+        try:
+            name = normalize_username(username)
+        except BadRequest:
+            return None
+        return await self._store.by_username_index(self._username_index(name))
+
     async def active_account(self, user_id: UserId) -> Account:
         """For every authenticated request: a disabled (or deleted) account's tokens stop working at once."""
         account = await self._store.get(user_id)

@@ -87,6 +87,12 @@ class Action(StrEnum):
     BREAK_GLASS = "break_glass"
     REVIEW_BREAK_GLASS = "review_break_glass"
     MANAGE_CONSENT = "manage_consent"
+    # issue 15: co-hosts (HTTP) and the private "I need to talk" signal (signaling)
+    ADD_COHOST = "add_cohost"
+    REMOVE_COHOST = "remove_cohost"
+    NEED_TO_TALK = "need_to_talk"
+    ACKNOWLEDGE_NEED = "acknowledge_need"
+    SET_DISPLAY_NAME = "set_display_name"  # one's own, over HTTP (the CLI's set-display-name is MANAGE_USERS)
 
 
 class Grant(Enum):
@@ -139,6 +145,13 @@ _TABLE: Final[dict[Action, tuple[Grant, Grant, Grant, Grant]]] = {
     Action.BREAK_GLASS:                   (_A,   _A,       _N,   _N),
     Action.REVIEW_BREAK_GLASS:            (_A,   _N,       _N,   _N),
     Action.MANAGE_CONSENT:                (_A,   _N,       _N,   _N),
+    # issue 15: every host of the room (its creator and co-hosts) adds and removes co-hosts; only a client
+    # signals "I need to talk"; only a host acknowledges it
+    Action.ADD_COHOST:                    (_N,   _O,       _N,   _N),
+    Action.REMOVE_COHOST:                 (_N,   _O,       _N,   _N),
+    Action.NEED_TO_TALK:                  (_N,   _N,       _N,   _O),
+    Action.ACKNOWLEDGE_NEED:              (_N,   _O,       _N,   _N),
+    Action.SET_DISPLAY_NAME:              (_A,   _A,       _A,   _N),
 }
 # fmt: on
 
@@ -157,6 +170,7 @@ ROOM_FREE: Final = frozenset(
         Action.READ_AUDIT,
         Action.REVIEW_BREAK_GLASS,
         Action.MANAGE_CONSENT,
+        Action.SET_DISPLAY_NAME,
         # listings: with an OWN grant the caller filters to the principal's rooms
         Action.ISSUE_PRESENCE_TICKET,
         Action.VIEW_PRESENCE,

@@ -7,7 +7,7 @@ Live state (lobby, roster) is the domain's (:mod:`vIOP.rooms.ports`); this direc
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
@@ -25,10 +25,16 @@ class RoomRecord:
     state: str
     created_at: datetime
     ended_at: datetime | None
+    cohost_ids: frozenset[UserId] = field(default_factory=frozenset)  # issue 15: clinicians added later
+
+    @property
+    def host_ids(self) -> frozenset[UserId]:
+        """Every host of the room: the clinician who created it and its co-hosts (one concept, everywhere)."""
+        return self.cohost_ids | {self.host_user_id}
 
     @property
     def scope(self) -> RoomScope:
-        return RoomScope(room_id=self.id, host_ids=frozenset({self.host_user_id}))
+        return RoomScope(room_id=self.id, host_ids=frozenset(self.host_ids))
 
 
 class RoomRecords(RoomDirectory, Protocol):
@@ -41,7 +47,15 @@ class RoomRecords(RoomDirectory, Protocol):
         ...
 
     async def hosted_by(self, user_id: UserId, *, include_ended: bool = False) -> list[RoomRecord]:
-        """The rooms ``user_id`` hosts, newest first (bounded)."""
+        """The rooms ``user_id`` hosts or co-hosts, newest first (bounded)."""
+        ...
+
+    async def add_cohost(self, room_id: RoomId, user_id: UserId, *, by: UserId | None, at: float) -> None:
+        """Record ``user_id`` as a co-host (:class:`~vIOP.rooms.errors.AlreadyAHost` if they host it)."""
+        ...
+
+    async def remove_cohost(self, room_id: RoomId, user_id: UserId) -> bool:
+        """Forget ``user_id`` as a co-host; False if they were not one."""
         ...
 
     async def all_rooms(self, *, include_ended: bool = False) -> list[RoomRecord]:

@@ -55,3 +55,22 @@ class NotActive(Conflict):
     """The participant has left, was removed or denied: heartbeats and reconnects are refused."""
 
     code = "participant_not_active"
+
+
+# --- co-hosts (issue 15) ---------------------------------------------------------------------------------
+
+
+class AlreadyAHost(Conflict):
+    """The clinician added as a co-host already hosts this room."""
+
+    code = "already_a_host"
+
+
+class NotACohost(Conflict):
+    """Removing someone who is not a co-host of this room (the room's own host is not removable)."""
+
+    code = "not_a_cohost"
+
+
+class TooManyHosts(Conflict):
+    code = "too_many_hosts"

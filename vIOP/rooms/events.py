@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import ClassVar
 
-from vIOP.ids import ParticipantId, RoomId, SessionId
+from vIOP.ids import ParticipantId, RoomId, SessionId, UserId
 from vIOP.rooms.participant import Role
 
 
@@ -157,6 +157,35 @@ class ChatPolicyChanged(RoomEvent):
 
 
 # --- end chat --------------------------------------------------------------------------------------------
+# --- co-hosts (issue 15): ids only ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HostAdded(RoomEvent):
+    kind: ClassVar[str] = "host_added"
+    user_id: UserId
+    by: UserId | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HostRemoved(RoomEvent):
+    kind: ClassVar[str] = "host_removed"
+    user_id: UserId
+    by: UserId | None
+
+
+# --- "I need to talk" (issue 15): ids only; delivered to the room's hosts and staff, never to other clients ---
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TalkRequested(ParticipantEvent):
+    kind: ClassVar[str] = "talk_requested"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TalkAcknowledged(ParticipantEvent):
+    kind: ClassVar[str] = "talk_acknowledged"
+    by: ParticipantId
 
 
 Event = (
@@ -177,6 +206,10 @@ Event = (
     | RoomUnlocked
     | RoomEnded
     | ChatPolicyChanged
+    | HostAdded
+    | HostRemoved
+    | TalkRequested
+    | TalkAcknowledged
 )
 
 EVENT_TYPES: dict[str, type[Event]] = {
@@ -199,6 +232,10 @@ EVENT_TYPES: dict[str, type[Event]] = {
         RoomUnlocked,
         RoomEnded,
         ChatPolicyChanged,
+        HostAdded,
+        HostRemoved,
+        TalkRequested,
+        TalkAcknowledged,
     )
 }
 

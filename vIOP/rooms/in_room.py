@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 
 from vIOP.ids import ParticipantId
+from vIOP.rooms.cohosts import STARTED_STATES, has_host_present, noting_hosts
 from vIOP.rooms.errors import IllegalTransition, InvalidRoomInput, RoomAlreadyEnded
 from vIOP.rooms.events import (
     Event,
@@ -70,7 +71,7 @@ def leave(room: Room, *, participant_id: ParticipantId, at: float) -> Transition
     if not target.is_active:
         raise IllegalTransition(f"the participant is already {target.state.value}")
     left, event = _gone(room, target, LeaveReason.LEFT, at)
-    return settle(room, room.with_participant(left), [event], at, participant=left)
+    return settle(room, noting_hosts(room.with_participant(left), at), [event], at, participant=left)
 
 
 def remove(
@@ -151,7 +152,7 @@ def expire(room: Room, *, participant_id: ParticipantId, grace: float, at: float
     if not target.is_active or since is None or at - since < grace:
         return Transition(room, (), target)
     left, event = _gone(room, target, LeaveReason.TIMEOUT, at)
-    return settle(room, room.with_participant(left), [event], at, participant=left)
+    return settle(room, noting_hosts(room.with_participant(left), at), [event], at, participant=left)
 
 
 def lock(room: Room, *, by: ParticipantId, at: float) -> Transition:
@@ -182,3 +183,13 @@ def end(room: Room, *, by: ParticipantId | None, at: float) -> Transition:
         events.append(event)
     after = after.moved_to(RoomState.ENDED, at)
     return Transition(after, (*events, RoomEnded(room_id=room.id, at=at, by=by)))
+
+
+def end_if_hostless(room: Room, *, grace: float, at: float) -> Transition:
+    """End a started room whose hosts have all been gone for ``grace`` seconds (issue 15: the last host
+    left without ending it); nothing otherwise (a host came back, or the grace has not run out). Safe to run
+    in every process at once: it re-checks the stored room."""
+    since = room.hostless_since
+    if room.state not in STARTED_STATES or since is None or has_host_present(room) or at - since < grace:
+        return Transition(room)
+    return end(room, by=None, at=at)

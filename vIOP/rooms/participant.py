@@ -67,6 +67,7 @@ class Participant:
     video_muted: bool = False  # a host's video mute: both outlive a reconnect and a return to the lobby
     returning_after_removal: bool = False  # knocked again after a host removed them in this session
     lobby_message: str | None = None  # the latest message from a host while waiting, or the denial
+    talk_requested_at: float | None = None  # issue 15: "I need to talk", pending until a host acknowledges
 
     @property
     def is_active(self) -> bool:

@@ -32,6 +32,7 @@ class SeatView:
     since: float  # joined_at when in the room, else admitted_at
     reconnecting_since: float | None
     muted: bool
+    talk_requested_at: float | None = None  # issue 15: "I need to talk", pending
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +77,7 @@ def room_presence(room: Room, now: float) -> RoomPresence:
             since=p.joined_at if p.joined_at is not None else (p.admitted_at or p.knocked_at),
             reconnecting_since=p.reconnecting_since,
             muted=p.muted,
+            talk_requested_at=p.talk_requested_at,
         )
         for p in room.participants
         if p.is_seated

@@ -67,6 +67,9 @@ class Room:
     next_knock_seq: int = 1
     # Clients may chat to everyone in the room (hosts may turn it off; private chat with the hosts stays).
     clients_may_chat: bool = True
+    # Since when a started room has had no host present (the last one left without ending it): the room
+    # ends once this is older than the host-absence grace (vIOP/rooms/cohosts.py).
+    hostless_since: float | None = None
     version: int = 0  # bumped by every stored change: the newest copy of a room wins
     participants: tuple[Participant, ...] = ()
 

@@ -17,7 +17,7 @@ from functools import partial
 
 from vIOP.errors import VIOPError
 from vIOP.ids import ClientId, ParticipantId, RoomId, SessionId, UserId, new_participant_id, new_session_id
-from vIOP.rooms import chat, in_room, waiting_room
+from vIOP.rooms import chat, cohosts, in_room, talk, waiting_room
 from vIOP.rooms.attendance import (
     DEFAULT_GRACE_SECONDS,
     AudioOnlyMark,
@@ -204,6 +204,40 @@ class RoomService:
         return await self._run(
             room_id, partial(chat.set_chat_policy, by=by, clients_may_chat=clients_may_chat)
         )
+
+    # --- "I need to talk" (issue 15) ----------------------------------------------------------------
+
+    async def request_talk(self, room_id: RoomId, participant_id: ParticipantId) -> Transition:
+        return await self._run(room_id, partial(talk.request_talk, participant_id=participant_id))
+
+    async def acknowledge_talk(
+        self, room_id: RoomId, *, by: ParticipantId, participant_id: ParticipantId
+    ) -> Transition:
+        return await self._run(room_id, partial(talk.acknowledge_talk, by=by, participant_id=participant_id))
+
+    # --- co-hosts (issue 15) ---------------------------------------------------------------------
+
+    async def add_host(self, room_id: RoomId, *, user_id: UserId, by: UserId | None) -> Transition:
+        return await self._run(room_id, partial(cohosts.add_host, user_id=user_id, by=by))
+
+    async def remove_host(
+        self, room_id: RoomId, *, user_id: UserId, owner: UserId, by: UserId | None
+    ) -> Transition:
+        return await self._run(room_id, partial(cohosts.remove_host, user_id=user_id, owner=owner, by=by))
+
+    async def hostless_due(self, grace: float, now: float | None = None) -> list[RoomId]:
+        """Started rooms whose hosts have all been gone for ``grace`` seconds at ``now`` (default: the
+        clock): for the caller to end (through ``vIOP.session.room_end.end_room``)."""
+        at = self.clock() if now is None else now
+        return [
+            room.id
+            for room in await self.rooms.open_rooms()
+            if room.hostless_since is not None and at - room.hostless_since >= grace
+        ]
+
+    async def end_if_hostless(self, room_id: RoomId, *, grace: float, now: float | None = None) -> Transition:
+        """End the room if its hosts are still all gone after ``grace`` (re-checked in the atomic step)."""
+        return await self._run(room_id, partial(in_room.end_if_hostless, grace=grace), now=now)
 
     # --- liveness --------------------------------------------------------------------------------
 

@@ -51,6 +51,7 @@ class LobbyEntry:
     waited_seconds: float
     reconnecting: bool
     returning_after_removal: bool = False
+    talk_requested_at: float | None = None  # issue 15: hosts and staff only
 
 
 def waiting_in_order(room: Room) -> list[Participant]:
@@ -72,6 +73,7 @@ def lobby(room: Room, now: float) -> list[LobbyEntry]:
             waited_seconds=max(0.0, now - _waiting_since(p)),
             reconnecting=p.reconnecting_since is not None,
             returning_after_removal=p.returning_after_removal,
+            talk_requested_at=p.talk_requested_at,
         )
         for i, p in enumerate(waiting_in_order(room), start=1)
     ]
@@ -169,7 +171,7 @@ def host_enter(
         id=participant_id, room_id=room.id, subject=user_id, role=Role.HOST, display_name=name, knocked_at=at
     ).moved_to(ParticipantState.ADMITTED, at)
     return Transition(
-        room.with_participant(host),
+        dataclasses.replace(room.with_participant(host), hostless_since=None),
         (Admitted(room_id=room.id, participant_id=host.id, at=at, by=None),),
         host,
     )

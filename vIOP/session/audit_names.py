@@ -47,6 +47,12 @@ AUDIT_NAMES: Final[Mapping[Action, AuditEvent]] = MappingProxyType(
         Action.MANAGE_USERS: AuditEvent.USER_CREATED,  # CLI only (user.created/disabled/enabled/mfa_reset)
         Action.ROTATE_KEYS: AuditEvent.KEYS_ROTATED,  # CLI only
         Action.READ_AUDIT: AuditEvent.AUDIT_VERIFIED,  # CLI only
+        # issue 15
+        Action.ADD_COHOST: AuditEvent.COHOST_ADDED,
+        Action.REMOVE_COHOST: AuditEvent.COHOST_REMOVED,
+        Action.NEED_TO_TALK: AuditEvent.NEED_TO_TALK,
+        Action.ACKNOWLEDGE_NEED: AuditEvent.NEED_ACKNOWLEDGED,
+        Action.SET_DISPLAY_NAME: AuditEvent.DISPLAY_NAME_CHANGED,
     }
 )
 

@@ -17,6 +17,8 @@ import asyncio
 import contextlib
 import logging
 
+import msgspec
+
 from vIOP.errors import VIOPError
 from vIOP.ids import ParticipantId, RoomId
 from vIOP.rooms import events as ev
@@ -54,11 +56,14 @@ class RoomDelivery:
         # chat policy each socket was last told.
         self._rooms: dict[RoomId, Room] = {}
         self._told_chat_policy: dict[ParticipantId, tuple[Connection, bool]] = {}
+        self._talk_tasks: set[asyncio.Task[None]] = set()  # issue 15: requests to talk on their way to hosts
 
     # --- views -----------------------------------------------------------------------------------
 
-    def roster_entry(self, p: Participant, *, reveal_audio_only: bool) -> m.RosterEntry:
-        return self._entry(
+    def roster_entry(
+        self, p: Participant, *, reveal_audio_only: bool, reveal_talk: bool = False
+    ) -> m.RosterEntry:
+        entry = self._entry(
             p.room_id,
             p.id,
             p.display_name,
@@ -68,6 +73,9 @@ class RoomDelivery:
             reconnecting=p.reconnecting_since is not None,
             reveal_audio_only=reveal_audio_only,
         )
+        if reveal_talk and p.talk_requested_at is not None:  # issue 15: hosts only
+            entry = msgspec.structs.replace(entry, talk_requested=True)
+        return entry
 
     def _entry(
         self,
@@ -103,7 +111,7 @@ class RoomDelivery:
         inside = [p for p in room.participants if p.state is ParticipantState.IN_ROOM]
         return m.Roster(
             participants=tuple(
-                self.roster_entry(p, reveal_audio_only=host or p.id == reader.id)
+                self.roster_entry(p, reveal_audio_only=host or p.id == reader.id, reveal_talk=host)
                 for p in inside[: m.MAX_ROSTER]
             ),
             locked=room.state.value == "locked",
@@ -117,6 +125,7 @@ class RoomDelivery:
                     display_name=e.display_name,
                     waited_seconds=int(e.waited_seconds),
                     returning_after_removal=e.returning_after_removal,
+                    talk_requested=e.talk_requested_at is not None,
                 )
                 for e in lobby(room, now)[: m.MAX_LOBBY]
             )
@@ -229,6 +238,8 @@ class RoomDelivery:
                 self.to_room(room_id, m.Reconnecting(participant_id=pid), exclude=pid)
             elif isinstance(event, ev.Resumed):
                 self.mark_dirty(room_id)
+            elif isinstance(event, ev.TalkRequested | ev.TalkAcknowledged):
+                self._tell_talk(room_id, pid, pending=isinstance(event, ev.TalkRequested))
         elif isinstance(event, ev.RoomLocked):
             self.to_room(room_id, m.RoomLocked(), lobby_too=True)
         elif isinstance(event, ev.RoomUnlocked):
@@ -246,6 +257,30 @@ class RoomDelivery:
                 conn.close(m.CloseCode.NORMAL, "room ended")
             return
         self.mark_dirty(room_id)
+
+    # --- "I need to talk" (issue 15) ----------------------------------------------------------------
+
+    def _tell_talk(self, room_id: RoomId, pid: ParticipantId, *, pending: bool) -> None:
+        """The asker hears about their own request at once; the room's hosts after a read of the room (who
+        hosts it now). Never another client: this never goes through :meth:`to_room`."""
+        message = m.TalkRequest(participant_id=pid, pending=pending)
+        self.send(pid, message)
+        if self.has_local(room_id):
+            task = asyncio.get_running_loop().create_task(self._talk_to_hosts(room_id, pid, message))
+            self._talk_tasks.add(task)
+            task.add_done_callback(self._talk_tasks.discard)
+
+    async def _talk_to_hosts(self, room_id: RoomId, pid: ParticipantId, message: m.TalkRequest) -> None:
+        try:
+            room = await self.rooms.room(room_id)
+        except VIOPError:
+            return  # ended or gone meanwhile
+        except Exception:
+            log.exception("talk request: room read failed", extra={"room_id": room_id})
+            return
+        for host in self.host_pids(room):
+            if host != pid:
+                self.send(host, message)
 
     def _close(self, pid: ParticipantId, reason: str) -> None:
         self.forget_admitted(pid)
@@ -413,3 +448,7 @@ class RoomDelivery:
             self._refresh.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._refresh
+        for task in list(self._talk_tasks):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task

@@ -16,6 +16,7 @@ from vIOP.errors import BadRequest, Conflict, Unauthenticated
 from vIOP.ids import ClientId, ParticipantId, UserId
 from vIOP.logging import register_secret
 from vIOP.rooms.participant import Participant
+from vIOP.rooms.participant import Role as RoomRole
 from vIOP.rooms.room import Room
 from vIOP.session.delivery import wire_role
 from vIOP.signaling import messages as m
@@ -136,6 +137,11 @@ def _send_state(session: SignalSession, room: Room, me: Participant) -> None:
     session.delivery.view_for(session.conn, room, me)
     if room.state.value == "locked":
         session.conn.send(m.RoomLocked())
+    # Issue 15: requests to talk still waiting: a host (back) sees every one, a client only their own.
+    host = me.role is RoomRole.HOST
+    for p in room.active():
+        if p.talk_requested_at is not None and (host or p.id == me.id):
+            session.conn.send(m.TalkRequest(participant_id=p.id, pending=True))
 
 
 def _ice_servers(session: SignalSession, pid: ParticipantId) -> tuple[m.IceServer, ...]:

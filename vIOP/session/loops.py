@@ -7,6 +7,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
+import time
 from collections.abc import Awaitable, Callable
 
 from vIOP.ids import ParticipantId, RoomId
@@ -18,7 +20,7 @@ from vIOP.rooms.ports import EventBus
 from vIOP.rooms.service import RoomService
 from vIOP.session.delivery import RoomDelivery
 from vIOP.session.live import EventListener
-from vIOP.session.room_end import directory_sync
+from vIOP.session.room_end import directory_sync, end_hostless_rooms
 from vIOP.session.services import Services
 from vIOP.signaling import messages as m
 from vIOP.signaling.codec import encode_text
@@ -151,7 +153,20 @@ async def run_sweeper(services: Services, interval: float) -> None:
         directory_sync(services).kick()  # room ends the SQL directory has yet to take; its reconcile
         services.connections.close_stale()
 
-    await sweep_rooms(services.rooms, interval, after_round, stop=services.stopping)
+    # Rooms whose hosts all left (issue 15) are looked for every tenth of the grace (at most every 30 s, at
+    # least every round): each look reads every open room, and an end a few seconds late changes nothing.
+    grace = float(services.settings.host_absent_grace_seconds)
+    every = max(interval, min(30.0, grace / 10))
+    last_look = -math.inf
+
+    async def hostless() -> None:
+        nonlocal last_look
+        now = time.monotonic()
+        if now - last_look >= every:
+            last_look = now
+            await end_hostless_rooms(services)
+
+    await sweep_rooms(services.rooms, interval, after_round, stop=services.stopping, also=hostless)
 
 
 async def sweep_rooms(
@@ -160,6 +175,7 @@ async def sweep_rooms(
     after_round: Callable[[], None] | None = None,
     *,
     stop: asyncio.Event | None = None,
+    also: Callable[[], Awaitable[None]] | None = None,
 ) -> None:
     """The sweeper: every ``interval`` seconds a presence sweep, then the attendance rows a database outage
     held back; a failed round is logged and the next one tries again. Runs until cancelled, or until
@@ -183,5 +199,12 @@ async def sweep_rooms(
             raise
         except Exception:
             log.warning("attendance flush failed; will retry")
+        if also is not None:  # rooms whose hosts all left without ending them (issue 15)
+            try:
+                await also()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.warning("ending host-less rooms failed; will retry")
         if after_round is not None:
             after_round()

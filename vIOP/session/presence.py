@@ -29,7 +29,7 @@ from vIOP.auth.revocation import Revocation
 from vIOP.auth.tickets import TicketGrant
 from vIOP.errors import VIOPError
 from vIOP.ids import RoomId, UserId
-from vIOP.rooms.events import Event, ParticipantEvent, Resync
+from vIOP.rooms.events import Event, HostRemoved, ParticipantEvent, Resync
 from vIOP.rooms.presence import RoomPresence, Viewer
 from vIOP.session.live import EventListener
 from vIOP.session.revocation import CLOSE, sleep_until
@@ -51,6 +51,8 @@ log = logging.getLogger("vIOP.presence")
 
 QUEUE_LIMIT = 256
 _PING_MARK = f'"{PRESENCE_PING}"'
+# Events after which a clinician's stream re-reads a room it does not show yet: it may be theirs now.
+_MAYBE_MINE = frozenset({"room_started", "host_added"})
 
 
 class PresenceOutbound(Protocol):
@@ -79,6 +81,7 @@ def room_view(p: RoomPresence) -> RoomView:
                 waiting_since=w.waiting_since,
                 waited_seconds=int(w.waited_seconds),
                 reconnecting=w.reconnecting,
+                talk_requested_since=w.talk_requested_at,
             )
             for w in p.waiting
         ),
@@ -90,6 +93,7 @@ def room_view(p: RoomPresence) -> RoomView:
                 state=s.state.value,
                 since=s.since,
                 reconnecting_since=s.reconnecting_since,
+                talk_requested_since=s.talk_requested_at,
             )
             for s in p.seated
         ),
@@ -160,8 +164,19 @@ class PresenceStream:
             await self.snapshot()
             return
         room_id = item.room_id
-        if not self.viewer.sees_all_rooms and room_id not in self.visible and item.kind == "room_started":
-            self.dirty.add(room_id)  # maybe a room this clinician hosts: the refresh decides
+        if (
+            isinstance(item, HostRemoved)
+            and not self.viewer.sees_all_rooms
+            and item.user_id == self.viewer.user_id
+        ):
+            # Issue 15: no longer a co-host of that room: its presence leaves this clinician's stream at once.
+            if room_id in self.visible:
+                self.visible.discard(room_id)
+                self.push(PresenceRoomGone(room_id=room_id, at=item.at))
+            return
+        if not self.viewer.sees_all_rooms and room_id not in self.visible and item.kind in _MAYBE_MINE:
+            # maybe a room this clinician hosts (or now co-hosts): the refresh decides
+            self.dirty.add(room_id)
         elif not self.sees(room_id):
             return
         else:

@@ -53,6 +53,27 @@ async def end_room(services: Services, room_id: RoomId, *, by: ParticipantId | N
     return t
 
 
+async def end_hostless_rooms(services: Services, now: float | None = None) -> list[RoomId]:
+    """End every started room whose hosts have all been gone for the host-absence grace (issue 15: the last
+    host left without ending it); the sweeper calls it every round. ``now`` (epoch seconds, default the room
+    clock) is injectable. Each end re-checks the room atomically (a host back in time keeps it open), then
+    goes to the directory like every end. Returns the rooms it ended."""
+    grace = float(services.settings.host_absent_grace_seconds)
+    ended: list[RoomId] = []
+    for room_id in await services.rooms.hostless_due(grace, now):
+        try:
+            t = await services.rooms.end_if_hostless(room_id, grace=grace, now=now)
+        except RoomNotFound:
+            continue
+        if not t.changed:
+            continue
+        ended_at = t.room.ended_at if t.room.ended_at is not None else services.rooms.clock()
+        await directory_sync(services).record_end(room_id, ended_at)
+        log.info("room ended: no host came back within the grace", extra={"room_id": room_id})
+        ended.append(room_id)
+    return ended
+
+
 def directory_sync(services: Services) -> DirectorySync:
     """The process's one :class:`DirectorySync` (created on first use; one last attempt when the app drains)."""
     sync = services.live.directory_sync

@@ -257,6 +257,13 @@ class SignalSession:
         self.delivery.controls.set_hand(self.room_id, pid, msg.up)
         self.delivery.to_room(self.room_id, m.HandRaised(participant_id=pid, up=msg.up))
 
+    async def _on_need_to_talk(self, msg: m.NeedToTalk) -> None:
+        """Issue 15: recorded with the participant (ids only), audited, delivered to hosts and staff."""
+        pid = self._seat()
+        t = await self.services.rooms.request_talk(self.room_id, pid)
+        if t.changed:
+            await self._audit(AuditEvent.NEED_TO_TALK, "participant", pid)
+
     async def _on_set_subscriptions(self, msg: m.SetSubscriptions) -> None:
         pid = self._seat()
         relay = self.services.relay
@@ -344,6 +351,11 @@ class SignalSession:
     async def _unlock(self, msg: m.Unlock, by: ParticipantId) -> ParticipantId | None:
         await self.services.rooms.unlock(self.room_id, by=by)
         return None
+
+    async def _acknowledge_need(self, msg: m.AcknowledgeNeed, by: ParticipantId) -> ParticipantId | None:
+        target = ParticipantId(msg.participant_id)
+        await self.services.rooms.acknowledge_talk(self.room_id, by=by, participant_id=target)
+        return target
 
     async def _end(self, msg: m.End, by: ParticipantId) -> ParticipantId | None:
         await end_room(self.services, self.room_id, by=by)
@@ -497,6 +509,7 @@ _HANDLERS: Final[dict[type[m.ClientMessage], Handler]] = {
     m.SetSubscriptions: SignalSession._on_set_subscriptions,
     # chat (issue 15)
     m.Chat: SignalSession._on_chat,
+    m.NeedToTalk: SignalSession._on_need_to_talk,  # issue 15
 }
 # Host actions: re-checked against Redis revocation first, audited when done (names: AUDIT_NAMES).
 _HOST_ACTIONS: Final[dict[type[m.ClientMessage], HostAction]] = {
@@ -512,6 +525,7 @@ _HOST_ACTIONS: Final[dict[type[m.ClientMessage], HostAction]] = {
     m.End: SignalSession._end,
     # chat (issue 15)
     m.SetChatPolicy: SignalSession._set_chat_policy,
+    m.AcknowledgeNeed: SignalSession._acknowledge_need,  # issue 15
 }
 
 

@@ -262,6 +262,19 @@ class SetChatPolicy(_HostMessage, frozen=True, tag="set_chat_policy"):
 
 
 # --- end chat (client -> server) -------------------------------------------------------------------------
+# --- "I need to talk" (issue 15) ---------------------------------------------------------------------------
+
+
+class NeedToTalk(_ClientMessage, frozen=True, tag="need_to_talk"):
+    """A client asks, privately, for a clinician (a distress or check-in request), from the lobby or the room.
+    Only the room's hosts and the staff presence dashboard learn of it; it stays until a host acknowledges it.
+    Sending it again while it is pending changes nothing."""
+
+
+class AcknowledgeNeed(_HostMessage, frozen=True, tag="acknowledge_need"):
+    """A host has seen a client's request to talk: it is cleared for every host and staff view."""
+
+    participant_id: ParticipantIdField
 
 
 ClientMessage: TypeAlias = (
@@ -287,6 +300,8 @@ ClientMessage: TypeAlias = (
     | End
     | Chat
     | SetChatPolicy
+    | NeedToTalk
+    | AcknowledgeNeed
 )
 
 # --- server -> client ----------------------------------------------------------------------------------
@@ -307,6 +322,7 @@ class LobbyEntry(msgspec.Struct, frozen=True, kw_only=True):
     # A host removed this client earlier in this session and they knocked again (removal is not a ban:
     # the host decides, knowing it).
     returning_after_removal: bool = False
+    talk_requested: bool = False  # issue 15: "I need to talk", pending (the lobby goes to hosts only)
 
 
 class RosterEntry(msgspec.Struct, frozen=True, kw_only=True):
@@ -322,6 +338,8 @@ class RosterEntry(msgspec.Struct, frozen=True, kw_only=True):
     reconnecting: bool = False
     # Receives no video (their link, or their own "save data" choice): the clinician sees who is audio only.
     audio_only: bool = False
+    # Issue 15: asked to talk and no host has acknowledged it yet. Only in hosts' rosters (false for clients).
+    talk_requested: bool = False
 
 
 class Welcome(_ServerMessage, frozen=True, tag="welcome"):
@@ -440,6 +458,14 @@ class ActiveSpeaker(_ServerMessage, frozen=True, tag="active_speaker"):
     recent: Annotated[tuple[ParticipantIdField, ...], Meta(max_length=MAX_RECENT_SPEAKERS)]
 
 
+class TalkRequest(_ServerMessage, frozen=True, tag="talk_request"):
+    """Issue 15. To the room's hosts (and to the asking client, about themself only): ``participant_id`` asked
+    to talk (``pending``) or a host acknowledged it (not ``pending``). Never sent to other clients."""
+
+    participant_id: ParticipantIdField
+    pending: bool
+
+
 class ErrorMessage(_ServerMessage, frozen=True, tag="error"):
     code: ErrorCodeField
     message: Text
@@ -498,6 +524,7 @@ ServerMessage: TypeAlias = (
     | RoomEnded
     | HandRaised
     | ActiveSpeaker
+    | TalkRequest
     | ErrorMessage
     | Pong
     | ChatMessage

@@ -15,6 +15,7 @@ class LobbyView(msgspec.Struct, frozen=True):
     waiting_since: float
     waited_seconds: int
     reconnecting: bool
+    talk_requested_since: float | None = None  # issue 15: "I need to talk", pending
 
 
 class SeatPresence(msgspec.Struct, frozen=True):
@@ -24,6 +25,7 @@ class SeatPresence(msgspec.Struct, frozen=True):
     state: str
     since: float
     reconnecting_since: float | None
+    talk_requested_since: float | None = None  # issue 15: "I need to talk", pending
 
 
 class RoomView(msgspec.Struct, frozen=True):

@@ -88,6 +88,12 @@ class AuditEvent(StrEnum):
     # would only say who talked when)
     CHAT = "room.chat"  # only refusals (e.g. a client writing to the room while chat is off)
     CHAT_POLICY = "room.chat_policy"
+    # issue 15: co-hosts and the private "I need to talk" signal (ids only)
+    COHOST_ADDED = "room.cohost_added"
+    COHOST_REMOVED = "room.cohost_removed"
+    NEED_TO_TALK = "room.need_to_talk"
+    NEED_ACKNOWLEDGED = "room.need_acknowledged"
+    DISPLAY_NAME_CHANGED = "user.display_name_changed"  # the same name the CLI's change is audited under
 
 
 class Outcome(StrEnum):

@@ -43,6 +43,7 @@ from vIOP.storage.schema import (
     audit_log,
     clients,
     invites,
+    room_cohosts,
     room_sessions,
     rooms,
 )
@@ -186,6 +187,8 @@ async def _run(
         ~exists().where(room_sessions.c.room_id == rooms.c.id),
         ~exists().where(invites.c.room_id == rooms.c.id),
     )
+    old_unreferenced = select(rooms.c.id).where(old_room, unreferenced)
+    await _delete(conn, room_cohosts, room_cohosts.c.room_id.in_(old_unreferenced))  # before their room
     rooms_gone = await _delete(conn, rooms, and_(old_room, unreferenced))
 
     expired_clients = (

@@ -8,15 +8,17 @@ import re
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import delete, insert, or_, select, update
+from sqlalchemy.exc import IntegrityError
 
 from vIOP.auth.permissions import RoomScope
 from vIOP.auth.room_records import RoomRecord, RoomRecords
 from vIOP.errors import NotFound
 from vIOP.ids import RoomId, UserId
+from vIOP.rooms.errors import AlreadyAHost
 from vIOP.storage.crypto import FieldRef, KeyRing
 from vIOP.storage.database import Database
-from vIOP.storage.schema import rooms
+from vIOP.storage.schema import room_cohosts, rooms
 
 _ROOM_ID = re.compile(r"^rm_[A-Za-z0-9_-]{1,64}$")
 LIST_LIMIT = 500  # a listing is bounded: a clinic has tens of rooms, not thousands open at once
@@ -60,12 +62,42 @@ class SqlRoomDirectory:
             raise NotFound("no such room")
         async with self._db.read() as conn:
             row = (await conn.execute(select(rooms).where(rooms.c.id == room_id))).first()
-        if row is None:
-            raise NotFound("no such room")
-        return self._record(row)
+            if row is None:
+                raise NotFound("no such room")
+            cohosts = await self._cohosts(conn, [room_id])
+        return self._record(row, cohosts.get(room_id, frozenset()))
 
     async def hosted_by(self, user_id: UserId, *, include_ended: bool = False) -> list[RoomRecord]:
-        return await self._listed(rooms.c.host_user_id == user_id, include_ended=include_ended)
+        cohosted = select(room_cohosts.c.room_id).where(room_cohosts.c.user_id == user_id)
+        return await self._listed(
+            or_(rooms.c.host_user_id == user_id, rooms.c.id.in_(cohosted)), include_ended=include_ended
+        )
+
+    async def add_cohost(self, room_id: RoomId, user_id: UserId, *, by: UserId | None, at: float) -> None:
+        record = await self.get(room_id)
+        if user_id in record.host_ids:
+            raise AlreadyAHost("that clinician already hosts this room")
+        try:
+            async with self._db.begin() as conn:
+                await conn.execute(
+                    insert(room_cohosts).values(
+                        room_id=room_id,
+                        user_id=user_id,
+                        added_by=by,
+                        added_at=datetime.fromtimestamp(at, UTC),
+                    )
+                )
+        except IntegrityError:  # added by someone else meanwhile
+            raise AlreadyAHost("that clinician already hosts this room") from None
+
+    async def remove_cohost(self, room_id: RoomId, user_id: UserId) -> bool:
+        async with self._db.begin() as conn:
+            gone = await conn.execute(
+                delete(room_cohosts).where(
+                    room_cohosts.c.room_id == room_id, room_cohosts.c.user_id == user_id
+                )
+            )
+        return bool(gone.rowcount)
 
     async def all_rooms(self, *, include_ended: bool = False) -> list[RoomRecord]:
         """Every room (admin and staff listings), newest first."""
@@ -79,7 +111,20 @@ class SqlRoomDirectory:
             query = query.where(rooms.c.state != "ended")
         async with self._db.read() as conn:
             rows = (await conn.execute(query.limit(LIST_LIMIT))).all()
-        return [self._record(row) for row in rows]
+            cohosts = await self._cohosts(conn, [row._mapping["id"] for row in rows])
+        return [self._record(row, cohosts.get(row._mapping["id"], frozenset())) for row in rows]
+
+    @staticmethod
+    async def _cohosts(conn: Any, room_ids: list[str]) -> dict[str, frozenset[UserId]]:
+        if not room_ids:
+            return {}
+        found: dict[str, set[UserId]] = {}
+        query = select(room_cohosts.c.room_id, room_cohosts.c.user_id).where(
+            room_cohosts.c.room_id.in_(room_ids)
+        )
+        for room_id, user_id in await conn.execute(query):
+            found.setdefault(room_id, set()).add(UserId(user_id))
+        return {room_id: frozenset(users) for room_id, users in found.items()}
 
     async def set_state(self, room_id: RoomId, state: str, *, ended_at: float | None = None) -> None:
         values: dict[str, object] = {"state": state}
@@ -96,7 +141,7 @@ class SqlRoomDirectory:
     async def room_scope(self, room_id: RoomId) -> RoomScope:
         return (await self.get(room_id)).scope
 
-    def _record(self, row: object) -> RoomRecord:
+    def _record(self, row: object, cohost_ids: frozenset[UserId]) -> RoomRecord:
         r = row._mapping  # type: ignore[attr-defined]
         return RoomRecord(
             id=RoomId(r["id"]),
@@ -107,6 +152,7 @@ class SqlRoomDirectory:
             state=r["state"],
             created_at=r["created_at"],
             ended_at=r["ended_at"],
+            cohost_ids=cohost_ids,
         )
 
 

@@ -182,6 +182,17 @@ rooms = Table(
     Index(None, "host_user_id", "state"),
 )
 
+# Co-hosts of a room (issue 15): the room's hosts are its ``host_user_id`` plus these. Ids only.
+room_cohosts = Table(
+    "room_cohosts",
+    metadata,
+    _id("room_id", ForeignKey("rooms.id"), primary_key=True),
+    _id("user_id", ForeignKey("users.id"), primary_key=True),
+    _id("added_by", ForeignKey("users.id"), nullable=True),
+    Column("added_at", UtcDateTime, nullable=False),
+    Index(None, "user_id"),
+)
+
 # The token itself is never stored: only SHA-256(token) (tokens carry >= 128 random bits).
 invites = Table(
     "invites",

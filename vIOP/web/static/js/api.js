@@ -167,6 +167,16 @@ export function createInvite(bearer, roomId, { displayName, expiresIn }) {
   return request(`/api/v1/rooms/${encodeURIComponent(roomId)}/invites`, { method: "POST", bearer, body });
 }
 
+// Issue 15: another clinician (named by their username) becomes a co-host with every host control.
+/**
+ * @param {string | null} bearer
+ * @param {string} roomId
+ * @param {string} username
+ */
+export function addCohost(bearer, roomId, username) {
+  return request(`/api/v1/rooms/${encodeURIComponent(roomId)}/cohosts`, { method: "POST", bearer, body: { username } });
+}
+
 // An invite link's token, once, for this device's client credential (the link is spent by it). The token
 // goes in the body: never in a URL, which a browser's history would keep.
 /** @param {string} inviteToken */

@@ -77,6 +77,10 @@ export class ModerationPanels {
     });
     session.addEventListener("lobby", (event) => this.renderLobby(detailOf(event)));
     session.addEventListener("roster", (event) => this.renderRoster(detailOf(event)));
+    // Issue 15: clients' requests to talk, until acknowledged (participant id -> when it arrived, ms).
+    /** @type {Map<string, number>} */
+    this.talk = new Map();
+    session.addEventListener("talk-request", (event) => this.onTalkRequest(detailOf(event)));
   }
 
   stop() {
@@ -266,6 +270,44 @@ export class ModerationPanels {
     if (text) message.message = text;
     this.session.send(message);
     announce(`Removing ${entry.display_name}.`);
+  }
+
+  // --- "I need to talk" (issue 15) ---------------------------------------------------------------------
+
+  /** @param {string} participantId */
+  nameOf(participantId) {
+    return this.session.roster.get(participantId)?.display_name ?? this.lobby.find((e) => e.participant_id === participantId)?.display_name ?? "A client";
+  }
+
+  /** @param {{participant_id: string, pending: boolean}} request */
+  onTalkRequest({ participant_id: id, pending }) {
+    if (pending && !this.talk.has(id)) {
+      this.talk.set(id, Date.now());
+      announce(`${this.nameOf(id)} asked to talk to a clinician.`, { assertive: true });
+    } else if (!pending) this.talk.delete(id);
+    this.renderTalk();
+  }
+
+  renderTalk() {
+    $("#talk-list").replaceChildren(
+      ...[...this.talk.keys()].map((id) => {
+        const name = this.nameOf(id);
+        return el(
+          "li",
+          { dataset: { participant: id, talkRequested: "true" } },
+          el("strong", { class: "who" }, name),
+          el("button", { type: "button", "aria-label": `Acknowledge ${name}'s request to talk`, onclick: () => this.acknowledgeTalk(id) }, "Acknowledge"),
+        );
+      }),
+    );
+    $("#talk-empty").hidden = this.talk.size > 0;
+    $("#talk-count").textContent = `(${this.talk.size})`;
+  }
+
+  /** @param {string} participantId */
+  acknowledgeTalk(participantId) {
+    this.session.send({ type: ClientType.ACKNOWLEDGE_NEED, participant_id: participantId });
+    announce(`Acknowledged ${this.nameOf(participantId)}'s request to talk.`);
   }
 
   /** @param {RosterEntry} entry */

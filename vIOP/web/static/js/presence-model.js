@@ -18,6 +18,8 @@ export const SeatState = Object.freeze({ ADMITTED: "admitted", IN_ROOM: "in_room
  * @property {string} role
  * @property {boolean} reconnecting
  * @property {number} waitedSeconds
+ * @property {number} inRoomSeconds how long a seated person has held their seat (0 for the lobby)
+ * @property {boolean} talkRequested issue 15: asked to talk, not yet acknowledged by a host
  * @property {string | null} state
  */
 
@@ -34,9 +36,10 @@ export const SeatState = Object.freeze({ ADMITTED: "admitted", IN_ROOM: "in_room
 
 /**
  * @param {Record<string, any>} raw a LobbyEntry or a seat from the stream
+ * @param {number | undefined} at the message's time (Unix seconds): a seat's time in the room is counted to it
  * @returns {PresencePerson}
  */
-function person(raw) {
+function person(raw, at) {
   return {
     id: raw.participant_id ?? "",
     name: raw.display_name ?? "Participant",
@@ -44,6 +47,8 @@ function person(raw) {
     // Seats carry reconnecting_since (null while connected); lobby entries a boolean.
     reconnecting: Boolean(raw.reconnecting ?? raw.reconnecting_since),
     waitedSeconds: Number(raw.waited_seconds ?? 0),
+    inRoomSeconds: typeof raw.since === "number" && typeof at === "number" ? Math.max(0, at - raw.since) : 0,
+    talkRequested: raw.talk_requested_since != null,
     state: raw.state ?? null,
   };
 }
@@ -51,14 +56,15 @@ function person(raw) {
 /**
  * One RoomView; null for a room that has ended (the dashboard drops it).
  * @param {Record<string, any> | null | undefined} room
+ * @param {number} [at] the message's time (Unix seconds)
  * @returns {RoomSummary | null}
  */
-export function normalizeRoom(room) {
+export function normalizeRoom(room, at) {
   if (!room || room.state === RoomState.ENDED) return null;
   /** @type {PresencePerson[]} */
-  const waiting = (room.waiting ?? []).map(person);
+  const waiting = (room.waiting ?? []).map((/** @type {Record<string, any>} */ raw) => person(raw, at));
   /** @type {PresencePerson[]} */
-  const seated = (room.seated ?? []).map(person);
+  const seated = (room.seated ?? []).map((/** @type {Record<string, any>} */ raw) => person(raw, at));
   return {
     id: room.room_id,
     kind: room.kind ?? "group",
@@ -72,9 +78,9 @@ export function normalizeRoom(room) {
 }
 
 /**
- * @param {{rooms?: Record<string, any>[]} | null | undefined} snapshot
+ * @param {{rooms?: Record<string, any>[], at?: number} | null | undefined} snapshot
  * @returns {RoomSummary[]}
  */
 export function normalizeSnapshot(snapshot) {
-  return (snapshot?.rooms ?? []).map(normalizeRoom).filter(/** @returns {r is RoomSummary} */ (r) => r !== null);
+  return (snapshot?.rooms ?? []).map((room) => normalizeRoom(room, snapshot?.at)).filter(/** @returns {r is RoomSummary} */ (r) => r !== null);
 }

@@ -31,11 +31,13 @@ export const ClientType = Object.freeze({
   END: "end",
   CHAT: "chat",
   SET_CHAT_POLICY: "set_chat_policy",
+  NEED_TO_TALK: "need_to_talk",
+  ACKNOWLEDGE_NEED: "acknowledge_need",
 });
 /** @typedef {(typeof ClientType)[keyof typeof ClientType]} ClientTypeName */
 
 /** Client message types only a host may send. */
-export const HOST_ONLY_TYPES = Object.freeze(["admit", "admit_all", "deny", "lobby_message", "return_to_lobby", "mute", "remove", "lock", "unlock", "end", "set_chat_policy"]);
+export const HOST_ONLY_TYPES = Object.freeze(["admit", "admit_all", "deny", "lobby_message", "return_to_lobby", "mute", "remove", "lock", "unlock", "end", "set_chat_policy", "acknowledge_need"]);
 
 /** Server -> client message types (the `type` tag). */
 export const ServerType = Object.freeze({
@@ -61,6 +63,7 @@ export const ServerType = Object.freeze({
   ROOM_ENDED: "room_ended",
   HAND_RAISED: "hand_raised",
   ACTIVE_SPEAKER: "active_speaker",
+  TALK_REQUEST: "talk_request",
   ERROR: "error",
   PONG: "pong",
   CHAT: "chat",

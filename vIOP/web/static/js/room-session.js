@@ -326,6 +326,10 @@ export class RoomSession extends EventTarget {
     [ServerType.ROOM_ENDED]() {
       this.end(EndReason.ROOM_ENDED, null);
     },
+    // Issue 15: "I need to talk". Hosts hear of every client's request, a client only of their own.
+    [ServerType.TALK_REQUEST](message) {
+      this.emit("talk-request", { participant_id: message.participant_id, pending: Boolean(message.pending) });
+    },
     [ServerType.ERROR](message) {
       this.emit("error", { code: message.code, message: message.message });
     },

@@ -168,6 +168,36 @@ async function onCreateInvite(event) {
   }
 }
 
+// Issue 15: a colleague becomes co-host of this room (every host control; they enter without knocking).
+/** @param {import("../events.js").FormSubmitEvent} event */
+async function onAddCohost(event) {
+  event.preventDefault();
+  const form = event.currentTarget;
+  const error = $("#cohost-error");
+  const username = form.username.value.trim();
+  if (!username) {
+    error.textContent = "Enter your colleague's username.";
+    error.hidden = false;
+    form.username.focus();
+    return;
+  }
+  error.hidden = true;
+  const submit = $("#cohost-submit");
+  setBusy(submit, true);
+  try {
+    const added = await api.addCohost(page.token, /** @type {Record<string, any>} */ (page.room).id, username);
+    form.username.value = "";
+    announce(`${added.display_name} is now a co-host of this room.`);
+  } catch (failure) {
+    if (handleAuthFailure(failure)) return;
+    error.textContent = api.describeError(failure);
+    error.hidden = false;
+    announce(error.textContent, { assertive: true });
+  } finally {
+    setBusy(submit, false);
+  }
+}
+
 /** @param {string} roomId */
 async function openRoom(roomId) {
   history.replaceState(null, "", `/console#room=${encodeURIComponent(roomId)}`);
@@ -259,6 +289,7 @@ function wireRoomControls() {
     page.session?.send({ type: ClientType.END });
   });
   $("#invite-form").addEventListener("submit", onCreateInvite);
+  $("#cohost-form").addEventListener("submit", onAddCohost);
   $("#invite-copy").addEventListener("click", async () => {
     const copied = await copyText($("#invite-link").value, $("#invite-link"));
     announce(copied ? "Invite link copied." : "Select the link and copy it.");

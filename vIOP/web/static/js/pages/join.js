@@ -6,7 +6,7 @@
 // for this device's credential (docs/API.md, "Invite links"). Only this tab keeps either, in
 // sessionStorage; the resume token stays in memory (signaling.js).
 
-import { AudioOnlyReason, MediaKind } from "../protocol.js";
+import { AudioOnlyReason, ClientType, MediaKind } from "../protocol.js";
 import * as api from "../api.js";
 import { DeviceError, fillDevicePickers, openLocalMedia, stopStream } from "../devices.js";
 import { Phase, RoomSession } from "../room-session.js";
@@ -157,6 +157,7 @@ function joinSession() {
   session.addEventListener("self", (event) => setPressed($("#hand-toggle"), Boolean(detailOf(event).hand), ["Raise hand", "Lower hand"]));
   session.addEventListener("audio-only", (event) => onAudioOnly(detailOf(event)));
   session.addEventListener("ended", (event) => onEnded(detailOf(event)));
+  session.addEventListener("talk-request", (event) => onTalkRequest(detailOf(event)));
   setPressed($("#mic-toggle"), !page.media.audio, ["Mute microphone", "Unmute microphone"]);
   setPressed($("#camera-toggle"), !page.media.video, ["Turn camera off", "Turn camera on"]);
   $("#mic-toggle").disabled = !page.stream?.getAudioTracks().length;
@@ -256,9 +257,28 @@ function wireControls() {
     /** @type {RoomSession} */ (page.session).setSaveData(on);
     setPressed(event.currentTarget, on, ["Save data (audio only)", "Show video again"]);
   });
+  // Issue 15: a private request for a clinician; only the clinicians (and program staff) see it.
+  for (const id of ["#waiting-talk", "#session-talk"]) {
+    $(id).addEventListener("click", () => page.session?.send({ type: ClientType.NEED_TO_TALK }));
+  }
   for (const id of ["#leave-button", "#waiting-leave"]) {
     $(id).addEventListener("click", () => page.session?.leave());
   }
+}
+
+/** @param {{participant_id: string, pending: boolean}} request about this client only */
+function onTalkRequest({ pending }) {
+  const text = pending
+    ? "Your clinician has been told you would like to talk. Only the clinicians see this."
+    : "A clinician has seen your request to talk.";
+  for (const status of /** @type {NodeListOf<HTMLElement>} */ (document.querySelectorAll(".talk-status"))) {
+    status.textContent = text;
+    status.hidden = false;
+  }
+  for (const button of /** @type {NodeListOf<HTMLElement>} */ (document.querySelectorAll(".talk-button"))) {
+    button.setAttribute("aria-pressed", pending ? "true" : "false");
+  }
+  announce(text);
 }
 
 async function main() {

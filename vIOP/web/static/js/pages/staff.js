@@ -131,11 +131,11 @@ function onMessage(message) {
   page.received[message.type] = (page.received[message.type] ?? 0) + 1;
   if (message.type === PresenceType.PRESENCE_SNAPSHOT) {
     const before = page.rooms;
-    page.rooms = new Map(normalizeSnapshot(/** @type {{rooms?: Record<string, any>[]}} */ (message)).map((room) => [room.id, room]));
+    page.rooms = new Map(normalizeSnapshot(/** @type {{rooms?: Record<string, any>[], at?: number}} */ (message)).map((room) => [room.id, room]));
     for (const room of page.rooms.values()) announceArrivals(before.get(room.id), room);
     render();
   } else if (message.type === PresenceType.PRESENCE_ROOM) {
-    const room = normalizeRoom(message.room);
+    const room = normalizeRoom(message.room, message.at);
     const id = message.room?.room_id;
     if (!id) return;
     if (room) {
@@ -157,6 +157,11 @@ function onMessage(message) {
  * @param {RoomSummary} room
  */
 function announceArrivals(before, room) {
+  // Issue 15: a new request to talk is said at once (the name stays on screen, not in the announcement).
+  const asked = new Set([...(before?.waiting ?? []), ...(before?.seated ?? [])].filter((p) => p.talkRequested).map((p) => p.id));
+  if ([...room.waiting, ...room.seated].some((p) => p.talkRequested && !asked.has(p.id))) {
+    announce(`Someone in ${titleOf(room.id)} asked to talk to a clinician.`, { assertive: true });
+  }
   const known = new Set((before?.waiting ?? []).map((w) => w.id));
   const arrived = room.waiting.filter((w) => !known.has(w.id)).length;
   if (before && arrived) announce(`${arrived === 1 ? "Someone is" : `${arrived} people are`} waiting in ${titleOf(room.id)}.`);
@@ -211,6 +216,12 @@ function reconnectingBadge(person) {
   return person.reconnecting ? el("span", { class: "badge warn" }, "Reconnecting") : null;
 }
 
+/** @param {import("../presence-model.js").PresencePerson} person */
+function talkBadge(person) {
+  // Issue 15: shown until a host of the room acknowledges it (hosts do that from the console).
+  return person.talkRequested ? el("strong", { class: "badge alert talk-requested", dataset: { talkRequested: "true" } }, "Asked to talk") : null;
+}
+
 /** @param {RoomSummary} room */
 function roomCard(room) {
   const titleId = `room-${room.id}`;
@@ -221,11 +232,11 @@ function roomCard(room) {
     el("p", { class: "room-counts" }, `${room.live} in the room · ${room.waiting.length} waiting · ${room.reconnecting} reconnecting`),
     el("h3", {}, "Waiting"),
     room.waiting.length
-      ? el("ul", { class: "plain waiting" }, ...room.waiting.map((w) => el("li", { dataset: { since: String(w.waitedSeconds), participant: w.id, state: w.reconnecting ? "reconnecting" : "live" } }, el("span", { class: "who" }, w.name), " ", el("span", {}, el("span", { class: "wait" }), " ", reconnectingBadge(w)))))
+      ? el("ul", { class: "plain waiting" }, ...room.waiting.map((w) => el("li", { dataset: { since: String(w.waitedSeconds), participant: w.id, state: w.reconnecting ? "reconnecting" : "live" } }, el("span", { class: "who" }, w.name), " ", el("span", {}, el("span", { class: "wait" }), " ", reconnectingBadge(w), " ", talkBadge(w)))))
       : el("p", { class: "hint" }, "Nobody is waiting."),
     el("h3", {}, "In the room"),
     room.seated.length
-      ? el("ul", { class: "plain in-room" }, ...room.seated.map((p) => el("li", { dataset: { participant: p.id, state: p.reconnecting ? "reconnecting" : p.state === SeatState.IN_ROOM ? "live" : "joining" } }, el("span", { class: "who" }, p.name), " ", el("span", {}, el("span", { class: "hint" }, p.role === Role.HOST ? "clinician" : "client", p.state === SeatState.IN_ROOM ? "" : ", joining"), " ", reconnectingBadge(p)))))
+      ? el("ul", { class: "plain in-room" }, ...room.seated.map((p) => el("li", { dataset: { participant: p.id, inRoom: String(p.inRoomSeconds), state: p.reconnecting ? "reconnecting" : p.state === SeatState.IN_ROOM ? "live" : "joining" } }, el("span", { class: "who" }, p.name), " ", el("span", {}, el("span", { class: "hint" }, p.role === Role.HOST ? "clinician" : "client", p.state === SeatState.IN_ROOM ? "" : ", joining"), " ", el("span", { class: "in-room-time hint" }), " ", reconnectingBadge(p), " ", talkBadge(p)))))
       : el("p", { class: "hint" }, "Nobody is in the room."),
   );
 }
@@ -236,6 +247,11 @@ function tickWaits() {
     const seconds = Number(item.dataset.since) + elapsed;
     /** @type {HTMLElement} */ (item.querySelector(".wait")).textContent = `waiting ${formatDuration(seconds)}`;
     item.classList.toggle("long-wait", seconds >= LONG_WAIT_SECONDS);
+  }
+  // Issue 15: how long each seated person has been in the room (counted from the stream's time).
+  for (const item of /** @type {NodeListOf<HTMLElement>} */ (document.querySelectorAll("ul.in-room > li"))) {
+    const seconds = Number(item.dataset.inRoom) + elapsed;
+    /** @type {HTMLElement} */ (item.querySelector(".in-room-time")).textContent = `in the room ${formatDuration(seconds)}`;
   }
 }
 
