@@ -28,6 +28,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Final
 
+from vIOP.media.budget import LinkView
+
 DEFAULT_START_BPS: Final = 600_000
 """Until feedback arrives: enough for every participant's audio and one small video stream."""
 MIN_BPS: Final = 30_000
@@ -206,3 +208,22 @@ class DownlinkEstimator:
         between lossy ones does not make a full link clean)."""
         at = self._lossy_at
         return at is not None and self.clock() - at <= CONGESTION_MEMORY
+
+    # --- the allocator's view ---------------------------------------------------------------------------
+
+    def link_view(self, *, audio_bps: float, rtx_bps: float, grace_over: bool) -> LinkView:
+        """What :class:`vIOP.media.budget.VideoAllocator` is told at one tick. ``grace_over``: the time a
+        new subscriber's first feedback may take has passed (until the estimate has seen what is sent, it
+        knows nothing about the link: no pausing before that)."""
+        return LinkView(
+            estimate_bps=self.bitrate,
+            remb_bps=self.remb if self.remb_limiting else None,
+            audio_bps=audio_bps,
+            rtx_bps=rtx_bps,
+            congested=self.congested,
+            overloaded=self.overloaded,
+            trusted=(self.has_feedback and self.informed) or grace_over,
+            feedback=self.has_feedback,
+            loss_at=self.last_loss_at,
+            loss=self.last_loss,
+        )
