@@ -21,9 +21,10 @@ def video_lost(peer: MediaPeer) -> int:
 async def test_a_receiver_with_downlink_loss_recovers_lost_video_by_rtx_in_a_group() -> None:
     """aiortc 1.16 drops every RTX packet on a connection with two video streams; the client must not."""
     room = Room()
-    # 3 % (the issue's lossy home link): heavy enough to lose packets on both streams within seconds, light
-    # enough that the relay's budget never reads it as congestion and pauses the video (at 8 % it sometimes did).
-    link = ImpairedLink(Impairment(down=Shape(loss=0.03)), seed=13)
+    # 8 % random loss: packets lost on both streams within seconds. Steady random loss is not congestion:
+    # the relay's budget must not pause the video (before downlink.py judged loss by significance and
+    # against the link's inherent loss, it paused it in 2 of 3 runs at 8 %, and this test ran at 3 %).
+    link = ImpairedLink(Impairment(down=Shape(loss=0.08)), seed=13)
     try:
         clip = encode_video_clip(320, 180, fps=15, seconds=2, bitrate=400_000)  # ~3 packets a frame
         publishers = [(await room.join(silent_audio_track(), PreEncodedTrack(clip)))[0] for _ in range(2)]

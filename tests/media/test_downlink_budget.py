@@ -23,8 +23,10 @@ from vIOP.media.downlink import (
     CONGESTION_MEMORY,
     DEFAULT_START_BPS,
     FEEDBACK_TIMEOUT,
+    INHERENT_MAX,
     DownlinkEstimator,
     EstimateSource,
+    loss_lower_bound,
 )
 from vIOP.media.fanout import LEG_KEYFRAME_INTERVAL, Leg, Source
 from vIOP.media.keyframes import DEFAULT_KEYFRAME_INTERVAL
@@ -83,6 +85,7 @@ def test_growth_starts_from_the_least_sent_lately_not_from_a_stream_resumed_a_mo
     clock = ManualTime()
     est = DownlinkEstimator(clock=clock)
     est.on_sent(200_000)
+    report(est, clock, 0.0)  # a stream's first report counts once: alone it is no evidence either way
     report(est, clock, 0.5)  # congested at 200 kbit/s: cut to 150k
     assert est.bitrate == pytest.approx(150_000)
     est.on_sent(150_000)
@@ -160,6 +163,44 @@ def test_aiortc_sixteen_bit_sequence_numbers_wrap() -> None:
     clock.now += 1.0
     est.on_report(1, 26, 64)  # wrapped: 100 packets, ~10 % lost
     assert est.last_loss == pytest.approx(26 / 256)
+
+
+def test_loss_over_ten_percent_must_be_significant_and_inherent_loss_is_learned_from_clean_blocks() -> None:
+    clock = ManualTime()
+    est = DownlinkEstimator(clock=clock)
+    est.on_sent(1_000_000)
+    highest = 1000
+
+    def report(fraction: int, packets: int) -> None:
+        nonlocal highest
+        clock.now += 1.0
+        highest += packets
+        est.on_report(1, fraction, highest)
+
+    report(0, 1)  # a stream's first report: where counting starts
+    report(32, 40)  # 12.5 % of 40 packets: 5 lost, what 3 % random loss does about once in thirty
+    assert est.last_loss == 0.125 and not est.overloaded
+    clock.now += 3  # past CONGESTION_MEMORY, within FEEDBACK_TIMEOUT
+    report(35, 400)  # 13.7 % of 400 packets: not yet significant alone ...
+    assert not est.overloaded
+    report(35, 400)  # ... but twice in a row, pooled over the last 2 s, it is
+    assert est.overloaded and est.congested
+    clock.now += 3  # past CONGESTION_MEMORY, within FEEDBACK_TIMEOUT
+    report(51, 400)  # 20 % of 400 packets at once: no chance either
+    assert est.overloaded and est.congested
+    clock.now += 3  # past CONGESTION_MEMORY, within FEEDBACK_TIMEOUT
+    for _ in range(20):  # steady 3 % (8/256): the link's own loss
+        report(8, 100)
+    assert 0.025 < est.inherent_loss < 0.035
+    assert not est.congested and est.last_excess_loss < 0.01
+    inherent = est.inherent_loss
+    report(128, 400)  # 50 %: overloaded, and not taken for the link's own loss
+    assert est.overloaded and est.inherent_loss == inherent
+    for _ in range(20):
+        report(200, 100)  # 78 % for long: still never more than INHERENT_MAX, and overloaded throughout
+        assert est.overloaded
+    assert est.inherent_loss <= INHERENT_MAX
+    assert loss_lower_bound(0, 0, 3.0) == 0.0 and loss_lower_bound(80, 100, 3.0) > 0.6
 
 
 # --- RateMeter and RtxBudget -------------------------------------------------------------------------------

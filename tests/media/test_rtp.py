@@ -298,7 +298,7 @@ def test_read_audio_level_refuses_quietly(data: bytes) -> None:
     assert read_audio_level(data, 1) is None
 
 
-def test_padding_probes_are_padding_only_packets_in_the_streams_sequence_and_never_resent() -> None:
+def test_padding_probes_are_padding_only_packets_in_the_streams_sequence_resent_empty() -> None:
     stream = STREAMS["video"]
     writer = writer_for(stream)
     frame = stream["frames"][0]
@@ -311,4 +311,12 @@ def test_padding_probes_are_padding_only_packets_in_the_streams_sequence_and_nev
     assert all(p.payload == b"" and p.padding_size == PADDING_OCTETS for p in parsed)  # RFC 3550 5.1
     assert all(p.ssrc == stream["ssrc"] and p.timestamp == timestamp and not p.marker for p in parsed)
     assert aiortc.rtp.RtpPacket.parse(after[0]).sequence_number == (last + 4) & 0xFFFF  # no gap after
-    assert all(writer.retransmission(p.sequence_number, 1 << 32) is None for p in parsed)
+    # A NACK for lost padding is answered with an empty RTX (the original sequence number alone), so a
+    # receiver that reassembles in sequence order does not wait behind the hole; the media history is intact.
+    for p in parsed:
+        assert writer.retransmittable(p.sequence_number, 1 << 32) == 0
+        rtx = aiortc.rtp.RtpPacket.parse(writer.retransmission(p.sequence_number, 1 << 32) or b"")
+        assert rtx.ssrc == stream["rtx_ssrc"] and rtx.payload_type == stream["rtx_payload_type"]
+        assert rtx.payload == p.sequence_number.to_bytes(2, "big") and rtx.timestamp == timestamp
+    assert writer.retransmission(last, 1 << 32) is not None  # the frame before the probe is still resendable
+    assert writer.retransmission(parsed[0].sequence_number, 3 << 32) is None  # too old: not answered

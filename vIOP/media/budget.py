@@ -47,7 +47,9 @@ PROBE_SETTLE: Final = 1.2
 """Reports pooled this long after the probe ended cover it (Chrome reports a video stream about once a
 second): one pooled earlier may describe only what came before the probe."""
 PROBE_VERDICT_WITHIN: Final = 3.0  # no report describing the probe by then: it failed
-PROBE_CLEAN: Final = 0.02  # a passing probe: the reports after it lost under 2 % (a capped link drops more)
+PROBE_CLEAN: Final = 0.02
+"""A passing probe: the reports after it lost under 2 % beyond the link's inherent loss (``LinkView.loss``;
+a capped link drops more)."""
 TRIAL_CONFIRM: Final = 8.0  # a trial resume must hold this long before "audio only" is lifted
 FEEDBACK_GRACE: Final = 5.0  # a new subscriber's first feedback arrives well within this
 
@@ -137,7 +139,7 @@ class LinkView:
     trusted: bool  # feedback has arrived (or the grace for it has passed)
     feedback: bool = True  # False: the client sends none (the estimate is the default)
     loss_at: float | None = None  # when reports' loss was last pooled (a probe's verdict waits for one)
-    loss: float = 0.0  # the loss fraction pooled then
+    loss: float = 0.0  # the loss fraction pooled then, beyond the link's inherent (random) loss
 
 
 @dataclass(slots=True)

@@ -11,6 +11,16 @@ Three sources, in order of trust:
   sender learns nothing about the link, as in libwebrtc), above 10 % it is cut by half the loss fraction,
   in between it holds. Reports are pooled per update (packets expected from the extended highest sequence
   numbers), so a busy video stream weighs more than a sparse one.
+
+  Steady random loss (Wi-Fi, a lossy last hop) is not congestion, and a pool of a few dozen packets is
+  noisy (3 % of 40 packets is 1.2 on average; 5 lost, 12.5 %, happens one pool in thirty). So, like
+  libwebrtc's loss-based estimator v2, which models an *inherent* loss apart from the loss that grows with
+  the sending rate: a pool counts as over 10 % only when its loss, or that of the pools of the last
+  :data:`CONGESTION_MEMORY` together, is *significantly* over 10 % (the lower end of its 99.9 % Wilson
+  interval), and as lossy (over 2 %) only when significantly over the link's
+  :attr:`~DownlinkEstimator.inherent_loss` plus 2 %. The inherent loss is the lower quartile of the loss in
+  the last blocks of 500 packets not overloaded (a capped link paused to audio only loses next to nothing,
+  so its inherent loss is ~0; a randomly lossy one keeps losing at any rate), and at most 5 %.
 - A conservative **default** while neither has arrived (a client that never sends feedback).
 
 :attr:`bitrate` is the loss-based estimate of the whole link; :attr:`remb` the delay-based one, which
@@ -22,11 +32,15 @@ I/O; the caller tells it what it sends (:meth:`on_sent`).
 from __future__ import annotations
 
 import enum
+import math
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from statistics import NormalDist
 from typing import Final
+
+from vIOP.media.budget import LinkView
 
 DEFAULT_START_BPS: Final = 600_000
 """Until feedback arrives: enough for every participant's audio and one small video stream."""
@@ -40,6 +54,27 @@ INCREASE: Final = 1.08
 SENT_MEMORY: Final = 1.5  # growth starts from the least sent over this long: reports lag what is sent
 CONGESTION_MEMORY: Final = 2.0  # loss seen (or a REMB fall) this recently still counts as congestion
 REMB_FALL: Final = 0.9  # a REMB this far under the previous one from the same receiver: it saw overuse
+OVERLOAD_CONFIDENCE: Final = 0.999
+"""A pool is overloaded when its loss is over :data:`HIGH_LOSS` at this confidence: pausing someone's video
+needs strong evidence (a capped link loses most of what exceeds it: 80 % of 20 packets is enough)."""
+LOSSY_CONFIDENCE: Final = 0.95  # lossy (no probes, no growth): a cheaper verdict, a weaker test
+INHERENT_BLOCK_PACKETS: Final = 500
+INHERENT_BLOCKS: Final = 12  # 6,000 packets: 15-30 s of a group's streams
+INHERENT_MAX: Final = 0.05  # more than this is never taken for the link's own loss
+
+_Z_OVERLOAD: Final = NormalDist().inv_cdf(OVERLOAD_CONFIDENCE)
+_Z_LOSSY: Final = NormalDist().inv_cdf(LOSSY_CONFIDENCE)
+
+
+def loss_lower_bound(lost: float, expected: float, z: float) -> float:
+    """The lower end of the Wilson score interval for a loss rate of ``lost`` in ``expected`` packets: the
+    least loss rate the reports support at the confidence ``z`` stands for (one-sided)."""
+    if expected <= 0:
+        return 0.0
+    p = min(1.0, max(0.0, lost / expected))
+    z2n = z * z / expected
+    margin = z * math.sqrt(p * (1 - p) / expected + z2n / (4 * expected))
+    return max(0.0, (p + z2n / 2 - margin) / (1 + z2n))
 
 
 class EstimateSource(enum.StrEnum):
@@ -63,6 +98,8 @@ class DownlinkEstimator:
     feedback_timeout: float = FEEDBACK_TIMEOUT
     loss_based: float = field(init=False)
     last_loss: float = field(init=False, default=0.0)
+    last_excess_loss: float = field(init=False, default=0.0)
+    """``last_loss`` beyond :attr:`inherent_loss` (what a probe's verdict reads)."""
     last_loss_at: float | None = field(init=False, default=None)
     _remb: dict[frozenset[int], tuple[int, float]] = field(init=False, default_factory=dict)
     _streams: dict[int, _Stream] = field(init=False, default_factory=dict)
@@ -77,6 +114,9 @@ class DownlinkEstimator:
     _lossy_at: float | None = field(init=False, default=None)
     _remb_fell_at: float | None = field(init=False, default=None)
     _overloaded_at: float | None = field(init=False, default=None)
+    _block: tuple[int, float] = field(init=False, default=(0, 0.0))  # (expected, lost) of the open block
+    _pools: deque[tuple[float, int, float]] = field(init=False, default_factory=deque)  # (at, expected, lost)
+    _blocks: deque[float] = field(init=False, default_factory=lambda: deque(maxlen=INHERENT_BLOCKS))
 
     def __post_init__(self) -> None:
         self.loss_based = float(self.start_bps)
@@ -132,20 +172,56 @@ class DownlinkEstimator:
             self._apply_loss(now)
 
     def _apply_loss(self, now: float) -> None:
-        loss = self._lost / self._expected if self._expected else 0.0
+        expected, lost = self._expected, self._lost
+        loss = lost / expected if expected else 0.0
         self._expected, self._lost, self._window_start = 0, 0.0, now
+        inherent = self.inherent_loss
         self.last_loss, self.last_loss_at = loss, now
+        self.last_excess_loss = max(0.0, loss - inherent)
         if self._sent_bps > 0:
             self.informed = True
-        if loss >= LOW_LOSS:
+        # Evidence adds up: this pool alone, or the pools of the last CONGESTION_MEMORY together.
+        pools = self._pools
+        pools.append((now, expected, lost))
+        while now - pools[0][0] >= CONGESTION_MEMORY:
+            pools.popleft()
+        recent_expected = sum(p[1] for p in pools)
+        recent_lost = sum(p[2] for p in pools)
+        overloaded = loss_lower_bound(lost, expected, _Z_OVERLOAD) > HIGH_LOSS
+        evidence = overloaded or loss_lower_bound(recent_lost, recent_expected, _Z_OVERLOAD) > HIGH_LOSS
+        lossy = overloaded or loss_lower_bound(lost, expected, _Z_LOSSY) - inherent >= LOW_LOSS
+        if lossy or evidence:
             self._lossy_at = now
-        if loss > HIGH_LOSS:
+        if evidence:
             self._overloaded_at = now
+        # The rate follows this pool (GCC): cut when it lost over 10 % on a link shown to be full, grow
+        # when it was clean.
+        if evidence and loss > HIGH_LOSS:
             # Cut from what was sent when the loss happened (the link carried less than that).
             base = min(self.loss_based, self._sent_bps) if self._sent_bps > 0 else self.loss_based
             self.loss_based = max(MIN_BPS, base * (1 - 0.5 * loss))
-        elif loss < LOW_LOSS:
+        elif not lossy:
             self.loss_based = min(MAX_BPS, max(self.loss_based, self._least_sent() * INCREASE))
+        if not overloaded:
+            self._note_block(expected, lost)
+
+    def _note_block(self, expected: int, lost: float) -> None:
+        """Pools not overloaded, in blocks of :data:`INHERENT_BLOCK_PACKETS`, for :attr:`inherent_loss`."""
+        block_expected, block_lost = self._block[0] + expected, self._block[1] + lost
+        if block_expected >= INHERENT_BLOCK_PACKETS:
+            self._blocks.append(block_lost / block_expected)
+            block_expected, block_lost = 0, 0.0
+        self._block = (block_expected, block_lost)
+
+    @property
+    def inherent_loss(self) -> float:
+        """The loss this link shows whatever is sent: the lower quartile of the last blocks (so the few a
+        probe or a short overload made lossy do not count), at most :data:`INHERENT_MAX`; 0 before the
+        first block."""
+        if not self._blocks:
+            return 0.0
+        ordered = sorted(self._blocks)
+        return min(INHERENT_MAX, ordered[len(ordered) // 4])
 
     # --- reading ----------------------------------------------------------------------------------------
 
@@ -179,9 +255,9 @@ class DownlinkEstimator:
 
     @property
     def overloaded(self) -> bool:
-        """Loss above 10 % within :data:`CONGESTION_MEMORY` (where GCC cuts the rate): the link is full.
-        Between 2 and 10 % a link is not clean, but a few lost or reordered packets are no reason to stop
-        someone's video."""
+        """Loss significantly above 10 % within :data:`CONGESTION_MEMORY` (where GCC cuts the rate): the link
+        is full. Between 2 and 10 % a link is not clean, but a few lost or reordered packets are no reason to
+        stop someone's video; nor is one small pool over 10 % by chance."""
         at = self._overloaded_at
         return at is not None and self.clock() - at <= CONGESTION_MEMORY
 
@@ -202,7 +278,26 @@ class DownlinkEstimator:
 
     @property
     def congested(self) -> bool:
-        """A pooled report within :data:`CONGESTION_MEMORY` showed loss worth reacting to (one clean report
-        between lossy ones does not make a full link clean)."""
+        """A pooled report within :data:`CONGESTION_MEMORY` showed loss significantly above the link's inherent
+        loss plus 2 % (one clean report between lossy ones does not make a full link clean)."""
         at = self._lossy_at
         return at is not None and self.clock() - at <= CONGESTION_MEMORY
+
+    # --- the allocator's view ---------------------------------------------------------------------------
+
+    def link_view(self, *, audio_bps: float, rtx_bps: float, grace_over: bool) -> LinkView:
+        """What :class:`vIOP.media.budget.VideoAllocator` is told at one tick. ``grace_over``: the time a
+        new subscriber's first feedback may take has passed (until the estimate has seen what is sent, it
+        knows nothing about the link: no pausing before that)."""
+        return LinkView(
+            estimate_bps=self.bitrate,
+            remb_bps=self.remb if self.remb_limiting else None,
+            audio_bps=audio_bps,
+            rtx_bps=rtx_bps,
+            congested=self.congested,
+            overloaded=self.overloaded,
+            trusted=(self.has_feedback and self.informed) or grace_over,
+            feedback=self.has_feedback,
+            loss_at=self.last_loss_at,
+            loss=self.last_excess_loss,
+        )

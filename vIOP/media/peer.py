@@ -49,7 +49,6 @@ from vIOP.media.budget import (
     FEEDBACK_GRACE,
     RTX_SHARE,
     AudioOnlyReason,
-    LinkView,
     RateMeter,
     RtxBudget,
     VideoAllocator,
@@ -481,19 +480,8 @@ class PeerSession:
         rtx_bps += self._probe_meter.update(now, probe_octets, 0)  # padding loads the link like RTX
         forwarded = sum(rates[s.key] for s in video if s.key is not None and not s.leg.paused)
         self.downlink.on_sent(audio_bps + forwarded + rtx_bps)
-        link = LinkView(
-            estimate_bps=self.downlink.bitrate,
-            remb_bps=self.downlink.remb if self.downlink.remb_limiting else None,
-            audio_bps=audio_bps,
-            rtx_bps=rtx_bps,
-            congested=self.downlink.congested,
-            overloaded=self.downlink.overloaded,
-            # Until the estimate has seen what is sent, it knows nothing about the link: no pausing.
-            trusted=(self.downlink.has_feedback and self.downlink.informed)
-            or now - self._started_at >= FEEDBACK_GRACE,
-            feedback=self.downlink.has_feedback,
-            loss_at=self.downlink.last_loss_at,
-            loss=self.downlink.last_loss,
+        link = self.downlink.link_view(
+            audio_bps=audio_bps, rtx_bps=rtx_bps, grace_over=now - self._started_at >= FEEDBACK_GRACE
         )
         candidates = [VideoCandidate(s.key, rates[s.key]) for s in video if s.key is not None]
         allocation = self.allocator.decide(now, link, candidates, save_data=self.save_data)

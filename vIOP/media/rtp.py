@@ -14,6 +14,7 @@ timestamp origin and picture id, and the NTP time of each write, so the same inp
 from __future__ import annotations
 
 import struct
+from collections import deque
 from dataclasses import dataclass
 from typing import Final
 
@@ -21,6 +22,7 @@ RTP_HEADER: Final = struct.Struct("!BBHII")
 PACKET_MAX: Final = 1300  # aiortc's PACKET_MAX for a VP8 payload
 VP8_MAX_CHUNK: Final = PACKET_MAX - 4  # minus our 4-byte payload descriptor
 HISTORY_SIZE: Final = 128  # aiortc's RTP_HISTORY_SIZE: packets a NACK can still recover
+PADDING_RUNS: Final = 32  # padding bursts remembered apart from the history (a probe goes out in 8-ish)
 MAX_RETRANSMIT_AGE: Final = 1 << 32  # one second in NTP units: a later repair only adds to a congested link
 ONE_BYTE_EXTENSIONS: Final = 0xBEDE
 LEVEL_MASK: Final = 0x7F  # RFC 6464: the low seven bits, -dBov (0 loudest, 127 silence); the top bit is V
@@ -182,6 +184,7 @@ class RtpWriter:
         "_last_timestamp",
         "_level_id",
         "_mid",
+        "_padding",
         "_picture_id",
         "_rtx_sequence",
         "_rtx_ssrc",
@@ -219,6 +222,8 @@ class RtpWriter:
         self._level_id = 0
         # (sequence number, marker, timestamp, payload, NTP time sent)
         self._history: list[tuple[int, int, int, bytes, int] | None] = [None] * HISTORY_SIZE
+        # (first sequence number, count, timestamp, NTP time sent) of the latest padding bursts
+        self._padding: deque[tuple[int, int, int, int]] = deque(maxlen=PADDING_RUNS)
 
     def configure(
         self,
@@ -270,38 +275,54 @@ class RtpWriter:
     def padding(self, count: int, ntp: int) -> list[bytes]:
         """``count`` padding-only packets of :data:`PADDING_OCTETS` on the media SSRC (RFC 3550 5.1: the P bit,
         the last octet counts the padding), taking the next sequence numbers: a bandwidth probe whose losses
-        the receiver reports like the stream's own. Not kept in the history (a NACK for one is not answered)."""
+        the receiver reports like the stream's own. Not kept in the history (a probe would push out the media a
+        NACK may still recover), but remembered apart: a NACK for a lost padding packet is answered with an
+        empty retransmission, because a receiver that reassembles frames in sequence order (aiortc's jitter
+        buffer) otherwise holds every later frame behind the hole (measured: ~10 s freezes on a randomly
+        lossy link once probes ran on it)."""
         ext = extension_block(self._mid, self._abs_id, ntp)
         first_byte = (_VERSION_2 | _EXTENSION_BIT if ext else _VERSION_2) | _PADDING_BIT
         payload = bytes(PADDING_OCTETS - 1) + bytes([PADDING_OCTETS])
         pack, pt, ssrc, timestamp = RTP_HEADER.pack, self.payload_type, self._ssrc, self._last_timestamp
         seq, packets = self._sequence, []
+        if count > 0:
+            self._padding.append((seq, count, timestamp, ntp))
         for _ in range(count):
             packets.append(pack(first_byte, pt, seq, timestamp, ssrc) + ext + payload)
             seq = (seq + 1) & 0xFFFF
         self._sequence = seq
         return packets
 
+    def _sent(self, sequence_number: int) -> tuple[int, int, bytes, int] | None:
+        """(marker, timestamp, payload, NTP time sent) of a packet still in the history or a padding burst."""
+        entry = self._history[sequence_number % HISTORY_SIZE]
+        if entry is not None and entry[0] == sequence_number:
+            return entry[1], entry[2], entry[3], entry[4]
+        for first, count, timestamp, sent in self._padding:
+            if (sequence_number - first) & 0xFFFF < count:
+                return 0, timestamp, b"", sent
+        return None
+
     def retransmittable(self, sequence_number: int, ntp: int) -> int | None:
         """Payload size of ``sequence_number`` if a NACK for it may still be answered at ``ntp``: in the
-        history and sent less than :data:`MAX_RETRANSMIT_AGE` ago. None otherwise."""
-        entry = self._history[sequence_number % HISTORY_SIZE]
-        if entry is None or entry[0] != sequence_number or self.payload_type is None:
+        history (or a padding burst: size 0) and sent less than :data:`MAX_RETRANSMIT_AGE` ago. None
+        otherwise."""
+        sent = self._sent(sequence_number)
+        if sent is None or self.payload_type is None or ntp - sent[3] > MAX_RETRANSMIT_AGE:
             return None
-        if ntp - entry[4] > MAX_RETRANSMIT_AGE:
-            return None
-        return len(entry[3])
+        return len(sent[2])
 
     def retransmission(self, sequence_number: int, ntp: int) -> bytes | None:
-        """The packet answering a NACK for ``sequence_number``: RTX if negotiated, else the packet again.
+        """The packet answering a NACK for ``sequence_number``: RTX if negotiated, else the packet again (a
+        padding packet comes back empty: RFC 4588's RTX payload is then the original sequence number alone).
 
         None when it is no longer in the history, or too old (see :meth:`retransmittable`).
         """
         if self.retransmittable(sequence_number, ntp) is None:
             return None
-        entry = self._history[sequence_number % HISTORY_SIZE]
-        assert entry is not None and self.payload_type is not None
-        _, marker, timestamp, payload, _sent = entry
+        sent = self._sent(sequence_number)
+        assert sent is not None and self.payload_type is not None
+        marker, timestamp, payload, _sent = sent
         ext = extension_block(self._mid, self._abs_id, ntp)
         first_byte = _VERSION_2 | _EXTENSION_BIT if ext else _VERSION_2
         if self.rtx_payload_type is not None:
