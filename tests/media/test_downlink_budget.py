@@ -387,6 +387,23 @@ def test_a_new_stream_is_admitted_on_a_clean_link_but_not_into_a_congested_one()
     assert silent.decide(0.5, link(600_000, feedback=False), VIDEOS).forward == {VIDEOS[0].key}
 
 
+def test_a_new_stream_waits_while_video_is_paused_for_want_of_room() -> None:
+    # Issue 13: a capped receiver on audio only has a clean link (nothing lost, the estimate no higher than
+    # its audio); someone joining must not send it their video unprobed (500 kbit/s into 250 for seconds).
+    one = VIDEOS[:1]
+    allocator, paused_at = paused_allocator(one)
+    t = paused_at + 0.5
+    joined = allocator.decide(t, clean(t), VIDEOS)
+    assert joined.forward == frozenset() and joined.reason is AudioOnlyReason.BANDWIDTH
+    # It is probed for with the others once the hold-down has passed, and resumed if the probe passes.
+    t = paused_at + HOLD_DOWN
+    probe = allocator.decide(t, clean(t), VIDEOS)
+    assert probe.probe_octets == PROBE_OCTETS and probe.probe_key == VIDEOS[0].key
+    t += 8 * PROBE_OCTETS / probe.probe_bps + PROBE_SETTLE + 0.01
+    assert allocator.decide(t, clean(t), VIDEOS).forward == {VIDEOS[0].key}
+    assert allocator.decide(t + 0.5, clean(t + 0.5), VIDEOS).forward == {VIDEOS[0].key, VIDEOS[1].key}
+
+
 # --- per-leg keyframe limit --------------------------------------------------------------------------------
 
 

@@ -208,11 +208,14 @@ class VideoAllocator:
 
         # A stream seen for the first time (someone joined) is forwarded unless the link is known to be
         # full: it fits, or nothing says the link is congested (an app-limited estimate cannot show room).
+        # Video already paused for want of room says the link is full too: a newcomer waits with it (and
+        # is probed for) rather than going, unprobed, into the link that could not carry it.
+        waiting = any(k in self._known and k not in self._forward for k in keys)
         for key in keys:
             if key not in self._known:
                 self._known.add(key)
                 need = self._need(cost) + cost[key]
-                if not link.trusted or need <= budget or not congested(need):
+                if not link.trusted or need <= budget or not (waiting or congested(need)):
                     self._forward.add(key)
         need = self._need(cost)
         evidence = congested(need)
