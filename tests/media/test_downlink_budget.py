@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
 from vIOP.ids import ParticipantId
 from vIOP.media.budget import (
     DOWN_AFTER,
     HOLD_DOWN,
+    MAX_PROBE_HOLD,
     PROBE_MIN_BPS,
     PROBE_OCTETS,
     PROBE_SETTLE,
@@ -332,6 +335,27 @@ def test_a_probe_that_meets_loss_fails_and_the_next_waits_one_hold_down() -> Non
     u += 0.5
     again = allocator.decide(u, clean(u), one)  # not doubled: a failed probe costs the link little
     assert again.probe_octets == PROBE_OCTETS and again.forward == frozenset()
+    assert allocator.resumes == 0
+
+
+def test_probes_that_keep_failing_back_off_to_one_per_max_probe_hold() -> None:
+    # Issue 13: a 250 kbit/s receiver on audio only was probed every ~4 s for good; each probe overfills
+    # its link for a moment (its audio with it). Failures in a row space the probes out, up to a bound.
+    one = VIDEOS[:1]
+    allocator, paused_at = paused_allocator(one)
+    t, probes = paused_at, []
+    while t < paused_at + 60:
+        t += 0.5
+        # The reports pooled 1.0-2.0 s after a probe show what the link did to it: 30 % lost.
+        lossy = bool(probes) and probes[-1] + 1.0 <= t <= probes[-1] + 2.0
+        allocation = allocator.decide(t, link(250_000, loss_at=t, loss=0.3 if lossy else 0.0), one)
+        assert allocation.forward == frozenset()
+        if allocation.probe_octets:
+            probes.append(t)
+    verdict = 1.5  # the first decision whose reports cover the probe (it ends 0.16 s in, + PROBE_SETTLE)
+    spacing = [later - earlier - verdict for earlier, later in itertools.pairwise(probes)]
+    assert spacing[:4] == [HOLD_DOWN, 2 * HOLD_DOWN, MAX_PROBE_HOLD, MAX_PROBE_HOLD]
+    assert all(gap == MAX_PROBE_HOLD for gap in spacing[2:]) and len(probes) >= 6
     assert allocator.resumes == 0
 
 
