@@ -94,6 +94,7 @@ class ServerProcess:
         self.writer: asyncio.StreamWriter
         self.replies: dict[tuple[str, str], asyncio.Future[dict[str, Any]]] = {}
         self.offers: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self.audio_only: list[tuple[float, str, str | None]] = []  # (monotonic time, pid, reason or None)
 
     async def start(self, timeout: float = 20.0) -> None:
         deadline = time.monotonic() + timeout
@@ -113,6 +114,9 @@ class ServerProcess:
             message = json.loads(line)
             if message["op"] == "offer":
                 self.offers.put_nowait(message)
+                continue
+            if message["op"] == "audio_only":
+                self.audio_only.append((time.monotonic(), message["pid"], message["reason"]))
                 continue
             future = self.replies.pop((message["op"], message.get("pid", "")), None)
             if future is not None and not future.done():

@@ -38,7 +38,13 @@ Send = Any  # callable(dict) -> None
 class ViopServer:
     def __init__(self, send: Send, *, direct_send: bool = True) -> None:
         self._send = send
-        self.relay = MediaRelay(IceConfig.loopback(), on_signal=self._offer, direct_send=direct_send)
+        self.relay = MediaRelay(
+            IceConfig.loopback(),
+            on_signal=self._offer,
+            direct_send=direct_send,
+            # what the signaling layer would tell the person (bench/impaired.py records it)
+            on_audio_only=lambda pid, reason: send({"op": "audio_only", "pid": pid, "reason": reason}),
+        )
 
     async def _offer(self, pid: ParticipantId, offer: RenegotiationOffer) -> None:
         self._send({"op": "offer", "pid": pid, "sdp": offer.sdp})

@@ -18,6 +18,15 @@ def test_opus_clip_is_twenty_millisecond_frames() -> None:
     assert all(0 < len(f) < 400 for f in clip.frames)
 
 
+def test_opus_clip_averages_the_bitrate_asked() -> None:
+    # Issue 13's capped receiver: the clip is every person's voice, and at 1.5x its bitrate (as libopus's
+    # unconstrained VBR codes this tone) four voices filled a 250 kbit/s link before any video.
+    for bitrate in (16_000, 32_000):
+        clip = encode_opus_clip(2.0, bitrate=bitrate)
+        average = 8 * sum(len(f) for f in clip.frames) / (len(clip.frames) * clip.interval)
+        assert 0.8 * bitrate <= average <= 1.1 * bitrate, (bitrate, average)
+
+
 async def test_replay_paces_frames_and_restarts_at_the_keyframe_when_asked() -> None:
     track = PreEncodedTrack(encode_video_clip(160, 120, fps=50, seconds=0.2))
     frames = [await track.recv() for _ in range(4)]

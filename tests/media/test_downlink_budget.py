@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
 from vIOP.ids import ParticipantId
 from vIOP.media.budget import (
     DOWN_AFTER,
     HOLD_DOWN,
+    MAX_PROBE_HOLD,
     PROBE_MIN_BPS,
     PROBE_OCTETS,
     PROBE_SETTLE,
@@ -376,6 +379,27 @@ def test_a_probe_that_meets_loss_fails_and_the_next_waits_one_hold_down() -> Non
     assert allocator.resumes == 0
 
 
+def test_probes_that_keep_failing_back_off_to_one_per_max_probe_hold() -> None:
+    # Issue 13: a 250 kbit/s receiver on audio only was probed every ~4 s for good; each probe overfills
+    # its link for a moment (its audio with it). Failures in a row space the probes out, up to a bound.
+    one = VIDEOS[:1]
+    allocator, paused_at = paused_allocator(one)
+    t, probes = paused_at, []
+    while t < paused_at + 60:
+        t += 0.5
+        # The reports pooled 1.0-2.0 s after a probe show what the link did to it: 30 % lost.
+        lossy = bool(probes) and probes[-1] + 1.0 <= t <= probes[-1] + 2.0
+        allocation = allocator.decide(t, link(250_000, loss_at=t, loss=0.3 if lossy else 0.0), one)
+        assert allocation.forward == frozenset()
+        if allocation.probe_octets:
+            probes.append(t)
+    verdict = 1.5  # the first decision whose reports cover the probe (it ends 0.16 s in, + PROBE_SETTLE)
+    spacing = [later - earlier - verdict for earlier, later in itertools.pairwise(probes)]
+    assert spacing[:4] == [HOLD_DOWN, 2 * HOLD_DOWN, MAX_PROBE_HOLD, MAX_PROBE_HOLD]
+    assert all(gap == MAX_PROBE_HOLD for gap in spacing[2:]) and len(probes) >= 6
+    assert allocator.resumes == 0
+
+
 def test_one_probe_clears_every_waiting_stream_its_rate_carries_one_resumed_per_decision() -> None:
     allocator, paused_at = paused_allocator(VIDEOS)
     t = paused_at + HOLD_DOWN
@@ -426,6 +450,23 @@ def test_a_new_stream_is_admitted_on_a_clean_link_but_not_into_a_congested_one()
     silent = VideoAllocator()  # no feedback: the default budget decides
     silent.decide(0.0, link(600_000, feedback=False), VIDEOS[:1])
     assert silent.decide(0.5, link(600_000, feedback=False), VIDEOS).forward == {VIDEOS[0].key}
+
+
+def test_a_new_stream_waits_while_video_is_paused_for_want_of_room() -> None:
+    # Issue 13: a capped receiver on audio only has a clean link (nothing lost, the estimate no higher than
+    # its audio); someone joining must not send it their video unprobed (500 kbit/s into 250 for seconds).
+    one = VIDEOS[:1]
+    allocator, paused_at = paused_allocator(one)
+    t = paused_at + 0.5
+    joined = allocator.decide(t, clean(t), VIDEOS)
+    assert joined.forward == frozenset() and joined.reason is AudioOnlyReason.BANDWIDTH
+    # It is probed for with the others once the hold-down has passed, and resumed if the probe passes.
+    t = paused_at + HOLD_DOWN
+    probe = allocator.decide(t, clean(t), VIDEOS)
+    assert probe.probe_octets == PROBE_OCTETS and probe.probe_key == VIDEOS[0].key
+    t += 8 * PROBE_OCTETS / probe.probe_bps + PROBE_SETTLE + 0.01
+    assert allocator.decide(t, clean(t), VIDEOS).forward == {VIDEOS[0].key}
+    assert allocator.decide(t + 0.5, clean(t + 0.5), VIDEOS).forward == {VIDEOS[0].key, VIDEOS[1].key}
 
 
 # --- per-leg keyframe limit --------------------------------------------------------------------------------

@@ -38,6 +38,10 @@ HOLD_DOWN: Final = (
     2.5  # after pausing or a failed probe, no probe before this (doubles after a failed resume)
 )
 MAX_HOLD_DOWN: Final = 16.0  # a resume that keeps failing (a probe that lied) backs off to this
+MAX_PROBE_HOLD: Final = 8.0
+"""Probes that keep failing back off (doubling from the second) to one per this long: each one overfills a
+capped link for a moment and costs its audio (measured: a 250 kbit/s receiver probed every ~4 s lost 2-3 %
+of everyone's audio and was sent 1.1x its cap on average), while a link freed later is still found soon."""
 PROBE_OCTETS: Final = 40_000
 """A probe's size: more than a home shaper's usual burst allowance (the capped-link benchmark's tbf holds
 16 kB plus a 100 ms queue), so a capped link drops some of it; a bigger bucket lets a probe pass falsely,
@@ -158,6 +162,7 @@ class VideoAllocator:
     _probe: tuple[float, float, float, tuple[Hashable, ...]] | None = None  # started, ended, bps, streams
     _probe_due: bool = False  # a probe was decided and not yet handed to the caller
     _cleared: list[Hashable] = field(default_factory=list)  # a passed probe's streams, resumed one a tick
+    _failed_probes: int = 0  # probes failed in a row since video was last paused or a probe passed
     _hold: float = field(init=False)
     pauses: int = 0
     resumes: int = 0
@@ -210,11 +215,14 @@ class VideoAllocator:
 
         # A stream seen for the first time (someone joined) is forwarded unless the link is known to be
         # full: it fits, or nothing says the link is congested (an app-limited estimate cannot show room).
+        # Video already paused for want of room says the link is full too: a newcomer waits with it (and
+        # is probed for) rather than going, unprobed, into the link that could not carry it.
+        waiting = any(k in self._known and k not in self._forward for k in keys)
         for key in keys:
             if key not in self._known:
                 self._known.add(key)
                 need = self._need(cost) + cost[key]
-                if not link.trusted or need <= budget or not congested(need):
+                if not link.trusted or need <= budget or not (waiting or congested(need)):
                     self._forward.add(key)
         need = self._need(cost)
         evidence = congested(need)
@@ -261,6 +269,7 @@ class VideoAllocator:
             self._hold = self.hold_down
         self._last_down = now
         self._over_since = None
+        self._failed_probes = 0
 
     def _maybe_resume(
         self, now: float, link: LinkView, keys: list[Hashable], cost: dict[Hashable, float], budget: float
@@ -271,7 +280,7 @@ class VideoAllocator:
             return
         best = waiting[0]
         fits = self._need(cost) + cost[best] * UP_MARGIN <= budget
-        held = self._last_down is not None and now - self._last_down < self._hold
+        held = self._last_down is not None and now - self._last_down < self._hold_down()
         if fits and not held:
             self._probe = None
             if self._room_since is None:
@@ -299,19 +308,18 @@ class VideoAllocator:
         if probe is not None:
             _started, ended, _rate, probed = probe
             if link.overloaded or link.remb_bps is not None:
-                self._probe = None
-                self._last_down = now  # failed: the next probe after a hold-down (not doubled)
+                self._probe_failed(now)
             elif link.loss_at is not None and link.loss_at >= ended + PROBE_SETTLE:
                 self._probe = None
                 if link.loss < PROBE_CLEAN:
+                    self._failed_probes = 0
                     cleared = [k for k in probed if k in waiting]
                     self._resume(cleared[:1], now)
                     self._cleared = cleared[1:]
                 else:
-                    self._last_down = now
+                    self._probe_failed(now)
             elif now - ended > PROBE_VERDICT_WITHIN:
-                self._probe = None
-                self._last_down = now
+                self._probe_failed(now)
             return
         if not link.trusted or link.congested or held:
             return
@@ -325,6 +333,18 @@ class VideoAllocator:
             total += UP_MARGIN * cost[key]
         self._probe = (now, now + 8 * PROBE_OCTETS / rate, rate, tuple(chosen))
         self._probe_due = True
+
+    def _hold_down(self) -> float:
+        """How long after the last pause or failed probe no probe is sent."""
+        if self._failed_probes < 2:
+            return self._hold
+        return max(self._hold, min(MAX_PROBE_HOLD, self.hold_down * 2.0 ** (self._failed_probes - 1)))
+
+    def _probe_failed(self, now: float) -> None:
+        """The next probe waits a hold-down: one after the first failure, doubling after the next ones."""
+        self._probe = None
+        self._last_down = now
+        self._failed_probes += 1
 
     def _resume(self, resumed: list[Hashable], now: float, *, trial: bool = True) -> None:
         self._forward.update(resumed)
