@@ -17,7 +17,7 @@ Pure decision logic (the caller owns the clock, the legs and the network), one c
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -32,12 +32,20 @@ REMB_BELOW: Final = 0.85
 """A REMB under this share of what video is sent is congestion: a receiver's estimate starts at what it
 receives (Chrome's does) and counts headers a little differently; only a clear drop is evidence."""
 DOWN_AFTER: Final = 1.0  # seconds over budget before video is paused
+AFTER_SWITCH: Final = 4.0
+"""After a step down (or a probe's end) this long, loss and REMB are no evidence for another step down: they
+describe the old rate (the old layer flows until the new one's keyframe, the queue drains, reports come
+about once a second, and a lossy report counts for 2 s). Measured: a receiver moved to the low layer was
+paused 2 s later by the reports of the high layer's last packets."""
 UP_AFTER: Final = 2.0  # seconds with room before a stream is resumed
 UP_MARGIN: Final = 1.15  # a resumed stream must fit with this margin
 HOLD_DOWN: Final = (
     2.5  # after pausing or a failed probe, no probe before this (doubles after a failed resume)
 )
 MAX_HOLD_DOWN: Final = 16.0  # a resume that keeps failing (a probe that lied) backs off to this
+MAX_HOLD_DOWN_FLOWING: Final = 4.0
+"""The back-off's ceiling while some video still flows (a low layer): a failed step up is caught by live
+reports within a second or two, and the high layer must come back within 10 s of the link freeing up."""
 PROBE_OCTETS: Final = 40_000
 """A probe's size: more than a home shaper's usual burst allowance (the capped-link benchmark's tbf holds
 16 kB plus a 100 ms queue), so a capped link drops some of it; a bigger bucket lets a probe pass falsely,
@@ -108,7 +116,21 @@ class RtxBudget:
 @dataclass(frozen=True, slots=True)
 class VideoCandidate:
     key: Hashable
-    bps: float  # what forwarding it costs now, overhead included (measured at its source)
+    bps: float  # what forwarding its best wanted layer costs now, overhead included (measured at its source)
+    lower: tuple[float, ...] = ()
+    """What each lower layer costs (simulcast), next lower first; empty: one layer (an old browser, or
+    the subscriber's tile wants the lowest)."""
+
+    def cost(self, level: int) -> float:
+        """Level 0 is :attr:`bps`, level n the n-th lower layer."""
+        return self.bps if level == 0 else self.lower[level - 1]
+
+    @property
+    def bottom(self) -> int:
+        return len(self.lower)
+
+
+Step = tuple[Hashable, int]  # (stream, the level it moves up to)
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,11 +139,17 @@ class Allocation:
     reason: AudioOnlyReason | None  # set when video exists but none is forwarded
     probe_octets: int = 0  # pad the link with this much now (see VideoAllocator.decide) ...
     probe_bps: float = 0.0  # ... at this rate ...
-    probe_key: Hashable | None = None  # ... on this paused stream (its receiver reports the padding's loss)
+    probe_key: Hashable | None = None  # ... on this stream (its receiver reports the padding's loss)
+    levels: Mapping[Hashable, int] = field(default_factory=dict)
+    """The layer of each forwarded stream (0: its best wanted one, see :attr:`VideoCandidate.lower`)."""
 
     @property
     def audio_only(self) -> bool:
         return self.reason is not None
+
+    def level(self, key: Hashable) -> int | None:
+        """The layer ``key`` is forwarded at (None: paused)."""
+        return self.levels.get(key) if key in self.forward else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,25 +168,45 @@ class LinkView:
     loss: float = 0.0  # the loss fraction pooled then
 
 
+def ladder(candidates: Sequence[VideoCandidate]) -> list[Step]:
+    """The order the budget is spent in: every stream's lowest layer in priority order (as many people
+    as fit are seen at all), then each stream one layer up, in priority order, layer by layer. Going down
+    walks it backwards: the least important stream drops to its low layer first, and nobody is paused
+    while someone else could still drop a layer."""
+    steps: list[Step] = [(c.key, c.bottom) for c in candidates]
+    for depth in range(1, 1 + max((c.bottom for c in candidates), default=0)):
+        steps += [(c.key, c.bottom - depth) for c in candidates if c.bottom >= depth]
+    return steps
+
+
 @dataclass(slots=True)
 class VideoAllocator:
-    """Per subscriber; :meth:`decide` once per tick with the candidates in priority order (best first)."""
+    """Per subscriber; :meth:`decide` once per tick with the candidates in priority order (best first).
+
+    Each stream is forwarded at one of its layers or paused. Moving down needs :data:`DOWN_AFTER` seconds
+    of evidence (or a trial that met congestion) and goes only as far as the budget needs; moving up needs
+    the next layer to fit with :data:`UP_MARGIN` for :data:`UP_AFTER` seconds, or a probe that passed.
+    """
 
     hold_down: float = HOLD_DOWN
-    _forward: set[Hashable] = field(default_factory=set)
+    _level: dict[Hashable, int] = field(default_factory=dict)  # forwarded streams and their layers
+    _depth: dict[Hashable, int] = field(default_factory=dict)  # each stream's lowest level last seen
     _known: set[Hashable] = field(default_factory=set)
     _over_since: float | None = None
     _room_since: float | None = None
     _last_down: float | None = None
     _last_up: float | None = None
-    _trial: frozenset[Hashable] = frozenset()  # resumed after a probe; not yet confirmed
-    _saved: set[Hashable] | None = None  # forwarded when "save data" began
-    _probe: tuple[float, float, float, tuple[Hashable, ...]] | None = None  # started, ended, bps, streams
+    _trial: dict[Hashable, int] = field(default_factory=dict)  # stepped up after a probe: level before (-1)
+    _saved: dict[Hashable, int] | None = None  # forwarded when "save data" began
+    _probe: tuple[float, float, float, tuple[Step, ...]] | None = None  # started, ended, bps, steps
     _probe_due: bool = False  # a probe was decided and not yet handed to the caller
-    _cleared: list[Hashable] = field(default_factory=list)  # a passed probe's streams, resumed one a tick
+    _cleared: list[Step] = field(default_factory=list)  # a passed probe's steps, taken one a tick
+    _quiet_until: float = float("-inf")  # see AFTER_SWITCH
     _hold: float = field(init=False)
     pauses: int = 0
     resumes: int = 0
+    downs: int = 0  # moves to a lower layer
+    ups: int = 0  # moves to a higher layer
 
     def __post_init__(self) -> None:
         self._hold = self.hold_down
@@ -174,22 +222,22 @@ class VideoAllocator:
     def decide(
         self, now: float, link: LinkView, candidates: Sequence[VideoCandidate], *, save_data: bool = False
     ) -> Allocation:
-        keys = [c.key for c in candidates]
-        self._forward &= set(keys)
+        by_key = {c.key: c for c in candidates}
+        keys = list(by_key)
+        self._follow_ladders(by_key)
         self._known &= set(keys)
         if save_data:
             if self._saved is None:
-                self._saved = set(self._forward)
-            self._forward.clear()
+                self._saved = dict(self._level)
+            self._level.clear()
             self._known.update(keys)
             return Allocation(frozenset(), AudioOnlyReason.SAVE_DATA if keys else None)
         if self._saved is not None:
             # Back from "save data": what flowed before does again (the link carried it; evidence of
             # congestion pauses it as usual). Streams that arrived meanwhile are admitted if they fit.
-            self._forward = self._saved & set(keys)
+            self._level = {k: min(v, by_key[k].bottom) for k, v in self._saved.items() if k in by_key}
             self._known = set(self._saved)
             self._saved = None
-        cost = {c.key: c.bps for c in candidates}
         budget = self.budget(link)
 
         # Video is paused on evidence only: loss over 10 %, a REMB that fell below what is sent, or no
@@ -198,25 +246,34 @@ class VideoAllocator:
         # the audio-only rate it saw (measured: Chrome's REMB dipped as the keyframes arrived and paused
         # video on a freed link); the probe already answered for the link, loss still ends the trial.
         remb_counts = not self._trial
+        # Right after a step down or a probe, what reports say is about the rate before it (a trial is
+        # judged at once: the probe already answered for the link).
+        settled = bool(self._trial) or now >= self._quiet_until
 
         def congested(need: float) -> bool:
-            return (
-                link.overloaded
-                or not link.feedback
-                or (remb_counts and link.remb_bps is not None and link.remb_bps < REMB_BELOW * need)
+            return not link.feedback or (
+                settled
+                and (
+                    link.overloaded
+                    or (remb_counts and link.remb_bps is not None and link.remb_bps < REMB_BELOW * need)
+                )
             )
 
         # A stream seen for the first time (someone joined) is forwarded unless the link is known to be
         # full: it fits, or nothing says the link is congested (an app-limited estimate cannot show room).
-        for key in keys:
-            if key not in self._known:
-                self._known.add(key)
-                need = self._need(cost) + cost[key]
-                if not link.trusted or need <= budget or not congested(need):
-                    self._forward.add(key)
-        need = self._need(cost)
+        # It starts at the best layer that fits (its lowest when none does).
+        for c in candidates:
+            if c.key not in self._known:
+                self._known.add(c.key)
+                base = self._need(by_key)
+                fit = next((n for n in range(c.bottom + 1) if base + c.cost(n) <= budget), None)
+                if not link.trusted or not congested(base + c.bps):
+                    self._level[c.key] = 0
+                elif fit is not None:
+                    self._level[c.key] = fit
+        need = self._need(by_key)
         evidence = congested(need)
-        if link.trusted and evidence and need > budget and self._forward:
+        if link.trusted and evidence and need > budget and self._level:
             self._room_since = None
             if self._over_since is None:
                 self._over_since = now
@@ -224,75 +281,138 @@ class VideoAllocator:
             self._probe = None
             self._cleared.clear()
             if now - self._over_since >= DOWN_AFTER or self._trial:
-                self._pause_until_fits(keys, cost, budget, now)
+                self._step_down_until_fits(candidates, by_key, budget, now)
         else:
             self._over_since = None
-            self._maybe_resume(now, link, keys, cost, budget)
-        forward = frozenset(self._forward)
+            self._maybe_step_up(now, link, candidates, by_key, budget)
+        forward = frozenset(self._level)
         if self._last_up is None or now - self._last_up >= TRIAL_CONFIRM:
-            self._trial = frozenset()
-        self._trial &= forward
+            self._trial.clear()
+        self._trial = {k: v for k, v in self._trial.items() if k in self._level and self._level[k] != v}
         # A resume that has not held yet does not lift "audio only": the person is told once, not per probe.
-        shown = forward - self._trial
+        shown = {k for k in forward if self._trial.get(k, 0) >= 0}
         reason = AudioOnlyReason.BANDWIDTH if keys and not shown else None
+        levels = dict(self._level)
         if self._probe is not None and self._probe_due:
             self._probe_due = False
-            _started, _ended, rate, probed = self._probe
-            return Allocation(forward, reason, PROBE_OCTETS, rate, probed[0])
-        return Allocation(forward, reason)
+            _started, _ended, rate, steps = self._probe
+            return Allocation(forward, reason, PROBE_OCTETS, rate, steps[0][0], levels)
+        return Allocation(forward, reason, levels=levels)
 
-    def _need(self, cost: dict[Hashable, float]) -> float:
-        return sum(cost[k] for k in self._forward)
+    def _follow_ladders(self, by_key: dict[Hashable, VideoCandidate]) -> None:
+        """Keep each stream on the layer it is on when its ladder changes (its subscriber's tile grew or
+        shrank, so the best wanted layer is another): levels count from the top, so they shift."""
+        for key in [k for k in self._level if k not in by_key]:
+            del self._level[key]
+        for key in [k for k in self._depth if k not in by_key]:
+            del self._depth[key]
+        for key, c in by_key.items():
+            before = self._depth.get(key)
+            self._depth[key] = c.bottom
+            if before is not None and key in self._level:
+                self._level[key] = min(c.bottom, max(0, self._level[key] + c.bottom - before))
 
-    def _pause_until_fits(
-        self, keys: list[Hashable], cost: dict[Hashable, float], budget: float, now: float
+    def _need(self, by_key: dict[Hashable, VideoCandidate]) -> float:
+        return sum(by_key[k].cost(level) for k, level in self._level.items())
+
+    def _step_down_until_fits(
+        self,
+        candidates: Sequence[VideoCandidate],
+        by_key: dict[Hashable, VideoCandidate],
+        budget: float,
+        now: float,
     ) -> None:
-        for key in reversed(keys):  # lowest priority first
-            if self._need(cost) <= budget:
+        lowered: set[Hashable] = set()
+        # A trial that met congestion is undone first: the steps a probe allowed go back to where they were.
+        for key, before in self._trial.items():
+            if key not in self._level:
+                continue
+            if before < 0:
+                del self._level[key]
+                self.pauses += 1
+            else:
+                self._level[key] = before
+                self.downs += 1
+            lowered.add(key)
+        self._trial.clear()
+        for key, level in reversed(ladder(candidates)):  # the least worth keeping first
+            if self._need(by_key) <= budget:
                 break
-            if key in self._forward:
-                self._forward.discard(key)
+            if self._level.get(key) != level:
+                continue
+            if level < by_key[key].bottom:
+                self._level[key] = level + 1
+                lowered.add(key)
+                self.downs += 1
+            elif key not in lowered:
+                # A stream lowered now is paused only by evidence about its lower layer (AFTER_SWITCH):
+                # an estimate cut by the old layer's losses must not take the new one's place too.
+                del self._level[key]
                 self.pauses += 1
         if self._last_up is not None and now - self._last_up < self._hold + UP_AFTER:
-            self._hold = min(MAX_HOLD_DOWN, self._hold * 2)  # the last resume did not hold: back off
+            # The last step up did not hold: back off. While video still flows the next probe is capped
+            # lower: its verdict comes from live reports within a second or two, and a person on a low
+            # layer should get the high one back soon after their link frees up (issue 13: within 10 s).
+            ceiling = MAX_HOLD_DOWN_FLOWING if self._level else MAX_HOLD_DOWN
+            self._hold = min(ceiling, self._hold * 2)
         elif self._last_up is None or now - self._last_up > 4 * MAX_HOLD_DOWN:
             self._hold = self.hold_down
         self._last_down = now
+        self._quiet_until = now + AFTER_SWITCH
         self._over_since = None
 
-    def _maybe_resume(
-        self, now: float, link: LinkView, keys: list[Hashable], cost: dict[Hashable, float], budget: float
+    def _pending_steps(self, candidates: Sequence[VideoCandidate]) -> list[Step]:
+        return [(k, n) for k, n in ladder(candidates) if self._level.get(k, n + 1) > n]
+
+    def _step_cost(
+        self, by_key: dict[Hashable, VideoCandidate], step: Step, levels: dict[Hashable, int]
+    ) -> float:
+        key, level = step
+        c = by_key[key]
+        now = c.cost(levels[key]) if key in levels else 0.0
+        return c.cost(level) - now
+
+    def _maybe_step_up(
+        self,
+        now: float,
+        link: LinkView,
+        candidates: Sequence[VideoCandidate],
+        by_key: dict[Hashable, VideoCandidate],
+        budget: float,
     ) -> None:
-        waiting = [k for k in keys if k not in self._forward]
-        if not waiting:
+        pending = self._pending_steps(candidates)
+        if not pending:
             self._room_since = self._probe = None
+            self._cleared.clear()
             return
-        best = waiting[0]
-        fits = self._need(cost) + cost[best] * UP_MARGIN <= budget
+        best = pending[0]
+        fits = self._need(by_key) + self._step_cost(by_key, best, self._level) * UP_MARGIN <= budget
         held = self._last_down is not None and now - self._last_down < self._hold
         if fits and not held:
             self._probe = None
             if self._room_since is None:
                 self._room_since = now
             if now - self._room_since >= UP_AFTER:
-                self._resume([best], now, trial=False)
+                self._step_up(best, now, trial=False)
             return
         self._room_since = None
         # Streams a probe cleared come back one per decision, so their keyframes do not arrive as one burst
         # (a precaution: the 25-67 % loss first seen after resuming three together turned out to be stale
-        # reports, see DownlinkEstimator.on_report; resuming all at once was not measured to be safe).
-        self._cleared = [k for k in self._cleared if k in waiting]
+        # reports, see DownlinkEstimator.on_report; resuming all at once was not measured to be safe); each
+        # goes straight to the best layer the probe cleared for it (one switch, one keyframe).
+        self._cleared = [s for s in self._cleared if s in pending]
         if self._cleared:
             if link.overloaded or link.remb_bps is not None:
                 self._cleared.clear()
                 self._last_down = now
             else:
-                self._resume([self._cleared.pop(0)], now)
+                self._take_cleared(now)
             return
         # The estimate cannot rise above what little is sent (REMB follows the receive rate; loss says
-        # nothing about capacity that is not used): the relay sends a short, fast burst of padding on the best
-        # waiting stream and resumes every waiting stream the burst's rate covers if the receiver's next
-        # reports show (almost) no loss. On a full link a probe costs a few dropped packets, most of them its own.
+        # nothing about capacity that is not used): the relay sends a short, fast burst of padding on the
+        # stream of the next step and takes every step the burst's rate covers if the receiver's next
+        # reports show (almost) no loss. On a full link a probe costs a few dropped packets, most of them
+        # its own.
         probe = self._probe
         if probe is not None:
             _started, ended, _rate, probed = probe
@@ -302,9 +422,8 @@ class VideoAllocator:
             elif link.loss_at is not None and link.loss_at >= ended + PROBE_SETTLE:
                 self._probe = None
                 if link.loss < PROBE_CLEAN:
-                    cleared = [k for k in probed if k in waiting]
-                    self._resume(cleared[:1], now)
-                    self._cleared = cleared[1:]
+                    self._cleared = [s for s in probed if s in pending]
+                    self._take_cleared(now)
                 else:
                     self._last_down = now
             elif now - ended > PROBE_VERDICT_WITHIN:
@@ -313,21 +432,41 @@ class VideoAllocator:
             return
         if not link.trusted or link.congested or held:
             return
-        rate = max(PROBE_MIN_BPS, UP_MARGIN * cost[best])
-        chosen: list[Hashable] = []
+        levels = dict(self._level)
+        first = self._step_cost(by_key, best, levels)
+        rate = max(PROBE_MIN_BPS, UP_MARGIN * first)
+        chosen: list[Step] = []
         total = 0.0
-        for key in waiting:  # as many as the probe's rate covers, in priority order
-            if chosen and total + UP_MARGIN * cost[key] > rate:
+        for step in pending:  # as many steps as the probe's rate covers, in the ladder's order
+            extra = UP_MARGIN * self._step_cost(by_key, step, levels)
+            if chosen and total + extra > rate:
                 break
-            chosen.append(key)
-            total += UP_MARGIN * cost[key]
-        self._probe = (now, now + 8 * PROBE_OCTETS / rate, rate, tuple(chosen))
+            chosen.append(step)
+            total += extra
+            levels[step[0]] = step[1]
+        ended = now + 8 * PROBE_OCTETS / rate
+        self._probe = (now, ended, rate, tuple(chosen))
         self._probe_due = True
+        self._quiet_until = max(self._quiet_until, ended + AFTER_SWITCH)  # its own loss is no evidence
 
-    def _resume(self, resumed: list[Hashable], now: float, *, trial: bool = True) -> None:
-        self._forward.update(resumed)
-        self.resumes += len(resumed)
+    def _take_cleared(self, now: float) -> None:
+        """The next stream a passed probe cleared, at the best layer it cleared for it."""
+        if not self._cleared:
+            return
+        key = self._cleared[0][0]
+        best = min(level for k, level in self._cleared if k == key)
+        self._cleared = [s for s in self._cleared if s[0] != key]
+        self._step_up((key, best), now)
+
+    def _step_up(self, step: Step, now: float, *, trial: bool = True) -> None:
+        key, level = step
+        before = self._level.get(key, -1)
+        self._level[key] = level
+        if before < 0:
+            self.resumes += 1
+        else:
+            self.ups += 1
         self._last_up = now
         self._room_since = None
         if trial:
-            self._trial |= frozenset(resumed)
+            self._trial.setdefault(key, before)
