@@ -527,9 +527,9 @@ class PeerSession:
             if slot.key is not None
         ]
         allocation = self.allocator.decide(now, link, candidates, save_data=self.save_data)
-        shown = {ladder[0].publisher for _, ladder in video}
-        for gone in [p for p in self._budget_layer if p not in shown]:
-            del self._budget_layer[gone]
+        publishers = {ladder[0].publisher for _, ladder in video}
+        for left in [pid for pid in self._budget_layer if pid not in publishers]:
+            del self._budget_layer[left]
         for slot, ladder in video:
             level = allocation.level(slot.key)
             if level is None:
