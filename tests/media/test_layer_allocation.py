@@ -17,6 +17,7 @@ from vIOP.media.budget import (
     PROBE_MIN_BPS,
     PROBE_OCTETS,
     PROBE_SETTLE,
+    SWITCH_SETTLE,
     UP_AFTER,
     Allocation,
     LinkView,
@@ -222,16 +223,19 @@ def test_reports_about_the_old_rate_do_not_pause_the_low_layer_but_fresh_loss_do
     allocator.decide(0.0, link(5_000_000), one)
     allocator.decide(1.0, link(for_budget(200_000), congested=True), one)
     assert allocator.decide(2.0, link(for_budget(200_000), congested=True), one).level(A) == 1
-    # The high layer's last packets keep being reported lost, and the estimate is cut below the low layer.
+    # The high layer's last packets are reported lost until the switch settles, and the estimate is cut
+    # below the low layer; then the low layer's reports are clean, but the estimator still remembers the
+    # loss (overloaded) for a while.
     t = 2.0
     while t + TICK < 2.0 + AFTER_SWITCH:
         t += TICK
-        assert (
-            allocator.decide(t, link(for_budget(50_000), congested=True, loss_at=t, loss=0.4), one).level(A)
-            == 1
+        stale = t < 2.0 + SWITCH_SETTLE
+        view = link(
+            for_budget(50_000), congested=stale or t < 2.0 + AFTER_SWITCH, loss_at=t, loss=0.4 * stale
         )
-    # The low layer arrives whole: no evidence, so no pause even under a low estimate. Then (its hold-down
-    # over) a probe toward the high layer, which meets loss: the link is still capped.
+        assert allocator.decide(t, view, one).level(A) == 1, t
+    # Its probe toward the high layer (its hold-down over) meets loss: the link is still capped. The probe
+    # fails; its own loss does not pause the low layer.
     probe = None
     while probe is None:
         t += TICK
@@ -239,15 +243,14 @@ def test_reports_about_the_old_rate_do_not_pause_the_low_layer_but_fresh_loss_do
         assert decision.level(A) == 1, t
         probe = decision if decision.probe_octets else None
     assert probe.probe_octets == PROBE_OCTETS and probe.probe_key == A
-    for n in range(1, 6):
-        u = t + TICK * n
-        decision = allocator.decide(u, link(for_budget(50_000), congested=True, loss_at=u, loss=0.3), one)
-        assert decision.level(A) == 1 and decision.probe_octets == 0, u
+    ended = t + 8 * PROBE_OCTETS / probe.probe_bps
+    while t < ended + PROBE_SETTLE + 1.0:
+        t += TICK
+        decision = allocator.decide(t, link(for_budget(50_000), congested=True, loss_at=t, loss=0.3), one)
+        assert decision.level(A) == 1 and decision.probe_octets == 0, t
     assert allocator.pauses == 0 and allocator.ups == 0
-    # Loss that goes on after the probe's quiet time is the low layer's own: it is paused.
-    u = t + 8 * PROBE_OCTETS / probe.probe_bps + AFTER_SWITCH
-    allocator.decide(u, link(for_budget(50_000), congested=True, loss_at=u, loss=0.3), one)
-    last = allocator.decide(
-        u + DOWN_AFTER, link(for_budget(50_000), congested=True, loss_at=u, loss=0.3), one
-    )
+    # Loss that goes on after that is the low layer's own: it is paused.
+    allocator.decide(t + TICK, link(for_budget(50_000), congested=True, loss_at=t + TICK, loss=0.3), one)
+    u = t + TICK + DOWN_AFTER
+    last = allocator.decide(u, link(for_budget(50_000), congested=True, loss_at=u, loss=0.3), one)
     assert last.forward == frozenset() and last.audio_only

@@ -32,11 +32,16 @@ REMB_BELOW: Final = 0.85
 """A REMB under this share of what video is sent is congestion: a receiver's estimate starts at what it
 receives (Chrome's does) and counts headers a little differently; only a clear drop is evidence."""
 DOWN_AFTER: Final = 1.0  # seconds over budget before video is paused
-AFTER_SWITCH: Final = 4.0
-"""After a step down (or a probe's end) this long, loss and REMB are no evidence for another step down: they
-describe the old rate (the old layer flows until the new one's keyframe, the queue drains, reports come
-about once a second, and a lossy report counts for 2 s). Measured: a receiver moved to the low layer was
-paused 2 s later by the reports of the high layer's last packets."""
+SWITCH_SETTLE: Final = 1.5
+"""After a step down (or the reports covering a probe) this long, reports describe the old rate (the old
+layer flows until the new one's keyframe, the queue drains, reports come about once a second): no evidence
+for another step down. Measured: a receiver moved to the low layer was paused 2 s later by the reports of
+the high layer's last packets."""
+EVIDENCE_MEMORY: Final = 2.0  # how long the estimator counts a lossy report (downlink.CONGESTION_MEMORY)
+OVERLOAD_LOSS: Final = 0.10  # a pooled loss above this is overload (downlink.HIGH_LOSS)
+AFTER_SWITCH: Final = SWITCH_SETTLE + EVIDENCE_MEMORY
+"""From then on, every kind of evidence counts again; before it (after SWITCH_SETTLE) only a pooled loss
+fresher than the settling, above OVERLOAD_LOSS."""
 UP_AFTER: Final = 2.0  # seconds with room before a stream is resumed
 UP_MARGIN: Final = 1.15  # a resumed stream must fit with this margin
 HOLD_DOWN: Final = (
@@ -201,7 +206,7 @@ class VideoAllocator:
     _probe: tuple[float, float, float, tuple[Step, ...]] | None = None  # started, ended, bps, steps
     _probe_due: bool = False  # a probe was decided and not yet handed to the caller
     _cleared: list[Step] = field(default_factory=list)  # a passed probe's steps, taken one a tick
-    _quiet_until: float = float("-inf")  # see AFTER_SWITCH
+    _settle_from: float = float("-inf")  # see SWITCH_SETTLE
     _hold: float = field(init=False)
     pauses: int = 0
     resumes: int = 0
@@ -246,17 +251,24 @@ class VideoAllocator:
         # the audio-only rate it saw (measured: Chrome's REMB dipped as the keyframes arrived and paused
         # video on a freed link); the probe already answered for the link, loss still ends the trial.
         remb_counts = not self._trial
-        # Right after a step down or a probe, what reports say is about the rate before it (a trial is
-        # judged at once: the probe already answered for the link).
-        settled = bool(self._trial) or now >= self._quiet_until
 
         def congested(need: float) -> bool:
-            return not link.feedback or (
-                settled
-                and (
-                    link.overloaded
-                    or (remb_counts and link.remb_bps is not None and link.remb_bps < REMB_BELOW * need)
-                )
+            return (
+                link.overloaded
+                or not link.feedback
+                or (remb_counts and link.remb_bps is not None and link.remb_bps < REMB_BELOW * need)
+            )
+
+        # Right after a step down or a probe, what reports say is about the rate before it; then for a
+        # while only fresh loss counts (a lossy report is remembered for EVIDENCE_MEMORY). A trial is judged
+        # at once: the probe already answered for the link.
+        def evidence_for(need: float) -> bool:
+            if self._trial or now >= self._settle_from + EVIDENCE_MEMORY or not link.feedback:
+                return congested(need)
+            if now < self._settle_from:
+                return False
+            return (
+                link.loss_at is not None and link.loss_at >= self._settle_from and link.loss > OVERLOAD_LOSS
             )
 
         # A stream seen for the first time (someone joined) is forwarded unless the link is known to be
@@ -272,7 +284,7 @@ class VideoAllocator:
                 elif fit is not None:
                     self._level[c.key] = fit
         need = self._need(by_key)
-        evidence = congested(need)
+        evidence = evidence_for(need)
         if link.trusted and evidence and need > budget and self._level:
             self._room_since = None
             if self._over_since is None:
@@ -358,7 +370,7 @@ class VideoAllocator:
         elif self._last_up is None or now - self._last_up > 4 * MAX_HOLD_DOWN:
             self._hold = self.hold_down
         self._last_down = now
-        self._quiet_until = now + AFTER_SWITCH
+        self._settle_from = now + SWITCH_SETTLE
         self._over_since = None
 
     def _pending_steps(self, candidates: Sequence[VideoCandidate]) -> list[Step]:
@@ -447,7 +459,8 @@ class VideoAllocator:
         ended = now + 8 * PROBE_OCTETS / rate
         self._probe = (now, ended, rate, tuple(chosen))
         self._probe_due = True
-        self._quiet_until = max(self._quiet_until, ended + AFTER_SWITCH)  # its own loss is no evidence
+        # Its own loss is no evidence: the reports pooled after PROBE_SETTLE cover it.
+        self._settle_from = max(self._settle_from, ended + PROBE_SETTLE + 1.0)
 
     def _take_cleared(self, now: float) -> None:
         """The next stream a passed probe cleared, at the best layer it cleared for it."""
@@ -467,6 +480,8 @@ class VideoAllocator:
         else:
             self.ups += 1
         self._last_up = now
-        self._room_since = None
         if trial:
+            self._room_since = None
             self._trial.setdefault(key, before)
+        # else: the room lasted UP_AFTER and still fits the next step with its margin (the need counts the
+        # step just taken): the next one follows at the next decision.
