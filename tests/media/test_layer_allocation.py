@@ -254,3 +254,22 @@ def test_reports_about_the_old_rate_do_not_pause_the_low_layer_but_fresh_loss_do
     u = t + TICK + DOWN_AFTER
     last = allocator.decide(u, link(for_budget(50_000), congested=True, loss_at=u, loss=0.3), one)
     assert last.forward == frozenset() and last.audio_only
+
+
+def test_a_stream_whose_tile_leaves_and_comes_back_returns_where_it_was_not_as_a_newcomer() -> None:
+    allocator = VideoAllocator()
+    allocator.decide(0.0, link(5_000_000), LAYERED)
+    assert levels(squeezed(allocator, 350_000, 1.0)) == {A: 1, B: 1, C: 1}
+    t = 2.0 + AFTER_SWITCH
+    assert levels(squeezed(allocator, 160_000, t)) == {A: 1, B: None, C: None}
+    # The grid compacts (audio only, a small screen): B and C leave the candidates; later they come back,
+    # on a link that shows no loss just now (nothing but A's low layer flows). They stay paused, and A low.
+    t += DOWN_AFTER + TICK
+    allocator.decide(t, link(for_budget(160_000), loss_at=t), LAYERED[:1])
+    back = allocator.decide(t + TICK, link(for_budget(160_000), loss_at=t + TICK), LAYERED)
+    assert levels(back) == {A: 1, B: None, C: None}
+    # A one-layer ladder while the tile is small (the grid wants the low layer only), then two again.
+    small = [VideoCandidate(A, LOW)]
+    assert allocator.decide(t + 2 * TICK, link(for_budget(160_000), loss_at=t), small).level(A) == 0
+    again = allocator.decide(t + 3 * TICK, link(for_budget(160_000), loss_at=t), LAYERED)
+    assert levels(again) == {A: 1, B: None, C: None}  # still its low layer, counted from the top

@@ -197,6 +197,8 @@ class VideoAllocator:
     _level: dict[Hashable, int] = field(default_factory=dict)  # forwarded streams and their layers
     _depth: dict[Hashable, int] = field(default_factory=dict)  # each stream's lowest level last seen
     _known: set[Hashable] = field(default_factory=set)
+    # streams gone from the candidates (their tile left the screen): layers above their lowest, None: paused
+    _parked: dict[Hashable, int | None] = field(default_factory=dict)
     _over_since: float | None = None
     _room_since: float | None = None
     _last_down: float | None = None
@@ -230,7 +232,6 @@ class VideoAllocator:
         by_key = {c.key: c for c in candidates}
         keys = list(by_key)
         self._follow_ladders(by_key)
-        self._known &= set(keys)
         if save_data:
             if self._saved is None:
                 self._saved = dict(self._level)
@@ -314,11 +315,21 @@ class VideoAllocator:
     def _follow_ladders(self, by_key: dict[Hashable, VideoCandidate]) -> None:
         """Keep each stream on the layer it is on when its ladder changes (its subscriber's tile grew or
         shrank, so the best wanted layer is another): levels count from the top, so they shift."""
-        for key in [k for k in self._level if k not in by_key]:
-            del self._level[key]
-        for key in [k for k in self._depth if k not in by_key]:
-            del self._depth[key]
+        # A stream that leaves the candidates and comes back (its subscriber's grid changed: the web client
+        # compacts it while on audio only) comes back where it was, not as a newcomer on its best layer.
+        for key in [k for k in self._known if k not in by_key]:
+            level = self._level.pop(key, None)
+            depth = self._depth.pop(key, 0)
+            self._parked[key] = None if level is None else depth - level
+            self._known.discard(key)
         for key, c in by_key.items():
+            if key in self._parked:
+                above = self._parked.pop(key)
+                self._known.add(key)
+                self._depth[key] = c.bottom
+                if above is not None:
+                    self._level[key] = max(0, c.bottom - above)
+                continue
             before = self._depth.get(key)
             self._depth[key] = c.bottom
             if before is not None and key in self._level:

@@ -542,7 +542,7 @@ class PeerSession:
             if slot.key is not None
         ]
         allocation = self.allocator.decide(now, link, candidates, save_data=self.save_data)
-        publishers = {ladder[0].publisher for _, ladder in video}
+        publishers = {s.source.publisher for s in self._slots if s.source is not None}
         for left in [pid for pid in self._budget_layer if pid not in publishers]:
             del self._budget_layer[left]
         for slot, ladder in video:
