@@ -244,7 +244,7 @@ def test_reports_about_the_old_rate_do_not_pause_the_low_layer_but_fresh_loss_do
         probe = decision if decision.probe_octets else None
     assert probe.probe_octets == PROBE_OCTETS and probe.probe_key == A
     ended = t + 8 * PROBE_OCTETS / probe.probe_bps
-    while t < ended + PROBE_SETTLE + 1.0:
+    while t + TICK < ended + PROBE_SETTLE + 1.0:  # the reports that cover the probe
         t += TICK
         decision = allocator.decide(t, link(for_budget(50_000), congested=True, loss_at=t, loss=0.3), one)
         assert decision.level(A) == 1 and decision.probe_octets == 0, t

@@ -38,10 +38,9 @@ layer flows until the new one's keyframe, the queue drains, reports come about o
 for another step down. Measured: a receiver moved to the low layer was paused 2 s later by the reports of
 the high layer's last packets."""
 EVIDENCE_MEMORY: Final = 2.0  # how long the estimator counts a lossy report (downlink.CONGESTION_MEMORY)
-OVERLOAD_LOSS: Final = 0.10  # a pooled loss above this is overload (downlink.HIGH_LOSS)
 AFTER_SWITCH: Final = SWITCH_SETTLE + EVIDENCE_MEMORY
 """From then on, every kind of evidence counts again; before it (after SWITCH_SETTLE) only a pooled loss
-fresher than the settling, above OVERLOAD_LOSS."""
+fresher than the settling, of at least PROBE_CLEAN, and it moves down at once."""
 UP_AFTER: Final = 2.0  # seconds with room before a stream is resumed
 UP_MARGIN: Final = 1.15  # a resumed stream must fit with this margin
 HOLD_DOWN: Final = (
@@ -261,15 +260,18 @@ class VideoAllocator:
             )
 
         # Right after a step down or a probe, what reports say is about the rate before it; then for a
-        # while only fresh loss counts (a lossy report is remembered for EVIDENCE_MEMORY). A trial is judged
-        # at once: the probe already answered for the link.
+        # while only fresh loss counts (a lossy report is remembered for EVIDENCE_MEMORY), and any loss
+        # (>= 2 %) does: the link was just found short, and a step that left it lossy was not enough (audio
+        # shares that loss). A trial is judged at once: the probe already answered for the link.
+        after_switch = not (
+            self._trial or now >= self._settle_from + EVIDENCE_MEMORY or not link.feedback
+        ) and (now >= self._settle_from)
+
         def evidence_for(need: float) -> bool:
             if self._trial or now >= self._settle_from + EVIDENCE_MEMORY or not link.feedback:
                 return congested(need)
-            if now < self._settle_from:
-                return False
-            return (
-                link.loss_at is not None and link.loss_at >= self._settle_from and link.loss > OVERLOAD_LOSS
+            return after_switch and (
+                link.loss_at is not None and link.loss_at >= self._settle_from and link.loss >= PROBE_CLEAN
             )
 
         # A stream seen for the first time (someone joined) is forwarded unless the link is known to be
@@ -293,7 +295,7 @@ class VideoAllocator:
             # A trial that meets congestion ends at once: a probe must cost the link as little as it can.
             self._probe = None
             self._cleared.clear()
-            if now - self._over_since >= DOWN_AFTER or self._trial:
+            if now - self._over_since >= DOWN_AFTER or self._trial or after_switch:
                 self._step_down_until_fits(candidates, by_key, budget, now)
         else:
             self._over_since = None
