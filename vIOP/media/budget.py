@@ -418,7 +418,7 @@ class VideoAllocator:
             if self._room_since is None:
                 self._room_since = now
             if now - self._room_since >= UP_AFTER:
-                self._step_up(best, now, trial=False)
+                self._step_up(best, now, probed=False)
             return
         self._room_since = None
         # Streams a probe cleared come back one per decision, so their keyframes do not arrive as one burst
@@ -484,7 +484,9 @@ class VideoAllocator:
         self._cleared = [s for s in self._cleared if s[0] != key]
         self._step_up((key, best), now)
 
-    def _step_up(self, step: Step, now: float, *, trial: bool = True) -> None:
+    def _step_up(self, step: Step, now: float, *, probed: bool = True) -> None:
+        """Take ``step`` on trial: congestion before TRIAL_CONFIRM undoes it at once (an estimate that
+        overshot, or a probe that passed falsely, costs one undo, not DOWN_AFTER of loss)."""
         key, level = step
         before = self._level.get(key, -1)
         self._level[key] = level
@@ -493,8 +495,8 @@ class VideoAllocator:
         else:
             self.ups += 1
         self._last_up = now
-        if trial:
+        self._trial.setdefault(key, before)
+        if probed:
             self._room_since = None
-            self._trial.setdefault(key, before)
         # else: the room lasted UP_AFTER and still fits the next step with its margin (the need counts the
         # step just taken): the next one follows at the next decision.
