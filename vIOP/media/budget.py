@@ -295,7 +295,10 @@ class VideoAllocator:
             # A trial that meets congestion ends at once: a probe must cost the link as little as it can.
             self._probe = None
             self._cleared.clear()
-            if now - self._over_since >= DOWN_AFTER or self._trial or after_switch:
+            # (Fresh loss right after a switch moves down at once, but never stops the last video: that
+            # takes the usual DOWN_AFTER of evidence.)
+            at_once = after_switch and len(self._level) > 1
+            if now - self._over_since >= DOWN_AFTER or self._trial or at_once:
                 self._step_down_until_fits(candidates, by_key, budget, now)
         else:
             self._over_since = None
@@ -347,6 +350,7 @@ class VideoAllocator:
         budget: float,
         now: float,
     ) -> None:
+        flowing = any(k not in self._trial for k in self._level)  # video that held (not on trial)
         lowered: set[Hashable] = set()
         # A trial that met congestion is undone first: the steps a probe allowed go back to where they were.
         for key, before in self._trial.items():
@@ -378,7 +382,7 @@ class VideoAllocator:
             # The last step up did not hold: back off. While video still flows the next probe is capped
             # lower: its verdict comes from live reports within a second or two, and a person on a low
             # layer should get the high one back soon after their link frees up (issue 13: within 10 s).
-            ceiling = MAX_HOLD_DOWN_FLOWING if self._level else MAX_HOLD_DOWN
+            ceiling = MAX_HOLD_DOWN_FLOWING if flowing else MAX_HOLD_DOWN
             self._hold = min(ceiling, self._hold * 2)
         elif self._last_up is None or now - self._last_up > 4 * MAX_HOLD_DOWN:
             self._hold = self.hold_down
