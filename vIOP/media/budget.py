@@ -17,7 +17,7 @@ Pure decision logic (the caller owns the clock, the legs and the network), one c
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Collection, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -299,7 +299,8 @@ class VideoAllocator:
             # takes the usual DOWN_AFTER of evidence.)
             at_once = after_switch and len(self._level) > 1
             if now - self._over_since >= DOWN_AFTER or self._trial or at_once:
-                self._step_down_until_fits(candidates, by_key, budget, now)
+                patient = now - self._over_since >= DOWN_AFTER or bool(self._trial)
+                self._step_down_until_fits(candidates, by_key, budget, now, keep_one=not patient)
         else:
             self._over_since = None
             self._maybe_step_up(now, link, candidates, by_key, budget)
@@ -309,13 +310,21 @@ class VideoAllocator:
         self._trial = {k: v for k, v in self._trial.items() if k in self._level and self._level[k] != v}
         # A resume that has not held yet does not lift "audio only": the person is told once, not per probe.
         shown = {k for k in forward if self._trial.get(k, 0) >= 0}
-        reason = AudioOnlyReason.BANDWIDTH if keys and not shown else None
+        # Streams the budget paused stay "video that exists" while the subscriber's grid hides them (the
+        # web client compacts its grid on audio only: without this, audio only would flap with the grid).
+        hidden_paused = any(above is None for above in self._parked.values())
+        reason = AudioOnlyReason.BANDWIDTH if (keys or hidden_paused) and not shown else None
         levels = dict(self._level)
         if self._probe is not None and self._probe_due:
             self._probe_due = False
             _started, _ended, rate, steps = self._probe
             return Allocation(forward, reason, PROBE_OCTETS, rate, steps[0][0], levels)
         return Allocation(forward, reason, levels=levels)
+
+    def retain(self, existing: Collection[Hashable]) -> None:
+        """Forget hidden streams that no longer exist (their publisher left)."""
+        for key in [k for k in self._parked if k not in existing]:
+            del self._parked[key]
 
     def _follow_ladders(self, by_key: dict[Hashable, VideoCandidate]) -> None:
         """Keep each stream on the layer it is on when its ladder changes (its subscriber's tile grew or
@@ -349,6 +358,8 @@ class VideoAllocator:
         by_key: dict[Hashable, VideoCandidate],
         budget: float,
         now: float,
+        *,
+        keep_one: bool = False,
     ) -> None:
         flowing = any(k not in self._trial for k in self._level)  # video that held (not on trial)
         lowered: set[Hashable] = set()
@@ -373,7 +384,7 @@ class VideoAllocator:
                 self._level[key] = level + 1
                 lowered.add(key)
                 self.downs += 1
-            elif key not in lowered:
+            elif key not in lowered and not (keep_one and len(self._level) == 1):
                 # A stream lowered now is paused only by evidence about its lower layer (AFTER_SWITCH):
                 # an estimate cut by the old layer's losses must not take the new one's place too.
                 del self._level[key]
@@ -411,7 +422,7 @@ class VideoAllocator:
     ) -> None:
         pending = self._pending_steps(candidates)
         if not pending:
-            self._room_since = self._probe = None
+            self._room_since = None  # a probe in flight keeps its verdict for when its streams come back
             self._cleared.clear()
             return
         best = pending[0]

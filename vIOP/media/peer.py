@@ -541,6 +541,7 @@ class PeerSession:
             for slot, ladder in video
             if slot.key is not None
         ]
+        self.allocator.retain({s.key for s in self._slots if s.source is not None and s.leg.kind == "video"})
         allocation = self.allocator.decide(now, link, candidates, save_data=self.save_data)
         publishers = {s.source.publisher for s in self._slots if s.source is not None}
         for left in [pid for pid in self._budget_layer if pid not in publishers]:
