@@ -6,13 +6,14 @@ Pure decision logic (the caller owns the clock, the legs and the network), one c
 - :class:`RtxBudget`, a token bucket: a retransmission is answered only while the subscriber's budget has
   room for it (retransmissions into a full link only make it fuller: that is how a 250 kbit/s receiver was
   offered 22 Mbit/s).
-- :class:`VideoAllocator` decides which video streams a subscriber receives. Audio is never part of the
-  decision: it always flows, and video gets what is left. It pauses the lowest-priority streams when what
-  it forwards does not fit the estimate, resumes one at a time when it does (or, when the estimate is
-  merely held low by the little it receives, after a *probe*: the caller pads the link at what the waiting
-  video would cost for one tick, and the video resumes if the receiver's next reports show no loss), and
-  says when no video is left (audio only) and why. Priority is the caller's: the relay ranks
-  streams (a hook for active speaker); ties keep the caller's order.
+- :class:`VideoAllocator` decides which video a subscriber receives, and at which simulcast layer. Audio is
+  never part of the decision: it always flows, and video gets what is left. The budget is spent as a
+  ladder (every stream's lowest layer in priority order, then each one's next layer up in priority order);
+  when what it forwards does not fit, on evidence, it walks the ladder back (a stream's high layer goes to
+  low before anyone is paused), and it climbs one step at a time when a step fits with margin for a while
+  or a *probe* passed (the caller pads the link at what the waiting steps would cost for one tick; they
+  are taken if the receiver's next reports show no loss). It says when no video is left (audio only) and
+  why. Priority is the caller's (active speaker first); ties keep the caller's order.
 """
 
 from __future__ import annotations

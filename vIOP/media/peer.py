@@ -14,8 +14,9 @@ Subscriber m-lines are recycled, not grown: a departed publisher's m-line goes `
 client has confirmed that, carries the next publisher (``a=msid`` changes, so a browser fires ``ontrack``).
 
 Budgets (``vIOP.media.budget``): every :data:`BUDGET_TICK` seconds the session estimates the client's
-downlink from its RTCP feedback (``vIOP.media.downlink``), pauses or resumes its video legs so that what it
-receives fits (audio always flows), sets its retransmission budget, and reports audio-only changes.
+downlink from its RTCP feedback (``vIOP.media.downlink``), moves each video leg to the layer that fits (the
+one the client wants, a lower one of the same publisher, or paused; audio always flows), sets its
+retransmission budget, and reports audio-only changes.
 """
 
 from __future__ import annotations

@@ -19,7 +19,8 @@ publisher, ``"high"``, ``"low"`` or ``"paused"``. A publisher that sends one lay
 choice but ``"paused"`` means that one.
 
 Per subscriber, the relay keeps what it sends within the client's estimated downlink (see
-``vIOP.media.peer`` and ``vIOP.media.budget``): audio always flows, video legs pause when they do not fit,
+``vIOP.media.peer`` and ``vIOP.media.budget``): audio always flows, video legs move to a publisher's lower
+layer (below the one ``set_layer`` chose) or pause when they do not fit,
 and :data:`AudioOnlyCallback` says when a client receives no video and why (its bandwidth, or its own
 "save data" choice, :meth:`MediaRelay.set_save_data`). Which video is kept first is :data:`VideoPriority`
 (a hook for active speaker; default: the publisher who joined first).
