@@ -48,9 +48,10 @@ HOLD_DOWN: Final = (
     2.5  # after pausing or a failed probe, no probe before this (doubles after a failed resume)
 )
 MAX_HOLD_DOWN: Final = 16.0  # a resume that keeps failing (a probe that lied) backs off to this
-MAX_HOLD_DOWN_FLOWING: Final = 4.0
-"""The back-off's ceiling while some video still flows (a low layer): a failed step up is caught by live
-reports within a second or two, and the high layer must come back within 10 s of the link freeing up."""
+MAX_HOLD_DOWN_FLOWING: Final = HOLD_DOWN
+"""The back-off's ceiling while video that held still flows (a low layer): no growth. A failed step up is
+caught by live reports within a second or two and undone, and the high layer must come back within 10 s of
+the link freeing up (measured with a 4 s ceiling: 3.5-11.2 s, and twice not within 12 s)."""
 PROBE_OCTETS: Final = 40_000
 """A probe's size: more than a home shaper's usual burst allowance (the capped-link benchmark's tbf holds
 16 kB plus a 100 ms queue), so a capped link drops some of it; a bigger bucket lets a probe pass falsely,
