@@ -273,3 +273,29 @@ def test_a_stream_whose_tile_leaves_and_comes_back_returns_where_it_was_not_as_a
     assert allocator.decide(t + 2 * TICK, link(for_budget(160_000), loss_at=t), small).level(A) == 0
     again = allocator.decide(t + 3 * TICK, link(for_budget(160_000), loss_at=t), LAYERED)
     assert levels(again) == {A: 1, B: None, C: None}  # still its low layer, counted from the top
+
+
+def test_video_hidden_while_audio_only_is_probed_for_and_shown_again_on_its_low_layer() -> None:
+    one = LAYERED[:1]
+    allocator = VideoAllocator()
+    allocator.decide(0.0, link(5_000_000), one)
+    allocator.decide(1.0, link(for_budget(50_000), congested=True), one)
+    assert allocator.decide(1.0 + DOWN_AFTER, link(for_budget(50_000), congested=True), one).level(A) == 1
+    allocator.decide(2.0 + AFTER_SWITCH, link(for_budget(50_000), congested=True), one)
+    paused_at = 2.0 + AFTER_SWITCH + DOWN_AFTER
+    assert allocator.decide(paused_at, link(for_budget(50_000), congested=True), one).audio_only
+    # The web client hides its tiles while on audio only: no candidates, but still "audio only".
+    t = paused_at + TICK
+    assert allocator.decide(t, link(for_budget(50_000), loss_at=t), []).audio_only
+    probe = None
+    while probe is None:
+        t += TICK
+        decision = allocator.decide(t, link(for_budget(50_000), loss_at=t), [])
+        assert decision.audio_only, t
+        probe = decision if decision.probe_octets else None
+    assert probe.probe_key == A and t >= paused_at + HOLD_DOWN
+    verdict = t + 8 * PROBE_OCTETS / probe.probe_bps + PROBE_SETTLE
+    shown = allocator.decide(verdict, link(for_budget(50_000), loss_at=verdict), [])
+    assert not shown.audio_only  # the grid shows the tile again ...
+    back = allocator.decide(verdict + TICK, link(for_budget(50_000), loss_at=verdict), one)
+    assert back.level(A) == 1  # ... and it comes back on its low layer

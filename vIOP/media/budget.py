@@ -424,8 +424,9 @@ class VideoAllocator:
     ) -> None:
         pending = self._pending_steps(candidates)
         if not pending:
-            self._room_since = None  # a probe in flight keeps its verdict for when its streams come back
+            self._room_since = None
             self._cleared.clear()
+            self._probe_for_hidden(now, link)
             return
         best = pending[0]
         fits = self._need(by_key) + self._step_cost(by_key, best, self._level) * UP_MARGIN <= budget
@@ -491,6 +492,37 @@ class VideoAllocator:
         self._probe_due = True
         # Its own loss is no evidence: the reports pooled after PROBE_SETTLE cover it.
         self._settle_from = max(self._settle_from, ended + PROBE_SETTLE + 1.0)
+
+    def _probe_for_hidden(self, now: float, link: LinkView) -> None:
+        """Only paused streams the subscriber's grid hides are waiting (the web client hides its tiles while
+        on audio only, so it would never ask for them again): probe for them as for any paused stream; a
+        probe that passes marks them as carried at their lowest layer, which lifts "audio only" so the grid
+        shows them again (they come back there, see _follow_ladders)."""
+        hidden = [k for k, above in self._parked.items() if above is None]
+        probe = self._probe
+        if not hidden:
+            self._probe = None
+            return
+        if probe is not None:
+            _started, ended, _rate, _probed = probe
+            if link.overloaded or link.remb_bps is not None or now - ended > PROBE_VERDICT_WITHIN:
+                self._probe = None
+                self._last_down = now
+            elif link.loss_at is not None and link.loss_at >= ended + PROBE_SETTLE:
+                self._probe = None
+                if link.loss < PROBE_CLEAN:
+                    for key in hidden:
+                        self._parked[key] = 0
+                    self._last_up = now
+                else:
+                    self._last_down = now
+            return
+        held = self._last_down is not None and now - self._last_down < self._hold
+        if not link.trusted or link.congested or held:
+            return
+        ended = now + 8 * PROBE_OCTETS / PROBE_MIN_BPS
+        self._probe = (now, ended, PROBE_MIN_BPS, ((hidden[0], 0),))
+        self._probe_due = True
 
     def _take_cleared(self, now: float) -> None:
         """The next stream a passed probe cleared, at the best layer it cleared for it."""
