@@ -3,7 +3,8 @@
     PYTHONPATH=$PWD .venv/bin/python bench/browser_capped.py [--cap-kbps 300] [--capped 12] [--json]
 
 Needs root. It re-runs itself under ``unshare --net`` (a fresh namespace with only loopback), where the
-server (in-process uvicorn, a real redis-server on a unix socket, SQLite) and three aiortc publishers run;
+server (in-process uvicorn, a real redis-server on a unix socket, SQLite) and three aiortc publishers
+(simulcast, 640x360 + 320x180, as the web client sends) run;
 Chromium runs in a second namespace joined by a veth pair (10.200.0.1/30 <-> 10.200.0.2/30) whose server ->
 browser direction is capped with ``tc qdisc ... tbf`` (``bench/scenarios/netns_link.py``), then lifted.
 It prints, per window (clean, the first seconds under the cap, the rest of the cap, after lifting it) and
@@ -66,6 +67,10 @@ def _print(report: Report) -> None:
             )
     recovered = "never" if report.recovered_after_s is None else f"{report.recovered_after_s} s"
     print(f"\nvideo from every publisher decoding again after the cap was lifted: {recovered}")
+    low = "never" if report.low_after_s is None else f"after {report.low_after_s} s"
+    high = "never" if report.high_after_s is None else f"{report.high_after_s} s"
+    print(f"a low layer (180p) decoding under the cap: {low} ({report.low_publishers} publishers)")
+    print(f"every publisher on the high layer (360p) again after the lift: {high}")
     print(f"audio_only messages at the browser: {report.audio_only_messages or 'none'}")
     print(f"browser phases: {report.phases}; peer connections made: {report.peer_connections}")
     problems = guarantee_problems(report)

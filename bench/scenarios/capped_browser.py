@@ -1,8 +1,9 @@
 """A real Chromium subscriber behind a tbf-capped veth link in a 4-person session (issue 13), for
 ``bench/browser_capped.py`` and ``tests/e2e/inner/test_capped_link.py``.
 
-Three aiortc publishers (a clinician and two clients, each 640x360 15 fps VP8 at ~500 kbit/s plus Opus,
-encoded once and replayed) sit with the server in this namespace; a client in Chromium, in the peer
+Three aiortc publishers (a clinician and two clients, each sending simulcast as the web client does:
+640x360 15 fps VP8 at ~500 kbit/s and 320x180 at ~70 kbit/s, plus Opus at 16 kbit/s, all encoded once and
+replayed) sit with the server in this namespace; a client in Chromium, in the peer
 namespace of a :class:`~bench.scenarios.netns_link.VethLink`, joins through the reference web client
 (invite link, waiting room, admitted by the clinician) and receives them all. The session then runs in
 three windows, each measured from Chromium's own ``RTCPeerConnection.getStats()`` (inbound-rtp audio and
@@ -40,10 +41,13 @@ from bench.scenarios.live_server import LiveServer
 from bench.scenarios.netns_link import NETWORK, SERVER_ADDRESS, QdiscCounters, VethLink
 from vIOP.client.media import EncodedClip, PreEncodedTrack, ReceiveMode, encode_opus_clip, encode_video_clip
 from vIOP.client.session import RoomClient
+from vIOP.client.simulcast import SimulcastLayer
 from vIOP.signaling import messages as m
 
 CAP_BPS: Final = 300_000
 FPS: Final = 15
+HIGH_HEIGHT: Final = 360
+LOW_HEIGHT: Final = 180
 
 CHROMIUM_FLAGS: Final = (
     "--headless=new",
@@ -179,6 +183,11 @@ class Report:
     cap_bps: int
     windows: dict[str, Window]
     recovered_after_s: float | None  # from lifting the cap until every publisher's video decoded again
+    low_after_s: float | None  # from setting the cap until some publisher's video decoded at the low height
+    low_publishers: int  # publishers whose low layer decoded under the cap (after the first seconds)
+    high_after_s: (
+        float | None
+    )  # from lifting the cap until every publisher's video decoded at the high height
     audio_only_messages: list[str]  # audio_only on/off the browser's page received (if the server sends it)
     publishers: list[str]
     phases: list[str]  # the browser's session phases (a reconnect shows here)
@@ -242,6 +251,9 @@ async def chromium_in(link: VethLink, base_url: str) -> AsyncIterator[ChromiumSu
                 env={"HOME": str(home), "PATH": "/usr/bin:/bin"},
                 base_url=base_url,
                 viewport={"width": 1280, "height": 800},
+                # A laptop's high-density screen: each of the 2x2 tiles is over 240 device pixels high, so
+                # the web client asks for every publisher's high layer and only the budget can lower it.
+                device_scale_factor=2,
                 locale="en-US",
             )
             try:
@@ -258,17 +270,24 @@ async def chromium_in(link: VethLink, base_url: str) -> AsyncIterator[ChromiumSu
 _CLIPS: dict[str, EncodedClip] = {}
 
 
-def clips() -> tuple[EncodedClip, EncodedClip]:
-    """640x360 15 fps VP8 at ~500 kbit/s and Opus, encoded once per process (a 4 s loop)."""
+def clips() -> tuple[EncodedClip, EncodedClip, EncodedClip]:
+    """640x360 and 320x180 15 fps VP8 (~500 and ~70 kbit/s) and Opus at 16 kbit/s, encoded once per
+    process (a 4 s loop)."""
     if not _CLIPS:
         _CLIPS["video"] = encode_video_clip(640, 360, FPS, 4.0, bitrate=500_000)
-        _CLIPS["audio"] = encode_opus_clip(4.0)
-    return _CLIPS["video"], _CLIPS["audio"]
+        _CLIPS["low"] = encode_video_clip(320, 180, FPS, 4.0, bitrate=70_000)
+        _CLIPS["audio"] = encode_opus_clip(4.0, bitrate=16_000)
+    return _CLIPS["video"], _CLIPS["low"], _CLIPS["audio"]
 
 
 def _tracks() -> Callable[[], tuple[MediaStreamTrack, ...]]:
-    video, audio = clips()
-    return lambda: (PreEncodedTrack(audio), PreEncodedTrack(video))
+    _video, _low, audio = clips()
+    return lambda: (PreEncodedTrack(audio),)
+
+
+def _layers() -> Callable[[], tuple[SimulcastLayer, ...]]:
+    video, low, _audio = clips()
+    return lambda: (SimulcastLayer("h", PreEncodedTrack(video)), SimulcastLayer("l", PreEncodedTrack(low)))
 
 
 async def admitted_publishers(
@@ -285,11 +304,12 @@ async def admitted_publishers(
         host_account.session,
         tracks=_tracks(),
         receive=ReceiveMode.PACKETS,
+        simulcast=_layers(),
     )
     clients = [
         ss.participant(
             live, await ss.invite(live, host_account, scope, name), scope, tracks=_tracks(),
-            receive=ReceiveMode.PACKETS,
+            receive=ReceiveMode.PACKETS, simulcast=_layers(),
         )
         for name in client_names
     ]  # fmt: skip
@@ -370,13 +390,36 @@ async def run_capped_session(
             clean_end = await sample()
             windows["clean"] = Window.between("clean", clean_start, clean_end, publishers)
 
+            def decoding_at(before: Sample, now: Sample, height: int) -> list[str]:
+                """Publishers whose video decoded frames between the samples and shows ``height`` now."""
+                return [
+                    p
+                    for p in publishers
+                    if now.heights.get((p, "video")) == height
+                    and now.counters.get((p, "video"), {}).get("framesDecoded", 0)
+                    > before.counters.get((p, "video"), {}).get("framesDecoded", 0)
+                ]
+
             link.cap(cap_bps)
             log(f"capped at {cap_bps} bit/s")
             cap_start = await sample()
-            await asyncio.sleep(settle_s)
-            settled = await sample()
-            await asyncio.sleep(capped_s)
-            cap_end = await sample()
+            low_after: float | None = None
+            low_seen: set[str] = set()
+            previous = cap_start
+            settled: Sample | None = None
+            while (now := await sample()).at - cap_start.at < settle_s + capped_s:
+                low = decoding_at(previous, now, LOW_HEIGHT)
+                if low and low_after is None:
+                    low_after = now.at - cap_start.at
+                    log(f"  {low_after:4.1f} s under the cap: {len(low)} publisher(s) on the low layer")
+                if settled is None and now.at - cap_start.at >= settle_s:
+                    settled = now
+                if settled is not None:
+                    low_seen.update(low)
+                previous = now
+                await asyncio.sleep(0.5)
+            cap_end = now
+            assert settled is not None
             windows["capped_first"] = Window.between("capped_first", cap_start, settled, publishers)
             windows["capped"] = Window.between("capped", settled, cap_end, publishers)
 
@@ -384,6 +427,15 @@ async def run_capped_session(
             log("cap lifted")
             lifted = await sample()
             recovered = await decoded_from_all(lifted, 10, recover_within_s)
+            high_after: float | None = None
+            previous = lifted
+            while (now := await sample()).at - lifted.at < recover_within_s:
+                if len(decoding_at(previous, now, HIGH_HEIGHT)) == len(publishers):
+                    high_after = now.at - lifted.at
+                    log(f"  {high_after:4.1f} s after the lift: every publisher on the high layer")
+                    break
+                previous = now
+                await asyncio.sleep(0.2)
             after_start = await sample()
             for _ in range(max(1, round(after_s / 5))):
                 await asyncio.sleep(after_s / max(1, round(after_s / 5)))
@@ -415,6 +467,9 @@ async def run_capped_session(
                 cap_bps=cap_bps,
                 windows=windows,
                 recovered_after_s=None if recovered is None else round(recovered, 1),
+                low_after_s=None if low_after is None else round(low_after, 1),
+                low_publishers=len(low_seen),
+                high_after_s=None if high_after is None else round(high_after, 1),
                 audio_only_messages=audio_only,
                 publishers=publishers,
                 phases=phases,

@@ -20,6 +20,7 @@ from vIOP.auth.permissions import Principal, Role, RoomScope
 from vIOP.auth.tickets import TicketPurpose
 from vIOP.client.media import KeyframeOnRequestVideoTrack, ReceiveMode
 from vIOP.client.session import RoomClient
+from vIOP.client.simulcast import SimulcastLayer
 from vIOP.ids import RoomId, UserId, new_room_id
 from vIOP.rooms.room import RoomKind
 from vIOP.session.services import Services
@@ -104,9 +105,11 @@ def participant(
     *,
     tracks: Callable[[], tuple[MediaStreamTrack, ...]] | None = None,
     receive: ReceiveMode = ReceiveMode.ENCODED,
+    simulcast: Callable[[], tuple[SimulcastLayer, ...]] | None = None,
 ) -> RoomClient:
     """A client that publishes a keyframe-on-request VP8 track (so keyframe forwarding is exercised) and
-    silence on Opus, and counts encoded frames per publisher."""
+    silence on Opus, and counts encoded frames per publisher. ``simulcast``: video layers sent as
+    simulcast after ``tracks`` (see ``vIOP.client.simulcast``)."""
     if tracks is None:
 
         def tracks() -> tuple[MediaStreamTrack, ...]:
@@ -117,6 +120,7 @@ def participant(
         origin=live.base_url,
         tracks=tracks,
         receive=receive,
+        simulcast=simulcast,
     )
 
 

@@ -8,6 +8,7 @@ import pytest
 
 from vIOP.ids import ParticipantId
 from vIOP.media.budget import (
+    AFTER_SWITCH,
     DOWN_AFTER,
     HOLD_DOWN,
     MAX_PROBE_HOLD,
@@ -275,8 +276,11 @@ def test_congestion_pauses_the_lowest_priority_video_first_and_then_all_of_it() 
     kept = allocator.decide(1.0 + DOWN_AFTER, squeezed, VIDEOS)
     assert kept.forward == {VIDEOS[0].key} and not kept.audio_only  # the first (most worth keeping) stays
     starved = link(300_000, congested=True)
-    allocator.decide(3.0, starved, VIDEOS)
-    gone = allocator.decide(3.0 + DOWN_AFTER, starved, VIDEOS)
+    # The next step down waits until the reports describe the rate after the first (AFTER_SWITCH).
+    settled = 1.0 + DOWN_AFTER + AFTER_SWITCH
+    assert allocator.decide(settled - 0.5, starved, VIDEOS).forward == kept.forward
+    allocator.decide(settled, starved, VIDEOS)
+    gone = allocator.decide(settled + DOWN_AFTER, starved, VIDEOS)
     assert gone.forward == frozenset() and gone.reason is AudioOnlyReason.BANDWIDTH
 
 

@@ -11,11 +11,13 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from bench.scenarios.impairment import ImpairedLink, Impairment, Shape
 from tests.media.harness import Room, wait_until
 from tests.media.simulcast_publisher import SimulcastPublisher
 from vIOP.client.media import silent_audio_track
 from vIOP.errors import BadRequest, NotFound
 from vIOP.ids import ParticipantId, new_participant_id
+from vIOP.media.budget import AudioOnlyReason
 
 HIGH, LOW = (640, 360), (320, 180)
 
@@ -208,5 +210,29 @@ async def test_retransmissions_of_each_layer_are_recognised_by_the_rid_they_repa
             assert assembler is not None and assembler.nacks_sent > 0
             assert assembler.gave_up == 0  # every held-back packet arrived by RTX, none waited out
             assert ingress.demux.repair(layer.rtx_ssrc, None) == layer.ssrc
+    finally:
+        await publisher.close()
+
+
+async def test_a_subscriber_whose_link_carries_only_the_low_layer_gets_it_instead_of_audio_only(
+    room: Room,
+) -> None:
+    """A 500 kbit/s downlink: the high layer (~600 kbit/s) does not fit, the low one (~150) does. The
+    subscriber's budget moves it to the low layer and keeps it there; it is not paused, not audio only."""
+    publisher = SimulcastPublisher()
+    capped = ImpairedLink(Impairment(down=Shape(rate_bps=500_000)), seed=3)
+    try:
+        pid, _ = await publish_simulcast(room, publisher)
+        viewer, peer = await room.join(silent_audio_track(), tap=capped)
+        await wait_until(lambda: peer.video_size(pid) == LOW, 40, "the budget's move to the low layer")
+        received = room.relay.received_layer(viewer, pid)
+        assert received is not None and received.layer == "l"
+        session = room.relay.session(viewer)
+        assert session is not None and session.allocator.downs >= 1
+        # It stays on video: low frames keep coming for 6 s, and the person is never told "audio only".
+        frames = peer.counter.frames(pid, "video")
+        await wait_until(lambda: peer.counter.frames(pid, "video") >= frames + 6 * 10, 20, "low frames")
+        assert (viewer, AudioOnlyReason.BANDWIDTH) not in room.audio_only
+        assert session.allocator.pauses == 0
     finally:
         await publisher.close()

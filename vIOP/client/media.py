@@ -41,6 +41,7 @@ from av.video.frame import PictureType
 
 from vIOP.client.nacks import PacedNacks
 from vIOP.client.receive_stats import ReceiveStats, SourceReport
+from vIOP.client.simulcast import SimulcastLayer, SimulcastSender, with_simulcast
 from vIOP.media.aiortc_internals import (
     DatagramTap,
     install_encoded_output,
@@ -348,6 +349,7 @@ class MediaPeer:
         self._tasks: set[asyncio.Task[None]] = set()
         # DECODE mode: publisher -> [(frames decoded before it, (width, height))], one entry per size change
         self.video_sizes: dict[str, list[tuple[int, tuple[int, int]]]] = {}
+        self.simulcast: SimulcastSender | None = None
 
     def publish(self, *tracks: MediaStreamTrack) -> None:
         """Add tracks to send (before :meth:`create_offer`); encoded tracks get keyframe requests routed."""
@@ -359,12 +361,21 @@ class MediaPeer:
                 on_keyframe_request(transceiver.sender, request)
             self._seen.add(id(transceiver))
 
+    def publish_simulcast(self, layers: Sequence[SimulcastLayer]) -> None:
+        """Send video as simulcast, one encoding per layer (best first), as a browser's ``sendEncodings``
+        do (before :meth:`create_offer`; see ``vIOP.client.simulcast``)."""
+        transceiver = self.pc.addTransceiver("video", direction="sendonly")
+        restrict_codecs(transceiver)
+        self._seen.add(id(transceiver))
+        self.simulcast = SimulcastSender(self.pc, transceiver, layers)
+
     async def create_offer(self) -> str:
         offer = await self.pc.createOffer()
         with advertising(self._hosts):
             await self.pc.setLocalDescription(offer)
         self._tap_transports()
-        return str(self.pc.localDescription.sdp)
+        sdp = str(self.pc.localDescription.sdp)
+        return sdp if self.simulcast is None else with_simulcast(sdp, self.simulcast.rids)
 
     def _tap_transports(self) -> None:
         if self._tap is not None:
@@ -379,6 +390,8 @@ class MediaPeer:
         self._learn(summarize_sdp(sdp))
         await self.pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="answer"))
         self._count_new_transceivers()
+        if self.simulcast is not None:
+            self.simulcast.start()
 
     async def accept_offer(self, sdp: str) -> str:
         """A server (re)negotiation offer: start counting on new m-lines, return our answer."""
@@ -486,4 +499,6 @@ class MediaPeer:
     async def close(self) -> None:
         for task in list(self._tasks):
             task.cancel()
+        if self.simulcast is not None:
+            await self.simulcast.close()
         await self.pc.close()

@@ -18,6 +18,7 @@ from aiortc import MediaStreamTrack
 
 from vIOP.client.media import FrameCounter, MediaPeer, ReceiveMode
 from vIOP.client.signaling import SignalingClient, SignalingClosed
+from vIOP.client.simulcast import SimulcastLayer
 from vIOP.media.aiortc_internals import DatagramTap
 from vIOP.signaling import messages as m
 
@@ -37,8 +38,11 @@ class RoomClient:
         receive: ReceiveMode = ReceiveMode.DECODE,
         counter: FrameCounter | None = None,
         tap: DatagramTap | None = None,
+        simulcast: Callable[[], Sequence[SimulcastLayer]] | None = None,
     ) -> None:
+        """``simulcast``: a factory of video layers (best first) sent as simulcast after ``tracks``."""
         self.tickets = tickets
+        self.simulcast = simulcast
         self.tap = tap  # in the UDP path of every peer connection (impaired links in tests and benchmarks)
         self.origin = origin
         self.tracks = (
@@ -90,7 +94,9 @@ class RoomClient:
         tracks = self.tracks()
         if tracks:
             self.media.publish(*tracks)
-        else:
+        if self.simulcast is not None:
+            self.media.publish_simulcast(self.simulcast())
+        elif not tracks:
             self.media.receive_only("audio", "video")
         request_id = self.signaling.next_id()
         await self.signaling.send(m.Offer(sdp=await self.media.create_offer(), id=request_id))

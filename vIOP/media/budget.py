@@ -6,18 +6,19 @@ Pure decision logic (the caller owns the clock, the legs and the network), one c
 - :class:`RtxBudget`, a token bucket: a retransmission is answered only while the subscriber's budget has
   room for it (retransmissions into a full link only make it fuller: that is how a 250 kbit/s receiver was
   offered 22 Mbit/s).
-- :class:`VideoAllocator` decides which video streams a subscriber receives. Audio is never part of the
-  decision: it always flows, and video gets what is left. It pauses the lowest-priority streams when what
-  it forwards does not fit the estimate, resumes one at a time when it does (or, when the estimate is
-  merely held low by the little it receives, after a *probe*: the caller pads the link at what the waiting
-  video would cost for one tick, and the video resumes if the receiver's next reports show no loss), and
-  says when no video is left (audio only) and why. Priority is the caller's: the relay ranks
-  streams (a hook for active speaker); ties keep the caller's order.
+- :class:`VideoAllocator` decides which video a subscriber receives, and at which simulcast layer. Audio is
+  never part of the decision: it always flows, and video gets what is left. The budget is spent as a
+  ladder (every stream's lowest layer in priority order, then each one's next layer up in priority order);
+  when what it forwards does not fit, on evidence, it walks the ladder back (a stream's high layer goes to
+  low before anyone is paused), and it climbs one step at a time when a step fits with margin for a while
+  or a *probe* passed (the caller pads the link at what the waiting steps would cost for one tick; they
+  are taken if the receiver's next reports show no loss). It says when no video is left (audio only) and
+  why. Priority is the caller's (active speaker first); ties keep the caller's order.
 """
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Sequence
+from collections.abc import Collection, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -32,6 +33,15 @@ REMB_BELOW: Final = 0.85
 """A REMB under this share of what video is sent is congestion: a receiver's estimate starts at what it
 receives (Chrome's does) and counts headers a little differently; only a clear drop is evidence."""
 DOWN_AFTER: Final = 1.0  # seconds over budget before video is paused
+SWITCH_SETTLE: Final = 1.5
+"""After a step down (or the reports covering a probe) this long, reports describe the old rate (the old
+layer flows until the new one's keyframe, the queue drains, reports come about once a second): no evidence
+for another step down. Measured: a receiver moved to the low layer was paused 2 s later by the reports of
+the high layer's last packets."""
+EVIDENCE_MEMORY: Final = 2.0  # how long the estimator counts a lossy report (downlink.CONGESTION_MEMORY)
+AFTER_SWITCH: Final = SWITCH_SETTLE + EVIDENCE_MEMORY
+"""From then on, every kind of evidence counts again; before it (after SWITCH_SETTLE) only a pooled loss
+fresher than the settling, of at least PROBE_CLEAN, and it moves down at once."""
 UP_AFTER: Final = 2.0  # seconds with room before a stream is resumed
 UP_MARGIN: Final = 1.15  # a resumed stream must fit with this margin
 HOLD_DOWN: Final = (
@@ -42,6 +52,10 @@ MAX_PROBE_HOLD: Final = 8.0
 """Probes that keep failing back off (doubling from the second) to one per this long: each one overfills a
 capped link for a moment and costs its audio (measured: a 250 kbit/s receiver probed every ~4 s lost 2-3 %
 of everyone's audio and was sent 1.1x its cap on average), while a link freed later is still found soon."""
+MAX_HOLD_DOWN_FLOWING: Final = HOLD_DOWN
+"""The back-off's ceiling while video that held still flows (a low layer): no growth. A failed step up is
+caught by live reports within a second or two and undone, and the high layer must come back within 10 s of
+the link freeing up (measured with a 4 s ceiling: 3.5-11.2 s, and twice not within 12 s)."""
 PROBE_OCTETS: Final = 40_000
 """A probe's size: more than a home shaper's usual burst allowance (the capped-link benchmark's tbf holds
 16 kB plus a 100 ms queue), so a capped link drops some of it; a bigger bucket lets a probe pass falsely,
@@ -51,9 +65,7 @@ PROBE_SETTLE: Final = 1.2
 """Reports pooled this long after the probe ended cover it (Chrome reports a video stream about once a
 second): one pooled earlier may describe only what came before the probe."""
 PROBE_VERDICT_WITHIN: Final = 3.0  # no report describing the probe by then: it failed
-PROBE_CLEAN: Final = 0.02
-"""A passing probe: the reports after it lost under 2 % beyond the link's inherent loss (``LinkView.loss``;
-a capped link drops more)."""
+PROBE_CLEAN: Final = 0.02  # a passing probe: the reports after it lost under 2 % (a capped link drops more)
 TRIAL_CONFIRM: Final = 8.0  # a trial resume must hold this long before "audio only" is lifted
 FEEDBACK_GRACE: Final = 5.0  # a new subscriber's first feedback arrives well within this
 
@@ -114,7 +126,21 @@ class RtxBudget:
 @dataclass(frozen=True, slots=True)
 class VideoCandidate:
     key: Hashable
-    bps: float  # what forwarding it costs now, overhead included (measured at its source)
+    bps: float  # what forwarding its best wanted layer costs now, overhead included (measured at its source)
+    lower: tuple[float, ...] = ()
+    """What each lower layer costs (simulcast), next lower first; empty: one layer (an old browser, or
+    the subscriber's tile wants the lowest)."""
+
+    def cost(self, level: int) -> float:
+        """Level 0 is :attr:`bps`, level n the n-th lower layer."""
+        return self.bps if level == 0 else self.lower[level - 1]
+
+    @property
+    def bottom(self) -> int:
+        return len(self.lower)
+
+
+Step = tuple[Hashable, int]  # (stream, the level it moves up to)
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,11 +149,17 @@ class Allocation:
     reason: AudioOnlyReason | None  # set when video exists but none is forwarded
     probe_octets: int = 0  # pad the link with this much now (see VideoAllocator.decide) ...
     probe_bps: float = 0.0  # ... at this rate ...
-    probe_key: Hashable | None = None  # ... on this paused stream (its receiver reports the padding's loss)
+    probe_key: Hashable | None = None  # ... on this stream (its receiver reports the padding's loss)
+    levels: Mapping[Hashable, int] = field(default_factory=dict)
+    """The layer of each forwarded stream (0: its best wanted one, see :attr:`VideoCandidate.lower`)."""
 
     @property
     def audio_only(self) -> bool:
         return self.reason is not None
+
+    def level(self, key: Hashable) -> int | None:
+        """The layer ``key`` is forwarded at (None: paused)."""
+        return self.levels.get(key) if key in self.forward else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,29 +175,51 @@ class LinkView:
     trusted: bool  # feedback has arrived (or the grace for it has passed)
     feedback: bool = True  # False: the client sends none (the estimate is the default)
     loss_at: float | None = None  # when reports' loss was last pooled (a probe's verdict waits for one)
-    loss: float = 0.0  # the loss fraction pooled then, beyond the link's inherent (random) loss
+    loss: float = 0.0  # the loss fraction pooled then
+
+
+def ladder(candidates: Sequence[VideoCandidate]) -> list[Step]:
+    """The order the budget is spent in: every stream's lowest layer in priority order (as many people
+    as fit are seen at all), then each stream one layer up, in priority order, layer by layer. Going down
+    walks it backwards: the least important stream drops to its low layer first, and nobody is paused
+    while someone else could still drop a layer."""
+    steps: list[Step] = [(c.key, c.bottom) for c in candidates]
+    for depth in range(1, 1 + max((c.bottom for c in candidates), default=0)):
+        steps += [(c.key, c.bottom - depth) for c in candidates if c.bottom >= depth]
+    return steps
 
 
 @dataclass(slots=True)
 class VideoAllocator:
-    """Per subscriber; :meth:`decide` once per tick with the candidates in priority order (best first)."""
+    """Per subscriber; :meth:`decide` once per tick with the candidates in priority order (best first).
+
+    Each stream is forwarded at one of its layers or paused. Moving down needs :data:`DOWN_AFTER` seconds
+    of evidence (or a trial that met congestion) and goes only as far as the budget needs; moving up needs
+    the next layer to fit with :data:`UP_MARGIN` for :data:`UP_AFTER` seconds, or a probe that passed.
+    """
 
     hold_down: float = HOLD_DOWN
-    _forward: set[Hashable] = field(default_factory=set)
+    _level: dict[Hashable, int] = field(default_factory=dict)  # forwarded streams and their layers
+    _depth: dict[Hashable, int] = field(default_factory=dict)  # each stream's lowest level last seen
     _known: set[Hashable] = field(default_factory=set)
+    # streams gone from the candidates (their tile left the screen): layers above their lowest, None: paused
+    _parked: dict[Hashable, int | None] = field(default_factory=dict)
     _over_since: float | None = None
     _room_since: float | None = None
     _last_down: float | None = None
     _last_up: float | None = None
-    _trial: frozenset[Hashable] = frozenset()  # resumed after a probe; not yet confirmed
-    _saved: set[Hashable] | None = None  # forwarded when "save data" began
-    _probe: tuple[float, float, float, tuple[Hashable, ...]] | None = None  # started, ended, bps, streams
+    _trial: dict[Hashable, int] = field(default_factory=dict)  # stepped up after a probe: level before (-1)
+    _saved: dict[Hashable, int] | None = None  # forwarded when "save data" began
+    _probe: tuple[float, float, float, tuple[Step, ...]] | None = None  # started, ended, bps, steps
     _probe_due: bool = False  # a probe was decided and not yet handed to the caller
-    _cleared: list[Hashable] = field(default_factory=list)  # a passed probe's streams, resumed one a tick
-    _failed_probes: int = 0  # probes failed in a row since video was last paused or a probe passed
+    _cleared: list[Step] = field(default_factory=list)  # a passed probe's steps, taken one a tick
+    _settle_from: float = float("-inf")  # see SWITCH_SETTLE
+    _failed_probes: int = 0  # probes failed in a row since video last stepped down or a probe passed
     _hold: float = field(init=False)
     pauses: int = 0
     resumes: int = 0
+    downs: int = 0  # moves to a lower layer
+    ups: int = 0  # moves to a higher layer
 
     def __post_init__(self) -> None:
         self._hold = self.hold_down
@@ -181,22 +235,21 @@ class VideoAllocator:
     def decide(
         self, now: float, link: LinkView, candidates: Sequence[VideoCandidate], *, save_data: bool = False
     ) -> Allocation:
-        keys = [c.key for c in candidates]
-        self._forward &= set(keys)
-        self._known &= set(keys)
+        by_key = {c.key: c for c in candidates}
+        keys = list(by_key)
+        self._follow_ladders(by_key)
         if save_data:
             if self._saved is None:
-                self._saved = set(self._forward)
-            self._forward.clear()
+                self._saved = dict(self._level)
+            self._level.clear()
             self._known.update(keys)
             return Allocation(frozenset(), AudioOnlyReason.SAVE_DATA if keys else None)
         if self._saved is not None:
             # Back from "save data": what flowed before does again (the link carried it; evidence of
             # congestion pauses it as usual). Streams that arrived meanwhile are admitted if they fit.
-            self._forward = self._saved & set(keys)
+            self._level = {k: min(v, by_key[k].bottom) for k, v in self._saved.items() if k in by_key}
             self._known = set(self._saved)
             self._saved = None
-        cost = {c.key: c.bps for c in candidates}
         budget = self.budget(link)
 
         # Video is paused on evidence only: loss over 10 %, a REMB that fell below what is sent, or no
@@ -213,97 +266,205 @@ class VideoAllocator:
                 or (remb_counts and link.remb_bps is not None and link.remb_bps < REMB_BELOW * need)
             )
 
+        # Right after a step down or a probe, what reports say is about the rate before it; then for a
+        # while only fresh loss counts (a lossy report is remembered for EVIDENCE_MEMORY), and any loss
+        # (>= 2 %) does: the link was just found short, and a step that left it lossy was not enough (audio
+        # shares that loss). A trial is judged at once: the probe already answered for the link.
+        after_switch = not (
+            self._trial or now >= self._settle_from + EVIDENCE_MEMORY or not link.feedback
+        ) and (now >= self._settle_from)
+
+        def evidence_for(need: float) -> bool:
+            if self._trial or now >= self._settle_from + EVIDENCE_MEMORY or not link.feedback:
+                return congested(need)
+            return after_switch and (
+                link.loss_at is not None and link.loss_at >= self._settle_from and link.loss >= PROBE_CLEAN
+            )
+
         # A stream seen for the first time (someone joined) is forwarded unless the link is known to be
         # full: it fits, or nothing says the link is congested (an app-limited estimate cannot show room).
-        # Video already paused for want of room says the link is full too: a newcomer waits with it (and
-        # is probed for) rather than going, unprobed, into the link that could not carry it.
-        waiting = any(k in self._known and k not in self._forward for k in keys)
-        for key in keys:
-            if key not in self._known:
-                self._known.add(key)
-                need = self._need(cost) + cost[key]
-                if not link.trusted or need <= budget or not (waiting or congested(need)):
-                    self._forward.add(key)
-        need = self._need(cost)
-        evidence = congested(need)
-        if link.trusted and evidence and need > budget and self._forward:
+        # It starts at the best layer that fits (its lowest when none does). Video already paused for want of
+        # room says the link is full too: a newcomer then waits with it (and is probed for) unless a layer
+        # fits, rather than going, unprobed, into the link that could not carry it.
+        waiting = any(k in self._known and k not in self._level for k in keys)
+        for c in candidates:
+            if c.key not in self._known:
+                self._known.add(c.key)
+                base = self._need(by_key)
+                fit = next((n for n in range(c.bottom + 1) if base + c.cost(n) <= budget), None)
+                if not link.trusted or not (waiting or congested(base + c.bps)):
+                    self._level[c.key] = 0
+                elif fit is not None:
+                    self._level[c.key] = fit
+        need = self._need(by_key)
+        evidence = evidence_for(need)
+        if link.trusted and evidence and need > budget and self._level:
             self._room_since = None
             if self._over_since is None:
                 self._over_since = now
             # A trial that meets congestion ends at once: a probe must cost the link as little as it can.
             self._probe = None
             self._cleared.clear()
-            if now - self._over_since >= DOWN_AFTER or self._trial:
-                self._pause_until_fits(keys, cost, budget, now)
+            # (Fresh loss right after a switch moves down at once, but never stops the last video: that
+            # takes the usual DOWN_AFTER of evidence.)
+            at_once = after_switch and len(self._level) > 1
+            if now - self._over_since >= DOWN_AFTER or self._trial or at_once:
+                patient = now - self._over_since >= DOWN_AFTER or bool(self._trial)
+                self._step_down_until_fits(candidates, by_key, budget, now, keep_one=not patient)
         else:
             self._over_since = None
-            self._maybe_resume(now, link, keys, cost, budget)
-        forward = frozenset(self._forward)
+            self._maybe_step_up(now, link, candidates, by_key, budget)
+        forward = frozenset(self._level)
         if self._last_up is None or now - self._last_up >= TRIAL_CONFIRM:
-            self._trial = frozenset()
-        self._trial &= forward
+            self._trial.clear()
+        self._trial = {k: v for k, v in self._trial.items() if k in self._level and self._level[k] != v}
         # A resume that has not held yet does not lift "audio only": the person is told once, not per probe.
-        shown = forward - self._trial
-        reason = AudioOnlyReason.BANDWIDTH if keys and not shown else None
+        shown = {k for k in forward if self._trial.get(k, 0) >= 0}
+        # Streams the budget paused stay "video that exists" while the subscriber's grid hides them (the
+        # web client compacts its grid on audio only: without this, audio only would flap with the grid).
+        hidden_paused = any(above is None for above in self._parked.values())
+        reason = AudioOnlyReason.BANDWIDTH if (keys or hidden_paused) and not shown else None
+        levels = dict(self._level)
         if self._probe is not None and self._probe_due:
             self._probe_due = False
-            _started, _ended, rate, probed = self._probe
-            return Allocation(forward, reason, PROBE_OCTETS, rate, probed[0])
-        return Allocation(forward, reason)
+            _started, _ended, rate, steps = self._probe
+            return Allocation(forward, reason, PROBE_OCTETS, rate, steps[0][0], levels)
+        return Allocation(forward, reason, levels=levels)
 
-    def _need(self, cost: dict[Hashable, float]) -> float:
-        return sum(cost[k] for k in self._forward)
+    def retain(self, existing: Collection[Hashable]) -> None:
+        """Forget hidden streams that no longer exist (their publisher left)."""
+        for key in [k for k in self._parked if k not in existing]:
+            del self._parked[key]
 
-    def _pause_until_fits(
-        self, keys: list[Hashable], cost: dict[Hashable, float], budget: float, now: float
+    def _follow_ladders(self, by_key: dict[Hashable, VideoCandidate]) -> None:
+        """Keep each stream on the layer it is on when its ladder changes (its subscriber's tile grew or
+        shrank, so the best wanted layer is another): levels count from the top, so they shift."""
+        # A stream that leaves the candidates and comes back (its subscriber's grid changed: the web client
+        # compacts it while on audio only) comes back where it was, not as a newcomer on its best layer.
+        for key in [k for k in self._known if k not in by_key]:
+            level = self._level.pop(key, None)
+            depth = self._depth.pop(key, 0)
+            self._parked[key] = None if level is None else depth - level
+            self._known.discard(key)
+        for key, c in by_key.items():
+            if key in self._parked:
+                above = self._parked.pop(key)
+                self._known.add(key)
+                self._depth[key] = c.bottom
+                if above is not None:
+                    self._level[key] = max(0, c.bottom - above)
+                continue
+            before = self._depth.get(key)
+            self._depth[key] = c.bottom
+            if before is not None and key in self._level:
+                self._level[key] = min(c.bottom, max(0, self._level[key] + c.bottom - before))
+
+    def _need(self, by_key: dict[Hashable, VideoCandidate]) -> float:
+        return sum(by_key[k].cost(level) for k, level in self._level.items())
+
+    def _step_down_until_fits(
+        self,
+        candidates: Sequence[VideoCandidate],
+        by_key: dict[Hashable, VideoCandidate],
+        budget: float,
+        now: float,
+        *,
+        keep_one: bool = False,
     ) -> None:
-        for key in reversed(keys):  # lowest priority first
-            if self._need(cost) <= budget:
+        flowing = any(k not in self._trial for k in self._level)  # video that held (not on trial)
+        lowered: set[Hashable] = set()
+        # A trial that met congestion is undone first: the steps a probe allowed go back to where they were.
+        for key, before in self._trial.items():
+            if key not in self._level:
+                continue
+            if before < 0:
+                del self._level[key]
+                self.pauses += 1
+            else:
+                self._level[key] = before
+                self.downs += 1
+            lowered.add(key)
+        self._trial.clear()
+        for key, level in reversed(ladder(candidates)):  # the least worth keeping first
+            if self._need(by_key) <= budget:
                 break
-            if key in self._forward:
-                self._forward.discard(key)
+            if self._level.get(key) != level:
+                continue
+            if level < by_key[key].bottom:
+                self._level[key] = level + 1
+                lowered.add(key)
+                self.downs += 1
+            elif key not in lowered and not (keep_one and len(self._level) == 1):
+                # A stream lowered now is paused only by evidence about its lower layer (AFTER_SWITCH):
+                # an estimate cut by the old layer's losses must not take the new one's place too.
+                del self._level[key]
                 self.pauses += 1
         if self._last_up is not None and now - self._last_up < self._hold + UP_AFTER:
-            self._hold = min(MAX_HOLD_DOWN, self._hold * 2)  # the last resume did not hold: back off
+            # The last step up did not hold: back off. While video still flows the next probe is capped
+            # lower: its verdict comes from live reports within a second or two, and a person on a low
+            # layer should get the high one back soon after their link frees up (issue 13: within 10 s).
+            ceiling = MAX_HOLD_DOWN_FLOWING if flowing else MAX_HOLD_DOWN
+            self._hold = min(ceiling, self._hold * 2)
         elif self._last_up is None or now - self._last_up > 4 * MAX_HOLD_DOWN:
             self._hold = self.hold_down
         self._last_down = now
-        self._over_since = None
         self._failed_probes = 0
+        self._settle_from = now + SWITCH_SETTLE
+        self._over_since = None
 
-    def _maybe_resume(
-        self, now: float, link: LinkView, keys: list[Hashable], cost: dict[Hashable, float], budget: float
+    def _pending_steps(self, candidates: Sequence[VideoCandidate]) -> list[Step]:
+        return [(k, n) for k, n in ladder(candidates) if self._level.get(k, n + 1) > n]
+
+    def _step_cost(
+        self, by_key: dict[Hashable, VideoCandidate], step: Step, levels: dict[Hashable, int]
+    ) -> float:
+        key, level = step
+        c = by_key[key]
+        now = c.cost(levels[key]) if key in levels else 0.0
+        return c.cost(level) - now
+
+    def _maybe_step_up(
+        self,
+        now: float,
+        link: LinkView,
+        candidates: Sequence[VideoCandidate],
+        by_key: dict[Hashable, VideoCandidate],
+        budget: float,
     ) -> None:
-        waiting = [k for k in keys if k not in self._forward]
-        if not waiting:
-            self._room_since = self._probe = None
+        pending = self._pending_steps(candidates)
+        if not pending:
+            self._room_since = None
+            self._cleared.clear()
+            self._probe_for_hidden(now, link)
             return
-        best = waiting[0]
-        fits = self._need(cost) + cost[best] * UP_MARGIN <= budget
+        best = pending[0]
+        fits = self._need(by_key) + self._step_cost(by_key, best, self._level) * UP_MARGIN <= budget
         held = self._last_down is not None and now - self._last_down < self._hold_down()
         if fits and not held:
             self._probe = None
             if self._room_since is None:
                 self._room_since = now
             if now - self._room_since >= UP_AFTER:
-                self._resume([best], now, trial=False)
+                self._step_up(best, now, probed=False)
             return
         self._room_since = None
         # Streams a probe cleared come back one per decision, so their keyframes do not arrive as one burst
         # (a precaution: the 25-67 % loss first seen after resuming three together turned out to be stale
-        # reports, see DownlinkEstimator.on_report; resuming all at once was not measured to be safe).
-        self._cleared = [k for k in self._cleared if k in waiting]
+        # reports, see DownlinkEstimator.on_report; resuming all at once was not measured to be safe); each
+        # goes straight to the best layer the probe cleared for it (one switch, one keyframe).
+        self._cleared = [s for s in self._cleared if s in pending]
         if self._cleared:
             if link.overloaded or link.remb_bps is not None:
                 self._cleared.clear()
                 self._last_down = now
             else:
-                self._resume([self._cleared.pop(0)], now)
+                self._take_cleared(now)
             return
         # The estimate cannot rise above what little is sent (REMB follows the receive rate; loss says
-        # nothing about capacity that is not used): the relay sends a short, fast burst of padding on the best
-        # waiting stream and resumes every waiting stream the burst's rate covers if the receiver's next
-        # reports show (almost) no loss. On a full link a probe costs a few dropped packets, most of them its own.
+        # nothing about capacity that is not used): the relay sends a short, fast burst of padding on the
+        # stream of the next step and takes every step the burst's rate covers if the receiver's next
+        # reports show (almost) no loss. On a full link a probe costs a few dropped packets, most of them
+        # its own.
         probe = self._probe
         if probe is not None:
             _started, ended, _rate, probed = probe
@@ -313,9 +474,8 @@ class VideoAllocator:
                 self._probe = None
                 if link.loss < PROBE_CLEAN:
                     self._failed_probes = 0
-                    cleared = [k for k in probed if k in waiting]
-                    self._resume(cleared[:1], now)
-                    self._cleared = cleared[1:]
+                    self._cleared = [s for s in probed if s in pending]
+                    self._take_cleared(now)
                 else:
                     self._probe_failed(now)
             elif now - ended > PROBE_VERDICT_WITHIN:
@@ -323,19 +483,57 @@ class VideoAllocator:
             return
         if not link.trusted or link.congested or held:
             return
-        rate = max(PROBE_MIN_BPS, UP_MARGIN * cost[best])
-        chosen: list[Hashable] = []
+        levels = dict(self._level)
+        first = self._step_cost(by_key, best, levels)
+        rate = max(PROBE_MIN_BPS, UP_MARGIN * first)
+        chosen: list[Step] = []
         total = 0.0
-        for key in waiting:  # as many as the probe's rate covers, in priority order
-            if chosen and total + UP_MARGIN * cost[key] > rate:
+        for step in pending:  # as many steps as the probe's rate covers, in the ladder's order
+            extra = UP_MARGIN * self._step_cost(by_key, step, levels)
+            if chosen and total + extra > rate:
                 break
-            chosen.append(key)
-            total += UP_MARGIN * cost[key]
-        self._probe = (now, now + 8 * PROBE_OCTETS / rate, rate, tuple(chosen))
+            chosen.append(step)
+            total += extra
+            levels[step[0]] = step[1]
+        ended = now + 8 * PROBE_OCTETS / rate
+        self._probe = (now, ended, rate, tuple(chosen))
+        self._probe_due = True
+        # Its own loss is no evidence: the reports pooled after PROBE_SETTLE cover it.
+        self._settle_from = max(self._settle_from, ended + PROBE_SETTLE + 1.0)
+
+    def _probe_for_hidden(self, now: float, link: LinkView) -> None:
+        """Only paused streams the subscriber's grid hides are waiting (the web client hides its tiles while
+        on audio only, so it would never ask for them again): probe for them as for any paused stream; a
+        probe that passes marks them as carried at their lowest layer, which lifts "audio only" so the grid
+        shows them again (they come back there, see _follow_ladders)."""
+        hidden = [k for k, above in self._parked.items() if above is None]
+        probe = self._probe
+        if not hidden:
+            self._probe = None
+            return
+        if probe is not None:
+            _started, ended, _rate, _probed = probe
+            if link.overloaded or link.remb_bps is not None or now - ended > PROBE_VERDICT_WITHIN:
+                self._probe_failed(now)
+            elif link.loss_at is not None and link.loss_at >= ended + PROBE_SETTLE:
+                self._probe = None
+                if link.loss < PROBE_CLEAN:
+                    self._failed_probes = 0
+                    for key in hidden:
+                        self._parked[key] = 0
+                    self._last_up = now
+                else:
+                    self._probe_failed(now)
+            return
+        held = self._last_down is not None and now - self._last_down < self._hold_down()
+        if not link.trusted or link.congested or held:
+            return
+        ended = now + 8 * PROBE_OCTETS / PROBE_MIN_BPS
+        self._probe = (now, ended, PROBE_MIN_BPS, ((hidden[0], 0),))
         self._probe_due = True
 
     def _hold_down(self) -> float:
-        """How long after the last pause or failed probe no probe is sent."""
+        """How long after the last step down or failed probe no probe is sent."""
         if self._failed_probes < 2:
             return self._hold
         return max(self._hold, min(MAX_PROBE_HOLD, self.hold_down * 2.0 ** (self._failed_probes - 1)))
@@ -346,10 +544,28 @@ class VideoAllocator:
         self._last_down = now
         self._failed_probes += 1
 
-    def _resume(self, resumed: list[Hashable], now: float, *, trial: bool = True) -> None:
-        self._forward.update(resumed)
-        self.resumes += len(resumed)
+    def _take_cleared(self, now: float) -> None:
+        """The next stream a passed probe cleared, at the best layer it cleared for it."""
+        if not self._cleared:
+            return
+        key = self._cleared[0][0]
+        best = min(level for k, level in self._cleared if k == key)
+        self._cleared = [s for s in self._cleared if s[0] != key]
+        self._step_up((key, best), now)
+
+    def _step_up(self, step: Step, now: float, *, probed: bool = True) -> None:
+        """Take ``step`` on trial: congestion before TRIAL_CONFIRM undoes it at once (an estimate that
+        overshot, or a probe that passed falsely, costs one undo, not DOWN_AFTER of loss)."""
+        key, level = step
+        before = self._level.get(key, -1)
+        self._level[key] = level
+        if before < 0:
+            self.resumes += 1
+        else:
+            self.ups += 1
         self._last_up = now
-        self._room_since = None
-        if trial:
-            self._trial |= frozenset(resumed)
+        self._trial.setdefault(key, before)
+        if probed:
+            self._room_since = None
+        # else: the room lasted UP_AFTER and still fits the next step with its margin (the need counts the
+        # step just taken): the next one follows at the next decision.

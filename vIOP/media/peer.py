@@ -14,8 +14,9 @@ Subscriber m-lines are recycled, not grown: a departed publisher's m-line goes `
 client has confirmed that, carries the next publisher (``a=msid`` changes, so a browser fires ``ontrack``).
 
 Budgets (``vIOP.media.budget``): every :data:`BUDGET_TICK` seconds the session estimates the client's
-downlink from its RTCP feedback (``vIOP.media.downlink``), pauses or resumes its video legs so that what it
-receives fits (audio always flows), sets its retransmission budget, and reports audio-only changes.
+downlink from its RTCP feedback (``vIOP.media.downlink``), moves each video leg to the layer that fits (the
+one the client wants, a lower one of the same publisher, or paused; audio always flows), sets its
+retransmission budget, and reports audio-only changes.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ import enum
 import itertools
 import logging
 import time
-from collections.abc import Awaitable, Callable, Hashable, Mapping
+from collections.abc import Awaitable, Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final
 
@@ -77,12 +78,23 @@ AudioOnlyListener = Callable[[AudioOnlyReason | None], None]
 """Told when the client's video stops for a reason (``None``: video flows again)."""
 VideoRank = Callable[[ParticipantId], float]
 """How much this client's view is worth keeping a publisher's video (higher first; ties: join order)."""
+LayersOf = Callable[[ParticipantId], Sequence[Source]]
+"""A publisher's video layers, best first (simulcast); one for a one-layer publisher."""
 BUDGET_TICK: Final = 0.5
+RESUMED_REPORTS: Final = 1.5
+"""A resumed video leg's reports this long after the resume describe its packets from before the pause
+(those the full link dropped are counted lost only once later ones arrive; measured: 40 % "loss" on a link
+freed seconds before). Their loss is not the link's now: it is read as none (Chrome reports about once a
+second)."""
 PROBE_SLICE: Final = 0.02  # a bandwidth probe's padding goes out every 20 ms
 
 
 def _join_order(publisher: ParticipantId) -> float:
     return 0.0
+
+
+def _no_layers(publisher: ParticipantId) -> Sequence[Source]:
+    return ()
 
 
 class SlotState(enum.Enum):
@@ -98,6 +110,7 @@ class Slot:
     leg: Leg
     state: SlotState
     source: Source | None = None
+    resumed_at: float | None = None  # when the budget last resumed its (video) leg
 
     @property
     def key(self) -> SourceKey | None:
@@ -116,12 +129,14 @@ class PeerSession:
         remote_candidates: RemoteCandidates | None = None,
         on_audio_only: AudioOnlyListener | None = None,
         video_rank: VideoRank = _join_order,
+        layers_of: LayersOf = _no_layers,
         save_data: bool = False,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         """``remote_candidates`` filters and caps what the client names (the relay's egress policy);
         default: the policy ``ice`` configures, counted by nobody. ``save_data``: the client asked for
-        audio only."""
+        audio only. ``layers_of``: the layers a publisher's video may be lowered to when the client's
+        budget is short (default: none, the chosen layer only)."""
         self.participant = participant
         self.remote_candidates = (
             RemoteCandidates(ice.remote_policy()) if remote_candidates is None else remote_candidates
@@ -145,8 +160,11 @@ class PeerSession:
         self._side_tasks: set[asyncio.Task[object]] = set()
         self._track_ids = itertools.count(1)
         self._simulcast: dict[str, tuple[str, ...]] = {}  # mid -> RIDs this participant publishes
-        # publisher -> the video layer this participant receives (None: paused); absent: the primary one
+        # publisher -> the video layer this participant wants (None: paused); absent: the primary one
         self._layer_choice: dict[ParticipantId, Source | None] = {}
+        # publisher -> the layer the budget gives (the wanted one or lower; see apply_budget)
+        self._budget_layer: dict[ParticipantId, Source] = {}
+        self._layers_of = layers_of
         self._closed = False
         self._clock = clock
         self.downlink = DownlinkEstimator(clock=clock)
@@ -156,7 +174,7 @@ class PeerSession:
         self.audio_only: AudioOnlyReason | None = None
         self._on_audio_only = on_audio_only
         self._video_rank = video_rank
-        self._meters: dict[Hashable, RateMeter] = {}
+        self._meters: dict[Source, RateMeter] = {}
         self._rtx_meter = RateMeter()
         self._probe_meter = RateMeter()
         self._started_at = clock()
@@ -290,7 +308,8 @@ class PeerSession:
         self.kick()
 
     def choose_layer(self, publisher: ParticipantId, layer: Source | None) -> None:
-        """Receive ``layer`` (one of ``publisher``'s video sources; None: pause their video) from now on.
+        """Receive ``layer`` (one of ``publisher``'s video sources; None: pause their video) from now on,
+        or a lower one of ``publisher``'s layers while the budget is short (see :meth:`apply_budget`).
 
         The switch happens at a keyframe of ``layer`` (see :meth:`Leg.move_to`); a slot not active yet
         starts with ``layer`` when it becomes active.
@@ -298,11 +317,24 @@ class PeerSession:
         self._layer_choice[publisher] = layer
         for slot in self._slots:
             if slot.state is SlotState.ACTIVE and slot.key == (publisher, "video"):
-                slot.leg.move_to(layer)
+                slot.leg.move_to(self._budgeted(publisher, layer))
 
     def layer_choice(self, publisher: ParticipantId) -> Source | None:
         """The layer chosen for ``publisher`` (None: paused or never chosen)."""
         return self._layer_choice.get(publisher)
+
+    def _ladder(self, publisher: ParticipantId, wanted: Source) -> list[Source]:
+        """The layers the budget may give for ``publisher``: the wanted one, then each lower one."""
+        layers = list(self._layers_of(publisher))
+        return layers[layers.index(wanted) :] if wanted in layers else [wanted]
+
+    def _budgeted(self, publisher: ParticipantId, wanted: Source | None) -> Source | None:
+        """What ``publisher``'s leg carries when the client wants ``wanted``: the layer the budget last
+        gave if it is not above ``wanted``, else ``wanted``."""
+        if wanted is None:
+            return None
+        given = self._budget_layer.get(publisher)
+        return given if given is not None and given in self._ladder(publisher, wanted) else wanted
 
     def layer_of(self, publisher: ParticipantId) -> Source | None:
         """The video source of ``publisher`` this participant receives now (or is moving to)."""
@@ -378,10 +410,19 @@ class PeerSession:
             leg.direct = DirectSender(transceiver.sender, kind, self.rtx_budget, self._clock)
         restrict_codecs(transceiver)
         on_keyframe_request(transceiver.sender, leg.request_keyframe)
-        observe_feedback(transceiver.sender, self.downlink.on_report, self.downlink.on_remb)
         slot = Slot(transceiver, leg, SlotState.FREE)
+        observe_feedback(transceiver.sender, self._report_listener(slot), self.downlink.on_remb)
         self._slots.append(slot)
         return slot
+
+    def _report_listener(self, slot: Slot) -> Callable[[int, int, int], None]:
+        def on_report(ssrc: int, fraction_lost: int, highest_sequence: int) -> None:
+            resumed = slot.resumed_at
+            if resumed is not None and self._clock() - resumed <= RESUMED_REPORTS:
+                fraction_lost = 0  # see RESUMED_REPORTS
+            self.downlink.on_report(ssrc, fraction_lost, highest_sequence)
+
+        return on_report
 
     # --- client answer and candidates -------------------------------------------------------------------
 
@@ -405,7 +446,7 @@ class PeerSession:
                     source = slot.source
                     if source is not None and self._wanted.get((source.publisher, source.kind)) is source:
                         chosen = (
-                            self._layer_choice.get(source.publisher, source)
+                            self._budgeted(source.publisher, self._layer_choice.get(source.publisher, source))
                             if source.kind == "video"
                             else source
                         )
@@ -443,50 +484,72 @@ class PeerSession:
             self.apply_budget()
 
     def apply_budget(self) -> None:
-        """One budget decision: pause/resume video legs, set the RTX rate, report audio-only changes."""
+        """One budget decision: each video leg's layer (or pause), the RTX rate, audio-only changes."""
         now = self._clock()
-        # What each leg costs is the source it receives: with simulcast, the layer it is on (or moving to);
-        # a video leg on none (paused by the subscriber's own grid, set_subscriptions) costs nothing and is
-        # not the allocator's to resume.
-        fed: dict[Slot, Source] = {}
+        # A video leg follows the client's choice (set_subscriptions): the layer it wants, or a lower one of
+        # the same publisher when the budget is short; a leg on none (paused by the client's own grid)
+        # costs nothing and is not the allocator's to resume. Every layer's cost is measured at its source
+        # (the relay receives them all), so the allocator can price a layer before moving a leg to it.
+        audio: list[tuple[Slot, Source]] = []
+        video: list[tuple[Slot, list[Source]]] = []
         for slot in self._slots:
-            if slot.state is SlotState.ACTIVE and slot.source is not None:
-                layer = (slot.leg.pending or slot.leg.source) if slot.leg.kind == "video" else slot.source
-                if layer is not None:
-                    fed[slot] = layer
-        active = list(fed)
-        rates: dict[Hashable, float] = {}
-        metered: set[Hashable] = set()
-        for slot, source in fed.items():
-            key = slot.key
-            assert key is not None
-            meter_key = (key, id(source))  # a new layer starts a new meter (its counters are its own)
-            meter = self._meters.get(meter_key)
-            if meter is None:
-                meter = self._meters[meter_key] = RateMeter()
-            rates[key] = meter.update(now, source.octets_in, source.packets_in)
-            metered.add(meter_key)
-        for gone in [k for k in self._meters if k not in metered]:
+            if slot.state is not SlotState.ACTIVE or slot.source is None:
+                continue
+            if slot.leg.kind == "audio":
+                audio.append((slot, slot.source))
+                continue
+            wanted = self._layer_choice.get(slot.source.publisher, slot.source)
+            if wanted is not None and (slot.leg.pending or slot.leg.source) is not None:
+                video.append((slot, self._ladder(slot.source.publisher, wanted)))
+        rate: dict[Source, float] = {}
+        for source in [s for _, s in audio] + [s for _, ladder in video for s in ladder]:
+            if source not in rate:
+                meter = self._meters.get(source)
+                if meter is None:
+                    meter = self._meters[source] = RateMeter()
+                rate[source] = meter.update(now, source.octets_in, source.packets_in)
+        for gone in [k for k in self._meters if k not in rate]:
             del self._meters[gone]
-        audio = [s for s in active if s.leg.kind == "audio"]
-        video = sorted(
-            (s for s in active if s.leg.kind == "video"),
-            key=lambda s: -self._video_rank(s.source.publisher) if s.source is not None else 0.0,
-        )
-        audio_bps = sum(rates[s.key] for s in audio if s.key is not None)
+        video.sort(key=lambda entry: -self._video_rank(entry[1][0].publisher))
+        audio_bps = sum(rate[s] for _, s in audio)
         rtx_octets = sum(s.leg.direct.rtx_octets_sent for s in self._slots if s.leg.direct is not None)
         rtx_bps = self._rtx_meter.update(now, rtx_octets, 0)
         probe_octets = sum(s.leg.direct.probe_octets_sent for s in self._slots if s.leg.direct is not None)
         rtx_bps += self._probe_meter.update(now, probe_octets, 0)  # padding loads the link like RTX
-        forwarded = sum(rates[s.key] for s in video if s.key is not None and not s.leg.paused)
+        forwarded = sum(
+            rate.get(slot.leg.source, 0.0)
+            for slot, _ in video
+            if slot.leg.source is not None and not slot.leg.paused
+        )
         self.downlink.on_sent(audio_bps + forwarded + rtx_bps)
         link = self.downlink.link_view(
             audio_bps=audio_bps, rtx_bps=rtx_bps, grace_over=now - self._started_at >= FEEDBACK_GRACE
         )
-        candidates = [VideoCandidate(s.key, rates[s.key]) for s in video if s.key is not None]
+        candidates = [
+            VideoCandidate(slot.key, rate[ladder[0]], tuple(rate[s] for s in ladder[1:]))
+            for slot, ladder in video
+            if slot.key is not None
+        ]
+        self.allocator.retain({s.key for s in self._slots if s.source is not None and s.leg.kind == "video"})
         allocation = self.allocator.decide(now, link, candidates, save_data=self.save_data)
-        for slot in video:
-            slot.leg.set_paused(slot.key not in allocation.forward)
+        publishers = {s.source.publisher for s in self._slots if s.source is not None}
+        for left in [pid for pid in self._budget_layer if pid not in publishers]:
+            del self._budget_layer[left]
+        for slot, ladder in video:
+            level = allocation.level(slot.key)
+            if level is None:
+                slot.leg.set_paused(True)
+                continue
+            target = ladder[min(level, len(ladder) - 1)]
+            self._budget_layer[target.publisher] = target
+            if slot.leg.paused and slot.leg.source is not target:
+                slot.leg.move_to(None)  # resumed on another layer: start on it, at its keyframe
+                slot.leg.move_to(target)
+            elif (slot.leg.pending or slot.leg.source) is not target:
+                slot.leg.move_to(target)  # at a keyframe of the target; the picture never stops
+            if slot.leg.paused:
+                slot.resumed_at = now
+            slot.leg.set_paused(False)
         if allocation.probe_octets > 0:
             self._probe(allocation.probe_key, allocation.probe_octets, allocation.probe_bps)
         self.rtx_budget.set_rate(RTX_SHARE * link.estimate_bps)

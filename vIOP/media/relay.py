@@ -19,7 +19,8 @@ publisher, ``"high"``, ``"low"`` or ``"paused"``. A publisher that sends one lay
 choice but ``"paused"`` means that one.
 
 Per subscriber, the relay keeps what it sends within the client's estimated downlink (see
-``vIOP.media.peer`` and ``vIOP.media.budget``): audio always flows, video legs pause when they do not fit,
+``vIOP.media.peer`` and ``vIOP.media.budget``): audio always flows, video legs move to a publisher's lower
+layer (below the one ``set_layer`` chose) or pause when they do not fit,
 and :data:`AudioOnlyCallback` says when a client receives no video and why (its bandwidth, or its own
 "save data" choice, :meth:`MediaRelay.set_save_data`). Which video is kept first is :data:`VideoPriority`
 (a hook for active speaker; default: the publisher who joined first).
@@ -220,6 +221,7 @@ class MediaRelay:
                 remote_candidates=remote_candidates,
                 on_audio_only=self._audio_only_listener(pid),
                 video_rank=functools.partial(self._video_priority, pid),
+                layers_of=self._layers_best_first,
                 save_data=participant.save_data,
             )
             sources = {
@@ -458,16 +460,26 @@ class MediaRelay:
         return "low" if 4 * low_height >= 3 * height else "high"
 
     def _layer(self, participant: _Participant, layer: str) -> Source | None:
-        """The highest or lowest of a publisher's layers: by keyframe size once every layer has sent one,
-        until then by the offer's order (first listed is the highest, as the web client sends them)."""
-        primary = participant.sources.get("video")
-        layers = list(participant.layers.values()) or ([primary] if primary is not None else [])
+        """The highest or lowest of a publisher's layers (see :meth:`_layers_best_first`)."""
+        layers = self._ordered_layers(participant)
         if not layers:
             return None
-        sizes = [s.frame_size for s in layers]
-        if all(size is not None for size in sizes):
-            layers = sorted(layers, key=lambda s: -(s.frame_size[0] * s.frame_size[1]))  # type: ignore[index]
         return layers[0] if layer == "high" else layers[-1]
+
+    def _ordered_layers(self, participant: _Participant) -> list[Source]:
+        """A publisher's video layers, best first: by keyframe size once every layer has sent one, until
+        then by the offer's order (first listed is the highest, as the web client sends them)."""
+        primary = participant.sources.get("video")
+        layers = list(participant.layers.values()) or ([primary] if primary is not None else [])
+        sizes = [s.frame_size for s in layers]
+        if len(layers) > 1 and all(size is not None for size in sizes):
+            layers = sorted(layers, key=lambda s: -(s.frame_size[0] * s.frame_size[1]))  # type: ignore[index]
+        return layers
+
+    def _layers_best_first(self, publisher: ParticipantId) -> tuple[Source, ...]:
+        """What a subscriber's budget may choose from for ``publisher`` (empty: unknown or no video)."""
+        participant = self._participants.get(publisher)
+        return () if participant is None else tuple(self._ordered_layers(participant))
 
     def received_layer(self, subscriber: ParticipantId, publisher: ParticipantId) -> Source | None:
         """The video source of ``publisher`` that ``subscriber`` receives now (or is moving to)."""

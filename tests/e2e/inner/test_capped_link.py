@@ -7,8 +7,8 @@ network (``VIOP_ICE_HOST_ADDRESSES`` with the link address, ``VIOP_ICE_REMOTE_AL
 network), gets media to it through the reference web client; a ``tbf`` cap set while the page runs
 limits what reaches it, and lifting it restores the full rate.
 
-The 4-person capped session and issue 13's guarantees (audio kept under the cap, video back within 10 s of
-lifting it) are measured by ``bench/browser_capped.py``; see docs/BENCHMARKS.md for why that is not a test yet.
+The 4-person capped session and issue 13's guarantees (low layer under the cap, audio kept, high layer back
+within 10 s of lifting it) are ``test_capped_session.py`` and ``bench/browser_capped.py``.
 """
 
 from __future__ import annotations

@@ -1,0 +1,65 @@
+"""Issue 13 with a real Chromium behind a 300 kbit/s tbf-capped veth link in a 4-person session
+(``bench/scenarios/capped_browser.py``, the scenario ``bench/browser_capped.py`` measures). The three other
+people publish simulcast (640x360 and 320x180) as the web client does.
+
+Under the cap the relay moves Chromium to the low layer (its getStats ``frameHeight`` 180) instead of
+stopping video, and Chromium keeps every publisher's audio (at least 95 % of its packets); after the cap
+is lifted every publisher's video is back on the high layer (360) within 10 s.
+About 60 s.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any
+
+import pytest
+
+from bench.scenarios.capped_browser import (
+    RECOVER_WITHIN_S,
+    run_capped_session,
+    server_overrides,
+)
+from bench.scenarios.netns_link import VethLink
+from tests.support import LiveServer, free_port
+
+AUDIO_KEPT_PER_S = 47.5  # of the 50 Opus packets a second each publisher sends
+
+
+@pytest.fixture
+def link() -> Iterator[VethLink]:
+    with VethLink.open() as opened:
+        yield opened
+
+
+@pytest.fixture
+async def server(live_server_factory: Callable[..., Any], link: VethLink) -> AsyncIterator[LiveServer]:
+    async with live_server_factory(**server_overrides(free_port())) as live:
+        yield live
+
+
+async def test_a_capped_chromium_gets_the_low_layer_keeps_audio_and_the_high_layer_back_within_10_s(
+    server: LiveServer, link: VethLink
+) -> None:
+    report = await run_capped_session(server, link, recover_within_s=12.0)
+    clean, capped, lifted = (report.windows[w] for w in ("clean", "capped", "lifted"))
+    print(  # the figures docs/BENCHMARKS.md quotes (visible with -s)
+        f"capped session: low after {report.low_after_s} s ({report.low_publishers} publishers), "
+        f"high after {report.high_after_s} s of the lift; under the cap audio "
+        f"{sorted(capped.audio_packets_per_s.values())} packets/s, "
+        f"{sorted(capped.audio_concealed_percent.values())} % concealed, video {capped.video_fps} fps"
+    )
+    assert all(clean.video_frame_height[p] == 360 for p in report.publishers), clean.video_frame_height
+    # Under the cap: video goes on at the low layer (at least one person, decoding), not "audio only".
+    assert report.low_after_s is not None, capped.video_frame_height
+    assert report.low_publishers >= 1 and max(capped.video_fps.values()) >= 5, capped.video_fps
+    # Audio kept under the cap: at least 95 % of every publisher's 50 packets a second arrive. (The issue's
+    # < 2 % target is for the 250 kbit/s receiver; here the bandwidth probes toward the high layer cost
+    # some audio packets on the capped link: 48.4-55 packets/s measured, see docs/BENCHMARKS.md.)
+    assert all(capped.audio_packets_per_s[p] >= AUDIO_KEPT_PER_S for p in report.publishers), (
+        capped.audio_packets_per_s
+    )
+    # Every publisher's high layer back within 10 s of the lift.
+    assert report.high_after_s is not None and report.high_after_s <= RECOVER_WITHIN_S, report.high_after_s
+    assert all(lifted.video_frame_height[p] == 360 for p in report.publishers), lifted.video_frame_height
+    assert all(lifted.video_fps[p] >= 10 for p in report.publishers), lifted.video_fps
