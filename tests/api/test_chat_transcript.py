@@ -95,6 +95,15 @@ async def test_a_host_saves_the_transcript_and_reads_back_exactly_the_lines(
             await http.post("/api/v1/rooms/rm_nosuchroom/chat-transcript", headers=host), 404, "not_found"
         )
 
+        # A body other than none or `{}`: refused, nothing saved.
+        assert_error(
+            await http.post(url, content=b"save", headers=host | {"Content-Type": "text/plain"}),
+            415,
+            "unsupported_media_type",
+        )
+        assert_error(await http.post(url, json={"lines": 3}, headers=host), 400, "bad_request")
+        assert await services.chat_transcripts.get(g.room_id) is None
+
         saved = await http.post(url, headers=host)
         assert saved.status_code == 201, saved.text
         assert saved.json()["line_count"] == len(sent) and saved.json()["room_id"] == g.room_id
