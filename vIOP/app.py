@@ -19,6 +19,7 @@ from vIOP.api import (
     http_account,
     http_attendance,
     http_auth,
+    http_chat_transcript,
     http_cohosts,
     http_compliance,
     http_presence,
@@ -69,6 +70,7 @@ from vIOP.storage.accounts_sql import SqlAccountStore
 from vIOP.storage.attendance_sql import SqlAttendanceStore
 from vIOP.storage.audit import AuditEvent, Outcome
 from vIOP.storage.bootstrap import open_storage
+from vIOP.storage.chat_transcripts_sql import SqlChatTranscripts
 from vIOP.storage.embedded_redis import EmbeddedRedis
 from vIOP.storage.invites_sql import SqlInviteStore
 from vIOP.storage.redis_auth import (
@@ -230,6 +232,7 @@ async def open_services(settings: Settings, *, clock: Callable[[], float] = time
         ice=_ice_config(settings),
         revocations=revocations,
         chat=RedisChatBus(redis, sealer),
+        chat_transcripts=SqlChatTranscripts(db, ring),
         node=node_membership(settings, redis, clock),
         embedded_redis=embedded,
     )
@@ -337,7 +340,7 @@ def create_app(settings: Settings, services: Services | None = None) -> Starlett
     routes += http_auth.routes() + http_rooms.routes() + http_tickets.routes()
     routes += http_presence.routes() + http_attendance.routes() + http_turn.routes()
     routes += http_compliance.routes()
-    routes += http_cohosts.routes() + http_account.routes()
+    routes += http_cohosts.routes() + http_account.routes() + http_chat_transcript.routes()
     routes.append(
         documented_route(
             "/openapi.json",

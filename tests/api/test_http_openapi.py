@@ -26,6 +26,7 @@ API_PATHS = {
     # issue 15: co-hosts
     "/api/v1/rooms/{room_id}/cohosts": {"post"},
     "/api/v1/rooms/{room_id}/cohosts/{user_id}": {"delete"},
+    "/api/v1/rooms/{room_id}/chat-transcript": {"get", "post"},
     "/api/v1/account/display-name": {"put"},
 }
 

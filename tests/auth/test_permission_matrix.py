@@ -47,6 +47,10 @@ CHAT_MODERATION = {Action.SET_CHAT_POLICY}
 # only a client asks to talk (a clinician who needs a colleague has other ways)
 COHOSTING = {Action.ADD_COHOST, Action.REMOVE_COHOST, Action.ACKNOWLEDGE_NEED}
 MODERATION |= COHOSTING
+# issue 15: a room's chat transcript is saved to the session record and read back by its hosts only (clinical
+# content: no admin or staff reads it)
+CHAT_TRANSCRIPT = {Action.SAVE_CHAT_TRANSCRIPT, Action.VIEW_CHAT_TRANSCRIPT}
+MODERATION |= CHAT_TRANSCRIPT
 
 EXPECTED: dict[Action, dict[Role, Grant]] = {
     **{a: {C: OWN, CL: OWN} for a in PARTICIPANT_MESSAGES},

@@ -16,11 +16,15 @@ from vIOP.cli.storage import add_parsers as add_storage_parsers
 from vIOP.cli.storage import run as run_storage
 from vIOP.compliance.consent import DataCategory
 from vIOP.compliance.retention import RetentionPolicy, due
+from vIOP.ids import ParticipantId, RoomId, UserId
+from vIOP.rooms.chat import ChatLine
 from vIOP.rooms.clock import ManualClock
+from vIOP.rooms.participant import Role
 from vIOP.settings import Settings
 from vIOP.storage.audit import AuditLog, Problem
 from vIOP.storage.bootstrap import Storage, open_storage
 from vIOP.storage.break_glass_sql import SqlBreakGlassStore
+from vIOP.storage.chat_transcripts_sql import SqlChatTranscripts
 from vIOP.storage.consents_sql import SqlConsentStore
 from vIOP.storage.crypto import KeyDestroyed
 from vIOP.storage.retention import RetentionReport, last_run, run_daily, run_if_due, run_retention
@@ -30,6 +34,7 @@ from vIOP.storage.schema import (
     audit_anchors,
     audit_log,
     break_glass_grants,
+    chat_transcripts,
     invites,
     part2_consents,
     rooms,
@@ -87,6 +92,14 @@ async def test_a_run_purges_and_shreds_what_is_past_retention_and_nothing_else(s
     new_room = await world.room(now - 30 * DAY, None, "Monday group")
     recent = await world.client(new_room, now - 30 * DAY, "Casey Rivera", now + DAY)
     await world.attended(new_room, recent, now - 29 * DAY, now - 29 * DAY + 3 * 3600)
+    # issue 15: a saved chat transcript in each room; the two ended past the room cut-off go
+    transcripts = SqlChatTranscripts(storage.db, storage.keys)
+    for room_id, ended in ((ancient_room, now - 7 * YEAR), (old_room, now - 2 * YEAR), (new_room, now - DAY)):
+        line = ChatLine(
+            room_id=RoomId(room_id), sender=ParticipantId("pt_h"), sender_name="Dr. Lee", sender_role=Role.HOST,
+            text="Retentionchatline", private=False, thread=None, at=ended,
+        )  # fmt: skip
+        await transcripts.save(RoomId(room_id), [line], by=UserId(world.host), at=ended)
 
     for _ in range(3):  # audit rows of seven years ago
         await storage.audit.append(world.host, "admin", "auth.login", at=at(now - 7 * YEAR))
@@ -96,6 +109,7 @@ async def test_a_run_purges_and_shreds_what_is_past_retention_and_nothing_else(s
     expected = RetentionReport(
         dry_run=False, attendance_deleted=1, sessions_deleted=1, invites_deleted=2, room_titles_purged=2,
         rooms_deleted=1, clients_shredded=1, consents_deleted=1, grants_deleted=1, audit_rows_deleted=3,
+        transcripts_deleted=2,
     )  # fmt: skip
     assert preview.counts() == expected.counts() and preview.dry_run
     assert await _count(storage, attendance_intervals) == 3 and await _count(storage, invites) == 3
@@ -121,6 +135,11 @@ async def test_a_run_purges_and_shreds_what_is_past_retention_and_nothing_else(s
     assert all(OLD_TITLE.encode() not in t for t in titles)
     assert grant_ids == {unreviewed.id}  # unreviewed access stays on the review list
     assert await _count(storage, part2_consents) == 0
+    assert await _count(storage, chat_transcripts) == 1
+    assert await transcripts.get(RoomId(old_room)) is None
+    assert [x.text for x in (await transcripts.get(RoomId(new_room)) or pytest.fail("kept")).lines] == [
+        "Retentionchatline"
+    ]
 
     again = await run_retention(storage, POLICY, now)
     assert set(again.counts().values()) == {0}
@@ -133,9 +152,9 @@ async def test_a_run_purges_and_shreds_what_is_past_retention_and_nothing_else(s
             )
         ).all()
     assert [tuple(r) for r in runs] == [
-        ("retention.previewed", "operator", "at1.ss1.iv2.rt2.rd1.cl1.cn1.bg1.au3"),
-        ("retention.run", "operator", "at1.ss1.iv2.rt2.rd1.cl1.cn1.bg1.au3"),
-        ("retention.run", "operator", "at0.ss0.iv0.rt0.rd0.cl0.cn0.bg0.au0"),
+        ("retention.previewed", "operator", "at1.ss1.iv2.rt2.rd1.cl1.cn1.bg1.au3.tr2"),
+        ("retention.run", "operator", "at1.ss1.iv2.rt2.rd1.cl1.cn1.bg1.au3.tr2"),
+        ("retention.run", "operator", "at0.ss0.iv0.rt0.rd0.cl0.cn0.bg0.au0.tr0"),
     ]
     assert (await storage.audit.verify()).ok  # old audit rows went behind a signed anchor: the chain holds
 

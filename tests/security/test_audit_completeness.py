@@ -37,7 +37,9 @@ from tests.security.test_authorization_sweep import open_seat, send_and_settle
 from tests.support import LiveServer
 from vIOP.auth.permissions import PERMISSIONS, Action, Principal, Role, RoomScope
 from vIOP.client.signaling import SignalingClient, SignalingClosed
-from vIOP.ids import RoomId
+from vIOP.ids import ParticipantId, RoomId
+from vIOP.rooms.chat import ChatLine
+from vIOP.rooms.participant import Role as ParticipantRole
 from vIOP.signaling import messages as m
 from vIOP.storage.schema import audit_log
 
@@ -714,12 +716,52 @@ async def display_name_refused(w: World) -> list[Row]:
     return [Row("user.display_name_changed", "denied", w.id("client_a"), None, None)]
 
 
+async def _a_chat_line_in_room_a(w: World) -> None:
+    """One line in room A's chat record, published the way the server publishes a seated host's line."""
+    room_id = w.room_a.room_id
+    line = ChatLine(
+        room_id=room_id, sender=ParticipantId("pt_auditchat"), sender_name="Dr. A", sender_role=ParticipantRole.HOST,
+        text="audit chat line", private=False, thread=None, at=ss.now(),
+    )  # fmt: skip
+    await w.api.services.chat.publish(line)
+
+
+def _transcript_url(w: World) -> str:
+    return f"/api/v1/rooms/{w.room_a.room_id}/chat-transcript"
+
+
+async def save_transcript_allowed(w: World) -> list[Row]:
+    await _a_chat_line_in_room_a(w)
+    _ok(await w.http.post(_transcript_url(w), headers=w.headers("clinician_a")), 201)
+    return [Row("room.chat_transcript_saved", "success", w.id("clinician_a"), "room", w.room_a.room_id)]
+
+
+async def save_transcript_refused(w: World) -> list[Row]:
+    await _a_chat_line_in_room_a(w)
+    _ok(await w.http.post(_transcript_url(w), headers=w.headers("client_a")), 403)
+    return [Row("room.chat_transcript_saved", "denied", w.id("client_a"), "room", w.room_a.room_id)]
+
+
+async def view_transcript_allowed(w: World) -> list[Row]:
+    await _a_chat_line_in_room_a(w)
+    _ok(await w.http.post(_transcript_url(w), headers=w.headers("clinician_a")), 201)
+    _ok(await w.http.get(_transcript_url(w), headers=w.headers("clinician_a")), 200)
+    return [Row("room.chat_transcript_viewed", "success", w.id("clinician_a"), "room", w.room_a.room_id)]
+
+
+async def view_transcript_refused(w: World) -> list[Row]:
+    _ok(await w.http.get(_transcript_url(w), headers=w.headers("admin")), 403)
+    return [Row("room.chat_transcript_viewed", "denied", w.id("admin"), "room", w.room_a.room_id)]
+
+
 ISSUE_15: Final[dict[str, Expect]] = {
     "add_cohost": Expect(add_cohost_allowed, add_cohost_refused),
     "remove_cohost": Expect(remove_cohost_allowed, remove_cohost_refused),
     "need_to_talk": Expect(need_to_talk_allowed, need_to_talk_refused),
     "acknowledge_need": Expect(acknowledge_need_allowed, acknowledge_need_refused),
     "set_display_name": Expect(display_name_allowed, display_name_refused),
+    "save_chat_transcript": Expect(save_transcript_allowed, save_transcript_refused),
+    "view_chat_transcript": Expect(view_transcript_allowed, view_transcript_refused),
 }
 EXPECTATIONS.update({action: ISSUE_15[action.value] for action in Action if action.value in ISSUE_15})
 

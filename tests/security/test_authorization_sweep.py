@@ -39,7 +39,9 @@ from tests.support import LiveServer
 from vIOP.auth.invites import token_hash
 from vIOP.auth.permissions import Role, RoomScope
 from vIOP.client.signaling import ConnectRefused, SignalingClient, SignalingClosed
-from vIOP.ids import UserId
+from vIOP.ids import ParticipantId, RoomId, UserId
+from vIOP.rooms.chat import ChatLine
+from vIOP.rooms.participant import Role as ParticipantRole
 from vIOP.signaling import messages as m
 
 ROLES: Final = (
@@ -132,6 +134,9 @@ EXPECTED.update({
     # "I need to talk": only a client asks; only a host acknowledges (the request of room A's seated client)
     "ws need_to_talk":                                  (NO_SOCKET, NO_SOCKET, FORBIDDEN, FORBIDDEN, NO_SOCKET, OK,        OWN_ROOM),
     "ws acknowledge_need":                              (NO_SOCKET, NO_SOCKET, OK,        NOT_FOUND, NO_SOCKET, FORBIDDEN, FORBIDDEN),
+    # the chat transcript: only the room's hosts save it and read it back (clinical content)
+    "POST /api/v1/rooms/{room_id}/chat-transcript":     (401,       403,       201,       403,       403,       403,       403),
+    "GET /api/v1/rooms/{room_id}/chat-transcript":      (401,       403,       200,       403,       403,       403,       403),
 })
 # fmt: on
 
@@ -347,6 +352,19 @@ async def call(world: HttpWorld, action: str, role: str) -> httpx.Response:
                 await http.delete(f"/api/v1/rooms/{a}/cohosts/{spare.id}", headers=host_headers)
             ).status_code == 204
         return response
+    if action.endswith("/api/v1/rooms/{room_id}/chat-transcript"):
+        # A line in room A's chat record (as the server records a seated host's line), and for a read a
+        # transcript saved by the room's creator first.
+        line = ChatLine(
+            room_id=RoomId(a), sender=ParticipantId("pt_sweepchat"), sender_name="Dr. A", sender_role=ParticipantRole.HOST,
+            text="sweep chat line", private=False, thread=None, at=ss.now(),
+        )  # fmt: skip
+        await world.api.services.chat.publish(line)
+        url = f"/api/v1/rooms/{a}/chat-transcript"
+        if action.startswith("GET"):
+            assert (await http.post(url, headers=host_headers)).status_code == 201
+            return await http.get(url, headers=headers)
+        return await http.post(url, headers=headers)
     if action == "DELETE /api/v1/invites/{invite_id}":
         return await http.delete(f"/api/v1/invites/{await spare_invite(world)}", headers=headers)
     if action in requests:

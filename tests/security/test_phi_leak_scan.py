@@ -5,7 +5,8 @@ canary title, invites with canary display names (ASCII and non-ASCII), knocks, a
 a deny and a removal with canary texts, hands and media flags, audio only by choice (an audio-only span in
 the attendance ledger), a leave, presence and attendance exports
 (JSON and CSV), a 42 CFR part 2 consent (canary recipient and purpose) with a disclosure to that recipient
-and a refused one, break-glass access with a canary reason (reviewed, signed off), the end of the room and
+and a refused one, break-glass access with a canary reason (reviewed, signed off), the chat saved to the
+session record by the host and read back (issue 15), the end of the room and
 sign-out. The scan then reads:
 
 - every file in the data folder (the SQLite database, its WAL, keys, anything else), byte for byte;
@@ -191,6 +192,15 @@ async def full_session(api: Api) -> None:
         answer = await person.request(m.Offer(sdp=await real_offer_sdp()), within=30)
         assert isinstance(answer, m.ServerAnswer), answer
     await chat_session(host, clients["client_a"], clients["client_c"])
+    # The host saves the chat to the session record (sealed in the database) and reads it back: the chat
+    # canaries are now in the database too, and the scan below finds none of them in plaintext.
+    transcript_url = f"/api/v1/rooms/{room_id}/chat-transcript"
+    saved = await api.http.post(transcript_url, headers=bearer(token))
+    assert saved.status_code == 201, saved.text
+    read = await api.http.get(transcript_url, headers=bearer(token))
+    assert read.status_code == 200, read.text
+    kept = {line["text"] for line in read.json()["lines"]}
+    assert {CANARIES[k] for k in ("chat_lobby", "chat_lobby_reply", "chat_room", "chat_private")} <= kept
     await cohost_and_talk_session(api, token, room_id, host, clients["client_a"], pids["client_a"])
     await clients["client_a"].send(m.RaiseHand(up=True))
     await clients["client_a"].send(m.SetMedia(audio=False))

@@ -93,6 +93,9 @@ class Action(StrEnum):
     NEED_TO_TALK = "need_to_talk"
     ACKNOWLEDGE_NEED = "acknowledge_need"
     SET_DISPLAY_NAME = "set_display_name"  # one's own, over HTTP (the CLI's set-display-name is MANAGE_USERS)
+    # issue 15: a room's chat transcript saved to the session record, and read back (HTTP)
+    SAVE_CHAT_TRANSCRIPT = "save_chat_transcript"
+    VIEW_CHAT_TRANSCRIPT = "view_chat_transcript"
 
 
 class Grant(Enum):
@@ -152,6 +155,10 @@ _TABLE: Final[dict[Action, tuple[Grant, Grant, Grant, Grant]]] = {
     Action.NEED_TO_TALK:                  (_N,   _N,       _N,   _O),
     Action.ACKNOWLEDGE_NEED:              (_N,   _O,       _N,   _N),
     Action.SET_DISPLAY_NAME:              (_A,   _A,       _A,   _N),
+    # issue 15: only the room's hosts save its chat transcript and read it back: it is clinical content,
+    # which admins and staff never see (an admin's attendance reports carry no client names either)
+    Action.SAVE_CHAT_TRANSCRIPT:          (_N,   _O,       _N,   _N),
+    Action.VIEW_CHAT_TRANSCRIPT:          (_N,   _O,       _N,   _N),
 }
 # fmt: on
 

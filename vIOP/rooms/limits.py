@@ -32,3 +32,8 @@ MAX_CHAT_CHARS: Final = 1000
 # socket, in the memory of the process that holds the socket).
 CHAT_BURST: Final = 5
 CHAT_PER_SECOND: Final = 1.0
+# The room's chat record (kept sealed in Redis while the room is live, for a host's transcript save): the
+# newest this many lines, and gone this long after the last line if the room's end did not delete it (a line
+# that raced the end).
+CHAT_RECORD_LINES: Final = 2000
+CHAT_RECORD_TTL_SECONDS: Final = 12 * 3600

@@ -147,7 +147,13 @@ class ChatBus(Protocol):
     """Chat lines from every process, live only: a line published while a process is not listening (or
     while the bus is away) is not delivered there later, and nothing is kept."""
 
-    async def publish(self, line: ChatLine) -> None: ...
+    async def publish(self, line: ChatLine) -> None:
+        """Deliver ``line`` live, and keep it sealed in the room's record while the room is live."""
+        ...
+
+    async def transcript(self, room_id: RoomId) -> list[ChatLine]:
+        """The room's kept lines, oldest first; empty when there are none or the room has ended."""
+        ...
 
     def lines(self) -> AsyncIterator[ChatLine]:
         """Every line published from now on, for as long as the caller iterates (reconnecting as needed)."""

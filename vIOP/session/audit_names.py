@@ -53,6 +53,8 @@ AUDIT_NAMES: Final[Mapping[Action, AuditEvent]] = MappingProxyType(
         Action.NEED_TO_TALK: AuditEvent.NEED_TO_TALK,
         Action.ACKNOWLEDGE_NEED: AuditEvent.NEED_ACKNOWLEDGED,
         Action.SET_DISPLAY_NAME: AuditEvent.DISPLAY_NAME_CHANGED,
+        Action.SAVE_CHAT_TRANSCRIPT: AuditEvent.CHAT_TRANSCRIPT_SAVED,
+        Action.VIEW_CHAT_TRANSCRIPT: AuditEvent.CHAT_TRANSCRIPT_VIEWED,
     }
 )
 

@@ -31,6 +31,7 @@ from vIOP.signaling.connections import ConnectionRegistry
 from vIOP.signaling.resume import ResumeTokens
 from vIOP.storage.audit_outbox import AuditOutbox
 from vIOP.storage.bootstrap import Storage
+from vIOP.storage.chat_transcripts_sql import SqlChatTranscripts
 from vIOP.storage.embedded_redis import EmbeddedRedis
 from vIOP.storage.redis_client import RedisClient
 
@@ -64,7 +65,8 @@ class Services:
     bus: EventBus
     ice: IceConfig
     revocations: Revocations
-    chat: ChatBus  # chat lines between processes, sealed, live only (issue 15)
+    chat: ChatBus  # chat lines between processes, sealed; the room's record while it is live (issue 15)
+    chat_transcripts: SqlChatTranscripts  # transcripts a host saved to the session record (issue 15)
     relay: MediaRelay | None = None
     node: NodeMembership | None = None  # this process as a cluster node (vIOP.session.node)
     embedded_redis: EmbeddedRedis | None = None

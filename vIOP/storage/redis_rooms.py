@@ -7,6 +7,8 @@ hash tag: every key of one room hashes to the room's slot):
                                  ``{p}:room:{room}`` (the key's name before hash tags, so stored rooms stay
                                  readable; keys of that older form are renamed once, :func:`migrate_room_keys`)
 - ``{p}:room:{{room}}:active``   hash participant -> ``a`` (listening) | ``r`` (reconnecting), for heartbeats
+- ``{p}:room:{{room}}:chat``     list of the room's chat lines while it is live, each sealed (context = the key's
+                                 name); written by ``vIOP.storage.redis_chat``, deleted with the room's end
 - ``{p}:rooms``                set of rooms whose session has not ended
 - ``{p}:presence``             zset ``room/participant`` -> last heartbeat, of listening participants
 - ``{p}:reconnecting``         zset ``room/participant`` -> reconnecting since
@@ -77,6 +79,10 @@ class RedisKeys:
 
     def active(self, room_id: RoomId) -> str:
         return f"{self.prefix}:room:{{{room_id}}}:active"
+
+    def chat(self, room_id: RoomId) -> str:
+        """The room's chat record (sealed lines), for a host's transcript save (issue 15)."""
+        return f"{self.prefix}:room:{{{room_id}}}:chat"
 
     def room_context(self, room_id: RoomId) -> str:
         """What the room's record is sealed to: its key's name from before hash tags (stored rooms stay
@@ -279,6 +285,7 @@ class RedisRoomStore:
                     self._index(pipe, room.id, pid, new)
         if ended:
             pipe.srem(self.keys.rooms, room.id)
+            pipe.delete(self.keys.chat(room.id))  # chat is kept only while the room is live
         else:
             pipe.sadd(self.keys.rooms, room.id)
 

@@ -5,8 +5,9 @@ by the next one):
 
 1. attendance intervals that ended before the attendance cut-off are deleted, then sessions left empty;
 2. invites that expired before the invite cut-off are deleted (token hash, client link, label);
-3. rooms that ended before the room cut-off have their title overwritten with an empty ciphertext (the
-   row stays while attendance still points at it), and are deleted once nothing points at them;
+3. rooms that ended before the room cut-off have their saved chat transcript deleted and their title
+   overwritten with an empty ciphertext (the row stays while attendance still points at it), and are
+   deleted once nothing points at them;
 4. clients created before the attendance cut-off with no attendance and no invite left are shredded
    (their data key is destroyed: name, labels and Part 2 consents become unreadable), and their consent
    rows deleted;
@@ -41,6 +42,7 @@ from vIOP.storage.schema import (
 )
 from vIOP.storage.schema import (
     audit_log,
+    chat_transcripts,
     clients,
     invites,
     room_cohosts,
@@ -85,13 +87,14 @@ class RetentionReport:
     consents_deleted: int = 0
     grants_deleted: int = 0
     audit_rows_deleted: int = 0
+    transcripts_deleted: int = 0  # saved chat transcripts (issue 15), with their room's record
 
     def counts(self) -> dict[str, int]:
         return {k: v for k, v in asdict(self).items() if k != "dry_run"}
 
     def audit_object_id(self) -> str:
-        """The counts in one audit object id (ids and digits only): ``at3.ss1.iv2.rt1.rd0.cl1.cn0.bg0.au0``."""
-        short = ("at", "ss", "iv", "rt", "rd", "cl", "cn", "bg", "au")
+        """The counts in one audit object id (ids and digits only): ``at3.ss1.iv2.rt1.rd0.cl1.cn0.bg0.au0.tr1``."""
+        short = ("at", "ss", "iv", "rt", "rd", "cl", "cn", "bg", "au", "tr")
         return ".".join(
             f"{tag}{min(n, 10**6 - 1)}" for tag, n in zip(short, self.counts().values(), strict=True)
         )
@@ -174,6 +177,9 @@ async def _run(
     invites_gone = await _delete(conn, invites, invites.c.expires_at < _at(cut.invites))
 
     old_room = and_(rooms.c.state == "ended", rooms.c.ended_at < _at(cut.rooms))
+    transcripts = await _delete(
+        conn, chat_transcripts, chat_transcripts.c.room_id.in_(select(rooms.c.id).where(old_room))
+    )
     titled = (
         (await conn.execute(select(rooms.c.id).where(old_room, func.length(rooms.c.title) > empty_title)))
         .scalars()
@@ -220,6 +226,7 @@ async def _run(
         len(expired_clients),
         consents,
         grants,
+        transcripts_deleted=transcripts,
     )
 
 

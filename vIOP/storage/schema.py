@@ -193,6 +193,18 @@ room_cohosts = Table(
     Index(None, "user_id"),
 )
 
+# A room's chat transcript, saved on purpose by one of its hosts (issue 15): ids, a count and the lines as
+# one ciphertext (system field key, bound to the room id). Purged with the room's record (retention).
+chat_transcripts = Table(
+    "chat_transcripts",
+    metadata,
+    _id("room_id", ForeignKey("rooms.id"), primary_key=True),
+    _id("saved_by", ForeignKey("users.id"), nullable=False),
+    Column("saved_at", UtcDateTime, nullable=False),
+    Column("line_count", Integer, nullable=False),
+    Column("lines", LargeBinary, nullable=False),
+)
+
 # The token itself is never stored: only SHA-256(token) (tokens carry >= 128 random bits).
 invites = Table(
     "invites",
