@@ -299,3 +299,20 @@ def test_video_hidden_while_audio_only_is_probed_for_and_shown_again_on_its_low_
     assert not shown.audio_only  # the grid shows the tile again ...
     back = allocator.decide(verdict + TICK, link(for_budget(50_000), loss_at=verdict), one)
     assert back.level(A) == 1  # ... and it comes back on its low layer
+
+
+def test_video_the_grid_hid_during_save_data_comes_back_when_save_data_ends() -> None:
+    """The web client compacts its grid while on audio only, so during "save data" every tile leaves the
+    candidates. Turning save data off must lift audio only at once (so the grid shows the tiles again) and
+    the streams come back at the layers they had: found by the browser session test (Sam's "Show video
+    again" brought no video back within 20 s: the hidden streams were parked as budget-paused)."""
+    allocator = VideoAllocator()
+    wide = link(for_budget(3 * HIGH))
+    assert levels(allocator.decide(0.0, wide, LAYERED)) == {A: 0, B: 0, C: 0}
+    on = allocator.decide(0.5, wide, LAYERED, save_data=True)
+    assert on.audio_only and not on.forward
+    assert not allocator.decide(1.0, wide, [], save_data=True).audio_only  # the grid hid every tile
+    off = allocator.decide(1.5, wide, [])
+    assert not off.audio_only, off  # nothing paused for want of room: the grid may show the tiles again
+    back = allocator.decide(2.0, wide, LAYERED)
+    assert levels(back) == {A: 0, B: 0, C: 0} and not back.audio_only

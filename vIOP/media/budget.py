@@ -209,7 +209,7 @@ class VideoAllocator:
     _last_down: float | None = None
     _last_up: float | None = None
     _trial: dict[Hashable, int] = field(default_factory=dict)  # stepped up after a probe: level before (-1)
-    _saved: dict[Hashable, int] | None = None  # forwarded when "save data" began
+    _saved: dict[Hashable, tuple[int, int]] | None = None  # (level, lowest level) when "save data" began
     _probe: tuple[float, float, float, tuple[Step, ...]] | None = None  # started, ended, bps, steps
     _probe_due: bool = False  # a probe was decided and not yet handed to the caller
     _cleared: list[Step] = field(default_factory=list)  # a passed probe's steps, taken one a tick
@@ -240,15 +240,21 @@ class VideoAllocator:
         self._follow_ladders(by_key)
         if save_data:
             if self._saved is None:
-                self._saved = dict(self._level)
+                self._saved = {k: (v, self._depth.get(k, 0)) for k, v in self._level.items()}
             self._level.clear()
             self._known.update(keys)
             return Allocation(frozenset(), AudioOnlyReason.SAVE_DATA if keys else None)
         if self._saved is not None:
             # Back from "save data": what flowed before does again (the link carried it; evidence of
-            # congestion pauses it as usual). Streams that arrived meanwhile are admitted if they fit.
-            self._level = {k: min(v, by_key[k].bottom) for k, v in self._saved.items() if k in by_key}
-            self._known = set(self._saved)
+            # congestion pauses it as usual). Streams that arrived meanwhile are admitted if they fit. A stream
+            # whose tile the grid hid meanwhile (the web client compacts it on audio only) comes back at its
+            # layer when shown again, not as budget-paused video, which would keep "audio only" on.
+            saved = self._saved
+            self._level = {k: min(v, by_key[k].bottom) for k, (v, _) in saved.items() if k in by_key}
+            for key, (level, depth) in saved.items():
+                if key in self._parked:
+                    self._parked[key] = max(0, depth - level)
+            self._known = {k for k in saved if k in by_key}
             self._saved = None
         budget = self.budget(link)
 
