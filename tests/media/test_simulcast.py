@@ -1,7 +1,7 @@
 """Simulcast: a publisher's layers reach the relay as separate sources; each subscriber gets the layer chosen.
 
-Real peers: an aiortc publisher that sends two VP8 layers on two SSRCs with the RID extension, as Chromium
-does (``tests/media/simulcast_publisher.py``), and ordinary ``vIOP.client`` subscribers that decode.
+Real peers: a ``vIOP.client`` peer that publishes two live VP8 layers on two SSRCs with the RID extension, as
+Chromium does (``vIOP.client.simulcast``), and ordinary ``vIOP.client`` subscribers that decode.
 """
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ from collections.abc import AsyncIterator
 import pytest
 
 from bench.scenarios.impairment import ImpairedLink, Impairment, Shape
-from tests.media.harness import Room, wait_until
-from tests.media.simulcast_publisher import SimulcastPublisher
-from vIOP.client.media import silent_audio_track
+from tests.media.harness import LOOPBACK, Room, wait_until
+from vIOP.client.media import KeyframeOnRequestVideoTrack, MediaPeer, silent_audio_track
+from vIOP.client.simulcast import SimulcastLayer
 from vIOP.errors import BadRequest, NotFound
 from vIOP.ids import ParticipantId, new_participant_id
 from vIOP.media.budget import AudioOnlyReason
@@ -29,7 +29,21 @@ async def room() -> AsyncIterator[Room]:
     await room.close()
 
 
+class SimulcastPublisher(MediaPeer):
+    """A peer that publishes only simulcast video: a high and a low layer, each a live VP8 encoder that sends
+    a keyframe first and then only when a PLI/FIR for that layer's SSRC asks (as a browser does)."""
+
+    def __init__(self, *, drop_every: int = 0) -> None:
+        super().__init__(host_addresses=LOOPBACK)
+        self.layers = (
+            SimulcastLayer("h", KeyframeOnRequestVideoTrack(*HIGH, fps=15, bitrate=600_000), drop_every),
+            SimulcastLayer("l", KeyframeOnRequestVideoTrack(*LOW, fps=15, bitrate=150_000), drop_every),
+        )
+        self.publish_simulcast(self.layers)
+
+
 async def publish_simulcast(room: Room, publisher: SimulcastPublisher) -> tuple[ParticipantId, str]:
+    """Not one of ``room.peers``: the relay's renegotiation offers to it go unanswered (it only sends)."""
     pid = new_participant_id()
     await room.relay.add_participant(pid)
     answer = await room.relay.handle_offer(pid, await publisher.create_offer())

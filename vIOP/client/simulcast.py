@@ -5,7 +5,8 @@ The offer's video m-line gets Chromium's lines (``a=rid:<id> send``, ``a=simulca
 ``sdes:rtp-stream-id`` / ``sdes:repaired-rtp-stream-id`` extensions); once connected, each layer's frames are
 packetized here and written on the layer's own SSRC through the connection's SRTP transport, every packet
 naming its RID. A PLI/FIR for a layer's SSRC asks that layer's track for a keyframe; NACKs are answered with
-RTX on the layer's own RTX SSRC, naming the layer it repairs.
+RTX on the layer's own RTX SSRC, naming the layer it repairs. A layer's ``drop_every`` holds back every n-th
+packet on its first sending (never a keyframe's first), so the receiver must NACK and use the retransmission.
 """
 
 from __future__ import annotations
@@ -33,15 +34,20 @@ HISTORY: Final = 512  # packets kept per layer for NACKs
 
 @dataclass
 class SimulcastLayer:
-    """One encoding: its RID and a track of encoded VP8 frames (``request_keyframe()`` if it has one)."""
+    """One encoding: its RID and a track of encoded VP8 frames (``request_keyframe()`` if it has one).
+
+    ``drop_every``: hold back every n-th packet on its first sending (0: none), to test NACK and RTX repair.
+    """
 
     rid: str
     track: MediaStreamTrack
+    drop_every: int = 0
     ssrc: int = field(default_factory=lambda: random.getrandbits(32))
     rtx_ssrc: int = field(default_factory=lambda: random.getrandbits(32))
     packets: int = 0
     retransmitted: int = 0
     keyframe_requests: int = 0
+    held_back: int = 0
     history: dict[int, tuple[bytes, bytes]] = field(default_factory=dict)  # seq -> (header, payload)
 
 
@@ -135,6 +141,7 @@ class SimulcastSender:
                 task.add_done_callback(self._rtx_tasks.discard)
 
         on_keyframe_request_for(sender, [layer.ssrc], keyframe_asked, nacked)
+        sent = 0
         sequence = random.getrandbits(16)
         origin = random.getrandbits(32)
         picture_id = random.getrandbits(15)
@@ -150,6 +157,10 @@ class SimulcastSender:
                 layer.history[sequence] = (header, payload)
                 layer.history.pop((sequence - HISTORY) & 0xFFFF, None)
                 sequence = (sequence + 1) & 0xFFFF
+                sent += 1
+                if layer.drop_every and sent % layer.drop_every == 0 and not (i == 0 and frame.keyframe):
+                    layer.held_back += 1
+                    continue
                 with contextlib.suppress(ConnectionError):
                     await send(header + extension + payload)
                     layer.packets += 1
