@@ -37,6 +37,7 @@ from aiortc import MediaStreamTrack
 from playwright.async_api import BrowserContext, Page, async_playwright
 
 from bench.scenarios import signaling as ss
+from bench.scenarios.chromium import launch_chromium
 from bench.scenarios.live_server import LiveServer
 from bench.scenarios.netns_link import NETWORK, SERVER_ADDRESS, QdiscCounters, VethLink
 from vIOP.client.media import EncodedClip, PreEncodedTrack, ReceiveMode, encode_opus_clip, encode_video_clip
@@ -48,19 +49,6 @@ CAP_BPS: Final = 300_000
 FPS: Final = 15
 HIGH_HEIGHT: Final = 360
 LOW_HEIGHT: Final = 180
-
-CHROMIUM_FLAGS: Final = (
-    "--headless=new",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--use-fake-device-for-media-stream",
-    "--use-fake-ui-for-media-stream",
-    "--autoplay-policy=no-user-gesture-required",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-)
 
 # Before any page script: keep every peer connection the page creates, so getStats() can be read in full.
 _RECORD_PEER_CONNECTIONS: Final = """
@@ -241,24 +229,20 @@ async def chromium_in(link: VethLink, base_url: str) -> AsyncIterator[ChromiumSu
     home = Path(tempfile.mkdtemp(prefix="viop-capped-chromium-"))
     try:
         async with async_playwright() as playwright:
-            context = await playwright.chromium.launch_persistent_context(
-                str(home / "profile"),
-                executable_path=str(link.wrapper()),
-                headless=True,
+            context, page = await launch_chromium(
+                playwright,
+                home,
+                base_url=base_url,
+                init_script=_RECORD_PEER_CONNECTIONS,
                 # The page is on http://10.200.0.1, not loopback: not a secure context by default, and
                 # getUserMedia needs one. This flag names just that origin.
-                args=[*CHROMIUM_FLAGS, f"--unsafely-treat-insecure-origin-as-secure={base_url}"],
-                env={"HOME": str(home), "PATH": "/usr/bin:/bin"},
-                base_url=base_url,
-                viewport={"width": 1280, "height": 800},
+                extra_args=[f"--unsafely-treat-insecure-origin-as-secure={base_url}"],
+                executable=link.wrapper(),
                 # A laptop's high-density screen: each of the 2x2 tiles is over 240 device pixels high, so
                 # the web client asks for every publisher's high layer and only the budget can lower it.
                 device_scale_factor=2,
-                locale="en-US",
             )
             try:
-                await context.add_init_script(_RECORD_PEER_CONNECTIONS)
-                page = context.pages[0] if context.pages else await context.new_page()
                 yield ChromiumSubscriber(context, page)
             finally:
                 with contextlib.suppress(Exception):

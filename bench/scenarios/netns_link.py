@@ -48,12 +48,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
+from bench.scenarios.chromium import CHROMIUM
+
 SERVER_ADDRESS: Final = "10.200.0.1"
 PEER_ADDRESS: Final = "10.200.0.2"
 NETWORK: Final = "10.200.0.0/30"
 SERVER_DEVICE: Final = "viop-srv"
 PEER_DEVICE: Final = "viop-br"
-CHROMIUM: Final = Path("/usr/bin/chromium")
 
 # tbf: a 16 kB bucket (one video keyframe's worth of packets passes at line rate, as on a real access
 # link) and a queue of at most 100 ms at the cap; the rest is dropped at the tail, as a home router does.

@@ -1,7 +1,7 @@
 """The real-browser harness: Debian's Chromium driven by Playwright, one browser per person.
 
-Each :class:`Person` is its own Chromium (``launch_persistent_context`` with a fresh profile and ``HOME``),
-with fake camera and microphone, loopback ICE allowed, and listeners that record console errors, page
+Each :class:`Person` is its own Chromium (``bench.scenarios.chromium.launch_chromium``: a fresh profile and
+``HOME``, fake camera and microphone), with loopback ICE allowed, and listeners that record console errors, page
 errors and Content-Security-Policy violations from the first script on. Never ``playwright install``: the
 browser is ``/usr/bin/chromium`` from apt.
 
@@ -26,24 +26,13 @@ from axe_playwright_python.async_playwright import Axe
 from playwright.async_api import BrowserContext, ConsoleMessage, Page, Playwright, async_playwright
 from playwright.async_api import Error as PlaywrightError
 
-CHROMIUM = Path("/usr/bin/chromium")
+from bench.scenarios.chromium import launch_chromium
+
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts" / "e2e"
 
-CHROMIUM_FLAGS = (
-    "--headless=new",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--use-fake-device-for-media-stream",
-    "--use-fake-ui-for-media-stream",
-    "--autoplay-policy=no-user-gesture-required",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    # Inside the namespace loopback is the only interface; without this Chromium gathers no candidate.
-    "--allow-loopback-in-peer-connection",
-)
+# Inside the namespace loopback is the only interface; without this Chromium gathers no candidate.
+LOOPBACK_ICE = "--allow-loopback-in-peer-connection"
 
 # Runs before any page script: records CSP violations the page itself could not report.
 _RECORD_CSP = """
@@ -170,21 +159,17 @@ class Browsers:
     async def launch(
         self, name: str, *, base_url: str | None = None, extra_args: tuple[str, ...] = ()
     ) -> Person:
-        """``extra_args``: Chromium flags on top of :data:`CHROMIUM_FLAGS` (e.g. a fake microphone file)."""
+        """``extra_args``: Chromium flags on top of ``bench.scenarios.chromium.CHROMIUM_FLAGS`` and
+        :data:`LOOPBACK_ICE` (e.g. a fake microphone file)."""
         home = Path(tempfile.mkdtemp(prefix=f"viop-e2e-{_slug(name)}-"))
         self._homes.append(home)
-        context = await self._playwright.chromium.launch_persistent_context(
-            str(home / "profile"),
-            executable_path=str(CHROMIUM),
-            headless=True,
-            args=[*CHROMIUM_FLAGS, *extra_args],
-            env={"HOME": str(home), "PATH": "/usr/bin:/bin"},
+        context, page = await launch_chromium(
+            self._playwright,
+            home,
             base_url=base_url or self._base_url,
-            viewport={"width": 1280, "height": 800},
-            locale="en-US",
+            init_script=_RECORD_CSP,
+            extra_args=[LOOPBACK_ICE, *extra_args],
         )
-        await context.add_init_script(_RECORD_CSP)
-        page = context.pages[0] if context.pages else await context.new_page()
         person = Person(
             name=name, context=context, page=page, artifacts=self._artifacts, profile=home / "profile"
         )

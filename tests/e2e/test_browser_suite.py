@@ -22,7 +22,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.browser import ARTIFACTS, CHROMIUM, ROOT
+from bench.scenarios.chromium import CHROMIUM
+from tests.e2e.browser import ARTIFACTS, ROOT
 from tests.e2e.conftest import INNER_ENV
 
 INNER = Path(__file__).parent / "inner"
