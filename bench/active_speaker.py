@@ -20,16 +20,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
-import shlex
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.harness import PASSWORD, ClinicApi, ServerProcess, percentile
+from bench.harness import PASSWORD, ClinicApi, ServerProcess, percentile, report_figures, run_with_server
 from vIOP.client.media import ReceiveMode, ToneAudioTrack
 from vIOP.client.session import RoomClient
 from vIOP.signaling import messages as m
@@ -150,19 +147,8 @@ def main() -> int:
     parser.add_argument("--max-seconds", type=float, default=600.0, help="hard stop for the whole run")
     parser.add_argument("--json", help="also write the figures to this file")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="viop-speaker-") as tmp:
-        server = ServerProcess(Path(tmp) / "var", settings={"ice_host_addresses": "127.0.0.1"})
-        server.create_clinician(CLINICIAN)
-        server.start()
-        try:
-            figures = asyncio.run(asyncio.wait_for(run(args, server), args.max_seconds))
-        finally:
-            server.stop()
-    command = ".venv/bin/python bench/active_speaker.py " + shlex.join(sys.argv[1:])
-    print(f"command: {command.strip()}")
-    print(json.dumps(figures, indent=1))
-    if args.json:
-        Path(args.json).write_text(json.dumps({"command": command.strip(), **figures}, indent=1))
+    figures = run_with_server("viop-speaker-", CLINICIAN, lambda server: run(args, server), args.max_seconds)
+    report_figures("bench/active_speaker.py", figures, args.json)
     return 0
 
 

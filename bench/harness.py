@@ -14,10 +14,12 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import json
 import math
 import os
 import pwd
 import resource
+import shlex
 import shutil
 import signal
 import socket
@@ -25,9 +27,10 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 import httpx
 
@@ -566,3 +569,32 @@ def running(*processes: ServerProcess | RedisProcess) -> Iterator[None]:
                     process.stop(timeout=15)
                 else:
                     process.stop()
+
+
+Figures = TypeVar("Figures")
+
+
+def run_with_server(
+    prefix: str, clinician: str, run: Callable[[ServerProcess], Awaitable[Figures]], max_seconds: float
+) -> Figures:
+    """``run`` against a fresh server (its data in a temporary folder named ``prefix``..., ICE on loopback,
+    ``clinician`` created with :data:`PASSWORD`), stopped after ``max_seconds``; the server stops whatever
+    happens."""
+    with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
+        server = ServerProcess(Path(tmp) / "var", settings={"ice_host_addresses": "127.0.0.1"})
+        server.create_clinician(clinician)
+        server.start()
+        try:
+            return asyncio.run(asyncio.wait_for(run(server), max_seconds))
+        finally:
+            server.stop()
+
+
+def report_figures(script: str, figures: Mapping[str, object], json_path: str | None) -> None:
+    """Print the command that made ``figures`` (``script`` and this run's arguments) and the figures; with
+    ``json_path``, also write both there."""
+    command = f".venv/bin/python {script} {shlex.join(sys.argv[1:])}".strip()
+    print(f"command: {command}")
+    print(json.dumps(figures, indent=1))
+    if json_path:
+        Path(json_path).write_text(json.dumps({"command": command, **figures}, indent=1))

@@ -28,7 +28,6 @@ import json
 import os
 import random
 import select
-import shlex
 import subprocess
 import sys
 import tempfile
@@ -47,6 +46,7 @@ from bench.harness import (
     percentile,
     process_cpu,
     raise_fd_limit,
+    report_figures,
 )
 from vIOP.client.signaling import SignalingClient, SignalingClosed
 from vIOP.signaling import messages as m
@@ -274,11 +274,7 @@ def report(args: argparse.Namespace, **r: Any) -> None:
         }
     worker_gc = [p for res in r["results"] for p in res.get("gc_pauses_ms", [])]
     figures["client_gc_max_pause_ms"] = max(worker_gc, default=0.0)
-    command = ".venv/bin/python bench/signaling_load.py " + shlex.join(sys.argv[1:])
-    print(f"command: {command.strip()}")
-    print(json.dumps(figures, indent=1))
-    if args.json:
-        Path(args.json).write_text(json.dumps({"command": command.strip(), **figures}, indent=1))
+    report_figures("bench/signaling_load.py", figures, args.json)
     if figures["errors"] or figures["closed"]:
         print("server log tail:\n" + r["log_tail"], file=sys.stderr)
 
