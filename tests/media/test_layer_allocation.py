@@ -350,3 +350,32 @@ def test_failed_probes_toward_the_high_layer_do_not_back_off_while_the_low_layer
     gaps = [later - earlier for earlier, later in itertools.pairwise(probes)]
     assert len(probes) >= 8, probes
     assert max(gaps) <= HOLD_DOWN + 2.5, gaps  # the verdict plus one hold-down: never the 8 s back-off
+
+
+def test_video_back_from_save_data_is_not_paused_by_a_remb_that_climbs_from_the_audio_only_rate() -> None:
+    """After "save data" the receiver's delay-based estimate starts from the audio it got (Chrome's REMB
+    dips as the keyframes arrive), like after a probe-cleared resume: no evidence for TRIAL_CONFIRM; loss
+    still is. Without this the video the person asked back for was paused again 1 s later, and the
+    browser session test's "Show video again" saw no frame in 20 s (intermittently, in CI)."""
+    allocator = VideoAllocator()
+    wide = link(for_budget(3 * HIGH))
+    allocator.decide(0.0, wide, LAYERED)
+    for t in (0.5, 1.0, 5.0):
+        allocator.decide(t, wide, LAYERED, save_data=True)
+    t = 5.5
+    low_remb = LinkView(
+        estimate_bps=for_budget(3 * HIGH),
+        remb_bps=200_000.0,
+        audio_bps=AUDIO,
+        rtx_bps=0,
+        congested=False,
+        overloaded=False,
+        trusted=True,
+    )
+    while t < 5.5 + 6.0:
+        assert levels(allocator.decide(t, low_remb, LAYERED)) == {A: 0, B: 0, C: 0}, t
+        t += TICK
+    lossy = link(for_budget(3 * LOW), congested=True, loss_at=t, loss=0.3)  # the link shrank
+    while t < 5.5 + 9.0 and allocator.decide(t, lossy, LAYERED).level(C) == 0:
+        t += TICK
+    assert t < 5.5 + 9.0  # loss still moves it down

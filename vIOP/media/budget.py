@@ -215,6 +215,7 @@ class VideoAllocator:
     _cleared: list[Step] = field(default_factory=list)  # a passed probe's steps, taken one a tick
     _settle_from: float = float("-inf")  # see SWITCH_SETTLE
     _failed_probes: int = 0  # probes failed in a row since video last stepped down or a probe passed
+    _restored_at: float = float("-inf")  # when "save data" ended and what flowed before came back
     _hold: float = field(init=False)
     pauses: int = 0
     resumes: int = 0
@@ -256,6 +257,7 @@ class VideoAllocator:
                     self._parked[key] = max(0, depth - level)
             self._known = {k for k in saved if k in by_key}
             self._saved = None
+            self._restored_at = now
         budget = self.budget(link)
 
         # Video is paused on evidence only: loss over 10 %, a REMB that fell below what is sent, or no
@@ -263,7 +265,8 @@ class VideoAllocator:
         # While a resume is on trial its REMB is no evidence: a receiver's delay-based estimate climbs from
         # the audio-only rate it saw (measured: Chrome's REMB dipped as the keyframes arrived and paused
         # video on a freed link); the probe already answered for the link, loss still ends the trial.
-        remb_counts = not self._trial
+        # The same holds for video back from "save data": the receiver's REMB climbs from the audio-only rate.
+        remb_counts = not self._trial and now - self._restored_at >= TRIAL_CONFIRM
 
         def congested(need: float) -> bool:
             return (
