@@ -188,18 +188,45 @@ class ChromiumSubscriber:
     def __init__(self, context: BrowserContext, page: Page) -> None:
         self.context = context
         self.page = page
+        # What the page said, for the message of a failed wait (a CI run shows nothing else).
+        self.events: list[str] = []
+        page.on("console", lambda message: self._note(f"console {message.type}: {message.text}"))
+        page.on("pageerror", lambda error: self._note(f"uncaught: {error}"))
+        page.on(
+            "requestfailed", lambda request: self._note(f"request failed: {request.url} {request.failure}")
+        )
+
+    def _note(self, line: str) -> None:
+        self.events = [*self.events[-19:], f"{time.monotonic():.1f} {line}"]
 
     async def until(self, expression: str, *, timeout_s: float = 15.0) -> Any:
         """Bounded poll of a page expression until truthy (``wait_for_function`` is blocked by the CSP)."""
         deadline = time.monotonic() + timeout_s
+        last: object = None
         while True:
-            with contextlib.suppress(Exception):  # a navigation between two polls
+            try:
                 value = await self.page.evaluate(expression)
+            except Exception as error:  # a navigation between two polls
+                last = f"({type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''})"
+            else:
                 if value:
                     return value
+                last = value
             if time.monotonic() > deadline:
-                raise AssertionError(f"still false after {timeout_s} s: {expression}")
+                raise AssertionError(
+                    f"still false after {timeout_s} s: {expression} (last: {last!r}; {await self._state()})"
+                )
             await asyncio.sleep(0.1)
+
+    async def _state(self) -> str:
+        """Where the page is, for a failed wait: its URL, its screen, and its last console lines."""
+        screen: object = "?"
+        with contextlib.suppress(Exception):
+            screen = await self.page.evaluate("document.body?.dataset.screen")
+        recent = "\n  ".join(self.events) or "(nothing)"
+        return (
+            f"at {self.page.url} on screen {screen!r} at {time.monotonic():.1f}; the page said:\n  {recent}"
+        )
 
     async def join(self, link: str) -> None:
         """As a person does: open the invite link, confirm, see the preview, knock."""

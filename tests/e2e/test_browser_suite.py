@@ -50,6 +50,20 @@ def _stream(pipe: object, sink: list[str], terminal: pytest.CaptureFixture[str])
             sys.stdout.flush()
 
 
+def _failures(report: Path) -> str:
+    """Each failed test's message and the end of its traceback, from the inner run's JUnit report: what a
+    CI log keeps, where the captured-log noise of the last lines would hide it."""
+    if not report.exists():
+        return ""
+    lines = []
+    for case in ET.parse(report).getroot().iter("testcase"):
+        for problem in (*case.findall("failure"), *case.findall("error")):
+            trace = (problem.text or "").strip().splitlines()
+            lines.append(f"{case.get('classname')}::{case.get('name')}: {problem.get('message', '')[:4000]}")
+            lines += [f"    {line}" for line in trace[-60:]]
+    return "\n".join(lines)
+
+
 @pytest.mark.e2e
 def test_browser_suite_in_loopback_namespace(capsys: pytest.CaptureFixture[str]) -> None:
     problems = missing_prerequisites()
@@ -82,7 +96,7 @@ def test_browser_suite_in_loopback_namespace(capsys: pytest.CaptureFixture[str])
     reader.join(timeout=10)
 
     tail = "".join(output[-60:])
-    assert code == 0, f"browser suite failed (exit {code}):\n{tail}"
+    assert code == 0, f"browser suite failed (exit {code}):\n{_failures(report) or tail}"
     assert report.exists(), f"the inner run wrote no report:\n{tail}"
     suite = ET.parse(report).getroot()
     suite = suite if suite.tag == "testsuite" else suite.find("testsuite")  # type: ignore[assignment]

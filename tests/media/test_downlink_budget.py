@@ -363,6 +363,22 @@ def test_a_probe_is_judged_only_by_reports_that_cover_it() -> None:
     assert allocator.decide(t + 3.0, clean(ended + PROBE_SETTLE), one).forward == {one[0].key}
 
 
+def test_a_probe_is_judged_by_loss_not_by_the_remb_fall_its_own_burst_causes() -> None:
+    """A probe's burst raises the queueing delay on purpose, so the receiver's delay-based REMB falls after
+    it on a clean link too (and on a loaded machine). Failing the probe on that fall kept a clean link's
+    video down: in CI a browser's large tile stayed on the low layer for 15 s. Loss decides."""
+    one = VIDEOS[:1]
+    allocator, paused_at = paused_allocator(one)
+    t = paused_at + HOLD_DOWN
+    probe = allocator.decide(t, clean(t), one)
+    assert probe.probe_octets == PROBE_OCTETS
+    ended = t + 8 * PROBE_OCTETS / probe.probe_bps
+    fell = link(250_000, remb=150_000, loss_at=t)  # the REMB fell as the burst arrived; nothing lost
+    assert allocator.decide(t + 0.5, fell, one).forward == frozenset()
+    covered = link(250_000, remb=150_000, loss_at=ended + PROBE_SETTLE)
+    assert allocator.decide(ended + PROBE_SETTLE + 0.1, covered, one).forward == {one[0].key}
+
+
 def test_a_probe_that_meets_loss_fails_and_the_next_waits_one_hold_down() -> None:
     one = VIDEOS[:1]
     allocator, paused_at = paused_allocator(one)

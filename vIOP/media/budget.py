@@ -18,6 +18,7 @@ Pure decision logic (the caller owns the clock, the legs and the network), one c
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Collection, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Final
@@ -68,6 +69,7 @@ PROBE_VERDICT_WITHIN: Final = 3.0  # no report describing the probe by then: it 
 PROBE_CLEAN: Final = 0.02  # a passing probe: the reports after it lost under 2 % (a capped link drops more)
 TRIAL_CONFIRM: Final = 8.0  # a trial resume must hold this long before "audio only" is lifted
 FEEDBACK_GRACE: Final = 5.0  # a new subscriber's first feedback arrives well within this
+CHANGES_KEPT: Final = 32  # the allocator's last changes, for diagnostics (see VideoAllocator.changes)
 
 
 class RateMeter:
@@ -221,6 +223,9 @@ class VideoAllocator:
     resumes: int = 0
     downs: int = 0  # moves to a lower layer
     ups: int = 0  # moves to a higher layer
+    changes: deque[str] = field(default_factory=lambda: deque(maxlen=CHANGES_KEPT))
+    """Each layer change and probe verdict with its reason and the link then, newest last: what support
+    staff and a failed test read to tell why someone got the video they got (ids only, no PHI)."""
 
     def __post_init__(self) -> None:
         self._hold = self.hold_down
@@ -319,7 +324,11 @@ class VideoAllocator:
             at_once = after_switch and len(self._level) > 1
             if now - self._over_since >= DOWN_AFTER or self._trial or at_once:
                 patient = now - self._over_since >= DOWN_AFTER or bool(self._trial)
+                before = dict(self._level)
                 self._step_down_until_fits(candidates, by_key, budget, now, keep_one=not patient)
+                self._note(
+                    now, f"down {before} -> {self._level}: need {need:.0f} > budget {budget:.0f}", link
+                )
         else:
             self._over_since = None
             self._maybe_step_up(now, link, candidates, by_key, budget)
@@ -339,6 +348,12 @@ class VideoAllocator:
             _started, _ended, rate, steps = self._probe
             return Allocation(forward, reason, PROBE_OCTETS, rate, steps[0][0], levels)
         return Allocation(forward, reason, levels=levels)
+
+    def _note(self, now: float, change: str, link: LinkView) -> None:
+        self.changes.append(
+            f"{now:.1f} {change} (estimate {link.estimate_bps:.0f}, remb {link.remb_bps}, loss {link.loss:.3f}"
+            f"{', overloaded' if link.overloaded else ''}{'' if link.feedback else ', no feedback'})"
+        )
 
     def retain(self, existing: Collection[Hashable]) -> None:
         """Forget hidden streams that no longer exist (their publisher left)."""
@@ -455,6 +470,7 @@ class VideoAllocator:
                 self._room_since = now
             if now - self._room_since >= UP_AFTER:
                 self._step_up(best, now, probed=False)
+                self._note(now, f"up {best} (fits the budget {budget:.0f})", link)
             return
         self._room_since = None
         # Streams a probe cleared come back one per decision, so their keyframes do not arrive as one burst
@@ -463,7 +479,7 @@ class VideoAllocator:
         # goes straight to the best layer the probe cleared for it (one switch, one keyframe).
         self._cleared = [s for s in self._cleared if s in pending]
         if self._cleared:
-            if link.overloaded or link.remb_bps is not None:
+            if link.overloaded:
                 self._cleared.clear()
                 self._last_down = now
             else:
@@ -477,18 +493,25 @@ class VideoAllocator:
         probe = self._probe
         if probe is not None:
             _started, ended, _rate, probed = probe
-            if link.overloaded or link.remb_bps is not None:
+            # Judged by loss only: a burst sent at 2 Mbit/s raises the queueing delay on purpose, so the
+            # receiver's delay-based REMB falls after almost every probe, on a clean link too (and on a loaded
+            # machine whose processing delay looks like queueing); a link the burst overfilled drops it.
+            if link.overloaded:
                 self._probe_failed(now)
+                self._note(now, f"probe for {probed} failed: congestion", link)
             elif link.loss_at is not None and link.loss_at >= ended + PROBE_SETTLE:
                 self._probe = None
                 if link.loss < PROBE_CLEAN:
                     self._failed_probes = 0
                     self._cleared = [s for s in probed if s in pending]
                     self._take_cleared(now)
+                    self._note(now, f"probe for {probed} passed: now {self._level}", link)
                 else:
                     self._probe_failed(now)
+                    self._note(now, f"probe for {probed} failed: loss", link)
             elif now - ended > PROBE_VERDICT_WITHIN:
                 self._probe_failed(now)
+                self._note(now, f"probe for {probed} failed: no report", link)
             return
         if not link.trusted or link.congested or held:
             return
@@ -522,7 +545,7 @@ class VideoAllocator:
             return
         if probe is not None:
             _started, ended, _rate, _probed = probe
-            if link.overloaded or link.remb_bps is not None or now - ended > PROBE_VERDICT_WITHIN:
+            if link.overloaded or now - ended > PROBE_VERDICT_WITHIN:  # by loss, as above
                 self._probe_failed(now)
             elif link.loss_at is not None and link.loss_at >= ended + PROBE_SETTLE:
                 self._probe = None

@@ -513,6 +513,15 @@ class MediaRelay:
             keyframe_requests=sum(s.keyframe_requests_sent for s in sources),
         )
 
+    def layer_changes(self) -> dict[ParticipantId, list[str]]:
+        """Each subscriber's last layer changes and probe verdicts with their reasons (diagnostics: ids and
+        rates only), oldest first."""
+        return {
+            pid: list(p.session.allocator.changes)
+            for pid, p in self._participants.items()
+            if p.session is not None
+        }
+
     def session(self, pid: ParticipantId) -> PeerSession | None:
         """The participant's current peer session (tests and metrics)."""
         return self._get(pid).session

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import socket
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Generator
 from typing import Any
 
 import pytest
+from _pytest._code.code import ExceptionRepr
 
 from tests.e2e.browser import Browsers, browsers
 from tests.e2e.inner.fault_proxy import FaultProxy
 from tests.support import LiveServer, free_port
+from vIOP.session.services import Services
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -22,6 +24,28 @@ def loopback_only_namespace() -> None:
             "run tests/e2e/test_browser_suite.py, which sets it up",
             returncode=3,
         )
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, Any, None]:
+    """A failed test's report carries the relay's last layer changes for every subscriber, with their
+    reasons: a media wait that failed on a CI machine then says whether the relay chose it (and why)."""
+    outcome = yield
+    report = outcome.get_result()
+    live = getattr(item, "funcargs", {}).get("server")
+    if report.when != "call" or not report.failed or not isinstance(live, LiveServer):
+        return
+    services = live.app.state.services
+    relay = services.relay if isinstance(services, Services) else None
+    if relay is None or not isinstance(report.longrepr, ExceptionRepr):
+        return
+    lines = [
+        f"{pid}:\n    " + "\n    ".join(changes or ["(none)"])
+        for pid, changes in relay.layer_changes().items()
+    ]
+    report.longrepr.addsection(
+        "relay layer changes per subscriber", "\n".join(lines) or "(no media sessions)"
+    )
 
 
 @pytest.fixture

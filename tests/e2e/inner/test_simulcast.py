@@ -21,11 +21,19 @@ async def frame_height(person: Person, source: str) -> int:
     return max((r["frameHeight"] for r in rows), default=0)
 
 
-async def wait_height(person: Person, source: str, height: int, timeout_s: float = 15.0) -> None:
+async def wait_height(
+    person: Person, source: str, height: int, publisher: Person, timeout_s: float = 15.0
+) -> None:
     deadline = time.monotonic() + timeout_s
     while (now := await frame_height(person, source)) != height:
         if time.monotonic() >= deadline:
-            raise AssertionError(f"{person.name}: frame height of {source} is {now}, not {height}")
+            # What the publisher's encoder sent tells the relay's choice from a layer never sent (Chrome
+            # lowers a layer's resolution when its CPU or its uplink estimate limits it).
+            sent = await publisher.page.evaluate("window.viop.outboundStats()")
+            raise AssertionError(
+                f"{person.name}: frame height of {source} is {now}, not {height}; "
+                f"{publisher.name} sends {sent}"
+            )
         await asyncio.sleep(0.2)
 
 
@@ -62,15 +70,15 @@ async def test_the_tile_size_picks_the_layer_and_an_off_screen_tile_pauses_it(
     alex_id = await flows.participant_id(alex)
     await flows.wait_for_video_from(clinician, {alex_id})
 
-    await wait_height(clinician, alex_id, LOW)
+    await wait_height(clinician, alex_id, LOW, alex)
     # One tile per row (a spotlight): far taller than the low layer, so the high layer comes.
     # (Script sets the style through the CSSOM: the page's CSP refuses inline style elements.)
     grid = "document.getElementById('grid').style.gridTemplateColumns"
     await clinician.page.evaluate(f"{grid} = '1fr'")
-    await wait_height(clinician, alex_id, HIGH)
+    await wait_height(clinician, alex_id, HIGH, alex)
     await flows.wait_for_more_video_from(clinician, alex_id)
     await clinician.page.evaluate(f"{grid} = ''")
-    await wait_height(clinician, alex_id, LOW)
+    await wait_height(clinician, alex_id, LOW, alex)
 
     # Alex's tile off screen: no more of Alex's video for the clinician, Alex's audio goes on.
     tile = f"document.querySelector('#grid > li[data-participant=\"{alex_id}\"]')"

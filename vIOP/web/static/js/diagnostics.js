@@ -1,7 +1,7 @@
 // @ts-check
 // A read-only diagnostics handle on window.viop for support staff and the browser tests: the session's
-// phase, own participant id, inbound media statistics per participant (from getStats()), and the active
-// speaker as the grid shows it.
+// phase, own participant id, inbound media statistics per participant and outbound per simulcast layer (from
+// getStats()), and the active speaker as the grid shows it.
 // It exposes no token and no way to act.
 
 /** @param {import("./room-session.js").RoomSession} session */
@@ -17,6 +17,7 @@ export function exposeDiagnostics(session) {
     lastMessages: () => [...session.signaling.recentTypes],
     roster: () => [...session.roster.keys()],
     inboundStats: () => session.inboundStats(),
+    outboundStats: () => session.outboundStats(),
     speaker: () => ({ speaker: session.grid.speaker, recent: [...session.grid.recent], compact: session.grid.constrained }),
   });
 }

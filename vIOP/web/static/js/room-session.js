@@ -157,6 +157,11 @@ export class RoomSession extends EventTarget {
     return rows.map((row) => ({ ...row, participantId: this.trackOwner.get(/** @type {string} */ (row.trackId)) ?? null }));
   }
 
+  // For the diagnostics hook: what this browser's camera sends, per simulcast layer.
+  async outboundStats() {
+    return this.link ? this.link.outboundStats() : [];
+  }
+
   // --- protocol ---------------------------------------------------------------------------------------------
 
   /** @param {PhaseValue} phase */

@@ -43,6 +43,18 @@ export const VIDEO_ENCODINGS = Object.freeze([
  * @property {number} totalAudioEnergy
  */
 
+/**
+ * What this browser sends of its camera, per simulcast layer: whether the encoder is limited (and by what)
+ * tells a layer the relay chose from one the publisher never sent.
+ * @typedef {object} OutboundStat
+ * @property {string | null} rid
+ * @property {number} frameHeight of the last encoded frame (0 before one)
+ * @property {number} framesEncoded
+ * @property {number} bytesSent
+ * @property {string | null} qualityLimitationReason "none", "cpu", "bandwidth" or "other"
+ * @property {boolean | null} active
+ */
+
 export class MediaLink extends EventTarget {
   /**
    * @param {object} options
@@ -161,6 +173,26 @@ export class MediaLink extends EventTarget {
         packetsReceived: stat.packetsReceived ?? 0,
         bytesReceived: stat.bytesReceived ?? 0,
         totalAudioEnergy: stat.totalAudioEnergy ?? 0,
+      });
+    });
+    return rows;
+  }
+
+  /** @returns {Promise<OutboundStat[]>} */
+  async outboundStats() {
+    if (this.closed) return [];
+    const report = await this.pc.getStats();
+    /** @type {OutboundStat[]} */
+    const rows = [];
+    report.forEach((/** @type {Record<string, any>} */ stat) => {
+      if (stat.type !== "outbound-rtp" || stat.kind !== "video") return;
+      rows.push({
+        rid: stat.rid ?? null,
+        frameHeight: stat.frameHeight ?? 0,
+        framesEncoded: stat.framesEncoded ?? 0,
+        bytesSent: stat.bytesSent ?? 0,
+        qualityLimitationReason: stat.qualityLimitationReason ?? null,
+        active: stat.active ?? null,
       });
     });
     return rows;
