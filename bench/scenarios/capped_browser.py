@@ -230,12 +230,14 @@ class ChromiumSubscriber:
 
     async def join(self, link: str) -> None:
         """As a person does: open the invite link, confirm, see the preview, knock."""
+        # Bounds of 30 s: three publishers already stream through the process that serves these pages, and
+        # a clean-clone CI run once saw the first screen take over 15 s (why is in the message if it recurs).
         await self.page.goto(link)
-        await self.until("document.body?.dataset.screen === 'confirm'")
+        await self.until("document.body?.dataset.screen === 'confirm'", timeout_s=30)
         await self.page.get_by_role("button", name="Continue").click()
-        await self.until("document.querySelector('#preview')?.videoWidth > 0")
+        await self.until("document.querySelector('#preview')?.videoWidth > 0", timeout_s=30)
         await self.page.get_by_role("button", name="Join the waiting room").click()
-        await self.until("document.body?.dataset.screen === 'waiting'")
+        await self.until("document.body?.dataset.screen === 'waiting'", timeout_s=30)
 
     async def inbound(self) -> tuple[dict[Key, dict[str, int]], dict[Key, int]]:
         counters: dict[Key, dict[str, int]] = {}
