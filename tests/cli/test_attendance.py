@@ -130,8 +130,8 @@ def test_audio_only_minutes_per_client_in_json_and_csv(
         == 0
     )
     lines = out.read_text().splitlines()
-    assert lines[0] == "subject,day,minutes,under_3_hours,audio_only_minutes"
-    assert lines[2] == "cl_1,2026-01-07,150.0,True,45.0"
+    assert lines[0] == "subject,day,minutes,under_3_hours,audio_only_minutes,minutes_missing"
+    assert lines[2] == "cl_1,2026-01-07,150.0,True,45.0,30.0"
 
 
 def test_bad_arguments_are_refused_before_anything_is_read(settings: Settings) -> None:
