@@ -23,6 +23,8 @@ from vIOP.rooms.attendance import Interval, WeekStart
 from vIOP.rooms.attendance_report import ReportTable
 from vIOP.rooms.participant import Role
 from vIOP.session.attendance_export import (
+    FIRST_DAY,
+    LAST_DAY,
     ExportFilters,
     Format,
     audit_subject,
@@ -45,6 +47,20 @@ Subparsers = Any  # argparse's _SubParsersAction is private
 NO_OBJECT: Final = (None, None)
 
 
+def day_argument(raw: str) -> date:
+    """A day as YYYY-MM-DD, within the days every time zone can turn into timestamps (as over HTTP: a day
+    past them overflowed into a traceback)."""
+    try:
+        day = date.fromisoformat(raw)
+    except ValueError:
+        raise argparse.ArgumentTypeError("must be a day as YYYY-MM-DD") from None
+    if not FIRST_DAY <= day <= LAST_DAY:
+        raise argparse.ArgumentTypeError(
+            f"must be a day from {FIRST_DAY.isoformat()} to {LAST_DAY.isoformat()}"
+        )
+    return day
+
+
 def add_attendance_parser(sub: Subparsers) -> str:
     attendance = sub.add_parser("attendance", help="the IOP attendance ledger")
     attendance_sub = attendance.add_subparsers(dest="attendance_command", required=True)
@@ -53,8 +69,8 @@ def add_attendance_parser(sub: Subparsers) -> str:
     )
     export.add_argument("--room-id", help="only this room")
     export.add_argument("--client", help="only this client id")
-    export.add_argument("--from", dest="start", type=date.fromisoformat, help="first day, YYYY-MM-DD")
-    export.add_argument("--to", dest="end", type=date.fromisoformat, help="last day (included), YYYY-MM-DD")
+    export.add_argument("--from", dest="start", type=day_argument, help="first day, YYYY-MM-DD")
+    export.add_argument("--to", dest="end", type=day_argument, help="last day (included), YYYY-MM-DD")
     export.add_argument(
         "--format",
         choices=[f.value for f in Format],
