@@ -8,8 +8,8 @@ import * as api from "../api.js";
 import { programToday, shortDayFlags, weekFlag } from "../billing-flags.js";
 import { $, announce, el, formatTime, setBusy, showScreen } from "../ui.js";
 
-/** @type {{token: string | null}} */
-const page = { token: null };
+/** @type {{token: string | null, loads: number}} */
+const page = { token: null, loads: 0 };
 
 function filters() {
   const form = $("#filters");
@@ -129,8 +129,10 @@ async function load(event) {
   $("#attendance-error").hidden = true;
   const submit = $("#filters-submit");
   setBusy(submit, true);
+  const mine = ++page.loads; // only the latest request renders (the first load may answer after a second)
   try {
     const report = await api.attendance(page.token, filters());
+    if (mine !== page.loads) return;
     let today;
     try {
       today = programToday(report.time_zone ?? "UTC");
@@ -139,11 +141,13 @@ async function load(event) {
     }
     renderWeekly(report.weeks ?? [], report.days ?? [], today);
     renderSessions(report.sessions ?? []);
+    // What the tables show, for tests and assistive tech alike to know which report is on screen.
+    Object.assign($("#weekly-body").dataset, { timeZone: report.time_zone ?? "", weekStart: report.week_start ?? "" });
     announce("Attendance loaded.");
   } catch (error) {
-    showError(error);
+    if (mine === page.loads) showError(error);
   } finally {
-    setBusy(submit, false);
+    if (mine === page.loads) setBusy(submit, false);
   }
 }
 
