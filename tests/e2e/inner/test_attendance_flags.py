@@ -4,6 +4,7 @@ opened for a track occurrence shows the track's title. The browser's clock is in
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
@@ -77,9 +78,11 @@ async def test_weekly_flags_say_what_is_missing_by_when(server: LiveServer, peop
         ), flags
         headings = await clinician.wait_until(
             "document.querySelectorAll('#sessions h3').length === 2 && "
-            "[...document.querySelectorAll('#sessions h3')].map(h => h.textContent.split(' · ')[0])"
+            "[...document.querySelectorAll('#sessions h3')].map(h => h.textContent.split(' · '))"
         )
-        assert headings == [by_hand.room_id, "Evening IOP"], headings
+        assert [title for title, _ in headings] == [by_hand.room_id, "Evening IOP"], headings
+        # Shown in program time (18:00 in New York), not the browser's UTC (23:00), in either clock style.
+        assert all(re.search(r"\b(6:00\sPM|18:00)\b", when) for _, when in headings), headings
         await clinician.screenshot("attendance-flags")
         await clinician.assert_accessible("attendance with billing flags")
         await clinician.assert_clean()

@@ -91,8 +91,12 @@ function renderWeekly(weeks, days, today) {
   $("#weekly-empty").hidden = weeks.length > 0;
 }
 
-/** @param {Row[]} sessions */
-function renderSessions(sessions) {
+// Times in the program's time zone (the report's), as billing counts days.
+/**
+ * @param {Row[]} sessions
+ * @param {string} timeZone
+ */
+function renderSessions(sessions, timeZone) {
   $("#sessions").replaceChildren(
     ...sessions.map((session, index) => {
       const titleId = `session-${index}`;
@@ -100,7 +104,7 @@ function renderSessions(sessions) {
       return el(
         "section",
         { "aria-labelledby": titleId },
-        el("h3", { id: titleId }, `${session.track_title ?? session.room_id ?? "Session"} · ${formatTime(session.occurrence_start ?? session.started_at)}`),
+        el("h3", { id: titleId }, `${session.track_title ?? session.room_id ?? "Session"} · ${formatTime(session.occurrence_start ?? session.started_at, timeZone)}`),
         el(
           "div",
           { class: "table-wrap" },
@@ -112,7 +116,7 @@ function renderSessions(sessions) {
               "tbody",
               {},
               ...roster.map((/** @type {Row} */ r) =>
-                el("tr", { dataset: { subject: r.subject ?? "" } }, el("td", { class: "who" }, rosterName(r)), el("td", { class: "joined" }, formatTime(r.joined_at)), el("td", { class: "left" }, formatTime(r.left_at) || "still in"), el("td", {}, String(Math.round(r.minutes ?? 0)))),
+                el("tr", { dataset: { subject: r.subject ?? "" } }, el("td", { class: "who" }, rosterName(r)), el("td", { class: "joined" }, formatTime(r.joined_at, timeZone)), el("td", { class: "left" }, formatTime(r.left_at, timeZone) || "still in"), el("td", {}, String(Math.round(r.minutes ?? 0)))),
               ),
             ),
           ),
@@ -140,7 +144,7 @@ async function load(event) {
       today = programToday("UTC");
     }
     renderWeekly(report.weeks ?? [], report.days ?? [], today);
-    renderSessions(report.sessions ?? []);
+    renderSessions(report.sessions ?? [], report.time_zone ?? "UTC");
     // What the tables show, for tests and assistive tech alike to know which report is on screen.
     Object.assign($("#weekly-body").dataset, { timeZone: report.time_zone ?? "", weekStart: report.week_start ?? "" });
     announce("Attendance loaded.");
