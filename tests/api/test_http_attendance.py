@@ -9,12 +9,15 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from fhir.resources.R4B.bundle import Bundle
+from fhir.resources.R4B.encounter import Encounter
 
 from tests.api.support import Api, User, assert_error, bearer
 from vIOP.auth.permissions import Role
 from vIOP.ids import ParticipantId, RoomId, SessionId, new_participant_id
 from vIOP.rooms.attendance import AudioOnlyMark, CloseMark, CloseReason, OpenMark
 from vIOP.rooms.audio_only import AudioOnlyReason
+from vIOP.rooms.occurrences import OccurrenceRef
 from vIOP.rooms.participant import Role as ParticipantRole
 from vIOP.rooms.ports import AttendanceQuery
 
@@ -223,3 +226,110 @@ async def test_the_role_is_authorized_before_filters_are_parsed(api: Api) -> Non
     staff = await api.user(Role.STAFF)
     for query in ("?to=9999-12-31", "?format=xml", "?tz=../../etc/passwd", "?from=yesterday"):
         assert_error(await api.http.get(ATTENDANCE + query, headers=staff.headers), 403, "forbidden")
+
+
+# --- attendance that bills (issue 16) ----------------------------------------------------------------------
+
+
+class TrackTable:
+    """The occurrence port as tracks provide it, over a dict (rooms opened for a track occurrence)."""
+
+    def __init__(self, known: dict[RoomId, OccurrenceRef]) -> None:
+        self.known = known
+
+    async def occurrence_of(self, room_id: RoomId) -> OccurrenceRef | None:
+        return self.known.get(room_id)
+
+
+async def test_fhir_export_is_a_bundle_of_encounters_with_ids_only(api: Api) -> None:
+    c = await _clinic(api)
+    response = await api.http.get(f"{ATTENDANCE}?format=fhir", headers=c.dr_a.headers)
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"] == "application/fhir+json"
+    bundle = Bundle.model_validate_json(response.text)
+    encounters = [entry.resource for entry in bundle.entry or []]
+    assert all(isinstance(e, Encounter) for e in encounters)
+    assert sorted((e.identifier[0].value, e.status) for e in encounters) == [
+        (f"ss_monday/{c.avery}", "finished"),
+        (f"ss_tuesday/{c.avery}", "finished"),
+    ]
+    assert "Avery" not in response.text and "Blake" not in response.text
+    assert await api.audit_rows("attendance.exported") != []
+
+
+async def test_track_titles_in_json_and_csv_and_in_fhir_only_for_the_treating_team(api: Api) -> None:
+    c = await _clinic(api)
+    starts = _at(2, 10)
+    api.services.occurrences = TrackTable(
+        {RoomId(c.room_a): OccurrenceRef("tr_evening", "Evening IOP", starts)}
+    )
+    try:
+        report = await _report(api, c.dr_a)
+        monday = next(s for s in report["sessions"] if s["session_id"] == "ss_monday")
+        assert (monday["track_id"], monday["track_title"], monday["occurrence_start"]) == (
+            "tr_evening",
+            "Evening IOP",
+            "2026-03-02T10:00:00Z",
+        )
+        assert {(i["track_id"], i["track_title"]) for i in report["intervals"]} == {
+            ("tr_evening", "Evening IOP")
+        }
+        admin = await api.user(Role.ADMIN)
+        everything = await _report(api, admin)
+        room_b = [s for s in everything["sessions"] if s["room_id"] == c.room_b]
+        assert [s["track_title"] for s in room_b] == [None]  # a room made by hand: by room id, as before
+        treating = await api.http.get(f"{ATTENDANCE}?format=fhir", headers=c.dr_a.headers)
+        titles = {e.serviceType.text for e in _encounters(treating.text) if e.serviceType}
+        assert titles == {"Evening IOP"}
+        ids_only = await api.http.get(f"{ATTENDANCE}?format=fhir", headers=admin.headers)
+        assert "Evening IOP" not in ids_only.text and "tr_evening" in ids_only.text
+    finally:
+        api.services.occurrences = None
+
+
+def _encounters(text: str) -> list[Encounter]:
+    return [
+        e.resource for e in Bundle.model_validate_json(text).entry or [] if isinstance(e.resource, Encounter)
+    ]
+
+
+async def test_weeks_start_where_the_program_says_with_the_hours_missing(api: Api) -> None:
+    c = await _clinic(api)
+    monday_weeks = (await _report(api, c.dr_a))["weeks"]
+    assert [(w["week_start"], w["week_end"], w["minutes_missing"]) for w in monday_weeks] == [
+        ("2026-03-02", "2026-03-08", 210.0)  # 330 of 540 minutes: "needs 3.5 h more by Sunday"
+    ]
+    sunday = await _report(api, c.dr_a, "?week_start=sunday")
+    assert sunday["week_start"] == "sunday"
+    assert [(w["week_start"], w["week_end"]) for w in sunday["weeks"]] == [("2026-03-01", "2026-03-07")]
+    assert [(d["day"], d["minutes_missing"]) for d in sunday["days"]] == [
+        ("2026-03-02", 0.0),
+        ("2026-03-03", 60.0),
+    ]
+    response = await api.http.get(
+        f"{ATTENDANCE}?format=csv&table=weeks&week_start=sunday", headers=c.dr_a.headers
+    )
+    [week] = list(csv.DictReader(io.StringIO(response.text)))
+    assert (week["week_start"], week["week_end"], week["minutes_missing"]) == (
+        "2026-03-01",
+        "2026-03-07",
+        "210.0",
+    )
+
+
+@pytest.mark.parametrize(
+    ("query", "names"),
+    [
+        ("?format=fhir4", "format"),
+        ("?format=FHIR", "format"),
+        ("?week_start=funday", "week_start"),
+        ("?week_start=", "week_start"),
+        ("?format=fhir&from=2026-02-30", "from"),
+        ("?format=fhir&from=2026-03-03&to=2026-03-02", "to"),
+    ],
+)
+async def test_bad_billing_filters_are_400_naming_the_parameter(api: Api, query: str, names: str) -> None:
+    admin = await api.user(Role.ADMIN)
+    error = assert_error(await api.http.get(ATTENDANCE + query, headers=admin.headers), 400, "bad_request")
+    assert error["message"].startswith(names)
+    assert await api.audit_rows("attendance.exported") == []

@@ -7,11 +7,16 @@ import asyncio
 import csv
 import io
 import json
+import os
 import stat
+import subprocess
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from fhir.resources.R4B.bundle import Bundle
+from fhir.resources.R4B.encounter import Encounter
 from sqlalchemy import select
 
 from tests.storage.attendance_seed import seed_people, seed_room
@@ -29,6 +34,7 @@ from vIOP.storage.bootstrap import open_storage
 from vIOP.storage.schema import audit_log
 
 ROOM = RoomId("rm_group1")
+REPO = Path(__file__).resolve().parents[2]
 
 
 def cli(settings: Settings, *argv: str) -> int:
@@ -130,8 +136,8 @@ def test_audio_only_minutes_per_client_in_json_and_csv(
         == 0
     )
     lines = out.read_text().splitlines()
-    assert lines[0] == "subject,day,minutes,under_3_hours,audio_only_minutes"
-    assert lines[2] == "cl_1,2026-01-07,150.0,True,45.0"
+    assert lines[0] == "subject,day,minutes,under_3_hours,audio_only_minutes,minutes_missing"
+    assert lines[2] == "cl_1,2026-01-07,150.0,True,45.0,30.0"
 
 
 def test_bad_arguments_are_refused_before_anything_is_read(settings: Settings) -> None:
@@ -139,4 +145,67 @@ def test_bad_arguments_are_refused_before_anything_is_read(settings: Settings) -
         cli(settings, "attendance", "export", "--tz", "Mars/Olympus")
     with pytest.raises(ConfigError, match="--to"):
         cli(settings, "attendance", "export", "--from", "2026-01-08", "--to", "2026-01-01")
+    assert exports_audited(settings) == []
+
+
+# --- attendance that bills (issue 16) ----------------------------------------------------------------------
+
+
+def test_fhir_export_parses_back_as_encounters_ids_only(settings: Settings, tmp_path: Path) -> None:
+    out = tmp_path / "encounters.json"
+    assert cli(settings, "attendance", "export", "--format", "fhir", "--output", str(out)) == 0
+    assert stat.S_IMODE(out.stat().st_mode) == 0o600
+    bundle = Bundle.model_validate_json(out.read_text())
+    encounters = [e.resource for e in bundle.entry or [] if isinstance(e.resource, Encounter)]
+    assert sorted(e.identifier[0].value for e in encounters if e.identifier) == [
+        "ss_mon/cl_1",
+        "ss_mon/cl_2",
+        "ss_thu/cl_1",
+        "ss_wed/cl_1",
+    ]
+    assert {e.status for e in encounters} == {"finished"}
+    assert exports_audited(settings) == [("attendance.exported", None)]
+
+
+def test_weeks_from_sunday_with_the_minutes_missing(
+    settings: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert cli(settings, "attendance", "export", "--client", "cl_1", "--week-start", "sunday") == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["week_start"] == "sunday"
+    assert [
+        (w["week_start"], w["week_end"], w["minutes"], w["minutes_missing"]) for w in report["weeks"]
+    ] == [("2026-01-04", "2026-01-10", 520.0, 20.0)]
+    assert [d["minutes_missing"] for d in report["days"]] == [0.0, 30.0, 0.0]
+
+
+@pytest.mark.parametrize(
+    ("args", "line"),
+    [
+        (("--format", "fhir4"), "vIOP: argument --format: invalid choice: 'fhir4'"),
+        (("--week-start", "funday"), "vIOP: argument --week-start: invalid choice: 'funday'"),
+        (("--from", "2026-02-30"), "vIOP: argument --from: must be a day as YYYY-MM-DD"),
+        # a day past what every time zone can turn into a timestamp: was an OverflowError traceback
+        (("--to", "9999-12-31"), "vIOP: argument --to: must be a day from 1970-01-02 to 9998-12-30"),
+    ],
+)
+def test_bad_export_arguments_are_one_error_line(
+    settings: Settings, tmp_path: Path, args: tuple[str, ...], line: str
+) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VIOP_")}
+    env.update(
+        PYTHONPATH=str(REPO), VIOP_DATA_DIR=str(settings.data_dir), VIOP_KEY_FILE=str(settings.key_file)
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "vIOP", "attendance", "export", *args],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2
+    assert done.stdout == ""
+    [error] = done.stderr.splitlines()
+    assert error.startswith(line)
     assert exports_audited(settings) == []

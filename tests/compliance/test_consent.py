@@ -15,6 +15,8 @@ import sys
 from pathlib import Path
 
 import pytest
+from fhir.resources.R4B.bundle import Bundle
+from fhir.resources.R4B.encounter import Encounter
 from sqlalchemy import select
 
 from tests.api.support import Api, User, assert_error
@@ -338,3 +340,27 @@ async def test_a_shred_done_elsewhere_stops_disclosures_here_at_once(storage: St
     await shred_client(storage.keys, client)
     with pytest.raises(ConsentRequired):
         await require_consent(elsewhere, [client], COURT, DataCategory.ATTENDANCE, START)
+
+
+async def test_a_fhir_disclosure_is_refused_without_consent_and_labelled_part_2_with_it(api: Api) -> None:
+    """Issue 16: the FHIR export goes through the same consent check; a disclosed Bundle carries the 42 CFR
+    part 2 security labels on every Encounter and the notice as a header."""
+    _dr, room, avery, blake = await _clinic(api)
+    admin = await api.user(Role.ADMIN)
+    disclosure = {"room_id": room, "recipient": COURT, "format": "fhir"}
+    await _consent(api, admin, avery)
+    assert_error(
+        await api.http.get(ATTENDANCE, params=disclosure, headers=admin.headers), 403, "consent_required"
+    )
+    await _consent(api, admin, blake)
+    allowed = await api.http.get(ATTENDANCE, params=disclosure, headers=admin.headers)
+    assert allowed.status_code == 200, allowed.text
+    assert allowed.headers["content-type"] == "application/fhir+json"
+    assert allowed.headers["x-redisclosure-notice"] == REDISCLOSURE_NOTICE
+    bundle = Bundle.model_validate_json(allowed.text)
+    labels = {"42CFRPart2", "NORDSCLCD"}
+    assert {c.code for c in (bundle.meta.security if bundle.meta else None) or []} == labels
+    encounters = [e.resource for e in bundle.entry or [] if isinstance(e.resource, Encounter)]
+    assert len(encounters) == 2
+    assert all({c.code for c in (e.meta.security if e.meta else None) or []} == labels for e in encounters)
+    assert "Avery" not in allowed.text and "Blake" not in allowed.text  # ids only, even in a disclosure

@@ -4,7 +4,7 @@ The session runs over the real HTTP API and signaling socket: sign-in (a canary 
 canary title, invites with canary display names (ASCII and non-ASCII), knocks, a lobby message, an admit,
 a deny and a removal with canary texts, hands and media flags, audio only by choice (an audio-only span in
 the attendance ledger), a leave, presence and attendance exports
-(JSON and CSV), a 42 CFR part 2 consent (canary recipient and purpose) with a disclosure to that recipient
+(JSON, CSV and FHIR Encounters), a 42 CFR part 2 consent (canary recipient and purpose) with a disclosure to that recipient
 and a refused one, break-glass access with a canary reason (reviewed, signed off), the chat saved to the
 session record by the host and read back (issue 15), the end of the room and
 sign-out. The scan then reads:
@@ -226,6 +226,10 @@ async def full_session(api: Api) -> None:
     assert [sp.reason for i in stays for sp in i.audio_only] == [AudioOnlyReason.SAVE_DATA]  # stored
     csv = await api.http.get("/api/v1/attendance", params={"format": "csv"}, headers=bearer(token))
     assert csv.status_code == 200
+    # The FHIR export (issue 16) leaves for an EHR: ids only, no name, no room title, even for the host.
+    fhir = await api.http.get("/api/v1/attendance", params={"format": "fhir"}, headers=bearer(token))
+    assert fhir.status_code == 200 and '"Encounter"' in fhir.text
+    assert not [name for name, value in CANARIES.items() if value.casefold() in fhir.text.casefold()]
     await compliance_session(api, room_id, client_ids["client_a"])
     await host.send(m.End())
     await host.expect(m.RoomEnded)

@@ -30,7 +30,7 @@ from vIOP.api.openapi import Operation, Param, Reply, documented_route, struct_r
 from vIOP.auth.permissions import Action, Grant, authorize
 from vIOP.errors import BadRequest, NotFound, Unavailable
 from vIOP.ids import ClientId, UserId
-from vIOP.rooms.attendance import Interval
+from vIOP.rooms.attendance import Interval, WeekStart
 from vIOP.rooms.attendance_report import ReportTable
 from vIOP.rooms.participant import Role as ParticipantRole
 from vIOP.session.attendance_export import (
@@ -42,10 +42,13 @@ from vIOP.session.attendance_export import (
     audit_subject,
     csv_text,
     json_document,
+    occurrences_of,
     read_intervals,
     report_for,
     time_zone,
 )
+from vIOP.session.attendance_fhir import MEDIA_TYPE as FHIR_MEDIA_TYPE
+from vIOP.session.attendance_fhir import fhir_json
 from vIOP.storage.audit import AuditEvent
 from vIOP.storage.sealing import DecryptionError
 
@@ -72,9 +75,10 @@ class Filters:
             tz = time_zone(params.get("tz", "UTC"))
         except ValueError:
             raise BadRequest("tz must be an IANA time zone such as America/Chicago") from None
+        week_start = _choice(params.get("week_start", WeekStart.MONDAY.value), WeekStart, "week_start")
         first_day = _day(params.get("from"), "from")
         last_day = _day(params.get("to"), "to")
-        self.export = ExportFilters(room_id, client, first_day, last_day, tz)
+        self.export = ExportFilters(room_id, client, first_day, last_day, tz, week_start)
         if self.export.reversed:
             raise BadRequest("to is before from")
 
@@ -143,9 +147,16 @@ async def attendance(request: Request) -> Response:
         raise Unavailable("the attendance ledger is not configured on this server")
     intervals = await read_intervals(ledger, filters.export, allowed)
     await access.check_disclosure(intervals)  # 42 CFR part 2: refused without every client's consent
-    report = report_for(intervals, filters.export, now=services.rooms.clock())
+    occurrences = await occurrences_of(services.occurrences, intervals)
+    report = report_for(intervals, filters.export, services.rooms.clock(), occurrences)
     await caller.audit(AuditEvent.ATTENDANCE_EXPORTED, *audit_subject(filters.export, ALL_ROOMS))
     notice = access.notice
+    if filters.format is Format.FHIR:
+        # Ids only; a track's title rides along where the reader may see names (the JSON's rule). A
+        # disclosure is labelled in the Bundle (meta.security) and its notice sent as a header too.
+        body = fhir_json(report, titles=access.identified, disclosure=notice is not None)
+        headers = {"X-Redisclosure-Notice": notice} if notice else None
+        return Response(body, media_type=FHIR_MEDIA_TYPE, headers=headers)
     if filters.format is Format.CSV:
         return Response(
             csv_text(report, filters.table, notice),
@@ -174,13 +185,22 @@ _PARAMETERS: Final = [
     _query("client", _or_empty({"type": "string", "pattern": _CLIENT.pattern}), "only this client id"),
     _query("from", _or_empty({"type": "string", "format": "date"}), "first day (YYYY-MM-DD, in tz)"),
     _query("to", _or_empty({"type": "string", "format": "date"}), "last day, included"),
-    _query("format", {"type": "string", "enum": [f.value for f in Format], "default": "json"}, "json or csv"),
+    _query(
+        "format",
+        {"type": "string", "enum": [f.value for f in Format], "default": "json"},
+        "json, csv, or fhir (a FHIR R4 Bundle of Encounter resources, one per client per session)",
+    ),
     _query(
         "table",
         {"type": "string", "enum": [t.value for t in ReportTable], "default": "days"},
         "which table a CSV holds",
     ),
     _query("tz", {"type": "string", "default": "UTC"}, "the program's IANA time zone for days and weeks"),
+    _query(
+        "week_start",
+        {"type": "string", "enum": [w.value for w in WeekStart], "default": WeekStart.MONDAY.value},
+        "the first day of each billing week",
+    ),
     _query(
         "recipient",
         {"type": "string", "minLength": 1, "maxLength": 200},
@@ -203,9 +223,9 @@ def routes() -> list[BaseRoute]:
                 parameters=_PARAMETERS,
                 responses={
                     200: Reply(
-                        "The report (JSON), or one of its tables (CSV)",
+                        "The report (JSON), one of its tables (CSV), or FHIR R4 Encounters (a Bundle)",
                         AttendanceDocument,
-                        alternatives={"text/csv": str},
+                        alternatives={"text/csv": str, FHIR_MEDIA_TYPE: dict[str, Any]},
                     ),
                     **refusals(400, 401, 403, 404),
                 },

@@ -19,10 +19,12 @@ import msgspec
 
 from vIOP.compliance.consent import REDISCLOSURE_NOTICE, ConsentRequired, DataCategory, check_text
 from vIOP.errors import ConfigError
-from vIOP.rooms.attendance import Interval
+from vIOP.rooms.attendance import Interval, WeekStart
 from vIOP.rooms.attendance_report import ReportTable
 from vIOP.rooms.participant import Role
 from vIOP.session.attendance_export import (
+    FIRST_DAY,
+    LAST_DAY,
     ExportFilters,
     Format,
     audit_subject,
@@ -32,6 +34,7 @@ from vIOP.session.attendance_export import (
     report_for,
     time_zone,
 )
+from vIOP.session.attendance_fhir import fhir_json
 from vIOP.settings import Settings, load_settings
 from vIOP.storage.attendance_sql import SqlAttendanceStore
 from vIOP.storage.audit import AuditEvent, Outcome
@@ -44,6 +47,20 @@ Subparsers = Any  # argparse's _SubParsersAction is private
 NO_OBJECT: Final = (None, None)
 
 
+def day_argument(raw: str) -> date:
+    """A day as YYYY-MM-DD, within the days every time zone can turn into timestamps (as over HTTP: a day
+    past them overflowed into a traceback)."""
+    try:
+        day = date.fromisoformat(raw)
+    except ValueError:
+        raise argparse.ArgumentTypeError("must be a day as YYYY-MM-DD") from None
+    if not FIRST_DAY <= day <= LAST_DAY:
+        raise argparse.ArgumentTypeError(
+            f"must be a day from {FIRST_DAY.isoformat()} to {LAST_DAY.isoformat()}"
+        )
+    return day
+
+
 def add_attendance_parser(sub: Subparsers) -> str:
     attendance = sub.add_parser("attendance", help="the IOP attendance ledger")
     attendance_sub = attendance.add_subparsers(dest="attendance_command", required=True)
@@ -52,13 +69,24 @@ def add_attendance_parser(sub: Subparsers) -> str:
     )
     export.add_argument("--room-id", help="only this room")
     export.add_argument("--client", help="only this client id")
-    export.add_argument("--from", dest="start", type=date.fromisoformat, help="first day, YYYY-MM-DD")
-    export.add_argument("--to", dest="end", type=date.fromisoformat, help="last day (included), YYYY-MM-DD")
-    export.add_argument("--format", choices=[f.value for f in Format], default=Format.JSON.value)
+    export.add_argument("--from", dest="start", type=day_argument, help="first day, YYYY-MM-DD")
+    export.add_argument("--to", dest="end", type=day_argument, help="last day (included), YYYY-MM-DD")
+    export.add_argument(
+        "--format",
+        choices=[f.value for f in Format],
+        default=Format.JSON.value,
+        help="json, csv, or fhir (a FHIR R4 Bundle of Encounters, one per client per session; ids only)",
+    )
     export.add_argument(
         "--table", choices=[t.value for t in ReportTable], default="days", help="which table a CSV holds"
     )
     export.add_argument("--tz", default="UTC", help="the program's time zone for days and weeks")
+    export.add_argument(
+        "--week-start",
+        choices=[w.value for w in WeekStart],
+        default=WeekStart.MONDAY.value,
+        help="the first day of each billing week",
+    )
     export.add_argument("--output", type=Path, help="write here (mode 0600) instead of standard output")
     export.add_argument(
         "--recipient",
@@ -72,7 +100,7 @@ def export_filters(args: argparse.Namespace) -> ExportFilters:
         tz = time_zone(args.tz)
     except ValueError:
         raise ConfigError("--tz", f"unknown time zone {args.tz!r}") from None
-    filters = ExportFilters(args.room_id, args.client, args.start, args.end, tz)
+    filters = ExportFilters(args.room_id, args.client, args.start, args.end, tz, WeekStart(args.week_start))
     if filters.reversed:
         raise ConfigError("--to", "is before --from")
     return filters
@@ -113,8 +141,12 @@ def run_attendance(args: argparse.Namespace, settings: Settings | None = None) -
         try:
             intervals = await read_intervals(SqlAttendanceStore(storage.db), filters)
             notice = await disclose(storage, intervals, args.recipient)  # 42 CFR part 2: consent or refusal
+            # Track titles come with tracks (an OccurrenceLookup on storage); until then rooms report by id.
             report = report_for(intervals, filters, now=time.time())
-            if args.format == Format.JSON:
+            if args.format == Format.FHIR:
+                # The operator's export is ids only: the track appears by id, without its title.
+                text = fhir_json(report, titles=False, disclosure=notice is not None)
+            elif args.format == Format.JSON:
                 # The operator's export carries no display names (ids only, as in the CSV).
                 document = json_document(report, filters, {}, notice)
                 text = msgspec.json.format(msgspec.json.encode(document), indent=2).decode()

@@ -31,6 +31,34 @@ WEEK_MINUTES_REQUIRED = 540.0
 QUALIFYING_DAYS_PER_WEEK = 3
 
 
+class WeekStart(StrEnum):
+    """The first day of a program's billing week (Monday by default; some payers count Sunday to Saturday)."""
+
+    MONDAY = "monday"
+    TUESDAY = "tuesday"
+    WEDNESDAY = "wednesday"
+    THURSDAY = "thursday"
+    FRIDAY = "friday"
+    SATURDAY = "saturday"
+    SUNDAY = "sunday"
+
+    @property
+    def weekday(self) -> int:
+        """As :meth:`datetime.date.weekday` counts: Monday 0 to Sunday 6."""
+        return list(WeekStart).index(self)
+
+    def week_of(self, day: date) -> date:
+        """The first day of the week ``day`` falls in."""
+        return day - timedelta(days=(day.weekday() - self.weekday) % 7)
+
+
+class IntervalKind(StrEnum):
+    """What a stay was spent in. Only the room today; a breakout (a part of the room's session) will be a
+    second kind, reported on its own rows with the same program-time columns."""
+
+    ROOM = "room"
+
+
 class CloseReason(StrEnum):
     LEFT = "left"
     REMOVED = "removed"
@@ -67,6 +95,7 @@ class Interval:
     left_at: float | None = None  # None while open
     close_reason: CloseReason | None = None
     audio_only: tuple[AudioOnlySpan, ...] = ()  # within this stay, oldest first
+    kind: IntervalKind = IntervalKind.ROOM
 
     def end(self, now: float) -> float:
         return self.left_at if self.left_at is not None else max(now, self.joined_at)
@@ -216,19 +245,34 @@ class DayTotal:
     def below_three_hours(self) -> bool:
         return self.minutes < DAY_MINUTES_REQUIRED
 
+    @property
+    def minutes_missing(self) -> float:
+        """How much more the day needed to reach 3 hours (0 when it did)."""
+        return round(max(0.0, DAY_MINUTES_REQUIRED - self.minutes), 2)
+
 
 @dataclass(frozen=True, slots=True)
 class WeekTotal:
     subject: str
-    week_start: date  # the Monday
+    week_start: date  # the week's first day (a Monday unless the program counts weeks otherwise)
     minutes: float
     days_attended: int
     qualifying_days: int  # days with >= 3 hours
     audio_only_minutes: float = 0.0
 
     @property
+    def week_end(self) -> date:
+        """The week's last day: the day by which the missing hours are due."""
+        return self.week_start + timedelta(days=6)
+
+    @property
     def below_nine_hours(self) -> bool:
         return self.minutes < WEEK_MINUTES_REQUIRED
+
+    @property
+    def minutes_missing(self) -> float:
+        """How much more the week needs to reach 9 hours (0 when it has)."""
+        return round(max(0.0, WEEK_MINUTES_REQUIRED - self.minutes), 2)
 
     @property
     def below_three_qualifying_days(self) -> bool:
@@ -296,20 +340,21 @@ def _seconds_by_day(
     return seconds
 
 
-def weekly_totals(days: Sequence[DayTotal]) -> list[WeekTotal]:
+def weekly_totals(days: Sequence[DayTotal], week_start: WeekStart = WeekStart.MONDAY) -> list[WeekTotal]:
+    """The days' totals per client per week; a week runs from ``week_start`` to the day before the next."""
     weeks: dict[tuple[str, date], list[DayTotal]] = defaultdict(list)
     for d in days:
-        weeks[(d.subject, d.day - timedelta(days=d.day.weekday()))].append(d)
+        weeks[(d.subject, week_start.week_of(d.day))].append(d)
     return [
         WeekTotal(
             subject=subject,
-            week_start=monday,
+            week_start=first_day,
             minutes=round(sum(d.minutes for d in group), 2),
             days_attended=len(group),
             qualifying_days=sum(1 for d in group if not d.below_three_hours),
             audio_only_minutes=round(sum(d.audio_only_minutes for d in group), 2),
         )
-        for (subject, monday), group in sorted(weeks.items())
+        for (subject, first_day), group in sorted(weeks.items())
     ]
 
 

@@ -21,8 +21,15 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import msgspec
 
 from vIOP.ids import RoomId
-from vIOP.rooms.attendance import DAY_MINUTES_REQUIRED, WEEK_MINUTES_REQUIRED, Interval, session_roster
+from vIOP.rooms.attendance import (
+    DAY_MINUTES_REQUIRED,
+    WEEK_MINUTES_REQUIRED,
+    Interval,
+    WeekStart,
+    session_roster,
+)
 from vIOP.rooms.attendance_report import AttendanceReport, ReportTable, build_report, rows, to_csv
+from vIOP.rooms.occurrences import OccurrenceLookup, OccurrenceRef
 from vIOP.rooms.participant import Role as ParticipantRole
 from vIOP.rooms.ports import AttendanceQuery, AttendanceStore
 from vIOP.session.wire_time import IsoTime, iso
@@ -36,6 +43,7 @@ LAST_DAY: Final = date(9998, 12, 30)
 class Format(StrEnum):
     JSON = "json"
     CSV = "csv"
+    FHIR = "fhir"  # a FHIR R4 Bundle of Encounters (vIOP.session.attendance_fhir)
 
 
 def time_zone(name: str) -> ZoneInfo:
@@ -64,6 +72,7 @@ class ExportFilters:
     first_day: date | None
     last_day: date | None
     tz: ZoneInfo
+    week_start: WeekStart = WeekStart.MONDAY
 
     @property
     def reversed(self) -> bool:
@@ -100,8 +109,29 @@ async def read_intervals(
     return [i for i in intervals if allowed_rooms is None or i.room_id in allowed_rooms]
 
 
-def report_for(intervals: list[Interval], filters: ExportFilters, now: float) -> AttendanceReport:
-    return build_report(intervals, now=now, tz=filters.tz.key)
+async def occurrences_of(
+    lookup: OccurrenceLookup | None, intervals: list[Interval]
+) -> dict[RoomId, OccurrenceRef]:
+    """The track occurrence behind each room in ``intervals`` that has one: one lookup per room."""
+    if lookup is None:
+        return {}
+    found: dict[RoomId, OccurrenceRef] = {}
+    for room_id in dict.fromkeys(i.room_id for i in intervals):
+        occurrence = await lookup.occurrence_of(room_id)
+        if occurrence is not None:
+            found[room_id] = occurrence
+    return found
+
+
+def report_for(
+    intervals: list[Interval],
+    filters: ExportFilters,
+    now: float,
+    occurrences: dict[RoomId, OccurrenceRef] | None = None,
+) -> AttendanceReport:
+    return build_report(
+        intervals, now=now, tz=filters.tz.key, week_start=filters.week_start, occurrences=occurrences
+    )
 
 
 # --- The JSON document -------------------------------------------------------------------------------------
@@ -123,11 +153,15 @@ class RosterLineView(msgspec.Struct):
     stays: list[StayView]
 
 
-class SessionView(msgspec.Struct):
+class SessionView(msgspec.Struct, kw_only=True):
     room_id: str
     session_id: str
     started_at: IsoTime
     roster: list[RosterLineView]
+    # The track occurrence the room was opened for; None for a room made by hand.
+    track_id: str | None = None
+    track_title: str | None = None
+    occurrence_start: IsoTime | None = None
 
 
 class Thresholds(msgspec.Struct):
@@ -147,6 +181,7 @@ class AttendanceDocument(msgspec.Struct, kw_only=True):
 
     generated_at: IsoTime
     time_zone: str
+    week_start: WeekStart  # the first day of each billing week in ``weeks``
     thresholds: Thresholds
     filters: AppliedFilters
     sessions: list[SessionView]
@@ -156,15 +191,19 @@ class AttendanceDocument(msgspec.Struct, kw_only=True):
     redisclosure_notice: str | msgspec.UnsetType = msgspec.UNSET  # only on a disclosure
 
 
-def _sessions(intervals: list[Interval], names: dict[str, str | None], now: float) -> list[SessionView]:
+def _sessions(report: AttendanceReport, names: dict[str, str | None]) -> list[SessionView]:
     by_session: dict[str, list[Interval]] = defaultdict(list)
-    for interval in intervals:
+    for interval in report.intervals:
         by_session[interval.session_id].append(interval)
     sessions = []
     for session_id, stays in by_session.items():
-        roster = session_roster(stays, stays[0].session_id, now=now)
+        roster = session_roster(stays, stays[0].session_id, now=report.generated_at)
+        occurrence = report.occurrences.get(stays[0].room_id)
         sessions.append(
             SessionView(
+                track_id=occurrence.track_id if occurrence else None,
+                track_title=occurrence.title if occurrence else None,
+                occurrence_start=iso(occurrence.starts_at) if occurrence else None,
                 room_id=stays[0].room_id,
                 session_id=session_id,
                 started_at=iso(min(i.joined_at for i in stays)),
@@ -203,13 +242,14 @@ def json_document(
         generated_at=iso(report.generated_at),
         time_zone=report.time_zone,
         thresholds=Thresholds(day_minutes=DAY_MINUTES_REQUIRED, week_minutes=WEEK_MINUTES_REQUIRED),
+        week_start=report.week_start,
         filters=AppliedFilters(
             room_id=filters.room_id,
             client=filters.client,
             first_day=filters.first_day.isoformat() if filters.first_day else None,
             last_day=filters.last_day.isoformat() if filters.last_day else None,
         ),
-        sessions=_sessions(list(report.intervals), names, report.generated_at),
+        sessions=_sessions(report, names),
         intervals=named(ReportTable.INTERVALS),
         days=named(ReportTable.DAYS),
         weeks=named(ReportTable.WEEKS),

@@ -23,6 +23,7 @@ from vIOP.auth.tickets import SignalTickets
 from vIOP.auth.tokens import AccessTokens
 from vIOP.cluster.membership import NodeMembership
 from vIOP.media.ice import IceConfig
+from vIOP.rooms.occurrences import OccurrenceLookup
 from vIOP.rooms.ports import ChatBus, EventBus
 from vIOP.rooms.service import RoomService
 from vIOP.session.live import Live
@@ -68,6 +69,8 @@ class Services:
     chat: ChatBus  # chat lines between processes, sealed; the room's record while it is live (issue 15)
     chat_transcripts: SqlChatTranscripts  # transcripts a host saved to the session record (issue 15)
     relay: MediaRelay | None = None
+    # Which track occurrence a room was opened for (attendance titles); None until tracks are wired in.
+    occurrences: OccurrenceLookup | None = None
     node: NodeMembership | None = None  # this process as a cluster node (vIOP.session.node)
     embedded_redis: EmbeddedRedis | None = None
     live: Live = field(default_factory=Live)

@@ -236,14 +236,18 @@ export async function presenceTicket(bearer) {
  * @property {string} [from]
  * @property {string} [to]
  * @property {string} [table] for CSV: which table
+ * @property {string} [tz] the program's IANA time zone (days and weeks)
+ * @property {string} [weekStart] the first day of each billing week ("monday" ... "sunday")
  */
 
 /**
  * @param {AttendanceFilters} filters
  * @param {"json" | "csv"} format
  */
-function attendanceQuery({ roomId, client, from, to, table }, format) {
+function attendanceQuery({ roomId, client, from, to, table, tz, weekStart }, format) {
   const query = new URLSearchParams({ format });
+  if (tz) query.set("tz", tz);
+  if (weekStart) query.set("week_start", weekStart);
   if (format === "csv" && table) query.set("table", table);
   if (roomId) query.set("room_id", roomId);
   if (client) query.set("client", client);

@@ -86,12 +86,19 @@ export function formatDuration(totalSeconds) {
   return `${s} s`;
 }
 
-/** @param {number | string | null | undefined} value epoch seconds or an ISO 8601 string */
-export function formatTime(value) {
+/**
+ * @param {number | string | null | undefined} value epoch seconds or an ISO 8601 string
+ * @param {string} [timeZone] an IANA zone to show it in (the program's); the browser's own by default
+ */
+export function formatTime(value, timeZone) {
   if (value === null || value === undefined || value === "") return "";
   const date = typeof value === "number" ? new Date(value * 1000) : new Date(value);
   if (Number.isNaN(date.getTime())) return String(value);
-  return date.toLocaleString([], { dateStyle: "medium", timeStyle: "short" });
+  try {
+    return date.toLocaleString([], { dateStyle: "medium", timeStyle: "short", timeZone });
+  } catch {
+    return date.toLocaleString([], { dateStyle: "medium", timeStyle: "short" }); // an unknown zone
+  }
 }
 
 /**

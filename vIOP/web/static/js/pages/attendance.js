@@ -1,13 +1,15 @@
 // @ts-check
-// Attendance for clinicians: per-session rosters with join/leave times, weekly hours with the IOP
-// under-threshold flags (days under 3 hours, weeks under 9 hours), and the same report as CSV.
+// Attendance for clinicians: per-session rosters with join/leave times (and the track title of a room opened
+// for a track occurrence), weekly hours with the IOP under-threshold flags (days under 3 hours, weeks under
+// 9 hours, each with the hours missing) in the program's time zone and week, and the same report as CSV.
 
 import { Role } from "../protocol.js";
 import * as api from "../api.js";
+import { programToday, shortDayFlags, weekFlag } from "../billing-flags.js";
 import { $, announce, el, formatTime, setBusy, showScreen } from "../ui.js";
 
-/** @type {{token: string | null}} */
-const page = { token: null };
+/** @type {{token: string | null, loads: number}} */
+const page = { token: null, loads: 0 };
 
 function filters() {
   const form = $("#filters");
@@ -15,7 +17,18 @@ function filters() {
     roomId: form.room_id.value.trim() || undefined,
     from: form.from.value || undefined,
     to: form.to.value || undefined,
+    tz: form.tz.value.trim() || undefined,
+    weekStart: form.week_start.value || undefined,
   };
+}
+
+// The browser's own zone as the default program time zone (a clinician usually works where the program is).
+function browserTimeZone() {
+  try {
+    return Intl.DateTimeFormat().resolvedOptions().timeZone || "UTC";
+  } catch {
+    return "UTC";
+  }
 }
 
 // A roster line's name: hosts have none in the ledger (their subject is a user id), and a crypto-shredded
@@ -46,50 +59,44 @@ function showError(error) {
   announce(box.textContent, { assertive: true });
 }
 
-/**
- * @param {Row[]} days
- * @param {Row} row
- */
-function shortDaysIn(days, row) {
-  const start = new Date(`${row.week_start}T00:00:00Z`).getTime();
-  const end = start + 7 * 86400 * 1000;
-  return days.filter((d) => {
-    const at = new Date(`${d.day}T00:00:00Z`).getTime();
-    return d.subject === row.subject && d.under_3_hours && at >= start && at < end;
-  }).length;
-}
-
-// weeks: {subject, display_name, week_start, minutes, days_attended, days_with_3_hours, under_9_hours,
-// under_3_qualifying_days}; days: {subject, day, minutes, under_3_hours}.
+// weeks: {subject, display_name, week_start, week_end, minutes, days_attended, days_with_3_hours,
+// under_9_hours, under_3_qualifying_days, minutes_missing}; days: {subject, day, minutes, under_3_hours,
+// minutes_missing}. ``today`` is the program's day, to tell a week still running from one that is over.
 /**
  * @param {Row[]} weeks
  * @param {Row[]} days
+ * @param {string} today
  */
-function renderWeekly(weeks, days) {
+function renderWeekly(weeks, days, today) {
   $("#weekly-body").replaceChildren(
     ...weeks.map((row) => {
       /** @type {string[]} */
       const flags = [];
-      if (row.under_9_hours) flags.push("week under 9 h");
+      const week = { week_start: row.week_start, week_end: row.week_end, minutes_missing: Number(row.minutes_missing ?? 0) };
+      const weekShort = weekFlag(week, today);
+      if (weekShort) flags.push(weekShort);
       if (row.under_3_qualifying_days) flags.push("fewer than 3 days of 3 h");
-      const shortDays = shortDaysIn(days, row);
-      if (shortDays) flags.push(`${shortDays} day(s) under 3 h`);
+      flags.push(...shortDayFlags(days.map((d) => ({ subject: d.subject, day: d.day, minutes_missing: Number(d.minutes_missing ?? 0) })), row.subject, week));
       return el(
         "tr",
-        { class: flags.length ? "under" : undefined },
+        { class: flags.length ? "under" : undefined, dataset: { subject: row.subject ?? "", minutesMissing: String(week.minutes_missing) } },
         el("td", {}, rosterName(row)),
         el("td", {}, row.week_start ?? ""),
         el("td", {}, hours(row.minutes)),
         el("td", {}, `${row.days_with_3_hours ?? 0} of ${row.days_attended ?? 0}`),
-        el("td", {}, flags.join(", ") || "none"),
+        el("td", { class: "flags" }, flags.join("; ") || "none"),
       );
     }),
   );
   $("#weekly-empty").hidden = weeks.length > 0;
 }
 
-/** @param {Row[]} sessions */
-function renderSessions(sessions) {
+// Times in the program's time zone (the report's), as billing counts days.
+/**
+ * @param {Row[]} sessions
+ * @param {string} timeZone
+ */
+function renderSessions(sessions, timeZone) {
   $("#sessions").replaceChildren(
     ...sessions.map((session, index) => {
       const titleId = `session-${index}`;
@@ -97,7 +104,7 @@ function renderSessions(sessions) {
       return el(
         "section",
         { "aria-labelledby": titleId },
-        el("h3", { id: titleId }, `${session.title ?? session.room_id ?? "Session"} · ${formatTime(session.started_at)}`),
+        el("h3", { id: titleId }, `${session.track_title ?? session.room_id ?? "Session"} · ${formatTime(session.occurrence_start ?? session.started_at, timeZone)}`),
         el(
           "div",
           { class: "table-wrap" },
@@ -109,7 +116,7 @@ function renderSessions(sessions) {
               "tbody",
               {},
               ...roster.map((/** @type {Row} */ r) =>
-                el("tr", { dataset: { subject: r.subject ?? "" } }, el("td", { class: "who" }, rosterName(r)), el("td", { class: "joined" }, formatTime(r.joined_at)), el("td", { class: "left" }, formatTime(r.left_at) || "still in"), el("td", {}, String(Math.round(r.minutes ?? 0)))),
+                el("tr", { dataset: { subject: r.subject ?? "" } }, el("td", { class: "who" }, rosterName(r)), el("td", { class: "joined" }, formatTime(r.joined_at, timeZone)), el("td", { class: "left" }, formatTime(r.left_at, timeZone) || "still in"), el("td", {}, String(Math.round(r.minutes ?? 0)))),
               ),
             ),
           ),
@@ -126,15 +133,25 @@ async function load(event) {
   $("#attendance-error").hidden = true;
   const submit = $("#filters-submit");
   setBusy(submit, true);
+  const mine = ++page.loads; // only the latest request renders (the first load may answer after a second)
   try {
     const report = await api.attendance(page.token, filters());
-    renderWeekly(report.weeks ?? [], report.days ?? []);
-    renderSessions(report.sessions ?? []);
+    if (mine !== page.loads) return;
+    let today;
+    try {
+      today = programToday(report.time_zone ?? "UTC");
+    } catch {
+      today = programToday("UTC");
+    }
+    renderWeekly(report.weeks ?? [], report.days ?? [], today);
+    renderSessions(report.sessions ?? [], report.time_zone ?? "UTC");
+    // What the tables show, for tests and assistive tech alike to know which report is on screen.
+    Object.assign($("#weekly-body").dataset, { timeZone: report.time_zone ?? "", weekStart: report.week_start ?? "" });
     announce("Attendance loaded.");
   } catch (error) {
-    showError(error);
+    if (mine === page.loads) showError(error);
   } finally {
-    setBusy(submit, false);
+    if (mine === page.loads) setBusy(submit, false);
   }
 }
 
@@ -169,6 +186,7 @@ function main() {
     showScreen("signed-out");
     return;
   }
+  $("#filters").tz.value = browserTimeZone();
   $("#filters").addEventListener("submit", load);
   $("#download-csv").addEventListener("click", downloadCsv);
   showScreen("attendance");
