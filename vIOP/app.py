@@ -56,6 +56,7 @@ from vIOP.session.loops import (
     run_sweeper,
 )
 from vIOP.session.media_controls import MediaHooks, RelayHooks
+from vIOP.session.media_route import MediaRouter
 from vIOP.session.node import NodeHeartbeat, leave_cluster
 from vIOP.session.presence import presence_listener
 from vIOP.session.revocation import close_user_sockets, run_revocation_listener
@@ -85,6 +86,7 @@ from vIOP.storage.redis_bus import EventStream, RedisEventBus
 from vIOP.storage.redis_chat import RedisChatBus
 from vIOP.storage.redis_client import RedisClient, redis_client
 from vIOP.storage.redis_cluster import RedisNodeRegistry, RedisRoomLeases
+from vIOP.storage.redis_media_signal import RedisMediaSignalChannel
 from vIOP.storage.redis_resume_tokens import RedisResumeTokenStore
 from vIOP.storage.redis_rooms import RedisKeys, RedisPresenceStore, RedisRoomStore
 from vIOP.storage.retention import policy_from, run_daily
@@ -208,6 +210,7 @@ async def open_services(settings: Settings, *, clock: Callable[[], float] = time
             inbound=MessageRateLimit(per_second=settings.signal_rate_per_second),
         )
     )
+    node = node_membership(settings, redis, clock)
     services = Services(
         settings=settings,
         redis=redis,
@@ -233,13 +236,16 @@ async def open_services(settings: Settings, *, clock: Callable[[], float] = time
         revocations=revocations,
         chat=RedisChatBus(redis, sealer),
         chat_transcripts=SqlChatTranscripts(db, ring),
-        node=node_membership(settings, redis, clock),
+        node=node,
         embedded_redis=embedded,
+    )
+    router = services.media_router = MediaRouter(
+        services, RedisMediaSignalChannel(redis, sealer, node.node_id)
     )
     services.relay = MediaRelay(
         services.ice,
-        on_signal=relay_signal_sender(connections),
-        on_active_speaker=relay_speaker_sender(connections),
+        on_signal=relay_signal_sender(router.send),
+        on_active_speaker=relay_speaker_sender(router),
         on_audio_only=relay_audio_only_notifier(services),
     )
     return services
@@ -252,7 +258,10 @@ def start_live(services: Services) -> None:
         return
     relay = services.relay
     hooks = RelayHooks(relay, services.spawn) if relay is not None else MediaHooks()
-    delivery = live.delivery = RoomDelivery(services.rooms, services.connections, hooks)
+    router = services.media_router
+    delivery = live.delivery = RoomDelivery(
+        services.rooms, services.connections, hooks, send=router.send if router is not None else None
+    )
 
     async def close_own_sockets(user_id: str) -> None:
         await close_user_sockets(services, user_id)
@@ -263,6 +272,10 @@ def start_live(services: Services) -> None:
     listeners.append(presence_listener(services))
     services.spawn(run_event_loop(services, delivery, listeners), "room-events")
     services.spawn(run_chat_loop(services, delivery), "chat")
+    if router is not None:
+        services.spawn(router.run_inbox(), "media-signal-in")
+        services.spawn(router.run_outbox(), "media-signal-out")
+        services.drain_hooks.append(router.close)
     services.spawn(
         run_sweeper(services, interval=min(2.0, services.settings.heartbeat_seconds / 2)),
         "sweeper",

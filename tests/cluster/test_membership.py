@@ -169,3 +169,23 @@ async def test_two_nodes_on_their_own_redis_connections_race_for_the_same_rooms(
     finally:
         for client in clients:
             await client.aclose()
+
+
+async def test_locate_names_the_holder_else_the_least_loaded_node_and_here_on_a_tie(
+    stores: Stores, clock: ManualClock
+) -> None:
+    """Signaling on any node: where a room's media is, or goes (issue 14)."""
+    a, b = member(stores, clock, "a"), member(stores, clock, "b")
+    await a.heartbeat(NodeLoad())
+    await b.heartbeat(NodeLoad(cpu=0.0))
+    first, second, third = new_room_id(), new_room_id(), new_room_id()
+    assert await a.locate(first) == "a"  # both empty: no hop, even though b's id or CPU might win
+    await a.claim(first)  # the registry hears of a's new room at once, not at the next heartbeat
+    assert await a.locate(first) == "a"
+    assert await b.locate(first) == "a"  # held by a live node
+    assert await a.locate(second) == "b"  # a has one room, b none
+    await b.claim(second)
+    assert await a.locate(third) == "a"  # level again
+    clock.advance(POLICY.node_ttl)  # a's heartbeat lapses: its room goes to a live node
+    await b.heartbeat(NodeLoad(rooms=1))
+    assert await b.locate(first) == "b"

@@ -187,12 +187,13 @@ async def test_a_node_that_lost_its_lease_stops_the_rooms_media_and_an_idle_room
             await asyncio.gather(host.close(), other.close(), return_exceptions=True)
 
 
-async def test_two_servers_one_room_the_second_servers_offer_is_unavailable(
+async def test_two_servers_one_room_the_second_servers_offer_is_carried_by_the_first(
     live_server_factory: Any, redis_client: aioredis.Redis
 ) -> None:
     """Two real servers on one Redis and one database. The host's media starts on node a; a client whose
-    socket landed on node b is admitted across the servers, and its offer is refused with `unavailable`
-    instead of starting a second copy of the room on b (regression: on main it was accepted there)."""
+    socket landed on node b is admitted across the servers, and its offer runs on node a's relay (relayed
+    over Redis), never starting a second copy of the room on b. (Issue 14 changed this deliberately: before
+    signaling crossed nodes, the offer was refused with `unavailable`; on older main it split the room.)"""
     async with (
         live_server_factory(ice_host_addresses="127.0.0.1", node_id="node-a") as a,
         live_server_factory(ice_host_addresses="127.0.0.1", node_id="node-b") as b,
@@ -214,11 +215,11 @@ async def test_two_servers_one_room_the_second_servers_offer_is_unavailable(
             await host.send(m.Admit(participant_id=welcome.participant_id))
             await guest.expect(m.Admitted)
             reply = await guest.request(m.Offer(id=9, sdp=_SDP))
-            assert reply == m.ErrorMessage(
-                code="unavailable", message="this room's media is on another server; try again", id=9
-            )
-            relay_b = ss.services(b).relay
+            # Not a valid offer: node a's relay refuses the SDP itself, and its error comes back to b's socket.
+            assert isinstance(reply, m.ErrorMessage) and reply.id == 9 and reply.code != "unavailable"
+            relay_a, relay_b = ss.services(a).relay, ss.services(b).relay
             assert relay_b is not None and relay_b.participants() == ()
+            assert relay_a is not None and welcome.participant_id in relay_a.participants()
             lease = await RedisRoomLeases(redis_client).current(scope.room_id)
             assert lease is not None and lease.node_id == "node-a"
         finally:

@@ -28,8 +28,9 @@ class RoomLease:
 
 
 class RoomOnAnotherNode(Unavailable):
-    """The room's media lease is held by another live node; this node cannot carry its media (routing
-    signaling to that node is a later step of docs/SCALING.md). The client retries."""
+    """The room's media lease is held by another live node, so this node cannot carry its media (its
+    socket node then relays to that node: ``vIOP.session.media_route``), or that node could not be
+    reached. The client retries."""
 
     def __init__(self) -> None:
         super().__init__("this room's media is on another server; try again")

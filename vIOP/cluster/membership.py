@@ -8,11 +8,12 @@ held is answered from memory (no store round trip on later offers).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Callable, Collection
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from vIOP.cluster.leases import NotTakingRooms, RoomLease, RoomOnAnotherNode
-from vIOP.cluster.nodes import Node, NodeLoad, NodeState
+from vIOP.cluster.nodes import Node, NodeLoad, NodeState, choose_node, placement_order
 from vIOP.cluster.ports import NodeRegistry, RoomLeases
 from vIOP.ids import RoomId
 from vIOP.rooms.clock import Clock
@@ -48,6 +49,7 @@ class NodeMembership:
         self.clock = clock
         self.state = NodeState.SERVING
         self.held: dict[RoomId, RoomLease] = {}
+        self.load = NodeLoad()  # as last announced
         self._claiming = asyncio.Lock()
         self._idle: set[RoomId] = set()  # held rooms without media here at the last release_idle
 
@@ -63,8 +65,31 @@ class NodeMembership:
 
     async def heartbeat(self, load: NodeLoad) -> NodeState:
         """Announce this node with its load; learn whether an operator put it in ``draining``."""
+        self.load = load
         self.state = await self.registry.announce(self.record(load), self.policy.node_ttl)
         return self.state
+
+    async def locate(self, room_id: RoomId) -> str:
+        """The node whose relay carries ``room_id``'s media, or should: this node when it holds the lease
+        (from memory), the holder when another live node holds it, else the least loaded serving node with
+        room left (:func:`choose_node`), this node when it is as good by rooms and participants, or when no node
+        is known (its :meth:`claim` then decides).
+        Two store reads; called once per participant's media start, never per message."""
+        if self.holds(room_id):
+            return self.node_id
+        now = self.clock()
+        lease = await self.leases.current(room_id)
+        elsewhere = lease is not None and lease.live(now) and lease.node_id != self.node_id
+        if lease is not None and elsewhere and await self.registry.get(lease.node_id, now) is not None:
+            return lease.node_id
+        nodes = await self.registry.nodes(now)
+        chosen = choose_node(nodes, now)
+        if chosen is None:
+            return self.node_id
+        here = next((n for n in nodes if n.id == self.node_id and n.accepts_rooms(now)), None)
+        if here is not None and placement_order(here)[:2] <= placement_order(chosen)[:2]:
+            return self.node_id  # as good as the best by rooms and people: no hop (CPU noise aside)
+        return chosen.id
 
     def holds(self, room_id: RoomId) -> bool:
         lease = self.held.get(room_id)
@@ -93,6 +118,11 @@ class NodeMembership:
                 if lease.node_id != self.node_id:
                     raise RoomOnAnotherNode()  # another node took it over first
             self.held[room_id] = lease
+            # The registry hears of the new room now, not at the next heartbeat: rooms placed in a burst
+            # (a program's evening block starting) must see each other in the load (choose_node).
+            self.load = replace(self.load, rooms=len(self.held))
+            with contextlib.suppress(Exception):  # the heartbeat tries again
+                self.state = await self.registry.announce(self.record(self.load), self.policy.node_ttl)
             return lease
 
     async def renew(self) -> list[RoomId]:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 
 import msgspec
 
@@ -41,9 +42,19 @@ def wire_role(role: DomainRole) -> m.Role:
 
 
 class RoomDelivery:
-    def __init__(self, rooms: RoomService, connections: ConnectionRegistry, media: MediaHooks) -> None:
+    def __init__(
+        self,
+        rooms: RoomService,
+        connections: ConnectionRegistry,
+        media: MediaHooks,
+        *,
+        send: Callable[[ParticipantId, m.ServerMessage], bool] | None = None,
+    ) -> None:
         self.rooms = rooms
         self.connections = connections
+        # What the relay here tells a participant (audio only) reaches their socket on any node
+        # (``MediaRouter.send``); room events are not sent this way: every node delivers those itself.
+        self.media_send = send or connections.send_to
         self.controls = MediaControls(media)
         self._dirty: set[RoomId] = set()
         self._refresh: asyncio.Task[None] | None = None
@@ -248,6 +259,7 @@ class RoomDelivery:
             self._rooms.pop(room_id, None)
             self.to_room(room_id, m.RoomEnded(), lobby_too=True)
             local = list(self.connections.in_room(room_id))
+            # The relay here may carry people whose sockets are on other nodes: the hooks stop theirs too.
             self.controls.drop_room(
                 room_id, [c.participant_id for c in local if c.participant_id is not None]
             )
@@ -401,7 +413,7 @@ class RoomDelivery:
         shown = reason or previous
         assert shown is not None
         message = m.AudioOnly(participant_id=pid, on=reason is not None, reason=shown)
-        self.send(pid, message)
+        self.media_send(pid, message)
         at = self.rooms.clock()
         before = self._audio_only_chain
         self._audio_only_chain = asyncio.get_running_loop().create_task(
@@ -429,7 +441,7 @@ class RoomDelivery:
             return
         for host in self.host_pids(room):
             if host != pid:
-                self.send(host, message)
+                self.media_send(host, message)
         self.mark_dirty(room_id)  # the hosts' rosters (and the person's own line) show it
         await self.rooms.record_audio_only(room, pid, reason, at)
 

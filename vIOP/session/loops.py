@@ -20,11 +20,10 @@ from vIOP.rooms.ports import EventBus
 from vIOP.rooms.service import RoomService
 from vIOP.session.delivery import RoomDelivery
 from vIOP.session.live import EventListener
+from vIOP.session.media_route import MediaRouter
 from vIOP.session.room_end import directory_sync, end_hostless_rooms
 from vIOP.session.services import Services
 from vIOP.signaling import messages as m
-from vIOP.signaling.codec import encode_text
-from vIOP.signaling.connections import ConnectionRegistry
 
 log = logging.getLogger("vIOP.live")
 
@@ -42,25 +41,28 @@ def relay_audio_only_notifier(services: Services) -> AudioOnlyCallback:
 
 
 def relay_signal_sender(
-    connections: ConnectionRegistry,
+    send: Callable[[ParticipantId, m.ServerMessage], object],
 ) -> Callable[[ParticipantId, RenegotiationOffer], Awaitable[None]]:
-    async def send(pid: ParticipantId, offer: RenegotiationOffer) -> None:
-        connections.send_to(pid, m.ServerOffer(sdp=offer.sdp))
+    """The relay's renegotiation offers, to the participant's socket (here or on its node)."""
 
-    return send
+    async def send_offer(pid: ParticipantId, offer: RenegotiationOffer) -> None:
+        send(pid, m.ServerOffer(sdp=offer.sdp))
+
+    return send_offer
 
 
-def relay_speaker_sender(connections: ConnectionRegistry) -> SpeakerCallback:
+def relay_speaker_sender(router: MediaRouter) -> SpeakerCallback:
     """A room's dominant-speaker change, as ``active_speaker``, to everyone with media in that room (the
-    relay names them: never the lobby). Encoded once; queued on each socket, never awaited (the relay
-    calls this from the media path)."""
+    relay names them: never the lobby). Encoded once per node; queued on each socket, never awaited (the
+    relay calls this from the media path)."""
 
     def send(recipients: tuple[ParticipantId, ...], change: SpeakerChange[ParticipantId]) -> None:
-        frame = encode_text(m.ActiveSpeaker(speaker=change.speaker, recent=change.recent))
-        for pid in recipients:
-            connection = connections.get(pid)
-            if connection is not None:
-                connection.send_frame(frame)
+        if not recipients:
+            return
+        relay = router.services.relay
+        room = relay.room_of(recipients[0]) if relay is not None else None
+        message = m.ActiveSpeaker(speaker=change.speaker, recent=change.recent)
+        router.send_many(recipients, message, room or "")
 
     return send
 

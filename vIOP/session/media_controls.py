@@ -66,6 +66,9 @@ class MediaHooks:
     def set_save_data(self, pid: ParticipantId, on: bool) -> None:
         """Send ``pid`` audio only (their own choice) or video again."""
 
+    def remove_room(self, room_id: RoomId) -> None:
+        """Stop every stream of the room (it ended), whichever node each participant's socket is on."""
+
 
 class RelayHooks(MediaHooks):
     """This process's relay (a participant it does not carry is ignored)."""
@@ -95,6 +98,11 @@ class RelayHooks(MediaHooks):
     def set_save_data(self, pid: ParticipantId, on: bool) -> None:
         if pid in self.relay.participants():
             self.relay.set_save_data(pid, on)
+
+    def remove_room(self, room_id: RoomId) -> None:
+        for pid in self.relay.participants():
+            if self.relay.room_of(pid) == room_id:
+                self.remove(pid)
 
 
 _UNSET = MediaControl()  # what a participant nobody said anything about has (never mutated)
@@ -197,4 +205,5 @@ class MediaControls:
         """The room ended: the streams of ``media_of`` (those this process carries) and every control."""
         for pid in media_of:
             self.relay.remove(pid)
+        self.relay.remove_room(room_id)
         self.rooms.pop(room_id, None)

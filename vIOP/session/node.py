@@ -73,6 +73,8 @@ async def node_round(services: Services, node: NodeMembership, cpu: CpuMeter) ->
         log.warning("room lease lost to another node; media stopped here", extra={"room_id": room_id})
         stop_media_of(services, room_id)
     await node.release_idle(lambda: rooms_with_media(services))
+    if services.media_router is not None:
+        services.media_router.forget_gone()
 
 
 class NodeHeartbeat:

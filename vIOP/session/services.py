@@ -38,6 +38,7 @@ from vIOP.storage.redis_client import RedisClient
 
 if TYPE_CHECKING:
     from vIOP.media.relay import MediaRelay
+    from vIOP.session.media_route import MediaRouter
 
 log = logging.getLogger("vIOP.app")
 
@@ -72,6 +73,8 @@ class Services:
     # Which track occurrence a room was opened for (attendance titles); None until tracks are wired in.
     occurrences: OccurrenceLookup | None = None
     node: NodeMembership | None = None  # this process as a cluster node (vIOP.session.node)
+    # Signaling on any node: media messages to and from the room's media node (vIOP.session.media_route)
+    media_router: MediaRouter | None = None
     embedded_redis: EmbeddedRedis | None = None
     live: Live = field(default_factory=Live)
     # Run before uvicorn closes connections: close WebSockets with 1001, peer connections, flush.

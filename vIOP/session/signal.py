@@ -24,11 +24,17 @@ from vIOP.auth.tickets import TicketGrant
 from vIOP.errors import BadRequest, Conflict, Forbidden, Unauthenticated, Unavailable, VIOPError
 from vIOP.ids import ParticipantId, RoomId
 from vIOP.rooms.events import MuteKind
-from vIOP.rooms.participant import ParticipantState
 from vIOP.session.audit_names import AUDIT_NAMES, audit_name
 from vIOP.session.chat import ChatSender
 from vIOP.session.delivery import RoomDelivery
 from vIOP.session.join import AlreadyConnected, join
+from vIOP.session.media_route import (
+    MediaMessage,
+    answer_here,
+    candidate_here,
+    offer_here,
+    subscriptions_here,
+)
 from vIOP.session.revocation import CLOSE, sleep_until
 from vIOP.session.room_end import end_room
 from vIOP.session.services import Services
@@ -82,6 +88,8 @@ class SignalSession:
         self._generation = StoreGeneration(services.redis)  # tells a Redis data loss from a session end
         self._deadlines: list[asyncio.Task[None]] = []
         self._chat = ChatSender()  # this socket's chat rate (issue 15)
+        # The node whose relay carries this participant's media, when another one does (set by the offer).
+        self.media_node: str | None = None
 
     # --- lifetime --------------------------------------------------------------------------------
 
@@ -187,46 +195,38 @@ class SignalSession:
 
     async def _on_offer(self, msg: m.Offer) -> None:
         pid = self._seat()
+        router = self.services.media_router
+        if router is None:
+            await offer_here(self.services, self.room_id, pid, msg, self.conn.send)
+            return
+        save_data = self.delivery.controls.of(self.room_id, pid).save_data
+        self.media_node = await router.offer(self.room_id, pid, msg, self.conn.send, save_data=save_data)
+
+    def _media_elsewhere(self, pid: ParticipantId) -> str | None:
+        """The node carrying this participant's media when it is not this one (in memory: no I/O)."""
         relay = self.services.relay
-        if relay is None:
-            raise Conflict("this server runs without media")
-        rooms = self.services.rooms
-        room = await rooms.room(self.room_id)
-        me = room.participant(pid)
-        if not me.is_seated:
-            raise Conflict("media starts once you are admitted")
-        if pid not in relay.participants():
-            node = self.services.node
-            if node is not None:
-                # The room's media lease (from memory once held): refused with `unavailable` when another
-                # live node carries this room's media, or this node is draining or full (docs/SCALING.md).
-                await node.claim(self.room_id)
-            await relay.add_participant(pid, room=self.room_id)
-            # A host's mutes live with the participant: they outlive a reconnect and a return to the lobby.
-            self.delivery.controls.media_started(me)
-        answer = await relay.handle_offer(pid, msg.sdp)
-        self.conn.send(m.ServerAnswer(sdp=answer, id=msg.id))
-        floor = relay.active_speaker(self.room_id)
-        if floor is not None:  # joining mid-session: who has been speaking, before the next change
-            self.conn.send(m.ActiveSpeaker(speaker=floor.speaker, recent=floor.recent))
-        if me.state is ParticipantState.ADMITTED:
-            await rooms.join(self.room_id, pid)
+        if self.media_node is None or (relay is not None and pid in relay.participants()):
+            return None
+        return self.media_node
+
+    async def _to_media_node(self, node_id: str, pid: ParticipantId, msg: MediaMessage) -> None:
+        router = self.services.media_router
+        assert router is not None  # only set through it
+        await router.send_to_media(node_id, self.room_id, pid, msg)
 
     async def _on_answer(self, msg: m.Answer) -> None:
         pid = self._seat()
-        relay = self.services.relay
-        if relay is None or pid not in relay.participants():
-            raise Conflict("no media negotiation in progress")
-        await relay.handle_answer(pid, msg.sdp)
+        if (elsewhere := self._media_elsewhere(pid)) is not None:
+            await self._to_media_node(elsewhere, pid, msg)
+        else:
+            await answer_here(self.services, pid, msg)
 
     async def _on_candidate(self, msg: m.Candidate) -> None:
         pid = self._seat()
-        relay = self.services.relay
-        if relay is None or pid not in relay.participants():
-            raise Conflict("send an offer first")
-        await relay.add_remote_candidate(
-            pid, {"candidate": msg.candidate, "sdpMid": msg.sdp_mid, "sdpMLineIndex": msg.sdp_mline_index}
-        )
+        if (elsewhere := self._media_elsewhere(pid)) is not None:
+            await self._to_media_node(elsewhere, pid, msg)
+        else:
+            await candidate_here(self.services, pid, msg)
 
     async def _on_leave(self, msg: m.Leave) -> None:
         pid = self._seat()
@@ -248,7 +248,10 @@ class SignalSession:
 
     async def _on_save_data(self, msg: m.SaveData) -> None:
         """Kept with the participant's live flags: sent before media starts, it applies from the offer."""
-        self.delivery.controls.set_save_data(self.room_id, self._seat(), msg.on)
+        pid = self._seat()
+        self.delivery.controls.set_save_data(self.room_id, pid, msg.on)
+        if (elsewhere := self._media_elsewhere(pid)) is not None:
+            await self._to_media_node(elsewhere, pid, msg)
 
     async def _on_raise_hand(self, msg: m.RaiseHand) -> None:
         pid = self._seat()
@@ -266,23 +269,10 @@ class SignalSession:
 
     async def _on_set_subscriptions(self, msg: m.SetSubscriptions) -> None:
         pid = self._seat()
-        relay = self.services.relay
-        if relay is None or pid not in relay.participants():
-            raise Conflict("send an offer first")
-        tiles: dict[ParticipantId, tuple[int, int]] = {}
-        for tile in msg.tiles:
-            if ParticipantId(tile.participant) in tiles:
-                raise BadRequest("set_subscriptions: a participant appears in two tiles")
-            tiles[ParticipantId(tile.participant)] = (tile.width, tile.height)
-        with_media = set(relay.participants())
-        not_started = [other for other in tiles if other not in with_media]
-        if not_started:
-            # Someone on the client's roster whose media has not started (or has ended): a tile for them is
-            # kept for when it does. Someone not in this room at all is an error. (Read only then.)
-            room = await self.services.rooms.room(self.room_id)
-            for other in not_started:
-                room.participant(other)  # ParticipantNotFound: not in this room
-        relay.set_subscriptions(pid, tiles, not_started=not_started)
+        if (elsewhere := self._media_elsewhere(pid)) is not None:
+            await self._to_media_node(elsewhere, pid, msg)
+        else:
+            await subscriptions_here(self.services, self.room_id, pid, msg)
 
     # --- chat (issue 15) -------------------------------------------------------------------------
 
