@@ -21,8 +21,8 @@ import dataclasses
 
 from vIOP.ids import ParticipantId
 from vIOP.rooms.errors import IllegalTransition, InvalidRoomInput
-from vIOP.rooms.events import BreakoutEnded, BreakoutStarted, Event
-from vIOP.rooms.participant import Participant, ParticipantState, Role
+from vIOP.rooms.events import BreakoutEnded, BreakoutStarted, Event, TalkAcknowledged
+from vIOP.rooms.participant import Participant, Role
 from vIOP.rooms.room import Room, Transition
 
 
@@ -67,24 +67,30 @@ def start_breakout(
     at: float,
 ) -> Transition:
     """``by`` (a host present) moves the client ``participant_id`` into a breakout with ``clinician_id``
-    (default: ``by``)."""
+    (default: ``by``). A pending request to talk from the client is acknowledged with it."""
     room.require_host(by)
     client = room.participant(participant_id)
     if client.role is not Role.CLIENT:
         raise NotAClinician("only a client can be moved into a breakout")
-    if client.state is not ParticipantState.IN_ROOM:
-        raise NotSeatedInRoom(f"the participant is {client.state.value}, not in the room")
+    if not client.is_seated:  # admitted (media not up yet) or in the room
+        raise NotSeatedInRoom(f"the participant is {client.state.value}, not seated in the room")
     clinician = room.participant(clinician_id if clinician_id is not None else by)
     if clinician.role is not Role.HOST:
         raise NotAClinician("the breakout's clinician must be a host of this room")
-    if clinician.state is not ParticipantState.IN_ROOM:
+    if not clinician.is_seated:
         raise NotSeatedInRoom("the breakout's clinician is not in the room")
     if client.breakout_with is not None or clinician.breakout_with is not None:
         raise AlreadyInBreakout("that client or clinician is in a breakout already")
-    after = room.with_participant(dataclasses.replace(client, breakout_with=clinician.id))
+    after = room.with_participant(
+        dataclasses.replace(client, breakout_with=clinician.id, talk_requested_at=None)
+    )
     after = after.with_participant(dataclasses.replace(clinician, breakout_with=client.id))
-    event = BreakoutStarted(room_id=room.id, participant_id=client.id, at=at, clinician=clinician.id, by=by)
-    return Transition(after, (event,), after.participant(client.id))
+    events: list[Event] = [
+        BreakoutStarted(room_id=room.id, participant_id=client.id, at=at, clinician=clinician.id, by=by)
+    ]
+    if client.talk_requested_at is not None:  # "Talk privately" answers the request to talk
+        events.append(TalkAcknowledged(room_id=room.id, participant_id=client.id, at=at, by=by))
+    return Transition(after, tuple(events), after.participant(client.id))
 
 
 def end_breakout(room: Room, *, by: ParticipantId, participant_id: ParticipantId, at: float) -> Transition:

@@ -93,7 +93,7 @@ class Participant:
             changes["joined_at"] = at
         else:
             changes |= {"ended_at": at, "reconnecting_since": None}
-        if state is not ParticipantState.IN_ROOM:
+        if state not in SEATED_STATES:
             changes["breakout_with"] = None  # out of the room: out of any breakout (the partner is settled)
         return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
 

@@ -21,6 +21,7 @@ from vIOP.errors import NotFound
 from vIOP.ids import ParticipantId, RoomId
 from vIOP.media.relay import MediaRelay
 from vIOP.rooms.audio_only import AudioOnlyReason
+from vIOP.rooms.breakout import group_of
 from vIOP.rooms.events import MuteKind
 from vIOP.rooms.participant import Participant
 
@@ -36,6 +37,7 @@ class MediaControl:
     video_muted: bool = False  # the host's video mute
     save_data: bool = False  # the participant asked for audio only (applies from their next offer too)
     audio_only: AudioOnlyReason | None = None  # why the relay sends them no video (None: video flows)
+    group: str | None = None  # issue 15: their private breakout's key (None: the room's group)
 
     def host_muted(self, kind: MuteKind) -> bool:
         return self.muted if kind is MuteKind.AUDIO else self.video_muted
@@ -66,6 +68,9 @@ class MediaHooks:
     def set_save_data(self, pid: ParticipantId, on: bool) -> None:
         """Send ``pid`` audio only (their own choice) or video again."""
 
+    def set_group(self, pid: ParticipantId, group: str | None) -> None:
+        """Exchange ``pid``'s media only with the room's ``group`` (a breakout's key; None: the group)."""
+
 
 class RelayHooks(MediaHooks):
     """This process's relay (a participant it does not carry is ignored)."""
@@ -95,6 +100,10 @@ class RelayHooks(MediaHooks):
     def set_save_data(self, pid: ParticipantId, on: bool) -> None:
         if pid in self.relay.participants():
             self.relay.set_save_data(pid, on)
+
+    def set_group(self, pid: ParticipantId, group: str | None) -> None:
+        if pid in self.relay.participants():
+            self.relay.set_group(pid, group)
 
 
 _UNSET = MediaControl()  # what a participant nobody said anything about has (never mutated)
@@ -152,6 +161,14 @@ class MediaControls:
         previous, control.audio_only = control.audio_only, reason
         return previous
 
+    def set_group(self, room_id: RoomId, pid: ParticipantId, group: str | None) -> None:
+        """``pid`` went into a private breakout (``group``, its key) or back to the room's group (None):
+        applied now if the relay carries them, and when their media starts otherwise."""
+        if group is None and self.of(room_id, pid).group is None:
+            return  # nothing to undo (e.g. the side that left, whose controls are dropped already)
+        self._record(room_id, pid).group = group
+        self.relay.set_group(pid, group)
+
     # --- the host's mutes ------------------------------------------------------------------------
 
     def media_started(self, participant: Participant) -> None:
@@ -159,6 +176,8 @@ class MediaControls:
         control = self._record(participant.room_id, participant.id)
         control.muted = participant.muted
         control.video_muted = participant.video_muted
+        control.group = group_of(participant)
+        self.relay.set_group(participant.id, control.group)  # before the offer: only that group's media
         self.apply(participant.room_id, participant.id, tuple(MuteKind))
         if control.save_data:
             self.relay.set_save_data(participant.id, True)

@@ -206,7 +206,7 @@ class SignalSession:
             self.delivery.controls.media_started(me)
         answer = await relay.handle_offer(pid, msg.sdp)
         self.conn.send(m.ServerAnswer(sdp=answer, id=msg.id))
-        floor = relay.active_speaker(self.room_id)
+        floor = relay.active_speaker(self.room_id, relay.group_of(pid))
         if floor is not None:  # joining mid-session: who has been speaking, before the next change
             self.conn.send(m.ActiveSpeaker(speaker=floor.speaker, recent=floor.recent))
         if me.state is ParticipantState.ADMITTED:
@@ -355,6 +355,19 @@ class SignalSession:
     async def _acknowledge_need(self, msg: m.AcknowledgeNeed, by: ParticipantId) -> ParticipantId | None:
         target = ParticipantId(msg.participant_id)
         await self.services.rooms.acknowledge_talk(self.room_id, by=by, participant_id=target)
+        return target
+
+    async def _start_breakout(self, msg: m.StartBreakout, by: ParticipantId) -> ParticipantId | None:
+        target = ParticipantId(msg.participant_id)
+        clinician = ParticipantId(msg.clinician_id) if msg.clinician_id is not None else None
+        await self.services.rooms.start_breakout(
+            self.room_id, by=by, participant_id=target, clinician_id=clinician
+        )
+        return target
+
+    async def _end_breakout(self, msg: m.EndBreakout, by: ParticipantId) -> ParticipantId | None:
+        target = ParticipantId(msg.participant_id)
+        await self.services.rooms.end_breakout(self.room_id, by=by, participant_id=target)
         return target
 
     async def _end(self, msg: m.End, by: ParticipantId) -> ParticipantId | None:
@@ -526,6 +539,8 @@ _HOST_ACTIONS: Final[dict[type[m.ClientMessage], HostAction]] = {
     # chat (issue 15)
     m.SetChatPolicy: SignalSession._set_chat_policy,
     m.AcknowledgeNeed: SignalSession._acknowledge_need,  # issue 15
+    m.StartBreakout: SignalSession._start_breakout,  # issue 15
+    m.EndBreakout: SignalSession._end_breakout,
 }
 
 
