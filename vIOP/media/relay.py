@@ -387,38 +387,54 @@ class MediaRelay:
             participant.session.set_save_data(on)
 
     def set_group(self, pid: ParticipantId, group: str | None) -> None:
-        """Move ``pid`` into media group ``group`` of its room (issue 15: a private breakout; None: back to the
-        room's group), keeping its peer connection. Both directions with the old group stop at once (their
-        legs carry nothing from now; the m-lines go inactive in the next server offers); the new group's
-        media is negotiated in the next server offers, with keyframes asked for as for anyone new."""
-        participant = self._get(pid)
-        if participant.group == group:
-            return
-        self._forget_speaker(participant)
-        self._exchange(participant, want=False)
-        participant.group = group
-        self._exchange(participant, want=True)
-        self._apply_grid(participant)
-        for other in self._room_of(participant):
-            if other is not participant:
-                self._apply_grid(other, (participant,))
+        """Move ``pid`` into media group ``group`` of its room (see :meth:`set_groups`)."""
+        self.set_groups({pid: group})
+
+    def set_groups(self, groups: Mapping[ParticipantId, str | None]) -> None:
+        """Move each participant named into its media group of its room (issue 15: a private breakout's
+        key; None: back to the room's group), all at once and keeping their peer connections. Media with
+        those they no longer share a group with stops at once both ways (the legs carry nothing from now;
+        the m-lines go inactive in the next server offers); media with new group peers is negotiated in the
+        next server offers, with keyframes asked for as for anyone new. Two who move together keep what
+        flows between them. Participants the relay does not carry are ignored."""
+        movers = [
+            p
+            for pid, group in groups.items()
+            if (p := self._participants.get(pid)) is not None and p.group != group
+        ]
+        before = {p.pid: self._peers(p) for p in movers}
+        for p in movers:
+            self._forget_speaker(p)
+        for p in movers:
+            p.group = groups[p.pid]
+        for p in movers:
+            after = self._peers(p)
+            for other in before[p.pid] - after:
+                self._exchange(p, other, want=False)
+            for other in after - before[p.pid]:
+                self._exchange(p, other, want=True)
+        for p in movers:
+            self._apply_grid(p)
+            for other in self._room_of(p):
+                if other is not p:
+                    self._apply_grid(other, (p,))
 
     def group_of(self, pid: ParticipantId) -> str | None:
         return self._get(pid).group
 
-    def _exchange(self, participant: _Participant, *, want: bool) -> None:
-        """Subscribe ``participant`` and the others of its group to each other's sources, or unsubscribe."""
-        for other in self._room_of(participant):
-            if other is participant:
+    def _peers(self, participant: _Participant) -> set[_Participant]:
+        return {o for o in self._room_of(participant) if o is not participant}
+
+    def _exchange(self, one: _Participant, other: _Participant, *, want: bool) -> None:
+        """Subscribe ``one`` and ``other`` to each other's sources, or unsubscribe them."""
+        for a, b in ((one, other), (other, one)):
+            if b.session is None:
                 continue
-            for a, b in ((participant, other), (other, participant)):
-                if b.session is None:
-                    continue
-                for kind, source in a.sources.items():
-                    if want:
-                        b.session.want(source)
-                    else:
-                        b.session.unwant((a.pid, kind))
+            for kind, source in a.sources.items():
+                if want:
+                    b.session.want(source)
+                else:
+                    b.session.unwant((a.pid, kind))
 
     def room_of(self, pid: ParticipantId) -> str | None:
         """The room ``pid``'s media belongs to (as given to :meth:`add_participant`); None if not carried."""

@@ -327,8 +327,7 @@ class RoomDelivery:
         learns only what its next roster shows: "stepped out"."""
         active = isinstance(event, ev.BreakoutStarted)
         group = event.participant_id if active else None
-        for side in (event.participant_id, event.clinician):
-            self.controls.set_group(event.room_id, side, group)
+        self.controls.set_groups(event.room_id, (event.participant_id, event.clinician), group)
         if self.has_local(event.room_id):
             self._spawn(self._tell_breakout(event, active))
 

@@ -14,7 +14,7 @@ participant's own messages and dropped when they leave or the room ends.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 from vIOP.errors import NotFound
@@ -68,8 +68,9 @@ class MediaHooks:
     def set_save_data(self, pid: ParticipantId, on: bool) -> None:
         """Send ``pid`` audio only (their own choice) or video again."""
 
-    def set_group(self, pid: ParticipantId, group: str | None) -> None:
-        """Exchange ``pid``'s media only with the room's ``group`` (a breakout's key; None: the group)."""
+    def set_groups(self, groups: Mapping[ParticipantId, str | None]) -> None:
+        """Exchange each one's media only with their room's group (a breakout's key; None: the group),
+        all moved at once."""
 
 
 class RelayHooks(MediaHooks):
@@ -101,9 +102,8 @@ class RelayHooks(MediaHooks):
         if pid in self.relay.participants():
             self.relay.set_save_data(pid, on)
 
-    def set_group(self, pid: ParticipantId, group: str | None) -> None:
-        if pid in self.relay.participants():
-            self.relay.set_group(pid, group)
+    def set_groups(self, groups: Mapping[ParticipantId, str | None]) -> None:
+        self.relay.set_groups(groups)  # those it does not carry are ignored
 
 
 _UNSET = MediaControl()  # what a participant nobody said anything about has (never mutated)
@@ -161,13 +161,17 @@ class MediaControls:
         previous, control.audio_only = control.audio_only, reason
         return previous
 
-    def set_group(self, room_id: RoomId, pid: ParticipantId, group: str | None) -> None:
-        """``pid`` went into a private breakout (``group``, its key) or back to the room's group (None):
-        applied now if the relay carries them, and when their media starts otherwise."""
-        if group is None and self.of(room_id, pid).group is None:
-            return  # nothing to undo (e.g. the side that left, whose controls are dropped already)
-        self._record(room_id, pid).group = group
-        self.relay.set_group(pid, group)
+    def set_groups(self, room_id: RoomId, pids: Iterable[ParticipantId], group: str | None) -> None:
+        """``pids`` (a breakout's two sides) went into a private breakout (``group``, its key) or back to
+        the room's group (None), together: applied now if the relay carries them, and when their media
+        starts otherwise."""
+        moved = {}
+        for pid in pids:
+            if group is None and self.of(room_id, pid).group is None:
+                continue  # nothing to undo (e.g. the side that left, whose controls are dropped already)
+            self._record(room_id, pid).group = group
+            moved[pid] = group
+        self.relay.set_groups(moved)
 
     # --- the host's mutes ------------------------------------------------------------------------
 
@@ -177,7 +181,7 @@ class MediaControls:
         control.muted = participant.muted
         control.video_muted = participant.video_muted
         control.group = group_of(participant)
-        self.relay.set_group(participant.id, control.group)  # before the offer: only that group's media
+        self.relay.set_groups({participant.id: control.group})  # before the offer: only its group's media
         self.apply(participant.room_id, participant.id, tuple(MuteKind))
         if control.save_data:
             self.relay.set_save_data(participant.id, True)
