@@ -704,6 +704,35 @@ async def acknowledge_need_refused(w: World) -> list[Row]:
     return [Row("room.need_acknowledged", "denied", w.id("client_bs"), "room", w.room_b.room_id)]
 
 
+async def start_breakout_allowed(w: World) -> list[Row]:
+    s = await seats(w)
+    await _accepted(s.host[0], m.StartBreakout(participant_id=s.seated[1]))
+    return [Row("room.breakout_started", "success", w.id("clinician_a"), "participant", s.seated[1])]
+
+
+async def start_breakout_refused(w: World) -> list[Row]:
+    s = await seats(w, "b")
+    await _forbidden(s.seated[0], m.StartBreakout(participant_id=s.seated[1]))  # a client cannot
+    return [Row("room.breakout_started", "denied", w.id("client_bs"), "room", w.room_b.room_id)]
+
+
+async def end_breakout_allowed(w: World) -> list[Row]:
+    s = await seats(w)
+    await _accepted(s.host[0], m.StartBreakout(participant_id=s.seated[1]))
+    await _accepted(s.host[0], m.EndBreakout(participant_id=s.seated[1]))
+    return [
+        Row("room.breakout_started", "success", w.id("clinician_a"), "participant", s.seated[1]),
+        Row("room.breakout_ended", "success", w.id("clinician_a"), "participant", s.seated[1]),
+    ]
+
+
+async def end_breakout_refused(w: World) -> list[Row]:
+    s = await seats(w, "b")
+    await _accepted(s.host[0], m.StartBreakout(participant_id=s.seated[1]))
+    await _forbidden(s.seated[0], m.EndBreakout(participant_id=s.seated[1]))
+    return [Row("room.breakout_ended", "denied", w.id("client_bs"), "room", w.room_b.room_id)]
+
+
 async def display_name_allowed(w: World) -> list[Row]:
     body = {"display_name": "Dr. Renamed"}
     _ok(await w.http.put("/api/v1/account/display-name", json=body, headers=w.headers("clinician_b")), 200)
@@ -759,6 +788,8 @@ ISSUE_15: Final[dict[str, Expect]] = {
     "remove_cohost": Expect(remove_cohost_allowed, remove_cohost_refused),
     "need_to_talk": Expect(need_to_talk_allowed, need_to_talk_refused),
     "acknowledge_need": Expect(acknowledge_need_allowed, acknowledge_need_refused),
+    "start_breakout": Expect(start_breakout_allowed, start_breakout_refused),
+    "end_breakout": Expect(end_breakout_allowed, end_breakout_refused),
     "set_display_name": Expect(display_name_allowed, display_name_refused),
     "save_chat_transcript": Expect(save_transcript_allowed, save_transcript_refused),
     "view_chat_transcript": Expect(view_transcript_allowed, view_transcript_refused),

@@ -134,6 +134,9 @@ EXPECTED.update({
     # "I need to talk": only a client asks; only a host acknowledges (the request of room A's seated client)
     "ws need_to_talk":                                  (NO_SOCKET, NO_SOCKET, FORBIDDEN, FORBIDDEN, NO_SOCKET, OK,        OWN_ROOM),
     "ws acknowledge_need":                              (NO_SOCKET, NO_SOCKET, OK,        NOT_FOUND, NO_SOCKET, FORBIDDEN, FORBIDDEN),
+    # private breakout: hosts only (room A's seated client with the sender; ending the one room A's host started)
+    "ws start_breakout":                                (NO_SOCKET, NO_SOCKET, OK,        NOT_FOUND, NO_SOCKET, FORBIDDEN, FORBIDDEN),
+    "ws end_breakout":                                  (NO_SOCKET, NO_SOCKET, OK,        NOT_FOUND, NO_SOCKET, FORBIDDEN, FORBIDDEN),
     # the chat transcript: only the room's hosts save it and read it back (clinical content)
     "POST /api/v1/rooms/{room_id}/chat-transcript":     (401,       403,       201,       403,       403,       403,       403),
     "GET /api/v1/rooms/{room_id}/chat-transcript":      (401,       403,       200,       403,       403,       403,       403),
@@ -497,6 +500,9 @@ async def build_world(live: LiveServer, cast: Cast, actor: str, message: str) ->
                 assert await send_and_settle(seats[host].socket, m.Lock()) is None
     if message == "acknowledge_need":  # something to acknowledge: room A's seated client asked to talk
         assert await send_and_settle(seats["client_of_room"].socket, m.NeedToTalk()) is None
+    if message == "end_breakout":  # something to end: room A's host took its seated client aside
+        start = m.StartBreakout(participant_id=seats["client_of_room"].participant_id)
+        assert await send_and_settle(seats["clinician_of_room"].socket, start) is None
     if message == "candidate" and actor in ("clinician_of_room", "client_of_room", "cohost_of_room"):
         reply = await seats[actor].socket.request(m.Offer(sdp=await real_offer_sdp()), within=30)
         assert isinstance(reply, m.ServerAnswer), reply
@@ -533,6 +539,8 @@ def message_for(kind: str, world: SignalWorld, offer: str, candidate: str) -> m.
         "set_chat_policy": m.SetChatPolicy(clients_may_chat=False),
         "need_to_talk": m.NeedToTalk(),
         "acknowledge_need": m.AcknowledgeNeed(participant_id=seated),
+        "start_breakout": m.StartBreakout(participant_id=seated),
+        "end_breakout": m.EndBreakout(participant_id=seated),
     }[kind]
 
 

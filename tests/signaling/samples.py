@@ -60,6 +60,9 @@ CLIENT_SAMPLES: tuple[m.ClientMessage, ...] = (
     m.SetChatPolicy(clients_may_chat=False),
     m.NeedToTalk(),
     m.AcknowledgeNeed(participant_id=PID),
+    m.StartBreakout(participant_id=PID),
+    m.StartBreakout(participant_id=PID, clinician_id="pt_clinician", id="b-1"),
+    m.EndBreakout(participant_id=PID),
 )
 
 SERVER_SAMPLES: tuple[m.ServerMessage, ...] = (
@@ -103,6 +106,7 @@ SERVER_SAMPLES: tuple[m.ServerMessage, ...] = (
     m.RoomEnded(),
     m.HandRaised(participant_id=PID, up=False),
     m.TalkRequest(participant_id=PID, pending=True),
+    m.Breakout(participant_id=PID, clinician_id="pt_clinician", clinician_name="Dr. Rivera", active=True),
     m.ActiveSpeaker(speaker=PID2, recent=(PID2, PID)),
     m.ActiveSpeaker(speaker=None, recent=()),
     m.ErrorMessage(code="forbidden", message="a client may not admit here", id=7),

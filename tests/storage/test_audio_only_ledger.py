@@ -109,3 +109,26 @@ async def test_a_database_outage_during_the_change_still_ends_with_the_right_min
     [stay] = await ledger.intervals(AttendanceQuery(room_id=room_id, subject="cl_1"))
     assert [(sp.started_at, sp.ended_at) for sp in stay.audio_only] == [(on_at, on_at + 420)]
     assert rows(build_report([stay], now=clock()), ReportTable.DAYS)[0]["audio_only_minutes"] == 7.0
+
+
+async def test_a_breakout_is_a_span_in_one_sql_interval(db: Database, redis_client: aioredis.Redis) -> None:
+    """Issue 15: a private breakout leaves the client's stay whole; the SQL ledger keeps its span."""
+    proc, ledger = await _proc(db, redis_client)
+    s, clock = proc.service, proc.clock
+    room_id, host = await _live_room(proc, db)
+    pid = await enter(proc, room_id, host, "cl_1")
+    joined = clock()
+    clock.advance(600)
+    await s.start_breakout(room_id, by=host, participant_id=pid)
+    clock.advance(900)
+    await s.end_breakout(room_id, by=host, participant_id=pid)
+    clock.advance(300)
+    await s.start_breakout(room_id, by=host, participant_id=pid)
+    clock.advance(60)
+    await s.end(room_id, by=host)  # the end of the session ends the open span
+    [stay] = await ledger.intervals(AttendanceQuery(subject="cl_1"))
+    assert (stay.joined_at, stay.left_at) == (joined, joined + 1860)
+    assert [(b.started_at, b.ended_at, b.clinician) for b in stay.breakouts] == [
+        (joined + 600, joined + 1500, HOST),
+        (joined + 1800, joined + 1860, HOST),
+    ]

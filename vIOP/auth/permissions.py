@@ -92,6 +92,9 @@ class Action(StrEnum):
     REMOVE_COHOST = "remove_cohost"
     NEED_TO_TALK = "need_to_talk"
     ACKNOWLEDGE_NEED = "acknowledge_need"
+    # issue 15: private breakout (signaling)
+    START_BREAKOUT = "start_breakout"
+    END_BREAKOUT = "end_breakout"
     SET_DISPLAY_NAME = "set_display_name"  # one's own, over HTTP (the CLI's set-display-name is MANAGE_USERS)
     # issue 15: a room's chat transcript saved to the session record, and read back (HTTP)
     SAVE_CHAT_TRANSCRIPT = "save_chat_transcript"
@@ -154,6 +157,9 @@ _TABLE: Final[dict[Action, tuple[Grant, Grant, Grant, Grant]]] = {
     Action.REMOVE_COHOST:                 (_N,   _O,       _N,   _N),
     Action.NEED_TO_TALK:                  (_N,   _N,       _N,   _O),
     Action.ACKNOWLEDGE_NEED:              (_N,   _O,       _N,   _N),
+    # issue 15: a host of the room (creator or co-host) moves a client into a private breakout and back
+    Action.START_BREAKOUT:                (_N,   _O,       _N,   _N),
+    Action.END_BREAKOUT:                  (_N,   _O,       _N,   _N),
     Action.SET_DISPLAY_NAME:              (_A,   _A,       _A,   _N),
     # issue 15: only the room's hosts save its chat transcript and read it back: it is clinical content,
     # which admins and staff never see (an admin's attendance reports carry no client names either)

@@ -295,9 +295,22 @@ class PeerSession:
     # --- subscriptions ----------------------------------------------------------------------------------
 
     def want(self, source: Source) -> None:
-        """Subscribe this participant to ``source`` (negotiated in the next server offer)."""
+        """Subscribe this participant to ``source`` (negotiated in the next server offer). Wanted again
+        before an :meth:`unwant` was negotiated, the m-line still carrying it resumes at once."""
         self._wanted[(source.publisher, source.kind)] = source
+        for slot in self._slots:
+            if slot.state is SlotState.ACTIVE and slot.source is source:
+                self._carry(slot, source)
         self.kick()
+
+    def _carry(self, slot: Slot, source: Source) -> None:
+        """``slot``'s leg carries ``source`` (for video: the layer chosen, within the budget)."""
+        chosen = (
+            self._budgeted(source.publisher, self._layer_choice.get(source.publisher, source))
+            if source.kind == "video"
+            else source
+        )
+        slot.leg.move_to(chosen)
 
     def unwant(self, key: SourceKey) -> None:
         """Stop ``key``'s media to this participant now; the m-line goes inactive in the next offer."""
@@ -445,12 +458,7 @@ class PeerSession:
                         slot.leg.direct.configure(slot.transceiver)
                     source = slot.source
                     if source is not None and self._wanted.get((source.publisher, source.kind)) is source:
-                        chosen = (
-                            self._budgeted(source.publisher, self._layer_choice.get(source.publisher, source))
-                            if source.kind == "video"
-                            else source
-                        )
-                        slot.leg.move_to(chosen)
+                        self._carry(slot, source)
                 elif change is SlotState.REMOVING and slot.state is SlotState.REMOVING:
                     slot.state = SlotState.FREE
             self._in_flight = None

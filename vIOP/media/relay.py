@@ -111,6 +111,13 @@ class _Participant:
     grid: dict[ParticipantId, tuple[int, int]] | None = None  # its last set_subscriptions (None: never sent)
     forwarding: dict[str, bool] = field(default_factory=lambda: dict.fromkeys(KINDS, True))
     save_data: bool = False  # the client's own choice: audio only; outlives a reconnect
+    # Issue 15: the media group within the room (None: the room's group; else a private breakout's key).
+    # Media flows only between participants of the same room and group.
+    group: str | None = None
+
+    @property
+    def scope(self) -> tuple[str | None, str | None]:
+        return (self.room, self.group)
 
 
 def published_kinds(summary: SdpSummary) -> set[str]:
@@ -163,7 +170,8 @@ class MediaRelay:
         self._closing: set[asyncio.Task[None]] = set()
         self._on_active_speaker = on_active_speaker
         self._clock = clock
-        self._speakers: dict[str | None, DominantSpeaker[ParticipantId]] = {}  # by room
+        # by (room, group): a breakout's voices never move the group's speaker, nor the reverse
+        self._speakers: dict[tuple[str | None, str | None], DominantSpeaker[ParticipantId]] = {}
 
     # --- membership -------------------------------------------------------------------------------------
 
@@ -378,6 +386,56 @@ class MediaRelay:
         if participant.session is not None:
             participant.session.set_save_data(on)
 
+    def set_group(self, pid: ParticipantId, group: str | None) -> None:
+        """Move ``pid`` into media group ``group`` of its room (see :meth:`set_groups`)."""
+        self.set_groups({pid: group})
+
+    def set_groups(self, groups: Mapping[ParticipantId, str | None]) -> None:
+        """Move each participant named into its media group of its room (issue 15: a private breakout's
+        key; None: back to the room's group), all at once and keeping their peer connections. Media with
+        those they no longer share a group with stops at once both ways (the legs carry nothing from now;
+        the m-lines go inactive in the next server offers); media with new group peers is negotiated in the
+        next server offers, with keyframes asked for as for anyone new. Two who move together keep what
+        flows between them. Participants the relay does not carry are ignored."""
+        movers = [
+            p
+            for pid, group in groups.items()
+            if (p := self._participants.get(pid)) is not None and p.group != group
+        ]
+        before = {p.pid: self._peers(p) for p in movers}
+        for p in movers:
+            self._forget_speaker(p)
+        for p in movers:
+            p.group = groups[p.pid]
+        for p in movers:
+            after = self._peers(p)
+            for other in before[p.pid] - after:
+                self._exchange(p, other, want=False)
+            for other in after - before[p.pid]:
+                self._exchange(p, other, want=True)
+        for p in movers:
+            self._apply_grid(p)
+            for other in self._room_of(p):
+                if other is not p:
+                    self._apply_grid(other, (p,))
+
+    def group_of(self, pid: ParticipantId) -> str | None:
+        return self._get(pid).group
+
+    def _peers(self, participant: _Participant) -> set[_Participant]:
+        return {o for o in self._room_of(participant) if o is not participant}
+
+    def _exchange(self, one: _Participant, other: _Participant, *, want: bool) -> None:
+        """Subscribe ``one`` and ``other`` to each other's sources, or unsubscribe them."""
+        for a, b in ((one, other), (other, one)):
+            if b.session is None:
+                continue
+            for kind, source in a.sources.items():
+                if want:
+                    b.session.want(source)
+                else:
+                    b.session.unwant((a.pid, kind))
+
     def room_of(self, pid: ParticipantId) -> str | None:
         """The room ``pid``'s media belongs to (as given to :meth:`add_participant`); None if not carried."""
         participant = self._participants.get(pid)
@@ -405,7 +463,7 @@ class MediaRelay:
             raise BadRequest("layer must be 'high', 'low' or 'paused'")
         viewer = self._get(subscriber)
         source = self._participants.get(publisher)
-        if source is None or source is viewer or source.room != viewer.room:
+        if source is None or source is viewer or source.scope != viewer.scope:
             raise NotFound("no such publisher in this room")
         session = viewer.session
         if session is None:
@@ -428,12 +486,13 @@ class MediaRelay:
         Every publisher named must share the subscriber's room (else :class:`NotFound`, and nothing
         changes), or be in ``not_started``: people the caller knows are in the room but have no media here
         yet. The grid is kept: whoever starts publishing later gets the layer their tile needs (paused
-        without one), and so does every publisher after this subscriber reconnects.
+        without one), and so does every publisher after this subscriber reconnects. A tile of someone in
+        another group of the room (a breakout) is kept for when they are back and applies nothing now.
         """
         viewer = self._get(subscriber)
         if viewer.session is None:
             raise Conflict("send an offer first")
-        room = {p.pid for p in self._room_of(viewer) if p is not viewer}
+        room = {p.pid for p in self._participants.values() if p.room == viewer.room and p is not viewer}
         if any(pid not in room and pid not in not_started for pid in tiles):
             raise NotFound("set_subscriptions names someone who is not in this room")
         viewer.grid = dict(tiles)
@@ -529,9 +588,11 @@ class MediaRelay:
     def source(self, pid: ParticipantId, kind: str) -> Source | None:
         return self._get(pid).sources.get(kind)
 
-    def active_speaker(self, room: str | None) -> SpeakerChange[ParticipantId] | None:
-        """The room's dominant speaker and recent speakers now (None before anyone spoke)."""
-        detector = self._speakers.get(room)
+    def active_speaker(
+        self, room: str | None, group: str | None = None
+    ) -> SpeakerChange[ParticipantId] | None:
+        """The dominant speaker and recent speakers of the room's ``group`` now (None before anyone spoke)."""
+        detector = self._speakers.get((room, group))
         if detector is None or (detector.speaker is None and not detector.recent):
             return None
         return SpeakerChange(detector.speaker, detector.recent)
@@ -542,32 +603,34 @@ class MediaRelay:
         """The speaker first, then recent speakers newest first, then everyone else (ties: join order)."""
         participant = self._participants.get(subscriber)
         return (
-            video_rank(self.active_speaker(participant.room), publisher) if participant is not None else 0.0
+            video_rank(self.active_speaker(*participant.scope), publisher) if participant is not None else 0.0
         )
 
     def _heard(self, participant: _Participant, level: int) -> None:
         """One audio packet's level from ``participant`` (the media path: no awaiting here)."""
-        detector = self._speakers.get(participant.room)
+        scope = participant.scope
+        detector = self._speakers.get(scope)
         if detector is None:
-            detector = self._speakers[participant.room] = DominantSpeaker(self._clock)
+            detector = self._speakers[scope] = DominantSpeaker(self._clock)
         change = detector.observe(participant.pid, level)
         if change is not None:
-            self._announce(participant.room, change)
+            self._announce(scope, change)
 
     def _forget_speaker(self, participant: _Participant) -> None:
-        detector = self._speakers.get(participant.room)
+        scope = participant.scope
+        detector = self._speakers.get(scope)
         if detector is None:
             return
         change = detector.remove(participant.pid)
-        if not any(p.room == participant.room for p in self._participants.values()):
-            del self._speakers[participant.room]  # the room's media ended
+        if not any(p.scope == scope and p is not participant for p in self._participants.values()):
+            del self._speakers[scope]  # the group's media ended
         elif change is not None:
-            self._announce(participant.room, change)
+            self._announce(scope, change)
 
-    def _announce(self, room: str | None, change: SpeakerChange[ParticipantId]) -> None:
+    def _announce(self, scope: tuple[str | None, str | None], change: SpeakerChange[ParticipantId]) -> None:
         if self._on_active_speaker is None:
             return
-        recipients = tuple(p.pid for p in self._participants.values() if p.room == room)
+        recipients = tuple(p.pid for p in self._participants.values() if p.scope == scope)
         try:
             self._on_active_speaker(recipients, change)
         except Exception:  # a delivery fault must not break the publisher's receive path
@@ -576,8 +639,10 @@ class MediaRelay:
     # --- helpers ----------------------------------------------------------------------------------------
 
     def _room_of(self, participant: _Participant) -> list[_Participant]:
-        """Everyone who shares media with ``participant`` (``participant`` included)."""
-        return [p for p in self._participants.values() if p.room == participant.room]
+        """Everyone who shares media with ``participant`` (``participant`` included): the same room and
+        the same group in it."""
+        scope = participant.scope
+        return [p for p in self._participants.values() if p.scope == scope]
 
     def _get(self, pid: ParticipantId) -> _Participant:
         participant = self._participants.get(pid)

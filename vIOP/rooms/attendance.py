@@ -5,7 +5,8 @@ they leave, are removed, are sent back to the lobby, time out, or the room ends.
 window (default 60 s) reopens the previous interval instead of starting a new one, so a dropped connection
 does not split attendance; a longer absence does. Within a stay, the spans during which the person received
 no video (audio only: their link could not carry it, or they chose "save data") are kept too: programs report
-audio-only telehealth separately. Reports give minutes per client per day and per week
+audio-only telehealth separately. So are the spans of a private breakout (issue 15): the client stepped out of
+the group into a 1:1 conversation with a clinician, still in the same program session (one interval). Reports give minutes per client per day and per week
 (in the program's time zone) and flag days under 3 hours and weeks under 9 hours (H0015 asks >= 3 h a day
 on >= 3 days a week; Medicare IOP certifies >= 9 h a week).
 """
@@ -21,7 +22,16 @@ from zoneinfo import ZoneInfo
 
 from vIOP.ids import ParticipantId, RoomId, SessionId
 from vIOP.rooms.audio_only import AudioOnlyReason
-from vIOP.rooms.events import Joined, LeaveReason, Left, Removed, ReturnedToLobby, RoomEnded
+from vIOP.rooms.events import (
+    BreakoutEnded,
+    BreakoutStarted,
+    Joined,
+    LeaveReason,
+    Left,
+    Removed,
+    ReturnedToLobby,
+    RoomEnded,
+)
 from vIOP.rooms.participant import Role
 from vIOP.rooms.room import Transition
 
@@ -84,6 +94,16 @@ class AudioOnlySpan:
 
 
 @dataclass(frozen=True, slots=True)
+class BreakoutSpan:
+    """A time within a client's stay spent in a private breakout with the clinician ``clinician`` (their
+    UserId), out of the group but in the same program session."""
+
+    started_at: float
+    ended_at: float | None  # None while it lasts
+    clinician: str
+
+
+@dataclass(frozen=True, slots=True)
 class Interval:
     id: str
     room_id: RoomId
@@ -96,6 +116,7 @@ class Interval:
     close_reason: CloseReason | None = None
     audio_only: tuple[AudioOnlySpan, ...] = ()  # within this stay, oldest first
     kind: IntervalKind = IntervalKind.ROOM
+    breakouts: tuple[BreakoutSpan, ...] = ()  # within this stay, oldest first (issue 15)
 
     def end(self, now: float) -> float:
         return self.left_at if self.left_at is not None else max(now, self.joined_at)
@@ -155,7 +176,21 @@ class AudioOnlyMark:
     reason: AudioOnlyReason | None
 
 
-Mark = OpenMark | CloseMark | SessionEndMark | AudioOnlyMark
+@dataclass(frozen=True, slots=True)
+class BreakoutMark:
+    """The client ``subject`` went into a private breakout with the clinician ``clinician`` (``started``), or
+    came back to the group, at ``at``."""
+
+    room_id: RoomId
+    session_id: SessionId
+    participant_id: ParticipantId
+    subject: str
+    clinician: str
+    at: float
+    started: bool
+
+
+Mark = OpenMark | CloseMark | SessionEndMark | AudioOnlyMark | BreakoutMark
 
 
 def marks_for(transition: Transition) -> list[Mark]:
@@ -166,6 +201,13 @@ def marks_for(transition: Transition) -> list[Mark]:
     for event in transition.events:
         if isinstance(event, RoomEnded):
             marks.append(SessionEndMark(room.id, room.session_id, event.at))
+        if isinstance(event, BreakoutStarted | BreakoutEnded):
+            client = room.participant(event.participant_id)
+            clinician = room.participant(event.clinician).subject
+            started = isinstance(event, BreakoutStarted)
+            ids = (room.id, room.session_id, client.id, client.subject)
+            marks.append(BreakoutMark(*ids, clinician=clinician, at=event.at, started=started))
+            continue
         if not isinstance(event, Joined | Left | Removed | ReturnedToLobby):
             continue
         p = room.participant(event.participant_id)
@@ -224,11 +266,18 @@ def merged(intervals: Iterable[Interval], grace: float = DEFAULT_GRACE_SECONDS) 
 
 def _extend(first: Interval, second: Interval) -> Interval:
     spans = first.audio_only + second.audio_only
+    breakouts = first.breakouts + second.breakouts
     if second.left_at is None or first.left_at is None:
-        return replace(first, left_at=None, close_reason=None, audio_only=spans)
+        return replace(first, left_at=None, close_reason=None, audio_only=spans, breakouts=breakouts)
     if second.left_at >= first.left_at:
-        return replace(first, left_at=second.left_at, close_reason=second.close_reason, audio_only=spans)
-    return replace(first, audio_only=spans)
+        return replace(
+            first,
+            left_at=second.left_at,
+            close_reason=second.close_reason,
+            audio_only=spans,
+            breakouts=breakouts,
+        )
+    return replace(first, audio_only=spans, breakouts=breakouts)
 
 
 # --- reports -------------------------------------------------------------------------------------------

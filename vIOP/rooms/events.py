@@ -188,6 +188,27 @@ class TalkAcknowledged(ParticipantEvent):
     by: ParticipantId
 
 
+# --- private breakout (issue 15): ids only -------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BreakoutStarted(ParticipantEvent):
+    """``participant_id`` (a client) is in a private breakout with ``clinician`` (a host)."""
+
+    kind: ClassVar[str] = "breakout_started"
+    clinician: ParticipantId
+    by: ParticipantId
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BreakoutEnded(ParticipantEvent):
+    """``participant_id``'s breakout with ``clinician`` is over (``by`` None: one of them left the room)."""
+
+    kind: ClassVar[str] = "breakout_ended"
+    clinician: ParticipantId
+    by: ParticipantId | None
+
+
 Event = (
     Knocked
     | PositionChanged
@@ -210,6 +231,8 @@ Event = (
     | HostRemoved
     | TalkRequested
     | TalkAcknowledged
+    | BreakoutStarted
+    | BreakoutEnded
 )
 
 EVENT_TYPES: dict[str, type[Event]] = {
@@ -236,6 +259,8 @@ EVENT_TYPES: dict[str, type[Event]] = {
         HostRemoved,
         TalkRequested,
         TalkAcknowledged,
+        BreakoutStarted,
+        BreakoutEnded,
     )
 }
 

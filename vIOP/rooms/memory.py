@@ -12,6 +12,8 @@ from vIOP.ids import ParticipantId, RoomId
 from vIOP.rooms.attendance import (
     AudioOnlyMark,
     AudioOnlySpan,
+    BreakoutMark,
+    BreakoutSpan,
     CloseMark,
     Interval,
     OpenAction,
@@ -234,18 +236,42 @@ class MemoryAttendanceStore:
             current = spans[-1] if spans and spans[-1].ended_at is None else None
             if current is not None and current.reason == mark.reason:
                 return
-            self._end_span(index, mark.at)
+            self._end_audio_only(index, mark.at)
             if mark.reason is not None:
                 span = AudioOnlySpan(started_at=mark.at, ended_at=None, reason=mark.reason)
                 self.rows[index] = dataclasses.replace(
                     self.rows[index], audio_only=(*self.rows[index].audio_only, span)
                 )
 
+    async def breakout(self, mark: BreakoutMark) -> None:
+        async with self._lock:
+            index = self._latest(mark.room_id, mark.session_id, mark.subject)
+            if index is None:
+                return
+            spans = self.rows[index].breakouts
+            open_now = bool(spans) and spans[-1].ended_at is None
+            if mark.started and not open_now:
+                span = BreakoutSpan(started_at=mark.at, ended_at=None, clinician=mark.clinician)
+                self.rows[index] = dataclasses.replace(self.rows[index], breakouts=(*spans, span))
+            elif not mark.started:
+                self._end_breakout(index, mark.at)
+
     def _end_span(self, index: int, at: float) -> None:
+        """The stay (or the session) closed: its open audio-only and breakout spans end."""
+        self._end_audio_only(index, at)
+        self._end_breakout(index, at)
+
+    def _end_audio_only(self, index: int, at: float) -> None:
         spans = self.rows[index].audio_only
         if spans and spans[-1].ended_at is None:
             last = dataclasses.replace(spans[-1], ended_at=max(at, spans[-1].started_at))
             self.rows[index] = dataclasses.replace(self.rows[index], audio_only=(*spans[:-1], last))
+
+    def _end_breakout(self, index: int, at: float) -> None:
+        spans = self.rows[index].breakouts
+        if spans and spans[-1].ended_at is None:
+            last = dataclasses.replace(spans[-1], ended_at=max(at, spans[-1].started_at))
+            self.rows[index] = dataclasses.replace(self.rows[index], breakouts=(*spans[:-1], last))
 
     async def intervals(self, query: AttendanceQuery) -> list[Interval]:
         return [row for row in self.rows if matches(row, query)]

@@ -68,6 +68,9 @@ class Participant:
     returning_after_removal: bool = False  # knocked again after a host removed them in this session
     lobby_message: str | None = None  # the latest message from a host while waiting, or the denial
     talk_requested_at: float | None = None  # issue 15: "I need to talk", pending until a host acknowledges
+    # Issue 15: in a private breakout with this participant (the client's clinician, or the clinician's
+    # client); both sides carry it. None: with the group. See vIOP/rooms/breakout.py.
+    breakout_with: ParticipantId | None = None
 
     @property
     def is_active(self) -> bool:
@@ -90,6 +93,8 @@ class Participant:
             changes["joined_at"] = at
         else:
             changes |= {"ended_at": at, "reconnecting_since": None}
+        if state not in SEATED_STATES:
+            changes["breakout_with"] = None  # out of the room: out of any breakout (the partner is settled)
         return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
 
 

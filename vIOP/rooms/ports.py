@@ -10,7 +10,14 @@ from enum import Enum
 from typing import Protocol
 
 from vIOP.ids import ParticipantId, RoomId, SessionId
-from vIOP.rooms.attendance import AudioOnlyMark, CloseMark, Interval, OpenMark, SessionEndMark
+from vIOP.rooms.attendance import (
+    AudioOnlyMark,
+    BreakoutMark,
+    CloseMark,
+    Interval,
+    OpenMark,
+    SessionEndMark,
+)
 from vIOP.rooms.chat import ChatLine
 from vIOP.rooms.events import Event, Resync
 from vIOP.rooms.participant import Participant
@@ -135,8 +142,14 @@ class AttendanceStore(Protocol):
         changes nothing."""
         ...
 
+    async def breakout(self, mark: BreakoutMark) -> None:
+        """Start a breakout span for the client (``mark.started``; nothing if one is open) or end their open
+        one. A close of the interval and the end of the session end an open span too. Repeating it changes
+        nothing."""
+        ...
+
     async def intervals(self, query: AttendanceQuery) -> list[Interval]:
-        """The intervals ``query`` selects, each with its audio-only spans."""
+        """The intervals ``query`` selects, each with its audio-only and breakout spans."""
         ...
 
 

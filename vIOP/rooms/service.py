@@ -17,10 +17,11 @@ from functools import partial
 
 from vIOP.errors import VIOPError
 from vIOP.ids import ClientId, ParticipantId, RoomId, SessionId, UserId, new_participant_id, new_session_id
-from vIOP.rooms import chat, cohosts, in_room, talk, waiting_room
+from vIOP.rooms import breakout, chat, cohosts, in_room, talk, waiting_room
 from vIOP.rooms.attendance import (
     DEFAULT_GRACE_SECONDS,
     AudioOnlyMark,
+    BreakoutMark,
     CloseMark,
     Mark,
     OpenMark,
@@ -215,6 +216,26 @@ class RoomService:
     ) -> Transition:
         return await self._run(room_id, partial(talk.acknowledge_talk, by=by, participant_id=participant_id))
 
+    # --- private breakout (issue 15) ----------------------------------------------------------------
+
+    async def start_breakout(
+        self,
+        room_id: RoomId,
+        *,
+        by: ParticipantId,
+        participant_id: ParticipantId,
+        clinician_id: ParticipantId | None = None,
+    ) -> Transition:
+        return await self._run(
+            room_id,
+            partial(breakout.start_breakout, by=by, participant_id=participant_id, clinician_id=clinician_id),
+        )
+
+    async def end_breakout(
+        self, room_id: RoomId, *, by: ParticipantId, participant_id: ParticipantId
+    ) -> Transition:
+        return await self._run(room_id, partial(breakout.end_breakout, by=by, participant_id=participant_id))
+
     # --- co-hosts (issue 15) ---------------------------------------------------------------------
 
     async def add_host(self, room_id: RoomId, *, user_id: UserId, by: UserId | None) -> Transition:
@@ -324,6 +345,8 @@ class RoomService:
                     await ledger.close(mark)
                 elif isinstance(mark, AudioOnlyMark):
                     await ledger.audio_only(mark)
+                elif isinstance(mark, BreakoutMark):
+                    await ledger.breakout(mark)
                 else:
                     await ledger.end_session(mark)
             except Exception as exc:  # any database failure: keep the entry, try again later
@@ -368,7 +391,8 @@ class RoomService:
         at = self.clock() if now is None else now
 
         def bound(room: Room) -> Transition:  # bound once: a retried step sees the same time
-            return step(room.without_old_departures(), at=at)  # keeps the stored room bounded
+            # Pruned: keeps the stored room bounded. Settled: no step leaves half a breakout behind.
+            return breakout.settled(step(room.without_old_departures(), at=at), at)
 
         t = await self.rooms.apply(room_id, bound)
         self.holdings.observe(t.room)

@@ -52,6 +52,8 @@ AUDIT_NAMES: Final[Mapping[Action, AuditEvent]] = MappingProxyType(
         Action.REMOVE_COHOST: AuditEvent.COHOST_REMOVED,
         Action.NEED_TO_TALK: AuditEvent.NEED_TO_TALK,
         Action.ACKNOWLEDGE_NEED: AuditEvent.NEED_ACKNOWLEDGED,
+        Action.START_BREAKOUT: AuditEvent.BREAKOUT_STARTED,
+        Action.END_BREAKOUT: AuditEvent.BREAKOUT_ENDED,
         Action.SET_DISPLAY_NAME: AuditEvent.DISPLAY_NAME_CHANGED,
         Action.SAVE_CHAT_TRANSCRIPT: AuditEvent.CHAT_TRANSCRIPT_SAVED,
         Action.VIEW_CHAT_TRANSCRIPT: AuditEvent.CHAT_TRANSCRIPT_VIEWED,

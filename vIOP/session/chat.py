@@ -80,7 +80,7 @@ def wire_line(line: ChatLine, request_id: m.RequestId | None = None) -> m.ChatMe
 
 def deliver_line(delivery: RoomDelivery, line: ChatLine) -> None:
     """``line`` to this process's sockets that may read it (the sender has it already): room chat to
-    everyone seated; a private line to its client (waiting or seated) and the seated hosts."""
+    everyone seated in the sender's group (issue 15: a breakout is a group of its own); a private line to its client (waiting or seated) and the seated hosts."""
     if line.private:
         room = delivery.snapshot(line.room_id)
         if room is None:
@@ -94,7 +94,9 @@ def deliver_line(delivery: RoomDelivery, line: ChatLine) -> None:
             if pid == line.thread or (pid in hosts and delivery.is_seated_here(conn)):
                 conn.send_frame(frame)
         return
-    delivery.to_room(line.room_id, wire_line(line), exclude=line.sender)
+    # Room chat stays in the sender's group: a private breakout's two sides, or everyone else (issue 15).
+    group = delivery.group_of(line.room_id, line.sender)
+    delivery.to_group(line.room_id, group, wire_line(line), exclude=line.sender)
 
 
 async def run_chat_loop(services: Services, delivery: RoomDelivery, retry: float = 1.0) -> None:

@@ -16,7 +16,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 import msgspec
 
@@ -72,7 +73,12 @@ class RoomDelivery:
     # --- views -----------------------------------------------------------------------------------
 
     def roster_entry(
-        self, p: Participant, *, reveal_audio_only: bool, reveal_talk: bool = False
+        self,
+        p: Participant,
+        *,
+        reveal_audio_only: bool,
+        reveal_talk: bool = False,
+        reader: Participant | None = None,
     ) -> m.RosterEntry:
         entry = self._entry(
             p.room_id,
@@ -86,6 +92,11 @@ class RoomDelivery:
         )
         if reveal_talk and p.talk_requested_at is not None:  # issue 15: hosts only
             entry = msgspec.structs.replace(entry, talk_requested=True)
+        if p.breakout_with is not None:  # issue 15: who is in a breakout; why and with whom, hosts only
+            stepped_out = reader is not None and reader.id not in (p.id, p.breakout_with)
+            entry = msgspec.structs.replace(
+                entry, stepped_out=stepped_out, breakout_with=p.breakout_with if reveal_talk else None
+            )
         return entry
 
     def _entry(
@@ -117,12 +128,17 @@ class RoomDelivery:
         )
 
     def roster(self, room: Room, reader: Participant) -> m.Roster:
-        """The roster as ``reader`` may see it: a host sees who is audio only, a client only themself."""
+        """The roster as ``reader`` may see it: a host sees who is audio only, a client only themself. A
+        client in a private breakout sees only its two sides; the group sees them as stepped out."""
         host = reader.role is DomainRole.HOST
         inside = [p for p in room.participants if p.state is ParticipantState.IN_ROOM]
+        if not host and reader.breakout_with is not None:
+            inside = [p for p in inside if p.id in (reader.id, reader.breakout_with)]
         return m.Roster(
             participants=tuple(
-                self.roster_entry(p, reveal_audio_only=host or p.id == reader.id, reveal_talk=host)
+                self.roster_entry(
+                    p, reveal_audio_only=host or p.id == reader.id, reveal_talk=host, reader=reader
+                )
                 for p in inside[: m.MAX_ROSTER]
             ),
             locked=room.state.value == "locked",
@@ -184,6 +200,24 @@ class RoomDelivery:
         self.connections.broadcast(
             room_id, message, exclude=exclude, where=lambda c: c.participant_id in inside
         )
+
+    def to_group(
+        self,
+        room_id: RoomId,
+        group: ParticipantId | None,
+        message: m.ServerMessage,
+        *,
+        exclude: ParticipantId | None = None,
+    ) -> None:
+        """To the room's seated local connections in ``group`` (issue 15: a private breakout's key; None:
+        everyone not in one), encoded once."""
+        told = self._told_admitted
+
+        def in_group(c: Connection) -> bool:
+            pid = c.participant_id
+            return pid is not None and told.get(pid) is c and self.group_of(room_id, pid) == group
+
+        self.connections.broadcast(room_id, message, exclude=exclude, where=in_group)
 
     def has_local(self, room_id: RoomId) -> bool:
         return any(c.participant_id is not None for c in self.connections.in_room(room_id))
@@ -251,6 +285,8 @@ class RoomDelivery:
                 self.mark_dirty(room_id)
             elif isinstance(event, ev.TalkRequested | ev.TalkAcknowledged):
                 self._tell_talk(room_id, pid, pending=isinstance(event, ev.TalkRequested))
+            elif isinstance(event, ev.BreakoutStarted | ev.BreakoutEnded):
+                self._breakout(event)
         elif isinstance(event, ev.RoomLocked):
             self.to_room(room_id, m.RoomLocked(), lobby_too=True)
         elif isinstance(event, ev.RoomUnlocked):
@@ -294,6 +330,46 @@ class RoomDelivery:
             if host != pid:
                 self.send(host, message)
 
+    # --- private breakout (issue 15) -----------------------------------------------------------------
+
+    def _breakout(self, event: ev.BreakoutStarted | ev.BreakoutEnded) -> None:
+        """Both sides' media and chat move at once (this process's in-memory groups); the two and the
+        room's hosts are told after a read of the room (the clinician's name, who hosts it now). The group
+        learns only what its next roster shows: "stepped out"."""
+        active = isinstance(event, ev.BreakoutStarted)
+        group = event.participant_id if active else None
+        self.controls.set_groups(event.room_id, (event.participant_id, event.clinician), group)
+        if self.has_local(event.room_id):
+            self._spawn(self._tell_breakout(event, active))
+
+    async def _tell_breakout(self, event: ev.BreakoutStarted | ev.BreakoutEnded, active: bool) -> None:
+        try:
+            room = await self.rooms.room(event.room_id)
+            clinician = room.participant(event.clinician)
+        except VIOPError:
+            return  # ended or gone meanwhile
+        except Exception:
+            log.exception("breakout: room read failed", extra={"room_id": event.room_id})
+            return
+        message = m.Breakout(
+            participant_id=event.participant_id,
+            clinician_id=clinician.id,
+            clinician_name=clinician.display_name,
+            active=active,
+        )
+        for pid in {event.participant_id, clinician.id, *self.host_pids(room)}:
+            self.send(pid, message)
+
+    def group_of(self, room_id: RoomId, pid: ParticipantId) -> ParticipantId | None:
+        """``pid``'s chat and media group here (None: the room's group), from the room's events: in memory."""
+        group = self.controls.of(room_id, pid).group
+        return None if group is None else ParticipantId(group)
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(work)
+        self._talk_tasks.add(task)
+        task.add_done_callback(self._talk_tasks.discard)
+
     def _close(self, pid: ParticipantId, reason: str) -> None:
         self.forget_admitted(pid)
         conn = self.connections.get(pid)
@@ -327,9 +403,9 @@ class RoomDelivery:
         """Each local connection gets the view its state calls for (see :meth:`view_for`)."""
         now = self.rooms.clock()
         lobby_frame = encode_text(self.lobby(room, now))
-        # Two shared frames (a host's; a client's, which shows nobody audio only); a client who is audio only
-        # gets one of their own.
-        frames: dict[bool, str] = {}
+        # Shared frames per (host or client, breakout): a client's shows nobody audio only, a breakout's
+        # shows its two sides; a client who is audio only gets one of their own.
+        frames: dict[tuple[bool, ParticipantId | None], str] = {}
         by_id = {p.id: p for p in room.participants}
         for conn in self.connections.in_room(room.id):
             p = by_id.get(conn.participant_id) if conn.participant_id else None
@@ -338,9 +414,10 @@ class RoomDelivery:
             host = p.role is DomainRole.HOST
             roster_frame = None  # built by view_for for a client who is audio only
             if host or self.controls.of(room.id, p.id).audio_only is None:
-                if host not in frames:
-                    frames[host] = encode_text(self.roster(room, p))
-                roster_frame = frames[host]
+                key = (host, p.id if p.breakout_with is not None else None)  # the pair sees itself in
+                if key not in frames:
+                    frames[key] = encode_text(self.roster(room, p))
+                roster_frame = frames[key]
             self.view_for(conn, room, p, lobby_frame, roster_frame)
 
     def view_for(

@@ -14,13 +14,14 @@ participant's own messages and dropped when they leave or the room ends.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 from vIOP.errors import NotFound
 from vIOP.ids import ParticipantId, RoomId
 from vIOP.media.relay import MediaRelay
 from vIOP.rooms.audio_only import AudioOnlyReason
+from vIOP.rooms.breakout import group_of
 from vIOP.rooms.events import MuteKind
 from vIOP.rooms.participant import Participant
 
@@ -36,6 +37,7 @@ class MediaControl:
     video_muted: bool = False  # the host's video mute
     save_data: bool = False  # the participant asked for audio only (applies from their next offer too)
     audio_only: AudioOnlyReason | None = None  # why the relay sends them no video (None: video flows)
+    group: str | None = None  # issue 15: their private breakout's key (None: the room's group)
 
     def host_muted(self, kind: MuteKind) -> bool:
         return self.muted if kind is MuteKind.AUDIO else self.video_muted
@@ -68,6 +70,10 @@ class MediaHooks:
 
     def remove_room(self, room_id: RoomId) -> None:
         """Stop every stream of the room (it ended), whichever node each participant's socket is on."""
+
+    def set_groups(self, groups: Mapping[ParticipantId, str | None]) -> None:
+        """Exchange each one's media only with their room's group (a breakout's key; None: the group),
+        all moved at once."""
 
 
 class RelayHooks(MediaHooks):
@@ -103,6 +109,9 @@ class RelayHooks(MediaHooks):
         for pid in self.relay.participants():
             if self.relay.room_of(pid) == room_id:
                 self.remove(pid)
+
+    def set_groups(self, groups: Mapping[ParticipantId, str | None]) -> None:
+        self.relay.set_groups(groups)  # those it does not carry are ignored
 
 
 _UNSET = MediaControl()  # what a participant nobody said anything about has (never mutated)
@@ -160,6 +169,18 @@ class MediaControls:
         previous, control.audio_only = control.audio_only, reason
         return previous
 
+    def set_groups(self, room_id: RoomId, pids: Iterable[ParticipantId], group: str | None) -> None:
+        """``pids`` (a breakout's two sides) went into a private breakout (``group``, its key) or back to
+        the room's group (None), together: applied now if the relay carries them, and when their media
+        starts otherwise."""
+        moved = {}
+        for pid in pids:
+            if group is None and self.of(room_id, pid).group is None:
+                continue  # nothing to undo (e.g. the side that left, whose controls are dropped already)
+            self._record(room_id, pid).group = group
+            moved[pid] = group
+        self.relay.set_groups(moved)
+
     # --- the host's mutes ------------------------------------------------------------------------
 
     def media_started(self, participant: Participant) -> None:
@@ -167,6 +188,8 @@ class MediaControls:
         control = self._record(participant.room_id, participant.id)
         control.muted = participant.muted
         control.video_muted = participant.video_muted
+        control.group = group_of(participant)
+        self.relay.set_groups({participant.id: control.group})  # before the offer: only its group's media
         self.apply(participant.room_id, participant.id, tuple(MuteKind))
         if control.save_data:
             self.relay.set_save_data(participant.id, True)

@@ -104,7 +104,7 @@ async def offer_here(
         controls.media_started(me)
     answer = await relay.handle_offer(pid, msg.sdp)
     reply(m.ServerAnswer(sdp=answer, id=msg.id))
-    floor = relay.active_speaker(room_id)
+    floor = relay.active_speaker(room_id, relay.group_of(pid))
     if floor is not None:  # joining mid-session: who has been speaking, before the next change
         reply(m.ActiveSpeaker(speaker=floor.speaker, recent=floor.recent))
     if me.state is ParticipantState.ADMITTED:

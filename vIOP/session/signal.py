@@ -347,6 +347,19 @@ class SignalSession:
         await self.services.rooms.acknowledge_talk(self.room_id, by=by, participant_id=target)
         return target
 
+    async def _start_breakout(self, msg: m.StartBreakout, by: ParticipantId) -> ParticipantId | None:
+        target = ParticipantId(msg.participant_id)
+        clinician = ParticipantId(msg.clinician_id) if msg.clinician_id is not None else None
+        await self.services.rooms.start_breakout(
+            self.room_id, by=by, participant_id=target, clinician_id=clinician
+        )
+        return target
+
+    async def _end_breakout(self, msg: m.EndBreakout, by: ParticipantId) -> ParticipantId | None:
+        target = ParticipantId(msg.participant_id)
+        await self.services.rooms.end_breakout(self.room_id, by=by, participant_id=target)
+        return target
+
     async def _end(self, msg: m.End, by: ParticipantId) -> ParticipantId | None:
         await end_room(self.services, self.room_id, by=by)
         return None
@@ -516,6 +529,8 @@ _HOST_ACTIONS: Final[dict[type[m.ClientMessage], HostAction]] = {
     # chat (issue 15)
     m.SetChatPolicy: SignalSession._set_chat_policy,
     m.AcknowledgeNeed: SignalSession._acknowledge_need,  # issue 15
+    m.StartBreakout: SignalSession._start_breakout,  # issue 15
+    m.EndBreakout: SignalSession._end_breakout,
 }
 
 

@@ -277,6 +277,25 @@ class AcknowledgeNeed(_HostMessage, frozen=True, tag="acknowledge_need"):
     participant_id: ParticipantIdField
 
 
+# --- private breakout (issue 15) -------------------------------------------------------------------------
+
+
+class StartBreakout(_HostMessage, frozen=True, tag="start_breakout"):
+    """Move the client ``participant_id`` (in the room) into a private 1:1 breakout with the clinician
+    ``clinician_id`` (a host in the room; default: the sender). The group sees them only as stepped out;
+    their media and room chat go to each other only. A pending request to talk from that client is
+    acknowledged with it (the console's "Talk privately")."""
+
+    participant_id: ParticipantIdField
+    clinician_id: ParticipantIdField | None = None
+
+
+class EndBreakout(_HostMessage, frozen=True, tag="end_breakout"):
+    """Bring the breakout of ``participant_id`` (its client or its clinician) back to the group, no knock."""
+
+    participant_id: ParticipantIdField
+
+
 ClientMessage: TypeAlias = (
     Join
     | Offer
@@ -302,6 +321,8 @@ ClientMessage: TypeAlias = (
     | SetChatPolicy
     | NeedToTalk
     | AcknowledgeNeed
+    | StartBreakout
+    | EndBreakout
 )
 
 # --- server -> client ----------------------------------------------------------------------------------
@@ -340,6 +361,10 @@ class RosterEntry(msgspec.Struct, frozen=True, kw_only=True):
     audio_only: bool = False
     # Issue 15: asked to talk and no host has acknowledged it yet. Only in hosts' rosters (false for clients).
     talk_requested: bool = False
+    # Issue 15: in a private breakout the reader is not part of (the group sees only this, never why).
+    stepped_out: bool = False
+    # Issue 15: the other side of their breakout. Only in hosts' rosters (None for clients).
+    breakout_with: ParticipantIdField | None = None
 
 
 class Welcome(_ServerMessage, frozen=True, tag="welcome"):
@@ -466,6 +491,18 @@ class TalkRequest(_ServerMessage, frozen=True, tag="talk_request"):
     pending: bool
 
 
+class Breakout(_ServerMessage, frozen=True, tag="breakout"):
+    """Issue 15. To the breakout's client, its clinician and the room's hosts, never to other clients: the
+    client ``participant_id`` is in a private breakout with ``clinician_id`` (``active``) or back with the
+    group. ``clinician_name``: the clinician's display name, for "You are in a private conversation with
+    ..."."""
+
+    participant_id: ParticipantIdField
+    clinician_id: ParticipantIdField
+    clinician_name: DisplayName
+    active: bool
+
+
 class ErrorMessage(_ServerMessage, frozen=True, tag="error"):
     code: ErrorCodeField
     message: Text
@@ -525,6 +562,7 @@ ServerMessage: TypeAlias = (
     | HandRaised
     | ActiveSpeaker
     | TalkRequest
+    | Breakout
     | ErrorMessage
     | Pong
     | ChatMessage

@@ -1,5 +1,5 @@
-"""The attendance ledger on SQL (``attendance_intervals``, ``audio_only_spans`` and ``room_sessions`` in
-``schema.py``).
+"""The attendance ledger on SQL (``attendance_intervals``, ``audio_only_spans``, ``breakout_spans`` and
+``room_sessions`` in ``schema.py``).
 
 Rows hold ids and times only (no PHI to encrypt). Each call is one transaction; on SQLite it begins
 IMMEDIATE (``database.py``) and on PostgreSQL it locks the session row, so two processes recording the
@@ -20,6 +20,8 @@ from vIOP.ids import ParticipantId, RoomId, SessionId, new_id
 from vIOP.rooms.attendance import (
     AudioOnlyMark,
     AudioOnlySpan,
+    BreakoutMark,
+    BreakoutSpan,
     CloseMark,
     CloseReason,
     Interval,
@@ -34,6 +36,7 @@ from vIOP.rooms.ports import AttendanceQuery
 from vIOP.storage.database import Database
 from vIOP.storage.schema import attendance_intervals as ai
 from vIOP.storage.schema import audio_only_spans as aos
+from vIOP.storage.schema import breakout_spans as bos
 from vIOP.storage.schema import room_sessions
 
 
@@ -93,6 +96,9 @@ class SqlAttendanceStore:
             await self._end_spans(
                 conn, and_(aos.c.session_id == mark.session_id, _span_subject_is(mark.subject)), at
             )
+            await self._end_breakouts(
+                conn, and_(bos.c.session_id == mark.session_id, bos.c.client_id == mark.subject), at
+            )
 
     async def end_session(self, mark: SessionEndMark) -> None:
         async with self.db.begin() as conn:
@@ -103,6 +109,7 @@ class SqlAttendanceStore:
                 .values(ended_at=_dt(mark.at))
             )
             await self._end_spans(conn, aos.c.session_id == mark.session_id, mark.at)
+            await self._end_breakouts(conn, bos.c.session_id == mark.session_id, mark.at)
 
     async def audio_only(self, mark: AudioOnlyMark) -> None:
         async with self.db.begin() as conn:
@@ -128,6 +135,39 @@ class SqlAttendanceStore:
                         started_at=_dt(mark.at),
                     )
                 )
+
+    async def breakout(self, mark: BreakoutMark) -> None:
+        async with self.db.begin() as conn:
+            await self._lock_session(conn, mark.room_id, mark.session_id, mark.at)
+            mine = and_(bos.c.session_id == mark.session_id, bos.c.client_id == mark.subject)
+            if not mark.started:
+                await self._end_breakouts(conn, mine, mark.at)
+                return
+            open_now = (
+                await conn.execute(select(bos.c.id).where(mine, bos.c.ended_at.is_(None)).limit(1))
+            ).scalar_one_or_none()
+            if open_now is not None:
+                return  # a repeated entry
+            await conn.execute(
+                insert(bos).values(
+                    id=new_id("bo"),
+                    session_id=mark.session_id,
+                    room_id=mark.room_id,
+                    participant_id=mark.participant_id,
+                    client_id=mark.subject,
+                    clinician_id=mark.clinician,
+                    started_at=_dt(mark.at),
+                )
+            )
+
+    async def _end_breakouts(self, conn: AsyncConnection, which: Any, at: float) -> None:
+        open_spans = (
+            await conn.execute(select(bos.c.id, bos.c.started_at).where(which, bos.c.ended_at.is_(None)))
+        ).all()
+        for span_id, started_at in open_spans:
+            await conn.execute(
+                update(bos).where(bos.c.id == span_id).values(ended_at=_dt(max(at, _ts(started_at))))
+            )
 
     async def _end_spans(self, conn: AsyncConnection, which: Any, at: float) -> None:
         """End the open spans ``which`` selects at ``at`` (never before they started)."""
@@ -155,10 +195,13 @@ class SqlAttendanceStore:
             intervals = [_interval(row) for row in (await conn.execute(stmt)).mappings()]
             sessions = sorted({i.session_id for i in intervals})
             spans: list[Any] = []
+            breakouts: list[Any] = []
             for chunk in range(0, len(sessions), 500):  # bounded IN lists
                 chunk_stmt = select(aos).where(aos.c.session_id.in_(sessions[chunk : chunk + 500]))
                 spans.extend((await conn.execute(chunk_stmt)).mappings())
-        return _with_spans(intervals, spans)
+                chunk_stmt = select(bos).where(bos.c.session_id.in_(sessions[chunk : chunk + 500]))
+                breakouts.extend((await conn.execute(chunk_stmt)).mappings())
+        return _with_breakouts(_with_spans(intervals, spans), breakouts)
 
     async def _lock_session(
         self, conn: AsyncConnection, room_id: RoomId, session_id: SessionId, at: float
@@ -226,5 +269,34 @@ def _with_spans(intervals: list[Interval], rows: list[Any]) -> list[Interval]:
         )
     return [
         replace(interval, audio_only=tuple(spans[index])) if index in spans else interval
+        for index, interval in enumerate(intervals)
+    ]
+
+
+def _with_breakouts(intervals: list[Interval], rows: list[Any]) -> list[Interval]:
+    """Each breakout span goes to the client's stay it started in (as audio-only spans do)."""
+    stays: dict[tuple[str, str], list[int]] = {}
+    for index, interval in enumerate(intervals):
+        stays.setdefault((interval.session_id, interval.subject), []).append(index)
+    spans: dict[int, list[BreakoutSpan]] = {}
+    for row in sorted(rows, key=lambda r: _ts(r["started_at"])):
+        started = _ts(row["started_at"])
+        candidates = [
+            i
+            for i in stays.get((row["session_id"], row["client_id"]), [])
+            if intervals[i].joined_at <= started
+        ]
+        if not candidates:
+            continue  # its stay lies outside the query
+        ended = row["ended_at"]
+        spans.setdefault(candidates[-1], []).append(
+            BreakoutSpan(
+                started_at=started,
+                ended_at=None if ended is None else _ts(ended),
+                clinician=row["clinician_id"],
+            )
+        )
+    return [
+        replace(interval, breakouts=tuple(spans[index])) if index in spans else interval
         for index, interval in enumerate(intervals)
     ]

@@ -93,6 +93,8 @@ class AuditEvent(StrEnum):
     COHOST_REMOVED = "room.cohost_removed"
     NEED_TO_TALK = "room.need_to_talk"
     NEED_ACKNOWLEDGED = "room.need_acknowledged"
+    BREAKOUT_STARTED = "room.breakout_started"  # issue 15: ids only (the client)
+    BREAKOUT_ENDED = "room.breakout_ended"
     CHAT_TRANSCRIPT_SAVED = "room.chat_transcript_saved"  # a host saved the chat to the record (ids only)
     CHAT_TRANSCRIPT_VIEWED = "room.chat_transcript_viewed"  # a read of that PHI (ids only)
     DISPLAY_NAME_CHANGED = "user.display_name_changed"  # the same name the CLI's change is audited under

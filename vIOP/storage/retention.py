@@ -53,6 +53,9 @@ from vIOP.storage.schema import (
     break_glass_grants as bg,
 )
 from vIOP.storage.schema import (
+    breakout_spans as bos,
+)
+from vIOP.storage.schema import (
     part2_consents as pc,
 )
 
@@ -167,9 +170,13 @@ async def _run(
     await _delete(
         conn, aos, and_(aos.c.ended_at.is_not(None), aos.c.ended_at < _at(cut.attendance))
     )  # audio-only spans go with the stays they lie in
+    await _delete(
+        conn, bos, and_(bos.c.ended_at.is_not(None), bos.c.ended_at < _at(cut.attendance))
+    )  # and so do breakout spans (issue 15)
     empty_session = and_(
         ~exists().where(ai.c.session_id == room_sessions.c.id),
         ~exists().where(aos.c.session_id == room_sessions.c.id),
+        ~exists().where(bos.c.session_id == room_sessions.c.id),
     )
     sessions = await _delete(
         conn, room_sessions, and_(room_sessions.c.ended_at < _at(cut.attendance), empty_session)

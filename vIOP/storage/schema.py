@@ -283,6 +283,23 @@ audio_only_spans = Table(
     Index(None, "client_id", "started_at"),
 )
 
+# Private breakout spans within a client's stay (issue 15): out of the group, in a 1:1 conversation with a
+# clinician, in the same program session. Ids and times only.
+breakout_spans = Table(
+    "breakout_spans",
+    metadata,
+    _id("id", primary_key=True),
+    _id("session_id", ForeignKey("room_sessions.id"), nullable=False),
+    _id("room_id", ForeignKey("rooms.id"), nullable=False),
+    _id("participant_id", nullable=False),
+    _id("client_id", ForeignKey("clients.id"), nullable=False),
+    _id("clinician_id", ForeignKey("users.id"), nullable=False),
+    Column("started_at", UtcDateTime, nullable=False),
+    Column("ended_at", UtcDateTime, nullable=True),
+    Index(None, "session_id"),
+    Index(None, "client_id", "started_at"),
+)
+
 # --- compliance (issue 11) --------------------------------------------------------------------------
 
 # Break-glass grants: one room, one reason (ciphertext under sys.fields, AAD bound to the grant id), a

@@ -81,6 +81,7 @@ export class ModerationPanels {
     /** @type {Map<string, number>} */
     this.talk = new Map();
     session.addEventListener("talk-request", (event) => this.onTalkRequest(detailOf(event)));
+    session.addEventListener("breakout", (event) => this.onBreakout(detailOf(event)));
   }
 
   stop() {
@@ -222,10 +223,11 @@ export class ModerationPanels {
     if (entry.video === false) state.push("camera off");
     if (entry.hand) state.push("hand raised");
     if (entry.audio_only) state.push("audio only");
+    if (entry.breakout_with) state.push(`in a private conversation with ${this.nameOf(entry.breakout_with)}`);
     if (reconnecting) state.push("reconnecting");
     const item = el(
       "li",
-      { dataset: { participant: entry.participant_id, state: reconnecting ? "reconnecting" : "live" } },
+      { dataset: { participant: entry.participant_id, state: reconnecting ? "reconnecting" : "live", breakout: entry.breakout_with ? "true" : "false" } },
       el("span", {}, el("span", { class: "who" }, name), state.length ? ` (${state.join(", ")})` : ""),
     );
     if (!isSelf && entry.role !== Role.HOST) {
@@ -235,6 +237,9 @@ export class ModerationPanels {
           "span",
           { class: "row" },
           el("button", { type: "button", class: "secondary", "aria-label": `${muted ? "Unmute" : "Mute"} ${name}`, onclick: () => this.mute(entry, !muted) }, muted ? "Unmute" : "Mute"),
+          entry.breakout_with
+            ? el("button", { type: "button", class: "secondary end-breakout", "aria-label": `Bring ${name} back to the group`, onclick: () => this.endBreakout(entry.participant_id) }, "Back to group")
+            : el("button", { type: "button", class: "secondary start-breakout", "aria-label": `Talk privately with ${name}`, onclick: () => this.startBreakout(entry.participant_id) }, "Talk privately"),
           el("button", { type: "button", class: "secondary", "aria-label": `Return ${name} to the waiting room`, onclick: () => this.returnToLobby(entry) }, "To waiting room"),
           el("button", { type: "button", class: "danger", "aria-label": `Remove ${name}`, onclick: () => this.remove(item, entry) }, "Remove"),
         ),
@@ -297,6 +302,10 @@ export class ModerationPanels {
           { dataset: { participant: id, talkRequested: "true" } },
           el("strong", { class: "who" }, name),
           el("button", { type: "button", "aria-label": `Acknowledge ${name}'s request to talk`, onclick: () => this.acknowledgeTalk(id) }, "Acknowledge"),
+          // One click: a private breakout with this client, which acknowledges the request (the server does).
+          this.session.roster.has(id)
+            ? el("button", { type: "button", class: "secondary talk-privately", "aria-label": `Talk privately with ${name}`, onclick: () => this.startBreakout(id) }, "Talk privately")
+            : null,
         );
       }),
     );
@@ -308,6 +317,25 @@ export class ModerationPanels {
   acknowledgeTalk(participantId) {
     this.session.send({ type: ClientType.ACKNOWLEDGE_NEED, participant_id: participantId });
     announce(`Acknowledged ${this.nameOf(participantId)}'s request to talk.`);
+  }
+
+  // --- private breakout (issue 15) -------------------------------------------------------------------
+
+  /** @param {string} participantId a seated client: into a private breakout with this clinician */
+  startBreakout(participantId) {
+    this.session.send({ type: ClientType.START_BREAKOUT, participant_id: participantId });
+    announce(`Starting a private conversation with ${this.nameOf(participantId)}.`);
+  }
+
+  /** @param {string} participantId the breakout's client */
+  endBreakout(participantId) {
+    this.session.send({ type: ClientType.END_BREAKOUT, participant_id: participantId });
+    announce(`Bringing ${this.nameOf(participantId)} back to the group.`);
+  }
+
+  /** @param {{participant_id: string, clinician_id: string, clinician_name: string, active: boolean}} breakout */
+  onBreakout({ participant_id: id, clinician_name: clinician, active }) {
+    announce(active ? `${this.nameOf(id)} is in a private conversation with ${clinician}.` : `${this.nameOf(id)} is back with the group.`);
   }
 
   /** @param {RosterEntry} entry */

@@ -33,11 +33,13 @@ export const ClientType = Object.freeze({
   SET_CHAT_POLICY: "set_chat_policy",
   NEED_TO_TALK: "need_to_talk",
   ACKNOWLEDGE_NEED: "acknowledge_need",
+  START_BREAKOUT: "start_breakout",
+  END_BREAKOUT: "end_breakout",
 });
 /** @typedef {(typeof ClientType)[keyof typeof ClientType]} ClientTypeName */
 
 /** Client message types only a host may send. */
-export const HOST_ONLY_TYPES = Object.freeze(["admit", "admit_all", "deny", "lobby_message", "return_to_lobby", "mute", "remove", "lock", "unlock", "end", "set_chat_policy", "acknowledge_need"]);
+export const HOST_ONLY_TYPES = Object.freeze(["admit", "admit_all", "deny", "lobby_message", "return_to_lobby", "mute", "remove", "lock", "unlock", "end", "set_chat_policy", "acknowledge_need", "start_breakout", "end_breakout"]);
 
 /** Server -> client message types (the `type` tag). */
 export const ServerType = Object.freeze({
@@ -64,6 +66,7 @@ export const ServerType = Object.freeze({
   HAND_RAISED: "hand_raised",
   ACTIVE_SPEAKER: "active_speaker",
   TALK_REQUEST: "talk_request",
+  BREAKOUT: "breakout",
   ERROR: "error",
   PONG: "pong",
   CHAT: "chat",

@@ -335,6 +335,15 @@ export class RoomSession extends EventTarget {
     [ServerType.TALK_REQUEST](message) {
       this.emit("talk-request", { participant_id: message.participant_id, pending: Boolean(message.pending) });
     },
+    // Issue 15: a private breakout started or ended. To its client, its clinician and the hosts only.
+    [ServerType.BREAKOUT](message) {
+      this.emit("breakout", {
+        participant_id: message.participant_id,
+        clinician_id: message.clinician_id,
+        clinician_name: message.clinician_name,
+        active: Boolean(message.active),
+      });
+    },
     [ServerType.ERROR](message) {
       this.emit("error", { code: message.code, message: message.message });
     },

@@ -19,6 +19,9 @@ import { el } from "./ui.js";
  * @property {boolean} [hand]
  * @property {boolean} [reconnecting]
  * @property {boolean} [audio_only] receives no video (their link, or their own "save data" choice)
+ * @property {boolean} [talk_requested] issue 15: asked to talk (hosts' rosters only)
+ * @property {boolean} [stepped_out] issue 15: in a private breakout the reader is not part of
+ * @property {string | null} [breakout_with] issue 15: the other side of their breakout (hosts' rosters only)
  */
 
 /**

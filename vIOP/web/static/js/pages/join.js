@@ -158,6 +158,7 @@ function joinSession() {
   session.addEventListener("audio-only", (event) => onAudioOnly(detailOf(event)));
   session.addEventListener("ended", (event) => onEnded(detailOf(event)));
   session.addEventListener("talk-request", (event) => onTalkRequest(detailOf(event)));
+  session.addEventListener("breakout", (event) => onBreakout(detailOf(event)));
   setPressed($("#mic-toggle"), !page.media.audio, ["Mute microphone", "Unmute microphone"]);
   setPressed($("#camera-toggle"), !page.media.video, ["Turn camera off", "Turn camera on"]);
   $("#mic-toggle").disabled = !page.stream?.getAudioTracks().length;
@@ -279,6 +280,17 @@ function onTalkRequest({ pending }) {
     button.setAttribute("aria-pressed", pending ? "true" : "false");
   }
   announce(text);
+}
+
+/** @param {{participant_id: string, clinician_id: string, clinician_name: string, active: boolean}} breakout */
+function onBreakout({ participant_id: id, clinician_name: name, active }) {
+  // Issue 15: only this client's own breakout reaches this page (the group sees "stepped out" in its roster).
+  if (id !== page.session?.participantId) return;
+  const banner = $("#breakout-banner");
+  banner.textContent = active ? `You are in a private conversation with ${name}.` : "";
+  banner.hidden = !active;
+  banner.dataset.breakout = active ? "true" : "false";
+  announce(active ? `You are in a private conversation with ${name}. The group cannot see or hear you.` : "You are back with the group.");
 }
 
 async function main() {
