@@ -60,6 +60,11 @@ CLIENT_SAMPLES: tuple[m.ClientMessage, ...] = (
     m.SetChatPolicy(clients_may_chat=False),
     m.NeedToTalk(),
     m.AcknowledgeNeed(participant_id=PID),
+    # screen share (issue 15)
+    m.StartShare(),
+    m.StopShare(),
+    m.AllowShare(participant_id=PID),
+    m.RevokeShare(participant_id=PID),
 )
 
 SERVER_SAMPLES: tuple[m.ServerMessage, ...] = (
@@ -128,4 +133,6 @@ SERVER_SAMPLES: tuple[m.ServerMessage, ...] = (
         id="c-1",
     ),
     m.ChatPolicy(clients_may_chat=False),
+    m.ShareState(sharer=PID, allowed=(PID,)),
+    m.ShareState(sharer=None, allowed=()),
 )

@@ -98,6 +98,13 @@ class RoomShare:
             return ShareChange(True, pid)
         return ShareChange(True)
 
+    def media_ended(self, pid: ParticipantId) -> ShareChange:
+        """``pid``'s media stopped (returned to the lobby): their share ends, a permission stays."""
+        if self.sharer != pid:
+            return ShareChange(False)
+        self.sharer = None
+        return ShareChange(True, pid)
+
     def left(self, pid: ParticipantId) -> ShareChange:
         """``pid`` has no media any more (left, removed, returned to the lobby, reconnecting without a
         screen): their share ends; a permission ends with their seat."""

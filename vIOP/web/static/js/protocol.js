@@ -33,11 +33,15 @@ export const ClientType = Object.freeze({
   SET_CHAT_POLICY: "set_chat_policy",
   NEED_TO_TALK: "need_to_talk",
   ACKNOWLEDGE_NEED: "acknowledge_need",
+  START_SHARE: "start_share",
+  STOP_SHARE: "stop_share",
+  ALLOW_SHARE: "allow_share",
+  REVOKE_SHARE: "revoke_share",
 });
 /** @typedef {(typeof ClientType)[keyof typeof ClientType]} ClientTypeName */
 
 /** Client message types only a host may send. */
-export const HOST_ONLY_TYPES = Object.freeze(["admit", "admit_all", "deny", "lobby_message", "return_to_lobby", "mute", "remove", "lock", "unlock", "end", "set_chat_policy", "acknowledge_need"]);
+export const HOST_ONLY_TYPES = Object.freeze(["admit", "admit_all", "deny", "lobby_message", "return_to_lobby", "mute", "remove", "lock", "unlock", "end", "set_chat_policy", "acknowledge_need", "allow_share", "revoke_share"]);
 
 /** Server -> client message types (the `type` tag). */
 export const ServerType = Object.freeze({
@@ -68,6 +72,7 @@ export const ServerType = Object.freeze({
   PONG: "pong",
   CHAT: "chat",
   CHAT_POLICY: "chat_policy",
+  SHARE_STATE: "share_state",
 });
 /** @typedef {(typeof ServerType)[keyof typeof ServerType]} ServerTypeName */
 
@@ -123,6 +128,9 @@ export const AudioOnlyReason = Object.freeze({
   SAVE_DATA: "save_data",
 });
 /** @typedef {(typeof AudioOnlyReason)[keyof typeof AudioOnlyReason]} AudioOnlyReasonValue */
+
+/** A screen share's stream id is the sharer's participant id plus this (messages.ShareState). */
+export const SCREEN_STREAM_SUFFIX = ".screen";
 
 // Field limits, as the server enforces them (codec, relay and API; vIOP/rooms/limits.py).
 export const MAX_FRAME_BYTES = 65536;
