@@ -1,7 +1,7 @@
 // @ts-check
 // A read-only diagnostics handle on window.viop for support staff and the browser tests: the session's
 // phase, own participant id, inbound media statistics per participant (from getStats()), and the active
-// speaker as the grid shows it.
+// speaker as the grid shows it, and the room's screen share (who shares, who may, whether we do).
 // It exposes no token and no way to act.
 
 /** @param {import("./room-session.js").RoomSession} session */
@@ -18,5 +18,13 @@ export function exposeDiagnostics(session) {
     roster: () => [...session.roster.keys()],
     inboundStats: () => session.inboundStats(),
     speaker: () => ({ speaker: session.grid.speaker, recent: [...session.grid.recent], compact: session.grid.constrained }),
+    share: () => ({
+      sharer: session.share.sharer,
+      allowed: [...session.share.allowed],
+      mine: Boolean(session.shareTrack),
+      endedAt: session.shareEndedAt,
+      stateAt: session.shareStateAt,
+      stage: session.grid.stage.hidden ? null : (session.grid.stage.dataset.sharer ?? null),
+    }),
   });
 }
