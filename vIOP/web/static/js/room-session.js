@@ -261,6 +261,7 @@ export class RoomSession extends EventTarget {
       if (message.resumed) this.emit("notice", "Reconnected.");
     },
     [ServerType.WAITING](message) {
+      this.endLocalShare();
       this.leaveMedia();
       this.setPhase(Phase.WAITING);
       this.emit("waiting", { position: message.position, message: message.message ?? null });
@@ -363,6 +364,7 @@ export class RoomSession extends EventTarget {
     },
     [ServerType.RETURNED_TO_LOBBY]() {
       this.wasInRoom = false;
+      this.endLocalShare();
       this.leaveMedia();
       this.grid.clearRemote();
       this.setPhase(Phase.WAITING);
@@ -453,11 +455,14 @@ export class RoomSession extends EventTarget {
     this.linkSocket = this.signaling.ws;
     link.addEventListener("track", (event) => this.onRemoteTrack(detailOf(event)));
     link.addEventListener("trackended", (event) => this.grid.detach(detailOf(event)));
-    link.start().catch((error) => this.mediaFailed(error));
+    link
+      .start()
+      // A share outlives a reconnect (the server keeps it): the new connection's screen section carries it.
+      .then(() => (this.shareTrack && this.link === link ? link.setScreen(this.shareTrack) : undefined))
+      .catch((error) => this.mediaFailed(error));
   }
 
   leaveMedia() {
-    this.endLocalShare();
     if (this.link) this.link.close();
     this.link = null;
     this.mediaAnswered = false;
@@ -524,6 +529,7 @@ export class RoomSession extends EventTarget {
   end(reason, message) {
     if (this.ending) return;
     this.ending = true;
+    this.endLocalShare();
     this.leaveMedia();
     if (this.signaling.state !== State.CLOSED) this.signaling.finish(reason, null);
     this.setPhase(Phase.ENDED);
