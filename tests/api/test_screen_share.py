@@ -166,3 +166,25 @@ async def test_an_allowed_client_shares_until_the_host_revokes_and_refusals_chan
     finally:
         for participant in (host, presenter, viewer):
             await participant.close()
+
+
+async def test_a_waiting_client_can_neither_share_nor_be_allowed_to(live: LiveServer) -> None:
+    dr = await ss.clinician(live)
+    scope = await ss.room(live, dr)
+    host = ss.participant(live, dr.principal, scope, dr.session, tracks=with_screen)
+    waiting = ss.participant(live, await ss.invite(live, dr, scope, "Waiting"), scope, tracks=with_screen)
+    try:
+        await host.join()
+        await waiting.join()
+        await waiting.wait_message(m.Waiting)
+        assert await refusal(waiting, m.StartShare(id="from-lobby")) == "not_in_room"
+        assert await refusal(waiting, m.StopShare(id="from-lobby-stop")) == "not_in_room"
+        allowed = m.AllowShare(participant_id=waiting.participant_id, id="allow-waiting")
+        assert await refusal(host, allowed) == "not_in_room"
+        assert await refusal(host, m.StartShare(id="no-screen-yet")) == "no_screen_track"  # no offer yet
+        assert host.latest(m.ShareState) is None or host.latest(m.ShareState) == m.ShareState(
+            sharer=None, allowed=()
+        )
+    finally:
+        for participant in (host, waiting):
+            await participant.close()
