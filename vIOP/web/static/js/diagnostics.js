@@ -17,6 +17,8 @@ export function exposeDiagnostics(session) {
     lastMessages: () => [...session.signaling.recentTypes],
     roster: () => [...session.roster.keys()],
     inboundStats: () => session.inboundStats(),
+    // Each m-line's negotiated direction (mid -> currentDirection): an `inactive` one carries no media.
+    directions: () => Object.fromEntries((session.link?.pc.getTransceivers() ?? []).map((t) => [t.mid ?? "", t.currentDirection ?? ""])),
     speaker: () => ({ speaker: session.grid.speaker, recent: [...session.grid.recent], compact: session.grid.constrained }),
     share: () => ({
       sharer: session.share.sharer,
