@@ -51,6 +51,10 @@ MODERATION |= COHOSTING
 # content: no admin or staff reads it)
 CHAT_TRANSCRIPT = {Action.SAVE_CHAT_TRANSCRIPT, Action.VIEW_CHAT_TRANSCRIPT}
 MODERATION |= CHAT_TRANSCRIPT
+# issue 15: screen share: every participant may start and stop one (a client only while a host allows it: a room
+# rule, not a role's); only hosts allow and revoke
+PARTICIPANT_MESSAGES |= {Action.START_SHARE, Action.STOP_SHARE}
+MODERATION |= {Action.ALLOW_SHARE, Action.REVOKE_SHARE}
 
 EXPECTED: dict[Action, dict[Role, Grant]] = {
     **{a: {C: OWN, CL: OWN} for a in PARTICIPANT_MESSAGES},

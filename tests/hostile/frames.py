@@ -63,11 +63,12 @@ def draw_seeds(count: int, run_seed: int) -> list[Seed]:
     return seeds
 
 
-async def real_offer_sdp() -> str:
-    """A genuine aiortc offer (audio + video, ICE on 127.0.0.1 only), as the Python client sends it."""
+async def real_offer_sdp(*, screen: bool = False) -> str:
+    """A genuine aiortc offer (audio + video, ICE on 127.0.0.1 only), as the Python client sends it;
+    ``screen``: with a second video section, the screen share."""
     peer = MediaPeer(host_addresses=(LOOPBACK_HOST,))
     try:
-        peer.publish(AudioStreamTrack(), VideoStreamTrack())
+        peer.publish(AudioStreamTrack(), VideoStreamTrack(), *([VideoStreamTrack()] if screen else []))
         return await peer.create_offer()
     finally:
         await peer.close()

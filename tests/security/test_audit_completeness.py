@@ -783,7 +783,53 @@ async def view_transcript_refused(w: World) -> list[Row]:
     return [Row("room.chat_transcript_viewed", "denied", w.id("admin"), "room", w.room_a.room_id)]
 
 
+async def _host_with_screen(s: Seats) -> None:
+    reply = await s.host[0].request(m.Offer(sdp=await real_offer_sdp(screen=True)), within=30)
+    assert isinstance(reply, m.ServerAnswer), reply
+
+
+async def start_share_allowed(w: World) -> list[Row]:
+    s = await seats(w)
+    await _host_with_screen(s)
+    await _accepted(s.host[0], m.StartShare())
+    return [Row("room.share_started", "success", w.id("clinician_a"), "participant", s.host[1])]
+
+
+async def start_share_refused(w: World) -> list[Row]:
+    s = await seats(w, "b")
+    error = await send_and_settle(s.seated[0], m.StartShare())  # no host allowed this client to share
+    assert error is not None and error.code == "share_not_allowed", error
+    return [Row("room.share_started", "denied", w.id("client_bs"), "room", w.room_b.room_id)]
+
+
+async def stop_share_allowed(w: World) -> list[Row]:
+    s = await seats(w)
+    await _host_with_screen(s)
+    await _accepted(s.host[0], m.StartShare())
+    await _accepted(s.host[0], m.StopShare())
+    return [
+        Row("room.share_started", "success", w.id("clinician_a"), "participant", s.host[1]),
+        Row("room.share_stopped", "success", w.id("clinician_a"), "participant", s.host[1]),
+    ]
+
+
+async def stop_share_not_sharing(w: World) -> list[Row]:
+    """Stopping a share one does not run is a state refusal: no row (nothing happened, nothing refused)."""
+    s = await seats(w, "b")
+    error = await send_and_settle(s.seated[0], m.StopShare())
+    assert error is not None and error.code == "not_sharing", error
+    return [Row("room.share_stopped", "denied", w.id("client_bs"), "room", w.room_b.room_id, present=False)]
+
+
 ISSUE_15: Final[dict[str, Expect]] = {
+    "start_share": Expect(start_share_allowed, start_share_refused),
+    "stop_share": Expect(stop_share_allowed, stop_share_not_sharing),
+    "allow_share": host_action(
+        "allow_share", "room.share_allowed", lambda s: m.AllowShare(participant_id=s.seated[1]), "seated"
+    ),
+    "revoke_share": host_action(
+        "revoke_share", "room.share_revoked", lambda s: m.RevokeShare(participant_id=s.seated[1]), "seated"
+    ),
     "add_cohost": Expect(add_cohost_allowed, add_cohost_refused),
     "remove_cohost": Expect(remove_cohost_allowed, remove_cohost_refused),
     "need_to_talk": Expect(need_to_talk_allowed, need_to_talk_refused),

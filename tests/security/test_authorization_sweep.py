@@ -140,6 +140,12 @@ EXPECTED.update({
     # the chat transcript: only the room's hosts save it and read it back (clinical content)
     "POST /api/v1/rooms/{room_id}/chat-transcript":     (401,       403,       201,       403,       403,       403,       403),
     "GET /api/v1/rooms/{room_id}/chat-transcript":      (401,       403,       200,       403,       403,       403,       403),
+    # screen share: every seated participant may try (a host with no screen section yet, a client without a host's
+    # permission, someone not sharing: each a typed state refusal); only a host allows and revokes
+    "ws start_share":                                   (NO_SOCKET, NO_SOCKET, STATE,     OWN_ROOM,  NO_SOCKET, STATE,     OWN_ROOM),
+    "ws stop_share":                                    (NO_SOCKET, NO_SOCKET, STATE,     OWN_ROOM,  NO_SOCKET, STATE,     OWN_ROOM),
+    "ws allow_share":                                   (NO_SOCKET, NO_SOCKET, OK,        NOT_FOUND, NO_SOCKET, FORBIDDEN, FORBIDDEN),
+    "ws revoke_share":                                  (NO_SOCKET, NO_SOCKET, OK,        NOT_FOUND, NO_SOCKET, FORBIDDEN, FORBIDDEN),
 })
 # fmt: on
 
@@ -541,6 +547,11 @@ def message_for(kind: str, world: SignalWorld, offer: str, candidate: str) -> m.
         "acknowledge_need": m.AcknowledgeNeed(participant_id=seated),
         "start_breakout": m.StartBreakout(participant_id=seated),
         "end_breakout": m.EndBreakout(participant_id=seated),
+        # issue 15, screen share
+        "start_share": m.StartShare(),
+        "stop_share": m.StopShare(),
+        "allow_share": m.AllowShare(participant_id=seated),
+        "revoke_share": m.RevokeShare(participant_id=seated),
     }[kind]
 
 

@@ -63,6 +63,11 @@ CLIENT_SAMPLES: tuple[m.ClientMessage, ...] = (
     m.StartBreakout(participant_id=PID),
     m.StartBreakout(participant_id=PID, clinician_id="pt_clinician", id="b-1"),
     m.EndBreakout(participant_id=PID),
+    # screen share (issue 15)
+    m.StartShare(),
+    m.StopShare(),
+    m.AllowShare(participant_id=PID),
+    m.RevokeShare(participant_id=PID),
 )
 
 SERVER_SAMPLES: tuple[m.ServerMessage, ...] = (
@@ -132,4 +137,6 @@ SERVER_SAMPLES: tuple[m.ServerMessage, ...] = (
         id="c-1",
     ),
     m.ChatPolicy(clients_may_chat=False),
+    m.ShareState(sharer=PID, allowed=(PID,)),
+    m.ShareState(sharer=None, allowed=()),
 )

@@ -99,6 +99,11 @@ class Action(StrEnum):
     # issue 15: a room's chat transcript saved to the session record, and read back (HTTP)
     SAVE_CHAT_TRANSCRIPT = "save_chat_transcript"
     VIEW_CHAT_TRANSCRIPT = "view_chat_transcript"
+    # issue 15: screen share (signaling)
+    START_SHARE = "start_share"
+    STOP_SHARE = "stop_share"
+    ALLOW_SHARE = "allow_share"
+    REVOKE_SHARE = "revoke_share"
 
 
 class Grant(Enum):
@@ -165,6 +170,12 @@ _TABLE: Final[dict[Action, tuple[Grant, Grant, Grant, Grant]]] = {
     # which admins and staff never see (an admin's attendance reports carry no client names either)
     Action.SAVE_CHAT_TRANSCRIPT:          (_N,   _O,       _N,   _N),
     Action.VIEW_CHAT_TRANSCRIPT:          (_N,   _O,       _N,   _N),
+    # issue 15: every participant of the room may start and stop a share (a client only while a host allows
+    # it: a room rule, vIOP.rooms.share); only its hosts allow and revoke
+    Action.START_SHARE:                   (_N,   _O,       _N,   _O),
+    Action.STOP_SHARE:                    (_N,   _O,       _N,   _O),
+    Action.ALLOW_SHARE:                   (_N,   _O,       _N,   _N),
+    Action.REVOKE_SHARE:                  (_N,   _O,       _N,   _N),
 }
 # fmt: on
 

@@ -36,6 +36,9 @@ The points, and why each is needed:
   the transport's RTP router (aiortc 1.16 drops RTX on a connection with several video streams);
   :func:`replace_nack_generator` puts browser-like NACK pacing in place of aiortc's generator;
   :func:`observe_received_rtp` shows each packet to the client's receive report.
+- Screen share: a publisher's second video receiver is routed by its declared SSRCs only
+  (:func:`route_by_ssrc_only`), so the camera's simulcast layers (no SSRCs in the offer) are still found
+  by payload type.
 - Publisher hop: the receiver's jitter buffer is replaced by a tap (:func:`install_audio_ingress`,
   :func:`install_video_ingress`) that hands every packet to ``vIOP.media.ingress`` (audio forwarded packet
   by packet, VP8 reassembled with bounded waits); aiortc's NACK generator is switched off for video and
@@ -343,6 +346,49 @@ def route_rtx_by_ssrc(receiver: RTCRtpReceiver) -> None:
     receiver.receive = receive_and_route  # type: ignore[method-assign]
 
 
+def route_by_ssrc_only(receiver: RTCRtpReceiver) -> None:
+    """Route RTP to ``receiver`` by its declared SSRCs only (media and RTX), never by payload type.
+
+    aiortc routes a packet with an unknown SSRC to the one receiver registered for its payload type, and
+    drops it when several are. A publisher's camera (RID simulcast: no SSRCs in the offer) is found that
+    way; a second video receiver on the same connection (the screen share, same VP8 payload type) would
+    make every camera packet ambiguous. So the router leaves the share's receiver (whose offer section must
+    declare its SSRCs) out of that fallback.
+    """
+    receive = receiver.receive
+
+    async def receive_by_ssrc(parameters: Any) -> None:
+        await receive(parameters)
+        rtx_to_media: dict[int, int] = receiver._RTCRtpReceiver__rtx_ssrc  # type: ignore[attr-defined]
+        router = receiver.transport._rtp_router
+        for rtx_ssrc in rtx_to_media:
+            router.ssrc_table[rtx_ssrc] = receiver
+        _ssrc_only_receivers(router).add(receiver)
+
+    receiver.receive = receive_by_ssrc  # type: ignore[method-assign]
+
+
+def _ssrc_only_receivers(router: Any) -> set[Any]:
+    """The router's receivers left out of payload-type routing; installs that rule on first use."""
+    excluded: set[Any] | None = getattr(router, "_viop_ssrc_only", None)
+    if excluded is not None:
+        return excluded
+    excluded = router._viop_ssrc_only = set()
+    route = router.route_rtp
+
+    def route_rtp(packet: Any) -> Any:
+        if packet.ssrc not in router.ssrc_table:
+            candidates = router.payload_type_table.get(packet.payload_type, set()) - excluded
+            if len(candidates) == 1:  # what aiortc does, with the SSRC-only receivers left out
+                found = next(iter(candidates))
+                router.ssrc_table[packet.ssrc] = found
+                return found
+        return route(packet)
+
+    router.route_rtp = route_rtp
+    return excluded
+
+
 class NackGenerator(Protocol):
     """aiortc's receiver calls ``add(packet)`` per packet; when True it NACKs ``sorted(missing)``."""
 
@@ -547,6 +593,7 @@ class SdpMedia:
     codecs: tuple[RTCRtpCodecParameters, ...]
     has_ice_credentials: bool  # ufrag and pwd
     has_fingerprint: bool  # DTLS
+    ssrcs: tuple[int, ...] = ()  # declared with a=ssrc (media and RTX)
 
 
 def parse_sdp_media(sdp: str) -> tuple[tuple[SdpMedia, ...], tuple[str, ...]]:
@@ -567,6 +614,7 @@ def parse_sdp_media(sdp: str) -> tuple[tuple[SdpMedia, ...], tuple[str, ...]]:
             codecs=tuple(m.rtp.codecs),
             has_ice_credentials=m.ice is not None and bool(m.ice.usernameFragment) and bool(m.ice.password),
             has_fingerprint=m.dtls is not None and bool(m.dtls.fingerprints),
+            ssrcs=tuple(dict.fromkeys(int(x.ssrc) for x in m.ssrc)),
         )
         for m in description.media
     )
@@ -669,6 +717,7 @@ INTERNALS: Final = (
     "aiortc version 1.16.x",
     "RTCRtpReceiver: __decoder_queue / __decoder_thread / __rtx_ssrc, _send_rtcp_pli, _handle_rtp_packet",
     "RTCDtlsTransport._rtp_router.ssrc_table routes RTP by SSRC; receive() registers only media SSRCs",
+    "RtpRouter.payload_type_table: unknown SSRCs go to the one receiver of their payload type (screen share)",
     "RTCRtpReceiver.__nack_generator: add(packet) -> bool, then NACKs sorted(.missing)",
     "RTCRtpReceiver: __jitter_buffer.add(packet) -> (pli, frame) with packet._data depayloaded; "
     "__nack_generator (None: no NACKs); _send_rtcp_nack(media_ssrc, lost); RTCRtpSender.__rtt (publisher hop)",
@@ -821,6 +870,8 @@ def _client_receiver_problems() -> list[str]:
     router = aiortc.rtcdtlstransport.RtpRouter
     if "_rtp_router" not in dtls_init or "ssrc_table" not in router.route_rtp.__code__.co_names:
         problems.append("RTCDtlsTransport._rtp_router no longer routes RTP by ssrc_table (RTX routing)")
+    if "payload_type_table" not in router.route_rtp.__code__.co_names:
+        problems.append("RtpRouter.route_rtp no longer falls back to payload_type_table (screen share)")
     if "_register_rtp_receiver" not in aiortc.rtcrtpreceiver.RTCRtpReceiver.receive.__code__.co_names:
         problems.append("RTCRtpReceiver.receive no longer registers with the transport (RTX routing)")
     if (

@@ -236,10 +236,14 @@ class Source:
         forwarding: bool = True,
         on_level: LevelListener | None = None,
         layer: str | None = None,
+        name: str | None = None,
     ) -> None:
-        """``layer``: the RID of the simulcast layer this source carries (None: the publisher's only one)."""
+        """``layer``: the RID of the simulcast layer this source carries (None: the publisher's only one).
+        ``name``: which of the publisher's tracks this is (default ``kind``; ``"screen"``: the screen share,
+        a second video source with its own legs and keyframe requests)."""
         self.publisher = publisher
         self.kind = kind
+        self.name = name or kind
         self.layer = layer
         self.frame_size: tuple[int, int] | None = None  # (width, height) of the last keyframe
         self.frames_in = 0

@@ -45,6 +45,7 @@ from vIOP.media.aiortc_internals import (
     on_keyframe_request,
     request_keyframe,
     round_trip_time,
+    route_by_ssrc_only,
 )
 from vIOP.media.budget import (
     FEEDBACK_GRACE,
@@ -67,11 +68,16 @@ from vIOP.media.ingress import AudioIngress
 from vIOP.media.publisher_hop import VideoIngress, audio_ingress
 from vIOP.media.sdp import SdpSummary, parse_candidate, summarize_sdp
 from vIOP.media.simulcast import REPAIRED_RTP_STREAM_ID, RTP_STREAM_ID, accept_layers
+from vIOP.rooms.share import SCREEN_STREAM_SUFFIX
 
 logger = logging.getLogger(__name__)
 
 CLOSE_TIMEOUT: Final = 3.0
-SourceKey = tuple[ParticipantId, str]  # (publisher, kind)
+SourceKey = tuple[ParticipantId, str]  # (publisher, track name: "audio", "video" or "screen")
+SCREEN: Final = "screen"
+"""A publisher's second video section is its screen share (docs/PROTOCOL.md, "Screen share")."""
+SCREEN_PRIORITY: Final = float("inf")
+"""The budget keeps a screen share before every camera (a workshop's slides matter more than faces)."""
 SendOffer = Callable[[str], Awaitable[None]]
 StateListener = Callable[[str], None]
 AudioOnlyListener = Callable[[AudioOnlyReason | None], None]
@@ -91,6 +97,15 @@ PROBE_SLICE: Final = 0.02  # a bandwidth probe's padding goes out every 20 ms
 
 def _join_order(publisher: ParticipantId) -> float:
     return 0.0
+
+
+def track_names(summary: SdpSummary) -> list[str]:
+    """The track each section of a (validated) client offer carries: ``"audio"``, ``"video"`` (the camera)
+    or ``"screen"`` (a second video section: the screen share)."""
+    names: list[str] = []
+    for section in summary.media:
+        names.append(SCREEN if section.kind == "video" and "video" in names else section.kind)
+    return names
 
 
 def _no_layers(publisher: ParticipantId) -> Sequence[Source]:
@@ -114,7 +129,7 @@ class Slot:
 
     @property
     def key(self) -> SourceKey | None:
-        return None if self.source is None else (self.source.publisher, self.source.kind)
+        return None if self.source is None else (self.source.publisher, self.source.name)
 
 
 class PeerSession:
@@ -143,9 +158,10 @@ class PeerSession:
         )
         self.direct_send = direct_send
         self.pc = RTCPeerConnection(ice.server_configuration())
-        self.receivers: dict[str, RTCRtpReceiver] = {}  # kind -> the participant's published track
+        self.receivers: dict[str, RTCRtpReceiver] = {}  # track name -> the participant's published track
         self.audio_ingress: AudioIngress | None = None
         self.video_ingress: VideoIngress | None = None
+        self.screen_ingress: VideoIngress | None = None
         self.offers_sent = 0
         self._ice = ice
         self._send_offer = send_offer
@@ -198,19 +214,20 @@ class PeerSession:
         sources: Mapping[str, Source],
         layers: Mapping[str, Source] | None = None,
     ) -> str:
-        """Answer the client's (validated) offer; ``sources`` receive the kinds it publishes; ``layers``
-        (RID -> source, the primary one included) the video layers of a simulcast publisher."""
+        """Answer the client's (validated) offer; ``sources`` (by track name, see :func:`track_names`)
+        receive the tracks it publishes; ``layers`` (RID -> source, the primary one included) the camera
+        layers of a simulcast publisher."""
         async with self._lock:
             video: RTCRtpTransceiver | None = None
             video_mid: str | None = None
-            for section in summary.media:
+            for section, name in zip(summary.media, track_names(summary), strict=True):
                 transceiver = self.pc.addTransceiver(section.kind, direction="recvonly")
                 restrict_codecs(transceiver)
-                source = sources.get(section.kind)
+                source = sources.get(name)
                 if source is not None:
-                    self._receive_into(transceiver.receiver, section.kind, source, layers)
-                    self.receivers[section.kind] = transceiver.receiver
-                    if section.kind == "video":
+                    self._receive_into(transceiver.receiver, name, source, layers)
+                    self.receivers[name] = transceiver.receiver
+                    if name == "video":
                         video, video_mid = transceiver, section.mid
             try:
                 await self.pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
@@ -242,17 +259,17 @@ class PeerSession:
         self, receiver: RTCRtpReceiver, kind: str, source: Source, layers: Mapping[str, Source] | None
     ) -> None:
         """The publisher hop: packets from ``receiver`` become ``source``'s frames (``vIOP.media.ingress``)."""
+        if kind == SCREEN:  # one layer; found by its SSRCs, so the camera's layers keep payload-type routing
+            route_by_ssrc_only(receiver)
+            self.screen_ingress = VideoIngress(
+                receiver, self._guard(source.deliver), self._keyframe_of(source), self.round_trip_time
+            )
+            return
         if kind == "audio":
             self.audio_ingress = audio_ingress(receiver, self._guard(source.deliver))
             return
 
-        def keyframe_of(layer: Source) -> Callable[[], None]:
-            def request_keyframe() -> None:
-                if not self._closed:
-                    layer.request_keyframe()
-
-            return request_keyframe
-
+        keyframe_of = self._keyframe_of
         self.video_ingress = VideoIngress(
             receiver,
             self._guard(source.deliver),
@@ -260,6 +277,15 @@ class PeerSession:
             self.round_trip_time,
             layers={rid: (self._guard(s.deliver), keyframe_of(s)) for rid, s in (layers or {}).items()},
         )
+
+    def _keyframe_of(self, layer: Source) -> Callable[[], None]:
+        """The publisher hop's keyframe request for ``layer`` (a lost frame), through its source's gate."""
+
+        def request_keyframe() -> None:
+            if not self._closed:
+                layer.request_keyframe()
+
+        return request_keyframe
 
     @property
     def simulcast(self) -> bool:
@@ -286,7 +312,7 @@ class PeerSession:
             self.video_ingress.request_layer_keyframe(rid)
 
     def request_keyframe(self, kind: str) -> None:
-        """Send a PLI upstream on this participant's ``kind`` receiver (fire and forget)."""
+        """Send a PLI upstream on this participant's ``kind`` receiver (a track name; fire and forget)."""
         receiver = self.receivers.get(kind)
         if receiver is None or self._closed:
             return
@@ -297,7 +323,7 @@ class PeerSession:
     def want(self, source: Source) -> None:
         """Subscribe this participant to ``source`` (negotiated in the next server offer). Wanted again
         before an :meth:`unwant` was negotiated, the m-line still carrying it resumes at once."""
-        self._wanted[(source.publisher, source.kind)] = source
+        self._wanted[(source.publisher, source.name)] = source
         for slot in self._slots:
             if slot.state is SlotState.ACTIVE and slot.source is source:
                 self._carry(slot, source)
@@ -307,7 +333,7 @@ class PeerSession:
         """``slot``'s leg carries ``source`` (for video: the layer chosen, within the budget)."""
         chosen = (
             self._budgeted(source.publisher, self._layer_choice.get(source.publisher, source))
-            if source.kind == "video"
+            if source.name == "video"  # a camera (a screen share has one layer)
             else source
         )
         slot.leg.move_to(chosen)
@@ -407,9 +433,8 @@ class PeerSession:
             slot = self._free_slot(source.kind)
             slot.source = source
             slot.transceiver.direction = "sendonly"
-            label_sender(
-                slot.transceiver.sender, source.publisher, f"{source.publisher}-{next(self._track_ids)}"
-            )
+            stream = source.publisher + (SCREEN_STREAM_SUFFIX if source.name == SCREEN else "")
+            label_sender(slot.transceiver.sender, stream, f"{stream}-{next(self._track_ids)}")
             slot.state = changes[slot] = SlotState.ADDING
         return changes
 
@@ -457,7 +482,7 @@ class PeerSession:
                     if slot.leg.direct is not None:
                         slot.leg.direct.configure(slot.transceiver)
                     source = slot.source
-                    if source is not None and self._wanted.get((source.publisher, source.kind)) is source:
+                    if source is not None and self._wanted.get((source.publisher, source.name)) is source:
                         self._carry(slot, source)
                 elif change is SlotState.REMOVING and slot.state is SlotState.REMOVING:
                     slot.state = SlotState.FREE
@@ -506,6 +531,10 @@ class PeerSession:
             if slot.leg.kind == "audio":
                 audio.append((slot, slot.source))
                 continue
+            if slot.source.name == SCREEN:  # one layer, never in the client's grid: always wanted
+                if (slot.leg.pending or slot.leg.source) is not None:
+                    video.append((slot, [slot.source]))
+                continue
             wanted = self._layer_choice.get(slot.source.publisher, slot.source)
             if wanted is not None and (slot.leg.pending or slot.leg.source) is not None:
                 video.append((slot, self._ladder(slot.source.publisher, wanted)))
@@ -518,7 +547,7 @@ class PeerSession:
                 rate[source] = meter.update(now, source.octets_in, source.packets_in)
         for gone in [k for k in self._meters if k not in rate]:
             del self._meters[gone]
-        video.sort(key=lambda entry: -self._video_rank(entry[1][0].publisher))
+        video.sort(key=lambda entry: -self._rank(entry[1][0]))
         audio_bps = sum(rate[s] for _, s in audio)
         rtx_octets = sum(s.leg.direct.rtx_octets_sent for s in self._slots if s.leg.direct is not None)
         rtx_bps = self._rtx_meter.update(now, rtx_octets, 0)
@@ -549,7 +578,8 @@ class PeerSession:
                 slot.leg.set_paused(True)
                 continue
             target = ladder[min(level, len(ladder) - 1)]
-            self._budget_layer[target.publisher] = target
+            if target.name == "video":
+                self._budget_layer[target.publisher] = target
             if slot.leg.paused and slot.leg.source is not target:
                 slot.leg.move_to(None)  # resumed on another layer: start on it, at its keyframe
                 slot.leg.move_to(target)
@@ -565,6 +595,10 @@ class PeerSession:
             self.audio_only = allocation.reason
             if self._on_audio_only is not None:
                 self._on_audio_only(allocation.reason)
+
+    def _rank(self, source: Source) -> float:
+        """Which video the budget keeps first: a screen share, then the caller's order of cameras."""
+        return SCREEN_PRIORITY if source.name == SCREEN else self._video_rank(source.publisher)
 
     def _probe(self, key: Hashable, octets: int, bps: float) -> None:
         """Pad the link with ``octets`` at ``bps``, paced in 20 ms slices (the allocator's bandwidth probe)."""
@@ -610,8 +644,9 @@ class PeerSession:
         for slot in self._slots:
             slot.leg.move_to(None)
         self._wanted.clear()
-        if self.video_ingress is not None:
-            self.video_ingress.close()
+        for ingress in (self.video_ingress, self.screen_ingress):
+            if ingress is not None:
+                ingress.close()
 
     async def close(self) -> None:
         self.stop_media()

@@ -49,16 +49,18 @@ from vIOP.media.fanout import Source
 from vIOP.media.frames import AUDIO_CODEC, VIDEO_CODEC
 from vIOP.media.ice import IceConfig
 from vIOP.media.keyframes import DEFAULT_KEYFRAME_INTERVAL
-from vIOP.media.peer import PeerSession
+from vIOP.media.peer import SCREEN, PeerSession, track_names
 from vIOP.media.sdp import SdpSummary, summarize_sdp
 from vIOP.media.simulcast import offered_layers
 from vIOP.media.speaker import DominantSpeaker, SpeakerChange, video_rank
 from vIOP.metrics import ICE_REMOTE_CANDIDATES_DROPPED
 from vIOP.rooms.limits import MAX_CANDIDATE_CHARS, MAX_SDP_CHARS
+from vIOP.rooms.share import NoScreenTrack
 
 logger = logging.getLogger(__name__)
 
 KINDS: Final = ("audio", "video")
+TRACKS: Final = ("audio", "video", SCREEN)  # what a participant may publish: microphone, camera, screen
 _PUBLISHING: Final = frozenset({"sendonly", "sendrecv"})
 _DIRECTIONS: Final = frozenset({"sendrecv", "sendonly", "recvonly", "inactive"})
 _CODEC_FOR: Final = {"audio": AUDIO_CODEC.lower(), "video": VIDEO_CODEC.lower()}
@@ -111,6 +113,7 @@ class _Participant:
     grid: dict[ParticipantId, tuple[int, int]] | None = None  # its last set_subscriptions (None: never sent)
     forwarding: dict[str, bool] = field(default_factory=lambda: dict.fromkeys(KINDS, True))
     save_data: bool = False  # the client's own choice: audio only; outlives a reconnect
+    sharing: bool = False  # their screen source goes to the room (set_sharing); outlives a reconnect
     # Issue 15: the media group within the room (None: the room's group; else a private breakout's key).
     # Media flows only between participants of the same room and group.
     group: str | None = None
@@ -121,10 +124,18 @@ class _Participant:
 
 
 def published_kinds(summary: SdpSummary) -> set[str]:
-    """Validate a client's offer (before anything changes) and return the kinds it sends."""
+    """Validate a client's offer (before anything changes) and return the tracks it sends (see
+    :data:`TRACKS`: a second video section is the screen share)."""
     kinds = [m.kind for m in summary.media]
-    if not kinds or any(k not in KINDS for k in kinds) or len(set(kinds)) != len(kinds):
-        raise BadRequest("offer: needs at most one audio and one video section and nothing else")
+    if (
+        not kinds
+        or any(k not in KINDS for k in kinds)
+        or kinds.count("audio") > 1
+        or kinds.count("video") > 2
+    ):
+        raise BadRequest(
+            "offer: needs at most one audio section and two video sections (camera, screen) and nothing else"
+        )
     if not summary.has_credentials:
         raise BadRequest("offer: every section needs ICE credentials and a DTLS fingerprint")
     if any(m.direction not in _DIRECTIONS for m in summary.media):
@@ -136,7 +147,12 @@ def published_kinds(summary: SdpSummary) -> set[str]:
     for m in summary.media:
         if _CODEC_FOR[m.kind] not in m.codecs:
             raise BadRequest(f"offer: {m.kind} must offer {_CODEC_FOR[m.kind]}")
-    return {m.kind for m in summary.media if m.direction in _PUBLISHING}
+    names = track_names(summary)
+    for m, name in zip(summary.media, names, strict=True):
+        if name == SCREEN and m.direction in _PUBLISHING and not m.ssrcs:
+            # The share is told from the camera by its SSRCs (both use the VP8 payload type).
+            raise BadRequest("offer: the screen-share section must declare its SSRCs (a=ssrc)")
+    return {name for m, name in zip(summary.media, names, strict=True) if m.direction in _PUBLISHING}
 
 
 class MediaRelay:
@@ -233,15 +249,16 @@ class MediaRelay:
                 save_data=participant.save_data,
             )
             sources = {
-                kind: participant.sources.get(kind)
+                name: participant.sources.get(name)
                 or Source(
                     pid,
-                    kind,
+                    "audio" if name == "audio" else "video",
                     keyframe_interval=self._keyframe_interval,
-                    forwarding=participant.forwarding[kind],
-                    on_level=functools.partial(self._heard, participant) if kind == "audio" else None,
+                    forwarding=participant.forwarding.get(name, True),  # a host mute is of the camera
+                    on_level=functools.partial(self._heard, participant) if name == "audio" else None,
+                    name=name,
                 )
-                for kind in publishes
+                for name in publishes
             }
             layers = self._layer_sources(participant, sources.get("video"), rids)
             try:
@@ -316,7 +333,7 @@ class MediaRelay:
         pid = participant.pid
         room = [o for o in self._room_of(participant) if o.pid != pid]
         others = [o.session for o in room if o.session is not None]
-        for kind in KINDS:
+        for kind in TRACKS:
             source = sources.get(kind)
             previous = participant.sources.get(kind)
             if source is None:
@@ -330,12 +347,18 @@ class MediaRelay:
                 continue
             participant.sources[kind] = source
             source.bind_upstream(functools.partial(session.request_keyframe, kind))
-            if previous is None:
+            if previous is None and self._offered(participant, source):
                 for other in others:
                     other.want(source)
         for other_participant in room:
             for source in other_participant.sources.values():
-                session.want(source)
+                if self._offered(other_participant, source):
+                    session.want(source)
+
+    @staticmethod
+    def _offered(publisher: _Participant, source: Source) -> bool:
+        """Whether the room receives ``source``: the camera and microphone always, the screen while shared."""
+        return source.name != SCREEN or publisher.sharing
 
     async def handle_answer(self, pid: ParticipantId, sdp: str) -> None:
         if len(sdp) > MAX_SDP_CHARS:
@@ -376,6 +399,33 @@ class MediaRelay:
 
     def set_audio_forwarding(self, pid: ParticipantId, enabled: bool) -> None:
         self.set_forwarding(pid, "audio", enabled)
+
+    # --- screen share -----------------------------------------------------------------------------------
+
+    def set_sharing(self, pid: ParticipantId, on: bool) -> None:
+        """Send ``pid``'s screen source to everyone else in the room (``on``), or stop it now (the m-lines
+        go inactive in each subscriber's next offer). Who may share is the caller's rule
+        (``vIOP.rooms.share``); starting needs a connection that publishes a screen section."""
+        participant = self._get(pid)
+        screen = participant.sources.get(SCREEN)
+        if on and screen is None:
+            raise NoScreenTrack("offer a screen-share section first (a second video section)")
+        if on == participant.sharing:
+            return
+        participant.sharing = on
+        if screen is None:
+            return
+        for other in self._room_of(participant):
+            if other is participant or other.session is None:
+                continue
+            if on:
+                other.session.want(screen)
+            else:
+                other.session.unwant((pid, SCREEN))
+
+    def is_sharing(self, pid: ParticipantId) -> bool:
+        participant = self._participants.get(pid)
+        return participant is not None and participant.sharing
 
     # --- subscriber choices -------------------------------------------------------------------------------
 
@@ -432,7 +482,8 @@ class MediaRelay:
                 continue
             for kind, source in a.sources.items():
                 if want:
-                    b.session.want(source)
+                    if self._offered(a, source):  # a screen only while shared
+                        b.session.want(source)
                 else:
                     b.session.unwant((a.pid, kind))
 

@@ -26,6 +26,7 @@ class MediaSection:
     stream_id: str | None  # first half of a=msid
     codecs: tuple[str, ...]  # MIME types, lower case
     payload_types: tuple[int, ...]
+    ssrcs: tuple[int, ...] = ()  # declared with a=ssrc (media and RTX)
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,7 +49,7 @@ def summarize_sdp(sdp: str) -> SdpSummary:
         pts = tuple(int(c.payloadType) for c in m.codecs if c.payloadType is not None)
         stream_id = m.msid.split()[0] if m.msid else None
         credentials = credentials and m.has_ice_credentials and m.has_fingerprint
-        sections.append(MediaSection(m.kind, m.mid, m.direction, stream_id, codecs, pts))
+        sections.append(MediaSection(m.kind, m.mid, m.direction, stream_id, codecs, pts, m.ssrcs))
     return SdpSummary(tuple(sections), bundle, credentials)
 
 

@@ -57,6 +57,10 @@ AUDIT_NAMES: Final[Mapping[Action, AuditEvent]] = MappingProxyType(
         Action.SET_DISPLAY_NAME: AuditEvent.DISPLAY_NAME_CHANGED,
         Action.SAVE_CHAT_TRANSCRIPT: AuditEvent.CHAT_TRANSCRIPT_SAVED,
         Action.VIEW_CHAT_TRANSCRIPT: AuditEvent.CHAT_TRANSCRIPT_VIEWED,
+        Action.START_SHARE: AuditEvent.SHARE_STARTED,
+        Action.STOP_SHARE: AuditEvent.SHARE_STOPPED,
+        Action.ALLOW_SHARE: AuditEvent.SHARE_ALLOWED,
+        Action.REVOKE_SHARE: AuditEvent.SHARE_REVOKED,
     }
 )
 

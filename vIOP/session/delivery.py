@@ -29,6 +29,7 @@ from vIOP.rooms.participant import Participant, ParticipantState
 from vIOP.rooms.participant import Role as DomainRole
 from vIOP.rooms.room import Room
 from vIOP.rooms.service import RoomService
+from vIOP.rooms.share import RoomShare
 from vIOP.rooms.waiting_room import lobby, positions
 from vIOP.session.media_controls import MediaControls, MediaHooks
 from vIOP.signaling import messages as m
@@ -69,6 +70,10 @@ class RoomDelivery:
         self._rooms: dict[RoomId, Room] = {}
         self._told_chat_policy: dict[ParticipantId, tuple[Connection, bool]] = {}
         self._talk_tasks: set[asyncio.Task[None]] = set()  # issue 15: requests to talk on their way to hosts
+        # Screen share (issue 15): the socket each seated participant was last told the share state on (it
+        # is told once on admission, then with every change, to the whole room).
+        self._told_share: dict[ParticipantId, Connection] = {}
+        self.controls.on_share = self._announce_share
 
     # --- views -----------------------------------------------------------------------------------
 
@@ -444,6 +449,8 @@ class RoomDelivery:
             self.tell_admitted(conn)
             conn.send_frame(roster_frame or encode_text(self.roster(room, p)))
             self._tell_chat_policy(conn, p.id, room.clients_may_chat)
+            if self._told_share.get(p.id) is not conn and conn.send(self.share_state(room.id)):
+                self._told_share[p.id] = conn
 
     def tell_admitted(self, conn: Connection) -> None:
         pid = conn.participant_id
@@ -459,6 +466,7 @@ class RoomDelivery:
     def forget_admitted(self, pid: ParticipantId) -> None:
         self._told_admitted.pop(pid, None)
         self._told_chat_policy.pop(pid, None)
+        self._told_share.pop(pid, None)
 
     # --- chat (issue 15) -------------------------------------------------------------------------
 
@@ -471,6 +479,15 @@ class RoomDelivery:
     def snapshot(self, room_id: RoomId) -> Room | None:
         """The newest read of a room with sockets here (None if there is none)."""
         return self._rooms.get(room_id)
+
+    def share_state(self, room_id: RoomId) -> m.ShareState:
+        share = self.controls.share(room_id)
+        return m.ShareState(sharer=share.sharer, allowed=tuple(sorted(share.allowed)))
+
+    def _announce_share(self, room_id: RoomId, share: RoomShare) -> None:
+        """A share started, stopped, or a permission changed: everyone seated here hears it now (the sharer's
+        media already stopped in the relay; this message makes the pages drop the share's view)."""
+        self.to_room(room_id, self.share_state(room_id))
 
     def _tell_chat_policy(self, conn: Connection, pid: ParticipantId, clients_may_chat: bool) -> None:
         """``chat_policy`` to a seated socket once on admission and again whenever it changes."""

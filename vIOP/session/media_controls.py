@@ -9,6 +9,10 @@ not domain records: they live only here, in the process that holds the room's me
 participant's own messages and dropped when they leave or the room ends.
 
 :meth:`MediaControls.apply` is the only place that turns controls into what the relay forwards.
+
+Screen share (issue 15): each room's :class:`~vIOP.rooms.share.RoomShare` lives here too, with the media
+it governs (who shares, which clients a host allowed); a share ends when its sharer's media stops.
+:data:`ShareListener` hears every change, to tell the room.
 """
 
 from __future__ import annotations
@@ -17,13 +21,14 @@ import contextlib
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
-from vIOP.errors import NotFound
+from vIOP.errors import Conflict, NotFound
 from vIOP.ids import ParticipantId, RoomId
 from vIOP.media.relay import MediaRelay
 from vIOP.rooms.audio_only import AudioOnlyReason
 from vIOP.rooms.breakout import group_of
 from vIOP.rooms.events import MuteKind
 from vIOP.rooms.participant import Participant
+from vIOP.rooms.share import NoScreenTrack, RoomShare, ShareChange
 
 
 @dataclass(slots=True)
@@ -75,6 +80,11 @@ class MediaHooks:
         """Exchange each one's media only with their room's group (a breakout's key; None: the group),
         all moved at once."""
 
+    def set_sharing(self, pid: ParticipantId, on: bool) -> None:
+        """Send ``pid``'s screen to the room, or stop it (raises when starting is impossible)."""
+        if on:
+            raise Conflict("this server runs without media")
+
 
 class RelayHooks(MediaHooks):
     """This process's relay (a participant it does not carry is ignored)."""
@@ -113,6 +123,15 @@ class RelayHooks(MediaHooks):
     def set_groups(self, groups: Mapping[ParticipantId, str | None]) -> None:
         self.relay.set_groups(groups)  # those it does not carry are ignored
 
+    def set_sharing(self, pid: ParticipantId, on: bool) -> None:
+        if pid in self.relay.participants():
+            self.relay.set_sharing(pid, on)
+        elif on:
+            raise NoScreenTrack("send an offer with a screen-share section first")
+
+
+ShareListener = Callable[[RoomId, RoomShare], None]
+"""Told after every change of a room's share state (the caller tells the room)."""
 
 _UNSET = MediaControl()  # what a participant nobody said anything about has (never mutated)
 
@@ -123,6 +142,8 @@ class MediaControls:
     def __init__(self, relay: MediaHooks) -> None:
         self.relay = relay
         self.rooms: dict[RoomId, RoomMediaControls] = {}
+        self.shares: dict[RoomId, RoomShare] = {}
+        self.on_share: ShareListener | None = None
 
     def of(self, room_id: RoomId, pid: ParticipantId) -> MediaControl:
         """``pid``'s controls (defaults when there are none yet; reading records nothing)."""
@@ -209,14 +230,67 @@ class MediaControls:
         for kind in kinds:
             self.relay.set_forwarding(pid, kind, control.forwards(kind))
 
+    # --- screen share (issue 15) ----------------------------------------------------------------
+
+    def share(self, room_id: RoomId) -> RoomShare:
+        """The room's share state (an empty one, not recorded, when nothing was said yet)."""
+        return self.shares.get(room_id) or RoomShare()
+
+    def start_share(self, room_id: RoomId, pid: ParticipantId, *, is_host: bool) -> None:
+        """``pid`` shares their screen: checked first (one share at a time, a client only while allowed),
+        then the relay (their connection must carry a screen section); nothing changes on a refusal."""
+        share = self.shares.get(room_id) or RoomShare()
+        share.check_start(pid, is_host=is_host)
+        self.relay.set_sharing(pid, True)
+        self.shares[room_id] = share
+        if share.start(pid, is_host=is_host).changed:
+            self._share_changed(room_id, share)
+
+    def stop_share(self, room_id: RoomId, pid: ParticipantId) -> None:
+        share = self.shares.get(room_id) or RoomShare()
+        share.stop(pid)  # NotSharing unless they share
+        self.relay.set_sharing(pid, False)
+        self._share_changed(room_id, share)
+
+    def allow_share(self, room_id: RoomId, pid: ParticipantId) -> None:
+        share = self.shares.setdefault(room_id, RoomShare())
+        if share.allow(pid).changed:
+            self._share_changed(room_id, share)
+
+    def revoke_share(self, room_id: RoomId, pid: ParticipantId) -> None:
+        share = self.shares.get(room_id)
+        if share is not None:
+            self._apply_share(room_id, share, share.revoke(pid))
+
+    def _apply_share(self, room_id: RoomId, share: RoomShare, change: ShareChange) -> None:
+        if change.stopped is not None:
+            self.relay.set_sharing(change.stopped, False)
+        if change.changed:
+            self._share_changed(room_id, share)
+
+    def _share_changed(self, room_id: RoomId, share: RoomShare) -> None:
+        if self.on_share is not None:
+            self.on_share(room_id, share)
+
+    def _share_ends_with(self, pid: ParticipantId, room_id: RoomId | None = None) -> None:
+        """``pid``'s media or seat ended: their share ends (and, with the seat, their permission)."""
+        for rid, share in list(self.shares.items()):
+            if room_id is not None and rid != room_id:
+                continue
+            change = share.left(pid) if room_id is not None else share.media_ended(pid)
+            if change.changed:
+                self._share_changed(rid, share)
+
     # --- leaving ---------------------------------------------------------------------------------
 
     def stop_media(self, pid: ParticipantId) -> None:
         """Stop ``pid``'s streams; their controls stay (returned to the lobby, or the room's event follows)."""
+        self._share_ends_with(pid)
         self.relay.remove(pid)
 
     def drop(self, room_id: RoomId, pid: ParticipantId) -> None:
         """``pid`` is gone from the room (left, removed, denied): their streams and their controls."""
+        self._share_ends_with(pid, room_id)
         self.relay.remove(pid)
         room = self.rooms.get(room_id)
         if room is not None:
@@ -230,3 +304,4 @@ class MediaControls:
             self.relay.remove(pid)
         self.relay.remove_room(room_id)
         self.rooms.pop(room_id, None)
+        self.shares.pop(room_id, None)

@@ -274,6 +274,46 @@ class SignalSession:
         else:
             await subscriptions_here(self.services, self.room_id, pid, msg)
 
+    # --- screen share (issue 15) ----------------------------------------------------------------
+
+    def _seated_here(self) -> ParticipantId:
+        pid = self._seat()
+        if not self.delivery.is_seated_here(self.conn):
+            raise NotInRoomYet("you are not in the room yet")
+        return pid
+
+    async def _on_start_share(self, msg: m.StartShare) -> None:
+        """In memory only (the room's share state lives with its media in this process): no store trip.
+        A clinician on this socket hosts the room (the permission table lets no other clinician join)."""
+        pid = self._seated_here()
+        sharing_before = self.delivery.controls.share(self.room_id).sharer == pid
+        self.delivery.controls.start_share(self.room_id, pid, is_host=self.principal.role is Role.CLINICIAN)
+        if not sharing_before:
+            await self._audit(AuditEvent.SHARE_STARTED, "participant", pid)
+
+    async def _on_stop_share(self, msg: m.StopShare) -> None:
+        pid = self._seated_here()
+        self.delivery.controls.stop_share(self.room_id, pid)
+        await self._audit(AuditEvent.SHARE_STOPPED, "participant", pid)
+
+    async def _seated_target(self, participant_id: str) -> ParticipantId:
+        """A participant seated in this room (a host action: rare, and it reads the store anyway)."""
+        target = ParticipantId(participant_id)
+        room = await self.services.rooms.room(self.room_id)
+        if not room.participant(target).is_seated:  # ParticipantNotFound: not in this room
+            raise NotInRoomYet("that participant is not in the room")
+        return target
+
+    async def _allow_share(self, msg: m.AllowShare, by: ParticipantId) -> ParticipantId | None:
+        target = await self._seated_target(msg.participant_id)
+        self.delivery.controls.allow_share(self.room_id, target)
+        return target
+
+    async def _revoke_share(self, msg: m.RevokeShare, by: ParticipantId) -> ParticipantId | None:
+        target = await self._seated_target(msg.participant_id)
+        self.delivery.controls.revoke_share(self.room_id, target)
+        return target
+
     # --- chat (issue 15) -------------------------------------------------------------------------
 
     async def _on_chat(self, msg: m.Chat) -> None:
@@ -513,6 +553,8 @@ _HANDLERS: Final[dict[type[m.ClientMessage], Handler]] = {
     # chat (issue 15)
     m.Chat: SignalSession._on_chat,
     m.NeedToTalk: SignalSession._on_need_to_talk,  # issue 15
+    m.StartShare: SignalSession._on_start_share,  # issue 15
+    m.StopShare: SignalSession._on_stop_share,
 }
 # Host actions: re-checked against Redis revocation first, audited when done (names: AUDIT_NAMES).
 _HOST_ACTIONS: Final[dict[type[m.ClientMessage], HostAction]] = {
@@ -531,6 +573,8 @@ _HOST_ACTIONS: Final[dict[type[m.ClientMessage], HostAction]] = {
     m.AcknowledgeNeed: SignalSession._acknowledge_need,  # issue 15
     m.StartBreakout: SignalSession._start_breakout,  # issue 15
     m.EndBreakout: SignalSession._end_breakout,
+    m.AllowShare: SignalSession._allow_share,  # issue 15
+    m.RevokeShare: SignalSession._revoke_share,
 }
 
 

@@ -126,6 +126,9 @@ def render() -> str:
             messages.AudioOnlyReason,
         ),
         "",
+        "/** A screen share's stream id is the sharer's participant id plus this (messages.ShareState). */",
+        f"export const SCREEN_STREAM_SUFFIX = {_js(messages.SCREEN_STREAM_SUFFIX)};",
+        "",
         "// Field limits, as the server enforces them (codec, relay and API; vIOP/rooms/limits.py).",
         *(f"export const {name} = {value};" for name, value in _limits()),
     ]

@@ -20,6 +20,7 @@ from msgspec import Meta
 from vIOP.rooms import limits
 from vIOP.rooms.audio_only import AudioOnlyReason as AudioOnlyReason  # the relay's reasons are the wire's
 from vIOP.rooms.participant import Role as Role  # the domain's room role is the wire's (same values)
+from vIOP.rooms.share import SCREEN_STREAM_SUFFIX as SCREEN_STREAM_SUFFIX  # the share's stream id suffix
 
 PROTOCOL_VERSION = 1
 
@@ -296,6 +297,30 @@ class EndBreakout(_HostMessage, frozen=True, tag="end_breakout"):
     participant_id: ParticipantIdField
 
 
+# --- screen share (issue 15), client -> server -------------------------------------------------------------
+
+
+class StartShare(_ClientMessage, frozen=True, tag="start_share"):
+    """Send my screen to the room: the second video section of my peer connection (docs/PROTOCOL.md, "Screen
+    share"). A host may always; a client only while a host allows it. One share at a time per room."""
+
+
+class StopShare(_ClientMessage, frozen=True, tag="stop_share"):
+    """My share ended (my stop button, or the browser's own: the track's ``ended`` event)."""
+
+
+class AllowShare(_HostMessage, frozen=True, tag="allow_share"):
+    """Let a seated client share their screen (they start it themselves with ``start_share``)."""
+
+    participant_id: ParticipantIdField
+
+
+class RevokeShare(_HostMessage, frozen=True, tag="revoke_share"):
+    """Take back a client's permission to share; their share, if running, stops for everyone now."""
+
+    participant_id: ParticipantIdField
+
+
 ClientMessage: TypeAlias = (
     Join
     | Offer
@@ -323,6 +348,10 @@ ClientMessage: TypeAlias = (
     | AcknowledgeNeed
     | StartBreakout
     | EndBreakout
+    | StartShare
+    | StopShare
+    | AllowShare
+    | RevokeShare
 )
 
 # --- server -> client ----------------------------------------------------------------------------------
@@ -538,6 +567,18 @@ class ChatPolicy(_ServerMessage, frozen=True, tag="chat_policy"):
 # --- end chat (server -> client) -------------------------------------------------------------------------
 
 
+# --- screen share (issue 15), server -> client -------------------------------------------------------------
+
+
+class ShareState(_ServerMessage, frozen=True, tag="share_state"):
+    """Who shares their screen now (None: nobody) and which clients a host allowed to; sent to everyone in
+    the room on admission and on every change. The share's media arrives with the stream id
+    ``<sharer>`` + :data:`SCREEN_STREAM_SUFFIX`."""
+
+    sharer: ParticipantIdField | None
+    allowed: Annotated[tuple[ParticipantIdField, ...], Meta(max_length=MAX_ROSTER)]
+
+
 ServerMessage: TypeAlias = (
     Welcome
     | Waiting
@@ -567,6 +608,7 @@ ServerMessage: TypeAlias = (
     | Pong
     | ChatMessage
     | ChatPolicy
+    | ShareState
 )
 
 CLIENT_MESSAGE_TYPES: tuple[type[_ClientMessage], ...] = ClientMessage.__args__

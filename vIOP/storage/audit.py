@@ -97,6 +97,10 @@ class AuditEvent(StrEnum):
     BREAKOUT_ENDED = "room.breakout_ended"
     CHAT_TRANSCRIPT_SAVED = "room.chat_transcript_saved"  # a host saved the chat to the record (ids only)
     CHAT_TRANSCRIPT_VIEWED = "room.chat_transcript_viewed"  # a read of that PHI (ids only)
+    SHARE_STARTED = "room.share_started"  # screen share (issue 15), ids only
+    SHARE_STOPPED = "room.share_stopped"
+    SHARE_ALLOWED = "room.share_allowed"
+    SHARE_REVOKED = "room.share_revoked"
     DISPLAY_NAME_CHANGED = "user.display_name_changed"  # the same name the CLI's change is audited under
 
 

@@ -241,6 +241,7 @@ export class ModerationPanels {
             ? el("button", { type: "button", class: "secondary end-breakout", "aria-label": `Bring ${name} back to the group`, onclick: () => this.endBreakout(entry.participant_id) }, "Back to group")
             : el("button", { type: "button", class: "secondary start-breakout", "aria-label": `Talk privately with ${name}`, onclick: () => this.startBreakout(entry.participant_id) }, "Talk privately"),
           el("button", { type: "button", class: "secondary", "aria-label": `Return ${name} to the waiting room`, onclick: () => this.returnToLobby(entry) }, "To waiting room"),
+          this.shareButton(entry),
           el("button", { type: "button", class: "danger", "aria-label": `Remove ${name}`, onclick: () => this.remove(item, entry) }, "Remove"),
         ),
       );
@@ -255,6 +256,19 @@ export class ModerationPanels {
   mute(entry, muted) {
     this.session.send({ type: ClientType.MUTE, participant_id: entry.participant_id, kind: MediaKind.AUDIO, muted });
     announce(`${muted ? "Muting" : "Unmuting"} ${entry.display_name}.`);
+  }
+
+  // Issue 15: let a client share their screen, or take it back (which stops their share for everyone).
+  /** @param {RosterEntry} entry */
+  shareButton(entry) {
+    const name = entry.display_name;
+    const allowed = this.session.share.allowed.includes(entry.participant_id);
+    const label = allowed ? `Stop ${name} sharing their screen` : `Allow ${name} to share their screen`;
+    const onclick = () => {
+      this.session.setShareAllowed(entry.participant_id, !allowed);
+      announce(allowed ? `${name} may no longer share their screen.` : `${name} may share their screen.`);
+    };
+    return el("button", { type: "button", class: "secondary", "aria-label": label, onclick }, allowed ? "Revoke share" : "Allow share");
   }
 
   /** @param {RosterEntry} entry */

@@ -35,11 +35,15 @@ export const ClientType = Object.freeze({
   ACKNOWLEDGE_NEED: "acknowledge_need",
   START_BREAKOUT: "start_breakout",
   END_BREAKOUT: "end_breakout",
+  START_SHARE: "start_share",
+  STOP_SHARE: "stop_share",
+  ALLOW_SHARE: "allow_share",
+  REVOKE_SHARE: "revoke_share",
 });
 /** @typedef {(typeof ClientType)[keyof typeof ClientType]} ClientTypeName */
 
 /** Client message types only a host may send. */
-export const HOST_ONLY_TYPES = Object.freeze(["admit", "admit_all", "deny", "lobby_message", "return_to_lobby", "mute", "remove", "lock", "unlock", "end", "set_chat_policy", "acknowledge_need", "start_breakout", "end_breakout"]);
+export const HOST_ONLY_TYPES = Object.freeze(["admit", "admit_all", "deny", "lobby_message", "return_to_lobby", "mute", "remove", "lock", "unlock", "end", "set_chat_policy", "acknowledge_need", "start_breakout", "end_breakout", "allow_share", "revoke_share"]);
 
 /** Server -> client message types (the `type` tag). */
 export const ServerType = Object.freeze({
@@ -71,6 +75,7 @@ export const ServerType = Object.freeze({
   PONG: "pong",
   CHAT: "chat",
   CHAT_POLICY: "chat_policy",
+  SHARE_STATE: "share_state",
 });
 /** @typedef {(typeof ServerType)[keyof typeof ServerType]} ServerTypeName */
 
@@ -126,6 +131,9 @@ export const AudioOnlyReason = Object.freeze({
   SAVE_DATA: "save_data",
 });
 /** @typedef {(typeof AudioOnlyReason)[keyof typeof AudioOnlyReason]} AudioOnlyReasonValue */
+
+/** A screen share's stream id is the sharer's participant id plus this (messages.ShareState). */
+export const SCREEN_STREAM_SUFFIX = ".screen";
 
 // Field limits, as the server enforces them (codec, relay and API; vIOP/rooms/limits.py).
 export const MAX_FRAME_BYTES = 65536;

@@ -7,9 +7,10 @@
 // "roster" {detail: {participants, locked}}, "self" {detail: rosterEntry}, "notice" {detail: text},
 // "speaker" {detail: {speaker, recent}} (the room's active speaker, participant ids),
 // "ended" {detail: {reason, message}}, "error" {detail: {code, message}},
-// "chat" {detail: chat line} and "chat-policy" {detail: clients_may_chat} (issue 15; drawn by chat.js).
+// "chat" {detail: chat line} and "chat-policy" {detail: clients_may_chat} (issue 15; drawn by chat.js),
+// "share" {detail: {sharer, allowed, mine}} (issue 15: who shares their screen, who may).
 
-import { ClientType, LeaveReason, MediaKind, Role, ServerType } from "./protocol.js";
+import { ClientType, LeaveReason, MediaKind, Role, SCREEN_STREAM_SUFFIX, ServerType } from "./protocol.js";
 import { EndReason, SignalingClient, State } from "./signaling.js";
 import { MediaLink, participantOf } from "./webrtc.js";
 import { detailOf } from "./events.js";
@@ -49,6 +50,9 @@ const LEFT_REASONS = Object.freeze({
   [LeaveReason.RETURNED_TO_LOBBY]: "was moved to the waiting room",
   [LeaveReason.TIMEOUT]: "lost their connection",
 });
+
+/** Error codes that refuse a share we started: our capture stops. */
+const SHARE_REFUSALS = new Set(["share_not_allowed", "share_in_progress", "no_screen_track", "not_in_room"]);
 
 export class RoomSession extends EventTarget {
   /**
@@ -92,6 +96,13 @@ export class RoomSession extends EventTarget {
     this.unmatched = [];
     /** @type {boolean} the relay answered our offer: layer choices can be sent */
     this.mediaAnswered = false;
+    /** @type {{sharer: string | null, allowed: string[]}} the room's screen share (share_state) */
+    this.share = { sharer: null, allowed: [] };
+    /** @type {MediaStreamTrack | null} our own screen capture while we share */
+    this.shareTrack = null;
+    /** When (Date.now()) our own capture last ended, and the last share_state arrived (diagnostics). */
+    this.shareEndedAt = 0;
+    this.shareStateAt = 0;
     this.grid.onSubscriptions = (tiles) => {
       if (this.mediaAnswered) this.send({ type: ClientType.SET_SUBSCRIPTIONS, tiles });
     };
@@ -150,6 +161,56 @@ export class RoomSession extends EventTarget {
     this.send({ type: ClientType.SAVE_DATA, on });
   }
 
+  // --- screen share (issue 15) ------------------------------------------------------------------------------
+
+  /** Whether we may share now: a host always, a client while a host allows it. */
+  get mayShare() {
+    return this.role === Role.HOST || this.share.allowed.includes(/** @type {string} */ (this.participantId));
+  }
+
+  // Capture a screen, window or tab (the browser asks which) and send it to the room.
+  async startShare() {
+    const link = this.link;
+    if (!link || this.shareTrack) return;
+    const stream = await navigator.mediaDevices.getDisplayMedia({ video: { frameRate: { ideal: 15, max: 15 } }, audio: false });
+    const track = stream.getVideoTracks()[0];
+    if (!track) return;
+    track.contentHint = "detail"; // slides and text: sharpness over motion
+    // The browser's own "Stop sharing" button ends the track: the share ends for everyone.
+    track.addEventListener("ended", () => this.stopShare());
+    this.shareTrack = track;
+    await link.setScreen(track);
+    this.grid.attachShare(/** @type {string} */ (this.participantId), track);
+    this.send({ type: ClientType.START_SHARE });
+  }
+
+  stopShare() {
+    if (!this.shareTrack) return;
+    this.endLocalShare();
+    this.send({ type: ClientType.STOP_SHARE });
+  }
+
+  // Our capture stops (we stopped, a host revoked, the server refused it); the server is told by the caller.
+  endLocalShare() {
+    const track = this.shareTrack;
+    if (!track) return;
+    this.shareTrack = null;
+    this.shareEndedAt = Date.now();
+    track.stop();
+    this.link?.setScreen(null).catch(() => undefined);
+    if (this.share.sharer !== this.participantId) this.grid.setSharer(this.share.sharer);
+    this.emitShare();
+  }
+
+  /** @param {string} participantId @param {boolean} allowed */
+  setShareAllowed(participantId, allowed) {
+    this.send({ type: allowed ? ClientType.ALLOW_SHARE : ClientType.REVOKE_SHARE, participant_id: participantId });
+  }
+
+  emitShare() {
+    this.emit("share", { ...this.share, mine: Boolean(this.shareTrack), mayShare: this.mayShare });
+  }
+
   // For the page's diagnostics hook and the browser tests: inbound stats joined with their participant.
   async inboundStats() {
     if (!this.link) return [];
@@ -205,6 +266,7 @@ export class RoomSession extends EventTarget {
       if (message.resumed) this.emit("notice", "Reconnected.");
     },
     [ServerType.WAITING](message) {
+      this.endLocalShare();
       this.leaveMedia();
       this.setPhase(Phase.WAITING);
       this.emit("waiting", { position: message.position, message: message.message ?? null });
@@ -307,6 +369,7 @@ export class RoomSession extends EventTarget {
     },
     [ServerType.RETURNED_TO_LOBBY]() {
       this.wasInRoom = false;
+      this.endLocalShare();
       this.leaveMedia();
       this.grid.clearRemote();
       this.setPhase(Phase.WAITING);
@@ -345,7 +408,19 @@ export class RoomSession extends EventTarget {
       });
     },
     [ServerType.ERROR](message) {
+      // A share the server refused (not allowed, someone else shares, no screen section) stops here too.
+      if (SHARE_REFUSALS.has(message.code) && this.share.sharer !== this.participantId) this.endLocalShare();
       this.emit("error", { code: message.code, message: message.message });
+    },
+    // --- screen share (issue 15) ---
+    [ServerType.SHARE_STATE](message) {
+      this.shareStateAt = Date.now();
+      this.share = { sharer: message.sharer ?? null, allowed: [...(message.allowed ?? [])] };
+      if (this.shareTrack && this.share.sharer !== this.participantId && this.share.sharer !== null) this.endLocalShare();
+      if (this.shareTrack && this.share.sharer === null && !this.mayShare) this.endLocalShare(); // revoked
+      this.grid.setSharer(this.share.sharer);
+      this.refreshRoster();
+      this.emitShare();
     },
     // --- chat (issue 15) ---
     [ServerType.CHAT](message) {
@@ -394,7 +469,11 @@ export class RoomSession extends EventTarget {
     this.linkSocket = this.signaling.ws;
     link.addEventListener("track", (event) => this.onRemoteTrack(detailOf(event)));
     link.addEventListener("trackended", (event) => this.grid.detach(detailOf(event)));
-    link.start().catch((error) => this.mediaFailed(error));
+    link
+      .start()
+      // A share outlives a reconnect (the server keeps it): the new connection's screen section carries it.
+      .then(() => (this.shareTrack && this.link === link ? link.setScreen(this.shareTrack) : undefined))
+      .catch((error) => this.mediaFailed(error));
   }
 
   leaveMedia() {
@@ -407,6 +486,14 @@ export class RoomSession extends EventTarget {
 
   /** @param {RemoteTrack} detail */
   onRemoteTrack(detail) {
+    // A screen share arrives as the sharer's id plus SCREEN_STREAM_SUFFIX (their camera: the id alone).
+    const shared = detail.streams.map((s) => s.id).find((id) => id.endsWith(SCREEN_STREAM_SUFFIX));
+    if (shared) {
+      const sharer = shared.slice(0, -SCREEN_STREAM_SUFFIX.length);
+      this.trackOwner.set(detail.track.id, shared);
+      this.grid.attachShare(sharer, detail.track);
+      return;
+    }
     const owner = participantOf(detail, new Set(this.roster.keys()));
     if (owner && this.roster.has(owner)) this.attach(owner, detail.track);
     else this.unmatched.push(detail);
@@ -456,6 +543,7 @@ export class RoomSession extends EventTarget {
   end(reason, message) {
     if (this.ending) return;
     this.ending = true;
+    this.endLocalShare();
     this.leaveMedia();
     if (this.signaling.state !== State.CLOSED) this.signaling.finish(reason, null);
     this.setPhase(Phase.ENDED);

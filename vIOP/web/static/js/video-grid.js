@@ -2,6 +2,8 @@
 // The session's video grid: one tile per participant with their name and state badges.
 // A tile's <video> plays one MediaStream holding that participant's audio and video tracks.
 // The active speaker's tile is highlighted; on a small screen or a slow link the last speakers go first.
+// A screen share (issue 15) plays large on a stage before the tiles, which move beside it; the sharer's tile
+// says so.
 
 import { Role } from "./protocol.js";
 import { isConstrained, tileOrder } from "./speaker-order.js";
@@ -75,6 +77,19 @@ export class VideoGrid {
             this.subscriptionsChanged();
           });
     this.resizes = typeof ResizeObserver === "undefined" ? null : new ResizeObserver(() => this.subscriptionsChanged());
+    /** @type {string | null} who shares their screen now (share_state) */
+    this.sharer = null;
+    /** @type {Map<string, MediaStreamTrack>} the share track of each sharer it arrived from */
+    this.shareTracks = new Map();
+    this.stageVideo = /** @type {HTMLVideoElement} */ (el("video", { autoplay: true, playsinline: true, muted: true }));
+    this.stageVideo.muted = true;
+    this.stageCaption = el("figcaption", { class: "name" });
+    this.stage = el("figure", { class: "share-stage", "aria-label": "Shared screen" }, this.stageVideo, this.stageCaption);
+    this.stage.hidden = true;
+    // The stage and the tiles share a wrapper, side by side while someone shares.
+    this.wrap = el("div", { class: "stage-wrap" });
+    this.list.before(this.wrap);
+    this.wrap.append(this.stage, this.list);
     window.addEventListener("resize", () => this.arrange());
   }
 
@@ -211,6 +226,47 @@ export class VideoGrid {
     tile.video.play().catch(() => undefined);
   }
 
+  /**
+   * A screen share's track (a remote sharer's, or our own capture).
+   * @param {string} sharer
+   * @param {MediaStreamTrack} track
+   */
+  attachShare(sharer, track) {
+    this.shareTracks.set(sharer, track);
+    if (sharer === this.sharer) this.showStage();
+  }
+
+  /** Who shares now (null: nobody): their share plays on the stage, their tile says so. @param {string | null} sharer */
+  setSharer(sharer) {
+    this.sharer = sharer;
+    for (const id of [...this.shareTracks.keys()]) if (id !== sharer) this.shareTracks.delete(id);
+    for (const [id, tile] of this.tiles) {
+      if (id === sharer) tile.item.dataset.sharing = "true";
+      else delete tile.item.dataset.sharing;
+    }
+    this.showStage();
+  }
+
+  showStage() {
+    const track = this.sharer ? this.shareTracks.get(this.sharer) : undefined;
+    const on = Boolean(this.sharer && track);
+    if (on && track) {
+      this.stage.dataset.sharer = /** @type {string} */ (this.sharer);
+      const name = this.tiles.get(/** @type {string} */ (this.sharer))?.name.textContent ?? "";
+      this.stageCaption.textContent = name ? `${name}: shared screen` : "Shared screen";
+      if (!(this.stageVideo.srcObject instanceof MediaStream) || this.stageVideo.srcObject.getTracks()[0] !== track) {
+        this.stageVideo.srcObject = new MediaStream([track]);
+        this.stageVideo.play().catch(() => undefined);
+      }
+    } else {
+      delete this.stage.dataset.sharer;
+      this.stageVideo.srcObject = null;
+    }
+    this.stage.hidden = !on;
+    this.list.classList.toggle("beside-share", on);
+    this.wrap.classList.toggle("sharing", on);
+  }
+
   /** @param {MediaStreamTrack} track */
   detach(track) {
     for (const tile of this.tiles.values()) {
@@ -233,9 +289,12 @@ export class VideoGrid {
     if (entry.hand) badges.push(["✋ Hand raised", "warn"]);
     if (entry.audio_only) badges.push(["Audio only", ""]);
     if (reconnecting) badges.push(["Reconnecting…", "warn"]);
+    if (entry.participant_id === this.sharer) badges.push(["Sharing screen", "info"]);
     tile.badges.replaceChildren(...badges.map(([text, cls]) => el("span", { class: `badge ${cls}`.trim() }, text)));
     tile.item.classList.toggle("reconnecting", reconnecting);
     tile.item.dataset.state = reconnecting ? "reconnecting" : "live";
+    if (entry.participant_id === this.sharer) tile.item.dataset.sharing = "true";
+    else delete tile.item.dataset.sharing;
   }
 
   /**

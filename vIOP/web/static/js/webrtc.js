@@ -73,7 +73,7 @@ export class MediaLink extends EventTarget {
     this.pendingCandidates = [];
     this.closed = false;
     /** @type {Record<string, RTCRtpSender | null>} */
-    this.senders = { audio: null, video: null };
+    this.senders = { audio: null, video: null, screen: null };
     this.pc.addEventListener("icecandidate", (event) => this.onLocalCandidate(event.candidate));
     this.pc.addEventListener("track", (event) => this.onTrack(event));
     this.pc.addEventListener("connectionstatechange", () =>
@@ -96,6 +96,9 @@ export class MediaLink extends EventTarget {
           this.pc.addTransceiver(kind, { direction: "recvonly" });
         }
       }
+      // The screen share's section, sending nothing until a share starts (setScreen): starting and stopping
+      // a share then needs no renegotiation (docs/PROTOCOL.md, "Screen share").
+      this.senders.screen = this.pc.addTransceiver("video", { direction: "sendonly" }).sender;
       const offer = await this.pc.createOffer();
       await this.pc.setLocalDescription(offer);
       this.send({ type: ClientType.OFFER, sdp: /** @type {RTCSessionDescription} */ (this.pc.localDescription).sdp });
@@ -147,6 +150,14 @@ export class MediaLink extends EventTarget {
   async replaceTrack(kind, track) {
     const sender = this.senders[kind];
     if (sender) await sender.replaceTrack(track);
+  }
+
+  /**
+   * Send this screen capture on the share's section (null: stop sending).
+   * @param {MediaStreamTrack | null} track
+   */
+  async setScreen(track) {
+    if (this.senders.screen && !this.closed) await this.senders.screen.replaceTrack(track);
   }
 
   close() {

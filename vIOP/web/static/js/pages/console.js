@@ -14,6 +14,7 @@ import { openLocalMedia, stopStream } from "../devices.js";
 import { ModerationPanels } from "../moderation.js";
 import { Phase, RoomSession } from "../room-session.js";
 import { ChatPanel } from "../chat.js";
+import { wireShareButton } from "../share-button.js";
 import { $, announce, copyText, el, setBusy, setPressed, showScreen } from "../ui.js";
 import { VideoGrid } from "../video-grid.js";
 import { detailOf } from "../events.js";
@@ -257,6 +258,7 @@ function startSession() {
   });
   $("#mic-toggle").disabled = !page.stream?.getAudioTracks().length;
   $("#camera-toggle").disabled = !page.stream?.getVideoTracks().length;
+  wireShareButton($("#share-toggle"), session);
   session.start();
 }
 

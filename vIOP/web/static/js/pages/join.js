@@ -11,6 +11,7 @@ import * as api from "../api.js";
 import { DeviceError, fillDevicePickers, openLocalMedia, stopStream } from "../devices.js";
 import { Phase, RoomSession } from "../room-session.js";
 import { ChatPanel } from "../chat.js";
+import { wireShareButton } from "../share-button.js";
 import { $, announce, setPressed, showScreen } from "../ui.js";
 import { VideoGrid } from "../video-grid.js";
 import { exposeDiagnostics } from "../diagnostics.js";
@@ -163,6 +164,7 @@ function joinSession() {
   setPressed($("#camera-toggle"), !page.media.video, ["Turn camera off", "Turn camera on"]);
   $("#mic-toggle").disabled = !page.stream?.getAudioTracks().length;
   $("#camera-toggle").disabled = !page.stream?.getVideoTracks().length;
+  wireShareButton($("#share-toggle"), session, { onlyWhenAllowed: true });
   announce("Connecting…");
   session.start();
 }
