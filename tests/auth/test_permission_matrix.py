@@ -55,6 +55,8 @@ MODERATION |= CHAT_TRANSCRIPT
 # rule, not a role's); only hosts allow and revoke
 PARTICIPANT_MESSAGES |= {Action.START_SHARE, Action.STOP_SHARE}
 MODERATION |= {Action.ALLOW_SHARE, Action.REVOKE_SHARE}
+# issue 15: moving a client into a private breakout with a clinician, and back, is a host control
+MODERATION |= {Action.START_BREAKOUT, Action.END_BREAKOUT}
 
 EXPECTED: dict[Action, dict[Role, Grant]] = {
     **{a: {C: OWN, CL: OWN} for a in PARTICIPANT_MESSAGES},
