@@ -1,0 +1,252 @@
+"""Webhook delivery end to end: room sessions write the outbox in the ledger's transactions, the delivery
+loop sends every row signed to a real receiver on a loopback socket (which checks each signature with
+``standardwebhooks``), a receiver that is down gets everything once it is up (each webhook-id once, in
+order per subscription), and a slow receiver holds neither other subscriptions nor the sessions."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from tests.rooms.support import HOST, Backend, enter, memory_backend
+from tests.storage.attendance_seed import seed_people, seed_room
+from vIOP.ids import new_room_id
+from vIOP.rooms.clock import ManualClock
+from vIOP.rooms.room import RoomKind
+from vIOP.session.webhooks import DeliveryPolicy, HttpSender, OutboxEvents, WebhookDelivery, subscribe
+from vIOP.storage.attendance_sql import SqlAttendanceStore
+from vIOP.storage.crypto import KeyRing
+from vIOP.storage.database import Database
+from vIOP.storage.schema import webhook_outbox
+from vIOP.storage.webhooks_sql import SqlWebhookStore
+from vIOP.webhooks.events import WebhookEventType
+from vIOP.webhooks.policy import Backoff
+
+from .webhook_support import Receiver, new_receiver, open_database, serving
+
+ALL_EVENTS = [e.value for e in WebhookEventType]
+
+
+@pytest.fixture
+async def storage(tmp_path: Path) -> tuple[Database, KeyRing]:
+    db, ring = await open_database(tmp_path / "data")
+    await seed_people(db)
+    yield db, ring
+    await db.close()
+
+
+def room_backend(db: Database, store: SqlWebhookStore) -> Backend:
+    backend = memory_backend(ManualClock(time.time()))
+    backend.attendance = SqlAttendanceStore(db, webhooks=store)
+    backend.__post_init__()
+    return backend
+
+
+async def run_session(backend: Backend, db: Database, clients: list[str], hours: float) -> str:
+    """A room goes live (host enters), ``clients`` attend for ``hours``, the host ends it."""
+    room_id = new_room_id()
+    await seed_room(db, room_id)
+    s = backend.service
+    await s.open_room(room_id, kind=RoomKind.GROUP, host_ids=frozenset({HOST}))
+    t = await s.host_enter(room_id, user_id=HOST, display_name="Dr")
+    assert t.participant is not None
+    await s.join(room_id, t.participant.id)
+    for client in clients:
+        await enter(backend, room_id, t.participant.id, client)
+    backend.clock.advance(hours * 3600)
+    await s.end(room_id, by=t.participant.id)
+    return room_id
+
+
+async def outbox_ids(db: Database, subscription_id: str) -> list[str]:
+    async with db.read() as conn:
+        rows = await conn.execute(
+            select(webhook_outbox.c.id)
+            .where(webhook_outbox.c.subscription_id == subscription_id)
+            .order_by(webhook_outbox.c.seq)
+        )
+        return [r for (r,) in rows]
+
+
+async def deliver_all(delivery: WebhookDelivery, store: SqlWebhookStore, clock: ManualClock) -> None:
+    """Rounds until nothing waits, moving the clock past each backoff (bounded)."""
+    for _ in range(200):
+        if not await store.waiting():
+            return
+        await delivery.round()
+        await delivery.settle()
+        clock.advance(Backoff().cap)
+    raise AssertionError("the outbox did not drain")
+
+
+async def test_receiver_down_then_up_gets_every_event_once_in_order_signed(
+    storage: tuple[Database, KeyRing],
+) -> None:
+    db, ring = storage
+    store = SqlWebhookStore(db, ring)
+    receiver = new_receiver()
+    subs = {}
+    for path in ("ehr", "billing"):
+        sub, secret = await subscribe(
+            store, receiver.url(path), ALL_EVENTS, allow_phi=True, allow_private=True, created_by=None
+        )
+        receiver.secrets[path] = secret
+        subs[path] = sub
+    backend = room_backend(db, store)
+    clock = ManualClock(time.time())
+    sender = HttpSender(timeout=5.0, allow_private=True)
+    delivery = WebhookDelivery(
+        store, sender, policy=DeliveryPolicy(concurrency=4), clock=clock, rng=random.Random(7)
+    )
+    events = OutboxEvents(store, clock=clock, wake=delivery.wake)
+    try:
+        first_room = await run_session(backend, db, ["cl_1", "cl_2"], hours=3)
+        # The receiver is down (nothing listens on its port): attempts fail and back off.
+        for _ in range(3):
+            assert await delivery.round() == 2  # one head per subscription, in flight at once
+            await delivery.settle()
+            clock.advance(Backoff().cap)
+        await events.emit(WebhookEventType.CLIENT_NO_SHOW, {"client_id": "cl_3", "room_id": first_room})
+        second_room = await run_session(backend, db, ["cl_3"], hours=1)
+        assert receiver.received == {}
+        async with db.read() as conn:
+            attempts = (
+                (await conn.execute(select(webhook_outbox.c.attempts).order_by(webhook_outbox.c.seq)))
+                .scalars()
+                .all()
+            )
+        assert attempts[:2] == [3, 0] or sorted(attempts)[-2:] == [3, 3]  # only heads were tried
+        assert sum(attempts) == 6
+        async with serving(receiver):
+            await deliver_all(delivery, store, clock)
+    finally:
+        await sender.aclose()
+
+    assert receiver.refused == 0
+    for path, sub in subs.items():
+        got = receiver.received[path]
+        expected = await outbox_ids(db, sub.id)
+        assert [m.msg_id for m in got] == expected  # each once, in the order written
+        kinds = [m.body["type"] for m in got]
+        assert kinds == [
+            "session.started",
+            "session.ended",
+            "attendance.finalized",
+            "attendance.finalized",
+            "client.no_show",
+            "session.started",
+            "session.ended",
+            "attendance.finalized",
+        ]
+        finalized = [m.body["data"] for m in got if m.body["type"] == "attendance.finalized"]
+        assert [(d["room_id"], d["client_id"], d["minutes"]) for d in finalized] == [
+            (first_room, "cl_1", 180.0),
+            (first_room, "cl_2", 180.0),
+            (second_room, "cl_3", 60.0),
+        ]
+        # allow_phi over plain http: still ids only
+        assert all("client_name" not in m.body["data"] and "room_title" not in m.body["data"] for m in got)
+
+
+async def test_backoff_is_exponential_with_seeded_jitter(storage: tuple[Database, KeyRing]) -> None:
+    db, ring = storage
+    store = SqlWebhookStore(db, ring)
+    receiver = new_receiver()  # never served: every attempt fails
+    _sub, receiver.secrets["x"] = await subscribe(
+        store, receiver.url("x"), ["client.no_show"], allow_phi=False, allow_private=True, created_by=None
+    )
+    clock = ManualClock(time.time())
+    sender = HttpSender(timeout=5.0, allow_private=True)
+    backoff = Backoff(first=10.0, cap=80.0)
+    delivery = WebhookDelivery(
+        store, sender, policy=DeliveryPolicy(backoff=backoff), clock=clock, rng=random.Random(1)
+    )
+    await OutboxEvents(store, clock=clock).emit(WebhookEventType.CLIENT_NO_SHOW, {"client_id": "cl_1"})
+    expected_rng = random.Random(1)
+    try:
+        for failures in range(1, 6):
+            assert await delivery.round() == 1
+            await delivery.settle()
+            due = await store.next_due()
+            assert due is not None
+            waited = (due - datetime.fromtimestamp(clock(), UTC)).total_seconds()
+            assert waited == pytest.approx(backoff.delay(failures, expected_rng), abs=1e-3)
+            base = min(80.0, 10.0 * 2 ** (failures - 1))
+            assert base / 2 <= waited <= base
+            assert await delivery.round() == 0  # not due yet
+            clock.advance(waited)
+    finally:
+        await sender.aclose()
+
+
+async def test_slow_receiver_holds_neither_other_subscriptions_nor_sessions(
+    storage: tuple[Database, KeyRing],
+) -> None:
+    db, ring = storage
+    store = SqlWebhookStore(db, ring)
+    receiver = new_receiver()
+    subs = {}
+    for path in ("slow", "fast"):
+        subs[path], receiver.secrets[path] = await subscribe(
+            store, receiver.url(path), ALL_EVENTS, allow_phi=False, allow_private=True, created_by=None
+        )
+    held = receiver.delay["slow"] = asyncio.Event()
+    backend = room_backend(db, store)
+    clock = backend.clock  # one time for the sessions and the delivery loop
+    sender = HttpSender(timeout=60.0, allow_private=True)
+    delivery = WebhookDelivery(store, sender, policy=DeliveryPolicy(concurrency=4), clock=clock)
+    try:
+        async with serving(receiver):
+            await run_session(backend, db, ["cl_1"], hours=3)
+            # The fast receiver gets all three events while the slow one sits on its first.
+            for _ in range(20):
+                await delivery.round()
+                fast = [t for sub, t in delivery._in_flight.items() if sub == subs["fast"].id]
+                if fast:
+                    await fast[0]
+                if len(receiver.received.get("fast", [])) == 3:
+                    break
+            assert len(receiver.received["fast"]) == 3
+            assert "slow" not in receiver.received
+            assert delivery.in_flight == 1
+            # Sessions go on: another whole session, its ledger and outbox writes, while the slow send waits.
+            await asyncio.wait_for(run_session(backend, db, ["cl_2"], hours=1), timeout=30)
+            held.set()
+            await deliver_all(delivery, store, clock)
+    finally:
+        await sender.aclose()
+    assert [m.msg_id for m in receiver.received["slow"]] == await outbox_ids(db, subs["slow"].id)
+    assert [m.msg_id for m in receiver.received["fast"]] == await outbox_ids(db, subs["fast"].id)
+    assert len(receiver.received["slow"]) == 6
+
+
+async def test_a_receiver_slower_than_the_timeout_is_a_failed_attempt(
+    storage: tuple[Database, KeyRing],
+) -> None:
+    db, ring = storage
+    store = SqlWebhookStore(db, ring)
+    receiver: Receiver = new_receiver()
+    _sub, receiver.secrets["slow"] = await subscribe(
+        store, receiver.url("slow"), ["client.no_show"], allow_phi=False, allow_private=True, created_by=None
+    )
+    receiver.delay["slow"] = asyncio.Event()  # never answers in time
+    clock = ManualClock(time.time())
+    sender = HttpSender(timeout=0.5, allow_private=True)
+    delivery = WebhookDelivery(store, sender, clock=clock, rng=random.Random(3))
+    await OutboxEvents(store, clock=clock).emit(WebhookEventType.CLIENT_NO_SHOW, {"client_id": "cl_1"})
+    try:
+        async with serving(receiver):
+            assert await delivery.round() == 1
+            await asyncio.wait_for(delivery.settle(), timeout=30)  # ends by the 0.5 s timeout
+            async with db.read() as conn:
+                row = (await conn.execute(select(webhook_outbox))).mappings().one()
+            assert row["delivered_at"] is None
+            assert (row["attempts"], row["last_status"], row["lease_owner"]) == (1, 0, None)
+    finally:
+        await sender.aclose()
