@@ -152,6 +152,8 @@ class Sender(Protocol):
 
     async def send(self, url: str, secret: str, msg_id: str, body: bytes) -> int: ...
 
+    async def aclose(self) -> None: ...
+
 
 @dataclass(frozen=True, slots=True)
 class DeliveryPolicy:
@@ -245,6 +247,7 @@ class WebhookDelivery:
                 async with asyncio.timeout(self.policy.poll_seconds):
                     await _first(self._wake.wait(), stop.wait())
         await self.settle()
+        await self.sender.aclose()
 
 
 async def _first(*waits: Awaitable[object]) -> None:

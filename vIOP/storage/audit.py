@@ -96,6 +96,10 @@ class AuditEvent(StrEnum):
     CHAT_TRANSCRIPT_SAVED = "room.chat_transcript_saved"  # a host saved the chat to the record (ids only)
     CHAT_TRANSCRIPT_VIEWED = "room.chat_transcript_viewed"  # a read of that PHI (ids only)
     DISPLAY_NAME_CHANGED = "user.display_name_changed"  # the same name the CLI's change is audited under
+    # issue 16: webhook subscriptions (ids only: never the URL or the secret)
+    WEBHOOK_ADDED = "webhook.added"
+    WEBHOOK_REMOVED = "webhook.removed"
+    WEBHOOKS_VIEWED = "webhook.viewed"
 
 
 class Outcome(StrEnum):
