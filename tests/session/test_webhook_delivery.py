@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -250,3 +251,46 @@ async def test_a_receiver_slower_than_the_timeout_is_a_failed_attempt(
             assert (row["attempts"], row["last_status"], row["lease_owner"]) == (1, 0, None)
     finally:
         await sender.aclose()
+
+
+async def test_two_app_processes_on_one_outbox_never_deliver_twice(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    db, ring = await open_database(data)
+    store = SqlWebhookStore(db, ring)
+    receiver = new_receiver()
+    receiver.together = 2  # the first sends are held until both processes have one in flight
+    subs = {}
+    for path in ("a", "b", "c"):
+        subs[path], receiver.secrets[path] = await subscribe(
+            store,
+            receiver.url(path),
+            ["client.no_show"],
+            allow_phi=False,
+            allow_private=True,
+            created_by=None,
+        )
+    events = OutboxEvents(store)
+    for n in range(30):
+        await events.emit(WebhookEventType.CLIENT_NO_SHOW, {"client_id": f"cl_{n}"})
+    worker = [sys.executable, "-m", "tests.session.webhook_worker", db.url, str(data.parent / "keys.json")]
+    try:
+        async with serving(receiver):
+            procs = [
+                await asyncio.create_subprocess_exec(*worker, stdout=asyncio.subprocess.PIPE, cwd=Path.cwd())
+                for _ in range(2)
+            ]
+            outputs = [await asyncio.wait_for(p.communicate(), timeout=120) for p in procs]
+        assert [p.returncode for p in procs] == [0, 0]
+        sent = [int(out.decode().strip()) for out, _ in outputs]
+        assert all(n > 0 for n in sent)  # both processes delivered
+        assert sum(sent) == 90  # and no row was sent twice
+        assert receiver.refused == 0
+        for path, sub in subs.items():
+            got = [m.msg_id for m in receiver.received[path]]
+            assert got == await outbox_ids(db, sub.id)  # each once, in order, across both processes
+            assert [m.body["data"]["client_id"] for m in receiver.received[path]] == [
+                f"cl_{n}" for n in range(30)
+            ]
+        assert await store.waiting() == 0
+    finally:
+        await db.close()

@@ -40,6 +40,10 @@ class Receiver:
     refused: int = 0
     delay: dict[str, asyncio.Event] = field(default_factory=dict)  # path -> held until set
     arrived: asyncio.Event = field(default_factory=asyncio.Event)
+    # The first ``together`` requests are held until that many are in at once (two senders at work).
+    together: int = 0
+    _waiting: int = 0
+    _met: asyncio.Event = field(default_factory=asyncio.Event)
 
     def url(self, path: str) -> str:
         return f"http://127.0.0.1:{self.port}/{path}"
@@ -52,6 +56,11 @@ class Receiver:
         except Exception:
             self.refused += 1
             return Response(status_code=401)
+        if self.together and not self._met.is_set():
+            self._waiting += 1
+            if self._waiting >= self.together:
+                self._met.set()
+            await self._met.wait()
         hold = self.delay.get(path)
         if hold is not None:
             await hold.wait()
@@ -75,6 +84,7 @@ async def serving(receiver: Receiver) -> AsyncIterator[None]:
     finally:
         for hold in receiver.delay.values():
             hold.set()
+        receiver._met.set()
         server.should_exit = True
         await task
 
