@@ -6,6 +6,7 @@ order per subscription), and a slow receiver holds neither other subscriptions n
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 import sys
 import time
@@ -13,7 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import insert, select
 
 from tests.rooms.support import HOST, Backend, enter, memory_backend
 from tests.storage.attendance_seed import seed_people, seed_room
@@ -22,12 +23,12 @@ from vIOP.rooms.clock import ManualClock
 from vIOP.rooms.room import RoomKind
 from vIOP.session.webhooks import DeliveryPolicy, HttpSender, OutboxEvents, WebhookDelivery, subscribe
 from vIOP.storage.attendance_sql import SqlAttendanceStore
-from vIOP.storage.crypto import KeyRing
+from vIOP.storage.crypto import FieldRef, KeyRing
 from vIOP.storage.database import Database
-from vIOP.storage.schema import webhook_outbox
+from vIOP.storage.schema import clients, rooms, webhook_outbox
 from vIOP.storage.webhooks_sql import SqlWebhookStore
 from vIOP.webhooks.events import WebhookEventType
-from vIOP.webhooks.policy import Backoff
+from vIOP.webhooks.policy import Backoff, new_secret
 
 from .webhook_support import Receiver, new_receiver, open_database, serving
 
@@ -294,3 +295,78 @@ async def test_two_app_processes_on_one_outbox_never_deliver_twice(tmp_path: Pat
         assert await store.waiting() == 0
     finally:
         await db.close()
+
+
+class RecordingSender:
+    """The network edge only: answers 204 for every message and keeps the bodies (no TLS receiver here)."""
+
+    def __init__(self) -> None:
+        self.bodies: dict[str, list[dict[str, object]]] = {}
+
+    async def send(self, url: str, secret: str, msg_id: str, body: bytes) -> int:
+        self.bodies.setdefault(url, []).append(json.loads(body))
+        return 204
+
+    async def aclose(self) -> None:
+        pass
+
+
+async def test_names_only_to_a_subscription_allowed_phi_over_https(storage: tuple[Database, KeyRing]) -> None:
+    db, ring = storage
+    store = SqlWebhookStore(db, ring)
+    room_id = new_room_id()
+    async with db.begin() as conn:
+        title = ring.system_fields.encrypt(FieldRef("rooms", "title", room_id), "Evening Canary Group")
+        await conn.execute(
+            insert(rooms).values(
+                id=room_id,
+                kind="group",
+                title=title,
+                capacity=15,
+                host_user_id=HOST,
+                state="open",
+                created_at=datetime.now(UTC),
+            )
+        )
+        key_id = await ring.create_data_key(conn)
+        name = await ring.encrypt_field(key_id, FieldRef("clients", "display_name", "cl_named"), "Ana Canary")
+        await conn.execute(
+            insert(clients).values(
+                id="cl_named", data_key_id=key_id, display_name=name, created_at=datetime.now(UTC)
+            )
+        )
+    now = datetime.now(UTC)
+    for url, allow_phi in [
+        ("https://ehr.example/phi", True),
+        ("http://ehr.example/phi", True),
+        ("https://ehr.example/ids", False),
+    ]:
+        await store.add(
+            url,
+            (WebhookEventType.CLIENT_NO_SHOW,),
+            allow_phi=allow_phi,
+            secret=new_secret(),
+            created_by=None,
+            at=now,
+        )
+    await OutboxEvents(store).emit(
+        WebhookEventType.CLIENT_NO_SHOW, {"client_id": "cl_named", "room_id": room_id}
+    )
+    sender = RecordingSender()
+    delivery = WebhookDelivery(store, sender)
+    assert await delivery.round() == 3
+    await delivery.settle()
+    data = {url: bodies[0]["data"] for url, bodies in sender.bodies.items()}
+    assert data["https://ehr.example/phi"] == {
+        "client_id": "cl_named",
+        "client_name": "Ana Canary",
+        "room_id": room_id,
+        "room_title": "Evening Canary Group",
+    }
+    assert data["http://ehr.example/phi"] == {"client_id": "cl_named", "room_id": room_id}
+    assert data["https://ehr.example/ids"] == {"client_id": "cl_named", "room_id": room_id}
+    async with db.read() as conn:
+        payloads = (await conn.execute(select(webhook_outbox.c.payload))).scalars().all()
+    assert all(
+        b"Ana Canary" not in p and b"cl_named" not in p for p in payloads
+    )  # sealed, names never stored

@@ -13,6 +13,7 @@ URL, secret and payload are ciphertext under sys.fields, each bound to its row (
 
 from __future__ import annotations
 
+import contextlib
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -28,6 +29,7 @@ from vIOP.storage.database import Database
 from vIOP.storage.schema import clients, rooms
 from vIOP.storage.schema import webhook_outbox as ob
 from vIOP.storage.schema import webhook_subscriptions as subs
+from vIOP.storage.sealing import DecryptionError
 from vIOP.webhooks.events import NAMED_BY, Payload, PayloadValue, WebhookEventType, check_payload
 
 
@@ -303,18 +305,14 @@ class SqlWebhookStore:
                     await conn.execute(select(clients.c.display_name).where(clients.c.id == client_id))
                 ).scalar_one_or_none()
                 if blob is not None:
-                    try:
-                        name = await self._ring.decrypt_text(_ref("clients", "display_name", client_id), blob)
-                    except Exception:  # crypto-shredded: the name is gone for good
-                        name = None
-                    if name is not None:
-                        out[NAMED_BY["client_id"]] = name
+                    with contextlib.suppress(DecryptionError):  # crypto-shredded: the name is gone for good
+                        ref = _ref("clients", "display_name", client_id)
+                        out[NAMED_BY["client_id"]] = await self._ring.decrypt_text(ref, blob)
             if isinstance(room_id, str):
-                blob = (
-                    await conn.execute(select(rooms.c.title).where(rooms.c.id == room_id))
-                ).scalar_one_or_none()
+                query = select(rooms.c.title).where(rooms.c.id == room_id)
+                blob = (await conn.execute(query)).scalar_one_or_none()
                 if blob is not None:
-                    out[NAMED_BY["room_id"]] = self._ring.system_fields.decrypt_text(
-                        _ref("rooms", "title", room_id), blob
-                    )
+                    with contextlib.suppress(DecryptionError):
+                        ref = _ref("rooms", "title", room_id)
+                        out[NAMED_BY["room_id"]] = self._ring.system_fields.decrypt_text(ref, blob)
         return out
