@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,7 +18,6 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from tests.support import free_port
 from vIOP.storage.crypto import KeyRing
 from vIOP.storage.database import Database, default_sqlite_url, upgrade
 from vIOP.storage.keys import FileKeySource
@@ -34,7 +34,7 @@ class Received:
 class Receiver:
     """Every verified message in arrival order; ``refused`` counts those that failed verification."""
 
-    port: int
+    sock: socket.socket  # bound, not listening until served: refused until then, and the port stays ours
     secrets: dict[str, str] = field(default_factory=dict)  # path -> secret
     received: dict[str, list[Received]] = field(default_factory=dict)  # path -> messages
     refused: int = 0
@@ -44,6 +44,10 @@ class Receiver:
     together: int = 0
     _waiting: int = 0
     _met: asyncio.Event = field(default_factory=asyncio.Event)
+
+    @property
+    def port(self) -> int:
+        return int(self.sock.getsockname()[1])
 
     def url(self, path: str) -> str:
         return f"http://127.0.0.1:{self.port}/{path}"
@@ -72,9 +76,9 @@ class Receiver:
 @contextlib.asynccontextmanager
 async def serving(receiver: Receiver) -> AsyncIterator[None]:
     app = Starlette(routes=[Route("/{path}", receiver.handle, methods=["POST"])])
-    config = uvicorn.Config(app, host="127.0.0.1", port=receiver.port, log_level="warning", lifespan="off")
+    config = uvicorn.Config(app, log_level="warning", lifespan="off")
     server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve())
+    task = asyncio.create_task(server.serve(sockets=[receiver.sock]))
     while not server.started:  # bounded by uvicorn's own start; a failure ends the task
         if task.done():
             task.result()
@@ -90,7 +94,9 @@ async def serving(receiver: Receiver) -> AsyncIterator[None]:
 
 
 def new_receiver() -> Receiver:
-    return Receiver(free_port())
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    return Receiver(sock)
 
 
 async def open_database(data_dir: Path) -> tuple[Database, KeyRing]:
