@@ -18,6 +18,7 @@ from sqlalchemy import insert, select
 
 from tests.rooms.support import HOST, Backend, enter, memory_backend
 from tests.storage.attendance_seed import seed_people, seed_room
+from tests.storage.conftest import BACKENDS, POSTGRES_URL, _reset_postgres
 from vIOP.ids import new_room_id
 from vIOP.rooms.clock import ManualClock
 from vIOP.rooms.room import RoomKind
@@ -35,9 +36,19 @@ from .webhook_support import Receiver, new_receiver, open_database, serving
 ALL_EVENTS = [e.value for e in WebhookEventType]
 
 
+@pytest.fixture(params=BACKENDS)
+async def database_url(request: pytest.FixtureRequest) -> str | None:
+    """SQLite in the test's folder, or (with VIOP_TEST_POSTGRES_URL) a wiped PostgreSQL schema."""
+    if request.param == "postgresql":
+        assert POSTGRES_URL is not None
+        await _reset_postgres(POSTGRES_URL)
+        return POSTGRES_URL
+    return None
+
+
 @pytest.fixture
-async def storage(tmp_path: Path) -> tuple[Database, KeyRing]:
-    db, ring = await open_database(tmp_path / "data")
+async def storage(tmp_path: Path, database_url: str | None) -> tuple[Database, KeyRing]:
+    db, ring = await open_database(tmp_path / "data", database_url)
     await seed_people(db)
     yield db, ring
     await db.close()
@@ -254,9 +265,11 @@ async def test_a_receiver_slower_than_the_timeout_is_a_failed_attempt(
         await sender.aclose()
 
 
-async def test_two_app_processes_on_one_outbox_never_deliver_twice(tmp_path: Path) -> None:
+async def test_two_app_processes_on_one_outbox_never_deliver_twice(
+    tmp_path: Path, database_url: str | None
+) -> None:
     data = tmp_path / "data"
-    db, ring = await open_database(data)
+    db, ring = await open_database(data, database_url)
     store = SqlWebhookStore(db, ring)
     receiver = new_receiver()
     receiver.together = 2  # the first sends are held until both processes have one in flight

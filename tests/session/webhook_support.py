@@ -99,9 +99,11 @@ def new_receiver() -> Receiver:
     return Receiver(sock)
 
 
-async def open_database(data_dir: Path) -> tuple[Database, KeyRing]:
-    url = default_sqlite_url(data_dir)
+async def open_database(data_dir: Path, url: str | None = None) -> tuple[Database, KeyRing]:
+    """A migrated database (SQLite in ``data_dir`` unless ``url`` names another) and its key ring; the
+    key file beside ``data_dir``."""
     data_dir.mkdir(parents=True, exist_ok=True)
+    url = url or default_sqlite_url(data_dir)
     await upgrade(url)
     db = await Database.open(url)
     ring = await KeyRing.open(db, FileKeySource(data_dir.parent / "keys.json", create=True))

@@ -5,8 +5,8 @@ type inside the caller's transaction (the attendance ledger's, so the event and 
 Delivering: :meth:`claim` takes, for each subscription with nothing in flight, the *oldest* undelivered row
 (so a subscription's events go out in order, one at a time) if it is due and not leased, by a conditional
 UPDATE that sets a lease; on SQLite every write transaction is ``BEGIN IMMEDIATE`` (one writer at a time),
-on PostgreSQL the UPDATE re-checks the lease after any concurrent claim committed: of two processes one
-wins, the other sees no row changed. A process that dies holding a lease loses it when it expires.
+on PostgreSQL the UPDATE re-checks its WHERE after any concurrent claim committed (READ COMMITTED): of two
+processes one wins, the other sees no row changed. A process that dies holding a lease loses it when it expires.
 
 URL, secret and payload are ciphertext under sys.fields, each bound to its row (``FieldRef``).
 """
@@ -211,12 +211,25 @@ class SqlWebhookStore:
         )
         if busy:
             heads = heads.where(ob.c.subscription_id.not_in(sorted(busy)))
+        # Looked for in a read (no write lock while nothing is due: the usual case, every poll), then each
+        # taken by an UPDATE that re-checks what the read saw (due, free, the attempts it read): a row
+        # another process claimed, sent or rescheduled meanwhile changes no row here.
+        async with self._db.read() as conn:
+            rows = (await conn.execute(heads.limit(limit))).mappings().all()
+        if not rows:
+            return []
         claimed: list[OutboxRow] = []
         async with self._db.begin() as conn:
-            for row in (await conn.execute(heads.limit(limit))).mappings().all():
+            for row in rows:
                 taken = await conn.execute(
                     update(ob)
-                    .where(ob.c.seq == row["seq"], ob.c.delivered_at.is_(None), free)
+                    .where(
+                        ob.c.seq == row["seq"],
+                        ob.c.delivered_at.is_(None),
+                        ob.c.attempts == row["attempts"],
+                        ob.c.next_attempt_at <= now,
+                        free,
+                    )
                     .values(lease_owner=owner, lease_until=now + timedelta(seconds=lease_seconds))
                 )
                 if taken.rowcount:
