@@ -222,7 +222,7 @@ class WebhookDelivery:
             await self.store.failed(row, self.owner, self._now() + timedelta(seconds=delay), status)
             log.warning(
                 "webhook delivery failed; retrying",
-                extra={"kind": row.event_type.value, "status": status, "attempts": row.attempts + 1},
+                extra={"kind": row.event_type.value, "status": status, "count": row.attempts + 1},
             )
         except asyncio.CancelledError:
             raise
