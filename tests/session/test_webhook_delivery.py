@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from prometheus_client import REGISTRY
 from sqlalchemy import insert, select
 
 from tests.rooms.support import HOST, Backend, enter, memory_backend
@@ -87,6 +88,11 @@ async def outbox_ids(db: Database, subscription_id: str) -> list[str]:
         return [r for (r,) in rows]
 
 
+def attempts_counted(event: str, outcome: str) -> float:
+    value = REGISTRY.get_sample_value("viop_webhook_attempts_total", {"event": event, "outcome": outcome})
+    return value or 0.0
+
+
 async def deliver_all(delivery: WebhookDelivery, store: SqlWebhookStore, clock: ManualClock) -> None:
     """Rounds until nothing waits, moving the clock past each backoff (bounded)."""
     for _ in range(200):
@@ -118,6 +124,7 @@ async def test_receiver_down_then_up_gets_every_event_once_in_order_signed(
         store, sender, policy=DeliveryPolicy(concurrency=4), clock=clock, rng=random.Random(7)
     )
     events = OutboxEvents(store, clock=clock, wake=delivery.wake)
+    before = {o: attempts_counted("session.started", o) for o in ("delivered", "failed")}
     try:
         first_room = await run_session(backend, db, ["cl_1", "cl_2"], hours=3)
         # The receiver is down (nothing listens on its port): attempts fail and back off.
@@ -142,6 +149,9 @@ async def test_receiver_down_then_up_gets_every_event_once_in_order_signed(
         await sender.aclose()
 
     assert receiver.refused == 0
+    # the metric: session.started failed 3 times per subscription (the heads tried while down), then went
+    assert attempts_counted("session.started", "failed") - before["failed"] == 6
+    assert attempts_counted("session.started", "delivered") - before["delivered"] == 4
     for path, sub in subs.items():
         got = receiver.received[path]
         expected = await outbox_ids(db, sub.id)

@@ -31,6 +31,7 @@ from standardwebhooks import Webhook
 
 from vIOP.errors import BadRequest
 from vIOP.ids import new_id
+from vIOP.metrics import WEBHOOK_ATTEMPTS
 from vIOP.storage.webhooks_sql import OutboxRow, SqlWebhookStore, Subscription
 from vIOP.webhooks.events import Payload, WebhookEventType
 from vIOP.webhooks.policy import Backoff, check_addresses, check_url_form, may_carry_names, new_secret
@@ -216,8 +217,10 @@ class WebhookDelivery:
             names = await self.store.names_for(row.payload) if may_carry_names(row.url, row.allow_phi) else {}
             status = await self.sender.send(row.url, row.secret, row.id, message_body(row, names))
             if 200 <= status < 300:
+                WEBHOOK_ATTEMPTS.labels(row.event_type.value, "delivered").inc()
                 await self.store.delivered(row, self.owner, self._now(), status)
                 return
+            WEBHOOK_ATTEMPTS.labels(row.event_type.value, "failed").inc()
             delay = self.policy.backoff.delay(row.attempts + 1, self._rng)
             await self.store.failed(row, self.owner, self._now() + timedelta(seconds=delay), status)
             log.warning(
