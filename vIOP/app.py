@@ -26,6 +26,7 @@ from vIOP.api import (
     http_rooms,
     http_tickets,
     http_turn,
+    http_webhooks,
 )
 from vIOP.api.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
 from vIOP.api.openapi import Operation, Reply, documented_route, openapi_endpoint
@@ -62,6 +63,7 @@ from vIOP.session.presence import presence_listener
 from vIOP.session.revocation import close_user_sockets, run_revocation_listener
 from vIOP.session.room_end import directory_sync
 from vIOP.session.services import Services
+from vIOP.session.webhooks import DeliveryPolicy, HttpSender, WebhookDelivery
 from vIOP.settings import Settings
 from vIOP.signaling.connections import ConnectionLimits, ConnectionRegistry
 from vIOP.signaling.messages import CloseCode
@@ -91,6 +93,7 @@ from vIOP.storage.redis_resume_tokens import RedisResumeTokenStore
 from vIOP.storage.redis_rooms import RedisKeys, RedisPresenceStore, RedisRoomStore
 from vIOP.storage.retention import policy_from, run_daily
 from vIOP.storage.rooms_sql import SqlRoomDirectory
+from vIOP.storage.webhooks_sql import SqlWebhookStore
 
 log = logging.getLogger("vIOP.app")
 
@@ -155,6 +158,7 @@ async def open_services(settings: Settings, *, clock: Callable[[], float] = time
     ring, db = storage.keys, storage.db
     sealer = ring.redis_sealer()
     room_directory = SqlRoomDirectory(db, ring)
+    webhooks = SqlWebhookStore(db, ring)
     invite_store = SqlInviteStore(db, ring)
 
     from vIOP.api.audit_trail import login_user_agent
@@ -196,7 +200,7 @@ async def open_services(settings: Settings, *, clock: Callable[[], float] = time
     rooms = RoomService(
         RedisRoomStore(redis, sealer),
         RedisPresenceStore(redis),
-        attendance=SqlAttendanceStore(db),
+        attendance=SqlAttendanceStore(db, webhooks=webhooks),
         policy=RoomPolicy(
             heartbeat_expiry=float(settings.presence_expiry_seconds),
             reconnect_grace=float(settings.reconnect_grace_seconds),
@@ -236,6 +240,7 @@ async def open_services(settings: Settings, *, clock: Callable[[], float] = time
         revocations=revocations,
         chat=RedisChatBus(redis, sealer),
         chat_transcripts=SqlChatTranscripts(db, ring),
+        webhooks=webhooks,
         node=node,
         embedded_redis=embedded,
     )
@@ -281,6 +286,16 @@ def start_live(services: Services) -> None:
         "sweeper",
         stops_between_rounds=True,
     )
+    if services.webhooks is not None:
+        settings = services.settings
+        timeout = float(settings.webhook_timeout_seconds)
+        webhook_delivery = live.webhook_delivery = WebhookDelivery(
+            services.webhooks,
+            HttpSender(timeout=timeout, allow_private=settings.effective_webhook_allow_private),
+            policy=DeliveryPolicy(concurrency=settings.webhook_concurrency, timeout=timeout),
+            clock=services.rooms.clock,
+        )
+        services.spawn(webhook_delivery.run(services.stopping), "webhooks", stops_between_rounds=True)
     retention = policy_from(services.settings)
     services.spawn(
         run_daily(services.storage, retention, services.rooms.clock, stop=services.stopping),
@@ -354,6 +369,7 @@ def create_app(settings: Settings, services: Services | None = None) -> Starlett
     routes += http_presence.routes() + http_attendance.routes() + http_turn.routes()
     routes += http_compliance.routes()
     routes += http_cohosts.routes() + http_account.routes() + http_chat_transcript.routes()
+    routes += http_webhooks.routes()
     routes.append(
         documented_route(
             "/openapi.json",

@@ -21,6 +21,12 @@ ICE_REMOTE_CANDIDATES_DROPPED = Counter(
     ["reason"],
 )
 
+WEBHOOK_ATTEMPTS = Counter(
+    "viop_webhook_attempts_total",
+    "Webhook sends by event type and outcome (delivered: a 2xx; failed: anything else, retried later)",
+    ["event", "outcome"],
+)
+
 
 def render() -> tuple[bytes, str]:
     return generate_latest(), CONTENT_TYPE_LATEST

@@ -81,6 +81,11 @@ class Settings:
     node_heartbeat_seconds: int = 2
     node_ttl_seconds: int = 6  # a node silent this long is dead
     room_lease_seconds: int = 10  # a room's media lease lives this long without a renewal
+    # --- webhooks (issue 16, docs/PROGRAM.md "Webhooks") ---
+    # Receivers on loopback or private addresses: unset, allowed in development, refused in production.
+    webhook_allow_private: bool | None = None
+    webhook_timeout_seconds: int = 10  # a receiver slower than this is a failed attempt (retried later)
+    webhook_concurrency: int = 8  # deliveries in flight at once per process (one per subscription at most)
     source: Mapping[str, str] = field(default_factory=dict, compare=False)
 
     @property
@@ -113,6 +118,11 @@ class Settings:
     def effective_ice_allow_loopback(self) -> bool:
         """Tests and single-machine development run every peer on 127.0.0.1; production never should."""
         return self.env != "production" if self.ice_allow_loopback is None else self.ice_allow_loopback
+
+    @property
+    def effective_webhook_allow_private(self) -> bool:
+        """Tests and development run receivers on 127.0.0.1; production must not reach its own network."""
+        return self.env != "production" if self.webhook_allow_private is None else self.webhook_allow_private
 
     @property
     def own_ip_addresses(self) -> tuple[str, ...]:
@@ -335,6 +345,9 @@ _FIELDS: dict[str, _Field] = {
     "node_heartbeat_seconds": _Field(_int_range(1, 60)),
     "node_ttl_seconds": _Field(_int_range(2, 600)),
     "room_lease_seconds": _Field(_int_range(2, 3600)),
+    "webhook_allow_private": _Field(_bool),
+    "webhook_timeout_seconds": _Field(_int_range(1, 120)),
+    "webhook_concurrency": _Field(_int_range(1, 256)),
 }
 
 SECRET_FIELDS = frozenset(name for name, spec in _FIELDS.items() if spec.secret)
@@ -469,6 +482,8 @@ def describe(settings: Settings) -> list[tuple[str, str, str]]:
         value = getattr(settings, key)
         if key == "ice_allow_loopback" and value is None:  # unset: derived from env, shown as in effect
             value = settings.effective_ice_allow_loopback
+        if key == "webhook_allow_private" and value is None:
+            value = settings.effective_webhook_allow_private
         if isinstance(value, tuple):
             shown = ",".join(value)
         elif isinstance(value, bool):

@@ -28,6 +28,9 @@ API_PATHS = {
     "/api/v1/rooms/{room_id}/cohosts/{user_id}": {"delete"},
     "/api/v1/rooms/{room_id}/chat-transcript": {"get", "post"},
     "/api/v1/account/display-name": {"put"},
+    # issue 16: webhook subscriptions
+    "/api/v1/webhooks": {"get", "post"},
+    "/api/v1/webhooks/{webhook_id}": {"delete"},
 }
 
 

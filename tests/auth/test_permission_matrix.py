@@ -76,6 +76,7 @@ EXPECTED: dict[Action, dict[Role, Grant]] = {
     Action.BREAK_GLASS: {A: ALL, C: ALL},
     Action.REVIEW_BREAK_GLASS: {A: ALL},
     Action.MANAGE_CONSENT: {A: ALL},
+    Action.MANAGE_WEBHOOKS: {A: ALL},  # issue 16
     Action.NEED_TO_TALK: {CL: OWN},
     Action.SET_DISPLAY_NAME: {A: ALL, C: ALL, S: ALL},  # one's own name, as every account may sign out
 }

@@ -38,7 +38,11 @@ from vIOP.storage.schema import (
     invites,
     part2_consents,
     rooms,
+    webhook_outbox,
 )
+from vIOP.storage.webhooks_sql import SqlWebhookStore
+from vIOP.webhooks.events import WebhookEventType
+from vIOP.webhooks.policy import new_secret
 
 POLICY = RetentionPolicy()  # attendance and audit 2190 days, rooms and invites 400
 OLD_TITLE = "Thursday opioid recovery group"
@@ -257,3 +261,21 @@ async def test_a_gap_after_the_anchor_is_still_a_deletion_and_a_broken_log_is_ne
     assert (broken.problem, broken.bad_seq) == (Problem.DELETED, 4)
     assert await audit.purge_before(at(START + 5 * DAY)) == 0  # evidence is kept
     assert await _count(storage, audit_log) == 3
+
+
+async def test_webhook_outbox_rows_go_with_attendance_retention(storage: Storage) -> None:
+    """Issue 16: outbox rows hold attendance facts; those older than the attendance cut-off are deleted,
+    delivered or not, the recent ones kept."""
+    now = START + 8 * YEAR
+    store = SqlWebhookStore(storage.db, storage.keys)
+    await store.add(
+        "https://ehr.example/in", (WebhookEventType.CLIENT_NO_SHOW,), allow_phi=False, secret=new_secret(),
+        created_by=None, at=at(now - 7 * YEAR),
+    )  # fmt: skip
+    for when in (now - 7 * YEAR, now - 7 * YEAR + DAY, now - DAY):
+        await store.enqueue(WebhookEventType.CLIENT_NO_SHOW, {"client_id": "cl_1"}, at(when))
+    assert await _count(storage, webhook_outbox) == 3
+    await run_retention(storage, POLICY, now)
+    async with storage.db.read() as conn:
+        kept = (await conn.execute(select(webhook_outbox.c.created_at))).scalars().all()
+    assert [k.timestamp() for k in kept] == [now - DAY]

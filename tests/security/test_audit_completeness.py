@@ -843,6 +843,32 @@ ISSUE_15: Final[dict[str, Expect]] = {
 EXPECTATIONS.update({action: ISSUE_15[action.value] for action in Action if action.value in ISSUE_15})
 
 
+# --- issue 16: webhook subscriptions (HTTP; the CLI's rows are in tests/cli/test_webhooks.py) ---------------
+
+
+async def webhooks_allowed(w: World) -> list[Row]:
+    body = {"url": "http://127.0.0.1:9/ehr", "events": ["session.ended"]}
+    added = _ok(await w.http.post("/api/v1/webhooks", json=body, headers=w.headers("admin")), 201).json()
+    _ok(await w.http.get("/api/v1/webhooks", headers=w.headers("admin")), 200)
+    _ok(await w.http.delete(f"/api/v1/webhooks/{added['id']}", headers=w.headers("admin")), 204)
+    admin = w.id("admin")
+    return [
+        Row("webhook.added", "success", admin, "webhook", added["id"]),
+        Row("webhook.viewed", "success", admin, "webhook", None),
+        Row("webhook.removed", "success", admin, "webhook", added["id"]),
+    ]
+
+
+async def webhooks_refused(w: World) -> list[Row]:
+    body = {"url": "http://127.0.0.1:9/ehr", "events": ["session.ended"]}
+    _ok(await w.http.post("/api/v1/webhooks", json=body, headers=w.headers("clinician_a")), 403)
+    return [Row("access.manage_webhooks", "denied", w.id("clinician_a"), None, None)]
+
+
+ISSUE_16: Final[dict[str, Expect]] = {"manage_webhooks": Expect(webhooks_allowed, webhooks_refused)}
+EXPECTATIONS.update({action: ISSUE_16[action.value] for action in Action if action.value in ISSUE_16})
+
+
 def test_every_permission_action_has_an_expectation() -> None:
     missing = set(PERMISSIONS) - set(EXPECTATIONS)
     assert not missing, f"permission-table actions without an audit expectation: {sorted(missing)}"

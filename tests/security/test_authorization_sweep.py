@@ -146,6 +146,10 @@ EXPECTED.update({
     "ws stop_share":                                    (NO_SOCKET, NO_SOCKET, STATE,     OWN_ROOM,  NO_SOCKET, STATE,     OWN_ROOM),
     "ws allow_share":                                   (NO_SOCKET, NO_SOCKET, OK,        NOT_FOUND, NO_SOCKET, FORBIDDEN, FORBIDDEN),
     "ws revoke_share":                                  (NO_SOCKET, NO_SOCKET, OK,        NOT_FOUND, NO_SOCKET, FORBIDDEN, FORBIDDEN),
+    # issue 16: webhook subscriptions are the admins' alone
+    "POST /api/v1/webhooks":                            (401,       201,       403,       403,       403,       403,       403),
+    "GET /api/v1/webhooks":                             (401,       200,       403,       403,       403,       403,       403),
+    "DELETE /api/v1/webhooks/{webhook_id}":             (401,       204,       403,       403,       403,       403,       403),
 })
 # fmt: on
 
@@ -277,6 +281,7 @@ async def spare_consent(world: HttpWorld) -> str:
     return str(created.json()["id"])
 
 
+WEBHOOK: Final = {"url": "http://127.0.0.1:9/sweep", "events": ["session.ended"]}
 CONSENT: Final = {
     "recipient": "Sweep County Court",
     "purpose": "Sweep monitoring",
@@ -332,6 +337,15 @@ async def call(world: HttpWorld, action: str, role: str) -> httpx.Response:
         if action.startswith("GET"):
             return await http.get(url, headers=headers)
         return await http.post(url, json=CONSENT, headers=headers)
+    if action == "POST /api/v1/webhooks":
+        return await http.post("/api/v1/webhooks", json=WEBHOOK, headers=headers)
+    if action == "GET /api/v1/webhooks":
+        return await http.get("/api/v1/webhooks", headers=headers)
+    if action == "DELETE /api/v1/webhooks/{webhook_id}":
+        admin = world.users["admin"].headers
+        spare = await http.post("/api/v1/webhooks", json=WEBHOOK, headers=admin)
+        assert spare.status_code == 201, spare.text
+        return await http.delete(f"/api/v1/webhooks/{spare.json()['id']}", headers=headers)
     if action == "DELETE /api/v1/consents/{consent_id}":
         return await http.delete(f"/api/v1/consents/{await spare_consent(world)}", headers=headers)
     if action == "POST /api/v1/invites/exchange":

@@ -7,13 +7,15 @@ the attendance ledger), a leave, presence and attendance exports
 (JSON, CSV and FHIR Encounters), a 42 CFR part 2 consent (canary recipient and purpose) with a disclosure to that recipient
 and a refused one, break-glass access with a canary reason (reviewed, signed off), the chat saved to the
 session record by the host and read back (issue 15), the end of the room and
-sign-out. The scan then reads:
+sign-out; two webhook subscriptions (issue 16: one ids only, one allowed PHI over plain http) get the room's
+events through the outbox table. The scan then reads:
 
 - every file in the data folder (the SQLite database, its WAL, keys, anything else), byte for byte;
 - on PostgreSQL (when VIOP_TEST_POSTGRES_URL is set): a ``pg_dump`` of the database and every file of the
   cluster's data directory (tables, WAL) when the test can read it;
 - every Redis key name and every value of every type;
-- every log line the server wrote (all loggers, debug level).
+- every log line the server wrote (all loggers, debug level);
+- every webhook message a loopback receiver got (body as sent), after verifying its signature.
 
 Each canary is searched in UTF-8, UTF-16 (LE and BE) and JSON-escaped, each in its original, lower, upper
 and case-folded spelling. The scanner is first shown to find each form in a control blob, and the session
@@ -36,10 +38,12 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import pytest
 import redis.asyncio as aioredis
+from sqlalchemy import func, select
 
 from tests.api.support import Api, bearer
 from tests.hostile.frames import real_offer_sdp
 from tests.hostile.support import ServerLogs, captured_server_logs
+from tests.session.webhook_support import Receiver, new_receiver, serving
 from tests.support import run_live_server, test_settings
 from vIOP.auth.permissions import Role
 from vIOP.client.signaling import SignalingClient, SignalingClosed
@@ -48,6 +52,8 @@ from vIOP.rooms.audio_only import AudioOnlyReason
 from vIOP.rooms.ports import AttendanceQuery
 from vIOP.signaling import messages as m
 from vIOP.storage.database import upgrade
+from vIOP.storage.schema import webhook_outbox
+from vIOP.webhooks.events import WebhookEventType
 
 POSTGRES_URL = os.environ.get("VIOP_TEST_POSTGRES_URL")
 BACKENDS = ["sqlite", *(["postgresql"] if POSTGRES_URL else [])]
@@ -127,6 +133,34 @@ async def socket(api: Api, credential: str, room_id: str | None) -> SignalingCli
     response = await api.http.post("/api/v1/signal-tickets", json=body, headers=bearer(credential))
     assert response.status_code == 200, response.text
     return await SignalingClient.connect(response.json()["ws_url"], origin=api.live.base_url)
+
+
+async def subscribe_receiver(api: Api, receiver: Receiver) -> None:
+    """Issue 16: two webhook subscriptions on a loopback receiver, one ids only and one allowed PHI (over
+    plain http, so it gets no names either); the room's events reach both, through the outbox table."""
+    admin = await api.user(Role.ADMIN)
+    for path, allow_phi in (("ids", False), ("phi-over-http", True)):
+        body = {
+            "url": receiver.url(path),
+            "events": [e.value for e in WebhookEventType],
+            "allow_phi": allow_phi,
+        }
+        created = await api.http.post("/api/v1/webhooks", json=body, headers=admin.headers)
+        assert created.status_code == 201, created.text
+        receiver.secrets[path] = SESSION_SECRETS[f"webhook_secret_{path}"] = created.json()["secret"]
+
+
+async def delivered_webhooks(receiver: Receiver) -> list[bytes]:
+    """Every message both subscriptions got for the room (started, ended, two clients' attendance)."""
+    while sum(len(got) for got in receiver.received.values()) < 8:
+        receiver.arrived.clear()
+        await asyncio.wait_for(receiver.arrived.wait(), timeout=30)
+    assert receiver.refused == 0
+    kinds = sorted(m.body["type"] for got in receiver.received.values() for m in got)
+    assert kinds == sorted(
+        ["session.started", "session.ended", "attendance.finalized", "attendance.finalized"] * 2
+    )
+    return [m.raw for got in receiver.received.values() for m in got]
 
 
 async def full_session(api: Api) -> None:
@@ -328,12 +362,24 @@ async def compliance_session(api: Api, room_id: str, client_id: str) -> None:
     assert CANARIES["recipient"] in listed.text and CANARIES["purpose"] in listed.text
 
 
-async def session_over_http(live: Any) -> None:
+async def session_over_http(live: Any) -> list[bytes]:
+    """The session; returns the webhook messages the receiver got (issue 16), to be scanned too."""
     # Sent as the User-Agent of every HTTP request: the audit log keeps only its keyed hash (issue 11).
     CANARIES["user_agent"] = "CanaryBrowser/9.9 (Hollingsworth Canaryagent)"
     agent = {"User-Agent": CANARIES["user_agent"]}
-    async with httpx.AsyncClient(base_url=live.base_url, timeout=30, trust_env=False, headers=agent) as http:
-        await full_session(Api(live, http))
+    receiver = new_receiver()
+    async with (
+        httpx.AsyncClient(base_url=live.base_url, timeout=30, trust_env=False, headers=agent) as http,
+        serving(receiver),
+    ):
+        api = Api(live, http)
+        await subscribe_receiver(api, receiver)
+        await full_session(api)
+        messages = await delivered_webhooks(receiver)
+        async with api.services.storage.db.read() as conn:  # the outbox table the file scan reads
+            outbox_rows = (await conn.execute(select(func.count()).select_from(webhook_outbox))).scalar_one()
+        assert outbox_rows == 8
+        return messages
 
 
 # --- the places to scan -------------------------------------------------------------------------------------
@@ -471,7 +517,7 @@ async def test_no_canary_anywhere_after_a_full_session(
             RedisMonitor(redis_url) as monitor,
             run_live_server(test_settings(data_dir, redis_url, **overrides)) as live,
         ):
-            await session_over_http(live)
+            webhook_messages = await session_over_http(live)
             # The node's registry record goes at shutdown: scanned while it is there.
             node_keys, node_hits = await scan_redis(redis_url, match="viop:node*")
     files, file_hits = scan_files(data_dir)
@@ -482,6 +528,9 @@ async def test_no_canary_anywhere_after_a_full_session(
     log_hits = [hit for i, line in enumerate(logs.lines()) for hit in hits(f"log line {i}", line.encode())]
     pg_files, pg_hits = scan_postgres(database_url, tmp_path) if database_url else (0, [])
     monitor_hits = chat_hits("Redis MONITOR", bytes(monitor.seen))
+    webhook_hits = [
+        hit for i, raw in enumerate(webhook_messages) for hit in hits(f"webhook message {i}", raw)
+    ]
     assert b"PUBLISH" in monitor.seen and b"viop:chat" in monitor.seen  # the chat went through Redis
     print(
         f"PHI scan: {files} files, {keys} Redis keys, {len(logs.lines())} log lines, "
@@ -489,7 +538,7 @@ async def test_no_canary_anywhere_after_a_full_session(
         + (f", pg_dump + {pg_files} cluster files" if database_url else "")
     )
     assert files >= 1 and keys >= 5 and len(logs.lines()) >= 20  # there was something to scan
-    assert file_hits + redis_hits + log_hits + pg_hits + monitor_hits == []
+    assert file_hits + redis_hits + log_hits + pg_hits + monitor_hits + webhook_hits == []
 
 
 def test_pg_dump_is_available_where_postgres_tests_run() -> None:

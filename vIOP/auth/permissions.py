@@ -91,6 +91,8 @@ class Action(StrEnum):
     ADD_COHOST = "add_cohost"
     REMOVE_COHOST = "remove_cohost"
     NEED_TO_TALK = "need_to_talk"
+    # issue 16: webhook subscriptions (signed events to the EHR)
+    MANAGE_WEBHOOKS = "manage_webhooks"
     ACKNOWLEDGE_NEED = "acknowledge_need"
     # issue 15: private breakout (signaling)
     START_BREAKOUT = "start_breakout"
@@ -156,6 +158,7 @@ _TABLE: Final[dict[Action, tuple[Grant, Grant, Grant, Grant]]] = {
     Action.BREAK_GLASS:                   (_A,   _A,       _N,   _N),
     Action.REVIEW_BREAK_GLASS:            (_A,   _N,       _N,   _N),
     Action.MANAGE_CONSENT:                (_A,   _N,       _N,   _N),
+    Action.MANAGE_WEBHOOKS:               (_A,   _N,       _N,   _N),  # issue 16
     # issue 15: every host of the room (its creator and co-hosts) adds and removes co-hosts; only a client
     # signals "I need to talk"; only a host acknowledges it
     Action.ADD_COHOST:                    (_N,   _O,       _N,   _N),
@@ -194,6 +197,7 @@ ROOM_FREE: Final = frozenset(
         Action.READ_AUDIT,
         Action.REVIEW_BREAK_GLASS,
         Action.MANAGE_CONSENT,
+        Action.MANAGE_WEBHOOKS,
         Action.SET_DISPLAY_NAME,
         # listings: with an OWN grant the caller filters to the principal's rooms
         Action.ISSUE_PRESENCE_TICKET,

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from vIOP.session.delivery import RoomDelivery
     from vIOP.session.room_end import DirectorySync
     from vIOP.session.signal import SignalSession
+    from vIOP.session.webhooks import WebhookDelivery
 
 EventListener = Callable[[Event | Resync], Awaitable[None]]
 # Closes every signaling and presence socket of one user id in this process with 1000 "signed out".
@@ -56,6 +57,7 @@ class Live:
     audit_outbox: AuditOutbox | None = None  # created on first use (``Services.audit_outbox``)
     # Room ends the SQL directory has not taken yet (``vIOP.session.room_end.directory_sync``).
     directory_sync: DirectorySync | None = None
+    webhook_delivery: WebhookDelivery | None = None  # this process's webhook delivery loop (issue 16)
 
     def room_delivery(self) -> RoomDelivery:
         if self.delivery is None:

@@ -35,6 +35,8 @@ from vIOP.storage.bootstrap import Storage
 from vIOP.storage.chat_transcripts_sql import SqlChatTranscripts
 from vIOP.storage.embedded_redis import EmbeddedRedis
 from vIOP.storage.redis_client import RedisClient
+from vIOP.storage.webhooks_sql import SqlWebhookStore
+from vIOP.webhooks.events import WebhookEvents
 
 if TYPE_CHECKING:
     from vIOP.media.relay import MediaRelay
@@ -72,6 +74,7 @@ class Services:
     relay: MediaRelay | None = None
     # Which track occurrence a room was opened for (attendance titles); None until tracks are wired in.
     occurrences: OccurrenceLookup | None = None
+    webhooks: SqlWebhookStore | None = None  # subscriptions and the outbox of signed events (issue 16)
     node: NodeMembership | None = None  # this process as a cluster node (vIOP.session.node)
     # Signaling on any node: media messages to and from the room's media node (vIOP.session.media_route)
     media_router: MediaRouter | None = None
@@ -94,6 +97,19 @@ class Services:
             outbox = self.live.audit_outbox = AuditOutbox(self.storage.audit)
             self.drain_hooks.append(outbox.close)
         return outbox
+
+    @property
+    def webhook_events(self) -> WebhookEvents:
+        """The port use cases emit webhook events through (e.g. a no-show): outbox rows written now,
+        delivered by this process's loop (woken at once) or any other's."""
+        from vIOP.session.webhooks import OutboxEvents
+
+        if self.webhooks is None:
+            raise RuntimeError("webhooks are not wired (vIOP/app.py open_services)")
+        delivery = self.live.webhook_delivery
+        return OutboxEvents(
+            self.webhooks, clock=self.rooms.clock, wake=delivery.wake if delivery is not None else None
+        )
 
     def spawn(
         self, coro: Awaitable[None], name: str, *, stops_between_rounds: bool = False

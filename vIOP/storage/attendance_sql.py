@@ -38,6 +38,8 @@ from vIOP.storage.schema import attendance_intervals as ai
 from vIOP.storage.schema import audio_only_spans as aos
 from vIOP.storage.schema import breakout_spans as bos
 from vIOP.storage.schema import room_sessions
+from vIOP.storage.webhooks_sql import SqlWebhookStore
+from vIOP.webhooks.events import PayloadValue, WebhookEventType
 
 
 def _dt(ts: float) -> datetime:
@@ -46,6 +48,20 @@ def _dt(ts: float) -> datetime:
 
 def _ts(value: datetime) -> float:
     return value.timestamp()
+
+
+def _iso(value: datetime) -> str:
+    return value.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def _covered_seconds(spans: list[tuple[float, float]]) -> float:
+    """Seconds covered by the union of ``spans`` (overlapping stays count once)."""
+    total, reach = 0.0, float("-inf")
+    for start, end in sorted(spans):
+        if end > reach:
+            total += end - max(start, reach)
+            reach = end
+    return total
 
 
 def _subject_is(subject: str) -> Any:
@@ -57,12 +73,23 @@ def _span_subject_is(subject: str) -> Any:
 
 
 class SqlAttendanceStore:
-    def __init__(self, db: Database) -> None:
+    """``webhooks``: when set, a room session's start and end (and each client's attended minutes at the
+    end) are written to the webhook outbox in the same transaction as the ledger rows that record them."""
+
+    def __init__(self, db: Database, webhooks: SqlWebhookStore | None = None) -> None:
         self.db = db
+        self.webhooks = webhooks
 
     async def open(self, mark: OpenMark, grace: float) -> None:
         async with self.db.begin() as conn:
-            await self._lock_session(conn, mark.room_id, mark.session_id, mark.at)
+            made = await self._lock_session(conn, mark.room_id, mark.session_id, mark.at)
+            if made and self.webhooks is not None:  # the first stay: a host entered, the room went live
+                started = {
+                    "room_id": mark.room_id,
+                    "session_id": mark.session_id,
+                    "started_at": _iso(_dt(mark.at)),
+                }
+                await self.webhooks.enqueue_in(conn, WebhookEventType.SESSION_STARTED, started, _dt(mark.at))
             latest = await self._latest(conn, mark.session_id, mark.subject)
             action = decide_open(latest, mark.at, grace)
             if action is OpenAction.REOPEN and latest is not None:
@@ -102,14 +129,43 @@ class SqlAttendanceStore:
 
     async def end_session(self, mark: SessionEndMark) -> None:
         async with self.db.begin() as conn:
-            await self._lock_session(conn, mark.room_id, mark.session_id, mark.at)
-            await conn.execute(
+            never_live = await self._lock_session(conn, mark.room_id, mark.session_id, mark.at)
+            ended = await conn.execute(
                 update(room_sessions)
                 .where(room_sessions.c.id == mark.session_id, room_sessions.c.ended_at.is_(None))
                 .values(ended_at=_dt(mark.at))
             )
             await self._end_spans(conn, aos.c.session_id == mark.session_id, mark.at)
             await self._end_breakouts(conn, bos.c.session_id == mark.session_id, mark.at)
+            if ended.rowcount and not never_live and self.webhooks is not None:
+                await self._emit_end(conn, self.webhooks, mark)
+
+    async def _emit_end(self, conn: AsyncConnection, webhooks: SqlWebhookStore, mark: SessionEndMark) -> None:
+        """``session.ended``, then ``attendance.finalized`` per client of the session (ids and minutes)."""
+        started = (
+            await conn.execute(
+                select(room_sessions.c.started_at).where(room_sessions.c.id == mark.session_id)
+            )
+        ).scalar_one()
+        at = _dt(mark.at)
+        ids: dict[str, PayloadValue] = {"room_id": mark.room_id, "session_id": mark.session_id}
+        ended = {**ids, "started_at": _iso(started), "ended_at": _iso(at)}
+        await webhooks.enqueue_in(conn, WebhookEventType.SESSION_ENDED, ended, at)
+        rows = (
+            await conn.execute(
+                select(ai.c.client_id, ai.c.joined_at, ai.c.left_at).where(
+                    ai.c.session_id == mark.session_id, ai.c.client_id.is_not(None)
+                )
+            )
+        ).all()
+        stays: dict[str, list[tuple[float, float]]] = {}
+        for client_id, joined_at, left_at in rows:
+            end = mark.at if left_at is None else _ts(left_at)
+            stays.setdefault(client_id, []).append((_ts(joined_at), max(end, _ts(joined_at))))
+        for client_id in sorted(stays):
+            minutes = round(_covered_seconds(stays[client_id]) / 60, 2)
+            payload = {**ids, "client_id": client_id, "minutes": minutes}
+            await webhooks.enqueue_in(conn, WebhookEventType.ATTENDANCE_FINALIZED, payload, at)
 
     async def audio_only(self, mark: AudioOnlyMark) -> None:
         async with self.db.begin() as conn:
@@ -205,17 +261,21 @@ class SqlAttendanceStore:
 
     async def _lock_session(
         self, conn: AsyncConnection, room_id: RoomId, session_id: SessionId, at: float
-    ) -> None:
-        """Make sure the session row exists (the first stay opens it) and, on PostgreSQL, lock it."""
+    ) -> bool:
+        """Make sure the session row exists (the first stay opens it) and, on PostgreSQL, lock it. True if
+        this call made it."""
         values = {"id": session_id, "room_id": room_id, "started_at": _dt(at)}
         dialect = self.db.dialect
         if dialect == "postgresql":
-            await conn.execute(postgresql.insert(room_sessions).values(values).on_conflict_do_nothing())
+            made = await conn.execute(
+                postgresql.insert(room_sessions).values(values).on_conflict_do_nothing()
+            )
             await conn.execute(
                 select(room_sessions.c.id).where(room_sessions.c.id == session_id).with_for_update()
             )
         else:
-            await conn.execute(sqlite.insert(room_sessions).values(values).on_conflict_do_nothing())
+            made = await conn.execute(sqlite.insert(room_sessions).values(values).on_conflict_do_nothing())
+        return bool(made.rowcount)
 
     async def _latest(self, conn: AsyncConnection, session_id: SessionId, subject: str) -> Interval | None:
         stmt: Select[Any] = (

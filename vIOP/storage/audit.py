@@ -102,6 +102,10 @@ class AuditEvent(StrEnum):
     SHARE_ALLOWED = "room.share_allowed"
     SHARE_REVOKED = "room.share_revoked"
     DISPLAY_NAME_CHANGED = "user.display_name_changed"  # the same name the CLI's change is audited under
+    # issue 16: webhook subscriptions (ids only: never the URL or the secret)
+    WEBHOOK_ADDED = "webhook.added"
+    WEBHOOK_REMOVED = "webhook.removed"
+    WEBHOOKS_VIEWED = "webhook.viewed"
 
 
 class Outcome(StrEnum):

@@ -3,7 +3,8 @@
 One run, in this order (each step its own transaction, each idempotent, so an interrupted run is finished
 by the next one):
 
-1. attendance intervals that ended before the attendance cut-off are deleted, then sessions left empty;
+1. attendance intervals that ended before the attendance cut-off are deleted, then sessions left empty,
+   and webhook outbox rows made before that cut-off, delivered or not (they hold attendance facts);
 2. invites that expired before the invite cut-off are deleted (token hash, client link, label);
 3. rooms that ended before the room cut-off have their saved chat transcript deleted and their title
    overwritten with an empty ciphertext (the row stays while attendance still points at it), and are
@@ -48,6 +49,7 @@ from vIOP.storage.schema import (
     room_cohosts,
     room_sessions,
     rooms,
+    webhook_outbox,
 )
 from vIOP.storage.schema import (
     break_glass_grants as bg,
@@ -181,6 +183,9 @@ async def _run(
     sessions = await _delete(
         conn, room_sessions, and_(room_sessions.c.ended_at < _at(cut.attendance), empty_session)
     )
+    # Webhook outbox rows (issue 16) hold attendance facts (client ids, minutes): kept as long as attendance,
+    # delivered or not (a receiver silent for the whole retention period gets nothing more).
+    await _delete(conn, webhook_outbox, webhook_outbox.c.created_at < _at(cut.attendance))
     invites_gone = await _delete(conn, invites, invites.c.expires_at < _at(cut.invites))
 
     old_room = and_(rooms.c.state == "ended", rooms.c.ended_at < _at(cut.rooms))

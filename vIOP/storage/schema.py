@@ -349,3 +349,44 @@ audit_anchors = Table(
     Column("at", UtcDateTime, nullable=False),
     Column("sig", String(ID), nullable=False),
 )
+
+# --- webhooks (issue 16) ----------------------------------------------------------------------------
+
+# Receivers of signed events (docs/PROGRAM.md "Webhooks"). The URL and the signing secret are ciphertext
+# under sys.fields (AAD bound to the subscription id); ``events`` is a comma list of WebhookEventType
+# values. A removed subscription keeps its row (its outbox rows name it) with ``removed_at`` set.
+webhook_subscriptions = Table(
+    "webhook_subscriptions",
+    metadata,
+    _id("id", primary_key=True),
+    Column("url", LargeBinary, nullable=False),
+    Column("secret", LargeBinary, nullable=False),
+    Column("events", String(255), nullable=False),
+    Column("allow_phi", Boolean, nullable=False, default=False),
+    _id("created_by", ForeignKey("users.id"), nullable=True),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("removed_at", UtcDateTime, nullable=True),
+)
+
+# The durable outbox: one row per event per subscription, written in the transaction that records the
+# event. ``id`` is the Standard Webhooks ``webhook-id`` (the receiver's idempotency key); ``seq`` orders a
+# subscription's rows (delivered oldest first, one at a time). The payload (ids, times, counts) is
+# ciphertext under sys.fields bound to the row id. A delivery loop claims a row by setting its lease.
+webhook_outbox = Table(
+    "webhook_outbox",
+    metadata,
+    Column("seq", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    _id("id", nullable=False, unique=True),
+    _id("subscription_id", ForeignKey("webhook_subscriptions.id"), nullable=False),
+    Column("event_type", String(ENUM), nullable=False),
+    Column("payload", LargeBinary, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("next_attempt_at", UtcDateTime, nullable=False),
+    _id("lease_owner", nullable=True),
+    Column("lease_until", UtcDateTime, nullable=True),
+    Column("delivered_at", UtcDateTime, nullable=True),
+    Column("last_status", Integer, nullable=True),  # the receiver's HTTP status; 0: no answer
+    Index(None, "subscription_id", "delivered_at", "seq"),
+    Index(None, "delivered_at", "next_attempt_at"),
+)
