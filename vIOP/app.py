@@ -61,6 +61,7 @@ from vIOP.session.presence import presence_listener
 from vIOP.session.revocation import close_user_sockets, run_revocation_listener
 from vIOP.session.room_end import directory_sync
 from vIOP.session.services import Services
+from vIOP.session.tracks import TrackScheduler
 from vIOP.settings import Settings
 from vIOP.signaling.connections import ConnectionLimits, ConnectionRegistry
 from vIOP.signaling.messages import CloseCode
@@ -89,6 +90,7 @@ from vIOP.storage.redis_resume_tokens import RedisResumeTokenStore
 from vIOP.storage.redis_rooms import RedisKeys, RedisPresenceStore, RedisRoomStore
 from vIOP.storage.retention import policy_from, run_daily
 from vIOP.storage.rooms_sql import SqlRoomDirectory
+from vIOP.storage.tracks_sql import SqlTrackStore
 
 log = logging.getLogger("vIOP.app")
 
@@ -214,7 +216,7 @@ async def open_services(settings: Settings, *, clock: Callable[[], float] = time
         storage=storage,
         tokens=tokens,
         authenticator=authenticator,
-        invites=Invites(invite_store, room_directory),
+        invites=Invites(invite_store, room_directory, clock=clock),
         invite_store=invite_store,
         tickets=SignalTickets(
             RedisTicketStore(redis), ring.derive_key(MAC_KEY_PURPOSE), clock=clock, revocations=revocations
@@ -233,6 +235,8 @@ async def open_services(settings: Settings, *, clock: Callable[[], float] = time
         revocations=revocations,
         chat=RedisChatBus(redis, sealer),
         chat_transcripts=SqlChatTranscripts(db, ring),
+        tracks=SqlTrackStore(db, ring),
+        clock=clock,
         node=node_membership(settings, redis, clock),
         embedded_redis=embedded,
     )
@@ -268,6 +272,8 @@ def start_live(services: Services) -> None:
         "sweeper",
         stops_between_rounds=True,
     )
+    scheduler = live.track_scheduler = TrackScheduler(services)
+    services.spawn(scheduler.run(), "tracks", stops_between_rounds=True)
     retention = policy_from(services.settings)
     services.spawn(
         run_daily(services.storage, retention, services.rooms.clock, stop=services.stopping),

@@ -23,6 +23,8 @@ from vIOP.auth.tickets import SignalTickets
 from vIOP.auth.tokens import AccessTokens
 from vIOP.cluster.membership import NodeMembership
 from vIOP.media.ice import IceConfig
+from vIOP.program.ports import TrackStore
+from vIOP.rooms.clock import Clock, system_clock
 from vIOP.rooms.ports import ChatBus, EventBus
 from vIOP.rooms.service import RoomService
 from vIOP.session.live import Live
@@ -67,6 +69,9 @@ class Services:
     revocations: Revocations
     chat: ChatBus  # chat lines between processes, sealed; the room's record while it is live (issue 15)
     chat_transcripts: SqlChatTranscripts  # transcripts a host saved to the session record (issue 15)
+    tracks: TrackStore  # issue 16: tracks, occurrences' rooms, enrollments, calendar feeds
+    # Epoch seconds for the program layer (lobbies, enrollment links, feeds): open_services' clock.
+    clock: Clock = system_clock
     relay: MediaRelay | None = None
     node: NodeMembership | None = None  # this process as a cluster node (vIOP.session.node)
     embedded_redis: EmbeddedRedis | None = None

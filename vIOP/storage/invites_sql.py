@@ -37,17 +37,20 @@ class SqlInviteStore:
         self._db = db
         self._ring = ring
 
-    async def add(self, invite: Invite, token_hash: bytes, display_name: str) -> None:
+    async def add(self, invite: Invite, token_hash: bytes, display_name: str | None) -> None:
         created = _at(invite.created_at)
         async with self._db.begin() as conn:
-            key_id = await self._ring.create_data_key(conn, KeyScope.CLIENT)
-            name = await self._ring.encrypt_field(key_id, _display_name_ref(invite.client_id), display_name)
-            await conn.execute(
-                insert(clients).values(
-                    id=invite.client_id, data_key_id=key_id, display_name=name,
-                    created_by=invite.created_by, created_at=created,
+            if display_name is not None:  # None: the client exists already (an enrollment's)
+                key_id = await self._ring.create_data_key(conn, KeyScope.CLIENT)
+                name = await self._ring.encrypt_field(
+                    key_id, _display_name_ref(invite.client_id), display_name
                 )
-            )  # fmt: skip
+                await conn.execute(
+                    insert(clients).values(
+                        id=invite.client_id, data_key_id=key_id, display_name=name,
+                        created_by=invite.created_by, created_at=created,
+                    )
+                )  # fmt: skip
             await conn.execute(
                 insert(invites).values(
                     id=invite.id, token_hash=token_hash, room_id=invite.room_id, client_id=invite.client_id,
