@@ -25,6 +25,7 @@ from vIOP.api import (
     http_presence,
     http_rooms,
     http_tickets,
+    http_tracks,
     http_turn,
 )
 from vIOP.api.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
@@ -347,6 +348,7 @@ def create_app(settings: Settings, services: Services | None = None) -> Starlett
     routes += http_presence.routes() + http_attendance.routes() + http_turn.routes()
     routes += http_compliance.routes()
     routes += http_cohosts.routes() + http_account.routes() + http_chat_transcript.routes()
+    routes += http_tracks.routes()
     routes.append(
         documented_route(
             "/openapi.json",

@@ -106,6 +106,12 @@ class MemoryInviteStore:
         if invite.revoked_at is None:
             self._by_id[invite_id] = replace(invite, revoked_at=now)
 
+    async def revoke_for_client(self, client_id: ClientId, now: float) -> list[RoomId]:
+        found = [i for i in self._by_id.values() if i.client_id == client_id and i.revoked_at is None]
+        for invite in found:
+            self._by_id[invite.id] = replace(invite, revoked_at=now)
+        return sorted({invite.room_id for invite in found})
+
     async def client_display_name(self, client_id: ClientId) -> str:
         name = self._names.get(client_id)
         if name is None:

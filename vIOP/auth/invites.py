@@ -129,6 +129,10 @@ class InviteStore(Protocol):
         """The decrypted display name; NotFound for an unknown client."""
         ...
 
+    async def revoke_for_client(self, client_id: ClientId, now: float) -> list[RoomId]:
+        """Revoke every unrevoked invite of ``client_id`` (an enrollment ended, issue 16); their rooms."""
+        ...
+
 
 def token_hash(token: str) -> bytes:
     return hashlib.sha256(token.encode("ascii")).digest()
@@ -258,6 +262,10 @@ class Invites:
         revoked = await self._store.get(invite_id)
         assert revoked is not None
         return revoked
+
+    async def revoke_for_client(self, client_id: ClientId) -> list[RoomId]:
+        """Revoke every invite of ``client_id`` (their enrollment ended): the rooms they were for."""
+        return await self._store.revoke_for_client(client_id, self._clock())
 
     async def client_display_name(self, client_id: ClientId) -> str:
         """The client's display name, for readers already allowed to see the client (hosts, attendance);

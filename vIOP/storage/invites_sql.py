@@ -105,6 +105,13 @@ class SqlInviteStore:
                 if found.first() is None:
                     raise NotFound("no such invite")
 
+    async def revoke_for_client(self, client_id: ClientId, now: float) -> list[RoomId]:
+        usable = (invites.c.client_id == client_id) & invites.c.revoked_at.is_(None)
+        async with self._db.begin() as conn:
+            rooms = [RoomId(r) for (r,) in await conn.execute(select(invites.c.room_id).where(usable))]
+            await conn.execute(update(invites).where(usable).values(revoked_at=_at(now)))
+        return sorted(set(rooms))
+
     async def client_display_name(self, client_id: ClientId) -> str:
         async with self._db.read() as conn:
             blob = (
