@@ -184,6 +184,18 @@ export function exchangeInvite(inviteToken) {
   return request("/api/v1/invites/exchange", { method: "POST", body: { invite_token: inviteToken } });
 }
 
+// --- enrollment links (issue 16): one link for every session of a track ------------------------------------
+
+/** @param {string} enrollmentToken */
+export function nextSession(enrollmentToken) {
+  return request("/api/v1/enrollments/next", { method: "POST", body: { enrollment_token: enrollmentToken } });
+}
+
+/** @param {string} enrollmentToken */
+export function knockWithEnrollment(enrollmentToken) {
+  return request("/api/v1/enrollments/knock", { method: "POST", body: { enrollment_token: enrollmentToken } });
+}
+
 // --- tickets: the short-lived, single-use credential that opens a WebSocket --------------------------------
 
 // Always this page's own origin (CSP connect-src 'self'); the server's ws_url gives the path and ticket.
