@@ -1,5 +1,5 @@
 """Command line: ``python -m vIOP serve|config|...``; the other subcommands come from the modules beside
-this one (``users``, ``storage``, ``attendance``, ``compliance``).
+this one (``users``, ``storage``, ``attendance``, ``compliance``, ``tracks``).
 
 Every failure is one clear line on stderr and a non-zero exit: 2 for configuration and usage errors,
 1 for everything else. Never a traceback.
@@ -12,7 +12,7 @@ import sys
 from collections.abc import Callable, Sequence
 from types import ModuleType
 
-from vIOP.cli import attendance, compliance, nodes, storage, users
+from vIOP.cli import attendance, compliance, nodes, storage, tracks, users
 from vIOP.errors import ConfigError, VIOPError
 from vIOP.logging import configure_logging
 from vIOP.settings import Settings, describe, load_settings
@@ -24,6 +24,7 @@ _GROUPS: tuple[tuple[ModuleType, str, str], ...] = (
     (attendance, "add_parsers", "run"),
     (compliance, "add_parsers", "run"),
     (nodes, "add_parsers", "run"),
+    (tracks, "add_parsers", "run"),
 )
 
 
