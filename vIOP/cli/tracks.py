@@ -167,11 +167,11 @@ async def _run(args: argparse.Namespace, settings: Settings) -> int:
             print(f"{enrollment.id}  client {enrollment.client_id}")
             print(f"{settings.origin}/join#enroll={token}")
         elif command == "unenroll":
-            enrollment = await store.get_enrollment(args.enrollment_id)
-            if enrollment is None:
+            ended = await store.get_enrollment(args.enrollment_id)
+            if ended is None:
                 raise NotFound("no such enrollment")
-            await store.revoke_enrollment(EnrollmentId(enrollment.id), now)
-            await _audit(storage, "enrollment.revoked", "enrollment", enrollment.id)
+            await store.revoke_enrollment(EnrollmentId(ended.id), now)
+            await _audit(storage, "enrollment.revoked", "enrollment", ended.id)
     return 0
 
 
