@@ -152,6 +152,7 @@ class TrackView(msgspec.Struct):
     created_at: IsoTime
     ended_at: IsoTime | None
     upcoming: list[OccurrenceView]  # in progress and the next 7 days (at most 20)
+    today: list[OccurrenceView]  # today's sessions, "today" in the track's time zone (the server's clock)
 
 
 class TrackList(msgspec.Struct):
@@ -272,6 +273,11 @@ async def track_view(services: Services, track: Track) -> TrackView:
         [] if track.ended_at is not None else track.occurrences(now, now + timedelta(days=UPCOMING_DAYS))
     )
     upcoming = await _with_rooms(services, track, upcoming[:UPCOMING_MAX])
+    zone = program_zone(schedule.time_zone)
+    midnight = now.astimezone(zone).replace(hour=0, minute=0, second=0, microsecond=0)
+    day_end = midnight + timedelta(days=1)  # same-zone arithmetic is wall time: the next midnight
+    today = [] if track.ended_at is not None else track.occurrences(midnight, day_end)
+    today = await _with_rooms(services, track, [o for o in today if o.starts_at >= midnight])
     return TrackView(
         id=track.id, title=track.title, kind=track.kind, capacity=track.capacity,
         time_zone=schedule.time_zone, first_start=schedule.first_start.strftime(_LOCAL), rrule=schedule.rrule,
@@ -281,6 +287,7 @@ async def track_view(services: Services, track: Track) -> TrackView:
         move=[Move(o.strftime(_LOCAL), n.strftime(_LOCAL)) for o, n in sorted(schedule.moved.items())],
         created_at=iso(track.created_at), ended_at=iso(track.ended_at),
         upcoming=[_occurrence_view(o, schedule.time_zone) for o in upcoming],
+        today=[_occurrence_view(o, schedule.time_zone) for o in today],
     )  # fmt: skip
 
 

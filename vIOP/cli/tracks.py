@@ -33,6 +33,7 @@ from vIOP.settings import Settings, load_settings
 from vIOP.storage.accounts_sql import SqlAccountStore
 from vIOP.storage.audit_outbox import AuditOutbox
 from vIOP.storage.bootstrap import Storage, open_storage
+from vIOP.storage.invites_sql import SqlInviteStore
 from vIOP.storage.tracks_sql import SqlTrackStore
 
 _LOCAL = "%Y-%m-%dT%H:%M"
@@ -171,6 +172,8 @@ async def _run(args: argparse.Namespace, settings: Settings) -> int:
             if ended is None:
                 raise NotFound("no such enrollment")
             await store.revoke_enrollment(EnrollmentId(ended.id), now)
+            # its sessions' device credentials go too (a live socket closes at its next ticket or resume)
+            await SqlInviteStore(storage.db, storage.keys).revoke_for_client(ended.client_id, now)
             await _audit(storage, "enrollment.revoked", "enrollment", ended.id)
     return 0
 

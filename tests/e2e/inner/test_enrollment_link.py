@@ -18,7 +18,9 @@ import pytest
 
 from tests.api import signal_support as ss
 from tests.e2e.browser import Browsers, Person, browsers
+from tests.e2e.inner import flows
 from tests.support import LiveServer, free_port
+from vIOP.auth.permissions import Role
 from vIOP.ids import ClientId, EnrollmentId, TrackId, UserId, new_client_id, new_enrollment_id, new_track_id
 from vIOP.program.ports import Enrollment, Track, TrackKind
 from vIOP.program.schedule import Schedule
@@ -137,3 +139,35 @@ async def test_one_enrollment_link_shows_the_next_start_then_knocks_on_each_days
     assert tomorrow == await room_of(server, track_id, datetime(2026, 3, 3, 18, 0, tzinfo=NY))
     assert tomorrow != tonight
     await client.assert_clean()
+
+
+async def test_the_console_shows_todays_sessions_and_makes_an_enrollment_link(
+    server: LiveServer, people: Browsers, clock: SettableClock
+) -> None:
+    await flows.create_account(server, Role.CLINICIAN, "dr.console")
+    services = ss.services(server)
+    host = UserId((await services.authenticator.account_named("dr.console")).id)  # type: ignore[union-attr]
+    track = Track(
+        id=new_track_id(), title="Evening IOP",
+        schedule=Schedule("America/New_York", datetime(2026, 3, 2, 18, 0), "FREQ=DAILY", 180),
+        kind=TrackKind.GROUP, capacity=12, host_id=host, cohost_ids=frozenset(), created_by=host,
+        created_at=clock(),
+    )  # fmt: skip
+    await create_track(services, track)
+    clock.set(datetime(2026, 3, 2, 17, 45, tzinfo=NY))
+    scheduler = services.live.track_scheduler
+    assert scheduler is not None
+    await scheduler.tick()  # the lobby opens now (the running loop may have made it already)
+    room_id = await room_of(server, track.id, datetime(2026, 3, 2, 18, 0, tzinfo=NY))
+
+    clinician = await people.launch("clinician")
+    await flows.sign_in(clinician, "dr.console", "/console")
+    today = clinician.page.locator("#today-list > li").filter(has_text="Evening IOP")
+    await today.wait_for(timeout=15_000)
+    assert await today.get_attribute("data-room") == room_id
+    await clinician.page.get_by_role("button", name="Enroll a client in Evening IOP").click()
+    await clinician.page.get_by_label("Name of the client to enroll").fill("Riley")
+    await clinician.page.get_by_role("button", name="Create enrollment link").click()
+    await clinician.wait_until("document.querySelector('#enroll-link').value.includes('/join#enroll=venr_')")
+    await clinician.assert_accessible("console: tracks")
+    await clinician.assert_clean()
