@@ -15,7 +15,7 @@ from sqlalchemy import func, select
 
 from tests.auth.support import CHEAP_ARGON2
 from tests.support import test_settings
-from vIOP.app import close_services, open_services
+from vIOP.app import close_services, open_services, start_live
 from vIOP.auth.accounts import AccountAdmin
 from vIOP.auth.passwords import PasswordHasher
 from vIOP.auth.permissions import Role
@@ -179,3 +179,20 @@ async def test_two_app_instances_on_the_same_stores_make_one_room_per_occurrence
     finally:
         await close_services(second)
         await close_services(first)
+
+
+async def test_the_running_loop_opens_the_room_once_the_lobby_opens(
+    services: Services, clock: ManualClock
+) -> None:
+    """The live loop (start_live), not a test-driven round: woken when the clock reaches the lobby."""
+    track = await evening_track(services, clock)
+    start_live(services)
+    scheduler = services.live.track_scheduler
+    assert scheduler is not None
+    key = datetime(2026, 3, 2, 23, 0, tzinfo=UTC)
+    assert await services.tracks.rooms_of(track.id, [key]) == {}  # 12:00: its first round made nothing
+    clock.now = at(2026, 3, 2, 17, 45)
+    scheduler.wake()
+    async with asyncio.timeout(10):
+        while not await services.tracks.rooms_of(track.id, [key]):
+            await asyncio.sleep(0.05)
