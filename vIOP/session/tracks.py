@@ -169,13 +169,13 @@ class TrackScheduler:
     async def run(self) -> None:
         services = self._services
         while not services.stopping.is_set():
+            self._wake.clear()  # before the round: a wake() during it brings the next round at once
             try:
                 await self.tick()
                 pause = await self.seconds_to_next_lobby()
             except Exception:
                 log.exception("track scheduler round failed")
                 pause = MAX_SLEEP_SECONDS
-            self._wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=pause)
 
