@@ -168,6 +168,19 @@ class TrackScheduler:
 
     async def run(self) -> None:
         services = self._services
+
+        async def wake_at_stop() -> None:
+            await services.stopping.wait()
+            self._wake.set()  # shutdown does not wait out a pause
+
+        watcher = asyncio.create_task(wake_at_stop())
+        try:
+            await self._rounds()
+        finally:
+            watcher.cancel()
+
+    async def _rounds(self) -> None:
+        services = self._services
         while not services.stopping.is_set():
             self._wake.clear()  # before the round: a wake() during it brings the next round at once
             try:
