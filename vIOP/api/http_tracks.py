@@ -70,18 +70,18 @@ from vIOP.session.tracks import (
     secret_hash,
     track_scope,
 )
-from vIOP.storage.audit import Outcome
+from vIOP.storage.audit import AuditEvent, Outcome
 
 # Audit actions (ids only).
-TRACK_CREATED: Final = "track.created"
-TRACK_CHANGED: Final = "track.changed"
-TRACK_ENDED: Final = "track.ended"
-TRACK_VIEWED: Final = "track.viewed"
-ENROLLMENT_CREATED: Final = "enrollment.created"
-ENROLLMENT_REVOKED: Final = "enrollment.revoked"
-ENROLLMENT_KNOCKED: Final = "enrollment.knocked"
-FEED_CREATED: Final = "calendar_feed.created"
-FEED_REVOKED: Final = "calendar_feed.revoked"
+TRACK_CREATED: Final = AuditEvent.TRACK_CREATED
+TRACK_CHANGED: Final = AuditEvent.TRACK_CHANGED
+TRACK_ENDED: Final = AuditEvent.TRACK_ENDED
+TRACK_VIEWED: Final = AuditEvent.TRACK_VIEWED
+ENROLLMENT_CREATED: Final = AuditEvent.ENROLLMENT_CREATED
+ENROLLMENT_REVOKED: Final = AuditEvent.ENROLLMENT_REVOKED
+ENROLLMENT_KNOCKED: Final = AuditEvent.ENROLLMENT_KNOCKED
+FEED_CREATED: Final = AuditEvent.CALENDAR_FEED_CREATED
+FEED_REVOKED: Final = AuditEvent.CALENDAR_FEED_REVOKED
 
 MAX_COHOSTS: Final = 7  # a room has at most 8 hosts
 DEFAULT_ENROLLMENT_DAYS: Final = 12 * 7  # the long end of an IOP

@@ -95,6 +95,16 @@ class AuditEvent(StrEnum):
     NEED_ACKNOWLEDGED = "room.need_acknowledged"
     CHAT_TRANSCRIPT_SAVED = "room.chat_transcript_saved"  # a host saved the chat to the record (ids only)
     CHAT_TRANSCRIPT_VIEWED = "room.chat_transcript_viewed"  # a read of that PHI (ids only)
+    # issue 16: tracks, enrollments, calendar feeds (ids only)
+    TRACK_CREATED = "track.created"
+    TRACK_VIEWED = "track.viewed"
+    TRACK_CHANGED = "track.changed"
+    TRACK_ENDED = "track.ended"
+    ENROLLMENT_CREATED = "enrollment.created"
+    ENROLLMENT_REVOKED = "enrollment.revoked"
+    ENROLLMENT_KNOCKED = "enrollment.knocked"
+    CALENDAR_FEED_CREATED = "calendar_feed.created"
+    CALENDAR_FEED_REVOKED = "calendar_feed.revoked"
     DISPLAY_NAME_CHANGED = "user.display_name_changed"  # the same name the CLI's change is audited under
 
 
