@@ -4,7 +4,7 @@ an enrollment link knocks on the occurrence in progress.
 The scheduler runs in every process: all of them may try to open the same lobby, and the store's unique
 (track, occurrence) key lets exactly one make the room (:meth:`TrackStore.claim_occurrence`); the winner
 opens its live state with the track's clinicians as hosts. A room whose live state could not be opened
-(Redis away at that moment) is opened on a later round by whichever process gets there.
+(Redis away at that moment) is re-opened only by a process that loses a later claim for it (docs/PROGRAM.md).
 """
 
 from __future__ import annotations
