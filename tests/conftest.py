@@ -47,10 +47,11 @@ from tests.support import LiveServer, run_live_server, test_settings  # noqa: E4
 
 @pytest.fixture
 def live_server_factory(data_dir: Path, redis_url: str, redis_client: aioredis.Redis) -> Callable[..., Any]:
-    """``async with live_server_factory(**setting_overrides) as live: ...``"""
+    """``async with live_server_factory(**setting_overrides) as live: ...`` (``clock=``: the server's
+    injected clock, epoch seconds)."""
 
-    def factory(**overrides: Any) -> Any:
-        return run_live_server(test_settings(data_dir, redis_url, **overrides))
+    def factory(clock: Callable[[], float] | None = None, **overrides: Any) -> Any:
+        return run_live_server(test_settings(data_dir, redis_url, **overrides), clock=clock)
 
     return factory
 

@@ -25,6 +25,7 @@ from vIOP.api import (
     http_presence,
     http_rooms,
     http_tickets,
+    http_tracks,
     http_turn,
     http_webhooks,
 )
@@ -63,6 +64,7 @@ from vIOP.session.presence import presence_listener
 from vIOP.session.revocation import close_user_sockets, run_revocation_listener
 from vIOP.session.room_end import directory_sync
 from vIOP.session.services import Services
+from vIOP.session.tracks import TrackOccurrences, TrackScheduler
 from vIOP.session.webhooks import DeliveryPolicy, HttpSender, WebhookDelivery
 from vIOP.settings import Settings
 from vIOP.signaling.connections import ConnectionLimits, ConnectionRegistry
@@ -93,6 +95,7 @@ from vIOP.storage.redis_resume_tokens import RedisResumeTokenStore
 from vIOP.storage.redis_rooms import RedisKeys, RedisPresenceStore, RedisRoomStore
 from vIOP.storage.retention import policy_from, run_daily
 from vIOP.storage.rooms_sql import SqlRoomDirectory
+from vIOP.storage.tracks_sql import SqlTrackStore
 from vIOP.storage.webhooks_sql import SqlWebhookStore
 
 log = logging.getLogger("vIOP.app")
@@ -221,7 +224,7 @@ async def open_services(settings: Settings, *, clock: Callable[[], float] = time
         storage=storage,
         tokens=tokens,
         authenticator=authenticator,
-        invites=Invites(invite_store, room_directory),
+        invites=Invites(invite_store, room_directory, clock=clock),
         invite_store=invite_store,
         tickets=SignalTickets(
             RedisTicketStore(redis), ring.derive_key(MAC_KEY_PURPOSE), clock=clock, revocations=revocations
@@ -241,6 +244,9 @@ async def open_services(settings: Settings, *, clock: Callable[[], float] = time
         chat=RedisChatBus(redis, sealer),
         chat_transcripts=SqlChatTranscripts(db, ring),
         webhooks=webhooks,
+        tracks=(tracks := SqlTrackStore(db, ring)),
+        occurrences=TrackOccurrences(tracks),
+        clock=clock,
         node=node,
         embedded_redis=embedded,
     )
@@ -296,6 +302,8 @@ def start_live(services: Services) -> None:
             clock=services.rooms.clock,
         )
         services.spawn(webhook_delivery.run(services.stopping), "webhooks", stops_between_rounds=True)
+    scheduler = live.track_scheduler = TrackScheduler(services)
+    services.spawn(scheduler.run(), "tracks", stops_between_rounds=True)
     retention = policy_from(services.settings)
     services.spawn(
         run_daily(services.storage, retention, services.rooms.clock, stop=services.stopping),
@@ -370,6 +378,7 @@ def create_app(settings: Settings, services: Services | None = None) -> Starlett
     routes += http_compliance.routes()
     routes += http_cohosts.routes() + http_account.routes() + http_chat_transcript.routes()
     routes += http_webhooks.routes()
+    routes += http_tracks.routes()
     routes.append(
         documented_route(
             "/openapi.json",

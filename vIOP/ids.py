@@ -40,3 +40,22 @@ def new_invite_id() -> InviteId:
 
 def new_session_id() -> SessionId:
     return SessionId(new_id("ss"))
+
+
+# --- the program around the sessions (issue 16) ---------------------------------------------------------
+
+TrackId = NewType("TrackId", str)
+EnrollmentId = NewType("EnrollmentId", str)
+CalendarFeedId = NewType("CalendarFeedId", str)
+
+
+def new_track_id() -> TrackId:
+    return TrackId(new_id("tk"))
+
+
+def new_enrollment_id() -> EnrollmentId:
+    return EnrollmentId(new_id("en"))
+
+
+def new_calendar_feed_id() -> CalendarFeedId:
+    return CalendarFeedId(new_id("cf"))

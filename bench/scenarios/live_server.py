@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,13 +48,15 @@ test_settings.__test__ = False  # type: ignore[attr-defined]
 
 @asynccontextmanager
 async def run_live_server(
-    settings: Settings, *, request_deadline: float | None = None
+    settings: Settings, *, request_deadline: float | None = None, clock: Callable[[], float] | None = None
 ) -> AsyncGenerator[LiveServer, None]:
-    """uvicorn configured exactly as ``serve`` configures it (``request_deadline`` may be shortened)."""
-    from vIOP.app import create_app
+    """uvicorn configured exactly as ``serve`` configures it (``request_deadline`` may be shortened;
+    ``clock``, epoch seconds, is the server's injected clock: ``open_services(clock=...)``)."""
+    from vIOP.app import close_services, create_app, open_services
     from vIOP.server import bind_socket, uvicorn_config
 
-    app = create_app(settings)
+    services = None if clock is None else await open_services(settings, clock=clock)
+    app = create_app(settings, services)
     sock = bind_socket(settings.host, settings.port)
     extra = {} if request_deadline is None else {"request_deadline": request_deadline}
     server = uvicorn.Server(uvicorn_config(app, settings, **extra))
@@ -72,3 +74,5 @@ async def run_live_server(
         server.should_exit = True
         await asyncio.wait_for(task, 15)
         sock.close()
+        if services is not None:
+            await close_services(services)

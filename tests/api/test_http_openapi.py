@@ -31,7 +31,24 @@ API_PATHS = {
     # issue 16: webhook subscriptions
     "/api/v1/webhooks": {"get", "post"},
     "/api/v1/webhooks/{webhook_id}": {"delete"},
+    # issue 16: tracks, enrollments (the link's token travels in the body), calendar feeds
+    "/api/v1/tracks": {"get", "post"},
+    "/api/v1/tracks/{track_id}": {"get", "delete"},
+    "/api/v1/tracks/{track_id}/exceptions": {"put"},
+    "/api/v1/tracks/{track_id}/occurrences": {"get"},
+    "/api/v1/tracks/{track_id}/enrollments": {"get", "post"},
+    "/api/v1/enrollments/{enrollment_id}": {"delete"},
+    "/api/v1/enrollments/next": {"post"},
+    "/api/v1/enrollments/knock": {"post"},
+    "/api/v1/calendar-feeds": {"post"},
+    "/api/v1/calendar-feeds/{feed_id}": {"delete"},
 }
+UNAUTHENTICATED = (
+    "/api/v1/auth/login",
+    "/api/v1/invites/exchange",
+    "/api/v1/enrollments/next",
+    "/api/v1/enrollments/knock",
+)
 
 
 async def test_every_api_operation_documents_security_bodies_and_errors(api: Api) -> None:
@@ -43,7 +60,7 @@ async def test_every_api_operation_documents_security_bodies_and_errors(api: Api
         for method in methods:
             operation = doc["paths"][path][method]
             operation_ids.add(operation["operationId"])
-            unauthenticated = path in ("/api/v1/auth/login", "/api/v1/invites/exchange")
+            unauthenticated = path in UNAUTHENTICATED
             expected_security = [] if unauthenticated else [{"bearer": []}]
             assert operation["security"] == expected_security, (method, path)
             errors = {status: r for status, r in operation["responses"].items() if status >= "400"}

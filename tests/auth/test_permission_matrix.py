@@ -79,6 +79,14 @@ EXPECTED: dict[Action, dict[Role, Grant]] = {
     Action.MANAGE_WEBHOOKS: {A: ALL},  # issue 16
     Action.NEED_TO_TALK: {CL: OWN},
     Action.SET_DISPLAY_NAME: {A: ALL, C: ALL, S: ALL},  # one's own name, as every account may sign out
+    # issue 16: tracks, enrollments, calendar feeds
+    Action.CREATE_TRACK: {A: ALL, C: ALL},
+    Action.VIEW_TRACK: {A: ALL, C: OWN, S: ALL},
+    Action.MANAGE_TRACK: {A: ALL, C: OWN},
+    Action.ENROLL_CLIENT: {C: OWN},
+    Action.REVOKE_ENROLLMENT: {A: ALL, C: OWN},
+    Action.CREATE_CALENDAR_FEED: {C: OWN},
+    Action.REVOKE_CALENDAR_FEED: {A: ALL, C: OWN},
 }
 
 ROOM_X, ROOM_Y = RoomId("rm_x"), RoomId("rm_y")

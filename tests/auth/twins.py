@@ -63,12 +63,15 @@ class MemoryInviteStore:
         self._names: dict[ClientId, str] = {}
         self._by_device: dict[bytes, InviteId] = {}
 
-    async def add(self, invite: Invite, token_hash: bytes, display_name: str) -> None:
-        if token_hash in self._by_hash or invite.id in self._by_id or invite.client_id in self._names:
+    async def add(self, invite: Invite, token_hash: bytes, display_name: str | None) -> None:
+        if token_hash in self._by_hash or invite.id in self._by_id:
             raise Conflict("duplicate invite")
+        if (display_name is None) != (invite.client_id in self._names):
+            raise Conflict("a new client needs a name; an existing one keeps theirs")
         self._by_id[invite.id] = invite
         self._by_hash[token_hash] = invite.id
-        self._names[invite.client_id] = display_name
+        if display_name is not None:
+            self._names[invite.client_id] = display_name
 
     async def by_token_hash(self, token_hash: bytes) -> Invite | None:
         invite_id = self._by_hash.get(token_hash)
@@ -102,6 +105,12 @@ class MemoryInviteStore:
             raise NotFound("no such invite")
         if invite.revoked_at is None:
             self._by_id[invite_id] = replace(invite, revoked_at=now)
+
+    async def revoke_for_client(self, client_id: ClientId, now: float) -> list[RoomId]:
+        found = [i for i in self._by_id.values() if i.client_id == client_id and i.revoked_at is None]
+        for invite in found:
+            self._by_id[invite.id] = replace(invite, revoked_at=now)
+        return sorted({invite.room_id for invite in found})
 
     async def client_display_name(self, client_id: ClientId) -> str:
         name = self._names.get(client_id)

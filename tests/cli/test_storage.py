@@ -62,7 +62,7 @@ def test_keys_init_never_overwrites(settings: Settings, key_file: Path) -> None:
 
 def test_db_upgrade(settings: Settings, capsys: pytest.CaptureFixture[str]) -> None:
     assert cli(settings, "db", "upgrade") == 0
-    assert "revision 0009" in capsys.readouterr().out
+    assert "revision 0010" in capsys.readouterr().out
 
 
 def test_rotate_status_retire_then_verify(settings: Settings, capsys: pytest.CaptureFixture[str]) -> None:

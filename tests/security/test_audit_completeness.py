@@ -866,6 +866,128 @@ async def webhooks_refused(w: World) -> list[Row]:
 
 
 ISSUE_16: Final[dict[str, Expect]] = {"manage_webhooks": Expect(webhooks_allowed, webhooks_refused)}
+# --- issue 16: tracks, enrollments, calendar feeds ----------------------------------------------------------
+
+_TRACK: Final = {
+    "title": "Audit IOP", "time_zone": "UTC", "first_start": "2030-01-07T18:00", "rrule": "FREQ=DAILY",
+    "duration_minutes": 60,
+}  # fmt: skip
+
+
+async def _track(w: World) -> str:
+    made = await w.http.post("/api/v1/tracks", json=_TRACK, headers=w.headers("clinician_a"))
+    _ok(made, 201)
+    return str(made.json()["id"])
+
+
+async def _enrollment(w: World, track_id: str) -> str:
+    made = await w.http.post(
+        f"/api/v1/tracks/{track_id}/enrollments",
+        json={"display_name": "Quinn"},
+        headers=w.headers("clinician_a"),
+    )
+    _ok(made, 201)
+    return str(made.json()["id"])
+
+
+async def _feed(w: World) -> str:
+    made = await w.http.post("/api/v1/calendar-feeds", headers=w.headers("clinician_a"))
+    _ok(made, 201)
+    return str(made.json()["id"])
+
+
+async def create_track_allowed(w: World) -> list[Row]:
+    return [Row("track.created", "success", w.id("clinician_a"), "track", await _track(w))]
+
+
+async def create_track_refused(w: World) -> list[Row]:
+    _ok(await w.http.post("/api/v1/tracks", json=_TRACK, headers=w.headers("staff")), 403)
+    return [Row("track.created", "denied", w.id("staff"), None, None)]
+
+
+async def view_track_allowed(w: World) -> list[Row]:
+    track_id = await _track(w)
+    _ok(await w.http.get(f"/api/v1/tracks/{track_id}", headers=w.headers("clinician_a")), 200)
+    return [Row("track.viewed", "success", w.id("clinician_a"), "track", track_id)]
+
+
+async def view_track_refused(w: World) -> list[Row]:
+    track_id = await _track(w)
+    _ok(await w.http.get(f"/api/v1/tracks/{track_id}", headers=w.headers("clinician_b")), 403)
+    return [Row("track.viewed", "denied", w.id("clinician_b"), "track", track_id)]
+
+
+async def manage_track_allowed(w: World) -> list[Row]:
+    track_id = await _track(w)
+    url = f"/api/v1/tracks/{track_id}/exceptions"
+    _ok(await w.http.put(url, json={}, headers=w.headers("clinician_a")), 200)
+    _ok(await w.http.delete(f"/api/v1/tracks/{track_id}", headers=w.headers("clinician_a")), 204)
+    return [
+        Row("track.changed", "success", w.id("clinician_a"), "track", track_id),
+        Row("track.ended", "success", w.id("clinician_a"), "track", track_id),
+    ]
+
+
+async def manage_track_refused(w: World) -> list[Row]:
+    track_id = await _track(w)
+    _ok(await w.http.delete(f"/api/v1/tracks/{track_id}", headers=w.headers("clinician_b")), 403)
+    return [Row("track.changed", "denied", w.id("clinician_b"), "track", track_id)]
+
+
+async def enroll_allowed(w: World) -> list[Row]:
+    enrollment_id = await _enrollment(w, await _track(w))
+    return [Row("enrollment.created", "success", w.id("clinician_a"), "enrollment", enrollment_id)]
+
+
+async def enroll_refused(w: World) -> list[Row]:
+    track_id = await _track(w)
+    url = f"/api/v1/tracks/{track_id}/enrollments"
+    _ok(await w.http.post(url, json={"display_name": "Quinn"}, headers=w.headers("admin")), 403)
+    return [Row("enrollment.created", "denied", w.id("admin"), "track", track_id)]
+
+
+async def revoke_enrollment_allowed(w: World) -> list[Row]:
+    enrollment_id = await _enrollment(w, await _track(w))
+    _ok(await w.http.delete(f"/api/v1/enrollments/{enrollment_id}", headers=w.headers("clinician_a")), 204)
+    return [Row("enrollment.revoked", "success", w.id("clinician_a"), "enrollment", enrollment_id)]
+
+
+async def revoke_enrollment_refused(w: World) -> list[Row]:
+    enrollment_id = await _enrollment(w, await _track(w))
+    _ok(await w.http.delete(f"/api/v1/enrollments/{enrollment_id}", headers=w.headers("clinician_b")), 403)
+    return [Row("enrollment.revoked", "denied", w.id("clinician_b"), "enrollment", enrollment_id)]
+
+
+async def create_feed_allowed(w: World) -> list[Row]:
+    return [Row("calendar_feed.created", "success", w.id("clinician_a"), "calendar_feed", await _feed(w))]
+
+
+async def create_feed_refused(w: World) -> list[Row]:
+    _ok(await w.http.post("/api/v1/calendar-feeds", headers=w.headers("staff")), 403)
+    return [Row("calendar_feed.created", "denied", w.id("staff"), None, None)]
+
+
+async def revoke_feed_allowed(w: World) -> list[Row]:
+    feed_id = await _feed(w)
+    _ok(await w.http.delete(f"/api/v1/calendar-feeds/{feed_id}", headers=w.headers("clinician_a")), 204)
+    return [Row("calendar_feed.revoked", "success", w.id("clinician_a"), "calendar_feed", feed_id)]
+
+
+async def revoke_feed_refused(w: World) -> list[Row]:
+    feed_id = await _feed(w)
+    _ok(await w.http.delete(f"/api/v1/calendar-feeds/{feed_id}", headers=w.headers("clinician_b")), 403)
+    return [Row("calendar_feed.revoked", "denied", w.id("clinician_b"), "calendar_feed", feed_id)]
+
+
+ISSUE_16: Final[dict[str, Expect]] = {
+    "create_track": Expect(create_track_allowed, create_track_refused),
+    "view_track": Expect(view_track_allowed, view_track_refused),
+    "manage_track": Expect(manage_track_allowed, manage_track_refused),
+    "enroll_client": Expect(enroll_allowed, enroll_refused),
+    "revoke_enrollment": Expect(revoke_enrollment_allowed, revoke_enrollment_refused),
+    "create_calendar_feed": Expect(create_feed_allowed, create_feed_refused),
+    "revoke_calendar_feed": Expect(revoke_feed_allowed, revoke_feed_refused),
+}
 EXPECTATIONS.update({action: ISSUE_16[action.value] for action in Action if action.value in ISSUE_16})
 
 

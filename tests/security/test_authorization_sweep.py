@@ -27,6 +27,7 @@ import contextlib
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
 import httpx
@@ -153,6 +154,28 @@ EXPECTED.update({
 })
 # fmt: on
 
+# --- issue 16: tracks (track A: hosted by room A's clinician, co-hosted by its co-host, a session in progress),
+# enrollments and calendar feeds. Clients (with an invite) manage nothing of the program; an enrollment link or
+# a feed URL is the credential of its own route, whoever sends it. An admin names a track's host.
+# fmt: off
+EXPECTED.update({
+    "GET /api/v1/tracks":                                   (401,   200,       200,       200,       200,       403,       403),
+    "POST /api/v1/tracks":                                  (401,   201,       201,       201,       403,       403,       403),
+    "GET /api/v1/tracks/{track_id}":                        (401,   200,       200,       403,       200,       403,       403),
+    "DELETE /api/v1/tracks/{track_id}":                     (401,   204,       204,       403,       403,       403,       403),
+    "PUT /api/v1/tracks/{track_id}/exceptions":             (401,   200,       200,       403,       403,       403,       403),
+    "GET /api/v1/tracks/{track_id}/occurrences":            (401,   200,       200,       403,       200,       403,       403),
+    "POST /api/v1/tracks/{track_id}/enrollments":           (401,   403,       201,       403,       403,       403,       403),
+    "GET /api/v1/tracks/{track_id}/enrollments":            (401,   403,       200,       403,       403,       403,       403),
+    "DELETE /api/v1/enrollments/{enrollment_id}":           (401,   204,       204,       403,       403,       403,       403),
+    "POST /api/v1/enrollments/next":                        (200,   200,       200,       200,       200,       200,       200),
+    "POST /api/v1/enrollments/knock":                       (200,   200,       200,       200,       200,       200,       200),
+    "POST /api/v1/calendar-feeds":                          (401,   403,       201,       403,       403,       403,       403),
+    "DELETE /api/v1/calendar-feeds/{feed_id}":              (401,   204,       204,       403,       403,       403,       403),
+    "GET /calendar/{feed_token}.ics":                       (200,   200,       200,       200,       200,       200,       200),
+})
+# fmt: on
+
 # Issue 15: two more roles, tried against room A in their own tests below. The product rule: a co-host has every
 # host control of the room (what its creator may do, they may); a clinician who hosts nothing may do in room A
 # what a clinician hosting only room B may, and has no socket there (no room of their own to be in either).
@@ -198,6 +221,7 @@ class HttpWorld:
     users: dict[str, User]
     spare_invites: list[str] = field(default_factory=list)  # ids to revoke (never an invite in use)
     login: dict[str, str] = field(default_factory=dict)
+    track_a: str = ""  # issue 16
 
 
 @pytest.fixture
@@ -227,6 +251,7 @@ async def http_world(live_server_factory: Any) -> AsyncIterator[HttpWorld]:
             "client_of_other_room": invite_b["invite_token"],
         }
         world = HttpWorld(api, room_a, room_b, tokens, users)
+        world.track_a = await make_track(world, in_progress=True)
         name = f"sweep.{secrets.token_hex(3)}"
         await api.account(Role.STAFF, name)
         world.login = {"username": name, "password": "correct horse battery staple"}
@@ -288,6 +313,81 @@ CONSENT: Final = {
     "data": ["attendance"],
     "expires_at": "2099-01-01T00:00:00Z",
 }
+
+
+def track_body(in_progress: bool) -> dict[str, Any]:
+    """A daily UTC track: in progress now (its lobby open), or starting years ahead (no room made)."""
+    start = datetime.now(UTC) - timedelta(minutes=1) if in_progress else datetime(2030, 1, 7, 18, 0)
+    return {
+        "title": "Sweep IOP", "time_zone": "UTC", "first_start": start.strftime("%Y-%m-%dT%H:%M"),
+        "rrule": "FREQ=DAILY", "duration_minutes": 120,
+    }  # fmt: skip
+
+
+async def make_track(world: HttpWorld, in_progress: bool = False) -> str:
+    body = {**track_body(in_progress), "cohost_usernames": [world.users["cohost_of_room"].account.username]}
+    made = await world.api.http.post(
+        "/api/v1/tracks", json=body, headers=world.users["clinician_of_room"].headers
+    )
+    assert made.status_code == 201, made.text
+    return str(made.json()["id"])
+
+
+async def spare_enrollment(world: HttpWorld) -> dict[str, Any]:
+    made = await world.api.http.post(
+        f"/api/v1/tracks/{world.track_a}/enrollments", json={"display_name": "Spare"},
+        headers=world.users["clinician_of_room"].headers,
+    )  # fmt: skip
+    assert made.status_code == 201, made.text
+    body: dict[str, Any] = made.json()
+    return body
+
+
+async def spare_feed(world: HttpWorld) -> dict[str, Any]:
+    enrollment = await spare_enrollment(world)
+    made = await world.api.http.post(
+        "/api/v1/calendar-feeds", json={"enrollment_id": enrollment["id"]},
+        headers=world.users["clinician_of_room"].headers,
+    )  # fmt: skip
+    assert made.status_code == 201, made.text
+    body: dict[str, Any] = made.json()
+    return body
+
+
+async def call_program(world: HttpWorld, action: str, headers: dict[str, str], role: str) -> httpx.Response:
+    """Issue 16's routes."""
+    http, track = world.api.http, world.track_a
+    if action == "POST /api/v1/tracks":
+        body = track_body(False)
+        if role == "admin":
+            body["host_username"] = world.users["clinician_of_room"].account.username
+        return await http.post("/api/v1/tracks", json=body, headers=headers)
+    if action == "DELETE /api/v1/tracks/{track_id}":
+        return await http.delete(f"/api/v1/tracks/{await make_track(world)}", headers=headers)
+    if action == "PUT /api/v1/tracks/{track_id}/exceptions":
+        return await http.put(f"/api/v1/tracks/{track}/exceptions", json={}, headers=headers)
+    if action == "POST /api/v1/tracks/{track_id}/enrollments":
+        return await http.post(
+            f"/api/v1/tracks/{track}/enrollments", json={"display_name": "New"}, headers=headers
+        )
+    if action == "DELETE /api/v1/enrollments/{enrollment_id}":
+        return await http.delete(
+            f"/api/v1/enrollments/{(await spare_enrollment(world))['id']}", headers=headers
+        )
+    if action in ("POST /api/v1/enrollments/next", "POST /api/v1/enrollments/knock"):
+        link = {"enrollment_token": (await spare_enrollment(world))["enrollment_token"]}
+        return await http.post(action.split(" ", 1)[1], json=link, headers=headers)
+    if action == "POST /api/v1/calendar-feeds":
+        enrollment = await spare_enrollment(world)
+        return await http.post(
+            "/api/v1/calendar-feeds", json={"enrollment_id": enrollment["id"]}, headers=headers
+        )
+    if action == "DELETE /api/v1/calendar-feeds/{feed_id}":
+        return await http.delete(f"/api/v1/calendar-feeds/{(await spare_feed(world))['id']}", headers=headers)
+    if action == "GET /calendar/{feed_token}.ics":
+        return await http.get(httpx.URL((await spare_feed(world))["url"]).path, headers=headers)
+    method, path = action.split(" ", 1)
+    return await http.request(method, path.replace("{track_id}", track), headers=headers)
 
 
 async def call(world: HttpWorld, action: str, role: str) -> httpx.Response:
@@ -390,6 +490,8 @@ async def call(world: HttpWorld, action: str, role: str) -> httpx.Response:
         return await http.post(url, headers=headers)
     if action == "DELETE /api/v1/invites/{invite_id}":
         return await http.delete(f"/api/v1/invites/{await spare_invite(world)}", headers=headers)
+    if "/tracks" in action or "/enrollments" in action or "calendar" in action:
+        return await call_program(world, action, headers, role)
     if action in requests:
         return await requests[action]()
     method, path = action.split(" ", 1)

@@ -31,6 +31,7 @@ import os
 import shutil
 import subprocess
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -81,6 +82,9 @@ CANARIES = {
     # issue 15: a co-host added by username, who renames themself over the API
     "cohost": "dr.CohostCanary",
     "cohost_shown": "Dr. Canaryrenamed Cohost",
+    # issue 16: a track's title (sealed like a room's), a client enrolled by name
+    "track_title": "Larkspur Canary Evening Track",
+    "enrolled": "Philippa Canaryenrolled",
 }
 # Chat lines travel between processes on Redis pub/sub: these are also searched in everything Redis saw
 # (MONITOR) while the session ran, not only in what it kept.
@@ -265,12 +269,54 @@ async def full_session(api: Api) -> None:
     assert fhir.status_code == 200 and '"Encounter"' in fhir.text
     assert not [name for name, value in CANARIES.items() if value.casefold() in fhir.text.casefold()]
     await compliance_session(api, room_id, client_ids["client_a"])
+    await program_session(api, token)
     await host.send(m.End())
     await host.expect(m.RoomEnded)
     for client in [host, *clients.values()]:
         with contextlib.suppress(SignalingClosed):
             await client.close()
     assert (await api.http.post("/api/v1/auth/logout", headers=bearer(token))).status_code == 204
+
+
+async def program_session(api: Api, token: str) -> None:
+    """Issue 16: a track in progress (its lobby open), a client enrolled by name who knocks with the
+    enrollment link, the enrollment listing, and a calendar feed read through its secret URL."""
+    start = datetime.now(UTC) - timedelta(minutes=1)
+    track = await api.http.post(
+        "/api/v1/tracks",
+        json={
+            "title": CANARIES["track_title"], "time_zone": "UTC", "first_start": start.strftime("%Y-%m-%dT%H:%M"),
+            "rrule": "FREQ=DAILY", "duration_minutes": 60,
+        },
+        headers=bearer(token),
+    )  # fmt: skip
+    assert track.status_code == 201, track.text
+    track_id = track.json()["id"]
+    enrolled = await api.http.post(
+        f"/api/v1/tracks/{track_id}/enrollments",
+        json={"display_name": CANARIES["enrolled"]},
+        headers=bearer(token),
+    )
+    assert enrolled.status_code == 201, enrolled.text
+    link = {"enrollment_token": enrolled.json()["enrollment_token"]}
+    knocked = await api.http.post("/api/v1/enrollments/knock", json=link)
+    assert knocked.status_code == 200, knocked.text
+    SESSION_SECRETS.update(
+        enrollment_link=link["enrollment_token"], enrollment_device=knocked.json()["device_token"]
+    )
+    client = await socket(api, knocked.json()["device_token"], None)
+    assert isinstance(await client.request(m.Join()), m.Welcome)
+    await client.expect(m.Waiting)
+    listed = await api.http.get(f"/api/v1/tracks/{track_id}/enrollments", headers=bearer(token))
+    assert CANARIES["enrolled"] in listed.text  # the name went through the server
+    feed = await api.http.post("/api/v1/calendar-feeds", headers=bearer(token))
+    assert feed.status_code == 201, feed.text
+    feed_path = httpx.URL(feed.json()["url"]).path
+    SESSION_SECRETS["calendar_feed"] = feed_path.removeprefix("/calendar/").removesuffix(".ics")
+    served = await api.http.get(feed_path)
+    assert CANARIES["track_title"] in served.text
+    with contextlib.suppress(SignalingClosed):
+        await client.close()
 
 
 async def expect_line(reader: SignalingClient, text: str) -> None:

@@ -22,13 +22,13 @@ async def test_upgrade_creates_every_table_of_the_schema_and_matches_it(db: Data
     async with db.begin() as conn:
         differences = await conn.run_sync(diff)
     assert differences == []
-    assert await current_revision(db.url) == "0009"
+    assert await current_revision(db.url) == "0010"
 
 
 async def test_upgrade_is_idempotent(database_url: str) -> None:
     await upgrade(database_url)
     await upgrade(database_url)
-    assert await current_revision(database_url) == "0009"
+    assert await current_revision(database_url) == "0010"
 
 
 async def test_sqlite_file_is_owner_only(data_dir: Path) -> None:

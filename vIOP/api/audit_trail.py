@@ -49,6 +49,9 @@ ROUTE_ACTIONS: Final[Mapping[str, Action]] = MappingProxyType(
 _OPAQUE = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
 # Path parameters that name the object of a request, most specific first (``{name}`` -> object type).
 _PATH_OBJECTS: Final = {
+    "enrollment_id": "enrollment",
+    "feed_id": "calendar_feed",
+    "track_id": "track",
     "invite_id": "invite",
     "consent_id": "consent",
     "grant_id": "break_glass",

@@ -77,12 +77,14 @@ class RequestContextMiddleware:
             route = _route_template(scope)
             metrics.HTTP_REQUESTS.labels(scope["method"], route, str(status)).inc()
             metrics.HTTP_DURATION.labels(route).observe(elapsed)
-            # The path only: query strings can carry tickets or tokens.
+            # The path only: query strings can carry tickets or tokens. A route whose path is itself a
+            # secret (a calendar feed's URL) is logged by its template.
+            secret = getattr(scope.get("route"), "secret_path", False)
             access_log.info(
                 "request",
                 extra={
                     "method": scope["method"],
-                    "path": scope["path"],
+                    "path": route if secret else scope["path"],
                     "status": status,
                     "duration_ms": round(elapsed * 1000, 2),
                 },

@@ -98,8 +98,9 @@ class Invite:
 
 
 class InviteStore(Protocol):
-    async def add(self, invite: Invite, token_hash: bytes, display_name: str) -> None:
-        """Insert the invite and its (new) client, whose display name is stored encrypted."""
+    async def add(self, invite: Invite, token_hash: bytes, display_name: str | None) -> None:
+        """Insert the invite and its (new) client, whose display name is stored encrypted; with
+        ``display_name`` None the client exists already (an enrollment's, issue 16)."""
         ...
 
     async def by_token_hash(self, token_hash: bytes) -> Invite | None:
@@ -126,6 +127,10 @@ class InviteStore(Protocol):
 
     async def client_display_name(self, client_id: ClientId) -> str:
         """The decrypted display name; NotFound for an unknown client."""
+        ...
+
+    async def revoke_for_client(self, client_id: ClientId, now: float) -> list[RoomId]:
+        """Revoke every unrevoked invite of ``client_id`` (an enrollment ended, issue 16); their rooms."""
         ...
 
 
@@ -201,6 +206,25 @@ class Invites:
         await self._store.add(invite, token_hash(token), name)
         return CreatedInvite(invite, token)
 
+    async def issue_device(
+        self, room_id: RoomId, client_id: ClientId, created_by: UserId, expires_at: float
+    ) -> ExchangedInvite:
+        """An invite to ``room_id`` for an existing client, exchanged at once for a device credential
+        (docs/PROGRAM.md, "Enrollment links"): the enrollment link stands in for the invite link, whose
+        token is never shown. From here on the client knocks, reconnects and is counted as with any invite."""
+        now = self._clock()
+        if expires_at <= now:
+            raise BadRequest("the session has ended")
+        invite = Invite(
+            id=new_invite_id(), room_id=room_id, client_id=client_id, created_by=created_by,
+            created_at=now, expires_at=expires_at, max_uses=None, uses=0, revoked_at=None,
+        )  # fmt: skip
+        await self._store.add(invite, token_hash(INVITE_PREFIX + secrets.token_urlsafe(32)), None)
+        device_token = DEVICE_PREFIX + secrets.token_urlsafe(32)
+        exchanged = await self._store.exchange(invite.id, token_hash(device_token), now)
+        assert exchanged  # a new invite has no device yet
+        return ExchangedInvite(invite, device_token)
+
     async def authenticate(self, token: str) -> Invite:
         """The usable invite behind ``token`` (nothing counted), or :class:`InviteRejected`."""
         invite = await self._find(token)
@@ -238,6 +262,10 @@ class Invites:
         revoked = await self._store.get(invite_id)
         assert revoked is not None
         return revoked
+
+    async def revoke_for_client(self, client_id: ClientId) -> list[RoomId]:
+        """Revoke every invite of ``client_id`` (their enrollment ended): the rooms they were for."""
+        return await self._store.revoke_for_client(client_id, self._clock())
 
     async def client_display_name(self, client_id: ClientId) -> str:
         """The client's display name, for readers already allowed to see the client (hosts, attendance);

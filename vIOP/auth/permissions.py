@@ -106,6 +106,15 @@ class Action(StrEnum):
     STOP_SHARE = "stop_share"
     ALLOW_SHARE = "allow_share"
     REVOKE_SHARE = "revoke_share"
+    # issue 16: tracks (a track's "room scope" is its clinicians: see vIOP.session.tracks.track_scope),
+    # enrollments and calendar feeds
+    CREATE_TRACK = "create_track"
+    VIEW_TRACK = "view_track"
+    MANAGE_TRACK = "manage_track"
+    ENROLL_CLIENT = "enroll_client"
+    REVOKE_ENROLLMENT = "revoke_enrollment"
+    CREATE_CALENDAR_FEED = "create_calendar_feed"
+    REVOKE_CALENDAR_FEED = "revoke_calendar_feed"
 
 
 class Grant(Enum):
@@ -179,6 +188,16 @@ _TABLE: Final[dict[Action, tuple[Grant, Grant, Grant, Grant]]] = {
     Action.STOP_SHARE:                    (_N,   _O,       _N,   _O),
     Action.ALLOW_SHARE:                   (_N,   _O,       _N,   _N),
     Action.REVOKE_SHARE:                  (_N,   _O,       _N,   _N),
+    # issue 16: clinicians and admins manage tracks (an admin names the host); staff see schedules to run
+    # the program; only a track's clinicians enroll clients (a client's name is clinical); nobody but the
+    # owner of a calendar feed (or an admin, to revoke) touches it; clients manage nothing
+    Action.CREATE_TRACK:                  (_A,   _A,       _N,   _N),
+    Action.VIEW_TRACK:                    (_A,   _O,       _A,   _N),
+    Action.MANAGE_TRACK:                  (_A,   _O,       _N,   _N),
+    Action.ENROLL_CLIENT:                 (_N,   _O,       _N,   _N),
+    Action.REVOKE_ENROLLMENT:             (_A,   _O,       _N,   _N),
+    Action.CREATE_CALENDAR_FEED:          (_N,   _O,       _N,   _N),
+    Action.REVOKE_CALENDAR_FEED:          (_A,   _O,       _N,   _N),
 }
 # fmt: on
 
@@ -199,10 +218,12 @@ ROOM_FREE: Final = frozenset(
         Action.MANAGE_CONSENT,
         Action.MANAGE_WEBHOOKS,
         Action.SET_DISPLAY_NAME,
+        Action.CREATE_TRACK,
         # listings: with an OWN grant the caller filters to the principal's rooms
         Action.ISSUE_PRESENCE_TICKET,
         Action.VIEW_PRESENCE,
         Action.VIEW_ATTENDANCE,
+        Action.VIEW_TRACK,
     }
 )
 ROOM_REQUIRED: Final = frozenset(Action) - ROOM_FREE

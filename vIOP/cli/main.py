@@ -1,5 +1,5 @@
 """Command line: ``python -m vIOP serve|config|...``; the other subcommands come from the modules beside
-this one (``users``, ``storage``, ``attendance``, ``compliance``, ``webhooks``).
+this one (``users``, ``storage``, ``attendance``, ``compliance``, ``webhooks``, ``tracks``).
 
 Every failure is one clear line on stderr and a non-zero exit: 2 for configuration and usage errors,
 1 for everything else. Never a traceback.
@@ -12,7 +12,7 @@ import sys
 from collections.abc import Callable, Sequence
 from types import ModuleType
 
-from vIOP.cli import attendance, compliance, nodes, storage, users, webhooks
+from vIOP.cli import attendance, compliance, nodes, storage, tracks, users, webhooks
 from vIOP.errors import ConfigError, VIOPError
 from vIOP.logging import configure_logging
 from vIOP.settings import Settings, describe, load_settings
@@ -25,6 +25,7 @@ _GROUPS: tuple[tuple[ModuleType, str, str], ...] = (
     (compliance, "add_parsers", "run"),
     (nodes, "add_parsers", "run"),
     (webhooks, "add_parsers", "run"),
+    (tracks, "add_parsers", "run"),
 )
 
 

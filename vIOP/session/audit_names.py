@@ -61,6 +61,14 @@ AUDIT_NAMES: Final[Mapping[Action, AuditEvent]] = MappingProxyType(
         Action.STOP_SHARE: AuditEvent.SHARE_STOPPED,
         Action.ALLOW_SHARE: AuditEvent.SHARE_ALLOWED,
         Action.REVOKE_SHARE: AuditEvent.SHARE_REVOKED,
+        # issue 16 (MANAGE_TRACK: changed exceptions; ending a track is written as track.ended)
+        Action.CREATE_TRACK: AuditEvent.TRACK_CREATED,
+        Action.VIEW_TRACK: AuditEvent.TRACK_VIEWED,
+        Action.MANAGE_TRACK: AuditEvent.TRACK_CHANGED,
+        Action.ENROLL_CLIENT: AuditEvent.ENROLLMENT_CREATED,
+        Action.REVOKE_ENROLLMENT: AuditEvent.ENROLLMENT_REVOKED,
+        Action.CREATE_CALENDAR_FEED: AuditEvent.CALENDAR_FEED_CREATED,
+        Action.REVOKE_CALENDAR_FEED: AuditEvent.CALENDAR_FEED_REVOKED,
     }
 )
 

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from vIOP.session.delivery import RoomDelivery
     from vIOP.session.room_end import DirectorySync
     from vIOP.session.signal import SignalSession
+    from vIOP.session.tracks import TrackScheduler
     from vIOP.session.webhooks import WebhookDelivery
 
 EventListener = Callable[[Event | Resync], Awaitable[None]]
@@ -47,6 +48,7 @@ class PresenceSocket(RevocableSocket, Protocol):
 @dataclass
 class Live:
     delivery: RoomDelivery | None = None  # set once the live loops start
+    track_scheduler: TrackScheduler | None = None  # issue 16: opens occurrences' rooms (vIOP.session.tracks)
     # subject -> that subject's signaling sessions in this process (revocation and sign-out close them)
     user_sockets: dict[str, set[RevocableSocket]] = field(default_factory=dict)
     close_user_sockets: CloseUserSockets | None = None

@@ -23,6 +23,8 @@ from vIOP.auth.tickets import SignalTickets
 from vIOP.auth.tokens import AccessTokens
 from vIOP.cluster.membership import NodeMembership
 from vIOP.media.ice import IceConfig
+from vIOP.program.ports import TrackStore
+from vIOP.rooms.clock import Clock, system_clock
 from vIOP.rooms.occurrences import OccurrenceLookup
 from vIOP.rooms.ports import ChatBus, EventBus
 from vIOP.rooms.service import RoomService
@@ -71,6 +73,9 @@ class Services:
     revocations: Revocations
     chat: ChatBus  # chat lines between processes, sealed; the room's record while it is live (issue 15)
     chat_transcripts: SqlChatTranscripts  # transcripts a host saved to the session record (issue 15)
+    tracks: TrackStore  # issue 16: tracks, occurrences' rooms, enrollments, calendar feeds
+    # Epoch seconds for the program layer (lobbies, enrollment links, feeds): open_services' clock.
+    clock: Clock = system_clock
     relay: MediaRelay | None = None
     # Which track occurrence a room was opened for (attendance titles); None until tracks are wired in.
     occurrences: OccurrenceLookup | None = None

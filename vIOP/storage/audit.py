@@ -101,6 +101,16 @@ class AuditEvent(StrEnum):
     SHARE_STOPPED = "room.share_stopped"
     SHARE_ALLOWED = "room.share_allowed"
     SHARE_REVOKED = "room.share_revoked"
+    # issue 16: tracks, enrollments, calendar feeds (ids only)
+    TRACK_CREATED = "track.created"
+    TRACK_VIEWED = "track.viewed"
+    TRACK_CHANGED = "track.changed"
+    TRACK_ENDED = "track.ended"
+    ENROLLMENT_CREATED = "enrollment.created"
+    ENROLLMENT_REVOKED = "enrollment.revoked"
+    ENROLLMENT_KNOCKED = "enrollment.knocked"
+    CALENDAR_FEED_CREATED = "calendar_feed.created"
+    CALENDAR_FEED_REVOKED = "calendar_feed.revoked"
     DISPLAY_NAME_CHANGED = "user.display_name_changed"  # the same name the CLI's change is audited under
     # issue 16: webhook subscriptions (ids only: never the URL or the secret)
     WEBHOOK_ADDED = "webhook.added"

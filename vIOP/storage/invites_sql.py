@@ -37,17 +37,20 @@ class SqlInviteStore:
         self._db = db
         self._ring = ring
 
-    async def add(self, invite: Invite, token_hash: bytes, display_name: str) -> None:
+    async def add(self, invite: Invite, token_hash: bytes, display_name: str | None) -> None:
         created = _at(invite.created_at)
         async with self._db.begin() as conn:
-            key_id = await self._ring.create_data_key(conn, KeyScope.CLIENT)
-            name = await self._ring.encrypt_field(key_id, _display_name_ref(invite.client_id), display_name)
-            await conn.execute(
-                insert(clients).values(
-                    id=invite.client_id, data_key_id=key_id, display_name=name,
-                    created_by=invite.created_by, created_at=created,
+            if display_name is not None:  # None: the client exists already (an enrollment's)
+                key_id = await self._ring.create_data_key(conn, KeyScope.CLIENT)
+                name = await self._ring.encrypt_field(
+                    key_id, _display_name_ref(invite.client_id), display_name
                 )
-            )  # fmt: skip
+                await conn.execute(
+                    insert(clients).values(
+                        id=invite.client_id, data_key_id=key_id, display_name=name,
+                        created_by=invite.created_by, created_at=created,
+                    )
+                )  # fmt: skip
             await conn.execute(
                 insert(invites).values(
                     id=invite.id, token_hash=token_hash, room_id=invite.room_id, client_id=invite.client_id,
@@ -101,6 +104,13 @@ class SqlInviteStore:
                 found = await conn.execute(select(invites.c.id).where(invites.c.id == invite_id))
                 if found.first() is None:
                     raise NotFound("no such invite")
+
+    async def revoke_for_client(self, client_id: ClientId, now: float) -> list[RoomId]:
+        usable = (invites.c.client_id == client_id) & invites.c.revoked_at.is_(None)
+        async with self._db.begin() as conn:
+            rooms = [RoomId(r) for (r,) in await conn.execute(select(invites.c.room_id).where(usable))]
+            await conn.execute(update(invites).where(usable).values(revoked_at=_at(now)))
+        return sorted(set(rooms))
 
     async def client_display_name(self, client_id: ClientId) -> str:
         async with self._db.read() as conn:

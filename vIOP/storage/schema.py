@@ -390,3 +390,87 @@ webhook_outbox = Table(
     Index(None, "subscription_id", "delivered_at", "seq"),
     Index(None, "delivered_at", "next_attempt_at"),
 )
+
+# --- the program around the sessions (issue 16) -----------------------------------------------------
+
+# Recurring tracks. The title is sealed like a room's (a group's name can disclose treatment); the schedule
+# (IANA zone, first start as local wall time "YYYY-MM-DDTHH:MM", an RRULE, minutes) names no one.
+tracks = Table(
+    "tracks",
+    metadata,
+    _id("id", primary_key=True),
+    Column("kind", String(ENUM), nullable=False),  # group | individual
+    Column("title", LargeBinary, nullable=False),
+    Column("capacity", Integer, nullable=False),
+    Column("time_zone", String(64), nullable=False),
+    Column("first_start", String(32), nullable=False),
+    Column("rrule", String(500), nullable=False),
+    Column("duration_minutes", Integer, nullable=False),
+    Column("lobby_minutes", Integer, nullable=False),
+    _id("host_user_id", ForeignKey("users.id"), nullable=False),
+    _id("created_by", ForeignKey("users.id"), nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("ended_at", UtcDateTime, nullable=True),
+    Index(None, "host_user_id"),
+)
+
+# A track's co-hosts: with its host, the hosts of every occurrence's room. Ids only.
+track_cohosts = Table(
+    "track_cohosts",
+    metadata,
+    _id("track_id", ForeignKey("tracks.id"), primary_key=True),
+    _id("user_id", ForeignKey("users.id"), primary_key=True),
+    Index(None, "user_id"),
+)
+
+# EXDATE and RECURRENCE-ID overrides: an occurrence's original local start, and where it moved (NULL: skipped).
+track_exceptions = Table(
+    "track_exceptions",
+    metadata,
+    _id("track_id", ForeignKey("tracks.id"), primary_key=True),
+    Column("original_start", String(32), primary_key=True),
+    Column("moved_to", String(32), nullable=True),
+)
+
+# The room made for an occurrence when its lobby opened. The primary key (track, occurrence key = its
+# original start in UTC) makes that happen once across every process.
+track_occurrences = Table(
+    "track_occurrences",
+    metadata,
+    _id("track_id", ForeignKey("tracks.id"), primary_key=True),
+    Column("occurrence_key", UtcDateTime, primary_key=True),
+    _id("room_id", ForeignKey("rooms.id"), nullable=False, unique=True),
+    Column("starts_at", UtcDateTime, nullable=False),
+    Column("ends_at", UtcDateTime, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+)
+
+# A client in a track, with their one link: only SHA-256(token) is stored.
+enrollments = Table(
+    "enrollments",
+    metadata,
+    _id("id", primary_key=True),
+    _id("track_id", ForeignKey("tracks.id"), nullable=False),
+    _id("client_id", ForeignKey("clients.id"), nullable=False),
+    Column("token_hash", LargeBinary, nullable=False, unique=True),
+    _id("created_by", ForeignKey("users.id"), nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("expires_at", UtcDateTime, nullable=False),
+    Column("revoked_at", UtcDateTime, nullable=True),
+    Index(None, "track_id"),
+    Index(None, "client_id"),
+)
+
+# Secret .ics URLs (per clinician or per enrollment): only SHA-256(token) is stored; revocable.
+calendar_feeds = Table(
+    "calendar_feeds",
+    metadata,
+    _id("id", primary_key=True),
+    Column("token_hash", LargeBinary, nullable=False, unique=True),
+    Column("owner", String(ENUM), nullable=False),  # clinician | enrollment
+    _id("owner_id", nullable=False),
+    _id("created_by", ForeignKey("users.id"), nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("revoked_at", UtcDateTime, nullable=True),
+    Index(None, "owner", "owner_id"),
+)

@@ -184,6 +184,42 @@ export function exchangeInvite(inviteToken) {
   return request("/api/v1/invites/exchange", { method: "POST", body: { invite_token: inviteToken } });
 }
 
+// --- tracks (issue 16) --------------------------------------------------------------------------------------
+
+/** @param {string | null} bearer */
+export function listTracks(bearer) {
+  return request("/api/v1/tracks", { bearer });
+}
+
+/**
+ * @param {string | null} bearer
+ * @param {Record<string, unknown>} track
+ */
+export function createTrack(bearer, track) {
+  return request("/api/v1/tracks", { method: "POST", bearer, body: track });
+}
+
+/**
+ * @param {string | null} bearer
+ * @param {string} trackId
+ * @param {string} displayName
+ */
+export function enrollClient(bearer, trackId, displayName) {
+  return request(`/api/v1/tracks/${encodeURIComponent(trackId)}/enrollments`, { method: "POST", bearer, body: { display_name: displayName } });
+}
+
+// --- enrollment links (issue 16): one link for every session of a track ------------------------------------
+
+/** @param {string} enrollmentToken */
+export function nextSession(enrollmentToken) {
+  return request("/api/v1/enrollments/next", { method: "POST", body: { enrollment_token: enrollmentToken } });
+}
+
+/** @param {string} enrollmentToken */
+export function knockWithEnrollment(enrollmentToken) {
+  return request("/api/v1/enrollments/knock", { method: "POST", body: { enrollment_token: enrollmentToken } });
+}
+
 // --- tickets: the short-lived, single-use credential that opens a WebSocket --------------------------------
 
 // Always this page's own origin (CSP connect-src 'self'); the server's ws_url gives the path and ticket.

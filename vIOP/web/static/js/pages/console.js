@@ -105,6 +105,116 @@ function renderRooms(rooms) {
   $("#rooms-empty").hidden = list.children.length > 0;
 }
 
+// --- tracks (issue 16): the clinician's tracks, today's sessions, enrollment links ----------------------------
+
+/** @typedef {Record<string, any>} TrackRow a track as GET /api/v1/tracks lists it */
+
+async function loadTracks() {
+  const error = $("#tracks-error");
+  try {
+    const listed = await api.listTracks(page.token);
+    error.hidden = true;
+    renderTracks(listed.tracks ?? []);
+  } catch (failure) {
+    if (handleAuthFailure(failure)) return;
+    error.textContent = `Your tracks could not be loaded. ${api.describeError(failure)}`;
+    error.hidden = false;
+  }
+}
+
+/** @param {TrackRow[]} tracks */
+function renderTracks(tracks) {
+  const list = $("#track-list");
+  list.replaceChildren(
+    ...tracks.map((track) =>
+      el(
+        "li",
+        { dataset: { track: track.id } },
+        el("span", { class: "who" }, track.title),
+        ` (${track.rrule}, ${track.time_zone})`,
+        el("button", { type: "button", class: "secondary", "aria-label": `Enroll a client in ${track.title}`, onclick: () => startEnroll(track) }, "Enroll client"),
+      ),
+    ),
+  );
+  $("#tracks-empty").hidden = tracks.length > 0;
+  // "Today" as the server's clock and each track's time zone say (TrackView.today).
+  const today = tracks.flatMap((track) => track.today ?? []);
+  today.sort((a, b) => a.starts_at.localeCompare(b.starts_at));
+  /** @param {string} iso @param {string} timeZone */
+  const at = (iso, timeZone) => new Intl.DateTimeFormat(navigator.language, { hour: "numeric", minute: "2-digit", timeZone }).format(new Date(iso));
+  const zones = Object.fromEntries(tracks.map((track) => [track.id, track.time_zone]));
+  $("#today-list").replaceChildren(
+    ...today.map((o) =>
+      el(
+        "li",
+        { dataset: { occurrence: o.key, room: o.room_id || "" } },
+        el("span", { class: "who" }, o.title),
+        ` ${at(o.starts_at, zones[o.track_id])}–${at(o.ends_at, zones[o.track_id])}`,
+        o.room_id
+          ? el("button", { type: "button", "aria-label": `Open ${o.title} session`, onclick: () => openRoom(o.room_id) }, "Open room")
+          : el("span", { class: "hint" }, ` (room opens ${at(o.lobby_opens_at, zones[o.track_id])})`),
+      ),
+    ),
+  );
+  $("#today-empty").hidden = today.length > 0;
+}
+
+/** @param {TrackRow} track */
+function startEnroll(track) {
+  const form = $("#enroll-form");
+  form.dataset.track = track.id;
+  $("#enroll-track-title").textContent = track.title;
+  form.hidden = false;
+  $("#enroll-result").hidden = true;
+  $("#enroll-name").focus();
+}
+
+/** @param {import("../events.js").FormSubmitEvent} event */
+async function onEnroll(event) {
+  event.preventDefault();
+  const form = event.currentTarget;
+  const name = form.display_name.value.trim();
+  if (!name) return;
+  try {
+    const created = await api.enrollClient(page.token, form.dataset.track, name);
+    form.reset();
+    /** @type {HTMLInputElement} */ ($("#enroll-link")).value = created.join_url;
+    $("#enroll-result").hidden = false;
+    announce("Enrollment link created. Copy it now: it is shown once.");
+  } catch (failure) {
+    if (handleAuthFailure(failure)) return;
+    announce(api.describeError(failure), { assertive: true });
+  }
+}
+
+/** @param {import("../events.js").FormSubmitEvent} event */
+async function onCreateTrack(event) {
+  event.preventDefault();
+  const form = event.currentTarget;
+  const error = $("#create-track-error");
+  const submit = $("#create-track-submit");
+  setBusy(submit, true);
+  try {
+    await api.createTrack(page.token, {
+      title: form.title.value.trim(),
+      time_zone: form.time_zone.value.trim(),
+      first_start: String(form.first_start.value).slice(0, 16),
+      rrule: form.rrule.value.trim(),
+      duration_minutes: Number(form.duration_minutes.value || 0),
+    });
+    error.hidden = true;
+    announce("Track created.");
+    await loadTracks();
+  } catch (failure) {
+    if (handleAuthFailure(failure)) return;
+    error.textContent = api.describeError(failure);
+    error.hidden = false;
+    announce(error.textContent, { assertive: true });
+  } finally {
+    setBusy(submit, false);
+  }
+}
+
 /** @param {import("../events.js").FormSubmitEvent} event */
 async function onCreateRoom(event) {
   event.preventDefault();
@@ -306,6 +416,9 @@ async function main() {
   watchActivity();
   wireRoomControls();
   $("#create-room-form").addEventListener("submit", onCreateRoom);
+  $("#create-track-form").addEventListener("submit", onCreateTrack);
+  $("#enroll-form").addEventListener("submit", onEnroll);
+  /** @type {HTMLInputElement} */ ($("#track-zone")).value = Intl.DateTimeFormat().resolvedOptions().timeZone;
   $("#sign-out-link").addEventListener("click", async (/** @type {Event} */ event) => {
     event.preventDefault();
     page.session?.leave();
@@ -323,7 +436,7 @@ async function main() {
     return;
   }
   showScreen("rooms");
-  await loadRooms();
+  await Promise.all([loadRooms(), loadTracks()]);
 }
 
 main();

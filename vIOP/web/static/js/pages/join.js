@@ -19,6 +19,7 @@ import { detailOf } from "../events.js";
 
 const LINK_KEY = "viop.invite"; // the link's token until it is exchanged
 const DEVICE_KEY = "viop.device"; // what it was exchanged for
+const ENROLL_KEY = "viop.enroll"; // an enrollment link's token (issue 16): good for every session of a track
 
 /** @typedef {import("../events.js").ClickEvent} ClickEvent */
 
@@ -35,6 +36,12 @@ function stored(key) {
 // Returns {token, room, exchanged}: this tab's device credential, or the link's token not yet exchanged.
 function takeInvite() {
   const fragment = new URLSearchParams(location.hash.slice(1));
+  const enroll = fragment.get("enroll");
+  if (enroll) {
+    history.replaceState(null, "", location.pathname);
+    sessionStorage.setItem(ENROLL_KEY, JSON.stringify({ token: enroll }));
+    sessionStorage.removeItem(DEVICE_KEY);
+  }
   const bare = [...fragment.keys()].find((key) => key.startsWith("vinv_"));
   const link = fragment.get("invite") || bare;
   if (location.hash) history.replaceState(null, "", location.pathname);
@@ -48,6 +55,13 @@ function takeInvite() {
 // Spend the link for this device's credential. If this very tab spent it before (its history entry was
 // opened again), the credential it holds still stands.
 async function exchangeInvite() {
+  if (page.enrollment) {
+    // The session whose waiting room is open: its own device credential, through the invite flow.
+    const result = await api.knockWithEnrollment(page.enrollment);
+    page.invite = { token: result.device_token, room: result.room_id, exchanged: true };
+    sessionStorage.setItem(DEVICE_KEY, JSON.stringify({ token: page.invite.token, room: page.invite.room }));
+    return;
+  }
   if (/** @type {Invite} */ (page.invite).exchanged) return;
   const held = stored(DEVICE_KEY);
   try {
@@ -74,6 +88,15 @@ function explainLinkProblem(error) {
     );
     return true;
   }
+  if (error.code === "enrollment_invalid") {
+    document.body.dataset.linkProblem = "enrollment_ended";
+    showLinkProblem("This link no longer works", "Your enrollment may have ended or been withdrawn. Ask your clinician.");
+    return true;
+  }
+  if (error.code === "lobby_not_open") {
+    showNextSession();
+    return true;
+  }
   if (error.status === 401 || error.status === 403 || error.status === 404) {
     showLinkProblem("This invite link no longer works", "It may have expired or been replaced. Ask your clinician for a new link.");
     return true;
@@ -96,6 +119,8 @@ function showLinkProblem(title, text) {
 const page = {
   /** @type {Invite | null} */
   invite: null,
+  /** @type {string | null} */
+  enrollment: null,
   /** @type {MediaStream | null} */
   stream: null,
   /** @type {RoomSession | null} */
@@ -295,12 +320,55 @@ function onBreakout({ participant_id: id, clinician_name: name, active }) {
   announce(active ? `You are in a private conversation with ${name}. The group cannot see or hear you.` : "You are back with the group.");
 }
 
+// When the next session starts, in the reader's language and the program's time zone (named).
+/**
+ * @param {string} iso
+ * @param {string} timeZone
+ */
+function sessionTime(iso, timeZone) {
+  return new Intl.DateTimeFormat(navigator.language, {
+    weekday: "long", month: "long", day: "numeric", hour: "numeric", minute: "2-digit", timeZone, timeZoneName: "short",
+  }).format(new Date(iso));
+}
+
+// An enrollment link: before the waiting room opens, say when the next session starts; once it is open,
+// the usual confirm -> setup -> waiting room, on that session's room.
+async function showNextSession() {
+  const token = /** @type {string} */ (page.enrollment);
+  let next;
+  try {
+    next = await api.nextSession(token);
+  } catch (error) {
+    if (!explainLinkProblem(error)) showLinkProblem("The server could not be reached", api.describeError(error));
+    return;
+  }
+  document.body.dataset.linkPhase = next.phase;
+  document.body.dataset.nextStart = next.starts_at || "";
+  if (next.phase === "open") {
+    $("#confirm-room-line").textContent = `Your session “${next.track_title}” is about to start, with your care team.`;
+    $("#confirm-no-name").hidden = false;
+    showScreen("confirm");
+    return;
+  }
+  $("#upcoming-text").textContent =
+    next.phase === "upcoming"
+      ? `“${next.track_title}” next meets on ${sessionTime(next.starts_at, next.time_zone)}.`
+      : `“${next.track_title}” has no further sessions scheduled. Ask your clinician.`;
+  showScreen("upcoming");
+}
+
 async function main() {
   wireControls();
   // Closing the tab (or navigating away) leaves the room at once rather than holding the seat as
   // "reconnecting" for the grace window. Not on a tab switch: that is visibilitychange, not pagehide.
   window.addEventListener("pagehide", () => page.session?.leave());
   page.invite = takeInvite();
+  page.enrollment = stored(ENROLL_KEY)?.token || null;
+  if (page.enrollment) {
+    $("#upcoming-check").addEventListener("click", () => showNextSession());
+    await showNextSession();
+    return;
+  }
   if (!page.invite?.token) {
     showScreen("no-invite");
     return;
