@@ -76,7 +76,9 @@ class Receiver:
 @contextlib.asynccontextmanager
 async def serving(receiver: Receiver) -> AsyncIterator[None]:
     app = Starlette(routes=[Route("/{path}", receiver.handle, methods=["POST"])])
-    config = uvicorn.Config(app, log_level="warning", lifespan="off")
+    # No log_config and no log_level: either makes uvicorn reconfigure the process's logging, which outlives
+    # this receiver (a later test that reads uvicorn's handshake lines at debug level then saw none).
+    config = uvicorn.Config(app, log_config=None, lifespan="off")
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve(sockets=[receiver.sock]))
     while not server.started:  # bounded by uvicorn's own start; a failure ends the task
