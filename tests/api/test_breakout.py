@@ -15,7 +15,6 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from aiortc import AudioStreamTrack
 
 from tests.api import signal_support as ss
 from tests.support import LiveServer
@@ -59,10 +58,9 @@ async def test_a_breakout_takes_a_client_aside_with_a_cohost_and_brings_them_bac
     target_principal = await ss.invite(live, dr, scope, "Breakout Client")
 
     def person(principal: Any, session: str | None = None) -> RoomClient:
-        # Audio only: this test is about the wire, the rosters, chat and the ledger on a live server, and
-        # audio never waits for a keyframe or a downlink budget. Video within groups (stopping within 1 s,
-        # decoded again after) is tests/media/test_relay_groups.py, on the relay with decoding aiortc peers.
-        return ss.participant(live, principal, scope, session, tracks=lambda: (AudioStreamTrack(),))
+        # Microphone and camera (a camera that sends keyframes only when asked, as the relay must ask after
+        # the return); the relay-level detail is tests/media/test_relay_groups.py.
+        return ss.participant(live, principal, scope, session)
 
     host, cohost = person(dr.principal, dr.session), person(co.principal, co.session)
     target = person(target_principal)
@@ -100,7 +98,8 @@ async def test_a_breakout_takes_a_client_aside_with_a_cohost_and_brings_them_bac
         for viewer in group:  # the group stops receiving the two within a second
             await more_frames(viewer, group[1 - group.index(viewer)].participant_id)
             for pid in aside:
-                assert last_frame_at(viewer, pid, "audio") - started_at <= STOP_WITHIN, pid
+                for kind in ("audio", "video"):
+                    assert last_frame_at(viewer, pid, kind) - started_at <= STOP_WITHIN, (pid, kind)
         for a, b in ((target, cohost), (cohost, target)):  # the two hear each other, and only each other
             before = {pid: a.counter.frames(pid, "audio") for pid in ids}
             await more_frames(a, b.participant_id)
@@ -149,6 +148,9 @@ async def test_a_breakout_takes_a_client_aside_with_a_cohost_and_brings_them_bac
         for viewer in everyone:  # media resumes between the two and the group on the same connections
             for pid in ids - {viewer.participant_id}:
                 await more_frames(viewer, pid, 25)
+                # video too: the relay asks each publisher for a keyframe for the legs it resumes
+                decoded = viewer.counter.frames(pid, "video")
+                await viewer.wait_frames(pid, "video", at_least=decoded + 10, within=30)
         await other.wait_message(
             m.Roster, within=10, where=lambda msg: not any(e.stepped_out for e in msg.participants)
         )

@@ -78,9 +78,8 @@ async def test_two_moved_into_a_group_exchange_media_only_with_each_other_and_co
     assert room.relay.group_of(client) == "bo_1" and room.relay.group_of(host) is None
 
     room.relay.set_groups({client: None, clinician: None})
-    # Back together on the same connections: every m-line carries its publisher again (negotiated) and
-    # audio flows everyone to everyone. (Video resumes after a keyframe and within each subscriber's downlink
-    # budget, which under a loaded machine may hold new legs back for a while: not asserted here.)
+    # Back together on the same connections: every m-line carries its publisher again (negotiated), and
+    # audio and video (after the keyframe the relay asks for) flow everyone to everyone.
     await wait_until(
         lambda: all(carries(room, v, p) for v, p in permutations(people, 2)), FLOW_TIMEOUT, "m-lines"
     )
@@ -90,4 +89,5 @@ async def test_two_moved_into_a_group_exchange_media_only_with_each_other_and_co
         FLOW_TIMEOUT,
         "everyone hears everyone after the breakout",
     )
+    await all_flowing(room, list(permutations(people, 2)), 10, "everyone sees everyone after the breakout")
     assert all(room.relay.session(pid) is sessions[pid] for pid in people)  # the same peer connections
