@@ -11,7 +11,7 @@ import os
 import stat
 import subprocess
 import sys
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -19,12 +19,15 @@ from fhir.resources.R4B.bundle import Bundle
 from fhir.resources.R4B.encounter import Encounter
 from sqlalchemy import select
 
+from tests.rooms.support import HOST
 from tests.storage.attendance_seed import seed_people, seed_room
 from vIOP.cli.attendance import add_parsers, run
 from vIOP.cli.storage import add_parsers as add_storage_parsers
 from vIOP.cli.storage import run as run_storage
 from vIOP.errors import ConfigError
-from vIOP.ids import ParticipantId, RoomId, SessionId
+from vIOP.ids import ParticipantId, RoomId, SessionId, UserId, new_track_id
+from vIOP.program.ports import Track, TrackKind
+from vIOP.program.schedule import Occurrence, Schedule
 from vIOP.rooms.attendance import AudioOnlyMark, CloseMark, CloseReason, OpenMark
 from vIOP.rooms.audio_only import AudioOnlyReason
 from vIOP.rooms.participant import Role
@@ -32,6 +35,7 @@ from vIOP.settings import Settings
 from vIOP.storage.attendance_sql import SqlAttendanceStore
 from vIOP.storage.bootstrap import open_storage
 from vIOP.storage.schema import audit_log
+from vIOP.storage.tracks_sql import SqlTrackStore
 
 ROOM = RoomId("rm_group1")
 REPO = Path(__file__).resolve().parents[2]
@@ -209,3 +213,41 @@ def test_bad_export_arguments_are_one_error_line(
     [error] = done.stderr.splitlines()
     assert error.startswith(line)
     assert exports_audited(settings) == []
+
+
+def test_a_room_opened_for_a_track_occurrence_reports_the_track(
+    settings: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The operator's export asks the track store which occurrence each room was opened for: its rows carry
+    the track's id, title and scheduled start (the HTTP export does the same)."""
+    start = datetime(2026, 1, 12, 23, 0, tzinfo=UTC)  # Monday 18:00 in New York
+    track = Track(
+        id=new_track_id(), title="Evening IOP", kind=TrackKind.GROUP, capacity=12, host_id=UserId(HOST),
+        cohost_ids=frozenset(), created_by=UserId(HOST), created_at=start.timestamp() - 86400,
+        schedule=Schedule("America/New_York", datetime(2026, 1, 12, 18, 0), "FREQ=WEEKLY;BYDAY=MO", 180),
+    )  # fmt: skip
+    occurrence = Occurrence(
+        track.id, track.title, start, start, start + timedelta(hours=3), start - timedelta(minutes=15)
+    )
+    room = RoomId("rm_track1")
+
+    async def seed() -> None:
+        storage = await open_storage(settings)
+        tracks = SqlTrackStore(storage.db, storage.keys)
+        await tracks.add_track(track)
+        await tracks.claim_occurrence(track, occurrence, room, start.timestamp() - 900)
+        ledger = SqlAttendanceStore(storage.db)
+        pid, session = ParticipantId("pt_t"), SessionId("ss_track")
+        await ledger.open(OpenMark(room, session, pid, "cl_1", Role.CLIENT, start.timestamp()), 60)
+        await ledger.close(CloseMark(room, session, pid, "cl_1", start.timestamp() + 10800, CloseReason.LEFT))
+        await storage.close()
+
+    asyncio.run(seed())
+    assert cli(settings, "attendance", "export", "--from", "2026-01-12", "--to", "2026-01-12") == 0
+    report = json.loads(capsys.readouterr().out)
+    (interval,) = report["intervals"]
+    assert (interval["room_id"], interval["track_id"], interval["track_title"]) == (
+        room,
+        track.id,
+        "Evening IOP",
+    )

@@ -30,17 +30,20 @@ from vIOP.session.attendance_export import (
     audit_subject,
     csv_text,
     json_document,
+    occurrences_of,
     read_intervals,
     report_for,
     time_zone,
 )
 from vIOP.session.attendance_fhir import fhir_json
+from vIOP.session.tracks import TrackOccurrences
 from vIOP.settings import Settings, load_settings
 from vIOP.storage.attendance_sql import SqlAttendanceStore
 from vIOP.storage.audit import AuditEvent, Outcome
 from vIOP.storage.audit_outbox import AuditOutbox
 from vIOP.storage.bootstrap import Storage, open_storage
 from vIOP.storage.consents_sql import SqlConsentStore, require_consent
+from vIOP.storage.tracks_sql import SqlTrackStore
 
 Subparsers = Any  # argparse's _SubParsersAction is private
 # An operator's export of everything names no object in its audit row (HTTP's names ("room", "all")).
@@ -141,8 +144,10 @@ def run_attendance(args: argparse.Namespace, settings: Settings | None = None) -
         try:
             intervals = await read_intervals(SqlAttendanceStore(storage.db), filters)
             notice = await disclose(storage, intervals, args.recipient)  # 42 CFR part 2: consent or refusal
-            # Track titles come with tracks (an OccurrenceLookup on storage); until then rooms report by id.
-            report = report_for(intervals, filters, now=time.time())
+            # A room opened for a track's occurrence reports the track's id, title and scheduled start.
+            lookup = TrackOccurrences(SqlTrackStore(storage.db, storage.keys))
+            occurrences = await occurrences_of(lookup, intervals)
+            report = report_for(intervals, filters, now=time.time(), occurrences=occurrences)
             if args.format == Format.FHIR:
                 # The operator's export is ids only: the track appears by id, without its title.
                 text = fhir_json(report, titles=False, disclosure=notice is not None)
