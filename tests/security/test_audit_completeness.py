@@ -865,7 +865,6 @@ async def webhooks_refused(w: World) -> list[Row]:
     return [Row("access.manage_webhooks", "denied", w.id("clinician_a"), None, None)]
 
 
-ISSUE_16: Final[dict[str, Expect]] = {"manage_webhooks": Expect(webhooks_allowed, webhooks_refused)}
 # --- issue 16: tracks, enrollments, calendar feeds ----------------------------------------------------------
 
 _TRACK: Final = {
@@ -987,6 +986,7 @@ ISSUE_16: Final[dict[str, Expect]] = {
     "revoke_enrollment": Expect(revoke_enrollment_allowed, revoke_enrollment_refused),
     "create_calendar_feed": Expect(create_feed_allowed, create_feed_refused),
     "revoke_calendar_feed": Expect(revoke_feed_allowed, revoke_feed_refused),
+    "manage_webhooks": Expect(webhooks_allowed, webhooks_refused),
 }
 EXPECTATIONS.update({action: ISSUE_16[action.value] for action in Action if action.value in ISSUE_16})
 
