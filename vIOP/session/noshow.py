@@ -1,0 +1,206 @@
+"""Expected vs present, and no-shows at run time (docs/PROGRAM.md "No-shows and expected vs present").
+
+:func:`occurrence_presence` is what the staff presence stream adds to a track occurrence's room: who the
+occurrence expects (its enrolled clients), and for each whether they are waiting, present, still expected
+or a no-show (:mod:`vIOP.program.noshow` holds the rule). :class:`NoShowWatcher` runs in every process: at
+each occurrence's no-show limit it decides, once per client across every process (a Redis ``SET NX`` per
+occurrence and client), which expected clients are absent, emits ``client.no_show`` for each, and refreshes
+the room on this process's presence streams so the flag appears live (every process does that refresh; only
+the claim's winner emits).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Final
+
+from vIOP.errors import VIOPError
+from vIOP.ids import ClientId
+from vIOP.program.noshow import (
+    Attendance,
+    NoShowClaims,
+    NoShowDecision,
+    attendance_by_client,
+    is_past_limit,
+    no_show_at,
+    no_shows,
+    occurrence_id,
+)
+from vIOP.program.schedule import Occurrence
+from vIOP.rooms.participant import SEATED_STATES, ParticipantState, Role
+from vIOP.rooms.room import Room
+from vIOP.session.services import Services
+from vIOP.storage.redis_noshow import RedisNoShowClaims
+from vIOP.webhooks.events import WebhookEventType
+
+log = logging.getLogger("vIOP.noshow")
+
+MAX_SLEEP_SECONDS: Final = 30.0
+# A decision's claim outlives any occurrence (at most 12 h long) by far; then Redis forgets it.
+CLAIM_KEEP_SECONDS: Final = 3 * 86400
+
+
+def _utc(epoch: float) -> datetime:
+    return datetime.fromtimestamp(epoch, UTC)
+
+
+def here_now(room: Room) -> tuple[frozenset[str], frozenset[str]]:
+    """The client ids waiting in the room's lobby, and those admitted or in the room."""
+    waiting: set[str] = set()
+    present: set[str] = set()
+    for p in room.active():
+        if p.role is not Role.CLIENT:
+            continue
+        if p.state in SEATED_STATES:
+            present.add(p.subject)
+        elif p.state in (ParticipantState.WAITING, ParticipantState.KNOCKING):
+            waiting.add(p.subject)
+    return frozenset(waiting), frozenset(present)
+
+
+@dataclass(frozen=True, slots=True)
+class ExpectedClientState:
+    client_id: ClientId
+    attendance: Attendance
+
+
+@dataclass(frozen=True, slots=True)
+class OccurrencePresence:
+    occurrence: Occurrence
+    no_show_at: datetime
+    expected: tuple[ExpectedClientState, ...]
+
+
+async def occurrence_presence(services: Services, room: Room, occurrence: Occurrence) -> OccurrencePresence:
+    """The expected/waiting/present/no-show projection of the room opened for ``occurrence``."""
+    minutes = services.settings.no_show_minutes
+    waiting, present = here_now(room)
+    states = attendance_by_client(
+        await services.tracks.enrolled_clients(occurrence),
+        waiting=waiting, present=present, occurrence=occurrence, minutes=minutes, now=services.clock(),
+    )  # fmt: skip
+    return OccurrencePresence(
+        occurrence,
+        no_show_at(occurrence, minutes),
+        tuple(ExpectedClientState(c, a) for c, a in states.items()),
+    )
+
+
+class NoShowWatcher:
+    """Decides no-shows at each occurrence's limit. :meth:`tick` is one round (tests call it with an
+    injected clock); :meth:`run` repeats it, sleeping until the next limit (at most
+    :data:`MAX_SLEEP_SECONDS`, or until :meth:`wake`)."""
+
+    def __init__(self, services: Services, claims: NoShowClaims | None = None) -> None:
+        self._services = services
+        self._claims: NoShowClaims = claims if claims is not None else RedisNoShowClaims(services.redis)
+        self._wake = asyncio.Event()
+        self._settled: set[str] = set()  # occurrence ids this process has decided (in memory only)
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def _due(self, now: float) -> list[Occurrence]:
+        """Occurrences with a room whose no-show limit has passed and that have not ended."""
+        minutes = self._services.settings.no_show_minutes
+        due: list[Occurrence] = []
+        for track in await self._services.tracks.all_tracks():
+            found = [
+                o
+                for o in track.occurrences(_utc(now) - timedelta(minutes=minutes), _utc(now) + timedelta(seconds=1))
+                if is_past_limit(o, minutes, now) and now < o.ends_at.timestamp()
+                and occurrence_id(o) not in self._settled
+            ]  # fmt: skip
+            if not found:
+                continue
+            rooms = await self._services.tracks.rooms_of(track.id, [o.key for o in found])
+            due.extend(o.with_room(rooms[o.key]) for o in found if o.key in rooms)
+        return due
+
+    async def tick(self) -> list[NoShowDecision]:
+        """Decide every due occurrence; the no-shows this process won (and emitted)."""
+        services = self._services
+        now = services.clock()
+        decided: list[NoShowDecision] = []
+        for occurrence in await self._due(now):
+            assert occurrence.room_id is not None
+            try:
+                room = await services.rooms.room(occurrence.room_id)
+            except VIOPError:
+                continue  # its live state is gone (ended): nobody to flag
+            decided.extend(await self._decide(occurrence, room, now))
+            self._settled.add(occurrence_id(occurrence))
+            for stream in list(services.live.presence_streams):
+                stream.refresh(occurrence.room_id)
+        return decided
+
+    async def _decide(self, occurrence: Occurrence, room: Room, now: float) -> list[NoShowDecision]:
+        services = self._services
+        minutes = services.settings.no_show_minutes
+        waiting, present = here_now(room)
+        states = attendance_by_client(
+            await services.tracks.enrolled_clients(occurrence),
+            waiting=waiting, present=present, occurrence=occurrence, minutes=minutes, now=now,
+        )  # fmt: skip
+        decided: list[NoShowDecision] = []
+        oid = occurrence_id(occurrence)
+        for client_id in no_shows(states):
+            if not await self._claims.claim(oid, client_id, keep_seconds=CLAIM_KEEP_SECONDS):
+                continue  # another process (or an earlier round) decided it
+            payload = {
+                "client_id": client_id,
+                "room_id": occurrence.room_id,
+                "track_id": occurrence.track_id,
+                "occurrence_id": oid,
+                "starts_at": occurrence.starts_at.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                "flagged_at": _utc(now).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                "minutes_late": int((now - occurrence.starts_at.timestamp()) // 60),
+            }
+            try:
+                await services.webhook_events.emit(WebhookEventType.CLIENT_NO_SHOW, payload)
+            except Exception:
+                await self._claims.release(oid, client_id)  # the next round decides it again
+                raise
+            log.info("client no-show", extra={"kind": "noshow", "room_id": occurrence.room_id})
+            decided.append(NoShowDecision(occurrence, client_id, now))
+        return decided
+
+    async def seconds_to_next_limit(self) -> float:
+        services = self._services
+        now = services.clock()
+        minutes = timedelta(minutes=services.settings.no_show_minutes)
+        soonest: float | None = None
+        for track in await services.tracks.all_tracks():
+            for o in track.occurrences(_utc(now) - minutes, _utc(now) + timedelta(seconds=MAX_SLEEP_SECONDS)):
+                limit = (o.starts_at + minutes).timestamp()
+                if limit > now:
+                    soonest = limit if soonest is None else min(soonest, limit)
+        if soonest is None:
+            return MAX_SLEEP_SECONDS
+        return min(MAX_SLEEP_SECONDS, max(0.05, soonest - now))
+
+    async def run(self) -> None:
+        services = self._services
+
+        async def wake_at_stop() -> None:
+            await services.stopping.wait()
+            self._wake.set()
+
+        watcher = asyncio.create_task(wake_at_stop())
+        try:
+            while not services.stopping.is_set():
+                self._wake.clear()
+                try:
+                    await self.tick()
+                    pause = await self.seconds_to_next_limit()
+                except Exception:
+                    log.exception("no-show round failed")
+                    pause = MAX_SLEEP_SECONDS
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), timeout=pause)
+        finally:
+            watcher.cancel()
