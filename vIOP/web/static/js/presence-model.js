@@ -3,7 +3,7 @@
 // to what the staff dashboard draws. The stream carries ids, names and times only: room titles come from
 // GET /api/v1/rooms and are joined in by the page. Pure: no DOM, so Node's test runner imports it.
 
-import { Role } from "./protocol.js";
+import { ExpectedStatus, Role } from "./protocol.js";
 
 /** A room's lifecycle state as the presence stream reports it. */
 export const RoomState = Object.freeze({ OPEN: "open", ENDED: "ended" });
@@ -74,6 +74,43 @@ export function normalizeRoom(room, at) {
     // "admitted" seats have no media yet: they are on their way in, not live in the room.
     live: seated.filter((p) => p.state === SeatState.IN_ROOM).length,
     reconnecting: [...waiting, ...seated].filter((p) => p.reconnecting).length,
+  };
+}
+
+/**
+ * @typedef {object} ExpectedClient
+ * @property {string} id the client's opaque id
+ * @property {string} name "" when the client's name is gone (crypto-shredded)
+ * @property {string} status an ExpectedStatus (protocol.js): expected, waiting, present or no_show
+ */
+
+/**
+ * @typedef {object} OccurrenceSummary issue 16: the track occurrence a room was opened for
+ * @property {string} trackId
+ * @property {string} occurrenceId
+ * @property {number} startsAt Unix seconds
+ * @property {number} noShowAt Unix seconds: an absent expected client is a no-show from then (the server decides)
+ * @property {ExpectedClient[]} expected
+ */
+
+/**
+ * A RoomView's occurrence (issue 16); null for a room made by hand.
+ * @param {Record<string, any> | null | undefined} room
+ * @returns {OccurrenceSummary | null}
+ */
+export function normalizeOccurrence(room) {
+  const raw = room?.occurrence;
+  if (!raw) return null;
+  return {
+    trackId: raw.track_id ?? "",
+    occurrenceId: raw.occurrence_id ?? "",
+    startsAt: Number(raw.starts_at ?? 0),
+    noShowAt: Number(raw.no_show_at ?? 0),
+    expected: (raw.expected ?? []).map((/** @type {Record<string, any>} */ e) => ({
+      id: e.client_id ?? "",
+      name: e.display_name ?? "",
+      status: e.status ?? ExpectedStatus.EXPECTED,
+    })),
   };
 }
 
