@@ -57,3 +57,13 @@ def test_arriving_late_clears_the_flag() -> None:
 
 def test_the_occurrence_id_is_the_track_and_the_original_start() -> None:
     assert occurrence_id(TONIGHT) == "tr_evening.20260302T230000Z"
+
+
+def test_a_client_who_was_in_the_room_and_left_is_not_a_no_show() -> None:
+    clock = ManualClock(datetime(2026, 3, 2, 23, 30, tzinfo=UTC).timestamp())
+    states = attendance_by_client(
+        [ANA, CY], waiting=frozenset(), present=frozenset(), occurrence=TONIGHT, minutes=10, now=clock(),
+        stayed=frozenset({ANA}),
+    )  # fmt: skip
+    assert states == {ANA: Attendance.LEFT, CY: Attendance.NO_SHOW}
+    assert no_shows(states) == [CY]

@@ -15,7 +15,16 @@ import redis.asyncio as aioredis
 from tests.session.test_track_scheduler import at, clinician
 from tests.support import test_settings
 from vIOP.app import close_services, open_services
-from vIOP.ids import ClientId, EnrollmentId, RoomId, UserId, new_client_id, new_enrollment_id, new_track_id
+from vIOP.ids import (
+    ClientId,
+    EnrollmentId,
+    ParticipantId,
+    RoomId,
+    UserId,
+    new_client_id,
+    new_enrollment_id,
+    new_track_id,
+)
 from vIOP.program.noshow import Attendance
 from vIOP.program.ports import Enrollment, Track, TrackKind
 from vIOP.program.schedule import Schedule
@@ -68,12 +77,17 @@ async def no_show_events(services: Services) -> list[dict[str, PayloadValue]]:
     return found
 
 
-async def seat(services: Services, room_id: RoomId, host: UserId, client: ClientId) -> None:
-    entered = await services.rooms.host_enter(room_id, user_id=host, display_name="Dr Lee")
-    assert entered.participant is not None
+async def seat(services: Services, room_id: RoomId, host: UserId, client: ClientId) -> ParticipantId:
+    room = await services.rooms.room(room_id)
+    present = room.active_of(host)
+    if present is None:
+        entered = await services.rooms.host_enter(room_id, user_id=host, display_name="Dr Lee")
+        assert entered.participant is not None
+        present = entered.participant
     knocked = await services.rooms.knock(room_id, subject=client, display_name="Ana")
     assert knocked.participant is not None
-    await services.rooms.admit(room_id, by=entered.participant.id, participant_id=knocked.participant.id)
+    await services.rooms.admit(room_id, by=present.id, participant_id=knocked.participant.id)
+    return knocked.participant.id
 
 
 async def test_no_show_at_start_plus_n_minutes_once_per_client_with_two_app_instances(
@@ -120,6 +134,10 @@ async def test_no_show_at_start_plus_n_minutes_once_per_client_with_two_app_inst
         }  # fmt: skip
         view = await occurrence_presence(second, await second.rooms.room(room_id), occurrence)
         assert {e.client_id: e.attendance for e in view.expected}[cy] is Attendance.NO_SHOW
+        # What the decision stores in Redis: one key per decided (occurrence, client), ids only.
+        [claim] = await redis_client.keys("viop:noshow:*")
+        assert claim.decode() == f"viop:noshow:{track.id}.20260302T230000Z:{cy}"
+        assert await redis_client.get(claim) == b"1"
 
         # Cy arrives late: the dashboard's flag clears; the webhook stays sent, and is not sent again.
         clock.now = at(2026, 3, 2, 18, 25)
@@ -131,6 +149,39 @@ async def test_no_show_at_start_plus_n_minutes_once_per_client_with_two_app_inst
     finally:
         await close_services(second)
         await close_services(first)
+
+
+async def test_a_client_who_came_and_left_before_the_limit_has_left_and_is_no_no_show(
+    data_dir: Path, redis_url: str, redis_client: aioredis.Redis, clock: ManualClock
+) -> None:
+    """Being here is checked at the limit, but the attendance ledger remembers who was in the room: a client
+    who was seated and left before the limit shows "left", and no client.no_show is emitted for them."""
+    services = await open_services(test_settings(data_dir, redis_url), clock=clock)
+    try:
+        assert services.webhooks is not None
+        await subscribe(
+            services.webhooks, "http://127.0.0.1:9/ehr", ["client.no_show"],
+            allow_phi=False, allow_private=True, created_by=None,
+        )  # fmt: skip
+        track, (ana, cy) = await evening_with_clients(services, clock, ["Ana", "Cy"])
+        clock.now = at(2026, 3, 2, 17, 45)
+        (room_id,) = await TrackScheduler(services).tick()
+        ana_seat = await seat(services, room_id, track.host_id, ana)
+        await services.rooms.join(room_id, ana_seat)
+        await services.rooms.leave(room_id, ana_seat)
+        await services.rooms.flush_attendance()
+        clock.now = at(2026, 3, 2, 18, 10)
+        decided = await NoShowWatcher(services).tick()
+        assert [d.client_id for d in decided] == [cy]
+        assert [e["client_id"] for e in await no_show_events(services)] == [cy]
+        occurrence = await services.tracks.occurrence_by_room(room_id)
+        assert occurrence is not None
+        view = await occurrence_presence(services, await services.rooms.room(room_id), occurrence)
+        assert {e.client_id: e.attendance for e in view.expected} == {
+            ana: Attendance.LEFT, cy: Attendance.NO_SHOW,
+        }  # fmt: skip
+    finally:
+        await close_services(services)
 
 
 async def test_a_room_made_by_hand_and_an_occurrence_nobody_missed_emit_nothing(

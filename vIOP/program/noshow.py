@@ -27,7 +27,8 @@ class Attendance(StrEnum):
     EXPECTED = "expected"  # not here yet, and the no-show limit has not passed
     WAITING = "waiting"  # in the occurrence room's lobby
     PRESENT = "present"  # admitted or in the room
-    NO_SHOW = "no_show"  # not here, and the limit has passed
+    LEFT = "left"  # not here now, but was in the room earlier in this session (the attendance ledger)
+    NO_SHOW = "no_show"  # not here, never in the room this session, and the limit has passed
 
 
 def no_show_at(occurrence: Occurrence, minutes: int) -> datetime:
@@ -47,12 +48,16 @@ def attendance_of(
     occurrence: Occurrence,
     minutes: int,
     now: float,
+    stayed: frozenset[str] = frozenset(),
 ) -> Attendance:
-    """One expected client's state: present wins over waiting; absent is a no-show past the limit."""
+    """One expected client's state: present wins over waiting; an absent client who was in the room
+    earlier (``stayed``) has left; any other absent client is a no-show past the limit."""
     if client_id in present:
         return Attendance.PRESENT
     if client_id in waiting:
         return Attendance.WAITING
+    if client_id in stayed:
+        return Attendance.LEFT
     return Attendance.NO_SHOW if is_past_limit(occurrence, minutes, now) else Attendance.EXPECTED
 
 
@@ -64,9 +69,18 @@ def attendance_by_client(
     occurrence: Occurrence,
     minutes: int,
     now: float,
+    stayed: frozenset[str] = frozenset(),
 ) -> dict[ClientId, Attendance]:
     return {
-        c: attendance_of(c, waiting=waiting, present=present, occurrence=occurrence, minutes=minutes, now=now)
+        c: attendance_of(
+            c,
+            waiting=waiting,
+            present=present,
+            occurrence=occurrence,
+            minutes=minutes,
+            now=now,
+            stayed=stayed,
+        )
         for c in expected
     }
 

@@ -32,6 +32,7 @@ from vIOP.program.noshow import (
 )
 from vIOP.program.schedule import Occurrence
 from vIOP.rooms.participant import SEATED_STATES, ParticipantState, Role
+from vIOP.rooms.ports import AttendanceQuery
 from vIOP.rooms.room import Room
 from vIOP.session.services import Services
 from vIOP.storage.redis_noshow import RedisNoShowClaims
@@ -75,17 +76,34 @@ class OccurrencePresence:
     expected: tuple[ExpectedClientState, ...]
 
 
-async def occurrence_presence(services: Services, room: Room, occurrence: Occurrence) -> OccurrencePresence:
-    """The expected/waiting/present/no-show projection of the room opened for ``occurrence``."""
+async def _states(
+    services: Services, room: Room, occurrence: Occurrence, now: float
+) -> dict[ClientId, Attendance]:
+    """Where each expected client is. Only when someone would be flagged is the attendance ledger read
+    (one query for the room): an absent client with a stay in this session has left, not failed to come."""
     minutes = services.settings.no_show_minutes
     waiting, present = here_now(room)
+    expected = await services.tracks.enrolled_clients(occurrence)
     states = attendance_by_client(
-        await services.tracks.enrolled_clients(occurrence),
-        waiting=waiting, present=present, occurrence=occurrence, minutes=minutes, now=services.clock(),
+        expected, waiting=waiting, present=present, occurrence=occurrence, minutes=minutes, now=now
+    )
+    ledger = services.rooms.attendance
+    if ledger is None or not no_shows(states):
+        return states
+    stays = await ledger.intervals(AttendanceQuery(room_id=room.id, session_id=room.session_id))
+    stayed = frozenset(i.subject for i in stays)
+    return attendance_by_client(
+        expected, waiting=waiting, present=present, occurrence=occurrence, minutes=minutes, now=now,
+        stayed=stayed,
     )  # fmt: skip
+
+
+async def occurrence_presence(services: Services, room: Room, occurrence: Occurrence) -> OccurrencePresence:
+    """The expected/waiting/present/left/no-show projection of the room opened for ``occurrence``."""
+    states = await _states(services, room, occurrence, services.clock())
     return OccurrencePresence(
         occurrence,
-        no_show_at(occurrence, minutes),
+        no_show_at(occurrence, services.settings.no_show_minutes),
         tuple(ExpectedClientState(c, a) for c, a in states.items()),
     )
 
@@ -140,12 +158,7 @@ class NoShowWatcher:
 
     async def _decide(self, occurrence: Occurrence, room: Room, now: float) -> list[NoShowDecision]:
         services = self._services
-        minutes = services.settings.no_show_minutes
-        waiting, present = here_now(room)
-        states = attendance_by_client(
-            await services.tracks.enrolled_clients(occurrence),
-            waiting=waiting, present=present, occurrence=occurrence, minutes=minutes, now=now,
-        )  # fmt: skip
+        states = await _states(services, room, occurrence, now)
         decided: list[NoShowDecision] = []
         oid = occurrence_id(occurrence)
         for client_id in no_shows(states):

@@ -114,6 +114,7 @@ export const ExpectedStatus = Object.freeze({
   EXPECTED: "expected",
   WAITING: "waiting",
   PRESENT: "present",
+  LEFT: "left",
   NO_SHOW: "no_show",
 });
 /** @typedef {(typeof ExpectedStatus)[keyof typeof ExpectedStatus]} ExpectedStatusValue */

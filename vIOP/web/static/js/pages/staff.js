@@ -260,6 +260,7 @@ const EXPECTED_LABELS = Object.freeze({
   [ExpectedStatus.EXPECTED]: "Expected",
   [ExpectedStatus.WAITING]: "Waiting",
   [ExpectedStatus.PRESENT]: "In the room",
+  [ExpectedStatus.LEFT]: "Left",
   [ExpectedStatus.NO_SHOW]: "Not arrived",
 });
 
