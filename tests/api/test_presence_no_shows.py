@@ -100,6 +100,13 @@ async def test_staff_stream_shows_expected_waiting_present_and_the_no_show_flag(
         [room] = [r for r in snapshot["rooms"] if r["room_id"] == room_id]
         occurrence = room["occurrence"]
         assert occurrence["track_id"] == track.id
+        # Hours this program week, per client, against the 9 hours (nobody attended in that week yet).
+        assert (occurrence["today"], occurrence["week_start"], occurrence["week_end"]) == (
+            "2026-03-02", "2026-03-02", "2026-03-08",
+        )  # fmt: skip
+        assert {(e["week_minutes"], e["week_minutes_missing"]) for e in occurrence["expected"]} == {
+            (0.0, 540.0)
+        }
         assert (
             occurrence["no_show_at"]
             == occurrence["starts_at"] + 600

@@ -80,9 +80,10 @@ test("a track occurrence's room carries who it expects and where each is (issue 
     occurrence: {
       track_id: "tr_1", occurrence_id: "tr_1.20260302T230000Z", starts_at: 1772492400, ends_at: 1772503200, no_show_at: 1772493000,
       expected: [
-        { client_id: "cl_a", display_name: "Ana", status: "present" },
+        { client_id: "cl_a", display_name: "Ana", status: "present", week_minutes: 240, week_minutes_missing: 300 },
         { client_id: "cl_c", display_name: "", status: "no_show" },
       ],
+      today: "2026-03-04", week_start: "2026-03-02", week_end: "2026-03-08",
     },
   });
   assert.deepEqual(occurrence, {
@@ -91,9 +92,12 @@ test("a track occurrence's room carries who it expects and where each is (issue 
     startsAt: 1772492400,
     noShowAt: 1772493000,
     expected: [
-      { id: "cl_a", name: "Ana", status: "present" },
-      { id: "cl_c", name: "", status: "no_show" },
+      { id: "cl_a", name: "Ana", status: "present", weekMinutes: 240, weekMissing: 300 },
+      { id: "cl_c", name: "", status: "no_show", weekMinutes: null, weekMissing: null },
     ],
+    today: "2026-03-04",
+    weekStart: "2026-03-02",
+    weekEnd: "2026-03-08",
   });
   assert.equal(normalizeOccurrence(room), null); // a room made by hand
   assert.equal(normalizeOccurrence({ ...room, occurrence: null }), null);

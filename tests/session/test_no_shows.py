@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import pytest
@@ -20,16 +20,21 @@ from vIOP.ids import (
     EnrollmentId,
     ParticipantId,
     RoomId,
+    SessionId,
     UserId,
     new_client_id,
     new_enrollment_id,
+    new_id,
+    new_participant_id,
     new_track_id,
 )
 from vIOP.program.noshow import Attendance
 from vIOP.program.ports import Enrollment, Track, TrackKind
 from vIOP.program.schedule import Schedule
+from vIOP.rooms.attendance import CloseMark, CloseReason, OpenMark
 from vIOP.rooms.clock import ManualClock
-from vIOP.session.noshow import NoShowWatcher, occurrence_presence
+from vIOP.rooms.participant import Role as ParticipantRole
+from vIOP.session.noshow import NoShowWatcher, occurrence_presence, week_hours
 from vIOP.session.services import Services
 from vIOP.session.tracks import TrackScheduler, create_track
 from vIOP.session.webhooks import subscribe
@@ -201,5 +206,42 @@ async def test_a_room_made_by_hand_and_an_occurrence_nobody_missed_emit_nothing(
         clock.now = at(2026, 3, 2, 18, 30)
         assert await NoShowWatcher(services).tick() == []
         assert await no_show_events(services) == []
+    finally:
+        await close_services(services)
+
+
+async def stay(services: Services, room_id: RoomId, subject: ClientId, start: float, stop: float) -> None:
+    ledger = services.rooms.attendance
+    assert ledger is not None
+    ids = (room_id, SessionId(new_id("ss")), new_participant_id(), subject)
+    await ledger.open(OpenMark(*ids, role=ParticipantRole.CLIENT, at=start), 60.0)
+    await ledger.close(CloseMark(*ids, at=stop, reason=CloseReason.LEFT))
+
+
+async def test_each_expected_clients_hours_this_week_against_nine(
+    data_dir: Path, redis_url: str, redis_client: aioredis.Redis, clock: ManualClock
+) -> None:
+    """Counted by the billing code in the track's time zone, Monday to Sunday: last Sunday's stay is last
+    week's; Monday's 3 h and Wednesday's hour so far count."""
+    services = await open_services(test_settings(data_dir, redis_url), clock=clock)
+    try:
+        _, (ana, bo) = await evening_with_clients(services, clock, ["Ana", "Bo"])
+        clock.now = at(2026, 3, 4, 17, 45)  # Wednesday
+        (room_id,) = await TrackScheduler(services).tick()
+        await stay(services, room_id, ana, at(2026, 3, 1, 18, 0), at(2026, 3, 1, 21, 0))  # Sunday: last week
+        await stay(services, room_id, ana, at(2026, 3, 2, 18, 0), at(2026, 3, 2, 21, 0))  # Monday: 3 h
+        await stay(services, room_id, ana, at(2026, 3, 4, 18, 0), at(2026, 3, 4, 19, 0))  # today: 1 h
+        clock.now = at(2026, 3, 4, 19, 0)
+        occurrence = await services.tracks.occurrence_by_room(room_id)
+        assert occurrence is not None
+        week = await week_hours(services, occurrence, [ana, bo], clock())
+        assert week is not None
+        assert (week.today, week.week_start, week.week_end) == (
+            date(2026, 3, 4),
+            date(2026, 3, 2),
+            date(2026, 3, 8),
+        )
+        assert dict(week.minutes) == {ana: 240.0, bo: 0.0}
+        assert (week.missing(ana), week.missing(bo)) == (300.0, 540.0)
     finally:
         await close_services(services)

@@ -14,8 +14,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Final
 
 from vIOP.errors import VIOPError
@@ -31,6 +32,7 @@ from vIOP.program.noshow import (
     occurrence_id,
 )
 from vIOP.program.schedule import Occurrence
+from vIOP.rooms.attendance import WEEK_MINUTES_REQUIRED, WeekStart, daily_totals, weekly_totals
 from vIOP.rooms.participant import SEATED_STATES, ParticipantState, Role
 from vIOP.rooms.ports import AttendanceQuery
 from vIOP.rooms.room import Room
@@ -106,6 +108,42 @@ async def occurrence_presence(services: Services, room: Room, occurrence: Occurr
         no_show_at(occurrence, services.settings.no_show_minutes),
         tuple(ExpectedClientState(c, a) for c, a in states.items()),
     )
+
+
+@dataclass(frozen=True, slots=True)
+class WeekHours:
+    """Each expected client's attended minutes in the program week so far (Monday to Sunday in the track's
+    time zone), counted by the billing code (``vIOP.rooms.attendance``: daily then weekly totals)."""
+
+    today: date
+    week_start: date
+    minutes: Mapping[ClientId, float]
+
+    @property
+    def week_end(self) -> date:
+        return self.week_start + timedelta(days=6)
+
+    def missing(self, client_id: ClientId) -> float:
+        return round(max(0.0, WEEK_MINUTES_REQUIRED - self.minutes.get(client_id, 0.0)), 2)
+
+
+async def week_hours(
+    services: Services, occurrence: Occurrence, clients: Iterable[ClientId], now: float
+) -> WeekHours | None:
+    """The week's minutes so far of ``clients`` (one ledger query per client); None without a ledger."""
+    ledger = services.rooms.attendance
+    if ledger is None:
+        return None
+    zone = (await services.tracks.get_track(occurrence.track_id)).schedule.zone
+    today = datetime.fromtimestamp(now, zone).date()
+    first = WeekStart.MONDAY.week_of(today)
+    since = datetime.combine(first, time.min, zone).timestamp()
+    minutes: dict[ClientId, float] = {}
+    for client_id in clients:
+        stays = await ledger.intervals(AttendanceQuery(subject=client_id, start=since, end=now))
+        weeks = weekly_totals(daily_totals(stays, now=now, tz=zone))
+        minutes[client_id] = next((w.minutes for w in weeks if w.week_start == first), 0.0)
+    return WeekHours(today, first, minutes)
 
 
 class NoShowWatcher:

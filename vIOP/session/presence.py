@@ -35,7 +35,7 @@ from vIOP.rooms.events import Event, HostRemoved, ParticipantEvent, Resync
 from vIOP.rooms.presence import RoomPresence, Viewer
 from vIOP.rooms.room import Room
 from vIOP.session.live import EventListener
-from vIOP.session.noshow import OccurrencePresence, occurrence_presence
+from vIOP.session.noshow import OccurrencePresence, WeekHours, occurrence_presence, week_hours
 from vIOP.session.revocation import CLOSE, sleep_until
 from vIOP.session.services import Services
 from vIOP.signaling.presence_messages import (
@@ -56,6 +56,7 @@ from vIOP.storage.audit import AuditEvent, Outcome
 log = logging.getLogger("vIOP.presence")
 
 QUEUE_LIMIT = 256
+WEEK_HOURS_MAX_AGE = 60.0  # seconds a stream shows a client's weekly hours before counting them again
 _PING_MARK = f'"{PRESENCE_PING}"'
 # Events after which a clinician's stream re-reads a room it does not show yet: it may be theirs now.
 _MAYBE_MINE = frozenset({"room_started", "host_added"})
@@ -107,7 +108,9 @@ def room_view(p: RoomPresence, occurrence: OccurrenceView | None = None) -> Room
     )
 
 
-def occurrence_view(projection: OccurrencePresence, names: Mapping[str, str]) -> OccurrenceView:
+def occurrence_view(
+    projection: OccurrencePresence, names: Mapping[str, str], week: WeekHours | None = None
+) -> OccurrenceView:
     o = projection.occurrence
     return OccurrenceView(
         track_id=o.track_id,
@@ -117,10 +120,17 @@ def occurrence_view(projection: OccurrencePresence, names: Mapping[str, str]) ->
         no_show_at=projection.no_show_at.timestamp(),
         expected=tuple(
             ExpectedClient(
-                client_id=e.client_id, display_name=names.get(e.client_id, ""), status=e.attendance.value
+                client_id=e.client_id,
+                display_name=names.get(e.client_id, ""),
+                status=e.attendance.value,
+                week_minutes=week.minutes.get(e.client_id) if week else None,
+                week_minutes_missing=week.missing(e.client_id) if week else None,
             )
             for e in projection.expected
         ),
+        today=week.today.isoformat() if week else None,
+        week_start=week.week_start.isoformat() if week else None,
+        week_end=week.week_end.isoformat() if week else None,
     )
 
 
@@ -156,6 +166,9 @@ class PresenceStream:
         # names of expected clients (read once per stream, shown only to viewers who see the room's names).
         self._occurrences: dict[RoomId, Occurrence | None] = {}
         self._names: dict[str, str] = {}
+        # Issue 16: each occurrence room's weekly hours per expected client, and when they were counted
+        # (re-counted at most every WEEK_HOURS_MAX_AGE seconds: the ledger is not read at every event).
+        self._weeks: dict[RoomId, tuple[float, WeekHours | None]] = {}
         self.last_ping = time.monotonic()
 
     def sees(self, room_id: RoomId, host_ids: frozenset[str] | None = None) -> bool:
@@ -209,7 +222,20 @@ class PresenceStream:
                 except VIOPError:
                     name = ""  # crypto-shredded: the id only
                 self._names[expected.client_id] = name
-        return occurrence_view(projection, self._names)
+        return occurrence_view(projection, self._names, await self._week(room_id, projection))
+
+    async def _week(self, room_id: RoomId, projection: OccurrencePresence) -> WeekHours | None:
+        now = self.services.clock()
+        counted = self._weeks.get(room_id)
+        clients = [e.client_id for e in projection.expected]
+        if (
+            counted is None
+            or now - counted[0] >= WEEK_HOURS_MAX_AGE
+            or (counted[1] is not None and set(clients) - set(counted[1].minutes))
+        ):
+            counted = (now, await week_hours(self.services, projection.occurrence, clients, now))
+            self._weeks[room_id] = counted
+        return counted[1]
 
     def refresh(self, room_id: RoomId) -> None:
         """Re-send a room's view (the no-show watcher calls it when a limit passes)."""

@@ -33,7 +33,9 @@ class ExpectedClient(msgspec.Struct, frozen=True):
 
     client_id: str
     display_name: str  # "" when the client's name is gone (crypto-shredded)
-    status: str  # expected | waiting | present | no_show (vIOP.program.noshow.Attendance)
+    status: str  # expected | waiting | present | left | no_show (vIOP.program.noshow.Attendance)
+    week_minutes: float | None = None  # attended this program week so far (None: not counted)
+    week_minutes_missing: float | None = None  # short of the 9 hours (540 minutes); 0 when met
 
 
 class OccurrenceView(msgspec.Struct, frozen=True):
@@ -45,6 +47,9 @@ class OccurrenceView(msgspec.Struct, frozen=True):
     ends_at: float
     no_show_at: float  # starts_at + VIOP_NO_SHOW_MINUTES
     expected: tuple[ExpectedClient, ...]
+    today: str | None = None  # YYYY-MM-DD in the track's time zone (the week's hours are as of then)
+    week_start: str | None = None  # YYYY-MM-DD, Monday of the program week
+    week_end: str | None = None  # YYYY-MM-DD, the day the week's 9 hours are due by
 
 
 class RoomView(msgspec.Struct, frozen=True):

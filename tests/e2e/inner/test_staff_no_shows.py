@@ -126,6 +126,8 @@ async def test_dashboard_shows_expected_waiting_present_and_no_show_at_start_plu
         assert await flagged.locator(".no-show").text_content() == "Not arrived"
         assert await staff.page.evaluate(f"{status(ana)}") == "present"
         assert await staff.page.evaluate(f"{status(bo)}") == "waiting"
+        # Hours this program week (Monday 2 March to Sunday 8 March in New York): none yet, so 9 h are due.
+        assert await flagged.locator(".week-hours").text_content() == "0 h this week needs 9 h more by Sunday"
         await staff.screenshot("no-show-flagged")
         await staff.assert_accessible("staff dashboard: expected vs present, a no-show")
 

@@ -81,7 +81,9 @@ export function normalizeRoom(room, at) {
  * @typedef {object} ExpectedClient
  * @property {string} id the client's opaque id
  * @property {string} name "" when the client's name is gone (crypto-shredded)
- * @property {string} status an ExpectedStatus (protocol.js): expected, waiting, present or no_show
+ * @property {string} status an ExpectedStatus (protocol.js): expected, waiting, present, left or no_show
+ * @property {number | null} weekMinutes attended this program week so far (null: not counted)
+ * @property {number | null} weekMissing short of the week's 9 hours, in minutes (0 when met)
  */
 
 /**
@@ -91,6 +93,9 @@ export function normalizeRoom(room, at) {
  * @property {number} startsAt Unix seconds
  * @property {number} noShowAt Unix seconds: an absent expected client is a no-show from then (the server decides)
  * @property {ExpectedClient[]} expected
+ * @property {string | null} today YYYY-MM-DD in the track's time zone
+ * @property {string | null} weekStart YYYY-MM-DD
+ * @property {string | null} weekEnd YYYY-MM-DD: the week's hours are due by then
  */
 
 /**
@@ -110,7 +115,12 @@ export function normalizeOccurrence(room) {
       id: e.client_id ?? "",
       name: e.display_name ?? "",
       status: e.status ?? ExpectedStatus.EXPECTED,
+      weekMinutes: typeof e.week_minutes === "number" ? e.week_minutes : null,
+      weekMissing: typeof e.week_minutes_missing === "number" ? e.week_minutes_missing : null,
     })),
+    today: raw.today ?? null,
+    weekStart: raw.week_start ?? null,
+    weekEnd: raw.week_end ?? null,
   };
 }
 

@@ -11,6 +11,7 @@
 // pinging, the server ends the stream and the page clears every name from the screen.
 
 import * as api from "../api.js";
+import { weekFlag } from "../billing-flags.js";
 import { CloseCode, ExpectedStatus, PresenceType, Role } from "../protocol.js";
 import { ReconnectingSocket } from "../reconnecting-socket.js";
 import { SeatState, normalizeOccurrence, normalizeRoom, normalizeSnapshot } from "../presence-model.js";
@@ -280,12 +281,30 @@ function expectedList(occurrence) {
           ...occurrence.expected.map((e) => {
             const label = EXPECTED_LABELS[/** @type {keyof typeof EXPECTED_LABELS} */ (e.status)] ?? e.status;
             const badge = e.status === ExpectedStatus.NO_SHOW ? el("strong", { class: "badge alert no-show" }, label) : el("span", { class: "badge" }, label);
-            return el("li", { dataset: { client: e.id, status: e.status } }, el("span", { class: "who" }, e.name || "Client"), " ", badge);
+            return el("li", { dataset: { client: e.id, status: e.status } }, el("span", { class: "who" }, e.name || "Client"), " ", badge, " ", weekHours(occurrence, e));
           }),
         )
       : el("p", { class: "hint" }, "Nobody is enrolled."),
     el("p", { class: "hint" }, `Not here by ${limit}: flagged as not arrived.`),
   ];
+}
+
+/**
+ * Issue 16: a client's hours this program week against the 9 hours ("needs 3 h more by Sunday"), worded by
+ * the attendance page's billing flags.
+ * @param {import("../presence-model.js").OccurrenceSummary} occurrence
+ * @param {import("../presence-model.js").ExpectedClient} client
+ */
+function weekHours(occurrence, client) {
+  if (client.weekMinutes === null || client.weekMissing === null || !occurrence.weekStart || !occurrence.weekEnd || !occurrence.today) return null;
+  const flag = weekFlag({ week_start: occurrence.weekStart, week_end: occurrence.weekEnd, minutes_missing: client.weekMissing }, occurrence.today);
+  return el(
+    "span",
+    { class: "week-hours hint", dataset: { weekMinutes: String(client.weekMinutes), weekMissing: String(client.weekMissing) } },
+    // Attended hours round down to a tenth (the shortfall in the flag rounds up): never more than was there.
+    `${Math.floor(client.weekMinutes / 6 + 1e-9) / 10} h this week `,
+    flag ? el("span", { class: "badge warn week-flag" }, flag) : " (9 h met)",
+  );
 }
 
 /** @param {RoomSummary} room */
