@@ -60,6 +60,7 @@ from vIOP.session.loops import (
 from vIOP.session.media_controls import MediaHooks, RelayHooks
 from vIOP.session.media_route import MediaRouter
 from vIOP.session.node import NodeHeartbeat, leave_cluster
+from vIOP.session.noshow import NoShowWatcher
 from vIOP.session.presence import presence_listener
 from vIOP.session.revocation import close_user_sockets, run_revocation_listener
 from vIOP.session.room_end import directory_sync
@@ -304,6 +305,8 @@ def start_live(services: Services) -> None:
         services.spawn(webhook_delivery.run(services.stopping), "webhooks", stops_between_rounds=True)
     scheduler = live.track_scheduler = TrackScheduler(services)
     services.spawn(scheduler.run(), "tracks", stops_between_rounds=True)
+    no_shows = live.no_show_watcher = NoShowWatcher(services)
+    services.spawn(no_shows.run(), "no-shows", stops_between_rounds=True)
     retention = policy_from(services.settings)
     services.spawn(
         run_daily(services.storage, retention, services.rooms.clock, stop=services.stopping),

@@ -86,6 +86,8 @@ class Settings:
     webhook_allow_private: bool | None = None
     webhook_timeout_seconds: int = 10  # a receiver slower than this is a failed attempt (retried later)
     webhook_concurrency: int = 8  # deliveries in flight at once per process (one per subscription at most)
+    # --- no-shows (issue 16, docs/PROGRAM.md "No-shows and expected vs present") ---
+    no_show_minutes: int = 10  # an expected client not here this long after the start is a no-show
     source: Mapping[str, str] = field(default_factory=dict, compare=False)
 
     @property
@@ -348,6 +350,7 @@ _FIELDS: dict[str, _Field] = {
     "webhook_allow_private": _Field(_bool),
     "webhook_timeout_seconds": _Field(_int_range(1, 120)),
     "webhook_concurrency": _Field(_int_range(1, 256)),
+    "no_show_minutes": _Field(_int_range(1, 240)),
 }
 
 SECRET_FIELDS = frozenset(name for name, spec in _FIELDS.items() if spec.secret)

@@ -2,7 +2,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 
-import { normalizeRoom, normalizeSnapshot } from "../../vIOP/web/static/js/presence-model.js";
+import { normalizeOccurrence, normalizeRoom, normalizeSnapshot } from "../../vIOP/web/static/js/presence-model.js";
 
 const room = {
   room_id: "rm_1",
@@ -72,4 +72,33 @@ test("a seat's time in the room and a pending request to talk", () => {
   assert.equal(view?.seated[0].talkRequested, false);
   assert.equal(view?.waiting[0].talkRequested, true);
   assert.equal(normalizeSnapshot({ at: 1700000060, rooms: [asked] })[0].seated[0].inRoomSeconds, 60);
+});
+
+test("a track occurrence's room carries who it expects and where each is (issue 16)", () => {
+  const occurrence = normalizeOccurrence({
+    ...room,
+    occurrence: {
+      track_id: "tr_1", occurrence_id: "tr_1.20260302T230000Z", starts_at: 1772492400, ends_at: 1772503200, no_show_at: 1772493000,
+      expected: [
+        { client_id: "cl_a", display_name: "Ana", status: "present", week_minutes: 240, week_minutes_missing: 300 },
+        { client_id: "cl_c", display_name: "", status: "no_show" },
+      ],
+      today: "2026-03-04", week_start: "2026-03-02", week_end: "2026-03-08",
+    },
+  });
+  assert.deepEqual(occurrence, {
+    trackId: "tr_1",
+    occurrenceId: "tr_1.20260302T230000Z",
+    startsAt: 1772492400,
+    noShowAt: 1772493000,
+    expected: [
+      { id: "cl_a", name: "Ana", status: "present", weekMinutes: 240, weekMissing: 300 },
+      { id: "cl_c", name: "", status: "no_show", weekMinutes: null, weekMissing: null },
+    ],
+    today: "2026-03-04",
+    weekStart: "2026-03-02",
+    weekEnd: "2026-03-08",
+  });
+  assert.equal(normalizeOccurrence(room), null); // a room made by hand
+  assert.equal(normalizeOccurrence({ ...room, occurrence: null }), null);
 });

@@ -13,11 +13,13 @@ from typing import TYPE_CHECKING, Protocol
 from vIOP.auth.revocation import Revocation
 from vIOP.auth.tickets import TicketGrant
 from vIOP.errors import Unavailable
+from vIOP.ids import RoomId
 from vIOP.rooms.events import Event, Resync
 from vIOP.storage.audit_outbox import AuditOutbox
 
 if TYPE_CHECKING:
     from vIOP.session.delivery import RoomDelivery
+    from vIOP.session.noshow import NoShowWatcher
     from vIOP.session.room_end import DirectorySync
     from vIOP.session.signal import SignalSession
     from vIOP.session.tracks import TrackScheduler
@@ -44,11 +46,14 @@ class PresenceSocket(RevocableSocket, Protocol):
 
     def close(self, code: int, reason: str = "") -> None: ...
 
+    def refresh(self, room_id: RoomId) -> None: ...
+
 
 @dataclass
 class Live:
     delivery: RoomDelivery | None = None  # set once the live loops start
     track_scheduler: TrackScheduler | None = None  # issue 16: opens occurrences' rooms (vIOP.session.tracks)
+    no_show_watcher: NoShowWatcher | None = None  # issue 16: decides no-shows (vIOP.session.noshow)
     # subject -> that subject's signaling sessions in this process (revocation and sign-out close them)
     user_sockets: dict[str, set[RevocableSocket]] = field(default_factory=dict)
     close_user_sockets: CloseUserSockets | None = None

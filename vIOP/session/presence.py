@@ -19,7 +19,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Mapping
 from typing import Any, Protocol
 
 import msgspec
@@ -29,14 +29,20 @@ from vIOP.auth.revocation import Revocation
 from vIOP.auth.tickets import TicketGrant
 from vIOP.errors import VIOPError
 from vIOP.ids import RoomId, UserId
+from vIOP.program.noshow import occurrence_id
+from vIOP.program.schedule import Occurrence
 from vIOP.rooms.events import Event, HostRemoved, ParticipantEvent, Resync
 from vIOP.rooms.presence import RoomPresence, Viewer
+from vIOP.rooms.room import Room
 from vIOP.session.live import EventListener
+from vIOP.session.noshow import OccurrencePresence, WeekHours, occurrence_presence, week_hours
 from vIOP.session.revocation import CLOSE, sleep_until
 from vIOP.session.services import Services
 from vIOP.signaling.presence_messages import (
     PRESENCE_PING,
+    ExpectedClient,
     LobbyView,
+    OccurrenceView,
     PresenceEvent,
     PresencePong,
     PresenceRoom,
@@ -50,6 +56,7 @@ from vIOP.storage.audit import AuditEvent, Outcome
 log = logging.getLogger("vIOP.presence")
 
 QUEUE_LIMIT = 256
+WEEK_HOURS_MAX_AGE = 60.0  # seconds a stream shows a client's weekly hours before counting them again
 _PING_MARK = f'"{PRESENCE_PING}"'
 # Events after which a clinician's stream re-reads a room it does not show yet: it may be theirs now.
 _MAYBE_MINE = frozenset({"room_started", "host_added"})
@@ -64,7 +71,7 @@ class PresenceOutbound(Protocol):
 _encode = msgspec.json.Encoder().encode
 
 
-def room_view(p: RoomPresence) -> RoomView:
+def room_view(p: RoomPresence, occurrence: OccurrenceView | None = None) -> RoomView:
     return RoomView(
         room_id=p.room_id,
         kind=p.kind.value,
@@ -97,6 +104,33 @@ def room_view(p: RoomPresence) -> RoomView:
             )
             for s in p.seated
         ),
+        occurrence=occurrence,
+    )
+
+
+def occurrence_view(
+    projection: OccurrencePresence, names: Mapping[str, str], week: WeekHours | None = None
+) -> OccurrenceView:
+    o = projection.occurrence
+    return OccurrenceView(
+        track_id=o.track_id,
+        occurrence_id=occurrence_id(o),
+        starts_at=o.starts_at.timestamp(),
+        ends_at=o.ends_at.timestamp(),
+        no_show_at=projection.no_show_at.timestamp(),
+        expected=tuple(
+            ExpectedClient(
+                client_id=e.client_id,
+                display_name=names.get(e.client_id, ""),
+                status=e.attendance.value,
+                week_minutes=week.minutes.get(e.client_id) if week else None,
+                week_minutes_missing=week.missing(e.client_id) if week else None,
+            )
+            for e in projection.expected
+        ),
+        today=week.today.isoformat() if week else None,
+        week_start=week.week_start.isoformat() if week else None,
+        week_end=week.week_end.isoformat() if week else None,
     )
 
 
@@ -128,6 +162,13 @@ class PresenceStream:
         self.close_code: int | None = None
         self.close_reason = ""
         self._refresh: asyncio.Task[None] | None = None
+        # Issue 16: which track occurrence each room was opened for (fixed for a room's life), and the
+        # names of expected clients (read once per stream, shown only to viewers who see the room's names).
+        self._occurrences: dict[RoomId, Occurrence | None] = {}
+        self._names: dict[str, str] = {}
+        # Issue 16: each occurrence room's weekly hours per expected client, and when they were counted
+        # (re-counted at most every WEEK_HOURS_MAX_AGE seconds: the ledger is not read at every event).
+        self._weeks: dict[RoomId, tuple[float, WeekHours | None]] = {}
         self.last_ping = time.monotonic()
 
     def sees(self, room_id: RoomId, host_ids: frozenset[str] | None = None) -> bool:
@@ -157,7 +198,52 @@ class PresenceStream:
         snap = await self.services.rooms.snapshot(self.viewer)
         rooms = [r for r in snap.rooms if self.only_room is None or r.room_id == self.only_room]
         self.visible = {r.room_id for r in rooms}
-        self.push(PresenceSnapshot(at=snap.at, rooms=tuple(room_view(r) for r in rooms)))
+        views = [room_view(r, await self._occurrence_view(r.room_id)) for r in rooms]
+        self.push(PresenceSnapshot(at=snap.at, rooms=tuple(views)))
+
+    async def _occurrence_view(self, room_id: RoomId, room: Room | None = None) -> OccurrenceView | None:
+        """Issue 16: expected vs present for a track occurrence's room; None for a room made by hand."""
+        services = self.services
+        if room_id not in self._occurrences:
+            self._occurrences[room_id] = await services.tracks.occurrence_by_room(room_id)
+        occurrence = self._occurrences[room_id]
+        if occurrence is None:
+            return None
+        if room is None:
+            try:
+                room = await services.rooms.room(room_id)
+            except VIOPError:
+                return None
+        projection = await occurrence_presence(services, room, occurrence)
+        for expected in projection.expected:
+            if expected.client_id not in self._names:
+                try:
+                    name = await services.invites.client_display_name(expected.client_id)
+                except VIOPError:
+                    name = ""  # crypto-shredded: the id only
+                self._names[expected.client_id] = name
+        return occurrence_view(projection, self._names, await self._week(room_id, projection))
+
+    async def _week(self, room_id: RoomId, projection: OccurrencePresence) -> WeekHours | None:
+        now = self.services.clock()
+        counted = self._weeks.get(room_id)
+        clients = [e.client_id for e in projection.expected]
+        if (
+            counted is None
+            or now - counted[0] >= WEEK_HOURS_MAX_AGE
+            or (counted[1] is not None and set(clients) - set(counted[1].minutes))
+        ):
+            counted = (now, await week_hours(self.services, projection.occurrence, clients, now))
+            self._weeks[room_id] = counted
+        return counted[1]
+
+    def refresh(self, room_id: RoomId) -> None:
+        """Re-send a room's view (the no-show watcher calls it when a limit passes)."""
+        if not self.sees(room_id):
+            return
+        self.dirty.add(room_id)
+        if self._refresh is None or self._refresh.done():
+            self._refresh = asyncio.get_running_loop().create_task(self._refresh_dirty())
 
     async def on_event(self, item: Event | Resync) -> None:
         if isinstance(item, Resync):
@@ -204,7 +290,8 @@ class PresenceStream:
                 continue
             self.visible.add(room_id)
             view = await self.services.rooms.room_view(room_id)
-            self.push(PresenceRoom(at=self.services.rooms.clock(), room=room_view(view)))
+            occurrence = await self._occurrence_view(room_id, room)
+            self.push(PresenceRoom(at=self.services.rooms.clock(), room=room_view(view, occurrence)))
 
     async def open(self) -> None:
         """Audit the viewing, then queue the first snapshot."""

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import msgspec
 
+from vIOP.program.noshow import Attendance
 from vIOP.signaling import messages, presence_messages
 
 OUTPUT_PATH = Path(__file__).resolve().parent.parent / "web" / "static" / "js" / "protocol.js"
@@ -115,6 +116,12 @@ def render() -> str:
         ),
         "",
         _enum("Role", "A participant's role in a room.", messages.Role),
+        "",
+        _enum(
+            "ExpectedStatus",
+            "Where a track occurrence's expected client is (presence room.occurrence.expected[].status).",
+            Attendance,
+        ),
         "",
         _enum("MediaKind", "The media a host can mute.", messages.MediaKind),
         "",

@@ -28,6 +28,30 @@ class SeatPresence(msgspec.Struct, frozen=True):
     talk_requested_since: float | None = None  # issue 15: "I need to talk", pending
 
 
+class ExpectedClient(msgspec.Struct, frozen=True):
+    """Issue 16: one client a track occurrence expects (enrolled), and where they are now."""
+
+    client_id: str
+    display_name: str  # "" when the client's name is gone (crypto-shredded)
+    status: str  # expected | waiting | present | left | no_show (vIOP.program.noshow.Attendance)
+    week_minutes: float | None = None  # attended this program week so far (None: not counted)
+    week_minutes_missing: float | None = None  # short of the 9 hours (540 minutes); 0 when met
+
+
+class OccurrenceView(msgspec.Struct, frozen=True):
+    """Issue 16: the track occurrence a room was opened for: who it expects, and when absence is a no-show."""
+
+    track_id: str
+    occurrence_id: str
+    starts_at: float
+    ends_at: float
+    no_show_at: float  # starts_at + VIOP_NO_SHOW_MINUTES
+    expected: tuple[ExpectedClient, ...]
+    today: str | None = None  # YYYY-MM-DD in the track's time zone (the week's hours are as of then)
+    week_start: str | None = None  # YYYY-MM-DD, Monday of the program week
+    week_end: str | None = None  # YYYY-MM-DD, the day the week's 9 hours are due by
+
+
 class RoomView(msgspec.Struct, frozen=True):
     room_id: str
     kind: str
@@ -39,6 +63,7 @@ class RoomView(msgspec.Struct, frozen=True):
     reconnecting_count: int
     waiting: tuple[LobbyView, ...]
     seated: tuple[SeatPresence, ...]
+    occurrence: OccurrenceView | None = None  # issue 16: set for a track occurrence's room
 
 
 class PresenceSnapshot(msgspec.Struct, frozen=True, tag="presence_snapshot", tag_field="type"):

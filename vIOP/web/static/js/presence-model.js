@@ -3,7 +3,7 @@
 // to what the staff dashboard draws. The stream carries ids, names and times only: room titles come from
 // GET /api/v1/rooms and are joined in by the page. Pure: no DOM, so Node's test runner imports it.
 
-import { Role } from "./protocol.js";
+import { ExpectedStatus, Role } from "./protocol.js";
 
 /** A room's lifecycle state as the presence stream reports it. */
 export const RoomState = Object.freeze({ OPEN: "open", ENDED: "ended" });
@@ -74,6 +74,53 @@ export function normalizeRoom(room, at) {
     // "admitted" seats have no media yet: they are on their way in, not live in the room.
     live: seated.filter((p) => p.state === SeatState.IN_ROOM).length,
     reconnecting: [...waiting, ...seated].filter((p) => p.reconnecting).length,
+  };
+}
+
+/**
+ * @typedef {object} ExpectedClient
+ * @property {string} id the client's opaque id
+ * @property {string} name "" when the client's name is gone (crypto-shredded)
+ * @property {string} status an ExpectedStatus (protocol.js): expected, waiting, present, left or no_show
+ * @property {number | null} weekMinutes attended this program week so far (null: not counted)
+ * @property {number | null} weekMissing short of the week's 9 hours, in minutes (0 when met)
+ */
+
+/**
+ * @typedef {object} OccurrenceSummary issue 16: the track occurrence a room was opened for
+ * @property {string} trackId
+ * @property {string} occurrenceId
+ * @property {number} startsAt Unix seconds
+ * @property {number} noShowAt Unix seconds: an absent expected client is a no-show from then (the server decides)
+ * @property {ExpectedClient[]} expected
+ * @property {string | null} today YYYY-MM-DD in the track's time zone
+ * @property {string | null} weekStart YYYY-MM-DD
+ * @property {string | null} weekEnd YYYY-MM-DD: the week's hours are due by then
+ */
+
+/**
+ * A RoomView's occurrence (issue 16); null for a room made by hand.
+ * @param {Record<string, any> | null | undefined} room
+ * @returns {OccurrenceSummary | null}
+ */
+export function normalizeOccurrence(room) {
+  const raw = room?.occurrence;
+  if (!raw) return null;
+  return {
+    trackId: raw.track_id ?? "",
+    occurrenceId: raw.occurrence_id ?? "",
+    startsAt: Number(raw.starts_at ?? 0),
+    noShowAt: Number(raw.no_show_at ?? 0),
+    expected: (raw.expected ?? []).map((/** @type {Record<string, any>} */ e) => ({
+      id: e.client_id ?? "",
+      name: e.display_name ?? "",
+      status: e.status ?? ExpectedStatus.EXPECTED,
+      weekMinutes: typeof e.week_minutes === "number" ? e.week_minutes : null,
+      weekMissing: typeof e.week_minutes_missing === "number" ? e.week_minutes_missing : null,
+    })),
+    today: raw.today ?? null,
+    weekStart: raw.week_start ?? null,
+    weekEnd: raw.week_end ?? null,
   };
 }
 

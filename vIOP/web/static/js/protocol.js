@@ -109,6 +109,16 @@ export const Role = Object.freeze({
 });
 /** @typedef {(typeof Role)[keyof typeof Role]} RoleValue */
 
+/** Where a track occurrence's expected client is (presence room.occurrence.expected[].status). */
+export const ExpectedStatus = Object.freeze({
+  EXPECTED: "expected",
+  WAITING: "waiting",
+  PRESENT: "present",
+  LEFT: "left",
+  NO_SHOW: "no_show",
+});
+/** @typedef {(typeof ExpectedStatus)[keyof typeof ExpectedStatus]} ExpectedStatusValue */
+
 /** The media a host can mute. */
 export const MediaKind = Object.freeze({
   AUDIO: "audio",

@@ -1,6 +1,8 @@
 // @ts-check
 // Staff dashboard: live presence across rooms from WS /ws/presence (no clinical content): rooms, who is
-// waiting and for how long (long waits highlighted), who is in which room, who is reconnecting.
+// waiting and for how long (long waits highlighted), who is in which room, who is reconnecting; for a track
+// occurrence's room (issue 16), who it expects and whether each is waiting, in the room, still expected, or
+// not arrived N minutes after the start (the no-show flag, decided and pushed by the server).
 //
 // Everything live comes over the socket: a presence_snapshot when it opens (and after any gap), then one
 // presence_room per changed room and presence_room_gone when a room ends. Room titles are not on the
@@ -9,9 +11,10 @@
 // pinging, the server ends the stream and the page clears every name from the screen.
 
 import * as api from "../api.js";
-import { CloseCode, PresenceType, Role } from "../protocol.js";
+import { weekFlag } from "../billing-flags.js";
+import { CloseCode, ExpectedStatus, PresenceType, Role } from "../protocol.js";
 import { ReconnectingSocket } from "../reconnecting-socket.js";
-import { SeatState, normalizeRoom, normalizeSnapshot } from "../presence-model.js";
+import { SeatState, normalizeOccurrence, normalizeRoom, normalizeSnapshot } from "../presence-model.js";
 import { $, announce, el, formatDuration, showScreen } from "../ui.js";
 
 const LONG_WAIT_SECONDS = 10 * 60;
@@ -32,6 +35,8 @@ const page = {
   socket: null,
   /** @type {Map<string, RoomSummary>} room id -> normalized room, in the stream's order */
   rooms: new Map(),
+  /** @type {Map<string, import("../presence-model.js").OccurrenceSummary>} issue 16: room id -> its track occurrence */
+  occurrences: new Map(),
   /** @type {Map<string, string>} room id -> title, from GET /api/v1/rooms */
   titles: new Map(),
   titlesLoadedAt: 0,
@@ -60,6 +65,7 @@ function signedOut(text) {
   api.forgetAccessToken();
   // Names leave the screen with the sign-in.
   page.rooms.clear();
+  page.occurrences.clear();
   $("#rooms").replaceChildren();
   $("#signed-out-text").textContent = text;
   showScreen("signed-out");
@@ -131,7 +137,10 @@ function onMessage(message) {
   page.received[message.type] = (page.received[message.type] ?? 0) + 1;
   if (message.type === PresenceType.PRESENCE_SNAPSHOT) {
     const before = page.rooms;
-    page.rooms = new Map(normalizeSnapshot(/** @type {{rooms?: Record<string, any>[], at?: number}} */ (message)).map((room) => [room.id, room]));
+    const snapshot = /** @type {{rooms?: Record<string, any>[], at?: number}} */ (message);
+    page.rooms = new Map(normalizeSnapshot(snapshot).map((room) => [room.id, room]));
+    page.occurrences = new Map();
+    for (const raw of snapshot.rooms ?? []) rememberOccurrence(raw);
     for (const room of page.rooms.values()) announceArrivals(before.get(room.id), room);
     render();
   } else if (message.type === PresenceType.PRESENCE_ROOM) {
@@ -140,16 +149,42 @@ function onMessage(message) {
     if (!id) return;
     if (room) {
       announceArrivals(page.rooms.get(id), room);
+      announceNoShows(page.occurrences.get(id), normalizeOccurrence(message.room), id);
       page.rooms.set(id, room);
-    } else page.rooms.delete(id);
+      rememberOccurrence(message.room);
+    } else {
+      page.rooms.delete(id);
+      page.occurrences.delete(id);
+    }
     render();
   } else if (message.type === PresenceType.PRESENCE_ROOM_GONE) {
+    page.occurrences.delete(message.room_id);
     if (page.rooms.delete(message.room_id)) {
       announce(`${titleOf(message.room_id)} has ended.`);
       render();
     }
   }
   // presence_event (ids and times) is always followed by its room's presence_room; pong needs nothing.
+}
+
+/** @param {Record<string, any>} raw a RoomView */
+function rememberOccurrence(raw) {
+  const occurrence = normalizeOccurrence(raw);
+  if (occurrence && raw.room_id) page.occurrences.set(raw.room_id, occurrence);
+  else if (raw.room_id) page.occurrences.delete(raw.room_id);
+}
+
+/**
+ * Issue 16: a new no-show flag is said once (a count; the names stay on screen).
+ * @param {import("../presence-model.js").OccurrenceSummary | undefined} before
+ * @param {import("../presence-model.js").OccurrenceSummary | null} now
+ * @param {string} roomId
+ */
+function announceNoShows(before, now, roomId) {
+  if (!before || !now) return;
+  const flagged = new Set(before.expected.filter((e) => e.status === ExpectedStatus.NO_SHOW).map((e) => e.id));
+  const fresh = now.expected.filter((e) => e.status === ExpectedStatus.NO_SHOW && !flagged.has(e.id)).length;
+  if (fresh) announce(`${fresh === 1 ? "One expected client has" : `${fresh} expected clients have`} not arrived in ${titleOf(roomId)}.`);
 }
 
 /**
@@ -222,12 +257,64 @@ function talkBadge(person) {
   return person.talkRequested ? el("strong", { class: "badge alert talk-requested", dataset: { talkRequested: "true" } }, "Asked to talk") : null;
 }
 
+const EXPECTED_LABELS = Object.freeze({
+  [ExpectedStatus.EXPECTED]: "Expected",
+  [ExpectedStatus.WAITING]: "Waiting",
+  [ExpectedStatus.PRESENT]: "In the room",
+  [ExpectedStatus.LEFT]: "Left",
+  [ExpectedStatus.NO_SHOW]: "Not arrived",
+});
+
+/**
+ * Issue 16: who a track occurrence expects, and where each is now; the no-show flag from the server.
+ * @param {import("../presence-model.js").OccurrenceSummary | undefined} occurrence
+ */
+function expectedList(occurrence) {
+  if (!occurrence) return [];
+  const limit = new Date(occurrence.noShowAt * 1000).toLocaleTimeString([], { hour: "numeric", minute: "2-digit" });
+  return [
+    el("h3", {}, "Expected"),
+    occurrence.expected.length
+      ? el(
+          "ul",
+          { class: "plain expected", dataset: { occurrence: occurrence.occurrenceId, noShowAt: String(occurrence.noShowAt) } },
+          ...occurrence.expected.map((e) => {
+            const label = EXPECTED_LABELS[/** @type {keyof typeof EXPECTED_LABELS} */ (e.status)] ?? e.status;
+            const badge = e.status === ExpectedStatus.NO_SHOW ? el("strong", { class: "badge alert no-show" }, label) : el("span", { class: "badge" }, label);
+            return el("li", { dataset: { client: e.id, status: e.status } }, el("span", { class: "who" }, e.name || "Client"), " ", badge, " ", weekHours(occurrence, e));
+          }),
+        )
+      : el("p", { class: "hint" }, "Nobody is enrolled."),
+    el("p", { class: "hint" }, `Not here by ${limit}: flagged as not arrived.`),
+  ];
+}
+
+/**
+ * Issue 16: a client's hours this program week against the 9 hours ("needs 3 h more by Sunday"), worded by
+ * the attendance page's billing flags.
+ * @param {import("../presence-model.js").OccurrenceSummary} occurrence
+ * @param {import("../presence-model.js").ExpectedClient} client
+ */
+function weekHours(occurrence, client) {
+  if (client.weekMinutes === null || client.weekMissing === null || !occurrence.weekStart || !occurrence.weekEnd || !occurrence.today) return null;
+  const flag = weekFlag({ week_start: occurrence.weekStart, week_end: occurrence.weekEnd, minutes_missing: client.weekMissing }, occurrence.today);
+  return el(
+    "span",
+    { class: "week-hours hint", dataset: { weekMinutes: String(client.weekMinutes), weekMissing: String(client.weekMissing) } },
+    // Attended hours round down to a tenth (the shortfall in the flag rounds up): never more than was there.
+    `${Math.floor(client.weekMinutes / 6 + 1e-9) / 10} h this week `,
+    flag ? el("span", { class: "badge warn week-flag" }, flag) : " (9 h met)",
+  );
+}
+
 /** @param {RoomSummary} room */
 function roomCard(room) {
   const titleId = `room-${room.id}`;
+  const occurrence = page.occurrences.get(room.id);
+  const noShows = occurrence ? occurrence.expected.filter((e) => e.status === ExpectedStatus.NO_SHOW).length : 0;
   return el(
     "section",
-    { class: "card", "aria-labelledby": titleId, dataset: { room: room.id, live: String(room.live), waiting: String(room.waiting.length), reconnecting: String(room.reconnecting) } },
+    { class: "card", "aria-labelledby": titleId, dataset: { room: room.id, live: String(room.live), waiting: String(room.waiting.length), reconnecting: String(room.reconnecting), noShows: String(noShows) } },
     el("h2", { id: titleId }, `${titleOf(room.id)} `, el("span", { class: "hint" }, `${room.kind} · ${room.state}`)),
     el("p", { class: "room-counts" }, `${room.live} in the room · ${room.waiting.length} waiting · ${room.reconnecting} reconnecting`),
     el("h3", {}, "Waiting"),
@@ -238,6 +325,7 @@ function roomCard(room) {
     room.seated.length
       ? el("ul", { class: "plain in-room" }, ...room.seated.map((p) => el("li", { dataset: { participant: p.id, inRoom: String(p.inRoomSeconds), state: p.reconnecting ? "reconnecting" : p.state === SeatState.IN_ROOM ? "live" : "joining" } }, el("span", { class: "who" }, p.name), " ", el("span", {}, el("span", { class: "hint" }, p.role === Role.HOST ? "clinician" : "client", p.state === SeatState.IN_ROOM ? "" : ", joining"), " ", el("span", { class: "in-room-time hint" }), " ", reconnectingBadge(p), " ", talkBadge(p)))))
       : el("p", { class: "hint" }, "Nobody is in the room."),
+    ...expectedList(occurrence),
   );
 }
 
