@@ -4,6 +4,7 @@ real SQLite store and a real redis-server; two app instances on the same stores 
 from __future__ import annotations
 
 import asyncio
+import sys
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -210,3 +211,41 @@ async def test_attendance_learns_the_occurrence_behind_a_room_the_scheduler_made
     assert ref is not None
     assert (ref.track_id, ref.title, ref.starts_at) == (str(track.id), "Evening IOP", when + 15 * 60)
     assert await services.occurrences.occurrence_of(RoomId("rm_made_by_hand")) is None
+
+
+async def test_two_app_processes_on_the_same_stores_make_one_room_per_occurrence(
+    data_dir: Path, redis_url: str, redis_client: aioredis.Redis, clock: ManualClock
+) -> None:
+    """As the test above, with two real OS processes (``tests/session/track_worker.py``) racing each round."""
+    settings = test_settings(data_dir, redis_url)
+    services = await open_services(settings, clock=clock)
+    try:
+        await evening_track(services, clock)
+    finally:
+        await close_services(services)
+    lobbies = [at(2026, 3, 2, 17, 45), at(2026, 3, 4, 17, 45), at(2026, 3, 5, 17, 45)]
+    worker = [
+        sys.executable,
+        "-m",
+        "tests.session.track_worker",
+        str(data_dir),
+        redis_url,
+        *map(str, lobbies),
+    ]
+    procs = [
+        await asyncio.create_subprocess_exec(*worker, stdout=asyncio.subprocess.PIPE, cwd=Path.cwd())
+        for _ in range(2)
+    ]
+    outputs = [await asyncio.wait_for(p.communicate(), timeout=120) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0]
+    made = [line for out, _ in outputs for line in out.decode().split()]
+    assert len(made) == 3 and len(set(made)) == 3, made  # each occurrence's room made once, by one of them
+    services = await open_services(settings, clock=clock)
+    try:
+        async with services.storage.db.read() as conn:
+            assert (await conn.execute(select(func.count()).select_from(track_occurrences))).scalar() == 3
+            assert (await conn.execute(select(func.count()).select_from(rooms))).scalar() == 3
+        for room_id in made:
+            assert (await services.rooms.room(RoomId(room_id))).host_ids  # live in Redis, once
+    finally:
+        await close_services(services)
