@@ -3,6 +3,7 @@ program's week start, program-time columns, and track titles through the occurre
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
@@ -10,6 +11,7 @@ import pytest
 
 from vIOP.ids import ParticipantId, RoomId, SessionId
 from vIOP.rooms.attendance import (
+    BreakoutSpan,
     CloseReason,
     Interval,
     IntervalKind,
@@ -212,3 +214,20 @@ async def test_occurrences_are_looked_up_once_per_room() -> None:
     assert await occurrences_of(table, stays) == {EVENING: occurrence}
     assert table.asked == [EVENING, BY_HAND]
     assert await occurrences_of(None, stays) == {}
+
+
+def test_a_private_breakout_is_shown_as_program_time_inside_the_stay() -> None:
+    """Issue 16: breakout intervals appear in the report in the program's time zone, and the stay's minutes
+    include them (the client never left the program session)."""
+    breakout = BreakoutSpan(local("2026-03-09T18:40"), local("2026-03-09T19:05"), "us_cohost")
+    evening = replace(stay(local("2026-03-09T18:00"), local("2026-03-09T21:00")), breakouts=(breakout,))
+    report = build_report([evening], now=local("2026-03-10T00:00"), tz="America/New_York")
+    (row,) = rows(report, ReportTable.INTERVALS)
+    assert row["minutes"] == 180.0
+    assert row["breakout_minutes"] == 25.0
+    assert row["breakouts_local"] == "2026-03-09T18:40:00-04:00/2026-03-09T19:05:00-04:00"
+    assert to_csv(report, ReportTable.INTERVALS).splitlines()[0].endswith(",breakout_minutes,breakouts_local")
+    # one still going ends, for the report, where the stay ends (or now)
+    open_breakout = replace(evening, breakouts=(BreakoutSpan(local("2026-03-09T20:30"), None, "us_cohost"),))
+    (row,) = rows(build_report([open_breakout], now=local("2026-03-10T00:00")), ReportTable.INTERVALS)
+    assert row["breakout_minutes"] == 30.0

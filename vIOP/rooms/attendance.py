@@ -135,6 +135,17 @@ class Interval:
     def audio_only_seconds(self, now: float) -> float:
         return sum(stop - start for start, stop in self.audio_only_spans(now))
 
+    def breakout_spans(self, now: float) -> list[tuple[float, float]]:
+        """Each private breakout within this stay as (start, end), an open one ending now (or at the
+        stay's end); program time for the client, so the stay's minutes include them."""
+        end = self.end(now)
+        return [
+            (b.started_at, min(end, b.ended_at if b.ended_at is not None else end)) for b in self.breakouts
+        ]
+
+    def breakout_seconds(self, now: float) -> float:
+        return sum(max(0.0, stop - start) for start, stop in self.breakout_spans(now))
+
 
 @dataclass(frozen=True, slots=True)
 class OpenMark:

@@ -55,6 +55,8 @@ COLUMNS: dict[ReportTable, tuple[str, ...]] = {
         "track_id",
         "track_title",
         "occurrence_start",
+        "breakout_minutes",
+        "breakouts_local",
     ),
     ReportTable.DAYS: ("subject", "day", "minutes", "under_3_hours", "audio_only_minutes", "minutes_missing"),
     ReportTable.WEEKS: (
@@ -126,6 +128,12 @@ def _interval_row(report: AttendanceReport, i: Interval) -> dict[str, Any]:
         "track_id": occurrence.track_id if occurrence else None,
         "track_title": occurrence.title if occurrence else None,
         "occurrence_start": report.local(occurrence.starts_at) if occurrence else None,
+        # Private breakouts (issue 15) are program time inside the stay: shown, and counted in its minutes.
+        "breakout_minutes": round(i.breakout_seconds(report.generated_at) / 60.0, 2),
+        "breakouts_local": " ".join(
+            f"{report.local(start)}/{report.local(stop)}"
+            for start, stop in i.breakout_spans(report.generated_at)
+        ),
     }
 
 
