@@ -276,6 +276,11 @@ def done_when(
         f"{sent_bps / CAP_BPS:.1f}x its cap on average, {8 * max(per_second, default=0) / CAP_BPS:.1f}x in its "
         "worst second (target <= 1.2x)"
     )
+    # Which seconds are the worst (a probe, a join, a step up that did not hold) is what tuning needs.
+    print(
+        "  capped receiver, kbit/s offered each second: "
+        + " ".join(f"{8 * b / 1000:.0f}" for b in per_second)
+    )
     keyframe_rates = {p.role: (p.video.keyframes_sent - start.keyframes[p.role]) / seconds for p in people}
     print(
         "  publishers' keyframes/s: "

@@ -67,6 +67,19 @@ PROBE_SETTLE: Final = 1.2
 second): one pooled earlier may describe only what came before the probe."""
 PROBE_VERDICT_WITHIN: Final = 3.0  # no report describing the probe by then: it failed
 PROBE_CLEAN: Final = 0.02  # a passing probe: the reports after it lost under 2 % (a capped link drops more)
+PACED_GAIN: Final = 1.1
+"""On audio only, once the link is known to have failed at some rate (the *ceiling*), a probe is padding
+paced at this many times the rate proven clean (what is sent, or the last paced probe that passed), not a
+burst: a burst into a capped link is 2-3x the cap in its second and costs everyone's audio (measured: a
+250 kbit/s receiver offered 2.2-2.5x its cap in each probe's second, 2 audio gaps > 200 ms a minute). Each
+passing paced probe raises the next one's rate by this factor; one that reaches the ceiling shows the link
+is better than when it failed, and the next probe is a burst again (video back within seconds). 1.1, not
+more: a probe just over a shaper's rate can pass falsely (its bucket and queue absorb it, about 100 kbit in
+the benchmark's), and the next one must still stay within 1.2x of the real rate (issue 13)."""
+PACED_SECONDS: Final = 5.0
+"""A paced probe lasts this long: at 10 % over a link's rate, long enough to overflow a home shaper's burst
+allowance and queue (about 100 kbit: 3-4 s at 250 kbit/s), so a link that cannot carry it drops some."""
+PACED_LOSS_FROM: Final = 0.5  # a paced probe fails as soon as reports pooled this long after its start lose
 TRIAL_CONFIRM: Final = 8.0  # a trial resume must hold this long before "audio only" is lifted
 FEEDBACK_GRACE: Final = 5.0  # a new subscriber's first feedback arrives well within this
 CHANGES_KEPT: Final = 32  # the allocator's last changes, for diagnostics (see VideoAllocator.changes)
@@ -154,6 +167,7 @@ class Allocation:
     probe_key: Hashable | None = None  # ... on this stream (its receiver reports the padding's loss)
     levels: Mapping[Hashable, int] = field(default_factory=dict)
     """The layer of each forwarded stream (0: its best wanted one, see :attr:`VideoCandidate.lower`)."""
+    probe_stop: bool = False  # stop the padding still to go out (a paced probe failed before its end)
 
     @property
     def audio_only(self) -> bool:
@@ -178,6 +192,7 @@ class LinkView:
     feedback: bool = True  # False: the client sends none (the estimate is the default)
     loss_at: float | None = None  # when reports' loss was last pooled (a probe's verdict waits for one)
     loss: float = 0.0  # the loss fraction pooled then
+    sent_bps: float = 0.0  # what the relay sends the subscriber now, probes' padding apart (0: not known)
 
 
 def ladder(candidates: Sequence[VideoCandidate]) -> list[Step]:
@@ -217,6 +232,15 @@ class VideoAllocator:
     _cleared: list[Step] = field(default_factory=list)  # a passed probe's steps, taken one a tick
     _settle_from: float = float("-inf")  # see SWITCH_SETTLE
     _failed_probes: int = 0  # probes failed in a row since video last stepped down or a probe passed
+    # The probe in flight: its key, its size, the whole rate it tries (what is sent plus what it clears),
+    # and whether it is paced (see PACED_GAIN).
+    _probe_key: Hashable | None = None
+    _probe_octets: int = PROBE_OCTETS
+    _probe_target: float = 0.0
+    _probe_paced: bool = False
+    _stop_padding: bool = False
+    _ceiling: float | None = None  # the least rate the link was last found short at (see PACED_GAIN)
+    _proven: float = 0.0  # the rate the last paced probe that passed carried
     _restored_at: float = float("-inf")  # when "save data" ended and what flowed before came back
     _hold: float = field(init=False)
     pauses: int = 0
@@ -317,6 +341,8 @@ class VideoAllocator:
             if self._over_since is None:
                 self._over_since = now
             # A trial that meets congestion ends at once: a probe must cost the link as little as it can.
+            if self._probe is not None:
+                self._stop_padding = True
             self._probe = None
             self._cleared.clear()
             # (Fresh loss right after a switch moves down at once, but never stops the last video: that
@@ -326,6 +352,8 @@ class VideoAllocator:
                 patient = now - self._over_since >= DOWN_AFTER or bool(self._trial)
                 before = dict(self._level)
                 self._step_down_until_fits(candidates, by_key, budget, now, keep_one=not patient)
+                self._found_short(link.sent_bps)
+                self._proven = 0.0  # the link is worse than any paced probe showed
                 self._note(
                     now, f"down {before} -> {self._level}: need {need:.0f} > budget {budget:.0f}", link
                 )
@@ -345,9 +373,10 @@ class VideoAllocator:
         levels = dict(self._level)
         if self._probe is not None and self._probe_due:
             self._probe_due = False
-            _started, _ended, rate, steps = self._probe
-            return Allocation(forward, reason, PROBE_OCTETS, rate, steps[0][0], levels)
-        return Allocation(forward, reason, levels=levels)
+            _started, _ended, rate, _steps = self._probe
+            return Allocation(forward, reason, self._probe_octets, rate, self._probe_key, levels)
+        stop, self._stop_padding = self._stop_padding, False
+        return Allocation(forward, reason, levels=levels, probe_stop=stop)
 
     def _note(self, now: float, change: str, link: LinkView) -> None:
         self.changes.append(
@@ -492,46 +521,106 @@ class VideoAllocator:
         # its own.
         probe = self._probe
         if probe is not None:
-            _started, ended, _rate, probed = probe
+            started, ended, _rate, probed = probe
+            what = f"{'paced ' if self._probe_paced else ''}probe to {self._probe_target:.0f} for {probed}"
             # Judged by loss only: a burst sent at 2 Mbit/s raises the queueing delay on purpose, so the
             # receiver's delay-based REMB falls after almost every probe, on a clean link too (and on a loaded
             # machine whose processing delay looks like queueing); a link the burst overfilled drops it.
             if link.overloaded:
                 self._probe_failed(now)
-                self._note(now, f"probe for {probed} failed: congestion", link)
+                self._note(now, f"{what} failed: congestion", link)
+            elif self._paced_probe_lost(link, started):
+                self._probe_failed(now)
+                self._note(now, f"{what} failed: loss while it ran", link)
             elif link.loss_at is not None and link.loss_at >= ended + PROBE_SETTLE:
-                self._probe = None
                 if link.loss < PROBE_CLEAN:
-                    self._failed_probes = 0
+                    self._probe_passed()
                     self._cleared = [s for s in probed if s in pending]
                     self._take_cleared(now)
-                    self._note(now, f"probe for {probed} passed: now {self._level}", link)
+                    self._note(now, f"{what} passed: now {self._level}", link)
                 else:
                     self._probe_failed(now)
-                    self._note(now, f"probe for {probed} failed: loss", link)
+                    self._note(now, f"{what} failed: loss", link)
             elif now - ended > PROBE_VERDICT_WITHIN:
                 self._probe_failed(now)
-                self._note(now, f"probe for {probed} failed: no report", link)
+                self._note(now, f"{what} failed: no report", link)
             return
         if not link.trusted or link.congested or held:
             return
         levels = dict(self._level)
-        first = self._step_cost(by_key, best, levels)
-        rate = max(PROBE_MIN_BPS, UP_MARGIN * first)
+        paced = self._paced_target(link)
+        if paced is None:
+            rate = room = max(PROBE_MIN_BPS, UP_MARGIN * self._step_cost(by_key, best, levels))
+        else:
+            rate = room = paced - link.sent_bps
         chosen: list[Step] = []
         total = 0.0
         for step in pending:  # as many steps as the probe's rate covers, in the ladder's order
             extra = UP_MARGIN * self._step_cost(by_key, step, levels)
-            if chosen and total + extra > rate:
+            # (A burst clears at least the first step; a paced probe only what its rate covers, maybe
+            # nothing yet: passing, it raises the rate the next one tries.)
+            if (chosen or paced is not None) and total + extra > room:
                 break
             chosen.append(step)
             total += extra
             levels[step[0]] = step[1]
-        ended = now + 8 * PROBE_OCTETS / rate
-        self._probe = (now, ended, rate, tuple(chosen))
+        self._start_probe(now, best[0], rate, tuple(chosen), paced, link.sent_bps + total)
+
+    def _paced_target(self, link: LinkView) -> float | None:
+        """The whole rate a paced probe tries now, or None when the next probe is a burst (video flows, no
+        failure is known, or what is sent is not known): see :data:`PACED_GAIN`."""
+        if self._level or self._ceiling is None or link.sent_bps <= 0:
+            return None
+        # Never above the least rate the link failed at: reaching it cleanly is what a paced probe is for.
+        return min(self._ceiling, PACED_GAIN * max(link.sent_bps, self._proven))
+
+    def _start_probe(
+        self,
+        now: float,
+        key: Hashable,
+        rate: float,
+        steps: tuple[Step, ...],
+        paced: float | None,
+        target: float,
+    ) -> None:
+        """Pad ``key``'s stream at ``rate``: a burst of PROBE_OCTETS, or PACED_SECONDS of paced padding.
+        ``target``: the whole rate it tries (a failed one is the link's new ceiling)."""
+        seconds = PACED_SECONDS if paced is not None else 8 * PROBE_OCTETS / rate
+        ended = now + seconds
+        self._probe = (now, ended, rate, steps)
         self._probe_due = True
+        self._probe_key = key
+        self._probe_paced = paced is not None
+        self._probe_octets = int(rate * seconds / 8) if paced is not None else PROBE_OCTETS
+        self._probe_target = paced if paced is not None else target
         # Its own loss is no evidence: the reports pooled after PROBE_SETTLE cover it.
         self._settle_from = max(self._settle_from, ended + PROBE_SETTLE + 1.0)
+
+    def _paced_probe_lost(self, link: LinkView, started: float) -> bool:
+        """A paced probe meets loss while it runs: it fails at once (its rest is not sent)."""
+        return (
+            self._probe_paced
+            and link.loss_at is not None
+            and link.loss_at >= started + PACED_LOSS_FROM
+            and link.loss >= PROBE_CLEAN
+        )
+
+    def _probe_passed(self) -> None:
+        """The link carried what the probe tried: a paced one raises the next one's rate (and, reaching the
+        ceiling, shows the link is better than when it failed); a burst proves the link for its steps."""
+        self._probe = None
+        self._failed_probes = 0
+        if self._probe_paced:
+            self._proven = max(self._proven, self._probe_target)
+            if self._ceiling is not None and self._probe_target >= self._ceiling:
+                self._ceiling = None
+        else:
+            self._ceiling = None
+
+    def _found_short(self, rate: float) -> None:
+        """The link could not carry ``rate`` (0: not known)."""
+        if rate > 0:
+            self._ceiling = rate if self._ceiling is None else min(self._ceiling, rate)
 
     def _probe_for_hidden(self, now: float, link: LinkView) -> None:
         """Only paused streams the subscriber's grid hides are waiting (the web client hides its tiles while
@@ -541,28 +630,35 @@ class VideoAllocator:
         hidden = [k for k, above in self._parked.items() if above is None]
         probe = self._probe
         if not hidden:
+            if probe is not None:
+                self._stop_padding = True
             self._probe = None
             return
         if probe is not None:
-            _started, ended, _rate, _probed = probe
-            if link.overloaded or now - ended > PROBE_VERDICT_WITHIN:  # by loss, as above
+            started, ended, _rate, _probed = probe
+            if (
+                link.overloaded or now - ended > PROBE_VERDICT_WITHIN or self._paced_probe_lost(link, started)
+            ):  # by loss, as above
                 self._probe_failed(now)
             elif link.loss_at is not None and link.loss_at >= ended + PROBE_SETTLE:
-                self._probe = None
                 if link.loss < PROBE_CLEAN:
-                    self._failed_probes = 0
-                    for key in hidden:
-                        self._parked[key] = 0
-                    self._last_up = now
+                    was_paced = self._probe_paced
+                    self._probe_passed()
+                    if not was_paced:  # a paced one only raised the rate of the next probe
+                        for key in hidden:
+                            self._parked[key] = 0
+                        self._last_up = now
                 else:
                     self._probe_failed(now)
             return
         held = self._last_down is not None and now - self._last_down < self._hold_down()
         if not link.trusted or link.congested or held:
             return
-        ended = now + 8 * PROBE_OCTETS / PROBE_MIN_BPS
-        self._probe = (now, ended, PROBE_MIN_BPS, ((hidden[0], 0),))
-        self._probe_due = True
+        paced = self._paced_target(link)
+        rate = PROBE_MIN_BPS if paced is None else paced - link.sent_bps
+        # A burst tries the hidden stream's lowest layer, whose cost is not known here: what it tries is
+        # counted as its own rate on top of what is sent.
+        self._start_probe(now, hidden[0], rate, ((hidden[0], 0),), paced, link.sent_bps + rate)
 
     def _hold_down(self) -> float:
         """How long after the last step down or failed probe no probe is sent. Failed probes back off only
@@ -576,7 +672,12 @@ class VideoAllocator:
         return max(self._hold, min(MAX_PROBE_HOLD, self.hold_down * 2.0 ** (self._failed_probes - 1)))
 
     def _probe_failed(self, now: float) -> None:
-        """The next probe waits a hold-down: one after the first failure, doubling after the next ones."""
+        """The next probe waits a hold-down: one after the first failure, doubling after the next ones. What
+        it tried is the link's ceiling now; padding still to go out is not sent."""
+        if self._probe is not None:
+            if now < self._probe[1]:
+                self._stop_padding = True
+            self._found_short(self._probe_target)
         self._probe = None
         self._last_down = now
         self._failed_probes += 1

@@ -285,7 +285,9 @@ class DownlinkEstimator:
 
     # --- the allocator's view ---------------------------------------------------------------------------
 
-    def link_view(self, *, audio_bps: float, rtx_bps: float, grace_over: bool) -> LinkView:
+    def link_view(
+        self, *, audio_bps: float, rtx_bps: float, grace_over: bool, sent_bps: float = 0.0
+    ) -> LinkView:
         """What :class:`vIOP.media.budget.VideoAllocator` is told at one tick. ``grace_over``: the time a
         new subscriber's first feedback may take has passed (until the estimate has seen what is sent, it
         knows nothing about the link: no pausing before that)."""
@@ -300,4 +302,5 @@ class DownlinkEstimator:
             feedback=self.has_feedback,
             loss_at=self.last_loss_at,
             loss=self.last_excess_loss,
+            sent_bps=sent_bps,
         )

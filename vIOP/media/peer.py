@@ -193,6 +193,7 @@ class PeerSession:
         self._meters: dict[Source, RateMeter] = {}
         self._rtx_meter = RateMeter()
         self._probe_meter = RateMeter()
+        self._probe_slices: list[asyncio.TimerHandle] = []  # a probe's padding still to go out
         self._started_at = clock()
         self._budget_task: asyncio.Task[None] | None = None
         self.pc.on("connectionstatechange", self._connection_changed)
@@ -552,7 +553,8 @@ class PeerSession:
         rtx_octets = sum(s.leg.direct.rtx_octets_sent for s in self._slots if s.leg.direct is not None)
         rtx_bps = self._rtx_meter.update(now, rtx_octets, 0)
         probe_octets = sum(s.leg.direct.probe_octets_sent for s in self._slots if s.leg.direct is not None)
-        rtx_bps += self._probe_meter.update(now, probe_octets, 0)  # padding loads the link like RTX
+        padding_bps = self._probe_meter.update(now, probe_octets, 0)
+        rtx_bps += padding_bps  # padding loads the link like RTX
         forwarded = sum(
             rate.get(slot.leg.source, 0.0)
             for slot, _ in video
@@ -560,7 +562,12 @@ class PeerSession:
         )
         self.downlink.on_sent(audio_bps + forwarded + rtx_bps)
         link = self.downlink.link_view(
-            audio_bps=audio_bps, rtx_bps=rtx_bps, grace_over=now - self._started_at >= FEEDBACK_GRACE
+            audio_bps=audio_bps,
+            rtx_bps=rtx_bps,
+            grace_over=now - self._started_at >= FEEDBACK_GRACE,
+            # A paced probe pads up to a whole rate: the padding of the last one (still in the smoothed
+            # meter) must not count as what is sent, or the next one would send less than it tries.
+            sent_bps=audio_bps + forwarded + rtx_bps - padding_bps,
         )
         candidates = [
             VideoCandidate(slot.key, rate[ladder[0]], tuple(rate[s] for s in ladder[1:]))
@@ -588,6 +595,8 @@ class PeerSession:
             if slot.leg.paused:
                 slot.resumed_at = now
             slot.leg.set_paused(False)
+        if allocation.probe_stop:
+            self._stop_probe()
         if allocation.probe_octets > 0:
             self._probe(allocation.probe_key, allocation.probe_octets, allocation.probe_bps)
         self.rtx_budget.set_rate(RTX_SHARE * link.estimate_bps)
@@ -607,8 +616,17 @@ class PeerSession:
             return
         direct, loop = slot.leg.direct, asyncio.get_running_loop()
         per_slice = max(1, int(bps * PROBE_SLICE / 8))
-        for i in range(max(1, -(-octets // per_slice))):
+        self._stop_probe()
+        self._probe_slices = [
             loop.call_later(i * PROBE_SLICE, direct.pad, min(per_slice, octets - i * per_slice))
+            for i in range(max(1, -(-octets // per_slice)))
+        ]
+
+    def _stop_probe(self) -> None:
+        """Padding of a probe still to go out is not sent (it failed early, or a new one starts)."""
+        for handle in self._probe_slices:
+            handle.cancel()
+        self._probe_slices = []
 
     async def _run_budget(self) -> None:
         while not self._closed:
@@ -641,6 +659,7 @@ class PeerSession:
     def stop_media(self) -> None:
         """Cut every stream to and from this participant now (synchronous)."""
         self._closed = True
+        self._stop_probe()
         for slot in self._slots:
             slot.leg.move_to(None)
         self._wanted.clear()
