@@ -173,6 +173,10 @@ async def serve(mode: str, socket_path: str) -> None:
                             "threads": threading.active_count(),
                         }
                     )
+                elif op == "layer_changes":  # the allocators' recent decisions with reasons (ids only)
+                    relay = getattr(server, "relay", None)
+                    changes = relay.layer_changes() if relay is not None else {}
+                    send({"op": "layer_changes", "changes": {str(k): v for k, v in changes.items()}})
                 elif op == "profile_start":
                     profiler.enable()
                     send({"op": "profiling"})
