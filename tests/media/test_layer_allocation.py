@@ -379,3 +379,20 @@ def test_video_back_from_save_data_is_not_paused_by_a_remb_that_climbs_from_the_
     while t < 5.5 + 9.0 and allocator.decide(t, lossy, LAYERED).level(C) == 0:
         t += TICK
     assert t < 5.5 + 9.0  # loss still moves it down
+
+
+def test_a_fresh_report_losing_most_of_what_is_sent_moves_down_at_once() -> None:
+    """A receiver behind a small cap joins and is offered everyone's video: its first report loses most of
+    it. Waiting DOWN_AFTER for more evidence would cost everyone's audio there for another second."""
+    allocator = VideoAllocator()
+    assert levels(allocator.decide(0.0, link(5_000_000), LAYERED)) == {A: 0, B: 0, C: 0}
+    drowning = link(for_budget(LOW), congested=True, loss_at=0.9, loss=0.6)
+    # Every stream one layer down in the same decision (a stream just lowered is paused only by evidence
+    # about its lower layer, as always).
+    assert levels(allocator.decide(1.0, drowning, LAYERED)) == {A: 1, B: 1, C: 1}
+    # Moderate loss still waits for sustained evidence (random loss and a queue's tail drops look like it).
+    patient = VideoAllocator()
+    patient.decide(0.0, link(5_000_000), LAYERED)
+    lossy = link(for_budget(LOW), congested=True, loss_at=0.9, loss=0.15)
+    assert levels(patient.decide(1.0, lossy, LAYERED)) == {A: 0, B: 0, C: 0}
+    assert levels(patient.decide(1.0 + DOWN_AFTER, lossy, LAYERED)) != {A: 0, B: 0, C: 0}

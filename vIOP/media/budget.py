@@ -43,6 +43,7 @@ EVIDENCE_MEMORY: Final = 2.0  # how long the estimator counts a lossy report (do
 AFTER_SWITCH: Final = SWITCH_SETTLE + EVIDENCE_MEMORY
 """From then on, every kind of evidence counts again; before it (after SWITCH_SETTLE) only a pooled loss
 fresher than the settling, of at least PROBE_CLEAN, and it moves down at once."""
+DROWNING_LOSS: Final = 0.3  # a fresh report losing this much moves down at once (see decide)
 UP_AFTER: Final = 2.0  # seconds with room before a stream is resumed
 UP_MARGIN: Final = 1.15  # a resumed stream must fit with this margin
 HOLD_DOWN: Final = (
@@ -80,6 +81,7 @@ PACED_SECONDS in the benchmark's), and the next one must still stay within 1.2x 
 PACED_SECONDS: Final = 5.0
 """A paced probe lasts this long: at 10 % over a link's rate, long enough to overflow a home shaper's burst
 allowance and queue (about 100 kbit: 3-4 s at 250 kbit/s), so a link that cannot carry it drops some."""
+CEILING_PASSES: Final = 2  # paced probes passing at the ceiling in a row before bursts resume
 PACED_LOSS_FROM: Final = 0.5  # a paced probe fails as soon as reports pooled this long after its start lose
 TRIAL_CONFIRM: Final = 8.0  # a trial resume must hold this long before "audio only" is lifted
 FEEDBACK_GRACE: Final = 5.0  # a new subscriber's first feedback arrives well within this
@@ -242,6 +244,7 @@ class VideoAllocator:
     _stop_padding: bool = False
     _ceiling: float | None = None  # the least rate the link was last found short at (see PACED_GAIN)
     _proven: float = 0.0  # the rate the last paced probe that passed carried
+    _ceiling_passes: int = 0  # paced probes in a row that passed at the ceiling
     _restored_at: float = float("-inf")  # when "save data" ended and what flowed before came back
     _hold: float = field(init=False)
     pauses: int = 0
@@ -349,8 +352,17 @@ class VideoAllocator:
             # (Fresh loss right after a switch moves down at once, but never stops the last video: that
             # takes the usual DOWN_AFTER of evidence.)
             at_once = after_switch and len(self._level) > 1
-            if now - self._over_since >= DOWN_AFTER or self._trial or at_once:
-                patient = now - self._over_since >= DOWN_AFTER or bool(self._trial)
+            # Most of what is sent lost, in a report about what is sent now: the link is far too small
+            # (a receiver behind a 250 kbit/s cap offered everyone's video as it joins loses 30-85 %); a
+            # second of waiting costs everyone's audio there. Random loss never comes near this.
+            drowning = (
+                link.overloaded
+                and link.loss >= DROWNING_LOSS
+                and link.loss_at is not None
+                and link.loss_at >= self._settle_from
+            )
+            if now - self._over_since >= DOWN_AFTER or self._trial or at_once or drowning:
+                patient = now - self._over_since >= DOWN_AFTER or bool(self._trial) or drowning
                 before = dict(self._level)
                 self._step_down_until_fits(candidates, by_key, budget, now, keep_one=not patient)
                 self._found_short(link.sent_bps)
@@ -614,12 +626,18 @@ class VideoAllocator:
         if self._probe_paced:
             self._proven = max(self._proven, self._probe_target)
             if self._ceiling is not None and self._probe_target >= self._ceiling:
-                self._ceiling = None
+                # Twice in a row: near its rate a link passes and fails by chance (measured: one pass at
+                # the rate that had just failed let a burst go out at 2x the cap).
+                self._ceiling_passes += 1
+                if self._ceiling_passes >= CEILING_PASSES:
+                    self._ceiling = None
+                    self._ceiling_passes = 0
         else:
             self._ceiling = None
 
     def _found_short(self, rate: float) -> None:
         """The link could not carry ``rate`` (0: not known)."""
+        self._ceiling_passes = 0
         if rate > 0:
             self._ceiling = rate if self._ceiling is None else min(self._ceiling, rate)
 
