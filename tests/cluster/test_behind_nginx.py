@@ -338,8 +338,9 @@ async def test_a_dead_node_is_passed_over_and_the_logs_name_no_client(
     behind_nginx: tuple[Nginx, LoggedApp, LoggedApp], redis_client: aioredis.Redis
 ) -> None:
     """Node a is SIGKILLed: nginx's connect to it is refused, the request goes on to node b, and node a is
-    skipped from then on (passive failover): every request and socket is served. nginx's error lines about
-    the dead node would name the client and the request line (with its ticket): none are written."""
+    skipped from then on (passive failover): every request and socket is served. With node b gone too,
+    nginx answers 503 `unavailable` in the API's error shape. nginx's error lines about the dead nodes
+    would name the client and the request line (with its ticket): none are written."""
     front, a, b = behind_nginx
     await both_registered(redis_client)
     a.process.kill()
@@ -361,6 +362,16 @@ async def test_a_dead_node_is_passed_over_and_the_logs_name_no_client(
         assert open_sockets(b, "signal") == 1
         # The metrics endpoint is the node's own, never served through the public origin.
         assert (await api.http.get("/metrics")).status_code == 404
+        # Bad input and faults keep the API's error shape through the proxy: an oversized body reaches a
+        # node (nginx's own cap is above the app's), and with no node left nginx answers like a node.
+        oversized = await api.http.post("/api/v1/rooms", content=b"x" * 100_000, headers=headers)
+        assert oversized.status_code == 413 and oversized.json()["error"]["code"] == "payload_too_large"
+        await host.close()
+        b.process.kill()
+        b.process.wait(10)
+        nobody = await api.http.get("/api/v1/rooms", headers=headers)
+        assert nobody.status_code == 503, nobody.text
+        assert nobody.json()["error"]["code"] == "unavailable"
     finally:
         if host is not None:
             await host.close()
