@@ -13,6 +13,7 @@ import json
 import os
 import re
 import signal
+import ssl
 import subprocess
 import sys
 import time
@@ -58,59 +59,79 @@ class LoggedApp(App):
 @dataclass
 class Nginx:
     process: subprocess.Popen[bytes]
-    port: int
+    https_port: int
+    http_port: int
+    tls: ssl.SSLContext  # trusts the test's self-signed certificate for 127.0.0.1
     access_log: Path
     error_log: Path
 
     @property
     def origin(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"https://127.0.0.1:{self.https_port}"
 
 
-def nginx_config(workdir: Path, port: int, node_ports: tuple[int, int]) -> Path:
-    """The test's outer shell around the repo's files. Templated: the listen port, the pid and temp paths,
-    and upstream.conf's two node addresses (docker-compose.yml's 127.0.0.1:8001 and :8002)."""
+def self_signed_certificate(folder: Path) -> Path:
+    folder.mkdir()
+    made = subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
+         "-addext", "subjectAltName=IP:127.0.0.1",
+         "-keyout", str(folder / "privkey.pem"), "-out", str(folder / "fullchain.pem")],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    return folder / "fullchain.pem"
+
+
+def templated(text: str, replacements: list[tuple[str, str]], name: str) -> str:
+    for compose, here in replacements:
+        assert text.count(compose) == 1, f"{name} no longer has exactly one {compose!r}"
+        text = text.replace(compose, here)
+    return text
+
+
+def nginx_config(workdir: Path, ports: tuple[int, int], node_ports: tuple[int, int]) -> Path:
+    """config/nginx as docker-compose.yml mounts it (nginx.conf as the main file, the folder as viop/),
+    templated only where a test on a shared machine must differ: the listen addresses, the worker user,
+    the pid path, the certificate's folder, and upstream.conf's node addresses (compose: 127.0.0.1:8001
+    and :8002). Everything else (TLS, redirect, proxying, timeouts, failover, logs) is the repo's text."""
+    shared = sorted(p.name for p in CONFIG.glob("*.conf"))
+    assert shared == ["http.conf", "nginx.conf", "server.conf", "upstream.conf"], shared
+    http_port, https_port = ports
+    tls = self_signed_certificate(workdir / "tls")
     conf = workdir / "conf"
-    conf.mkdir()
-    (conf / "viop").symlink_to(CONFIG)  # relative includes resolve against the conf folder, as in compose
-    upstream = (CONFIG / "upstream.conf").read_text()
-    for compose_port, test_port in zip((8001, 8002), node_ports, strict=True):
-        address = f"127.0.0.1:{compose_port}"
-        assert upstream.count(address) == 1, f"upstream.conf no longer names {address}"
-        upstream = upstream.replace(address, f"127.0.0.1:{test_port}")
-    (conf / "upstream.conf").write_text(upstream)
-    temp = "\n".join(
-        f"    {kind}_temp_path {workdir / kind};"
-        for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+    (conf / "viop").mkdir(parents=True)  # relative includes resolve against the main file's folder
+    for name in ("http.conf", "server.conf"):
+        (conf / "viop" / name).symlink_to(CONFIG / name)
+    nodes = [
+        (f"127.0.0.1:{compose}", f"127.0.0.1:{test}")
+        for compose, test in zip((8001, 8002), node_ports, strict=True)
+    ]
+    upstream = templated((CONFIG / "upstream.conf").read_text(), nodes, "upstream.conf")
+    (conf / "viop" / "upstream.conf").write_text(upstream)
+    main = templated(
+        (CONFIG / "nginx.conf").read_text(),
+        [
+            ("user nginx;", "user root;" if os.geteuid() == 0 else ""),  # CI runs as root
+            ("pid /var/run/nginx.pid;", f"pid {workdir / 'nginx.pid'};"),
+            ("/etc/nginx/tls/fullchain.pem", str(tls)),
+            ("/etc/nginx/tls/privkey.pem", str(tls.parent / "privkey.pem")),
+            ("listen 80;", f"listen 127.0.0.1:{http_port};"),
+            ("listen 443 ssl;", f"listen 127.0.0.1:{https_port} ssl;"),
+        ],
+        "nginx.conf",
     )
-    user = "user root;\n" if os.geteuid() == 0 else ""  # CI runs as root; keep the workers' file access
-    path = conf / "nginx.conf"
-    path.write_text(
-        f"""{user}daemon off;
-worker_processes 1;
-pid {workdir / "nginx.pid"};
-error_log {workdir / "startup.log"} notice;
-events {{ worker_connections 256; }}
-http {{
-{temp}
-    include viop/http.conf;
-    include upstream.conf;
-    server {{
-        listen 127.0.0.1:{port};
-        include viop/server.conf;
-    }}
-}}
-"""
-    )
-    return path
+    (conf / "nginx.conf").write_text(main)
+    return conf / "nginx.conf"
 
 
 @pytest.fixture
-def behind_nginx(tmp_path: Path, redis_url: str) -> Iterator[tuple[Nginx, LoggedApp, LoggedApp]]:
-    port = free_port()
-    origin = f"http://127.0.0.1:{port}"
+def behind_nginx(
+    tmp_path: Path, redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[tuple[Nginx, LoggedApp, LoggedApp]]:
+    http_port, https_port = free_port(), free_port()
+    origin = f"https://127.0.0.1:{https_port}"
     settings = NODE_SETTINGS | {
-        # The public origin is nginx's: tickets name its ws:// URLs and browsers' Origin is its.
+        # The public origin is nginx's: tickets name its wss:// URLs and browsers' Origin is its.
         "VIOP_PUBLIC_URL": origin,
         "VIOP_ALLOWED_ORIGINS": origin,
         "VIOP_TRUSTED_PROXIES": "127.0.0.1",
@@ -133,26 +154,24 @@ def behind_nginx(tmp_path: Path, redis_url: str) -> Iterator[tuple[Nginx, Logged
 
         workdir = tmp_path / "nginx"
         workdir.mkdir()
-        conf = nginx_config(workdir, port, (first.port, second.port))
-        checked = subprocess.run(
-            [str(NGINX), "-t", "-p", str(workdir), "-c", str(conf)],
-            capture_output=True,
-            text=True,
-            timeout=30,
-        )
+        conf = nginx_config(workdir, (http_port, https_port), (first.port, second.port))
+        certificate = workdir / "tls" / "fullchain.pem"
+        # vIOP.client's wss:// sockets use Python's default trust store: here, this certificate only.
+        monkeypatch.setenv("SSL_CERT_FILE", str(certificate))
+        tls = ssl.create_default_context(cafile=str(certificate))
+        command = [str(NGINX), "-p", str(workdir), "-c", str(conf), "-g", "daemon off;"]
+        checked = subprocess.run([*command[:5], "-t"], capture_output=True, text=True, timeout=30)
         assert checked.returncode == 0, checked.stderr
         access_log, error_log = workdir / "access.log", workdir / "error.log"
         with access_log.open("wb") as stdout, error_log.open("wb") as stderr:
-            # http.conf logs to /dev/stdout and stderr, as in the nginx container: here, these two files.
-            proxy = subprocess.Popen(
-                [str(NGINX), "-p", str(workdir), "-c", str(conf)], stdout=stdout, stderr=stderr
-            )
-        front = Nginx(proxy, port, access_log, error_log)
+            # The configuration logs to /dev/stdout and stderr, as in the nginx container: here, two files.
+            proxy = subprocess.Popen(command, stdout=stdout, stderr=stderr)
+        front = Nginx(proxy, https_port, http_port, tls, access_log, error_log)
         deadline = time.monotonic() + 15
         while True:  # bounded poll of another process: nginx listening and reaching a node
-            assert proxy.poll() is None, (workdir / "startup.log").read_text()
+            assert proxy.poll() is None, error_log.read_text()
             try:
-                if httpx.get(f"{origin}/readyz", timeout=1, trust_env=False).status_code == 200:
+                if httpx.get(f"{origin}/readyz", timeout=1, verify=tls, trust_env=False).status_code == 200:
                     break
             except httpx.HTTPError:
                 pass
@@ -170,43 +189,15 @@ def behind_nginx(tmp_path: Path, redis_url: str) -> Iterator[tuple[Nginx, Logged
             app.stop()
 
 
-def test_the_compose_shell_around_the_shared_files_is_valid_nginx(tmp_path: Path) -> None:
-    """nginx.conf as docker-compose.yml mounts it (TLS server, port-80 redirect) passes `nginx -t` with the
-    shared files included; templated: the worker user, the pid path and the certificate's folder."""
-    conf = tmp_path / "conf"
-    conf.mkdir()
-    (conf / "viop").symlink_to(CONFIG)
-    tls = tmp_path / "tls"
-    tls.mkdir()
-    made = subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=clinic.test",
-         "-keyout", str(tls / "privkey.pem"), "-out", str(tls / "fullchain.pem")],
-        capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
-    assert made.returncode == 0, made.stderr
-    text = (CONFIG / "nginx.conf").read_text()
-    for compose, here in (
-        ("user nginx;", "user root;" if os.geteuid() == 0 else ""),
-        ("pid /var/run/nginx.pid;", f"pid {tmp_path / 'nginx.pid'};"),
-        ("/etc/nginx/tls/", f"{tls}/"),
-    ):
-        assert compose in text, compose
-        text = text.replace(compose, here)
-    (conf / "nginx.conf").write_text(text)
-    checked = subprocess.run(
-        [str(NGINX), "-t", "-p", str(tmp_path), "-c", str(conf / "nginx.conf"), "-g", "error_log stderr notice;"],
-        capture_output=True, text=True, timeout=30,
-    )  # fmt: skip
-    assert checked.returncode == 0, checked.stderr
-
-
-def from_address(api: HttpApi, address: str) -> HttpApi:
-    """This participant's HTTP calls leave from ``address`` (another loopback address than nginx's)."""
+def from_address(front: Nginx, address: str) -> HttpApi:
+    """A participant's HTTP calls to nginx's origin over TLS, leaving from ``address`` (another loopback
+    address than nginx's)."""
+    api = HttpApi(front.origin)
     api.http = httpx.AsyncClient(
         base_url=api.base_url,
         timeout=10.0,
         trust_env=False,
-        transport=httpx.AsyncHTTPTransport(local_address=address),
+        transport=httpx.AsyncHTTPTransport(local_address=address, verify=front.tls),
     )
     return api
 
@@ -238,12 +229,18 @@ async def test_http_both_websockets_and_media_work_through_nginx_in_front_of_two
 ) -> None:
     front, a, b = behind_nginx
     await both_registered(redis_client)
-    api = from_address(HttpApi(front.origin), COLLEAGUE)
+    api = from_address(front, COLLEAGUE)
     people: list[RoomClient] = []
     presence: Any = None
     try:
+        # Plain HTTP only redirects to TLS; TLS answers carry HSTS.
+        plain = httpx.get(f"http://127.0.0.1:{front.http_port}/api/v1/rooms?x=1", trust_env=False)
+        assert plain.status_code == 308
+        assert plain.headers["location"] == "https://127.0.0.1/api/v1/rooms?x=1"
         # HTTP through nginx: sign in, a room, two invites.
         token = await api.login("dr.two", PASSWORD)
+        ready = await api.http.get("/readyz")
+        assert ready.headers["strict-transport-security"] == "max-age=63072000"
         headers = {"Authorization": f"Bearer {token}"}
         created = await api.http.post("/api/v1/rooms", json={"kind": "group", "title": "Behind nginx"},
                                       headers=headers)  # fmt: skip
@@ -261,8 +258,8 @@ async def test_http_both_websockets_and_media_work_through_nginx_in_front_of_two
         # The presence WebSocket: the ticket names nginx's origin, the upgrade goes through it.
         issued = await api.http.post("/api/v1/signal-tickets", json={"purpose": "presence"}, headers=headers)
         ws_url = issued.json()["ws_url"]
-        assert ws_url.startswith(f"ws://127.0.0.1:{front.port}/ws/presence?ticket=")
-        presence = await connect(ws_url, origin=front.origin, compression=None, proxy=None)
+        assert ws_url.startswith(f"wss://127.0.0.1:{front.https_port}/ws/presence?ticket=")
+        presence = await connect(ws_url, origin=front.origin, compression=None, proxy=None, ssl=front.tls)
         snapshot = await next_message(presence, "presence_snapshot")
         assert [r["room_id"] for r in snapshot["rooms"]] == [room["id"]]
 
@@ -312,8 +309,8 @@ async def test_the_nodes_see_the_clients_address_so_an_attacker_cannot_lock_a_co
     the proxy's address, so without VIOP_TRUSTED_PROXIES an attacker's wrong passwords slowed down the
     clinician everywhere. Also: a client cannot plant an address with its own X-Forwarded-For."""
     front, _, _ = behind_nginx
-    attacker = from_address(HttpApi(front.origin), ATTACKER)
-    colleague = from_address(HttpApi(front.origin), COLLEAGUE)
+    attacker = from_address(front, ATTACKER)
+    colleague = from_address(front, COLLEAGUE)
     try:
         statuses = []
         for _ in range(6):
@@ -345,7 +342,7 @@ async def test_a_dead_node_is_passed_over_and_the_logs_name_no_client(
     await both_registered(redis_client)
     a.process.kill()
     a.process.wait(10)
-    api = from_address(HttpApi(front.origin), COLLEAGUE)
+    api = from_address(front, COLLEAGUE)
     host: RoomClient | None = None
     try:
         token = await api.login("dr.two", PASSWORD)  # a POST
