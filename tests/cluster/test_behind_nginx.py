@@ -217,10 +217,10 @@ async def next_message(ws: Any, kind: str, where: Any = None, within: float = 15
                 return dict(message)
 
 
-def assert_no_client_address_or_ticket(*logs: Path) -> None:
+def assert_no_client_address_or_ticket(*logs: Path, also: tuple[str, ...] = ()) -> None:
     for log in logs:
         text = log.read_text(errors="replace")
-        for secret in (ATTACKER, COLLEAGUE, "ticket=", TICKET_PREFIX):
+        for secret in (ATTACKER, COLLEAGUE, "ticket=", TICKET_PREFIX, *also):
             assert secret not in text, f"{log.name} holds {secret!r}"
 
 
@@ -232,6 +232,7 @@ async def test_http_both_websockets_and_media_work_through_nginx_in_front_of_two
     api = from_address(front, COLLEAGUE)
     people: list[RoomClient] = []
     presence: Any = None
+    feed_secret = "vcal_"  # the prefix until the feed exists
     try:
         # Plain HTTP only redirects to TLS; TLS answers carry HSTS.
         plain = httpx.get(f"http://127.0.0.1:{front.http_port}/api/v1/rooms?x=1", trust_env=False)
@@ -290,6 +291,15 @@ async def test_http_both_websockets_and_media_work_through_nginx_in_front_of_two
                     for kind in ("audio", "video"):
                         await viewer.wait_frames(publisher.participant_id, kind, at_least=10, within=30)
 
+        # A calendar feed's path is its secret: nginx's log keeps the template, as the app's does.
+        created_feed = await api.http.post("/api/v1/calendar-feeds", json={}, headers=headers)
+        assert created_feed.status_code == 201, created_feed.text
+        feed_url = httpx.URL(created_feed.json()["url"])
+        assert feed_url.host == "127.0.0.1" and feed_url.port == front.https_port
+        feed_secret = feed_url.path.removeprefix("/calendar/").removesuffix(".ics")
+        feed = await api.http.get(feed_url.path)
+        assert feed.status_code == 200 and feed.text.startswith("BEGIN:VCALENDAR"), feed.text
+
         # The HTTP requests went to both nodes too (nginx's log names the node that answered each).
         answered_by = front.access_log.read_text()
         assert f"127.0.0.1:{a.port}" in answered_by and f"127.0.0.1:{b.port}" in answered_by
@@ -299,7 +309,9 @@ async def test_http_both_websockets_and_media_work_through_nginx_in_front_of_two
         for person in people:
             await person.close()
         await api.close()
-    assert_no_client_address_or_ticket(front.access_log, front.error_log, a.log_path, b.log_path)
+    assert_no_client_address_or_ticket(
+        front.access_log, front.error_log, a.log_path, b.log_path, also=(feed_secret,)
+    )
 
 
 async def test_the_nodes_see_the_clients_address_so_an_attacker_cannot_lock_a_colleague_out(
