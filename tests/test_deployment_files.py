@@ -8,6 +8,9 @@ from typing import Any
 
 import yaml
 
+from vIOP.server import uvicorn_config
+from vIOP.settings import load_settings
+
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE: dict[str, Any] = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
 SECRET_WORDS = re.compile(r"(?i)(password|secret|keys?$|token|requirepass)")
@@ -83,3 +86,16 @@ def test_dockerfile_runs_unprivileged_and_healthchecks() -> None:
     assert "USER viop" in text
     assert "HEALTHCHECK" in text
     assert 'python", "-m", "vIOP", "serve"' in text
+
+
+def test_the_proxys_websocket_idle_limit_outlasts_the_nodes_pings() -> None:
+    """3-hour sessions through nginx: its WebSocket timeouts are idle limits, and every node pings each socket
+    (uvicorn's ws_ping_interval), so a live socket is never idle for as long as nginx waits."""
+    server = (ROOT / "config" / "nginx" / "server.conf").read_text()
+    websockets = re.search(r"location ~ \^/ws/\(signal\|presence\)\$ \{(.*?)\}", server, re.S)
+    assert websockets is not None
+    timeouts = [int(t) for t in re.findall(r"proxy_(?:read|send)_timeout (\d+)s;", websockets.group(1))]
+    config = uvicorn_config(object(), load_settings({}))
+    assert config.ws_ping_interval is not None and config.ws_ping_timeout is not None
+    assert len(timeouts) == 2
+    assert min(timeouts) > config.ws_ping_interval + config.ws_ping_timeout
