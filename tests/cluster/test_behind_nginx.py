@@ -202,9 +202,10 @@ def from_address(front: Nginx, address: str) -> HttpApi:
     return api
 
 
-def open_sockets(node: App, endpoint: str) -> float:
+async def open_sockets(node: App, endpoint: str) -> float:
     """The node's own count of open WebSockets of ``endpoint`` (its /metrics, read on the node directly)."""
-    text = httpx.get(f"{node.base_url}/metrics", timeout=5, trust_env=False).text
+    async with httpx.AsyncClient(timeout=5, trust_env=False) as http:
+        text = (await http.get(f"{node.base_url}/metrics")).text
     found = re.search(rf'^viop_websocket_connections_active{{endpoint="{endpoint}"}} (\S+)$', text, re.M)
     return float(found.group(1)) if found else 0.0
 
@@ -235,7 +236,7 @@ async def test_http_both_websockets_and_media_work_through_nginx_in_front_of_two
     feed_secret = "vcal_"  # the prefix until the feed exists
     try:
         # Plain HTTP only redirects to TLS; TLS answers carry HSTS.
-        plain = httpx.get(f"http://127.0.0.1:{front.http_port}/api/v1/rooms?x=1", trust_env=False)
+        plain = await api.http.get(f"http://127.0.0.1:{front.http_port}/api/v1/rooms?x=1")
         assert plain.status_code == 308
         assert plain.headers["location"] == "https://127.0.0.1/api/v1/rooms?x=1"
         # HTTP through nginx: sign in, a room, two invites.
@@ -281,9 +282,9 @@ async def test_http_both_websockets_and_media_work_through_nginx_in_front_of_two
             await guest.start_media()
 
         # nginx spread the sockets over both nodes (least connections, no stickiness) ...
-        signal_sockets = {node.port: open_sockets(node, "signal") for node in (a, b)}
+        signal_sockets = {node.port: await open_sockets(node, "signal") for node in (a, b)}
         assert sum(signal_sockets.values()) == 3 and min(signal_sockets.values()) >= 1, signal_sockets
-        assert open_sockets(a, "presence") + open_sockets(b, "presence") == 1
+        assert await open_sockets(a, "presence") + await open_sockets(b, "presence") == 1
         # ... and everyone decodes everyone's audio and video, whichever node carries the room's media.
         for viewer in people:
             for publisher in people:
@@ -368,7 +369,7 @@ async def test_a_dead_node_is_passed_over_and_the_logs_name_no_client(
         host = RoomClient(api.ticket_source(token, room["id"]), origin=front.origin)
         await host.join()
         await host.wait_message(m.Lobby)
-        assert open_sockets(b, "signal") == 1
+        assert await open_sockets(b, "signal") == 1
         # The metrics endpoint is the node's own, never served through the public origin.
         assert (await api.http.get("/metrics")).status_code == 404
         # Bad input and faults keep the API's error shape through the proxy: an oversized body reaches a
