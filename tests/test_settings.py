@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 
 from vIOP.errors import ConfigError
+from vIOP.server import uvicorn_config
 from vIOP.settings import Settings, describe, load_settings, split_host_port
 
 
@@ -263,3 +264,16 @@ def test_bad_sentinel_settings_name_the_setting(environ: dict[str, str], setting
         load_settings(environ=environ)
     assert info.value.setting == setting
     assert says in info.value.message
+
+
+def test_trusted_proxies_are_networks_and_turn_on_uvicorns_proxy_headers() -> None:
+    """Behind nginx the peer is the proxy; only listed proxies' X-Forwarded-For is believed."""
+    assert uvicorn_config(object(), load_settings({})).proxy_headers is False
+    loaded = load_settings({"VIOP_TRUSTED_PROXIES": "127.0.0.1, 10.20.0.0/16"})
+    assert loaded.trusted_proxies == ("127.0.0.1/32", "10.20.0.0/16")
+    config = uvicorn_config(object(), loaded)
+    assert config.proxy_headers is True
+    assert config.forwarded_allow_ips == ["127.0.0.1/32", "10.20.0.0/16"]
+    for bad in ("*", "proxy.local", "10.0.0.1/8"):
+        with pytest.raises(ConfigError, match="VIOP_TRUSTED_PROXIES"):
+            load_settings({"VIOP_TRUSTED_PROXIES": bad})

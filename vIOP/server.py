@@ -171,7 +171,10 @@ def uvicorn_config(
         ws_ping_timeout=20,
         timeout_keep_alive=5,  # idle time between requests on a kept-alive connection
         timeout_graceful_shutdown=settings.shutdown_timeout_seconds,
-        proxy_headers=False,
+        # Behind a reverse proxy the peer is the proxy: only listed proxies' X-Forwarded-For is believed
+        # (login throttling and audit rows are per client address; docs/SCALING.md "Deployment").
+        proxy_headers=bool(settings.trusted_proxies),
+        forwarded_allow_ips=list(settings.trusted_proxies) or None,
         server_header=False,
     )
 

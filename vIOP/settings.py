@@ -48,6 +48,9 @@ class Settings:
     keys: str | None = None
     allowed_origins: tuple[str, ...] = ()
     public_url: str | None = None
+    # Reverse proxies (CIDRs) whose X-Forwarded-For / X-Forwarded-Proto are believed: the client address
+    # that login throttling and audit rows use. Empty: none (the peer's address is the client's).
+    trusted_proxies: tuple[str, ...] = ()
     log_level: str = "info"
     ws_max_message_bytes: int = 64 * 1024
     ice_servers: tuple[str, ...] = ()
@@ -318,6 +321,7 @@ _FIELDS: dict[str, _Field] = {
     "audit_checkpoint_file": _Field(_path),
     "allowed_origins": _Field(_list(_origin)),
     "public_url": _Field(_url(("http", "https"))),
+    "trusted_proxies": _Field(_list(_cidr)),
     "log_level": _Field(_log_level),
     "ws_max_message_bytes": _Field(_int_range(1024, 16 * 1024 * 1024)),
     "ice_servers": _Field(_list(_ice_server)),
