@@ -283,8 +283,9 @@ def done_when(
         "1.2x; before its first feedback the relay cannot know the cap)"
     )
     # Which seconds are the worst (a probe, a join, a step up that did not hold) is what tuning needs.
+    first = (link.first_offer or 0.0) + start.first_second["cap250"]
     print(
-        "  capped receiver, kbit/s offered each second: "
+        f"  capped receiver, kbit/s offered each second from {first:.1f} (monotonic, as the relay's decisions): "
         + " ".join(f"{8 * b / 1000:.0f}" for b in per_second)
     )
     keyframe_rates = {p.role: (p.video.keyframes_sent - start.keyframes[p.role]) / seconds for p in people}

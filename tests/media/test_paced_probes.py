@@ -164,3 +164,45 @@ def test_paced_probes_climb_by_the_gain_from_what_is_sent() -> None:
 
 def keys(allocation: Allocation) -> set[Hashable]:
     return set(allocation.forward)
+
+
+def paced_probe_under_way(subscriber: Subscriber) -> float:
+    """Run until a paced probe starts; the time it started."""
+    t = 30.0
+    run(subscriber, 0.0, t)
+    while t < 90:
+        allocation = subscriber.step(t)
+        if allocation.probe_octets and allocation.probe_bps < 200_000:
+            return t
+        t = round(t + TICK, 6)
+    raise AssertionError("no paced probe")
+
+
+def pool(allocator: VideoAllocator, at: float, loss: float) -> Allocation:
+    view = LinkView(
+        estimate_bps=300_000,
+        remb_bps=None,
+        audio_bps=AUDIO,
+        rtx_bps=0.0,
+        congested=False,
+        overloaded=False,
+        trusted=True,
+        loss_at=at,
+        loss=loss,
+        sent_bps=AUDIO,
+    )
+    return allocator.decide(at, view, CAMERAS)
+
+
+def test_a_paced_probe_fails_on_sustained_loss_not_on_one_lossy_report() -> None:
+    for losses, fails in (([0.025, 0.0, 0.0], False), ([0.06], True), ([0.025, 0.03], True)):
+        subscriber = Subscriber(Shaper(250_000))
+        started = paced_probe_under_way(subscriber)
+        allocator = subscriber.allocator
+        t = started + 1.0
+        stopped = False
+        for loss in losses:
+            stopped |= pool(allocator, t, loss).probe_stop
+            t += 0.5
+        failed = "failed" in (allocator.changes[-1] if allocator.changes else "")
+        assert (failed and stopped) == fails, (losses, list(allocator.changes)[-2:])
