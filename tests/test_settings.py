@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from vIOP.errors import ConfigError
-from vIOP.settings import Settings, describe, load_settings, split_host_port
+from vIOP.settings import MAX_WORKERS, Settings, available_cores, describe, load_settings, split_host_port
 
 
 def test_defaults_are_the_embedded_development_setup() -> None:
@@ -53,6 +53,11 @@ def test_environment_is_parsed_and_typed() -> None:
         ({"VIOP_NODE_ID": "node a"}, "VIOP_NODE_ID"),
         ({"VIOP_NODE_ID": "{room:x}"}, "VIOP_NODE_ID"),
         ({"VIOP_NODE_CAPACITY": "0"}, "VIOP_NODE_CAPACITY"),
+        ({"VIOP_WORKERS": "0"}, "VIOP_WORKERS"),
+        ({"VIOP_WORKERS": "-1"}, "VIOP_WORKERS"),
+        ({"VIOP_WORKERS": "65"}, "VIOP_WORKERS"),
+        ({"VIOP_WORKERS": "two"}, "VIOP_WORKERS"),
+        ({"VIOP_WORKERS": "2", "VIOP_NODE_ID": "n" * 63}, "VIOP_NODE_ID"),  # no room for "-2"
         ({"VIOP_NODE_HEARTBEAT_SECONDS": "5", "VIOP_NODE_TTL_SECONDS": "8"}, "VIOP_NODE_TTL_SECONDS"),
         (
             {
@@ -69,6 +74,12 @@ def test_invalid_values_name_the_setting(environ: dict[str, str], setting: str) 
         load_settings(environ=environ)
     assert info.value.setting == setting
     assert setting in info.value.message
+
+
+def test_workers_auto_is_one_per_available_core() -> None:
+    assert load_settings(environ={}).workers == 1  # the single process unless asked
+    assert load_settings(environ={"VIOP_WORKERS": "auto"}).workers == min(available_cores(), MAX_WORKERS)
+    assert load_settings(environ={"VIOP_WORKERS": " 3 "}).workers == 3
 
 
 def test_test_suite_variables_are_not_settings() -> None:
