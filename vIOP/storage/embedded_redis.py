@@ -126,9 +126,7 @@ class EmbeddedRedis:
                 start_new_session=True,
                 umask=PRIVATE_UMASK,  # AOF, RDB and log files are created 0600
                 # PDEATHSIG follows the creating *thread*: only safe from the main thread.
-                preexec_fn=die_with_parent
-                if threading.current_thread() is threading.main_thread()
-                else None,
+                preexec_fn=die_with_parent if threading.current_thread() is threading.main_thread() else None,
             )
         except OSError as exc:
             raise StartupError(f"cannot run redis-server at {binary}: {exc.strerror}") from None
