@@ -285,11 +285,12 @@ class Supervisor:
         log.info("workers stopped")
 
 
-def serve_workers(settings: Settings) -> int:
-    """``serve`` with ``settings.workers`` > 1: prepare the shared parts once, then supervise."""
+def serve_workers(settings: Settings, *, balanced: bool = sys.platform == "linux") -> int:
+    """``serve`` with ``settings.workers`` > 1: prepare the shared parts once, then supervise.
+    ``balanced``: a SO_REUSEPORT socket per worker (else one shared socket; bench/accept_spread.py)."""
     try:
         check_data_dir(settings.data_dir)
-        listener = Listener(settings.host, settings.port)
+        listener = Listener(settings.host, settings.port, balanced=balanced)
     except VIOPError as exc:
         print(f"vIOP: {exc.message}", file=sys.stderr)
         return 1
