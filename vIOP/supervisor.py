@@ -215,7 +215,8 @@ class Supervisor:
             if worker.ready is not None and worker.ready in woke:
                 try:
                     worker.serving = bool(worker.ready.recv())
-                    log.info("worker serving", extra={"worker": worker.number})
+                    pid = worker.process.pid if worker.process is not None else None
+                    log.info("worker serving", extra={"worker": worker.number, "pid": pid})
                 except (EOFError, OSError):
                     pass  # it is gone: its sentinel says so
                 worker.ready.close()
@@ -264,9 +265,20 @@ class Supervisor:
                 now = self.clock()
                 for worker in self.workers:
                     if not self.stopping and worker.restart_at is not None and worker.restart_at <= now:
-                        self._start(worker)
+                        self._restart(worker)
             self._stop_all()
         return 0
+
+    def _restart(self, worker: _Worker) -> None:
+        try:
+            self._start(worker)
+        except VIOPError as exc:  # e.g. its socket could not be bound: the others serve meanwhile
+            delay = worker.backoff.after_exit(0.0)
+            worker.restart_at = self.clock() + delay
+            log.warning(
+                "worker could not be restarted: trying again",
+                extra={"worker": worker.number, "reason": exc.message, "restart_seconds": delay},
+            )
 
     def _stop_all(self) -> None:
         """Wait for the workers to drain and exit (they got the signal); kill what outlives the bound."""

@@ -8,6 +8,7 @@ import asyncio
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -256,6 +257,18 @@ def test_sigterm_stops_every_worker_and_the_managed_redis_and_exits_0(supervised
     assert "Traceback" not in supervised.log_path.read_text()
     stopped = [line for line in supervised.log_lines() if line.get("msg") == "stopped"]
     assert len(stopped) == 2  # both workers drained and closed their services
+
+
+def test_a_sigkilled_supervisor_takes_its_workers_and_redis_with_it(supervised: Supervised) -> None:
+    """Nothing is left holding the port or the data folder (the kernel's parent-death signal)."""
+    left = [*supervised.children("multiprocessing.spawn"), *supervised.children("redis-server")]
+    assert len(left) == 3
+    supervised.process.kill()
+    supervised.process.wait(10)
+    _gone, alive = psutil.wait_procs(left, timeout=30)
+    assert alive == []
+    with socket.create_server(("127.0.0.1", supervised.port)):
+        pass  # the port is free again
 
 
 @pytest.mark.parametrize("count", ["0", "-1", "abc", str(MAX_WORKERS + 1)])
