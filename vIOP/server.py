@@ -36,9 +36,11 @@ from vIOP.storage.redis_cluster import clock_skew
 log = logging.getLogger("vIOP.server")
 
 
-def bind_socket(host: str, port: int, *, reuse_port: bool = False) -> socket.socket:
+def bind_socket(host: str, port: int, *, reuse_port: bool = False, listen: bool = True) -> socket.socket:
     """A listening socket, or StartupError saying what is wrong in one line. ``reuse_port``: one of a
-    group of sockets on the same port among which the kernel spreads connections (``serve --workers``)."""
+    group of sockets on the same port among which the kernel spreads connections (``serve --workers``).
+    ``listen=False``: bound only; it takes connections from when the server starts serving on it (asyncio
+    calls ``listen`` then), so none wait in its queue while its worker is still starting."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     # proto=IPPROTO_TCP matters: asyncio sets TCP_NODELAY on accepted sockets only when the listening
     # socket says TCP. Without it Nagle + delayed ACK held every second write of a keep-alive response
@@ -65,7 +67,8 @@ def bind_socket(host: str, port: int, *, reuse_port: bool = False) -> socket.soc
     except socket.gaierror:
         sock.close()
         raise StartupError(f"cannot listen on {host}: unknown host (try --host 127.0.0.1)") from None
-    sock.listen(2048)
+    if listen:
+        sock.listen(2048)
     sock.setblocking(False)
     return sock
 

@@ -1,8 +1,8 @@
 """``python -m vIOP serve --workers N``: N node processes on one public port, supervised.
 
 On Linux each worker accepts on its own SO_REUSEPORT socket of the port, bound by the supervisor when it
-starts the worker, and the kernel spreads new connections evenly over the live workers' sockets (a dead
-worker's socket closes with it, so nothing waits for it). Elsewhere the workers share one socket the
+starts the worker and listening from the moment the worker serves, and the kernel spreads new connections
+evenly over the serving workers' sockets (a dead worker's socket closes with it, so nothing waits for it). Elsewhere the workers share one socket the
 supervisor bound, as uvicorn's ``--workers`` does; measured here, an idle set of workers sharing one socket
 let one of them accept every connection (docs/SCALING.md, "Several workers on one machine"). Before any
 worker starts, the supervisor starts the embedded default once (the managed
@@ -65,7 +65,9 @@ class Listener:
     def for_worker(self) -> socket.socket:
         if self.shared is not None:
             return self.shared
-        return bind_socket(self.host, self.port, reuse_port=True)
+        # Bound, not listening: the kernel hashes no connection to it until its worker serves (uvicorn's
+        # start calls listen), so nobody waits on a worker that is still starting.
+        return bind_socket(self.host, self.port, reuse_port=True, listen=False)
 
     def started(self, sock: socket.socket) -> None:
         """The worker holds its own copy now: ours would keep a dead worker's socket (and the connections
