@@ -156,7 +156,8 @@ async def test_a_four_person_room_works_whichever_worker_accepts_each_socket(
 ) -> None:
     """One port, two workers (two nodes on the supervisor's redis-server): the four sockets land on both
     workers (the kernel spreads them; a participant is reconnected until both workers hold one), and
-    everyone decodes everyone's audio and video."""
+    everyone decodes everyone's audio and video. A second room's media goes to the other worker and works
+    too (each worker's media, on its own ephemeral UDP ports, is reachable)."""
     workers = supervised.worker_pids()
     assert len(workers) == 2
     nodes = await live_node_ids(shared_redis, 2)
@@ -208,6 +209,33 @@ async def test_a_four_person_room_works_whichever_worker_accepts_each_socket(
                     continue
                 for kind in ("audio", "video"):
                     await viewer.wait_frames(publisher.participant_id, kind, at_least=10, within=30)
+
+        # A second room goes to the other worker (placement by load): its media address is reachable too.
+        second = (await api.http.post("/api/v1/rooms", json={"kind": "group", "title": "Second"},
+                                      headers=headers)).json()  # fmt: skip
+        invite = (await api.http.post(f"/api/v1/rooms/{second['id']}/invites", json={"display_name": "Ana"},
+                                      headers=headers)).json()  # fmt: skip
+        host2 = RoomClient(
+            api.ticket_source(token, second["id"]), origin=supervised.base_url, tracks=media_tracks
+        )
+        ana = RoomClient(
+            api.ticket_source(invite["invite_token"], second["id"]),
+            origin=supervised.base_url,
+            tracks=media_tracks,
+        )
+        people += [host2, ana]
+        await host2.join()
+        await host2.start_media()
+        await ana.join()
+        await ana.wait_message(m.Waiting)
+        await host2.send(m.Admit(participant_id=ana.participant_id))
+        await ana.wait_message(m.Admitted)
+        await ana.start_media()
+        lease2 = await RedisRoomLeases(shared_redis).current(RoomId(second["id"]))
+        assert lease2 is not None and {lease.node_id, lease2.node_id} == nodes
+        for viewer, publisher in ((host2, ana), (ana, host2)):
+            for kind in ("audio", "video"):
+                await viewer.wait_frames(publisher.participant_id, kind, at_least=10, within=30)
     finally:
         for person in people:
             await person.close()
