@@ -274,11 +274,17 @@ async def test_a_sigkilled_worker_is_restarted_and_the_port_keeps_answering(
     assert answered > 1
 
 
-def test_sigterm_stops_every_worker_and_the_managed_redis_and_exits_0(supervised: Supervised) -> None:
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT])
+def test_sigterm_stops_every_worker_and_the_managed_redis_and_exits_0(
+    supervised: Supervised, stop: signal.Signals
+) -> None:
+    """SIGTERM (an orchestrator) or SIGINT (Ctrl-C, which reaches the supervisor alone: workers have their
+    own process group) is forwarded once; every worker drains and stops, then the redis-server."""
     workers = supervised.children("multiprocessing.spawn")
     redis_servers = supervised.children("redis-server")
     assert len(workers) == 2 and len(redis_servers) == 1  # one redis-server for both workers
-    supervised.process.send_signal(signal.SIGTERM)
+    assert {os.getpgid(w.pid) for w in workers} == {w.pid for w in workers}
+    supervised.process.send_signal(stop)
     assert supervised.process.wait(40) == 0
     _gone, alive = psutil.wait_procs([*workers, *redis_servers], timeout=10)
     assert alive == []
