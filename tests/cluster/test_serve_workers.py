@@ -274,6 +274,38 @@ async def test_a_sigkilled_worker_is_restarted_and_the_port_keeps_answering(
     assert answered > 1
 
 
+async def test_a_restarting_worker_takes_no_connection_until_it_serves(supervised: Supervised) -> None:
+    """The replacement of a SIGKILLed worker is held (SIGSTOP) while it starts: its socket of the port is
+    bound but not listening, so every new connection goes to the live worker and is answered. (A first
+    version listened at once: the kernel queued about half the connections for the starting worker.)"""
+    before = supervised.worker_pids()
+    os.kill(min(before), signal.SIGKILL)
+    deadline = time.monotonic() + 20
+    while not (fresh := supervised.worker_pids() - before):
+        assert time.monotonic() < deadline, "no replacement started"
+        await asyncio.sleep(0.02)
+    (starting,) = fresh
+    os.kill(starting, signal.SIGSTOP)  # caught within tens of ms; its start takes over a second
+    try:
+        states = {
+            c.status
+            for c in psutil.Process(starting).net_connections("tcp")
+            if c.laddr.port == supervised.port
+        }
+        assert psutil.CONN_LISTEN not in states, states  # bound (a bound-only socket is not even listed)
+        async with httpx.AsyncClient(base_url=supervised.base_url, timeout=5) as http:
+            for _ in range(30):  # new connections, spread by the kernel over the listening sockets only
+                response = await http.get("/readyz", headers={"Connection": "close"})
+                assert response.status_code == 200
+    finally:
+        os.kill(starting, signal.SIGCONT)
+    await asyncio.to_thread(supervised.wait_serving, 3)  # then it starts: 2 workers at first, 1 restart
+    states = {
+        c.status for c in psutil.Process(starting).net_connections("tcp") if c.laddr.port == supervised.port
+    }
+    assert psutil.CONN_LISTEN in states
+
+
 @pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT])
 def test_sigterm_stops_every_worker_and_the_managed_redis_and_exits_0(
     supervised: Supervised, stop: signal.Signals
