@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from vIOP.errors import ConfigError
-from vIOP.settings import MAX_WORKERS, Settings, available_cores, describe, load_settings, split_host_port
+from vIOP.settings import Settings, describe, load_settings, split_host_port
 
 
 def test_defaults_are_the_embedded_development_setup() -> None:
@@ -74,12 +74,6 @@ def test_invalid_values_name_the_setting(environ: dict[str, str], setting: str) 
         load_settings(environ=environ)
     assert info.value.setting == setting
     assert setting in info.value.message
-
-
-def test_workers_auto_is_one_per_available_core() -> None:
-    assert load_settings(environ={}).workers == 1  # the single process unless asked
-    assert load_settings(environ={"VIOP_WORKERS": "auto"}).workers == min(available_cores(), MAX_WORKERS)
-    assert load_settings(environ={"VIOP_WORKERS": " 3 "}).workers == 3
 
 
 def test_test_suite_variables_are_not_settings() -> None:

@@ -26,7 +26,7 @@ from tests.cluster.test_signaling_on_any_node import NODE_SETTINGS, media_tracks
 from tests.support import free_port
 from vIOP.client.session import HttpApi, RoomClient
 from vIOP.ids import RoomId
-from vIOP.settings import MAX_WORKERS
+from vIOP.settings import MAX_WORKERS, available_cores, load_settings
 from vIOP.signaling import messages as m
 from vIOP.storage.redis_cluster import RedisNodeRegistry, RedisRoomLeases
 from vIOP.supervisor import RestartBackoff
@@ -355,6 +355,12 @@ def test_a_first_worker_that_cannot_start_stops_the_supervisor_with_its_line(tmp
     plain = [line for line in result.stderr.splitlines() if not line.startswith("{")]
     assert plain == ["vIOP: Redis is unreachable at VIOP_REDIS_URL: start Redis or fix VIOP_REDIS_URL"]
     assert result.stderr.count('"msg": "worker started"') == 1  # the second was never started
+
+
+def test_workers_auto_is_one_per_available_core() -> None:
+    assert load_settings(environ={}).workers == 1  # the single process unless asked
+    assert load_settings(environ={"VIOP_WORKERS": "auto"}).workers == min(available_cores(), MAX_WORKERS)
+    assert load_settings(environ={"VIOP_WORKERS": " 3 "}).workers == 3
 
 
 def test_restart_backoff_doubles_for_a_crash_loop_up_to_its_bound_and_resets_after_a_healthy_run() -> None:
