@@ -54,6 +54,11 @@ def test_environment_is_parsed_and_typed() -> None:
         ({"VIOP_NODE_ID": "node a"}, "VIOP_NODE_ID"),
         ({"VIOP_NODE_ID": "{room:x}"}, "VIOP_NODE_ID"),
         ({"VIOP_NODE_CAPACITY": "0"}, "VIOP_NODE_CAPACITY"),
+        ({"VIOP_WORKERS": "0"}, "VIOP_WORKERS"),
+        ({"VIOP_WORKERS": "-1"}, "VIOP_WORKERS"),
+        ({"VIOP_WORKERS": "65"}, "VIOP_WORKERS"),
+        ({"VIOP_WORKERS": "two"}, "VIOP_WORKERS"),
+        ({"VIOP_WORKERS": "2", "VIOP_NODE_ID": "n" * 63}, "VIOP_NODE_ID"),  # no room for "-2"
         ({"VIOP_NODE_HEARTBEAT_SECONDS": "5", "VIOP_NODE_TTL_SECONDS": "8"}, "VIOP_NODE_TTL_SECONDS"),
         (
             {

@@ -100,6 +100,9 @@ ALLOWED_EXTRA: Final = frozenset(
         "dependency",
         "reason",
         "node_id",
+        "worker",  # serve --workers: a worker's number, its exit status, the wait before its restart
+        "exit_code",
+        "restart_seconds",
     }
 )
 

@@ -16,7 +16,8 @@ import signal
 import socket
 import sys
 import time
-from collections.abc import Generator
+from collections.abc import Callable, Generator
+from multiprocessing.connection import Connection
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -27,19 +28,27 @@ from sqlalchemy import text
 from vIOP.app import Services, close_services, create_app, open_services
 from vIOP.errors import StartupError, VIOPError
 from vIOP.http_protocol import MAX_HEADER_BYTES, REQUEST_DEADLINE_SECONDS, guarded_protocol
+from vIOP.logging import configure_logging
 from vIOP.settings import Settings
+from vIOP.storage.embedded_redis import die_with_parent
 from vIOP.storage.redis_cluster import clock_skew
 
 log = logging.getLogger("vIOP.server")
 
 
-def bind_socket(host: str, port: int) -> socket.socket:
+def bind_socket(host: str, port: int, *, reuse_port: bool = False, listen: bool = True) -> socket.socket:
+    """A listening socket, or StartupError saying what is wrong in one line. ``reuse_port``: one of a
+    group of sockets on the same port among which the kernel spreads connections (``serve --workers``).
+    ``listen=False``: bound only; it takes connections from when the server starts serving on it (asyncio
+    calls ``listen`` then), so none wait in its queue while its worker is still starting."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     # proto=IPPROTO_TCP matters: asyncio sets TCP_NODELAY on accepted sockets only when the listening
     # socket says TCP. Without it Nagle + delayed ACK held every second write of a keep-alive response
     # (or of a burst of WebSocket frames) for 40 ms: measured 48 ms per /healthz with keep-alive, 1 ms with.
     sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if reuse_port:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     try:
         sock.bind((host, port))
     except OSError as exc:
@@ -58,7 +67,8 @@ def bind_socket(host: str, port: int) -> socket.socket:
     except socket.gaierror:
         sock.close()
         raise StartupError(f"cannot listen on {host}: unknown host (try --host 127.0.0.1)") from None
-    sock.listen(2048)
+    if listen:
+        sock.listen(2048)
     sock.setblocking(False)
     return sock
 
@@ -79,9 +89,17 @@ class VIOPServer(uvicorn.Server):
     """uvicorn, plus our drain step before it closes connections (so WebSockets get 1001, not 1012),
     and without uvicorn's re-raise of the caught signal (it would kill us before Redis is stopped)."""
 
-    def __init__(self, config: uvicorn.Config, services: Services) -> None:
+    def __init__(
+        self, config: uvicorn.Config, services: Services, on_started: Callable[[], None] | None = None
+    ) -> None:
         super().__init__(config)
         self.services = services
+        self.on_started = on_started  # a worker tells its supervisor it serves (vIOP/supervisor.py)
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        if self.started and not self.should_exit and self.on_started is not None:
+            self.on_started()
 
     @contextlib.contextmanager
     def capture_signals(self) -> Generator[None, None, None]:
@@ -191,14 +209,20 @@ def tune_gc() -> None:
     gc.set_threshold(*GC_THRESHOLDS)
 
 
-async def _serve(settings: Settings, sock: socket.socket) -> None:
+async def _serve(
+    settings: Settings, sock: socket.socket, on_started: Callable[[], None] | None = None
+) -> None:
     services = await _preflight(settings)
     app = create_app(settings, services=services)
     config = uvicorn_config(app, settings)
     tune_gc()
-    server = VIOPServer(config, services)
+    server = VIOPServer(config, services, on_started)
+    node_id = services.node.node_id if services.node is not None else None
     try:
-        log.info("serving", extra={"host": settings.host, "port": settings.port, "pid": os.getpid()})
+        log.info(
+            "serving",
+            extra={"host": settings.host, "port": settings.port, "pid": os.getpid(), "node_id": node_id},
+        )
         await server.serve(sockets=[sock])
     finally:
         await close_services(services)
@@ -219,3 +243,23 @@ def serve(settings: Settings) -> int:
     finally:
         sock.close()
     return 0
+
+
+def serve_worker(settings: Settings, sock: socket.socket, supervisor_pid: int, ready: Connection) -> None:
+    """One worker of ``serve --workers N``, in a process spawned by :mod:`vIOP.supervisor`: a whole node
+    (its own node id, Redis pool and relay) serving the supervisor's listening socket, shared with the
+    other workers. ``settings`` name the supervisor's Redis and database; it sends ``True`` on ``ready``
+    once it serves. Exit status 0 after a stop, 1 after a start-up failure (one line on stderr)."""
+    # Its own process group: a terminal's Ctrl-C reaches the supervisor alone, which forwards it once.
+    os.setpgid(0, 0)
+    die_with_parent()  # a SIGKILLed supervisor must not leave workers holding the port
+    if os.getppid() != supervisor_pid:  # it died before the line above took effect
+        sys.exit(1)
+    configure_logging(settings.log_level)
+    try:
+        asyncio.run(_serve(settings, sock, on_started=lambda: ready.send(True)))
+    except VIOPError as exc:
+        print(f"vIOP: {exc.message}", file=sys.stderr)
+        sys.exit(1)
+    finally:
+        sock.close()

@@ -84,6 +84,8 @@ class Settings:
     node_heartbeat_seconds: int = 2
     node_ttl_seconds: int = 6  # a node silent this long is dead
     room_lease_seconds: int = 10  # a room's media lease lives this long without a renewal
+    # Node processes `serve` runs on its one port (vIOP/supervisor.py); 1: the single process, no supervisor.
+    workers: int = 1
     # --- webhooks (issue 16, docs/PROGRAM.md "Webhooks") ---
     # Receivers on loopback or private addresses: unset, allowed in development, refused in production.
     webhook_allow_private: bool | None = None
@@ -299,6 +301,31 @@ def _node_id(raw: str) -> str:
     return value
 
 
+MAX_WORKERS = 64  # a sane bound: each worker is a whole server process (~100 MB, its own Redis pool)
+
+
+def available_cores() -> int:
+    """Cores this process may run on (its CPU affinity: a container's share, not the host's count)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def parse_workers(raw: str) -> int:
+    """``auto`` (one per available core, at most MAX_WORKERS) or a whole number from 1 to MAX_WORKERS."""
+    value = raw.strip().lower()
+    if value == "auto":
+        return min(available_cores(), MAX_WORKERS)
+    try:
+        count = int(value)
+    except ValueError:
+        raise ValueError(f"{raw.strip()!r} is not a number: give 1 to {MAX_WORKERS}, or auto") from None
+    if not 1 <= count <= MAX_WORKERS:
+        raise ValueError(f"{count} is out of range: give 1 to {MAX_WORKERS}, or auto (one per core)")
+    return count
+
+
 @dataclass(frozen=True, slots=True)
 class _Field:
     parse: Callable[[str], Any]
@@ -351,6 +378,7 @@ _FIELDS: dict[str, _Field] = {
     "node_heartbeat_seconds": _Field(_int_range(1, 60)),
     "node_ttl_seconds": _Field(_int_range(2, 600)),
     "room_lease_seconds": _Field(_int_range(2, 3600)),
+    "workers": _Field(parse_workers),
     "webhook_allow_private": _Field(_bool),
     "webhook_timeout_seconds": _Field(_int_range(1, 120)),
     "webhook_concurrency": _Field(_int_range(1, 256)),
@@ -420,6 +448,11 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: str) ->
     return settings
 
 
+def worker_node_id(node_id: str, worker: int) -> str:
+    """The node id of worker ``worker`` (1-based) when ``VIOP_NODE_ID`` names the whole server."""
+    return f"{node_id}-{worker}"
+
+
 def _setting_name(key: str, where: str) -> str:
     return f"VIOP_{key.upper()}" if where in ("env", "command line") else f"{key} ({where})"
 
@@ -438,6 +471,8 @@ def _check_consistency(s: Settings) -> None:
             "VIOP_ROOM_LEASE_SECONDS",
             "must be at least twice VIOP_NODE_HEARTBEAT_SECONDS (leases are renewed once per heartbeat)",
         )
+    if s.workers > 1 and s.node_id is not None and not valid_node_id(worker_node_id(s.node_id, s.workers)):
+        raise ConfigError("VIOP_NODE_ID", "too long for several workers (each adds -<worker number>)")
     if s.token_lifetime_seconds < s.token_idle_seconds:
         raise ConfigError("VIOP_TOKEN_LIFETIME_SECONDS", "must be at least VIOP_TOKEN_IDLE_SECONDS")
     _check_redis(s)

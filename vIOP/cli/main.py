@@ -15,7 +15,7 @@ from types import ModuleType
 from vIOP.cli import attendance, compliance, nodes, storage, tracks, users, webhooks
 from vIOP.errors import ConfigError, VIOPError
 from vIOP.logging import configure_logging
-from vIOP.settings import Settings, describe, load_settings
+from vIOP.settings import MAX_WORKERS, Settings, describe, load_settings, parse_workers
 
 # Subcommand groups: (module, add_parser function, run function).
 _GROUPS: tuple[tuple[ModuleType, str, str], ...] = (
@@ -45,10 +45,22 @@ def _port(raw: str) -> str:
     return str(value)
 
 
+def _workers(raw: str) -> str:
+    try:
+        parse_workers(raw)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"invalid worker count: {exc}") from None
+    return raw
+
+
 def _cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
+    configure_logging(settings.log_level)
+    if settings.workers > 1:
+        from vIOP.supervisor import serve_workers
+
+        return serve_workers(settings)
     from vIOP.server import serve
 
-    configure_logging(settings.log_level)
     return serve(settings)
 
 
@@ -68,6 +80,11 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Callable[..., int
     serve = sub.add_parser("serve", help="run the server")
     serve.add_argument("--host", help="address to listen on (default 127.0.0.1)")
     serve.add_argument("--port", type=_port, help="port to listen on (default 8000)")
+    serve.add_argument(
+        "--workers",
+        type=_workers,
+        help=f"server processes sharing the port, supervised (default 1; auto: one per core; at most {MAX_WORKERS})",
+    )
     handlers["serve"] = _cmd_serve
 
     sub.add_parser("config", help="print the effective configuration, secrets masked")
@@ -83,7 +100,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Callable[..., int
 def main(argv: Sequence[str] | None = None) -> int:
     parser, handlers = build_parser()
     args = parser.parse_args(argv)
-    overrides = {k: v for k in ("host", "port") if (v := getattr(args, k, None)) is not None}
+    overrides = {k: v for k in ("host", "port", "workers") if (v := getattr(args, k, None)) is not None}
     try:
         settings = load_settings(**overrides)
     except ConfigError as exc:

@@ -52,8 +52,9 @@ def restrict_files(directory: Path) -> None:
         path.chmod(0o700 if path.is_dir() else 0o600)
 
 
-def _die_with_parent() -> None:
-    """Runs in the child before exec: if the app is SIGKILLed, the kernel stops Redis too (Linux)."""
+def die_with_parent() -> None:
+    """Runs in a child (before exec, or first in a `serve` worker): when its parent dies, even SIGKILLed,
+    the kernel sends it SIGTERM (Linux), so no redis-server or worker outlives the process that owns it."""
     try:
         pr_set_pdeathsig = 1
         ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
@@ -125,9 +126,7 @@ class EmbeddedRedis:
                 start_new_session=True,
                 umask=PRIVATE_UMASK,  # AOF, RDB and log files are created 0600
                 # PDEATHSIG follows the creating *thread*: only safe from the main thread.
-                preexec_fn=_die_with_parent
-                if threading.current_thread() is threading.main_thread()
-                else None,
+                preexec_fn=die_with_parent if threading.current_thread() is threading.main_thread() else None,
             )
         except OSError as exc:
             raise StartupError(f"cannot run redis-server at {binary}: {exc.strerror}") from None
