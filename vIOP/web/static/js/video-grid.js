@@ -289,10 +289,15 @@ export class VideoGrid {
     if (entry.hand) badges.push(["✋ Hand raised", "warn"]);
     if (entry.audio_only) badges.push(["Audio only", ""]);
     if (reconnecting) badges.push(["Reconnecting…", "warn"]);
+    // In a private breakout the reader is not part of: their media to this group has stopped, so the tile
+    // says so instead of showing a frozen last frame.
+    const steppedOut = Boolean(entry.stepped_out) && !tile.self;
+    if (steppedOut) badges.push(["Stepped out", "info"]);
     if (entry.participant_id === this.sharer) badges.push(["Sharing screen", "info"]);
     tile.badges.replaceChildren(...badges.map(([text, cls]) => el("span", { class: `badge ${cls}`.trim() }, text)));
     tile.item.classList.toggle("reconnecting", reconnecting);
-    tile.item.dataset.state = reconnecting ? "reconnecting" : "live";
+    tile.item.classList.toggle("stepped-out", steppedOut);
+    tile.item.dataset.state = reconnecting ? "reconnecting" : steppedOut ? "stepped_out" : "live";
     if (entry.participant_id === this.sharer) tile.item.dataset.sharing = "true";
     else delete tile.item.dataset.sharing;
   }
