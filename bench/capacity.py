@@ -1,16 +1,18 @@
 """Benchmark: how many concurrent 13-person groups W worker nodes carry at full frame rate.
 
-    .venv/bin/python bench/capacity.py --workers W [--groups 1,2,3,4] [--group-size 13] [--fps 15]
+    .venv/bin/python bench/capacity.py --workers W [--groups 1,2,3,4] [--group-size 13] [--per-process 13]
+                                       [--fps 15] [--width 640 --height 360 --bitrate 500000]
                                        [--warmup 5] [--seconds 20] [--hold 0.95] [--max-seconds 900]
 
 What runs, all on loopback:
 - one real redis-server (unix socket) and one SQLite database, shared by W ``python -m vIOP serve``
   processes, each its own node (``VIOP_NODE_ID`` ``worker-<i>``) on its own port (:func:`start_workers`:
   the one function to change for ``serve --workers W`` on one port);
-- groups of ``--group-size`` people (a clinician host and invited guests, admitted by the host), each group
-  in its own client process (``bench/capacity_group.py``); every participant publishes 640x360 VP8 at
-  ``--fps`` and Opus, encoded once here and replayed by the clients (no encoder runs in a client), and
-  counts the frames it receives without decoding them. Participant sockets go to the workers round-robin
+- groups of ``--group-size`` people (a clinician host and invited guests, admitted by the host), in client
+  processes of ``--per-process`` participants (``bench/capacity_group.py``); every participant publishes
+  VP8 (``--width`` x ``--height`` at ``--fps`` and ``--bitrate``; default 640x360, 15 fps, 500 kbit/s)
+  and Opus, encoded once here and replayed by the clients (no encoder runs in a client), and counts the
+  frames it receives without decoding them. Participant sockets go to the workers round-robin
   (as a load balancer would spread them); each room's media is placed by the real placement (room leases
   in Redis, ``vIOP.cluster``), and the report reads where every room went from its lease;
 - a sweep: for each K in ``--groups`` the groups are added (the ones already running keep running), then
@@ -33,6 +35,7 @@ import json
 import os
 import platform
 import shlex
+import shutil
 import signal
 import statistics
 import sys
@@ -158,7 +161,9 @@ class Worker:
 
 
 @contextlib.contextmanager
-def start_workers(count: int, folder: Path, redis_url: str) -> Iterator[list[Worker]]:
+def start_workers(
+    count: int, folder: Path, redis_url: str, keep_logs: Path | None = None, log_level: str = "warning"
+) -> Iterator[list[Worker]]:
     """W nodes as W ``python -m vIOP serve`` processes on one Redis and one SQLite, each on its own port.
 
     The one place to change for ``python -m vIOP serve --workers W`` (one supervisor, one port): start it
@@ -170,7 +175,7 @@ def start_workers(count: int, folder: Path, redis_url: str) -> Iterator[list[Wor
         ServerProcess(
             data_dir,
             redis_url=redis_url,
-            settings={"ice_host_addresses": "127.0.0.1", "node_id": f"worker-{i}"},
+            settings={"ice_host_addresses": "127.0.0.1", "node_id": f"worker-{i}", "log_level": log_level},
             log_name=f"worker-{i}.log",
         )
         for i in range(count)
@@ -184,6 +189,9 @@ def start_workers(count: int, folder: Path, redis_url: str) -> Iterator[list[Wor
         for server in servers:
             with contextlib.suppress(Exception):
                 server.stop(timeout=15)
+            if keep_logs is not None and server.log_path.exists():
+                keep_logs.mkdir(parents=True, exist_ok=True)
+                shutil.copy(server.log_path, keep_logs / server.log_path.name)
 
 
 class ClientProcess:
@@ -309,6 +317,7 @@ class Step:
     audio_fps_median: float
     streams_not_flowing_at_ready: int
     audio_only_notices: dict[str, int]  # `audio_only on` messages the participants got so far, by reason
+    connections_at_end: dict[str, int]  # participants per peer connection state at the window's end
     held: bool
     notes: list[str] = field(default_factory=list)
 
@@ -329,6 +338,7 @@ def summarise_step(
     clients = 0.0
     processes = [(group, process) for group in groups for process in group.processes]
     notices: dict[str, int] = {}
+    connections: dict[str, int] = {}
     for (group, process), before, after in zip(processes, a.clients, b.clients, strict=True):
         own = after["t"] - before["t"]  # the client's own reading times for its counters
         everyone = group.participants
@@ -337,6 +347,8 @@ def summarise_step(
         clients += after["cpu"] - before["cpu"]
         for reason in after["audio_only"]:
             notices[reason] = notices.get(reason, 0) + 1
+        for state, n in after["connections"].items():
+            connections[state] = connections.get(state, 0) + n
     fps = summarise_fps(video)
     busy = (b.machine[0] - a.machine[0]) / max(1.0, b.machine[1] - a.machine[1])
     return Step(
@@ -354,6 +366,7 @@ def summarise_step(
         audio_fps_median=round(statistics.median(audio.values()), 1) if audio else 0.0,
         streams_not_flowing_at_ready=sum(p.missing for _, p in processes),
         audio_only_notices=notices,
+        connections_at_end=connections,
         held=holds(fps, args.fps, args.hold),
     )
 
@@ -390,6 +403,7 @@ def print_step(step: Step) -> None:
     print(f"    worker CPU: {cpu}; redis {step.redis_cpu_pct} %; clients {step.clients_cpu_pct} %; "
           f"machine busy {step.machine_busy_pct} % of all cores", flush=True)  # fmt: skip
     print(f"    placement: {rooms}; node records {step.registry}", flush=True)
+    print(f"    peer connections at the window's end: {step.connections_at_end}", flush=True)
     if step.streams_not_flowing_at_ready or step.audio_only_notices:
         print(
             f"    streams without video when the groups were ready: {step.streams_not_flowing_at_ready}; "
@@ -439,7 +453,9 @@ async def sweep(
     clips.write_text(
         json.dumps(
             {
-                "video": clip_to_json(encode_video_clip(640, 360, args.fps, 4.0)),
+                "video": clip_to_json(
+                    encode_video_clip(args.width, args.height, args.fps, 4.0, bitrate=args.bitrate)
+                ),
                 "audio": clip_to_json(encode_opus_clip(4.0)),
             }
         )
@@ -476,6 +492,8 @@ async def sweep(
         "workers": len(workers),
         "group_size": args.group_size,
         "fps": args.fps,
+        "video": f"{args.width}x{args.height} VP8 at {args.bitrate // 1000} kbit/s",
+        "per_process": args.per_process,
         "hold": args.hold,
         "bound_groups": bound([(s.groups, s.held) for s in steps]),
         "steps": [asdict(s) for s in steps],
@@ -489,7 +507,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         (folder / "redis").mkdir()
         redis.start()
         try:
-            with start_workers(args.workers, folder, redis.url) as workers:
+            with start_workers(args.workers, folder, redis.url, args.keep_logs, args.log_level) as workers:
                 return asyncio.run(asyncio.wait_for(sweep(args, folder, workers, redis), args.max_seconds))
         finally:
             redis.stop()
@@ -531,6 +549,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="participants per client process (the host in a group's first)",
     )
     parser.add_argument("--fps", type=int, default=15, help="the source's video frame rate")
+    parser.add_argument("--width", type=int, default=640)
+    parser.add_argument("--height", type=int, default=360)
+    parser.add_argument("--bitrate", type=int, default=500_000, help="the video clip's target, bit/s")
     parser.add_argument("--warmup", type=float, default=5.0)
     parser.add_argument("--seconds", type=float, default=20.0, help="measurement window per K")
     parser.add_argument(
@@ -539,6 +560,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--keep-going", action="store_true", help="measure every K even after one fails")
     parser.add_argument("--max-seconds", type=float, default=900.0)
     parser.add_argument("--json", help="also write the figures to this file")
+    parser.add_argument("--keep-logs", type=Path, help="copy the workers' logs into this folder at the end")
+    parser.add_argument("--log-level", default="warning", help="the workers' VIOP_LOG_LEVEL")
     args = parser.parse_args(argv)
     if (
         args.workers < 1

@@ -11,8 +11,9 @@ chosen by the caller: a round-robin load balancer's choice), publishing the pre-
 Protocol on stdout, one JSON line each: ``{"event": "ready", ...}`` once every participant receives video
 from everyone else in the group (or the join deadline passed: ``missing`` says how many streams never
 came); then, for every ``snapshot`` line on stdin, ``{"event": "snapshot", "t", "cpu", "video", "audio",
-"audio_only"}`` (frame counts per receiver and publisher so far; ``t`` on the system-wide monotonic clock,
-``cpu`` this process's CPU seconds). ``quit`` or the end of stdin closes everything and exits; so does
+"connections", "audio_only"}`` (frame counts per receiver and publisher so far; ``t`` on the system-wide
+monotonic clock, ``cpu`` this process's CPU seconds; participants per peer connection state; the reasons
+of the ``audio_only`` notices received so far). ``quit`` or the end of stdin closes everything and exits; so does
 ``max_seconds`` from the configuration.
 """
 
@@ -92,6 +93,17 @@ def counts(people: Sequence[RoomClient], kind: str) -> dict[str, dict[str, int]]
     return out
 
 
+def states(people: Sequence[RoomClient]) -> dict[str, int]:
+    """How many participants' peer connections are in each state, and how many sockets closed."""
+    out: dict[str, int] = {}
+    for person in people:
+        state = person.media.pc.connectionState if person.media is not None else "none"
+        if person.closed is not None:
+            state = f"socket closed {person.closed.close_code}"
+        out[state] = out.get(state, 0) + 1
+    return out
+
+
 async def run(config: dict[str, Any], commands: asyncio.Queue[str]) -> None:
     clips = json.loads(Path(config["clips"]).read_text())
     audio, video = clip_from_json(clips["audio"]), clip_from_json(clips["video"])
@@ -140,6 +152,7 @@ async def run(config: dict[str, Any], commands: asyncio.Queue[str]) -> None:
                     cpu=time.process_time(),
                     video=counts(people, "video"),
                     audio=counts(people, "audio"),
+                    connections=states(people),
                     audio_only=[
                         str(x.reason)
                         for p in people
