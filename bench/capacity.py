@@ -318,6 +318,7 @@ class Step:
     streams_not_flowing_at_ready: int
     audio_only_notices: dict[str, int]  # `audio_only on` messages the participants got so far, by reason
     connections_at_end: dict[str, int]  # participants per peer connection state at the window's end
+    client_consent_expired: int  # client ICE connections closed for lack of consent (aioice), so far
     held: bool
     notes: list[str] = field(default_factory=list)
 
@@ -367,6 +368,7 @@ def summarise_step(
         streams_not_flowing_at_ready=sum(p.missing for _, p in processes),
         audio_only_notices=notices,
         connections_at_end=connections,
+        client_consent_expired=sum(int(s["consent_expired"]) for s in b.clients),
         held=holds(fps, args.fps, args.hold),
     )
 
@@ -403,7 +405,11 @@ def print_step(step: Step) -> None:
     print(f"    worker CPU: {cpu}; redis {step.redis_cpu_pct} %; clients {step.clients_cpu_pct} %; "
           f"machine busy {step.machine_busy_pct} % of all cores", flush=True)  # fmt: skip
     print(f"    placement: {rooms}; node records {step.registry}", flush=True)
-    print(f"    peer connections at the window's end: {step.connections_at_end}", flush=True)
+    print(
+        f"    peer connections at the window's end: {step.connections_at_end}; "
+        f"client ICE consent expired: {step.client_consent_expired}",
+        flush=True,
+    )
     if step.streams_not_flowing_at_ready or step.audio_only_notices:
         print(
             f"    streams without video when the groups were ready: {step.streams_not_flowing_at_ready}; "

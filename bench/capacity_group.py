@@ -11,9 +11,9 @@ chosen by the caller: a round-robin load balancer's choice), publishing the pre-
 Protocol on stdout, one JSON line each: ``{"event": "ready", ...}`` once every participant receives video
 from everyone else in the group (or the join deadline passed: ``missing`` says how many streams never
 came); then, for every ``snapshot`` line on stdin, ``{"event": "snapshot", "t", "cpu", "video", "audio",
-"connections", "audio_only"}`` (frame counts per receiver and publisher so far; ``t`` on the system-wide
-monotonic clock, ``cpu`` this process's CPU seconds; participants per peer connection state; the reasons
-of the ``audio_only`` notices received so far). ``quit`` or the end of stdin closes everything and exits; so does
+"connections", "consent_expired", "audio_only"}`` (frame counts per receiver and publisher so far; ``t`` on the system-wide
+monotonic clock, ``cpu`` this process's CPU seconds; participants per peer connection state; ICE
+connections closed for lack of consent; the reasons of the ``audio_only`` notices received so far). ``quit`` or the end of stdin closes everything and exits; so does
 ``max_seconds`` from the configuration.
 """
 
@@ -24,6 +24,7 @@ import base64
 import contextlib
 import fractions
 import json
+import logging
 import sys
 import threading
 import time
@@ -58,6 +59,22 @@ def clip_from_json(data: dict[str, Any]) -> EncodedClip:
         time_base=fractions.Fraction(data["time_base"]),
         interval=float(data["interval"]),
     )
+
+
+class ConsentExpiries(logging.Handler):
+    """Counts aioice's "Consent to send expired": an ICE connection closed because 6 consent checks in a row
+    (one every ~5 s, no retransmission, 0.5 s to answer) went unanswered."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.count = 0
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if "Consent to send expired" in record.getMessage():
+            self.count += 1
+
+
+CONSENT = ConsentExpiries()
 
 
 def emit(event: str, **fields: object) -> None:
@@ -153,6 +170,7 @@ async def run(config: dict[str, Any], commands: asyncio.Queue[str]) -> None:
                     video=counts(people, "video"),
                     audio=counts(people, "audio"),
                     connections=states(people),
+                    consent_expired=CONSENT.count,
                     audio_only=[
                         str(x.reason)
                         for p in people
@@ -175,6 +193,10 @@ async def run(config: dict[str, Any], commands: asyncio.Queue[str]) -> None:
 
 
 async def main() -> None:
+    ice_log = logging.getLogger("aioice.ice")
+    ice_log.setLevel(logging.INFO)
+    ice_log.propagate = False  # counted, not printed (stdout is the protocol)
+    ice_log.addHandler(CONSENT)
     config = json.loads(sys.stdin.readline())
     loop = asyncio.get_running_loop()
     commands: asyncio.Queue[str] = asyncio.Queue()
