@@ -275,6 +275,14 @@ def machine_jiffies() -> tuple[float, float]:
     return float(sum(values) - idle), float(sum(values))
 
 
+def udp_drops() -> int:
+    """Datagrams the kernel dropped machine-wide for a full receive buffer (``RcvbufErrors``) so far."""
+    rows = [
+        line.split() for line in Path("/proc/net/snmp").read_text().splitlines() if line.startswith("Udp:")
+    ]
+    return int(rows[1][rows[0].index("RcvbufErrors")]) if len(rows) >= 2 else 0
+
+
 def loadavg() -> str:
     return " ".join(Path("/proc/loadavg").read_text().split()[:3])
 
@@ -285,6 +293,7 @@ class Reading:
     workers: dict[str, float]
     redis: float
     machine: tuple[float, float]
+    udp_drops: int
     clients: list[dict[str, Any]]  # one snapshot per client process
 
 
@@ -297,6 +306,7 @@ async def read_all(
         workers={w.node_id: process_cpu(w.pid) for w in workers},
         redis=process_cpu(redis_pid) if redis_pid else 0.0,
         machine=machine_jiffies(),
+        udp_drops=udp_drops(),
         clients=list(snapshots),
     )
 
@@ -313,6 +323,7 @@ class Step:
     redis_cpu_pct: float
     clients_cpu_pct: float
     machine_busy_pct: float
+    udp_receive_buffer_drops: int  # machine-wide, in the window (loopback loss when a reader falls behind)
     fps: FpsSummary
     audio_fps_median: float
     streams_not_flowing_at_ready: int
@@ -363,6 +374,7 @@ def summarise_step(
         redis_cpu_pct=round(cpu_share(a.redis, b.redis, wall), 1),
         clients_cpu_pct=round(cpu_share(0.0, clients, wall), 1),
         machine_busy_pct=round(100 * busy, 1),
+        udp_receive_buffer_drops=b.udp_drops - a.udp_drops,
         fps=fps,
         audio_fps_median=round(statistics.median(audio.values()), 1) if audio else 0.0,
         streams_not_flowing_at_ready=sum(p.missing for _, p in processes),
@@ -403,7 +415,8 @@ def print_step(step: Step) -> None:
         flush=True,
     )
     print(f"    worker CPU: {cpu}; redis {step.redis_cpu_pct} %; clients {step.clients_cpu_pct} %; "
-          f"machine busy {step.machine_busy_pct} % of all cores", flush=True)  # fmt: skip
+          f"machine busy {step.machine_busy_pct} % of all cores; UDP receive-buffer drops "
+          f"{step.udp_receive_buffer_drops}", flush=True)  # fmt: skip
     print(f"    placement: {rooms}; node records {step.registry}", flush=True)
     print(
         f"    peer connections at the window's end: {step.connections_at_end}; "
@@ -426,10 +439,12 @@ async def start_group(
     workers: Sequence[Worker],
     sockets: int,
     clips: Path,
+    spawned: list[ClientProcess],
 ) -> Group:
     """A room, its invites and its client processes (``--per-process`` participants each, the host in the
     first); returns once every participant receives video from everyone else (or the join deadline
-    passed)."""
+    passed). Each client process is added to ``spawned`` as soon as it exists, so that whoever stops the
+    run stops it too."""
     room_id = await api.create_room(bearer, f"Capacity group {index}", capacity=args.group_size + 2)
     invites = [await api.create_invite(bearer, room_id, f"Member {n}") for n in range(args.group_size - 1)]
     bearers = [bearer, *invites]
@@ -446,7 +461,9 @@ async def start_group(
             "ready_seconds": 60,
             "max_seconds": args.max_seconds,
         }
-        group.processes.append(await ClientProcess.start(index, config))
+        process = await ClientProcess.start(index, config)
+        spawned.append(process)
+        group.processes.append(process)
     await asyncio.gather(*(p.ready(timeout=args.group_size * 20 + 60) for p in group.processes))
     return group
 
@@ -470,6 +487,7 @@ async def sweep(
     api = ClinicApi(workers[0].base_url, timeout=30)
     client = aioredis.Redis.from_url(redis.url)
     groups: list[Group] = []
+    spawned: list[ClientProcess] = []  # every client process, stopped in the end whatever happens
     steps: list[Step] = []
     sockets = 0  # participants placed so far: the round-robin over the workers' origins
     try:
@@ -477,7 +495,9 @@ async def sweep(
         for k in args.groups:
             load = loadavg()
             while len(groups) < k:
-                groups.append(await start_group(args, len(groups), api, bearer, workers, sockets, clips))
+                groups.append(
+                    await start_group(args, len(groups), api, bearer, workers, sockets, clips, spawned)
+                )
                 sockets += args.group_size
             await asyncio.sleep(args.warmup)
             processes = [p for g in groups for p in g.processes]
@@ -491,7 +511,7 @@ async def sweep(
             if not step.held and not args.keep_going:
                 break
     finally:
-        await asyncio.gather(*(p.stop() for g in groups for p in g.processes), return_exceptions=True)
+        await asyncio.gather(*(p.stop() for p in spawned), return_exceptions=True)
         await client.aclose()
         await api.close()
     return {

@@ -25,6 +25,7 @@ import contextlib
 import fractions
 import json
 import logging
+import os
 import sys
 import threading
 import time
@@ -78,7 +79,10 @@ CONSENT = ConsentExpiries()
 
 
 def emit(event: str, **fields: object) -> None:
-    print(json.dumps({"event": event, **fields}), flush=True)
+    try:
+        print(json.dumps({"event": event, **fields}), flush=True)
+    except BrokenPipeError:  # the benchmark has gone: nobody to tell, exit quietly
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 (kept open until the process exits)
 
 
 async def admit_knocks(host: RoomClient) -> None:
