@@ -179,7 +179,8 @@ async def run(config: dict[str, Any], commands: asyncio.Queue[str]) -> None:
                         str(x.reason)
                         for p in people
                         for x in p.messages
-                        if isinstance(x, m.AudioOnly) and x.on
+                        # about themselves (a host also hears of everyone else's)
+                        if isinstance(x, m.AudioOnly) and x.on and x.participant_id == p.participant_id
                     ],
                 )
             else:  # "quit", or stdin closed
