@@ -58,6 +58,7 @@ from vIOP.session.loops import (
     run_sweeper,
 )
 from vIOP.session.media_controls import MediaHooks, RelayHooks
+from vIOP.session.media_moves import MediaNodeWatch
 from vIOP.session.media_route import MediaRouter
 from vIOP.session.node import NodeHeartbeat, leave_cluster
 from vIOP.session.noshow import NoShowWatcher
@@ -329,6 +330,10 @@ def start_live(services: Services) -> None:
 
         services.drain_hooks.insert(0, stop_taking_rooms)  # before the sockets close
         services.spawn(heartbeat.run(), "node", stops_between_rounds=True)
+        if router is not None:
+            watch = MediaNodeWatch(services, services.node)
+            router.on_unreachable = watch.wake
+            services.spawn(watch.run(), "media-node-watch", stops_between_rounds=True)
     services.drain_hooks.append(drain)
     # After the sockets' drain hook: its last try comes once no host can end a room here any more.
     directory_sync(services).kick()  # reconcile at start: a previous run may have left ended rooms open

@@ -2,7 +2,9 @@
 
 :class:`RoomClient` owns one signaling socket and one peer connection. A background reader answers the
 server's renegotiation offers by itself and keeps every other message, so callers wait for what they care
-about with :meth:`RoomClient.wait_for` instead of sleeping.
+about with :meth:`RoomClient.wait_for` instead of sleeping. A ``media_moved`` (the room's media node died,
+docs/SCALING.md) is followed by itself too: a new peer connection, retried while the server answers
+``unavailable``.
 """
 
 from __future__ import annotations
@@ -23,8 +25,21 @@ from vIOP.media.aiortc_internals import DatagramTap
 from vIOP.signaling import messages as m
 
 T = TypeVar("T", bound=m.ServerMessage)
+
+# How long a renegotiation after ``media_moved`` keeps retrying an offer answered ``unavailable`` (the
+# room's lease is being taken over), and the pause between tries.
+MOVE_RETRY_SECONDS = 30.0
+RETRY_PAUSE_SECONDS = 0.25
 TicketSource = Callable[[], Awaitable[str]]
 """Returns a fresh ``ws_url`` (with its single-use ticket) for each connection attempt."""
+
+
+class OfferRefused(RuntimeError):
+    """The server answered our ``offer`` with an error (``code``: its signaling error code)."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(f"offer refused: {code}: {message}")
+        self.code = code
 
 
 class RoomClient:
@@ -59,6 +74,8 @@ class RoomClient:
         self.closed: SignalingClosed | None = None
         self._changed = asyncio.Condition()
         self._reader: asyncio.Task[None] | None = None
+        self._renegotiation: asyncio.Task[None] | None = None
+        self.renegotiated: list[float] = []  # time.monotonic() when each move's new answer was accepted
 
     @property
     def participant_id(self) -> str:
@@ -83,8 +100,21 @@ class RoomClient:
         self._reader = asyncio.get_running_loop().create_task(self._read(self.signaling))
         return reply
 
-    async def start_media(self) -> None:
-        """Offer our tracks once admitted; a new offer always opens a new peer connection (reconnect)."""
+    async def start_media(self, *, retry_within: float = 0.0) -> None:
+        """Offer our tracks once admitted; a new offer always opens a new peer connection (reconnect).
+        With ``retry_within``, an offer answered ``unavailable`` (the room's media node is being replaced)
+        is tried again until that many seconds have passed."""
+        deadline = time.monotonic() + retry_within
+        while True:
+            try:
+                await self._offer_once()
+                return
+            except OfferRefused as refused:
+                if refused.code != "unavailable" or time.monotonic() >= deadline:
+                    raise
+            await asyncio.sleep(RETRY_PAUSE_SECONDS)
+
+    async def _offer_once(self) -> None:
         assert self.signaling is not None
         if self.media is not None:
             await self.media.close()
@@ -105,7 +135,7 @@ class RoomClient:
             lambda msg: msg.id == request_id and isinstance(msg, m.ServerAnswer | m.ErrorMessage), within=30
         )
         if isinstance(answer, m.ErrorMessage):
-            raise RuntimeError(f"offer refused: {answer.code}: {answer.message}")
+            raise OfferRefused(answer.code, answer.message)
         assert isinstance(answer, m.ServerAnswer)
         await self.media.accept_answer(answer.sdp)
 
@@ -123,6 +153,10 @@ class RoomClient:
             await self.wait_closed(5)
 
     async def close(self) -> None:
+        if self._renegotiation is not None:
+            self._renegotiation.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._renegotiation
         if self._reader is not None:
             self._reader.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -143,6 +177,8 @@ class RoomClient:
                 if isinstance(message, m.ServerOffer) and self.media is not None:
                     answer = await self.media.accept_offer(message.sdp)
                     await signaling.send(m.Answer(sdp=answer))
+                elif isinstance(message, m.MediaMoved) and self.media is not None:
+                    self._follow_move()
                 async with self._changed:
                     self.messages.append(message)
                     self.arrivals.append(arrived)
@@ -151,6 +187,18 @@ class RoomClient:
             async with self._changed:
                 self.closed = closed
                 self._changed.notify_all()
+
+    def _follow_move(self) -> None:
+        """The room's media moved: a new peer connection, on the reader's side (it must keep reading the
+        answer meanwhile); a second move while one is under way starts over."""
+        if self._renegotiation is not None:
+            self._renegotiation.cancel()
+
+        async def renegotiate() -> None:
+            await self.start_media(retry_within=MOVE_RETRY_SECONDS)
+            self.renegotiated.append(time.monotonic())
+
+        self._renegotiation = asyncio.get_running_loop().create_task(renegotiate())
 
     async def wait_for(
         self, predicate: Callable[[m.ServerMessage], bool], within: float = 10.0

@@ -166,6 +166,9 @@ class MediaRouter:
         self._numbers = itertools.count(1)
         self._chains: dict[ParticipantId, asyncio.Task[None]] = {}
         self._outbox: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue()
+        # Called when a media node's inbox had no subscriber (it may be dead): the node-loss watch looks
+        # at once instead of at its next round (``vIOP.session.media_moves``).
+        self.on_unreachable: Callable[[], object] | None = None
 
     @property
     def node_id(self) -> str:
@@ -207,6 +210,8 @@ class MediaRouter:
             done = self._requests[number] = asyncio.get_running_loop().create_future()
         try:
             if await self.channel.publish(node_id, _encode(envelope)) == 0:
+                if self.on_unreachable is not None:
+                    self.on_unreachable()
                 raise MediaNodeUnreachable()
             if done is not None:
                 try:

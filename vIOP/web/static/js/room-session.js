@@ -52,6 +52,9 @@ const LEFT_REASONS = Object.freeze({
 });
 
 /** Error codes that refuse a share we started: our capture stops. */
+// After an offer refused `unavailable` (the room's media server is being replaced, docs/SCALING.md), try again.
+const MEDIA_RETRY_MS = 500;
+
 const SHARE_REFUSALS = new Set(["share_not_allowed", "share_in_progress", "no_screen_track", "not_in_room"]);
 
 export class RoomSession extends EventTarget {
@@ -96,6 +99,8 @@ export class RoomSession extends EventTarget {
     this.unmatched = [];
     /** @type {boolean} the relay answered our offer: layer choices can be sent */
     this.mediaAnswered = false;
+    /** How many times the room's media moved to another server while we were in it (diagnostics, tests). */
+    this.mediaMoves = 0;
     /** @type {{sharer: string | null, allowed: string[]}} the room's screen share (share_state) */
     this.share = { sharer: null, allowed: [] };
     /** @type {MediaStreamTrack | null} our own screen capture while we share */
@@ -324,6 +329,13 @@ export class RoomSession extends EventTarget {
     [ServerType.CANDIDATE](message) {
       this.link?.handleCandidate(message).catch(() => undefined);
     },
+    [ServerType.MEDIA_MOVED]() {
+      // The room's media moved to another server (the one carrying it stopped): a new peer connection on the
+      // same socket; admission and the seat go on.
+      if (this.phase !== Phase.IN_ROOM) return;
+      this.mediaMoves += 1;
+      this.restartMedia();
+    },
     [ServerType.MEDIA_CHANGED](message) {
       const entry = this.roster.get(message.participant_id);
       if (!entry) return;
@@ -410,6 +422,14 @@ export class RoomSession extends EventTarget {
     [ServerType.ERROR](message) {
       // A share the server refused (not allowed, someone else shares, no screen section) stops here too.
       if (SHARE_REFUSALS.has(message.code) && this.share.sharer !== this.participantId) this.endLocalShare();
+      if (message.code === "unavailable" && this.link && !this.mediaAnswered) {
+        // Our offer found no media server yet (a takeover under way): try again shortly, not an error.
+        const link = this.link;
+        setTimeout(() => {
+          if (this.link === link && !this.mediaAnswered && this.phase === Phase.IN_ROOM) this.restartMedia();
+        }, MEDIA_RETRY_MS);
+        return;
+      }
       this.emit("error", { code: message.code, message: message.message });
     },
     // --- screen share (issue 15) ---
@@ -474,6 +494,11 @@ export class RoomSession extends EventTarget {
       // A share outlives a reconnect (the server keeps it): the new connection's screen section carries it.
       .then(() => (this.shareTrack && this.link === link ? link.setScreen(this.shareTrack) : undefined))
       .catch((error) => this.mediaFailed(error));
+  }
+
+  restartMedia() {
+    this.leaveMedia();
+    this.enterRoom();
   }
 
   leaveMedia() {

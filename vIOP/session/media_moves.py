@@ -1,0 +1,108 @@
+"""Node loss as a socket node sees it: the media node of some of its participants died, so their media moves.
+
+A participant whose socket is on this node and whose room's media is on another node (signaling on any
+node, ``vIOP.session.media_route``) loses its media when that node dies; its socket, seat and attendance
+are here and go on. :class:`MediaNodeWatch` notices the death and tells each such participant
+``media_moved`` (reason ``node_lost``): the client opens a new peer connection with a new ``offer``, which
+this node places as any first offer (``NodeMembership.locate``: the dead holder is skipped, the least
+loaded serving node chosen) and whose claim takes the dead node's lease over by compare-and-set on its
+token (``NodeMembership.claim``). Two socket nodes that choose different nodes cannot split the room: one
+wins the compare-and-set, the other's offer is refused with ``unavailable`` and the client's retry reaches
+the winner.
+
+Who is dead is read from the node registry on a timer, never per message: one read per remote media node
+in use, each heartbeat interval, and once more just after a record's announced expiry (so a SIGKILLed node
+is noticed the moment its record lapses, not up to a heartbeat later). A relayed message that reached no
+subscriber (the dead node's inbox) wakes the watch at once; the record still decides.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from asyncio import FIRST_COMPLETED
+
+from vIOP.cluster.membership import NodeMembership
+from vIOP.session.services import Services
+from vIOP.signaling import messages as m
+
+log = logging.getLogger("vIOP.media_moves")
+
+# After a record's announced expiry, how long to wait before reading it again (clock granularity, the
+# registry's own expiry check).
+AFTER_EXPIRY_SECONDS = 0.05
+
+
+class MediaNodeWatch:
+    """This node's watch over the media nodes its local participants use (see the module docstring)."""
+
+    def __init__(self, services: Services, node: NodeMembership) -> None:
+        self.services = services
+        self.node = node
+        self._wake = asyncio.Event()
+        self.moved = 0  # participants told to move so far (tests, metrics)
+
+    def wake(self) -> None:
+        """A relayed message found nobody listening on a media node's inbox: look now."""
+        self._wake.set()
+
+    def remote_media_nodes(self) -> set[str]:
+        """The nodes (other than this one) carrying the media of participants whose sockets are here."""
+        here = self.node.node_id
+        return {
+            session.media_node
+            for session in self.services.live.signal_sessions
+            if session.media_node is not None and session.media_node != here
+        }
+
+    async def check(self) -> float | None:
+        """Read the records of the remote media nodes in use; move the participants of dead ones. Returns
+        the soonest announced expiry among the live ones (None: none in use)."""
+        registry, clock = self.node.registry, self.node.clock
+        soonest: float | None = None
+        for node_id in sorted(self.remote_media_nodes()):
+            record = await registry.get(node_id, clock())
+            if record is None:
+                self.media_node_lost(node_id)
+            else:
+                soonest = record.expires_at if soonest is None else min(soonest, record.expires_at)
+        return soonest
+
+    def media_node_lost(self, node_id: str) -> None:
+        """Everyone here whose media was on ``node_id`` renegotiates: their next ``offer`` is placed anew."""
+        moved = 0
+        for session in list(self.services.live.signal_sessions):
+            if session.media_node != node_id:
+                continue
+            session.media_node = None  # the next offer is placed, not relayed to the dead node
+            if session.pid is not None and session.conn.send(
+                m.MediaMoved(reason=m.MediaMoveReason.NODE_LOST)
+            ):
+                moved += 1
+        self.moved += moved
+        log.warning("media node lost; its participants here renegotiate", extra={"moved": moved})
+
+    async def run(self) -> None:
+        stop = self.services.stopping
+        heartbeat = self.node.policy.heartbeat
+        clock = self.node.clock
+        while not stop.is_set():
+            self._wake.clear()
+            wait = heartbeat
+            try:
+                soonest = await self.check()
+                if soonest is not None:
+                    wait = min(heartbeat, max(0.0, soonest - clock()) + AFTER_EXPIRY_SECONDS)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.warning("media node watch failed; will retry")
+            waits = {asyncio.ensure_future(stop.wait()), asyncio.ensure_future(self._wake.wait())}
+            try:
+                await asyncio.wait(waits, timeout=wait, return_when=FIRST_COMPLETED)
+            finally:
+                for waiting in waits:
+                    waiting.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await waiting
