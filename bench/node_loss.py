@@ -35,7 +35,7 @@ from bench.harness import (
     report_figures,
     running,
 )
-from vIOP.client.media import SyntheticVideoTrack, silent_audio_track
+from vIOP.client.media import ReceiveMode, SyntheticVideoTrack, silent_audio_track
 from vIOP.client.session import RoomClient
 from vIOP.ids import RoomId
 from vIOP.signaling import messages as m
@@ -104,7 +104,7 @@ async def run(args: argparse.Namespace, tmp: Path) -> dict[str, object]:
                     api = apis[node]
                     token = bearer if i == 0 else await api.create_invite(bearer, room_id, f"Guest {i}")
                     client = RoomClient(api.ticket_source(token, room_id), origin=nodes[node].base_url,
-                                        tracks=tracks)  # fmt: skip
+                                        tracks=tracks, receive=ReceiveMode(args.receive))  # fmt: skip
                     members.append(Person(client, node, token, room_id))
                 host = members[0].client
                 await host.join()
@@ -150,11 +150,16 @@ async def run(args: argparse.Namespace, tmp: Path) -> dict[str, object]:
             times = await asyncio.gather(*(follow(p) for p in affected))
             knocks = sum(1 for p in affected if p.client.received_since(m.Waiting, killed_at))
             moved_here = sum(1 for p in affected if p.client.renegotiated)
+            told = [
+                at - killed_at for p in affected for at, _ in p.client.received_since(m.MediaMoved, killed_at)
+            ]
+            answered = [p.client.renegotiated[-1] - killed_at for p in affected if p.client.renegotiated]
             after = {room_id: await holder(leases, room_id) for room_id in lost_rooms}
             await store.aclose()
             return {
                 "rooms": args.rooms,
                 "per_room": args.per_room,
+                "receive": args.receive,
                 "heartbeat_s": args.heartbeat,
                 "node_ttl_s": args.ttl,
                 "rooms_on_killed_node": len(lost_rooms),
@@ -166,6 +171,18 @@ async def run(args: argparse.Namespace, tmp: Path) -> dict[str, object]:
                     "p99": round(percentile(times, 99), 2),
                     "max": round(max(times), 2),
                 },
+                "told_media_moved_after_s": {
+                    "p50": round(percentile(told, 50), 2),
+                    "max": round(max(told), 2),
+                }
+                if told
+                else None,
+                "new_answer_after_s": {
+                    "p50": round(percentile(answered, 50), 2),
+                    "max": round(max(answered), 2),
+                }
+                if answered
+                else None,
                 "re_knocks": knocks,
                 "rooms_now_on": sorted(set(after.values())),
             }
@@ -187,6 +204,10 @@ def main() -> None:
     parser.add_argument(
         "--frames", type=int, default=5, help="video frames from each peer that count as back"
     )
+    parser.add_argument(
+        "--receive", choices=[mode.value for mode in ReceiveMode], default="decode",
+        help="decode (default), or count whole encoded frames (lighter for the one client process)",
+    )  # fmt: skip
     parser.add_argument("--json", help="also write the figures here")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="viop-node-loss-") as tmp:

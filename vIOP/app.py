@@ -333,6 +333,12 @@ def start_live(services: Services) -> None:
         if router is not None:
             watch = MediaNodeWatch(services, services.node)
             router.on_unreachable = watch.wake
+            channel = router.channel
+
+            async def listening(node_id: str) -> bool:
+                return node_id in await channel.listening([node_id])
+
+            services.node.listening = listening
             services.spawn(watch.run(), "media-node-watch", stops_between_rounds=True)
     services.drain_hooks.append(drain)
     # After the sockets' drain hook: its last try comes once no host can end a room here any more.

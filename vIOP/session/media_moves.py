@@ -10,10 +10,14 @@ token (``NodeMembership.claim``). Two socket nodes that choose different nodes c
 wins the compare-and-set, the other's offer is refused with ``unavailable`` and the client's retry reaches
 the winner.
 
-Who is dead is read from the node registry on a timer, never per message: one read per remote media node
-in use, each heartbeat interval, and once more just after a record's announced expiry (so a SIGKILLed node
-is noticed the moment its record lapses, not up to a heartbeat later). A relayed message that reached no
-subscriber (the dead node's inbox) wakes the watch at once; the record still decides.
+Who is dead is read on a timer, never per message, and only while some local participant's media is on
+another node: every ``LISTEN_CHECK_SECONDS``, one ``PUBSUB NUMSUB`` for those nodes' inboxes and one
+record read per node. A node whose process died has no subscriber on its inbox at once (Redis drops a
+closed connection's subscriptions), so it is taken for dead at the second look without one (about a
+second), long before its record lapses; a machine that vanished without closing its connections is
+caught by its record lapsing (read again just after its announced expiry). A relayed message that reached
+no subscriber wakes the watch at once. The claim that follows applies the same test
+(``NodeMembership.holder_alive``), so the dead node's lease is taken over at once too.
 """
 
 from __future__ import annotations
@@ -32,6 +36,9 @@ log = logging.getLogger("vIOP.media_moves")
 # After a record's announced expiry, how long to wait before reading it again (clock granularity, the
 # registry's own expiry check).
 AFTER_EXPIRY_SECONDS = 0.05
+# How often a node whose participants' media is on other nodes asks whether those still listen (one PUBSUB
+# NUMSUB and one record read per such node: a timer, never per message).
+LISTEN_CHECK_SECONDS = 0.5
 
 
 class MediaNodeWatch:
@@ -42,6 +49,7 @@ class MediaNodeWatch:
         self.node = node
         self._wake = asyncio.Event()
         self.moved = 0  # participants told to move so far (tests, metrics)
+        self._silent: set[str] = set()  # remote media nodes whose inbox had no subscriber at the last look
 
     def wake(self) -> None:
         """A relayed message found nobody listening on a media node's inbox: look now."""
@@ -57,17 +65,32 @@ class MediaNodeWatch:
         }
 
     async def check(self) -> float | None:
-        """Read the records of the remote media nodes in use; move the participants of dead ones. Returns
-        the soonest announced expiry among the live ones (None: none in use)."""
+        """Look at the remote media nodes in use; move the participants of dead ones. Returns how long to
+        wait before the next look (None: no remote media node in use)."""
         registry, clock = self.node.registry, self.node.clock
-        soonest: float | None = None
-        for node_id in sorted(self.remote_media_nodes()):
+        remote = sorted(self.remote_media_nodes())
+        if not remote:
+            self._silent = set()
+            return None
+        router = self.services.media_router
+        listening = set(remote) if router is None else await router.channel.listening(remote)
+        silent: set[str] = set()
+        wait = LISTEN_CHECK_SECONDS
+        for node_id in remote:
             record = await registry.get(node_id, clock())
             if record is None:
                 self.media_node_lost(node_id)
+            elif node_id not in listening:
+                # Its inbox has no subscriber: a dead process (Redis dropped its connection). Twice in a
+                # row, so an inbox resubscribing after a Redis blip is not taken for dead.
+                if node_id in self._silent:
+                    self.media_node_lost(node_id)
+                else:
+                    silent.add(node_id)
             else:
-                soonest = record.expires_at if soonest is None else min(soonest, record.expires_at)
-        return soonest
+                wait = min(wait, max(0.0, record.expires_at - clock()) + AFTER_EXPIRY_SECONDS)
+        self._silent = silent
+        return wait
 
     def media_node_lost(self, node_id: str) -> None:
         """Everyone here whose media was on ``node_id`` renegotiates: their next ``offer`` is placed anew."""
@@ -86,14 +109,13 @@ class MediaNodeWatch:
     async def run(self) -> None:
         stop = self.services.stopping
         heartbeat = self.node.policy.heartbeat
-        clock = self.node.clock
         while not stop.is_set():
             self._wake.clear()
             wait = heartbeat
             try:
-                soonest = await self.check()
-                if soonest is not None:
-                    wait = min(heartbeat, max(0.0, soonest - clock()) + AFTER_EXPIRY_SECONDS)
+                next_look = await self.check()
+                if next_look is not None:
+                    wait = min(heartbeat, next_look)
             except asyncio.CancelledError:
                 raise
             except Exception:

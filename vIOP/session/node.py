@@ -17,6 +17,7 @@ from vIOP.cluster.membership import NodeMembership
 from vIOP.cluster.nodes import NodeLoad, NodeState
 from vIOP.ids import RoomId
 from vIOP.session.services import Services
+from vIOP.signaling import messages as m
 
 log = logging.getLogger("vIOP.node")
 
@@ -55,12 +56,19 @@ def node_load(services: Services, node: NodeMembership, cpu: CpuMeter) -> NodeLo
 
 
 def stop_media_of(services: Services, room_id: RoomId) -> None:
-    """Another node holds ``room_id`` now (this one was taken for dead): its media stops here at once."""
+    """Another node holds ``room_id`` now (this one was taken for dead): its media stops here at once, and
+    each participant is told to offer again (``media_moved``), which reaches the new holder."""
     relay, delivery = services.relay, services.live.delivery
     if relay is None or delivery is None:
         return
+    moved = m.MediaMoved(reason=m.MediaMoveReason.NODE_LOST)
+    router = services.media_router
     for pid in relay.participants():
         if relay.room_of(pid) == room_id:
+            if router is not None:
+                router.send(pid, moved)
+            else:
+                services.connections.send_to(pid, moved)
             delivery.controls.stop_media(pid)
 
 
