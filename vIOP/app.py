@@ -58,7 +58,7 @@ from vIOP.session.loops import (
     run_sweeper,
 )
 from vIOP.session.media_controls import MediaHooks, RelayHooks
-from vIOP.session.media_moves import MediaNodeWatch
+from vIOP.session.media_moves import MediaNodeWatch, move_rooms_away
 from vIOP.session.media_route import MediaRouter
 from vIOP.session.node import NodeHeartbeat, leave_cluster
 from vIOP.session.noshow import NoShowWatcher
@@ -329,6 +329,14 @@ def start_live(services: Services) -> None:
             heartbeat.stop_taking_rooms()
 
         services.drain_hooks.insert(0, stop_taking_rooms)  # before the sockets close
+        if router is not None:
+            node = services.node
+
+            async def move_away() -> None:
+                await move_rooms_away(services, node)
+
+            # Right after: the rooms move while the sockets and the media relay still work.
+            services.drain_hooks.insert(1, move_away)
         services.spawn(heartbeat.run(), "node", stops_between_rounds=True)
         if router is not None:
             watch = MediaNodeWatch(services, services.node)

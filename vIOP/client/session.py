@@ -30,6 +30,10 @@ T = TypeVar("T", bound=m.ServerMessage)
 # room's lease is being taken over), and the pause between tries.
 MOVE_RETRY_SECONDS = 30.0
 RETRY_PAUSE_SECONDS = 0.25
+# On a drain's move, the old connection closes once the new one delivers video from every publisher the
+# old one delivered within the last WATCHED_WITHIN_SECONDS, at the latest after SWITCH_BOUND_SECONDS.
+SWITCH_BOUND_SECONDS = 5.0
+WATCHED_WITHIN_SECONDS = 1.0
 TicketSource = Callable[[], Awaitable[str]]
 """Returns a fresh ``ws_url`` (with its single-use ticket) for each connection attempt."""
 
@@ -106,30 +110,61 @@ class RoomClient:
         is tried again until that many seconds have passed."""
         deadline = time.monotonic() + retry_within
         while True:
+            if self.media is not None:
+                await self.media.close()
+            self.media = self._new_peer(self.counter)
             try:
-                await self._offer_once()
+                await self._negotiate(self.media)
                 return
             except OfferRefused as refused:
                 if refused.code != "unavailable" or time.monotonic() >= deadline:
                     raise
             await asyncio.sleep(RETRY_PAUSE_SECONDS)
 
-    async def _offer_once(self) -> None:
-        assert self.signaling is not None
-        if self.media is not None:
-            await self.media.close()
-        self.media = MediaPeer(
-            host_addresses=self.host_addresses, receive=self.receive, counter=self.counter, tap=self.tap
+    async def move_media(self, *, retry_within: float = MOVE_RETRY_SECONDS) -> None:
+        """Make-before-break (``media_moved`` on a drain): a new peer connection to the room's new node
+        while the old one still flows (we publish on both); the old one closes once the new one delivers
+        video from everyone the old one did, at the latest after :data:`SWITCH_BOUND_SECONDS`."""
+        old = self.media
+        watched = self.counter.recent_publishers("video", within=WATCHED_WITHIN_SECONDS)
+        deadline = time.monotonic() + retry_within
+        while True:
+            mine = FrameCounter(self.counter.clock, also=self.counter)
+            new = self.media = self._new_peer(mine)  # the new node's renegotiations are for this one
+            try:
+                await self._negotiate(new)
+                break
+            except OfferRefused as refused:
+                await new.close()
+                self.media = old
+                if refused.code != "unavailable" or time.monotonic() >= deadline:
+                    raise
+            await asyncio.sleep(RETRY_PAUSE_SECONDS)
+        switch_by = time.monotonic() + SWITCH_BOUND_SECONDS
+        while True:  # frames arrive on aiortc's tasks, not as messages: a short poll
+            if watched <= mine.publishers("video") or time.monotonic() >= switch_by:
+                break
+            await asyncio.sleep(0.02)
+        if old is not None:
+            await old.close()
+
+    def _new_peer(self, counter: FrameCounter) -> MediaPeer:
+        peer = MediaPeer(
+            host_addresses=self.host_addresses, receive=self.receive, counter=counter, tap=self.tap
         )
         tracks = self.tracks()
         if tracks:
-            self.media.publish(*tracks)
+            peer.publish(*tracks)
         if self.simulcast is not None:
-            self.media.publish_simulcast(self.simulcast())
+            peer.publish_simulcast(self.simulcast())
         elif not tracks:
-            self.media.receive_only("audio", "video")
+            peer.receive_only("audio", "video")
+        return peer
+
+    async def _negotiate(self, peer: MediaPeer) -> None:
+        assert self.signaling is not None
         request_id = self.signaling.next_id()
-        await self.signaling.send(m.Offer(sdp=await self.media.create_offer(), id=request_id))
+        await self.signaling.send(m.Offer(sdp=await peer.create_offer(), id=request_id))
         # aiortc builds and gathers the server's answer: allow for a busy machine.
         answer = await self.wait_for(
             lambda msg: msg.id == request_id and isinstance(msg, m.ServerAnswer | m.ErrorMessage), within=30
@@ -137,7 +172,7 @@ class RoomClient:
         if isinstance(answer, m.ErrorMessage):
             raise OfferRefused(answer.code, answer.message)
         assert isinstance(answer, m.ServerAnswer)
-        await self.media.accept_answer(answer.sdp)
+        await peer.accept_answer(answer.sdp)
 
     async def send(self, message: m.ClientMessage) -> None:
         assert self.signaling is not None
@@ -178,7 +213,7 @@ class RoomClient:
                     answer = await self.media.accept_offer(message.sdp)
                     await signaling.send(m.Answer(sdp=answer))
                 elif isinstance(message, m.MediaMoved) and self.media is not None:
-                    self._follow_move()
+                    self._follow_move(message.reason)
                 async with self._changed:
                     self.messages.append(message)
                     self.arrivals.append(arrived)
@@ -188,14 +223,18 @@ class RoomClient:
                 self.closed = closed
                 self._changed.notify_all()
 
-    def _follow_move(self) -> None:
-        """The room's media moved: a new peer connection, on the reader's side (it must keep reading the
-        answer meanwhile); a second move while one is under way starts over."""
+    def _follow_move(self, reason: m.MediaMoveReason) -> None:
+        """The room's media moved: a new peer connection, beside the reader (it must keep reading the
+        answer meanwhile): at once after a node's loss, make-before-break on a drain. A second move while
+        one is under way starts over."""
         if self._renegotiation is not None:
             self._renegotiation.cancel()
 
         async def renegotiate() -> None:
-            await self.start_media(retry_within=MOVE_RETRY_SECONDS)
+            if reason is m.MediaMoveReason.DRAIN:
+                await self.move_media()
+            else:
+                await self.start_media(retry_within=MOVE_RETRY_SECONDS)
             self.renegotiated.append(time.monotonic())
 
         self._renegotiation = asyncio.get_running_loop().create_task(renegotiate())

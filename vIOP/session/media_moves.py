@@ -28,6 +28,7 @@ import logging
 from asyncio import FIRST_COMPLETED
 
 from vIOP.cluster.membership import NodeMembership
+from vIOP.session.node import rooms_with_media, stop_media_of
 from vIOP.session.services import Services
 from vIOP.signaling import messages as m
 
@@ -128,3 +129,55 @@ class MediaNodeWatch:
                     waiting.cancel()
                     with contextlib.suppress(asyncio.CancelledError):
                         await waiting
+
+
+# --- drain: this node moves its rooms away, make-before-break -------------------------------------------
+
+# How long the old connections keep flowing after every moved room has a new holder: the clients switch
+# as soon as their new connection delivers what the old one did, at the latest after their own bound
+# (vIOP.client: SWITCH_BOUND_SECONDS), which this exceeds.
+OVERLAP_SECONDS = 6.0
+# The longest a drain waits for the moved rooms' new holders before it stops them here anyway.
+MOVE_TIMEOUT_SECONDS = 20.0
+POLL_SECONDS = 0.1
+
+
+async def move_rooms_away(services: Services, node: NodeMembership) -> int:
+    """Drain (SIGTERM, ``nodes drain``): every room whose media is here moves to a serving node while its
+    media goes on. For each room: the participants are marked leaving (their old connection here keeps
+    flowing, but this node no longer negotiates it), the lease is released (the first new offer places the
+    room on the least loaded serving node, whose claim takes a new grant: a larger token), and each is told
+    ``media_moved {reason: "drain"}``. Once every moved room has a live holder elsewhere (or after
+    ``MOVE_TIMEOUT_SECONDS``), the old connections flow ``OVERLAP_SECONDS`` more, then stop here. Returns
+    the number of rooms moved."""
+    relay, router = services.relay, services.media_router
+    if relay is None or router is None:
+        return 0
+    rooms = sorted(rooms_with_media(services))
+    if not rooms:
+        return 0
+    moved = m.MediaMoved(reason=m.MediaMoveReason.DRAIN)
+    for room_id in rooms:
+        pids = [pid for pid in relay.participants() if relay.room_of(pid) == room_id]
+        router.leaving.update(pids)
+        await node.release(room_id)
+        for pid in pids:
+            router.send(pid, moved)
+    log.info("draining: rooms moving away", extra={"rooms": len(rooms)})
+    clock = node.clock
+    deadline = asyncio.get_running_loop().time() + MOVE_TIMEOUT_SECONDS
+    pending = set(rooms)
+    while pending and asyncio.get_running_loop().time() < deadline:
+        for room_id in sorted(pending):
+            lease = await node.leases.current(room_id)
+            if lease is not None and lease.node_id not in ("", node.node_id) and lease.live(clock()):
+                pending.discard(room_id)
+        if pending:
+            await asyncio.sleep(POLL_SECONDS)
+    if pending:
+        log.warning("draining: some rooms found no new node in time", extra={"rooms": len(pending)})
+    await asyncio.sleep(OVERLAP_SECONDS)  # the old connections flow while the clients switch
+    for room_id in rooms:
+        stop_media_of(services, room_id, tell=False)
+    router.leaving.clear()
+    return len(rooms)

@@ -169,6 +169,10 @@ class MediaRouter:
         # Called when a media node's inbox had no subscriber (it may be dead): the node-loss watch looks
         # at once instead of at its next round (``vIOP.session.media_moves``).
         self.on_unreachable: Callable[[], object] | None = None
+        # Participants whose room this node is moving away (drain, make-before-break): their old peer
+        # connection here keeps flowing but is no longer negotiated, and their new offer goes to the room's
+        # new node even though this relay still carries them.
+        self.leaving: set[ParticipantId] = set()
 
     @property
     def node_id(self) -> str:
@@ -182,7 +186,11 @@ class MediaRouter:
         """Run ``msg`` where the room's media is; returns that node's id, None when it is this one."""
         relay, node = self.services.relay, self.services.node
         target = None
-        if relay is not None and node is not None and pid not in relay.participants():
+        if (
+            relay is not None
+            and node is not None
+            and (pid not in relay.participants() or pid in self.leaving)
+        ):
             target = await node.locate(room_id)  # from memory when this node holds the room
         if target is None or target == self.node_id:
             await offer_here(self.services, room_id, pid, msg, reply)
@@ -244,6 +252,10 @@ class MediaRouter:
 
     def send(self, pid: ParticipantId, message: m.ServerMessage) -> bool:
         """To ``pid``'s socket: here, or on the node it is on (False: neither is known)."""
+        if pid in self.leaving and isinstance(message, m.ServerOffer | m.ServerCandidate):
+            return (
+                True  # the client negotiates with the room's new node now; the old connection is kept as is
+            )
         if self.services.connections.send_to(pid, message):
             return True
         node_id = self.remote_sockets.get(pid)

@@ -55,9 +55,10 @@ def node_load(services: Services, node: NodeMembership, cpu: CpuMeter) -> NodeLo
     )
 
 
-def stop_media_of(services: Services, room_id: RoomId) -> None:
+def stop_media_of(services: Services, room_id: RoomId, *, tell: bool = True) -> None:
     """Another node holds ``room_id`` now (this one was taken for dead): its media stops here at once, and
-    each participant is told to offer again (``media_moved``), which reaches the new holder."""
+    each participant is told to offer again (``media_moved``), which reaches the new holder (unless they
+    were told already: ``tell``)."""
     relay, delivery = services.relay, services.live.delivery
     if relay is None or delivery is None:
         return
@@ -65,7 +66,9 @@ def stop_media_of(services: Services, room_id: RoomId) -> None:
     router = services.media_router
     for pid in relay.participants():
         if relay.room_of(pid) == room_id:
-            if router is not None:
+            if not tell:
+                pass
+            elif router is not None:
                 router.send(pid, moved)
             else:
                 services.connections.send_to(pid, moved)

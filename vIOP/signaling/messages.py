@@ -64,6 +64,7 @@ class MediaKind(enum.StrEnum):
 
 class MediaMoveReason(enum.StrEnum):
     NODE_LOST = "node_lost"  # the server carrying the room's media stopped (its heartbeat lapsed)
+    DRAIN = "drain"  # that server is draining: keep the old connection until the new one delivers
 
 
 class LeaveReason(enum.StrEnum):
@@ -469,7 +470,8 @@ class MediaChanged(_ServerMessage, frozen=True, tag="media_changed"):
 
 class MediaMoved(_ServerMessage, frozen=True, tag="media_moved"):
     """The room's media moved to another server: open a new peer connection (a new ``offer``) on the same
-    socket; admission, seat and attendance go on (docs/SCALING.md, "Node loss")."""
+    socket; admission, seat and attendance go on (docs/SCALING.md, "Node loss", "Drain"). On ``drain`` the
+    old connection still flows: publish on both until the new one delivers, then close the old one."""
 
     reason: MediaMoveReason
 

@@ -139,6 +139,7 @@ export const LeaveReason = Object.freeze({
 /** Why the room's media moved (media_moved.reason). */
 export const MediaMoveReason = Object.freeze({
   NODE_LOST: "node_lost",
+  DRAIN: "drain",
 });
 /** @typedef {(typeof MediaMoveReason)[keyof typeof MediaMoveReason]} MediaMoveReasonValue */
 
