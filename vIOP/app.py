@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import time
@@ -331,11 +332,18 @@ def start_live(services: Services) -> None:
         services.drain_hooks.insert(0, stop_taking_rooms)  # before the sockets close
         if router is not None:
             node = services.node
+            moves: list[asyncio.Task[None]] = []  # at most one move of this node's rooms
+
+            def start_moving() -> asyncio.Task[None]:
+                if not moves:
+                    moves.append(services.spawn(move_rooms_away(services, node), "drain-moves"))
+                return moves[0]
 
             async def move_away() -> None:
-                await move_rooms_away(services, node)
+                await start_moving()
 
-            # Right after: the rooms move while the sockets and the media relay still work.
+            heartbeat.on_draining = start_moving  # `nodes drain`: the rooms move, the node stays up
+            # SIGTERM: right after stop_taking_rooms, while the sockets and the media relay still work.
             services.drain_hooks.insert(1, move_away)
         services.spawn(heartbeat.run(), "node", stops_between_rounds=True)
         if router is not None:

@@ -33,7 +33,8 @@ RETRY_PAUSE_SECONDS = 0.25
 # On a drain's move, the old connection closes once the new one delivers video from every publisher the
 # old one delivered within the last WATCHED_WITHIN_SECONDS, at the latest after SWITCH_BOUND_SECONDS.
 SWITCH_BOUND_SECONDS = 5.0
-WATCHED_WITHIN_SECONDS = 1.0
+WATCHED_WITHIN_SECONDS = 3.0
+OLD_LINGER_SECONDS = 2.0
 TicketSource = Callable[[], Awaitable[str]]
 """Returns a fresh ``ws_url`` (with its single-use ticket) for each connection attempt."""
 
@@ -123,8 +124,9 @@ class RoomClient:
 
     async def move_media(self, *, retry_within: float = MOVE_RETRY_SECONDS) -> None:
         """Make-before-break (``media_moved`` on a drain): a new peer connection to the room's new node
-        while the old one still flows (we publish on both); the old one closes once the new one delivers
-        video from everyone the old one did, at the latest after :data:`SWITCH_BOUND_SECONDS`."""
+        while the old one still flows (we publish on both); the old one closes :data:`OLD_LINGER_SECONDS`
+        after the new one delivers video from everyone the old one did (or :data:`SWITCH_BOUND_SECONDS`
+        passed), so those still receiving us through the old node have switched too."""
         old = self.media
         watched = self.counter.recent_publishers("video", within=WATCHED_WITHIN_SECONDS)
         deadline = time.monotonic() + retry_within
@@ -146,6 +148,9 @@ class RoomClient:
                 break
             await asyncio.sleep(0.02)
         if old is not None:
+            # Others may still receive us through the old node until they switch too: keep publishing there
+            # a moment longer (the draining node stops the old connections once all are closed).
+            await asyncio.sleep(OLD_LINGER_SECONDS)
             await old.close()
 
     def _new_peer(self, counter: FrameCounter) -> MediaPeer:

@@ -86,6 +86,8 @@ class NodeMembership:
         if lease is not None and elsewhere and await self.holder_alive(lease.node_id):
             return lease.node_id
         nodes = await self.registry.nodes(now)
+        if self.state is not NodeState.SERVING:  # known here before the registry hears it
+            nodes = [n for n in nodes if n.id != self.node_id]
         chosen = choose_node(nodes, now)
         if chosen is None:
             return self.node_id

@@ -28,6 +28,7 @@ import logging
 from asyncio import FIRST_COMPLETED
 
 from vIOP.cluster.membership import NodeMembership
+from vIOP.cluster.nodes import choose_node
 from vIOP.session.node import rooms_with_media, stop_media_of
 from vIOP.session.services import Services
 from vIOP.signaling import messages as m
@@ -133,29 +134,35 @@ class MediaNodeWatch:
 
 # --- drain: this node moves its rooms away, make-before-break -------------------------------------------
 
-# How long the old connections keep flowing after every moved room has a new holder: the clients switch
-# as soon as their new connection delivers what the old one did, at the latest after their own bound
-# (vIOP.client: SWITCH_BOUND_SECONDS), which this exceeds.
-OVERLAP_SECONDS = 6.0
 # The longest a drain waits for the moved rooms' new holders before it stops them here anyway.
 MOVE_TIMEOUT_SECONDS = 20.0
+# Then the old connections flow until every client closed its own (it switched to the new connection: at
+# the latest SWITCH_BOUND_SECONDS after its new answer, vIOP.client and the web client), at most this long.
+OVERLAP_BOUND_SECONDS = 15.0
+# Then the renegotiations the new nodes sent through this node's sockets are answered, at most this long.
+ANSWERS_BOUND_SECONDS = 5.0
 POLL_SECONDS = 0.1
 
 
-async def move_rooms_away(services: Services, node: NodeMembership) -> int:
+async def move_rooms_away(services: Services, node: NodeMembership) -> None:
     """Drain (SIGTERM, ``nodes drain``): every room whose media is here moves to a serving node while its
     media goes on. For each room: the participants are marked leaving (their old connection here keeps
     flowing, but this node no longer negotiates it), the lease is released (the first new offer places the
     room on the least loaded serving node, whose claim takes a new grant: a larger token), and each is told
     ``media_moved {reason: "drain"}``. Once every moved room has a live holder elsewhere (or after
-    ``MOVE_TIMEOUT_SECONDS``), the old connections flow ``OVERLAP_SECONDS`` more, then stop here. Returns
-    the number of rooms moved."""
+    ``MOVE_TIMEOUT_SECONDS``), the old connections flow until their clients have closed them (switched to
+    the new node), at most ``OVERLAP_BOUND_SECONDS``, then stop here."""
     relay, router = services.relay, services.media_router
     if relay is None or router is None:
-        return 0
+        return
     rooms = sorted(rooms_with_media(services))
     if not rooms:
-        return 0
+        return
+    others = [n for n in await node.registry.nodes(node.clock()) if n.id != node.node_id]
+    if choose_node(others, node.clock()) is None:
+        # No serving node to move to (one node, or all draining): the rooms end with this node, as before.
+        log.warning("draining: no other serving node; rooms are not moved", extra={"rooms": len(rooms)})
+        return
     moved = m.MediaMoved(reason=m.MediaMoveReason.DRAIN)
     for room_id in rooms:
         pids = [pid for pid in relay.participants() if relay.room_of(pid) == room_id]
@@ -176,8 +183,21 @@ async def move_rooms_away(services: Services, node: NodeMembership) -> int:
             await asyncio.sleep(POLL_SECONDS)
     if pending:
         log.warning("draining: some rooms found no new node in time", extra={"rooms": len(pending)})
-    await asyncio.sleep(OVERLAP_SECONDS)  # the old connections flow while the clients switch
+    # The old connections flow while the clients switch; each client closes its own once switched.
+    moving = [pid for pid in relay.participants() if pid in router.leaving]
+    overlap_ends = asyncio.get_running_loop().time() + OVERLAP_BOUND_SECONDS
+    while asyncio.get_running_loop().time() < overlap_ends:
+        if all(relay.connection_ended(pid) for pid in moving):
+            break
+        await asyncio.sleep(POLL_SECONDS)
+    # The sockets here close next (the drain's later step): first let the new nodes' renegotiations relayed
+    # through here be answered, or they would wait for an answer that never comes.
+    answers_due = asyncio.get_running_loop().time() + ANSWERS_BOUND_SECONDS
+    while True:  # answers arrive as socket messages on their sessions: a short poll of the set
+        if not router.offers_unanswered or asyncio.get_running_loop().time() >= answers_due:
+            break
+        await asyncio.sleep(POLL_SECONDS)
     for room_id in rooms:
+        # Still `leaving`: the removals (done in the background) must not renegotiate the participants
+        # left here, whose clients negotiate with the new node now. The heartbeat forgets them once gone.
         stop_media_of(services, room_id, tell=False)
-    router.leaving.clear()
-    return len(rooms)

@@ -26,7 +26,7 @@ from typing import TypeAlias
 
 import msgspec
 
-from vIOP.cluster.leases import RoomOnAnotherNode
+from vIOP.cluster.leases import NotTakingRooms, RoomOnAnotherNode
 from vIOP.errors import BadRequest, Conflict, Unavailable, VIOPError
 from vIOP.ids import ParticipantId, RoomId
 from vIOP.rooms.participant import ParticipantState
@@ -173,6 +173,9 @@ class MediaRouter:
         # connection here keeps flowing but is no longer negotiated, and their new offer goes to the room's
         # new node even though this relay still carries them.
         self.leaving: set[ParticipantId] = set()
+        # Local sockets with a relayed server offer (another node's) not answered yet: a drain closes its
+        # sockets only once these are answered, or that node's renegotiation would wait for ever.
+        self.offers_unanswered: set[ParticipantId] = set()
 
     @property
     def node_id(self) -> str:
@@ -193,10 +196,17 @@ class MediaRouter:
         ):
             target = await node.locate(room_id)  # from memory when this node holds the room
         if target is None or target == self.node_id:
+            if pid in self.leaving:
+                # Moving away from here: the new connection must not replace the old one on this relay.
+                raise NotTakingRooms("this server is draining and takes no new rooms; try again")
             await offer_here(self.services, room_id, pid, msg, reply)
             return None
         await self.send_to_media(target, room_id, pid, msg, wait=True, save_data=save_data)
         return target
+
+    def answered(self, pid: ParticipantId) -> None:
+        """``pid``'s socket here answered a relayed server offer."""
+        self.offers_unanswered.discard(pid)
 
     async def send_to_media(
         self,
@@ -246,7 +256,8 @@ class MediaRouter:
                 delivery.controls.set_audio_only(room_id, whose, message.reason if message.on else None)
                 delivery.mark_dirty(room_id)
             for pid in envelope.participants:
-                connections.send_to(ParticipantId(pid), message)
+                if connections.send_to(ParticipantId(pid), message) and isinstance(message, m.ServerOffer):
+                    self.offers_unanswered.add(ParticipantId(pid))
 
     # --- the media node's side -------------------------------------------------------------------
 
@@ -286,11 +297,15 @@ class MediaRouter:
         self._outbox.put_nowait((node_id, _encode(envelope)))
 
     def forget_gone(self) -> None:
-        """Drop the socket nodes of participants the relay no longer carries (each heartbeat)."""
+        """Drop the socket nodes (and the leaving marks) of participants the relay no longer carries (each
+        heartbeat)."""
         relay = self.services.relay
         carried = set(relay.participants()) if relay is not None else set()
         for pid in [pid for pid in self.remote_sockets if pid not in carried]:
             del self.remote_sockets[pid]
+        self.leaving &= carried
+        connections = self.services.connections
+        self.offers_unanswered = {pid for pid in self.offers_unanswered if connections.get(pid) is not None}
 
     def _run_here(self, envelope: ToMediaNode) -> None:
         pid = ParticipantId(envelope.participant)

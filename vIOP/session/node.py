@@ -12,6 +12,7 @@ import asyncio
 import logging
 import time
 from asyncio import FIRST_COMPLETED
+from collections.abc import Callable
 
 from vIOP.cluster.membership import NodeMembership
 from vIOP.cluster.nodes import NodeLoad, NodeState
@@ -75,10 +76,12 @@ def stop_media_of(services: Services, room_id: RoomId, *, tell: bool = True) -> 
             delivery.controls.stop_media(pid)
 
 
-async def node_round(services: Services, node: NodeMembership, cpu: CpuMeter) -> None:
+async def node_round(services: Services, node: NodeMembership, cpu: CpuMeter) -> bool:
+    """One heartbeat round; True when an operator's drain (``nodes drain``) reached this node in it."""
     before = node.state
     state = await node.heartbeat(node_load(services, node, cpu))
-    if state is NodeState.DRAINING and before is NodeState.SERVING:
+    newly_draining = state is NodeState.DRAINING and before is NodeState.SERVING
+    if newly_draining:
         log.info("node draining: no new rooms", extra={"node_id": node.node_id})
     for room_id in await node.renew():
         log.warning("room lease lost to another node; media stopped here", extra={"room_id": room_id})
@@ -86,6 +89,7 @@ async def node_round(services: Services, node: NodeMembership, cpu: CpuMeter) ->
     await node.release_idle(lambda: rooms_with_media(services))
     if services.media_router is not None:
         services.media_router.forget_gone()
+    return newly_draining
 
 
 class NodeHeartbeat:
@@ -98,6 +102,7 @@ class NodeHeartbeat:
         self.services = services
         self.node = node
         self._wake = asyncio.Event()
+        self.on_draining: Callable[[], object] | None = None  # an operator drained this node (move its rooms)
 
     def stop_taking_rooms(self) -> None:
         """Shutdown begins: no new rooms here from now on; the registry hears it from the next round, which
@@ -111,7 +116,8 @@ class NodeHeartbeat:
         while not stop.is_set():
             self._wake.clear()
             try:
-                await node_round(self.services, self.node, cpu)
+                if await node_round(self.services, self.node, cpu) and self.on_draining is not None:
+                    self.on_draining()
             except asyncio.CancelledError:
                 raise
             except Exception:

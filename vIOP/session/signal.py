@@ -222,6 +222,8 @@ class SignalSession:
         pid = self._seat()
         if (elsewhere := self._media_elsewhere(pid)) is not None:
             await self._to_media_node(elsewhere, pid, msg)
+            if self.services.media_router is not None:
+                self.services.media_router.answered(pid)
         else:
             await answer_here(self.services, pid, msg)
 
