@@ -43,9 +43,11 @@ from vIOP.ids import RoomId
 from vIOP.signaling import messages as m
 from vIOP.storage.redis_cluster import RedisNodeRegistry, RedisRoomLeases
 
+FPS = 15
+
 
 def tracks() -> tuple[object, ...]:
-    return (silent_audio_track(), SyntheticVideoTrack())
+    return (silent_audio_track(), SyntheticVideoTrack(fps=FPS))
 
 
 class Person:
@@ -121,17 +123,31 @@ async def run(args: argparse.Namespace, tmp: Path) -> dict[str, object]:
 
             keepers = [asyncio.get_running_loop().create_task(keep(p)) for p in people]
 
-            async def everyone_decodes(by: int) -> None:
-                for viewer in people:
-                    for other in people:
-                        if other is not viewer:
-                            pid = other.client.participant_id
-                            seen = viewer.client.counter.frames(pid, "video")
-                            await viewer.client.wait_frames(pid, "video", seen + by, within=90)
+            async def everyone_decodes(by: int, watched: dict[int, set[str]] | None = None) -> None:
+                """Every receiver gets ``by`` more video frames from each publisher it watches (all the
+                others when ``watched`` is None)."""
+                for n, viewer in enumerate(people):
+                    others = [o.client.participant_id for o in people if o is not viewer]
+                    for pid in watched[n] if watched is not None else others:
+                        seen = viewer.client.counter.frames(pid, args.kind)
+                        await viewer.client.wait_frames(pid, args.kind, seen + by, within=90)
 
-            await everyone_decodes(10)
+            async def receiving() -> dict[int, set[str]]:
+                """The video publishers each receiver gets now (a large group's receivers may get fewer than
+                all: the relay's per-subscriber budget pauses the lowest-ranked videos)."""
+                await asyncio.sleep(3)  # a settled picture, not a moment
+                return {
+                    n: viewer.client.counter.recent_publishers("video", within=1.0)
+                    for n, viewer in enumerate(people)
+                }
+
+            for viewer in people:  # everyone receives some video before the first drain
+                for other in people:
+                    if other is not viewer:
+                        await viewer.client.wait_frames(other.client.participant_id, "audio", 10, within=120)
 
             async def drain_holder() -> dict[str, object]:
+                watched = await receiving()
                 lease = await leases.current(RoomId(room_id))
                 assert lease is not None
                 holder = 0 if lease.node_id == "node-a" else 1
@@ -142,15 +158,12 @@ async def run(args: argparse.Namespace, tmp: Path) -> dict[str, object]:
                 nodes[holder].process.terminate()  # type: ignore[union-attr]
                 code = await asyncio.to_thread(nodes[holder].process.wait, 120)  # type: ignore[union-attr]
                 exited_after = time.monotonic() - started
-                await everyone_decodes(15)
+                await everyone_decodes(15, watched)
                 now = time.monotonic()
                 gaps = [
-                    max(
-                        viewer.client.counter.longest_gap(other.client.participant_id, "video", now)
-                        for other in people
-                        if other is not viewer
-                    )
-                    for viewer in people
+                    max(viewer.client.counter.longest_gap(pid, args.kind, now) for pid in watched[n])
+                    for n, viewer in enumerate(people)
+                    if watched[n]
                 ]
                 after = await leases.current(RoomId(room_id))
                 return {
@@ -162,8 +175,10 @@ async def run(args: argparse.Namespace, tmp: Path) -> dict[str, object]:
                     "longest_frame_gap_s": {
                         "p50": round(percentile(gaps, 50), 3),
                         "p99": round(percentile(gaps, 99), 3),
-                        "max": round(max(gaps), 3),
+                        "max": round(max(gaps, default=float("nan")), 3),
                     },
+                    "streams_per_receiver": round(sum(map(len, watched.values())) / len(people), 1),
+                    "receivers_without_any": sum(1 for w in watched.values() if not w),
                     "holder": holder,
                 }
 
@@ -192,6 +207,8 @@ async def run(args: argparse.Namespace, tmp: Path) -> dict[str, object]:
             return {
                 "participants": args.participants,
                 "receive": args.receive,
+                "fps": args.fps,
+                "kind": args.kind,
                 "drains": drains,
                 "re_knocks": sum(p.knocks for p in people),
                 "socket_resumes": sum(p.resumes for p in people),
@@ -218,10 +235,21 @@ def main() -> None:
         help="decode (default), or count whole encoded frames (lighter for the one client process)",
     )  # fmt: skip
     parser.add_argument(
+        "--kind",
+        choices=["video", "audio"],
+        default="video",
+        help="whose frame gaps: video (default) or audio",
+    )
+    parser.add_argument(
+        "--fps", type=int, default=15, help="each camera's frame rate (lower: a lighter client process)"
+    )
+    parser.add_argument(
         "--log-level", default="warning", help="the nodes' VIOP_LOG_LEVEL (their logs: node-a/b.log)"
     )
     parser.add_argument("--json", help="also write the figures here")
     args = parser.parse_args()
+    global FPS
+    FPS = args.fps
     with tempfile.TemporaryDirectory(prefix="viop-migration-") as tmp:
         figures = asyncio.run(run(args, Path(tmp)))
     report_figures("bench/migration.py", figures, args.json)
