@@ -121,6 +121,25 @@ async def test_a_dead_nodes_room_is_taken_over_with_a_larger_token(
             await host.close()
 
 
+async def test_a_node_whose_inbox_has_no_subscriber_is_taken_over_before_its_record_lapses(
+    live_server_factory: Any, redis_client: aioredis.Redis
+) -> None:
+    """Regression: on main a SIGKILLed node's room waited for its record to lapse (4 to 6 s) before anyone
+    could take it over; a dead process has no subscriber on its inbox at once."""
+    registry, leases = RedisNodeRegistry(redis_client), RedisRoomLeases(redis_client)
+    async with live_server_factory(ice_host_addresses="127.0.0.1", node_id="node-b") as live:
+        host, room_id = await host_socket(live)
+        try:
+            await registry.announce(other_node("node-a", time.time() + 60), 60)  # its record is still live
+            dead = await leases.acquire(room_id, "node-a", time.time(), 60)
+            reply = await host.request(m.Offer(id=5, sdp=_SDP))
+            assert not (isinstance(reply, m.ErrorMessage) and reply.code == "unavailable")
+            lease = await leases.current(room_id)
+            assert lease is not None and (lease.node_id, lease.token) == ("node-b", dead.token + 1)
+        finally:
+            await host.close()
+
+
 async def test_a_drained_node_takes_no_new_room(
     live_server_factory: Any, redis_client: aioredis.Redis
 ) -> None:

@@ -158,7 +158,11 @@ async def move_rooms_away(services: Services, node: NodeMembership) -> None:
     rooms = sorted(rooms_with_media(services))
     if not rooms:
         return
-    others = [n for n in await node.registry.nodes(node.clock()) if n.id != node.node_id]
+    others = [
+        n
+        for n in await node.registry.nodes(node.clock())
+        if n.id != node.node_id and await node.holder_alive(n.id)  # alive and listening
+    ]
     if choose_node(others, node.clock()) is None:
         # No serving node to move to (one node, or all draining): the rooms end with this node, as before.
         log.warning("draining: no other serving node; rooms are not moved", extra={"rooms": len(rooms)})
