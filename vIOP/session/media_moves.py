@@ -1,4 +1,7 @@
-"""Node loss as a socket node sees it: the media node of some of its participants died, so their media moves.
+"""Moving a room's media to another node: after a node's loss (:class:`MediaNodeWatch`, on every node) and
+on a drain (:func:`move_rooms_away`, on the draining node, make-before-break; docs/SCALING.md).
+
+Node loss as a socket node sees it: the media node of some of its participants died, so their media moves.
 
 A participant whose socket is on this node and whose room's media is on another node (signaling on any
 node, ``vIOP.session.media_route``) loses its media when that node dies; its socket, seat and attendance
