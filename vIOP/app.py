@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import time
@@ -58,6 +59,7 @@ from vIOP.session.loops import (
     run_sweeper,
 )
 from vIOP.session.media_controls import MediaHooks, RelayHooks
+from vIOP.session.media_moves import MediaNodeWatch, move_rooms_away
 from vIOP.session.media_route import MediaRouter
 from vIOP.session.node import NodeHeartbeat, leave_cluster
 from vIOP.session.noshow import NoShowWatcher
@@ -328,7 +330,32 @@ def start_live(services: Services) -> None:
             heartbeat.stop_taking_rooms()
 
         services.drain_hooks.insert(0, stop_taking_rooms)  # before the sockets close
+        if router is not None:
+            node = services.node
+            moves: list[asyncio.Task[None]] = []  # at most one move of this node's rooms
+
+            def start_moving() -> asyncio.Task[None]:
+                if not moves:
+                    moves.append(services.spawn(move_rooms_away(services, node), "drain-moves"))
+                return moves[0]
+
+            async def move_away() -> None:
+                await start_moving()
+
+            heartbeat.on_draining = start_moving  # `nodes drain`: the rooms move, the node stays up
+            # SIGTERM: right after stop_taking_rooms, while the sockets and the media relay still work.
+            services.drain_hooks.insert(1, move_away)
         services.spawn(heartbeat.run(), "node", stops_between_rounds=True)
+        if router is not None:
+            watch = MediaNodeWatch(services, services.node)
+            router.on_unreachable = watch.wake
+            channel = router.channel
+
+            async def listening(node_id: str) -> bool:
+                return node_id in await channel.listening([node_id])
+
+            services.node.listening = listening
+            services.spawn(watch.run(), "media-node-watch", stops_between_rounds=True)
     services.drain_hooks.append(drain)
     # After the sockets' drain hook: its last try comes once no host can end a room here any more.
     directory_sync(services).kick()  # reconcile at start: a previous run may have left ended rooms open

@@ -79,18 +79,27 @@ async def test_a_room_carried_by_another_live_node_is_unavailable_here(
     registry, leases = RedisNodeRegistry(redis_client), RedisRoomLeases(redis_client)
     async with live_server_factory(ice_host_addresses="127.0.0.1", node_id="node-b") as live:
         host, room_id = await host_socket(live)
+        # A live node listens on its media-signaling inbox (a node whose inbox has no subscriber is dead).
+        inbox = redis_client.pubsub()
+        await inbox.subscribe("viop:media-signal:node-a")
         try:
             await registry.announce(other_node("node-a", time.time() + 60), 60)
             held = await leases.acquire(room_id, "node-a", time.time(), 60)
-            reply = await host.request(m.Offer(id=3, sdp=_SDP))
-            assert reply == m.ErrorMessage(
-                code="unavailable", message="this room's media is on another server; try again", id=3
-            )
+            await host.send(m.Offer(id=3, sdp=_SDP))
+            # The offer is relayed to node a's inbox (sealed), not started here. (Before node loss was
+            # built, node a here had no inbox and the offer was refused `unavailable`; a node that does not
+            # listen is now taken for dead and its room taken over: the next test.)
+            deadline = time.monotonic() + 10
+            relayed = None
+            while relayed is None:
+                assert time.monotonic() < deadline, "the offer never reached node a's inbox"
+                relayed = await inbox.get_message(ignore_subscribe_messages=True, timeout=0.5)
+            assert b"v=0" not in relayed["data"]  # SDP never crosses Redis in plaintext
             assert await leases.current(room_id) == held  # nothing changed
             relay = ss.services(live).relay
             assert relay is not None and relay.participants() == ()
-            assert isinstance(await host.request(m.Ping()), m.Pong)  # the socket stays
         finally:
+            await inbox.aclose()
             await host.close()
 
 
@@ -108,6 +117,25 @@ async def test_a_dead_nodes_room_is_taken_over_with_a_larger_token(
             lease = await leases.current(room_id)
             assert lease is not None and (lease.node_id, lease.token) == ("node-b", dead.token + 1)
             assert await leases.renew(dead, time.time(), 60) is None  # the old holder is fenced off
+        finally:
+            await host.close()
+
+
+async def test_a_node_whose_inbox_has_no_subscriber_is_taken_over_before_its_record_lapses(
+    live_server_factory: Any, redis_client: aioredis.Redis
+) -> None:
+    """Regression: on main a SIGKILLed node's room waited for its record to lapse (4 to 6 s) before anyone
+    could take it over; a dead process has no subscriber on its inbox at once."""
+    registry, leases = RedisNodeRegistry(redis_client), RedisRoomLeases(redis_client)
+    async with live_server_factory(ice_host_addresses="127.0.0.1", node_id="node-b") as live:
+        host, room_id = await host_socket(live)
+        try:
+            await registry.announce(other_node("node-a", time.time() + 60), 60)  # its record is still live
+            dead = await leases.acquire(room_id, "node-a", time.time(), 60)
+            reply = await host.request(m.Offer(id=5, sdp=_SDP))
+            assert not (isinstance(reply, m.ErrorMessage) and reply.code == "unavailable")
+            lease = await leases.current(room_id)
+            assert lease is not None and (lease.node_id, lease.token) == ("node-b", dead.token + 1)
         finally:
             await host.close()
 

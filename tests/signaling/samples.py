@@ -103,6 +103,8 @@ SERVER_SAMPLES: tuple[m.ServerMessage, ...] = (
     m.ServerCandidate(candidate=CANDIDATE, sdp_mid="1", sdp_mline_index=1),
     m.MediaChanged(participant_id=PID2, audio=False, video=True),
     m.AudioOnly(participant_id=PID2, on=True, reason=m.AudioOnlyReason.BANDWIDTH),
+    m.MediaMoved(reason=m.MediaMoveReason.NODE_LOST),
+    m.MediaMoved(reason=m.MediaMoveReason.DRAIN),
     m.Muted(participant_id=PID, kind=m.MediaKind.AUDIO, muted=True),
     m.Removed(message="Removed by the clinician"),
     m.ReturnedToLobby(),

@@ -77,14 +77,17 @@ class StreamCount:
     frames: int = 0
     first_at: float | None = None
     last_at: float | None = None
+    longest_gap: float = 0.0  # the longest time between two frames (since the last reset_gaps)
 
 
 @dataclass(slots=True)
 class FrameCounter:
-    """Frames received per (publisher, kind); times from ``clock`` (monotonic seconds)."""
+    """Frames received per (publisher, kind); times from ``clock`` (monotonic seconds). ``also``: another
+    counter every frame is counted in too (a second peer connection's own count, and the participant's)."""
 
     clock: Callable[[], float] = time.monotonic
     streams: dict[tuple[str, str], StreamCount] = field(default_factory=dict)
+    also: FrameCounter | None = None
 
     def add(self, publisher: str, kind: str, frames: int = 1) -> None:
         count = self.streams.get((publisher, kind))
@@ -93,8 +96,34 @@ class FrameCounter:
         now = self.clock()
         if count.first_at is None:
             count.first_at = now
+        elif count.last_at is not None:
+            count.longest_gap = max(count.longest_gap, now - count.last_at)
         count.last_at = now
         count.frames += frames
+        if self.also is not None:
+            self.also.add(publisher, kind, frames)
+
+    def reset_gaps(self) -> None:
+        for count in self.streams.values():
+            count.longest_gap = 0.0
+
+    def longest_gap(self, publisher: str, kind: str, now: float | None = None) -> float:
+        """The longest time without a frame from ``publisher`` since the last reset, the silence up to
+        ``now`` included when given."""
+        count = self.streams.get((publisher, kind))
+        if count is None:
+            return float("inf")
+        silence = (now - count.last_at) if now is not None and count.last_at is not None else 0.0
+        return max(count.longest_gap, silence)
+
+    def recent_publishers(self, kind: str, within: float) -> set[str]:
+        """Publishers of ``kind`` with a frame in the last ``within`` seconds."""
+        now = self.clock()
+        return {
+            p
+            for (p, k), c in self.streams.items()
+            if k == kind and c.last_at is not None and now - c.last_at <= within
+        }
 
     def frames(self, publisher: str, kind: str) -> int:
         count = self.streams.get((publisher, kind))

@@ -2,7 +2,9 @@
 
 :class:`RoomClient` owns one signaling socket and one peer connection. A background reader answers the
 server's renegotiation offers by itself and keeps every other message, so callers wait for what they care
-about with :meth:`RoomClient.wait_for` instead of sleeping.
+about with :meth:`RoomClient.wait_for` instead of sleeping. A ``media_moved`` (the room's media node died,
+docs/SCALING.md) is followed by itself too: a new peer connection, retried while the server answers
+``unavailable``.
 """
 
 from __future__ import annotations
@@ -23,8 +25,26 @@ from vIOP.media.aiortc_internals import DatagramTap
 from vIOP.signaling import messages as m
 
 T = TypeVar("T", bound=m.ServerMessage)
+
+# How long a renegotiation after ``media_moved`` keeps retrying an offer answered ``unavailable`` (the
+# room's lease is being taken over), and the pause between tries.
+MOVE_RETRY_SECONDS = 30.0
+RETRY_PAUSE_SECONDS = 0.25
+# On a drain's move, the old connection closes once the new one delivers video from every publisher the
+# old one delivered within the last WATCHED_WITHIN_SECONDS, at the latest after SWITCH_BOUND_SECONDS.
+SWITCH_BOUND_SECONDS = 5.0
+WATCHED_WITHIN_SECONDS = 3.0
+OLD_LINGER_SECONDS = 2.0
 TicketSource = Callable[[], Awaitable[str]]
 """Returns a fresh ``ws_url`` (with its single-use ticket) for each connection attempt."""
+
+
+class OfferRefused(RuntimeError):
+    """The server answered our ``offer`` with an error (``code``: its signaling error code)."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(f"offer refused: {code}: {message}")
+        self.code = code
 
 
 class RoomClient:
@@ -59,6 +79,8 @@ class RoomClient:
         self.closed: SignalingClosed | None = None
         self._changed = asyncio.Condition()
         self._reader: asyncio.Task[None] | None = None
+        self._renegotiation: asyncio.Task[None] | None = None
+        self.renegotiated: list[float] = []  # time.monotonic() when each move's new answer was accepted
 
     @property
     def participant_id(self) -> str:
@@ -83,31 +105,79 @@ class RoomClient:
         self._reader = asyncio.get_running_loop().create_task(self._read(self.signaling))
         return reply
 
-    async def start_media(self) -> None:
-        """Offer our tracks once admitted; a new offer always opens a new peer connection (reconnect)."""
-        assert self.signaling is not None
-        if self.media is not None:
-            await self.media.close()
-        self.media = MediaPeer(
-            host_addresses=self.host_addresses, receive=self.receive, counter=self.counter, tap=self.tap
+    async def start_media(self, *, retry_within: float = 0.0) -> None:
+        """Offer our tracks once admitted; a new offer always opens a new peer connection (reconnect).
+        With ``retry_within``, an offer answered ``unavailable`` (the room's media node is being replaced)
+        is tried again until that many seconds have passed."""
+        deadline = time.monotonic() + retry_within
+        while True:
+            if self.media is not None:
+                await self.media.close()
+            self.media = self._new_peer(self.counter)
+            try:
+                await self._negotiate(self.media)
+                return
+            except OfferRefused as refused:
+                if refused.code != "unavailable" or time.monotonic() >= deadline:
+                    raise
+            await asyncio.sleep(RETRY_PAUSE_SECONDS)
+
+    async def move_media(self, *, retry_within: float = MOVE_RETRY_SECONDS) -> None:
+        """Make-before-break (``media_moved`` on a drain): a new peer connection to the room's new node
+        while the old one still flows (we publish on both); the old one closes :data:`OLD_LINGER_SECONDS`
+        after the new one delivers video from everyone the old one did (or :data:`SWITCH_BOUND_SECONDS`
+        passed), so those still receiving us through the old node have switched too."""
+        old = self.media
+        watched = self.counter.recent_publishers("video", within=WATCHED_WITHIN_SECONDS)
+        deadline = time.monotonic() + retry_within
+        while True:
+            mine = FrameCounter(self.counter.clock, also=self.counter)
+            new = self.media = self._new_peer(mine)  # the new node's renegotiations are for this one
+            try:
+                await self._negotiate(new)
+                break
+            except OfferRefused as refused:
+                await new.close()
+                self.media = old
+                if refused.code != "unavailable" or time.monotonic() >= deadline:
+                    raise
+            await asyncio.sleep(RETRY_PAUSE_SECONDS)
+        switch_by = time.monotonic() + SWITCH_BOUND_SECONDS
+        while True:  # frames arrive on aiortc's tasks, not as messages: a short poll
+            if watched <= mine.publishers("video") or time.monotonic() >= switch_by:
+                break
+            await asyncio.sleep(0.02)
+        if old is not None:
+            # Others may still receive us through the old node until they switch too: keep publishing there
+            # a moment longer (the draining node stops the old connections once all are closed).
+            await asyncio.sleep(OLD_LINGER_SECONDS)
+            await old.close()
+
+    def _new_peer(self, counter: FrameCounter) -> MediaPeer:
+        peer = MediaPeer(
+            host_addresses=self.host_addresses, receive=self.receive, counter=counter, tap=self.tap
         )
         tracks = self.tracks()
         if tracks:
-            self.media.publish(*tracks)
+            peer.publish(*tracks)
         if self.simulcast is not None:
-            self.media.publish_simulcast(self.simulcast())
+            peer.publish_simulcast(self.simulcast())
         elif not tracks:
-            self.media.receive_only("audio", "video")
+            peer.receive_only("audio", "video")
+        return peer
+
+    async def _negotiate(self, peer: MediaPeer) -> None:
+        assert self.signaling is not None
         request_id = self.signaling.next_id()
-        await self.signaling.send(m.Offer(sdp=await self.media.create_offer(), id=request_id))
+        await self.signaling.send(m.Offer(sdp=await peer.create_offer(), id=request_id))
         # aiortc builds and gathers the server's answer: allow for a busy machine.
         answer = await self.wait_for(
             lambda msg: msg.id == request_id and isinstance(msg, m.ServerAnswer | m.ErrorMessage), within=30
         )
         if isinstance(answer, m.ErrorMessage):
-            raise RuntimeError(f"offer refused: {answer.code}: {answer.message}")
+            raise OfferRefused(answer.code, answer.message)
         assert isinstance(answer, m.ServerAnswer)
-        await self.media.accept_answer(answer.sdp)
+        await peer.accept_answer(answer.sdp)
 
     async def send(self, message: m.ClientMessage) -> None:
         assert self.signaling is not None
@@ -123,6 +193,10 @@ class RoomClient:
             await self.wait_closed(5)
 
     async def close(self) -> None:
+        if self._renegotiation is not None:
+            self._renegotiation.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._renegotiation
         if self._reader is not None:
             self._reader.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -143,6 +217,8 @@ class RoomClient:
                 if isinstance(message, m.ServerOffer) and self.media is not None:
                     answer = await self.media.accept_offer(message.sdp)
                     await signaling.send(m.Answer(sdp=answer))
+                elif isinstance(message, m.MediaMoved) and self.media is not None:
+                    self._follow_move(message.reason)
                 async with self._changed:
                     self.messages.append(message)
                     self.arrivals.append(arrived)
@@ -151,6 +227,22 @@ class RoomClient:
             async with self._changed:
                 self.closed = closed
                 self._changed.notify_all()
+
+    def _follow_move(self, reason: m.MediaMoveReason) -> None:
+        """The room's media moved: a new peer connection, beside the reader (it must keep reading the
+        answer meanwhile): at once after a node's loss, make-before-break on a drain. A second move while
+        one is under way starts over."""
+        if self._renegotiation is not None:
+            self._renegotiation.cancel()
+
+        async def renegotiate() -> None:
+            if reason is m.MediaMoveReason.DRAIN:
+                await self.move_media()
+            else:
+                await self.start_media(retry_within=MOVE_RETRY_SECONDS)
+            self.renegotiated.append(time.monotonic())
+
+        self._renegotiation = asyncio.get_running_loop().create_task(renegotiate())
 
     async def wait_for(
         self, predicate: Callable[[m.ServerMessage], bool], within: float = 10.0

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable, Collection
+from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass, replace
 
 from vIOP.cluster.leases import NotTakingRooms, RoomLease, RoomOnAnotherNode
@@ -52,6 +52,9 @@ class NodeMembership:
         self.load = NodeLoad()  # as last announced
         self._claiming = asyncio.Lock()
         self._idle: set[RoomId] = set()  # held rooms without media here at the last release_idle
+        # Whether a node still listens for media signaling (its inbox subscribed): a SIGKILLed node stops
+        # at once, long before its record lapses. None: only the record says who is alive.
+        self.listening: Callable[[str], Awaitable[bool]] | None = None
 
     def record(self, load: NodeLoad) -> Node:
         return Node(
@@ -80,9 +83,11 @@ class NodeMembership:
         now = self.clock()
         lease = await self.leases.current(room_id)
         elsewhere = lease is not None and lease.live(now) and lease.node_id != self.node_id
-        if lease is not None and elsewhere and await self.registry.get(lease.node_id, now) is not None:
+        if lease is not None and elsewhere and await self.holder_alive(lease.node_id):
             return lease.node_id
         nodes = await self.registry.nodes(now)
+        if self.state is not NodeState.SERVING:  # known here before the registry hears it
+            nodes = [n for n in nodes if n.id != self.node_id]
         chosen = choose_node(nodes, now)
         if chosen is None:
             return self.node_id
@@ -90,6 +95,15 @@ class NodeMembership:
         if here is not None and placement_order(here)[:2] <= placement_order(chosen)[:2]:
             return self.node_id  # as good as the best by rooms and people: no hop (CPU noise aside)
         return chosen.id
+
+    async def holder_alive(self, node_id: str) -> bool:
+        """A lease holder is alive while its record is and, when that can be asked, it still listens: a
+        node whose process died has no subscriber on its inbox (Redis drops a closed connection's
+        subscriptions at once), so its rooms need not wait for its record to lapse. Taking over a node that
+        was only briefly away is safe: its next renewal is refused (fencing) and it stops the room."""
+        if await self.registry.get(node_id, self.clock()) is None:
+            return False
+        return self.listening is None or await self.listening(node_id)
 
     def holds(self, room_id: RoomId) -> bool:
         lease = self.held.get(room_id)
@@ -111,8 +125,7 @@ class NodeMembership:
             ttl = self.policy.lease_ttl
             lease = await self.leases.acquire(room_id, self.node_id, self.clock(), ttl)
             if lease.node_id != self.node_id:
-                holder = await self.registry.get(lease.node_id, self.clock())
-                if holder is not None:
+                if await self.holder_alive(lease.node_id):
                     raise RoomOnAnotherNode()
                 lease = await self.leases.take_over(lease, self.node_id, self.clock(), ttl)
                 if lease.node_id != self.node_id:

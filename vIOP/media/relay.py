@@ -219,6 +219,14 @@ class MediaRelay:
     def participants(self) -> tuple[ParticipantId, ...]:
         return tuple(self._participants)
 
+    def connection_ended(self, pid: ParticipantId) -> bool:
+        """``pid``'s peer connection has closed or failed (the client closed it: a drain's move is over for
+        them), or they have none."""
+        participant = self._participants.get(pid)
+        if participant is None or participant.session is None:
+            return True
+        return participant.session.pc.connectionState in ("closed", "failed")
+
     # --- negotiation ------------------------------------------------------------------------------------
 
     async def handle_offer(self, pid: ParticipantId, sdp: str) -> str:

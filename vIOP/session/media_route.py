@@ -26,7 +26,7 @@ from typing import TypeAlias
 
 import msgspec
 
-from vIOP.cluster.leases import RoomOnAnotherNode
+from vIOP.cluster.leases import NotTakingRooms, RoomOnAnotherNode
 from vIOP.errors import BadRequest, Conflict, Unavailable, VIOPError
 from vIOP.ids import ParticipantId, RoomId
 from vIOP.rooms.participant import ParticipantState
@@ -166,6 +166,16 @@ class MediaRouter:
         self._numbers = itertools.count(1)
         self._chains: dict[ParticipantId, asyncio.Task[None]] = {}
         self._outbox: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue()
+        # Called when a media node's inbox had no subscriber (it may be dead): the node-loss watch looks
+        # at once instead of at its next round (``vIOP.session.media_moves``).
+        self.on_unreachable: Callable[[], object] | None = None
+        # Participants whose room this node is moving away (drain, make-before-break): their old peer
+        # connection here keeps flowing but is no longer negotiated, and their new offer goes to the room's
+        # new node even though this relay still carries them.
+        self.leaving: set[ParticipantId] = set()
+        # Local sockets with a relayed server offer (another node's) not answered yet: a drain closes its
+        # sockets only once these are answered, or that node's renegotiation would wait for ever.
+        self.offers_unanswered: set[ParticipantId] = set()
 
     @property
     def node_id(self) -> str:
@@ -179,13 +189,24 @@ class MediaRouter:
         """Run ``msg`` where the room's media is; returns that node's id, None when it is this one."""
         relay, node = self.services.relay, self.services.node
         target = None
-        if relay is not None and node is not None and pid not in relay.participants():
+        if (
+            relay is not None
+            and node is not None
+            and (pid not in relay.participants() or pid in self.leaving)
+        ):
             target = await node.locate(room_id)  # from memory when this node holds the room
         if target is None or target == self.node_id:
+            if pid in self.leaving:
+                # Moving away from here: the new connection must not replace the old one on this relay.
+                raise NotTakingRooms("this server is draining and takes no new rooms; try again")
             await offer_here(self.services, room_id, pid, msg, reply)
             return None
         await self.send_to_media(target, room_id, pid, msg, wait=True, save_data=save_data)
         return target
+
+    def answered(self, pid: ParticipantId) -> None:
+        """``pid``'s socket here answered a relayed server offer."""
+        self.offers_unanswered.discard(pid)
 
     async def send_to_media(
         self,
@@ -207,6 +228,8 @@ class MediaRouter:
             done = self._requests[number] = asyncio.get_running_loop().create_future()
         try:
             if await self.channel.publish(node_id, _encode(envelope)) == 0:
+                if self.on_unreachable is not None:
+                    self.on_unreachable()
                 raise MediaNodeUnreachable()
             if done is not None:
                 try:
@@ -233,12 +256,17 @@ class MediaRouter:
                 delivery.controls.set_audio_only(room_id, whose, message.reason if message.on else None)
                 delivery.mark_dirty(room_id)
             for pid in envelope.participants:
-                connections.send_to(ParticipantId(pid), message)
+                if connections.send_to(ParticipantId(pid), message) and isinstance(message, m.ServerOffer):
+                    self.offers_unanswered.add(ParticipantId(pid))
 
     # --- the media node's side -------------------------------------------------------------------
 
     def send(self, pid: ParticipantId, message: m.ServerMessage) -> bool:
         """To ``pid``'s socket: here, or on the node it is on (False: neither is known)."""
+        if pid in self.leaving and isinstance(message, m.ServerOffer | m.ServerCandidate):
+            return (
+                True  # the client negotiates with the room's new node now; the old connection is kept as is
+            )
         if self.services.connections.send_to(pid, message):
             return True
         node_id = self.remote_sockets.get(pid)
@@ -269,11 +297,15 @@ class MediaRouter:
         self._outbox.put_nowait((node_id, _encode(envelope)))
 
     def forget_gone(self) -> None:
-        """Drop the socket nodes of participants the relay no longer carries (each heartbeat)."""
+        """Drop the socket nodes (and the leaving marks) of participants the relay no longer carries (each
+        heartbeat)."""
         relay = self.services.relay
         carried = set(relay.participants()) if relay is not None else set()
         for pid in [pid for pid in self.remote_sockets if pid not in carried]:
             del self.remote_sockets[pid]
+        self.leaving &= carried
+        connections = self.services.connections
+        self.offers_unanswered = {pid for pid in self.offers_unanswered if connections.get(pid) is not None}
 
     def _run_here(self, envelope: ToMediaNode) -> None:
         pid = ParticipantId(envelope.participant)

@@ -12,11 +12,13 @@ import asyncio
 import logging
 import time
 from asyncio import FIRST_COMPLETED
+from collections.abc import Callable
 
 from vIOP.cluster.membership import NodeMembership
 from vIOP.cluster.nodes import NodeLoad, NodeState
 from vIOP.ids import RoomId
 from vIOP.session.services import Services
+from vIOP.signaling import messages as m
 
 log = logging.getLogger("vIOP.node")
 
@@ -54,20 +56,32 @@ def node_load(services: Services, node: NodeMembership, cpu: CpuMeter) -> NodeLo
     )
 
 
-def stop_media_of(services: Services, room_id: RoomId) -> None:
-    """Another node holds ``room_id`` now (this one was taken for dead): its media stops here at once."""
+def stop_media_of(services: Services, room_id: RoomId, *, tell: bool = True) -> None:
+    """Another node holds ``room_id`` now (this one was taken for dead): its media stops here at once, and
+    each participant is told to offer again (``media_moved``), which reaches the new holder (unless they
+    were told already: ``tell``)."""
     relay, delivery = services.relay, services.live.delivery
     if relay is None or delivery is None:
         return
+    moved = m.MediaMoved(reason=m.MediaMoveReason.NODE_LOST)
+    router = services.media_router
     for pid in relay.participants():
         if relay.room_of(pid) == room_id:
+            if not tell:
+                pass
+            elif router is not None:
+                router.send(pid, moved)
+            else:
+                services.connections.send_to(pid, moved)
             delivery.controls.stop_media(pid)
 
 
-async def node_round(services: Services, node: NodeMembership, cpu: CpuMeter) -> None:
+async def node_round(services: Services, node: NodeMembership, cpu: CpuMeter) -> bool:
+    """One heartbeat round; True when an operator's drain (``nodes drain``) reached this node in it."""
     before = node.state
     state = await node.heartbeat(node_load(services, node, cpu))
-    if state is NodeState.DRAINING and before is NodeState.SERVING:
+    newly_draining = state is NodeState.DRAINING and before is NodeState.SERVING
+    if newly_draining:
         log.info("node draining: no new rooms", extra={"node_id": node.node_id})
     for room_id in await node.renew():
         log.warning("room lease lost to another node; media stopped here", extra={"room_id": room_id})
@@ -75,6 +89,7 @@ async def node_round(services: Services, node: NodeMembership, cpu: CpuMeter) ->
     await node.release_idle(lambda: rooms_with_media(services))
     if services.media_router is not None:
         services.media_router.forget_gone()
+    return newly_draining
 
 
 class NodeHeartbeat:
@@ -87,6 +102,7 @@ class NodeHeartbeat:
         self.services = services
         self.node = node
         self._wake = asyncio.Event()
+        self.on_draining: Callable[[], object] | None = None  # an operator drained this node (move its rooms)
 
     def stop_taking_rooms(self) -> None:
         """Shutdown begins: no new rooms here from now on; the registry hears it from the next round, which
@@ -100,7 +116,8 @@ class NodeHeartbeat:
         while not stop.is_set():
             self._wake.clear()
             try:
-                await node_round(self.services, self.node, cpu)
+                if await node_round(self.services, self.node, cpu) and self.on_draining is not None:
+                    self.on_draining()
             except asyncio.CancelledError:
                 raise
             except Exception:

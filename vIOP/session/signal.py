@@ -204,8 +204,12 @@ class SignalSession:
 
     def _media_elsewhere(self, pid: ParticipantId) -> str | None:
         """The node carrying this participant's media when it is not this one (in memory: no I/O)."""
-        relay = self.services.relay
-        if self.media_node is None or (relay is not None and pid in relay.participants()):
+        relay, router = self.services.relay, self.services.media_router
+        if self.media_node is None:
+            return None
+        # Carried here, unless this node is moving the room away and the new connection is elsewhere.
+        carried_here = relay is not None and pid in relay.participants()
+        if carried_here and (router is None or pid not in router.leaving):
             return None
         return self.media_node
 
@@ -218,6 +222,8 @@ class SignalSession:
         pid = self._seat()
         if (elsewhere := self._media_elsewhere(pid)) is not None:
             await self._to_media_node(elsewhere, pid, msg)
+            if self.services.media_router is not None:
+                self.services.media_router.answered(pid)
         else:
             await answer_here(self.services, pid, msg)
 

@@ -128,6 +128,10 @@ def render() -> str:
         _enum("LeaveReason", "Why a participant left (participant_left.reason).", messages.LeaveReason),
         "",
         _enum(
+            "MediaMoveReason", "Why the room's media moved (media_moved.reason).", messages.MediaMoveReason
+        ),
+        "",
+        _enum(
             "AudioOnlyReason",
             "Why a participant receives no video (audio_only.reason).",
             messages.AudioOnlyReason,

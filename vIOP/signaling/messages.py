@@ -62,6 +62,11 @@ class MediaKind(enum.StrEnum):
     VIDEO = "video"
 
 
+class MediaMoveReason(enum.StrEnum):
+    NODE_LOST = "node_lost"  # the server carrying the room's media stopped (its heartbeat lapsed)
+    DRAIN = "drain"  # that server is draining: keep the old connection until the new one delivers
+
+
 class LeaveReason(enum.StrEnum):
     LEFT = "left"
     REMOVED = "removed"
@@ -463,6 +468,14 @@ class MediaChanged(_ServerMessage, frozen=True, tag="media_changed"):
     video: bool
 
 
+class MediaMoved(_ServerMessage, frozen=True, tag="media_moved"):
+    """The room's media moved to another server: open a new peer connection (a new ``offer``) on the same
+    socket; admission, seat and attendance go on (docs/SCALING.md, "Node loss", "Drain"). On ``drain`` the
+    old connection still flows: publish on both until the new one delivers, then close the old one."""
+
+    reason: MediaMoveReason
+
+
 class AudioOnly(_ServerMessage, frozen=True, tag="audio_only"):
     """``participant_id`` now receives audio only (``on``) or video again; ``reason`` is why it started
     (when ``on``) or which state ended (when not)."""
@@ -593,6 +606,7 @@ ServerMessage: TypeAlias = (
     | ServerAnswer
     | ServerCandidate
     | MediaChanged
+    | MediaMoved
     | AudioOnly
     | Muted
     | Removed

@@ -58,6 +58,14 @@ class RedisMediaSignalChannel:
         receivers = await self.client.publish(channel, self.sealer.seal(payload, channel.encode()))
         return int(receivers)
 
+    async def listening(self, node_ids: list[str]) -> set[str]:
+        """Which of ``node_ids`` have their inbox subscribed now (one PUBSUB NUMSUB for all)."""
+        if not node_ids:
+            return set()
+        counts = await self.client.pubsub_numsub(*(self.channel(node_id) for node_id in node_ids))
+        prefix = len(self.channel(""))
+        return {_channel_text(channel)[prefix:] for channel, count in counts if int(count) > 0}
+
     async def inbox(self) -> AsyncIterator[bytes]:
         """Every payload sent to this node, unsealed, for the life of the caller; resubscribes by itself
         after a lost connection (a Redis restart or failover)."""
@@ -89,3 +97,7 @@ class RedisMediaSignalChannel:
                 log.warning("media signal channel unavailable; resubscribing")
                 await asyncio.sleep(backoff)
                 backoff = min(self.retry_cap, backoff * 2)
+
+
+def _channel_text(channel: bytes | str) -> str:
+    return channel.decode() if isinstance(channel, bytes) else channel

@@ -60,6 +60,7 @@ export const ServerType = Object.freeze({
   ANSWER: "answer",
   CANDIDATE: "candidate",
   MEDIA_CHANGED: "media_changed",
+  MEDIA_MOVED: "media_moved",
   AUDIO_ONLY: "audio_only",
   MUTED: "muted",
   REMOVED: "removed",
@@ -134,6 +135,13 @@ export const LeaveReason = Object.freeze({
   TIMEOUT: "timeout",
 });
 /** @typedef {(typeof LeaveReason)[keyof typeof LeaveReason]} LeaveReasonValue */
+
+/** Why the room's media moved (media_moved.reason). */
+export const MediaMoveReason = Object.freeze({
+  NODE_LOST: "node_lost",
+  DRAIN: "drain",
+});
+/** @typedef {(typeof MediaMoveReason)[keyof typeof MediaMoveReason]} MediaMoveReasonValue */
 
 /** Why a participant receives no video (audio_only.reason). */
 export const AudioOnlyReason = Object.freeze({

@@ -10,7 +10,7 @@
 // "chat" {detail: chat line} and "chat-policy" {detail: clients_may_chat} (issue 15; drawn by chat.js),
 // "share" {detail: {sharer, allowed, mine}} (issue 15: who shares their screen, who may).
 
-import { ClientType, LeaveReason, MediaKind, Role, SCREEN_STREAM_SUFFIX, ServerType } from "./protocol.js";
+import { ClientType, LeaveReason, MediaKind, MediaMoveReason, Role, SCREEN_STREAM_SUFFIX, ServerType } from "./protocol.js";
 import { EndReason, SignalingClient, State } from "./signaling.js";
 import { MediaLink, participantOf } from "./webrtc.js";
 import { detailOf } from "./events.js";
@@ -52,6 +52,14 @@ const LEFT_REASONS = Object.freeze({
 });
 
 /** Error codes that refuse a share we started: our capture stops. */
+// After an offer refused `unavailable` (the room's media server is being replaced, docs/SCALING.md), try again.
+const MEDIA_RETRY_MS = 500;
+// A drain's move (make-before-break): the old connection closes this long after the new one carries a track
+// of everyone the old one did (frames start flowing, and those still receiving us through the old server
+// switch too), at the latest after MEDIA_SWITCH_BOUND_MS.
+const MEDIA_SWITCH_SETTLE_MS = 2000;
+const MEDIA_SWITCH_BOUND_MS = 5000;
+
 const SHARE_REFUSALS = new Set(["share_not_allowed", "share_in_progress", "no_screen_track", "not_in_room"]);
 
 export class RoomSession extends EventTarget {
@@ -96,6 +104,10 @@ export class RoomSession extends EventTarget {
     this.unmatched = [];
     /** @type {boolean} the relay answered our offer: layer choices can be sent */
     this.mediaAnswered = false;
+    /** How many times the room's media moved to another server while we were in it (diagnostics, tests). */
+    this.mediaMoves = 0;
+    /** @type {{old: MediaLink, watched: Set<string>, bound: ReturnType<typeof setTimeout>, settle: ReturnType<typeof setTimeout> | null} | null} a drain's move under way */
+    this.moving = null;
     /** @type {{sharer: string | null, allowed: string[]}} the room's screen share (share_state) */
     this.share = { sharer: null, allowed: [] };
     /** @type {MediaStreamTrack | null} our own screen capture while we share */
@@ -267,6 +279,7 @@ export class RoomSession extends EventTarget {
     },
     [ServerType.WAITING](message) {
       this.endLocalShare();
+      this.finishMove();
       this.leaveMedia();
       this.setPhase(Phase.WAITING);
       this.emit("waiting", { position: message.position, message: message.message ?? null });
@@ -324,6 +337,15 @@ export class RoomSession extends EventTarget {
     [ServerType.CANDIDATE](message) {
       this.link?.handleCandidate(message).catch(() => undefined);
     },
+    [ServerType.MEDIA_MOVED](message) {
+      // The room's media moved to another server: a new peer connection on the same socket; admission and the
+      // seat go on. Its server died (node_lost): at once. Its server drains: make-before-break, the old
+      // connection flows (we publish on both) until the new one carries everyone it did.
+      if (this.phase !== Phase.IN_ROOM) return;
+      this.mediaMoves += 1;
+      if (message.reason === MediaMoveReason.DRAIN && this.link) this.moveMedia();
+      else this.restartMedia();
+    },
     [ServerType.MEDIA_CHANGED](message) {
       const entry = this.roster.get(message.participant_id);
       if (!entry) return;
@@ -370,6 +392,7 @@ export class RoomSession extends EventTarget {
     [ServerType.RETURNED_TO_LOBBY]() {
       this.wasInRoom = false;
       this.endLocalShare();
+      this.finishMove();
       this.leaveMedia();
       this.grid.clearRemote();
       this.setPhase(Phase.WAITING);
@@ -410,6 +433,14 @@ export class RoomSession extends EventTarget {
     [ServerType.ERROR](message) {
       // A share the server refused (not allowed, someone else shares, no screen section) stops here too.
       if (SHARE_REFUSALS.has(message.code) && this.share.sharer !== this.participantId) this.endLocalShare();
+      if (message.code === "unavailable" && this.link && !this.mediaAnswered) {
+        // Our offer found no media server yet (a takeover under way): try again shortly, not an error.
+        const link = this.link;
+        setTimeout(() => {
+          if (this.link === link && !this.mediaAnswered && this.phase === Phase.IN_ROOM) this.restartMedia();
+        }, MEDIA_RETRY_MS);
+        return;
+      }
       this.emit("error", { code: message.code, message: message.message });
     },
     // --- screen share (issue 15) ---
@@ -476,6 +507,41 @@ export class RoomSession extends EventTarget {
       .catch((error) => this.mediaFailed(error));
   }
 
+  restartMedia() {
+    this.finishMove();
+    this.leaveMedia();
+    this.enterRoom();
+  }
+
+  moveMedia() {
+    this.finishMove();
+    const old = /** @type {MediaLink} */ (this.link);
+    const watched = new Set(this.trackOwner.values());
+    this.link = null; // enterRoom opens the new connection; the old one keeps flowing meanwhile
+    this.enterRoom();
+    const bound = setTimeout(() => this.finishMove(), MEDIA_SWITCH_BOUND_MS);
+    this.moving = { old, watched, bound, settle: /** @type {ReturnType<typeof setTimeout> | null} */ (null) };
+  }
+
+  /** The new connection carries a track of everyone the old one did: close the old one once frames flow. */
+  checkMove() {
+    const moving = this.moving;
+    if (!moving || moving.settle) return;
+    const carried = new Set(this.trackOwner.values());
+    if ([...moving.watched].every((id) => carried.has(id))) {
+      moving.settle = setTimeout(() => this.finishMove(), MEDIA_SWITCH_SETTLE_MS);
+    }
+  }
+
+  finishMove() {
+    const moving = this.moving;
+    if (!moving) return;
+    this.moving = null;
+    clearTimeout(moving.bound);
+    if (moving.settle) clearTimeout(moving.settle);
+    moving.old.close();
+  }
+
   leaveMedia() {
     if (this.link) this.link.close();
     this.link = null;
@@ -506,6 +572,7 @@ export class RoomSession extends EventTarget {
   attach(participantId, track) {
     this.trackOwner.set(track.id, participantId);
     this.grid.attach(participantId, track);
+    this.checkMove();
     const entry = this.roster.get(participantId);
     if (entry) this.grid.update(entry, { reconnecting: this.reconnecting.has(participantId) });
   }
@@ -544,6 +611,7 @@ export class RoomSession extends EventTarget {
     if (this.ending) return;
     this.ending = true;
     this.endLocalShare();
+    this.finishMove();
     this.leaveMedia();
     if (this.signaling.state !== State.CLOSED) this.signaling.finish(reason, null);
     this.setPhase(Phase.ENDED);
