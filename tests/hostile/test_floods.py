@@ -66,9 +66,10 @@ async def test_a_flood_of_knocks_from_one_invite_is_rate_limited_and_others_are_
     assert host_reply.status_code == 200, host_reply.text
     assert problems == []
     assert logs.faults() == []
-    # The limited requests spent nothing: the invite counted exactly the tickets it was given.
+    # The limited requests spent nothing: the invite counted exactly the tickets it was given (in each
+    # window the flood touched: a CI run straddling a minute counted 40 = 20 + 20, as the statuses did).
     invite = await api.services.invite_store.get(flooder["id"])
-    assert invite.uses == TICKETS_PER_WINDOW
+    assert invite.uses == statuses[200], (invite.uses, statuses)
 
 
 @pytest.fixture
