@@ -45,6 +45,7 @@ from vIOP.auth.tickets import MAC_KEY_PURPOSE, SignalTickets
 from vIOP.auth.tokens import SESSION_KEY_PURPOSE, AccessTokens, TokenKeys, TokenPolicy
 from vIOP.auth.totp_replay import TotpReplayGuard
 from vIOP.cluster.membership import ClusterPolicy, NodeMembership
+from vIOP.cluster.nodes import NodeState
 from vIOP.ids import new_id
 from vIOP.media.ice import IceConfig
 from vIOP.media.relay import MediaRelay
@@ -402,7 +403,14 @@ def create_app(settings: Settings, services: Services | None = None) -> Starlett
                 await close_services(holder["services"])
 
     routes: list[BaseRoute] = []
-    routes += health.routes({"redis": redis_ping, "database": database_round_trip})
+
+    def draining() -> bool:
+        live = holder.get("services")
+        if live is None:
+            return False
+        return live.draining or (live.node is not None and live.node.state is not NodeState.SERVING)
+
+    routes += health.routes({"redis": redis_ping, "database": database_round_trip}, draining)
     routes += http_auth.routes() + http_rooms.routes() + http_tickets.routes()
     routes += http_presence.routes() + http_attendance.routes() + http_turn.routes()
     routes += http_compliance.routes()

@@ -193,3 +193,21 @@ async def test_a_session_ends_when_the_server_closes_even_if_the_client_stops_re
     finally:
         client._ws.transport.abort()
         await clinician.close()
+
+
+async def test_a_draining_server_answers_a_new_upgrade_with_503_and_spends_no_ticket(
+    live_server: LiveServer,
+) -> None:
+    """While the process drains (its sockets closing, its rooms moving away), a new WebSocket is refused with
+    HTTP 503 and the API's error body: a proxy in front of several nodes retries the same upgrade, with the
+    same unspent ticket, on another node (nginx: `proxy_next_upstream http_503`). Before, 1013 before accept
+    reached the client as a 403, which a proxy passes on."""
+    host = await ss.clinician(live_server)
+    scope = await ss.room(live_server, host)
+    ticket = await _ticket(live_server, host.principal, scope, session=host.session)
+    services = ss.services(live_server)
+    await services.drain()
+    url = f"{live_server.ws_url}/ws/signal?ticket={ticket}"
+    assert await _refused(url, live_server.base_url) == 503
+    grant = await services.tickets.redeem(ticket, TicketPurpose.SIGNAL)  # unspent: another node could take it
+    assert grant.principal == host.principal

@@ -11,7 +11,10 @@ peer connection. Nobody knocks again, every attendance stay runs on, and no rece
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import redis.asyncio as aioredis
 
@@ -122,6 +125,79 @@ async def test_sigterm_moves_a_live_room_to_the_other_node_without_a_freeze(
         for line in session["roster"]:
             assert len(line["stays"]) == 1, line["stays"]
             assert line["stays"][0]["left_at"] is None
+    finally:
+        for person in people:
+            await person.close()
+        await api_a.close()
+        await api_b.close()
+
+
+async def test_nodes_drain_moves_the_room_and_the_node_stays_up_not_ready(
+    two_nodes: tuple[App, App],  # noqa: F811 (the fixture imported above)
+    redis_client: aioredis.Redis,
+    tmp_path: Path,
+) -> None:
+    """The operator's `nodes drain NODE` (no signal): the node's live room moves to the other node (the same
+    make-before-break as SIGTERM), the node stays up and keeps serving sockets (signaling works on any
+    node), and its /readyz says `draining`, so a load balancer's or Kubernetes' check sends it no new work."""
+    a, b = two_nodes
+    await both_registered(redis_client)
+    api_a, api_b = HttpApi(a.base_url), HttpApi(b.base_url)
+    people: list[RoomClient] = []
+    try:
+        token = await api_b.login("dr.two", PASSWORD)
+        headers = {"Authorization": f"Bearer {token}"}
+        room = (await api_b.http.post("/api/v1/rooms", json={"kind": "group", "title": "Drain by hand"},
+                                      headers=headers)).json()  # fmt: skip
+        room_id = room["id"]
+        invite = (
+            await api_b.http.post(
+                f"/api/v1/rooms/{room_id}/invites", json={"display_name": "Kim"}, headers=headers
+            )
+        ).json()["invite_token"]
+        host = RoomClient(api_a.ticket_source(token, room_id), origin=a.base_url, tracks=media_tracks)
+        kim = RoomClient(api_b.ticket_source(invite, room_id), origin=b.base_url, tracks=media_tracks)
+        people += [host, kim]
+        await host.join()
+        await kim.join()
+        await kim.wait_message(m.Waiting)
+        await host.send(m.Admit(participant_id=kim.participant_id))
+        await kim.wait_message(m.Admitted)
+        await host.start_media()  # through node a: the room's media is placed on a
+        await kim.start_media()
+        leases = RedisRoomLeases(redis_client)
+        before = await leases.current(RoomId(room_id))
+        assert before is not None and before.node_id == "node-a"
+        assert (await api_a.http.get("/readyz")).status_code == 200
+        await kim.wait_frames(host.participant_id, "video", at_least=10, within=30)
+        await host.wait_frames(kim.participant_id, "video", at_least=10, within=30)
+        drained_at = time.monotonic()
+
+        drained = await asyncio.to_thread(
+            subprocess.run,
+            [sys.executable, "-m", "vIOP", "nodes", "drain", "node-a"],
+            env=a.env, cwd=tmp_path, capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert drained.returncode == 0, drained.stderr
+        for person in people:
+            moved = await person.wait_message(m.MediaMoved, within=30)
+            assert moved.reason is m.MediaMoveReason.DRAIN
+        deadline = time.monotonic() + 30
+        while (after := await leases.current(RoomId(room_id))) is None or after.node_id != "node-b":
+            assert time.monotonic() < deadline, after
+            await asyncio.sleep(0.2)
+        assert after.token > before.token
+        for viewer, publisher in ((host, kim), (kim, host)):
+            await decoding_grows(viewer, publisher, "video")
+
+        ready = await api_a.http.get("/readyz")
+        assert ready.status_code == 503 and ready.json()["error"]["code"] == "draining", ready.text
+        assert (await api_b.http.get("/readyz")).status_code == 200
+        assert a.process.poll() is None  # still up, its socket (the host's) still served
+        await host.send(m.Ping(id="still-here"))
+        await host.wait_message(m.Pong, where=lambda p: p.id == "still-here")
+        for person in people:
+            assert not person.received_since(m.Waiting, drained_at)
     finally:
         for person in people:
             await person.close()

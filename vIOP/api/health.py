@@ -32,7 +32,12 @@ async def healthz(request: Request) -> Response:
     return struct_response(Status("ok"))
 
 
-def readiness(checks: dict[str, Check], timeout: float = 2.0) -> Callable[[Request], Awaitable[Response]]:
+def readiness(
+    checks: dict[str, Check], timeout: float = 2.0, draining: Callable[[], bool] | None = None
+) -> Callable[[Request], Awaitable[Response]]:
+    """``draining``: this node is moving its rooms away or shutting down, so it should get no new work
+    (a load balancer's or Kubernetes' readiness check then sends it elsewhere)."""
+
     async def readyz(request: Request) -> Response:
         async def run(name: str, check: Check) -> tuple[str, str]:
             try:
@@ -42,6 +47,10 @@ def readiness(checks: dict[str, Check], timeout: float = 2.0) -> Callable[[Reque
             return name, "ok"
 
         results = dict(await asyncio.gather(*(run(n, c) for n, c in checks.items())))
+        if draining is not None and draining():
+            message = "this node is draining: new sessions go to other nodes"
+            body = Readiness("unavailable", results, ErrorDetail("draining", message))
+            return struct_response(body, status_code=503)
         down = [name for name, state in results.items() if state != "ok"]
         if down:
             unreachable = f"not ready: {', '.join(down)} unreachable"
@@ -57,7 +66,7 @@ async def metrics_endpoint(request: Request) -> Response:
     return Response(body, media_type=content_type)
 
 
-def routes(checks: dict[str, Check]) -> list[Route]:
+def routes(checks: dict[str, Check], draining: Callable[[], bool] | None = None) -> list[Route]:
     return [
         documented_route(
             "/healthz",
@@ -67,14 +76,17 @@ def routes(checks: dict[str, Check]) -> list[Route]:
         ),
         documented_route(
             "/readyz",
-            readiness(checks),
+            readiness(checks, draining=draining),
             ["GET"],
             Operation(
                 summary="Readiness: Redis PING and a database round trip",
                 operation_id="readyz",
                 responses={
                     200: Reply(body=Readiness),
-                    503: Reply("A dependency is down; it is named", Readiness),
+                    503: Reply(
+                        "A dependency is down (it is named), or this node is draining (code `draining`)",
+                        Readiness,
+                    ),
                 },
             ),
         ),
