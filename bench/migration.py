@@ -37,7 +37,15 @@ from bench.harness import (
     report_figures,
     running,
 )
-from vIOP.client.media import ReceiveMode, SyntheticVideoTrack, silent_audio_track
+from vIOP.client.media import (
+    EncodedClip,
+    PreEncodedTrack,
+    ReceiveMode,
+    SyntheticVideoTrack,
+    encode_opus_clip,
+    encode_video_clip,
+    silent_audio_track,
+)
 from vIOP.client.session import RoomClient
 from vIOP.ids import RoomId
 from vIOP.signaling import messages as m
@@ -46,7 +54,12 @@ from vIOP.storage.redis_cluster import RedisNodeRegistry, RedisRoomLeases
 FPS = 15
 
 
+CLIPS: list[EncodedClip] = []  # (audio, video) encoded once for every participant (``--media clip``)
+
+
 def tracks() -> tuple[object, ...]:
+    if CLIPS:  # replayed: no encoder per participant (13 VP8 encoders did not hold in one process)
+        return tuple(PreEncodedTrack(clip) for clip in CLIPS)
     return (silent_audio_track(), SyntheticVideoTrack(fps=FPS))
 
 
@@ -206,6 +219,7 @@ async def run(args: argparse.Namespace, tmp: Path) -> dict[str, object]:
                 drain.pop("holder")
             return {
                 "participants": args.participants,
+                "media": args.media,
                 "receive": args.receive,
                 "fps": args.fps,
                 "kind": args.kind,
@@ -246,10 +260,17 @@ def main() -> None:
     parser.add_argument(
         "--log-level", default="warning", help="the nodes' VIOP_LOG_LEVEL (their logs: node-a/b.log)"
     )
+    parser.add_argument(
+        "--media", choices=["clip", "synthetic"], default="clip",
+        help="clip (default): 160x120 VP8 and Opus encoded once and replayed by everyone; synthetic: a "
+        "live VP8 encoder and silence per participant",
+    )  # fmt: skip
     parser.add_argument("--json", help="also write the figures here")
     args = parser.parse_args()
     global FPS
     FPS = args.fps
+    if args.media == "clip":
+        CLIPS[:] = [encode_opus_clip(10.0), encode_video_clip(160, 120, FPS, 10.0, bitrate=150_000)]
     with tempfile.TemporaryDirectory(prefix="viop-migration-") as tmp:
         figures = asyncio.run(run(args, Path(tmp)))
     report_figures("bench/migration.py", figures, args.json)
