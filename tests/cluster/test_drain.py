@@ -18,10 +18,11 @@ from pathlib import Path
 
 import redis.asyncio as aioredis
 
-from tests.api.test_two_processes import PASSWORD, App
+from tests.api.test_two_processes import App
 from tests.cluster.test_signaling_on_any_node import (  # noqa: F401 (two_nodes is a fixture)
     both_registered,
     decoding_grows,
+    group_room,
     media_tracks,
     two_nodes,
 )
@@ -44,19 +45,9 @@ async def test_sigterm_moves_a_live_room_to_the_other_node_without_a_freeze(
     api_a, api_b = HttpApi(a.base_url), HttpApi(b.base_url)
     people: list[RoomClient] = []
     try:
-        token = await api_b.login("dr.two", PASSWORD)
-        headers = {"Authorization": f"Bearer {token}"}
-        room = (await api_b.http.post("/api/v1/rooms", json={"kind": "group", "title": "Drain"},
-                                      headers=headers)).json()  # fmt: skip
-        room_id = room["id"]
-        kim_invite, lee_invite = [
-            (
-                await api_b.http.post(
-                    f"/api/v1/rooms/{room_id}/invites", json={"display_name": name}, headers=headers
-                )
-            ).json()["invite_token"]
-            for name in ("Kim", "Lee")
-        ]
+        room = await group_room(api_b, "Drain", "Kim", "Lee")
+        token, headers, room_id = room.token, room.headers, room.room_id
+        kim_invite, lee_invite = room.invites["Kim"], room.invites["Lee"]
         host = RoomClient(api_b.ticket_source(token, room_id), origin=b.base_url, tracks=media_tracks)
         kim = RoomClient(api_b.ticket_source(kim_invite, room_id), origin=b.base_url, tracks=media_tracks)
         lee = RoomClient(api_a.ticket_source(lee_invite, room_id), origin=a.base_url, tracks=media_tracks)
@@ -145,16 +136,8 @@ async def test_nodes_drain_moves_the_room_and_the_node_stays_up_not_ready(
     api_a, api_b = HttpApi(a.base_url), HttpApi(b.base_url)
     people: list[RoomClient] = []
     try:
-        token = await api_b.login("dr.two", PASSWORD)
-        headers = {"Authorization": f"Bearer {token}"}
-        room = (await api_b.http.post("/api/v1/rooms", json={"kind": "group", "title": "Drain by hand"},
-                                      headers=headers)).json()  # fmt: skip
-        room_id = room["id"]
-        invite = (
-            await api_b.http.post(
-                f"/api/v1/rooms/{room_id}/invites", json={"display_name": "Kim"}, headers=headers
-            )
-        ).json()["invite_token"]
+        room = await group_room(api_b, "Drain by hand", "Kim")
+        token, room_id, invite = room.token, room.room_id, room.invites["Kim"]
         host = RoomClient(api_a.ticket_source(token, room_id), origin=a.base_url, tracks=media_tracks)
         kim = RoomClient(api_b.ticket_source(invite, room_id), origin=b.base_url, tracks=media_tracks)
         people += [host, kim]

@@ -12,10 +12,11 @@ import time
 
 import redis.asyncio as aioredis
 
-from tests.api.test_two_processes import PASSWORD, App
+from tests.api.test_two_processes import App
 from tests.cluster.test_signaling_on_any_node import (  # noqa: F401 (two_nodes is a fixture)
     both_registered,
     decoding_grows,
+    group_room,
     media_tracks,
     two_nodes,
 )
@@ -36,19 +37,9 @@ async def test_media_node_sigkill_moves_the_room_to_the_surviving_node(
     api_a, api_b = HttpApi(a.base_url), HttpApi(b.base_url)
     people: list[RoomClient] = []
     try:
-        token = await api_b.login("dr.two", PASSWORD)
-        headers = {"Authorization": f"Bearer {token}"}
-        room = (await api_b.http.post("/api/v1/rooms", json={"kind": "group", "title": "Node loss"},
-                                      headers=headers)).json()  # fmt: skip
-        room_id = room["id"]
-        kim_invite, lee_invite, pat_invite = [
-            (
-                await api_b.http.post(
-                    f"/api/v1/rooms/{room_id}/invites", json={"display_name": name}, headers=headers
-                )
-            ).json()["invite_token"]
-            for name in ("Kim", "Lee", "Pat")
-        ]
+        room = await group_room(api_b, "Node loss", "Kim", "Lee", "Pat")
+        token, headers, room_id = room.token, room.headers, room.room_id
+        kim_invite, lee_invite, pat_invite = (room.invites[name] for name in ("Kim", "Lee", "Pat"))
         host = RoomClient(api_b.ticket_source(token, room_id), origin=b.base_url, tracks=media_tracks)
         kim = RoomClient(api_b.ticket_source(kim_invite, room_id), origin=b.base_url, tracks=media_tracks)
         lee = RoomClient(api_a.ticket_source(lee_invite, room_id), origin=a.base_url, tracks=media_tracks)

@@ -11,6 +11,7 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -49,6 +50,30 @@ def two_nodes(tmp_path: Path, redis_url: str) -> Iterator[tuple[App, App]]:
             app.stop()
 
 
+@dataclass(frozen=True)
+class GroupRoom:
+    """A group room of the nodes' clinician (dr.two) with an invite per guest."""
+
+    token: str  # the clinician's bearer token
+    headers: dict[str, str]
+    room_id: str
+    invites: dict[str, str]  # display name -> invite token
+
+
+async def group_room(api: HttpApi, title: str, *guests: str) -> GroupRoom:
+    token = await api.login("dr.two", PASSWORD)
+    headers = {"Authorization": f"Bearer {token}"}
+    created = await api.http.post("/api/v1/rooms", json={"kind": "group", "title": title}, headers=headers)
+    room_id = created.json()["id"]
+    invites = {}
+    for name in guests:
+        invite = await api.http.post(
+            f"/api/v1/rooms/{room_id}/invites", json={"display_name": name}, headers=headers
+        )
+        invites[name] = invite.json()["invite_token"]
+    return GroupRoom(token, headers, room_id, invites)
+
+
 async def both_registered(redis_client: aioredis.Redis) -> None:
     registry = RedisNodeRegistry(redis_client)
     deadline = time.monotonic() + 15
@@ -83,30 +108,16 @@ async def test_a_room_whose_sockets_are_on_two_nodes_decodes_everyone(
     api_a, api_b = HttpApi(a.base_url), HttpApi(b.base_url)
     people: list[RoomClient] = []
     try:
-        token = await api_b.login("dr.two", PASSWORD)
-        headers = {"Authorization": f"Bearer {token}"}
-        room = (await api_b.http.post("/api/v1/rooms", json={"kind": "group", "title": "Across nodes"},
-                                      headers=headers)).json()  # fmt: skip
-        invites = [
-            (
-                await api_b.http.post(
-                    f"/api/v1/rooms/{room['id']}/invites", json={"display_name": name}, headers=headers
-                )
-            ).json()
-            for name in ("Kim", "Lee")
-        ]
+        room = await group_room(api_b, "Across nodes", "Kim", "Lee")
+        room_id = room.room_id
         # The host and Lee on node b, Kim on node a: whichever node carries the media, someone's socket
         # is on the other one.
-        host = RoomClient(api_b.ticket_source(token, room["id"]), origin=b.base_url, tracks=media_tracks)
+        host = RoomClient(api_b.ticket_source(room.token, room_id), origin=b.base_url, tracks=media_tracks)
         kim = RoomClient(
-            api_a.ticket_source(invites[0]["invite_token"], room["id"]),
-            origin=a.base_url,
-            tracks=media_tracks,
+            api_a.ticket_source(room.invites["Kim"], room_id), origin=a.base_url, tracks=media_tracks
         )
         lee = RoomClient(
-            api_b.ticket_source(invites[1]["invite_token"], room["id"]),
-            origin=b.base_url,
-            tracks=media_tracks,
+            api_b.ticket_source(room.invites["Lee"], room_id), origin=b.base_url, tracks=media_tracks
         )
         people += [host, kim, lee]
         await host.join()
@@ -119,7 +130,7 @@ async def test_a_room_whose_sockets_are_on_two_nodes_decodes_everyone(
             await guest.start_media()
 
         # Placed where its first offer arrived (both nodes empty: no hop), so Kim's signaling crossed nodes.
-        lease = await RedisRoomLeases(redis_client).current(RoomId(room["id"]))
+        lease = await RedisRoomLeases(redis_client).current(RoomId(room_id))
         assert lease is not None and lease.node_id == "node-b"
         for viewer in people:
             for publisher in people:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 
 from tests.cluster.conftest import Stores
 from vIOP.cluster.leases import RoomLease
@@ -48,6 +49,22 @@ async def test_draining_is_sticky_until_the_node_leaves(stores: Stores, clock: M
     await reg.remove("a")
     assert await reg.nodes(clock()) == []
     assert await reg.announce(record("a", clock), TTL) is NodeState.SERVING  # a fresh start serves
+
+
+async def test_a_drain_belongs_to_the_process_it_was_put_on(stores: Stores, clock: ManualClock) -> None:
+    """A node drained by an operator and then killed leaves its record for a TTL; the same id started again
+    (a new process: another incarnation) serves at once, while the drained process's own heartbeats kept
+    the drain (regression: the new process inherited it and stayed draining, its /readyz 503, for good,
+    since its own heartbeats kept the record alive)."""
+    reg = stores.registry
+    first = dataclasses.replace(record("a", clock), incarnation="first")
+    await reg.announce(first, TTL)
+    assert await reg.set_state("a", NodeState.DRAINING, clock())
+    assert await reg.announce(first, TTL) is NodeState.DRAINING  # the drained process keeps it
+    again = dataclasses.replace(record("a", clock), incarnation="again")  # killed, started again at once
+    assert await reg.announce(again, TTL) is NodeState.SERVING
+    got = await reg.get("a", clock())
+    assert got is not None and got.state is NodeState.SERVING and got.incarnation == "again"
 
 
 async def test_draining_an_unknown_or_dead_node_changes_nothing(stores: Stores, clock: ManualClock) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import secrets
 from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass, replace
 
@@ -48,6 +49,7 @@ class NodeMembership:
         self.leases = leases
         self.clock = clock
         self.state = NodeState.SERVING
+        self.incarnation = secrets.token_hex(8)  # this process's start (see Node.incarnation)
         self.held: dict[RoomId, RoomLease] = {}
         self.load = NodeLoad()  # as last announced
         self._claiming = asyncio.Lock()
@@ -64,6 +66,7 @@ class NodeMembership:
             capacity=self.policy.capacity,
             expires_at=self.clock() + self.policy.node_ttl,
             load=load,
+            incarnation=self.incarnation,
         )
 
     async def heartbeat(self, load: NodeLoad) -> NodeState:

@@ -17,7 +17,11 @@ class MemoryNodeRegistry:
     async def announce(self, node: Node, ttl: float) -> NodeState:
         previous = self._nodes.get(node.id)
         state = node.state
-        if previous is not None and previous.state is NodeState.DRAINING:
+        if (
+            previous is not None
+            and previous.state is NodeState.DRAINING
+            and previous.incarnation == node.incarnation
+        ):
             state = NodeState.DRAINING
         self._nodes[node.id] = dataclasses.replace(node, state=state)
         return state

@@ -34,6 +34,9 @@ class Node:
     capacity: int  # most rooms it takes
     expires_at: float
     load: NodeLoad = field(default_factory=NodeLoad)
+    incarnation: str = ""
+    """Random per process start: a drain (sticky) belongs to the process it was put on, so a node started
+    again under the same id serves (its predecessor, drained and then killed, left its record behind)."""
 
     def alive(self, now: float) -> bool:
         return now < self.expires_at

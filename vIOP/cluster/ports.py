@@ -16,7 +16,8 @@ from vIOP.ids import RoomId
 class NodeRegistry(Protocol):
     async def announce(self, node: Node, ttl: float) -> NodeState:
         """Write or refresh ``node``'s record (its heartbeat). ``draining`` is sticky: once set (by the node
-        or an operator) it stays until the record goes. Returns the state now in force."""
+        or an operator) it stays until the record goes or a new process (another ``incarnation``) announces
+        the id. Returns the state now in force."""
         ...
 
     async def nodes(self, now: float) -> list[Node]:

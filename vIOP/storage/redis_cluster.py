@@ -4,7 +4,8 @@ Keys (ids only: node ids, opaque random room ids, the node's own media address; 
 ONE key carrying a hash tag, and every script touches that one key, so the keyspace stays
 Redis-Cluster-safe:
 
-- ``viop:node:{node:<id>}``   hash ``r`` = the node record (JSON), ``s`` = state (``draining`` is sticky),
+- ``viop:node:{node:<id>}``   hash ``r`` = the node record (JSON), ``s`` = state (``draining`` is sticky
+                              for the process it was put on: ``i`` = that process's incarnation),
                               ``e`` = expiry (epoch s, the node's clock); the key's own TTL is the node TTL,
                               so a node whose heartbeat lapses is gone even for readers without a clock
 - ``viop:nodes``              set of node ids (an index for listing; entries whose key is gone are dropped)
@@ -58,8 +59,10 @@ def _text(value: Any) -> str:
 # KEYS[1] node key; ARGV: record JSON, state, expiry, ttl ms. Returns the state in force.
 _ANNOUNCE = """
 local state = ARGV[2]
-if redis.call('HGET', KEYS[1], 's') == 'draining' then state = 'draining' end
-redis.call('HSET', KEYS[1], 'r', ARGV[1], 's', state, 'e', ARGV[3])
+if redis.call('HGET', KEYS[1], 's') == 'draining' and redis.call('HGET', KEYS[1], 'i') == ARGV[5] then
+  state = 'draining'
+end
+redis.call('HSET', KEYS[1], 'r', ARGV[1], 's', state, 'e', ARGV[3], 'i', ARGV[5])
 redis.call('PEXPIRE', KEYS[1], ARGV[4])
 return state
 """
@@ -83,7 +86,13 @@ class RedisNodeRegistry:
         record = msgspec.json.encode(node)
         state = await self._announce(
             keys=[node_key(node.id)],
-            args=[record, node.state.value, repr(node.expires_at), max(1, math.ceil(ttl * 1000))],
+            args=[
+                record,
+                node.state.value,
+                repr(node.expires_at),
+                max(1, math.ceil(ttl * 1000)),
+                node.incarnation,
+            ],
         )
         await self.client.sadd(NODE_INDEX, node.id)
         return NodeState(_text(state))
