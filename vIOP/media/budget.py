@@ -564,7 +564,11 @@ class VideoAllocator:
         if not link.trusted or link.congested or held:
             return
         levels = dict(self._level)
-        paced = self._paced_target(link)
+        # Paced only toward single-layer video: a simulcast stream's low layer is a small step, and the
+        # paced ramp (1.08x a probe) from the audio alone took over 40 s to bring one back on a link that
+        # carries it (a CI run of tests/media/test_simulcast.py), where a burst takes one probe.
+        layered = any(c.bottom > 0 for c in candidates if (c.key, c.bottom) in pending)
+        paced = None if layered else self._paced_target(link)
         if paced is None:
             rate = room = max(PROBE_MIN_BPS, UP_MARGIN * self._step_cost(by_key, best, levels))
         else:
