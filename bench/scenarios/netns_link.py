@@ -157,11 +157,38 @@ class VethLink:
             "ip", "link", "add", SERVER_DEVICE, "type", "veth",
             "peer", "name", PEER_DEVICE, "netns", str(self._holder.pid),
         )  # fmt: skip
+        # No IPv6 link-local address on either end: its duplicate-address detection completes about a second
+        # after `up`, and Chromium treats that address change as a network change, failing every request in
+        # flight with ERR_NETWORK_CHANGED (a CI run lost the join page's scripts that way).
+        _run("ip", "link", "set", SERVER_DEVICE, "addrgenmode", "none")
+        _run(*self.in_peer("ip", "link", "set", PEER_DEVICE, "addrgenmode", "none"))
         _run("ip", "addr", "add", f"{SERVER_ADDRESS}/30", "dev", SERVER_DEVICE)
         _run("ip", "link", "set", SERVER_DEVICE, "up")
         _run(*self.in_peer("ip", "link", "set", "lo", "up"))
         _run(*self.in_peer("ip", "addr", "add", f"{PEER_ADDRESS}/30", "dev", PEER_DEVICE))
         _run(*self.in_peer("ip", "link", "set", PEER_DEVICE, "up"))
+        self._wait_until_settled()
+
+    def _wait_until_settled(self) -> None:
+        """Bounded poll until both ends are up with only their IPv4 address: a browser started after this
+        sees no interface change."""
+        deadline = time.monotonic() + 10
+        while True:
+            ends = [
+                json.loads(_run("ip", "-j", "addr", "show", "dev", SERVER_DEVICE)),
+                json.loads(_run(*self.in_peer("ip", "-j", "addr", "show", "dev", PEER_DEVICE))),
+            ]
+            settled = all(
+                row.get("operstate") == "UP"
+                and [a.get("family") for a in row.get("addr_info", [])] == ["inet"]
+                for rows in ends
+                for row in rows
+            )
+            if settled:
+                return
+            if time.monotonic() > deadline:
+                raise LinkError(f"the veth pair did not settle: {ends}")
+            time.sleep(0.05)
 
     def wrapper(self, program: Path = CHROMIUM) -> Path:
         """An executable that starts ``program`` (with its arguments) inside the peer namespace."""
