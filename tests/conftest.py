@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -10,6 +12,33 @@ import pytest
 import redis.asyncio as aioredis
 
 from vIOP.storage.embedded_redis import EmbeddedRedis
+
+# aiortc decodes each receiver's media on a thread of its own, not a daemon, that ends when the receiver
+# stops (its peer connection closes). One left running keeps the interpreter from exiting after the last
+# test: a CI run printed its summary and hung until its time limit.
+DECODER_THREADS = ("audio-decoder", "video-decoder")
+DECODER_STOP_S = 5.0
+
+
+def _decoder_threads() -> set[threading.Thread]:
+    return {t for t in threading.enumerate() if t.name in DECODER_THREADS and t.is_alive()}
+
+
+@pytest.fixture(autouse=True)
+def no_receiver_left_running() -> Iterator[None]:
+    """Every aiortc peer connection a test opens is closed by its end (autouse: torn down after the
+    test's own fixtures). A leak fails that test, and its threads are stopped so the run still ends."""
+    before = _decoder_threads()
+    yield
+    deadline = time.monotonic() + DECODER_STOP_S
+    leaked = _decoder_threads() - before
+    for thread in leaked:
+        thread.join(timeout=max(0.0, deadline - time.monotonic()))
+    leaked = {t for t in leaked if t.is_alive()}
+    for thread in leaked:
+        thread._args[1].put(None)  # type: ignore[attr-defined]  # decoder_worker(loop, input_q, ...): stop
+    if leaked:
+        pytest.fail(f"{len(leaked)} aiortc receiver(s) left running: a peer connection was not closed")
 
 
 @pytest.fixture(scope="session")
