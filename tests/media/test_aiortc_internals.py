@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import threading
 from pathlib import Path
 
 import aiortc
@@ -15,6 +16,7 @@ from vIOP.media import aiortc_internals
 from vIOP.media.aiortc_internals import (
     SUPPORTED_AIORTC,
     check_internals,
+    close_peer_connection,
     install_encoded_output,
     internals_problems,
     media_ssrcs,
@@ -62,6 +64,37 @@ async def test_receiver_hands_over_encoded_frames_and_forwards_keyframe_requests
         assert track.keyframe_requests == 1
         with pytest.raises(RuntimeError):  # too late once the receiver runs
             install_encoded_output(receiver, "video", frames.append)
+    finally:
+        await publisher.close()
+        await subscriber.close()
+
+
+async def test_a_close_cut_short_still_stops_every_receivers_decoder_thread() -> None:
+    """aiortc's decoder threads are not daemons: one left running keeps the process from exiting (a CI run
+    hung after its last test). ``pc.close()`` cut short by a timeout leaves them running; this does not."""
+    publisher = RTCPeerConnection(peer_configuration([]))
+    subscriber = RTCPeerConnection(peer_configuration([]))
+    publisher.addTransceiver(KeyframeOnRequestVideoTrack(160, 120, fps=20), direction="sendonly")
+    receiver: aiortc.RTCRtpReceiver | None = None
+
+    def decoding() -> bool:
+        thread = getattr(receiver, "_RTCRtpReceiver__decoder_thread", None)
+        return isinstance(thread, threading.Thread) and thread.is_alive()
+
+    try:
+        with advertising(LOOPBACK):
+            await publisher.setLocalDescription(await publisher.createOffer())
+        await subscriber.setRemoteDescription(publisher.localDescription)
+        receiver = subscriber.getTransceivers()[0].receiver
+        with advertising(LOOPBACK):
+            await subscriber.setLocalDescription(await subscriber.createAnswer())
+        await publisher.setRemoteDescription(subscriber.localDescription)
+        await wait_until(decoding, 5, "the receiver's decoder thread")
+        thread = receiver._RTCRtpReceiver__decoder_thread  # type: ignore[attr-defined]
+
+        await close_peer_connection(subscriber, within=0)  # the close never gets to run
+        assert not thread.is_alive()
+        assert not decoding()
     finally:
         await publisher.close()
         await subscriber.close()

@@ -44,6 +44,7 @@ from vIOP.client.receive_stats import ReceiveStats, SourceReport
 from vIOP.client.simulcast import SimulcastLayer, SimulcastSender, with_simulcast
 from vIOP.media.aiortc_internals import (
     DatagramTap,
+    close_peer_connection,
     install_encoded_output,
     install_packet_counter,
     observe_received_rtp,
@@ -61,6 +62,7 @@ VIDEO_CLOCK: Final = 90_000
 VIDEO_TIME_BASE: Final = fractions.Fraction(1, VIDEO_CLOCK)
 OPUS_TIME_BASE: Final = fractions.Fraction(1, 48_000)
 OPUS_FRAME_SAMPLES: Final = 960  # 20 ms
+CLOSE_TIMEOUT: Final = 5.0  # a close cut short still stops every receiver (close_peer_connection)
 
 
 class ReceiveMode(enum.Enum):
@@ -530,4 +532,4 @@ class MediaPeer:
             task.cancel()
         if self.simulcast is not None:
             await self.simulcast.close()
-        await self.pc.close()
+        await close_peer_connection(self.pc, CLOSE_TIMEOUT)

@@ -80,6 +80,9 @@ class RoomClient:
         self._changed = asyncio.Condition()
         self._reader: asyncio.Task[None] | None = None
         self._renegotiation: asyncio.Task[None] | None = None
+        # Connections a move replaced that still flow (make-before-break); closed by the move or by close(),
+        # whichever comes first (a move cancelled by a second one or by close() must not leave one open).
+        self._outgoing: list[MediaPeer] = []
         self.renegotiated: list[float] = []  # time.monotonic() when each move's new answer was accepted
 
     @property
@@ -128,6 +131,21 @@ class RoomClient:
         after the new one delivers video from everyone the old one did (or :data:`SWITCH_BOUND_SECONDS`
         passed), so those still receiving us through the old node have switched too."""
         old = self.media
+        if old is not None:
+            self._outgoing.append(old)
+        try:
+            await self._switch_to_new_peer(old, retry_within)
+        except BaseException:
+            # Refused: the old connection stays ours. Cancelled (a second move, or close()) after the new
+            # one was made: the old one is outgoing still, and close() closes it.
+            if old is not None and self.media is old:
+                self._outgoing.remove(old)
+            raise
+        if old is not None:
+            self._outgoing.remove(old)
+            await old.close()
+
+    async def _switch_to_new_peer(self, old: MediaPeer | None, retry_within: float) -> None:
         watched = self.counter.recent_publishers("video", within=WATCHED_WITHIN_SECONDS)
         deadline = time.monotonic() + retry_within
         while True:
@@ -151,7 +169,6 @@ class RoomClient:
             # Others may still receive us through the old node until they switch too: keep publishing there
             # a moment longer (the draining node stops the old connections once all are closed).
             await asyncio.sleep(OLD_LINGER_SECONDS)
-            await old.close()
 
     def _new_peer(self, counter: FrameCounter) -> MediaPeer:
         peer = MediaPeer(
@@ -204,8 +221,9 @@ class RoomClient:
         if self.signaling is not None:
             with contextlib.suppress(Exception):
                 await self.signaling.close()
-        if self.media is not None:
-            await self.media.close()
+        for peer in [*self._outgoing, *([self.media] if self.media is not None else [])]:
+            await peer.close()
+        self._outgoing.clear()
 
     # --- reading ---------------------------------------------------------------------------------
 

@@ -55,10 +55,17 @@ The points, and why each is needed:
   RTP router delivers each report block and REMB to the senders whose SSRC they name); aiortc only feeds
   REMB to an encoder the pass-through path does not have. :func:`observe_feedback` wraps that method per
   sender so ``vIOP.media.downlink`` can estimate the subscriber's downlink.
+- Closing: each receiver's decoder runs on a thread that is not a daemon and ends only when the receiver
+  stops. ``RTCPeerConnection.close()`` stops them one transceiver after another; cut short (a timeout, a
+  cancellation) it leaves the rest running, and a second ``close()`` does nothing more, so the process
+  can never exit. :func:`close_peer_connection` stops every receiver's decoder
+  (``RTCRtpReceiver._handle_disconnect``, what aiortc itself calls when DTLS closes) whatever happened.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import copy
 import threading
 import weakref
@@ -738,6 +745,16 @@ INTERNALS: Final = (
 )
 
 
+async def close_peer_connection(pc: aiortc.RTCPeerConnection, within: float) -> None:
+    """Close ``pc``, waiting at most ``within`` seconds; its receivers' decoder threads end either way."""
+    try:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(pc.close(), within)
+    finally:
+        for transceiver in pc.getTransceivers():
+            transceiver.receiver._handle_disconnect()  # idempotent: puts the stop, joins the thread
+
+
 def _assigns(function: Any, *names: str) -> list[str]:
     """The attribute names among ``names`` that ``function``'s code never mentions."""
     code_names = set(function.__code__.co_names)
@@ -770,6 +787,8 @@ def internals_problems() -> list[str]:
         f"RTCRtpReceiver._handle_rtp_packet no longer uses {n}"
         for n in _assigns(receiver_cls._handle_rtp_packet, *ingress, "_data", "add", "_send_rtcp_nack")
     ]
+    if _assigns(receiver_cls._handle_disconnect, "_RTCRtpReceiver__stop_decoder"):
+        problems.append("RTCRtpReceiver._handle_disconnect no longer stops the decoder")
     if not hasattr(receiver_cls, "_send_rtcp_nack"):
         problems.append("RTCRtpReceiver._send_rtcp_nack is gone")
     if "_RTCRtpSender__rtt" not in sender_cls._handle_rtcp_packet.__code__.co_names:

@@ -22,7 +22,6 @@ retransmission budget, and reports audio-only changes.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import enum
 import itertools
 import logging
@@ -37,6 +36,7 @@ from vIOP.errors import BadRequest, Conflict
 from vIOP.ids import ParticipantId
 from vIOP.media.aiortc_internals import (
     accept_header_extensions,
+    close_peer_connection,
     label_sender,
     negotiated,
     observe_feedback,
@@ -685,5 +685,4 @@ class PeerSession:
                 task.cancel()
         for slot in self._slots:
             slot.leg.stop()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self.pc.close(), CLOSE_TIMEOUT)
+        await close_peer_connection(self.pc, CLOSE_TIMEOUT)
