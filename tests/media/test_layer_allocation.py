@@ -11,6 +11,8 @@ from __future__ import annotations
 import itertools
 from collections.abc import Hashable, Sequence
 
+import pytest
+
 from vIOP.media.budget import (
     AFTER_SWITCH,
     DOWN_AFTER,
@@ -35,7 +37,12 @@ TICK = 0.5
 
 
 def link(
-    estimate: float, *, congested: bool = False, loss_at: float | None = None, loss: float = 0.0
+    estimate: float,
+    *,
+    congested: bool = False,
+    loss_at: float | None = None,
+    loss: float = 0.0,
+    sent: float = 0.0,
 ) -> LinkView:
     return LinkView(
         estimate_bps=estimate,
@@ -47,6 +54,7 @@ def link(
         trusted=True,
         loss_at=loss_at,
         loss=loss,
+        sent_bps=sent,
     )
 
 
@@ -276,29 +284,40 @@ def test_a_stream_whose_tile_leaves_and_comes_back_returns_where_it_was_not_as_a
     assert levels(again) == {A: 1, B: None, C: None}  # still its low layer, counted from the top
 
 
-def test_video_hidden_while_audio_only_is_probed_for_and_shown_again_on_its_low_layer() -> None:
+@pytest.mark.parametrize("audio_sent", [0.0, AUDIO])
+def test_video_hidden_while_audio_only_is_probed_for_and_shown_again_on_its_low_layer(
+    audio_sent: float,
+) -> None:
+    """By a burst, whether what is sent is known (``audio_sent``) or not. Known, the link's ceiling is known
+    too (the rate sent when video paused), and a paced ramp from the audio alone toward it kept a CI run's
+    capped Chromium on audio only for the 30 s after its link was freed."""
     one = LAYERED[:1]
+    high, low = (audio_sent + HIGH, audio_sent + LOW) if audio_sent else (0.0, 0.0)  # what is sent
     allocator = VideoAllocator()
-    allocator.decide(0.0, link(5_000_000), one)
-    allocator.decide(1.0, link(for_budget(50_000), congested=True), one)
-    assert allocator.decide(1.0 + DOWN_AFTER, link(for_budget(50_000), congested=True), one).level(A) == 1
-    allocator.decide(2.0 + AFTER_SWITCH, link(for_budget(50_000), congested=True), one)
+    allocator.decide(0.0, link(5_000_000, sent=high), one)
+    allocator.decide(1.0, link(for_budget(50_000), congested=True, sent=high), one)
+    squeezed_once = allocator.decide(
+        1.0 + DOWN_AFTER, link(for_budget(50_000), congested=True, sent=high), one
+    )
+    assert squeezed_once.level(A) == 1
+    allocator.decide(2.0 + AFTER_SWITCH, link(for_budget(50_000), congested=True, sent=low), one)
     paused_at = 2.0 + AFTER_SWITCH + DOWN_AFTER
-    assert allocator.decide(paused_at, link(for_budget(50_000), congested=True), one).audio_only
+    assert allocator.decide(paused_at, link(for_budget(50_000), congested=True, sent=low), one).audio_only
     # The web client hides its tiles while on audio only: no candidates, but still "audio only".
     t = paused_at + TICK
-    assert allocator.decide(t, link(for_budget(50_000), loss_at=t), []).audio_only
+    assert allocator.decide(t, link(for_budget(50_000), loss_at=t, sent=audio_sent), []).audio_only
     probe = None
     while probe is None:
         t += TICK
-        decision = allocator.decide(t, link(for_budget(50_000), loss_at=t), [])
+        decision = allocator.decide(t, link(for_budget(50_000), loss_at=t, sent=audio_sent), [])
         assert decision.audio_only, t
         probe = decision if decision.probe_octets else None
     assert probe.probe_key == A and t >= paused_at + HOLD_DOWN
+    assert probe.probe_octets == PROBE_OCTETS  # a burst
     verdict = t + 8 * PROBE_OCTETS / probe.probe_bps + PROBE_SETTLE
-    shown = allocator.decide(verdict, link(for_budget(50_000), loss_at=verdict), [])
+    shown = allocator.decide(verdict, link(for_budget(50_000), loss_at=verdict, sent=audio_sent), [])
     assert not shown.audio_only  # the grid shows the tile again ...
-    back = allocator.decide(verdict + TICK, link(for_budget(50_000), loss_at=verdict), one)
+    back = allocator.decide(verdict + TICK, link(for_budget(50_000), loss_at=verdict, sent=audio_sent), one)
     assert back.level(A) == 1  # ... and it comes back on its low layer
 
 

@@ -225,6 +225,7 @@ class VideoAllocator:
     _known: set[Hashable] = field(default_factory=set)
     # streams gone from the candidates (their tile left the screen): layers above their lowest, None: paused
     _parked: dict[Hashable, int | None] = field(default_factory=dict)
+    _parked_layered: set[Hashable] = field(default_factory=set)  # parked streams that had several layers
     _over_since: float | None = None
     _room_since: float | None = None
     _last_down: float | None = None
@@ -404,6 +405,7 @@ class VideoAllocator:
         """Forget hidden streams that no longer exist (their publisher left)."""
         for key in [k for k in self._parked if k not in existing]:
             del self._parked[key]
+            self._parked_layered.discard(key)
 
     def _follow_ladders(self, by_key: dict[Hashable, VideoCandidate]) -> None:
         """Keep each stream on the layer it is on when its ladder changes (its subscriber's tile grew or
@@ -414,10 +416,13 @@ class VideoAllocator:
             level = self._level.pop(key, None)
             depth = self._depth.pop(key, 0)
             self._parked[key] = None if level is None else depth - level
+            if depth > 0:
+                self._parked_layered.add(key)
             self._known.discard(key)
         for key, c in by_key.items():
             if key in self._parked:
                 above = self._parked.pop(key)
+                self._parked_layered.discard(key)
                 self._known.add(key)
                 self._depth[key] = c.bottom
                 if above is not None:
@@ -672,10 +677,12 @@ class VideoAllocator:
             return
         if probe is not None:
             started, ended, _rate, _probed = probe
+            what = f"{'paced ' if self._probe_paced else ''}probe to {self._probe_target:.0f} for hidden {hidden}"
             if (
                 link.overloaded or now - ended > PROBE_VERDICT_WITHIN or self._paced_probe_lost(link, started)
             ):  # by loss, as above
                 self._probe_failed(now)
+                self._note(now, f"{what} failed", link)
             elif link.loss_at is not None and link.loss_at >= ended + PROBE_SETTLE:
                 if link.loss < PROBE_CLEAN:
                     was_paced = self._probe_paced
@@ -684,13 +691,19 @@ class VideoAllocator:
                         for key in hidden:
                             self._parked[key] = 0
                         self._last_up = now
+                    self._note(now, f"{what} passed", link)
                 else:
                     self._probe_failed(now)
+                    self._note(now, f"{what} failed: loss", link)
             return
         held = self._last_down is not None and now - self._last_down < self._hold_down()
         if not link.trusted or link.congested or held:
             return
-        paced = self._paced_target(link)
+        # Paced only toward single-layer video, as in _maybe_step_up: a hidden simulcast stream comes back on
+        # its low layer, which one burst clears (the paced ramp from the audio alone kept a CI run's capped
+        # Chromium on audio only for the whole 30 s after its link was freed).
+        layered = any(k in self._parked_layered for k in hidden)
+        paced = None if layered else self._paced_target(link)
         rate = PROBE_MIN_BPS if paced is None else paced - link.sent_bps
         # A burst tries the hidden stream's lowest layer, whose cost is not known here: what it tries is
         # counted as its own rate on top of what is sent.
