@@ -9,6 +9,7 @@ from pathlib import Path
 import aiortc
 import pytest
 from aiortc import RTCPeerConnection
+from aiortc.jitterbuffer import JitterFrame
 
 from tests.media.harness import LOOPBACK, wait_until
 from vIOP.client.media import KeyframeOnRequestVideoTrack
@@ -22,6 +23,7 @@ from vIOP.media.aiortc_internals import (
     media_ssrcs,
     on_keyframe_request,
     request_keyframe,
+    skip_empty_frames,
 )
 from vIOP.media.frames import EncodedFrame, time_base
 from vIOP.media.ice_gathering import advertising, peer_configuration
@@ -98,6 +100,25 @@ async def test_a_close_cut_short_still_stops_every_receivers_decoder_thread() ->
     finally:
         await publisher.close()
         await subscriber.close()
+
+
+async def test_an_empty_frame_never_reaches_the_decoder() -> None:
+    """aiortc's VP8 decoder takes an empty packet as "flush" and refuses every later frame ("End of file"):
+    a frame of padding alone, which aiortc's jitter buffer can make of a probe, stopped a capped client's
+    video for good (tests/media/test_simulcast.py, about one run in three)."""
+    pc = RTCPeerConnection(peer_configuration([]))
+    try:
+        receiver = pc.addTransceiver("video", direction="recvonly").receiver
+        skip_empty_frames(receiver)
+        decoder_queue = receiver._RTCRtpReceiver__decoder_queue  # type: ignore[attr-defined]
+        codec = aiortc.RTCRtpCodecParameters(mimeType="video/VP8", clockRate=90_000, payloadType=96)
+        decoder_queue.put((codec, JitterFrame(data=b"", timestamp=1)))
+        assert decoder_queue.empty()
+        decoder_queue.put((codec, JitterFrame(data=b"\x10", timestamp=2)))
+        decoder_queue.put(None)  # the receiver's stop still gets through
+        assert decoder_queue.get()[1].timestamp == 2 and decoder_queue.get() is None
+    finally:
+        await pc.close()
 
 
 def internal_uses(path: Path) -> list[str]:

@@ -51,6 +51,7 @@ from vIOP.media.aiortc_internals import (
     on_keyframe_request,
     replace_nack_generator,
     route_rtx_by_ssrc,
+    skip_empty_frames,
     tap_datagrams,
 )
 from vIOP.media.codec_plan import restrict_codecs
@@ -497,6 +498,7 @@ class MediaPeer:
             install_packet_counter(transceiver.receiver, packet)
             return  # the cheapest mode (relay benchmarks) counts frames only: no receive report
         elif receiver.track is not None:
+            skip_empty_frames(receiver)
 
             def decoded(frame: object) -> None:
                 count()

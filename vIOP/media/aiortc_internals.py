@@ -67,6 +67,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import copy
+import queue
 import threading
 import weakref
 from collections.abc import Callable, Coroutine
@@ -136,6 +137,26 @@ def install_encoded_output(receiver: RTCRtpReceiver, kind: str, sink: FrameSink)
     if getattr(receiver, "_RTCRtpReceiver__decoder_thread", None) is not None:
         raise RuntimeError("install_encoded_output: the receiver already started decoding")
     receiver._RTCRtpReceiver__decoder_queue = _EncodedOutput(sink, is_video=kind == "video")  # type: ignore[attr-defined]
+
+
+class _NoEmptyFrames(queue.Queue[Any]):
+    """The receiver's decoder queue without empty frames. aiortc's jitter buffer makes one when a run of
+    packets sharing a timestamp holds padding only (a bandwidth probe's, once the buffer restarted after
+    loss), and the decoder takes an empty packet as "flush": every later frame then fails with "End of
+    file" and the receiver never decodes again (measured: a capped client's video stopped for good)."""
+
+    def put(self, item: Any, block: bool = True, timeout: float | None = None) -> None:
+        if item is not None and not item[1].data:
+            return
+        super().put(item, block, timeout)
+
+
+def skip_empty_frames(receiver: RTCRtpReceiver) -> None:
+    """Frames with no data never reach ``receiver``'s decoder (see :class:`_NoEmptyFrames`). Must run before
+    the receiver starts."""
+    if getattr(receiver, "_RTCRtpReceiver__decoder_thread", None) is not None:
+        raise RuntimeError("skip_empty_frames: the receiver already started decoding")
+    receiver._RTCRtpReceiver__decoder_queue = _NoEmptyFrames()  # type: ignore[attr-defined]
 
 
 AudioPacketSink = Callable[[int, int, bytes, int | None], None]
