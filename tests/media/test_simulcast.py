@@ -241,6 +241,8 @@ async def test_a_subscriber_whose_link_carries_only_the_low_layer_gets_it_instea
         await wait_until(lambda: peer.video_size(pid) == LOW, 40, "the budget's move to the low layer")
         received = room.relay.received_layer(viewer, pid)
         assert received is not None and received.layer == "l"
+        # What a failed browser test prints of the relay's legs says the same.
+        assert any(line.startswith(f"{pid} active: on video/l,") for line in room.relay.video_legs()[viewer])
         session = room.relay.session(viewer)
         assert session is not None and session.allocator.downs >= 1
         # It stays on video: low frames keep coming for 6 s, and the person is never told "audio only".

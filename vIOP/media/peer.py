@@ -134,6 +134,10 @@ class Slot:
         return None if self.source is None else (self.source.publisher, self.source.name)
 
 
+def _layer_name(source: Source | None) -> str:
+    return "-" if source is None else f"{source.name}/{source.layer or 'primary'}"
+
+
 class PeerSession:
     def __init__(
         self,
@@ -384,6 +388,25 @@ class PeerSession:
             if slot.state is SlotState.ACTIVE and slot.key == (publisher, "video"):
                 return slot.leg.pending or slot.leg.source
         return None
+
+    def describe_video(self) -> list[str]:
+        """One line per video slot: whose layer it carries or waits for, paused or not, frames out, keyframe
+        requests (diagnostics for a failed media test: ids, layer names and counters only, no PHI)."""
+        lines = []
+        for slot in self._slots:
+            if slot.leg.kind != "video" or slot.source is None:
+                continue
+            leg = slot.leg
+            name = _layer_name
+            chosen = self._layer_choice.get(slot.source.publisher, slot.source)
+            lines.append(
+                f"{slot.source.publisher} {slot.state.value}: on {name(leg.source)}, pending "
+                f"{name(leg.pending)}, chosen {name(chosen)}, paused {leg.paused}, frames out "
+                f"{leg.frames_out}, keyframe requests {leg.keyframe_requests_in} in / "
+                f"{leg.keyframe_requests_passed} passed, source frames in "
+                f"{leg.source.frames_in if leg.source is not None else '-'}"
+            )
+        return lines
 
     def kick(self) -> None:
         self._dirty = True

@@ -640,6 +640,12 @@ class MediaRelay:
             if p.session is not None
         }
 
+    def video_legs(self) -> dict[ParticipantId, list[str]]:
+        """Each subscriber's video legs now (see :meth:`PeerSession.describe_video`; diagnostics)."""
+        return {
+            pid: p.session.describe_video() for pid, p in self._participants.items() if p.session is not None
+        }
+
     def session(self, pid: ParticipantId) -> PeerSession | None:
         """The participant's current peer session (tests and metrics)."""
         return self._get(pid).session

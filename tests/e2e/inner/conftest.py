@@ -46,6 +46,11 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     report.longrepr.addsection(
         "relay layer changes per subscriber", "\n".join(lines) or "(no media sessions)"
     )
+    legs = [
+        f"{pid}:\n    " + "\n    ".join(described or ["(no video)"])
+        for pid, described in relay.video_legs().items()
+    ]
+    report.longrepr.addsection("relay video legs per subscriber", "\n".join(legs) or "(no media sessions)")
 
 
 @pytest.fixture
