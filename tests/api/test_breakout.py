@@ -34,8 +34,12 @@ async def live(live_server_factory: Any) -> AsyncIterator[LiveServer]:
 
 
 def last_frame_at(viewer: RoomClient, publisher: str, kind: str) -> float:
+    """When ``viewer`` last decoded a frame of ``publisher``'s ``kind``; -inf if it never did (video may not
+    have started yet on a loaded machine: the test waits for audio only, which no budget pauses)."""
     count = viewer.counter.streams.get((publisher, kind))
-    assert count is not None and count.last_at is not None, (publisher, kind)
+    if count is None or count.last_at is None:
+        assert kind == "video", (publisher, kind)  # everyone heard everyone before the breakout
+        return float("-inf")
     return count.last_at
 
 
