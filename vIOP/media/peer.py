@@ -397,11 +397,10 @@ class PeerSession:
             if slot.leg.kind != "video" or slot.source is None:
                 continue
             leg = slot.leg
-            name = _layer_name
             chosen = self._layer_choice.get(slot.source.publisher, slot.source)
             lines.append(
-                f"{slot.source.publisher} {slot.state.value}: on {name(leg.source)}, pending "
-                f"{name(leg.pending)}, chosen {name(chosen)}, paused {leg.paused}, frames out "
+                f"{slot.source.publisher} {slot.state.value}: on {_layer_name(leg.source)}, pending "
+                f"{_layer_name(leg.pending)}, chosen {_layer_name(chosen)}, paused {leg.paused}, frames out "
                 f"{leg.frames_out}, keyframe requests {leg.keyframe_requests_in} in / "
                 f"{leg.keyframe_requests_passed} passed, source frames in "
                 f"{leg.source.frames_in if leg.source is not None else '-'}"
