@@ -221,11 +221,11 @@ class VideoAllocator:
 
     hold_down: float = HOLD_DOWN
     _level: dict[Hashable, int] = field(default_factory=dict)  # forwarded streams and their layers
-    _depth: dict[Hashable, int] = field(default_factory=dict)  # each stream's lowest level last seen
+    # each stream's lowest level last seen (kept while it is parked: a parked simulcast stream is probed by bursts)
+    _depth: dict[Hashable, int] = field(default_factory=dict)
     _known: set[Hashable] = field(default_factory=set)
     # streams gone from the candidates (their tile left the screen): layers above their lowest, None: paused
     _parked: dict[Hashable, int | None] = field(default_factory=dict)
-    _parked_layered: set[Hashable] = field(default_factory=set)  # parked streams that had several layers
     _over_since: float | None = None
     _room_since: float | None = None
     _last_down: float | None = None
@@ -405,7 +405,7 @@ class VideoAllocator:
         """Forget hidden streams that no longer exist (their publisher left)."""
         for key in [k for k in self._parked if k not in existing]:
             del self._parked[key]
-            self._parked_layered.discard(key)
+            self._depth.pop(key, None)
 
     def _follow_ladders(self, by_key: dict[Hashable, VideoCandidate]) -> None:
         """Keep each stream on the layer it is on when its ladder changes (its subscriber's tile grew or
@@ -414,15 +414,12 @@ class VideoAllocator:
         # compacts it while on audio only) comes back where it was, not as a newcomer on its best layer.
         for key in [k for k in self._known if k not in by_key]:
             level = self._level.pop(key, None)
-            depth = self._depth.pop(key, 0)
+            depth = self._depth.get(key, 0)
             self._parked[key] = None if level is None else depth - level
-            if depth > 0:
-                self._parked_layered.add(key)
             self._known.discard(key)
         for key, c in by_key.items():
             if key in self._parked:
                 above = self._parked.pop(key)
-                self._parked_layered.discard(key)
                 self._known.add(key)
                 self._depth[key] = c.bottom
                 if above is not None:
@@ -702,7 +699,7 @@ class VideoAllocator:
         # Paced only toward single-layer video, as in _maybe_step_up: a hidden simulcast stream comes back on
         # its low layer, which one burst clears (the paced ramp from the audio alone kept a CI run's capped
         # Chromium on audio only for the whole 30 s after its link was freed).
-        layered = any(k in self._parked_layered for k in hidden)
+        layered = any(self._depth.get(k, 0) > 0 for k in hidden)
         paced = None if layered else self._paced_target(link)
         rate = PROBE_MIN_BPS if paced is None else paced - link.sent_bps
         # A burst tries the hidden stream's lowest layer, whose cost is not known here: what it tries is
