@@ -134,9 +134,14 @@ def install_encoded_output(receiver: RTCRtpReceiver, kind: str, sink: FrameSink)
 
     Must run before the receiver starts (``receive()`` is called once the transport connects).
     """
+    _replace_decoder_queue(receiver, _EncodedOutput(sink, is_video=kind == "video"), "install_encoded_output")
+
+
+def _replace_decoder_queue(receiver: RTCRtpReceiver, replacement: object, caller: str) -> None:
+    """Put ``replacement`` where ``receiver``'s decoder thread will read its frames (before it starts)."""
     if getattr(receiver, "_RTCRtpReceiver__decoder_thread", None) is not None:
-        raise RuntimeError("install_encoded_output: the receiver already started decoding")
-    receiver._RTCRtpReceiver__decoder_queue = _EncodedOutput(sink, is_video=kind == "video")  # type: ignore[attr-defined]
+        raise RuntimeError(f"{caller}: the receiver already started decoding")
+    receiver._RTCRtpReceiver__decoder_queue = replacement  # type: ignore[attr-defined]
 
 
 class _NoEmptyFrames(queue.Queue[Any]):
@@ -154,9 +159,7 @@ class _NoEmptyFrames(queue.Queue[Any]):
 def skip_empty_frames(receiver: RTCRtpReceiver) -> None:
     """Frames with no data never reach ``receiver``'s decoder (see :class:`_NoEmptyFrames`). Must run before
     the receiver starts."""
-    if getattr(receiver, "_RTCRtpReceiver__decoder_thread", None) is not None:
-        raise RuntimeError("skip_empty_frames: the receiver already started decoding")
-    receiver._RTCRtpReceiver__decoder_queue = _NoEmptyFrames()  # type: ignore[attr-defined]
+    _replace_decoder_queue(receiver, _NoEmptyFrames(), "skip_empty_frames")
 
 
 AudioPacketSink = Callable[[int, int, bytes, int | None], None]
