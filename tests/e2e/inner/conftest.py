@@ -29,7 +29,8 @@ def loopback_only_namespace() -> None:
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, Any, None]:
     """A failed test's report carries the relay's last layer changes for every subscriber, with their
-    reasons: a media wait that failed on a CI machine then says whether the relay chose it (and why)."""
+    reasons, and its video legs now: a media wait that failed on a CI machine then says whether the relay
+    chose it (and why), and what each leg carries."""
     outcome = yield
     report = outcome.get_result()
     live = getattr(item, "funcargs", {}).get("server")
@@ -39,18 +40,15 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     relay = services.relay if isinstance(services, Services) else None
     if relay is None or not isinstance(report.longrepr, ExceptionRepr):
         return
-    lines = [
-        f"{pid}:\n    " + "\n    ".join(changes or ["(none)"])
-        for pid, changes in relay.layer_changes().items()
-    ]
-    report.longrepr.addsection(
-        "relay layer changes per subscriber", "\n".join(lines) or "(no media sessions)"
+    sections = (
+        ("relay layer changes per subscriber", relay.layer_changes(), "(none)"),
+        ("relay video legs per subscriber", relay.video_legs(), "(no video)"),
     )
-    legs = [
-        f"{pid}:\n    " + "\n    ".join(described or ["(no video)"])
-        for pid, described in relay.video_legs().items()
-    ]
-    report.longrepr.addsection("relay video legs per subscriber", "\n".join(legs) or "(no media sessions)")
+    for title, per_subscriber, empty in sections:
+        lines = [
+            f"{pid}:\n    " + "\n    ".join(entries or [empty]) for pid, entries in per_subscriber.items()
+        ]
+        report.longrepr.addsection(title, "\n".join(lines) or "(no media sessions)")
 
 
 @pytest.fixture
