@@ -27,6 +27,8 @@ from vIOP.media.rtp import (
     parse_rtx_payload,
     parse_vp8_payload,
     read_audio_level,
+    starts_vp8_keyframe,
+    vp8_payloads,
 )
 
 FIXTURE = json.loads((Path(__file__).parent / "fixtures" / "aiortc_rtp.json").read_text())
@@ -184,6 +186,17 @@ def test_hand_written_packets() -> None:
 def test_malformed_packets_are_refused(data: bytes) -> None:
     with pytest.raises(ValueError):
         parse_rtp(data)
+
+
+def test_a_key_frames_first_packet_is_told_from_every_other_packet() -> None:
+    # A key frame's tag has bit 0 clear (RFC 6386 9.1); it counts only in a frame's first packet (S, PID 0).
+    key, delta = bytes([0x10, 0x02, 0x00]) + b"k" * 1500, bytes([0x11, 0x02, 0x00]) + b"d" * 1500
+    key_packets, delta_packets = vp8_payloads(key, picture_id=7), vp8_payloads(delta, picture_id=8)
+    assert len(key_packets) > 1
+    assert [starts_vp8_keyframe(p) for p in key_packets] == [True] + [False] * (len(key_packets) - 1)
+    assert not any(starts_vp8_keyframe(p) for p in delta_packets)
+    for bad in (b"", b"\x90", b"\x90\x80\x80", b"\x10"):  # truncated descriptors, no frame data
+        assert not starts_vp8_keyframe(bad)
 
 
 def test_malformed_payloads_are_refused() -> None:

@@ -57,6 +57,7 @@ from vIOP.media.aiortc_internals import (
 from vIOP.media.codec_plan import restrict_codecs
 from vIOP.media.frames import EncodedFrame, is_vp8_keyframe
 from vIOP.media.ice_gathering import advertising, peer_configuration
+from vIOP.media.rtp import starts_vp8_keyframe
 from vIOP.media.sdp import SdpSummary, summarize_sdp
 
 VIDEO_CLOCK: Final = 90_000
@@ -490,9 +491,18 @@ class MediaPeer:
             install_encoded_output(transceiver.receiver, kind, lambda _frame: count())
         elif self._mode is ReceiveMode.PACKETS:
             rtx = self._rtx_pts
+            # A video frame counts once its publisher's stream on this receiver has begun with a keyframe:
+            # what a decoder could show, not mere arrivals (a leg that started mid-stream shows nothing).
+            keyframed: list[str] = [""]  # the publisher whose keyframe started the frames counted
 
-            def packet(payload_type: int, marker: bool) -> None:
-                if payload_type not in rtx and (marker or kind == "audio"):
+            def packet(payload_type: int, marker: bool, payload: bytes) -> None:
+                if payload_type in rtx:
+                    return
+                if kind == "video" and keyframed[0] != (publisher := self.publisher_of(transceiver.mid)):
+                    if not starts_vp8_keyframe(payload):
+                        return
+                    keyframed[0] = publisher
+                if marker or kind == "audio":
                     count()
 
             install_packet_counter(transceiver.receiver, packet)

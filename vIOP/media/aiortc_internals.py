@@ -314,7 +314,8 @@ def round_trip_time(sender: RTCRtpSender) -> float | None:
     return rtt
 
 
-PacketCounter = Callable[[int, bool], None]
+PacketCounter = Callable[[int, bool, bytes], None]
+"""Called with (payload type, marker bit, payload) for every RTP packet."""
 """Called with (payload type, marker bit) for every RTP packet."""
 
 
@@ -329,7 +330,7 @@ def install_packet_counter(receiver: RTCRtpReceiver, count: PacketCounter) -> No
     codecs: dict[int, RTCRtpCodecParameters] = receiver._RTCRtpReceiver__codecs  # type: ignore[attr-defined]
 
     async def handle(packet: Any, arrival_time_ms: int) -> None:
-        count(packet.payload_type, bool(packet.marker))
+        count(packet.payload_type, bool(packet.marker), packet.payload)
         stream = streams.get(packet.ssrc)
         if stream is None:
             codec = codecs.get(packet.payload_type)

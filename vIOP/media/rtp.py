@@ -427,6 +427,17 @@ def parse_vp8_payload(payload: bytes) -> Vp8Payload:
     return Vp8Payload(bool(first & 0x10), picture_id, payload[pos:])
 
 
+def starts_vp8_keyframe(payload: bytes) -> bool:
+    """The packet's payload is the first of a VP8 key frame (RFC 7741 S bit, partition 0; RFC 6386 9.1)."""
+    if not payload or payload[0] & 0x17 != 0x10:
+        return False
+    try:
+        data = parse_vp8_payload(payload).data
+    except ValueError:
+        return False
+    return bool(data) and not data[0] & 0x01
+
+
 def parse_rtx_payload(payload: bytes) -> tuple[int, bytes]:
     """(original sequence number, original payload) of an RTX payload; ValueError if too short."""
     if len(payload) < 2:
