@@ -98,8 +98,23 @@ class VIOPServer(uvicorn.Server):
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets)
+        # `kill -USR1 PID`: every subscriber's video legs and last layer changes in the log (ids and
+        # counters only), to tell why someone sees a frozen tile without stopping the session.
+        asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, self.log_media_state)
         if self.started and not self.should_exit and self.on_started is not None:
             self.on_started()
+
+    def log_media_state(self) -> None:
+        log.warning("media state requested")  # one line even with no media here (several workers: one each)
+        relay = self.services.relay
+        if relay is None:
+            return
+        legs, changes = relay.video_legs(), relay.layer_changes()
+        for pid in legs:
+            for line in legs[pid]:
+                log.warning("media state: subscriber %s leg %s", pid, line)
+            for line in changes.get(pid, []):
+                log.warning("media state: subscriber %s change %s", pid, line)
 
     @contextlib.contextmanager
     def capture_signals(self) -> Generator[None, None, None]:
@@ -212,6 +227,8 @@ def tune_gc() -> None:
 async def _serve(
     settings: Settings, sock: socket.socket, on_started: Callable[[], None] | None = None
 ) -> None:
+    # Until the server is up, SIGUSR1 (log the media state) has nothing to log; its default would kill us.
+    signal.signal(signal.SIGUSR1, signal.SIG_IGN)
     services = await _preflight(settings)
     app = create_app(settings, services=services)
     config = uvicorn_config(app, settings)

@@ -48,6 +48,7 @@ _SPAWN = multiprocessing.get_context("spawn")
 # After the drain a worker still closes its services; past this much more it is killed.
 _STOP_MARGIN_SECONDS = 15.0
 _FORWARDED = (signal.SIGTERM, signal.SIGINT)
+_PASSED_ON = (signal.SIGUSR1,)  # to every worker, without stopping anything: each logs its media state
 
 
 class Listener:
@@ -155,7 +156,7 @@ class Supervisor:
     def _signals(self) -> Iterator[None]:
         for end in (self._signals_in, self._signals_out):
             end.setblocking(False)
-        previous = {sig: signal.signal(sig, lambda _sig, _frame: None) for sig in _FORWARDED}
+        previous = {sig: signal.signal(sig, lambda _sig, _frame: None) for sig in (*_FORWARDED, *_PASSED_ON)}
         old_fd = signal.set_wakeup_fd(self._signals_out.fileno(), warn_on_full_buffer=False)
         try:
             yield
@@ -171,12 +172,17 @@ class Supervisor:
             for number in self._signals_in.recv(64):
                 if number in _FORWARDED:
                     self._on_signal(signal.Signals(number))
+                elif number in _PASSED_ON:
+                    self._pass_on(signal.Signals(number))
 
     def _on_signal(self, sig: signal.Signals) -> None:
         if not self.stopping:
             log.info("stopping workers", extra={"reason": sig.name})
         self.stopping = True
-        for worker in self.workers:  # a second SIGINT reaches them too: uvicorn then stops at once
+        self._pass_on(sig)  # a second SIGINT reaches them too: uvicorn then stops at once
+
+    def _pass_on(self, sig: signal.Signals) -> None:
+        for worker in self.workers:
             if worker.process is not None and worker.process.exitcode is None and worker.process.pid:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(worker.process.pid, sig)

@@ -11,9 +11,13 @@ peer connection. Nobody knocks again, every attendance stay runs on, and no rece
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
+import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import redis.asyncio as aioredis
@@ -32,6 +36,25 @@ from vIOP.signaling import messages as m
 from vIOP.storage.redis_cluster import RedisRoomLeases
 
 FREEZE_BOUND_SECONDS = 3.0  # generous: a loaded 2-core machine; the benchmark measures the real figure
+
+
+async def log_lines_containing(
+    app: App, needle: str, until: Callable[[str], bool], within: float = 10
+) -> str:
+    """The lines of ``app``'s log (its stderr pipe, read without blocking) holding ``needle``, read until
+    they satisfy ``until`` or ``within`` seconds passed (a bounded poll: the log is another process's)."""
+    assert app.process.stderr is not None
+    fd = app.process.stderr.fileno()
+    os.set_blocking(fd, False)
+    text, deadline = "", time.monotonic() + within
+    while True:
+        with contextlib.suppress(BlockingIOError):
+            while chunk := os.read(fd, 1 << 16):
+                text += chunk.decode(errors="replace")
+        lines = "\n".join(line for line in text.splitlines() if needle in line)
+        if until(lines) or time.monotonic() >= deadline:
+            return lines
+        await asyncio.sleep(0.1)
 
 
 async def test_sigterm_moves_a_live_room_to_the_other_node_without_a_freeze(
@@ -68,6 +91,21 @@ async def test_sigterm_moves_a_live_room_to_the_other_node_without_a_freeze(
             for publisher in people:
                 if publisher is not viewer:
                     await viewer.wait_frames(publisher.participant_id, "video", at_least=10, within=30)
+
+        # `kill -USR1`: the node logs every subscriber's video legs (ids and counters, no names) and goes on.
+        a.process.send_signal(signal.SIGUSR1)
+        wanted = {
+            f"media state: subscriber {viewer.participant_id} leg {publisher.participant_id} active: on video"
+            for viewer in people
+            for publisher in people
+            if publisher is not viewer
+        }
+        logged = await log_lines_containing(
+            a, "media state", until=lambda text: all(w in text for w in wanted)
+        )
+        assert all(w in logged for w in wanted), logged
+        assert "Kim" not in logged and "Lee" not in logged
+        assert a.process.poll() is None
 
         for person in people:
             person.counter.reset_gaps()

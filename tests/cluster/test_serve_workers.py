@@ -325,6 +325,23 @@ def test_sigterm_stops_every_worker_and_the_managed_redis_and_exits_0(
     assert len(stopped) == 2  # both workers drained and closed their services
 
 
+async def test_sigusr1_is_passed_on_to_every_worker_and_stops_nothing(supervised: Supervised) -> None:
+    """``kill -USR1`` (log the media state) on the supervisor: before, its default action killed the
+    supervisor and with it every worker. Each worker's log marks the signal; none is restarted."""
+    before = supervised.worker_pids()
+    supervised.process.send_signal(signal.SIGUSR1)
+    deadline = time.monotonic() + 10
+    while True:  # bounded poll of another process's log file
+        marks = [line for line in supervised.log_lines() if line.get("msg") == "media state requested"]
+        if len(marks) == 2 or time.monotonic() >= deadline:
+            break
+        await asyncio.sleep(0.1)
+    assert len(marks) == 2, marks
+    assert supervised.process.poll() is None
+    assert supervised.worker_pids() == before
+    assert not [line for line in supervised.log_lines() if str(line.get("msg", "")).startswith("worker died")]
+
+
 def test_a_sigkilled_supervisor_takes_its_workers_and_redis_with_it(supervised: Supervised) -> None:
     """Nothing is left holding the port or the data folder (the kernel's parent-death signal)."""
     left = [*supervised.children("multiprocessing.spawn"), *supervised.children("redis-server")]
