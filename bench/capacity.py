@@ -194,6 +194,30 @@ def start_workers(
                 shutil.copy(server.log_path, keep_logs / server.log_path.name)
 
 
+def split_group(
+    clips: Path,
+    room_id: str,
+    origins: Sequence[str],
+    bearers: Sequence[str],
+    per_process: int,
+    **settings: object,
+) -> list[dict[str, Any]]:
+    """The configuration of each client process of one group (``per_process`` participants each, the host,
+    first in ``bearers``, in the first); ``settings``: the rest of ``bench/capacity_group.py``'s keys."""
+    return [
+        {
+            "clips": str(clips),
+            "room_id": room_id,
+            "origins": list(origins[first : first + per_process]),
+            "bearers": list(bearers[first : first + per_process]),
+            "has_host": first == 0,
+            "group_size": len(bearers),
+            **settings,
+        }
+        for first in range(0, len(bearers), per_process)
+    ]
+
+
 class ClientProcess:
     """Some participants of one group in a child process (``bench/capacity_group.py``)."""
 
@@ -235,8 +259,12 @@ class ClientProcess:
         self.missing = int(message["missing"])
 
     async def snapshot(self, timeout: float = 30.0) -> dict[str, Any]:
+        return await self.command("snapshot", timeout)
+
+    async def command(self, name: str, timeout: float = 30.0) -> dict[str, Any]:
+        """Send one command line (``snapshot``, ``reset_gaps``) and read its answer."""
         assert self.process.stdin is not None
-        self.process.stdin.write(b"snapshot\n")
+        self.process.stdin.write(name.encode() + b"\n")
         await self.process.stdin.drain()
         return await self.read(timeout)
 
@@ -450,17 +478,10 @@ async def start_group(
     bearers = [bearer, *invites]
     origins = [workers[(sockets + n) % len(workers)].base_url for n in range(args.group_size)]
     group = Group(index, room_id, [])
-    for first in range(0, args.group_size, args.per_process):
-        config = {
-            "clips": str(clips),
-            "room_id": room_id,
-            "origins": origins[first : first + args.per_process],
-            "bearers": bearers[first : first + args.per_process],
-            "has_host": first == 0,
-            "group_size": args.group_size,
-            "ready_seconds": 60,
-            "max_seconds": args.max_seconds,
-        }
+    configs = split_group(
+        clips, room_id, origins, bearers, args.per_process, ready_seconds=60, max_seconds=args.max_seconds
+    )
+    for config in configs:
         process = await ClientProcess.start(index, config)
         spawned.append(process)
         group.processes.append(process)

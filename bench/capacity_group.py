@@ -15,6 +15,15 @@ came); then, for every ``snapshot`` line on stdin, ``{"event": "snapshot", "t", 
 monotonic clock, ``cpu`` this process's CPU seconds; participants per peer connection state; ICE
 connections closed for lack of consent; the reasons of the ``audio_only`` notices received so far). ``quit`` or the end of stdin closes everything and exits; so does
 ``max_seconds`` from the configuration.
+
+For ``bench/migration.py`` (optional configuration): ``receive`` (a :class:`ReceiveMode` value, default
+``packets``); ``resume_origins`` (every node's origin: a participant whose socket closes resumes it with its
+resume token on the first of them that takes it, as a client behind a load balancer would, and a ``waiting``
+after such a resume counts as a knock again). ``reset_gaps`` on stdin restarts every stream's longest gap
+(answered ``{"event": "reset", "t"}``); snapshots then also carry ``gaps`` (per receiver and publisher, the
+longest time without a frame since then, the silence up to now included; video unless ``gap_kind`` says
+``audio``), ``recent`` (per receiver, the video publishers with a frame in the last second), ``resumes``
+and ``knocks``.
 """
 
 from __future__ import annotations
@@ -114,6 +123,53 @@ def counts(people: Sequence[RoomClient], kind: str) -> dict[str, dict[str, int]]
     return out
 
 
+def gaps(people: Sequence[RoomClient], kind: str) -> dict[str, dict[str, float]]:
+    """The longest time without a frame since the last ``reset_gaps``, per receiver and publisher."""
+    now = time.monotonic()
+    return {
+        p.participant_id: {
+            publisher: p.counter.longest_gap(publisher, kind, now)
+            for (publisher, k) in p.counter.streams
+            if k == kind
+        }
+        for p in people
+        if p.welcome is not None
+    }
+
+
+class Resumer:
+    """Resumes a participant's socket whenever it closes, on the first node that takes it (its peer
+    connection stays: only signaling moves), and counts resumes and knocks again (a ``waiting`` after one)."""
+
+    def __init__(self, person: RoomClient, apis: Sequence[HttpApi], bearer: str, room_id: str) -> None:
+        self.person, self.apis, self.bearer, self.room_id = person, apis, bearer, room_id
+        self.resumes = 0
+        self.knocks = 0
+
+    async def run(self) -> None:
+        while True:
+            await self.person.wait_closed(within=3600)
+            while True:
+                for api in self.apis:
+                    self.person.tickets = api.ticket_source(self.bearer, self.room_id)
+                    self.person.origin = api.base_url
+                    try:
+                        welcome = await self.person.join(resume=True)
+                        break
+                    except Exception:  # that node is down or draining: the next one
+                        continue
+                else:
+                    await asyncio.sleep(0.2)
+                    continue
+                break
+            assert self.person.signaling is not None
+            self.person.signaling.start_heartbeat(welcome.heartbeat_seconds)
+            self.resumes += 1
+            first = await self.person.wait_for(lambda msg: isinstance(msg, m.Admitted | m.Waiting), within=30)
+            if isinstance(first, m.Waiting):
+                self.knocks += 1
+
+
 def states(people: Sequence[RoomClient]) -> dict[str, int]:
     """How many participants' peer connections are in each state, and how many sockets closed."""
     out: dict[str, int] = {}
@@ -135,13 +191,17 @@ async def run(config: dict[str, Any], commands: asyncio.Queue[str]) -> None:
     apis: dict[str, HttpApi] = {}
     people: list[RoomClient] = []
     admitter: asyncio.Task[None] | None = None
+    resumers: list[Resumer] = []
+    background: list[asyncio.Task[None]] = []
     room_id = config["room_id"]
+    receive = ReceiveMode(config.get("receive", ReceiveMode.PACKETS.value))
+    gap_kind = config.get("gap_kind", "video")
     try:
         for n, (origin, bearer) in enumerate(zip(config["origins"], config["bearers"], strict=True)):
             api = apis.setdefault(origin, HttpApi(origin, timeout=30))
             is_host = n == 0 and config["has_host"]
             person = RoomClient(
-                api.ticket_source(bearer, room_id), origin=origin, tracks=tracks, receive=ReceiveMode.PACKETS
+                api.ticket_source(bearer, room_id), origin=origin, tracks=tracks, receive=receive
             )
             people.append(person)
             welcome = await person.join()
@@ -151,7 +211,11 @@ async def run(config: dict[str, Any], commands: asyncio.Queue[str]) -> None:
                 admitter = asyncio.get_running_loop().create_task(admit_knocks(person))
             else:
                 await person.wait_message(m.Admitted, within=60)
-            await person.start_media()
+            await person.start_media(retry_within=30)  # "unavailable" while the room is being placed
+            if config.get("resume_origins"):
+                resume_apis = [apis.setdefault(o, HttpApi(o, timeout=30)) for o in config["resume_origins"]]
+                resumers.append(Resumer(person, resume_apis, bearer, room_id))
+                background.append(asyncio.get_running_loop().create_task(resumers[-1].run()))
         others = config["group_size"] - 1
         deadline = time.monotonic() + config["ready_seconds"]
         while time.monotonic() < deadline:
@@ -182,10 +246,24 @@ async def run(config: dict[str, Any], commands: asyncio.Queue[str]) -> None:
                         # about themselves (a host also hears of everyone else's)
                         if isinstance(x, m.AudioOnly) and x.on and x.participant_id == p.participant_id
                     ],
+                    gaps=gaps(people, gap_kind),
+                    recent={
+                        p.participant_id: sorted(p.counter.recent_publishers("video", within=1.0))
+                        for p in people
+                        if p.welcome is not None
+                    },
+                    resumes=sum(r.resumes for r in resumers),
+                    knocks=sum(r.knocks for r in resumers),
                 )
+            elif command == "reset_gaps":
+                for person in people:
+                    person.counter.reset_gaps()
+                emit("reset", t=time.monotonic())
             else:  # "quit", or stdin closed
                 break
     finally:
+        for task in background:
+            task.cancel()
         if admitter is not None:
             admitter.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
