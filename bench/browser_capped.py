@@ -73,6 +73,8 @@ def _print(report: Report) -> None:
     print(f"every publisher on the high layer (360p) again after the lift: {high}")
     print(f"audio_only messages at the browser: {report.audio_only_messages or 'none'}")
     print(f"browser phases: {report.phases}; peer connections made: {report.peer_connections}")
+    print(f"relay's layer changes for Chromium (cap lifted at {report.lifted_at}):")
+    print("\n".join(f"  {line}" for line in report.layer_changes) or "  (none)")
     problems = guarantee_problems(report)
     print(
         "\nissue 13 guarantees: " + ("all held" if not problems else "NOT held:\n  " + "\n  ".join(problems))

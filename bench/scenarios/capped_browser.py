@@ -180,6 +180,10 @@ class Report:
     publishers: list[str]
     phases: list[str]  # the browser's session phases (a reconnect shows here)
     peer_connections: int  # how many the page made (1 unless it reconnected)
+    # The relay's last layer changes and probe verdicts for the Chromium subscriber (ids and rates only),
+    # on the monotonic clock; ``lifted_at``: when the cap was lifted, on the same clock.
+    layer_changes: list[str] = field(default_factory=list)
+    lifted_at: float | None = None
 
 
 class ChromiumSubscriber:
@@ -476,6 +480,13 @@ async def run_capped_session(
                 " return pc ? `${pc.connectionState}/${pc.iceConnectionState}` : 'none'; })()"
             )
             log(f"browser peer connection: {state}")
+            relay = live.app.state.services.relay
+            changes = [
+                line
+                for pid, lines in relay.layer_changes().items()
+                if pid not in publishers
+                for line in lines
+            ]
             return Report(
                 cap_bps=cap_bps,
                 windows=windows,
@@ -487,6 +498,8 @@ async def run_capped_session(
                 publishers=publishers,
                 phases=phases,
                 peer_connections=made,
+                layer_changes=changes,
+                lifted_at=round(lifted.at, 1),
             )
     finally:
         for person in (host, *clients):

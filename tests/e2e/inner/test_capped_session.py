@@ -46,7 +46,8 @@ async def test_a_capped_chromium_gets_the_low_layer_keeps_audio_and_the_high_lay
         f"capped session: low after {report.low_after_s} s ({report.low_publishers} publishers), "
         f"high after {report.high_after_s} s of the lift; under the cap audio "
         f"{sorted(capped.audio_packets_per_s.values())} packets/s, "
-        f"{sorted(capped.audio_concealed_percent.values())} % concealed, video {capped.video_fps} fps"
+        f"{sorted(capped.audio_concealed_percent.values())} % concealed, video {capped.video_fps} fps; "
+        f"relay's changes (lifted at {report.lifted_at}):\n  " + "\n  ".join(report.layer_changes)
     )
     assert all(clean.video_frame_height[p] == 360 for p in report.publishers), clean.video_frame_height
     # Under the cap: video goes on at the low layer (at least one person, decoding), not "audio only".
