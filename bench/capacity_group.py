@@ -146,28 +146,25 @@ class Resumer:
         self.resumes = 0
         self.knocks = 0
 
-    async def run(self) -> None:
+    async def run(self) -> None:  # bounded by the process's own max_seconds
         while True:
             await self.person.wait_closed(within=3600)
-            while True:
-                for api in self.apis:
-                    self.person.tickets = api.ticket_source(self.bearer, self.room_id)
-                    self.person.origin = api.base_url
-                    try:
-                        welcome = await self.person.join(resume=True)
-                        break
-                    except Exception:  # that node is down or draining: the next one
-                        continue
-                else:
-                    await asyncio.sleep(0.2)
-                    continue
-                break
+            welcome = await self._resume_anywhere()
             assert self.person.signaling is not None
             self.person.signaling.start_heartbeat(welcome.heartbeat_seconds)
             self.resumes += 1
             first = await self.person.wait_for(lambda msg: isinstance(msg, m.Admitted | m.Waiting), within=30)
             if isinstance(first, m.Waiting):
                 self.knocks += 1
+
+    async def _resume_anywhere(self) -> m.Welcome:
+        while True:
+            for api in self.apis:
+                self.person.tickets = api.ticket_source(self.bearer, self.room_id)
+                self.person.origin = api.base_url
+                with contextlib.suppress(Exception):  # that node is down or draining: the next one
+                    return await self.person.join(resume=True)
+            await asyncio.sleep(0.2)
 
 
 def states(people: Sequence[RoomClient]) -> dict[str, int]:

@@ -493,15 +493,16 @@ class MediaPeer:
             rtx = self._rtx_pts
             # A video frame counts once its publisher's stream on this receiver has begun with a keyframe:
             # what a decoder could show, not mere arrivals (a leg that started mid-stream shows nothing).
-            keyframed: list[str] = [""]  # the publisher whose keyframe started the frames counted
+            keyframed = ""  # the publisher whose keyframe started the frames counted
 
             def packet(payload_type: int, marker: bool, payload: bytes) -> None:
+                nonlocal keyframed
                 if payload_type in rtx:
                     return
-                if kind == "video" and keyframed[0] != (publisher := self.publisher_of(transceiver.mid)):
+                if kind == "video" and keyframed != (publisher := self.publisher_of(transceiver.mid)):
                     if not starts_vp8_keyframe(payload):
                         return
-                    keyframed[0] = publisher
+                    keyframed = publisher
                 if marker or kind == "audio":
                     count()
 

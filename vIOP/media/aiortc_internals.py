@@ -316,7 +316,6 @@ def round_trip_time(sender: RTCRtpSender) -> float | None:
 
 PacketCounter = Callable[[int, bool, bytes], None]
 """Called with (payload type, marker bit, payload) for every RTP packet."""
-"""Called with (payload type, marker bit) for every RTP packet."""
 
 
 def install_packet_counter(receiver: RTCRtpReceiver, count: PacketCounter) -> None:
