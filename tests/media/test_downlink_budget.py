@@ -99,6 +99,25 @@ def test_growth_starts_from_the_least_sent_lately_not_from_a_stream_resumed_a_mo
     assert est.bitrate == pytest.approx(150_000 * 1.08)
 
 
+def test_a_probes_padding_is_no_ground_for_growth_only_what_is_carried_is() -> None:
+    """Regression (issue 13, a Chromium behind 300 kbit/s): after a failed burst probe the padding meter's
+    smoothed tail counted as sent, and clean reports grew the estimate from it to 424 kbit/s."""
+    clock = ManualTime()
+    est = DownlinkEstimator(clock=clock)
+    est.on_sent(300_000)
+    report(est, clock, 0.0)
+    report(est, clock, 0.5)  # the probe overfilled the link: cut from what was sent
+    assert est.bitrate < 300_000
+    highest = est._streams[1].highest or 0
+    for tick, padding in enumerate((192_000, 134_000, 94_000, 66_000, 46_000, 32_000, 22_000, 15_000)):
+        clock.now += 0.5  # the relay's decisions every 0.5 s; clean reports every second
+        est.on_sent(300_000 + padding, padding_bps=padding)
+        if tick % 2:
+            highest += 50
+            est.on_report(1, 0, highest)
+    assert est.bitrate == pytest.approx(300_000 * 1.08)
+
+
 def test_reports_are_pooled_by_packets_so_a_sparse_stream_weighs_little() -> None:
     clock = ManualTime()
     est = DownlinkEstimator(clock=clock)

@@ -121,9 +121,14 @@ class DownlinkEstimator:
     def __post_init__(self) -> None:
         self.loss_based = float(self.start_bps)
 
-    def on_sent(self, bitrate: float) -> None:
-        """What the relay sends this subscriber now (media and retransmissions, with packet overhead)."""
+    def on_sent(self, bitrate: float, padding_bps: float = 0.0) -> None:
+        """What the relay sends this subscriber now (media and retransmissions, with packet overhead), and
+        how much of it is a probe's padding. The estimate grows only from what is sent apart from padding: a
+        probe's verdict is the allocator's, and the padding meter's smoothed tail after a *failed* probe,
+        counted as carried, let the estimate climb to 1.4x a 300 kbit/s link's rate (loss 0 on the audio
+        and one low layer it did carry), and paused layers resumed into it "by budget" and failed again."""
         now = self.clock()
+        bitrate = max(0.0, bitrate - padding_bps)
         self._sent_bps = bitrate
         sent = self._sent
         sent.append((now, bitrate))

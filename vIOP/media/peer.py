@@ -585,7 +585,7 @@ class PeerSession:
             for slot, _ in video
             if slot.leg.source is not None and not slot.leg.paused
         )
-        self.downlink.on_sent(audio_bps + forwarded + rtx_bps)
+        self.downlink.on_sent(audio_bps + forwarded + rtx_bps, padding_bps=padding_bps)
         link = self.downlink.link_view(
             audio_bps=audio_bps,
             rtx_bps=rtx_bps,
