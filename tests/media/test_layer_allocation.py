@@ -174,6 +174,28 @@ def test_a_probe_from_the_low_layers_brings_every_high_layer_back_one_stream_per
     assert seen == [{A: 0, B: 1, C: 1}, {A: 0, B: 0, C: 1}, {A: 0, B: 0, C: 0}]
 
 
+def test_a_burst_pads_a_stream_that_flows_not_the_paused_one_it_would_bring_back() -> None:
+    """A paused stream's first report after a long pause is set aside as stale, so a burst on its own
+    stream went unjudged and passed falsely (a capped Chromium): the padding goes on a stream that flows."""
+    allocator = VideoAllocator()
+    allocator.decide(0.0, link(5_000_000), LAYERED)
+    squeezed(allocator, 450_000, 1.0)  # all three low
+    t = 1.0 + DOWN_AFTER + AFTER_SWITCH
+    only_a = squeezed(allocator, 160_000, t)  # one low layer fits
+    assert levels(only_a) == {A: 1, B: None, C: None}
+    t += DOWN_AFTER
+    probe = None
+    while probe is None:  # after the hold-down, on a clean link that the estimate cannot show
+        t += TICK
+        decision = allocator.decide(t, link(for_budget(160_000), loss_at=t), LAYERED)
+        probe = decision if decision.probe_octets else None
+    assert probe.probe_key == A  # it flows; B, whose low layer is the first step the probe clears, does not
+    assert probe.probe_octets == PROBE_OCTETS
+    verdict = t + 8 * PROBE_OCTETS / probe.probe_bps + PROBE_SETTLE + 0.01
+    back = allocator.decide(verdict, link(for_budget(160_000), loss_at=verdict), LAYERED)
+    assert levels(back)[B] is not None  # judged and passed: B is back (at the best layer it cleared)
+
+
 def test_a_stream_goes_down_one_layer_per_step_and_a_probe_brings_it_back_straight_to_high() -> None:
     allocator = VideoAllocator()
     allocator.decide(0.0, link(5_000_000), LAYERED[:1])

@@ -586,7 +586,13 @@ class VideoAllocator:
             chosen.append(step)
             total += extra
             levels[step[0]] = step[1]
-        self._start_probe(now, best[0], rate, tuple(chosen), paced, link.sent_bps + total)
+        # A burst pads a stream that flows when there is one (the first in priority order): its receiver
+        # reports it without a break. A stream paused longer than the reports' timeout is reported again
+        # only once its packets resume, and that first report is set aside as stale (DownlinkEstimator
+        # .on_report), so a burst on it went unjudged and passed falsely (measured: a burst into a capped
+        # Chromium's 300 kbit/s link "passed", and the layers it cleared failed on loss 2 s later).
+        padded = next((c.key for c in candidates if c.key in self._level), best[0])
+        self._start_probe(now, padded, rate, tuple(chosen), paced, link.sent_bps + total)
 
     def _paced_target(self, link: LinkView) -> float | None:
         """The whole rate a paced probe tries now, or None when the next probe is a burst (video flows, no
