@@ -5,9 +5,9 @@ people publish simulcast (640x360 and 320x180) as the web client does.
 Under the cap the relay moves Chromium to the low layer (its getStats ``frameHeight`` 180) instead of
 stopping video, and Chromium keeps every publisher's audio (most of its packets: the share is a benchmark
 figure); after the cap is lifted every publisher's video is back on the high layer (360). The issue's 10 s for that is a benchmark
-target (``bench/browser_capped.py``, docs/BENCHMARKS.md: 4 of 5 runs within it); this test asserts that the
+target (``bench/browser_capped.py``, docs/BENCHMARKS.md: 10 of 10 runs within it); this test asserts that the
 high layer comes back at all, within a bound that a loaded CI machine cannot miss by timing alone.
-About 60 s.
+About 35 s.
 """
 
 from __future__ import annotations
