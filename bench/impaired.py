@@ -29,19 +29,29 @@ import shlex
 import sys
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from bench.relay import ServerProcess, time_limit
 from bench.scenarios.impaired_group import (
     CAP_BPS,
+    LOOPBACK,
     ROLES,
     Participant,
     close_group,
     everyone_hears_everyone,
     join_group,
 )
-from vIOP.client.media import MediaPeer, ReceiveMode, encode_opus_clip, encode_video_clip
+from bench.scenarios.impairment import ImpairedLink
+from vIOP.client.media import (
+    FrameCounter,
+    MediaPeer,
+    PreEncodedTrack,
+    ReceiveMode,
+    encode_opus_clip,
+    encode_video_clip,
+)
 from vIOP.client.receive_stats import SourceReport
 
 FPS = 15
@@ -177,6 +187,9 @@ async def run(args: argparse.Namespace) -> None:
             reports = {p.role: p.peer.receive_report() for p in people}
             report_all(people, reports, roles, start, seconds, server_cpu)
             told_audio_only(server, roles, start.at, start.at + seconds)
+            if args.rejoin:
+                clips = (PreEncodedTrack(audio_clip), PreEncodedTrack(video_clip))
+                await rejoin_capped(join, peers, people, clips, mode, args.rejoin)
             if args.changes:
                 reply = await server.request({"op": "layer_changes"}, "layer_changes")
                 for pid, changes in reply["changes"].items():
@@ -187,6 +200,41 @@ async def run(args: argparse.Namespace) -> None:
             await server.stop()
             await close_group(people)
     print(f"\ntotal {time.monotonic() - started:.0f} s")
+
+
+async def rejoin_capped(
+    join: Callable[[str, str], Awaitable[str]],
+    peers: dict[str, MediaPeer],
+    people: list[Participant],
+    tracks: tuple[PreEncodedTrack, PreEncodedTrack],
+    mode: ReceiveMode,
+    seconds: float,
+) -> None:
+    """``cap250`` reconnects (a new peer connection from the same address, as the web client does after a
+    drop) behind the same cap; what the relay offers its new link each second, against its first join."""
+    person = next(p for p in people if p.role == "cap250")
+    first = person.link.down.stats.offered_bytes_per_second()
+    link = ImpairedLink(ROLES["cap250"], seed=99)
+    peer = MediaPeer(host_addresses=LOOPBACK, receive=mode, counter=FrameCounter(), tap=link)
+    peer.publish(*tracks)
+    old, peers[person.pid] = person.peer, peer
+    await old.close()
+    started = time.monotonic()
+    await peer.accept_answer(await join(person.pid, await peer.create_offer()))
+    answered = time.monotonic()
+    await asyncio.sleep(seconds)
+    again = link.down.stats.offered_bytes_per_second()
+    heard = {p.role: peer.counter.frames(p.pid, "audio") for p in people if p is not person}
+    print(f"\ncap250 reconnected (answer after {answered - started:.2f} s); over {seconds:.0f} s:")
+    for name, series in (("first join", first[: len(again)]), ("reconnect", again)):
+        print(
+            f"  {name:10} kbit/s offered each second: {' '.join(f'{8 * b / 1000:.0f}' for b in series)}"
+            f" (worst {8 * max(series, default=0) / CAP_BPS:.2f}x the cap)"
+        )
+    print(
+        f"  audio frames heard on the new connection: {heard}; dropped at the cap: {link.down.stats.overflowed}"
+    )
+    person.peer, person.link = peer, link  # close_group closes it
 
 
 def told_audio_only(server: ServerProcess, roles: dict[str, str], start: float, end: float) -> None:
@@ -324,6 +372,12 @@ def parse_args() -> argparse.Namespace:
         "--receive", choices=[m.value for m in ReceiveMode if m is not ReceiveMode.PACKETS], default="decode"
     )
     parser.add_argument("--max-seconds", type=float, default=180.0)
+    parser.add_argument(
+        "--rejoin",
+        type=float,
+        default=0.0,
+        help="after the window, cap250 reconnects; report this many seconds of its new link",
+    )
     parser.add_argument(
         "--changes", action="store_true", help="print the relay's budget decisions per receiver"
     )

@@ -50,7 +50,9 @@ class ViopServer:
         self._send({"op": "offer", "pid": pid, "sdp": offer.sdp})
 
     async def join(self, pid: str, sdp: str) -> str:
-        await self.relay.add_participant(ParticipantId(pid))
+        """A new participant's first offer, or a participant's new connection (a reconnect)."""
+        if ParticipantId(pid) not in self.relay.participants():
+            await self.relay.add_participant(ParticipantId(pid))
         return await self.relay.handle_offer(ParticipantId(pid), sdp)
 
     async def answer(self, pid: str, sdp: str) -> None:

@@ -13,7 +13,14 @@ import pytest
 
 from bench.scenarios.impairment import ImpairedLink, Impairment, Shape, is_media, rtp_id
 from tests.media.harness import Room, wait_until
-from vIOP.client.media import PreEncodedTrack, ReceiveMode, encode_opus_clip, encode_video_clip
+from vIOP.client.media import (
+    FrameCounter,
+    MediaPeer,
+    PreEncodedTrack,
+    ReceiveMode,
+    encode_opus_clip,
+    encode_video_clip,
+)
 from vIOP.ids import ParticipantId
 from vIOP.media.budget import AudioOnlyReason
 from vIOP.media.downlink import DEFAULT_START_BPS
@@ -35,16 +42,24 @@ def audio_frames(room: Room, viewer: ParticipantId, publishers: list[Participant
     return {p: room.peers[viewer].counter.frames(p, "audio") for p in publishers}
 
 
-async def test_a_capped_receiver_gets_audio_within_its_cap_and_is_told_audio_only(room: Room) -> None:
-    publishers = []
-    for _ in range(4):
+async def publishers_and_a_capped_receiver(
+    room: Room, publishers: int, link: ImpairedLink
+) -> tuple[list[ParticipantId], ParticipantId]:
+    """``publishers`` people sending the clips, then one receiver behind ``link`` (it sends audio only)."""
+    pids = []
+    for _ in range(publishers):
         pid, _peer = await room.join(
             PreEncodedTrack(AUDIO), PreEncodedTrack(VIDEO), receive=ReceiveMode.PACKETS
         )
-        publishers.append(pid)
-    link = ImpairedLink(Impairment(down=Shape(rate_bps=CAP_BPS)), seed=1)
+        pids.append(pid)
     # ENCODED, not PACKETS: its receivers run aiortc's receive path, so it sends reports and REMB.
     capped, _ = await room.join(PreEncodedTrack(AUDIO), receive=ReceiveMode.ENCODED, tap=link)
+    return pids, capped
+
+
+async def test_a_capped_receiver_gets_audio_within_its_cap_and_is_told_audio_only(room: Room) -> None:
+    link = ImpairedLink(Impairment(down=Shape(rate_bps=CAP_BPS)), seed=1)
+    publishers, capped = await publishers_and_a_capped_receiver(room, 4, link)
     clean = publishers[0]
     others = publishers[1:]
 
@@ -147,3 +162,67 @@ def _paused(room: Room, viewer: ParticipantId, publisher: ParticipantId) -> bool
     session = room.relay.session(viewer)
     assert session is not None
     return any(s.leg.paused for s in session.slots if s.key == (publisher, "video"))
+
+
+async def _reconnect(room: Room, pid: ParticipantId, link: ImpairedLink, host: str) -> None:
+    """What the web client does after its connection dropped: a new peer connection, a new offer."""
+    old = room.peers[pid]
+    peer = MediaPeer(host_addresses=(host,), receive=ReceiveMode.ENCODED, counter=FrameCounter(), tap=link)
+    peer.publish(PreEncodedTrack(AUDIO))
+    room.peers[pid] = peer
+    await peer.accept_answer(await room.relay.handle_offer(pid, await peer.create_offer()))
+    await old.close()
+
+
+async def test_a_capped_receiver_that_reconnects_starts_within_what_its_last_connection_learned(
+    room: Room,
+) -> None:
+    first_link = ImpairedLink(Impairment(down=Shape(rate_bps=CAP_BPS)), seed=1)
+    publishers, capped = await publishers_and_a_capped_receiver(room, 3, first_link)
+    await wait_until(
+        lambda: room.relay.audio_only(capped) is AudioOnlyReason.BANDWIDTH,
+        25,
+        "the first connection on audio only",
+    )
+    first = room.relay.session(capped)
+    assert first is not None and first.started_known is None
+    learned = first.learned_link()
+    assert learned is not None and learned.estimate_bps < CAP_BPS * 1.5, learned
+
+    # Same participant, same address, the same 250 kbit/s link: the new connection starts from the lesson.
+    link = ImpairedLink(Impairment(down=Shape(rate_bps=CAP_BPS)), seed=2)
+    await _reconnect(room, capped, link, "127.0.0.1")
+    await wait_until(
+        lambda: all(room.peers[capped].counter.frames(p, "audio") >= 150 for p in publishers),
+        20,
+        "3 s of everyone's audio on the new connection",
+    )
+    second = room.relay.session(capped)
+    assert second is not None and second is not first
+    assert second.started_known == learned
+    assert room.relay.audio_only(capped) is AudioOnlyReason.BANDWIDTH
+    # Every second of it within 1.2x the cap (a first connection is sent everyone's video until its first
+    # feedback: 3 x ~350 kbit/s here).
+    per_second = link.down.stats.offered_bytes_per_second()
+    assert len(per_second) >= 2 and max(per_second) <= 1.2 * CAP_BPS / 8, per_second
+    assert link.down.stats.overflowed == 0
+    assert all(room.peers[capped].counter.frames(p, "video") == 0 for p in publishers)
+
+
+async def test_a_reconnect_from_another_address_starts_afresh(room: Room) -> None:
+    link = ImpairedLink(Impairment(down=Shape(rate_bps=CAP_BPS // 2)), seed=1)
+    [publisher], capped = await publishers_and_a_capped_receiver(room, 1, link)
+    await wait_until(
+        lambda: room.relay.audio_only(capped) is AudioOnlyReason.BANDWIDTH,
+        25,
+        "the first connection on audio only",
+    )
+    first = room.relay.session(capped)
+    assert first is not None and first.learned_link() is not None
+
+    # Another network (a phone off the home Wi-Fi): nothing is known about this link.
+    await _reconnect(room, capped, ImpairedLink(Impairment(), seed=2), "127.0.0.2")
+    await wait_until(lambda: room.sees(capped, publisher, "video", 10), 20, "video on the new connection")
+    second = room.relay.session(capped)
+    assert second is not None and second is not first and second.started_known is None
+    assert len(room.relay.links) == 1  # the lesson of the first address is kept, for a return to it

@@ -118,6 +118,30 @@ def test_a_probes_padding_is_no_ground_for_growth_only_what_is_carried_is() -> N
     assert est.bitrate == pytest.approx(300_000 * 1.08)
 
 
+def test_the_loss_a_probe_causes_cuts_from_the_rate_with_its_padding_not_from_the_media_alone() -> None:
+    """Regression (a flaky tests/media/test_simulcast.py run): a burst into a 500 kbit/s link carrying a
+    150 kbit/s layer lost a quarter of what the reports covered; cut from the media alone, the estimate fell
+    to ~140 kbit/s, under the layer it carried cleanly, and the budget paused it."""
+    clock = ManualTime()
+    est = DownlinkEstimator(clock=clock)
+    est.on_sent(170_000)
+    est.on_report(1, 0, 1000)
+    before = est.bitrate
+    clock.now += 0.5
+    est.on_sent(170_000 + 1_600_000, padding_bps=1_600_000)  # the burst's tick
+    clock.now += 0.5
+    est.on_sent(170_000 + 480_000, padding_bps=480_000)  # its smoothed tail
+    est.on_report(1, 64, 1400)  # 25 % of 400 packets lost: overloaded
+    assert est.overloaded
+    assert 0.8 * before <= est.bitrate < before
+    # Congestion with no probe in the last SENT_MEMORY cuts from the media sent, as before.
+    for _ in range(4):
+        clock.now += 0.5
+        est.on_sent(170_000)
+    est.on_report(1, 64, 1800)
+    assert est.bitrate < 170_000
+
+
 def test_reports_are_pooled_by_packets_so_a_sparse_stream_weighs_little() -> None:
     clock = ManualTime()
     est = DownlinkEstimator(clock=clock)

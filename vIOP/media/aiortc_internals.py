@@ -48,7 +48,8 @@ The points, and why each is needed:
   connection and its socket (``data_received`` in, ``sendto`` out), so test clients can suffer loss, delay
   and rate caps the kernel cannot emulate (``bench/scenarios/impairment.py``).
 - Sending: ``vIOP.media.direct_sender`` writes a subscriber's RTP itself. It needs the sender's SSRCs
-  (:func:`sender_ssrcs`), the transport's SRTP session and the nominated ICE pair (:func:`sender_output`),
+  (:func:`sender_ssrcs`), the transport's SRTP session and the nominated ICE pair (:func:`sender_output`;
+  its address, :func:`nominated_remote_host`, tells a reconnect from the same network),
   keeps the counters aiortc's RTCP reads (:func:`count_sent`), and answers aiortc's NACK handling
   (:func:`on_retransmit`).
 - Feedback: a subscriber's receiver reports and REMB reach the sender's ``_handle_rtcp_packet`` (aiortc's
@@ -700,6 +701,16 @@ def _ice_connections(pc: aiortc.RTCPeerConnection) -> list[aioice.ice.Connection
         dtls.append(pc.sctp.transport)
     found = {id(d.transport._connection): d.transport._connection for d in dtls if d is not None}
     return list(found.values())
+
+
+def nominated_remote_host(pc: aiortc.RTCPeerConnection) -> str | None:
+    """The client's address (host only) on ``pc``'s nominated ICE pair; None before ICE nominated one.
+    Not to be logged or stored (PHI): ``vIOP.media.link_memory`` keeps a keyed digest of it."""
+    for connection in _ice_connections(pc):
+        pair = connection._nominated.get(1)
+        if pair is not None:
+            return str(pair.remote_addr[0])
+    return None
 
 
 def tap_datagrams(pc: aiortc.RTCPeerConnection, tap: DatagramTap) -> int:

@@ -245,6 +245,7 @@ class VideoAllocator:
     _probe_paced: bool = False
     _stop_padding: bool = False
     _ceiling: float | None = None  # the least rate the link was last found short at (see PACED_GAIN)
+    _from_known: bool = False  # started from a link an earlier connection found short, not yet probed past it
     _proven: float = 0.0  # the rate the last paced probe that passed carried
     _ceiling_passes: int = 0  # paced probes in a row that passed at the ceiling
     _paced_lossy_pools: int = 0  # pools losing PROBE_CLEAN while the paced probe in flight ran
@@ -332,11 +333,17 @@ class VideoAllocator:
         # It starts at the best layer that fits (its lowest when none does). Video already paused for want of
         # room says the link is full too: a newcomer then waits with it (and is probed for) unless a layer
         # fits, rather than going, unprobed, into the link that could not carry it.
-        waiting = any(k in self._known and k not in self._level for k in keys)
+        # A newcomer whose cost is not measured yet (its rate meter's first tick), where the decision depends
+        # on what it costs, is decided at the next tick: priced at nothing, it would fit any budget.
+        # On a link an earlier connection found short (start_known), newcomers are admitted only where they
+        # fit, like those that wait: clean feedback about the audio alone says nothing about room for video.
+        waiting = self._from_known or any(k in self._known and k not in self._level for k in keys)
         for c in candidates:
             if c.key not in self._known:
-                self._known.add(c.key)
                 base = self._need(by_key)
+                if link.trusted and c.bps <= 0 and (waiting or congested(base)):
+                    continue
+                self._known.add(c.key)
                 fit = next((n for n in range(c.bottom + 1) if base + c.cost(n) <= budget), None)
                 if not link.trusted or not (waiting or congested(base + c.bps)):
                     self._level[c.key] = 0
@@ -394,6 +401,22 @@ class VideoAllocator:
             return Allocation(forward, reason, self._probe_octets, rate, self._probe_key, levels)
         stop, self._stop_padding = self._stop_padding, False
         return Allocation(forward, reason, levels=levels, probe_stop=stop)
+
+    @property
+    def ceiling(self) -> float | None:
+        """The least rate the link was last found short at (None: not known, or a later probe passed it)."""
+        return self._ceiling
+
+    @property
+    def proven(self) -> float:
+        """The rate the last paced probe that passed carried (0: none since the link was last found short)."""
+        return self._proven
+
+    def start_known(self, ceiling: float | None) -> None:
+        """A new connection on a link an earlier one found short at ``ceiling`` (``vIOP.media.link_memory``):
+        probes toward video are paced from what is sent, never bursts into it, until they pass there."""
+        self._ceiling = ceiling
+        self._from_known = True
 
     def _note(self, now: float, change: str, link: LinkView) -> None:
         self.changes.append(
@@ -656,9 +679,11 @@ class VideoAllocator:
                 self._ceiling_passes += 1
                 if self._ceiling_passes >= CEILING_PASSES:
                     self._ceiling = None
+                    self._from_known = False
                     self._ceiling_passes = 0
         else:
             self._ceiling = None
+            self._from_known = False
 
     def _found_short(self, rate: float) -> None:
         """The link could not carry ``rate`` (0: not known)."""

@@ -109,8 +109,11 @@ class DownlinkEstimator:
     last_feedback_at: float | None = field(init=False, default=None)
     informed: bool = field(init=False, default=False)
     """A REMB arrived, or a loss update was made while the relay was known to be sending."""
+    known: bool = field(init=False, default=False)
+    """The start is what an earlier connection learned of this link (:meth:`start_known`), not a guess."""
     _sent_bps: float = field(init=False, default=0.0)
     _sent: deque[tuple[float, float]] = field(init=False, default_factory=deque)
+    _padding: deque[tuple[float, float]] = field(init=False, default_factory=deque)  # (at, padding bps)
     _lossy_at: float | None = field(init=False, default=None)
     _remb_fell_at: float | None = field(init=False, default=None)
     _overloaded_at: float | None = field(init=False, default=None)
@@ -121,6 +124,13 @@ class DownlinkEstimator:
     def __post_init__(self) -> None:
         self.loss_based = float(self.start_bps)
 
+    def start_known(self, bitrate: int) -> None:
+        """Start from what an earlier connection found this link carries (``vIOP.media.link_memory``):
+        the allocator trusts it from the first decision, where a guess waits for feedback."""
+        self.start_bps = bitrate
+        self.loss_based = float(bitrate)
+        self.known = True
+
     def on_sent(self, bitrate: float, padding_bps: float = 0.0) -> None:
         """What the relay sends this subscriber now (media and retransmissions, with packet overhead), and
         how much of it is a probe's padding. The estimate grows only from what is sent apart from padding: a
@@ -130,10 +140,10 @@ class DownlinkEstimator:
         now = self.clock()
         bitrate = max(0.0, bitrate - padding_bps)
         self._sent_bps = bitrate
-        sent = self._sent
-        sent.append((now, bitrate))
-        while sent and now - sent[0][0] > SENT_MEMORY:
-            sent.popleft()
+        for history, value in ((self._sent, bitrate), (self._padding, padding_bps)):
+            history.append((now, value))
+            while history and now - history[0][0] > SENT_MEMORY:
+                history.popleft()
 
     def _least_sent(self) -> float:
         """A report describes the past: a stream resumed a moment ago must not count as carried."""
@@ -202,8 +212,12 @@ class DownlinkEstimator:
         # The rate follows this pool (GCC): cut when it lost over 10 % on a link shown to be full, grow
         # when it was clean.
         if evidence and loss > HIGH_LOSS:
-            # Cut from what was sent when the loss happened (the link carried less than that).
-            base = min(self.loss_based, self._sent_bps) if self._sent_bps > 0 else self.loss_based
+            # Cut from what was sent when the loss happened (the link carried less than that), a probe's
+            # padding included: the loss a burst causes is the burst's, and cut from the media alone it took
+            # a 500 kbit/s link carrying a 150 kbit/s layer to a ~140 kbit/s estimate, which paused that
+            # layer (a flaky tests/media/test_simulcast.py run).
+            sent = self._sent_bps + max((bps for _, bps in self._padding), default=0.0)
+            base = min(self.loss_based, sent) if self._sent_bps > 0 else self.loss_based
             self.loss_based = max(MIN_BPS, base * (1 - 0.5 * loss))
         elif not lossy:
             self.loss_based = min(MAX_BPS, max(self.loss_based, self._least_sent() * INCREASE))
@@ -303,7 +317,7 @@ class DownlinkEstimator:
             rtx_bps=rtx_bps,
             congested=self.congested,
             overloaded=self.overloaded,
-            trusted=(self.has_feedback and self.informed) or grace_over,
+            trusted=(self.has_feedback and self.informed) or grace_over or self.known,
             feedback=self.has_feedback,
             loss_at=self.last_loss_at,
             loss=self.last_excess_loss,

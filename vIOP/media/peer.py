@@ -39,6 +39,7 @@ from vIOP.media.aiortc_internals import (
     close_peer_connection,
     label_sender,
     negotiated,
+    nominated_remote_host,
     observe_feedback,
     observe_rtp,
     offered_header_extensions,
@@ -49,6 +50,7 @@ from vIOP.media.aiortc_internals import (
 )
 from vIOP.media.budget import (
     FEEDBACK_GRACE,
+    HEADROOM,
     PACKET_OVERHEAD_BYTES,
     RTX_SHARE,
     AudioOnlyReason,
@@ -66,6 +68,7 @@ from vIOP.media.frames import EncodedFrame, FrameSink
 from vIOP.media.ice import IceConfig
 from vIOP.media.ice_gathering import advertising
 from vIOP.media.ingress import AudioIngress
+from vIOP.media.link_memory import KnownLink, LinkMemory
 from vIOP.media.publisher_hop import VideoIngress, audio_ingress
 from vIOP.media.rtp import PADDING_OCTETS
 from vIOP.media.sdp import SdpSummary, parse_candidate, summarize_sdp
@@ -152,12 +155,14 @@ class PeerSession:
         video_rank: VideoRank = _join_order,
         layers_of: LayersOf = _no_layers,
         save_data: bool = False,
+        links: LinkMemory | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         """``remote_candidates`` filters and caps what the client names (the relay's egress policy);
         default: the policy ``ice`` configures, counted by nobody. ``save_data``: the client asked for
         audio only. ``layers_of``: the layers a publisher's video may be lowered to when the client's
-        budget is short (default: none, the chosen layer only)."""
+        budget is short (default: none, the chosen layer only). ``links``: where this participant's
+        connections leave what they learned of a short downlink, and the next one starts from it."""
         self.participant = participant
         self.remote_candidates = (
             RemoteCandidates(ice.remote_policy()) if remote_candidates is None else remote_candidates
@@ -201,6 +206,11 @@ class PeerSession:
         self._probe_meter = RateMeter()
         self._probe_slices: list[asyncio.TimerHandle] = []  # a probe's padding still to go out
         self._started_at = clock()
+        self._links = links
+        self._link_tag: bytes | None = None  # keyed digest of the client's address (see link_memory)
+        self.started_known: KnownLink | None = None  # what this connection started from, if remembered
+        self._decided = False  # the budget made its first decision
+        self._planned_bps = 0.0  # what the last decision keeps sending: audio, retransmissions, its video
         self._budget_task: asyncio.Task[None] | None = None
         self.pc.on("connectionstatechange", self._connection_changed)
 
@@ -343,6 +353,10 @@ class PeerSession:
             if source.name == "video"  # a camera (a screen share has one layer)
             else source
         )
+        if slot.leg.kind == "video" and self._link_short:
+            # Into a link known to be short, new video waits for the next budget decision rather than going
+            # out at full rate until then (up to BUDGET_TICK).
+            slot.leg.set_paused(True)
         slot.leg.move_to(chosen)
 
     def unwant(self, key: SourceKey) -> None:
@@ -601,6 +615,12 @@ class PeerSession:
         ]
         self.allocator.retain({s.key for s in self._slots if s.source is not None and s.leg.kind == "video"})
         allocation = self.allocator.decide(now, link, candidates, save_data=self.save_data)
+        self._decided = True
+        self._planned_bps = audio_bps + rtx_bps - padding_bps
+        for candidate in candidates:
+            level = allocation.level(candidate.key)
+            if level is not None:
+                self._planned_bps += candidate.cost(level)
         publishers = {s.source.publisher for s in self._slots if s.source is not None}
         for left in [pid for pid in self._budget_layer if pid not in publishers]:
             del self._budget_layer[left]
@@ -629,6 +649,47 @@ class PeerSession:
             self.audio_only = allocation.reason
             if self._on_audio_only is not None:
                 self._on_audio_only(allocation.reason)
+
+    @property
+    def _link_short(self) -> bool:
+        """The link cannot carry all video: on audio only for bandwidth, or started from a short link."""
+        return self.audio_only is AudioOnlyReason.BANDWIDTH or (
+            self.started_known is not None and not self._decided
+        )
+
+    def learned_link(self) -> KnownLink | None:
+        """What this connection found its link to carry, when it found it short (None: not short, or no
+        feedback to go by)."""
+        short = self.allocator.ceiling is not None or self.audio_only is AudioOnlyReason.BANDWIDTH
+        if not short or not (self.downlink.informed or self.downlink.known) or self._planned_bps <= 0:
+            return None
+        # At most what the last decision keeps (or a paced probe proved), with the headroom the budget keeps
+        # (so that much video fits again): after a cut the loss-based estimate stays well above what a short
+        # link carries (measured: 402 kbit/s on audio only behind a 250 kbit/s cap), and what is sent lags.
+        carried = max(self._planned_bps, self.allocator.proven)
+        estimate = int(min(self.downlink.bitrate, carried / HEADROOM))
+        ceiling = self.allocator.ceiling
+        return KnownLink(estimate, ceiling if ceiling is not None else carried)
+
+    def _start_from_memory(self) -> None:
+        """Connected: a connection of this participant from the same address that found the link short
+        leaves its lesson; this one starts from it, with every video leg waiting for the first decision."""
+        if self._links is None:
+            return
+        host = nominated_remote_host(self.pc)
+        if host is None:
+            return
+        self._link_tag = self._links.tag(host)
+        known = self._links.recall(self.participant, self._link_tag)
+        if known is None:
+            return
+        self.started_known = known
+        self.downlink.start_known(known.estimate_bps)
+        self.allocator.start_known(known.ceiling_bps)
+        self.rtx_budget.set_rate(RTX_SHARE * known.estimate_bps)
+        for slot in self._slots:
+            if slot.leg.kind == "video":
+                slot.leg.set_paused(True)
 
     def _rank(self, source: Source) -> float:
         """Which video the budget keeps first: a screen share, then the caller's order of cameras."""
@@ -674,6 +735,7 @@ class PeerSession:
             self.kick()
             if self._budget_task is None and not self._closed:
                 self._started_at = self._clock()  # the grace for feedback runs from the connection
+                self._start_from_memory()
                 self._budget_task = asyncio.get_running_loop().create_task(self._run_budget())
         if self._on_state is not None and not self._closed:
             self._on_state(state)
@@ -690,6 +752,10 @@ class PeerSession:
 
     def stop_media(self) -> None:
         """Cut every stream to and from this participant now (synchronous)."""
+        if not self._closed and self._links is not None and self._link_tag is not None:
+            learned = self.learned_link()
+            if learned is not None:
+                self._links.remember(self.participant, self._link_tag, learned)
         self._closed = True
         self._stop_probe()
         for slot in self._slots:

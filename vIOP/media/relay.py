@@ -49,6 +49,7 @@ from vIOP.media.fanout import Source
 from vIOP.media.frames import AUDIO_CODEC, VIDEO_CODEC
 from vIOP.media.ice import IceConfig
 from vIOP.media.keyframes import DEFAULT_KEYFRAME_INTERVAL
+from vIOP.media.link_memory import LinkMemory
 from vIOP.media.peer import SCREEN, PeerSession, track_names
 from vIOP.media.sdp import SdpSummary, summarize_sdp
 from vIOP.media.simulcast import offered_layers
@@ -188,6 +189,8 @@ class MediaRelay:
         self._clock = clock
         # by (room, group): a breakout's voices never move the group's speaker, nor the reverse
         self._speakers: dict[tuple[str | None, str | None], DominantSpeaker[ParticipantId]] = {}
+        # what a participant's connection learned of a short downlink, for their next one (a reconnect)
+        self.links = LinkMemory()
 
     # --- membership -------------------------------------------------------------------------------------
 
@@ -255,6 +258,7 @@ class MediaRelay:
                 video_rank=functools.partial(self._video_priority, pid),
                 layers_of=self._layers_best_first,
                 save_data=participant.save_data,
+                links=self.links,
             )
             sources = {
                 name: participant.sources.get(name)
