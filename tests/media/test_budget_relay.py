@@ -186,6 +186,10 @@ async def test_a_capped_receiver_that_reconnects_starts_within_what_its_last_con
     )
     first = room.relay.session(capped)
     assert first is not None and first.started_known is None
+    # "Save data" is the person's choice, not a lesson about the link.
+    first.set_save_data(True)
+    assert first.learned_link() is None
+    first.set_save_data(False)
     learned = first.learned_link()
     assert learned is not None and learned.estimate_bps < CAP_BPS * 1.5, learned
 

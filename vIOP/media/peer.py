@@ -658,10 +658,11 @@ class PeerSession:
         )
 
     def learned_link(self) -> KnownLink | None:
-        """What this connection found its link to carry, when it found it short (None: not short, or no
-        feedback to go by)."""
+        """What this connection found its link to carry, when it found it short (None: not short, no
+        feedback to go by, or on "save data", whose audio only is the person's choice, not the link's)."""
         short = self.allocator.ceiling is not None or self.audio_only is AudioOnlyReason.BANDWIDTH
-        if not short or not (self.downlink.informed or self.downlink.known) or self._planned_bps <= 0:
+        known = self.downlink.informed or self.downlink.known
+        if not short or not known or self.save_data or self._planned_bps <= 0:
             return None
         # At most what the last decision keeps (or a paced probe proved), with the headroom the budget keeps
         # (so that much video fits again): after a cut the loss-based estimate stays well above what a short
