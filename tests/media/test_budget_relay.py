@@ -186,10 +186,6 @@ async def test_a_capped_receiver_that_reconnects_starts_within_what_its_last_con
     )
     first = room.relay.session(capped)
     assert first is not None and first.started_known is None
-    # "Save data" is the person's choice, not a lesson about the link.
-    first.set_save_data(True)
-    assert first.learned_link() is None
-    first.set_save_data(False)
     learned = first.learned_link()
     assert learned is not None and learned.estimate_bps < CAP_BPS * 1.5, learned
 
@@ -204,13 +200,22 @@ async def test_a_capped_receiver_that_reconnects_starts_within_what_its_last_con
     second = room.relay.session(capped)
     assert second is not None and second is not first
     assert second.started_known == learned
-    assert room.relay.audio_only(capped) is AudioOnlyReason.BANDWIDTH
+    # (Told once its video legs are negotiated and decided: a loaded machine takes a while.)
+    await wait_until(
+        lambda: room.relay.audio_only(capped) is AudioOnlyReason.BANDWIDTH,
+        20,
+        "the new connection on audio only",
+    )
     # Every second of it within 1.2x the cap (a first connection is sent everyone's video until its first
     # feedback: 3 x ~350 kbit/s here).
     per_second = link.down.stats.offered_bytes_per_second()
     assert len(per_second) >= 2 and max(per_second) <= 1.2 * CAP_BPS / 8, per_second
     assert link.down.stats.overflowed == 0
     assert all(room.peers[capped].counter.frames(p, "video") == 0 for p in publishers)
+    # "Save data" is the person's choice, not a lesson about the link.
+    assert second.learned_link() is not None
+    second.set_save_data(True)
+    assert second.learned_link() is None
 
 
 async def test_a_reconnect_from_another_address_starts_afresh(room: Room) -> None:

@@ -407,6 +407,10 @@ class VideoAllocator:
         """The least rate the link was last found short at (None: not known, or a later probe passed it)."""
         return self._ceiling
 
+    def on_trial(self, key: Hashable) -> bool:
+        """``key`` was stepped up after a probe and has not held for TRIAL_CONFIRM yet."""
+        return key in self._trial
+
     @property
     def proven(self) -> float:
         """The rate the last paced probe that passed carried (0: none since the link was last found short)."""

@@ -616,10 +616,11 @@ class PeerSession:
         self.allocator.retain({s.key for s in self._slots if s.source is not None and s.leg.kind == "video"})
         allocation = self.allocator.decide(now, link, candidates, save_data=self.save_data)
         self._decided = True
+        # (Video on trial is not carried yet: a step up a probe allowed may fail within seconds.)
         self._planned_bps = audio_bps + rtx_bps - padding_bps
         for candidate in candidates:
             level = allocation.level(candidate.key)
-            if level is not None:
+            if level is not None and not self.allocator.on_trial(candidate.key):
                 self._planned_bps += candidate.cost(level)
         publishers = {s.source.publisher for s in self._slots if s.source is not None}
         for left in [pid for pid in self._budget_layer if pid not in publishers]:
@@ -736,7 +737,10 @@ class PeerSession:
             self.kick()
             if self._budget_task is None and not self._closed:
                 self._started_at = self._clock()  # the grace for feedback runs from the connection
-                self._start_from_memory()
+                try:
+                    self._start_from_memory()
+                except Exception:  # a lesson is an optimisation: never let it stop the connection's media
+                    logger.exception("starting from a remembered link failed")
                 self._budget_task = asyncio.get_running_loop().create_task(self._run_budget())
         if self._on_state is not None and not self._closed:
             self._on_state(state)
